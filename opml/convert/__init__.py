@@ -1,0 +1,138 @@
+"""ONNX -> bundle conversion: lowering, int8 quantization with calibration, constant folding.
+
+``convert(model, calibration)`` walks the ONNX graph in order. Constant subgraphs (shape
+computations, weight preprocessing) are folded; every other node is lowered to primitive ops
+(``opml.ops``) and run at once on the calibration batch with the engine's kernels, which gives the
+integer data the next node's quantization parameters are chosen from. Models already quantized
+with QuantizeLinear/DequantizeLinear keep their own scales. Unsupported ops or attributes raise
+:class:`ConversionError` naming the node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from ..bundle import Bundle, DType
+from ..errors import ConversionError
+from .builder import GraphBuilder, Val
+from .context import Context
+from .lower import LOWERINGS
+from . import lower_qlinear, lower_shape  # noqa: F401  (register lowerings)
+from .rewrite import rewrite_graph
+
+__all__ = ["convert", "load_onnx"]
+
+
+def load_onnx(model: str | Path | bytes | onnx.ModelProto) -> onnx.ModelProto:
+    """Load and check an ONNX model from a path, bytes or a ModelProto."""
+    if isinstance(model, onnx.ModelProto):
+        return model
+    try:
+        if isinstance(model, bytes):
+            m = onnx.load_from_string(model)
+        else:
+            m = onnx.load(str(model))
+    except FileNotFoundError:
+        raise ConversionError(f"ONNX file not found: {model}") from None
+    except Exception as e:
+        raise ConversionError(f"not a readable ONNX model: {e}") from None
+    return m
+
+
+def _graph_inputs(m: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    inits = {i.name for i in m.graph.initializer}
+    return [i for i in m.graph.input if i.name not in inits]
+
+
+def _is_dynamic(vi: onnx.ValueInfoProto) -> bool:
+    dims = vi.type.tensor_type.shape.dim
+    return bool(dims) and (dims[0].HasField("dim_param") or not dims[0].HasField("dim_value") or dims[0].dim_value <= 0)
+
+
+def _calibration_arrays(m: onnx.ModelProto, calibration: object) -> list[np.ndarray]:
+    ins = _graph_inputs(m)
+    if calibration is None:
+        raise ConversionError("calibration data is required: pass an array (or a dict by input name) of inputs")
+    if isinstance(calibration, str | Path):
+        try:
+            loaded = np.load(str(calibration), allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise ConversionError(f"cannot read calibration file {calibration}: {e}") from None
+        calibration = dict(loaded) if isinstance(loaded, np.lib.npyio.NpzFile) else loaded
+    if isinstance(calibration, Mapping):
+        missing = [i.name for i in ins if i.name not in calibration]
+        if missing:
+            raise ConversionError(f"calibration data lacks inputs {missing}")
+        arrays = [np.asarray(calibration[i.name]) for i in ins]
+    elif isinstance(calibration, list | tuple):
+        arrays = [np.asarray(a) for a in calibration]
+    else:
+        arrays = [np.asarray(calibration)]
+    if len(arrays) != len(ins):
+        raise ConversionError(f"model has {len(ins)} inputs, calibration gives {len(arrays)}")
+    out = []
+    for vi, a in zip(ins, arrays, strict=True):
+        want = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+        if a.dtype != want:
+            if a.dtype.kind != np.dtype(want).kind and not (a.dtype.kind in "iu" and np.dtype(want).kind in "iu"):
+                raise ConversionError(f"calibration for {vi.name!r} has dtype {a.dtype}, model wants {np.dtype(want)}")
+            a = a.astype(want)
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise ConversionError(f"calibration for {vi.name!r} contains NaN or infinity")
+        out.append(np.ascontiguousarray(a))
+    return out
+
+
+def convert(
+    model: str | Path | bytes | onnx.ModelProto,
+    calibration: object = None,
+    *,
+    name: str | None = None,
+) -> Bundle:
+    """Convert an ONNX model into a bundle. ``calibration``: inputs (array, list or dict by name, or a
+    .npy/.npz path) used to choose activation quantization parameters; its first dimension is the
+    batch when the model's inputs have a dynamic leading dimension."""
+    m = load_onnx(model)
+    try:
+        m = onnx.shape_inference.infer_shapes(m)
+    except Exception:  # shape inference is a convenience; conversion runs on real shapes anyway
+        pass
+    graph = rewrite_graph(m.graph)
+    ins = _graph_inputs(m)
+    arrays = _calibration_arrays(m, calibration)
+    dynamic = any(_is_dynamic(vi) for vi in ins)
+    batch = 0
+    if dynamic:
+        batch = arrays[0].shape[0] if arrays[0].ndim else 0
+        if batch < 2:
+            raise ConversionError("models with a dynamic batch dimension need at least 2 calibration samples")
+        for vi, a in zip(ins, arrays, strict=True):
+            if a.ndim == 0 or a.shape[0] != batch:
+                raise ConversionError(f"calibration input {vi.name!r} does not have batch size {batch}")
+    builder = GraphBuilder(batch)
+    ctx = Context(builder, graph)
+    for init in graph.initializer:
+        ctx.vals[init.name] = Val(numpy_helper.to_array(init), onnx_dtype=numpy_helper.to_array(init).dtype)
+    input_ids = []
+    for vi, a in zip(ins, arrays, strict=True):
+        tid = builder.activation(vi.name, DType.from_np(a.dtype), a.shape)
+        ctx.env[tid] = a
+        ctx.vals[vi.name] = Val(a, tid, onnx_dtype=a.dtype)
+        input_ids.append(tid)
+    for node in graph.node:
+        lower = LOWERINGS.get(node.op_type) if node.domain in ("", "ai.onnx", "aievm") else None
+        ctx.current = node
+        if all(ctx.vals.get(i) is not None and ctx.vals[i].is_const for i in node.input if i) and node.op_type not in ("Shape",) and node.domain in ("", "ai.onnx"):
+            ctx.fold(node)
+            continue
+        if lower is None:
+            raise ConversionError(f"node {node.name or node.op_type!r}: unsupported op {node.domain + '.' if node.domain else ''}{node.op_type}")
+        lower(ctx, node)
+    output_ids = [ctx.graph_output(o.name, o) for o in graph.output]
+    meta = {"producer": "aievm", "source": name or (m.graph.name or "model")}
+    return builder.bundle(input_ids, output_ids, meta)

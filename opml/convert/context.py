@@ -1,0 +1,203 @@
+"""Lowering context: the value table, attribute access, folding and quantization helpers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from ..bundle import DType
+from ..errors import ConversionError
+from ..lut import unary_float, unary_lut
+from .builder import GraphBuilder, QInfo, QParams, Val, choose_qparams
+
+INT8 = np.dtype(np.int8)
+
+
+class Context:
+    """State shared by the lowering functions of one conversion."""
+
+    def __init__(self, builder: GraphBuilder, graph: onnx.GraphProto) -> None:
+        self.b = builder
+        self.graph = graph
+        self.vals: dict[str, Val] = {}
+        self.env: dict[int, np.ndarray] = {}
+        self.current: onnx.NodeProto | None = None
+        # QuantizeLinear nodes fix the output parameters of the op that feeds them (QDQ models)
+        self.preferred: dict[str, QParams] = {}
+        consumers: dict[str, list[onnx.NodeProto]] = {}
+        for n in graph.node:
+            for i in n.input:
+                consumers.setdefault(i, []).append(n)
+        self.consumers = consumers
+        inits = {i.name: i for i in graph.initializer}
+        for n in graph.node:
+            if n.op_type == "QuantizeLinear" and len(n.input) >= 2 and n.input[1] in inits:
+                s = onnx.numpy_helper.to_array(inits[n.input[1]])
+                z = onnx.numpy_helper.to_array(inits[n.input[2]]) if len(n.input) > 2 and n.input[2] in inits else None
+                if s.size == 1 and (z is None or z.size == 1):
+                    zp = int(z.reshape(-1)[0]) if z is not None else 0
+                    if z is not None and z.dtype == np.uint8:
+                        zp -= 128
+                    self.preferred.setdefault(n.input[0], QParams(float(s.reshape(-1)[0]), zp))
+
+    # ------------------------------------------------------------------ values and attributes
+    def err(self, msg: str) -> ConversionError:
+        n = self.current
+        where = f"node {n.name!r} ({n.op_type})" if n is not None and n.name else f"{n.op_type if n else 'graph'} node"
+        return ConversionError(f"{where}: {msg}")
+
+    def get(self, node: onnx.NodeProto, i: int) -> Val | None:
+        if i >= len(node.input) or not node.input[i]:
+            return None
+        v = self.vals.get(node.input[i])
+        if v is None:
+            raise self.err(f"input {node.input[i]!r} is not defined before use")
+        return v
+
+    def need(self, node: onnx.NodeProto, i: int) -> Val:
+        v = self.get(node, i)
+        if v is None:
+            raise self.err(f"missing required input {i}")
+        return v
+
+    def const_of(self, node: onnx.NodeProto, i: int, what: str) -> np.ndarray:
+        v = self.need(node, i)
+        if not v.is_const:
+            raise self.err(f"{what} must be a constant")
+        return v.data
+
+    def set(self, node: onnx.NodeProto, v: Val, i: int = 0) -> None:
+        self.vals[node.output[i]] = v
+
+    @staticmethod
+    def attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
+        for a in node.attribute:
+            if a.name == name:
+                return helper.get_attribute_value(a)
+        return default
+
+    def reject_attrs(self, node: onnx.NodeProto, allowed: set[str]) -> None:
+        for a in node.attribute:
+            if a.name not in allowed:
+                raise self.err(f"attribute {a.name!r} is not supported")
+
+    # ------------------------------------------------------------------ folding
+    def fold(self, node: onnx.NodeProto) -> None:
+        """Evaluate a node whose inputs are all constants with the ONNX reference evaluator."""
+        from onnx.reference import ReferenceEvaluator
+
+        ins = [self.vals[i] for i in node.input if i]
+        names = [i for i in node.input if i]
+        g = helper.make_graph(
+            [node], "fold",
+            [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.data.dtype), v.data.shape)
+             for n, v in zip(names, ins, strict=True)],
+            [helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in node.output if o],
+        )
+        try:
+            outs = ReferenceEvaluator(helper.make_model(g)).run(None, {n: v.data for n, v in zip(names, ins, strict=True)})
+        except Exception as e:
+            raise self.err(f"constant folding failed: {e}") from None
+        dep = any(v.batch_dependent for v in ins)
+        for name, o in zip([o for o in node.output if o], outs, strict=True):
+            arr = np.asarray(o)
+            self.vals[name] = Val(arr, onnx_dtype=arr.dtype, batch_dependent=dep)
+
+    # ------------------------------------------------------------------ quantization
+    def out_qparams(self, node: onnx.NodeProto, real: np.ndarray, relu: bool = False) -> QParams:
+        """Output parameters: those of a following QuantizeLinear, else from the calibrated range."""
+        pref = self.preferred.get(node.output[0])
+        if pref is not None:
+            return pref
+        if real.size == 0:
+            return choose_qparams(0.0, 1.0)
+        lo, hi = float(real.min()), float(real.max())
+        return choose_qparams(0.0 if relu else lo, hi)
+
+    def dequant(self, v: Val) -> np.ndarray:
+        """The real values an int8 activation stands for (float64, for range estimation only)."""
+        s = self.b.spec(v)
+        return (v.data.astype(np.float64) - s.zero_point) * np.float64(np.float32(s.scale))
+
+    def quantized(self, v: Val, name: str = "q") -> Val:
+        """An int8 activation for ``v``: quantize a float32 activation, flip a uint8 one."""
+        if v.is_const:
+            raise self.err("expected an activation")
+        s = self.b.spec(v)
+        if s.dtype == DType.INT8:
+            return v
+        if s.dtype == DType.UINT8:
+            from .builder import QParams as QP
+
+            return self.b.add_node("flip_sign_bit", [v.tid], name + "_i8", DType.INT8, None,
+                                   QP(s.scale, s.zero_point - 128), {}, self.env)
+        if s.dtype == DType.FLOAT32:
+            qp = self.preferred.get(self._name_of(v)) or choose_qparams(float(v.data.min(initial=0)), float(v.data.max(initial=0)))
+            out = self.b.add_node("quantize", [v.tid], name + "_q", DType.INT8, None, qp, {}, self.env)
+            out.onnx_dtype = np.dtype(np.float32)
+            return out
+        raise self.err(f"cannot quantize a {s.dtype.name} tensor")
+
+    def _name_of(self, v: Val) -> str:
+        for k, val in self.vals.items():
+            if val is v:
+                return k
+        return ""
+
+    def requantize_to(self, v: Val, qp: QParams, name: str) -> Val:
+        """Re-express an int8 activation with other quantization parameters (a LUT)."""
+        s = self.b.spec(v)
+        if abs(s.scale - np.float32(qp.scale)) == 0 and s.zero_point == qp.zero_point:
+            return v
+        table = unary_lut("identity", {}, s.scale, s.zero_point, qp.scale, qp.zero_point)
+        return self.lut(v, table, qp, name)
+
+    def lut(self, v: Val, table: np.ndarray, qp: QParams, name: str) -> Val:
+        t = self.b.const(name + "_table", table)
+        return self.b.add_node("lut", [v.tid, t], name, DType.INT8, None, qp, {}, self.env, name)
+
+    def unary_from(self, node: onnx.NodeProto, v: Val, fn: str, params: dict[str, float]) -> None:
+        """Lower a unary real function of an activation to a lookup table."""
+        x = self.quantized(v, node.output[0] + "_in")
+        s = self.b.spec(x)
+        real = unary_float(fn, self.dequant(x).astype(np.float32), params).astype(np.float64)
+        qp = self.out_qparams(node, real)
+        table = unary_lut(fn, params, s.scale, s.zero_point, qp.scale, qp.zero_point)
+        self.set(node, self.lut(x, table, qp, node.output[0]))
+
+    def quantize_const(self, arr: np.ndarray, name: str, qp: QParams | None = None) -> tuple[int, QParams]:
+        """A float constant as a per-tensor int8 constant tensor (for elementwise ops)."""
+        a = np.asarray(arr, dtype=np.float64)
+        qp = qp or choose_qparams(float(a.min(initial=0)), float(a.max(initial=0)))
+        q = np.clip(np.rint(a / np.float64(np.float32(qp.scale))) + qp.zero_point, -128, 127).astype(np.int8)
+        tid = self.b.const(name, q)
+        t = self.b.tensors[tid]
+        from ..bundle import TensorSpec
+
+        self.b.tensors[tid] = TensorSpec(t.name, t.dtype, t.shape, float(np.float32(qp.scale)), qp.zero_point, t.data)
+        return tid, qp
+
+    def graph_output(self, name: str, vi: onnx.ValueInfoProto) -> int:
+        v = self.vals.get(name)
+        if v is None:
+            raise ConversionError(f"graph output {name!r} is never computed")
+        if v.is_const:
+            raise ConversionError(f"graph output {name!r} is a constant; nothing to compute")
+        s = self.b.spec(v)
+        want = np.dtype(v.onnx_dtype)
+        if s.dtype.np == want:
+            return v.tid  # type: ignore[return-value]
+        if want == np.float32 and s.dtype in (DType.INT8, DType.UINT8):
+            return self.b.add_node("dequantize", [v.tid], name, DType.FLOAT32, None, None, {}, self.env).tid  # type: ignore[return-value]
+        if want == np.uint8 and s.dtype == DType.INT8:
+            return self.b.add_node("flip_sign_bit", [v.tid], name, DType.UINT8, None, None, {}, self.env).tid  # type: ignore[return-value]
+        if want == np.int8 and s.dtype == DType.UINT8:
+            return self.b.add_node("flip_sign_bit", [v.tid], name, DType.INT8, None, None, {}, self.env).tid  # type: ignore[return-value]
+        return self.b.add_node("cast", [v.tid], name, DType.from_np(want), None, None, {}, self.env).tid  # type: ignore[return-value]
+
+
+def qinfo_of(v: Val) -> QInfo | None:
+    return v.qinfo

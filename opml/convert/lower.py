@@ -1,0 +1,469 @@
+"""Lowering of ONNX ops with activation inputs to primitive ops (float models and QDQ models)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+
+from ..bundle import DType
+from ..intmath import chunk_for, exact_matmul
+from ..lut import softmax_exp_table
+from ..ops import REDUCE_L2, REDUCE_MAX, REDUCE_MEAN, REDUCE_SUM
+from .builder import QInfo, QParams, Val, requant_params
+from .context import Context
+
+Lowering = Callable[[Context, onnx.NodeProto], None]
+LOWERINGS: dict[str, Lowering] = {}
+
+
+def lowering(*names: str) -> Callable[[Lowering], Lowering]:
+    def deco(fn: Lowering) -> Lowering:
+        for n in names:
+            LOWERINGS[n] = fn
+        return fn
+
+    return deco
+
+
+# ------------------------------------------------------------------------------ weights
+
+
+def _weights_per_channel(ctx: Context, w: Val, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 weights, float64 per-channel scales) of a constant, channels along ``axis``."""
+    if w.qinfo is not None:
+        qi = w.qinfo
+        zp = np.asarray(qi.zero_point).reshape(-1)
+        if qi.q.dtype == np.int8 and not zp.any():
+            scale = np.broadcast_to(np.asarray(qi.scale, dtype=np.float64).reshape(-1), (qi.q.shape[axis],))
+            return qi.q, scale.astype(np.float64)
+    real = np.asarray(w.data, dtype=np.float64)
+    if not np.isfinite(real).all():
+        raise ctx.err("weights contain NaN or infinity")
+    other = tuple(a for a in range(real.ndim) if a != axis)
+    amax = np.abs(real).max(axis=other) if other else np.abs(real)
+    scale = np.where(amax > 0, amax / 127.0, 1.0)
+    shape = [1] * real.ndim
+    shape[axis] = -1
+    q = np.clip(np.rint(real / scale.reshape(shape)), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def _bias(ctx: Context, bias: np.ndarray | None, n: int, scale: np.ndarray) -> np.ndarray:
+    if bias is None:
+        return np.zeros(n, dtype=np.int32)
+    b = np.broadcast_to(np.asarray(bias, dtype=np.float64).reshape(-1), (n,))
+    return np.clip(np.rint(b / scale), -(2**31), 2**31 - 1).astype(np.int32)
+
+
+def _emit_requant(ctx: Context, node: onnx.NodeProto, op: str, inputs: list[int], real_acc_scale: np.ndarray,
+                  acc: np.ndarray, channel_axis: int, attrs: dict[str, object], relu: bool) -> None:
+    shape = [1] * acc.ndim
+    shape[channel_axis] = -1
+    real = acc * real_acc_scale.reshape(shape) if real_acc_scale.size > 1 else acc * real_acc_scale.reshape(-1)[0]
+    qp = ctx.out_qparams(node, real, relu)
+    mult, shift = requant_params(real_acc_scale / np.float64(np.float32(qp.scale)))
+    m_id = ctx.b.const(node.output[0] + "_mult", mult)
+    s_id = ctx.b.const(node.output[0] + "_shift", shift)
+    attrs = dict(attrs, qmin=qp.zero_point if relu else -128, qmax=127)
+    ctx.set(node, ctx.b.add_node(op, inputs + [m_id, s_id], node.output[0], DType.INT8, None, qp, attrs, ctx.env,
+                                 node.name))
+
+
+def linear(ctx: Context, node: onnx.NodeProto, x: Val, w: Val, bias: np.ndarray | None, relu: bool) -> None:
+    xq = ctx.quantized(x, node.input[0])
+    sx = np.float64(np.float32(ctx.b.spec(xq).scale))
+    wq, sw = _weights_per_channel(ctx, w, axis=1)
+    scale = sx * sw
+    bq = _bias(ctx, bias, wq.shape[1], scale)
+    zp = ctx.b.spec(xq).zero_point
+    acc = exact_matmul(xq.data.astype(np.float32), wq.astype(np.float32), chunk_for(np.int8, np.int8))
+    acc = acc - zp * wq.astype(np.int64).sum(axis=0) + bq
+    ins = [xq.tid, ctx.b.const(node.output[0] + "_w", wq), ctx.b.const(node.output[0] + "_b", bq)]
+    _emit_requant(ctx, node, "linear", ins, scale, acc.astype(np.float64), acc.ndim - 1, {}, relu)  # type: ignore[list-item]
+
+
+@lowering("Gemm")
+def lower_gemm(ctx: Context, node: onnx.NodeProto) -> None:
+    ctx.reject_attrs(node, {"alpha", "beta", "transA", "transB", "aievm_relu"})
+    if ctx.attr(node, "transA", 0):
+        raise ctx.err("transA=1 is not supported")
+    x, w = ctx.need(node, 0), ctx.need(node, 1)
+    if not w.is_const:
+        raise ctx.err("Gemm with a non-constant B is not supported")
+    alpha, beta = float(ctx.attr(node, "alpha", 1.0)), float(ctx.attr(node, "beta", 1.0))
+    wr = np.asarray(w.data, dtype=np.float64)
+    if w.qinfo is not None and alpha == 1.0:
+        wv = w if not ctx.attr(node, "transB", 0) else Val(wr.T, qinfo=_transpose_qinfo(w.qinfo))
+    else:
+        wr = (wr.T if ctx.attr(node, "transB", 0) else wr) * alpha
+        wv = Val(wr)
+    c = ctx.get(node, 2)
+    bias = None
+    if c is not None:
+        if not c.is_const or (c.data.ndim == 2 and c.data.shape[0] != 1):
+            raise ctx.err("Gemm C must be a constant vector")
+        bias = np.asarray(c.data, dtype=np.float64) * beta
+    linear(ctx, node, x, wv, bias, bool(ctx.attr(node, "aievm_relu", 0)))
+
+
+def _transpose_qinfo(qi: QInfo) -> QInfo:
+    return QInfo(qi.q.T, qi.scale, qi.zero_point, None if qi.axis is None else 1 - qi.axis)
+
+
+@lowering("AievmLinear")
+def lower_fused_linear(ctx: Context, node: onnx.NodeProto) -> None:
+    x, w = ctx.need(node, 0), ctx.need(node, 1)
+    bias = ctx.const_of(node, 2, "bias")
+    linear(ctx, node, x, w, bias, bool(ctx.attr(node, "aievm_relu", 0)))
+
+
+@lowering("MatMul")
+def lower_matmul(ctx: Context, node: onnx.NodeProto) -> None:
+    a, b = ctx.need(node, 0), ctx.need(node, 1)
+    if b.is_const and b.data.ndim == 2:
+        return linear(ctx, node, a, b, None, bool(ctx.attr(node, "aievm_relu", 0)))
+    aq = ctx.quantized(a, node.input[0]) if not a.is_const else _const_act(ctx, a, node.input[0])
+    bq = ctx.quantized(b, node.input[1]) if not b.is_const else _const_act(ctx, b, node.input[1])
+    if aq.data.ndim < 2 or bq.data.ndim < 2:
+        raise ctx.err("MatMul of 1-D activations is not supported")
+    sa, sb = ctx.b.spec(aq), ctx.b.spec(bq)
+    acc = np.matmul(aq.data.astype(np.int64) - sa.zero_point, bq.data.astype(np.int64) - sb.zero_point)
+    scale = np.float64(np.float32(sa.scale)) * np.float64(np.float32(sb.scale))
+    qp = ctx.out_qparams(node, acc * scale)
+    mult, shift = requant_params(scale / np.float64(np.float32(qp.scale)))
+    attrs = {"mult": int(mult[0]), "shift": int(shift[0]), "qmin": -128, "qmax": 127}
+    ctx.set(node, ctx.b.add_node("matmul", [aq.tid, bq.tid], node.output[0], DType.INT8, None, qp, attrs, ctx.env,
+                                 node.name))
+
+
+def _const_act(ctx: Context, v: Val, name: str) -> Val:
+    tid, _ = ctx.quantize_const(v.data, name)
+    return Val(ctx.b.tensors[tid].array(), tid)
+
+
+@lowering("Conv")
+def lower_conv(ctx: Context, node: onnx.NodeProto) -> None:
+    ctx.reject_attrs(node, {"pads", "strides", "dilations", "group", "kernel_shape", "auto_pad", "aievm_relu"})
+    x, w = ctx.need(node, 0), ctx.need(node, 1)
+    if not w.is_const or w.data.ndim != 4:
+        raise ctx.err("only 2-D convolutions with constant weights are supported")
+    pads = _conv_pads(ctx, node, x.data.shape[2:], w.data.shape[2:])
+    bias = ctx.get(node, 2)
+    conv(ctx, node, x, w, None if bias is None else np.asarray(bias.data, dtype=np.float64), pads,
+         bool(ctx.attr(node, "aievm_relu", 0)))
+
+
+def _conv_pads(ctx: Context, node: onnx.NodeProto, spatial: tuple[int, ...], kernel: tuple[int, ...]) -> list[int]:
+    auto = ctx.attr(node, "auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    strides = list(ctx.attr(node, "strides", [1, 1]))
+    dil = list(ctx.attr(node, "dilations", [1, 1]))
+    if auto in ("NOTSET", ""):
+        return list(ctx.attr(node, "pads", [0, 0, 0, 0]))
+    if auto == "VALID":
+        return [0, 0, 0, 0]
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        begin, end = [], []
+        for i in range(2):
+            out = -(-spatial[i] // strides[i])
+            total = max(0, (out - 1) * strides[i] + (kernel[i] - 1) * dil[i] + 1 - spatial[i])
+            small, big = total // 2, total - total // 2
+            begin.append(small if auto == "SAME_UPPER" else big)
+            end.append(big if auto == "SAME_UPPER" else small)
+        return begin + end
+    raise ctx.err(f"auto_pad={auto} is not supported")
+
+
+def conv(ctx: Context, node: onnx.NodeProto, x: Val, w: Val, bias: np.ndarray | None, pads: list[int],
+         relu: bool, group: int | None = None) -> None:
+    xq = ctx.quantized(x, node.input[0])
+    sx = np.float64(np.float32(ctx.b.spec(xq).scale))
+    wq, sw = _weights_per_channel(ctx, w, axis=0)
+    scale = sx * sw
+    bq = _bias(ctx, bias, wq.shape[0], scale)
+    group = int(ctx.attr(node, "group", 1)) if group is None else group
+    attrs = {"pads": pads, "strides": list(ctx.attr(node, "strides", [1, 1])),
+             "dilations": list(ctx.attr(node, "dilations", [1, 1])), "group": group}
+    ins = [xq.tid, ctx.b.const(node.output[0] + "_w", wq), ctx.b.const(node.output[0] + "_b", bq)]
+    # raw accumulators first (int32 output), then the requantized node
+    raw = ctx.b.add_node("conv", ins, node.output[0] + "_acc", DType.INT32, None, None,
+                         dict(attrs, qmin=0, qmax=0), {**ctx.env})
+    ctx.b.nodes.pop()
+    _emit_requant(ctx, node, "conv", ins, scale, raw.data.astype(np.float64), 1, attrs, relu)  # type: ignore[list-item]
+
+
+@lowering("BatchNormalization")
+def lower_batchnorm(ctx: Context, node: onnx.NodeProto) -> None:
+    x = ctx.need(node, 0)
+    gamma, beta, mean, var = (np.asarray(ctx.const_of(node, i, "BatchNormalization parameters"), dtype=np.float64)
+                              for i in range(1, 5))
+    eps = float(ctx.attr(node, "epsilon", 1e-5))
+    if x.data.ndim != 4:
+        raise ctx.err("BatchNormalization is supported on NCHW tensors")
+    k = gamma / np.sqrt(var + eps)
+    c = k.shape[0]
+    # a depthwise 1x1 convolution: one group per channel
+    conv(ctx, node, x, Val(k.reshape(c, 1, 1, 1)), beta - mean * k, [0, 0, 0, 0], False, group=c)
+
+
+# ------------------------------------------------------------------------------ elementwise
+
+
+def _scalar(v: Val) -> float | None:
+    if v.is_const and v.qinfo is None and v.data.size >= 1 and np.all(v.data == v.data.reshape(-1)[0]):
+        return float(np.asarray(v.data, dtype=np.float64).reshape(-1)[0])
+    return None
+
+
+def _broadcast_shape_ok(ctx: Context, act: Val, const: Val) -> None:
+    if const.data.ndim > act.data.ndim:
+        raise ctx.err("a constant operand of higher rank than the activation is not supported")
+
+
+@lowering("Add", "Sub")
+def lower_add(ctx: Context, node: onnx.NodeProto) -> None:
+    a, b = ctx.need(node, 0), ctx.need(node, 1)
+    sign = -1.0 if node.op_type == "Sub" else 1.0
+    if b.is_const and (c := _scalar(b)) is not None:
+        return ctx.unary_from(node, a, "affine", {"mul": 1.0, "add": sign * c})
+    if a.is_const and (c := _scalar(a)) is not None:
+        return ctx.unary_from(node, b, "affine", {"mul": sign, "add": c})
+    aq = _const_act(ctx, a, node.input[0]) if a.is_const else ctx.quantized(a, node.input[0])
+    bq = _const_act(ctx, b, node.input[1]) if b.is_const else ctx.quantized(b, node.input[1])
+    ra, rb = ctx.dequant(aq), ctx.dequant(bq)
+    qp = ctx.out_qparams(node, ra + sign * rb)
+    sa, sb = (np.float64(np.float32(ctx.b.spec(v).scale)) for v in (aq, bq))
+    so = np.float64(np.float32(qp.scale))
+    # shift chosen so the larger multiplier uses 30 bits
+    big = max(sa, sb) / so
+    shift = int(np.clip(30 - int(np.ceil(np.log2(big))) if big > 0 else 30, 1, 62))
+    am = int(np.rint(sa / so * 2.0**shift))
+    bm = int(np.rint(sign * sb / so * 2.0**shift))
+    attrs = {"a_mult": am, "b_mult": bm, "shift": shift, "qmin": -128, "qmax": 127}
+    ctx.set(node, ctx.b.add_node("add", [aq.tid, bq.tid], node.output[0], DType.INT8, None, qp, attrs, ctx.env,
+                                 node.name))
+
+
+@lowering("Mul", "Div")
+def lower_mul(ctx: Context, node: onnx.NodeProto) -> None:
+    a, b = ctx.need(node, 0), ctx.need(node, 1)
+    div = node.op_type == "Div"
+    if b.is_const and (c := _scalar(b)) is not None:
+        if div and c == 0:
+            raise ctx.err("division by zero")
+        return ctx.unary_from(node, a, "affine", {"div": c} if div else {"mul": c})
+    if div:
+        if not b.is_const:
+            raise ctx.err("Div is supported only by constants")
+        if np.any(np.asarray(b.data) == 0):
+            raise ctx.err("division by zero")
+        b = Val(1.0 / np.asarray(b.data, dtype=np.float64))
+    elif a.is_const and (c := _scalar(a)) is not None:
+        return ctx.unary_from(node, b, "affine", {"mul": c, "add": 0.0})
+    aq = _const_act(ctx, a, node.input[0]) if a.is_const else ctx.quantized(a, node.input[0])
+    bq = _const_act(ctx, b, node.input[1]) if b.is_const else ctx.quantized(b, node.input[1])
+    qp = ctx.out_qparams(node, ctx.dequant(aq) * ctx.dequant(bq))
+    scale = np.float64(np.float32(ctx.b.spec(aq).scale)) * np.float64(np.float32(ctx.b.spec(bq).scale))
+    mult, shift = requant_params(scale / np.float64(np.float32(qp.scale)))
+    attrs = {"mult": int(mult[0]), "shift": int(shift[0]), "qmin": -128, "qmax": 127}
+    ctx.set(node, ctx.b.add_node("mul", [aq.tid, bq.tid], node.output[0], DType.INT8, None, qp, attrs, ctx.env,
+                                 node.name))
+
+
+def _unary(fn: str, **defaults: float) -> Lowering:
+    def run(ctx: Context, node: onnx.NodeProto) -> None:
+        params = {k: float(ctx.attr(node, k, v)) for k, v in defaults.items()}
+        ctx.unary_from(node, ctx.need(node, 0), fn, params)
+
+    return run
+
+
+for _op, _fn, _defaults in [
+    ("Relu", "relu", {}), ("Sigmoid", "sigmoid", {}), ("Tanh", "tanh", {}), ("Erf", "erf", {}),
+    ("Exp", "exp", {}), ("Sqrt", "sqrt", {}), ("Neg", "neg", {}), ("Reciprocal", "reciprocal", {}),
+    ("LeakyRelu", "leaky_relu", {"alpha": 0.01}), ("HardSigmoid", "hardsigmoid", {"alpha": 0.2, "beta": 0.5}),
+]:
+    LOWERINGS[_op] = _unary(_fn, **_defaults)
+
+
+@lowering("Gelu")
+def lower_gelu(ctx: Context, node: onnx.NodeProto) -> None:
+    approx = ctx.attr(node, "approximate", b"none")
+    approx = approx.decode() if isinstance(approx, bytes) else approx
+    ctx.unary_from(node, ctx.need(node, 0), "gelu_tanh" if approx == "tanh" else "gelu", {})
+
+
+@lowering("Clip")
+def lower_clip(ctx: Context, node: onnx.NodeProto) -> None:
+    lo = ctx.get(node, 1)
+    hi = ctx.get(node, 2)
+    params = {
+        "min": float(lo.data) if lo is not None else float(ctx.attr(node, "min", -3.4e38)),
+        "max": float(hi.data) if hi is not None else float(ctx.attr(node, "max", 3.4e38)),
+    }
+    ctx.unary_from(node, ctx.need(node, 0), "clip", params)
+
+
+@lowering("Pow")
+def lower_pow(ctx: Context, node: onnx.NodeProto) -> None:
+    e = _scalar(ctx.need(node, 1))
+    if e == 2.0:
+        return ctx.unary_from(node, ctx.need(node, 0), "square", {})
+    if e == 0.5:
+        return ctx.unary_from(node, ctx.need(node, 0), "sqrt", {})
+    if e == 1.0:
+        ctx.set(node, ctx.need(node, 0))
+        return
+    raise ctx.err(f"Pow with exponent {e} is not supported (2, 0.5 and 1 are)")
+
+
+@lowering("Softmax")
+def lower_softmax(ctx: Context, node: onnx.NodeProto) -> None:
+    x = ctx.quantized(ctx.need(node, 0), node.input[0])
+    axis = int(ctx.attr(node, "axis", -1))
+    nd = x.data.ndim
+    axis = axis + nd if axis < 0 else axis
+    if axis != nd - 1 and int(ctx.attr(node, "axis", -1)) != -1:
+        # opset < 13 flattens trailing axes; with a single trailing axis both agree
+        if nd - axis != 1:
+            raise ctx.err("Softmax is supported over one axis")
+    table = softmax_exp_table(ctx.b.spec(x).scale)
+    t = ctx.b.const(node.output[0] + "_exp", table)
+    qp = QParams(1.0 / 256.0, -128)
+    ctx.set(node, ctx.b.add_node("softmax", [x.tid, t], node.output[0], DType.INT8, None, qp, {"axis": axis},
+                                 ctx.env, node.name))
+
+
+LAYERNORM_FRAC_BITS = 10
+LAYERNORM_GAMMA_MAX = 8191
+
+
+@lowering("LayerNormalization")
+def lower_layernorm(ctx: Context, node: onnx.NodeProto) -> None:
+    x = ctx.quantized(ctx.need(node, 0), node.input[0])
+    axis = int(ctx.attr(node, "axis", -1))
+    if axis not in (-1, x.data.ndim - 1):
+        raise ctx.err("LayerNormalization is supported over the last axis only")
+    n = x.data.shape[-1]
+    gamma = np.broadcast_to(np.asarray(ctx.const_of(node, 1, "scale"), dtype=np.float64).reshape(-1), (n,))
+    b = ctx.get(node, 2)
+    beta = np.zeros(n) if b is None else np.broadcast_to(np.asarray(b.data, dtype=np.float64).reshape(-1), (n,))
+    layernorm(ctx, node, x, gamma, beta, float(ctx.attr(node, "epsilon", 1e-5)))
+
+
+def layernorm(ctx: Context, node: onnx.NodeProto, x: Val, gamma: np.ndarray, beta: np.ndarray, eps: float) -> None:
+    from ..kernels import LAYERNORM_SQRT_BITS
+
+    sx = np.float64(np.float32(ctx.b.spec(x).scale))
+    n = x.data.shape[-1]
+    f = LAYERNORM_FRAC_BITS
+    gmax = float(np.abs(gamma).max()) or 1.0
+    sg = gmax / LAYERNORM_GAMMA_MAX
+    gq = np.rint(gamma / sg).astype(np.int32)
+    bq = np.clip(np.rint(beta / (sg * 2.0**-f)), -(2**31), 2**31 - 1).astype(np.int32)
+    eps_q = int(np.rint(n * n * eps / (sx * sx) * 2.0 ** (2 * LAYERNORM_SQRT_BITS)))
+    xr = x.data.astype(np.float64)
+    mu = xr.mean(axis=-1, keepdims=True)
+    real = (xr - mu) / np.sqrt(((xr - mu) ** 2).mean(axis=-1, keepdims=True) + eps / (sx * sx)) * gamma + beta
+    qp = ctx.out_qparams(node, real)
+    mult, shift = requant_params(sg * 2.0**-f / np.float64(np.float32(qp.scale)))
+    attrs = {"eps": eps_q, "frac_bits": f, "mult": int(mult[0]), "shift": int(shift[0]), "qmin": -128, "qmax": 127}
+    ins = [x.tid, ctx.b.const(node.output[0] + "_gamma", gq), ctx.b.const(node.output[0] + "_beta", bq)]
+    ctx.set(node, ctx.b.add_node("layernorm", ins, node.output[0], DType.INT8, None, qp, attrs, ctx.env,  # type: ignore[arg-type]
+                                 node.name))
+
+
+# ------------------------------------------------------------------------------ pooling, reductions
+
+
+def _pool_attrs(ctx: Context, node: onnx.NodeProto, x: Val) -> dict[str, object]:
+    if ctx.attr(node, "ceil_mode", 0):
+        raise ctx.err("ceil_mode=1 is not supported")
+    if ctx.attr(node, "storage_order", 0):
+        raise ctx.err("storage_order=1 is not supported")
+    if len(node.output) > 1 and node.output[1]:
+        raise ctx.err("the Indices output of MaxPool is not supported")
+    kernel = list(ctx.attr(node, "kernel_shape"))
+    if len(kernel) != 2:
+        raise ctx.err("only 2-D pooling is supported")
+    tmp = onnx.helper.make_node("Conv", [], [], strides=list(ctx.attr(node, "strides", [1, 1])),
+                                dilations=list(ctx.attr(node, "dilations", [1, 1])),
+                                pads=list(ctx.attr(node, "pads", [0, 0, 0, 0])),
+                                auto_pad=ctx.attr(node, "auto_pad", b"NOTSET"))
+    return {"kernel": kernel, "strides": list(ctx.attr(node, "strides", [1, 1])),
+            "pads": _conv_pads(ctx, tmp, x.data.shape[2:], tuple(kernel)),
+            "dilations": list(ctx.attr(node, "dilations", [1, 1]))}
+
+
+@lowering("MaxPool")
+def lower_maxpool(ctx: Context, node: onnx.NodeProto) -> None:
+    x = ctx.quantized(ctx.need(node, 0), node.input[0])
+    attrs = _pool_attrs(ctx, node, x)
+    s = ctx.b.spec(x)
+    ctx.set(node, ctx.b.add_node("maxpool", [x.tid], node.output[0], DType.INT8, None, QParams(s.scale, s.zero_point),
+                                 attrs, ctx.env, node.name))
+
+
+def _same_scale(ctx: Context, x: Val) -> tuple[QParams, int, int]:
+    s = ctx.b.spec(x)
+    return QParams(s.scale, s.zero_point), 1 << 30, 30
+
+
+@lowering("AveragePool")
+def lower_avgpool(ctx: Context, node: onnx.NodeProto) -> None:
+    x = ctx.quantized(ctx.need(node, 0), node.input[0])
+    attrs = _pool_attrs(ctx, node, x)
+    if attrs.pop("dilations") != [1, 1]:
+        raise ctx.err("dilated AveragePool is not supported")
+    qp, mult, shift = _same_scale(ctx, x)
+    attrs.update(count_include_pad=int(ctx.attr(node, "count_include_pad", 0)), mult=mult, shift=shift)
+    ctx.set(node, ctx.b.add_node("avgpool", [x.tid], node.output[0], DType.INT8, None, qp, attrs, ctx.env, node.name))
+
+
+def _reduce(ctx: Context, node: onnx.NodeProto, x: Val, mode: int, axes: list[int], keep: bool) -> None:
+    nd = x.data.ndim
+    axes = sorted({a + nd if a < 0 else a for a in axes}) if axes else list(range(nd))
+    if 0 in axes and ctx.b.batch:
+        raise ctx.err("reducing over the batch dimension is not supported")
+    s = ctx.b.spec(x)
+    xr = ctx.dequant(x)
+    if mode == REDUCE_MAX:
+        qp, mult, shift = QParams(s.scale, s.zero_point), 0, 1
+    else:
+        real = {REDUCE_SUM: lambda: xr.sum(axis=tuple(axes)), REDUCE_MEAN: lambda: xr.mean(axis=tuple(axes)),
+                REDUCE_L2: lambda: np.sqrt((xr * xr).sum(axis=tuple(axes)))}[mode]()
+        qp = QParams(s.scale, s.zero_point) if mode == REDUCE_MEAN else ctx.out_qparams(node, real)
+        if mode == REDUCE_MEAN and node.output[0] in ctx.preferred:
+            qp = ctx.preferred[node.output[0]]
+        m, sh = requant_params(np.float64(np.float32(s.scale)) / np.float64(np.float32(qp.scale)))
+        mult, shift = int(m[0]), int(sh[0])
+    attrs = {"mode": mode, "axes": axes, "keepdims": int(keep), "mult": mult, "shift": shift}
+    ctx.set(node, ctx.b.add_node("reduce", [x.tid], node.output[0], DType.INT8, None, qp, attrs, ctx.env, node.name))
+
+
+def _reduce_lowering(mode: int) -> Lowering:
+    def run(ctx: Context, node: onnx.NodeProto) -> None:
+        x = ctx.quantized(ctx.need(node, 0), node.input[0])
+        axes = ctx.attr(node, "axes", None)
+        if axes is None and len(node.input) > 1 and node.input[1]:
+            axes = ctx.const_of(node, 1, "axes").tolist()
+        if not axes and ctx.attr(node, "noop_with_empty_axes", 0):
+            ctx.set(node, x)
+            return
+        _reduce(ctx, node, x, mode, list(axes or []), bool(ctx.attr(node, "keepdims", 1)))
+
+    return run
+
+
+LOWERINGS["ReduceMean"] = _reduce_lowering(REDUCE_MEAN)
+LOWERINGS["ReduceSum"] = _reduce_lowering(REDUCE_SUM)
+LOWERINGS["ReduceL2"] = _reduce_lowering(REDUCE_L2)
+LOWERINGS["ReduceMax"] = _reduce_lowering(REDUCE_MAX)
+
+
+@lowering("GlobalAveragePool")
+def lower_gap(ctx: Context, node: onnx.NodeProto) -> None:
+    x = ctx.quantized(ctx.need(node, 0), node.input[0])
+    _reduce(ctx, node, x, REDUCE_MEAN, list(range(2, x.data.ndim)), True)

@@ -1,0 +1,208 @@
+"""The deterministic inference engine: runs a bundle on numpy inputs or raw precompile bytes.
+
+``run(bundle, inputs)`` takes and returns arrays in the original model's dtypes and shapes (with a
+dynamic leading batch dimension); ``run_bytes`` is the precompile's entry point (little-endian C-order
+bytes of the declared inputs, concatenated, in, and the outputs likewise out). Plans (the prepared
+kernels of a bundle) are cached by model address.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import kernels, kernels_data
+from .bundle import Bundle, DType, TensorSpec, load_bundle
+from .errors import InferenceInputError, OpmlError
+from .f32check import check_float_environment
+
+MAX_BATCH = 1 << 16
+
+_PREPARERS: dict[str, Callable] = {}
+for _mod in (kernels, kernels_data):
+    for _name in dir(_mod):
+        if _name.startswith("prepare_"):
+            _PREPARERS[_name[len("prepare_") :]] = getattr(_mod, _name)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A bundle with every node's kernel prepared and each tensor's last use computed."""
+
+    bundle: Bundle
+    kernels: tuple[kernels.Kernel, ...]
+    frees: tuple[tuple[int, ...], ...]
+
+
+def _prepare(bundle: Bundle) -> Plan:
+    check_float_environment()
+    specs = bundle.tensors
+    ks = []
+    for j, node in enumerate(bundle.nodes):
+        try:
+            ks.append(_PREPARERS[node.op](node, specs))
+        except (KeyError, ValueError, IndexError, TypeError) as e:
+            raise OpmlError(f"node {j} ({node.op} {node.name!r}) cannot be prepared: {e}") from None
+    last: dict[int, int] = {}
+    for j, node in enumerate(bundle.nodes):
+        for i in node.inputs:
+            if not specs[i].is_const:
+                last[i] = j
+    keep = set(bundle.outputs)
+    frees = [[] for _ in bundle.nodes]
+    for i, j in last.items():
+        if i not in keep:
+            frees[j].append(i)
+    return Plan(bundle, tuple(ks), tuple(tuple(f) for f in frees))
+
+
+_CACHE: OrderedDict[bytes, Plan] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+CACHE_SIZE = 16
+
+
+def get_plan(bundle: Bundle) -> Plan:
+    """The prepared plan of a bundle, from the per-address cache when possible."""
+    key = bundle.address
+    with _CACHE_LOCK:
+        plan = _CACHE.get(key)
+        if plan is not None:
+            _CACHE.move_to_end(key)
+            return plan
+    plan = _prepare(bundle)
+    with _CACHE_LOCK:
+        _CACHE[key] = plan
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return plan
+
+
+def _check_input(spec: TensorSpec, value: object) -> tuple[np.ndarray, int | None]:
+    arr = np.asarray(value)
+    want = spec.dtype.np
+    if arr.dtype != want:
+        same_kind = (arr.dtype.kind == "f" and want.kind == "f") or (
+            arr.dtype.kind in "iu" and want.kind in "iu" and np.can_cast(arr.dtype, want)
+        )
+        if not same_kind:
+            raise InferenceInputError(f"input {spec.name!r}: expected dtype {want.name}, got {arr.dtype.name}")
+        arr = arr.astype(want)
+    dyn = bool(spec.shape) and spec.shape[0] < 0
+    if arr.ndim != len(spec.shape) or (tuple(arr.shape[1:]) if dyn else arr.shape) != (
+        spec.shape[1:] if dyn else spec.shape
+    ):
+        raise InferenceInputError(f"input {spec.name!r}: expected shape {_fmt(spec.shape)}, got {arr.shape}")
+    batch = None
+    if dyn:
+        k = -spec.shape[0]
+        if arr.shape[0] % k or arr.shape[0] == 0:
+            raise InferenceInputError(f"input {spec.name!r}: leading dimension must be a positive multiple of {k}")
+        batch = arr.shape[0] // k
+    return np.ascontiguousarray(arr), batch
+
+
+def _fmt(shape: Sequence[int]) -> str:
+    return "(" + ", ".join("N" if d == -1 else (f"{-d}N" if d < 0 else str(d)) for d in shape) + ")"
+
+
+def run(bundle: Bundle | bytes | str, inputs: Mapping[str, object] | Sequence[object]) -> list[np.ndarray]:
+    """Run a bundle. ``inputs`` by name (mapping) or in declared order; returns outputs in order."""
+    b = load_bundle(bundle)
+    plan = get_plan(b)
+    specs = b.input_specs()
+    if isinstance(inputs, Mapping):
+        missing = [s.name for s in specs if s.name not in inputs]
+        extra = set(inputs) - {s.name for s in specs}
+        if missing or extra:
+            raise InferenceInputError(f"inputs must be exactly {[s.name for s in specs]}; missing {missing}, unknown {sorted(extra)}")
+        values = [inputs[s.name] for s in specs]
+    else:
+        values = list(inputs)
+        if len(values) != len(specs):
+            raise InferenceInputError(f"model takes {len(specs)} inputs, got {len(values)}")
+    env: dict[int, np.ndarray] = {}
+    batch: int | None = None
+    for idx, spec, v in zip(b.inputs, specs, values, strict=True):
+        arr, bt = _check_input(spec, v)
+        if bt is not None:
+            if batch is not None and bt != batch:
+                raise InferenceInputError(f"inputs disagree on the batch size ({batch} vs {bt})")
+            batch = bt
+        env[idx] = arr
+    if batch is not None and batch > MAX_BATCH:
+        raise InferenceInputError(f"batch size {batch} exceeds the limit {MAX_BATCH}")
+    return _execute(plan, env)
+
+
+def _execute(plan: Plan, env: dict[int, np.ndarray]) -> list[np.ndarray]:
+    specs = plan.bundle.tensors
+    for node, kernel, frees in zip(plan.bundle.nodes, plan.kernels, plan.frees, strict=True):
+        args = [env[i] if i in env else specs[i].array() for i in node.inputs]
+        env[node.outputs[0]] = kernel(args)
+        for i in frees:
+            env.pop(i, None)
+    return [env[o] if o in env else specs[o].array() for o in plan.bundle.outputs]
+
+
+def sample_bytes(spec: TensorSpec) -> int:
+    """Bytes of one batch element of a tensor (the whole tensor when it has no batch dimension)."""
+    shape = spec.shape[1:] if spec.shape and spec.shape[0] < 0 else spec.shape
+    k = -spec.shape[0] if spec.shape and spec.shape[0] < 0 else 1
+    return k * int(np.prod(shape, dtype=np.int64)) * spec.dtype.np.itemsize
+
+
+def batch_from_input_length(bundle: Bundle, n: int) -> int:
+    """The batch size implied by ``n`` bytes of concatenated inputs; raises if none fits."""
+    specs = bundle.input_specs()
+    fixed = sum(sample_bytes(s) for s in specs if not (s.shape and s.shape[0] < 0))
+    per = sum(sample_bytes(s) for s in specs if s.shape and s.shape[0] < 0)
+    if per == 0:
+        if n != fixed:
+            raise InferenceInputError(f"input must be exactly {fixed} bytes, got {n}")
+        return 1
+    if n <= fixed or (n - fixed) % per:
+        raise InferenceInputError(f"input length {n} is not {fixed} + k*{per} bytes for a batch size k >= 1")
+    batch = (n - fixed) // per
+    if batch > MAX_BATCH:
+        raise InferenceInputError(f"batch size {batch} exceeds the limit {MAX_BATCH}")
+    return batch
+
+
+def decode_inputs(bundle: Bundle, data: bytes) -> list[np.ndarray]:
+    """Split precompile input bytes into the declared input arrays (little-endian, C order)."""
+    batch = batch_from_input_length(bundle, len(data))
+    arrays, pos = [], 0
+    for spec in bundle.input_specs():
+        shape = spec.concrete_shape(batch)
+        n = int(np.prod(shape, dtype=np.int64)) * spec.dtype.np.itemsize
+        arrays.append(np.frombuffer(data, dtype=spec.dtype.np.newbyteorder("<"), count=n // spec.dtype.np.itemsize, offset=pos).reshape(shape).astype(spec.dtype.np))
+        pos += n
+    return arrays
+
+
+def encode_outputs(outputs: Sequence[np.ndarray]) -> bytes:
+    """Concatenate outputs as little-endian C-order bytes."""
+    return b"".join(np.ascontiguousarray(o).astype(o.dtype.newbyteorder("<")).tobytes() for o in outputs)
+
+
+def output_length(bundle: Bundle, input_length: int) -> int:
+    """Bytes of output for ``input_length`` bytes of input (a pure function of the header)."""
+    batch = batch_from_input_length(bundle, input_length)
+    total = 0
+    for spec in bundle.output_specs():
+        total += int(np.prod(spec.concrete_shape(batch), dtype=np.int64)) * spec.dtype.np.itemsize
+    return total
+
+
+def run_bytes(bundle: Bundle | bytes, input_bytes: bytes) -> bytes:
+    """The precompile entry point: input bytes -> output bytes (raises OpmlError subclasses only)."""
+    b = load_bundle(bundle)
+    outs = run(b, decode_inputs(b, bytes(input_bytes)))
+    for spec, o in zip(b.output_specs(), outs, strict=True):
+        if spec.dtype != DType.from_np(o.dtype):
+            raise OpmlError(f"output {spec.name!r} has dtype {o.dtype}, bundle declares {spec.dtype.name}")
+    return encode_outputs(outs)

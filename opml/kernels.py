@@ -1,0 +1,319 @@
+"""Fast numpy kernels of the primitive ops (the engine's execution path).
+
+Each ``prepare_<op>`` takes a node and the bundle's tensor specs and returns a function from input
+arrays to the output array, with constants (float32 copies of weights, column sums) computed once.
+Every kernel must equal ``opml.reference`` bit for bit; only DESIGN §3's safe operations are used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .bundle import DType, Node, TensorSpec
+from .errors import InferenceInputError, OpmlError
+from .intmath import chunk_for, clip_int32, exact_matmul, isqrt, requantize, round_div, round_shift
+from .ops import REDUCE_L2, REDUCE_MAX, REDUCE_MEAN, REDUCE_SUM
+
+Kernel = Callable[[Sequence[np.ndarray]], np.ndarray]
+
+QRANGE = {DType.INT8: (-128, 127), DType.UINT8: (0, 255)}
+
+
+def _const(specs: Sequence[TensorSpec], i: int) -> np.ndarray:
+    return specs[i].array()
+
+
+def _requant_params(node: Node, specs: Sequence[TensorSpec]) -> tuple[np.ndarray, np.ndarray]:
+    mult = _const(specs, node.inputs[3]).astype(np.int64)
+    shift = _const(specs, node.inputs[4]).astype(np.int64)
+    return mult, shift
+
+
+def prepare_quantize(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
+    out = specs[node.outputs[0]]
+    lo, hi = QRANGE[out.dtype]
+    scale = np.float32(out.scale)
+    zp = np.float32(out.zero_point)
+
+    def run(xs: Sequence[np.ndarray]) -> np.ndarray:
+        x = xs[0]
+        if np.isnan(x).any():
+            raise InferenceInputError("input contains NaN; inference inputs must be finite or +-inf")
+        q = np.rint(x / scale) + zp
+        return np.clip(q, np.float32(lo), np.float32(hi)).astype(out.dtype.np)
+
+    return run
+
+
+def prepare_dequantize(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
+    src = specs[node.inputs[0]]
+    scale = np.float32(src.scale)
+
+    def run(xs: Sequence[np.ndarray]) -> np.ndarray:
+        return (xs[0].astype(np.int64) - src.zero_point).astype(np.float32) * scale
+
+    return run
+
+
+def prepare_linear(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
+    x_spec, out = specs[node.inputs[0]], specs[node.outputs[0]]
+    w = _const(specs, node.inputs[1])
+    w32 = w.astype(np.float32)
+    colsum = w.astype(np.int64).sum(axis=0)
+    bias = _const(specs, node.inputs[2]).astype(np.int64)
+    zp = x_spec.zero_point
+    chunk = chunk_for(x_spec.dtype.np, w.dtype)
+    raw = out.dtype == DType.INT32
+    if not raw:
+        mult, shift = _requant_params(node, specs)
+    qmin, qmax = node.iattr("qmin"), node.iattr("qmax")
+
+    def run(xs: Sequence[np.ndarray]) -> np.ndarray:
+        x = xs[0]
+        acc = exact_matmul(x.astype(np.float32), w32, chunk) - zp * colsum + bias
+        if raw:
+            return clip_int32(acc).astype(np.int32)
+        return requantize(acc, mult, shift, out.zero_point, qmin, qmax, out.dtype.np)
+
+    return run
+
+
+def _pad_value(spec: TensorSpec) -> int:
+    return spec.zero_point
+
+
+def _im2col(x: np.ndarray, kh: int, kw: int, strides: Sequence[int], dil: Sequence[int]) -> np.ndarray:
+    """[B, C, H, W] -> [B, C, OH, OW, kh, kw] view of the (already padded) input."""
+    b, c, h, w = x.shape
+    eh, ew = (kh - 1) * dil[0] + 1, (kw - 1) * dil[1] + 1
+    oh, ow = (h - eh) // strides[0] + 1, (w - ew) // strides[1] + 1
+    if oh <= 0 or ow <= 0:
+        raise InferenceInputError(f"input spatial size {h}x{w} is smaller than the kernel")
+    s = x.strides
+    return np.lib.stride_tricks.as_strided(
+        x,
+        shape=(b, c, oh, ow, kh, kw),
+        strides=(s[0], s[1], s[2] * strides[0], s[3] * strides[1], s[2] * dil[0], s[3] * dil[1]),
+        writeable=False,
+    )
+
+
+def _pad_nchw(x: np.ndarray, pads: Sequence[int], value: int) -> np.ndarray:
+    t, left, bottom, right = pads
+    if not any(pads):
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (t, bottom), (left, right)), constant_values=value)
+
+
+def prepare_conv(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
+    x_spec, out = specs[node.inputs[0]], specs[node.outputs[0]]
+    w = _const(specs, node.inputs[1])
+    m, cg, kh, kw = w.shape
+    group = node.iattr("group")
+    pads, strides, dil = node.attr("pads"), node.attr("strides"), node.attr("dilations")
+    bias = _const(specs, node.inputs[2]).astype(np.int64)
+    zp = x_spec.zero_point
+    chunk = chunk_for(x_spec.dtype.np, w.dtype)
+    mg = m // group
+    # per group: weights as [cg*kh*kw, mg] float32 and their column sums
+    w_groups = [w[g * mg : (g + 1) * mg].reshape(mg, -1).T.astype(np.float32) for g in range(group)]
+    colsum = w.astype(np.int64).reshape(m, -1).sum(axis=1)
+    raw = out.dtype == DType.INT32
+    if not raw:
+        mult, shift = _requant_params(node, specs)
+    qmin, qmax = node.iattr("qmin"), node.iattr("qmax")
+
+    def run(xs: Sequence[np.ndarray]) -> np.ndarray:
+        x = _pad_nchw(xs[0], pads, _pad_value(x_spec))
+        cols = _im2col(x, kh, kw, strides, dil)  # [B, C, OH, OW, kh, kw]
+        b, _, oh, ow = cols.shape[:4]
+        parts = []
+        for g in range(group):
+            cg_cols = cols[:, g * cg : (g + 1) * cg]
+            mat = cg_cols.transpose(0, 2, 3, 1, 4, 5).reshape(b * oh * ow, cg * kh * kw).astype(np.float32)
+            parts.append(exact_matmul(mat, w_groups[g], chunk))
+        acc = parts[0] if group == 1 else np.concatenate(parts, axis=1)
+        acc = acc - zp * colsum + bias  # [B*OH*OW, M]
+        acc = acc.reshape(b, oh, ow, m).transpose(0, 3, 1, 2)
+        if raw:
+            return np.ascontiguousarray(clip_int32(acc).astype(np.int32))
+        shp = (1, m, 1, 1)
+        y = requantize(
+            acc, mult.reshape(shp) if mult.size > 1 else mult, shift.reshape(shp) if shift.size > 1 else shift,
+            out.zero_point, qmin, qmax, out.dtype.np,
+        )
+        return np.ascontiguousarray(y)
+
+    return run
+
+
+def prepare_matmul(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
+    a_spec, b_spec, out = specs[node.inputs[0]], specs[node.inputs[1]], specs[node.outputs[0]]
+    raw = out.dtype == DType.INT32
+    mult, shift = node.iattr("mult"), node.iattr("shift")
+    qmin, qmax = node.iattr("qmin"), node.iattr("qmax")
+
+    za, zb = a_spec.zero_point, b_spec.zero_point
+    chunk = chunk_for(a_spec.dtype.np, b_spec.dtype.np)
+
+    def run(xs: Sequence[np.ndarray]) -> np.ndarray:
+        a, b = xs
+        acc = exact_matmul(a.astype(np.float32), b.astype(np.float32), chunk)
+        # sum (a-za)(b-zb) = sum ab - zb*rowsum(a) - za*colsum(b) + K*za*zb
+        if zb:
+            acc = acc - zb * a.astype(np.int64).sum(axis=-1, keepdims=True)
+        if za:
+            acc = acc - za * b.astype(np.int64).sum(axis=-2, keepdims=True)
+        if za and zb:
+            acc = acc + a.shape[-1] * za * zb
+        if raw:
+            return clip_int32(acc).astype(np.int32)
+        return requantize(acc, mult, shift, out.zero_point, qmin, qmax, out.dtype.np)
+
+    return run
+
+
+def prepare_add(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
+    a_spec, b_spec, out = specs[node.inputs[0]], specs[node.inputs[1]], specs[node.outputs[0]]
+    am, bm, shift = node.iattr("a_mult"), node.iattr("b_mult"), node.iattr("shift")
+    qmin, qmax = node.iattr("qmin"), node.iattr("qmax")
+
+    def run(xs: Sequence[np.ndarray]) -> np.ndarray:
+        a = (xs[0].astype(np.int64) - a_spec.zero_point) * am
+        b = (xs[1].astype(np.int64) - b_spec.zero_point) * bm
+        return np.clip(round_shift(a + b, shift) + out.zero_point, qmin, qmax).astype(out.dtype.np)
+
+    return run
+
+
+def prepare_mul(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
+    a_spec, b_spec, out = specs[node.inputs[0]], specs[node.inputs[1]], specs[node.outputs[0]]
+    mult, shift = node.iattr("mult"), node.iattr("shift")
+    qmin, qmax = node.iattr("qmin"), node.iattr("qmax")
+
+    def run(xs: Sequence[np.ndarray]) -> np.ndarray:
+        acc = (xs[0].astype(np.int64) - a_spec.zero_point) * (xs[1].astype(np.int64) - b_spec.zero_point)
+        return requantize(acc, mult, shift, out.zero_point, qmin, qmax, out.dtype.np)
+
+    return run
+
+
+def prepare_lut(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
+    x_spec = specs[node.inputs[0]]
+    table = _const(specs, node.inputs[1])
+    offset = 128 if x_spec.dtype == DType.INT8 else 0
+
+    def run(xs: Sequence[np.ndarray]) -> np.ndarray:
+        return table[xs[0].astype(np.intp) + offset]
+
+    return run
+
+
+def prepare_softmax(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
+    out = specs[node.outputs[0]]
+    table = _const(specs, node.inputs[1]).astype(np.int64)
+    axis = node.iattr("axis")
+    lo, hi = QRANGE[out.dtype]
+
+    def run(xs: Sequence[np.ndarray]) -> np.ndarray:
+        x = xs[0].astype(np.int64)
+        d = x.max(axis=axis, keepdims=True) - x
+        e = table[d]
+        s = np.maximum(e.sum(axis=axis, keepdims=True), 1)
+        y = np.floor_divide(e * 512 + s, 2 * s) + out.zero_point
+        return np.clip(y, lo, hi).astype(out.dtype.np)
+
+    return run
+
+
+LAYERNORM_SQRT_BITS = 8
+
+
+def prepare_layernorm(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
+    out = specs[node.outputs[0]]
+    gamma = _const(specs, node.inputs[1]).astype(np.int64)
+    beta = _const(specs, node.inputs[2]).astype(np.int64)
+    eps, frac = node.iattr("eps"), node.iattr("frac_bits")
+    mult, shift = node.iattr("mult"), node.iattr("shift")
+    qmin, qmax = node.iattr("qmin"), node.iattr("qmax")
+    g = LAYERNORM_SQRT_BITS
+
+    def run(xs: Sequence[np.ndarray]) -> np.ndarray:
+        x = xs[0].astype(np.int64)
+        n = x.shape[-1]
+        d = n * x - x.sum(axis=-1, keepdims=True)
+        v = (d * d).sum(axis=-1, keepdims=True)
+        denom = np.maximum(isqrt(((v // n) << (2 * g)) + eps), 1)
+        z = round_div(d << (frac + g), denom)
+        acc = z * gamma + beta
+        return requantize(acc, mult, shift, out.zero_point, qmin, qmax, out.dtype.np)
+
+    return run
+
+
+def _pool_windows(x: np.ndarray, node: Node, pad_value: int) -> np.ndarray:
+    kh, kw = node.attr("kernel")
+    x = _pad_nchw(x, node.attr("pads"), pad_value)
+    dil = node.attr("dilations") if "dilations" in node.schema.attrs else (1, 1)
+    return _im2col(x, kh, kw, node.attr("strides"), dil)
+
+
+def prepare_maxpool(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
+    x_spec = specs[node.inputs[0]]
+    if x_spec.dtype not in QRANGE:
+        raise OpmlError(f"maxpool on {x_spec.dtype.name} is not supported (int8/uint8 only)")
+    lo = QRANGE[x_spec.dtype][0]
+
+    def run(xs: Sequence[np.ndarray]) -> np.ndarray:
+        return np.ascontiguousarray(_pool_windows(xs[0], node, lo).max(axis=(4, 5)))
+
+    return run
+
+
+def prepare_avgpool(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
+    x_spec, out = specs[node.inputs[0]], specs[node.outputs[0]]
+    zp = x_spec.zero_point
+    mult, shift = node.iattr("mult"), node.iattr("shift")
+    include_pad = bool(node.iattr("count_include_pad"))
+    lo, hi = QRANGE[out.dtype]
+
+    def run(xs: Sequence[np.ndarray]) -> np.ndarray:
+        x = xs[0]
+        win = _pool_windows(x.astype(np.int64) - zp, node, 0)
+        acc = win.sum(axis=(4, 5))
+        if include_pad:
+            cnt: np.ndarray | int = node.attr("kernel")[0] * node.attr("kernel")[1]
+        else:
+            ones = np.ones((1, 1) + x.shape[2:], dtype=np.int64)
+            cnt = _pool_windows(ones, node, 0).sum(axis=(4, 5))
+        y = round_div(acc * mult, np.asarray(cnt, dtype=np.int64) << shift) + out.zero_point
+        return np.ascontiguousarray(np.clip(y, lo, hi).astype(out.dtype.np))
+
+    return run
+
+
+def prepare_reduce(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
+    x_spec, out = specs[node.inputs[0]], specs[node.outputs[0]]
+    mode, axes = node.iattr("mode"), node.attr("axes")
+    keep = bool(node.iattr("keepdims"))
+    mult, shift = node.iattr("mult"), node.iattr("shift")
+    lo, hi = QRANGE.get(out.dtype, (0, 0))
+
+    def run(xs: Sequence[np.ndarray]) -> np.ndarray:
+        x = xs[0]
+        if mode == REDUCE_MAX:
+            return x.max(axis=axes, keepdims=keep)
+        c = x.astype(np.int64) - x_spec.zero_point
+        cnt = int(np.prod([x.shape[a] for a in axes])) if mode == REDUCE_MEAN else 1
+        if mode in (REDUCE_SUM, REDUCE_MEAN):
+            acc = c.sum(axis=axes, keepdims=keep)
+        elif mode == REDUCE_L2:
+            acc = isqrt((c * c).sum(axis=axes, keepdims=keep))
+        else:
+            raise OpmlError(f"reduce: unknown mode {mode}")
+        y = round_div(acc * mult, np.int64(cnt) << shift) + out.zero_point
+        return np.clip(y, lo, hi).astype(out.dtype.np)
+
+    return run
