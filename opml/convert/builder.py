@@ -91,6 +91,14 @@ class GraphBuilder:
         self._names.add(name)
         return name
 
+    def rename(self, tid: int, name: str) -> None:
+        t = self.tensors[tid]
+        self._names.discard(t.name)
+        self.tensors[tid] = TensorSpec(self._unique(name), t.dtype, t.shape, t.scale, t.zero_point, t.data)
+
+    def free_name(self, name: str) -> None:
+        self._names.discard(name)
+
     def batch_shape(self, shape: tuple[int, ...], what: str) -> tuple[int, ...]:
         """Replace a leading dimension that scales with the calibration batch by ``-k``."""
         if self.batch == 0:  # static model: shapes are fixed

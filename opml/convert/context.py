@@ -190,6 +190,8 @@ class Context:
         want = np.dtype(v.onnx_dtype)
         if s.dtype.np == want:
             return v.tid  # type: ignore[return-value]
+        self.b.rename(v.tid, name + "_" + s.dtype.name.lower())  # type: ignore[arg-type]
+        self.b.free_name(name)
         if want == np.float32 and s.dtype in (DType.INT8, DType.UINT8):
             return self.b.add_node("dequantize", [v.tid], name, DType.FLOAT32, None, None, {}, self.env).tid  # type: ignore[return-value]
         if want == np.uint8 and s.dtype == DType.INT8:

@@ -1,0 +1,115 @@
+"""``aievm model convert``, ``aievm model show`` and ``aievm infer``."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+import numpy as np
+
+from . import main, model
+
+
+def _fail(msg: str) -> None:
+    click.echo(f"error: {msg}", err=True)
+    sys.exit(1)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+@model.command("convert")
+@click.argument("onnx_model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False), help="bundle file to write")
+@click.option("--calibration", type=click.Path(dir_okay=False), help=".npy (one input) or .npz (by input name)")
+@click.option("--name", help="model name stored in the bundle metadata")
+def convert_cmd(onnx_model: str, output: str, calibration: str | None, name: str | None) -> None:
+    """Convert an ONNX model into a bundle and print its model address."""
+    from opml.convert import convert
+    from opml.errors import OpmlError
+
+    try:
+        bundle = convert(onnx_model, calibration, name=name or Path(onnx_model).stem)
+        data = bundle.encoded
+    except OpmlError as e:
+        _fail(str(e))
+    _write_atomic(Path(output), data)
+    click.echo(bundle.address_hex)
+
+
+def _fmt_shape(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join("N" if d == -1 else (f"{-d}N" if d < 0 else str(d)) for d in shape) + "]"
+
+
+@model.command("show")
+@click.argument("bundle_path", type=click.Path(dir_okay=False))
+def show_cmd(bundle_path: str) -> None:
+    """Print a bundle's inputs, outputs, ops, parameter count, MACs per sample and address."""
+    from collections import Counter
+
+    from opml.bundle import load_bundle
+    from opml.cost import model_cost, parameter_count
+    from opml.errors import OpmlError
+
+    try:
+        b = load_bundle(bundle_path)
+    except OpmlError as e:
+        _fail(str(e))
+    click.echo(f"address     {b.address_hex}")
+    click.echo(f"source      {b.metadata.get('source', '?')}  ({len(b.encoded)} bytes)")
+    for kind, specs in (("input", b.input_specs()), ("output", b.output_specs())):
+        for s in specs:
+            click.echo(f"{kind:<11} {s.name}  {s.dtype.name.lower()}  {_fmt_shape(s.shape)}")
+    ops = Counter(n.op for n in b.nodes)
+    click.echo(f"ops         {len(b.nodes)} nodes: " + ", ".join(f"{k} x{v}" for k, v in sorted(ops.items())))
+    cost = model_cost(b, 1)
+    click.echo(f"parameters  {parameter_count(b)}")
+    click.echo(f"MACs/sample {cost.macs}")
+
+
+@main.command("infer")
+@click.argument("bundle_path", type=click.Path(dir_okay=False))
+@click.option("--input", "inputs", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help=".npy per model input, in declared order (or one .npz by input name)")
+@click.option("--output", "output", type=click.Path(dir_okay=False), help=".npy (one output) or .npz to write")
+def infer_cmd(bundle_path: str, inputs: tuple[str, ...], output: str | None) -> None:
+    """Run a bundle on inputs; write the outputs (or print them)."""
+    from opml.bundle import load_bundle
+    from opml.engine import run
+    from opml.errors import OpmlError
+
+    try:
+        b = load_bundle(bundle_path)
+        if len(inputs) == 1 and inputs[0].endswith(".npz"):
+            with np.load(inputs[0], allow_pickle=False) as z:
+                args: object = {k: z[k] for k in z.files}
+        else:
+            args = [np.load(p, allow_pickle=False) for p in inputs]
+        outs = run(b, args)  # type: ignore[arg-type]
+    except (OSError, ValueError) as e:
+        _fail(f"cannot read input: {e}")
+    except OpmlError as e:
+        _fail(str(e))
+    names = [s.name for s in b.output_specs()]
+    if output is None:
+        for n, o in zip(names, outs, strict=True):
+            click.echo(f"{n}: {np.array2string(o, threshold=50)}")
+        return
+    if output.endswith(".npz"):
+        np.savez(output, **dict(zip(names, outs, strict=True)))
+    else:
+        if len(outs) != 1:
+            _fail("the model has several outputs: write them to a .npz file")
+        np.save(output, outs[0])

@@ -1,0 +1,61 @@
+"""Static cost of a bundle: MACs, elementwise operations and bytes read, from shapes alone.
+
+A pure function of the bundle header and the batch size, so the precompile's gas can be charged
+before any work is done (DESIGN §5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .bundle import Bundle
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """Work of one inference over ``batch`` samples."""
+
+    macs: int
+    elementwise: int
+    weight_bytes: int
+
+    def __add__(self, other: ModelCost) -> ModelCost:
+        return ModelCost(self.macs + other.macs, self.elementwise + other.elementwise,
+                         self.weight_bytes + other.weight_bytes)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def model_cost(bundle: Bundle, batch: int = 1) -> ModelCost:
+    """MACs, elementwise element-ops and constant bytes read for ``batch`` samples."""
+    macs = elem = 0
+    t = bundle.tensors
+    for node in bundle.nodes:
+        out = t[node.outputs[0]].concrete_shape(batch)
+        n_out = _numel(out)
+        ins = [t[i] for i in node.inputs]
+        if node.op == "linear":
+            macs += n_out * ins[1].shape[0]
+        elif node.op == "conv":
+            w = ins[1].shape
+            macs += n_out * w[1] * w[2] * w[3]
+        elif node.op == "matmul":
+            macs += n_out * ins[0].concrete_shape(batch)[-1]
+        elif node.op in ("maxpool", "avgpool"):
+            k = node.attr("kernel")
+            elem += n_out * k[0] * k[1]
+        elif node.op in ("reduce", "softmax", "layernorm"):
+            elem += 4 * _numel(ins[0].concrete_shape(batch))
+        else:
+            elem += max(n_out, sum(_numel(s.concrete_shape(batch)) for s in ins if not s.is_const))
+    weight_bytes = sum(len(s.data) for s in t if s.data is not None)
+    return ModelCost(macs, elem, weight_bytes)
+
+
+def parameter_count(bundle: Bundle) -> int:
+    """Number of elements in constant tensors of the weight kind (int8/int16 weights and int32 biases)."""
+    return sum(_numel(s.shape) for s in bundle.tensors if s.is_const and not s.name.endswith(("_mult", "_shift")))
