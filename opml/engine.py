@@ -18,7 +18,7 @@ import numpy as np
 from . import kernels, kernels_data
 from .bundle import Bundle, DType, TensorSpec, load_bundle
 from .errors import InferenceInputError, OpmlError
-from .f32check import check_float_environment
+from .f32prog import check_float_environment
 
 MAX_BATCH = 1 << 16
 

@@ -32,6 +32,7 @@ UNARY_FUNCTIONS: dict[str, dict[str, float | None]] = {
     "sigmoid": {},
     "tanh": {},
     "gelu": {},
+    "erf": {},
     "gelu_tanh": {},
     "exp": {},
     "sqrt": {},
