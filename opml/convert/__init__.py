@@ -19,10 +19,10 @@ from onnx import numpy_helper
 
 from ..bundle import Bundle, DType
 from ..errors import ConversionError
+from . import lower_qlinear, lower_shape  # noqa: F401  (register lowerings)
 from .builder import GraphBuilder, Val
 from .context import Context
 from .lower import LOWERINGS
-from . import lower_qlinear, lower_shape  # noqa: F401  (register lowerings)
 from .rewrite import rewrite_graph
 
 __all__ = ["convert", "load_onnx"]

@@ -7,6 +7,7 @@ made from deterministic integer data (DESIGN §4: calibration uses the engine's 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -130,7 +131,7 @@ class GraphBuilder:
         return tid
 
     def add_node(self, op: str, inputs: list[int], out_name: str, out_dtype: DType, out_shape: tuple[int, ...] | None,
-                 qp: QParams | None, attrs: dict[str, object], env: dict[int, np.ndarray], name: str = "") -> Val:
+                 qp: QParams | None, attrs: Mapping[str, object], env: dict[int, np.ndarray], name: str = "") -> Val:
         """Append a node, run it on the calibration data in ``env`` and return its output value."""
         schema = BY_NAME[op]
         attr_t = tuple(

@@ -8,7 +8,7 @@ import onnx
 from ..bundle import DType
 from .builder import QInfo, QParams, Val, choose_qparams
 from .context import Context
-from .lower import LOWERINGS, _const_act, conv, linear, lowering
+from .lower import lowering
 
 
 def _same(ctx: Context, x: Val) -> QParams | None:
