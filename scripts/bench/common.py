@@ -6,7 +6,8 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -33,19 +34,21 @@ def blas_name() -> str:
 
 @dataclass
 class Timing:
-    """Seconds per call: median and best of ``runs`` timed calls (after ``warmup`` untimed ones)."""
+    """Seconds per call: median and best of ``runs`` timed calls (``warmup``: untimed calls, or
+    rounds for :func:`time_rounds`, each with one untimed call per block)."""
 
     median_s: float
     best_s: float
     runs: int
     warmup: int
+    samples: list[float] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def ms(self) -> float:
         return self.median_s * 1e3
 
     def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "samples"}
 
 
 def time_call(fn: Callable[[], object], repeats: int, budget_s: float, warmup: int = 1) -> Timing:
@@ -61,7 +64,42 @@ def time_call(fn: Callable[[], object], repeats: int, budget_s: float, warmup: i
         times.append(time.perf_counter() - t0)
         if time.perf_counter() - start > budget_s:
             break
-    return Timing(statistics.median(times), min(times), len(times), warmup)
+    return Timing(statistics.median(times), min(times), len(times), warmup, times)
+
+
+def time_rounds(
+    fns: dict[str, Callable[[], object]], repeats: int, budget_s: float, rounds: int = 3, pause_s: float = 0.1
+) -> dict[str, Timing]:
+    """Time several functions in ``rounds`` rounds; in each round every function gets a block of one
+    warm-up call then up to ``repeats / rounds`` timed calls (``budget_s / (rounds * len(fns))``
+    seconds at most, one call at least). Blocks, not call-by-call interleaving: onnxruntime's and
+    OpenBLAS's worker threads spin for a while after each call and would steal the cores from the
+    next runtime; a short pause between blocks lets them go idle. Several rounds spread the load
+    changes of a shared machine over all runtimes."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    per_block = max(1, -(-repeats // rounds))
+    block_budget = budget_s / (rounds * max(1, len(fns)))
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            time.sleep(pause_s)
+            t = time_call(fn, per_block, block_budget, warmup=1)
+            times[k].extend(t.samples)
+    return {k: Timing(statistics.median(v), min(v), len(v), rounds) for k, v in times.items()}
+
+
+def machine_load() -> str:
+    """Load average and CPU pressure (Linux), to flag timings taken on a busy machine."""
+    parts = []
+    try:
+        parts.append("loadavg " + " ".join(Path("/proc/loadavg").read_text().split()[:3]))
+    except OSError:
+        pass
+    try:
+        first = Path("/proc/pressure/cpu").read_text().splitlines()[0]  # "some avg10=.. avg60=.."
+        parts.append("cpu pressure " + " ".join(first.split()[1:3]))
+    except (OSError, IndexError):
+        pass
+    return ", ".join(parts) or "unknown"
 
 
 def ort_session(model: str | bytes, threads: int):  # -> onnxruntime.InferenceSession
