@@ -45,7 +45,7 @@ def _prepare(bundle: Bundle) -> Plan:
     for j, node in enumerate(bundle.nodes):
         try:
             ks.append(_PREPARERS[node.op](node, specs))
-        except (KeyError, ValueError, IndexError, TypeError) as e:
+        except (KeyError, ValueError, IndexError, TypeError, OverflowError, ArithmeticError) as e:
             raise OpmlError(f"node {j} ({node.op} {node.name!r}) cannot be prepared: {e}") from None
     last: dict[int, int] = {}
     for j, node in enumerate(bundle.nodes):
@@ -102,7 +102,7 @@ def _check_input(spec: TensorSpec, value: object) -> tuple[np.ndarray, int | Non
         if arr.shape[0] % k or arr.shape[0] == 0:
             raise InferenceInputError(f"input {spec.name!r}: leading dimension must be a positive multiple of {k}")
         batch = arr.shape[0] // k
-    return np.ascontiguousarray(arr), batch
+    return np.require(arr, requirements="C"), batch
 
 
 def _fmt(shape: Sequence[int]) -> str:
@@ -140,9 +140,14 @@ def run(bundle: Bundle | bytes | str, inputs: Mapping[str, object] | Sequence[ob
 
 def _execute(plan: Plan, env: dict[int, np.ndarray]) -> list[np.ndarray]:
     specs = plan.bundle.tensors
-    for node, kernel, frees in zip(plan.bundle.nodes, plan.kernels, plan.frees, strict=True):
+    for j, (node, kernel, frees) in enumerate(zip(plan.bundle.nodes, plan.kernels, plan.frees, strict=True)):
         args = [env[i] if i in env else specs[i].array() for i in node.inputs]
-        env[node.outputs[0]] = kernel(args)
+        try:
+            env[node.outputs[0]] = kernel(args)
+        except OpmlError:
+            raise
+        except (ValueError, IndexError, TypeError, OverflowError, ArithmeticError) as e:
+            raise OpmlError(f"node {j} ({node.op} {node.name!r}) is inconsistent with its inputs: {e}") from None
         for i in frees:
             env.pop(i, None)
     return [env[o] if o in env else specs[o].array() for o in plan.bundle.outputs]

@@ -61,7 +61,8 @@ def round_shift(v: np.ndarray, shift: np.ndarray | int) -> np.ndarray:
 def round_div(num: np.ndarray, den: np.ndarray | int) -> np.ndarray:
     """``round(num / den)`` with ties toward +infinity, for int64 arrays and den > 0."""
     d = np.asarray(den, dtype=np.int64)
-    return np.floor_divide(2 * num + d, 2 * d)
+    # floor((2n + d) / 2d) == floor((n + floor(d/2)) / d) for integers; this form cannot overflow first
+    return np.floor_divide(num + (d >> 1), d)
 
 
 def requantize(

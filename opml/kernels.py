@@ -25,6 +25,13 @@ def _const(specs: Sequence[TensorSpec], i: int) -> np.ndarray:
     return specs[i].array()
 
 
+def _check_weights(w: np.ndarray) -> None:
+    if w.dtype == np.int16 and w.size and int(np.abs(w.astype(np.int32)).max()) > 255:
+        raise OpmlError("int16 weights must lie in [-255, 255] (the exact GEMM chunk bound)")
+    if w.dtype not in (np.int8, np.int16):
+        raise OpmlError(f"weights must be int8 or int16, not {w.dtype}")
+
+
 def _requant_params(node: Node, specs: Sequence[TensorSpec]) -> tuple[np.ndarray, np.ndarray]:
     mult = _const(specs, node.inputs[3]).astype(np.int64)
     shift = _const(specs, node.inputs[4]).astype(np.int64)
@@ -60,6 +67,7 @@ def prepare_dequantize(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
 def prepare_linear(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     x_spec, out = specs[node.inputs[0]], specs[node.outputs[0]]
     w = _const(specs, node.inputs[1])
+    _check_weights(w)
     w32 = w.astype(np.float32)
     colsum = w.astype(np.int64).sum(axis=0)
     bias = _const(specs, node.inputs[2]).astype(np.int64)
@@ -110,11 +118,15 @@ def _pad_nchw(x: np.ndarray, pads: Sequence[int], value: int) -> np.ndarray:
 def prepare_conv(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     x_spec, out = specs[node.inputs[0]], specs[node.outputs[0]]
     w = _const(specs, node.inputs[1])
+    _check_weights(w)
     m, cg, kh, kw = w.shape
     group = node.iattr("group")
     pads, strides, dil = node.attr("pads"), node.attr("strides"), node.attr("dilations")
     bias = _const(specs, node.inputs[2]).astype(np.int64)
     zp = x_spec.zero_point
+    if x_spec.dtype not in QRANGE or not QRANGE[x_spec.dtype][0] <= zp <= QRANGE[x_spec.dtype][1]:
+        # padding holds the zero point, so it must be a value of the input's dtype
+        raise OpmlError(f"conv input zero point {zp} is not a {x_spec.dtype.name.lower()} value")
     chunk = chunk_for(x_spec.dtype.np, w.dtype)
     mg = m // group
     # per group: weights as [cg*kh*kw, mg] float32 and their column sums
@@ -288,6 +300,8 @@ def prepare_avgpool(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
         else:
             ones = np.ones((1, 1) + x.shape[2:], dtype=np.int64)
             cnt = _pool_windows(ones, node, 0).sum(axis=(4, 5))
+            if cnt.size and cnt.min() == 0:
+                raise OpmlError("avgpool: a window lies entirely in the padding (count 0)")
         y = round_div(acc * mult, np.asarray(cnt, dtype=np.int64) << shift) + out.zero_point
         return np.ascontiguousarray(np.clip(y, lo, hi).astype(out.dtype.np))
 

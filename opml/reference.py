@@ -18,7 +18,7 @@ import numpy as np
 from . import kernels_data
 from .bundle import Bundle, DType, Node, TensorSpec, load_bundle
 from .engine import _check_input
-from .errors import InferenceInputError
+from .errors import InferenceInputError, OpmlError
 
 I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
 QRANGE = {DType.INT8: (-128, 127), DType.UINT8: (0, 255)}
@@ -245,6 +245,8 @@ def ref_avgpool(node: Node, specs: Sequence[TensorSpec], x: np.ndarray) -> np.nd
     for idx, vals, shape in _windows(node, x):
         acc = sum(v - zp for v in vals if v is not None)
         cnt = len(vals) if inc else sum(v is not None for v in vals)
+        if cnt == 0:
+            raise OpmlError("avgpool: a window lies entirely in the padding (count 0)")
         res[idx] = _clamp(_rdiv(acc * mult, cnt << shift) + out.zero_point, lo, hi)
     y = np.empty(shape, dtype=out.dtype.np)
     for idx, v in res.items():

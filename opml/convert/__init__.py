@@ -18,7 +18,7 @@ import onnx
 from onnx import numpy_helper
 
 from ..bundle import Bundle, DType
-from ..errors import ConversionError
+from ..errors import BundleError, ConversionError
 from . import lower_qlinear, lower_shape  # noqa: F401  (register lowerings)
 from .builder import GraphBuilder, Val
 from .context import Context
@@ -51,7 +51,7 @@ def _graph_inputs(m: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
 
 def _is_dynamic(vi: onnx.ValueInfoProto) -> bool:
     dims = vi.type.tensor_type.shape.dim
-    return bool(dims) and (dims[0].HasField("dim_param") or not dims[0].HasField("dim_value") or dims[0].dim_value <= 0)
+    return bool(dims) and (dims[0].HasField("dim_param") or not dims[0].HasField("dim_value"))
 
 
 def _calibration_arrays(m: onnx.ModelProto, calibration: object) -> list[np.ndarray]:
@@ -82,6 +82,21 @@ def _calibration_arrays(m: onnx.ModelProto, calibration: object) -> list[np.ndar
             if a.dtype.kind != np.dtype(want).kind and not (a.dtype.kind in "iu" and np.dtype(want).kind in "iu"):
                 raise ConversionError(f"calibration for {vi.name!r} has dtype {a.dtype}, model wants {np.dtype(want)}")
             a = a.astype(want)
+        try:
+            DType.from_np(a.dtype)
+        except BundleError:
+            raise ConversionError(f"input {vi.name!r}: dtype {a.dtype} is not supported by bundles") from None
+        dims = vi.type.tensor_type.shape.dim
+        if vi.type.tensor_type.HasField("shape"):
+            if a.ndim != len(dims):
+                raise ConversionError(f"calibration for {vi.name!r} has rank {a.ndim}, the model input has {len(dims)}")
+            for ax, d in enumerate(dims):
+                if d.HasField("dim_value") and not (ax == 0 and _is_dynamic(vi)) and a.shape[ax] != d.dim_value:
+                    raise ConversionError(
+                        f"calibration for {vi.name!r} has shape {a.shape}; axis {ax} must be {d.dim_value}"
+                    )
+        if a.size == 0:
+            raise ConversionError(f"input {vi.name!r}: zero-sized (empty) tensors are not supported")
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise ConversionError(f"calibration for {vi.name!r} contains NaN or infinity")
         out.append(np.ascontiguousarray(a))

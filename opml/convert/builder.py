@@ -114,7 +114,7 @@ class GraphBuilder:
         return (-(shape[0] // self.batch),) + tuple(int(d) for d in shape[1:])
 
     def const(self, name: str, arr: np.ndarray) -> int:
-        arr = np.ascontiguousarray(arr)
+        arr = np.require(arr, requirements="C")
         key = (arr.dtype.str, arr.shape, arr.tobytes())
         if key in self._const_cache:
             return self._const_cache[key]

@@ -156,13 +156,27 @@ def lower_slice(ctx: Context, node: onnx.NodeProto) -> None:
         full[a] = slice(s, e, st)
     norm_s, norm_e, norm_st = [], [], []
     for a in range(nd):
-        s, e, st = full[a].indices(x.data.shape[a])
+        s, e, st = _onnx_slice_bounds(full[a], x.data.shape[a])
         if a == 0 and ctx.b.batch and (s, e, st) != (0, x.data.shape[0], 1):
             raise ctx.err("slicing the batch dimension is not supported")
         norm_s.append(s)
         norm_e.append(e if not (a == 0 and ctx.b.batch) else (1 << 62))
         norm_st.append(st)
     _move(ctx, node, "slice", x, {"starts": norm_s, "ends": norm_e, "steps": norm_st})
+
+
+def _onnx_slice_bounds(sl: slice, dim: int) -> tuple[int, int, int]:
+    """ONNX Slice clamping: negative indices count from the end; with a negative step the start is
+    clamped to [0, dim - 1] and the end to [-1, dim - 1] (-1 meaning "before the first element")."""
+    st = 1 if sl.step is None else sl.step
+    if sl.start is None and sl.stop is None:
+        return (0, dim, 1) if st > 0 else (dim - 1, -1, st)
+    s = 0 if sl.start is None else sl.start
+    e = dim if sl.stop is None else sl.stop
+    s, e = (s + dim if s < 0 else s), (e + dim if e < 0 else e)
+    if st > 0:
+        return min(max(s, 0), dim), min(max(e, 0), dim), st
+    return min(max(s, 0), dim - 1), min(max(e, -1), dim - 1), st
 
 
 @lowering("Gather")
