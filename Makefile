@@ -2,9 +2,23 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test lint bench demo clean
+.PHONY: install test lint bench demo clean contracts contracts-check
 
-install: $(VENV)/.installed
+NPM ?= npm
+NODE ?= node
+SOLIDITY := $(shell find contracts -name '*.sol' -not -path 'contracts/build/*' 2>/dev/null)
+
+install: $(VENV)/.installed node_modules/.installed contracts/build/.stamp
+
+# npm toolchain (solc-js, anvil, cast, ethers): reinstalled only when the lock file changes.
+node_modules/.installed: package.json package-lock.json
+	CI=true $(NPM) ci --no-audit --no-fund
+	touch $@
+
+# Contract artifacts: deterministic, so rebuilding them is safe; the test suite checks them with --check.
+contracts/build/.stamp: node_modules/.installed scripts/build_contracts.mjs $(SOLIDITY)
+	$(NODE) scripts/build_contracts.mjs
+	touch $@
 
 $(VENV)/.installed: setup.cfg pyproject.toml scripts/build_softfloat.sh
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,5 +40,12 @@ bench: install
 demo: install
 	$(PY) scripts/demo.py
 
+contracts: node_modules/.installed
+	$(NODE) scripts/build_contracts.mjs
+	touch contracts/build/.stamp
+
+contracts-check: node_modules/.installed
+	$(NODE) scripts/build_contracts.mjs --check
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info node_modules
