@@ -145,9 +145,9 @@ class Bundle:
 
     @cached_property
     def address(self) -> bytes:
-        from .commitment import bundle_address
+        from .commitment import compute_address
 
-        return bundle_address(self)
+        return compute_address(self)
 
     @property
     def address_hex(self) -> str:
