@@ -6,7 +6,7 @@ Prague's table, :class:`AIState` uses it, :class:`AIVM` (fork ``ai-prague``) use
 docs/precompile.md specifies the ABI, the gas formula and the failure semantics.
 """
 
-from .call import InferenceRecord
+from .call import InferenceRecord, decode_return, encode_call, encode_inline_call
 from .computation import AI_PRECOMPILES, INFERENCE_ADDRESS, INFERENCE_INLINE_ADDRESS, AIComputation
 from .errors import InferenceFailed, MalformedCall, ModelUnavailable, OutputSizeMismatch
 from .models import ModelResolver
@@ -29,6 +29,9 @@ __all__ = [
     "ModelUnavailable",
     "OutputSizeMismatch",
     "computation_records",
+    "decode_return",
+    "encode_call",
+    "encode_inline_call",
     "inference_records",
     "inference_root",
     "make_chain_class",

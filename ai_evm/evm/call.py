@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from opml.bundle import Bundle
-from opml.errors import OpmlError
 from opml.engine import batch_from_input_length, output_length, run_bytes
+from opml.errors import OpmlError
 from opml.merkle import keccak
 
 from .errors import InferenceFailed, MalformedCall, OutputSizeMismatch
@@ -58,6 +58,24 @@ class InferenceRecord:
             "callIndex": self.call_index,
             "gas": self.gas,
         }
+
+
+def encode_call(model: bytes, output_size: int, input_bytes: bytes) -> bytes:
+    """0xa1 call data: ``modelAddress ‖ uint256 outputSize ‖ inputBytes``."""
+    return bytes(model) + output_size.to_bytes(WORD, "big") + bytes(input_bytes)
+
+
+def encode_inline_call(bundle: bytes, input_bytes: bytes) -> bytes:
+    """0xa0 call data: ``uint256 bundleLength ‖ uint256 inputLength ‖ bundle ‖ inputBytes``."""
+    header = len(bundle).to_bytes(WORD, "big") + len(input_bytes).to_bytes(WORD, "big")
+    return header + bytes(bundle) + bytes(input_bytes)
+
+
+def decode_return(data: bytes) -> bytes:
+    """The output bytes of a precompile's return data ``uint256 length ‖ outputBytes``."""
+    if len(data) < WORD or int.from_bytes(data[:WORD], "big") != len(data) - WORD:
+        raise ValueError(f"{len(data)} bytes of return data are not uint256 length ‖ output")
+    return bytes(data[WORD:])
 
 
 def size_word(data: bytes, offset: int, what: str) -> int:
@@ -104,7 +122,8 @@ def check_output_size(bundle: Bundle, requested: int, actual: int) -> None:
     """The caller's ``outputSize`` must equal the model's output length for its input."""
     if requested != actual:
         raise OutputSizeMismatch(
-            f"model 0x{bundle.address.hex()}: outputSize is {requested} but the model returns {actual} bytes for this input"
+            f"model 0x{bundle.address.hex()}: outputSize is {requested} "
+            f"but the model returns {actual} bytes for this input"
         )
 
 
@@ -121,6 +140,7 @@ def execute(bundle: Bundle, input_bytes: bytes, gas: int) -> tuple[bytes, Infere
     except (MemoryError, RecursionError) as e:
         raise InferenceFailed(f"model 0x{bundle.address.hex()}: node out of resources: {type(e).__name__}") from None
     except Exception as e:  # a bug in the engine must not crash the node; make it a failed call
-        raise InferenceFailed(f"model 0x{bundle.address.hex()}: internal engine error: {type(e).__name__}: {e}") from None
+        name = type(e).__name__
+        raise InferenceFailed(f"model 0x{bundle.address.hex()}: internal engine error: {name}: {e}") from None
     record = InferenceRecord(bundle.address, keccak(input_bytes), keccak(output), gas)
     return len(output).to_bytes(WORD, "big") + output, record

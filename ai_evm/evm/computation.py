@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from eth._utils.address import force_bytes_to_address
 from eth.abc import ComputationAPI

@@ -8,12 +8,14 @@ records of every mined block.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from eth.abc import ComputationAPI, ReceiptAPI, SignedTransactionAPI
-from eth.vm.spoof import SpoofTransaction
+from eth.abc import ComputationAPI, ReceiptAPI, SignedTransactionAPI, StateAPI
 from eth.db.atomic import AtomicDB
+from eth.vm.message import Message
+from eth.vm.spoof import SpoofTransaction
 from eth_keys import keys
 from eth_utils import keccak
 
@@ -96,3 +98,25 @@ class DevChain:
         tx = SpoofTransaction(unsigned, from_=self.sender)
         with vm.in_costless_state() as state:
             return state.costless_execute_transaction(tx)
+
+    def execute_message(self, to: bytes, data: bytes, gas: int) -> ComputationAPI:
+        """Run one message frame (e.g. a precompile) directly on the head state, no transaction.
+
+        The fastest way to exercise a precompile: no signature, no intrinsic gas, state discarded.
+        """
+        with self.head_state() as state:
+            return apply_message(state, self.sender, to, data, gas)
+
+    @contextmanager
+    def head_state(self) -> Iterator[StateAPI]:
+        """A throw-away copy of the head state (everything done on it is reverted)."""
+        vm = self.chain.get_vm(self.chain.get_canonical_head())
+        with vm.in_costless_state() as state:
+            yield state
+
+
+def apply_message(state: StateAPI, sender: bytes, to: bytes, data: bytes, gas: int) -> ComputationAPI:
+    """Apply one message frame from ``sender`` to ``to`` on ``state``; returns its computation."""
+    message = Message(gas=gas, to=to, sender=sender, value=0, data=data, code=state.get_code(to))
+    context = state.get_transaction_context_class()(gas_price=0, origin=sender)
+    return state.computation_class.apply_computation(state, message, context)
