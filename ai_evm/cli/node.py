@@ -1,0 +1,83 @@
+"""``aievm node``: run the AI EVM L2 node (sequencer + JSON-RPC) on a persistent datadir."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from ai_evm.cli import main
+
+
+def open_model_store(uris: tuple[str, ...], datadir: Path) -> object:
+    """The node's model store: ``DATADIR/models`` first, then every ``--model-store`` URI."""
+    from opml.store import open_store
+
+    parts = [str(datadir / "models"), *uris]
+    return open_store(",".join(parts))
+
+
+def print_banner(seq: object, url: str, block_time: float | None, out: object = None) -> None:
+    """anvil-style start-up text: accounts, private keys, mnemonic, chain id, URL."""
+    from ai_evm.node.accounts import DEV_BALANCE, DEV_MNEMONIC
+
+    config = seq.config  # type: ignore[attr-defined]
+    head = seq.head()  # type: ignore[attr-defined]
+    lines = ["", "AI EVM node", "", "Available Accounts", "=================="]
+    for i, a in enumerate(config.accounts):
+        lines.append(f"({i}) {a.address} ({DEV_BALANCE // 10**18} ETH)")
+    lines += ["", "Private Keys", "=================="]
+    for i, a in enumerate(config.accounts):
+        lines.append(f"({i}) 0x{a.private_key.hex()}")
+    lines += [
+        "", "Wallet", "==================", f"Mnemonic:          {DEV_MNEMONIC}",
+        "Derivation path:   m/44'/60'/0'/0/", "",
+        f"Chain ID:          {config.chain_id}",
+        f"Datadir:           {config.datadir}",
+        f"Head block:        {head.block_number} (0x{head.hash.hex()})",
+        f"Mining:            {f'every {block_time:g}s' if block_time else 'automine'}",
+        "", f"Listening on {url}",
+    ]  # fmt: skip
+    click.echo("\n".join(lines), file=out)  # type: ignore[arg-type]
+    sys.stdout.flush()
+
+
+@main.command("node")
+@click.option("--datadir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Chain database directory (created if missing; a restart continues from its head).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8545, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--chain-id", default=31337, show_default=True, type=click.IntRange(1, 2**63 - 1))
+@click.option("--block-time", type=click.FloatRange(min=0.01), default=None,
+              help="Mine a block every S seconds instead of on every transaction (automine).")
+@click.option("--model-store", "model_stores", multiple=True, metavar="URI",
+              help="Extra model stores (directory, http(s):// hub, s3://...), tried after DATADIR/models.")
+@click.option("--gas-limit", default=30_000_000, show_default=True, type=click.IntRange(100_000))
+@click.option("--no-fsync", is_flag=True, help="Do not fsync each block (faster; unsafe on power loss).")
+@click.option("-v", "--verbose", count=True, help="Log blocks (-v) and debug output (-vv).")
+def node(
+    datadir: Path, host: str, port: int, chain_id: int, block_time: float | None,
+    model_stores: tuple[str, ...], gas_limit: int, no_fsync: bool, verbose: int,
+) -> None:  # fmt: skip
+    """Run the AI EVM node: an L2 sequencer with Ethereum JSON-RPC and prefunded dev accounts."""
+    import ai_evm.node  # noqa: F401  (selects the fast keccak backend before py-evm hashes anything)
+    from ai_evm.node.chain import NodeConfig, Sequencer
+    from ai_evm.node.errors import NodeError
+    from ai_evm.node.server import run_node
+    from ai_evm.node.vm import make_resolver
+
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        store = open_model_store(model_stores, datadir)
+        seq = Sequencer(NodeConfig(datadir, chain_id=chain_id, gas_limit=gas_limit, sync=not no_fsync),
+                        make_resolver(store))  # type: ignore[arg-type]
+    except (NodeError, Exception) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    url = f"http://{host}:{port}"
+    print_banner(seq, url, block_time)
+    run_node(seq, host, port, block_time=block_time)
+    click.echo("node stopped")

@@ -1,0 +1,274 @@
+"""The sequencer: a persistent AI EVM chain that admits transactions and mines them in batches.
+
+One :class:`Sequencer` owns the chain database (:class:`~ai_evm.node.db.LMDBAtomicDB`), the
+py-evm chain object and the transaction pool. Every access goes through :attr:`Sequencer.lock`
+(py-evm objects are not thread-safe). A block is built with ``chain.mine_all`` over the longest
+prefix of pending transactions that fits the block gas limit; the block, py-evm's indexes, the
+node's block record (:mod:`ai_evm.node.index`) and the new head are then committed in one database
+transaction. A new datadir starts from a genesis that prefunds the dev accounts; an existing one
+continues from its head (its chain id must match).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth.abc import BlockHeaderAPI, SignedTransactionAPI, StateAPI
+from eth.chains.base import MiningChain
+from eth.exceptions import HeaderNotFound, TransactionNotFound
+
+from ai_evm.evm import ModelResolver
+
+from .accounts import DEV_BALANCE, DevAccount, dev_accounts
+from .db import LMDBAtomicDB
+from .errors import InvalidParams, ServerError, TransactionRejected
+from .index import META_KEY, block_key, block_record, decode_record, encode_record
+from .pool import PoolLimits, TxPool
+from .vm import block_inferences, chain_class
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHAIN_ID = 31337
+DEFAULT_GAS_LIMIT = 30_000_000
+GENESIS_BASE_FEE = 1_000_000_000
+GENESIS_TIMESTAMP = 1_700_000_000
+RECORD_CACHE = 256
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything that defines a node's chain and how it mines."""
+
+    datadir: Path
+    chain_id: int = DEFAULT_CHAIN_ID
+    gas_limit: int = DEFAULT_GAS_LIMIT
+    block_time: float | None = None
+    accounts: tuple[DevAccount, ...] = field(default_factory=dev_accounts)
+    sync: bool = True
+
+
+@dataclass(frozen=True)
+class MinedBlock:
+    """What one call to the miner produced."""
+
+    number: int
+    tx_hashes: tuple[bytes, ...]
+
+
+class ChainMismatch(ServerError):
+    """The datadir holds a chain with another chain id."""
+
+
+class Sequencer:
+    """The chain, its pool and its miner (see the module docstring)."""
+
+    def __init__(self, config: NodeConfig, resolver: ModelResolver) -> None:
+        self.config = config
+        self.resolver = resolver
+        self.lock = threading.RLock()
+        self.db = LMDBAtomicDB(Path(config.datadir) / "chain", sync=config.sync)
+        self.pool = TxPool()
+        self._records: OrderedDict[int, dict[str, Any]] = OrderedDict()
+        self._state: StateAPI | None = None
+        self.mined_event = threading.Condition(self.lock)
+        cls = chain_class(resolver, config.chain_id)
+        meta_raw = self.db.get(META_KEY)
+        if meta_raw is None:
+            self.chain = self._genesis(cls)
+        else:
+            meta = json.loads(meta_raw)
+            if meta.get("chainId") != config.chain_id:
+                self.db.close()
+                raise ChainMismatch(
+                    f"{config.datadir} holds chain id {meta.get('chainId')}, not {config.chain_id}; "
+                    "use another --datadir or the same --chain-id"
+                )
+            self.chain = cls(self.db)
+        self.builder = self.chain.get_vm().get_transaction_builder()
+
+    # -- genesis ----------------------------------------------------------------------------------
+    def _genesis(self, cls: type[MiningChain]) -> MiningChain:
+        params = {
+            "difficulty": 0, "gas_limit": self.config.gas_limit, "timestamp": GENESIS_TIMESTAMP,
+            "base_fee_per_gas": GENESIS_BASE_FEE, "coinbase": b"\0" * 20,
+        }  # fmt: skip
+        state = {
+            a.address_bytes: {"balance": DEV_BALANCE, "nonce": 0, "code": b"", "storage": {}}
+            for a in self.config.accounts
+        }
+        chain = cls.from_genesis(self.db, params, state)
+        genesis = chain.get_canonical_block_by_number(0)
+        self.db[block_key(0)] = encode_record(block_record(genesis, (), [], b"\0" * 32))
+        self.db[META_KEY] = json.dumps({"chainId": self.config.chain_id, "version": 1}).encode()
+        self.db.commit()
+        return chain
+
+    # -- head and state ---------------------------------------------------------------------------
+    def head(self) -> BlockHeaderAPI:
+        """The canonical head header."""
+        return self.chain.get_canonical_head()
+
+    def limits(self) -> PoolLimits:
+        """Chain id, gas limit and base fee of the next block."""
+        pending = self.chain.header
+        return PoolLimits(self.config.chain_id, pending.gas_limit, pending.base_fee_per_gas)
+
+    def head_state(self) -> StateAPI:
+        """A state object on the head (reused until the next block)."""
+        if self._state is None:
+            self._state = self.chain.get_vm().state
+        return self._state
+
+    def header_by_number(self, number: int) -> BlockHeaderAPI | None:
+        """The canonical header at ``number`` or None."""
+        try:
+            return self.chain.get_canonical_block_header_by_number(number)
+        except HeaderNotFound:
+            return None
+
+    def header_by_hash(self, block_hash: bytes) -> BlockHeaderAPI | None:
+        """The header with this hash if it is canonical, else None."""
+        try:
+            header = self.chain.get_block_header_by_hash(block_hash)
+        except (HeaderNotFound, Exception):
+            return None
+        canonical = self.header_by_number(header.block_number)
+        return header if canonical is not None and canonical.hash == header.hash else None
+
+    def record(self, number: int) -> dict[str, Any] | None:
+        """The node's stored record of canonical block ``number`` (cached)."""
+        rec = self._records.get(number)
+        if rec is not None:
+            self._records.move_to_end(number)
+            return rec
+        raw = self.db.get(block_key(number))
+        if raw is None:
+            return None
+        rec = decode_record(raw)
+        self._records[number] = rec
+        while len(self._records) > RECORD_CACHE:
+            self._records.popitem(last=False)
+        return rec
+
+    def tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
+        """(block number, index) of a mined transaction, or None."""
+        try:
+            number, index = self.chain.chaindb.get_transaction_index(tx_hash)
+        except (TransactionNotFound, KeyError):
+            return None
+        return int(number), int(index)
+
+    # -- admission --------------------------------------------------------------------------------
+    def decode_raw(self, raw: bytes) -> SignedTransactionAPI:
+        """Decode raw transaction bytes (legacy RLP or EIP-2718 typed) for the chain's fork."""
+        if not raw:
+            raise InvalidParams("invalid raw transaction: empty")
+        if raw[0] == 3:
+            raise TransactionRejected("transaction type 3 not supported (blob transactions)")
+        try:
+            return self.builder.decode(raw)
+        except Exception as e:  # rlp.DecodingError, ValidationError, ValueError...
+            raise InvalidParams(f"invalid raw transaction: {type(e).__name__}: {e}") from None
+
+    def submit(self, txs: Sequence[SignedTransactionAPI]) -> list[TransactionRejected | None]:
+        """Check and add transactions to the pool; per transaction None (accepted) or its error."""
+        out: list[TransactionRejected | None] = []
+        with self.lock:
+            state, limits = self.head_state(), self.limits()
+            for tx in txs:
+                try:
+                    self.pool.check(tx, state, limits, lambda h: self.tx_location(h) is not None)
+                except TransactionRejected as e:
+                    out.append(e)
+                    continue
+                self.pool.add(tx)
+                out.append(None)
+        return out
+
+    # -- mining -----------------------------------------------------------------------------------
+    def mine_pending(self, allow_empty: bool = False) -> list[MinedBlock]:
+        """Mine every pending transaction (one block per gas-limit-sized batch)."""
+        mined: list[MinedBlock] = []
+        with self.lock:
+            if allow_empty and not self.pool.pending:
+                mined.append(self._mine([]))
+            while self.pool.pending:
+                batch = self.pool.take(self.chain.header.gas_limit)
+                block = self._mine_or_split(batch)
+                if block is not None:
+                    mined.append(block)
+            if mined:
+                self.mined_event.notify_all()
+        return mined
+
+    def _mine_or_split(self, batch: list[SignedTransactionAPI]) -> MinedBlock | None:
+        try:
+            return self._mine(batch)
+        except Exception as e:
+            log.warning("mining %d transactions failed (%s); retrying them one by one", len(batch), e)
+        # Something slipped through admission (or the pool is stale): keep what can run.
+        good: list[SignedTransactionAPI] = []
+        for tx in batch:
+            try:
+                self._dry_run(good + [tx])
+                good.append(tx)
+            except Exception as e:
+                self.pool.drop(tx, f"transaction dropped: {e}")
+        return self._mine(good) if good else None
+
+    def _dry_run(self, txs: list[SignedTransactionAPI]) -> None:
+        head = self.head()
+        try:
+            self.chain.mine_all(txs, timestamp=self._next_timestamp(head))
+        finally:
+            self.db.discard()
+            self._reset_to(head)
+
+    def _reset_to(self, head: BlockHeaderAPI) -> None:
+        self.chain.header = self.chain.create_header_from_parent(head)
+        self._state = None
+
+    def _next_timestamp(self, head: BlockHeaderAPI) -> int:
+        return max(int(time.time()), head.timestamp + 1)
+
+    def _mine(self, batch: list[SignedTransactionAPI]) -> MinedBlock:
+        head = self.head()
+        try:
+            result, receipts, computations = self.chain.mine_all(batch, timestamp=self._next_timestamp(head))
+            block = result.imported_block
+            inferences, root = block_inferences(computations, batch)
+            record = block_record(block, receipts, inferences, root)
+            self.db[block_key(block.number)] = encode_record(record)
+            self.db.commit()
+        except BaseException:
+            self.db.discard()
+            self._reset_to(head)
+            raise
+        self._state = None
+        self._records[block.number] = record
+        self.pool.remove(batch)
+        log.info("block %d: %d txs, %d gas", block.number, len(batch), block.header.gas_used)
+        return MinedBlock(block.number, tuple(bytes(tx.hash) for tx in batch))
+
+    def wait_mined(self, tx_hashes: Sequence[bytes], timeout: float) -> None:
+        """Block until none of ``tx_hashes`` is pending any more (interval mining), or timeout."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while any(h in self.pool.pending for h in tx_hashes):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self.mined_event.wait(left)
+
+    def close(self) -> None:
+        """Close the database (nothing pending is lost: every block is committed when mined)."""
+        with self.lock:
+            self.db.close()

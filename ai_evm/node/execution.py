@@ -1,0 +1,196 @@
+"""``eth_call`` and ``eth_estimateGas``: running a call object on a block's state, never mining it.
+
+A call runs in py-evm's costless state on top of the requested block (base fee 0, nothing paid),
+after optional state overrides (geth's ``{address: {balance, nonce, code, state, stateDiff}}``).
+Errors follow geth: REVERT gives :class:`ExecutionReverted` (code 3, ``data`` = revert bytes,
+message ``execution reverted: <reason>`` for ``Error(string)``); other exceptional halts give
+-32000 with py-evm's reason. Failed inference calls anywhere in the call tree are named in the
+message and in ``data`` so a developer sees *why* the model call failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth.abc import ComputationAPI, StateAPI
+from eth.exceptions import Revert
+from eth.vm.spoof import SpoofTransaction
+from eth_abi import decode as abi_decode
+
+from .encoding import data, parse_address, parse_data, parse_quantity, parse_storage_slot
+from .errors import ExecutionReverted, InvalidParams, ServerError
+from .vm import inference_failures
+
+ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")
+PANIC_SELECTOR = bytes.fromhex("4e487b71")
+#: geth stops the estimate's binary search once within this fraction of the answer.
+ESTIMATE_ERROR_RATIO = 0.015
+CALL_STIPEND = 2300
+
+
+@dataclass(frozen=True)
+class CallRequest:
+    """A transaction call object (``from``, ``to``, ``gas``, ``gasPrice``, ``value``, ``data``)."""
+
+    sender: bytes
+    to: bytes
+    gas: int | None
+    gas_price: int
+    value: int
+    data: bytes
+
+
+def parse_call_request(obj: Any, name: str = "call") -> CallRequest:
+    """Validate a JSON call object (``input`` and ``data`` are synonyms, as in geth)."""
+    if not isinstance(obj, dict):
+        raise InvalidParams(f"invalid {name}: expected an object")
+    sender = parse_address(obj["from"], "from") if obj.get("from") is not None else b"\0" * 20
+    to = parse_address(obj["to"], "to") if obj.get("to") is not None else b""
+    gas = parse_quantity(obj["gas"], "gas", (1 << 64) - 1) if obj.get("gas") is not None else None
+    price = 0
+    for key in ("gasPrice", "maxFeePerGas"):
+        if obj.get(key) is not None:
+            price = parse_quantity(obj[key], key)
+    value = parse_quantity(obj["value"], "value") if obj.get("value") is not None else 0
+    payload = b""
+    if obj.get("input") is not None:
+        payload = parse_data(obj["input"], "input")
+    elif obj.get("data") is not None:
+        payload = parse_data(obj["data"], "data")
+    return CallRequest(sender, to, gas, price, value, payload)
+
+
+def apply_overrides(state: StateAPI, overrides: Any) -> None:
+    """Apply geth-style state overrides to a (throwaway) state."""
+    if overrides is None:
+        return
+    if not isinstance(overrides, dict):
+        raise InvalidParams("invalid state overrides: expected an object keyed by address")
+    for key, spec in overrides.items():
+        address = parse_address(key, "state override address")
+        if not isinstance(spec, dict):
+            raise InvalidParams(f"invalid state override for {key}: expected an object")
+        if "state" in spec and "stateDiff" in spec:
+            raise InvalidParams(f"account {key} has both 'state' and 'stateDiff'")
+        if spec.get("balance") is not None:
+            state.set_balance(address, parse_quantity(spec["balance"], "balance"))
+        if spec.get("nonce") is not None:
+            state.set_nonce(address, parse_quantity(spec["nonce"], "nonce", (1 << 64) - 1))
+        if spec.get("code") is not None:
+            state.set_code(address, parse_data(spec["code"], "code"))
+        slots = spec.get("state") if spec.get("state") is not None else spec.get("stateDiff")
+        if slots is not None:
+            if not isinstance(slots, dict):
+                raise InvalidParams(f"invalid storage override for {key}: expected an object")
+            if spec.get("state") is not None:
+                state.delete_storage(address)
+            for slot, value in slots.items():
+                state.set_storage(address, parse_storage_slot(slot), parse_storage_slot(value, "value"))
+
+
+def run_call(
+    vm: Any, req: CallRequest, gas: int, overrides: Any = None
+) -> tuple[ComputationAPI, int]:
+    """Execute ``req`` with ``gas`` on ``vm``'s block; (computation, total gas used before refunds)."""
+    with vm.in_costless_state() as state:
+        apply_overrides(state, overrides)
+        unsigned = vm.create_unsigned_transaction(
+            nonce=state.get_nonce(req.sender), gas_price=req.gas_price, gas=gas, to=req.to,
+            value=req.value, data=req.data,
+        )  # fmt: skip
+        tx = SpoofTransaction(unsigned, from_=req.sender)
+        if gas < unsigned.intrinsic_gas:
+            raise ServerError(f"intrinsic gas too low: gas {gas}, minimum needed {unsigned.intrinsic_gas}")
+        try:
+            computation = state.costless_execute_transaction(tx)
+        except InvalidParams:
+            raise
+        except Exception as e:  # py-evm ValidationError: balance, nonce...
+            raise ServerError(_validation_message(e)) from None
+        return computation, gas - computation.get_gas_remaining()
+
+
+def _validation_message(e: Exception) -> str:
+    text = str(e)
+    if "balance" in text.lower() or "afford" in text.lower():
+        return f"insufficient funds for gas * price + value: {text}"
+    return text or type(e).__name__
+
+
+def revert_reason(output: bytes) -> str | None:
+    """The reason string of ``Error(string)`` or a description of ``Panic(uint256)``, else None."""
+    try:
+        if output[:4] == ERROR_STRING_SELECTOR:
+            (reason,) = abi_decode(["string"], output[4:])
+            return str(reason)
+        if output[:4] == PANIC_SELECTOR:
+            (code,) = abi_decode(["uint256"], output[4:])
+            return f"panic: 0x{code:02x}"
+    except Exception:
+        return None
+    return None
+
+
+def raise_for_computation(computation: ComputationAPI) -> None:
+    """Turn a failed computation into the JSON-RPC error geth would give."""
+    if not computation.is_error:
+        return
+    failures = inference_failures(computation)
+    if isinstance(computation.error, Revert):
+        output = computation.output
+        reason = revert_reason(output)
+        message = f"execution reverted: {reason}" if reason else "execution reverted"
+        if failures:
+            message += f" (inference failed: {failures[0]})"
+        raise ExecutionReverted(message, data(output))
+    message = str(computation.error) or type(computation.error).__name__
+    if failures and failures[0] != message:
+        message += f" (inference failed: {failures[0]})"
+    raise ServerError(message, {"inferenceErrors": failures} if failures else None)
+
+
+def call(vm: Any, req: CallRequest, default_gas: int, overrides: Any = None) -> bytes:
+    """``eth_call``: the return data, or the error the computation ended with."""
+    computation, _ = run_call(vm, req, req.gas if req.gas is not None else default_gas, overrides)
+    raise_for_computation(computation)
+    return bytes(computation.output)
+
+
+def estimate_gas(
+    vm: Any, req: CallRequest, cap: int, balance: int, overrides: Any = None
+) -> int:
+    """``eth_estimateGas``: geth's binary search for the least gas limit that succeeds."""
+    hi = req.gas if req.gas is not None else cap
+    if req.gas_price > 0:
+        allowance = max(balance - req.value, 0) // req.gas_price
+        hi = min(hi, allowance)
+    computation, used = run_call(vm, req, hi, overrides)
+    if computation.is_error:
+        if isinstance(computation.error, Revert) or inference_failures(computation):
+            raise_for_computation(computation)
+        raise ServerError(f"gas required exceeds allowance ({hi})")
+    lo = used - 1
+    optimistic = (used + computation.get_gas_refund() + CALL_STIPEND) * 64 // 63
+    if lo < optimistic < hi:
+        ok, _ = run_call(vm, req, optimistic, overrides)
+        if ok.is_error:
+            lo = optimistic
+        else:
+            hi = optimistic
+    while lo + 1 < hi:
+        if (hi - lo) / hi < ESTIMATE_ERROR_RATIO:
+            break
+        mid = (hi + lo) // 2
+        if mid > lo * 2:
+            mid = lo * 2
+        try:
+            attempt, _ = run_call(vm, req, mid, overrides)
+            failed = attempt.is_error
+        except ServerError:
+            failed = True
+        if failed:
+            lo = mid
+        else:
+            hi = mid
+    return hi

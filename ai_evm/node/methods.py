@@ -1,0 +1,371 @@
+"""The Ethereum JSON-RPC methods (plus ``aievm_*``) over a :class:`~ai_evm.node.chain.Sequencer`.
+
+Each public method of :class:`EthApi` whose name is in :data:`METHODS` is callable over RPC with
+positional params; parameters are validated with :mod:`ai_evm.node.encoding` and every refusal is
+a named :class:`~ai_evm.node.errors.NodeError`. Sending methods return the transaction hash once
+the transaction is mined (automine) or pooled (interval mining).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from eth_account import Account
+from eth_utils import keccak
+
+from .chain import Sequencer
+from .encoding import (
+    BLOCK_TAGS,
+    data,
+    parse_address,
+    parse_bool,
+    parse_data,
+    parse_hash,
+    parse_quantity,
+    parse_storage_slot,
+    quantity,
+)  # fmt: skip
+from .errors import InvalidParams, ServerError
+from .execution import call, estimate_gas, parse_call_request
+from .fees import fee_history
+from .filters import FilterRegistry
+from .index import tx_json
+from .logs import LogsApi
+from .models import get_model
+
+CLIENT_VERSION = "aievm/0.1.0/python"
+#: Suggested priority fee (1 gwei, like geth's dev mode and anvil).
+PRIORITY_FEE = 1_000_000_000
+AUTOMINE_WAIT = 60.0
+
+
+class EthApi(LogsApi):
+    """The method implementations; ``automine`` mines after every send (or batch of sends)."""
+
+    def __init__(self, seq: Sequencer, automine: bool = True) -> None:
+        self.seq = seq
+        self.automine = automine
+        self.filters = FilterRegistry()
+        self.keys = {a.address_bytes: a.private_key for a in seq.config.accounts}
+        self._local = threading.local()
+
+    @property
+    def defer_mining(self) -> bool:
+        """True while this thread processes a batch: sends are mined together at its end."""
+        return bool(getattr(self._local, "defer", False))
+
+    @defer_mining.setter
+    def defer_mining(self, value: bool) -> None:
+        self._local.defer = value
+        self._local.deferred = []
+
+    # -- block resolution -------------------------------------------------------------------------
+    def _header(self, block: Any, name: str = "block") -> Any:
+        """Header for a tag, number, hash or EIP-1898 object; -32000 'header not found' if absent."""
+        seq = self.seq
+        if block is None or block in ("latest", "pending", "safe", "finalized"):
+            return seq.head()
+        if block == "earliest":
+            return seq.header_by_number(0)
+        if isinstance(block, dict):
+            if block.get("blockHash") is not None:
+                header = seq.header_by_hash(parse_hash(block["blockHash"], "blockHash"))
+                if header is None:
+                    raise ServerError("header for hash not found")
+                return header
+            return self._header(block.get("blockNumber"), name)
+        if isinstance(block, str) and len(block) == 66:
+            return self._header({"blockHash": block}, name)
+        if isinstance(block, str) and not block.startswith(("0x", "0X")):
+            raise InvalidParams(f"invalid {name}: expected a block number or one of {', '.join(BLOCK_TAGS)}")
+        header = seq.header_by_number(parse_quantity(block, name, (1 << 63) - 1))
+        if header is None:
+            raise ServerError("header not found")
+        return header
+
+    def _number(self, block: Any, name: str = "block") -> int | None:
+        """Block number for a tag or number (None if beyond the head) without reading a header."""
+        if block is None or block in ("latest", "pending", "safe", "finalized"):
+            return int(self.seq.head().block_number)
+        if block == "earliest":
+            return 0
+        if isinstance(block, str) and not block.startswith(("0x", "0X")):
+            raise InvalidParams(f"invalid {name}: expected a block number or one of {', '.join(BLOCK_TAGS)}")
+        n = parse_quantity(block, name, (1 << 63) - 1)
+        return n if n <= self.seq.head().block_number else None
+
+    def _state(self, block: Any) -> Any:
+        return self.seq.chain.get_vm(self._header(block)).state
+
+    # -- chain info -------------------------------------------------------------------------------
+    def web3_clientVersion(self) -> str:
+        return CLIENT_VERSION
+
+    def web3_sha3(self, payload: Any) -> str:
+        return data(keccak(parse_data(payload, "data")))
+
+    def net_version(self) -> str:
+        return str(self.seq.config.chain_id)
+
+    def net_listening(self) -> bool:
+        return True
+
+    def net_peerCount(self) -> str:
+        return "0x0"
+
+    def eth_chainId(self) -> str:
+        return quantity(self.seq.config.chain_id)
+
+    def eth_blockNumber(self) -> str:
+        with self.seq.lock:
+            return quantity(self.seq.head().block_number)
+
+    def eth_syncing(self) -> bool:
+        return False
+
+    def eth_mining(self) -> bool:
+        return True
+
+    def eth_hashrate(self) -> str:
+        return "0x0"
+
+    def eth_coinbase(self) -> str:
+        return data(b"\0" * 20)
+
+    def eth_accounts(self) -> list[str]:
+        return [a.address.lower() for a in self.seq.config.accounts]
+
+    def eth_gasPrice(self) -> str:
+        with self.seq.lock:
+            return quantity(self.seq.limits().base_fee + PRIORITY_FEE)
+
+    def eth_maxPriorityFeePerGas(self) -> str:
+        return quantity(PRIORITY_FEE)
+
+    def eth_feeHistory(self, count: Any, newest: Any, percentiles: Any = None) -> dict[str, Any]:
+        n = parse_quantity(count, "blockCount", 1 << 32)
+        with self.seq.lock:
+            last = self._number(newest, "newestBlock")
+            if last is None:
+                raise ServerError("request beyond head block")
+            return fee_history(self.seq, n, last, percentiles)
+
+    # -- state ------------------------------------------------------------------------------------
+    def eth_getBalance(self, address: Any, block: Any = "latest") -> str:
+        addr = parse_address(address)
+        with self.seq.lock:
+            return quantity(self._state(block).get_balance(addr))
+
+    def eth_getTransactionCount(self, address: Any, block: Any = "latest") -> str:
+        addr = parse_address(address)
+        with self.seq.lock:
+            nonce = self._state(block).get_nonce(addr)
+            if block == "pending":
+                nonce = self.seq.pool.pending_nonce(addr, nonce)
+            return quantity(nonce)
+
+    def eth_getCode(self, address: Any, block: Any = "latest") -> str:
+        addr = parse_address(address)
+        with self.seq.lock:
+            return data(self._state(block).get_code(addr))
+
+    def eth_getStorageAt(self, address: Any, slot: Any, block: Any = "latest") -> str:
+        addr, key = parse_address(address), parse_storage_slot(slot)
+        with self.seq.lock:
+            return data(self._state(block).get_storage(addr, key).to_bytes(32, "big"))
+
+    def eth_call(self, tx: Any, block: Any = "latest", overrides: Any = None, *_: Any) -> str:
+        req = parse_call_request(tx)
+        with self.seq.lock:
+            try:
+                header = self._header(block)
+                return data(call(self.seq.chain.get_vm(header), req, header.gas_limit, overrides))
+            finally:
+                self.seq.db.discard()
+
+    def eth_estimateGas(self, tx: Any, block: Any = "latest", overrides: Any = None) -> str:
+        req = parse_call_request(tx)
+        with self.seq.lock:
+            try:
+                header = self._header(block)
+                vm = self.seq.chain.get_vm(header)
+                balance = vm.state.get_balance(req.sender)
+                return quantity(estimate_gas(vm, req, header.gas_limit, balance, overrides))
+            finally:
+                self.seq.db.discard()
+
+    # -- sending ----------------------------------------------------------------------------------
+    def eth_sendRawTransaction(self, raw: Any) -> str:
+        tx = self.seq.decode_raw(parse_data(raw, "transaction"))
+        (error,) = self.seq.submit([tx])
+        if error is not None:
+            raise error
+        tx_hash = bytes(tx.hash)
+        if self.defer_mining:
+            self._local.deferred.append(tx_hash)
+        else:
+            self._settle([tx_hash])
+        return data(tx_hash)
+
+    def eth_sendTransaction(self, obj: Any) -> str:
+        if not isinstance(obj, dict):
+            raise InvalidParams("invalid transaction: expected an object")
+        sender = parse_address(obj.get("from"), "from")
+        key = self.keys.get(sender)
+        if key is None:
+            raise ServerError(f"unknown account 0x{sender.hex()} (only the node's dev accounts can sign)")
+        req = parse_call_request(obj)
+        with self.seq.lock:
+            limits = self.seq.limits()
+            nonce = (parse_quantity(obj["nonce"], "nonce", (1 << 64) - 1) if obj.get("nonce") is not None
+                     else self.seq.pool.pending_nonce(sender, self.seq.head_state().get_nonce(sender)))
+            gas = req.gas if req.gas is not None else int(self.eth_estimateGas({**obj, "gas": None}, "latest"), 16)
+        fields: dict[str, Any] = {
+            "nonce": nonce, "gas": gas, "value": req.value, "data": req.data, "chainId": limits.chain_id,
+        }  # fmt: skip
+        if req.to:
+            fields["to"] = req.to
+        if obj.get("gasPrice") is not None:
+            fields["gasPrice"] = req.gas_price
+        else:
+            tip = parse_quantity(obj["maxPriorityFeePerGas"], "maxPriorityFeePerGas") \
+                if obj.get("maxPriorityFeePerGas") is not None else PRIORITY_FEE
+            fields["maxPriorityFeePerGas"] = tip
+            fields["maxFeePerGas"] = req.gas_price if obj.get("maxFeePerGas") is not None else 2 * limits.base_fee + tip
+            fields["type"] = 2
+        signed = Account.sign_transaction(fields, key)
+        return self.eth_sendRawTransaction(data(signed.raw_transaction))
+
+    def _settle(self, hashes: list[bytes]) -> None:
+        """Mine (automine) or wait for the interval miner; raise if one of ``hashes`` was dropped."""
+        if self.automine:
+            self.seq.mine_pending()
+        else:
+            return
+        for h in hashes:
+            reason = self.seq.pool.dropped.get(h)
+            if reason is not None:
+                raise ServerError(reason)
+
+    def flush(self) -> dict[bytes, str]:
+        """Mine transactions deferred during a batch; returns the dropped ones with their reasons."""
+        hashes = getattr(self._local, "deferred", [])
+        self._local.deferred = []
+        if not hashes or not self.automine:
+            return {}
+        self.seq.mine_pending()
+        return {h: self.seq.pool.dropped[h] for h in hashes if h in self.seq.pool.dropped}
+
+    # -- transactions and blocks ------------------------------------------------------------------
+    def _located(self, tx_hash: bytes) -> tuple[dict[str, Any], int] | None:
+        loc = self.seq.tx_location(tx_hash)
+        if loc is None:
+            return None
+        record = self.seq.record(loc[0])
+        return (record, loc[1]) if record is not None else None
+
+    def eth_getTransactionByHash(self, tx_hash: Any) -> dict[str, Any] | None:
+        h = parse_hash(tx_hash)
+        with self.seq.lock:
+            found = self._located(h)
+            if found is not None:
+                return dict(found[0]["txs"][found[1]])
+            pending = self.seq.pool.pending.get(h)
+            return tx_json(pending, None, None) if pending is not None else None
+
+    def eth_getTransactionReceipt(self, tx_hash: Any) -> dict[str, Any] | None:
+        h = parse_hash(tx_hash)
+        with self.seq.lock:
+            found = self._located(h)
+            return dict(found[0]["receipts"][found[1]]) if found is not None else None
+
+    def _record_at(self, block: Any, by_hash: bool) -> dict[str, Any] | None:
+        if by_hash:
+            header = self.seq.header_by_hash(parse_hash(block, "blockHash"))
+            number = None if header is None else int(header.block_number)
+        else:
+            number = self._number(block)
+        return None if number is None else self.seq.record(number)
+
+    def _block(self, block: Any, full: Any, by_hash: bool) -> dict[str, Any] | None:
+        full_txs = parse_bool(full, "fullTransactions")
+        with self.seq.lock:
+            record = self._record_at(block, by_hash)
+        if record is None:
+            return None
+        out = dict(record["block"])
+        if full_txs:
+            out["transactions"] = list(record["txs"])
+        return out
+
+    def eth_getBlockByNumber(self, block: Any, full: Any = False) -> dict[str, Any] | None:
+        return self._block(block, full, by_hash=False)
+
+    def eth_getBlockByHash(self, block_hash: Any, full: Any = False) -> dict[str, Any] | None:
+        return self._block(block_hash, full, by_hash=True)
+
+    def _count(self, block: Any, by_hash: bool) -> str | None:
+        with self.seq.lock:
+            record = self._record_at(block, by_hash)
+        return None if record is None else quantity(len(record["txs"]))
+
+    def eth_getBlockTransactionCountByNumber(self, block: Any) -> str | None:
+        return self._count(block, by_hash=False)
+
+    def eth_getBlockTransactionCountByHash(self, block_hash: Any) -> str | None:
+        return self._count(block_hash, by_hash=True)
+
+    def eth_getUncleCountByBlockNumber(self, block: Any) -> str | None:
+        return None if self._count(block, by_hash=False) is None else "0x0"
+
+    def eth_getUncleCountByBlockHash(self, block_hash: Any) -> str | None:
+        return None if self._count(block_hash, by_hash=True) is None else "0x0"
+
+    def _tx_at(self, block: Any, index: Any, by_hash: bool) -> dict[str, Any] | None:
+        i = parse_quantity(index, "index", 1 << 32)
+        with self.seq.lock:
+            record = self._record_at(block, by_hash)
+        if record is None or i >= len(record["txs"]):
+            return None
+        return dict(record["txs"][i])
+
+    def eth_getTransactionByBlockNumberAndIndex(self, block: Any, index: Any) -> dict[str, Any] | None:
+        return self._tx_at(block, index, by_hash=False)
+
+    def eth_getTransactionByBlockHashAndIndex(self, block_hash: Any, index: Any) -> dict[str, Any] | None:
+        return self._tx_at(block_hash, index, by_hash=True)
+
+    def eth_getBlockReceipts(self, block: Any) -> list[dict[str, Any]] | None:
+        with self.seq.lock:
+            by_hash = isinstance(block, str) and len(block) == 66
+            record = self._record_at(block, by_hash)
+        return None if record is None else list(record["receipts"])
+
+    # -- AI EVM -----------------------------------------------------------------------------------
+    def aievm_getInferences(self, tx_hash: Any) -> list[dict[str, Any]] | None:
+        h = parse_hash(tx_hash)
+        with self.seq.lock:
+            found = self._located(h)
+        if found is None:
+            return None
+        return [r for r in found[0]["inferences"] if r["txHash"] == data(h)]
+
+    def aievm_getBlockInferences(self, block: Any) -> dict[str, Any] | None:
+        with self.seq.lock:
+            record = self._record_at(block, isinstance(block, str) and len(block) == 66)
+        if record is None:
+            return None
+        return {"inferenceRoot": record["inferenceRoot"], "records": record["inferences"]}
+
+    def aievm_getModel(self, address: Any) -> dict[str, Any]:
+        return get_model(self.seq.resolver, parse_hash(address, "model address"))
+
+    def evm_mine(self, *_: Any) -> str:
+        self.seq.mine_pending(allow_empty=True)
+        return "0x0"
+
+
+METHODS = frozenset(
+    name for name in dir(EthApi) if name.split("_", 1)[0] in ("web3", "net", "eth", "aievm", "evm")
+)
