@@ -1,0 +1,251 @@
+"""VM memory: word-addressed regions committed by one keccak Merkle tree, and multiproofs.
+
+A node's memory has one region per node input (in the node's input order) and one for its output
+(last). Region ``r`` holds a tensor's little-endian C-order bytes as 32-byte words; its root is
+``keccak(header || data_root)`` (``fraud_vm.tensors``), so an input region's root is the tensor's
+phase-1 commitment and a constant's is derivable from the model address. The memory root is the
+Merkle root of the region roots (depth ``ceil(log2(n_regions))``).
+
+A step touches a few words; its witness proves them with one **multiproof** per tree: the sibling
+hashes that cannot be computed from the touched leaves, level by level from the bottom, left to
+right (``multiproof`` / ``multiroot``). The same siblings give the root after the step's writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from opml.bundle import DType
+from opml.commitment import tree_levels
+from opml.merkle import WORD, ZERO_HASHES, keccak, tree_depth
+
+from .errors import InvalidStep, InvalidWitness
+from .tensors import region_root
+
+Address = tuple[int, int]  # (region, word index)
+
+
+@dataclass(frozen=True)
+class Region:
+    """Static description of one region: header words, dtype and byte size."""
+
+    header: tuple[int, ...]
+    dtype: DType
+    nbytes: int
+
+    @property
+    def n_words(self) -> int:
+        return -(-self.nbytes // WORD)
+
+    @property
+    def depth(self) -> int:
+        return tree_depth(self.n_words)
+
+    @property
+    def itemsize(self) -> int:
+        return self.dtype.np.itemsize
+
+
+def region_depth(n_regions: int) -> int:
+    """Depth of the region tree."""
+    return tree_depth(n_regions)
+
+
+def multiproof(node: Callable[[int, int], bytes], indices: Sequence[int], depth: int) -> list[bytes]:
+    """Siblings proving the leaves ``indices`` (sorted, unique) of a tree; ``node(h, i)`` reads it."""
+    cur = list(indices)
+    out: list[bytes] = []
+    for h in range(depth):
+        known = set(cur)
+        nxt: list[int] = []
+        for i in cur:
+            if nxt and nxt[-1] == i >> 1:
+                continue
+            if i ^ 1 not in known:
+                out.append(node(h, i ^ 1))
+            nxt.append(i >> 1)
+        cur = nxt
+    return out
+
+
+def multiroot(leaves: dict[int, bytes], depth: int, siblings: Sequence[bytes], pos: int) -> tuple[bytes, int]:
+    """Root from known leaves and ``siblings[pos:]`` (consumed in ``multiproof`` order).
+
+    Returns ``(root, next_pos)``; raises InvalidWitness if the siblings run out.
+    """
+    cur = dict(sorted(leaves.items()))
+    if not cur or max(cur) >= 1 << depth or min(cur) < 0:
+        raise InvalidWitness("touched word index out of the tree")
+    for _ in range(depth):
+        nxt: dict[int, bytes] = {}
+        for i, v in cur.items():
+            p = i >> 1
+            if p in nxt:
+                continue
+            sib = cur.get(i ^ 1)
+            if sib is None:
+                if pos >= len(siblings):
+                    raise InvalidWitness("multiproof has too few sibling hashes")
+                sib = siblings[pos]
+                pos += 1
+            nxt[p] = keccak(v + sib) if i % 2 == 0 else keccak(sib + v)
+        cur = nxt
+    return cur[0], pos
+
+
+class Memory:
+    """Full memory of a node's run (used to interpret and to build witnesses)."""
+
+    def __init__(self, regions: Sequence[Region], data: Sequence[bytes | None]) -> None:
+        self.regions = list(regions)
+        self.rdepth = region_depth(len(self.regions))
+        self.levels: list[list[bytearray]] = []
+        for reg, d in zip(self.regions, data, strict=True):
+            raw = bytes(reg.nbytes) if d is None else bytes(d)
+            if len(raw) != reg.nbytes:
+                raise InvalidStep(f"region data is {len(raw)} bytes, expected {reg.nbytes}")
+            self.levels.append([bytearray(x) for x in tree_levels(raw)])
+        self.roots = [region_root(r.header, self.data_root(i)) for i, r in enumerate(self.regions)]
+        self._dirty: set[Address] = set()
+
+    def data_root(self, r: int) -> bytes:
+        return bytes(self.levels[r][-1][:WORD])
+
+    def region_data(self, r: int) -> bytes:
+        """The current bytes of region ``r``."""
+        return bytes(self.levels[r][0][: self.regions[r].nbytes])
+
+    def tree_node(self, r: int, h: int, i: int) -> bytes:
+        """Node ``i`` at height ``h`` of region ``r``'s data tree."""
+        lvl = self.levels[r][h]
+        return bytes(lvl[i * WORD : (i + 1) * WORD]) if (i + 1) * WORD <= len(lvl) else ZERO_HASHES[h]
+
+    def region_node(self, h: int, i: int) -> bytes:
+        """Node ``i`` at height ``h`` of the region tree."""
+        level = list(self.roots)
+        for k in range(h):
+            if len(level) % 2:
+                level.append(ZERO_HASHES[k])
+            level = [keccak(level[j] + level[j + 1]) for j in range(0, len(level), 2)]
+        return level[i] if i < len(level) else ZERO_HASHES[h]
+
+    def root(self) -> bytes:
+        """The memory root."""
+        return self.region_node(self.rdepth, 0)
+
+    def read_word(self, r: int, w: int) -> bytes:
+        if not 0 <= r < len(self.regions) or not 0 <= w < self.regions[r].n_words:
+            raise InvalidStep(f"word {w} of region {r} is out of range")
+        return bytes(self.levels[r][0][w * WORD : (w + 1) * WORD])
+
+    def write_word(self, r: int, w: int, value: bytes) -> None:
+        self.read_word(r, w)
+        self.levels[r][0][w * WORD : (w + 1) * WORD] = value
+        self._dirty.add((r, w))
+
+    def commit(self) -> None:
+        """Rehash the paths of the words written since the last commit."""
+        by_region: dict[int, set[int]] = {}
+        for r, w in self._dirty:
+            by_region.setdefault(r, set()).add(w)
+        for r, ws in by_region.items():
+            lv = self.levels[r]
+            cur = ws
+            for h in range(len(lv) - 1):
+                nxt = {i >> 1 for i in cur}
+                for p in nxt:
+                    pair = self.tree_node(r, h, 2 * p) + self.tree_node(r, h, 2 * p + 1)
+                    lv[h + 1][p * WORD : (p + 1) * WORD] = keccak(pair)
+                cur = nxt
+            self.roots[r] = region_root(self.regions[r].header, self.data_root(r))
+        self._dirty.clear()
+
+    def prove(self, touched: Sequence[Address]) -> list[bytes]:
+        """Multiproof siblings for the touched words: per region (ascending), then the region tree."""
+        addrs = sorted(set(touched))
+        out: list[bytes] = []
+        regions = sorted({r for r, _ in addrs})
+        for r in regions:
+            idx = [w for rr, w in addrs if rr == r]
+            out += multiproof(lambda h, i, r=r: self.tree_node(r, h, i), idx, self.regions[r].depth)
+        out += multiproof(self.region_node, regions, self.rdepth)
+        return out
+
+
+def roots_from_words(
+    regions: Sequence[Region], words: dict[Address, bytes], siblings: Sequence[bytes], pos: int = 0
+) -> tuple[bytes, int]:
+    """Memory root implied by touched words and multiproof siblings (``Memory.prove`` order)."""
+    by_region: dict[int, dict[int, bytes]] = {}
+    for (r, w), v in sorted(words.items()):
+        if not 0 <= r < len(regions) or not 0 <= w < regions[r].n_words or len(v) != WORD:
+            raise InvalidWitness(f"witness word {w} of region {r} is out of range or not 32 bytes")
+        by_region.setdefault(r, {})[w] = v
+    rroots: dict[int, bytes] = {}
+    for r, leaves in by_region.items():
+        data_root, pos = multiroot(leaves, regions[r].depth, siblings, pos)
+        rroots[r] = region_root(regions[r].header, data_root)
+    root, pos = multiroot(rroots, region_depth(len(regions)), siblings, pos)
+    return root, pos
+
+
+def decode_elem(word: bytes, offset: int, dtype: DType) -> int:
+    """Element at byte ``offset`` of a word: signed/unsigned int, 0/1 for bool, raw bits for float32."""
+    size = dtype.np.itemsize
+    raw = word[offset : offset + size]
+    signed = dtype in (DType.INT8, DType.INT16, DType.INT32, DType.INT64)
+    return int.from_bytes(raw, "little", signed=signed)
+
+
+def encode_elem(value: int, dtype: DType) -> bytes:
+    """Little-endian bytes of an element value (the value must fit the dtype)."""
+    size = dtype.np.itemsize
+    signed = dtype in (DType.INT8, DType.INT16, DType.INT32, DType.INT64)
+    try:
+        return value.to_bytes(size, "little", signed=signed)
+    except OverflowError:
+        raise InvalidStep(f"value {value} does not fit {dtype.name}") from None
+
+
+class StepAccess:
+    """Element-level view of memory for one step; records every word touched.
+
+    ``fetch(r, w)`` supplies a word's value before the step (the full memory, or a witness's proven
+    words, which raises InvalidWitness for a word it lacks). Writes stay in ``written``.
+    """
+
+    def __init__(self, regions: Sequence[Region], fetch: Callable[[int, int], bytes]) -> None:
+        self.regions = regions
+        self.fetch = fetch
+        self.before: dict[Address, bytes] = {}
+        self.written: dict[Address, bytes] = {}
+
+    def _word(self, r: int, w: int) -> bytes:
+        a = (r, w)
+        if a in self.written:
+            return self.written[a]
+        if a not in self.before:
+            if not 0 <= r < len(self.regions) or not 0 <= w < self.regions[r].n_words:
+                raise InvalidStep(f"element address (region {r}, word {w}) is out of range")
+            self.before[a] = self.fetch(r, w)
+        return self.before[a]
+
+    def read(self, r: int, e: int) -> int:
+        """Element ``e`` of region ``r``."""
+        reg = self.regions[r] if 0 <= r < len(self.regions) else None
+        if reg is None or not 0 <= e * (reg.itemsize) < reg.nbytes:
+            raise InvalidStep(f"element {e} of region {r} is out of range")
+        off = e * reg.itemsize
+        return decode_elem(self._word(r, off // WORD), off % WORD, reg.dtype)
+
+    def write(self, r: int, e: int, value: int) -> None:
+        """Set element ``e`` of region ``r``."""
+        reg = self.regions[r]
+        if not 0 <= e * reg.itemsize < reg.nbytes:
+            raise InvalidStep(f"element {e} of region {r} is out of range")
+        off = e * reg.itemsize
+        w = off // WORD
+        old = self._word(r, w)
+        o = off % WORD
+        self.written[(r, w)] = old[:o] + encode_elem(value, reg.dtype) + old[o + reg.itemsize :]

@@ -1,0 +1,167 @@
+"""One node's VM run: start state, fast-forward to any step, witnesses, final-state checks.
+
+``NodeTrace(bundle, node_index, env)`` computes the node's output with the engine's kernel once,
+then answers ``state_at(k)`` for any ``k`` directly: the registers come from the program's
+closed-form ``regs_at`` (partial sums over numpy values) and the memory root from the output
+elements the first ``k`` steps have written (``written_at``), so no step before ``k`` is run.
+
+Linking to phase 1 (``docs/fraud_vm.md`` "Phase links"): the start state is
+``initial_state(model_address, node_index, input_roots, context)``; a final state's output
+commitment is checked with ``node_final_check``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from functools import cached_property
+
+import numpy as np
+
+from opml.bundle import Bundle
+from opml.commitment import fast_bytes_root
+from opml.engine import get_plan
+from opml.merkle import ZERO_HASHES, ZERO_WORD, merkle_proof, merkle_root, root_from_proof
+
+from .compiler import NodeContext, compile_context, context_for
+from .errors import FraudVMError
+from .memory import region_depth
+from .state import HALTED, RUNNING, VMState
+from .tensors import commit_tensor, region_root, tensor_bytes
+from .vm import NodeMemory, StepWitness, step_with_witness
+
+
+def zero_region_root(ctx: NodeContext, r: int) -> bytes:
+    """Root of region ``r`` when all its words are zero (the output region at step 0)."""
+    reg = ctx.regions[r]
+    return region_root(reg.header, ZERO_HASHES[reg.depth] if reg.n_words else ZERO_WORD)
+
+
+def initial_state(model_address: bytes, node_index: int, input_roots: Sequence[bytes], context: NodeContext) -> VMState:
+    """The start state of a node's run.
+
+    ``input_roots`` are ``commit_tensor`` of every node input in input order (constants included:
+    their roots follow from the model address, ``docs/fraud_vm.md``); ``context`` must name the same
+    model address and node. The output region starts zeroed.
+    """
+    if context.address != model_address or context.node_index != node_index:
+        raise FraudVMError("the node context names another model address or node index")
+    if len(input_roots) != len(context.inputs):
+        raise FraudVMError(f"node has {len(context.inputs)} inputs, got {len(input_roots)} roots")
+    roots = [*input_roots, zero_region_root(context, len(context.inputs))]
+    mem_root = merkle_root(roots, region_depth(len(roots)))
+    return VMState(context.hash, mem_root, 0, RUNNING)
+
+
+def region_proof(roots: Sequence[bytes], r: int) -> list[bytes]:
+    """Bottom-first sibling path of region ``r`` in the region tree of ``roots``."""
+    return merkle_proof(list(roots), r, region_depth(len(roots)))
+
+
+def node_final_check(final_state: VMState, context: NodeContext, output_root: bytes, proof: Sequence[bytes]) -> bool:
+    """True iff ``final_state`` is the halted end of ``context``'s program and its memory holds
+    an output region with root ``output_root`` (``proof``: sibling path of the output region,
+    ``region_proof``). Phase 2's last state is thereby tied to the output commitment of phase 1.
+    """
+    prog = compile_context(context)
+    n_out = len(context.inputs)
+    if final_state.context_hash != context.hash or final_state.status != HALTED or final_state.step != prog.num_steps:
+        return False
+    if len(proof) != region_depth(n_out + 1):
+        return False
+    try:
+        return root_from_proof(output_root, n_out, list(proof)) == final_state.memory_root
+    except ValueError:
+        return False
+
+
+def _batch(bundle: Bundle, node_index: int, xs: Sequence[np.ndarray]) -> int:
+    for i, x in zip(bundle.nodes[node_index].inputs, xs, strict=True):
+        shape = bundle.tensors[i].shape
+        if shape and shape[0] < 0 and x.ndim:
+            return int(x.shape[0] // -shape[0])
+    return 1
+
+
+class NodeTrace:
+    """The VM run of node ``node_index`` on values ``env`` (tensor id -> array; constants optional)."""
+
+    def __init__(self, bundle: Bundle, node_index: int, env: Mapping[int, np.ndarray]) -> None:
+        self.bundle, self.node_index = bundle, node_index
+        node = bundle.nodes[node_index]
+        self.xs = [np.asarray(env[i]) if i in env else bundle.tensors[i].array() for i in node.inputs]
+        self.context = context_for(bundle, node_index, _batch(bundle, node_index, self.xs))
+        self.program = compile_context(self.context)
+        for x, t in zip(self.xs, self.context.inputs, strict=True):
+            if tuple(x.shape) != t.shape or x.dtype != t.dtype.np:
+                raise FraudVMError(f"node {node_index} input {x.dtype}{x.shape} does not match its descriptor {t}")
+        y = get_plan(bundle).kernels[node_index](self.xs)
+        out = self.context.output
+        if tuple(y.shape) != out.shape or y.dtype != out.dtype.np:
+            raise FraudVMError(f"engine output {y.dtype}{y.shape} of node {node_index} differs from its descriptor")
+        self.y = np.ascontiguousarray(y)
+        self.input_data = [tensor_bytes(x, t.dtype) for x, t in zip(self.xs, self.context.inputs, strict=True)]
+        self.input_roots = [commit_tensor(x, t.dtype) for x, t in zip(self.xs, self.context.inputs, strict=True)]
+        self.num_steps = self.program.num_steps
+
+    def _output_bytes(self, k: int) -> bytes:
+        w = self.program.written_at(k)
+        flat = self.y.reshape(-1)
+        if isinstance(w, np.ndarray):
+            masked = np.where(w, flat, np.zeros(1, flat.dtype)).astype(flat.dtype)
+            return tensor_bytes(masked, self.context.output.dtype)
+        return tensor_bytes(flat[:w], self.context.output.dtype) + bytes((flat.size - w) * flat.itemsize)
+
+    def _check_k(self, k: int, hi: int) -> None:
+        if not 0 <= k <= hi:
+            raise FraudVMError(f"step {k} is outside 0..{hi}")
+
+    def start_state(self) -> VMState:
+        """State 0 (``initial_state`` of the model address, node and input roots)."""
+        return initial_state(self.bundle.address, self.node_index, self.input_roots, self.context)
+
+    def state_at(self, k: int) -> VMState:
+        """State after ``k`` steps, computed directly (fast-forward)."""
+        self._check_k(k, self.num_steps)
+        reg = self.context.regions[-1]
+        out_root = region_root(reg.header, fast_bytes_root(self._output_bytes(k)))
+        roots = [*self.input_roots, out_root]
+        s, acc, aux = self.program.regs_at(k, self.xs)
+        status = HALTED if k >= self.num_steps else RUNNING
+        return VMState(self.context.hash, merkle_root(roots, region_depth(len(roots))), k, status, s, acc, aux)
+
+    def state_hash_at(self, k: int) -> bytes:
+        return self.state_at(k).hash()
+
+    @cached_property
+    def _base_memory(self) -> NodeMemory:
+        return NodeMemory(self.context, [*self.input_data, None])
+
+    def memory_at(self, k: int) -> NodeMemory:
+        """Full memory after ``k`` steps (input trees are shared and built once)."""
+        return self._base_memory.with_output(self._output_bytes(k))
+
+    def witness_at(self, k: int) -> StepWitness:
+        """Witness of step ``k`` (``0 <= k < num_steps``)."""
+        self._check_k(k, self.num_steps - 1)
+        return step_with_witness(self.state_at(k), self.memory_at(k))[1]
+
+    def interpret(self) -> Iterator[VMState]:
+        """Run the program step by step from state 0, yielding every state (0..num_steps)."""
+        state, mem = self.start_state(), self.memory_at(0)
+        yield state
+        while state.status == RUNNING:
+            state, _ = step_with_witness(state, mem)
+            yield state
+
+    def outputs(self) -> list[np.ndarray]:
+        """The node's outputs as the final state's memory holds them."""
+        data = self._output_bytes(self.num_steps)
+        out = self.context.output
+        return [np.frombuffer(data, dtype=out.dtype.np.newbyteorder("<")).astype(out.dtype.np).reshape(out.shape)]
+
+    def output_roots(self) -> list[bytes]:
+        return [commit_tensor(self.outputs()[0], self.context.output.dtype)]
+
+    def final_region_proof(self) -> list[bytes]:
+        """Sibling path of the output region in the final state's region tree."""
+        return region_proof([*self.input_roots, *self.output_roots()], len(self.input_roots))
