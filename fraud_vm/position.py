@@ -16,6 +16,8 @@ non-negative ``int`` values; every function checks its arguments and raises :cla
 
 from __future__ import annotations
 
+from .errors import FraudVMError
+
 MAX_POSITION_BITS = 128
 """Positions must fit ``uint128`` (``LibPosition``'s ``Position`` type)."""
 
@@ -23,7 +25,7 @@ MAX_DEPTH = MAX_POSITION_BITS - 2
 """The deepest tree whose positions (and their ``move``) still fit 128 bits."""
 
 
-class PositionError(ValueError):
+class PositionError(FraudVMError, ValueError):
     """A position or depth outside the tree (0 is never a position; depths are 0..MAX_DEPTH)."""
 
 

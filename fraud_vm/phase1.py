@@ -1,0 +1,246 @@
+"""Phase-1 commitments: the state of an inference after each graph node, and the claim.
+
+A bundle has ``T`` tensors (ids ``0..T-1``) and ``n`` nodes. The *tensor table* after ``i`` nodes
+(``0 <= i <= n``) has one 32-byte leaf per tensor id: ``commit_tensor(value)`` for every tensor
+defined so far (the graph inputs, and the outputs of nodes ``0..i-1``), the zero word for every
+other tensor (constants included: they are committed by the model address). The phase-1 state is::
+
+    tensors_root_i = merkle_root(leaves_i)           # depth tree_depth(T), opml.merkle layout
+    state_i        = keccak256(model_address || uint256(i) || tensors_root_i)
+
+so ``state_0`` follows from the model address and the input tensor roots alone, and
+``state_{i+1}`` from ``state_i``'s tensors root with only node ``i``'s output leaves set (each
+tensor is written once: the graph is in SSA form). The claim binds the model, the inputs and the
+outputs: ``input_hash = keccak256(root_in_0 || root_in_1 || ...)`` and likewise ``output_hash``
+over the graph outputs' roots, in declared order. ``docs/dispute_game.md`` is the spec.
+
+The tensor commitment function (``fraud_vm.tensors.commit_tensor``) is passed in, so this module
+depends on nothing but ``opml``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from opml.bundle import Bundle, DType
+from opml.engine import get_plan, run
+from opml.errors import OpmlError
+from opml.merkle import ZERO_WORD, keccak, merkle_proof, merkle_root, root_from_proof, tree_depth
+
+from .errors import FraudVMError
+
+CommitTensor = Callable[[np.ndarray, int], bytes]
+
+
+class Phase1Error(FraudVMError):
+    """A phase-1 commitment, opening or claim that does not check (the message says which)."""
+
+
+def state_hash(model_address: bytes, counter: int, tensors_root: bytes) -> bytes:
+    """``keccak256(model_address || uint256(counter) || tensors_root)``: the phase-1 state."""
+    if len(model_address) != 32 or len(tensors_root) != 32 or not 0 <= counter < 1 << 256:
+        raise Phase1Error("a phase-1 state takes a 32-byte address, a uint256 counter and a 32-byte root")
+    return keccak(model_address + counter.to_bytes(32, "big") + tensors_root)
+
+
+def io_hash(roots: Sequence[bytes]) -> bytes:
+    """``keccak256`` of tensor roots concatenated: the claim's input hash or output hash."""
+    if any(len(r) != 32 for r in roots):
+        raise Phase1Error("tensor roots are 32 bytes each")
+    return keccak(b"".join(roots))
+
+
+def table_depth(bundle: Bundle) -> int:
+    """Depth of the tensor table's Merkle tree."""
+    return tree_depth(len(bundle.tensors))
+
+
+def check_ssa(bundle: Bundle) -> None:
+    """Raise unless every non-constant tensor is a graph input or the output of exactly one node."""
+    defined = set(bundle.inputs)
+    for j, node in enumerate(bundle.nodes):
+        for o in node.outputs:
+            if o in defined or bundle.tensors[o].is_const:
+                raise Phase1Error(f"node {j} writes tensor {o}, which is already defined: the graph is not SSA")
+            defined.add(o)
+
+
+def initial_tensors_root(bundle: Bundle, input_roots: Sequence[bytes]) -> bytes:
+    """The tensor table before node 0: the graph inputs' roots, zero elsewhere."""
+    if len(input_roots) != len(bundle.inputs):
+        raise Phase1Error(f"the model has {len(bundle.inputs)} inputs, got {len(input_roots)} roots")
+    leaves = [ZERO_WORD] * len(bundle.tensors)
+    for t, r in zip(bundle.inputs, input_roots, strict=True):
+        if len(r) != 32:
+            raise Phase1Error("tensor roots are 32 bytes each")
+        leaves[t] = r
+    return merkle_root(leaves, table_depth(bundle))
+
+
+def initial_state(bundle: Bundle, input_roots: Sequence[bytes]) -> bytes:
+    """``state_0``: derived from the model address and the claim's input roots."""
+    return state_hash(bundle.address, 0, initial_tensors_root(bundle, input_roots))
+
+
+def check_leaf(bundle: Bundle, tensors_root: bytes, tensor_id: int, leaf: bytes, proof: Sequence[bytes]) -> None:
+    """Raise unless ``leaf`` is tensor ``tensor_id``'s leaf in the table with root ``tensors_root``."""
+    if not 0 <= tensor_id < len(bundle.tensors) or len(proof) != table_depth(bundle):
+        raise Phase1Error(f"bad tensor-table proof for tensor {tensor_id}")
+    if any(len(p) != 32 for p in proof) or len(leaf) != 32:
+        raise Phase1Error("tensor-table proof words are 32 bytes each")
+    if root_from_proof(leaf, tensor_id, proof) != tensors_root:
+        raise Phase1Error(f"tensor {tensor_id}'s leaf does not open against the tensor table root")
+
+
+def apply_node_outputs(bundle: Bundle, node_index: int, tensors_root: bytes, output_roots: Sequence[bytes],
+                       proofs: Sequence[Sequence[bytes]]) -> bytes:
+    """The tensor table after node ``node_index``, given the one before it.
+
+    ``proofs[j]`` is output ``j``'s sibling path in the table as it is when output ``j`` is written
+    (outputs are written in order); each output's leaf must be zero before (SSA).
+    """
+    node = bundle.nodes[node_index]
+    if len(output_roots) != len(node.outputs) or len(proofs) != len(node.outputs):
+        raise Phase1Error(f"node {node_index} has {len(node.outputs)} outputs")
+    root = tensors_root
+    for t, r, proof in zip(node.outputs, output_roots, proofs, strict=True):
+        check_leaf(bundle, root, t, ZERO_WORD, proof)
+        if len(r) != 32:
+            raise Phase1Error("tensor roots are 32 bytes each")
+        root = root_from_proof(r, t, proof)
+    return root
+
+
+def intermediate_tensors(bundle: Bundle, inputs: Sequence[np.ndarray]) -> dict[int, np.ndarray]:
+    """Every non-constant tensor of one inference (inputs and every node's outputs), by tensor id.
+
+    Walks the engine's plan like ``opml.engine`` does, without freeing anything; inputs are checked
+    and converted by the engine first.
+    """
+    run(bundle, list(inputs))  # validates the inputs (shape, dtype, batch) with the engine's errors
+    plan = get_plan(bundle)
+    specs = bundle.tensors
+    env: dict[int, np.ndarray] = {}
+    for t, spec, x in zip(bundle.inputs, bundle.input_specs(), inputs, strict=True):
+        env[t] = np.require(np.asarray(x).astype(spec.dtype.np, copy=False), requirements="C")
+    for j, (node, kernel) in enumerate(zip(bundle.nodes, plan.kernels, strict=True)):
+        args = [env[i] if i in env else specs[i].array() for i in node.inputs]
+        try:
+            env[node.outputs[0]] = kernel(args)
+        except (ValueError, IndexError, TypeError, OverflowError, ArithmeticError) as e:
+            raise OpmlError(f"node {j} ({node.op}) is inconsistent with its inputs: {e}") from None
+    return env
+
+
+@dataclass(frozen=True)
+class Phase1Trace:
+    """One party's phase-1 view of an inference: every tensor root and every state."""
+
+    bundle: Bundle
+    roots: Mapping[int, bytes]
+    leaves: tuple[tuple[bytes, ...], ...]
+    tensors_roots: tuple[bytes, ...]
+    states: tuple[bytes, ...]
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.bundle.nodes)
+
+    def state(self, i: int) -> bytes:
+        """``state_i``; past the last node the trace is padded with the final state."""
+        if i < 0:
+            raise Phase1Error(f"state index {i} is negative")
+        return self.states[min(i, self.num_nodes)]
+
+    def tensors_root(self, i: int) -> bytes:
+        return self.tensors_roots[min(i, self.num_nodes)]
+
+    def leaf_proof(self, i: int, tensor_id: int) -> list[bytes]:
+        """Sibling path of ``tensor_id`` in the table after ``i`` nodes."""
+        return merkle_proof(list(self.leaves[min(i, self.num_nodes)]), tensor_id, table_depth(self.bundle))
+
+    def input_roots(self) -> list[bytes]:
+        return [self.roots[t] for t in self.bundle.inputs]
+
+    def output_roots(self) -> list[bytes]:
+        return [self.roots[t] for t in self.bundle.outputs]
+
+    def node_input_roots(self, node_index: int) -> dict[int, bytes]:
+        """Roots of node ``node_index``'s non-constant inputs, by tensor id."""
+        node = self.bundle.nodes[node_index]
+        return {t: self.roots[t] for t in node.inputs if not self.bundle.tensors[t].is_const}
+
+
+def build_phase1(bundle: Bundle, roots: Mapping[int, bytes]) -> Phase1Trace:
+    """Phase-1 states from the roots of every non-constant tensor (by id)."""
+    check_ssa(bundle)
+    leaves = [ZERO_WORD] * len(bundle.tensors)
+    for t in bundle.inputs:
+        leaves[t] = roots[t]
+    all_leaves = [tuple(leaves)]
+    for node in bundle.nodes:
+        for o in node.outputs:
+            leaves[o] = roots[o]
+        all_leaves.append(tuple(leaves))
+    d = table_depth(bundle)
+    troots = tuple(merkle_root(list(lv), d) for lv in all_leaves)
+    states = tuple(state_hash(bundle.address, i, r) for i, r in enumerate(troots))
+    return Phase1Trace(bundle, dict(roots), tuple(all_leaves), troots, states)
+
+
+def commit_env(bundle: Bundle, env: Mapping[int, np.ndarray], commit: CommitTensor) -> dict[int, bytes]:
+    """``commit_tensor`` of every non-constant tensor in ``env``."""
+    return {t: commit(a, int(DType.from_np(a.dtype))) for t, a in env.items() if not bundle.tensors[t].is_const}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The claim ``(model address, input hash) -> output hash`` with what links it to phase 1.
+
+    ``final_state`` is the claimant's ``state_n``; ``final_tensors_root`` its tensor table;
+    ``output_proofs[j]`` output ``j``'s path in that table. ``batch`` fixes every tensor's shape.
+    """
+
+    model_address: bytes
+    batch: int
+    input_roots: tuple[bytes, ...]
+    output_roots: tuple[bytes, ...]
+    final_state: bytes
+    final_tensors_root: bytes
+    output_proofs: tuple[tuple[bytes, ...], ...]
+
+    @property
+    def input_hash(self) -> bytes:
+        return io_hash(self.input_roots)
+
+    @property
+    def output_hash(self) -> bytes:
+        return io_hash(self.output_roots)
+
+
+def make_claim(trace: Phase1Trace, batch: int) -> Claim:
+    """The claim a party holding ``trace`` makes."""
+    n = trace.num_nodes
+    return Claim(
+        trace.bundle.address, batch, tuple(trace.input_roots()), tuple(trace.output_roots()), trace.state(n),
+        trace.tensors_root(n), tuple(tuple(trace.leaf_proof(n, t)) for t in trace.bundle.outputs),
+    )
+
+
+def check_claim(bundle: Bundle, claim: Claim) -> bytes:
+    """Check a claim's links (address, output roots inside ``state_n``); return ``state_0``."""
+    if claim.model_address != bundle.address:
+        raise Phase1Error("the claim names another model address")
+    if not isinstance(claim.batch, int) or not 1 <= claim.batch <= 1 << 16:
+        raise Phase1Error(f"batch {claim.batch!r} is outside 1..65536")
+    n = len(bundle.nodes)
+    if state_hash(bundle.address, n, claim.final_tensors_root) != claim.final_state:
+        raise Phase1Error("the claim's final tensor table does not hash to its final state")
+    if len(claim.output_roots) != len(bundle.outputs) or len(claim.output_proofs) != len(bundle.outputs):
+        raise Phase1Error(f"the model has {len(bundle.outputs)} outputs")
+    for t, r, p in zip(bundle.outputs, claim.output_roots, claim.output_proofs, strict=True):
+        check_leaf(bundle, claim.final_tensors_root, t, r, p)
+    return initial_state(bundle, claim.input_roots)

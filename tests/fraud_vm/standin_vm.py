@@ -1,0 +1,164 @@
+"""A small stand-in fraud VM with the interface of ``fraud_vm.trace`` / ``fraud_vm.vm``.
+
+It lets the game be tested independently of the real VM: a node's "program" writes the node's
+output ``CHUNK`` bytes per step into a hash-chained accumulator. The state commits to the model,
+node, step count, the node's input roots and the accumulator; a step's witness carries the pre-state
+and the node's input tensors, and ``verify_step`` recomputes the chunk with the engine's kernel (the
+stand-in looks constants up by model address, which the real VM proves from the address instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from fraud_vm.errors import InvalidStep, InvalidWitness
+from fraud_vm.tensors import commit_tensor
+from opml.bundle import Bundle, DType
+from opml.engine import get_plan
+from opml.merkle import keccak
+
+CHUNK = 16
+_BUNDLES: dict[bytes, Bundle] = {}
+
+
+@dataclass(frozen=True)
+class SState:
+    model_address: bytes
+    node_index: int
+    step: int
+    num_steps: int
+    inputs_hash: bytes
+    acc: bytes
+    halted: bool = False
+
+    def encode(self) -> bytes:
+        w = lambda v: v.to_bytes(32, "big")  # noqa: E731
+        return (self.model_address + w(self.node_index) + w(self.step) + w(self.num_steps) + self.inputs_hash
+                + self.acc + w(int(self.halted)))
+
+    def hash(self) -> bytes:
+        return keccak(self.encode())
+
+
+def decode(data: bytes) -> SState:
+    if not isinstance(data, bytes) or len(data) != 7 * 32:
+        raise InvalidWitness("a stand-in state is 224 bytes")
+    w = [data[i * 32 : i * 32 + 32] for i in range(7)]
+    i = lambda b: int.from_bytes(b, "big")  # noqa: E731
+    return SState(w[0], i(w[1]), i(w[2]), i(w[3]), w[4], w[5], bool(i(w[6])))
+
+
+@dataclass(frozen=True)
+class SWitness:
+    pre: bytes
+    inputs: tuple[tuple[int, tuple[int, ...], bytes], ...]
+
+    def size_bytes(self) -> int:
+        return len(self.pre) + sum(len(d) for _, _, d in self.inputs)
+
+
+def _dyn_inputs(bundle: Bundle, k: int) -> list[int]:
+    return [t for t in bundle.nodes[k].inputs if not bundle.tensors[t].is_const]
+
+
+def _output(bundle: Bundle, k: int, dyn: Sequence[np.ndarray]) -> bytes:
+    node = bundle.nodes[k]
+    it = iter(dyn)
+    args = [bundle.tensors[t].array() if bundle.tensors[t].is_const else next(it) for t in node.inputs]
+    out = get_plan(bundle).kernels[k](args)
+    return np.ascontiguousarray(out).tobytes()
+
+
+def _steps(nbytes: int) -> int:
+    return max(1, -(-nbytes // CHUNK))
+
+
+def _chain(acc: bytes, data: bytes, start: int, stop: int) -> bytes:
+    for j in range(start, stop):
+        acc = keccak(acc + data[j * CHUNK : (j + 1) * CHUNK])
+    return acc
+
+
+class StandinTrace:
+    def __init__(self, bundle: Bundle, k: int, env: dict[int, np.ndarray]) -> None:
+        _BUNDLES[bundle.address] = bundle
+        self.bundle, self.k = bundle, k
+        self.inputs = [np.ascontiguousarray(env[t]) for t in _dyn_inputs(bundle, k)]
+        self.out = _output(bundle, k, self.inputs)
+        self.num_steps = _steps(len(self.out))
+        roots = [commit_tensor(a, int(DType.from_np(a.dtype))) for a in self.inputs]
+        self.start = SState(bundle.address, k, 0, self.num_steps, keccak(b"".join(roots)), bytes(32))
+        self.accs = [self.start.acc]
+        for j in range(self.num_steps):
+            self.accs.append(_chain(self.accs[-1], self.out, j, j + 1))
+
+    def state_at(self, k: int) -> SState:
+        if not 0 <= k <= self.num_steps:
+            raise InvalidStep(f"step {k} out of range")
+        return replace(self.start, step=k, acc=self.accs[k], halted=k == self.num_steps)
+
+    def state_hash_at(self, k: int) -> bytes:
+        return self.state_at(k).hash()
+
+    def witness_at(self, k: int) -> SWitness:
+        dt = lambda a: int(DType.from_np(a.dtype))  # noqa: E731
+        return SWitness(self.state_at(k).encode(), tuple((dt(a), a.shape, a.tobytes()) for a in self.inputs))
+
+
+class StandinBackend:
+    """The referee's and players' view of the stand-in VM (``fraud_vm.game.VMBackend``)."""
+
+    commit_tensor = staticmethod(commit_tensor)
+
+    def node_steps(self, bundle: Bundle, node_index: int, batch: int) -> int:
+        spec = bundle.tensors[bundle.nodes[node_index].outputs[0]]
+        return _steps(int(np.prod(spec.concrete_shape(batch))) * spec.dtype.np.itemsize)
+
+    def start_state_hash(self, bundle: Bundle, node_index: int, batch: int, input_roots: Sequence[bytes]) -> bytes:
+        n = self.node_steps(bundle, node_index, batch)
+        return SState(bundle.address, node_index, 0, n, keccak(b"".join(input_roots)), bytes(32)).hash()
+
+    def verify_step(self, pre_state_hash: bytes, witness: Any) -> bytes:
+        if not isinstance(witness, SWitness):
+            raise InvalidWitness("not a stand-in witness")
+        pre = decode(witness.pre)
+        if pre.hash() != pre_state_hash:
+            raise InvalidWitness("the witness's pre-state does not match the pre-state hash")
+        arrays = [np.frombuffer(d, dtype=DType(c).np).reshape(s) for c, s, d in witness.inputs]
+        roots = [commit_tensor(a, c) for a, (c, _, _) in zip(arrays, witness.inputs, strict=True)]
+        if keccak(b"".join(roots)) != pre.inputs_hash:
+            raise InvalidWitness("the witness's inputs do not match the state's input roots")
+        if pre.halted or pre.step >= pre.num_steps:
+            raise InvalidStep("the VM has halted")
+        out = _output(_BUNDLES[pre.model_address], pre.node_index, arrays)
+        acc = _chain(pre.acc, out, pre.step, pre.step + 1)
+        return replace(pre, step=pre.step + 1, acc=acc, halted=pre.step + 1 == pre.num_steps).hash()
+
+    def final_output_roots(self, bundle: Bundle, node_index: int, batch: int, final_state: bytes,
+                           proof: Any) -> list[bytes]:
+        s = decode(final_state)
+        if not s.halted or s.node_index != node_index or s.model_address != bundle.address:
+            raise InvalidWitness("the final state is not a HALTED state of this node")
+        spec = bundle.tensors[bundle.nodes[node_index].outputs[0]]
+        if not isinstance(proof, bytes) or _chain(bytes(32), proof, 0, s.num_steps) != s.acc:
+            raise InvalidWitness("the output bytes do not match the final state")
+        arr = np.frombuffer(proof, dtype=spec.dtype.np).reshape(spec.concrete_shape(batch))
+        return [commit_tensor(arr, int(spec.dtype))]
+
+    def witness_size(self, witness: Any) -> int:
+        return witness.size_bytes()
+
+    def node_trace(self, bundle: Bundle, node_index: int, env: dict[int, np.ndarray]) -> StandinTrace:
+        return StandinTrace(bundle, node_index, env)
+
+    def final_opening(self, trace: StandinTrace) -> tuple[bytes, Any]:
+        return trace.state_at(trace.num_steps).encode(), trace.out
+
+    def forge_final(self, trace: StandinTrace, outputs: Sequence[np.ndarray]) -> tuple[bytes, Any]:
+        data = np.ascontiguousarray(outputs[0]).tobytes()
+        acc = _chain(bytes(32), data, 0, trace.num_steps)
+        return replace(trace.state_at(trace.num_steps), acc=acc).encode(), data
