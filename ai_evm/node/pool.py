@@ -70,6 +70,12 @@ class TxPool:
         if chain_id is not None and chain_id != limits.chain_id:
             raise TransactionRejected(f"invalid chain id: have {chain_id} want {limits.chain_id}")
         try:
+            intrinsic = tx.intrinsic_gas
+        except Exception as e:
+            raise TransactionRejected(f"invalid transaction: {e}") from None
+        if tx.gas < intrinsic:
+            raise TransactionRejected(f"intrinsic gas too low: gas {tx.gas}, minimum needed {intrinsic}")
+        try:
             tx.validate()
             sender = tx.sender
         except Exception as e:  # py-evm raises ValidationError/BadSignature/ValueError variously
@@ -79,9 +85,6 @@ class TxPool:
             raise TransactionRejected("already known")
         if tx.gas > limits.gas_limit:
             raise TransactionRejected("exceeds block gas limit")
-        intrinsic = tx.intrinsic_gas
-        if tx.gas < intrinsic:
-            raise TransactionRejected(f"intrinsic gas too low: gas {tx.gas}, minimum needed {intrinsic}")
         if kind in (0, 1):
             if tx.gas_price < limits.base_fee:
                 raise TransactionRejected(

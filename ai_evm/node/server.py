@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,11 @@ from .methods import EthApi
 from .rpc import Dispatcher, error_response
 
 log = logging.getLogger(__name__)
+
+#: Stack size of the worker threads that run requests. py-evm and py_ecc raise Python's recursion
+#: limit (to 100 000) for deep EVM call chains, so the C stack of a thread must hold that many
+#: frames: deeply nested JSON or calls would otherwise overflow an 8 MiB stack and crash the process.
+THREAD_STACK_SIZE = 256 << 20
 
 #: Default request body limit (geth's is 5 MiB; inference inputs can be large).
 DEFAULT_MAX_BODY = 32 << 20
@@ -109,6 +115,7 @@ def run_node(
     """Serve the node over HTTP until SIGINT/SIGTERM, then shut down cleanly."""
     import uvicorn
 
+    threading.stack_size(THREAD_STACK_SIZE)
     api = EthApi(seq, automine=block_time is None)
     app = build_app(Dispatcher(api), max_body)
     miner = IntervalMiner(seq, block_time) if block_time else None
@@ -117,6 +124,7 @@ def run_node(
     server = uvicorn.Server(config)
     if miner is not None:
         miner.start()
+    _absorb_reraised_signals()
     try:
         if on_ready is not None:
             _call_when_started(server, on_ready)
@@ -125,6 +133,14 @@ def run_node(
         if miner is not None:
             miner.stop()
         seq.close()
+
+
+def _absorb_reraised_signals() -> None:
+    """uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown; make that a no-op so that
+    :func:`run_node` can close the database and return normally (exit status 0)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: None)
 
 
 def _call_when_started(server: Any, callback: Callable[[], None]) -> None:

@@ -1,0 +1,25 @@
+"""Fixtures of the node tests: a node process per module with the digits model in its store."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from nodeproc import DIGITS_BUNDLE, NodeProcess, add_models  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """A running node (automine) whose store holds models/digits_mlp; ``node.model`` is its address."""
+    datadir = tmp_path_factory.mktemp("node") / "data"
+    datadir.mkdir()
+    (address,) = add_models(datadir, [DIGITS_BUNDLE])
+    proc = NodeProcess(datadir).start()
+    proc.model = address  # type: ignore[attr-defined]
+    yield proc
+    proc.stop()
