@@ -233,6 +233,84 @@ class Player:
         )
 
 
+class FraudVMBackend:
+    """The fraud VM (``fraud_vm.trace`` / ``fraud_vm.vm``) as the referee's and the players' backend.
+
+    The referee side derives everything from the bundle (the model address's data): node contexts,
+    step counts, the constants' roots; the players side builds fast-forward node traces.
+    """
+
+    def __init__(self) -> None:
+        from .tensors import commit_tensor
+
+        self.commit_tensor = commit_tensor
+
+    def _context(self, bundle: Bundle, node_index: int, batch: int) -> Any:
+        from .compiler import context_for
+
+        return context_for(bundle, node_index, batch)
+
+    def node_steps(self, bundle: Bundle, node_index: int, batch: int) -> int:
+        from .compiler import compile_context
+
+        return int(compile_context(self._context(bundle, node_index, batch)).num_steps)
+
+    def start_state_hash(self, bundle: Bundle, node_index: int, batch: int, input_roots: Sequence[bytes]) -> bytes:
+        from .trace import initial_state
+
+        dyn = iter(input_roots)
+        roots = []
+        for t in bundle.nodes[node_index].inputs:
+            spec = bundle.tensors[t]
+            # SAFETY: a constant's root comes from the bundle (the model address), never from a player
+            roots.append(self.commit_tensor(spec.array(), int(spec.dtype)) if spec.is_const else next(dyn))
+        return initial_state(bundle.address, node_index, roots, self._context(bundle, node_index, batch)).hash()
+
+    def verify_step(self, pre_state_hash: bytes, witness: Any) -> bytes:
+        from .vm import StepWitness, verify_step
+
+        if not isinstance(witness, StepWitness):
+            raise GameError("a step needs a StepWitness")
+        return verify_step(pre_state_hash, witness)
+
+    def final_output_roots(self, bundle: Bundle, node_index: int, batch: int, final_state: bytes,
+                           proof: Any) -> list[bytes]:
+        from .errors import InvalidWitness
+        from .state import decode_state
+        from .trace import node_final_check
+
+        try:
+            out_root, path = proof
+            ok = node_final_check(decode_state(final_state), self._context(bundle, node_index, batch), out_root, path)
+        except (TypeError, ValueError) as e:
+            raise InvalidWitness(f"malformed final-state proof: {e}") from None
+        if not ok:
+            raise InvalidWitness("the final state is not the HALTED end of this node holding that output root")
+        return [out_root]
+
+    def witness_size(self, witness: Any) -> int:
+        return int(witness.size_bytes())
+
+    def node_trace(self, bundle: Bundle, node_index: int, env: dict[int, np.ndarray]) -> NodeTraceLike:
+        from .trace import NodeTrace
+
+        return NodeTrace(bundle, node_index, env)
+
+    def final_opening(self, trace: Any) -> tuple[bytes, Any]:
+        return trace.state_at(trace.num_steps).encode(), (trace.output_roots()[0], tuple(trace.final_region_proof()))
+
+    def forge_final(self, trace: Any, outputs: Sequence[np.ndarray]) -> tuple[bytes, Any]:
+        from opml.merkle import merkle_root
+
+        from .memory import region_depth
+        from .trace import region_proof
+
+        out_root = self.commit_tensor(outputs[0], int(trace.context.output.dtype))
+        roots = [*trace.input_roots, out_root]
+        final = trace.state_at(trace.num_steps).with_(memory_root=merkle_root(roots, region_depth(len(roots))))
+        return final.encode(), (out_root, tuple(region_proof(roots, len(trace.input_roots))))
+
+
 def _batch_of(bundle: Bundle, inputs: Sequence[np.ndarray]) -> int:
     for spec, x in zip(bundle.input_specs(), inputs, strict=True):
         if spec.shape and spec.shape[0] < 0:

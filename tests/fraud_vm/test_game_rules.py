@@ -136,3 +136,24 @@ def test_phase1_helpers(setup) -> None:
         p1.apply_node_outputs(bundle, 1, tr.tensors_root(2), [tr.roots[t] for t in bundle.nodes[1].outputs],
                               [tr.leaf_proof(2, t) for t in bundle.nodes[1].outputs])  # already written
     assert tr.state(len(bundle.nodes) + 5) == tr.state(len(bundle.nodes))
+
+
+def test_real_vm_rejects_tampered_witness(game_models) -> None:
+    from fraud_vm.strategies import FraudVMBackend
+
+    bundle, x = game_models["digits_mlp"]
+    backend = FraudVMBackend()
+    honest, liar = Player(bundle, [x], backend), Player(bundle, [x], backend, Lie("node", 1))
+    g = open_game(bundle, liar.make_claim(), backend)
+    players = {Role.CLAIMANT: liar, Role.CHALLENGER: honest}
+    _play_until(g, players, lambda g: isinstance(players[g.mover].respond(g), Step))
+    role = g.mover
+    mv = players[role].respond(g)
+    w = mv.witness
+    r, i, v = w.words[0]
+    bad_word = replace(w, words=((r, i, bytes([v[0] ^ 1]) + v[1:]),) + w.words[1:])
+    _rejected(g, role, replace(mv, witness=bad_word))
+    _rejected(g, role, replace(mv, witness=replace(w, pre_state=w.pre_state[:-1] + b"\x01")))
+    _rejected(g, role, replace(mv, witness=b"not a witness"))
+    g.play(role, mv, g.now + 1)
+    assert g.outcome == Outcome.CHALLENGER_WINS and 0 < g.final_witness_bytes < 8192

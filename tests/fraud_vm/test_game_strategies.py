@@ -10,21 +10,21 @@ import pytest
 from standin_vm import StandinBackend
 
 from fraud_vm.game import Phase, Role
-from fraud_vm.strategies import Lie, LyingTrace, Player, play_game
+from fraud_vm.strategies import FraudVMBackend, Lie, LyingTrace, Player, play_game
 
-BACKENDS = {"standin": StandinBackend}
+BACKENDS = {"standin": StandinBackend, "fraudvm": FraudVMBackend}
 
 
 def _lies(n: int) -> list[Lie]:
     return [Lie("output"), Lie("node", 0), Lie("node", n // 2), Lie("intermediate", n // 2),
-            Lie("step", n // 2, 1), Lie("timeout", n // 3)]
+            Lie("step", n // 2, 1), Lie("step", 1, 37), Lie("timeout", n // 3)]
 
 
 def _cases() -> list[tuple[str, str, int, Role]]:
     out = []
     for backend in BACKENDS:
         for model in ("digits_mlp", "digits_cnn", "encoder"):
-            for li in range(6):
+            for li in range(7):
                 for role in Role:
                     out.append((backend, model, li, role))
     return out
