@@ -321,16 +321,31 @@ library AILib {
     {
         if (_scale == 0 || _scale >= MAX_SCALE) revert InvalidScale(_scale);
         uint256 n = _values.length;
+        uint256 scaleBits = _bitLength(_scale);
         data_ = new bytes(n * 4);
         for (uint256 i = 0; i < n; ++i) {
-            uint32 bits = _toFloat32(_values[i], _scale, i);
+            _storeFloat32(data_, i, _toFloat32(_values[i], _scale, scaleBits, i));
+        }
+    }
+
+    /// @notice Encodes each byte `b` of `_data` (an unsigned 8-bit value, e.g. a pixel) as the
+    ///         float32 `b / _scale`, rounded to nearest, ties to even, little-endian.
+    /// @dev The cheap path for images: no int256[] to build. `0 < _scale < 2^128`.
+    ///      Example: `encodeFloat32FromUint8(pixels, 255)` gives pixel intensities in [0, 1].
+    /// @param _data One value per byte.
+    /// @param _scale The common denominator.
+    /// @return out_ float32 tensor bytes (4 per input byte).
+    function encodeFloat32FromUint8(bytes memory _data, uint256 _scale) internal pure returns (bytes memory out_) {
+        if (_scale == 0 || _scale >= MAX_SCALE) revert InvalidScale(_scale);
+        uint256 n = _data.length;
+        uint256 scaleBits = _bitLength(_scale);
+        out_ = new bytes(n * 4);
+        for (uint256 i = 0; i < n; ++i) {
+            uint256 b;
             assembly ("memory-safe") {
-                let p := add(add(data_, 0x20), shl(2, i))
-                mstore8(p, and(bits, 0xff))
-                mstore8(add(p, 1), and(shr(8, bits), 0xff))
-                mstore8(add(p, 2), and(shr(16, bits), 0xff))
-                mstore8(add(p, 3), shr(24, bits))
+                b := byte(0, mload(add(add(_data, 0x20), i)))
             }
+            _storeFloat32(out_, i, _toFloat32(int256(b), _scale, scaleBits, i));
         }
     }
 
@@ -360,7 +375,7 @@ library AILib {
     /// @return bits_ IEEE 754 binary32 bits.
     function float32FromScaled(int256 _value, uint256 _scale) internal pure returns (uint32 bits_) {
         if (_scale == 0 || _scale >= MAX_SCALE) revert InvalidScale(_scale);
-        bits_ = _toFloat32(_value, _scale, 0);
+        bits_ = _toFloat32(_value, _scale, _bitLength(_scale), 0);
     }
 
     /// @notice `round(float32(_bits) * _scale)`, rounded to nearest, ties to even.
@@ -372,34 +387,46 @@ library AILib {
         value_ = _fromFloat32(_bits, _scale, 0);
     }
 
-    /// @dev `float32FromScaled` with the element index to report (scale already checked).
-    function _toFloat32(int256 _value, uint256 _scale, uint256 _index) private pure returns (uint32 bits_) {
+    /// @dev `float32FromScaled` given the scale's bit length (scale already checked), with the
+    ///      element index to report.
+    function _toFloat32(int256 _value, uint256 _scale, uint256 _scaleBits, uint256 _index)
+        private
+        pure
+        returns (uint32 bits_)
+    {
         if (_value == 0) return 0;
         if (_value == type(int256).min) revert Float32OutOfRange(_index, _value);
         uint256 sign = _value < 0 ? 1 << 31 : 0;
         uint256 a = uint256(_value < 0 ? -_value : _value);
-        // a / scale lies in (2^(la-1-ls), 2^(la-ls+1)): with k = 24 + ls - la the quotient
-        // a * 2^k / scale lies in (2^23, 2^25).
-        int256 k = 24 + int256(_bitLength(_scale)) - int256(_bitLength(a));
-        uint256 m = _roundedQuotient(a, _scale, k);
-        if (m >= 1 << 24) {
-            k -= 1;
-            m = _roundedQuotient(a, _scale, k);
-        }
-        // value = m * 2^-k with m in [2^23, 2^24] (2^24 only after rounding up).
-        int256 biased = 127 + 23 - k;
-        if (m == 1 << 24) {
-            m >>= 1;
-            biased += 1;
-        }
         uint256 bits;
-        if (biased >= 1) {
+        unchecked {
+            // SAFETY: la <= 255 and ls <= 128, so every shift below stays under 2^256.
+            // a / scale lies in (2^(la-1-ls), 2^(la-ls+1)): with k = 24 + ls - la the quotient
+            // a * 2^k / scale lies in (2^23, 2^25); one halving brings it into [2^23, 2^24).
+            int256 k = int256(24 + _scaleBits) - int256(_bitLength(a));
+            (uint256 num, uint256 den) = k >= 0 ? (a << uint256(k), _scale) : (a, _scale << uint256(-k));
+            if (num / den >= 1 << 24) {
+                k -= 1;
+                // a << k has a zero low bit when k > 0, so halving it is exact.
+                if (k >= 0) num >>= 1;
+                else den <<= 1;
+            }
+            // value = m * 2^-k, m = round(num / den) in [2^23, 2^24] (2^24 only by rounding up).
+            uint256 m = _roundDiv(num, den);
+            int256 biased = 127 + 23 - k;
+            if (m == 1 << 24) {
+                m >>= 1;
+                biased += 1;
+            }
             if (biased >= 255) revert Float32OutOfRange(_index, _value);
-            bits = (uint256(biased) << 23) | (m - (1 << 23));
-        } else {
-            // Subnormal: value = M * 2^-149, M < 2^23 (M == 2^23 is the smallest normal, whose
-            // bit pattern is also M). Round once, at the final position.
-            bits = _roundedQuotient(a, _scale, 149);
+            if (biased >= 1) {
+                bits = (uint256(biased) << 23) | (m - (1 << 23));
+            } else {
+                // Subnormal: value = M * 2^-149, M <= 2^23 (M == 2^23 is the smallest normal,
+                // whose bit pattern is also M). Round once, at the final position:
+                // a * 2^149 < scale * 2^23 < 2^151.
+                bits = _roundDiv(a << 149, _scale);
+            }
         }
         bits_ = uint32(sign | bits);
     }
@@ -424,6 +451,17 @@ library AILib {
         value_ = _bits >> 31 == 1 ? -int256(magnitude) : int256(magnitude);
     }
 
+    /// @dev Writes `_bits` little-endian as element `_index` of a float32 buffer (caller sized it).
+    function _storeFloat32(bytes memory _buf, uint256 _index, uint32 _bits) private pure {
+        assembly ("memory-safe") {
+            let p := add(add(_buf, 0x20), shl(2, _index))
+            mstore8(p, and(_bits, 0xff))
+            mstore8(add(p, 1), and(shr(8, _bits), 0xff))
+            mstore8(add(p, 2), and(shr(16, _bits), 0xff))
+            mstore8(add(p, 3), shr(24, _bits))
+        }
+    }
+
     /// @dev Number of float32 elements in `_data`; reverts unless its length is a multiple of 4.
     function _float32Count(bytes memory _data) private pure returns (uint256) {
         if (_data.length % 4 != 0) revert InvalidTensorLength(_data.length, 4);
@@ -436,19 +474,14 @@ library AILib {
         return _bits >> 31 == 1 ? uint256(0x7fffffff - (_bits & 0x7fffffff)) : uint256(_bits) + 0x80000000;
     }
 
-    /// @dev round(_a * 2^_k / _d) to nearest, ties to even (k may be negative).
-    function _roundedQuotient(uint256 _a, uint256 _d, int256 _k) private pure returns (uint256) {
-        uint256 num = _a;
-        uint256 den = _d;
-        // SAFETY: callers keep a * 2^k below 2^256 (k <= 24 + bitlen(d) <= 152 with a small) and
-        // d * 2^-k below 2^256 (-k <= bitlen(a) - 24).
-        if (_k >= 0) num = _a << uint256(_k);
-        else den = _d << uint256(-_k);
-        uint256 q = num / den;
-        uint256 r = num % den;
-        uint256 rest = den - r;
-        if (r > rest || (r == rest && q & 1 == 1)) q += 1;
-        return q;
+    /// @dev round(_num / _den) to nearest, ties to even.
+    function _roundDiv(uint256 _num, uint256 _den) private pure returns (uint256 q_) {
+        unchecked {
+            q_ = _num / _den;
+            uint256 r = _num % _den;
+            uint256 rest = _den - r;
+            if (r > rest || (r == rest && q_ & 1 == 1)) q_ += 1;
+        }
     }
 
     /// @dev round(_x / 2^_shift) to nearest, ties to even (shift >= 1).

@@ -62,12 +62,10 @@ contract DigitsClassifier {
     /// @return input_ 256 bytes of float32.
     function encodeImage(bytes calldata _image) public pure returns (bytes memory input_) {
         if (_image.length != PIXELS) revert InvalidImageLength(_image.length);
-        int256[] memory values = new int256[](PIXELS);
         for (uint256 i = 0; i < PIXELS; ++i) {
             uint8 pixel = uint8(_image[i]);
             if (pixel > MAX_INTENSITY) revert InvalidPixel(i, pixel);
-            values[i] = int256(uint256(pixel));
         }
-        input_ = AILib.encodeFloat32FromScaled(values, MAX_INTENSITY);
+        input_ = AILib.encodeFloat32FromUint8(_image, MAX_INTENSITY);
     }
 }

@@ -63,6 +63,14 @@ contract AILibHarness {
         return AILib.encodeFloat32FromScaled(_values, _scale);
     }
 
+    /// @notice See `AILib.encodeFloat32FromUint8`.
+    /// @param _data One value per byte.
+    /// @param _scale The denominator.
+    /// @return The float32 tensor bytes.
+    function encodeFloat32FromUint8(bytes memory _data, uint256 _scale) external pure returns (bytes memory) {
+        return AILib.encodeFloat32FromUint8(_data, _scale);
+    }
+
     /// @notice See `AILib.decodeFloat32ToScaled`.
     /// @param _data The float32 tensor bytes.
     /// @param _scale The multiplier.

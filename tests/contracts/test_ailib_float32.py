@@ -175,3 +175,13 @@ def test_argmax_float32_edges(harness) -> None:
     assert harness.call("argmaxFloat32", nan).error == ("Float32NotFinite", (1, 0x7FC00000))
     assert harness.call("argmaxFloat32", b"").error == ("EmptyTensor", ())
     assert harness.call("argmaxFloat32", b"\x00" * 6).error == ("InvalidTensorLength", (6, 4))
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.binary(max_size=40), scale=st.integers(min_value=1, max_value=2**128 - 1))
+def test_encode_float32_from_uint8(harness, data: bytes, scale: int) -> None:
+    encoded = harness.value("encodeFloat32FromUint8", data, scale)
+    assert encoded == harness.value("encodeFloat32FromScaled", list(data), scale)
+    expected = [nearest_f32_bits(Fraction(b, scale)) for b in data]
+    assert list(np.frombuffer(encoded, dtype="<u4")) == expected
+    assert harness.call("encodeFloat32FromUint8", data, 0).error == ("InvalidScale", (0,))
