@@ -118,6 +118,15 @@ def requant(acc: int, m: int, s: int, zp: int, qmin: int, qmax: int) -> int:
     return clamp(zp + round_shift(clamp(acc, I32_MIN, I32_MAX) * m, s), qmin, qmax)
 
 
+def order_key(v: int, dtype: DType) -> int:
+    """Integer with the same order as the element value (float32: by value, NaN above all, -0 == 0)."""
+    if dtype != DType.FLOAT32:
+        return v
+    if (v & 0x7FFFFFFF) > 0x7F800000:
+        return 1 << 32
+    return -(v & 0x7FFFFFFF) if v >> 31 else v
+
+
 def _val(mem: StepAccess, op: Operand, pad: int) -> int:
     return pad if op == PAD else mem.read(op[0], op[1])
 
@@ -230,7 +239,7 @@ def _lanes(regs: Regs, ins: Instr, mem: StepAccess) -> None:
             v = _val(mem, op, ins.imm[1])
             regs.acc[lane] = v if ins.imm[0] else max(regs.acc[lane], v)
         elif k == Kind.ACC_ARG:
-            v, j, last = mem.read(*op), ins.imm[0], ins.imm[1]
+            v, j, last = order_key(mem.read(*op), mem.regions[op[0]].dtype), ins.imm[0], ins.imm[1]
             if j == 0 or v > regs.acc[lane] or (last and v == regs.acc[lane]):
                 regs.acc[lane], regs.aux[lane] = v, j
 

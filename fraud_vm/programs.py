@@ -33,6 +33,15 @@ def _pad(v: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(x) for x in v) + (0,) * (LANES - len(v))
 
 
+def _keys(x: np.ndarray) -> np.ndarray:
+    """Element values as int64 order keys (``isa.order_key``; float32 by value, NaN highest)."""
+    if x.dtype != np.float32:
+        return x.astype(np.int64)
+    b = x.view(np.uint32).astype(np.int64)
+    mag = b & 0x7FFFFFFF
+    return np.where(mag > 0x7F800000, 1 << 32, np.where(b >> 31, -mag, b))
+
+
 class Program:
     """A node's program: ``num_steps`` instructions, each derived from the context and ``pc``."""
 
@@ -90,7 +99,7 @@ class BlockedProgram(Program):
         a_idx, b_idx, _ = self.block(b)
         a_idx = a_idx[:t]
         valid = a_idx >= 0
-        xa = np.asarray(xs[0]).reshape(-1).astype(np.int64)
+        xa = _keys(np.asarray(xs[0]).reshape(-1))
         av = xa[np.where(valid, a_idx, 0)] if xa.size else np.zeros(a_idx.shape, np.int64)
         k, im = self.kind, self.imm(0)
         aux = np.zeros(a_idx.shape[1], np.int64)
