@@ -330,7 +330,8 @@ library AILib {
 
     /// @notice Encodes each byte `b` of `_data` (an unsigned 8-bit value, e.g. a pixel) as the
     ///         float32 `b / _scale`, rounded to nearest, ties to even, little-endian.
-    /// @dev The cheap path for images: no int256[] to build. `0 < _scale < 2^128`.
+    /// @dev The cheap path for images: no int256[] to build, and each distinct byte value is
+    ///      converted once (a 256-entry memory table). `0 < _scale < 2^128`.
     ///      Example: `encodeFloat32FromUint8(pixels, 255)` gives pixel intensities in [0, 1].
     /// @param _data One value per byte.
     /// @param _scale The common denominator.
@@ -340,12 +341,19 @@ library AILib {
         uint256 n = _data.length;
         uint256 scaleBits = _bitLength(_scale);
         out_ = new bytes(n * 4);
+        // Each distinct byte value is converted once (0 doubles as "not yet": 0 / scale is +0).
+        uint32[256] memory seen;
         for (uint256 i = 0; i < n; ++i) {
             uint256 b;
             assembly ("memory-safe") {
                 b := byte(0, mload(add(add(_data, 0x20), i)))
             }
-            _storeFloat32(out_, i, _toFloat32(int256(b), _scale, scaleBits, i));
+            uint32 bits = seen[b];
+            if (bits == 0 && b != 0) {
+                bits = _toFloat32(int256(b), _scale, scaleBits, i);
+                seen[b] = bits;
+            }
+            _storeFloat32(out_, i, bits);
         }
     }
 
