@@ -26,8 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from opml.bundle import Bundle, DType
-from opml.engine import get_plan, run
-from opml.errors import OpmlError
+from opml.engine import _check_input as check_input
+from opml.engine import get_plan
+from opml.errors import InferenceInputError, OpmlError
 from opml.merkle import ZERO_WORD, keccak, merkle_proof, merkle_root, root_from_proof, tree_depth
 
 from .errors import FraudVMError
@@ -117,15 +118,20 @@ def apply_node_outputs(bundle: Bundle, node_index: int, tensors_root: bytes, out
 def intermediate_tensors(bundle: Bundle, inputs: Sequence[np.ndarray]) -> dict[int, np.ndarray]:
     """Every non-constant tensor of one inference (inputs and every node's outputs), by tensor id.
 
-    Walks the engine's plan like ``opml.engine`` does, without freeing anything; inputs are checked
-    and converted by the engine first.
+    Walks the engine's plan like ``opml.engine.run`` does, without freeing anything; inputs are
+    checked and converted with the engine's own input check.
     """
-    run(bundle, list(inputs))  # validates the inputs (shape, dtype, batch) with the engine's errors
-    plan = get_plan(bundle)
     specs = bundle.tensors
+    if len(inputs) != len(bundle.inputs):
+        raise InferenceInputError(f"model takes {len(bundle.inputs)} inputs, got {len(inputs)}")
     env: dict[int, np.ndarray] = {}
+    batches = set()
     for t, spec, x in zip(bundle.inputs, bundle.input_specs(), inputs, strict=True):
-        env[t] = np.require(np.asarray(x).astype(spec.dtype.np, copy=False), requirements="C")
+        env[t], batch = check_input(spec, x)  # the engine's own dtype/shape/batch checks and errors
+        batches.add(batch)
+    if len(batches - {None}) > 1:
+        raise InferenceInputError("inputs disagree on the batch size")
+    plan = get_plan(bundle)
     for j, (node, kernel) in enumerate(zip(bundle.nodes, plan.kernels, strict=True)):
         args = [env[i] if i in env else specs[i].array() for i in node.inputs]
         try:

@@ -1,0 +1,136 @@
+"""Benchmark of the dispute game on the real fraud VM: rounds, final witness size, honest cost.
+
+For every example model (and the BERT-like encoder with ``--bert``) it plays the honest player
+against every dishonest strategy, in both roles, and prints per game:
+
+- rounds (moves after the claim) against the target ``log2(nodes) + log2(steps of the node) + 2``
+  (and the same with ceilings, which is what a power-of-two bisection can reach);
+- the final step's witness bytes (target: under 8 KB);
+- the honest player's total compute time (inference, commitments, node trace, answers) relative to
+  one plain inference of the same input measured in the same run (target: at most 10x).
+
+Usage: ``python scripts/bench/dispute.py [--models a,b] [--bert] [--json out.json]``. No assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+for _p in (str(ROOT), str(Path(__file__).resolve().parent)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from common import time_call  # noqa: E402
+
+from fraud_vm.game import Role  # noqa: E402
+from fraud_vm.strategies import FraudVMBackend, Lie, Player, play_game  # noqa: E402
+from opml.bundle import Bundle, load_bundle  # noqa: E402
+from opml.engine import run  # noqa: E402
+
+
+def load_models(names: list[str], bert: bool) -> dict[str, tuple[Bundle, np.ndarray]]:
+    out = {}
+    for name in names:
+        d = ROOT / "models" / name
+        out[name] = (load_bundle(str(d / "model.bundle")), np.load(d / "test_x.npy")[:1])
+    if bert:
+        from opml.convert import convert
+
+        d = ROOT / "models" / "bert_like"
+        calib = np.load(d / "calib.npy")
+        t0 = time.perf_counter()
+        out["bert_like"] = (convert(d / "model.onnx", calib, name="bert_like"), calib[:1])
+        print(f"(bert_like converted in {time.perf_counter() - t0:.1f} s)")
+    return out
+
+
+def lies_for(bundle: Bundle, backend: FraudVMBackend) -> list[Lie]:
+    n = len(bundle.nodes)
+    mid = n // 2
+    steps_mid = backend.node_steps(bundle, mid, 1)
+    return [Lie("output"), Lie("node", 1 % n), Lie("node", mid), Lie("intermediate", mid),
+            Lie("step", mid, steps_mid // 2), Lie("timeout", mid)]
+
+
+def bench_model(name: str, bundle: Bundle, x: np.ndarray, backend: FraudVMBackend) -> list[dict]:
+    t_inf = time_call(lambda: run(bundle, [x]), repeats=20, budget_s=2.0).median_s
+    n = len(bundle.nodes)
+    rows = []
+    for lie in lies_for(bundle, backend):
+        for honest_role in Role:
+            honest, liar = Player(bundle, [x], backend), Player(bundle, [x], backend, lie)
+            claimant, challenger = (honest, liar) if honest_role == Role.CLAIMANT else (liar, honest)
+            res = play_game(bundle, claimant, challenger, backend)
+            assert res is not None
+            k = res.node_index
+            steps = backend.node_steps(bundle, k, 1) if 0 <= k < n else 0
+            target = math.log2(n) + (math.log2(steps) if steps else 0) + 2
+            ceil_target = math.ceil(math.log2(n)) + (math.ceil(math.log2(steps)) if steps else 0) + 2
+            h_s = res.seconds[honest_role]
+            rows.append({
+                "model": name, "nodes": n, "lie": lie.kind, "lie_node": lie.node, "lie_step": lie.step,
+                "honest_role": honest_role.name.lower(), "honest_won": res.winner == honest_role,
+                "rounds": res.rounds, "target": round(target, 2), "ceil_target": ceil_target, "node": k,
+                "node_steps": steps, "pinned_step": res.pinned_step, "witness_bytes": res.final_witness_bytes,
+                "honest_s": h_s, "inference_s": t_inf, "honest_x_inference": h_s / t_inf, "reason": res.reason,
+            })
+    return rows
+
+
+def print_rows(rows: list[dict]) -> None:
+    hdr = (f"{'model':<11}{'lie':<16}{'honest':<11}{'won':<5}{'rounds':>7}{'target':>8}{'ceil':>5}"
+           f"{'node':>6}{'steps':>7}{'pinned':>8}{'witness B':>10}{'honest ms':>10}{'x infer':>9}")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        lie = r["lie"] + (f"@{r['lie_node']}" if r["lie_node"] >= 0 else "") + (
+            f".{r['lie_step']}" if r["lie_step"] >= 0 else "")
+        print(f"{r['model']:<11}{lie:<16}{r['honest_role']:<11}{'yes' if r['honest_won'] else 'NO':<5}"
+              f"{r['rounds']:>7}{r['target']:>8.2f}{r['ceil_target']:>5}{r['node']:>6}{r['node_steps']:>7}"
+              f"{r['pinned_step']:>8}{r['witness_bytes']:>10}{r['honest_s'] * 1e3:>10.1f}"
+              f"{r['honest_x_inference']:>9.1f}")
+
+
+def summary(rows: list[dict]) -> None:
+    stepped = [r for r in rows if r["pinned_step"] >= 0]
+    print()
+    print(f"games: {len(rows)}, honest won {sum(r['honest_won'] for r in rows)}")
+    if stepped:
+        over = [r for r in stepped if r["rounds"] > r["target"]]
+        over_ceil = [r for r in stepped if r["rounds"] > r["ceil_target"]]
+        print(f"games ending in a step: {len(stepped)}; rounds over log2 target: {len(over)}, "
+              f"over ceil target: {len(over_ceil)}")
+        print(f"final witness bytes: max {max(r['witness_bytes'] for r in stepped)} (target < 8192)")
+    for model in dict.fromkeys(r["model"] for r in rows):
+        xs = [r["honest_x_inference"] for r in rows if r["model"] == model]
+        inf = next(r["inference_s"] for r in rows if r["model"] == model)
+        print(f"{model}: one inference {inf * 1e3:.2f} ms; honest total x inference: median "
+              f"{sorted(xs)[len(xs) // 2]:.1f}, max {max(xs):.1f} (target <= 10)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default="digits_mlp,digits_cnn,encoder")
+    ap.add_argument("--bert", action="store_true", help="also the BERT-like encoder (converted first)")
+    ap.add_argument("--json", help="write the rows here")
+    args = ap.parse_args()
+    backend = FraudVMBackend()
+    rows: list[dict] = []
+    for name, (bundle, x) in load_models([m for m in args.models.split(",") if m], args.bert).items():
+        rows += bench_model(name, bundle, x, backend)
+    print_rows(rows)
+    summary(rows)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
