@@ -77,6 +77,8 @@ class Dispatcher:
             params = []
         if not isinstance(params, list):
             return error_response(InvalidParams("non-array params are not supported"), req_id)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("rpc %s %s", method, json.dumps(params)[:200])
         try:
             result = self.call(method, params)
         except NodeError as e:
