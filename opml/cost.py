@@ -15,15 +15,24 @@ from .bundle import Bundle
 
 @dataclass(frozen=True)
 class ModelCost:
-    """Work of one inference over ``batch`` samples."""
+    """Work of one inference over ``batch`` samples.
+
+    ``macs`` counts every multiply-accumulate, ``conv_macs`` the subset done by convolutions;
+    ``elementwise`` counts every element operation, ``window_ops`` the subset done by pooling
+    windows. The subsets cost more per unit in the engine, so the gas schedule prices them apart.
+    """
 
     macs: int
     elementwise: int
     weight_bytes: int
+    conv_macs: int = 0
+    window_ops: int = 0
+    nodes: int = 0
 
     def __add__(self, other: ModelCost) -> ModelCost:
         return ModelCost(self.macs + other.macs, self.elementwise + other.elementwise,
-                         self.weight_bytes + other.weight_bytes)
+                         self.weight_bytes + other.weight_bytes, self.conv_macs + other.conv_macs,
+                         self.window_ops + other.window_ops, self.nodes + other.nodes)
 
 
 def _numel(shape: tuple[int, ...]) -> int:
@@ -31,8 +40,8 @@ def _numel(shape: tuple[int, ...]) -> int:
 
 
 def model_cost(bundle: Bundle, batch: int = 1) -> ModelCost:
-    """MACs, elementwise element-ops and constant bytes read for ``batch`` samples."""
-    macs = elem = 0
+    """MACs, elementwise element-ops, constant bytes read and node count for ``batch`` samples."""
+    macs = elem = conv = window = 0
     t = bundle.tensors
     for node in bundle.nodes:
         out = t[node.outputs[0]].concrete_shape(batch)
@@ -43,17 +52,19 @@ def model_cost(bundle: Bundle, batch: int = 1) -> ModelCost:
         elif node.op == "conv":
             w = ins[1].shape
             macs += n_out * w[1] * w[2] * w[3]
+            conv += n_out * w[1] * w[2] * w[3]
         elif node.op == "matmul":
             macs += n_out * ins[0].concrete_shape(batch)[-1]
         elif node.op in ("maxpool", "avgpool"):
             k = node.attr("kernel")
             elem += n_out * k[0] * k[1]
+            window += n_out * k[0] * k[1]
         elif node.op in ("reduce", "softmax", "layernorm"):
             elem += 4 * _numel(ins[0].concrete_shape(batch))
         else:
             elem += max(n_out, sum(_numel(s.concrete_shape(batch)) for s in ins if not s.is_const))
     weight_bytes = sum(len(s.data) for s in t if s.data is not None)
-    return ModelCost(macs, elem, weight_bytes)
+    return ModelCost(macs, elem, weight_bytes, conv, window, len(bundle.nodes))
 
 
 def parameter_count(bundle: Bundle) -> int:
