@@ -242,9 +242,9 @@ def lower_elementwise(ctx: NodeContext) -> Program:
                 imm = (x.zero_point, ins[1].zero_point, am, bm, sh, out.zero_point, lo, hi)
                 return ElementwiseProgram(ctx, Kind.ADD, imm, srcs)
             if op == "mul":
-                imm = (x.zero_point, ins[1].zero_point, node.iattr("mult"), node.iattr("shift"), out.zero_point,
-                       node.iattr("qmin"), node.iattr("qmax"))
-                return ElementwiseProgram(ctx, Kind.MUL, imm, srcs)
+                mul_imm = (x.zero_point, ins[1].zero_point, node.iattr("mult"), node.iattr("shift"), out.zero_point,
+                           node.iattr("qmin"), node.iattr("qmax"))
+                return ElementwiseProgram(ctx, Kind.MUL, mul_imm, srcs)
             return ElementwiseProgram(ctx, Kind.WHERE, (int(x.dtype),), srcs)
         if op == "gather":
             axis = node.iattr("axis") % len(x.shape)

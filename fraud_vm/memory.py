@@ -13,6 +13,7 @@ right (``multiproof`` / ``multiroot``). The same siblings give the root after th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -168,7 +169,7 @@ class Memory:
         regions = sorted({r for r, _ in addrs})
         for r in regions:
             idx = [w for rr, w in addrs if rr == r]
-            out += multiproof(lambda h, i, r=r: self.tree_node(r, h, i), idx, self.regions[r].depth)
+            out += multiproof(functools.partial(self.tree_node, r), idx, self.regions[r].depth)
         out += multiproof(self.region_node, regions, self.rdepth)
         return out
 

@@ -29,7 +29,7 @@ Regs3 = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
 ZERO_REGS: Regs3 = ((0,) * N_SCALARS, (0,) * LANES, (0,) * LANES)
 
 
-def _pad(v: Sequence[int]) -> tuple[int, ...]:
+def _pad(v: Sequence[int] | np.ndarray) -> tuple[int, ...]:
     return tuple(int(x) for x in v) + (0,) * (LANES - len(v))
 
 
