@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "models")]
 
 from ai_evm.evm import INFERENCE_ADDRESS, encode_call  # noqa: E402
-from ai_evm.evm.devchain import DevChain, apply_message  # noqa: E402
 from ai_evm.evm import gas as schedule  # noqa: E402
+from ai_evm.evm.devchain import DevChain, apply_message  # noqa: E402
 from opml.bundle import Bundle, load_bundle  # noqa: E402
 from opml.cost import model_cost  # noqa: E402
 from opml.engine import output_length  # noqa: E402
@@ -47,7 +47,14 @@ pragma solidity ^0.8.20;
 contract GasMix {
     mapping(uint256 => uint256) private slots;
     function arith(uint256 n) external pure returns (uint256 r) {
-        unchecked { r = 1; for (uint256 i; i < n; ++i) { r = r * 6364136223846793005 + i; r ^= r >> 13; r = addmod(r, i, 1000000007) + mulmod(r, r, 998244353); } }
+        unchecked {
+            r = 1;
+            for (uint256 i; i < n; ++i) {
+                r = r * 6364136223846793005 + i;
+                r ^= r >> 13;
+                r = addmod(r, i, 1000000007) + mulmod(r, r, 998244353);
+            }
+        }
     }
     function mem(uint256 n) external pure returns (uint256 r) {
         uint256[] memory a = new uint256[](n);
@@ -190,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                          "window_ops": cost.window_ops, "nodes": cost.nodes, "in_bytes": len(x),
                          "out_bytes": output_length(b, len(x))})
     evm_rate = evm_gas / evm_time
-    print(f"\nEVM mix: {evm_rate / 1e6:.2f} Mgas/s  (" + ", ".join(f"{k} {v / 1e6:.2f}" for k, v in per_kind.items()) + ")")
+    kinds = ", ".join(f"{k} {v / 1e6:.2f}" for k, v in per_kind.items())
+    print(f"\nEVM mix: {evm_rate / 1e6:.2f} Mgas/s  ({kinds})")
     print("schedule (ai_evm/evm/gas.py): " + ", ".join(
         f"{k} {getattr(schedule, k)}" for k in dir(schedule) if k.endswith("_GAS") or "_PER_MILLION" in k) + "\n")
     print(f"{'model':<11} {'batch':>5} {'gas':>11} {'ms':>9} {'Mgas/s':>8} {'ratio':>6}  in 0.5-2.0")
