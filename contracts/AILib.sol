@@ -77,9 +77,39 @@ library AILib {
         view
         returns (bytes memory output_)
     {
-        output_ = new bytes(_outputSize);
         bool ok;
         uint256 returned;
+        (ok, returned, output_) = _callByAddress(_model, _input, _outputSize, gasleft());
+        if (!ok) revert InferenceFailed(_model);
+        _checkReturned(output_, _outputSize, returned);
+    }
+
+    /// @notice Like `inference`, but reports failure instead of reverting, and forwards at most
+    ///         `_gas` gas: for contracts that fall back when a model is unavailable.
+    /// @param _model The model address.
+    /// @param _input The input tensors' bytes.
+    /// @param _outputSize The number of output bytes expected.
+    /// @param _gas The most gas the precompile may use (all of it is consumed on failure).
+    /// @return ok_ True when the precompile succeeded and returned exactly `_outputSize` bytes.
+    /// @return output_ The output bytes when `ok_`, else an empty array.
+    function tryInference(bytes32 _model, bytes memory _input, uint256 _outputSize, uint256 _gas)
+        internal
+        view
+        returns (bool ok_, bytes memory output_)
+    {
+        uint256 returned;
+        (ok_, returned, output_) = _callByAddress(_model, _input, _outputSize, _gas);
+        if (!ok_ || returned != _outputSize + 32 || output_.length != _outputSize) return (false, new bytes(0));
+    }
+
+    /// @dev The 0xa1 call: the return (length word ‖ output) is written onto a fresh
+    ///      `bytes(_outputSize)`; returns the success flag and the return data size.
+    function _callByAddress(bytes32 _model, bytes memory _input, uint256 _outputSize, uint256 _gas)
+        private
+        view
+        returns (bool ok_, uint256 returned_, bytes memory output_)
+    {
+        output_ = new bytes(_outputSize);
         assembly ("memory-safe") {
             // Call data lives just past the output buffer, beyond the free memory pointer.
             let inLen := mload(_input)
@@ -87,11 +117,9 @@ library AILib {
             mstore(cd, _model)
             mstore(add(cd, 0x20), _outputSize)
             mcopy(add(cd, 0x40), add(_input, 0x20), inLen)
-            ok := staticcall(gas(), 0xa1, cd, add(0x40, inLen), output_, add(0x20, _outputSize))
-            returned := returndatasize()
+            ok_ := staticcall(_gas, 0xa1, cd, add(0x40, inLen), output_, add(0x20, _outputSize))
+            returned_ := returndatasize()
         }
-        if (!ok) revert InferenceFailed(_model);
-        _checkReturned(output_, _outputSize, returned);
     }
 
     /// @notice Runs the model whose bundle bytes are `_bundle` (tiny models only) on `_input`.

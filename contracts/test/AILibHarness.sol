@@ -112,6 +112,21 @@ contract AILibHarness {
         return AILib.inference(_model, _input, _outputSize);
     }
 
+    /// @notice See `AILib.tryInference`.
+    /// @param _model The model address.
+    /// @param _input The input bytes.
+    /// @param _outputSize The output size.
+    /// @param _gas The gas to forward.
+    /// @return ok Whether it succeeded.
+    /// @return output The output bytes.
+    function tryInference(bytes32 _model, bytes memory _input, uint256 _outputSize, uint256 _gas)
+        external
+        view
+        returns (bool ok, bytes memory output)
+    {
+        return AILib.tryInference(_model, _input, _outputSize, _gas);
+    }
+
     /// @notice See `AILib.inferenceInline`.
     /// @param _bundle The bundle bytes.
     /// @param _input The input bytes.

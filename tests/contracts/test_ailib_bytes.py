@@ -56,6 +56,8 @@ def test_inference_without_precompile_reports_missing_output(harness) -> None:
     assert result.error == ("OutputSizeMismatch", (40, 0))
     inline = harness.call("inferenceInline", b"\x00" * 50, b"\x01", 4)
     assert inline.error == ("OutputSizeMismatch", (4, 0))
+    assert harness.value("tryInference", b"\x11" * 32, b"\x01", 40, 100_000) is False
+    assert harness.call("tryInference", b"\x11" * 32, b"\x01", 40, 100_000).values == (False, b"")
 
 
 @pytest.fixture(scope="module")
