@@ -123,14 +123,15 @@ def load_trace(path: str, bundle: Any) -> dict[str, Any]:
             raise ValueError(f"it is a trace of model {doc['model_address']}, not {bundle.address_hex}")
         if len(doc["nodes"]) != len(bundle.nodes):
             raise ValueError(f"it has {len(doc['nodes'])} nodes, the model {len(bundle.nodes)}")
-        out = {"batch": int(doc["batch"]), "initial_state": bytes.fromhex(doc["initial_state"][2:]), "nodes": []}
+        nodes: list[dict[str, Any]] = []
+        out = {"batch": int(doc["batch"]), "initial_state": bytes.fromhex(doc["initial_state"][2:]), "nodes": nodes}
         for k, nd in enumerate(doc["nodes"]):
             if int(nd["index"]) != k:
                 raise ValueError(f"node entry {k} has index {nd['index']}")
             dt = np.dtype(nd["dtype"])
             data = np.frombuffer(base64.b64decode(nd["data"], validate=True), dtype=dt.newbyteorder("<"))
             y = data.astype(dt).reshape([int(d) for d in nd["shape"]])
-            out["nodes"].append({"state": bytes.fromhex(nd["state"][2:]), "y": y,
+            nodes.append({"state": bytes.fromhex(nd["state"][2:]), "y": y,
                                  "root": bytes.fromhex(nd["output_root"][2:])})
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise click.BadParameter(f"{path} is not a usable trace: {e}", param_hint="--against") from None

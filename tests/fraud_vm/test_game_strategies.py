@@ -7,6 +7,8 @@ first one whose pre-state the liar has right and whose post-state it has wrong.
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from standin_vm import StandinBackend
 
 from fraud_vm.game import Phase, Role
@@ -76,3 +78,21 @@ def test_honest_claim_is_not_disputed(game_models, model: str) -> None:
     bundle, x = game_models[model]
     backend = StandinBackend()
     assert play_game(bundle, Player(bundle, [x], backend), Player(bundle, [x], backend), backend) is None
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_pins_first_wrong_step_anywhere(game_models, data: st.DataObject) -> None:
+    """A liar whose VM trace of node k goes wrong at step s is pinned at exactly (k, s), in both roles."""
+    model = data.draw(st.sampled_from(["digits_mlp", "digits_cnn", "encoder"]))
+    bundle, x = game_models[model]
+    backend = FraudVMBackend()
+    k = data.draw(st.integers(0, len(bundle.nodes) - 1))
+    s = data.draw(st.integers(0, backend.node_steps(bundle, k, 1) - 1))
+    honest_role = data.draw(st.sampled_from(list(Role)))
+    honest, liar = Player(bundle, [x], backend), Player(bundle, [x], backend, Lie("step", k, s))
+    claimant, challenger = (honest, liar) if honest_role == Role.CLAIMANT else (liar, honest)
+    res = play_game(bundle, claimant, challenger, backend)
+    assert res is not None and res.winner == honest_role
+    assert (res.node_index, res.pinned_step) == (k, s)
+    assert 0 < res.final_witness_bytes < 8192
