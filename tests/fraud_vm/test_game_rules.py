@@ -13,10 +13,12 @@ from fraud_vm.game import Bisect, GameError, OpenSteps, Outcome, Phase, Role, Ru
 from fraud_vm.strategies import Lie, Player
 
 
-@pytest.fixture(scope="module")
-def setup(game_models):
+@pytest.fixture(scope="module", params=["fraudvm", "standin"])
+def setup(game_models, request):
+    from fraud_vm.strategies import FraudVMBackend
+
     bundle, x = game_models["digits_cnn"]
-    backend = StandinBackend()
+    backend = FraudVMBackend() if request.param == "fraudvm" else StandinBackend()
     honest = Player(bundle, [x], backend)
     liar = Player(bundle, [x], backend, Lie("node", 2))
     return bundle, backend, honest, liar
@@ -80,7 +82,9 @@ def test_open_steps_checks(setup) -> None:
     _rejected(g, role, replace(mv, pre_tensors_root=bytes(32)))
     _rejected(g, role, replace(mv, input_roots=(bytes(32),) * len(mv.input_roots)))
     _rejected(g, role, replace(mv, output_roots=(bytes(32),) * len(mv.output_roots)))
-    _rejected(g, role, replace(mv, final_state=mv.final_state[:-1] + b"\x00"))
+    fs = bytearray(mv.final_state)
+    fs[63] ^= 1  # word 1: the memory root (stand-in: the node index)
+    _rejected(g, role, replace(mv, final_state=bytes(fs)))
     _rejected(g, role, replace(mv, final_proof=b"x"))
     _rejected(g, role, replace(mv, is_attack=not mv.is_attack))
     g.play(role, mv, g.now + 1)
@@ -94,7 +98,9 @@ def test_step_checks_and_payout(setup) -> None:
     _play_until(g, players, lambda g: isinstance(players[g.mover].respond(g), Step))
     role = g.mover
     mv = players[role].respond(g)
-    other = replace(mv.witness, pre=mv.witness.pre[:-1] + b"\x01")
+    field = "pre_state" if hasattr(mv.witness, "pre_state") else "pre"
+    pre = getattr(mv.witness, field)
+    other = replace(mv.witness, **{field: pre[:-1] + b"\x01"})
     _rejected(g, role, replace(mv, witness=other))
     _rejected(g, role, replace(mv, witness=None))
     g.play(role, mv, g.now + 1)
