@@ -1,50 +1,121 @@
-"""The demo: convert the example models, show their addresses, classify a few test digits.
+"""The AI EVM demo (``make demo``): a devnet, the digits classifier, real inference transactions.
 
-``make demo`` runs this. Later milestones grow it into the devnet demo (anvil L1, the AI EVM node,
-a contract calling the inference precompile).
+Starts ``aievm devnet`` as a subprocess on a free port (temporary datadir), then with web3.py:
+deploys a fresh ``DigitsClassifier`` bound to the ``digits_mlp`` model, asks it for predictions
+with ``eth_call``, classifies a few test images (models/digits_mlp/test_x.npy) through real
+transactions, and prints each prediction against its label with the gas used and the inference
+record the node stored. Finally it stops the node.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from opml.bundle import decode_bundle
-from opml.convert import convert
-from opml.cost import model_cost
-from opml.engine import run, run_bytes
+ROOT = Path(__file__).resolve().parent.parent
+N_IMAGES = 6
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_devnet(datadir: Path, port: int) -> subprocess.Popen[bytes]:
+    """``aievm devnet`` in a subprocess; returns once ``DATADIR/devnet.json`` exists and RPC answers."""
+    cmd = [sys.executable, "-c", "from ai_evm.cli import main; main()", "devnet",
+           "--datadir", str(datadir), "--port", str(port)]  # fmt: skip
+    log = open(datadir.parent / "devnet.log", "wb")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    import urllib.request
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"devnet exited: {(datadir.parent / 'devnet.log').read_text()[-2000:]}")
+        try:
+            req = urllib.request.Request(f"http://127.0.0.1:{port}", data=b'{"jsonrpc":"2.0","id":1,"method":'
+                                         b'"eth_blockNumber"}', headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=2).read()
+            if (datadir / "devnet.json").exists():
+                return proc
+        except OSError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("devnet did not start within 120 s")
+
+
+def run_session(info: dict[str, Any]) -> None:
+    """The web3.py part of the demo."""
+    from web3 import Web3
+
+    from ai_evm.contracts import artifact
+
+    w3 = Web3(Web3.HTTPProvider(info["rpcUrl"], request_kwargs={"timeout": 120}))
+    account = w3.eth.accounts[1]
+    model = info["models"]["digits_mlp"]
+    print(f"devnet at {info['rpcUrl']} (chain id {w3.eth.chain_id}), head block {w3.eth.block_number}")
+    print(f"models in the node's store: {', '.join(f'{k} {v[:10]}...' for k, v in info['models'].items())}")
+    print(f"contracts deployed by the devnet: {info['contracts'] or 'none'}")
+    meta = w3.provider.make_request("aievm_getModel", [model])["result"]
+    print(f"digits_mlp: input {meta['inputs'][0]['dtype']}{meta['inputs'][0]['shape']}, "
+          f"{int(meta['cost']['macs'], 16)} MACs, {int(meta['gasPerSample'], 16)} inference gas per sample\n")
+
+    art = artifact("DigitsClassifier")
+    factory = w3.eth.contract(abi=list(art.abi), bytecode=art.bytecode)
+    deploy_hash = factory.constructor(bytes.fromhex(model[2:])).transact({"from": account})
+    receipt = w3.eth.wait_for_transaction_receipt(deploy_hash)
+    clf = w3.eth.contract(address=receipt.contractAddress, abi=list(art.abi))
+    print(f"deployed DigitsClassifier at {receipt.contractAddress} "
+          f"(block {receipt.blockNumber}, gas {receipt.gasUsed})\n")
+
+    x = np.load(ROOT / "models" / "digits_mlp" / "test_x.npy")
+    y = np.load(ROOT / "models" / "digits_mlp" / "test_y.npy")
+    correct = 0
+    print(f"{'image':>5} {'label':>5} {'eth_call':>8} {'tx':>3} {'block':>5} {'gas used':>9}  inference record")
+    for i in range(N_IMAGES):
+        image = bytes(int(round(float(v) * 16)) for v in x[i])
+        predicted_call = clf.functions.predict(image).call()
+        tx_hash = clf.functions.classify(image).transact({"from": account})
+        rec = w3.eth.wait_for_transaction_receipt(tx_hash)
+        (event,) = clf.events.Classified().process_receipt(rec)
+        records = w3.provider.make_request("aievm_getInferences", [tx_hash.to_0x_hex()])["result"]
+        correct += int(event.args.digit == int(y[i]))
+        print(f"{i:>5} {int(y[i]):>5} {predicted_call:>8} {event.args.digit:>3} {rec.blockNumber:>5} {rec.gasUsed:>9}  "
+              f"output {records[0]['outputHash'][:12]}... ({records[0]['gas']} gas in the precompile)")
+    print(f"\n{correct}/{N_IMAGES} correct; lastPrediction() = {clf.functions.lastPrediction().call()}")
 
 
 def main() -> None:
-    print("AI EVM demo: deterministic int8 inference\n")
-    for name in ("digits_mlp", "digits_cnn", "encoder"):
-        d = MODELS / name
-        t0 = time.perf_counter()
-        bundle = convert(d / "model.onnx", np.load(d / "calib.npy"), name=name)
-        t_conv = time.perf_counter() - t0
-        committed = d / "model.bundle"
-        same = committed.exists() and committed.read_bytes() == bundle.encoded
-        x, y = np.load(d / "test_x.npy"), np.load(d / "test_y.npy")
-        t0 = time.perf_counter()
-        probs = run(bundle, [x])[0]
-        t_run = (time.perf_counter() - t0) / len(x)
-        acc = float((probs.argmax(axis=1) == y).mean())
-        print(f"{name}")
-        print(f"  model address   {bundle.address_hex}")
-        print(f"  bundle          {len(bundle.encoded)} bytes, {len(bundle.nodes)} ops, "
-              f"{model_cost(bundle).macs} MACs/sample, converted in {t_conv:.2f} s "
-              f"({'identical to' if same else 'DIFFERS from'} the committed bundle)")
-        print(f"  test accuracy   {acc:.2%} on {len(x)} images ({t_run * 1e3:.3f} ms/image)")
-        sample = x[:6]
-        preds = run(bundle, [sample])[0].argmax(axis=1)
-        print(f"  predictions     {preds.tolist()}  (labels {y[:6].tolist()})")
-        raw = run_bytes(decode_bundle(bundle.encoded), sample[:1].astype("<f4").tobytes())
-        print(f"  precompile view input {sample[:1].nbytes} bytes -> output {len(raw)} bytes, "
-              f"keccak-committed by the address above\n")
+    print("AI EVM demo: the digits classifier on a devnet, through real transactions\n")
+    with tempfile.TemporaryDirectory(prefix="aievm-demo-") as tmp:
+        datadir = Path(tmp) / "data"
+        datadir.mkdir()
+        port = free_port()
+        proc = start_devnet(datadir, port)
+        try:
+            run_session(json.loads((datadir / "devnet.json").read_text()))
+        finally:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+            print(f"\ndevnet stopped (exit status {proc.returncode})")
 
 
 if __name__ == "__main__":

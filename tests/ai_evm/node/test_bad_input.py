@@ -87,7 +87,8 @@ def test_invalid_raw_transactions(node: NodeProcess) -> None:
     assert error["code"] == -32000 and "insufficient funds" in error["message"]
     tampered = bytearray(signed.raw_transaction)
     tampered[-5] ^= 0xFF
-    error = _error(node, {"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction", "params": ["0x" + tampered.hex()]})
+    error = _error(node, {"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction",
+                          "params": ["0x" + tampered.hex()]})
     assert error["code"] in (-32602, -32000)
     signed = Account.from_key("0x" + "22" * 32).sign_transaction(
         {"to": ACCOUNT0_CS, "value": 0, "gas": 20000, "gasPrice": 10**10, "nonce": 0, "chainId": 31337})
@@ -153,7 +154,8 @@ JSON = st.recursive(
     st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats(allow_nan=False) | HEXISH,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
         st.sampled_from(["from", "to", "data", "input", "value", "gas", "gasPrice", "address", "topics",
-                         "fromBlock", "toBlock", "blockHash", "balance", "code", "state", "nonce"]) | st.text(max_size=5),
+                         "fromBlock", "toBlock", "blockHash", "balance", "code", "state", "nonce"])
+        | st.text(max_size=5),
         inner, max_size=5),
     max_leaves=12,
 )  # fmt: skip

@@ -124,7 +124,8 @@ def test_raw_transactions_of_every_type(w3: Web3, node: NodeProcess) -> None:
     with pytest.raises(Web3RPCError, match="invalid chain id"):
         w3.eth.send_raw_transaction(key.sign_transaction({**txs[0], "nonce": nonce + 3, "chainId": 1}).raw_transaction)
     with pytest.raises(Web3RPCError, match="insufficient funds"):
-        w3.eth.send_raw_transaction(key.sign_transaction({**txs[0], "nonce": nonce + 3, "value": 10**19}).raw_transaction)
+        poor = key.sign_transaction({**txs[0], "nonce": nonce + 3, "value": 10**19})
+        w3.eth.send_raw_transaction(poor.raw_transaction)
 
 
 def test_blocks_filters_and_fees(w3: Web3, node: NodeProcess, ai_contract: Any) -> None:
@@ -144,7 +145,8 @@ def test_blocks_filters_and_fees(w3: Web3, node: NodeProcess, ai_contract: Any) 
     by_number = w3.eth.get_block(receipt.blockNumber)
     assert by_hash == by_number and by_hash.transactions == [tx_hash]
     assert node.rpc("eth_getBlockTransactionCountByHash", receipt.blockHash.to_0x_hex()) == "0x1"
-    assert node.rpc("eth_getLogs", {"blockHash": receipt.blockHash.to_0x_hex(), "topics": [[None]]})[0]["logIndex"] == "0x0"
+    logs = node.rpc("eth_getLogs", {"blockHash": receipt.blockHash.to_0x_hex(), "topics": [[None]]})
+    assert logs[0]["logIndex"] == "0x0"
     assert node.rpc("eth_getLogs", {"fromBlock": "0x0", "address": w3.eth.accounts[0]}) == []
     history = w3.eth.fee_history(4, "latest", [10, 90])
     assert len(history["baseFeePerGas"]) == len(history["gasUsedRatio"]) + 1 and len(history["reward"][0]) == 2
