@@ -17,6 +17,8 @@ from eth.db.atomic import AtomicDB
 from eth.vm.message import Message
 from eth.vm.spoof import SpoofTransaction
 from eth_keys import keys
+from eth_keys.datatypes import PrivateKey
+from eth_typing import Address
 from eth_utils import keccak
 
 from opml.store import ModelStore
@@ -46,22 +48,22 @@ class TxResult:
 class DevChain:
     """A funded in-memory AI EVM chain; see the module docstring."""
 
-    def __init__(self, store: ModelStore | None = None, chain_id: int = 1337, key: keys.PrivateKey = DEV_KEY) -> None:
+    def __init__(self, store: ModelStore | None = None, chain_id: int = 1337, key: PrivateKey = DEV_KEY) -> None:
         self.resolver = ModelResolver(store)
         self.key = key
-        self.sender = key.public_key.to_canonical_address()
+        self.sender = Address(key.public_key.to_canonical_address())
         self.chain_id = chain_id
         chain_class = make_chain_class(self.resolver, chain_id)
         genesis = {"difficulty": 0, "gas_limit": GAS_LIMIT, "timestamp": 1_700_000_000, "extra_data": b""}
         state = {self.sender: {"balance": 10**30, "nonce": 0, "code": b"", "storage": {}}}
-        self.chain: AIChain = chain_class.from_genesis(AtomicDB(), genesis, state)
+        self.chain: AIChain = chain_class.from_genesis(AtomicDB(), genesis, state)  # type: ignore[arg-type,assignment]
         self._nonce = 0
 
     def sign(self, to: bytes | None, data: bytes = b"", gas: int = 5_000_000, value: int = 0) -> SignedTransactionAPI:
         """A signed legacy transaction from the dev key with the next nonce."""
         vm = self.chain.get_vm()
         tx = vm.create_unsigned_transaction(
-            nonce=self._nonce, gas_price=GAS_PRICE, gas=gas, to=to or b"", value=value, data=data
+            nonce=self._nonce, gas_price=GAS_PRICE, gas=gas, to=Address(to or b""), value=value, data=data
         ).as_signed_transaction(self.key, chain_id=self.chain_id)
         self._nonce += 1
         return tx
@@ -93,11 +95,11 @@ class DevChain:
         head = self.chain.get_canonical_head()
         vm = self.chain.get_vm(head)
         unsigned = vm.create_unsigned_transaction(
-            nonce=vm.state.get_nonce(self.sender), gas_price=0, gas=gas, to=to, value=0, data=data
+            nonce=vm.state.get_nonce(self.sender), gas_price=0, gas=gas, to=Address(to), value=0, data=data
         )
         tx = SpoofTransaction(unsigned, from_=self.sender)
         with vm.in_costless_state() as state:
-            return state.costless_execute_transaction(tx)
+            return state.costless_execute_transaction(tx)  # type: ignore[arg-type]
 
     def execute_message(self, to: bytes, data: bytes, gas: int) -> ComputationAPI:
         """Run one message frame (e.g. a precompile) directly on the head state, no transaction.
@@ -117,6 +119,7 @@ class DevChain:
 
 def apply_message(state: StateAPI, sender: bytes, to: bytes, data: bytes, gas: int) -> ComputationAPI:
     """Apply one message frame from ``sender`` to ``to`` on ``state``; returns its computation."""
-    message = Message(gas=gas, to=to, sender=sender, value=0, data=data, code=state.get_code(to))
-    context = state.get_transaction_context_class()(gas_price=0, origin=sender)
+    message = Message(gas=gas, to=Address(to), sender=Address(sender), value=0, data=data,
+                      code=state.get_code(Address(to)))
+    context = state.get_transaction_context_class()(gas_price=0, origin=Address(sender))
     return state.computation_class.apply_computation(state, message, context)

@@ -27,7 +27,7 @@ def _walk(computation: ComputationAPI) -> Iterator[ComputationAPI]:
 
 def computation_records(computation: ComputationAPI, tx_hash: bytes = b"") -> list[InferenceRecord]:
     """Records of one transaction's computation tree, numbered 0, 1, ... in execution order."""
-    found = []
+    found: list[InferenceRecord] = []
     for c in _walk(computation):
         record = getattr(c, "inference_record", None)
         if record is not None and c.is_success:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from eth.chains.base import MiningChain
 from eth.vm.forks.prague import PragueVM
+from eth_typing import BlockNumber
 
 from .computation import AIComputation
 from .models import ModelResolver
@@ -27,12 +28,12 @@ def make_vm_class(resolver: ModelResolver | None) -> type[AIVM]:
 class AIChain(MiningChain):
     """A mining chain running :class:`AIVM` from genesis (use :func:`make_chain_class` to bind a store)."""
 
-    vm_configuration = ((0, AIVM),)
+    vm_configuration = ((BlockNumber(0), AIVM),)
     chain_id = 1337
 
 
 def make_chain_class(resolver: ModelResolver | None, chain_id: int) -> type[AIChain]:
     """An :class:`AIChain` subclass with ``chain_id`` whose VM resolves models through ``resolver``."""
     return AIChain.configure(
-        __name__="AIChain", vm_configuration=((0, make_vm_class(resolver)),), chain_id=chain_id
+        __name__="AIChain", vm_configuration=((BlockNumber(0), make_vm_class(resolver)),), chain_id=chain_id
     )
