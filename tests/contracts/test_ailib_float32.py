@@ -185,3 +185,23 @@ def test_encode_float32_from_uint8(harness, data: bytes, scale: int) -> None:
     expected = [nearest_f32_bits(Fraction(b, scale)) for b in data]
     assert list(np.frombuffer(encoded, dtype="<u4")) == expected
     assert harness.call("encodeFloat32FromUint8", data, 0).error == ("InvalidScale", (0,))
+
+
+def test_float32_to_scaled_ties_go_to_even(harness) -> None:
+    halves = np.array([0.5, 1.5, 2.5, -2.5, -0.5, 3.5, 2**-130, -0.0], dtype="<f4")
+    assert list(harness.value("decodeFloat32ToScaled", halves.tobytes(), 1)) == [0, 2, 2, -2, 0, 4, 0, 0]
+    assert harness.value("float32ToScaled", f32_bits(np.float32(0.75)), 2) == 2  # 1.5 -> 2
+    assert harness.value("float32ToScaled", f32_bits(np.float32(1.25)), 2) == 2  # 2.5 -> 2
+    assert harness.value("float32ToScaled", f32_bits(np.float32(0.1)), 10) == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(min_value=-(2**23), max_value=2**23),
+    shift=st.integers(min_value=1, max_value=30),
+    scale=st.integers(min_value=1, max_value=64),
+)
+def test_float32_to_scaled_near_halves(harness, n: int, shift: int, scale: int) -> None:
+    # n / 2^shift is exact in float32; times small scales it often lands on a half.
+    x = np.float32(Fraction(n, 2**shift))
+    assert harness.value("float32ToScaled", f32_bits(x), scale) == round(Fraction(n, 2**shift) * scale)
