@@ -183,16 +183,27 @@ class Phase1Trace:
 def build_phase1(bundle: Bundle, roots: Mapping[int, bytes]) -> Phase1Trace:
     """Phase-1 states from the roots of every non-constant tensor (by id)."""
     check_ssa(bundle)
+    d = table_depth(bundle)
     leaves = [ZERO_WORD] * len(bundle.tensors)
     for t in bundle.inputs:
         leaves[t] = roots[t]
     all_leaves = [tuple(leaves)]
+    # the full tree once, then only the path of each written leaf (same root as merkle_root)
+    levels = [leaves + [ZERO_WORD] * ((1 << d) - len(leaves))]
+    for h in range(d):
+        below = levels[h]
+        levels.append([keccak(below[2 * i] + below[2 * i + 1]) for i in range(len(below) // 2)])
+    troots_list = [levels[d][0]]
     for node in bundle.nodes:
         for o in node.outputs:
-            leaves[o] = roots[o]
+            leaves[o] = levels[0][o] = roots[o]
+            i = o
+            for h in range(d):
+                i >>= 1
+                levels[h + 1][i] = keccak(levels[h][2 * i] + levels[h][2 * i + 1])
         all_leaves.append(tuple(leaves))
-    d = table_depth(bundle)
-    troots = tuple(merkle_root(list(lv), d) for lv in all_leaves)
+        troots_list.append(levels[d][0])
+    troots = tuple(troots_list)
     states = tuple(state_hash(bundle.address, i, r) for i, r in enumerate(troots))
     return Phase1Trace(bundle, dict(roots), tuple(all_leaves), troots, states)
 

@@ -63,6 +63,8 @@ def lies_for(bundle: Bundle, backend: FraudVMBackend) -> list[Lie]:
 def bench_model(name: str, bundle: Bundle, x: np.ndarray, backend: FraudVMBackend) -> list[dict]:
     t_inf = time_call(lambda: run(bundle, [x]), repeats=20, budget_s=2.0).median_s
     n = len(bundle.nodes)
+    # one untimed game first: per-model one-off work (program compilation caches) is not per game
+    play_game(bundle, Player(bundle, [x], backend, Lie("node", n // 2)), Player(bundle, [x], backend), backend)
     rows = []
     for lie in lies_for(bundle, backend):
         for honest_role in Role:

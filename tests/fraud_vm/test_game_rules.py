@@ -163,3 +163,13 @@ def test_real_vm_rejects_tampered_witness(game_models) -> None:
     _rejected(g, role, replace(mv, witness=b"not a witness"))
     g.play(role, mv, g.now + 1)
     assert g.outcome == Outcome.CHALLENGER_WINS and 0 < g.final_witness_bytes < 8192
+
+
+def test_phase1_tables_match_full_merkle_roots(game_models) -> None:
+    from opml.merkle import merkle_root
+
+    for bundle, x in game_models.values():
+        tr = Player(bundle, [x], StandinBackend()).trace
+        for i in range(len(bundle.nodes) + 1):
+            assert tr.tensors_roots[i] == merkle_root(list(tr.leaves[i]), p1.table_depth(bundle))
+            assert tr.states[i] == p1.state_hash(bundle.address, i, tr.tensors_roots[i])
