@@ -205,3 +205,9 @@ def test_float32_to_scaled_near_halves(harness, n: int, shift: int, scale: int) 
     # n / 2^shift is exact in float32; times small scales it often lands on a half.
     x = np.float32(Fraction(n, 2**shift))
     assert harness.value("float32ToScaled", f32_bits(x), scale) == round(Fraction(n, 2**shift) * scale)
+
+
+@settings(max_examples=30, deadline=None)
+@given(value=st.integers(min_value=-3, max_value=3), scale=st.integers(min_value=2**125, max_value=2**128 - 1))
+def test_float32_from_scaled_subnormals(harness, value: int, scale: int) -> None:
+    assert harness.value("float32FromScaled", value, scale) == nearest_f32_bits(Fraction(value, scale))
