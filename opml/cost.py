@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bundle import Bundle
+from .bundle import Bundle, Node
 
 
 @dataclass(frozen=True)
@@ -39,32 +39,35 @@ def _numel(shape: tuple[int, ...]) -> int:
     return int(np.prod(shape, dtype=np.int64))
 
 
+def node_cost(bundle: Bundle, node: Node, batch: int = 1) -> ModelCost:
+    """Work of one graph node for ``batch`` samples (``weight_bytes`` and ``nodes`` are 0)."""
+    t = bundle.tensors
+    n_out = _numel(t[node.outputs[0]].concrete_shape(batch))
+    ins = [t[i] for i in node.inputs]
+    if node.op == "linear":
+        return ModelCost(n_out * ins[1].shape[0], 0, 0)
+    if node.op == "conv":
+        w = ins[1].shape
+        macs = n_out * w[1] * w[2] * w[3]
+        return ModelCost(macs, 0, 0, conv_macs=macs)
+    if node.op == "matmul":
+        return ModelCost(n_out * ins[0].concrete_shape(batch)[-1], 0, 0)
+    if node.op in ("maxpool", "avgpool"):
+        k = node.attr("kernel")
+        return ModelCost(0, n_out * k[0] * k[1], 0, window_ops=n_out * k[0] * k[1])
+    if node.op in ("reduce", "softmax", "layernorm"):
+        return ModelCost(0, 4 * _numel(ins[0].concrete_shape(batch)), 0)
+    return ModelCost(0, max(n_out, sum(_numel(s.concrete_shape(batch)) for s in ins if not s.is_const)), 0)
+
+
 def model_cost(bundle: Bundle, batch: int = 1) -> ModelCost:
     """MACs, elementwise element-ops, constant bytes read and node count for ``batch`` samples."""
-    macs = elem = conv = window = 0
-    t = bundle.tensors
+    total = ModelCost(0, 0, 0)
     for node in bundle.nodes:
-        out = t[node.outputs[0]].concrete_shape(batch)
-        n_out = _numel(out)
-        ins = [t[i] for i in node.inputs]
-        if node.op == "linear":
-            macs += n_out * ins[1].shape[0]
-        elif node.op == "conv":
-            w = ins[1].shape
-            macs += n_out * w[1] * w[2] * w[3]
-            conv += n_out * w[1] * w[2] * w[3]
-        elif node.op == "matmul":
-            macs += n_out * ins[0].concrete_shape(batch)[-1]
-        elif node.op in ("maxpool", "avgpool"):
-            k = node.attr("kernel")
-            elem += n_out * k[0] * k[1]
-            window += n_out * k[0] * k[1]
-        elif node.op in ("reduce", "softmax", "layernorm"):
-            elem += 4 * _numel(ins[0].concrete_shape(batch))
-        else:
-            elem += max(n_out, sum(_numel(s.concrete_shape(batch)) for s in ins if not s.is_const))
-    weight_bytes = sum(len(s.data) for s in t if s.data is not None)
-    return ModelCost(macs, elem, weight_bytes, conv, window, len(bundle.nodes))
+        total = total + node_cost(bundle, node, batch)
+    weight_bytes = sum(len(s.data) for s in bundle.tensors if s.data is not None)
+    return ModelCost(total.macs, total.elementwise, weight_bytes, total.conv_macs, total.window_ops,
+                     len(bundle.nodes))
 
 
 def parameter_count(bundle: Bundle) -> int:

@@ -78,17 +78,10 @@ def _node_steps(bundle: Any, k: int, batch: int) -> int:
 
 
 def _node_macs(bundle: Any, node: Any, batch: int) -> int:
-    """MACs of one node (``opml.cost`` counts them this way for the whole model)."""
-    t = bundle.tensors
-    n_out = int(np.prod(t[node.outputs[0]].concrete_shape(batch), dtype=np.int64))
-    if node.op == "linear":
-        return n_out * t[node.inputs[1]].shape[0]
-    if node.op == "conv":
-        w = t[node.inputs[1]].shape
-        return n_out * w[1] * w[2] * w[3]
-    if node.op == "matmul":
-        return n_out * t[node.inputs[0]].concrete_shape(batch)[-1]
-    return 0
+    """MACs of one node (``opml.cost.node_cost``)."""
+    from opml.cost import node_cost
+
+    return node_cost(bundle, node, batch).macs
 
 
 def trace_document(bundle: Any, run: dict[str, Any]) -> dict[str, Any]:
