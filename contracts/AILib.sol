@@ -16,8 +16,8 @@ library AILib {
     /// @notice The precompile that runs a model whose bundle is passed inline (tiny models only).
     address internal constant INFERENCE_INLINE = address(0xa0);
 
-    /// @notice Largest magnitude accepted by `encodeFloat32FromScaled` for `value / scale`
-    ///         rounding: anything that rounds above the largest finite float32 reverts.
+    /// @notice Exclusive upper bound on the `scale` of the float32 helpers: it keeps every
+    ///         intermediate product of the exact rounding below 2^256.
     uint256 internal constant MAX_SCALE = 1 << 128;
 
     /// @notice The inference precompile failed: unknown or unavailable model, malformed call,
