@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import kernels, kernels_data
+from . import kernels, kernels_data, kernels_norm, kernels_pointwise
 from .bundle import Bundle, DType, TensorSpec, load_bundle
 from .errors import InferenceInputError, OpmlError
 from .f32prog import check_float_environment
@@ -23,7 +23,7 @@ from .f32prog import check_float_environment
 MAX_BATCH = 1 << 16
 
 _PREPARERS: dict[str, Callable] = {}
-for _mod in (kernels, kernels_data):
+for _mod in (kernels, kernels_data, kernels_norm, kernels_pointwise):
     for _name in dir(_mod):
         if _name.startswith("prepare_"):
             _PREPARERS[_name[len("prepare_") :]] = getattr(_mod, _name)

@@ -12,6 +12,8 @@ import numpy as np
 from .errors import OpmlError
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+# Float64 floor division is exact below this bound (see floor_div_f64).
+F64_DIV_EXACT = 1 << 52
 # int8 x int8 products are at most 128*128 = 2^14 in magnitude: 1024 of them stay within 2^24.
 GEMM_CHUNK = 1024
 
@@ -65,6 +67,19 @@ def round_div(num: np.ndarray, den: np.ndarray | int) -> np.ndarray:
     return np.floor_divide(num + (d >> 1), d)
 
 
+def floor_div_f64(num: np.ndarray, den: np.ndarray | float) -> np.ndarray:
+    """``floor(num / den)`` for float64 arrays holding integers with ``|num| + den < 2^52``, ``den >= 1``.
+
+    Exact. Let q = num/den (real) and k = floor(q). If q is an integer, |q| <= |num| < 2^53 is
+    representable and the division returns it. Otherwise k < q < k + 1 and both k and k + 1 are
+    representable; rounding is monotone, so k <= fl(q) <= k + 1, and fl(q) = k + 1 would need
+    |k + 1 - q| to be within one ulp of q (even a merely faithful division stays within one ulp),
+    i.e. below 2^-52 |q| + 2^-52 <= 2^-52 (|num| + den) / den < 1/den. But k + 1 - q =
+    ((k + 1) den - num) / den is a positive multiple of 1/den. So floor(fl(q)) = k.
+    """
+    return np.floor(np.divide(num, den))
+
+
 def requantize(
     acc: np.ndarray,
     mult: np.ndarray | int,
@@ -80,12 +95,17 @@ def requantize(
 
 
 def isqrt(v: np.ndarray) -> np.ndarray:
-    """Elementwise ``floor(sqrt(v))`` for int64 ``v`` in [0, 2^62), exactly."""
+    """Elementwise ``floor(sqrt(v))`` for int64 ``v`` in [0, 2^62), exactly.
+
+    With r = isqrt(v) <= 2^31, float64 conversion and the correctly rounded sqrt each add a relative
+    error of at most 2^-53, so the computed root is within 2^31 * 2^-51 = 2^-20 of sqrt(v), in
+    [r - 2^-20, r + 1 + 2^-20): its floor is r - 1, r or r + 1, and one correction each way (in int64:
+    (r + 1)^2 <= (2^31 + 1)^2 < 2^63) gives r.
+    """
     v = np.asarray(v, dtype=np.int64)
     r = np.floor(np.sqrt(v.astype(np.float64))).astype(np.int64)
-    for _ in range(4):
-        r = np.where(r * r > v, r - 1, r)
-        r = np.where((r + 1) * (r + 1) <= v, r + 1, r)
+    r -= r * r > v
+    r += (r + 1) * (r + 1) <= v
     return r
 
 

@@ -13,12 +13,22 @@ import numpy as np
 
 from .bundle import DType, Node, TensorSpec
 from .errors import InferenceInputError, OpmlError
-from .intmath import chunk_for, clip_int32, exact_matmul, isqrt, requantize, round_div, round_shift
+from .intmath import (
+    chunk_for,
+    clip_int32,
+    exact_matmul,
+    isqrt,
+    requantize,
+    round_div,
+)
 from .ops import REDUCE_L2, REDUCE_MAX, REDUCE_MEAN, REDUCE_SUM
+from .requant import F32_EXACT, apply_float_requant, can_apply, plan_float_requant
 
 Kernel = Callable[[Sequence[np.ndarray]], np.ndarray]
 
 QRANGE = {DType.INT8: (-128, 127), DType.UINT8: (0, 255)}
+# GEMMs with at most this many rows run as W^T @ x^T (faster in OpenBLAS for short, wide outputs)
+FLIP_ROWS = 256
 
 
 def _const(specs: Sequence[TensorSpec], i: int) -> np.ndarray:
@@ -64,26 +74,76 @@ def prepare_dequantize(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     return run
 
 
+def _gemm_bound(x: np.ndarray, static_mag: int, wmag: int) -> int:
+    """An upper bound on |every partial sum| of ``x @ w``: max|x| * max over columns of sum_k |w[k, col]|.
+
+    Whatever order BLAS adds the products of one output in, each intermediate is a sum over a subset
+    of them, so its magnitude is at most this bound; at or below 2^24 every intermediate is an integer
+    that float32 holds exactly, so one float32 GEMM is exact. The dtype's magnitude is tried first; the
+    data's actual maximum only when that is not enough.
+    """
+    bound = static_mag * wmag
+    if bound > F32_EXACT and x.size:
+        bound = max(-int(x.min()), int(x.max())) * wmag
+    return bound
+
+
+def _dtype_magnitude(dtype: np.dtype) -> int:
+    info = np.iinfo(dtype)
+    return max(-int(info.min), int(info.max))
+
+
+def _chunked_gemm(x2: np.ndarray, w32: np.ndarray, w64: np.ndarray, wmax: int) -> np.ndarray:
+    """``x2 @ w`` exactly as int64 when one float32 GEMM is not enough: K split into chunks whose
+    partial sums stay within 2^24 (chunk * max|x| * max|w| <= 2^24), or int64 numpy when even one
+    product is too large."""
+    xabs = max(-int(x2.min()), int(x2.max())) if x2.size else 0
+    per = xabs * wmax
+    if per > F32_EXACT:
+        return np.matmul(x2.astype(np.int64), w64)
+    chunk = 1 << ((F32_EXACT // max(per, 1)).bit_length() - 1)  # largest power of two <= 2^24 / per
+    return exact_matmul(x2.astype(np.float32), w32, chunk)
+
+
 def prepare_linear(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     x_spec, out = specs[node.inputs[0]], specs[node.outputs[0]]
     w = _const(specs, node.inputs[1])
     _check_weights(w)
+    k, n = w.shape
     w32 = w.astype(np.float32)
-    colsum = w.astype(np.int64).sum(axis=0)
+    wt32 = np.ascontiguousarray(w32.T)
+    w64 = w.astype(np.int64)
+    wmag = int(np.abs(w64).sum(axis=0).max()) if w.size else 0
     bias = _const(specs, node.inputs[2]).astype(np.int64)
     zp = x_spec.zero_point
-    chunk = chunk_for(x_spec.dtype.np, w.dtype)
+    xmag = _dtype_magnitude(x_spec.dtype.np)
+    wmax = int(np.abs(w64).max()) if w.size else 0
+    offset = bias - zp * w64.sum(axis=0)  # acc = x @ w + offset
     raw = out.dtype == DType.INT32
+    qmin, qmax = node.iattr("qmin"), node.iattr("qmax")
+    fast = None
     if not raw:
         mult, shift = _requant_params(node, specs)
-    qmin, qmax = node.iattr("qmin"), node.iattr("qmax")
+        fast = plan_float_requant(mult, shift, offset, out.zero_point, qmin, qmax, out.dtype.np, F32_EXACT)
 
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         x = xs[0]
-        acc = exact_matmul(x.astype(np.float32), w32, chunk) - zp * colsum + bias
+        lead = x.shape[:-1]
+        x2 = x.reshape(int(np.prod(lead, dtype=np.int64)), k)
+        bound = _gemm_bound(x2, xmag, wmag)
+        if bound <= F32_EXACT:
+            # BLAS runs faster with the few rows of a small batch as the GEMM's columns
+            flip = x2.shape[0] <= FLIP_ROWS
+            xf = x2.astype(np.float32)
+            t = np.matmul(wt32, xf.T) if flip else np.matmul(xf, w32)
+            if fast is not None and can_apply(fast, bound):
+                return apply_float_requant(fast, t, bound, channels_first=flip).reshape(lead + (n,))
+            acc = (t.T if flip else t).astype(np.int64) + offset
+        else:
+            acc = _chunked_gemm(x2, w32, w64, wmax) + offset
         if raw:
-            return clip_int32(acc).astype(np.int32)
-        return requantize(acc, mult, shift, out.zero_point, qmin, qmax, out.dtype.np)
+            return clip_int32(acc).astype(np.int32).reshape(lead + (n,))
+        return requantize(acc, mult, shift, out.zero_point, qmin, qmax, out.dtype.np).reshape(lead + (n,))
 
     return run
 
@@ -161,6 +221,12 @@ def prepare_conv(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     return run
 
 
+def _centered_magnitude(spec: TensorSpec) -> int:
+    """Largest |v - zero_point| over the values of the spec's dtype."""
+    info = np.iinfo(spec.dtype.np)
+    return max(abs(int(info.min) - spec.zero_point), abs(int(info.max) - spec.zero_point))
+
+
 def prepare_matmul(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     a_spec, b_spec, out = specs[node.inputs[0]], specs[node.inputs[1]], specs[node.outputs[0]]
     raw = out.dtype == DType.INT32
@@ -169,17 +235,35 @@ def prepare_matmul(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
 
     za, zb = a_spec.zero_point, b_spec.zero_point
     chunk = chunk_for(a_spec.dtype.np, b_spec.dtype.np)
+    # The zero points are subtracted in float32 before one GEMM when every partial sum of
+    # (a - za)(b - zb) is bounded by K * max|a - za| * max|b - zb| <= 2^24 (then all are exact).
+    mag = _centered_magnitude(a_spec) * _centered_magnitude(b_spec)
+    fast = None if raw else plan_float_requant([mult], [shift], [0], out.zero_point, qmin, qmax, out.dtype.np,
+                                               F32_EXACT)
 
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         a, b = xs
-        acc = exact_matmul(a.astype(np.float32), b.astype(np.float32), chunk)
-        # sum (a-za)(b-zb) = sum ab - zb*rowsum(a) - za*colsum(b) + K*za*zb
-        if zb:
-            acc = acc - zb * a.astype(np.int64).sum(axis=-1, keepdims=True)
-        if za:
-            acc = acc - za * b.astype(np.int64).sum(axis=-2, keepdims=True)
-        if za and zb:
-            acc = acc + a.shape[-1] * za * zb
+        bound = a.shape[-1] * mag
+        if bound <= F32_EXACT:
+            af = a.astype(np.float32)
+            if za:
+                af -= np.float32(za)
+            bf = b.astype(np.float32)
+            if zb:
+                bf -= np.float32(zb)
+            t = np.matmul(af, bf)
+            if fast is not None and can_apply(fast, bound):
+                return apply_float_requant(fast, t, bound)
+            acc = t.astype(np.int64)
+        else:
+            acc = exact_matmul(a.astype(np.float32), b.astype(np.float32), chunk)
+            # sum (a-za)(b-zb) = sum ab - zb*rowsum(a) - za*colsum(b) + K*za*zb
+            if zb:
+                acc = acc - zb * a.astype(np.int64).sum(axis=-1, keepdims=True)
+            if za:
+                acc = acc - za * b.astype(np.int64).sum(axis=-2, keepdims=True)
+            if za and zb:
+                acc = acc + a.shape[-1] * za * zb
         if raw:
             return clip_int32(acc).astype(np.int32)
         return requantize(acc, mult, shift, out.zero_point, qmin, qmax, out.dtype.np)
@@ -187,82 +271,7 @@ def prepare_matmul(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     return run
 
 
-def prepare_add(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
-    a_spec, b_spec, out = specs[node.inputs[0]], specs[node.inputs[1]], specs[node.outputs[0]]
-    am, bm, shift = node.iattr("a_mult"), node.iattr("b_mult"), node.iattr("shift")
-    qmin, qmax = node.iattr("qmin"), node.iattr("qmax")
-
-    def run(xs: Sequence[np.ndarray]) -> np.ndarray:
-        a = (xs[0].astype(np.int64) - a_spec.zero_point) * am
-        b = (xs[1].astype(np.int64) - b_spec.zero_point) * bm
-        return np.clip(round_shift(a + b, shift) + out.zero_point, qmin, qmax).astype(out.dtype.np)
-
-    return run
-
-
-def prepare_mul(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
-    a_spec, b_spec, out = specs[node.inputs[0]], specs[node.inputs[1]], specs[node.outputs[0]]
-    mult, shift = node.iattr("mult"), node.iattr("shift")
-    qmin, qmax = node.iattr("qmin"), node.iattr("qmax")
-
-    def run(xs: Sequence[np.ndarray]) -> np.ndarray:
-        acc = (xs[0].astype(np.int64) - a_spec.zero_point) * (xs[1].astype(np.int64) - b_spec.zero_point)
-        return requantize(acc, mult, shift, out.zero_point, qmin, qmax, out.dtype.np)
-
-    return run
-
-
-def prepare_lut(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
-    x_spec = specs[node.inputs[0]]
-    table = _const(specs, node.inputs[1])
-    offset = 128 if x_spec.dtype == DType.INT8 else 0
-
-    def run(xs: Sequence[np.ndarray]) -> np.ndarray:
-        return table[xs[0].astype(np.intp) + offset]
-
-    return run
-
-
-def prepare_softmax(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
-    out = specs[node.outputs[0]]
-    table = _const(specs, node.inputs[1]).astype(np.int64)
-    axis = node.iattr("axis")
-    lo, hi = QRANGE[out.dtype]
-
-    def run(xs: Sequence[np.ndarray]) -> np.ndarray:
-        x = xs[0].astype(np.int64)
-        d = x.max(axis=axis, keepdims=True) - x
-        e = table[d]
-        s = np.maximum(e.sum(axis=axis, keepdims=True), 1)
-        y = np.floor_divide(e * 512 + s, 2 * s) + out.zero_point
-        return np.clip(y, lo, hi).astype(out.dtype.np)
-
-    return run
-
-
-LAYERNORM_SQRT_BITS = 8
-
-
-def prepare_layernorm(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
-    out = specs[node.outputs[0]]
-    gamma = _const(specs, node.inputs[1]).astype(np.int64)
-    beta = _const(specs, node.inputs[2]).astype(np.int64)
-    eps, frac = node.iattr("eps"), node.iattr("frac_bits")
-    mult, shift = node.iattr("mult"), node.iattr("shift")
-    qmin, qmax = node.iattr("qmin"), node.iattr("qmax")
-    g = LAYERNORM_SQRT_BITS
-
-    def run(xs: Sequence[np.ndarray]) -> np.ndarray:
-        x = xs[0].astype(np.int64)
-        n = x.shape[-1]
-        d = n * x - x.sum(axis=-1, keepdims=True)
-        v = (d * d).sum(axis=-1, keepdims=True)
-        denom = np.maximum(isqrt(((v // n) << (2 * g)) + eps), 1)
-        z = round_div(d << (frac + g), denom)
-        acc = z * gamma + beta
-        return requantize(acc, mult, shift, out.zero_point, qmin, qmax, out.dtype.np)
-
-    return run
+LAYERNORM_SQRT_BITS = 8  # the layernorm's isqrt works on the variance << 2 * LAYERNORM_SQRT_BITS
 
 
 def _pool_windows(x: np.ndarray, node: Node, pad_value: int) -> np.ndarray:

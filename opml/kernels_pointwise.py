@@ -1,0 +1,106 @@
+"""Fast kernels of the elementwise integer ops: add, mul and lut, by table lookup.
+
+An 8-bit-in, 8-bit-out op has at most 256 (unary) or 65536 (binary) distinct cases, so the kernel
+evaluates the spec's integer formula once per case at prepare time (exactly, in int64 or Python
+integers) and then only gathers: the input bytes (``x.view(uint8)``, so an int8 value ``v`` sits at
+``v & 0xFF``) index the table, ``a_byte << 8 | b_byte`` for binary ops (numpy broadcasting as in the
+spec). The result is the formula's value by construction, with no arithmetic at run time. Other
+dtypes keep the direct int64 evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .bundle import DType, Node, TensorSpec
+from .intmath import INT32_MAX, INT32_MIN, requantize, round_shift
+from .kernels import QRANGE, Kernel, _const
+
+BYTE_DTYPES = (DType.INT8, DType.UINT8)
+_I64_SAFE = 1 << 62
+
+
+def _byte_values(dtype: DType) -> np.ndarray:
+    """The 256 values of an int8/uint8 dtype, ordered by their byte (so ``table[byte]`` works)."""
+    return np.arange(256, dtype=np.uint8).view(dtype.np).astype(np.int64)
+
+
+def _pair_table(a_dtype: DType, b_dtype: DType, out_dtype: DType,
+                fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """``fn`` on all 65536 (a, b) byte pairs: entry ``a_byte * 256 + b_byte``."""
+    av = _byte_values(a_dtype)[:, None]
+    bv = _byte_values(b_dtype)[None, :]
+    return np.ascontiguousarray(fn(av, bv).astype(out_dtype.np).reshape(-1))
+
+
+def _gather_pair(table: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    idx = np.left_shift(a.view(np.uint8).astype(np.uint16), 8)
+    idx = np.bitwise_or(idx, b.view(np.uint8), out=idx if idx.shape == np.broadcast_shapes(a.shape, b.shape) else None)
+    return np.take(table, idx, mode="clip")  # indices are in range; "clip" avoids a slow numpy path
+
+
+def _fits_i64(*terms: int) -> bool:
+    return sum(abs(t) for t in terms) < _I64_SAFE
+
+
+def prepare_add(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
+    a_spec, b_spec, out = specs[node.inputs[0]], specs[node.inputs[1]], specs[node.outputs[0]]
+    am, bm, shift = node.iattr("a_mult"), node.iattr("b_mult"), node.iattr("shift")
+    qmin, qmax = node.iattr("qmin"), node.iattr("qmax")
+    za, zb, zo = a_spec.zero_point, b_spec.zero_point, out.zero_point
+
+    def formula(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.clip(round_shift((a - za) * am + (b - zb) * bm, shift) + zo, qmin, qmax)
+
+    table = None
+    if (a_spec.dtype in BYTE_DTYPES and b_spec.dtype in BYTE_DTYPES and out.dtype in QRANGE
+            and 1 <= shift <= 62 and _fits_i64((abs(za) + 255) * am, (abs(zb) + 255) * bm, 1 << shift)):
+        table = _pair_table(a_spec.dtype, b_spec.dtype, out.dtype, formula)
+
+    def run(xs: Sequence[np.ndarray]) -> np.ndarray:
+        if table is not None:
+            return _gather_pair(table, xs[0], xs[1])
+        return formula(xs[0].astype(np.int64), xs[1].astype(np.int64)).astype(out.dtype.np)
+
+    return run
+
+
+def prepare_mul(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
+    a_spec, b_spec, out = specs[node.inputs[0]], specs[node.inputs[1]], specs[node.outputs[0]]
+    mult, shift = node.iattr("mult"), node.iattr("shift")
+    qmin, qmax = node.iattr("qmin"), node.iattr("qmax")
+    za, zb = a_spec.zero_point, b_spec.zero_point
+
+    def formula(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return requantize((a - za) * (b - zb), mult, shift, out.zero_point, qmin, qmax, out.dtype.np)
+
+    table = None
+    if (a_spec.dtype in BYTE_DTYPES and b_spec.dtype in BYTE_DTYPES and out.dtype in QRANGE
+            and 1 <= shift <= 62 and _fits_i64(max(-INT32_MIN, INT32_MAX) * mult, 1 << shift)
+            and _fits_i64((abs(za) + 255) * (abs(zb) + 255))):
+        table = _pair_table(a_spec.dtype, b_spec.dtype, out.dtype, formula)
+
+    def run(xs: Sequence[np.ndarray]) -> np.ndarray:
+        if table is not None:
+            return _gather_pair(table, xs[0], xs[1])
+        return formula(xs[0].astype(np.int64), xs[1].astype(np.int64))
+
+    return run
+
+
+def prepare_lut(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
+    x_spec = specs[node.inputs[0]]
+    table = _const(specs, node.inputs[1])
+    offset = 128 if x_spec.dtype == DType.INT8 else 0
+    by_byte = None
+    if x_spec.dtype in BYTE_DTYPES and table.shape == (256,):
+        by_byte = np.ascontiguousarray(table[_byte_values(x_spec.dtype) + offset])
+
+    def run(xs: Sequence[np.ndarray]) -> np.ndarray:
+        if by_byte is not None:
+            return np.take(by_byte, xs[0].view(np.uint8), mode="clip")
+        return table[xs[0].astype(np.intp) + offset]
+
+    return run

@@ -1,0 +1,194 @@
+"""The engine's fast paths at their edges, against the integer definitions they replace.
+
+* ``opml.requant``: exact float64 requantization == ``intmath.requantize`` (hypothesis over the whole
+  legal parameter range: int32 offsets, shifts 1..62, multipliers 0..2^31-1, zero points, clamps,
+  accumulators at the float32 GEMM limit, and values on each side of every output step);
+* the single float32 GEMM of ``linear`` exactly at, and one past, the 2^24 partial-sum bound;
+* the chunk fallback when even the data's actual maximum does not fit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from opml.intmath import requantize
+from opml.requant import (
+    F32_EXACT,
+    apply_float_requant,
+    can_apply,
+    int_requant_tile,
+    plan_float_requant,
+    plan_int_requant,
+    saturation_bounds,
+)
+
+from test_engine_reference import INT8, UINT8, _gemm_node, act, check
+
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+QRANGE = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255)}
+
+
+@st.composite
+def requant_case(draw: st.DrawFn) -> dict:
+    n = draw(st.integers(1, 5))
+    size = n if draw(st.booleans()) else 1
+    mult = draw(st.lists(st.one_of(st.integers(0, 2**31 - 1), st.integers(2**30, 2**31 - 1), st.just(0),
+                                   st.just(2**31 - 1)), min_size=size, max_size=size))
+    shift = draw(st.lists(st.one_of(st.integers(1, 62), st.integers(28, 50)), min_size=size, max_size=size))
+    offset = draw(st.lists(st.one_of(st.integers(-3000, 3000), st.integers(-(2**31), 2**31 - 1)),
+                           min_size=n, max_size=n))
+    dtype = np.dtype(draw(st.sampled_from([np.int8, np.uint8])))
+    lo, hi = QRANGE[dtype]
+    qmin, qmax = sorted((draw(st.integers(lo, hi)), draw(st.integers(lo, hi))))
+    if draw(st.booleans()):
+        qmin, qmax = lo, hi
+    zp = draw(st.one_of(st.integers(lo, hi), st.integers(-(2**31), 2**31 - 1)))
+    return dict(mult=np.array(mult, np.int64), shift=np.array(shift, np.int64), offset=np.array(offset, np.int64),
+                zp=zp, qmin=qmin, qmax=qmax, dtype=dtype, n=n)
+
+
+def _step_points(c: dict, rng: np.random.Generator, rows: int) -> np.ndarray:
+    """t values around the places where the output of channel 0 changes (and random ones)."""
+    m, s = int(c["mult"][0]), int(c["shift"][0])
+    off = int(c["offset"][0])
+    pts = [0, 1, -1, F32_EXACT, -F32_EXACT, F32_EXACT - 1, -F32_EXACT + 1]
+    if m:
+        for y in rng.integers(c["qmin"] - c["zp"] - 2, c["qmax"] - c["zp"] + 3, size=8).tolist() + [
+                c["qmin"] - c["zp"], c["qmax"] - c["zp"], c["qmin"] - c["zp"] + 1]:
+            a = -((-(y * (1 << s) - (1 << (s - 1)))) // m)  # smallest a with round_shift(a*m, s) >= y
+            pts += [a - off - 1, a - off, a - off + 1]
+    pts = [p for p in pts if abs(p) <= F32_EXACT]
+    t = rng.integers(-F32_EXACT, F32_EXACT + 1, size=(rows, c["n"]))
+    flat = t.reshape(-1)
+    flat[: min(len(pts), flat.size)] = pts[: flat.size]
+    return t
+
+
+@SETTINGS
+@given(requant_case(), st.integers(0, 2**32 - 1), st.booleans())
+def test_float_requant_equals_int64_requantize(c: dict, seed: int, small: bool) -> None:
+    rng = np.random.default_rng(seed)
+    t = _step_points(c, rng, 6)
+    if small:
+        t = t % 5000 - 2500
+    plan = plan_float_requant(c["mult"], c["shift"], c["offset"], c["zp"], c["qmin"], c["qmax"], c["dtype"],
+                              F32_EXACT)
+    if plan is None:  # only when a documented condition fails
+        ms, ss, offs = (np.broadcast_to(c[k], (c["n"],)).tolist() for k in ("mult", "shift", "offset"))
+        assert any(m < 0 or abs(o) + F32_EXACT > 2**31 - 1
+                   or abs(o * m + (1 << (s - 1)) + (c["zp"] - c["qmin"]) * (1 << s)) >= 2**53
+                   for m, s, o in zip(ms, ss, offs, strict=True))
+        return
+    want = requantize(t + c["offset"], c["mult"], c["shift"], c["zp"], c["qmin"], c["qmax"], c["dtype"])
+    actual_bound = int(np.abs(t).max())
+    for bound in (actual_bound, F32_EXACT):
+        if can_apply(plan, bound):
+            got = apply_float_requant(plan, t.astype(np.float32), bound)
+            assert got.dtype == c["dtype"] and got.shape == t.shape
+            assert np.array_equal(got, want), (bound, plan.limit, np.argwhere(got != want)[:3])
+
+
+def test_float_requant_at_the_float64_limit() -> None:
+    """The largest multiplier with the smallest shift: the no-clamp limit is tiny, the clamped path is exact."""
+    m, s = 2**31 - 1, 1
+    plan = plan_float_requant([m], [s], [0], 0, -128, 127, np.int8, F32_EXACT)
+    assert plan is not None and plan.clamp_ok and plan.limit < F32_EXACT
+    t = np.arange(-300, 300, dtype=np.int64).reshape(-1, 1)
+    t = np.concatenate([t, [[F32_EXACT], [-F32_EXACT]]])
+    want = requantize(t, m, s, 0, -128, 127, np.int8)
+    assert np.array_equal(apply_float_requant(plan, t.astype(np.float32), F32_EXACT), want)
+
+
+def test_float_requant_rejects_what_it_cannot_do() -> None:
+    assert plan_float_requant([-5], [10], [0], 0, -128, 127, np.int8, F32_EXACT) is None  # negative multiplier
+    assert plan_float_requant([5], [0], [0], 0, -128, 127, np.int8, F32_EXACT) is None  # shift 0
+    assert plan_float_requant([5], [10], [2**31 - 10], 0, -128, 127, np.int8, F32_EXACT) is None  # int32 saturation
+    assert plan_float_requant([5], [10], [0], 0, 10, 5, np.int8, F32_EXACT) is None  # qmin > qmax
+    assert plan_float_requant([5], [10], [0], 0, -128, 127, np.int32, F32_EXACT) is None  # not an int8 output
+
+
+def test_float_requant_tiles_cover_every_row() -> None:
+    rng = np.random.default_rng(3)
+    t = rng.integers(-(2**20), 2**20, size=(70001, 3))
+    mult, shift, off = np.array([2**30, 2**29 + 7, 123456789]), np.array([30, 28, 40]), np.array([5, -7, 1000])
+    plan = plan_float_requant(mult, shift, off, -3, -128, 127, np.int8, F32_EXACT)
+    assert plan is not None
+    want = requantize(t + off, mult, shift, -3, -128, 127, np.int8)
+    assert np.array_equal(apply_float_requant(plan, t.astype(np.float32), 2**20), want)
+
+
+@SETTINGS
+@given(st.integers(0, 2**31 - 1), st.integers(1, 62), st.integers(-(2**31), 2**31 - 1),
+       st.sampled_from([np.int8, np.uint8]), st.integers(0, 255), st.integers(0, 255), st.integers(0, 2**32 - 1))
+def test_int_requant_tile_equals_requantize(mult: int, shift: int, zp: int, dt: type, q1: int, q2: int,
+                                            seed: int) -> None:
+    dtype = np.dtype(dt)
+    lo = QRANGE[dtype][0]
+    qmin, qmax = sorted((q1 + lo, q2 + lo))
+    plan = plan_int_requant(mult, shift, zp, qmin, qmax, dtype)
+    if qmin == qmax or mult == 0:
+        assert plan is None
+        return
+    a_lo, a_hi = saturation_bounds(mult, shift, zp, qmin, qmax)
+    lo, hi = max(a_lo, -(2**31)), min(a_hi, 2**31 - 1)
+    add = 2 ** (shift - 1) + (zp - qmin) * 2**shift
+    if plan is None:  # only when the clamp range is empty or int64 could overflow
+        assert lo > hi or max(abs(lo), abs(hi)) * mult + abs(add) >= 2**63
+        return
+    rng = np.random.default_rng(seed)
+    pts = [a_lo - 1, a_lo, a_lo + 1, a_hi - 1, a_hi, a_hi + 1, 0, 2**31 - 1, -(2**31), 2**31, -(2**31) - 1,
+           2**53 - 1, -(2**53) + 1]
+    acc = np.concatenate([np.array(pts, dtype=np.int64), rng.integers(-(2**40), 2**40, 20),
+                          rng.integers(min(a_lo, 2**40) - 300, min(a_lo, 2**40) + 300, 20),
+                          rng.integers(max(a_hi, -(2**40)) - 300, max(a_hi, -(2**40)) + 300, 20)]).reshape(1, -1)
+    want = requantize(acc, mult, shift, zp, qmin, qmax, dtype)
+    out = np.empty(acc.shape, np.uint8)
+    int_requant_tile(plan, acc.astype(np.float64), np.empty(acc.shape, np.int32), np.empty(acc.shape, np.int64), out)
+    out += np.uint8(qmin & 0xFF)
+    assert np.array_equal(out.view(dtype), want)
+
+
+def _linear_case(xdt, x_val: int, w_col: np.ndarray, rows: int = 2, seed: int = 0):
+    """A raw-output and a requantized linear node whose first column sums |w| to ``w_col``'s sum."""
+    k = w_col.size
+    rng = np.random.default_rng(seed)
+    w = np.stack([w_col, rng.integers(-3, 4, k)], axis=1).astype(np.int8)
+    x = np.full((rows, k), x_val, dtype=xdt.np)
+    x[1:] = rng.integers(*((-128, 128) if xdt == INT8 else (0, 256)), size=(rows - 1, k))
+    return x, w
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+@pytest.mark.parametrize("requant", [False, True])
+def test_linear_single_gemm_bound_edge(extra: int, requant: bool) -> None:
+    """max|x| * max column sum |w| == 2^24 uses one float32 GEMM; one more uses the chunked path. Both
+    must equal the reference, with every partial sum of column 0 at its extreme."""
+    k = 1024 + extra
+    # column 0: |w| sums to exactly 2^24 / 128 = 131072 (+ 128 when extra): 1024 entries of -128
+    w_col = np.full(k, -128, dtype=np.int64)
+    x, w = _linear_case(INT8, -128, w_col)
+    bias = np.array([7, -7], np.int32)
+    if requant:
+        rq = (INT8, 0.5, 3, np.array([2**31 - 1, 2**30], np.int32), np.array([45, 20], np.int32), -128, 127)
+        b = _gemm_node("linear", act("x", INT8, x.shape, 0.1, -128), w, bias, (2, 2), False, rq, False)
+    else:
+        b = _gemm_node("linear", act("x", INT8, x.shape, 0.1, 0), w, bias, (2, 2), True, None, False)
+    y = check(b, [x])
+    if not requant:
+        acc = x.astype(np.int64) @ w.astype(np.int64) + bias
+        assert np.array_equal(y, np.clip(acc, -(2**31), 2**31 - 1))
+        assert acc[0, 0] == 128 * 128 * k + 7
+
+
+def test_linear_data_bound_keeps_a_single_gemm() -> None:
+    """uint8 x with a large K: the dtype bound (255) fails, the data's maximum (3) passes."""
+    rng = np.random.default_rng(5)
+    k = 3000
+    w = rng.integers(-128, 128, size=(k, 2)).astype(np.int8)
+    x = rng.integers(0, 4, size=(3, k)).astype(np.uint8)
+    bias = np.zeros(2, np.int32)
+    rq = (UINT8, 0.5, 0, np.array([2**30], np.int32), np.array([40], np.int32), 0, 255)
+    check(_gemm_node("linear", act("x", UINT8, x.shape, 0.1, 1), w, bias, (3, 2), False, rq, False), [x])
