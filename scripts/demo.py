@@ -34,24 +34,19 @@ def free_port() -> int:
 
 
 def start_devnet(datadir: Path, port: int) -> subprocess.Popen[bytes]:
-    """``aievm devnet`` in a subprocess; returns once ``DATADIR/devnet.json`` exists and RPC answers."""
+    """``aievm devnet`` in a subprocess; returns once it listens (``DATADIR/node.json`` has its pid)."""
     cmd = [sys.executable, "-c", "from ai_evm.cli import main; main()", "devnet",
            "--datadir", str(datadir), "--port", str(port)]  # fmt: skip
     log = open(datadir.parent / "devnet.log", "wb")
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    import urllib.request
-
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"devnet exited: {(datadir.parent / 'devnet.log').read_text()[-2000:]}")
-        try:
-            req = urllib.request.Request(f"http://127.0.0.1:{port}", data=b'{"jsonrpc":"2.0","id":1,"method":'
-                                         b'"eth_blockNumber"}', headers={"Content-Type": "application/json"})
-            urllib.request.urlopen(req, timeout=2).read()
-            if (datadir / "devnet.json").exists():
+        try:  # the devnet writes node.json with its pid once it listens
+            if json.loads((datadir / "node.json").read_text())["pid"] == proc.pid:
                 return proc
-        except OSError:
+        except (OSError, ValueError, KeyError):
             pass
         time.sleep(0.2)
     proc.kill()

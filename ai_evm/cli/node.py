@@ -79,5 +79,15 @@ def node(
         sys.exit(1)
     url = f"http://{host}:{port}"
     print_banner(seq, url, block_time)
-    run_node(seq, host, port, block_time=block_time)
+    run_node(seq, host, port, block_time=block_time, on_ready=lambda: write_ready_file(datadir, url))
     click.echo("node stopped")
+
+
+def write_ready_file(datadir: Path, url: str) -> None:
+    """``DATADIR/node.json`` = {pid, url}, written (atomically) once the server listens."""
+    import json
+    import os
+
+    tmp = datadir / "node.json.tmp"
+    tmp.write_text(json.dumps({"pid": os.getpid(), "url": url}) + "\n")
+    tmp.replace(datadir / "node.json")

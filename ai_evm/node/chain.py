@@ -19,11 +19,12 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from eth.abc import BlockHeaderAPI, SignedTransactionAPI, StateAPI
 from eth.chains.base import MiningChain
 from eth.exceptions import HeaderNotFound, TransactionNotFound
+from eth_typing import BlockNumber, Hash32
 
 from ai_evm.evm import ModelResolver
 
@@ -104,8 +105,8 @@ class Sequencer:
             a.address_bytes: {"balance": DEV_BALANCE, "nonce": 0, "code": b"", "storage": {}}
             for a in self.config.accounts
         }
-        chain = cls.from_genesis(self.db, params, state)
-        genesis = chain.get_canonical_block_by_number(0)
+        chain = cast(MiningChain, cls.from_genesis(self.db, params, state))  # type: ignore[arg-type]
+        genesis = chain.get_canonical_block_by_number(BlockNumber(0))
         self.db[block_key(0)] = encode_record(block_record(genesis, (), [], b"\0" * 32))
         self.db[META_KEY] = json.dumps({"chainId": self.config.chain_id, "version": 1}).encode()
         self.db.commit()
@@ -119,7 +120,7 @@ class Sequencer:
     def limits(self) -> PoolLimits:
         """Chain id, gas limit and base fee of the next block."""
         pending = self.chain.header
-        return PoolLimits(self.config.chain_id, pending.gas_limit, pending.base_fee_per_gas)
+        return PoolLimits(self.config.chain_id, pending.gas_limit, int(pending.base_fee_per_gas or 0))
 
     def head_state(self) -> StateAPI:
         """A state object on the head (reused until the next block)."""
@@ -130,14 +131,14 @@ class Sequencer:
     def header_by_number(self, number: int) -> BlockHeaderAPI | None:
         """The canonical header at ``number`` or None."""
         try:
-            return self.chain.get_canonical_block_header_by_number(number)
+            return self.chain.get_canonical_block_header_by_number(BlockNumber(number))
         except HeaderNotFound:
             return None
 
     def header_by_hash(self, block_hash: bytes) -> BlockHeaderAPI | None:
         """The header with this hash if it is canonical, else None."""
         try:
-            header = self.chain.get_block_header_by_hash(block_hash)
+            header = self.chain.get_block_header_by_hash(Hash32(block_hash))
         except (HeaderNotFound, Exception):
             return None
         canonical = self.header_by_number(header.block_number)
@@ -161,7 +162,7 @@ class Sequencer:
     def tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
         """(block number, index) of a mined transaction, or None."""
         try:
-            number, index = self.chain.chaindb.get_transaction_index(tx_hash)
+            number, index = self.chain.chaindb.get_transaction_index(Hash32(tx_hash))
         except (TransactionNotFound, KeyError):
             return None
         return int(number), int(index)

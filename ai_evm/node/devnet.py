@@ -16,6 +16,7 @@ from typing import Any
 
 from eth_abi import encode as abi_encode
 from eth_account import Account
+from eth_typing import Address
 
 from .chain import Sequencer
 
@@ -45,7 +46,7 @@ def _deploy(seq: Sequencer, contracts: list[tuple[str, bytes]]) -> dict[str, str
     """Deploy creation codes from dev account 0 in one block; name -> address."""
     acct = seq.config.accounts[0]
     with seq.lock:
-        nonce = seq.pool.pending_nonce(acct.address_bytes, seq.head_state().get_nonce(acct.address_bytes))
+        nonce = seq.pool.pending_nonce(acct.address_bytes, seq.head_state().get_nonce(Address(acct.address_bytes)))
         base_fee = seq.limits().base_fee
     txs = []
     for i, (_, code) in enumerate(contracts):

@@ -17,6 +17,7 @@ from eth.abc import ComputationAPI, StateAPI
 from eth.exceptions import Revert
 from eth.vm.spoof import SpoofTransaction
 from eth_abi import decode as abi_decode
+from eth_typing import Address
 
 from .encoding import data, parse_address, parse_data, parse_quantity, parse_storage_slot
 from .errors import ExecutionReverted, InvalidParams, ServerError
@@ -68,7 +69,7 @@ def apply_overrides(state: StateAPI, overrides: Any) -> None:
     if not isinstance(overrides, dict):
         raise InvalidParams("invalid state overrides: expected an object keyed by address")
     for key, spec in overrides.items():
-        address = parse_address(key, "state override address")
+        address = Address(parse_address(key, "state override address"))
         if not isinstance(spec, dict):
             raise InvalidParams(f"invalid state override for {key}: expected an object")
         if "state" in spec and "stateDiff" in spec:

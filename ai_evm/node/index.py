@@ -101,12 +101,12 @@ def tx_json(tx: SignedTransactionAPI, header: BlockHeaderAPI | None, index: int 
     }
     if kind == 0:
         out["gasPrice"] = quantity(tx.gas_price)
-        out["v"] = quantity(tx.v)
+        out["v"] = quantity(tx.v)  # type: ignore[attr-defined]  # legacy transactions have v
         chain_id = tx.chain_id
         if chain_id is not None:
             out["chainId"] = quantity(chain_id)
         return out
-    out["chainId"] = quantity(tx.chain_id)
+    out["chainId"] = quantity(int(tx.chain_id or 0))
     out["accessList"] = [
         {"address": data(addr), "storageKeys": [data(k.to_bytes(32, "big")) for k in keys]}
         for addr, keys in tx.access_list

@@ -33,10 +33,10 @@ class LogsApi:
                 lo = hi = int(header.block_number)
             else:
                 head = int(seq.head().block_number)
-                lo = self._number(criteria.from_block, "fromBlock")
-                hi = self._number(criteria.to_block, "toBlock")
-                lo = head + 1 if lo is None else lo
-                hi = head if hi is None else hi
+                first_n = self._number(criteria.from_block, "fromBlock")
+                last_n = self._number(criteria.to_block, "toBlock")
+                lo = head + 1 if first_n is None else first_n
+                hi = head if last_n is None else last_n
                 if first is not None:
                     lo = max(lo, first)
                 if lo > hi:

@@ -51,20 +51,33 @@ class NodeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = datadir.parent / f"{datadir.name}-node-{self.port}.log"
 
-    def start(self, timeout: float = 90.0) -> NodeProcess:
+    def start(self, timeout: float = 90.0, attempts: int = 3) -> NodeProcess:
+        """Start the node and wait until *this* process serves (it writes DATADIR/node.json with its
+        pid once listening); if the port was taken meanwhile, retry on another free port."""
+        for _ in range(attempts):
+            if self._start_once(timeout):
+                return self
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+        raise RuntimeError(f"node did not start after {attempts} attempts: {self.log.read_text()[-3000:]}")
+
+    def _start_once(self, timeout: float) -> bool:
         cmd = [sys.executable, "-c", "from ai_evm.cli import main; main()", "node", "--datadir", str(self.datadir),
                "--port", str(self.port), *self.args]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        ready = self.datadir / "node.json"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"node exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
+                return False  # e.g. the port was taken between free_port() and the bind
             try:
-                self.post({"jsonrpc": "2.0", "id": 0, "method": "eth_chainId"}, timeout=2)
-                return self
-            except OSError:
-                time.sleep(0.1)
+                if json.loads(ready.read_text())["pid"] == self.proc.pid:
+                    self.post({"jsonrpc": "2.0", "id": 0, "method": "eth_chainId"}, timeout=5)
+                    return True
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.1)
         self.kill()
         raise RuntimeError(f"node did not answer within {timeout}s: {self.log.read_text()[-3000:]}")
 

@@ -17,6 +17,19 @@ from web3 import Web3
 from ai_evm.contracts import artifact
 
 
+def _wait_ready(datadir: Path, proc: subprocess.Popen[bytes]) -> None:
+    """Until this process writes DATADIR/node.json (it listens)."""
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if json.loads((datadir / "node.json").read_text())["pid"] == proc.pid:
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "devnet did not start"
+        time.sleep(0.1)
+
+
 def test_devnet_deploys_examples_and_restarts(tmp_path: Path) -> None:
     datadir, port = tmp_path / "devnet", free_port()
     cmd = [sys.executable, "-c", "from ai_evm.cli import main; main()", "devnet", "--datadir", str(datadir),
@@ -25,14 +38,7 @@ def test_devnet_deploys_examples_and_restarts(tmp_path: Path) -> None:
     try:
         node = NodeProcess(datadir, port)
         node.proc = proc
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                node.rpc("eth_chainId")
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
+        _wait_ready(datadir, proc)
         info = json.loads((datadir / "devnet.json").read_text())
         assert set(info["models"]) == {p.parent.name for p in (ROOT / "models").glob("*/model.bundle")}
         w3 = Web3(Web3.HTTPProvider(node.url))
@@ -52,18 +58,12 @@ def test_devnet_deploys_examples_and_restarts(tmp_path: Path) -> None:
     assert proc.returncode == 0, out
     for needle in ("Listening on", "DigitsClassifier", info["contracts"]["AIContract"], info["models"]["digits_mlp"]):
         assert needle in out
-    head = None
     # a restart reuses the chain and the recorded contracts (no second deployment)
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         node.proc = proc
-        deadline = time.monotonic() + 90
-        while head is None:
-            try:
-                head = node.rpc("eth_blockNumber")
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
+        _wait_ready(datadir, proc)
+        head = node.rpc("eth_blockNumber")
         assert head == "0x1" and json.loads((datadir / "devnet.json").read_text())["contracts"] == info["contracts"]
     finally:
         node.stop()
