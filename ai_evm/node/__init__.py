@@ -6,8 +6,8 @@ eth_estimateGas), :mod:`.filters` (logs), :mod:`.fees`, :mod:`.methods` (the RPC
 :mod:`.rpc` (JSON-RPC dispatch), :mod:`.server` (HTTP), :mod:`.vm` (the binding to
 :mod:`ai_evm.evm`). ``docs/node.md`` documents the node.
 
-Importing this package asks eth-hash for the ``safe-pysha3`` keccak backend (several times faster
-than the pycryptodome backend it would otherwise pick) unless ``ETH_HASH_BACKEND`` says otherwise;
+Importing this package asks eth-hash for the ``safe-pysha3`` keccak backend (the project's chosen
+keccak; eth-hash would otherwise pick pycryptodome) unless ``ETH_HASH_BACKEND`` says otherwise;
 both give identical hashes.
 """
 
