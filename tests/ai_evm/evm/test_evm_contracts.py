@@ -115,3 +115,30 @@ def test_failed_inference_reverts_with_custom_error(chain: DevChain, bundles, sa
     wrong_size = chain.transact(contract, abi_call("inference(bytes32,bytes,uint256)",
                                                    bundles["digits_mlp"].address, x, 41))
     assert wrong_size.computation.is_error
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_ailib_eth_call_matches_cli(chain: DevChain, bundles, samples, tmp_path: Path, name: str) -> None:
+    harness = deploy(chain, "AILibHarness")
+    bundle = bundles[name]
+    x = samples[name][:3]
+    expected = cli_infer(tmp_path, name, x)
+    got = chain.call(harness, abi_call("inference(bytes32,bytes,uint256)", bundle.address, x.tobytes(), len(expected)))
+    assert got.is_success, got.error
+    assert decode(["bytes"], got.output)[0] == expected
+    ok, out = decode(["bool", "bytes"], chain.call(harness, abi_call(
+        "tryInference(bytes32,bytes,uint256,uint256)", bundle.address, x.tobytes(), len(expected), 1_000_000)).output)
+    assert ok and out == expected
+    ok, out = decode(["bool", "bytes"], chain.call(harness, abi_call(
+        "tryInference(bytes32,bytes,uint256,uint256)", b"\x55" * 32, x.tobytes(), len(expected), 100_000)).output)
+    assert not ok and out == b""
+
+
+def test_ailib_inline_eth_call(chain: DevChain, bundles, samples) -> None:
+    harness = deploy(chain, "AILibHarness")
+    bundle = bundles["digits_mlp"]
+    x = samples["digits_mlp"][:2].tobytes()
+    expected = run_bytes(bundle, x)
+    got = chain.call(harness, abi_call("inferenceInline(bytes,bytes,uint256)", bundle.encoded, x, len(expected)))
+    assert got.is_success, got.error
+    assert decode(["bytes"], got.output)[0] == expected
