@@ -28,6 +28,7 @@ PANIC_SELECTOR = bytes.fromhex("4e487b71")
 #: geth stops the estimate's binary search once within this fraction of the answer.
 ESTIMATE_ERROR_RATIO = 0.015
 CALL_STIPEND = 2300
+TRANSFER_GAS = 21000
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,14 @@ def call(vm: Any, req: CallRequest, default_gas: int, overrides: Any = None) -> 
 def estimate_gas(
     vm: Any, req: CallRequest, cap: int, balance: int, overrides: Any = None
 ) -> int:
-    """``eth_estimateGas``: geth's binary search for the least gas limit that succeeds."""
+    """``eth_estimateGas``: geth's binary search for the least gas limit that succeeds.
+
+    As in geth, a plain value transfer to an account without code is exactly 21000.
+    """
+    if req.to and not req.data and overrides is None and not vm.state.get_code(Address(req.to)):
+        if balance < req.value:
+            raise ServerError(f"insufficient funds for transfer: have {balance} want {req.value}")
+        return TRANSFER_GAS
     hi = req.gas if req.gas is not None else cap
     if req.gas_price > 0:
         allowance = max(balance - req.value, 0) // req.gas_price

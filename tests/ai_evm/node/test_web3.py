@@ -151,6 +151,7 @@ def test_blocks_filters_and_fees(w3: Web3, node: NodeProcess, ai_contract: Any) 
     history = w3.eth.fee_history(4, "latest", [10, 90])
     assert len(history["baseFeePerGas"]) == len(history["gasUsedRatio"]) + 1 and len(history["reward"][0]) == 2
     assert w3.eth.max_priority_fee > 0 and w3.eth.gas_price > 0
+    assert w3.eth.estimate_gas({"from": w3.eth.accounts[0], "to": w3.eth.accounts[1], "value": 5}) == 21000
     assert node.rpc("eth_getBalance", w3.eth.accounts[5], "earliest") == hex(10_000 * 10**18)
     assert w3.eth.chain_id == 31337 and node.rpc("net_version") == "31337"
     info = node.rpc("aievm_getModel", node.model)  # type: ignore[attr-defined]
