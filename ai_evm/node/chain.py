@@ -41,7 +41,7 @@ DEFAULT_CHAIN_ID = 31337
 DEFAULT_GAS_LIMIT = 30_000_000
 GENESIS_BASE_FEE = 1_000_000_000
 GENESIS_TIMESTAMP = 1_700_000_000
-RECORD_CACHE = 256
+RECORD_CACHE = 64
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,6 @@ class Sequencer:
         self.pool = TxPool()
         self._records: OrderedDict[int, dict[str, Any]] = OrderedDict()
         self._state: StateAPI | None = None
-        self.mined_event = threading.Condition(self.lock)
         cls = chain_class(resolver, config.chain_id)
         meta_raw = self.db.get(META_KEY)
         if meta_raw is None:
@@ -206,8 +205,6 @@ class Sequencer:
                 block = self._mine_or_split(batch)
                 if block is not None:
                     mined.append(block)
-            if mined:
-                self.mined_event.notify_all()
         return mined
 
     def _mine_or_split(self, batch: list[SignedTransactionAPI]) -> MinedBlock | None:
@@ -258,16 +255,6 @@ class Sequencer:
         self.pool.remove(batch)
         log.info("block %d: %d txs, %d gas", block.number, len(batch), block.header.gas_used)
         return MinedBlock(block.number, tuple(bytes(tx.hash) for tx in batch))
-
-    def wait_mined(self, tx_hashes: Sequence[bytes], timeout: float) -> None:
-        """Block until none of ``tx_hashes`` is pending any more (interval mining), or timeout."""
-        deadline = time.monotonic() + timeout
-        with self.lock:
-            while any(h in self.pool.pending for h in tx_hashes):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                self.mined_event.wait(left)
 
     def close(self) -> None:
         """Close the database (nothing pending is lost: every block is committed when mined)."""

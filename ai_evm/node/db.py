@@ -6,14 +6,19 @@ every write - direct or through ``atomic_batch()`` - first lands in an in-memory
 see. :meth:`LMDBAtomicDB.commit` moves the whole overlay to disk in **one** LMDB write transaction
 (fsync'ed by default), so the sequencer commits a block, its indexes and the new head pointer all at
 once: a process killed at any moment leaves either the previous head or the new one on disk, never a
-mix. :meth:`LMDBAtomicDB.discard` drops the overlay (used when building a block fails).
+mix. :meth:`LMDBAtomicDB.discard` drops the overlay (used when building a block fails). One
+process at a time: an exclusive ``flock`` on ``aievm.lock`` refuses a second node on the same
+datadir (the kernel releases it when the holder dies, kill -9 included).
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import lmdb
 from eth.abc import AtomicWriteBatchAPI
@@ -22,6 +27,7 @@ from eth.db.backends.base import BaseAtomicDB
 
 #: Virtual size reserved for the memory map; the file only grows as data is written.
 DEFAULT_MAP_SIZE = 1 << 38
+LOCK_NAME = "aievm.lock"
 _DELETED = None
 
 
@@ -29,18 +35,42 @@ class DatabaseError(Exception):
     """The chain database cannot be opened or written (wrong path, locked, disk full...)."""
 
 
+def _lock_exclusively(path: Path) -> IO[str]:
+    """Hold an exclusive ``flock`` on ``path/aievm.lock`` (released on close or process death)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        handle = open(path / LOCK_NAME, "a+")
+    except OSError as e:
+        raise DatabaseError(f"cannot open the chain database at {path}: {e}") from None
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip() or "unknown"
+        handle.close()
+        raise DatabaseError(
+            f"the chain database at {path} is in use by another node (pid {owner}); stop it or use another --datadir"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
 class LMDBAtomicDB(BaseAtomicDB):
     """An ``AtomicDatabaseAPI`` over one LMDB environment, committed explicitly per block."""
 
     def __init__(self, path: str | Path, map_size: int = DEFAULT_MAP_SIZE, sync: bool = True) -> None:
         self.path = Path(path)
+        self._lock_file = _lock_exclusively(self.path)
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
             self._env = lmdb.open(
                 str(self.path), map_size=map_size, sync=sync, metasync=sync, max_dbs=0,
                 readahead=False, max_readers=256,
             )  # fmt: skip
         except (OSError, lmdb.Error) as e:
+            self._lock_file.close()
             raise DatabaseError(f"cannot open the chain database at {self.path}: {e}") from None
         self._pending: dict[bytes, bytes | None] = {}
         self._read: lmdb.Transaction | None = None
@@ -122,6 +152,7 @@ class LMDBAtomicDB(BaseAtomicDB):
         self._drop_reader()
         self._pending = {}
         self._env.close()
+        self._lock_file.close()  # releases the exclusive lock
 
     def __repr__(self) -> str:
         return f"LMDBAtomicDB({str(self.path)!r}, pending={len(self._pending)})"

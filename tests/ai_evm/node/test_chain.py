@@ -9,7 +9,7 @@ import pytest
 from eth_account import Account
 
 from ai_evm.node.chain import ChainMismatch, NodeConfig, Sequencer
-from ai_evm.node.db import LMDBAtomicDB
+from ai_evm.node.db import DatabaseError, LMDBAtomicDB
 from ai_evm.node.methods import EthApi
 from ai_evm.node.server import IntervalMiner
 from ai_evm.node.vm import make_resolver
@@ -73,6 +73,8 @@ def test_reopen_continues_and_checks_chain_id(seq: Sequencer) -> None:
     seq.close()
     again = Sequencer(NodeConfig(seq.config.datadir, sync=False), make_resolver(None))
     assert again.head() == head and again.record(1) == seq.record(1)
+    with pytest.raises(DatabaseError, match="in use by another node"):
+        Sequencer(NodeConfig(seq.config.datadir, sync=False), make_resolver(None))
     again.close()
     with pytest.raises(ChainMismatch, match="chain id 31337"):
         Sequencer(NodeConfig(seq.config.datadir, chain_id=5, sync=False), make_resolver(None))
