@@ -36,6 +36,7 @@ class Plan:
     bundle: Bundle
     kernels: tuple[kernels.Kernel, ...]
     frees: tuple[tuple[int, ...], ...]
+    consts: dict[int, np.ndarray]  # the constant inputs of the nodes, decoded once
 
 
 def _prepare(bundle: Bundle) -> Plan:
@@ -57,7 +58,9 @@ def _prepare(bundle: Bundle) -> Plan:
     for i, j in last.items():
         if i not in keep:
             frees[j].append(i)
-    return Plan(bundle, tuple(ks), tuple(tuple(f) for f in frees))
+    consts = {i: specs[i].array() for node in bundle.nodes for i in node.inputs if specs[i].is_const}
+    consts.update({o: specs[o].array() for o in bundle.outputs if specs[o].is_const})
+    return Plan(bundle, tuple(ks), tuple(tuple(f) for f in frees), consts)
 
 
 _CACHE: OrderedDict[bytes, Plan] = OrderedDict()
@@ -139,9 +142,9 @@ def run(bundle: Bundle | bytes | str, inputs: Mapping[str, object] | Sequence[ob
 
 
 def _execute(plan: Plan, env: dict[int, np.ndarray]) -> list[np.ndarray]:
-    specs = plan.bundle.tensors
+    env = {**plan.consts, **env}
     for j, (node, kernel, frees) in enumerate(zip(plan.bundle.nodes, plan.kernels, plan.frees, strict=True)):
-        args = [env[i] if i in env else specs[i].array() for i in node.inputs]
+        args = [env[i] for i in node.inputs]
         try:
             env[node.outputs[0]] = kernel(args)
         except OpmlError:
@@ -150,7 +153,7 @@ def _execute(plan: Plan, env: dict[int, np.ndarray]) -> list[np.ndarray]:
             raise OpmlError(f"node {j} ({node.op} {node.name!r}) is inconsistent with its inputs: {e}") from None
         for i in frees:
             env.pop(i, None)
-    return [env[o] if o in env else specs[o].array() for o in plan.bundle.outputs]
+    return [env[o] for o in plan.bundle.outputs]
 
 
 def sample_bytes(spec: TensorSpec) -> int:

@@ -7,6 +7,7 @@ Every kernel must equal ``opml.reference`` bit for bit; only DESIGN §3's safe o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -129,16 +130,16 @@ def prepare_linear(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         x = xs[0]
         lead = x.shape[:-1]
-        x2 = x.reshape(int(np.prod(lead, dtype=np.int64)), k)
+        x2 = x.reshape(math.prod(lead), k)
         bound = _gemm_bound(x2, xmag, wmag)
         if bound <= F32_EXACT:
             # BLAS runs faster with the few rows of a small batch as the GEMM's columns
             flip = x2.shape[0] <= FLIP_ROWS
             xf = x2.astype(np.float32)
-            t = np.matmul(wt32, xf.T) if flip else np.matmul(xf, w32)
+            t = np.matmul(wt32, xf.T).T if flip else np.matmul(xf, w32)
             if fast is not None and can_apply(fast, bound):
-                return apply_float_requant(fast, t, bound, channels_first=flip).reshape(lead + (n,))
-            acc = (t.T if flip else t).astype(np.int64) + offset
+                return apply_float_requant(fast, t, bound).reshape(lead + (n,))
+            acc = t.astype(np.int64) + offset
         else:
             acc = _chunked_gemm(x2, w32, w64, wmax) + offset
         if raw:

@@ -21,6 +21,7 @@ import numpy as np
 from .bundle import Node, TensorSpec
 from .intmath import F64_DIV_EXACT, isqrt, requantize, round_div
 from .kernels import LAYERNORM_SQRT_BITS, QRANGE, Kernel, _const
+from .parallel import for_row_ranges
 from .requant import IntRequant, int_requant_tile, plan_int_requant
 
 TILE_ELEMENTS = 1 << 15
@@ -54,9 +55,27 @@ def prepare_softmax(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
 
 
 def _softmax_f64(x: np.ndarray, axis: int, table_f: np.ndarray, zp: int, lo: int, hi: int) -> np.ndarray:
-    xb = x.view(np.uint8)
+    """The spec's softmax, exactly, in float64 (bounds checked by the caller): over row tiles (in
+    parallel) when the axis is the last one, else on the whole array."""
+    if axis not in (-1, x.ndim - 1):
+        return _softmax_rows_f64(x, axis, table_f, zp, lo, hi)
+    length = x.shape[-1]
+    x2 = x.reshape(-1, length)
+    out = np.empty(x2.shape, dtype=np.int8 if lo < 0 else np.uint8)
+    step = max(1, TILE_ELEMENTS // max(length, 1))
+
+    def tiles(start: int, stop: int) -> None:
+        for r0 in range(start, stop, step):
+            r1 = min(stop, r0 + step)
+            out[r0:r1] = _softmax_rows_f64(x2[r0:r1], 1, table_f, zp, lo, hi)
+
+    for_row_ranges(tiles, x2.shape[0], length)
+    return out.reshape(x.shape)
+
+
+def _softmax_rows_f64(x: np.ndarray, axis: int, table_f: np.ndarray, zp: int, lo: int, hi: int) -> np.ndarray:
     # max - x lies in [0, 255]: uint8 arithmetic modulo 256 gives it exactly, for int8 and uint8 x
-    d = np.subtract(x.max(axis=axis, keepdims=True).view(np.uint8), xb)
+    d = np.subtract(x.max(axis=axis, keepdims=True).view(np.uint8), x.view(np.uint8))
     e = np.take(table_f, d, mode="clip")  # (indices are in range; "clip" only avoids a slow numpy path)
     if axis in (-1, x.ndim - 1):
         # a BLAS row sum is exact: every partial sum is an integer below 2^53 (checked by the caller)
@@ -135,25 +154,29 @@ def _layernorm_f64(x: np.ndarray, n: int, p: _LayerNormF64) -> np.ndarray:
     step = max(1, TILE_ELEMENTS // n)
     rq = p.requant
     assert rq is not None
-    i32 = np.empty((min(step, rows), n), dtype=np.int32)
-    i64 = np.empty((min(step, rows), n), dtype=np.int64)
-    for r0 in range(0, rows, step):
-        r1 = min(rows, r0 + step)
-        xf = x2[r0:r1].astype(np.float64)
-        s = xf.sum(axis=-1, keepdims=True)  # exact: integers below 2^53
-        q = np.einsum("ij,ij->i", xf, xf)[:, None]
-        # v = sum_i (n x_i - S)^2 = n (n Q - S^2), an exact integer identity
-        v = (n * (n * q - s * s)).astype(np.int64)
-        den = np.maximum(isqrt(((v // n) << (2 * g)) + p.eps), 1)
-        # z = floor((d 2^(F+g) + floor(den / 2)) / den) with d = n x - S
-        num = xf
-        num *= n * p.scale
-        num += (den >> 1).astype(np.float64) - s * p.scale
-        num /= den.astype(np.float64)
-        np.floor(num, out=num)
-        num *= p.gamma
-        num += p.beta
-        int_requant_tile(rq, num, i32[: r1 - r0], i64[: r1 - r0], out[r0:r1])
+
+    def tiles(start: int, stop: int) -> None:
+        i32 = np.empty((min(step, stop - start), n), dtype=np.int32)
+        i64 = np.empty((min(step, stop - start), n), dtype=np.int64)
+        for r0 in range(start, stop, step):
+            r1 = min(stop, r0 + step)
+            xf = x2[r0:r1].astype(np.float64)
+            s = xf.sum(axis=-1, keepdims=True)  # exact: integers below 2^53
+            q = np.einsum("ij,ij->i", xf, xf)[:, None]
+            # v = sum_i (n x_i - S)^2 = n (n Q - S^2), an exact integer identity
+            v = (n * (n * q - s * s)).astype(np.int64)
+            den = np.maximum(isqrt(((v // n) << (2 * g)) + p.eps), 1)
+            # z = floor((d 2^(F+g) + floor(den / 2)) / den) with d = n x - S
+            num = xf
+            num *= n * p.scale
+            num += (den >> 1).astype(np.float64) - s * p.scale
+            num /= den.astype(np.float64)
+            np.floor(num, out=num)
+            num *= p.gamma
+            num += p.beta
+            int_requant_tile(rq, num, i32[: r1 - r0], i64[: r1 - r0], out[r0:r1])
+
+    for_row_ranges(tiles, rows, n)
     if rq.qmin & 0xFF:
         out += np.uint8(rq.qmin & 0xFF)
     return out.view(rq.dtype).reshape(x.shape)

@@ -17,6 +17,7 @@ import numpy as np
 from .bundle import DType, Node, TensorSpec
 from .intmath import INT32_MAX, INT32_MIN, requantize, round_shift
 from .kernels import QRANGE, Kernel, _const
+from .parallel import for_row_ranges
 
 BYTE_DTYPES = (DType.INT8, DType.UINT8)
 _I64_SAFE = 1 << 62
@@ -35,10 +36,23 @@ def _pair_table(a_dtype: DType, b_dtype: DType, out_dtype: DType,
     return np.ascontiguousarray(fn(av, bv).astype(out_dtype.np).reshape(-1))
 
 
+def _take(table: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``table[idx]`` for in-range indices, over slices of the flattened indices in parallel."""
+    flat = idx.reshape(-1)
+    out = np.empty(flat.shape, dtype=table.dtype)
+
+    def part(r0: int, r1: int) -> None:
+        # the indices are in range; mode "clip" only avoids a slow numpy path
+        np.take(table, flat[r0:r1], out=out[r0:r1], mode="clip")
+
+    for_row_ranges(part, flat.size, 1)
+    return out.reshape(idx.shape)
+
+
 def _gather_pair(table: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     idx = np.left_shift(a.view(np.uint8).astype(np.uint16), 8)
     idx = np.bitwise_or(idx, b.view(np.uint8), out=idx if idx.shape == np.broadcast_shapes(a.shape, b.shape) else None)
-    return np.take(table, idx, mode="clip")  # indices are in range; "clip" avoids a slow numpy path
+    return _take(table, idx)
 
 
 def _fits_i64(*terms: int) -> bool:
@@ -100,7 +114,7 @@ def prepare_lut(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
 
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         if by_byte is not None:
-            return np.take(by_byte, xs[0].view(np.uint8), mode="clip")
+            return _take(by_byte, xs[0].view(np.uint8))
         return table[xs[0].astype(np.intp) + offset]
 
     return run

@@ -44,6 +44,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .parallel import for_row_ranges
+
 F64_EXACT = 1 << 53  # integers of magnitude below this are exact in float64
 F32_EXACT = 1 << 24  # ... and below (or equal to) this in float32
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
@@ -158,21 +160,36 @@ def apply_float_requant(p: FloatRequant, t: np.ndarray, t_bound: int, channels_f
     """
     t2 = t if channels_first else t.reshape(-1, t.shape[-1] if t.ndim else 1)
     rows, n = t2.shape
-    out = np.empty((rows, n), dtype=np.uint8)
-    step = max(1, TILE_ELEMENTS // max(n, 1))
-    buf = np.empty((min(step, rows), n), dtype=np.float64)
     clamp = t_bound > p.limit
     span = float(p.span)
-    for r0 in range(0, rows, step):
-        r1 = min(rows, r0 + step)
-        b = buf[: r1 - r0]
-        np.copyto(b, t2[r0:r1])
+    if rows * n <= TILE_ELEMENTS and not channels_first:  # one tile: the same passes, less bookkeeping
+        b = t2.astype(np.float64)
         if clamp:
-            np.clip(b, _rows_of(p.lo, r0, r1, channels_first), _rows_of(p.hi, r0, r1, channels_first), out=b)
-        np.multiply(b, _rows_of(p.mf, r0, r1, channels_first), out=b)
-        np.add(b, _rows_of(p.c, r0, r1, channels_first), out=b)
+            np.clip(b, p.lo, p.hi, out=b)
+        b *= p.mf
+        b += p.c
         np.clip(b, 0.0, span, out=b)
-        out[r0:r1] = b  # truncation toward zero == floor on these non-negative values
+        out = b.astype(np.uint8)  # truncation toward zero == floor on these non-negative values
+        if p.qmin & 0xFF:
+            out += np.uint8(p.qmin & 0xFF)
+        return out.view(p.dtype).reshape(t.shape)
+    out = np.empty((rows, n), dtype=np.uint8)
+    step = max(1, TILE_ELEMENTS // max(n, 1))
+
+    def tiles(start: int, stop: int) -> None:
+        buf = np.empty((min(step, stop - start), n), dtype=np.float64)
+        for r0 in range(start, stop, step):
+            r1 = min(stop, r0 + step)
+            b = buf[: r1 - r0]
+            np.copyto(b, t2[r0:r1])
+            if clamp:
+                np.clip(b, _rows_of(p.lo, r0, r1, channels_first), _rows_of(p.hi, r0, r1, channels_first), out=b)
+            np.multiply(b, _rows_of(p.mf, r0, r1, channels_first), out=b)
+            np.add(b, _rows_of(p.c, r0, r1, channels_first), out=b)
+            np.clip(b, 0.0, span, out=b)
+            out[r0:r1] = b  # truncation toward zero == floor on these non-negative values
+
+    for_row_ranges(tiles, rows, n)
     if p.qmin & 0xFF:
         out += np.uint8(p.qmin & 0xFF)  # wraps modulo 256: the bytes of y
     if channels_first:

@@ -4,7 +4,9 @@
   legal parameter range: int32 offsets, shifts 1..62, multipliers 0..2^31-1, zero points, clamps,
   accumulators at the float32 GEMM limit, and values on each side of every output step);
 * the single float32 GEMM of ``linear`` exactly at, and one past, the 2^24 partial-sum bound;
-* the chunk fallback when even the data's actual maximum does not fit.
+* the chunk fallback when even the data's actual maximum does not fit;
+* tensors large enough to be split over worker threads (1 vs 3 workers), and the transposed GEMM of
+  small batches.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from opml.intmath import requantize
+from opml.engine import run
+from opml.intmath import quantize_multiplier, requantize
+from opml.lut import softmax_exp_table
+from opml.parallel import set_worker_count
 from opml.requant import (
     F32_EXACT,
     apply_float_requant,
@@ -25,7 +30,7 @@ from opml.requant import (
     saturation_bounds,
 )
 
-from test_engine_reference import INT8, UINT8, _gemm_node, act, check
+from test_engine_reference import INT8, UINT8, _gemm_node, act, check, const, one_node
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 QRANGE = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255)}
@@ -192,3 +197,59 @@ def test_linear_data_bound_keeps_a_single_gemm() -> None:
     bias = np.zeros(2, np.int32)
     rq = (UINT8, 0.5, 0, np.array([2**30], np.int32), np.array([40], np.int32), 0, 255)
     check(_gemm_node("linear", act("x", UINT8, x.shape, 0.1, 1), w, bias, (3, 2), False, rq, False), [x])
+
+
+@pytest.fixture
+def workers():
+    """Set the engine's elementwise worker count for one test, then restore the environment's."""
+    yield set_worker_count
+    set_worker_count(None)
+
+
+def _big_cases() -> list[tuple[str, object, list[np.ndarray]]]:
+    rng = np.random.default_rng(11)
+    x = rng.integers(-128, 128, size=(300, 384)).astype(np.int8)
+    gamma = rng.integers(3000, 8191, 384).astype(np.int32)
+    beta = rng.integers(-500000, 500000, 384).astype(np.int32)
+    mult, shift = quantize_multiplier(2.0**-18 * 1.37)
+    ln = one_node("layernorm", [act("x", INT8, x.shape, 0.1, 2), const("g", gamma), const("b", beta)],
+                  act("y", INT8, x.shape, 0.05, -3), eps=7, frac_bits=10, mult=mult, shift=shift, qmin=-128, qmax=127)
+    s = rng.integers(-128, 128, size=(40, 4, 32, 32)).astype(np.int8)
+    sm = one_node("softmax", [act("x", INT8, s.shape, 0.1, 1), const("t", softmax_exp_table(0.1))],
+                  act("y", INT8, s.shape, 1 / 256, -128), axis=3)
+    table = rng.integers(-128, 128, 256).astype(np.int8)
+    lut = one_node("lut", [act("x", INT8, x.shape, 0.1, 0), const("t", table)], act("y", INT8, x.shape, 0.1, 0))
+    b = rng.integers(0, 256, size=(1, 384)).astype(np.uint8)
+    add = one_node("add", [act("a", INT8, x.shape, 0.1, 3), act("b", UINT8, b.shape, 0.2, 120)],
+                   act("y", INT8, x.shape, 0.3, -1), a_mult=2**29 + 5, b_mult=-(2**28) - 9, shift=30, qmin=-100,
+                   qmax=120)
+    return [("layernorm", ln, [x]), ("softmax", sm, [s]), ("lut", lut, [x]), ("add", add, [x, b])]
+
+
+@pytest.mark.parametrize("case", range(4), ids=["layernorm", "softmax", "lut", "add"])
+def test_thread_count_does_not_change_results(workers, case: int) -> None:
+    """Tensors large enough to be split over worker threads: 1 and 3 workers give the reference's bytes."""
+    _, bundle, inputs = _big_cases()[case]
+    workers(3)
+    three = check(bundle, inputs)
+    workers(1)
+    one = run(bundle, inputs)[0]
+    assert one.tobytes() == three.tobytes()
+
+
+def test_linear_threads_and_batch_orientation(workers) -> None:
+    """A requantized linear at 300 rows (one GEMM orientation, threaded requantization) and at 40 rows
+    (the transposed GEMM) equals the int64 definition."""
+    rng = np.random.default_rng(12)
+    w = rng.integers(-128, 128, size=(384, 200)).astype(np.int8)
+    bias = rng.integers(-(2**20), 2**20, 200).astype(np.int32)
+    mult = rng.integers(2**30, 2**31, 200).astype(np.int32)
+    shift = rng.integers(36, 42, 200).astype(np.int32)
+    for rows in (300, 40):
+        x = rng.integers(-128, 128, size=(rows, 384)).astype(np.int8)
+        rq = (INT8, 0.1, 5, mult, shift, -128, 127)
+        b = _gemm_node("linear", act("x", INT8, x.shape, 0.1, -7), w, bias, (rows, 200), False, rq, False)
+        want = requantize((x.astype(np.int64) + 7) @ w.astype(np.int64) + bias, mult, shift, 5, -128, 127, np.int8)
+        for n in (1, 3):
+            workers(n)
+            assert np.array_equal(run(b, [x])[0], want)
