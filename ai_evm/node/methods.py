@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from eth_account import Account
 from eth_utils import keccak
 
 from .chain import Sequencer
@@ -33,14 +32,13 @@ from .filters import FilterRegistry
 from .index import tx_json
 from .logs import LogsApi
 from .models import get_model
+from .signing import PRIORITY_FEE, SigningApi
 
 CLIENT_VERSION = "aievm/0.1.0/python"
-#: Suggested priority fee (1 gwei, like geth's dev mode and anvil).
-PRIORITY_FEE = 1_000_000_000
 AUTOMINE_WAIT = 60.0
 
 
-class EthApi(LogsApi):
+class EthApi(LogsApi, SigningApi):
     """The method implementations; ``automine`` mines after every send (or batch of sends)."""
 
     def __init__(self, seq: Sequencer, automine: bool = True) -> None:
@@ -195,6 +193,13 @@ class EthApi(LogsApi):
             finally:
                 self.seq.db.discard()
 
+    def eth_createAccessList(self, tx: Any, block: Any = "latest") -> dict[str, Any]:
+        """Gas of the call; the access list is always empty (this node does not compute one)."""
+        return {"accessList": [], "gasUsed": self.eth_estimateGas(tx, block)}
+
+    def eth_blobBaseFee(self) -> str:
+        return "0x1"
+
     # -- sending ----------------------------------------------------------------------------------
     def eth_sendRawTransaction(self, raw: Any) -> str:
         tx = self.seq.decode_raw(parse_data(raw, "transaction"))
@@ -207,35 +212,6 @@ class EthApi(LogsApi):
         else:
             self._settle([tx_hash])
         return data(tx_hash)
-
-    def eth_sendTransaction(self, obj: Any) -> str:
-        if not isinstance(obj, dict):
-            raise InvalidParams("invalid transaction: expected an object")
-        sender = parse_address(obj.get("from"), "from")
-        key = self.keys.get(sender)
-        if key is None:
-            raise ServerError(f"unknown account 0x{sender.hex()} (only the node's dev accounts can sign)")
-        req = parse_call_request(obj)
-        with self.seq.lock:
-            limits = self.seq.limits()
-            nonce = (parse_quantity(obj["nonce"], "nonce", (1 << 64) - 1) if obj.get("nonce") is not None
-                     else self.seq.pool.pending_nonce(sender, self.seq.head_state().get_nonce(sender)))
-            gas = req.gas if req.gas is not None else int(self.eth_estimateGas({**obj, "gas": None}, "latest"), 16)
-        fields: dict[str, Any] = {
-            "nonce": nonce, "gas": gas, "value": req.value, "data": req.data, "chainId": limits.chain_id,
-        }  # fmt: skip
-        if req.to:
-            fields["to"] = req.to
-        if obj.get("gasPrice") is not None:
-            fields["gasPrice"] = req.gas_price
-        else:
-            tip = parse_quantity(obj["maxPriorityFeePerGas"], "maxPriorityFeePerGas") \
-                if obj.get("maxPriorityFeePerGas") is not None else PRIORITY_FEE
-            fields["maxPriorityFeePerGas"] = tip
-            fields["maxFeePerGas"] = req.gas_price if obj.get("maxFeePerGas") is not None else 2 * limits.base_fee + tip
-            fields["type"] = 2
-        signed = Account.sign_transaction(fields, key)
-        return self.eth_sendRawTransaction(data(signed.raw_transaction))
 
     def _settle(self, hashes: list[bytes]) -> None:
         """Mine (automine) or wait for the interval miner; raise if one of ``hashes`` was dropped."""
@@ -367,5 +343,5 @@ class EthApi(LogsApi):
 
 
 METHODS = frozenset(
-    name for name in dir(EthApi) if name.split("_", 1)[0] in ("web3", "net", "eth", "aievm", "evm")
+    name for name in dir(EthApi) if name.split("_", 1)[0] in ("web3", "net", "eth", "personal", "aievm", "evm")
 )

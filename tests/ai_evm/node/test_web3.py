@@ -172,3 +172,23 @@ def test_call_with_state_override_and_block_tags(w3: Web3, node: NodeProcess) ->
     assert node.rpc("eth_call", {"to": who}, {"blockHash": head.hash.to_0x_hex()}) == "0x"
     with pytest.raises(RpcFailure, match="header not found"):
         node.rpc("eth_getBalance", who, hex(head.number + 1000))
+
+
+def test_dev_account_signing(w3: Web3, node: NodeProcess) -> None:
+    from eth_account.messages import encode_defunct
+
+    account = w3.eth.accounts[6]
+    signature = node.rpc("personal_sign", "0x68656c6c6f", account)
+    assert Account.recover_message(encode_defunct(b"hello"), signature=signature) == account
+    assert node.rpc("eth_sign", account, "0x68656c6c6f") == signature
+    typed = {
+        "types": {"EIP712Domain": [{"name": "name", "type": "string"}], "Mail": [{"name": "body", "type": "string"}]},
+        "primaryType": "Mail", "domain": {"name": "demo"}, "message": {"body": "hi"},
+    }  # fmt: skip
+    signed = node.rpc("eth_signTypedData_v4", account, typed)
+    from eth_account.messages import encode_typed_data
+
+    assert Account.recover_message(encode_typed_data(full_message=typed), signature=signed) == account
+    with pytest.raises(RpcFailure, match="unknown account"):
+        node.rpc("personal_sign", "0x00", "0x" + "12" * 20)
+    assert node.rpc("eth_createAccessList", {"from": account, "to": account})["gasUsed"] == "0x5208"
