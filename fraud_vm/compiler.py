@@ -10,6 +10,7 @@ are in ``fraud_vm.programs``; their shapes (loop nests) are documented in ``docs
 
 from __future__ import annotations
 
+import math
 import struct
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -39,11 +40,11 @@ class TensorInfo:
     scale_bits: int
     is_const: bool
 
-    @property
+    @cached_property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)
 
-    @property
+    @cached_property
     def region(self) -> Region:
         return Region(tuple(tensor_header(self.dtype, self.shape)), self.dtype, self.size * self.dtype.np.itemsize)
 

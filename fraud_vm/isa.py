@@ -20,7 +20,7 @@ from typing import Any
 from opml.bundle import DType
 
 from .errors import InvalidStep
-from .f32 import NAN, NEG_INF, POS_INF, f32_decode, f32_from_int, f32_round, round_half_even
+from .f32 import NAN, NEG_INF, POS_INF, f32_decode, f32_from_int, f32_parts, f32_rint, f32_round_ratio
 from .memory import StepAccess
 from .state import LANES, N_SCALARS
 
@@ -131,28 +131,40 @@ def _val(mem: StepAccess, op: Operand, pad: int) -> int:
     return pad if op == PAD else mem.read(op[0], op[1])
 
 
+def _positive_scale(scale_bits: int) -> tuple[int, int]:
+    """``(m, e)`` of a finite positive float32 scale (value ``m * 2^e``)."""
+    sc = f32_parts(scale_bits)
+    if isinstance(sc, str) or sc[0] < 0 or sc[1] == 0:
+        raise InvalidStep(f"scale bits {scale_bits:#x} are not a finite positive float32")
+    return sc[1], sc[2]
+
+
 def quantize_value(bits: int, scale_bits: int, zp: int, lo: int, hi: int) -> int:
     """``clamp(rint(float32(x / scale)) + zp, lo, hi)`` for float32 bit patterns."""
-    x = f32_decode(bits)
+    x = f32_parts(bits)
     if x == NAN:
         raise InvalidStep("quantize input is NaN")
-    if x in (POS_INF, NEG_INF):
+    if isinstance(x, str):
         return hi if x == POS_INF else lo
-    scale = f32_decode(scale_bits)
-    assert isinstance(x, Fraction) and isinstance(scale, Fraction) and scale > 0
-    q = f32_decode(f32_round(x / scale))
-    if q in (POS_INF, NEG_INF):
+    sx, mx, ex = x
+    ms, es = _positive_scale(scale_bits)
+    # x / scale = sx * (mx * 2^ex) / (ms * 2^es), rounded once to float32
+    d = es - ex
+    q = f32_parts(f32_round_ratio(sx < 0, mx << -d if d < 0 else mx, ms << d if d > 0 else ms))
+    if isinstance(q, str):
         return hi if q == POS_INF else lo
-    assert isinstance(q, Fraction)
-    return clamp(round_half_even(q) + zp, lo, hi)
+    return clamp(f32_rint(*q) + zp, lo, hi)
 
 
 def dequantize_value(v: int, zp: int, scale_bits: int) -> int:
     """Bits of ``float32(v - zp) * float32(scale)``."""
-    a = f32_decode(f32_from_int(v - zp))
-    scale = f32_decode(scale_bits)
-    assert isinstance(a, Fraction) and isinstance(scale, Fraction)
-    return f32_round(a * scale, negative_zero=(a < 0) != (scale < 0))
+    a = f32_parts(f32_from_int(v - zp))
+    sc = f32_parts(scale_bits)
+    if isinstance(a, str) or isinstance(sc, str):
+        raise InvalidStep(f"dequantize of {v} with scale bits {scale_bits:#x} is not finite")
+    p, e = a[1] * sc[1], a[2] + sc[2]
+    neg = (a[0] < 0) != (sc[0] < 0)
+    return f32_round_ratio(neg, p << e if e >= 0 else p, 1 if e >= 0 else 1 << -e, negative_zero=neg)
 
 
 _INT_RANGE = {DType.INT8: (-128, 127), DType.UINT8: (0, 255), DType.INT16: (-(1 << 15), (1 << 15) - 1),

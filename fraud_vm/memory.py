@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from opml.bundle import DType
 from opml.commitment import tree_levels
@@ -25,6 +26,9 @@ from .errors import InvalidStep, InvalidWitness
 from .tensors import region_root
 
 Address = tuple[int, int]  # (region, word index)
+_SIGNED = (DType.INT8, DType.INT16, DType.INT32, DType.INT64)
+ELEM: dict[DType, tuple[int, bool]] = {dt: (dt.np.itemsize, dt in _SIGNED) for dt in DType}
+"""Per dtype: element byte size and whether it is a signed integer (looked up once)."""
 
 
 @dataclass(frozen=True)
@@ -35,17 +39,17 @@ class Region:
     dtype: DType
     nbytes: int
 
-    @property
+    @cached_property
     def n_words(self) -> int:
         return -(-self.nbytes // WORD)
 
-    @property
+    @cached_property
     def depth(self) -> int:
         return tree_depth(self.n_words)
 
-    @property
+    @cached_property
     def itemsize(self) -> int:
-        return self.dtype.np.itemsize
+        return ELEM[self.dtype][0]
 
 
 def region_depth(n_regions: int) -> int:
@@ -109,6 +113,7 @@ class Memory:
             self.levels.append([bytearray(x) for x in tree_levels(raw)])
         self.roots = [region_root(r.header, self.data_root(i)) for i, r in enumerate(self.regions)]
         self._dirty: set[Address] = set()
+        self._rlevels: list[list[bytes]] | None = None
 
     def data_root(self, r: int) -> bytes:
         return bytes(self.levels[r][-1][:WORD])
@@ -124,11 +129,16 @@ class Memory:
 
     def region_node(self, h: int, i: int) -> bytes:
         """Node ``i`` at height ``h`` of the region tree."""
-        level = list(self.roots)
-        for k in range(h):
-            if len(level) % 2:
-                level.append(ZERO_HASHES[k])
-            level = [keccak(level[j] + level[j + 1]) for j in range(0, len(level), 2)]
+        if self._rlevels is None:  # built once per set of region roots (reset by ``commit``)
+            level = list(self.roots)
+            levels = [level]
+            for k in range(self.rdepth):
+                if len(level) % 2:
+                    level = level + [ZERO_HASHES[k]]
+                level = [keccak(level[j] + level[j + 1]) for j in range(0, len(level), 2)]
+                levels.append(level)
+            self._rlevels = levels
+        level = self._rlevels[h]
         return level[i] if i < len(level) else ZERO_HASHES[h]
 
     def root(self) -> bytes:
@@ -161,6 +171,7 @@ class Memory:
                 cur = nxt
             self.roots[r] = region_root(self.regions[r].header, self.data_root(r))
         self._dirty.clear()
+        self._rlevels = None
 
     def prove(self, touched: Sequence[Address]) -> list[bytes]:
         """Multiproof siblings for the touched words: per region (ascending), then the region tree."""
@@ -193,16 +204,13 @@ def roots_from_words(
 
 def decode_elem(word: bytes, offset: int, dtype: DType) -> int:
     """Element at byte ``offset`` of a word: signed/unsigned int, 0/1 for bool, raw bits for float32."""
-    size = dtype.np.itemsize
-    raw = word[offset : offset + size]
-    signed = dtype in (DType.INT8, DType.INT16, DType.INT32, DType.INT64)
-    return int.from_bytes(raw, "little", signed=signed)
+    size, signed = ELEM[dtype]
+    return int.from_bytes(word[offset : offset + size], "little", signed=signed)
 
 
 def encode_elem(value: int, dtype: DType) -> bytes:
     """Little-endian bytes of an element value (the value must fit the dtype)."""
-    size = dtype.np.itemsize
-    signed = dtype in (DType.INT8, DType.INT16, DType.INT32, DType.INT64)
+    size, signed = ELEM[dtype]
     try:
         return value.to_bytes(size, "little", signed=signed)
     except OverflowError:
@@ -235,7 +243,7 @@ class StepAccess:
     def read(self, r: int, e: int) -> int:
         """Element ``e`` of region ``r``."""
         reg = self.regions[r] if 0 <= r < len(self.regions) else None
-        if reg is None or not 0 <= e * (reg.itemsize) < reg.nbytes:
+        if reg is None or not 0 <= e * reg.itemsize < reg.nbytes:
             raise InvalidStep(f"element {e} of region {r} is out of range")
         off = e * reg.itemsize
         return decode_elem(self._word(r, off // WORD), off % WORD, reg.dtype)

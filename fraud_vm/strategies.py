@@ -72,7 +72,7 @@ class Lie:
 
 def corrupt(a: np.ndarray) -> np.ndarray:
     """A deterministic, different value of the same dtype and shape (one element changed)."""
-    out = np.array(a, copy=True)
+    out = np.array(a, copy=True, order="C")  # engine outputs may be F-ordered: reshape must be a view
     flat = out.reshape(-1)
     if flat.size == 0:
         raise ValueError("an empty tensor cannot be corrupted")

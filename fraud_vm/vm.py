@@ -44,6 +44,7 @@ class NodeMemory(Memory):
         new.roots = list(self.roots)
         new.roots[r] = region_root(self.regions[r].header, new.data_root(r))
         new._dirty = set()
+        new._rlevels = None
         return new
 
 

@@ -96,3 +96,14 @@ def test_pins_first_wrong_step_anywhere(game_models, data: st.DataObject) -> Non
     assert res is not None and res.winner == honest_role
     assert (res.node_index, res.pinned_step) == (k, s)
     assert 0 < res.final_witness_bytes < 8192
+
+
+def test_corrupt_changes_fortran_ordered_arrays() -> None:
+    """The engine may return F-ordered outputs; a corruption must still change the value."""
+    import numpy as np
+
+    from fraud_vm.strategies import corrupt
+
+    for a in (np.asfortranarray(np.arange(24, dtype=np.int8).reshape(2, 3, 4)), np.ones((3, 2), np.float32).T):
+        b = corrupt(a)
+        assert b.shape == a.shape and b.dtype == a.dtype and int((a != b).sum()) == 1
