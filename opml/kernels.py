@@ -192,23 +192,34 @@ def prepare_conv(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     mg = m // group
     # per group: weights as [cg*kh*kw, mg] float32 and their column sums
     w_groups = [w[g * mg : (g + 1) * mg].reshape(mg, -1).T.astype(np.float32) for g in range(group)]
-    colsum = w.astype(np.int64).reshape(m, -1).sum(axis=1)
+    w64 = w.astype(np.int64).reshape(m, -1)
+    wmag = int(np.abs(w64).sum(axis=1).max()) if w.size else 0
+    xmag = _dtype_magnitude(x_spec.dtype.np)  # padding holds zp, a value of the dtype
+    offset = bias - zp * w64.sum(axis=1)
     raw = out.dtype == DType.INT32
+    qmin, qmax = node.iattr("qmin"), node.iattr("qmax")
+    fast = None
     if not raw:
         mult, shift = _requant_params(node, specs)
-    qmin, qmax = node.iattr("qmin"), node.iattr("qmax")
+        fast = plan_float_requant(mult, shift, offset, out.zero_point, qmin, qmax, out.dtype.np, F32_EXACT)
 
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         x = _pad_nchw(xs[0], pads, _pad_value(x_spec))
         cols = _im2col(x, kh, kw, strides, dil)  # [B, C, OH, OW, kh, kw]
         b, _, oh, ow = cols.shape[:4]
-        parts = []
-        for g in range(group):
-            cg_cols = cols[:, g * cg : (g + 1) * cg]
-            mat = cg_cols.transpose(0, 2, 3, 1, 4, 5).reshape(b * oh * ow, cg * kh * kw).astype(np.float32)
-            parts.append(exact_matmul(mat, w_groups[g], chunk))
-        acc = parts[0] if group == 1 else np.concatenate(parts, axis=1)
-        acc = acc - zp * colsum + bias  # [B*OH*OW, M]
+        mats = [cols[:, g * cg : (g + 1) * cg].transpose(0, 2, 3, 1, 4, 5).reshape(b * oh * ow, cg * kh * kw)
+                .astype(np.float32) for g in range(group)]
+        bound = _gemm_bound(x, xmag, wmag)
+        if bound <= F32_EXACT:  # one exact float32 GEMM per group (see _gemm_bound)
+            parts = [np.matmul(mat, w_groups[g]) for g, mat in enumerate(mats)]
+            t = parts[0] if group == 1 else np.concatenate(parts, axis=1)  # [B*OH*OW, M]
+            if fast is not None and can_apply(fast, bound):
+                y = apply_float_requant(fast, t, bound)
+                return np.ascontiguousarray(y.reshape(b, oh, ow, m).transpose(0, 3, 1, 2))
+            acc = t.astype(np.int64) + offset
+        else:
+            parts = [exact_matmul(mat, w_groups[g], chunk) for g, mat in enumerate(mats)]
+            acc = (parts[0] if group == 1 else np.concatenate(parts, axis=1)) + offset
         acc = acc.reshape(b, oh, ow, m).transpose(0, 3, 1, 2)
         if raw:
             return np.ascontiguousarray(clip_int32(acc).astype(np.int32))
