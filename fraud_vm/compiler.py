@@ -73,6 +73,10 @@ class NodeContext:
 
     def encode(self) -> bytes:
         """``address || int256 words of :meth:`words``` (what a witness carries)."""
+        return self._encoded
+
+    @cached_property
+    def _encoded(self) -> bytes:
         return self.address + words_bytes(self.words())
 
     @cached_property
@@ -140,11 +144,21 @@ def parse_node_words(words: Sequence[int]) -> Node:
     return Node(schema.name, ins, outs, tuple(attrs))
 
 
+_CONTEXTS: OrderedDict[tuple[bytes, int, int], NodeContext] = OrderedDict()
+
+
 def context_for(bundle: Bundle, node_index: int, batch: int) -> NodeContext:
-    """The context of node ``node_index`` of ``bundle`` run at ``batch``."""
-    node = bundle.nodes[node_index]
-    descs = [tuple(tensor_descriptor_words(bundle.tensors[i])) for i in (*node.inputs, *node.outputs)]
-    return NodeContext(bundle.address, node_index, batch, tuple(node_descriptor_words(node)), tuple(descs))
+    """The context of node ``node_index`` of ``bundle`` run at ``batch`` (cached per model address)."""
+    key = (bundle.address, node_index, batch)
+    ctx = _CONTEXTS.get(key)
+    if ctx is None:
+        node = bundle.nodes[node_index]
+        descs = [tuple(tensor_descriptor_words(bundle.tensors[i])) for i in (*node.inputs, *node.outputs)]
+        ctx = NodeContext(bundle.address, node_index, batch, tuple(node_descriptor_words(node)), tuple(descs))
+        _CONTEXTS[key] = ctx
+        while len(_CONTEXTS) > 4096:
+            _CONTEXTS.popitem(last=False)
+    return ctx
 
 
 def decode_context(data: bytes) -> NodeContext:

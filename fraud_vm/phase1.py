@@ -26,14 +26,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from opml.bundle import Bundle, DType
+from opml.commitment import tree_levels
 from opml.engine import _check_input as check_input
 from opml.engine import get_plan
 from opml.errors import InferenceInputError, OpmlError
-from opml.merkle import ZERO_WORD, keccak, merkle_proof, merkle_root, root_from_proof, tree_depth
+from opml.merkle import WORD, ZERO_HASHES, ZERO_WORD, keccak, merkle_root, root_from_proof, tree_depth
 
 from .errors import FraudVMError
 
 CommitTensor = Callable[[np.ndarray, int], bytes]
+_CODE: dict[np.dtype, DType] = {dt.np: dt for dt in DType}
 
 
 class Phase1Error(FraudVMError):
@@ -166,7 +168,42 @@ class Phase1Trace:
 
     def leaf_proof(self, i: int, tensor_id: int) -> list[bytes]:
         """Sibling path of ``tensor_id`` in the table after ``i`` nodes."""
-        return merkle_proof(list(self.leaves[min(i, self.num_nodes)]), tensor_id, table_depth(self.bundle))
+        return self.table_paths(i, [tensor_id], [])[0][0]
+
+    def table_paths(self, i: int, reads: Sequence[int], writes: Sequence[int]) -> tuple[list[list[bytes]],
+                                                                                         list[list[bytes]]]:
+        """Paths of the leaves ``reads`` in the table after ``i`` nodes, and the path of each leaf of
+        ``writes`` in the table as it is when that leaf is written (in order, each set to its root):
+        what ``OpenSteps`` carries. The table's tree is hashed once for all of them."""
+        leaves = self.leaves[min(i, self.num_nodes)]
+        n_leaves = len(leaves)
+        for t in (*reads, *writes):
+            if not 0 <= t < n_leaves:
+                raise Phase1Error(f"tensor {t} is not in the table (0..{n_leaves - 1})")
+        levels = [bytearray(lv) for lv in tree_levels(b"".join(leaves))]
+
+        def path(t: int) -> list[bytes]:
+            out = []
+            for h, lv in enumerate(levels[:-1]):
+                off = (t ^ 1) * WORD
+                out.append(bytes(lv[off : off + WORD]) if off < len(lv) else ZERO_HASHES[h])
+                t >>= 1
+            return out
+
+        read_paths = [path(t) for t in reads]
+        write_paths = []
+        for t in writes:
+            write_paths.append(path(t))
+            levels[0][t * WORD : (t + 1) * WORD] = self.roots[t]
+            j = t
+            for h in range(len(levels) - 1):
+                j >>= 1
+                lv = levels[h]
+                left = bytes(lv[2 * j * WORD : (2 * j + 1) * WORD])
+                off = (2 * j + 1) * WORD
+                right = bytes(lv[off : off + WORD]) if off < len(lv) else ZERO_HASHES[h]
+                levels[h + 1][j * WORD : (j + 1) * WORD] = keccak(left + right)
+        return read_paths, write_paths
 
     def input_roots(self) -> list[bytes]:
         return [self.roots[t] for t in self.bundle.inputs]
@@ -189,10 +226,10 @@ def build_phase1(bundle: Bundle, roots: Mapping[int, bytes]) -> Phase1Trace:
         leaves[t] = roots[t]
     all_leaves = [tuple(leaves)]
     # the full tree once, then only the path of each written leaf (same root as merkle_root)
-    levels = [leaves + [ZERO_WORD] * ((1 << d) - len(leaves))]
-    for h in range(d):
-        below = levels[h]
-        levels.append([keccak(below[2 * i] + below[2 * i + 1]) for i in range(len(below) // 2)])
+    full = tree_levels(b"".join(leaves))
+    levels = [[lv[j : j + WORD] for j in range(0, len(lv), WORD)] for lv in full]
+    for h in range(d):  # complete each level with its zero-subtree padding
+        levels[h] += [ZERO_HASHES[h]] * ((1 << (d - h)) - len(levels[h]))
     troots_list = [levels[d][0]]
     for node in bundle.nodes:
         for o in node.outputs:
@@ -210,7 +247,8 @@ def build_phase1(bundle: Bundle, roots: Mapping[int, bytes]) -> Phase1Trace:
 
 def commit_env(bundle: Bundle, env: Mapping[int, np.ndarray], commit: CommitTensor) -> dict[int, bytes]:
     """``commit_tensor`` of every non-constant tensor in ``env``."""
-    return {t: commit(a, int(DType.from_np(a.dtype))) for t, a in env.items() if not bundle.tensors[t].is_const}
+    return {t: commit(a, int(_CODE.get(a.dtype) or DType.from_np(a.dtype))) for t, a in env.items()
+            if not bundle.tensors[t].is_const}
 
 
 @dataclass(frozen=True)

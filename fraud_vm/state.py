@@ -16,6 +16,7 @@ A state is 25 words of 32 bytes::
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
@@ -73,13 +74,16 @@ class VMState:
         return replace(self, **kw)  # type: ignore[arg-type]
 
 
+_LANES_FMT = struct.Struct(f">{LANES}q")
+
+
 def _lanes_bytes(lanes: tuple[int, ...]) -> bytes:
-    out = bytearray()
-    for v in lanes:
-        if not I64_MIN <= v <= I64_MAX:
-            raise InvalidStep(f"accumulator lane value {v} does not fit int64")
-        out += (v % (1 << 64)).to_bytes(8, "big")
-    return bytes(out)
+    """32 int64 lanes, each 8 bytes big-endian two's complement."""
+    try:
+        return _LANES_FMT.pack(*lanes)
+    except struct.error:
+        bad = next((v for v in lanes if not (isinstance(v, int) and I64_MIN <= v <= I64_MAX)), None)
+        raise InvalidStep(f"accumulator lane value {bad} does not fit int64") from None
 
 
 def _lanes_from(b: bytes) -> tuple[int, ...]:

@@ -12,7 +12,7 @@ chosen step, or no moves at all. :func:`play_game` referees a game between two p
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from opml.bundle import Bundle
 from opml.engine import get_plan
-from opml.merkle import keccak, merkle_proof
+from opml.merkle import keccak
 
 from . import phase1 as p1
 from . import position as P
@@ -42,7 +42,10 @@ class PlayerBackend(VMBackend, Protocol):
 
     def commit_tensor(self, array: np.ndarray, dtype_code: int) -> bytes: ...
 
-    def node_trace(self, bundle: Bundle, node_index: int, env: dict[int, np.ndarray]) -> NodeTraceLike: ...
+    def node_trace(self, bundle: Bundle, node_index: int, env: dict[int, np.ndarray],
+                   roots: Mapping[int, bytes] | None = None, env_has_output: bool = False) -> NodeTraceLike:
+        """The VM trace of a node; ``roots`` (non-constant tensor roots by id) and the output in
+        ``env`` (when ``env_has_output``) may be reused instead of being computed again."""
 
     def final_opening(self, trace: NodeTraceLike) -> tuple[bytes, Any]:
         """The encoded final (HALTED) state of a trace and the proof of its output roots."""
@@ -154,9 +157,13 @@ class Player:
         return self.trace.state(i)
 
     def node_trace(self, k: int) -> NodeTraceLike:
-        """This player's VM trace of node ``k`` (a lying one on its lie node)."""
+        """This player's VM trace of node ``k`` (a lying one on its lie node).
+
+        The player's own engine pass and phase-1 roots are reused (its inputs to node ``k`` are its
+        belief); on its lie node the trace's output is the kernel's, computed afresh.
+        """
         if k not in self.node_traces:
-            honest = self.backend.node_trace(self.bundle, k, self.env)
+            honest = self.backend.node_trace(self.bundle, k, self.env, self.trace.roots, k != self.lie_node)
             if k == self.lie_node:
                 final, _ = self.backend.forge_final(honest, [self.env[t] for t in self.bundle.nodes[k].outputs])
                 good = self.lie.step if self.lie.kind == "step" else honest.num_steps - 1
@@ -216,11 +223,7 @@ class Player:
             return None  # it cannot open a state it made up
         node = bundle.nodes[k]
         dyn = [t for t in node.inputs if not bundle.tensors[t].is_const]
-        leaves = list(tr.leaves[k])
-        out_proofs = []
-        for t in node.outputs:
-            out_proofs.append(tuple(merkle_proof(leaves, t, p1.table_depth(bundle))))
-            leaves[t] = tr.roots[t]
+        in_proofs, out_proofs = tr.table_paths(k, dyn, node.outputs)
         ntrace = self.node_trace(k)
         if isinstance(ntrace, LyingTrace):
             final, proof = self.backend.forge_final(ntrace.honest, [self.env[t] for t in node.outputs])
@@ -228,8 +231,8 @@ class Player:
             final, proof = self.backend.final_opening(ntrace)
         return OpenSteps(
             c, is_attack, tr.tensors_root(k), tuple(tr.roots[t] for t in dyn),
-            tuple(tuple(tr.leaf_proof(k, t)) for t in dyn), tuple(tr.roots[t] for t in node.outputs),
-            tuple(out_proofs), final, proof,
+            tuple(tuple(p) for p in in_proofs), tuple(tr.roots[t] for t in node.outputs),
+            tuple(tuple(p) for p in out_proofs), final, proof,
         )
 
 
@@ -256,14 +259,14 @@ class FraudVMBackend:
         return int(compile_context(self._context(bundle, node_index, batch)).num_steps)
 
     def start_state_hash(self, bundle: Bundle, node_index: int, batch: int, input_roots: Sequence[bytes]) -> bytes:
+        from .tensors import constant_root
         from .trace import initial_state
 
         dyn = iter(input_roots)
         roots = []
         for t in bundle.nodes[node_index].inputs:
-            spec = bundle.tensors[t]
             # SAFETY: a constant's root comes from the bundle (the model address), never from a player
-            roots.append(self.commit_tensor(spec.array(), int(spec.dtype)) if spec.is_const else next(dyn))
+            roots.append(constant_root(bundle, t) if bundle.tensors[t].is_const else next(dyn))
         return initial_state(bundle.address, node_index, roots, self._context(bundle, node_index, batch)).hash()
 
     def verify_step(self, pre_state_hash: bytes, witness: Any) -> bytes:
@@ -291,10 +294,17 @@ class FraudVMBackend:
     def witness_size(self, witness: Any) -> int:
         return int(witness.size_bytes())
 
-    def node_trace(self, bundle: Bundle, node_index: int, env: dict[int, np.ndarray]) -> NodeTraceLike:
+    def node_trace(self, bundle: Bundle, node_index: int, env: dict[int, np.ndarray],
+                   roots: Mapping[int, bytes] | None = None, env_has_output: bool = False) -> NodeTraceLike:
+        from .tensors import constant_root
         from .trace import NodeTrace
 
-        return NodeTrace(bundle, node_index, env)
+        node = bundle.nodes[node_index]
+        in_roots = None
+        if roots is not None:
+            in_roots = [constant_root(bundle, t) if bundle.tensors[t].is_const else roots[t] for t in node.inputs]
+        output = env[node.outputs[0]] if env_has_output else None
+        return NodeTrace(bundle, node_index, env, output=output, input_roots=in_roots)
 
     def final_opening(self, trace: Any) -> tuple[bytes, Any]:
         return trace.state_at(trace.num_steps).encode(), (trace.output_roots()[0], tuple(trace.final_region_proof()))

@@ -10,10 +10,11 @@ makes tensors with equal bytes but different shape or dtype commit differently.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
-from opml.bundle import DType, words_bytes
+from opml.bundle import Bundle, DType, words_bytes
 from opml.commitment import fast_bytes_root
 from opml.merkle import keccak
 
@@ -25,21 +26,57 @@ def tensor_header(dtype_code: int | DType, shape: Sequence[int]) -> list[int]:
     return [int(dtype_code), len(shape), *(int(d) for d in shape)]
 
 
+_NP_OF: dict[int, np.dtype] = {int(dt): dt.np for dt in DType}
+CODE_OF: dict[np.dtype, DType] = {dt.np: dt for dt in DType}
+"""Bundle dtype of a numpy dtype (``DType.from_np`` as a table)."""
+
+
 def tensor_bytes(array: np.ndarray, dtype_code: int | DType) -> bytes:
     """Canonical bytes of ``array`` as dtype ``dtype_code`` (little-endian, C order)."""
-    want = DType(int(dtype_code)).np
+    want = _NP_OF.get(int(dtype_code))
+    if want is None:
+        raise FraudVMError(f"unknown dtype code {dtype_code}")
     a = np.asarray(array)
     if a.dtype != want:
         raise FraudVMError(f"tensor has dtype {a.dtype}, its commitment says {want}")
-    return np.ascontiguousarray(a).astype(want.newbyteorder("<")).tobytes()
+    return a.astype(want.newbyteorder("<"), order="C", copy=False).tobytes(order="C")
+
+
+@lru_cache(maxsize=4096)
+def _header_bytes(header: tuple[int, ...]) -> bytes:
+    return words_bytes(list(header))
 
 
 def region_root(header: Sequence[int], data_root: bytes) -> bytes:
     """Root of a memory region / tensor commitment from its header words and data root."""
-    return keccak(words_bytes(list(header)) + data_root)
+    return keccak(_header_bytes(tuple(header)) + data_root)
 
 
 def commit_tensor(array: np.ndarray, dtype_code: int | DType) -> bytes:
     """32-byte commitment of a tensor: ``keccak(header || data_root)`` (module docstring)."""
     a = np.asarray(array)
-    return region_root(tensor_header(dtype_code, a.shape), fast_bytes_root(tensor_bytes(a, dtype_code)))
+    data = tensor_bytes(a, dtype_code)
+    # one word is its own root; otherwise the word tree (the same tree either way)
+    data_root = data + bytes(32 - len(data)) if 0 < len(data) <= 32 else fast_bytes_root(data)
+    return region_root(tensor_header(dtype_code, a.shape), data_root)
+
+
+_CONST_ROOTS: dict[tuple[bytes, int], bytes] = {}
+
+
+def constant_root(bundle: Bundle, tensor_id: int) -> bytes:
+    """``commit_tensor`` of constant ``tensor_id`` of ``bundle``, computed once per model.
+
+    A constant's root is a function of the model alone (its descriptor and data are committed by
+    the model address), so it is cached by ``(model address, tensor id)``, like compiled programs.
+    """
+    key = (bundle.address, tensor_id)
+    root = _CONST_ROOTS.get(key)
+    if root is None:
+        spec = bundle.tensors[tensor_id]
+        if not spec.is_const:
+            raise FraudVMError(f"tensor {tensor_id} is not a constant")
+        if len(_CONST_ROOTS) >= 1 << 16:
+            _CONST_ROOTS.clear()
+        root = _CONST_ROOTS[key] = commit_tensor(spec.array(), int(spec.dtype))
+    return root

@@ -1,7 +1,7 @@
 """One node's VM run: start state, fast-forward to any step, witnesses, final-state checks.
 
-``NodeTrace(bundle, node_index, env)`` computes the node's output with the engine's kernel once,
-then answers ``state_at(k)`` for any ``k`` directly: the registers come from the program's
+``NodeTrace(bundle, node_index, env)`` computes the node's output with the engine's kernel once
+(or takes it from the caller's own engine pass), then answers ``state_at(k)`` for any ``k`` directly: the registers come from the program's
 closed-form ``regs_at`` (partial sums over numpy values) and the memory root from the output
 elements the first ``k`` steps have written (``written_at``), so no step before ``k`` is run.
 
@@ -20,7 +20,7 @@ import numpy as np
 from opml.bundle import Bundle
 from opml.commitment import fast_bytes_root
 from opml.engine import get_plan
-from opml.merkle import ZERO_HASHES, ZERO_WORD, merkle_proof, merkle_root, root_from_proof
+from opml.merkle import ZERO_HASHES, ZERO_WORD, keccak, merkle_proof, merkle_root, root_from_proof
 
 from .compiler import NodeContext, compile_context, context_for
 from .errors import FraudVMError
@@ -83,9 +83,17 @@ def _batch(bundle: Bundle, node_index: int, xs: Sequence[np.ndarray]) -> int:
 
 
 class NodeTrace:
-    """The VM run of node ``node_index`` on values ``env`` (tensor id -> array; constants optional)."""
+    """The VM run of node ``node_index`` on values ``env`` (tensor id -> array; constants optional).
 
-    def __init__(self, bundle: Bundle, node_index: int, env: Mapping[int, np.ndarray]) -> None:
+    A caller that already has the node's output (its engine pass) and the roots of its inputs (its
+    phase-1 commitments) passes them as ``output`` / ``input_roots`` (every input, constants
+    included, in input order) so they are not computed twice; ``output`` must be what the engine's
+    kernel gives (a party that passes another value gets the trace of that value). States are
+    memoised per trace; setting ``y`` clears the memo.
+    """
+
+    def __init__(self, bundle: Bundle, node_index: int, env: Mapping[int, np.ndarray], *,
+                 output: np.ndarray | None = None, input_roots: Sequence[bytes] | None = None) -> None:
         self.bundle, self.node_index = bundle, node_index
         node = bundle.nodes[node_index]
         self.xs = [np.asarray(env[i]) if i in env else bundle.tensors[i].array() for i in node.inputs]
@@ -94,14 +102,37 @@ class NodeTrace:
         for x, t in zip(self.xs, self.context.inputs, strict=True):
             if tuple(x.shape) != t.shape or x.dtype != t.dtype.np:
                 raise FraudVMError(f"node {node_index} input {x.dtype}{x.shape} does not match its descriptor {t}")
-        y = get_plan(bundle).kernels[node_index](self.xs)
+        y = get_plan(bundle).kernels[node_index](self.xs) if output is None else np.asarray(output)
         out = self.context.output
         if tuple(y.shape) != out.shape or y.dtype != out.dtype.np:
             raise FraudVMError(f"engine output {y.dtype}{y.shape} of node {node_index} differs from its descriptor")
-        self.y = np.ascontiguousarray(y)
-        self.input_data = [tensor_bytes(x, t.dtype) for x, t in zip(self.xs, self.context.inputs, strict=True)]
-        self.input_roots = [commit_tensor(x, t.dtype) for x, t in zip(self.xs, self.context.inputs, strict=True)]
+        self.y = y
+        if input_roots is None:
+            input_roots = [commit_tensor(x, t.dtype) for x, t in zip(self.xs, self.context.inputs, strict=True)]
+        if len(input_roots) != len(self.xs) or any(len(r) != 32 for r in input_roots):
+            raise FraudVMError(f"node {node_index} takes {len(self.xs)} input roots of 32 bytes")
+        self.input_roots = list(input_roots)
         self.num_steps = self.program.num_steps
+        # the region tree over [inputs..., output]: only the output leaf changes between states
+        self._rtree = [list(self.input_roots) + [ZERO_WORD]]
+        for h in range(region_depth(len(self.input_roots) + 1)):
+            lv = self._rtree[h] + ([ZERO_HASHES[h]] if len(self._rtree[h]) % 2 else [])
+            self._rtree.append([keccak(lv[i] + lv[i + 1]) for i in range(0, len(lv), 2)])
+
+    @property
+    def y(self) -> np.ndarray:
+        """The node's output (C order); setting it clears the memoised states."""
+        return self._y
+
+    @y.setter
+    def y(self, value: np.ndarray) -> None:
+        self._y = np.ascontiguousarray(value)
+        self._memo: dict[object, object] = {}
+
+    @cached_property
+    def input_data(self) -> list[bytes]:
+        """Canonical bytes of every input (for the full memory)."""
+        return [tensor_bytes(x, t.dtype) for x, t in zip(self.xs, self.context.inputs, strict=True)]
 
     def _output_bytes(self, k: int) -> bytes:
         w = self.program.written_at(k)
@@ -115,6 +146,16 @@ class NodeTrace:
         if not 0 <= k <= hi:
             raise FraudVMError(f"step {k} is outside 0..{hi}")
 
+    def _memory_root(self, out_root: bytes) -> bytes:
+        """Root of the region tree with ``out_root`` as the output region (path update only)."""
+        i, node = len(self.input_roots), out_root
+        for h in range(len(self._rtree) - 1):
+            lv = self._rtree[h]
+            sib = lv[i ^ 1] if (i ^ 1) < len(lv) else ZERO_HASHES[h]
+            node = keccak(node + sib) if i % 2 == 0 else keccak(sib + node)
+            i >>= 1
+        return node
+
     def start_state(self) -> VMState:
         """State 0 (``initial_state`` of the model address, node and input roots)."""
         return initial_state(self.bundle.address, self.node_index, self.input_roots, self.context)
@@ -122,15 +163,23 @@ class NodeTrace:
     def state_at(self, k: int) -> VMState:
         """State after ``k`` steps, computed directly (fast-forward)."""
         self._check_k(k, self.num_steps)
-        reg = self.context.regions[-1]
-        out_root = region_root(reg.header, fast_bytes_root(self._output_bytes(k)))
-        roots = [*self.input_roots, out_root]
-        s, acc, aux = self.program.regs_at(k, self.xs)
-        status = HALTED if k >= self.num_steps else RUNNING
-        return VMState(self.context.hash, merkle_root(roots, region_depth(len(roots))), k, status, s, acc, aux)
+        hit = self._memo.get(k)
+        if hit is None:
+            reg = self.context.regions[-1]
+            out_root = region_root(reg.header, fast_bytes_root(self._output_bytes(k)))
+            s, acc, aux = self.program.regs_at(k, self.xs)
+            status = HALTED if k >= self.num_steps else RUNNING
+            hit = self._memo[k] = VMState(self.context.hash, self._memory_root(out_root), k, status, s, acc, aux)
+        assert isinstance(hit, VMState)
+        return hit
 
     def state_hash_at(self, k: int) -> bytes:
-        return self.state_at(k).hash()
+        key = ("hash", k)
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = self.state_at(k).hash()
+        assert isinstance(hit, bytes)
+        return hit
 
     @cached_property
     def _base_memory(self) -> NodeMemory:
@@ -160,7 +209,11 @@ class NodeTrace:
         return [np.frombuffer(data, dtype=out.dtype.np.newbyteorder("<")).astype(out.dtype.np).reshape(out.shape)]
 
     def output_roots(self) -> list[bytes]:
-        return [commit_tensor(self.outputs()[0], self.context.output.dtype)]
+        hit = self._memo.get("out")
+        if hit is None:
+            hit = self._memo["out"] = commit_tensor(self.outputs()[0], self.context.output.dtype)
+        assert isinstance(hit, bytes)
+        return [hit]
 
     def final_region_proof(self) -> list[bytes]:
         """Sibling path of the output region in the final state's region tree."""

@@ -7,9 +7,13 @@ against every dishonest strategy, in both roles, and prints per game:
   (and the same with ceilings, which is what a power-of-two bisection can reach);
 - the final step's witness bytes (target: under 8 KB);
 - the honest player's total compute time (inference, commitments, node trace, answers) relative to
-  one plain inference of the same input measured in the same run (target: at most 10x).
+  one plain inference of the same input measured in the same run (target: at most 10x). Each game
+  is played ``--repeats`` times with fresh players (no per-game state survives between plays; only
+  per-model work such as compiled programs, node contexts and constants' roots is cached, and one
+  untimed game per model warms it) and the median honest time is reported.
 
-Usage: ``python scripts/bench/dispute.py [--models a,b] [--bert] [--json out.json]``. No assertions.
+Usage: ``python scripts/bench/dispute.py [--models a,b] [--bert] [--repeats R] [--json out.json]``.
+No assertions.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ def lies_for(bundle: Bundle, backend: FraudVMBackend) -> list[Lie]:
             Lie("step", mid, steps_mid // 2), Lie("timeout", mid)]
 
 
-def bench_model(name: str, bundle: Bundle, x: np.ndarray, backend: FraudVMBackend) -> list[dict]:
+def bench_model(name: str, bundle: Bundle, x: np.ndarray, backend: FraudVMBackend, repeats: int = 5) -> list[dict]:
     t_inf = time_call(lambda: run(bundle, [x]), repeats=20, budget_s=2.0).median_s
     n = len(bundle.nodes)
     # one untimed game first: per-model one-off work (program compilation caches) is not per game
@@ -68,15 +72,18 @@ def bench_model(name: str, bundle: Bundle, x: np.ndarray, backend: FraudVMBacken
     rows = []
     for lie in lies_for(bundle, backend):
         for honest_role in Role:
-            honest, liar = Player(bundle, [x], backend), Player(bundle, [x], backend, lie)
-            claimant, challenger = (honest, liar) if honest_role == Role.CLAIMANT else (liar, honest)
-            res = play_game(bundle, claimant, challenger, backend)
-            assert res is not None
+            times = []
+            for _ in range(repeats):  # the same game with fresh players: the median resists scheduler noise
+                honest, liar = Player(bundle, [x], backend), Player(bundle, [x], backend, lie)
+                claimant, challenger = (honest, liar) if honest_role == Role.CLAIMANT else (liar, honest)
+                res = play_game(bundle, claimant, challenger, backend)
+                assert res is not None
+                times.append(res.seconds[honest_role])
             k = res.node_index
             steps = backend.node_steps(bundle, k, 1) if 0 <= k < n else 0
             target = math.log2(n) + (math.log2(steps) if steps else 0) + 2
             ceil_target = math.ceil(math.log2(n)) + (math.ceil(math.log2(steps)) if steps else 0) + 2
-            h_s = res.seconds[honest_role]
+            h_s = sorted(times)[len(times) // 2]
             rows.append({
                 "model": name, "nodes": n, "lie": lie.kind, "lie_node": lie.node, "lie_step": lie.step,
                 "honest_role": honest_role.name.lower(), "honest_won": res.winner == honest_role,
@@ -123,11 +130,12 @@ def main() -> None:
     ap.add_argument("--models", default="digits_mlp,digits_cnn,encoder")
     ap.add_argument("--bert", action="store_true", help="also the BERT-like encoder (converted first)")
     ap.add_argument("--json", help="write the rows here")
+    ap.add_argument("--repeats", type=int, default=5, help="plays of each game; the honest time is their median")
     args = ap.parse_args()
     backend = FraudVMBackend()
     rows: list[dict] = []
     for name, (bundle, x) in load_models([m for m in args.models.split(",") if m], args.bert).items():
-        rows += bench_model(name, bundle, x, backend)
+        rows += bench_model(name, bundle, x, backend, max(1, args.repeats))
     print_rows(rows)
     summary(rows)
     if args.json:

@@ -152,7 +152,8 @@ class StandinBackend:
     def witness_size(self, witness: Any) -> int:
         return witness.size_bytes()
 
-    def node_trace(self, bundle: Bundle, node_index: int, env: dict[int, np.ndarray]) -> StandinTrace:
+    def node_trace(self, bundle: Bundle, node_index: int, env: dict[int, np.ndarray],
+                   roots: object = None, env_has_output: bool = False) -> StandinTrace:
         return StandinTrace(bundle, node_index, env)
 
     def final_opening(self, trace: StandinTrace) -> tuple[bytes, Any]:

@@ -173,3 +173,22 @@ def test_phase1_tables_match_full_merkle_roots(game_models) -> None:
         for i in range(len(bundle.nodes) + 1):
             assert tr.tensors_roots[i] == merkle_root(list(tr.leaves[i]), p1.table_depth(bundle))
             assert tr.states[i] == p1.state_hash(bundle.address, i, tr.tensors_roots[i])
+
+
+def test_table_paths_match_reference_proofs(game_models) -> None:
+    """OpenSteps' paths (one hashed table, path updates) equal reference merkle proofs."""
+    from opml.merkle import merkle_proof
+
+    for bundle, x in game_models.values():
+        tr = Player(bundle, [x], StandinBackend()).trace
+        d = p1.table_depth(bundle)
+        for k, node in enumerate(bundle.nodes):
+            reads = [t for t in node.inputs if not bundle.tensors[t].is_const]
+            got_r, got_w = tr.table_paths(k, reads, node.outputs)
+            leaves = list(tr.leaves[k])
+            assert got_r == [merkle_proof(leaves, t, d) for t in reads]
+            for t, path in zip(node.outputs, got_w, strict=True):
+                assert path == merkle_proof(leaves, t, d)
+                leaves[t] = tr.roots[t]
+        with pytest.raises(p1.Phase1Error):
+            tr.table_paths(0, [len(bundle.tensors)], [])
