@@ -54,7 +54,7 @@ def _prepare(bundle: Bundle) -> Plan:
             if not specs[i].is_const:
                 last[i] = j
     keep = set(bundle.outputs)
-    frees = [[] for _ in bundle.nodes]
+    frees: list[list[int]] = [[] for _ in bundle.nodes]
     for i, j in last.items():
         if i not in keep:
             frees[j].append(i)
@@ -121,7 +121,9 @@ def run(bundle: Bundle | bytes | str, inputs: Mapping[str, object] | Sequence[ob
         missing = [s.name for s in specs if s.name not in inputs]
         extra = set(inputs) - {s.name for s in specs}
         if missing or extra:
-            raise InferenceInputError(f"inputs must be exactly {[s.name for s in specs]}; missing {missing}, unknown {sorted(extra)}")
+            raise InferenceInputError(
+                f"inputs must be exactly {[s.name for s in specs]}; missing {missing}, unknown {sorted(extra)}"
+            )
         values = [inputs[s.name] for s in specs]
     else:
         values = list(inputs)
@@ -187,7 +189,8 @@ def decode_inputs(bundle: Bundle, data: bytes) -> list[np.ndarray]:
     for spec in bundle.input_specs():
         shape = spec.concrete_shape(batch)
         n = int(np.prod(shape, dtype=np.int64)) * spec.dtype.np.itemsize
-        arrays.append(np.frombuffer(data, dtype=spec.dtype.np.newbyteorder("<"), count=n // spec.dtype.np.itemsize, offset=pos).reshape(shape).astype(spec.dtype.np))
+        raw = np.frombuffer(data, dtype=spec.dtype.np.newbyteorder("<"), count=n // spec.dtype.np.itemsize, offset=pos)
+        arrays.append(raw.reshape(shape).astype(spec.dtype.np))
         pos += n
     return arrays
 

@@ -320,9 +320,10 @@ def prepare_avgpool(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
             cnt: np.ndarray | int = node.attr("kernel")[0] * node.attr("kernel")[1]
         else:
             ones = np.ones((1, 1) + x.shape[2:], dtype=np.int64)
-            cnt = _pool_windows(ones, node, 0).sum(axis=(4, 5))
-            if cnt.size and cnt.min() == 0:
+            counts = _pool_windows(ones, node, 0).sum(axis=(4, 5))
+            if counts.size and counts.min() == 0:
                 raise OpmlError("avgpool: a window lies entirely in the padding (count 0)")
+            cnt = counts
         y = round_div(acc * mult, np.asarray(cnt, dtype=np.int64) << shift) + out.zero_point
         return np.ascontiguousarray(np.clip(y, lo, hi).astype(out.dtype.np))
 
@@ -348,7 +349,7 @@ def prepare_reduce(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
             acc = isqrt((c * c).sum(axis=axes, keepdims=keep))
         else:
             raise OpmlError(f"reduce: unknown mode {mode}")
-        y = round_div(acc * mult, np.int64(cnt) << shift) + out.zero_point
+        y = round_div(acc * mult, np.asarray(cnt, dtype=np.int64) << shift) + out.zero_point
         return np.clip(y, lo, hi).astype(out.dtype.np)
 
     return run

@@ -163,7 +163,7 @@ def apply_float_requant(p: FloatRequant, t: np.ndarray, t_bound: int, channels_f
     clamp = t_bound > p.limit
     span = float(p.span)
     if rows * n <= TILE_ELEMENTS and not channels_first:  # one tile: the same passes, less bookkeeping
-        b = t2.astype(np.float64)
+        b = t2.astype(np.float64, order="C")
         if clamp:
             np.clip(b, p.lo, p.hi, out=b)
         b *= p.mf

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_engine_reference import INT8, UINT8, _gemm_node, act, check, const, one_node
 
 from opml.engine import run
 from opml.intmath import quantize_multiplier, requantize
@@ -29,8 +30,6 @@ from opml.requant import (
     plan_int_requant,
     saturation_bounds,
 )
-
-from test_engine_reference import INT8, UINT8, _gemm_node, act, check, const, one_node
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 QRANGE = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255)}
