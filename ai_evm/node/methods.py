@@ -35,7 +35,6 @@ from .models import get_model
 from .signing import PRIORITY_FEE, SigningApi
 
 CLIENT_VERSION = "aievm/0.1.0/python"
-AUTOMINE_WAIT = 60.0
 
 
 class EthApi(LogsApi, SigningApi):
