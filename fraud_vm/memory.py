@@ -17,6 +17,7 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import cast
 
 from opml.bundle import DType
 from opml.commitment import tree_levels
@@ -102,11 +103,21 @@ def multiroot(leaves: dict[int, bytes], depth: int, siblings: Sequence[bytes], p
 class Memory:
     """Full memory of a node's run (used to interpret and to build witnesses)."""
 
-    def __init__(self, regions: Sequence[Region], data: Sequence[bytes | None]) -> None:
+    def __init__(self, regions: Sequence[Region], data: Sequence[bytes | None],
+                 trees: Sequence[Sequence[bytes] | None] | None = None) -> None:
+        """``data[r]``: region ``r``'s bytes (None: zeros). ``trees[r]``, when given, is region
+        ``r``'s ``tree_levels`` already computed (immutable ``bytes`` levels: a read-only region
+        such as a constant, shared between memories); ``data[r]`` is then not read."""
         self.regions = list(regions)
         self.rdepth = region_depth(len(self.regions))
-        self.levels: list[list[bytearray]] = []
-        for reg, d in zip(self.regions, data, strict=True):
+        self.levels: list[list[bytearray] | list[bytes]] = []
+        for r, (reg, d) in enumerate(zip(self.regions, data, strict=True)):
+            tree = trees[r] if trees is not None else None
+            if tree is not None:
+                if len(tree[0]) != max(-(-reg.nbytes // WORD), 1) * WORD:
+                    raise InvalidStep(f"region {r}'s tree has {len(tree[0])} leaf bytes, expected {reg.nbytes}")
+                self.levels.append(list(tree))
+                continue
             raw = bytes(reg.nbytes) if d is None else bytes(d)
             if len(raw) != reg.nbytes:
                 raise InvalidStep(f"region data is {len(raw)} bytes, expected {reg.nbytes}")
@@ -152,7 +163,10 @@ class Memory:
 
     def write_word(self, r: int, w: int, value: bytes) -> None:
         self.read_word(r, w)
-        self.levels[r][0][w * WORD : (w + 1) * WORD] = value
+        leaves = self.levels[r][0]
+        if not isinstance(leaves, bytearray):
+            raise InvalidStep(f"region {r} is read-only in this memory")
+        leaves[w * WORD : (w + 1) * WORD] = value
         self._dirty.add((r, w))
 
     def commit(self) -> None:
@@ -161,7 +175,7 @@ class Memory:
         for r, w in self._dirty:
             by_region.setdefault(r, set()).add(w)
         for r, ws in by_region.items():
-            lv = self.levels[r]
+            lv = cast(list[bytearray], self.levels[r])  # written regions are mutable (write_word)
             cur = ws
             for h in range(len(lv) - 1):
                 nxt = {i >> 1 for i in cur}

@@ -30,7 +30,8 @@ ZERO_REGS: Regs3 = ((0,) * N_SCALARS, (0,) * LANES, (0,) * LANES)
 
 
 def _pad(v: Sequence[int] | np.ndarray) -> tuple[int, ...]:
-    return tuple(int(x) for x in v) + (0,) * (LANES - len(v))
+    vals = v.tolist() if isinstance(v, np.ndarray) and v.dtype.kind in "iu" else [int(x) for x in v]
+    return tuple(vals) + (0,) * (LANES - len(vals))
 
 
 def _keys(x: np.ndarray) -> np.ndarray:

@@ -12,13 +12,14 @@ commitment is checked with ``node_final_check``.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 
 import numpy as np
 
 from opml.bundle import Bundle
-from opml.commitment import fast_bytes_root
+from opml.commitment import fast_bytes_root, tree_levels
 from opml.engine import get_plan
 from opml.merkle import ZERO_HASHES, ZERO_WORD, keccak, merkle_proof, merkle_root, root_from_proof
 
@@ -50,6 +51,29 @@ def initial_state(model_address: bytes, node_index: int, input_roots: Sequence[b
     roots = [*input_roots, zero_region_root(context, len(context.inputs))]
     mem_root = merkle_root(roots, region_depth(len(roots)))
     return VMState(context.hash, mem_root, 0, RUNNING)
+
+
+_CONST_TREES: OrderedDict[tuple[bytes, int], list[bytes]] = OrderedDict()
+
+
+def constant_tree(bundle: Bundle, tensor_id: int) -> list[bytes]:
+    """``tree_levels`` of constant ``tensor_id``'s canonical bytes, computed once per model.
+
+    Like a constant's root (``fraud_vm.tensors.constant_root``) this is a function of the model
+    alone; the levels are immutable ``bytes``, shared by every memory that holds the constant.
+    """
+    key = (bundle.address, tensor_id)
+    tree = _CONST_TREES.get(key)
+    if tree is None:
+        spec = bundle.tensors[tensor_id]
+        if not spec.is_const:
+            raise FraudVMError(f"tensor {tensor_id} is not a constant")
+        tree = _CONST_TREES[key] = tree_levels(tensor_bytes(spec.array(), spec.dtype))
+        while len(_CONST_TREES) > 1024:
+            _CONST_TREES.popitem(last=False)
+    else:
+        _CONST_TREES.move_to_end(key)
+    return tree
 
 
 def region_proof(roots: Sequence[bytes], r: int) -> list[bytes]:
@@ -134,6 +158,11 @@ class NodeTrace:
         """Canonical bytes of every input (for the full memory)."""
         return [tensor_bytes(x, t.dtype) for x, t in zip(self.xs, self.context.inputs, strict=True)]
 
+    def _input_trees(self) -> list[list[bytes] | None]:
+        """Word trees of the node's constant inputs (per model, cached); None for the others."""
+        node = self.bundle.nodes[self.node_index]
+        return [constant_tree(self.bundle, t) if self.bundle.tensors[t].is_const else None for t in node.inputs]
+
     def _output_bytes(self, k: int) -> bytes:
         w = self.program.written_at(k)
         flat = self.y.reshape(-1)
@@ -183,7 +212,10 @@ class NodeTrace:
 
     @cached_property
     def _base_memory(self) -> NodeMemory:
-        return NodeMemory(self.context, [*self.input_data, None])
+        trees = self._input_trees()
+        data = [None if tree is not None else tensor_bytes(x, t.dtype)
+                for x, t, tree in zip(self.xs, self.context.inputs, trees, strict=True)]
+        return NodeMemory(self.context, [*data, None], [*trees, None])
 
     def memory_at(self, k: int) -> NodeMemory:
         """Full memory after ``k`` steps (input trees are shared and built once)."""

@@ -26,8 +26,9 @@ MAX_WITNESS_WORDS = 256
 class NodeMemory(Memory):
     """The full memory of one node's run, with its context."""
 
-    def __init__(self, ctx: NodeContext, data: Sequence[bytes | None]) -> None:
-        super().__init__(ctx.regions, data)
+    def __init__(self, ctx: NodeContext, data: Sequence[bytes | None],
+                 trees: Sequence[Sequence[bytes] | None] | None = None) -> None:
+        super().__init__(ctx.regions, data, trees)
         self.ctx = ctx
 
     def with_output(self, data: bytes) -> NodeMemory:
