@@ -16,11 +16,13 @@ BERT-like encoder with random weights (``models/bert_like.py``: 6 layers, hidden
 Targets (reported PASS/FAIL, never an error exit): engine <= 1.5x onnxruntime float32 time on the
 BERT-like encoder, faster than onnxruntime int8 there, and digits accuracy within 1 point of float.
 
-Usage: ``python scripts/bench/engine.py [--quick] [--json out.json] [--models a,b] [--no-minilm] [--threads N]``
+Usage: ``python scripts/bench/engine.py [--quick] [--json out.json] [--models a,b] [--no-minilm] [--threads N]
+[--cpu-time]``
 
 On a shared machine timings swing widely (other processes take the cores; multi-threaded BLAS then
 waits on descheduled threads): the three runtimes are timed in alternating blocks over several rounds
-and ratios use the best times; ``--threads 1`` gives steadier numbers there.
+and ratios use the best times; ``--threads 1`` gives steadier numbers there, and ``--cpu-time`` (one
+thread everywhere, each call timed by its thread's CPU time) the steadiest.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -147,8 +150,24 @@ def _in_chunks(fn, inputs: list[np.ndarray], size: int = 64) -> np.ndarray:
     return np.concatenate([fn([x[i : i + size] for x in inputs]) for i in range(0, n, size)])
 
 
+def _time_rounds_cpu(fns: dict[str, Callable[[], object]], repeats: int, rounds: int) -> dict[str, Timing]:
+    """Like ``common.time_rounds``, but each call is timed by the calling thread's CPU time (all runtimes
+    run on that one thread when limited to one thread): a busy machine then slows but does not inflate."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    per_block = max(1, -(-repeats // rounds))
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            fn()
+            for _ in range(per_block):
+                t0 = time.thread_time()
+                fn()
+                times[k].append(time.thread_time() - t0)
+    return {k: Timing(statistics.median(v), min(v), len(v), rounds, v) for k, v in times.items()}
+
+
 def bench_case(
-    case: Case, tmp: str, threads: int, repeats: dict[int, int], budget_s: float, rounds: int
+    case: Case, tmp: str, threads: int, repeats: dict[int, int], budget_s: float, rounds: int,
+    cpu_time: bool = False,
 ) -> Result:
     from opml.convert import convert
     from opml.engine import run
@@ -181,7 +200,10 @@ def bench_case(
     for n in BATCHES:
         xs = _batch(case.eval_inputs, n)
         calls = {k: (lambda f=f, xs=xs: f(xs)) for k, f in fns.items()}
-        res.timings[str(n)] = time_rounds(calls, repeats[n], budget_s, rounds=rounds)  # type: ignore[arg-type]
+        if cpu_time:
+            res.timings[str(n)] = _time_rounds_cpu(calls, repeats[n], rounds)  # type: ignore[arg-type]
+        else:
+            res.timings[str(n)] = time_rounds(calls, repeats[n], budget_s, rounds=rounds)  # type: ignore[arg-type]
 
     outs = {k: _in_chunks(f, case.eval_inputs) for k, f in fns.items()}
     e, f32, i8 = outs["engine"], outs["ort_fp32"], outs["ort_int8"]
@@ -274,9 +296,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-minilm", action="store_true", help="skip the real MiniLM model even if present")
     ap.add_argument("--threads", type=int, default=0,
                     help="limit numpy's BLAS to N threads and give onnxruntime the same (default: numpy's count)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="one thread everywhere and time each call by its thread's CPU time (steadier on a busy "
+                         "shared machine: time spent descheduled is not counted)")
     ap.add_argument("--time-limit", type=float, default=170.0,
                     help="skip models that would not finish within this many seconds of the start (default 170)")
     args = ap.parse_args(argv)
+    if args.cpu_time:
+        args.threads = 1
+        try:
+            from opml.parallel import set_worker_count
+        except ImportError:  # an engine without threaded passes
+            pass
+        else:
+            set_worker_count(1)
     if args.threads > 0:
         from threadpoolctl import threadpool_limits
 
@@ -295,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"threads: numpy BLAS {threads} ({blas_name()}); onnxruntime {ort.__version__} "
           f"intra_op_num_threads={threads}, inter_op=1, sequential, default graph optimizations; "
           f"engine: single Python thread + BLAS {threads}")
-    print(f"timing: ms per call, best (median) of up to {repeats[1]} (batch 1) / {repeats[32]} (batch 32) "
+    print(f"timing: {'thread CPU' if args.cpu_time else 'wall'} ms per call, best (median) of up to "
+          f"{repeats[1]} (batch 1) / {repeats[32]} (batch 32) "
           f"calls, in {rounds} rounds of one block per runtime (1 warm-up call each, ~{budget_s}s per batch "
           f"size in all); ratios from best times")
     print(f"machine: {platform.machine()}, {os.cpu_count()} logical cores; at start {machine_load()}")
@@ -324,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"it needs about {EXPECTED_S.get(name, 10.0):.0f}s")
                 continue
             t0 = time.perf_counter()
-            r = bench_case(case, tmp, threads, repeats, budget_s, rounds)
+            r = bench_case(case, tmp, threads, repeats, budget_s, rounds, args.cpu_time)
             results.append(r)
             status = r.error or "ok"
             print(f"[{name}] {status} ({time.perf_counter() - t0:.1f}s)", flush=True)
