@@ -21,7 +21,7 @@ import numpy as np
 from opml.bundle import Bundle
 from opml.commitment import fast_bytes_root, tree_levels
 from opml.engine import get_plan
-from opml.merkle import ZERO_HASHES, ZERO_WORD, keccak, merkle_proof, merkle_root, root_from_proof
+from opml.merkle import WORD, ZERO_HASHES, ZERO_WORD, keccak, merkle_proof, merkle_root, root_from_proof
 
 from .compiler import NodeContext, compile_context, context_for
 from .errors import FraudVMError
@@ -189,13 +189,46 @@ class NodeTrace:
         """State 0 (``initial_state`` of the model address, node and input roots)."""
         return initial_state(self.bundle.address, self.node_index, self.input_roots, self.context)
 
+    def _output_levels(self) -> list[bytes]:
+        """Word tree of the whole output (memoised)."""
+        hit = self._memo.get("levels")
+        if hit is None:
+            hit = self._memo["levels"] = tree_levels(tensor_bytes(self.y, self.context.output.dtype))
+        assert isinstance(hit, list)
+        return hit
+
+    def _output_data_root(self, k: int) -> bytes:
+        """Data root of the output region after ``k`` steps.
+
+        When the first ``k`` steps have written a prefix of the output (every program shape but
+        rows), the tree over "final words, then zeros" is the full output's tree on the left of
+        the boundary word and zero subtrees on its right: one hash per level, no rehashing.
+        """
+        w = self.program.written_at(k)
+        if isinstance(w, np.ndarray):
+            return fast_bytes_root(self._output_bytes(k))
+        levels = self._output_levels()
+        nbytes = w * self.y.itemsize
+        full, part = divmod(nbytes, WORD)
+        if nbytes >= self.y.nbytes:
+            return levels[-1]
+        leaf = levels[0][full * WORD : full * WORD + part] + bytes(WORD - part)  # the boundary word
+        i, node = full, leaf
+        for h in range(len(levels) - 1):
+            if i % 2:
+                node = keccak(levels[h][(i - 1) * WORD : i * WORD] + node)
+            else:
+                node = keccak(node + ZERO_HASHES[h])
+            i >>= 1
+        return node
+
     def state_at(self, k: int) -> VMState:
         """State after ``k`` steps, computed directly (fast-forward)."""
         self._check_k(k, self.num_steps)
         hit = self._memo.get(k)
         if hit is None:
             reg = self.context.regions[-1]
-            out_root = region_root(reg.header, fast_bytes_root(self._output_bytes(k)))
+            out_root = region_root(reg.header, self._output_data_root(k))
             s, acc, aux = self.program.regs_at(k, self.xs)
             status = HALTED if k >= self.num_steps else RUNNING
             hit = self._memo[k] = VMState(self.context.hash, self._memory_root(out_root), k, status, s, acc, aux)
@@ -242,8 +275,8 @@ class NodeTrace:
 
     def output_roots(self) -> list[bytes]:
         hit = self._memo.get("out")
-        if hit is None:
-            hit = self._memo["out"] = commit_tensor(self.outputs()[0], self.context.output.dtype)
+        if hit is None:  # commit_tensor of the output: its header and the whole output's data root
+            hit = self._memo["out"] = region_root(self.context.regions[-1].header, self._output_data_root(self.num_steps))
         assert isinstance(hit, bytes)
         return [hit]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from fraud_vm.compiler import context_for, decode_context
 from fraud_vm.errors import InvalidStep, InvalidWitness
 from fraud_vm.state import decode_state
+from fraud_vm.strategies import corrupt
 from fraud_vm.tensors import commit_tensor, region_root, tensor_header
 from fraud_vm.trace import NodeTrace, initial_state
 from fraud_vm.vm import StepWitness, verify_step
@@ -129,3 +131,19 @@ def test_commitment_mixes_in_shape_and_dtype() -> None:
     assert commit_tensor(a, 1) != commit_tensor(a.reshape(8, 8), 1)
     assert commit_tensor(a.view(np.uint8), 2) != commit_tensor(a, 1)
     assert commit_tensor(a.reshape(8, 8), 1) == commit_tensor(a.reshape(8, 8).copy(), 1)
+
+
+def test_fast_forward_memory_root_matches_full_memory(encoder_traces: dict[str, NodeTrace]) -> None:
+    """The path-updated memory roots of ``state_at`` equal the root of the full memory at every
+    sampled step (prefix writes, partial boundary words, row masks, the final state)."""
+    for tr in encoder_traces.values():
+        n = tr.num_steps
+        for k in sorted({0, 1, 2, n // 3, n // 2, n - 2, n - 1, n} & set(range(n + 1))):
+            assert tr.state_at(k).memory_root == tr.memory_at(k).root(), (tr.context.node.op, k)
+        assert tr.output_roots() == [commit_tensor(tr.y, tr.context.output.dtype)]
+        # a copy given another output (what `aievm replay --against` does) does not reuse the memo
+        other = copy.copy(tr)
+        y = corrupt(tr.y)
+        other.y = y
+        assert other.state_at(n).memory_root != tr.state_at(n).memory_root
+        assert other.output_roots() == [commit_tensor(y, tr.context.output.dtype)]
