@@ -163,10 +163,12 @@ def apply_float_requant(p: FloatRequant, t: np.ndarray, t_bound: int, channels_f
     clamp = t_bound > p.limit
     span = float(p.span)
     if rows * n <= TILE_ELEMENTS and not channels_first:  # one tile: the same passes, less bookkeeping
-        b = t2.astype(np.float64, order="C")
         if clamp:
+            b = t2.astype(np.float64, order="C")
             np.clip(b, p.lo, p.hi, out=b)
-        b *= p.mf
+            b *= p.mf
+        else:
+            b = np.multiply(t2, p.mf, dtype=np.float64, order="C")  # converts and multiplies in one pass
         b += p.c
         np.clip(b, 0.0, span, out=b)
         out = b.astype(np.uint8)  # truncation toward zero == floor on these non-negative values
