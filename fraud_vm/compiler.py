@@ -17,8 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-import numpy as np
-
 from opml.bundle import Bundle, DType, Node, node_descriptor_words, tensor_descriptor_words, words_bytes
 from opml.merkle import keccak
 from opml.ops import BY_CODE

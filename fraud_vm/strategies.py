@@ -12,7 +12,7 @@ chosen step, or no moves at all. :func:`play_game` referees a game between two p
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -122,8 +122,11 @@ class LyingTrace:
 class Player:
     """One player: a belief (honest or corrupted by ``lie``) and the moves it implies."""
 
-    def __init__(self, bundle: Bundle, inputs: Sequence[np.ndarray], backend: PlayerBackend, lie: Lie = Lie()) -> None:
-        t0 = time.perf_counter()
+    def __init__(self, bundle: Bundle, inputs: Sequence[np.ndarray], backend: PlayerBackend, lie: Lie = Lie(),
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        """``clock`` times this player's own work (``seconds``): wall time by default."""
+        self.clock = clock
+        t0 = clock()
         self.bundle, self.backend, self.lie = bundle, backend, lie
         self.batch = _batch_of(bundle, inputs)
         self.honest_env = p1.intermediate_tensors(bundle, inputs)
@@ -147,7 +150,7 @@ class Player:
         if lie.kind == "intermediate":
             self.garbage = set(range(1, n))  # every intermediate state is made up
         self.node_traces: dict[int, NodeTraceLike] = {}
-        self.seconds = time.perf_counter() - t0
+        self.seconds = clock() - t0
 
     # -------------------------------------------------------------------------- beliefs
 
@@ -193,13 +196,13 @@ class Player:
 
     def respond(self, game: Game) -> Move | None:
         """This player's move in ``game`` (None: it does not move)."""
-        t0 = time.perf_counter()
+        t0 = self.clock()
         try:
             if self.lie.kind == "timeout":
                 return None
             return self._respond(game)
         finally:
-            self.seconds += time.perf_counter() - t0
+            self.seconds += self.clock() - t0
 
     def _respond(self, game: Game) -> Move | None:
         b = game.bisection

@@ -1,9 +1,12 @@
 """One node's VM run: start state, fast-forward to any step, witnesses, final-state checks.
 
 ``NodeTrace(bundle, node_index, env)`` computes the node's output with the engine's kernel once
-(or takes it from the caller's own engine pass), then answers ``state_at(k)`` for any ``k`` directly: the registers come from the program's
-closed-form ``regs_at`` (partial sums over numpy values) and the memory root from the output
-elements the first ``k`` steps have written (``written_at``), so no step before ``k`` is run.
+(or takes it from the caller's own engine pass), then answers ``state_at(k)`` for any ``k``
+directly: the registers come from the program's closed-form ``regs_at`` (partial sums over numpy
+values) and the memory root from the output elements the first ``k`` steps have written
+(``written_at``), so no step before ``k`` is run. Only the output region changes between states,
+so a state's memory root is one path update of the region tree, and for prefix-writing programs
+the output's data root is one hash per level at the written-prefix boundary.
 
 Linking to phase 1 (``docs/fraud_vm.md`` "Phase links"): the start state is
 ``initial_state(model_address, node_index, input_roots, context)``; a final state's output
@@ -276,7 +279,8 @@ class NodeTrace:
     def output_roots(self) -> list[bytes]:
         hit = self._memo.get("out")
         if hit is None:  # commit_tensor of the output: its header and the whole output's data root
-            hit = self._memo["out"] = region_root(self.context.regions[-1].header, self._output_data_root(self.num_steps))
+            header = self.context.regions[-1].header
+            hit = self._memo["out"] = region_root(header, self._output_data_root(self.num_steps))
         assert isinstance(hit, bytes)
         return [hit]
 

@@ -12,7 +12,7 @@ against every dishonest strategy, in both roles, and prints per game:
   per-model work such as compiled programs, node contexts and constants' roots is cached, and one
   untimed game per model warms it) and the median honest time is reported.
 
-Usage: ``python scripts/bench/dispute.py [--models a,b] [--bert] [--repeats R] [--json out.json]``.
+Usage: ``python scripts/bench/dispute.py [--models a,b] [--bert] [--repeats R] [--cpu-time] [--json out.json]``.
 No assertions.
 """
 
@@ -23,6 +23,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,6 @@ ROOT = Path(__file__).resolve().parents[2]
 for _p in (str(ROOT), str(Path(__file__).resolve().parent)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
-
-from common import time_call  # noqa: E402
 
 from fraud_vm.game import Role  # noqa: E402
 from fraud_vm.strategies import FraudVMBackend, Lie, Player, play_game  # noqa: E402
@@ -64,8 +63,20 @@ def lies_for(bundle: Bundle, backend: FraudVMBackend) -> list[Lie]:
             Lie("step", mid, steps_mid // 2), Lie("timeout", mid)]
 
 
-def bench_model(name: str, bundle: Bundle, x: np.ndarray, backend: FraudVMBackend, repeats: int = 5) -> list[dict]:
-    t_inf = time_call(lambda: run(bundle, [x]), repeats=20, budget_s=2.0).median_s
+def time_inference(bundle: Bundle, x: np.ndarray, clock: Callable[[], float]) -> float:
+    """Median time of one plain inference (``opml.engine.run``) by ``clock``."""
+    run(bundle, [x])
+    times = []
+    for _ in range(31):
+        t0 = clock()
+        run(bundle, [x])
+        times.append(clock() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def bench_model(name: str, bundle: Bundle, x: np.ndarray, backend: FraudVMBackend, repeats: int = 5,
+                clock: Callable[[], float] = time.perf_counter) -> list[dict]:
+    t_inf = time_inference(bundle, x, clock)
     n = len(bundle.nodes)
     # one untimed game first: per-model one-off work (program compilation caches) is not per game
     play_game(bundle, Player(bundle, [x], backend, Lie("node", n // 2)), Player(bundle, [x], backend), backend)
@@ -74,11 +85,12 @@ def bench_model(name: str, bundle: Bundle, x: np.ndarray, backend: FraudVMBacken
         for honest_role in Role:
             times = []
             for _ in range(repeats):  # the same game with fresh players: the median resists scheduler noise
-                honest, liar = Player(bundle, [x], backend), Player(bundle, [x], backend, lie)
+                honest, liar = Player(bundle, [x], backend, clock=clock), Player(bundle, [x], backend, lie)
                 claimant, challenger = (honest, liar) if honest_role == Role.CLAIMANT else (liar, honest)
                 res = play_game(bundle, claimant, challenger, backend)
                 assert res is not None
                 times.append(res.seconds[honest_role])
+            assert res is not None
             k = res.node_index
             steps = backend.node_steps(bundle, k, 1) if 0 <= k < n else 0
             target = math.log2(n) + (math.log2(steps) if steps else 0) + 2
@@ -131,11 +143,28 @@ def main() -> None:
     ap.add_argument("--bert", action="store_true", help="also the BERT-like encoder (converted first)")
     ap.add_argument("--json", help="write the rows here")
     ap.add_argument("--repeats", type=int, default=5, help="plays of each game; the honest time is their median")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="one thread everywhere (engine passes, BLAS) and times by the thread's CPU time: steadier "
+                         "on a busy shared machine (time spent descheduled is not counted)")
     args = ap.parse_args()
+    clock = time.perf_counter
+    if args.cpu_time:
+        clock = time.thread_time
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1, user_api="blas")
+        try:
+            from opml.parallel import set_worker_count
+        except ImportError:  # an engine without threaded passes
+            pass
+        else:
+            set_worker_count(1)
+    print(f"timing: {'thread CPU' if args.cpu_time else 'wall'} time; honest time = median of {args.repeats} plays "
+          f"of each game, one inference = median of 31 runs")
     backend = FraudVMBackend()
     rows: list[dict] = []
     for name, (bundle, x) in load_models([m for m in args.models.split(",") if m], args.bert).items():
-        rows += bench_model(name, bundle, x, backend, max(1, args.repeats))
+        rows += bench_model(name, bundle, x, backend, max(1, args.repeats), clock)
     print_rows(rows)
     summary(rows)
     if args.json:
