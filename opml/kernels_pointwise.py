@@ -21,6 +21,7 @@ from .parallel import for_row_ranges
 
 BYTE_DTYPES = (DType.INT8, DType.UINT8)
 _I64_SAFE = 1 << 62
+PAIR_LUT_MIN = 1 << 12  # below this many elements a byte-by-byte lookup is as fast
 
 
 def _byte_values(dtype: DType) -> np.ndarray:
@@ -104,17 +105,36 @@ def prepare_mul(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     return run
 
 
+def _pair_lut(by_byte: np.ndarray) -> np.ndarray:
+    """The 65536-entry table that maps two adjacent input bytes (read as one native uint16) to the two
+    output bytes (as one uint16): half as many gathers as byte by byte. Built through the same
+    native views it is used with, so it is right for either byte order."""
+    pairs = np.arange(1 << 16, dtype=np.uint16).view(np.uint8)
+    return np.ascontiguousarray(by_byte.view(np.uint8)[pairs]).view(np.uint16)
+
+
 def prepare_lut(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     x_spec = specs[node.inputs[0]]
     table = _const(specs, node.inputs[1])
     offset = 128 if x_spec.dtype == DType.INT8 else 0
-    by_byte = None
+    by_byte = pair = None
     if x_spec.dtype in BYTE_DTYPES and table.shape == (256,):
         by_byte = np.ascontiguousarray(table[_byte_values(x_spec.dtype) + offset])
+        if by_byte.dtype.itemsize == 1:
+            pair = _pair_lut(by_byte)
 
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
+        x = xs[0]
+        if pair is not None and x.size >= PAIR_LUT_MIN and x.flags.c_contiguous:
+            flat = x.reshape(-1).view(np.uint8)
+            even = flat.size & ~1
+            out = np.empty(flat.size, dtype=by_byte.dtype)
+            out[:even].view(np.uint16)[...] = _take(pair, flat[:even].view(np.uint16))
+            if even < flat.size:
+                out[even:] = by_byte[flat[even:]]
+            return out.reshape(x.shape)
         if by_byte is not None:
-            return _take(by_byte, xs[0].view(np.uint8))
-        return table[xs[0].astype(np.intp) + offset]
+            return _take(by_byte, x.view(np.uint8))
+        return table[x.astype(np.intp) + offset]
 
     return run

@@ -252,3 +252,16 @@ def test_linear_threads_and_batch_orientation(workers) -> None:
         for n in (1, 3):
             workers(n)
             assert np.array_equal(run(b, [x])[0], want)
+
+
+@pytest.mark.parametrize("dtype", [INT8, UINT8])
+@pytest.mark.parametrize("size", [4096, 4097, 9999])
+def test_lut_by_byte_pairs(dtype, size: int) -> None:
+    """Large lookups read two input bytes at a time (a 65536-entry pair table), odd sizes included."""
+    rng = np.random.default_rng(size)
+    lo, hi = (-128, 128) if dtype == INT8 else (0, 256)
+    x = rng.integers(lo, hi, size=(size,)).astype(dtype.np)
+    x[:256] = np.arange(lo, hi).astype(dtype.np)  # every byte value
+    table = rng.integers(0, 256, 256).astype(np.uint8)
+    check(one_node("lut", [act("x", dtype, x.shape, 0.1, 0), const("t", table)], act("y", UINT8, x.shape, 0.1, 0)),
+          [x])
