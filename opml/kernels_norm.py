@@ -154,6 +154,7 @@ def _layernorm_f64(x: np.ndarray, n: int, p: _LayerNormF64) -> np.ndarray:
     step = max(1, TILE_ELEMENTS // n)
     rq = p.requant
     assert rq is not None
+    ones = np.ones(n)
 
     def tiles(start: int, stop: int) -> None:
         i32 = np.empty((min(step, stop - start), n), dtype=np.int32)
@@ -161,8 +162,9 @@ def _layernorm_f64(x: np.ndarray, n: int, p: _LayerNormF64) -> np.ndarray:
         for r0 in range(start, stop, step):
             r1 = min(stop, r0 + step)
             xf = x2[r0:r1].astype(np.float64)
-            s = xf.sum(axis=-1, keepdims=True)  # exact: integers below 2^53
-            q = np.einsum("ij,ij->i", xf, xf)[:, None]
+            # row sums by BLAS matrix-vector products: exact, every partial sum is an integer below 2^53
+            s = (xf @ ones)[:, None]
+            q = (np.square(xf) @ ones)[:, None]
             # v = sum_i (n x_i - S)^2 = n (n Q - S^2), an exact integer identity
             v = (n * (n * q - s * s)).astype(np.int64)
             den = np.maximum(isqrt(((v // n) << (2 * g)) + p.eps), 1)
