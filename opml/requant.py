@@ -161,6 +161,8 @@ def apply_float_requant(p: FloatRequant, t: np.ndarray, t_bound: int, channels_f
     t2 = t if channels_first else t.reshape(-1, t.shape[-1] if t.ndim else 1)
     rows, n = t2.shape
     clamp = t_bound > p.limit
+    if clamp and t2.size:  # the data's own maximum (two fast reductions) usually spares the clamp pass
+        clamp = max(-float(t2.min()), float(t2.max())) > p.limit
     span = float(p.span)
     if rows * n <= TILE_ELEMENTS and not channels_first:  # one tile: the same passes, less bookkeeping
         if clamp:
