@@ -29,21 +29,21 @@ from opml.cost import ModelCost
 #: Flat charge of every call: call-data parsing, the model-store lookup, plan lookup, encoding.
 INFERENCE_BASE_GAS = 400
 #: Per graph node executed (the engine's fixed per-kernel overhead).
-NODE_GAS = 20
+NODE_GAS = 80
 #: Per 32-byte word of model input (decoding into arrays, hashing for the inference record).
-INPUT_WORD_GAS = 3
+INPUT_WORD_GAS = 1
 #: Per 32-byte word of model output (encoding, copying back to the caller, hashing).
-OUTPUT_WORD_GAS = 3
+OUTPUT_WORD_GAS = 1
 #: Per million multiply-accumulates of linear and matmul layers.
-MAC_GAS_PER_MILLION = 300
+MAC_GAS_PER_MILLION = 40
 #: Per million multiply-accumulates of convolutions (im2col makes them dearer).
-CONV_MAC_GAS_PER_MILLION = 1_500
+CONV_MAC_GAS_PER_MILLION = 600
 #: Per million elementwise element-operations (activations, requantization, softmax, ...).
-ELEMENTWISE_GAS_PER_MILLION = 15_000
+ELEMENTWISE_GAS_PER_MILLION = 8_000
 #: Per million element-operations of pooling windows.
-WINDOW_GAS_PER_MILLION = 30_000
+WINDOW_GAS_PER_MILLION = 20_000
 #: Per million bytes of constant tensors (weights, biases, tables) the inference reads.
-WEIGHT_BYTE_GAS_PER_MILLION = 1_000
+WEIGHT_BYTE_GAS_PER_MILLION = 500
 #: Inline bundles (0xa0): per 32-byte word of bundle bytes decoded, hashed and prepared.
 BUNDLE_WORD_GAS = 8
 
