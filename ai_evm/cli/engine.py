@@ -108,7 +108,7 @@ def infer_cmd(bundle_path: str, inputs: tuple[str, ...], output: str | None) -> 
             click.echo(f"{n}: {np.array2string(o, threshold=50)}")
         return
     if output.endswith(".npz"):
-        np.savez(output, **dict(zip(names, outs, strict=True)))
+        np.savez(output, **dict(zip(names, outs, strict=True)))  # type: ignore[arg-type]
     else:
         if len(outs) != 1:
             _fail("the model has several outputs: write them to a .npz file")
