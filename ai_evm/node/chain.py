@@ -220,7 +220,15 @@ class Sequencer:
                 good.append(tx)
             except Exception as e:
                 self.pool.drop(tx, f"transaction dropped: {e}")
-        return self._mine(good) if good else None
+        if not good:
+            return None
+        try:
+            return self._mine(good)
+        except Exception as e:  # never leave unminable transactions in the pool
+            log.exception("mining the remaining %d transactions failed", len(good))
+            for tx in good:
+                self.pool.drop(tx, f"transaction dropped: block build failed: {e}")
+            return None
 
     def _dry_run(self, txs: list[SignedTransactionAPI]) -> None:
         head = self.head()
