@@ -101,3 +101,19 @@ def test_interval_mining(seq: Sequencer) -> None:
     finally:
         miner.stop()
     assert api.eth_getTransactionReceipt(tx_hash)["status"] == "0x1"  # type: ignore[index]
+
+
+def test_block_build_that_always_fails_drops_and_leaves_head(seq: Sequencer, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = seq.config.accounts[4].private_key
+    txs = [seq.decode_raw(_raw(key, n)) for n in range(2)]
+    assert seq.submit(txs) == [None, None]
+    head = seq.head()
+
+    def broken(*args: object, **kwargs: object) -> None:
+        seq.db[b"half-written"] = b"x"  # a write that must not survive the failure
+        raise RuntimeError("simulated failure inside mine_all")
+
+    monkeypatch.setattr(seq.chain, "mine_all", broken)
+    assert seq.mine_pending() == []
+    assert not seq.pool.pending and all("simulated failure" in seq.pool.dropped[bytes(t.hash)] for t in txs)
+    assert seq.head() == head and seq.db.pending_count == 0 and b"half-written" not in seq.db
