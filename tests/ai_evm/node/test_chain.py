@@ -117,3 +117,19 @@ def test_block_build_that_always_fails_drops_and_leaves_head(seq: Sequencer, mon
     assert seq.mine_pending() == []
     assert not seq.pool.pending and all("simulated failure" in seq.pool.dropped[bytes(t.hash)] for t in txs)
     assert seq.head() == head and seq.db.pending_count == 0 and b"half-written" not in seq.db
+
+
+def test_model_stores_datadir_first_then_extra_uris(tmp_path: Path) -> None:
+    from ai_evm.cli.node import open_model_store
+    from ai_evm.node.errors import ServerError
+    from ai_evm.node.models import get_model
+    from opml.store import LocalStore
+
+    root = Path(__file__).resolve().parents[3] / "models"
+    extra = LocalStore(tmp_path / "extra")
+    address = extra.put((root / "encoder" / "model.bundle").read_bytes())
+    resolver = make_resolver(open_model_store((str(tmp_path / "extra"),), tmp_path / "data"))  # type: ignore[arg-type]
+    info = get_model(resolver, address)
+    assert info["address"] == "0x" + address.hex() and int(info["size"], 16) > 0
+    with pytest.raises(ServerError, match="not available"):
+        get_model(resolver, b"\x07" * 32)
