@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_engine_reference import INT8, UINT8, _gemm_node, act, check, const, one_node
+from test_engine_reference import INT8, INT32, UINT8, _gemm_node, act, check, const, one_node
 
 from opml.engine import run
 from opml.intmath import quantize_multiplier, requantize
@@ -265,3 +265,32 @@ def test_lut_by_byte_pairs(dtype, size: int) -> None:
     table = rng.integers(0, 256, 256).astype(np.uint8)
     check(one_node("lut", [act("x", dtype, x.shape, 0.1, 0), const("t", table)], act("y", UINT8, x.shape, 0.1, 0)),
           [x])
+
+
+@SETTINGS
+@given(st.integers(1, 40), st.lists(st.integers(-(2**31), 2**31 - 1), min_size=1, max_size=8),
+       st.sampled_from([INT8, UINT8]), st.integers(0, 2**32 - 1))
+def test_softmax_with_arbitrary_tables(length: int, values: list[int], dtype, seed: int) -> None:
+    """A bundle is external input: exponent tables with extreme or negative int32 entries (row sums
+    at or below zero included) still give the reference's bytes through the float64 path."""
+    rng = np.random.default_rng(seed)
+    table = np.array([values[i % len(values)] for i in range(256)], dtype=np.int32)
+    lo, hi = (-128, 128) if dtype == INT8 else (0, 256)
+    x = rng.integers(lo, hi, size=(3, length)).astype(dtype.np)
+    out = INT8 if seed % 2 else UINT8
+    zp = -128 if out == INT8 else 0
+    check(one_node("softmax", [act("x", dtype, x.shape, 0.1, 0), const("t", table)],
+                   act("y", out, x.shape, 1 / 256, zp), axis=1), [x])
+
+
+@pytest.mark.parametrize("k", [258, 259])
+def test_matmul_zero_point_bound_edge(k: int) -> None:
+    """K * max|a - za| * max|b - zb| = 258 * 255 * 255 <= 2^24 < 259 * 255 * 255: the float32 path
+    with zero points subtracted, then the chunked int64 path, both with every product at its extreme."""
+    a = np.full((2, 1, k), 127, dtype=np.int8)
+    a[1] = np.random.default_rng(k).integers(-128, 128, size=(1, k))
+    b = np.full((2, k, 2), -128, dtype=np.int8)
+    bundle = one_node("matmul", [act("a", INT8, a.shape, 0.1, -128), act("b", INT8, b.shape, 0.1, 127)],
+                      act("y", INT32, (2, 1, 2)), mult=0, shift=1, qmin=0, qmax=0)
+    y = check(bundle, [a, b])
+    assert y[0, 0, 0] == k * 255 * -255
