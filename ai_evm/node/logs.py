@@ -50,23 +50,28 @@ class LogsApi:
             return collect_logs(blocks, criteria)
 
     def eth_getLogs(self, criteria: Any) -> list[dict[str, Any]]:
+        """Logs matching a filter object."""
         return self._logs(parse_criteria(criteria))
 
     def eth_newFilter(self, criteria: Any) -> str:
+        """Install a log filter; returns its id."""
         parsed = parse_criteria(criteria)
         with self.seq.lock:
             head = int(self.seq.head().block_number)
         return self.filters.install(Filter("logs", parsed, head + 1))
 
     def eth_newBlockFilter(self) -> str:
+        """Install a new-block filter; returns its id."""
         with self.seq.lock:
             head = int(self.seq.head().block_number)
         return self.filters.install(Filter("blocks", None, head + 1))
 
     def eth_newPendingTransactionFilter(self, *_: Any) -> str:
+        """Install a pending-transaction filter (always empty: automine)."""
         return self.filters.install(Filter("pending", None, 0))
 
     def eth_getFilterChanges(self, fid: Any) -> list[Any]:
+        """What a filter matched since its last poll."""
         flt = self.filters.get(fid)
         if flt is None:
             raise ServerError("filter not found")
@@ -81,10 +86,12 @@ class LogsApi:
             return self._logs(flt.criteria, first=start)
 
     def eth_getFilterLogs(self, fid: Any) -> list[dict[str, Any]]:
+        """Every log a log filter matches."""
         flt = self.filters.get(fid)
         if flt is None or flt.criteria is None:
             raise ServerError("filter not found")
         return self._logs(flt.criteria)
 
     def eth_uninstallFilter(self, fid: Any) -> bool:
+        """Remove a filter; true if it existed."""
         return self.filters.remove(fid)

@@ -97,50 +97,65 @@ class EthApi(LogsApi, SigningApi):
 
     # -- chain info -------------------------------------------------------------------------------
     def web3_clientVersion(self) -> str:
+        """Client name and version."""
         return CLIENT_VERSION
 
     def web3_sha3(self, payload: Any) -> str:
+        """keccak256 of the given data."""
         return data(keccak(parse_data(payload, "data")))
 
     def net_version(self) -> str:
+        """The chain id as a decimal string."""
         return str(self.seq.config.chain_id)
 
     def net_listening(self) -> bool:
+        """Always true."""
         return True
 
     def net_peerCount(self) -> str:
+        """Always 0 (a sequencer has no peers)."""
         return "0x0"
 
     def eth_chainId(self) -> str:
+        """The chain id."""
         return quantity(self.seq.config.chain_id)
 
     def eth_blockNumber(self) -> str:
+        """Number of the head block."""
         with self.seq.lock:
             return quantity(self.seq.head().block_number)
 
     def eth_syncing(self) -> bool:
+        """Always false."""
         return False
 
     def eth_mining(self) -> bool:
+        """Always true."""
         return True
 
     def eth_hashrate(self) -> str:
+        """Always 0."""
         return "0x0"
 
     def eth_coinbase(self) -> str:
+        """The zero address (fees go to nobody on this chain)."""
         return data(b"\0" * 20)
 
     def eth_accounts(self) -> list[str]:
+        """The dev accounts."""
         return [a.address.lower() for a in self.seq.config.accounts]
 
     def eth_gasPrice(self) -> str:
+        """Next block's base fee plus the suggested priority fee."""
         with self.seq.lock:
             return quantity(self.seq.limits().base_fee + PRIORITY_FEE)
 
     def eth_maxPriorityFeePerGas(self) -> str:
+        """The suggested priority fee (1 gwei)."""
         return quantity(PRIORITY_FEE)
 
     def eth_feeHistory(self, count: Any, newest: Any, percentiles: Any = None) -> dict[str, Any]:
+        """Base fees, gas used ratios and reward percentiles of recent blocks."""
         n = parse_quantity(count, "blockCount", 1 << 32)
         with self.seq.lock:
             last = self._number(newest, "newestBlock")
@@ -150,11 +165,13 @@ class EthApi(LogsApi, SigningApi):
 
     # -- state ------------------------------------------------------------------------------------
     def eth_getBalance(self, address: Any, block: Any = "latest") -> str:
+        """Balance of an account at a block."""
         addr = parse_address(address)
         with self.seq.lock:
             return quantity(self._state(block).get_balance(addr))
 
     def eth_getTransactionCount(self, address: Any, block: Any = "latest") -> str:
+        """Nonce of an account at a block (``pending`` counts the pool)."""
         addr = parse_address(address)
         with self.seq.lock:
             nonce = self._state(block).get_nonce(addr)
@@ -163,16 +180,19 @@ class EthApi(LogsApi, SigningApi):
             return quantity(nonce)
 
     def eth_getCode(self, address: Any, block: Any = "latest") -> str:
+        """Code of an account at a block."""
         addr = parse_address(address)
         with self.seq.lock:
             return data(self._state(block).get_code(addr))
 
     def eth_getStorageAt(self, address: Any, slot: Any, block: Any = "latest") -> str:
+        """One storage word of an account at a block."""
         addr, key = parse_address(address), parse_storage_slot(slot)
         with self.seq.lock:
             return data(self._state(block).get_storage(addr, key).to_bytes(32, "big"))
 
     def eth_call(self, tx: Any, block: Any = "latest", overrides: Any = None, *_: Any) -> str:
+        """Run a call on a block's state (optionally overridden) without mining it."""
         req = parse_call_request(tx)
         with self.seq.lock:
             try:
@@ -182,6 +202,7 @@ class EthApi(LogsApi, SigningApi):
                 self.seq.db.discard()
 
     def eth_estimateGas(self, tx: Any, block: Any = "latest", overrides: Any = None) -> str:
+        """Least gas limit with which the call succeeds (geth's search)."""
         req = parse_call_request(tx)
         with self.seq.lock:
             try:
@@ -197,10 +218,12 @@ class EthApi(LogsApi, SigningApi):
         return {"accessList": [], "gasUsed": self.eth_estimateGas(tx, block)}
 
     def eth_blobBaseFee(self) -> str:
+        """Always 1 (no blobs on this chain)."""
         return "0x1"
 
     # -- sending ----------------------------------------------------------------------------------
     def eth_sendRawTransaction(self, raw: Any) -> str:
+        """Admit a signed transaction; with automine, return once it is mined."""
         tx = self.seq.decode_raw(parse_data(raw, "transaction"))
         (error,) = self.seq.submit([tx])
         if error is not None:
@@ -241,6 +264,7 @@ class EthApi(LogsApi, SigningApi):
         return (record, loc[1]) if record is not None else None
 
     def eth_getTransactionByHash(self, tx_hash: Any) -> dict[str, Any] | None:
+        """A mined or pending transaction, or null."""
         h = parse_hash(tx_hash)
         with self.seq.lock:
             found = self._located(h)
@@ -250,6 +274,7 @@ class EthApi(LogsApi, SigningApi):
             return tx_json(pending, None, None) if pending is not None else None
 
     def eth_getTransactionReceipt(self, tx_hash: Any) -> dict[str, Any] | None:
+        """The receipt of a mined transaction, or null."""
         h = parse_hash(tx_hash)
         with self.seq.lock:
             found = self._located(h)
@@ -275,9 +300,11 @@ class EthApi(LogsApi, SigningApi):
         return out
 
     def eth_getBlockByNumber(self, block: Any, full: Any = False) -> dict[str, Any] | None:
+        """A block by number or tag, with transaction hashes or objects."""
         return self._block(block, full, by_hash=False)
 
     def eth_getBlockByHash(self, block_hash: Any, full: Any = False) -> dict[str, Any] | None:
+        """A canonical block by hash, with transaction hashes or objects."""
         return self._block(block_hash, full, by_hash=True)
 
     def _count(self, block: Any, by_hash: bool) -> str | None:
@@ -286,15 +313,19 @@ class EthApi(LogsApi, SigningApi):
         return None if record is None else quantity(len(record["txs"]))
 
     def eth_getBlockTransactionCountByNumber(self, block: Any) -> str | None:
+        """Number of transactions in a block."""
         return self._count(block, by_hash=False)
 
     def eth_getBlockTransactionCountByHash(self, block_hash: Any) -> str | None:
+        """Number of transactions in a block."""
         return self._count(block_hash, by_hash=True)
 
     def eth_getUncleCountByBlockNumber(self, block: Any) -> str | None:
+        """Always 0 for an existing block."""
         return None if self._count(block, by_hash=False) is None else "0x0"
 
     def eth_getUncleCountByBlockHash(self, block_hash: Any) -> str | None:
+        """Always 0 for an existing block."""
         return None if self._count(block_hash, by_hash=True) is None else "0x0"
 
     def _tx_at(self, block: Any, index: Any, by_hash: bool) -> dict[str, Any] | None:
@@ -306,12 +337,15 @@ class EthApi(LogsApi, SigningApi):
         return dict(record["txs"][i])
 
     def eth_getTransactionByBlockNumberAndIndex(self, block: Any, index: Any) -> dict[str, Any] | None:
+        """A transaction by block and position, or null."""
         return self._tx_at(block, index, by_hash=False)
 
     def eth_getTransactionByBlockHashAndIndex(self, block_hash: Any, index: Any) -> dict[str, Any] | None:
+        """A transaction by block hash and position, or null."""
         return self._tx_at(block_hash, index, by_hash=True)
 
     def eth_getBlockReceipts(self, block: Any) -> list[dict[str, Any]] | None:
+        """All receipts of a block, or null."""
         with self.seq.lock:
             by_hash = isinstance(block, str) and len(block) == 66
             record = self._record_at(block, by_hash)
@@ -319,6 +353,7 @@ class EthApi(LogsApi, SigningApi):
 
     # -- AI EVM -----------------------------------------------------------------------------------
     def aievm_getInferences(self, tx_hash: Any) -> list[dict[str, Any]] | None:
+        """Inference records of a mined transaction ([] if none, null if unknown)."""
         h = parse_hash(tx_hash)
         with self.seq.lock:
             found = self._located(h)
@@ -327,6 +362,7 @@ class EthApi(LogsApi, SigningApi):
         return [r for r in found[0]["inferences"] if r["txHash"] == data(h)]
 
     def aievm_getBlockInferences(self, block: Any) -> dict[str, Any] | None:
+        """A block's inference records and inference root."""
         with self.seq.lock:
             record = self._record_at(block, isinstance(block, str) and len(block) == 66)
         if record is None:
@@ -334,9 +370,11 @@ class EthApi(LogsApi, SigningApi):
         return {"inferenceRoot": record["inferenceRoot"], "records": record["inferences"]}
 
     def aievm_getModel(self, address: Any) -> dict[str, Any]:
+        """Description of a model the node's store can resolve."""
         return get_model(self.seq.resolver, parse_hash(address, "model address"))
 
     def evm_mine(self, *_: Any) -> str:
+        """Mine a block now (empty if nothing is pending)."""
         self.seq.mine_pending(allow_empty=True)
         return "0x0"
 

@@ -41,6 +41,7 @@ class SigningApi:
         return key
 
     def eth_sendTransaction(self, obj: Any) -> str:
+        """Fill in, sign with a dev account and send a transaction."""
         if not isinstance(obj, dict):
             raise InvalidParams("invalid transaction: expected an object")
         key = self._key(obj.get("from"), "from")
@@ -68,13 +69,16 @@ class SigningApi:
         return self.eth_sendRawTransaction(data(signed.raw_transaction))
 
     def eth_sign(self, address: Any, message: Any) -> str:
+        """EIP-191 signature of data by a dev account."""
         key = self._key(address)
         return data(Account.sign_message(encode_defunct(parse_data(message, "message")), key).signature)
 
     def personal_sign(self, message: Any, address: Any, *_: Any) -> str:
+        """``eth_sign`` with the parameters the other way round."""
         return self.eth_sign(address, message)
 
     def eth_signTypedData_v4(self, address: Any, typed: Any) -> str:
+        """EIP-712 signature of typed data by a dev account."""
         key = self._key(address)
         if isinstance(typed, str):
             import json
