@@ -243,24 +243,28 @@ class StepAccess:
         self.fetch = fetch
         self.before: dict[Address, bytes] = {}
         self.written: dict[Address, bytes] = {}
+        # per region: element size, byte size, signedness (read once, used for every element)
+        self._meta = [(reg.itemsize, reg.nbytes, ELEM[reg.dtype][1]) for reg in regions]
 
     def _word(self, r: int, w: int) -> bytes:
         a = (r, w)
-        if a in self.written:
-            return self.written[a]
-        if a not in self.before:
+        word = self.written.get(a) or self.before.get(a)
+        if word is None:
             if not 0 <= r < len(self.regions) or not 0 <= w < self.regions[r].n_words:
                 raise InvalidStep(f"element address (region {r}, word {w}) is out of range")
-            self.before[a] = self.fetch(r, w)
-        return self.before[a]
+            word = self.before[a] = self.fetch(r, w)
+        return word
 
     def read(self, r: int, e: int) -> int:
         """Element ``e`` of region ``r``."""
-        reg = self.regions[r] if 0 <= r < len(self.regions) else None
-        if reg is None or not 0 <= e * reg.itemsize < reg.nbytes:
+        if not 0 <= r < len(self._meta):
             raise InvalidStep(f"element {e} of region {r} is out of range")
-        off = e * reg.itemsize
-        return decode_elem(self._word(r, off // WORD), off % WORD, reg.dtype)
+        size, nbytes, signed = self._meta[r]
+        off = e * size
+        if not 0 <= off < nbytes:
+            raise InvalidStep(f"element {e} of region {r} is out of range")
+        o = off % WORD
+        return int.from_bytes(self._word(r, off // WORD)[o : o + size], "little", signed=signed)
 
     def write(self, r: int, e: int, value: int) -> None:
         """Set element ``e`` of region ``r``."""
