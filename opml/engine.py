@@ -84,7 +84,11 @@ def get_plan(bundle: Bundle) -> Plan:
     return plan
 
 
-def _check_input(spec: TensorSpec, value: object) -> tuple[np.ndarray, int | None]:
+def check_input(spec: TensorSpec, value: object) -> tuple[np.ndarray, int | None]:
+    """An input value as a C-ordered array of the spec's dtype, and its batch size (None if static).
+
+    Raises :class:`InferenceInputError` naming the input for a wrong dtype kind or shape.
+    """
     arr = np.asarray(value)
     want = spec.dtype.np
     if arr.dtype != want:
@@ -132,7 +136,7 @@ def run(bundle: Bundle | bytes | str, inputs: Mapping[str, object] | Sequence[ob
     env: dict[int, np.ndarray] = {}
     batch: int | None = None
     for idx, spec, v in zip(b.inputs, specs, values, strict=True):
-        arr, bt = _check_input(spec, v)
+        arr, bt = check_input(spec, v)
         if bt is not None:
             if batch is not None and bt != batch:
                 raise InferenceInputError(f"inputs disagree on the batch size ({batch} vs {bt})")
@@ -217,3 +221,6 @@ def run_bytes(bundle: Bundle | bytes, input_bytes: bytes) -> bytes:
         if spec.dtype != DType.from_np(o.dtype):
             raise OpmlError(f"output {spec.name!r} has dtype {o.dtype}, bundle declares {spec.dtype.name}")
     return encode_outputs(outs)
+
+
+_check_input = check_input  # the former private name, kept for existing callers
