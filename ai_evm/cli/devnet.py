@@ -35,7 +35,7 @@ def devnet(
     DATADIR/devnet.json. (First version: L2 only; the L1 side comes with the rollup.)
     """
     import ai_evm.node  # noqa: F401  (fast keccak backend before py-evm hashes anything)
-    from ai_evm.cli.node import open_model_store, print_banner, write_ready_file
+    from ai_evm.cli.node import announce, open_model_store, print_banner
     from ai_evm.node.chain import NodeConfig, Sequencer
     from ai_evm.node.devnet import INFO_FILE, prepare_devnet
     from ai_evm.node.server import run_node
@@ -64,5 +64,5 @@ def devnet(
     lines += ["", f"Devnet info:       {datadir / INFO_FILE}", ""]
     click.echo("\n".join(lines))
     sys.stdout.flush()
-    run_node(seq, host, port, block_time=block_time, on_ready=lambda: write_ready_file(datadir, url))
+    run_node(seq, host, port, block_time=block_time, on_ready=lambda bound: announce(datadir, host, port, bound))
     click.echo("devnet stopped")

@@ -38,8 +38,9 @@ def print_banner(seq: object, url: str, block_time: float | None, out: object = 
         f"Datadir:           {config.datadir}",
         f"Head block:        {head.block_number} (0x{head.hash.hex()})",
         f"Mining:            {f'every {block_time:g}s' if block_time else 'automine'}",
-        "", f"Listening on {url}",
     ]  # fmt: skip
+    if not url.endswith(":0"):
+        lines += ["", f"Listening on {url}"]
     click.echo("\n".join(lines), file=out)  # type: ignore[arg-type]
     sys.stdout.flush()
 
@@ -79,8 +80,17 @@ def node(
         sys.exit(1)
     url = f"http://{host}:{port}"
     print_banner(seq, url, block_time)
-    run_node(seq, host, port, block_time=block_time, on_ready=lambda: write_ready_file(datadir, url))
+    run_node(seq, host, port, block_time=block_time, on_ready=lambda bound: announce(datadir, host, port, bound))
     click.echo("node stopped")
+
+
+def announce(datadir: Path, host: str, requested: int, bound: int) -> None:
+    """Once listening: print the URL if the port was chosen by the OS, write ``DATADIR/node.json``."""
+    url = f"http://{host}:{bound}"
+    if requested == 0:
+        click.echo(f"Listening on {url}")
+        sys.stdout.flush()
+    write_ready_file(datadir, url)
 
 
 def write_ready_file(datadir: Path, url: str) -> None:

@@ -110,9 +110,12 @@ class IntervalMiner:
 
 def run_node(
     seq: Sequencer, host: str, port: int, block_time: float | None = None,
-    max_body: int = DEFAULT_MAX_BODY, on_ready: Callable[[], None] | None = None,
+    max_body: int = DEFAULT_MAX_BODY, on_ready: Callable[[int], None] | None = None,
 ) -> None:  # fmt: skip
-    """Serve the node over HTTP until SIGINT/SIGTERM, then shut down cleanly."""
+    """Serve the node over HTTP until SIGINT/SIGTERM, then shut down cleanly.
+
+    ``on_ready(port)`` runs (in another thread) once the server listens.
+    """
     import uvicorn
 
     threading.stack_size(THREAD_STACK_SIZE)
@@ -143,13 +146,15 @@ def _absorb_reraised_signals() -> None:
             signal.signal(sig, lambda *_: None)
 
 
-def _call_when_started(server: Any, callback: Callable[[], None]) -> None:
+def _call_when_started(server: Any, callback: Callable[[int], None]) -> None:
+    """Call ``callback(port actually bound)`` once uvicorn listens (``--port 0`` picks a free one)."""
     def wait() -> None:
         import time
 
         while not server.started and not server.should_exit:
             time.sleep(0.02)
         if server.started:
-            callback()
+            port = int(server.servers[0].sockets[0].getsockname()[1])
+            callback(port)
 
     threading.Thread(target=wait, daemon=True).start()

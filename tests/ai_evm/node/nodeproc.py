@@ -45,23 +45,15 @@ class NodeProcess:
 
     def __init__(self, datadir: Path, port: int | None = None, args: tuple[str, ...] = ()) -> None:
         self.datadir = datadir
-        self.port = port or free_port()
+        self.port = port or 0  # 0: the OS picks a free port; the node reports it in DATADIR/node.json
         self.args = args
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log = datadir.parent / f"{datadir.name}-node-{self.port}.log"
+        self.log = datadir.parent / f"{datadir.name}-node.log"
 
-    def start(self, timeout: float = 90.0, attempts: int = 3) -> NodeProcess:
-        """Start the node and wait until *this* process serves (it writes DATADIR/node.json with its
-        pid once listening); if the port was taken meanwhile, retry on another free port."""
-        for _ in range(attempts):
-            if self._start_once(timeout):
-                return self
-            self.port = free_port()
-            self.url = f"http://127.0.0.1:{self.port}"
-        raise RuntimeError(f"node did not start after {attempts} attempts: {self.log.read_text()[-3000:]}")
-
-    def _start_once(self, timeout: float) -> bool:
+    def start(self, timeout: float = 90.0) -> NodeProcess:
+        """Start the node and wait until *this* process serves: it writes DATADIR/node.json with its
+        pid and URL once listening."""
         cmd = [sys.executable, "-c", "from ai_evm.cli import main; main()", "node", "--datadir", str(self.datadir),
                "--port", str(self.port), *self.args]
         with open(self.log, "ab") as log:
@@ -70,11 +62,14 @@ class NodeProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                return False  # e.g. the port was taken between free_port() and the bind
+                raise RuntimeError(f"node exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
             try:
-                if json.loads(ready.read_text())["pid"] == self.proc.pid:
+                info = json.loads(ready.read_text())
+                if info["pid"] == self.proc.pid:
+                    self.url = info["url"]
+                    self.port = int(self.url.rsplit(":", 1)[1])
                     self.post({"jsonrpc": "2.0", "id": 0, "method": "eth_chainId"}, timeout=5)
-                    return True
+                    return self
             except (OSError, ValueError, KeyError):
                 pass
             time.sleep(0.1)
