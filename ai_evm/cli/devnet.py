@@ -37,7 +37,7 @@ def devnet(
     import ai_evm.node  # noqa: F401  (fast keccak backend before py-evm hashes anything)
     from ai_evm.cli.node import announce, open_model_store, print_banner
     from ai_evm.node.chain import NodeConfig, Sequencer
-    from ai_evm.node.devnet import INFO_FILE, prepare_devnet
+    from ai_evm.node.devnet import INFO_FILE, prepare_devnet, update_rpc_url
     from ai_evm.node.server import run_node
     from ai_evm.node.vm import make_resolver
 
@@ -64,5 +64,10 @@ def devnet(
     lines += ["", f"Devnet info:       {datadir / INFO_FILE}", ""]
     click.echo("\n".join(lines))
     sys.stdout.flush()
-    run_node(seq, host, port, block_time=block_time, on_ready=lambda bound: announce(datadir, host, port, bound))
+    def ready(bound: int) -> None:
+        if bound != port:  # --port 0: record the real URL before announcing readiness
+            update_rpc_url(datadir, f"http://{host}:{bound}")
+        announce(datadir, host, port, bound)
+
+    run_node(seq, host, port, block_time=block_time, on_ready=ready)
     click.echo("devnet stopped")

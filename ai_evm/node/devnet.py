@@ -86,10 +86,22 @@ def prepare_devnet(seq: Sequencer, datadir: Path, url: str) -> dict[str, Any]:
         "contracts": contracts,
         "notes": notes,
     }
-    tmp = info_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(info, indent=2) + "\n")
-    tmp.replace(info_path)
+    _write(info_path, info)
     return info
+
+
+def _write(path: Path, info: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def update_rpc_url(datadir: Path, url: str) -> None:
+    """Record the URL the server actually listens on (``--port 0``) in ``DATADIR/devnet.json``."""
+    path = datadir / INFO_FILE
+    info = json.loads(path.read_text())
+    info["rpcUrl"] = url
+    _write(path, info)
 
 
 def _deploy_examples(seq: Sequencer, models: dict[str, str]) -> tuple[dict[str, str], list[str]]:

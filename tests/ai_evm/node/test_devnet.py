@@ -11,19 +11,23 @@ import time
 from pathlib import Path
 
 import numpy as np
-from nodeproc import ROOT, NodeProcess, free_port
+from nodeproc import ROOT, NodeProcess
 from web3 import Web3
 
 from ai_evm.contracts import artifact
 
 
-def _wait_ready(datadir: Path, proc: subprocess.Popen[bytes]) -> None:
-    """Until this process writes DATADIR/node.json (it listens)."""
+def _wait_ready(datadir: Path, proc: subprocess.Popen[bytes]) -> NodeProcess:
+    """Until this process writes DATADIR/node.json (it listens); a handle on it."""
     deadline = time.monotonic() + 90
     while True:
         try:
-            if json.loads((datadir / "node.json").read_text())["pid"] == proc.pid:
-                return
+            ready = json.loads((datadir / "node.json").read_text())
+            if ready["pid"] == proc.pid:
+                node = NodeProcess(datadir, int(ready["url"].rsplit(":", 1)[1]))
+                node.proc = proc
+                assert json.loads((datadir / "devnet.json").read_text())["rpcUrl"] == ready["url"]
+                return node
         except (OSError, ValueError, KeyError):
             pass
         assert proc.poll() is None and time.monotonic() < deadline, "devnet did not start"
@@ -31,14 +35,12 @@ def _wait_ready(datadir: Path, proc: subprocess.Popen[bytes]) -> None:
 
 
 def test_devnet_deploys_examples_and_restarts(tmp_path: Path) -> None:
-    datadir, port = tmp_path / "devnet", free_port()
+    datadir = tmp_path / "devnet"
     cmd = [sys.executable, "-c", "from ai_evm.cli import main; main()", "devnet", "--datadir", str(datadir),
-           "--port", str(port)]  # fmt: skip
+           "--port", "0"]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        node = NodeProcess(datadir, port)
-        node.proc = proc
-        _wait_ready(datadir, proc)
+        node = _wait_ready(datadir, proc)
         info = json.loads((datadir / "devnet.json").read_text())
         assert set(info["models"]) == {p.parent.name for p in (ROOT / "models").glob("*/model.bundle")}
         w3 = Web3(Web3.HTTPProvider(node.url))
@@ -61,9 +63,10 @@ def test_devnet_deploys_examples_and_restarts(tmp_path: Path) -> None:
     # a restart reuses the chain and the recorded contracts (no second deployment)
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        node.proc = proc
-        _wait_ready(datadir, proc)
+        node = _wait_ready(datadir, proc)
         head = node.rpc("eth_blockNumber")
         assert head == "0x1" and json.loads((datadir / "devnet.json").read_text())["contracts"] == info["contracts"]
     finally:
-        node.stop()
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
