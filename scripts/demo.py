@@ -1,6 +1,6 @@
 """The AI EVM demo (``make demo``): a devnet, the digits classifier, real inference transactions.
 
-Starts ``aievm devnet`` as a subprocess on a free port (temporary datadir), then with web3.py:
+Starts ``aievm devnet`` as a subprocess on a free port (``--port 0``, temporary datadir), then with web3.py:
 deploys a fresh ``DigitsClassifier`` bound to the ``digits_mlp`` model, asks it for predictions
 with ``eth_call``, classifies a few test images (models/digits_mlp/test_x.npy) through real
 transactions, and prints each prediction against its label with the gas used and the inference
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,17 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 N_IMAGES = 6
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_devnet(datadir: Path, port: int) -> subprocess.Popen[bytes]:
+def start_devnet(datadir: Path) -> subprocess.Popen[bytes]:
     """``aievm devnet`` in a subprocess; returns once it listens (``DATADIR/node.json`` has its pid)."""
     cmd = [sys.executable, "-c", "from ai_evm.cli import main; main()", "devnet",
-           "--datadir", str(datadir), "--port", str(port)]  # fmt: skip
+           "--datadir", str(datadir), "--port", "0"]  # fmt: skip  (the OS picks a free port)
     log = open(datadir.parent / "devnet.log", "wb")
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
@@ -99,8 +91,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="aievm-demo-") as tmp:
         datadir = Path(tmp) / "data"
         datadir.mkdir()
-        port = free_port()
-        proc = start_devnet(datadir, port)
+        proc = start_devnet(datadir)
         try:
             run_session(json.loads((datadir / "devnet.json").read_text()))
         finally:
