@@ -138,6 +138,14 @@ def test_blocks_filters_and_fees(w3: Web3, node: NodeProcess, ai_contract: Any) 
     assert [c["transactionHash"] for c in changes] == [tx_hash.to_0x_hex()]
     assert node.rpc("eth_getFilterChanges", log_filter) == []
     assert receipt.blockHash.to_0x_hex() in node.rpc("eth_getFilterChanges", block_filter)
+    assert [x["transactionHash"] for x in node.rpc("eth_getFilterLogs", log_filter)][-1] == tx_hash.to_0x_hex()
+    pending_filter = node.rpc("eth_newPendingTransactionFilter")
+    assert node.rpc("eth_getFilterChanges", pending_filter) == []
+    block_hex = hex(receipt.blockNumber)
+    assert node.rpc("eth_getTransactionByBlockNumberAndIndex", block_hex, "0x0")["hash"] == tx_hash.to_0x_hex()
+    assert node.rpc("eth_getTransactionByBlockNumberAndIndex", block_hex, "0x1") is None
+    assert node.rpc("eth_getBlockReceipts", block_hex)[0]["transactionHash"] == tx_hash.to_0x_hex()
+    assert node.rpc("eth_getBlockByNumber", hex(receipt.blockNumber + 10**6), False) is None
     assert node.rpc("eth_uninstallFilter", log_filter) is True
     with pytest.raises(RpcFailure, match="filter not found"):
         node.rpc("eth_getFilterChanges", log_filter)
