@@ -27,8 +27,7 @@ import numpy as np
 
 from opml.bundle import Bundle, DType
 from opml.commitment import tree_levels
-from opml.engine import _check_input as check_input
-from opml.engine import get_plan
+from opml.engine import check_input, get_plan
 from opml.errors import InferenceInputError, OpmlError
 from opml.merkle import WORD, ZERO_HASHES, ZERO_WORD, keccak, merkle_root, root_from_proof, tree_depth
 

@@ -222,5 +222,3 @@ def run_bytes(bundle: Bundle | bytes, input_bytes: bytes) -> bytes:
             raise OpmlError(f"output {spec.name!r} has dtype {o.dtype}, bundle declares {spec.dtype.name}")
     return encode_outputs(outs)
 
-
-_check_input = check_input  # the former private name, kept for existing callers

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import kernels_data
 from .bundle import Bundle, DType, Node, TensorSpec, load_bundle
-from .engine import _check_input
+from .engine import check_input
 from .errors import InferenceInputError, OpmlError
 
 I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
@@ -228,7 +228,7 @@ def _windows(node: Node, x: np.ndarray):
 def ref_maxpool(node: Node, specs: Sequence[TensorSpec], x: np.ndarray) -> np.ndarray:
     lo = QRANGE[specs[node.inputs[0]].dtype][0]
     res, shape = {}, None
-    for idx, vals, shape in _windows(node, x):
+    for idx, vals, shape in _windows(node, x):  # noqa: B007  (shape is used after the loop)
         res[idx] = max(lo if v is None else v for v in vals)
     y = np.empty(shape, dtype=x.dtype)
     for idx, v in res.items():
@@ -242,7 +242,7 @@ def ref_avgpool(node: Node, specs: Sequence[TensorSpec], x: np.ndarray) -> np.nd
     lo, hi = QRANGE[out.dtype]
     mult, shift, inc = node.iattr("mult"), node.iattr("shift"), node.iattr("count_include_pad")
     res, shape = {}, None
-    for idx, vals, shape in _windows(node, x):
+    for idx, vals, shape in _windows(node, x):  # noqa: B007  (shape is used after the loop)
         acc = sum(v - zp for v in vals if v is not None)
         cnt = len(vals) if inc else sum(v is not None for v in vals)
         if cnt == 0:
@@ -284,7 +284,7 @@ def run_reference(bundle: Bundle | bytes, inputs: Sequence[np.ndarray]) -> list[
     b = load_bundle(bundle)
     env: dict[int, np.ndarray] = {}
     for idx, spec, v in zip(b.inputs, b.input_specs(), inputs, strict=True):
-        env[idx] = _check_input(spec, v)[0]
+        env[idx] = check_input(spec, v)[0]
     for node in b.nodes:
         args = [env[i] if i in env else b.tensors[i].array() for i in node.inputs]
         fn = globals().get("ref_" + node.op)

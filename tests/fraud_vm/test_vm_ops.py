@@ -21,7 +21,7 @@ from hypothesis import settings
 from fraud_vm.trace import NodeTrace
 from fraud_vm.vm import step_with_witness, verify_step
 from opml.bundle import Bundle, decode_bundle, encode_bundle
-from opml.engine import _check_input
+from opml.engine import check_input
 from opml.ops import BY_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ MAX_EXAMPLES = 20
 
 def run_node_through_vm(bundle: Bundle, inputs: Sequence[np.ndarray], rng: random.Random) -> np.ndarray:
     """Interpret node 0 of a one-node bundle; check output, fast-forward and verify_step."""
-    env = {i: _check_input(s, v)[0] for i, s, v in zip(bundle.inputs, bundle.input_specs(), inputs, strict=True)}
+    env = {i: check_input(s, v)[0] for i, s, v in zip(bundle.inputs, bundle.input_specs(), inputs, strict=True)}
     tr = NodeTrace(bundle, 0, env)
     state, mem = tr.start_state(), tr.memory_at(0)
     n = tr.num_steps
