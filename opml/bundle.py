@@ -50,7 +50,7 @@ class DType(IntEnum):
         return np.dtype(_NP[self])
 
     @classmethod
-    def from_np(cls, dt: np.dtype | type) -> DType:
+    def from_np(cls, dt: np.dtype | type) -> DType:  # type: ignore[name-defined]
         name = np.dtype(dt).name
         for k, v in _NP.items():
             if v == name:

@@ -126,6 +126,7 @@ def prepare_lut(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         x = xs[0]
         if pair is not None and x.size >= PAIR_LUT_MIN and x.flags.c_contiguous:
+            assert by_byte is not None  # the pair table is built from the byte table
             flat = x.reshape(-1).view(np.uint8)
             even = flat.size & ~1
             out = np.empty(flat.size, dtype=by_byte.dtype)

@@ -230,6 +230,7 @@ def ref_maxpool(node: Node, specs: Sequence[TensorSpec], x: np.ndarray) -> np.nd
     res, shape = {}, None
     for idx, vals, shape in _windows(node, x):  # noqa: B007  (shape is used after the loop)
         res[idx] = max(lo if v is None else v for v in vals)
+    assert shape is not None, "a pooling output has at least one window"
     y = np.empty(shape, dtype=x.dtype)
     for idx, v in res.items():
         y[idx] = v
@@ -248,6 +249,7 @@ def ref_avgpool(node: Node, specs: Sequence[TensorSpec], x: np.ndarray) -> np.nd
         if cnt == 0:
             raise OpmlError("avgpool: a window lies entirely in the padding (count 0)")
         res[idx] = _clamp(_rdiv(acc * mult, cnt << shift) + out.zero_point, lo, hi)
+    assert shape is not None, "a pooling output has at least one window"
     y = np.empty(shape, dtype=out.dtype.np)
     for idx, v in res.items():
         y[idx] = v
