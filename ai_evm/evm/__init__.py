@@ -10,7 +10,13 @@ from .call import InferenceRecord, decode_return, encode_call, encode_inline_cal
 from .computation import AI_PRECOMPILES, INFERENCE_ADDRESS, INFERENCE_INLINE_ADDRESS, AIComputation
 from .errors import InferenceFailed, MalformedCall, ModelUnavailable, OutputSizeMismatch
 from .models import ModelResolver
-from .records import computation_records, inference_records, inference_root
+from .records import (
+    computation_records,
+    inference_failures,
+    inference_records,
+    inference_root,
+    walk_computations,
+)
 from .state import AIState
 from .vm import AIVM, AIChain, make_chain_class, make_vm_class
 
@@ -32,8 +38,10 @@ __all__ = [
     "decode_return",
     "encode_call",
     "encode_inline_call",
+    "inference_failures",
     "inference_records",
     "inference_root",
     "make_chain_class",
     "make_vm_class",
+    "walk_computations",
 ]

@@ -15,9 +15,11 @@ from eth.abc import ComputationAPI, SignedTransactionAPI
 from opml.merkle import keccak, merkle_root
 
 from .call import InferenceRecord
+from .errors import InferenceFailed
 
 
-def _walk(computation: ComputationAPI) -> Iterator[ComputationAPI]:
+def walk_computations(computation: ComputationAPI) -> Iterator[ComputationAPI]:
+    """Every frame of a computation tree, depth-first in execution order (the root first)."""
     stack = [computation]
     while stack:
         c = stack.pop()
@@ -28,11 +30,17 @@ def _walk(computation: ComputationAPI) -> Iterator[ComputationAPI]:
 def computation_records(computation: ComputationAPI, tx_hash: bytes = b"") -> list[InferenceRecord]:
     """Records of one transaction's computation tree, numbered 0, 1, ... in execution order."""
     found: list[InferenceRecord] = []
-    for c in _walk(computation):
+    for c in walk_computations(computation):
         record = getattr(c, "inference_record", None)
         if record is not None and c.is_success:
             found.append(replace(record, tx_hash=tx_hash, call_index=len(found)))
     return found
+
+
+def inference_failures(computation: ComputationAPI) -> list[str]:
+    """Reasons of every failed inference call in a computation tree, in execution order."""
+    return [str(c.error) for c in walk_computations(computation)
+            if c.is_error and isinstance(c.error, InferenceFailed)]
 
 
 def inference_records(

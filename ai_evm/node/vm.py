@@ -7,13 +7,19 @@ inference inside a computation tree.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from eth.abc import ComputationAPI, SignedTransactionAPI
 from eth.chains.base import MiningChain
 
-from ai_evm.evm import InferenceFailed, ModelResolver, inference_records, inference_root, make_chain_class
+from ai_evm.evm import (  # noqa: F401  (inference_failures is re-exported for the node)
+    ModelResolver,
+    inference_failures,
+    inference_records,
+    inference_root,
+    make_chain_class,
+)
 from opml.store import ModelStore
 
 
@@ -33,20 +39,3 @@ def block_inferences(
     """JSON records of the inferences a block executed, and their inference root."""
     records = inference_records(computations, transactions)
     return [r.to_json() for r in records], inference_root(records)
-
-
-def _walk(computation: ComputationAPI) -> Iterator[ComputationAPI]:
-    stack = [computation]
-    while stack:
-        c = stack.pop()
-        yield c
-        stack.extend(reversed(c.children))
-
-
-def inference_failures(computation: ComputationAPI) -> list[str]:
-    """Messages of every failed inference call in a computation tree, in execution order."""
-    out = []
-    for c in _walk(computation):
-        if c.is_error and isinstance(c.error, InferenceFailed):
-            out.append(str(c.error))
-    return out
