@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test lint bench demo clean contracts contracts-check
+.PHONY: install test lint bench bench-all demo clean contracts contracts-check
 
 NPM ?= npm
 NODE ?= node
@@ -36,6 +36,14 @@ lint: install
 
 bench: install
 	$(PY) scripts/bench/engine.py
+
+# Every benchmark (each prints ratios against a reference measured in the same run).
+bench-all: install
+	$(PY) scripts/bench/engine.py
+	$(PY) scripts/bench/gas_calibration.py
+	$(PY) scripts/bench/node.py
+	$(PY) scripts/bench/dispute.py
+	$(PY) scripts/bench/store.py
 
 demo: install
 	$(PY) scripts/demo.py
