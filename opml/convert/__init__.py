@@ -19,7 +19,7 @@ from onnx import numpy_helper
 
 from ..bundle import Bundle, DType
 from ..errors import BundleError, ConversionError
-from . import lower_qlinear, lower_shape  # noqa: F401  (register lowerings)
+from . import lower_masked, lower_qlinear, lower_shape  # noqa: F401  (register lowerings)
 from .builder import GraphBuilder, Val
 from .context import Context
 from .lower import LOWERINGS

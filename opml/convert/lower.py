@@ -13,6 +13,7 @@ from ..lut import softmax_exp_table
 from ..ops import REDUCE_L2, REDUCE_MAX, REDUCE_MEAN, REDUCE_SUM
 from .builder import QInfo, QParams, Val, requant_params
 from .context import Context
+from .wide import WIDE_LIMIT, feeds_residual_norm, is_wide, wide_qparams, wide_sum_qparams
 
 Lowering = Callable[[Context, onnx.NodeProto], None]
 LOWERINGS: dict[str, Lowering] = {}
@@ -62,13 +63,14 @@ def _emit_requant(ctx: Context, node: onnx.NodeProto, op: str, inputs: list[int]
     shape = [1] * acc.ndim
     shape[channel_axis] = -1
     real = acc * real_acc_scale.reshape(shape) if real_acc_scale.size > 1 else acc * real_acc_scale.reshape(-1)[0]
-    qp = ctx.out_qparams(node, real, relu)
+    wqp = wide_qparams(ctx, node, real) if op == "linear" and not relu and feeds_residual_norm(ctx, node) else None
+    qp = wqp or ctx.out_qparams(node, real, relu)
     mult, shift = requant_params(real_acc_scale / np.float64(np.float32(qp.scale)))
     m_id = ctx.b.const(node.output[0] + "_mult", mult)
     s_id = ctx.b.const(node.output[0] + "_shift", shift)
-    attrs = dict(attrs, qmin=qp.zero_point if relu else -128, qmax=127)
-    ctx.set(node, ctx.b.add_node(op, inputs + [m_id, s_id], node.output[0], DType.INT8, None, qp, attrs, ctx.env,
-                                 node.name))
+    lo, hi = (-WIDE_LIMIT, WIDE_LIMIT) if wqp else (qp.zero_point if relu else -128, 127)
+    ctx.set(node, ctx.b.add_node(op, inputs + [m_id, s_id], node.output[0], DType.INT16 if wqp else DType.INT8, None,
+                                 qp, dict(attrs, qmin=lo, qmax=hi), ctx.env, node.name))
 
 
 def linear(ctx: Context, node: onnx.NodeProto, x: Val, w: Val, bias: np.ndarray | None, relu: bool) -> None:
@@ -230,10 +232,11 @@ def lower_add(ctx: Context, node: onnx.NodeProto) -> None:
         return ctx.unary_from(node, a, "affine", {"mul": 1.0, "add": sign * c})
     if a.is_const and (c := _scalar(a)) is not None:
         return ctx.unary_from(node, b, "affine", {"mul": sign, "add": c})
-    aq = _const_act(ctx, a, node.input[0]) if a.is_const else ctx.quantized(a, node.input[0])
-    bq = _const_act(ctx, b, node.input[1]) if b.is_const else ctx.quantized(b, node.input[1])
+    wide = is_wide(ctx, a) or is_wide(ctx, b)
+    aq = _const_act(ctx, a, node.input[0]) if a.is_const else a if is_wide(ctx, a) else ctx.quantized(a, node.input[0])
+    bq = _const_act(ctx, b, node.input[1]) if b.is_const else b if is_wide(ctx, b) else ctx.quantized(b, node.input[1])
     ra, rb = ctx.dequant(aq), ctx.dequant(bq)
-    qp = ctx.out_qparams(node, ra + sign * rb)
+    qp = wide_sum_qparams(ra + sign * rb) if wide else ctx.out_qparams(node, ra + sign * rb)
     sa, sb = (np.float64(np.float32(ctx.b.spec(v).scale)) for v in (aq, bq))
     so = np.float64(np.float32(qp.scale))
     # shift chosen so the larger multiplier uses 30 bits
@@ -241,9 +244,10 @@ def lower_add(ctx: Context, node: onnx.NodeProto) -> None:
     shift = int(np.clip(30 - int(np.ceil(np.log2(big))) if big > 0 else 30, 1, 62))
     am = int(np.rint(sa / so * 2.0**shift))
     bm = int(np.rint(sign * sb / so * 2.0**shift))
-    attrs = {"a_mult": am, "b_mult": bm, "shift": shift, "qmin": -128, "qmax": 127}
-    ctx.set(node, ctx.b.add_node("add", [aq.tid, bq.tid], node.output[0], DType.INT8, None, qp, attrs, ctx.env,
-                                 node.name))
+    lo, hi = (-WIDE_LIMIT, WIDE_LIMIT) if wide else (-128, 127)
+    attrs = {"a_mult": am, "b_mult": bm, "shift": shift, "qmin": lo, "qmax": hi}
+    ctx.set(node, ctx.b.add_node("add", [aq.tid, bq.tid], node.output[0], DType.INT16 if wide else DType.INT8, None,
+                                 qp, attrs, ctx.env, node.name))
 
 
 @lowering("Mul", "Div")
@@ -342,7 +346,8 @@ LAYERNORM_GAMMA_MAX = 8191
 
 @lowering("LayerNormalization")
 def lower_layernorm(ctx: Context, node: onnx.NodeProto) -> None:
-    x = ctx.quantized(ctx.need(node, 0), node.input[0])
+    x = ctx.need(node, 0)
+    x = x if is_wide(ctx, x) else ctx.quantized(x, node.input[0])
     axis = int(ctx.attr(node, "axis", -1))
     if axis not in (-1, x.data.ndim - 1):
         raise ctx.err("LayerNormalization is supported over the last axis only")

@@ -5,6 +5,7 @@
 - Conv / Gemm / linear followed by Relu (only consumer): the Relu becomes the output clamp.
 - The exported erf form of GELU, ``x * 0.5 * (1 + erf(x / sqrt 2))``: one Gelu lookup table.
 - The decomposed LayerNorm (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul, Add): one op.
+- Attention-mask patterns (additive mask before Softmax, masked mean pooling): ``rewrite_masked``.
 """
 
 from __future__ import annotations
@@ -231,7 +232,10 @@ def _replace(g: _Graph, old: list[onnx.NodeProto], new: onnx.NodeProto) -> None:
 def rewrite_graph(graph: onnx.GraphProto) -> onnx.GraphProto:
     """A copy of ``graph`` with the fusions applied (the input is not modified)."""
     g = _Graph(graph)
-    for rule in (_fold_batchnorm, _fuse_layernorm, _fuse_gelu, _fuse_matmul_add, _fuse_relu):
+    from .rewrite_masked import fuse_masked_mean, fuse_masked_softmax
+
+    for rule in (_fold_batchnorm, _fuse_layernorm, _fuse_gelu, _fuse_matmul_add, _fuse_relu, fuse_masked_softmax,
+                 fuse_masked_mean):
         while rule(g):
             pass
     out = onnx.GraphProto()
