@@ -142,6 +142,8 @@ def convert(
     for node in graph.node:
         lower = LOWERINGS.get(node.op_type) if node.domain in ("", "ai.onnx", "aievm") else None
         ctx.current = node
+        if node.output and node.output[0] in ctx.lowered_ahead:
+            continue
         if all(ctx.vals.get(i) is not None and ctx.vals[i].is_const for i in node.input if i) and node.op_type not in ("Shape",) and node.domain in ("", "ai.onnx"):
             ctx.fold(node)
             continue

@@ -25,6 +25,8 @@ class Context:
         self.vals: dict[str, Val] = {}
         self.env: dict[int, np.ndarray] = {}
         self.current: onnx.NodeProto | None = None
+        # outputs of nodes that a lowering already handled together with an earlier node
+        self.lowered_ahead: set[str] = set()
         # QuantizeLinear nodes fix the output parameters of the op that feeds them (QDQ models)
         self.preferred: dict[str, QParams] = {}
         consumers: dict[str, list[onnx.NodeProto]] = {}

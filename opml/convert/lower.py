@@ -59,11 +59,14 @@ def _bias(ctx: Context, bias: np.ndarray | None, n: int, scale: np.ndarray) -> n
 
 
 def _emit_requant(ctx: Context, node: onnx.NodeProto, op: str, inputs: list[int], real_acc_scale: np.ndarray,
-                  acc: np.ndarray, channel_axis: int, attrs: dict[str, object], relu: bool) -> None:
+                  acc: np.ndarray, channel_axis: int, attrs: dict[str, object], relu: bool, wide: bool = False) -> None:
     shape = [1] * acc.ndim
     shape[channel_axis] = -1
     real = acc * real_acc_scale.reshape(shape) if real_acc_scale.size > 1 else acc * real_acc_scale.reshape(-1)[0]
-    wqp = wide_qparams(ctx, node, real) if op == "linear" and not relu and feeds_residual_norm(ctx, node) else None
+    if wide:
+        wqp: QParams | None = wide_sum_qparams(real)
+    else:
+        wqp = wide_qparams(ctx, node, real) if op == "linear" and not relu and feeds_residual_norm(ctx, node) else None
     qp = wqp or ctx.out_qparams(node, real, relu)
     mult, shift = requant_params(real_acc_scale / np.float64(np.float32(qp.scale)))
     m_id = ctx.b.const(node.output[0] + "_mult", mult)
@@ -73,7 +76,9 @@ def _emit_requant(ctx: Context, node: onnx.NodeProto, op: str, inputs: list[int]
                                  qp, dict(attrs, qmin=lo, qmax=hi), ctx.env, node.name))
 
 
-def linear(ctx: Context, node: onnx.NodeProto, x: Val, w: Val, bias: np.ndarray | None, relu: bool) -> None:
+def linear(ctx: Context, node: onnx.NodeProto, x: Val, w: Val, bias: np.ndarray | None, relu: bool,
+           wide: bool = False) -> None:
+    """Lower ``x @ w + bias`` (optionally fused Relu; ``wide``: a 13-bit int16 output, see ``wide``)."""
     xq = ctx.quantized(x, node.input[0])
     sx = np.float64(np.float32(ctx.b.spec(xq).scale))
     wq, sw = _weights_per_channel(ctx, w, axis=1)
@@ -83,7 +88,8 @@ def linear(ctx: Context, node: onnx.NodeProto, x: Val, w: Val, bias: np.ndarray 
     acc = exact_matmul(xq.data.astype(np.float32), wq.astype(np.float32), chunk_for(np.int8, np.int8))
     acc = acc - zp * wq.astype(np.int64).sum(axis=0) + bq
     ins = [xq.tid, ctx.b.const(node.output[0] + "_w", wq), ctx.b.const(node.output[0] + "_b", bq)]
-    _emit_requant(ctx, node, "linear", ins, scale, acc.astype(np.float64), acc.ndim - 1, {}, relu)  # type: ignore[list-item]
+    _emit_requant(ctx, node, "linear", ins, scale, acc.astype(np.float64), acc.ndim - 1, {}, relu,  # type: ignore[arg-type]
+                  wide)
 
 
 @lowering("Gemm")
@@ -116,8 +122,12 @@ def _transpose_qinfo(qi: QInfo) -> QInfo:
 
 @lowering("AievmLinear")
 def lower_fused_linear(ctx: Context, node: onnx.NodeProto) -> None:
+    from .ffn import split_ffn
+
     x, w = ctx.need(node, 0), ctx.need(node, 1)
     bias = ctx.const_of(node, 2, "bias")
+    if not ctx.attr(node, "aievm_relu", 0) and split_ffn(ctx, node, x, w, bias):
+        return
     linear(ctx, node, x, w, bias, bool(ctx.attr(node, "aievm_relu", 0)))
 
 
