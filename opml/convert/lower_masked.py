@@ -72,6 +72,8 @@ def lower_masked_softmax(ctx: Context, node: onnx.NodeProto) -> None:
     axis = axis + nd if axis < 0 else axis
     if axis != nd - 1:
         raise ctx.err("masked Softmax is supported over the last axis only")
+    if cond.data.ndim != nd:
+        raise ctx.err(f"mask of rank {cond.data.ndim} for scores of rank {nd}: the mask must keep the scores' rank")
     try:
         nz = np.broadcast_to(cond.data != 0, real.shape)
     except ValueError:

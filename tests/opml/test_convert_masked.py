@@ -28,7 +28,7 @@ SEQ, HID, HEADS, VOCAB, FFN = 8, 16, 2, 40, 32
 DH = HID // HEADS
 
 
-def _encoder(seed: int = 0, mask_value: float = -10000.0) -> onnx.ModelProto:
+def _encoder(seed: int = 0, mask_value: float = -10000.0, score_bias: bool = False) -> onnx.ModelProto:
     rng = np.random.default_rng(seed)
     inits: list[TensorProto] = []
     nodes: list[onnx.NodeProto] = []
@@ -66,6 +66,8 @@ def _encoder(seed: int = 0, mask_value: float = -10000.0) -> onnx.ModelProto:
     k = n("Transpose", [n("Reshape", [lin(h0, "k", HID, HID), heads], "k4")], "kt", perm=[0, 2, 3, 1])
     v = n("Transpose", [n("Reshape", [lin(h0, "v", HID, HID), heads], "v4")], "vt", perm=[0, 2, 1, 3])
     s = n("Mul", [n("MatMul", [q, k], "scores"), c("inv_sqrt", np.array(1 / np.sqrt(DH), np.float32))], "scaled")
+    if score_bias:  # scores not straight from a MatMul: the lookup-table path
+        s = n("Add", [s, w("rel_bias", SEQ, SEQ, scale=0.5)], "biased")
     p = n("Softmax", [n("Add", [s, m4], "masked")], "probs", axis=-1)
     ctx = n("Transpose", [n("MatMul", [p, v], "ctx4")], "ctxt", perm=[0, 2, 1, 3])
     ctx = n("Reshape", [ctx, c("hid_shape", np.array([-1, SEQ, HID], np.int64))], "ctx")
@@ -190,3 +192,43 @@ def test_every_node_through_fraud_vm(converted) -> None:
         final = states[-1]
         assert final.status == 1 and final.step == tr.num_steps, f"node {j} ({node.op})"
         assert [o.tobytes() for o in tr.outputs()] == [np.ascontiguousarray(tr.y).tobytes()], f"node {j} ({node.op})"
+
+
+def test_scores_through_lookup_table() -> None:
+    """Scores that are not a scaled MatMul (here: plus a relative-position bias) are re-expressed by a
+    lookup table before the where; still close to onnxruntime and blind to masked tokens."""
+    m = _encoder(seed=5, score_bias=True)
+    b = convert(m, _inputs(48, seed=1))
+    assert any(nd.op == "lut" and "masked_in" in b.tensors[b.nodes[j + 1].outputs[0]].name
+               for j, nd in enumerate(b.nodes[:-1]))
+    feeds = _inputs(16, seed=1)
+    got = run(b, [feeds["input_ids"], feeds["attention_mask"]])[0]
+    assert _cos(got, _ort(m, feeds)).min() > 0.995
+
+
+def test_pad_mask_polarity() -> None:
+    """A mask input that marks the padding (1 = pad, ``M = pad * -10000``) selects the other way round."""
+    nodes = [
+        helper.make_node("Cast", ["pad"], ["pad_f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["pad_f", "big"], ["pad_add"]),
+        helper.make_node("Reshape", ["pad_add", "shape4"], ["pad4"]),
+        helper.make_node("Add", ["scores", "pad4"], ["masked"]),
+        helper.make_node("Softmax", ["masked"], ["probs"], axis=-1),
+    ]
+    inits = [numpy_helper.from_array(np.array(-10000.0, np.float32), "big"),
+             numpy_helper.from_array(np.array([-1, 1, 1, SEQ], np.int64), "shape4")]
+    g = helper.make_graph(nodes, "pad_mask",
+                          [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", HEADS, SEQ, SEQ]),
+                           helper.make_tensor_value_info("pad", TensorProto.INT64, ["N", SEQ])],
+                          [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", HEADS, SEQ, SEQ])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    rng = np.random.default_rng(7)
+    scores = (rng.standard_normal((24, HEADS, SEQ, SEQ)) * 2).astype(np.float32)
+    pad = 1 - _inputs(24, seed=7)["attention_mask"]
+    b = convert(m, {"scores": scores, "pad": pad})
+    where = next(nd for nd in b.nodes if nd.op == "where")
+    assert b.tensors[where.inputs[1]].array().tolist() == [-128]  # pad (nonzero) -> the masked value
+    got = run(b, [scores, pad])[0]
+    want = _ort(m, {"scores": scores, "pad": pad})
+    assert np.abs(got - want).max() < 0.03
+    assert got[np.broadcast_to(pad[:, None, None, :] == 1, got.shape)].max() == 0.0
