@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from ..bundle import DType
 from .builder import Val
 from .context import Context
 from .wide import feeds_residual_norm
@@ -34,7 +35,8 @@ def _only(ctx: Context, name: str) -> onnx.NodeProto | None:
 
 def split_ffn(ctx: Context, node: onnx.NodeProto, x: Val, w: Val, bias: np.ndarray) -> bool:
     """Lower ``node`` (the block's first linear) together with its Gelu and second linear when the
-    pattern holds and the intermediate channels have outliers; False (nothing emitted) otherwise."""
+    pattern holds, the input is an int8 activation and the intermediate channels have outliers;
+    False (nothing emitted) otherwise."""
     from .lower import LOWERINGS, linear
 
     gelu = _only(ctx, node.output[0])
@@ -46,16 +48,16 @@ def split_ffn(ctx: Context, node: onnx.NodeProto, x: Val, w: Val, bias: np.ndarr
     w2, b2 = ctx.vals.get(l2.input[1]), ctx.vals.get(l2.input[2])
     if w2 is None or b2 is None or not w2.is_const or not b2.is_const or w2.qinfo is not None or w2.data.ndim != 2:
         return False
-    if x.is_const:
+    if x.is_const or ctx.b.spec(x).dtype != DType.INT8:
         return False
-    xq = ctx.quantized(x, node.input[0])
     w1 = np.asarray(w.data, dtype=np.float64)
     b1 = np.asarray(bias, dtype=np.float64).reshape(-1)
-    real = ctx.dequant(xq).reshape(-1, w1.shape[0]) @ w1 + b1
+    real = ctx.dequant(x).reshape(-1, w1.shape[0]) @ w1 + b1
     chan = np.abs(real).max(axis=0)
     out = chan > SPLIT_RATIO * float(np.median(chan))
     if not out.any() or out.all():
         return False
+    xq = x
     parts = []
     for tag, sel in (("n", ~out), ("o", out)):
         idx = np.flatnonzero(sel)
