@@ -20,6 +20,7 @@ import onnx
 from onnx import helper
 
 from ..bundle import DType
+from ..intmath import chunk_for, exact_matmul
 from .builder import Val
 from .context import Context
 from .wide import feeds_residual_norm
@@ -37,7 +38,7 @@ def split_ffn(ctx: Context, node: onnx.NodeProto, x: Val, w: Val, bias: np.ndarr
     """Lower ``node`` (the block's first linear) together with its Gelu and second linear when the
     pattern holds, the input is an int8 activation and the intermediate channels have outliers;
     False (nothing emitted) otherwise."""
-    from .lower import LOWERINGS, linear
+    from .lower import LOWERINGS, _bias, _weights_per_channel, linear
 
     gelu = _only(ctx, node.output[0])
     if gelu is None or gelu.op_type != "Gelu" or w.qinfo is not None or w.data.ndim != 2:
@@ -52,8 +53,15 @@ def split_ffn(ctx: Context, node: onnx.NodeProto, x: Val, w: Val, bias: np.ndarr
         return False
     w1 = np.asarray(w.data, dtype=np.float64)
     b1 = np.asarray(bias, dtype=np.float64).reshape(-1)
-    real = ctx.dequant(x).reshape(-1, w1.shape[0]) @ w1 + b1
-    chan = np.abs(real).max(axis=0)
+    # the first linear's calibrated output, from its exact integer accumulators (no float GEMM: the
+    # decision must be the same on every machine)
+    wq, sw = _weights_per_channel(ctx, w, axis=1)
+    sx = np.float64(np.float32(ctx.b.spec(x).scale))
+    bq = _bias(ctx, b1, wq.shape[1], sx * sw)
+    x2 = x.data.reshape(-1, wq.shape[0]).astype(np.float32)
+    acc = exact_matmul(x2, wq.astype(np.float32), chunk_for(np.dtype(np.int8), np.dtype(np.int8)))
+    acc = acc - ctx.b.spec(x).zero_point * wq.astype(np.int64).sum(axis=0) + bq
+    chan = np.abs(acc * (sx * sw)).max(axis=0)
     out = chan > SPLIT_RATIO * float(np.median(chan))
     if not out.any() or out.all():
         return False

@@ -232,3 +232,8 @@ def test_pad_mask_polarity() -> None:
     want = _ort(m, {"scores": scores, "pad": pad})
     assert np.abs(got - want).max() < 0.03
     assert got[np.broadcast_to(pad[:, None, None, :] == 1, got.shape)].max() == 0.0
+
+
+def test_conversion_is_deterministic(converted) -> None:
+    m, b = converted
+    assert convert(m, _inputs(48, seed=1)).encoded == b.encoded
