@@ -46,6 +46,11 @@ Exact commands (from the repository root; ~90 MB of weights, a few minutes on 2 
 
 (Tested with torch 2.13.0+cpu, transformers 5.23.0, onnx 1.23.2, onnxruntime 1.32.0.)
 The .onnx file (~90 MB) is not committed (``models/.gitignore``); the .npy files are small.
+
+The ``plain`` graph converts as is (``aievm model convert models/minilm/model.onnx -o minilm.bundle
+--calibration calib.npz`` with ``input_ids`` / ``attention_mask`` arrays in the .npz): the converter
+recognises the additive mask before Softmax, the masked mean pooling and the outlier channels
+(``docs/engine.md``, "Attention masks and outlier channels"); ``scripts/bench/engine.py`` measures it.
 """
 
 from __future__ import annotations
