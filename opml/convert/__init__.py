@@ -38,7 +38,7 @@ def load_onnx(model: str | Path | bytes | onnx.ModelProto) -> onnx.ModelProto:
         else:
             m = onnx.load(str(model))
     except FileNotFoundError:
-        raise ConversionError(f"ONNX file not found: {model}") from None
+        raise ConversionError(f"ONNX file not found: {model!s}") from None
     except Exception as e:
         raise ConversionError(f"not a readable ONNX model: {e}") from None
     return m
@@ -144,11 +144,13 @@ def convert(
         ctx.current = node
         if node.output and node.output[0] in ctx.lowered_ahead:
             continue
-        if all(ctx.vals.get(i) is not None and ctx.vals[i].is_const for i in node.input if i) and node.op_type not in ("Shape",) and node.domain in ("", "ai.onnx"):
+        all_const = all(ctx.vals.get(i) is not None and ctx.vals[i].is_const for i in node.input if i)
+        if all_const and node.op_type not in ("Shape",) and node.domain in ("", "ai.onnx"):
             ctx.fold(node)
             continue
         if lower is None:
-            raise ConversionError(f"node {node.name or node.op_type!r}: unsupported op {node.domain + '.' if node.domain else ''}{node.op_type}")
+            op = (node.domain + "." if node.domain else "") + node.op_type
+            raise ConversionError(f"node {node.name or node.op_type!r}: unsupported op {op}")
         lower(ctx, node)
     output_ids = [ctx.graph_output(o.name, o) for o in graph.output]
     meta = {"producer": "aievm", "source": name or (m.graph.name or "model")}

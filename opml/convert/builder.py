@@ -48,6 +48,13 @@ class Val:
     def is_const(self) -> bool:
         return self.tid is None
 
+    @property
+    def ref(self) -> int:
+        """The tensor id of a graph value; a folded constant has none (a converter bug to use it)."""
+        if self.tid is None:
+            raise ConversionError("internal: a folded constant was used where a graph tensor is needed")
+        return self.tid
+
 
 @dataclass(frozen=True)
 class QParams:
@@ -119,7 +126,8 @@ class GraphBuilder:
         if key in self._const_cache:
             return self._const_cache[key]
         tid = len(self.tensors)
-        self.tensors.append(TensorSpec(self._unique(name), DType.from_np(arr.dtype), tuple(arr.shape), data=arr.tobytes()))
+        spec = TensorSpec(self._unique(name), DType.from_np(arr.dtype), tuple(arr.shape), data=arr.tobytes())
+        self.tensors.append(spec)
         self._const_cache[key] = tid
         return tid
 
@@ -135,7 +143,7 @@ class GraphBuilder:
         """Append a node, run it on the calibration data in ``env`` and return its output value."""
         schema = BY_NAME[op]
         attr_t = tuple(
-            tuple(int(v) for v in (attrs[a] if isinstance(attrs[a], list | tuple) else [attrs[a]]))
+            tuple(int(v) for v in (attrs[a] if isinstance(attrs[a], list | tuple) else [attrs[a]]))  # type: ignore[attr-defined]
             for a in schema.attrs
         )
         # provisional output spec: the shape is only known after running the kernel

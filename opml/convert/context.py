@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -81,7 +82,7 @@ class Context:
                 return helper.get_attribute_value(a)
         return default
 
-    def reject_attrs(self, node: onnx.NodeProto, allowed: set[str]) -> None:
+    def reject_attrs(self, node: onnx.NodeProto, allowed: Collection[str]) -> None:
         for a in node.attribute:
             if a.name not in allowed:
                 raise self.err(f"attribute {a.name!r} is not supported")
@@ -100,7 +101,8 @@ class Context:
             [helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in node.output if o],
         )
         try:
-            outs = ReferenceEvaluator(helper.make_model(g)).run(None, {n: v.data for n, v in zip(names, ins, strict=True)})
+            feeds = {n: v.data for n, v in zip(names, ins, strict=True)}
+            outs = ReferenceEvaluator(helper.make_model(g)).run(None, feeds)
         except Exception as e:
             raise self.err(f"constant folding failed: {e}") from None
         dep = any(v.batch_dependent for v in ins)
@@ -134,11 +136,12 @@ class Context:
         if s.dtype == DType.UINT8:
             from .builder import QParams as QP
 
-            return self.b.add_node("flip_sign_bit", [v.tid], name + "_i8", DType.INT8, None,
+            return self.b.add_node("flip_sign_bit", [v.ref], name + "_i8", DType.INT8, None,
                                    QP(s.scale, s.zero_point - 128), {}, self.env)
         if s.dtype == DType.FLOAT32:
-            qp = self.preferred.get(self._name_of(v)) or choose_qparams(float(v.data.min(initial=0)), float(v.data.max(initial=0)))
-            out = self.b.add_node("quantize", [v.tid], name + "_q", DType.INT8, None, qp, {}, self.env)
+            lo, hi = float(v.data.min(initial=0)), float(v.data.max(initial=0))
+            qp = self.preferred.get(self._name_of(v)) or choose_qparams(lo, hi)
+            out = self.b.add_node("quantize", [v.ref], name + "_q", DType.INT8, None, qp, {}, self.env)
             out.onnx_dtype = np.dtype(np.float32)
             return out
         raise self.err(f"cannot quantize a {s.dtype.name} tensor")
@@ -159,7 +162,7 @@ class Context:
 
     def lut(self, v: Val, table: np.ndarray, qp: QParams, name: str) -> Val:
         t = self.b.const(name + "_table", table)
-        return self.b.add_node("lut", [v.tid, t], name, DType.INT8, None, qp, {}, self.env, name)
+        return self.b.add_node("lut", [v.ref, t], name, DType.INT8, None, qp, {}, self.env, name)
 
     def unary_from(self, node: onnx.NodeProto, v: Val, fn: str, params: dict[str, float]) -> None:
         """Lower a unary real function of an activation to a lookup table."""
@@ -195,12 +198,12 @@ class Context:
         self.b.rename(v.tid, name + "_" + s.dtype.name.lower())  # type: ignore[arg-type]
         self.b.free_name(name)
         if want == np.float32 and s.dtype in (DType.INT8, DType.UINT8):
-            return self.b.add_node("dequantize", [v.tid], name, DType.FLOAT32, None, None, {}, self.env).tid  # type: ignore[return-value]
+            return self.b.add_node("dequantize", [v.ref], name, DType.FLOAT32, None, None, {}, self.env).ref  # type: ignore[return-value]
         if want == np.uint8 and s.dtype == DType.INT8:
-            return self.b.add_node("flip_sign_bit", [v.tid], name, DType.UINT8, None, None, {}, self.env).tid  # type: ignore[return-value]
+            return self.b.add_node("flip_sign_bit", [v.ref], name, DType.UINT8, None, None, {}, self.env).ref  # type: ignore[return-value]
         if want == np.int8 and s.dtype == DType.UINT8:
-            return self.b.add_node("flip_sign_bit", [v.tid], name, DType.INT8, None, None, {}, self.env).tid  # type: ignore[return-value]
-        return self.b.add_node("cast", [v.tid], name, DType.from_np(want), None, None, {}, self.env).tid  # type: ignore[return-value]
+            return self.b.add_node("flip_sign_bit", [v.ref], name, DType.INT8, None, None, {}, self.env).ref  # type: ignore[return-value]
+        return self.b.add_node("cast", [v.ref], name, DType.from_np(want), None, None, {}, self.env).ref  # type: ignore[return-value]
 
 
 def qinfo_of(v: Val) -> QInfo | None:

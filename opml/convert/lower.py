@@ -85,7 +85,8 @@ def linear(ctx: Context, node: onnx.NodeProto, x: Val, w: Val, bias: np.ndarray 
     scale = sx * sw
     bq = _bias(ctx, bias, wq.shape[1], scale)
     zp = ctx.b.spec(xq).zero_point
-    acc = exact_matmul(xq.data.astype(np.float32), wq.astype(np.float32), chunk_for(np.int8, np.int8))
+    chunk = chunk_for(np.dtype(np.int8), np.dtype(np.int8))
+    acc = exact_matmul(xq.data.astype(np.float32), wq.astype(np.float32), chunk)
     acc = acc - zp * wq.astype(np.int64).sum(axis=0) + bq
     ins = [xq.tid, ctx.b.const(node.output[0] + "_w", wq), ctx.b.const(node.output[0] + "_b", bq)]
     _emit_requant(ctx, node, "linear", ins, scale, acc.astype(np.float64), acc.ndim - 1, {}, relu,  # type: ignore[arg-type]
@@ -146,7 +147,7 @@ def lower_matmul(ctx: Context, node: onnx.NodeProto) -> None:
     qp = ctx.out_qparams(node, acc * scale)
     mult, shift = requant_params(scale / np.float64(np.float32(qp.scale)))
     attrs = {"mult": int(mult[0]), "shift": int(shift[0]), "qmin": -128, "qmax": 127}
-    ctx.set(node, ctx.b.add_node("matmul", [aq.tid, bq.tid], node.output[0], DType.INT8, None, qp, attrs, ctx.env,
+    ctx.set(node, ctx.b.add_node("matmul", [aq.ref, bq.ref], node.output[0], DType.INT8, None, qp, attrs, ctx.env,
                                  node.name))
 
 
@@ -198,12 +199,12 @@ def conv(ctx: Context, node: onnx.NodeProto, x: Val, w: Val, bias: np.ndarray | 
     group = int(ctx.attr(node, "group", 1)) if group is None else group
     attrs = {"pads": pads, "strides": list(ctx.attr(node, "strides", [1, 1])),
              "dilations": list(ctx.attr(node, "dilations", [1, 1])), "group": group}
-    ins = [xq.tid, ctx.b.const(node.output[0] + "_w", wq), ctx.b.const(node.output[0] + "_b", bq)]
+    ins = [xq.ref, ctx.b.const(node.output[0] + "_w", wq), ctx.b.const(node.output[0] + "_b", bq)]
     # raw accumulators first (int32 output), then the requantized node
     raw = ctx.b.add_node("conv", ins, node.output[0] + "_acc", DType.INT32, None, None,
                          dict(attrs, qmin=0, qmax=0), {**ctx.env})
     ctx.b.nodes.pop()
-    _emit_requant(ctx, node, "conv", ins, scale, raw.data.astype(np.float64), 1, attrs, relu)  # type: ignore[list-item]
+    _emit_requant(ctx, node, "conv", ins, scale, raw.data.astype(np.float64), 1, attrs, relu)
 
 
 @lowering("BatchNormalization")
@@ -256,7 +257,7 @@ def lower_add(ctx: Context, node: onnx.NodeProto) -> None:
     bm = int(np.rint(sign * sb / so * 2.0**shift))
     lo, hi = (-WIDE_LIMIT, WIDE_LIMIT) if wide else (-128, 127)
     attrs = {"a_mult": am, "b_mult": bm, "shift": shift, "qmin": lo, "qmax": hi}
-    ctx.set(node, ctx.b.add_node("add", [aq.tid, bq.tid], node.output[0], DType.INT16 if wide else DType.INT8, None,
+    ctx.set(node, ctx.b.add_node("add", [aq.ref, bq.ref], node.output[0], DType.INT16 if wide else DType.INT8, None,
                                  qp, attrs, ctx.env, node.name))
 
 
@@ -282,7 +283,7 @@ def lower_mul(ctx: Context, node: onnx.NodeProto) -> None:
     scale = np.float64(np.float32(ctx.b.spec(aq).scale)) * np.float64(np.float32(ctx.b.spec(bq).scale))
     mult, shift = requant_params(scale / np.float64(np.float32(qp.scale)))
     attrs = {"mult": int(mult[0]), "shift": int(shift[0]), "qmin": -128, "qmax": 127}
-    ctx.set(node, ctx.b.add_node("mul", [aq.tid, bq.tid], node.output[0], DType.INT8, None, qp, attrs, ctx.env,
+    ctx.set(node, ctx.b.add_node("mul", [aq.ref, bq.ref], node.output[0], DType.INT8, None, qp, attrs, ctx.env,
                                  node.name))
 
 
@@ -346,7 +347,7 @@ def lower_softmax(ctx: Context, node: onnx.NodeProto) -> None:
     table = softmax_exp_table(ctx.b.spec(x).scale)
     t = ctx.b.const(node.output[0] + "_exp", table)
     qp = QParams(1.0 / 256.0, -128)
-    ctx.set(node, ctx.b.add_node("softmax", [x.tid, t], node.output[0], DType.INT8, None, qp, {"axis": axis},
+    ctx.set(node, ctx.b.add_node("softmax", [x.ref, t], node.output[0], DType.INT8, None, qp, {"axis": axis},
                                  ctx.env, node.name))
 
 
@@ -417,7 +418,7 @@ def lower_maxpool(ctx: Context, node: onnx.NodeProto) -> None:
     x = ctx.quantized(ctx.need(node, 0), node.input[0])
     attrs = _pool_attrs(ctx, node, x)
     s = ctx.b.spec(x)
-    ctx.set(node, ctx.b.add_node("maxpool", [x.tid], node.output[0], DType.INT8, None, QParams(s.scale, s.zero_point),
+    ctx.set(node, ctx.b.add_node("maxpool", [x.ref], node.output[0], DType.INT8, None, QParams(s.scale, s.zero_point),
                                  attrs, ctx.env, node.name))
 
 
@@ -434,7 +435,7 @@ def lower_avgpool(ctx: Context, node: onnx.NodeProto) -> None:
         raise ctx.err("dilated AveragePool is not supported")
     qp, mult, shift = _same_scale(ctx, x)
     attrs.update(count_include_pad=int(ctx.attr(node, "count_include_pad", 0)), mult=mult, shift=shift)
-    ctx.set(node, ctx.b.add_node("avgpool", [x.tid], node.output[0], DType.INT8, None, qp, attrs, ctx.env, node.name))
+    ctx.set(node, ctx.b.add_node("avgpool", [x.ref], node.output[0], DType.INT8, None, qp, attrs, ctx.env, node.name))
 
 
 def _reduce(ctx: Context, node: onnx.NodeProto, x: Val, mode: int, axes: list[int], keep: bool) -> None:
@@ -455,7 +456,7 @@ def _reduce(ctx: Context, node: onnx.NodeProto, x: Val, mode: int, axes: list[in
         m, sh = requant_params(np.float64(np.float32(s.scale)) / np.float64(np.float32(qp.scale)))
         mult, shift = int(m[0]), int(sh[0])
     attrs = {"mode": mode, "axes": axes, "keepdims": int(keep), "mult": mult, "shift": shift}
-    ctx.set(node, ctx.b.add_node("reduce", [x.tid], node.output[0], DType.INT8, None, qp, attrs, ctx.env, node.name))
+    ctx.set(node, ctx.b.add_node("reduce", [x.ref], node.output[0], DType.INT8, None, qp, attrs, ctx.env, node.name))
 
 
 def _reduce_lowering(mode: int) -> Lowering:

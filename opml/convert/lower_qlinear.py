@@ -81,7 +81,7 @@ def _integer_gemm(ctx: Context, node: onnx.NodeProto, a: Val, a_zp: int, a_scale
         ctx.set(node, _as(ctx.b.add_node("matmul", [aq.tid, bq.tid], name, DType.INT32, None, None, attrs, ctx.env,  # type: ignore[list-item]
                                          node.name), np.int32))
         return
-    real = np.float64(np.float32(a_scale)) * np.float64(np.float32(b_scale.reshape(-1)[0]))
+    real = np.float64(np.float32(a_scale)) * np.float64(np.float32(b_scale.reshape(-1)[0]))  # type: ignore[assignment]
     mult, shift = requant_params(real / np.float64(np.float32(out.scale)))
     attrs = {"mult": int(mult[0]), "shift": int(shift[0]), "qmin": -128, "qmax": 127}
     ctx.set(node, ctx.b.add_node("matmul", [aq.tid, bq.tid], name, DType.INT8, None, out, attrs, ctx.env, node.name))  # type: ignore[list-item]

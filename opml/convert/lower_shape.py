@@ -18,7 +18,7 @@ def _same(ctx: Context, x: Val) -> QParams | None:
 
 def _move(ctx: Context, node: onnx.NodeProto, op: str, x: Val, attrs: dict[str, object], out_shape=None) -> None:
     s = ctx.b.spec(x)
-    out = ctx.b.add_node(op, [x.tid], node.output[0], s.dtype, out_shape, _same(ctx, x), attrs, ctx.env,  # type: ignore[arg-type]
+    out = ctx.b.add_node(op, [x.ref], node.output[0], s.dtype, out_shape, _same(ctx, x), attrs, ctx.env,  # type: ignore[arg-type]
                          node.name)
     out.onnx_dtype = x.onnx_dtype
     ctx.set(node, out)
@@ -61,7 +61,10 @@ def lower_squeeze(ctx: Context, node: onnx.NodeProto) -> None:
         axes = ctx.const_of(node, 1, "axes").tolist()
     if node.op_type == "Squeeze":
         nd = x.data.ndim
-        ax = [a + nd if a < 0 else a for a in axes] if axes is not None else [i for i, d in enumerate(x.data.shape) if d == 1]
+        if axes is not None:
+            ax = [a + nd if a < 0 else a for a in axes]
+        else:
+            ax = [i for i, d in enumerate(x.data.shape) if d == 1]
         shape = tuple(d for i, d in enumerate(x.data.shape) if i not in ax)
     else:
         nd = x.data.ndim + len(axes)
@@ -104,7 +107,8 @@ def lower_concat(ctx: Context, node: onnx.NodeProto) -> None:
     if ctx.b.batch and axis == 0:
         raise ctx.err("concatenation along the batch dimension is not supported")
     dtypes = {ctx.b.spec(a).dtype for a in acts}
-    if dtypes <= {DType.INT8, DType.UINT8, DType.FLOAT32} and any(ctx.b.spec(a).dtype != DType.FLOAT32 for a in acts) or (
+    quantized = any(ctx.b.spec(a).dtype != DType.FLOAT32 for a in acts)
+    if dtypes <= {DType.INT8, DType.UINT8, DType.FLOAT32} and quantized or (
         any(v.is_const for v in vals) and acts[0].onnx_dtype == np.float32
     ):
         acts_q = [ctx.quantized(a, f"{node.output[0]}_in{i}") for i, a in enumerate(acts)]
@@ -122,12 +126,12 @@ def lower_concat(ctx: Context, node: onnx.NodeProto) -> None:
                     raise ctx.err("concatenating a constant with a batched activation is not supported")
                 ins.append(_const_act_q(ctx, v, f"{node.output[0]}_c{i}", qp, batch))
             else:
-                ins.append(ctx.requantize_to(next(it), qp, f"{node.output[0]}_rq{i}").tid)
+                ins.append(ctx.requantize_to(next(it), qp, f"{node.output[0]}_rq{i}").ref)
         dtype = DType.INT8
     else:
         if any(v.is_const for v in vals):
             raise ctx.err("concatenating constants with non-float activations is not supported")
-        ins, qp, dtype = [a.tid for a in acts], None, ctx.b.spec(acts[0]).dtype
+        ins, qp, dtype = [a.ref for a in acts], None, ctx.b.spec(acts[0]).dtype
         if len({ctx.b.spec(a).dtype for a in acts}) != 1:
             raise ctx.err("Concat inputs have different types")
     out = ctx.b.add_node("concat", ins, node.output[0], dtype, None, qp, {"axis": axis}, ctx.env, node.name)
@@ -146,8 +150,12 @@ def lower_slice(ctx: Context, node: onnx.NodeProto) -> None:
     nd = x.data.ndim
     starts = [int(v) for v in ctx.const_of(node, 1, "starts").reshape(-1)]
     ends = [int(v) for v in ctx.const_of(node, 2, "ends").reshape(-1)]
-    axes = [int(v) for v in ctx.const_of(node, 3, "axes").reshape(-1)] if ctx.get(node, 3) is not None else list(range(len(starts)))
-    steps = [int(v) for v in ctx.const_of(node, 4, "steps").reshape(-1)] if ctx.get(node, 4) is not None else [1] * len(starts)
+    axes = list(range(len(starts)))
+    if ctx.get(node, 3) is not None:
+        axes = [int(v) for v in ctx.const_of(node, 3, "axes").reshape(-1)]
+    steps = [1] * len(starts)
+    if ctx.get(node, 4) is not None:
+        steps = [int(v) for v in ctx.const_of(node, 4, "steps").reshape(-1)]
     full = [slice(None)] * nd
     for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
         a = a + nd if a < 0 else a
@@ -275,7 +283,7 @@ def lower_quantize_linear(ctx: Context, node: onnx.NodeProto) -> None:
     qp = QParams(float(scale.reshape(-1)[0]), int(zp.reshape(-1)[0]) - (128 if zdt == np.uint8 else 0))
     s = ctx.b.spec(x)
     if s.dtype == DType.FLOAT32:
-        out = ctx.b.add_node("quantize", [x.tid], node.output[0], DType.INT8, None, qp, {}, ctx.env, node.name)
+        out = ctx.b.add_node("quantize", [x.ref], node.output[0], DType.INT8, None, qp, {}, ctx.env, node.name)
     else:
         out = ctx.requantize_to(ctx.quantized(x, node.input[0]), qp, node.output[0])
     out = Val(out.data, out.tid, onnx_dtype=np.dtype(zdt))

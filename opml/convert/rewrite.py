@@ -208,7 +208,9 @@ def _fuse_layernorm(g: _Graph) -> bool:
                 continue
             gamma = g.const(g.other_input(mul, div[0].output[0]) or "")
             addb = g.only_consumer(mul.output[0])
-            beta = g.const(g.other_input(addb, mul.output[0]) or "") if addb is not None and addb.op_type == "Add" else None
+            beta = None
+            if addb is not None and addb.op_type == "Add":
+                beta = g.const(g.other_input(addb, mul.output[0]) or "")
             if gamma is None or beta is None:
                 continue
             if len(g.consumers.get(sub.output[0], [])) != 2:
@@ -225,7 +227,8 @@ def _fuse_layernorm(g: _Graph) -> bool:
 def _replace(g: _Graph, old: list[onnx.NodeProto], new: onnx.NodeProto) -> None:
     ids = {id(n) for n in old}
     pos = max(i for i, n in enumerate(g.nodes) if id(n) in ids)
-    g.nodes = [n for n in g.nodes[:pos] if id(n) not in ids] + [new] + [n for n in g.nodes[pos + 1 :] if id(n) not in ids]
+    before = [n for n in g.nodes[:pos] if id(n) not in ids]
+    g.nodes = before + [new] + [n for n in g.nodes[pos + 1 :] if id(n) not in ids]
     g._index()
 
 
