@@ -159,7 +159,8 @@ def _execute(plan: Plan, env: dict[int, np.ndarray]) -> list[np.ndarray]:
             raise OpmlError(f"node {j} ({node.op} {node.name!r}) is inconsistent with its inputs: {e}") from None
         for i in frees:
             env.pop(i, None)
-    return [env[o] for o in plan.bundle.outputs]
+    # C order and a fresh array per call: kernels may return F-ordered views, or a cached constant
+    return [np.array(env[o], order="C") for o in plan.bundle.outputs]
 
 
 def sample_bytes(spec: TensorSpec) -> int:
