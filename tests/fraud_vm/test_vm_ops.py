@@ -1,16 +1,16 @@
 """Every engine op through the fraud VM: stepping from state 0 gives exactly the engine's bytes.
 
 The one-node bundles and their hypothesis strategies are those of the engine's differential suite
-(``tests/opml/test_engine_reference.py``, loaded here as a private module copy); its ``check`` is
-wrapped so that every case that passes engine == reference is also run through the VM: full
+(``tests/opml/engine_cases.py`` and the ``test_engine_reference*.py`` files); ``engine_cases.also_check``
+makes every case that passes engine == reference also run through the VM: full
 interpretation (output bytes == engine bytes), fast-forward state == interpreted state at every
 step (sampled for long programs), and ``verify_step`` on interpreted witnesses.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import random
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,16 +20,17 @@ from hypothesis import settings
 
 from fraud_vm.trace import NodeTrace
 from fraud_vm.vm import step_with_witness, verify_step
-from opml.bundle import Bundle, decode_bundle, encode_bundle
+from opml.bundle import Bundle
 from opml.engine import check_input
 from opml.ops import BY_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("_fraud_vm_engine_cases", ROOT / "tests/opml/test_engine_reference.py")
-assert _spec is not None and _spec.loader is not None
-cases = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cases)
-_engine_check = cases.check
+sys.path.insert(0, str(ROOT / "tests" / "opml"))
+
+import engine_cases as cases  # noqa: E402
+import test_engine_reference  # noqa: E402,F401  (registers the arithmetic ops' cases)
+import test_engine_reference_layout  # noqa: E402,F401  (registers the data-movement ops' cases)
+
 MAX_EXAMPLES = 20
 
 
@@ -56,18 +57,18 @@ def run_node_through_vm(bundle: Bundle, inputs: Sequence[np.ndarray], rng: rando
     return tr.y
 
 
-def _vm_check(bundle: Bundle, inputs: Sequence[np.ndarray]) -> np.ndarray:
-    y = _engine_check(bundle, inputs)
-    b = decode_bundle(encode_bundle(bundle))
-    run_node_through_vm(b, inputs, random.Random(0))
-    return y
-
-
-cases.check = _vm_check
+def _vm_check(bundle: Bundle, inputs: Sequence[np.ndarray]) -> None:
+    """Run on each case after engine == reference (``bundle`` is already canonically re-decoded)."""
+    run_node_through_vm(bundle, inputs, random.Random(0))
 
 
 @pytest.mark.parametrize("op", sorted(BY_NAME))
 def test_op_through_vm(op: str) -> None:
     fn = cases.COVERED[op]
-    fn._hypothesis_internal_use_settings = settings(fn._hypothesis_internal_use_settings, max_examples=MAX_EXAMPLES)
-    fn()
+    saved = fn._hypothesis_internal_use_settings  # shared with the engine suite: restore it afterwards
+    fn._hypothesis_internal_use_settings = settings(saved, max_examples=MAX_EXAMPLES)
+    try:
+        with cases.also_check(_vm_check):
+            fn()
+    finally:
+        fn._hypothesis_internal_use_settings = saved

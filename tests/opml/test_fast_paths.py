@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from engine_cases import INT8, INT32, UINT8, _gemm_node, act, check, const, one_node
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_engine_reference import INT8, INT32, UINT8, _gemm_node, act, check, const, one_node
 
 from opml.engine import run
 from opml.intmath import quantize_multiplier, requantize
