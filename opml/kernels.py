@@ -106,8 +106,33 @@ def _chunked_gemm(x2: np.ndarray, w32: np.ndarray, w64: np.ndarray, wmax: int) -
     return exact_matmul(x2.astype(np.float32), w32, chunk)
 
 
+def _gemm_tail(node: Node, specs: Sequence[TensorSpec],
+               offset: np.ndarray) -> Callable[[np.ndarray, int | None], np.ndarray]:
+    """The end shared by linear and conv: their [rows, channels] product -> the node's output.
+
+    The returned ``finish(t, bound)`` takes ``t``, the float32 result of one exact GEMM with
+    ``bound`` its :func:`_gemm_bound`, or the int64 result of the chunked path with ``bound`` None;
+    it adds ``offset`` (bias minus the input zero point's share) and clips to int32 (raw
+    accumulator output) or requantizes, through the float64 plan when its bound allows.
+    """
+    out = specs[node.outputs[0]]
+    if out.dtype == DType.INT32:
+        return lambda t, bound: clip_int32(t.astype(np.int64, copy=False) + offset).astype(np.int32)
+    qmin, qmax = node.iattr("qmin"), node.iattr("qmax")
+    mult, shift = _requant_params(node, specs)
+    fast = plan_float_requant(mult, shift, offset, out.zero_point, qmin, qmax, out.dtype.np, F32_EXACT)
+
+    def finish(t: np.ndarray, bound: int | None) -> np.ndarray:
+        if bound is not None and fast is not None and can_apply(fast, bound):
+            return apply_float_requant(fast, t, bound)
+        acc = t.astype(np.int64, copy=False) + offset
+        return requantize(acc, mult, shift, out.zero_point, qmin, qmax, out.dtype.np)
+
+    return finish
+
+
 def prepare_linear(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
-    x_spec, out = specs[node.inputs[0]], specs[node.outputs[0]]
+    x_spec = specs[node.inputs[0]]
     w = _const(specs, node.inputs[1])
     _check_weights(w)
     k, n = w.shape
@@ -119,13 +144,7 @@ def prepare_linear(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     zp = x_spec.zero_point
     xmag = _dtype_magnitude(x_spec.dtype.np)
     wmax = int(np.abs(w64).max()) if w.size else 0
-    offset = bias - zp * w64.sum(axis=0)  # acc = x @ w + offset
-    raw = out.dtype == DType.INT32
-    qmin, qmax = node.iattr("qmin"), node.iattr("qmax")
-    fast = None
-    if not raw:
-        mult, shift = _requant_params(node, specs)
-        fast = plan_float_requant(mult, shift, offset, out.zero_point, qmin, qmax, out.dtype.np, F32_EXACT)
+    finish = _gemm_tail(node, specs, bias - zp * w64.sum(axis=0))  # acc = x @ w + offset
 
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         x = xs[0]
@@ -136,15 +155,10 @@ def prepare_linear(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
             # BLAS runs faster with the few rows of a small batch as the GEMM's columns
             flip = x2.shape[0] <= FLIP_ROWS
             xf = x2.astype(np.float32)
-            t = np.matmul(wt32, xf.T).T if flip else np.matmul(xf, w32)
-            if fast is not None and can_apply(fast, bound):
-                return apply_float_requant(fast, t, bound).reshape(lead + (n,))
-            acc = t.astype(np.int64) + offset
+            y = finish(np.matmul(wt32, xf.T).T if flip else np.matmul(xf, w32), bound)
         else:
-            acc = _chunked_gemm(x2, w32, w64, wmax) + offset
-        if raw:
-            return clip_int32(acc).astype(np.int32).reshape(lead + (n,))
-        return requantize(acc, mult, shift, out.zero_point, qmin, qmax, out.dtype.np).reshape(lead + (n,))
+            y = finish(_chunked_gemm(x2, w32, w64, wmax), None)
+        return y.reshape(lead + (n,))
 
     return run
 
@@ -177,7 +191,7 @@ def _pad_nchw(x: np.ndarray, pads: Sequence[int], value: int) -> np.ndarray:
 
 
 def prepare_conv(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
-    x_spec, out = specs[node.inputs[0]], specs[node.outputs[0]]
+    x_spec = specs[node.inputs[0]]
     w = _const(specs, node.inputs[1])
     _check_weights(w)
     m, cg, kh, kw = w.shape
@@ -195,13 +209,7 @@ def prepare_conv(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     w64 = w.astype(np.int64).reshape(m, -1)
     wmag = int(np.abs(w64).sum(axis=1).max()) if w.size else 0
     xmag = _dtype_magnitude(x_spec.dtype.np)  # padding holds zp, a value of the dtype
-    offset = bias - zp * w64.sum(axis=1)
-    raw = out.dtype == DType.INT32
-    qmin, qmax = node.iattr("qmin"), node.iattr("qmax")
-    fast = None
-    if not raw:
-        mult, shift = _requant_params(node, specs)
-        fast = plan_float_requant(mult, shift, offset, out.zero_point, qmin, qmax, out.dtype.np, F32_EXACT)
+    finish = _gemm_tail(node, specs, bias - zp * w64.sum(axis=1))
 
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         x = _pad_nchw(xs[0], pads, _pad_value(x_spec))
@@ -212,23 +220,12 @@ def prepare_conv(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
         bound = _gemm_bound(x, xmag, wmag)
         if bound <= F32_EXACT:  # one exact float32 GEMM per group (see _gemm_bound)
             parts = [np.matmul(mat, w_groups[g]) for g, mat in enumerate(mats)]
-            t = parts[0] if group == 1 else np.concatenate(parts, axis=1)  # [B*OH*OW, M]
-            if fast is not None and can_apply(fast, bound):
-                y = apply_float_requant(fast, t, bound)
-                return np.ascontiguousarray(y.reshape(b, oh, ow, m).transpose(0, 3, 1, 2))
-            acc = t.astype(np.int64) + offset
+            exact: int | None = bound
         else:
             parts = [exact_matmul(mat, w_groups[g], chunk) for g, mat in enumerate(mats)]
-            acc = (parts[0] if group == 1 else np.concatenate(parts, axis=1)) + offset
-        acc = acc.reshape(b, oh, ow, m).transpose(0, 3, 1, 2)
-        if raw:
-            return np.ascontiguousarray(clip_int32(acc).astype(np.int32))
-        shp = (1, m, 1, 1)
-        y = requantize(
-            acc, mult.reshape(shp) if mult.size > 1 else mult, shift.reshape(shp) if shift.size > 1 else shift,
-            out.zero_point, qmin, qmax, out.dtype.np,
-        )
-        return np.ascontiguousarray(y)
+            exact = None
+        y = finish(parts[0] if group == 1 else np.concatenate(parts, axis=1), exact)  # [B*OH*OW, M]
+        return np.ascontiguousarray(y.reshape(b, oh, ow, m).transpose(0, 3, 1, 2))
 
     return run
 
