@@ -22,19 +22,15 @@ Value = Fraction | str
 
 def f32_decode(bits: int) -> Value:
     """The value of a float32 bit pattern: a Fraction, or ``NAN`` / ``POS_INF`` / ``NEG_INF``."""
-    sign = -1 if bits >> 31 else 1
-    exp = (bits >> 23) & 0xFF
-    frac = bits & 0x7FFFFF
-    if exp == 0xFF:
-        return NAN if frac else (POS_INF if sign > 0 else NEG_INF)
-    if exp == 0:
-        return Fraction(sign * frac, 1 << 149)
-    m, e = (1 << 23) | frac, exp - 150
+    parts = f32_parts(bits)
+    if isinstance(parts, str):
+        return parts
+    sign, m, e = parts
     return Fraction(sign * (m << e)) if e >= 0 else Fraction(sign * m, 1 << -e)
 
 
 def _round_ratio(p: int, q: int) -> int:
-    """Nearest integer to ``p / q`` (``p >= 0``, ``q > 0``), ties to even."""
+    """Nearest integer to ``p / q`` (``q > 0``; any sign of ``p``: divmod floors), ties to even."""
     fl, rem = divmod(p, q)
     twice = 2 * rem
     return fl + 1 if twice > q or (twice == q and fl % 2) else fl
@@ -42,9 +38,7 @@ def _round_ratio(p: int, q: int) -> int:
 
 def round_half_even(q: Fraction) -> int:
     """Nearest integer to ``q``, ties to even."""
-    fl, rem = divmod(q.numerator, q.denominator)  # floor, also for negative q
-    twice = 2 * rem
-    return fl + 1 if twice > q.denominator or (twice == q.denominator and fl % 2) else fl
+    return _round_ratio(q.numerator, q.denominator)
 
 
 def _floor_log2(p: int, q: int) -> int:
