@@ -12,18 +12,13 @@ from pathlib import Path
 import click
 
 from ai_evm.cli import main
+from ai_evm.cli.node import serving_options
 
 
 @main.command("devnet")
 @click.option("--datadir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Chain directory (default: a temporary one, deleted on exit).")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8545, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--chain-id", default=31337, show_default=True, type=click.IntRange(1, 2**63 - 1))
-@click.option("--block-time", type=click.FloatRange(min=0.01), default=None,
-              help="Mine every S seconds instead of on every transaction.")
-@click.option("--model-store", "model_stores", multiple=True, metavar="URI",
-              help="Extra model stores tried after DATADIR/models.")
+@serving_options
 @click.option("-v", "--verbose", count=True)
 def devnet(
     datadir: Path | None, host: str, port: int, chain_id: int, block_time: float | None,

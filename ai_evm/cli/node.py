@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -45,16 +47,28 @@ def print_banner(seq: object, url: str, block_time: float | None, out: object = 
     sys.stdout.flush()
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def serving_options(fn: F) -> F:
+    """The options ``aievm node`` and ``aievm devnet`` share: address, chain id, mining, model stores."""
+    for option in reversed([
+        click.option("--host", default="127.0.0.1", show_default=True),
+        click.option("--port", default=8545, show_default=True, type=click.IntRange(0, 65535)),
+        click.option("--chain-id", default=31337, show_default=True, type=click.IntRange(1, 2**63 - 1)),
+        click.option("--block-time", type=click.FloatRange(min=0.01), default=None,
+                     help="Mine a block every S seconds instead of on every transaction (automine)."),
+        click.option("--model-store", "model_stores", multiple=True, metavar="URI",
+                     help="Extra model stores (directory, http(s):// hub, s3://...), tried after DATADIR/models."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
 @main.command("node")
 @click.option("--datadir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Chain database directory (created if missing; a restart continues from its head).")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8545, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--chain-id", default=31337, show_default=True, type=click.IntRange(1, 2**63 - 1))
-@click.option("--block-time", type=click.FloatRange(min=0.01), default=None,
-              help="Mine a block every S seconds instead of on every transaction (automine).")
-@click.option("--model-store", "model_stores", multiple=True, metavar="URI",
-              help="Extra model stores (directory, http(s):// hub, s3://...), tried after DATADIR/models.")
+@serving_options
 @click.option("--gas-limit", default=30_000_000, show_default=True, type=click.IntRange(100_000))
 @click.option("--no-fsync", is_flag=True, help="Do not fsync each block (faster; unsafe on power loss).")
 @click.option("-v", "--verbose", count=True, help="Log blocks (-v) and debug output (-vv).")
