@@ -8,7 +8,11 @@ NPM ?= npm
 NODE ?= node
 SOLIDITY := $(shell find contracts -name '*.sol' -not -path 'contracts/build/*' 2>/dev/null)
 
-install: $(VENV)/.installed node_modules/.installed contracts/build/.stamp
+install: $(VENV)/.installed node_modules/.installed contracts/build/.stamp opml/native/libopml_native.so
+
+# opml's exact native kernels (C, loaded through ctypes; the engine runs without them, bit for bit the same)
+opml/native/libopml_native.so: scripts/build_native.sh $(wildcard opml/native/*.c)
+	bash scripts/build_native.sh
 
 # npm toolchain (solc-js, anvil, cast, ethers): reinstalled only when the lock file changes.
 node_modules/.installed: package.json package-lock.json

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from . import native
 from .bundle import DType, Node, TensorSpec
 from .errors import InferenceInputError, OpmlError
 from .intmath import (
@@ -131,6 +132,24 @@ def _gemm_tail(node: Node, specs: Sequence[TensorSpec],
     return finish
 
 
+def _native_gemm(node: Node, specs: Sequence[TensorSpec], w: np.ndarray,
+                 offset: np.ndarray) -> tuple[native.PackedWeights, native.Epilogue] | None:
+    """The native exact GEMM and epilogue for weights [K, N], when the library can take them."""
+    if not native.available():
+        return None
+    out = specs[node.outputs[0]]
+    if out.dtype == DType.INT32:
+        ep = native.epilogue(w.shape[1], offset, 0, 0, 0, 0, 0, np.int32)
+    elif out.dtype in QRANGE:
+        mult, shift = _requant_params(node, specs)
+        ep = native.epilogue(w.shape[1], offset, mult, shift, out.zero_point, node.iattr("qmin"),
+                             node.iattr("qmax"), out.dtype.np)
+    else:
+        return None
+    packed = native.pack_weights(w) if ep is not None else None
+    return None if packed is None or ep is None else (packed, ep)
+
+
 def prepare_linear(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     x_spec = specs[node.inputs[0]]
     w = _const(specs, node.inputs[1])
@@ -144,12 +163,16 @@ def prepare_linear(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     zp = x_spec.zero_point
     xmag = _dtype_magnitude(x_spec.dtype.np)
     wmax = int(np.abs(w64).max()) if w.size else 0
-    finish = _gemm_tail(node, specs, bias - zp * w64.sum(axis=0))  # acc = x @ w + offset
+    offset = bias - zp * w64.sum(axis=0)
+    finish = _gemm_tail(node, specs, offset)  # acc = x @ w + offset
+    fast = _native_gemm(node, specs, w, offset)
 
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         x = xs[0]
         lead = x.shape[:-1]
         x2 = x.reshape(math.prod(lead), k)
+        if fast is not None and x2.dtype in (np.int8, np.uint8):
+            return native.qgemm(x2, *fast).reshape(lead + (n,))
         bound = _gemm_bound(x2, xmag, wmag)
         if bound <= F32_EXACT:
             # BLAS runs faster with the few rows of a small batch as the GEMM's columns

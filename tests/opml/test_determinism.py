@@ -11,7 +11,9 @@ different environments:
   SkylakeX without AVX-512, dies with SIGILL, so the list is filtered by the CPU's features),
 - ``NPY_DISABLE_CPU_FEATURES`` turning off AVX2/FMA3/AVX-512 (only features the CPU has: numpy
   refuses to start otherwise on some versions), and every dispatchable feature at once,
-- all of the above combined.
+- all of the above combined,
+- opml's native kernels off (``OPML_NATIVE=0``: the numpy path) and forced to their portable C
+  version (``OPML_NATIVE_ISA=generic``: no AVX2), each also with one thread.
 
 Each subprocess also reports the BLAS core and numpy CPU features it actually ran with, so a variant
 that silently had no effect is caught.
@@ -77,6 +79,9 @@ if NO_AVX2_AVX512:
     VARIANTS["npy-no-avx2-avx512"] = {"NPY_DISABLE_CPU_FEATURES": ",".join(NO_AVX2_AVX512)}
 if PRESENT:
     VARIANTS["npy-baseline-only"] = {"NPY_DISABLE_CPU_FEATURES": ",".join(PRESENT)}
+VARIANTS["native-off"] = {"OPML_NATIVE": "0"}
+VARIANTS["native-generic-threads-1"] = {"OPML_NATIVE_ISA": "generic", "OMP_NUM_THREADS": "1",
+                                        "OPENBLAS_NUM_THREADS": "1", "OPML_THREADS": "1"}
 VARIANTS["everything-minimal"] = {
     "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
     **({"OPENBLAS_CORETYPE": LOWEST} if LOWEST else {}),
@@ -131,6 +136,8 @@ for name in json.loads(sys.argv[4]):
 from threadpoolctl import threadpool_info
 out["blas"] = [(i.get("internal_api"), i.get("architecture"), i.get("num_threads")) for i in threadpool_info()]
 out["features"] = _cpu_features()
+from opml import native
+out["native"] = native.describe()
 print("RESULT " + json.dumps(out))
 """
 
@@ -157,7 +164,8 @@ def expected(examples: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
 def _child_env(extra: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     if extra:  # a variant starts from a clean slate for the variables it is about
-        for k in THREADS | {"OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES", "NPY_ENABLE_CPU_FEATURES"}:
+        for k in THREADS | {"OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES", "NPY_ENABLE_CPU_FEATURES",
+                            "OPML_NATIVE", "OPML_NATIVE_ISA", "OPML_THREADS"}:
             env.pop(k, None)
     env.update(extra)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
@@ -190,6 +198,10 @@ def test_subprocess_bit_identical(expected: dict, variant: str) -> None:
     if "NPY_DISABLE_CPU_FEATURES" in extra:
         for f in extra["NPY_DISABLE_CPU_FEATURES"].split(","):
             assert not got["features"][f], f"{variant}: numpy still uses {f}"
+    if extra.get("OPML_NATIVE") == "0":
+        assert "disabled" in got["native"], got["native"]
+    if extra.get("OPML_NATIVE_ISA") == "generic":
+        assert "loaded (generic)" in got["native"], got["native"]
     if extra.get("OPENBLAS_NUM_THREADS"):
         n = int(extra["OPENBLAS_NUM_THREADS"])
         assert all(t == n for api, _, t in got["blas"] if api == "openblas"), got["blas"]

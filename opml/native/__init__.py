@@ -1,0 +1,160 @@
+"""opml's optional native kernels: exact integer C code loaded through ctypes.
+
+``scripts/build_native.sh`` (run by ``make install``) builds ``libopml_native.so`` next to this file.
+Every native kernel computes exactly what the numpy kernel it replaces computes (integer arithmetic
+within proven bounds, see each C file's header), so whether the library is present, which instruction
+set it picks, and how many threads split the work never change a bit of any output. The engine
+runs the numpy path when the library is absent or disabled.
+
+Environment (read at import):
+
+* ``OPML_NATIVE=0`` disables the library (the numpy path runs);
+* ``OPML_NATIVE_ISA=generic`` forces the portable C kernels even where AVX2 is available
+  (``avx2`` asks for AVX2 and falls back to generic on a CPU without it).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..parallel import for_row_ranges
+
+LIBRARY = Path(__file__).with_name("libopml_native.so")
+
+_i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
+_OUTKIND = {np.dtype(np.int32): 0, np.dtype(np.int8): 1, np.dtype(np.uint8): 2}
+
+
+def _load() -> tuple[ctypes.CDLL | None, str]:
+    if os.environ.get("OPML_NATIVE", "1").strip() == "0":
+        return None, "disabled (OPML_NATIVE=0)"
+    if not LIBRARY.exists():
+        return None, f"not built ({LIBRARY.name} missing: run scripts/build_native.sh)"
+    try:
+        lib = ctypes.CDLL(str(LIBRARY))
+    except OSError as e:
+        return None, f"cannot be loaded: {e}"
+    lib.opml_qgemm_max_k.restype = _i64
+    lib.opml_qgemm_packed_size.restype = _i64
+    lib.opml_qgemm_packed_size.argtypes = [_i64, _i64]
+    lib.opml_qgemm_pack.restype = None
+    lib.opml_qgemm_pack.argtypes = [_ptr, _i64, _i64, _ptr]
+    lib.opml_qgemm_has_avx2.restype = _int
+    lib.opml_qgemm.restype = _int
+    lib.opml_qgemm.argtypes = [_ptr, _int, _i64, _i64, _i64, _ptr, _i64, _i64, _i64, _ptr, _ptr, _ptr,
+                               _i64, _i64, _i64, _int, _ptr, _i64, _int]
+    return lib, "loaded"
+
+
+_LIB, _STATUS = _load()
+
+
+def _choose_isa() -> int:
+    if _LIB is None:
+        return 0
+    want = os.environ.get("OPML_NATIVE_ISA", "").strip().lower()
+    if want == "generic":
+        return 0
+    return 1 if _LIB.opml_qgemm_has_avx2() else 0
+
+
+_ISA = _choose_isa()
+
+
+def available() -> bool:
+    """Whether the native kernels are loaded and enabled."""
+    return _LIB is not None
+
+
+def describe() -> str:
+    """One line for diagnostics: loaded with which instruction set, or why not."""
+    if _LIB is None:
+        return f"native kernels {_STATUS}"
+    return f"native kernels loaded ({'avx2' if _ISA == 1 else 'generic'}) from {LIBRARY}"
+
+
+def _addr(a: np.ndarray) -> int:
+    return a.ctypes.data
+
+
+@dataclass(frozen=True)
+class PackedWeights:
+    """A [K, N] weight matrix in the GEMM's panel layout (see ``qgemm.c``)."""
+
+    data: np.ndarray  # int16, opml_qgemm_packed_size(K, N) values
+    k: int
+    n: int
+
+
+def pack_weights(w: np.ndarray) -> PackedWeights | None:
+    """Pack int8/int16 weights [K, N] with |w| <= 255 for :func:`qgemm`; None when the native GEMM
+    cannot take them (library absent, K too large, values out of range)."""
+    if _LIB is None or w.ndim != 2 or w.dtype not in (np.int8, np.int16):
+        return None
+    k, n = w.shape
+    if k > _LIB.opml_qgemm_max_k() or (w.size and int(np.abs(w.astype(np.int32)).max()) > 255):
+        return None
+    w16 = np.ascontiguousarray(w, dtype=np.int16)
+    data = np.empty(_LIB.opml_qgemm_packed_size(k, n), dtype=np.int16)
+    _LIB.opml_qgemm_pack(_addr(w16), k, n, _addr(data))
+    return PackedWeights(data, k, n)
+
+
+@dataclass(frozen=True)
+class Epilogue:
+    """The per-column constants of the GEMM's epilogue (``off`` always; the rest for int8/uint8 out)."""
+
+    off: np.ndarray  # int64 [N]: added to every accumulator before the int32 clip
+    mult: np.ndarray  # int64 [N]
+    shift: np.ndarray  # int64 [N]
+    zero_point: int
+    qmin: int
+    qmax: int
+    dtype: np.dtype  # int32 (raw accumulators), int8 or uint8
+
+
+def epilogue(n: int, off: np.ndarray, mult: object, shift: object, zero_point: int, qmin: int, qmax: int,
+             dtype: np.dtype) -> Epilogue | None:
+    """Per-column epilogue constants broadcast to N columns; None when the native GEMM cannot apply them."""
+    dtype = np.dtype(dtype)
+    if dtype not in _OUTKIND:
+        return None
+    o = np.ascontiguousarray(np.broadcast_to(np.asarray(off, dtype=np.int64), (n,)))
+    m = np.ascontiguousarray(np.broadcast_to(np.asarray(mult, dtype=np.int64), (n,)))
+    s = np.ascontiguousarray(np.broadcast_to(np.asarray(shift, dtype=np.int64), (n,)))
+    if dtype != np.int32 and n and (int(s.min()) < 1 or int(s.max()) > 62 or int(m.min()) < 0
+                                    or int(m.max()) >= 1 << 31):
+        return None
+    return Epilogue(o, m, s, int(zero_point), int(qmin), int(qmax), dtype)
+
+
+PANEL = 16  # columns per packed panel
+
+
+def qgemm(x: np.ndarray, w: PackedWeights, ep: Epilogue) -> np.ndarray:
+    """``epilogue(x @ w)`` for int8/uint8 ``x`` [M, K]: the int32-clipped accumulators plus ``off``, or
+    their requantization; columns split over the engine's worker threads (the GIL is released)."""
+    assert _LIB is not None
+    if x.dtype not in (np.int8, np.uint8) or x.ndim != 2 or x.shape[1] != w.k:
+        raise ValueError(f"qgemm: x must be int8/uint8 [M, {w.k}], not {x.dtype} {x.shape}")
+    x = np.ascontiguousarray(x)
+    m = x.shape[0]
+    y = np.empty((m, w.n), dtype=ep.dtype)
+    lib, signed, kind = _LIB, int(x.dtype == np.int8), _OUTKIND[ep.dtype]
+    args = (_addr(ep.off), _addr(ep.mult), _addr(ep.shift), ep.zero_point, ep.qmin, ep.qmax, kind, _addr(y), w.n)
+    panels = -(-w.n // PANEL)
+
+    def run(p0: int, p1: int) -> None:
+        rc = lib.opml_qgemm(_addr(x), signed, m, w.k, w.k, _addr(w.data), w.n, p0 * PANEL,
+                            min(w.n, p1 * PANEL), *args, _ISA)
+        if rc:
+            raise MemoryError("opml native qgemm failed (out of memory or bad arguments)")
+
+    if m and w.n:
+        for_row_ranges(run, panels, m * w.k * PANEL // 4)
+    return y
