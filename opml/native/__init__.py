@@ -71,6 +71,17 @@ def available() -> bool:
     return _LIB is not None
 
 
+def library() -> ctypes.CDLL | None:
+    """The loaded library (None when absent or disabled), for the modules that declare more of its
+    functions (each module sets the ``argtypes``/``restype`` of the functions it calls)."""
+    return _LIB
+
+
+def isa() -> int:
+    """The instruction set every native kernel should use: 0 portable C, 1 AVX2."""
+    return _ISA
+
+
 def describe() -> str:
     """One line for diagnostics: loaded with which instruction set, or why not."""
     if _LIB is None:
