@@ -46,8 +46,8 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     lib.opml_qgemm_pack.argtypes = [_ptr, _i64, _i64, _ptr]
     lib.opml_qgemm_has_avx2.restype = _int
     lib.opml_qgemm.restype = _int
-    lib.opml_qgemm.argtypes = [_ptr, _int, _i64, _i64, _i64, _ptr, _i64, _i64, _i64, _ptr, _ptr, _ptr,
-                               _i64, _i64, _i64, _int, _ptr, _i64, _int]
+    lib.opml_qgemm.argtypes = [_ptr, _int, _i64, _i64, _i64, _ptr, _i64, _i64, _i64, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr,
+                               _i64, _i64, _int, _ptr, _i64, _int]
     return lib, "loaded"
 
 
@@ -118,30 +118,85 @@ def pack_weights(w: np.ndarray) -> PackedWeights | None:
 
 @dataclass(frozen=True)
 class Epilogue:
-    """The per-column constants of the GEMM's epilogue (``off`` always; the rest for int8/uint8 out)."""
+    """Per-column constants of the GEMM's epilogue (see :func:`epilogue` and ``qgemm.c``)."""
 
-    off: np.ndarray  # int64 [N]: added to every accumulator before the int32 clip
-    mult: np.ndarray  # int64 [N]
+    lo: np.ndarray  # int64 [N]: accumulator clamp bounds
+    hi: np.ndarray
+    mul: np.ndarray  # int64 [N]
+    add: np.ndarray  # int64 [N], the true constant modulo 2^64
     shift: np.ndarray  # int64 [N]
-    zero_point: int
-    qmin: int
-    qmax: int
+    post: np.ndarray  # int64 [N], added after the shift
+    span: int
+    base: int
     dtype: np.dtype  # int32 (raw accumulators), int8 or uint8
 
 
-def epilogue(n: int, off: np.ndarray, mult: object, shift: object, zero_point: int, qmin: int, qmax: int,
+_I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def _wrap64(v: int) -> int:
+    return ((v + (1 << 63)) % (1 << 64)) - (1 << 63)
+
+
+def _requant_column(off: int, m: int, s: int, zp: int, qmin: int, qmax: int) -> tuple[int, ...] | None:
+    """(lo, hi, mul, add, shift, post) with ``clamp(((clamp(acc, lo, hi) * mul + add) >> shift) + post, 0,
+    qmax - qmin) + qmin
+    == requant(acc + off)`` for every int32 ``acc``, where ``requant(a) = clip(zp + round_shift(clip_int32(a) * m,
+    s), qmin, qmax)``; None when a bound fails.
+
+    ``requant`` is non-decreasing in ``a`` (``m >= 0``), equal to ``qmin`` for ``a <= a_lo`` and to ``qmax`` for
+    ``a >= a_hi`` (:func:`opml.requant.saturation_bounds`); so clamping ``a`` into ``[L, H] = [max(a_lo,
+    INT32_MIN), min(a_hi, INT32_MAX)]`` changes no output, and makes the int32 clip a no-op. Then
+    ``zp + round_shift(a m, s) - qmin == (a m + 2^(s-1) + (zp - qmin) 2^s) >> s`` (adding a multiple of 2^s
+    commutes with the floor shift; ``post = zp - qmin`` is added after it), and with ``a = acc + off`` the
+    constant part is ``off m + 2^(s-1)``. ``|a m + 2^(s-1)| < 2^31 2^31 + 2^61 < 2^63`` for ``a`` in
+    ``[L, H]``, so the wrapped uint64 evaluation in C is the true value.
+    """
+    from ..requant import saturation_bounds
+
+    if qmin == qmax or m == 0:  # a constant column: (0 * 0 + c) >> 0
+        c = min(max(zp, qmin), qmax) if m == 0 else qmin
+        return 0, 0, 0, 0, 0, c - qmin
+    a_lo, a_hi = saturation_bounds(m, s, zp, qmin, qmax)
+    if a_lo >= _I32_MAX:  # every int32 accumulator saturates low (or high, below)
+        return 0, 0, 0, 0, 0, 0
+    if a_hi <= _I32_MIN:
+        return 0, 0, 0, 0, 0, qmax - qmin
+    big_l, big_h = max(a_lo, _I32_MIN), min(a_hi, _I32_MAX)
+    return big_l - off, big_h - off, m, _wrap64(off * m + (1 << (s - 1))), s, zp - qmin
+
+
+def epilogue(n: int, off: object, mult: object, shift: object, zero_point: int, qmin: int, qmax: int,
              dtype: np.dtype) -> Epilogue | None:
-    """Per-column epilogue constants broadcast to N columns; None when the native GEMM cannot apply them."""
+    """Epilogue constants for N columns (``off``, ``mult``, ``shift`` broadcast per column); None when the
+    native GEMM cannot apply them exactly. ``int32``: ``clip_int32(acc + off)`` (mult, shift, zero point
+    and the q bounds unused); ``int8``/``uint8``: the spec's requantization of ``acc + off``."""
     dtype = np.dtype(dtype)
-    if dtype not in _OUTKIND:
+    offs = np.broadcast_to(np.asarray(off, dtype=np.int64), (n,)).tolist()
+    if dtype == np.int32:
+        # clip_int32(acc + off) = clamp(acc, MIN - off, MAX - off) + (off - MIN) + MIN, the middle in [0, 2^32)
+        cols = [(_I32_MIN - o, _I32_MAX - o, 1, o - _I32_MIN, 0, 0) for o in offs]
+        span, base = (1 << 32) - 1, _I32_MIN
+    elif dtype in (np.int8, np.uint8):
+        info = np.iinfo(dtype)
+        if not info.min <= qmin <= qmax <= info.max:
+            return None
+        ms = np.broadcast_to(np.asarray(mult, dtype=np.int64), (n,)).tolist()
+        ss = np.broadcast_to(np.asarray(shift, dtype=np.int64), (n,)).tolist()
+        if any(not 0 <= m < 1 << 31 for m in ms) or any(not 1 <= s <= 62 for s in ss):
+            return None
+        if any(abs(o) >= 1 << 40 for o in offs):
+            return None
+        made = [_requant_column(o, m, s, zero_point, qmin, qmax) for o, m, s in zip(offs, ms, ss, strict=True)]
+        if any(c is None for c in made):
+            return None
+        cols = [c for c in made if c is not None]
+        span, base = qmax - qmin, qmin
+    else:
         return None
-    o = np.ascontiguousarray(np.broadcast_to(np.asarray(off, dtype=np.int64), (n,)))
-    m = np.ascontiguousarray(np.broadcast_to(np.asarray(mult, dtype=np.int64), (n,)))
-    s = np.ascontiguousarray(np.broadcast_to(np.asarray(shift, dtype=np.int64), (n,)))
-    if dtype != np.int32 and n and (int(s.min()) < 1 or int(s.max()) > 62 or int(m.min()) < 0
-                                    or int(m.max()) >= 1 << 31):
-        return None
-    return Epilogue(o, m, s, int(zero_point), int(qmin), int(qmax), dtype)
+    arr = np.array(cols, dtype=np.int64).reshape(n, 6).T.copy() if n else np.zeros((6, 0), dtype=np.int64)
+    lo, hi, mul, add, sh, post = (np.ascontiguousarray(a) for a in arr)
+    return Epilogue(lo, hi, mul, add, sh, post, span, base, dtype)
 
 
 PANEL = 16  # columns per packed panel
@@ -157,7 +212,8 @@ def qgemm(x: np.ndarray, w: PackedWeights, ep: Epilogue) -> np.ndarray:
     m = x.shape[0]
     y = np.empty((m, w.n), dtype=ep.dtype)
     lib, signed, kind = _LIB, int(x.dtype == np.int8), _OUTKIND[ep.dtype]
-    args = (_addr(ep.off), _addr(ep.mult), _addr(ep.shift), ep.zero_point, ep.qmin, ep.qmax, kind, _addr(y), w.n)
+    args = (_addr(ep.lo), _addr(ep.hi), _addr(ep.mul), _addr(ep.add), _addr(ep.shift), _addr(ep.post), ep.span, ep.base, kind,
+            _addr(y), w.n)
     panels = -(-w.n // PANEL)
 
     def run(p0: int, p1: int) -> None:

@@ -6,9 +6,16 @@
  *
  * Every product is at most 255 * 255 = 65025 in magnitude and K <= OPML_QGEMM_MAX_K, so every partial
  * sum of acc lies within +-2^31 and the int32 accumulation is exact in any order: the AVX2 kernel and
- * the portable one give the same bits by construction (integer addition is associative). The epilogue
- * is int64 arithmetic (|clip_int32(a) * mult| < 2^62, plus 2^(shift-1) <= 2^61, no overflow) with
- * an arithmetic right shift, exactly the spec's requantize (opml.intmath.requantize).
+ * the portable one give the same bits by construction (integer addition is associative).
+ *
+ * The epilogue is one formula for both outputs, with per-column constants prepared in Python
+ * (opml.native.epilogue, which proves each rewrite; see its docstring):
+ *
+ *   y = clamp(((clamp(acc, lo[n], hi[n]) * mul[n] + add[n]) >> shift[n]) + post[n], 0, span) + base
+ *
+ * evaluated modulo 2^64 (uint64) up to the shift: the true value of the product plus add lies
+ * within int64 (checked when the constants are made), so the wrapped value is that value, and the
+ * arithmetic right shift of it is the spec's floor.
  *
  * Weights are packed once per plan (opml_qgemm_pack) into panels of 16 columns: for each pair of rows
  * k, k+1 of w, the 16 columns' (w[k, c], w[k+1, c]) int16 pairs, so one VPMADDWD of a broadcast
@@ -53,11 +60,13 @@ void opml_qgemm_pack(const int16_t *w, int64_t k, int64_t n, int16_t *out) {
     }
 }
 
-/* x rows [m0, m0 + MR) -> int16, K padded to even, rows past m zero: xs is MR * 2 * kp int16. */
-static void load_rows(const void *x, int xsigned, int64_t m, int64_t k, int64_t lda, int64_t m0,
+/* x rows [m0, m0 + rows) -> int16 in xs (rows rounded up to MR, each 2 * kp values): K padded to even,
+ * rows past m zero. */
+static void load_rows(const void *x, int xsigned, int64_t m, int64_t k, int64_t lda, int64_t m0, int64_t rows,
                       int64_t kp, int16_t *xs) {
-    memset(xs, 0, (size_t)(MR * 2 * kp) * sizeof(int16_t));
-    for (int64_t r = 0; r < MR && m0 + r < m; r++) {
+    int64_t padded = (rows + MR - 1) / MR * MR;
+    memset(xs, 0, (size_t)(padded * 2 * kp) * sizeof(int16_t));
+    for (int64_t r = 0; r < rows && m0 + r < m; r++) {
         int16_t *dst = xs + r * 2 * kp;
         if (xsigned) {
             const int8_t *src = (const int8_t *)x + (m0 + r) * lda;
@@ -85,8 +94,33 @@ static void tile_generic(const int16_t *xs, const int16_t *panel, int64_t kp, in
 }
 
 #ifdef OPML_X86
-__attribute__((target("avx2"))) static void tile_avx2(const int16_t *xs, const int16_t *panel, int64_t kp,
-                                                      int32_t acc[MR][NR]) {
+/* rows (1..MR, a constant at every call site) x 16 columns; rows past `rows` are left untouched. */
+__attribute__((target("avx2"), always_inline)) static inline void tile_avx2_rows(
+    const int16_t *xs, const int16_t *panel, int64_t kp, int32_t acc[MR][NR], const int rows) {
+    __m256i c[MR][2];
+    const int32_t *xr[MR];
+    for (int r = 0; r < rows; r++) {
+        c[r][0] = c[r][1] = _mm256_setzero_si256();
+        xr[r] = (const int32_t *)xs + r * kp;
+    }
+    for (int64_t q = 0; q < kp; q++) {
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)(panel + q * 2 * NR));
+        __m256i w1 = _mm256_loadu_si256((const __m256i *)(panel + q * 2 * NR + 16));
+        for (int r = 0; r < rows; r++) {
+            __m256i b = _mm256_set1_epi32(xr[r][q]);
+            c[r][0] = _mm256_add_epi32(c[r][0], _mm256_madd_epi16(b, w0));
+            c[r][1] = _mm256_add_epi32(c[r][1], _mm256_madd_epi16(b, w1));
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        _mm256_storeu_si256((__m256i *)acc[r], c[r][0]);
+        _mm256_storeu_si256((__m256i *)(acc[r] + 8), c[r][1]);
+    }
+}
+
+/* The full 6 x 16 tile, written out: 12 accumulators + 2 weight vectors + 1 broadcast in 16 registers. */
+__attribute__((target("avx2"))) static void tile_avx2_full(const int16_t *xs, const int16_t *panel, int64_t kp,
+                                                           int32_t acc[MR][NR]) {
     __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256i c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     const int32_t *x0 = (const int32_t *)xs;
@@ -95,37 +129,43 @@ __attribute__((target("avx2"))) static void tile_avx2(const int16_t *xs, const i
         __m256i w0 = _mm256_loadu_si256((const __m256i *)(panel + q * 2 * NR));
         __m256i w1 = _mm256_loadu_si256((const __m256i *)(panel + q * 2 * NR + 16));
         __m256i b;
-        b = _mm256_set1_epi32(x0[q]);
-        c00 = _mm256_add_epi32(c00, _mm256_madd_epi16(b, w0));
-        c01 = _mm256_add_epi32(c01, _mm256_madd_epi16(b, w1));
-        b = _mm256_set1_epi32(x1[q]);
-        c10 = _mm256_add_epi32(c10, _mm256_madd_epi16(b, w0));
-        c11 = _mm256_add_epi32(c11, _mm256_madd_epi16(b, w1));
-        b = _mm256_set1_epi32(x2[q]);
-        c20 = _mm256_add_epi32(c20, _mm256_madd_epi16(b, w0));
-        c21 = _mm256_add_epi32(c21, _mm256_madd_epi16(b, w1));
-        b = _mm256_set1_epi32(x3[q]);
-        c30 = _mm256_add_epi32(c30, _mm256_madd_epi16(b, w0));
-        c31 = _mm256_add_epi32(c31, _mm256_madd_epi16(b, w1));
-        b = _mm256_set1_epi32(x4[q]);
-        c40 = _mm256_add_epi32(c40, _mm256_madd_epi16(b, w0));
-        c41 = _mm256_add_epi32(c41, _mm256_madd_epi16(b, w1));
-        b = _mm256_set1_epi32(x5[q]);
-        c50 = _mm256_add_epi32(c50, _mm256_madd_epi16(b, w0));
-        c51 = _mm256_add_epi32(c51, _mm256_madd_epi16(b, w1));
+#define OPML_ROW(x, a, b_)                                       \
+    b = _mm256_set1_epi32(x[q]);                                 \
+    a = _mm256_add_epi32(a, _mm256_madd_epi16(b, w0));           \
+    b_ = _mm256_add_epi32(b_, _mm256_madd_epi16(b, w1));
+        OPML_ROW(x0, c00, c01)
+        OPML_ROW(x1, c10, c11)
+        OPML_ROW(x2, c20, c21)
+        OPML_ROW(x3, c30, c31)
+        OPML_ROW(x4, c40, c41)
+        OPML_ROW(x5, c50, c51)
+#undef OPML_ROW
     }
-    _mm256_storeu_si256((__m256i *)acc[0], c00);
-    _mm256_storeu_si256((__m256i *)(acc[0] + 8), c01);
-    _mm256_storeu_si256((__m256i *)acc[1], c10);
-    _mm256_storeu_si256((__m256i *)(acc[1] + 8), c11);
-    _mm256_storeu_si256((__m256i *)acc[2], c20);
-    _mm256_storeu_si256((__m256i *)(acc[2] + 8), c21);
-    _mm256_storeu_si256((__m256i *)acc[3], c30);
-    _mm256_storeu_si256((__m256i *)(acc[3] + 8), c31);
-    _mm256_storeu_si256((__m256i *)acc[4], c40);
-    _mm256_storeu_si256((__m256i *)(acc[4] + 8), c41);
-    _mm256_storeu_si256((__m256i *)acc[5], c50);
-    _mm256_storeu_si256((__m256i *)(acc[5] + 8), c51);
+    __m256i *out = (__m256i *)acc;
+    _mm256_storeu_si256(out + 0, c00);
+    _mm256_storeu_si256(out + 1, c01);
+    _mm256_storeu_si256(out + 2, c10);
+    _mm256_storeu_si256(out + 3, c11);
+    _mm256_storeu_si256(out + 4, c20);
+    _mm256_storeu_si256(out + 5, c21);
+    _mm256_storeu_si256(out + 6, c30);
+    _mm256_storeu_si256(out + 7, c31);
+    _mm256_storeu_si256(out + 8, c40);
+    _mm256_storeu_si256(out + 9, c41);
+    _mm256_storeu_si256(out + 10, c50);
+    _mm256_storeu_si256(out + 11, c51);
+}
+
+__attribute__((target("avx2"))) static void tile_avx2(const int16_t *xs, const int16_t *panel, int64_t kp,
+                                                      int32_t acc[MR][NR], int64_t rows) {
+    switch (rows) {
+    case 1: tile_avx2_rows(xs, panel, kp, acc, 1); break;
+    case 2: tile_avx2_rows(xs, panel, kp, acc, 2); break;
+    case 3: tile_avx2_rows(xs, panel, kp, acc, 3); break;
+    case 4: tile_avx2_rows(xs, panel, kp, acc, 4); break;
+    case 5: tile_avx2_rows(xs, panel, kp, acc, 5); break;
+    default: tile_avx2_full(xs, panel, kp, acc); break;
+    }
 }
 #endif
 
@@ -139,55 +179,63 @@ int opml_qgemm_has_avx2(void) {
 #endif
 }
 
-static inline int64_t clip32(int64_t v) {
-    return v < INT32_MIN ? INT32_MIN : (v > INT32_MAX ? INT32_MAX : v);
-}
-
 /* Columns [n0, n1) of y = epilogue(x @ w); n0 a multiple of 16. isa: 0 portable, 1 AVX2.
- * outkind: 0 int32 (clip only), 1 int8, 2 uint8. mult and shift have n entries (per column).
+ * outkind: 0 int32, 1 int8, 2 uint8. lo, hi, mul, add, shift, post: n entries each (per column).
  * Returns 0, or -1 on bad arguments / out of memory (nothing is written then). */
 int opml_qgemm(const void *x, int xsigned, int64_t m, int64_t k, int64_t lda, const int16_t *wp, int64_t n,
-               int64_t n0, int64_t n1, const int64_t *off, const int64_t *mult, const int64_t *shift, int64_t zp,
-               int64_t qmin, int64_t qmax, int outkind, void *y, int64_t ldy, int isa) {
+               int64_t n0, int64_t n1, const int64_t *lo, const int64_t *hi, const int64_t *mul,
+               const int64_t *add, const int64_t *shift, const int64_t *post, int64_t span, int64_t base, int outkind, void *y,
+               int64_t ldy, int isa) {
     if (k < 0 || k > OPML_QGEMM_MAX_K || m < 0 || n0 < 0 || n0 % NR || n1 > n || n0 > n1) return -1;
-    if (outkind == 0 ? 0 : (outkind != 1 && outkind != 2)) return -1;
-    for (int64_t c = n0; c < n1 && outkind; c++)
-        if (shift[c] < 1 || shift[c] > 62 || mult[c] < 0 || mult[c] >= ((int64_t)1 << 31)) return -1;
+    if (outkind < 0 || outkind > 2 || span < 0) return -1;
+    for (int64_t c = n0; c < n1; c++)
+        if (shift[c] < 0 || shift[c] > 63 || lo[c] > hi[c]) return -1;
 #ifndef OPML_X86
     isa = 0;
 #endif
     int64_t kp = kpairs_of(k);
-    int16_t *xs = (int16_t *)malloc((size_t)(MR * 2 * (kp ? kp : 1)) * sizeof(int16_t));
+    /* GEBP blocking: a chunk of rows (about 192 KiB as int16, an L2-sized block) is converted once; each
+     * 16-column weight panel then stays in cache while every micro-tile of rows of the chunk uses it. */
+    int64_t chunk = (192 * 1024 / (int64_t)sizeof(int16_t)) / (2 * (kp ? kp : 1)) / MR * MR;
+    if (chunk < MR) chunk = MR;
+    if (chunk > (m + MR - 1) / MR * MR) chunk = (m + MR - 1) / MR * MR;
+    int16_t *xs = (int16_t *)malloc((size_t)((chunk ? chunk : MR) * 2 * (kp ? kp : 1)) * sizeof(int16_t));
     if (!xs) return -1;
     int32_t acc[MR][NR];
-    for (int64_t m0 = 0; m0 < m; m0 += MR) {
-        load_rows(x, xsigned, m, k, lda, m0, kp, xs);
-        int64_t rows = m - m0 < MR ? m - m0 : MR;
+    for (int64_t mc = 0; mc < m; mc += chunk) {
+        int64_t mrows = m - mc < chunk ? m - mc : chunk;
+        load_rows(x, xsigned, m, k, lda, mc, mrows, kp, xs);
         for (int64_t c0 = n0; c0 < n1; c0 += NR) {
             const int16_t *panel = wp + (c0 / NR) * kp * 2 * NR;
-#ifdef OPML_X86
-            if (isa == 1)
-                tile_avx2(xs, panel, kp, acc);
-            else
-#endif
-                tile_generic(xs, panel, kp, acc);
             int64_t cols = n1 - c0 < NR ? n1 - c0 : NR;
-            for (int64_t r = 0; r < rows; r++) {
-                int64_t row = m0 + r;
-                if (outkind == 0) {
-                    int32_t *dst = (int32_t *)y + row * ldy + c0;
-                    for (int64_t c = 0; c < cols; c++) dst[c] = (int32_t)clip32((int64_t)acc[r][c] + off[c0 + c]);
-                    continue;
-                }
-                for (int64_t c = 0; c < cols; c++) {
-                    int64_t col = c0 + c, s = shift[col];
-                    int64_t v = clip32((int64_t)acc[r][c] + off[col]) * mult[col];
-                    int64_t q = ((v + ((int64_t)1 << (s - 1))) >> s) + zp;
-                    q = q < qmin ? qmin : (q > qmax ? qmax : q);
-                    if (outkind == 1)
-                        ((int8_t *)y)[row * ldy + col] = (int8_t)q;
+            const int64_t *l = lo + c0, *h = hi + c0, *mu = mul + c0, *ad = add + c0, *sh = shift + c0, *po = post + c0;
+            for (int64_t r0 = 0; r0 < mrows; r0 += MR) {
+                const int16_t *xt = xs + r0 * 2 * kp;
+                int64_t rows = mrows - r0 < MR ? mrows - r0 : MR;
+#ifdef OPML_X86
+                if (isa == 1)
+                    tile_avx2(xt, panel, kp, acc, rows);
+                else
+#endif
+                    tile_generic(xt, panel, kp, acc);
+                for (int64_t r = 0; r < rows; r++) {
+                    int64_t q[NR];
+                    for (int64_t c = 0; c < cols; c++) {
+                        int64_t a = acc[r][c];
+                        a = a < l[c] ? l[c] : a;
+                        a = a > h[c] ? h[c] : a;
+                        int64_t v = (int64_t)((uint64_t)a * (uint64_t)mu[c] + (uint64_t)ad[c]) >> sh[c];
+                        v += po[c];
+                        v = v < 0 ? 0 : v;
+                        q[c] = (v > span ? span : v) + base;
+                    }
+                    int64_t at = (mc + r0 + r) * ldy + c0;
+                    if (outkind == 0)
+                        for (int64_t c = 0; c < cols; c++) ((int32_t *)y)[at + c] = (int32_t)q[c];
+                    else if (outkind == 1)
+                        for (int64_t c = 0; c < cols; c++) ((int8_t *)y)[at + c] = (int8_t)q[c];
                     else
-                        ((uint8_t *)y)[row * ldy + col] = (uint8_t)q;
+                        for (int64_t c = 0; c < cols; c++) ((uint8_t *)y)[at + c] = (uint8_t)q[c];
                 }
             }
         }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,15 +33,32 @@ def test_library_is_built_in_ci() -> None:
     assert native.available(), native.describe()
 
 
-def _expected(x: np.ndarray, w: np.ndarray, ep: native.Epilogue) -> np.ndarray:
-    acc = x.astype(np.int64) @ w.astype(np.int64) + ep.off
-    if ep.dtype == np.int32:
+@dataclass
+class Params:
+    off: np.ndarray
+    mult: np.ndarray
+    shift: np.ndarray
+    zp: int
+    qmin: int
+    qmax: int
+    dtype: type
+
+
+def _expected(x: np.ndarray, w: np.ndarray, p: Params) -> np.ndarray:
+    acc = x.astype(np.int64) @ w.astype(np.int64) + p.off
+    if p.dtype == np.int32:
         return clip_int32(acc).astype(np.int32)
-    return requantize(acc, ep.mult, ep.shift, ep.zero_point, ep.qmin, ep.qmax, ep.dtype)
+    return requantize(acc, p.mult, p.shift, p.zp, p.qmin, p.qmax, p.dtype)
+
+
+def _epilogue(n: int, p: Params) -> native.Epilogue:
+    ep = native.epilogue(n, p.off, p.mult, p.shift, p.zp, p.qmin, p.qmax, p.dtype)
+    assert ep is not None
+    return ep
 
 
 def _case(rng: np.random.Generator, m: int, k: int, n: int, xdt: type, wdt: type, out: type,
-          extreme: bool = False) -> tuple[np.ndarray, np.ndarray, native.Epilogue]:
+          extreme: bool = False) -> tuple[np.ndarray, np.ndarray, Params]:
     xi = np.iinfo(xdt)
     if extreme:  # the largest products: every |x| and |w| at its maximum
         x = rng.choice(np.array([xi.min, xi.max], dtype=np.int64), size=(m, k)).astype(xdt)
@@ -52,15 +70,14 @@ def _case(rng: np.random.Generator, m: int, k: int, n: int, xdt: type, wdt: type
     off = rng.integers(-(1 << 33), 1 << 33, size=n)
     mult = rng.integers(0, 1 << 31, size=n)
     shift = rng.integers(1, 63, size=n)
+    mult[: n // 3] = rng.integers(0, 1 << 12, size=n // 3)  # multipliers near and above 1 as well
+    shift[: n // 3] = rng.integers(1, 16, size=n // 3)
     if out == np.int32:
-        ep = native.epilogue(n, off, 0, 0, 0, 0, 0, np.int32)
-    else:
-        lo, hi = (-128, 127) if out == np.int8 else (0, 255)
-        qmin = int(rng.integers(lo, hi + 1))
-        ep = native.epilogue(n, off, mult, shift, int(rng.integers(-300, 300)), qmin,
-                             int(rng.integers(qmin, hi + 1)), out)
-    assert ep is not None
-    return x, w, ep
+        return x, w, Params(off, mult, shift, 0, 0, 0, np.int32)
+    lo, hi = (-128, 127) if out == np.int8 else (0, 255)
+    qmin = int(rng.integers(lo, hi + 1))
+    zp = int(rng.integers(lo, hi + 1))
+    return x, w, Params(off, mult, shift, zp, qmin, int(rng.integers(qmin, hi + 1)), out)
 
 
 @settings(max_examples=60, deadline=None)
@@ -69,12 +86,45 @@ def _case(rng: np.random.Generator, m: int, k: int, n: int, xdt: type, wdt: type
        out=st.sampled_from([np.int32, np.int8, np.uint8]), extreme=st.booleans(), seed=st.integers(0, 2**32 - 1))
 def test_qgemm_equals_int64(m: int, k: int, n: int, xdt: type, wdt: type, out: type, extreme: bool,
                             seed: int) -> None:
-    x, w, ep = _case(np.random.default_rng(seed), m, k, n, xdt, wdt, out, extreme)
+    x, w, p = _case(np.random.default_rng(seed), m, k, n, xdt, wdt, out, extreme)
     packed = native.pack_weights(w)
     assert packed is not None
-    got = native.qgemm(x, packed, ep)
+    got = native.qgemm(x, packed, _epilogue(n, p))
     assert got.dtype == np.dtype(out) and got.shape == (m, n)
-    np.testing.assert_array_equal(got, _expected(x, w, ep))
+    np.testing.assert_array_equal(got, _expected(x, w, p))
+
+
+def _gemm_giving(acc: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 x [1, K] and int16 w [K, n] with x @ w == acc exactly (|acc| <= 2.1e9)."""
+    qs = [a // 65025 for a in acc]
+    k = max(abs(q) for q in qs) + 2
+    x = np.full((1, k), 255, dtype=np.uint8)
+    x[0, -1] = 1
+    w = np.zeros((k, len(acc)), dtype=np.int16)
+    for c, (a, q) in enumerate(zip(acc, qs, strict=True)):
+        r = a - q * 65025  # in [0, 65025)
+        w[: abs(q), c] = 255 if q > 0 else -255
+        w[-2, c], w[-1, c] = r // 255, r % 255
+    return x, w
+
+
+@settings(max_examples=200, deadline=None)
+@given(off=st.integers(-(1 << 39), 1 << 39), m=st.integers(0, (1 << 31) - 1), s=st.integers(1, 62),
+       zp=st.integers(-128, 127), q=st.tuples(st.integers(-128, 127), st.integers(-128, 127)),
+       acc=st.lists(st.integers(-2_100_000_000, 2_100_000_000), min_size=1, max_size=6))
+def test_requant_epilogue_equals_the_spec(off: int, m: int, s: int, zp: int, q: tuple[int, int],
+                                          acc: list[int]) -> None:
+    """The epilogue's rewrite (clamps, wrapped constant) equals the spec for any accumulator and constants."""
+    qmin, qmax = min(q), max(q)
+    n = len(acc)
+    ep = native.epilogue(n, off, m, s, zp, qmin, qmax, np.int8)
+    assert ep is not None, f"no native epilogue for off={off} m={m} s={s} zp={zp} q=({qmin}, {qmax})"
+    x, w = _gemm_giving(acc)
+    packed = native.pack_weights(w)
+    assert packed is not None
+    assert (x.astype(np.int64) @ w.astype(np.int64)).tolist() == [acc]
+    want = requantize(np.array([acc], dtype=np.int64) + off, m, s, zp, qmin, qmax, np.int8)
+    np.testing.assert_array_equal(native.qgemm(x, packed, ep), want)
 
 
 def test_qgemm_at_the_int32_limit() -> None:
@@ -83,12 +133,11 @@ def test_qgemm_at_the_int32_limit() -> None:
     x = np.full((7, kmax), 255, dtype=np.uint8)
     w = np.full((kmax, 17), 255, dtype=np.int16)
     w[:, 1::2] = -255
-    ep = native.epilogue(17, np.zeros(17, dtype=np.int64), 0, 0, 0, 0, 0, np.int32)
-    assert ep is not None
+    p = Params(np.zeros(17, dtype=np.int64), np.zeros(17), np.zeros(17), 0, 0, 0, np.int32)
     packed = native.pack_weights(w)
     assert packed is not None
-    got = native.qgemm(x, packed, ep)
-    np.testing.assert_array_equal(got, _expected(x, w, ep))
+    got = native.qgemm(x, packed, _epilogue(17, p))
+    np.testing.assert_array_equal(got, _expected(x, w, p))
     assert got[0, 0] == 32768 * 65025 and got[0, 1] == -32768 * 65025
 
 
@@ -97,6 +146,7 @@ def test_pack_refuses_what_the_kernel_cannot_take_exactly() -> None:
     assert native.pack_weights(np.zeros((32769, 2), dtype=np.int8)) is None  # K over the int32 bound
     assert native.pack_weights(np.zeros((4, 4), dtype=np.int32)) is None
     assert native.epilogue(4, np.zeros(4), 1, 0, 0, -128, 127, np.int8) is None  # shift 0
+    assert native.epilogue(4, np.zeros(4), 1, 5, 0, -129, 127, np.int8) is None  # qmin outside int8
     assert native.epilogue(4, np.zeros(4), 1 << 31, 5, 0, -128, 127, np.int8) is None  # mult too large
     assert native.epilogue(4, np.zeros(4), 1, 5, 0, -128, 127, np.int16) is None  # no int16 output
 
@@ -123,7 +173,8 @@ rng = np.random.default_rng(7)
 for m, k, n in [(1, 384, 1536), (32, 1536, 384), (37, 97, 45), (6, 2, 16)]:
     for xdt in (np.int8, np.uint8):
         for out in (np.int32, np.int8, np.uint8):
-            x, w, ep = _case(rng, m, k, n, xdt, np.int8, out)
+            x, w, p = _case(rng, m, k, n, xdt, np.int8, out)
+            ep = native.epilogue(n, p.off, p.mult, p.shift, p.zp, p.qmin, p.qmax, p.dtype)
             h.update(native.qgemm(x, native.pack_weights(w), ep).tobytes())
 print(native.describe())
 print("HASH " + h.hexdigest())
