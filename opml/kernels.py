@@ -133,7 +133,7 @@ def _gemm_tail(node: Node, specs: Sequence[TensorSpec],
 
 
 def _native_gemm(node: Node, specs: Sequence[TensorSpec], w: np.ndarray,
-                 offset: np.ndarray) -> tuple[native.PackedWeights, native.Epilogue] | None:
+                 offset: np.ndarray) -> native.Gemm | None:
     """The native exact GEMM and epilogue for weights [K, N], when the library can take them."""
     if not native.available():
         return None
@@ -147,7 +147,10 @@ def _native_gemm(node: Node, specs: Sequence[TensorSpec], w: np.ndarray,
     else:
         return None
     packed = native.pack_weights(w) if ep is not None else None
-    return None if packed is None or ep is None else (packed, ep)
+    x_dtype = specs[node.inputs[0]].dtype
+    if packed is None or ep is None or x_dtype not in QRANGE:
+        return None
+    return native.Gemm(packed, ep, x_dtype.np)
 
 
 def prepare_linear(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
@@ -171,8 +174,8 @@ def prepare_linear(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
         x = xs[0]
         lead = x.shape[:-1]
         x2 = x.reshape(math.prod(lead), k)
-        if fast is not None and x2.dtype in (np.int8, np.uint8):
-            return native.qgemm(x2, *fast).reshape(lead + (n,))
+        if fast is not None and x2.dtype == fast.x_dtype:
+            return fast(x2).reshape(lead + (n,))
         bound = _gemm_bound(x2, xmag, wmag)
         if bound <= F32_EXACT:
             # BLAS runs faster with the few rows of a small batch as the GEMM's columns
@@ -273,8 +276,17 @@ def prepare_matmul(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     fast = None if raw else plan_float_requant([mult], [shift], [0], out.zero_point, qmin, qmax, out.dtype.np,
                                                F32_EXACT)
 
+    fast_mm = (native.MatMul(a_spec.dtype.np, za, b_spec.dtype.np, zb, out.dtype.np, mult, shift, out.zero_point,
+                             qmin, qmax)
+               if native.qmatmul_supported(a_spec.dtype.np, za, b_spec.dtype.np, zb, out.dtype.np, mult, shift,
+                                           qmin, qmax) else None)
+
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         a, b = xs
+        if fast_mm is not None and a.dtype == fast_mm.a_dtype and b.dtype == fast_mm.b_dtype:
+            y = fast_mm(a, b)
+            if y is not None:
+                return y
         bound = a.shape[-1] * mag
         if bound <= F32_EXACT:
             af = a.astype(np.float32)

@@ -16,6 +16,7 @@ Environment (read at import):
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,9 +46,10 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     lib.opml_qgemm_pack.restype = None
     lib.opml_qgemm_pack.argtypes = [_ptr, _i64, _i64, _ptr]
     lib.opml_qgemm_has_avx2.restype = _int
-    lib.opml_qgemm.restype = _int
-    lib.opml_qgemm.argtypes = [_ptr, _int, _i64, _i64, _i64, _ptr, _i64, _i64, _i64, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr,
-                               _i64, _i64, _int, _ptr, _i64, _int]
+    lib.opml_qgemm_cfg.restype = _int
+    lib.opml_qgemm_cfg.argtypes = [_ptr, _ptr, _i64, _i64, _i64, _ptr]
+    lib.opml_qmatmul_cfg.restype = _int
+    lib.opml_qmatmul_cfg.argtypes = [_ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64, _ptr]
     return lib, "loaded"
 
 
@@ -202,26 +204,110 @@ def epilogue(n: int, off: object, mult: object, shift: object, zero_point: int, 
 PANEL = 16  # columns per packed panel
 
 
+class Gemm:
+    """A prepared ``epilogue(x @ w)``: packed weights, epilogue constants and the input's signedness,
+    with their addresses in one int64 array for the C call (this object keeps the arrays alive)."""
+
+    def __init__(self, w: PackedWeights, ep: Epilogue, x_dtype: np.dtype):
+        self.w, self.ep, self.x_dtype = w, ep, np.dtype(x_dtype)
+        if self.x_dtype not in (np.int8, np.uint8):
+            raise ValueError(f"qgemm: x must be int8 or uint8, not {self.x_dtype}")
+        ptrs = [_addr(a) for a in (w.data, ep.lo, ep.hi, ep.mul, ep.add, ep.shift, ep.post)]
+        self.cfg = np.array([int(self.x_dtype == np.int8), w.k, ptrs[0], w.n, *ptrs[1:], ep.span, ep.base,
+                             _OUTKIND[ep.dtype], _ISA], dtype=np.int64)
+        self._cfg = _addr(self.cfg)
+        self.panels = -(-w.n // PANEL)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """``x`` [M, K] of the prepared dtype -> [M, N]; columns split over the engine's worker threads
+        (ctypes releases the GIL during the call)."""
+        w = self.w
+        if x.dtype != self.x_dtype or x.ndim != 2 or x.shape[1] != w.k:
+            raise ValueError(f"qgemm: x must be {self.x_dtype} [M, {w.k}], not {x.dtype} {x.shape}")
+        if not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x)
+        m = x.shape[0]
+        y = np.empty((m, w.n), dtype=self.ep.dtype)
+        fn, cfg, xa, ya, n = _LIB.opml_qgemm_cfg, self._cfg, _addr(x), _addr(y), w.n  # type: ignore[union-attr]
+
+        def run(p0: int, p1: int) -> None:
+            if fn(cfg, xa, m, p0 * PANEL, min(n, p1 * PANEL), ya):
+                raise MemoryError("opml native qgemm failed (out of memory or bad arguments)")
+
+        if m and n:
+            for_row_ranges(run, self.panels, m * w.k * PANEL // 4)
+        return y
+
+
 def qgemm(x: np.ndarray, w: PackedWeights, ep: Epilogue) -> np.ndarray:
-    """``epilogue(x @ w)`` for int8/uint8 ``x`` [M, K]: the int32-clipped accumulators plus ``off``, or
-    their requantization; columns split over the engine's worker threads (the GIL is released)."""
-    assert _LIB is not None
+    """``epilogue(x @ w)`` for int8/uint8 ``x`` [M, K] (a one-off :class:`Gemm`)."""
     if x.dtype not in (np.int8, np.uint8) or x.ndim != 2 or x.shape[1] != w.k:
         raise ValueError(f"qgemm: x must be int8/uint8 [M, {w.k}], not {x.dtype} {x.shape}")
-    x = np.ascontiguousarray(x)
-    m = x.shape[0]
-    y = np.empty((m, w.n), dtype=ep.dtype)
-    lib, signed, kind = _LIB, int(x.dtype == np.int8), _OUTKIND[ep.dtype]
-    args = (_addr(ep.lo), _addr(ep.hi), _addr(ep.mul), _addr(ep.add), _addr(ep.shift), _addr(ep.post), ep.span, ep.base, kind,
-            _addr(y), w.n)
-    panels = -(-w.n // PANEL)
+    return Gemm(w, ep, x.dtype)(x)
 
-    def run(p0: int, p1: int) -> None:
-        rc = lib.opml_qgemm(_addr(x), signed, m, w.k, w.k, _addr(w.data), w.n, p0 * PANEL,
-                            min(w.n, p1 * PANEL), *args, _ISA)
-        if rc:
-            raise MemoryError("opml native qgemm failed (out of memory or bad arguments)")
 
-    if m and w.n:
-        for_row_ranges(run, panels, m * w.k * PANEL // 4)
-    return y
+def _centered_fits(dtype: np.dtype, zero_point: int) -> bool:
+    info = np.iinfo(dtype)
+    return max(abs(int(info.min) - zero_point), abs(int(info.max) - zero_point)) <= 255
+
+
+def qmatmul_supported(a_dtype: np.dtype, za: int, b_dtype: np.dtype, zb: int, out_dtype: np.dtype,
+                      mult: int = 0, shift: int = 1, qmin: int = 0, qmax: int = 0) -> bool:
+    """Whether :func:`qmatmul` takes these operands exactly (8-bit operands within 255 of their zero points)."""
+    a_dtype, b_dtype, out_dtype = np.dtype(a_dtype), np.dtype(b_dtype), np.dtype(out_dtype)
+    if _LIB is None or a_dtype not in (np.int8, np.uint8) or b_dtype not in (np.int8, np.uint8):
+        return False
+    if not (_centered_fits(a_dtype, za) and _centered_fits(b_dtype, zb)) or out_dtype not in _OUTKIND:
+        return False
+    if out_dtype == np.int32:
+        return True
+    info = np.iinfo(out_dtype)
+    return 1 <= shift <= 62 and 0 <= mult < 1 << 31 and info.min <= qmin <= qmax <= info.max
+
+
+class MatMul:
+    """A prepared ``requant((a - za) @ (b - zb))`` (or the raw int32 product) for two run-time 8-bit operands
+    with ``np.matmul``'s broadcasting of the leading dimensions; see :func:`qmatmul_supported`."""
+
+    def __init__(self, a_dtype: np.dtype, za: int, b_dtype: np.dtype, zb: int, out_dtype: np.dtype, mult: int = 0,
+                 shift: int = 1, zero_point: int = 0, qmin: int = 0, qmax: int = 0):
+        if not qmatmul_supported(a_dtype, za, b_dtype, zb, out_dtype, mult, shift, qmin, qmax):
+            raise ValueError("qmatmul: operands or requantization outside the exact native kernel's bounds")
+        self.a_dtype, self.b_dtype, self.out_dtype = np.dtype(a_dtype), np.dtype(b_dtype), np.dtype(out_dtype)
+        self.cfg = np.array([int(self.a_dtype == np.int8), za, int(self.b_dtype == np.int8), zb, mult, shift,
+                             zero_point, qmin, qmax, _OUTKIND[self.out_dtype], _ISA], dtype=np.int64)
+        self._cfg = _addr(self.cfg)
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+        """The product, or None when K exceeds the exact bound or an operand is not 2-D or more (the
+        caller's numpy path handles those)."""
+        if a.dtype != self.a_dtype or b.dtype != self.b_dtype:
+            raise ValueError(f"qmatmul: operands must be {self.a_dtype} and {self.b_dtype}, not {a.dtype}, {b.dtype}")
+        assert _LIB is not None
+        if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2] or a.shape[-1] > _LIB.opml_qgemm_max_k():
+            return None
+        m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+        if a.shape[:-2] == b.shape[:-2]:  # the common case: no broadcasting
+            batch = a.shape[:-2]
+            a3, b3 = np.ascontiguousarray(a), np.ascontiguousarray(b)
+        else:
+            batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+            a3 = np.ascontiguousarray(np.broadcast_to(a, batch + (m, k)))
+            b3 = np.ascontiguousarray(np.broadcast_to(b, batch + (k, n)))
+        count = math.prod(batch)
+        y = np.empty(batch + (m, n), dtype=self.out_dtype)
+        fn, cfg, aa, ba, ya = _LIB.opml_qmatmul_cfg, self._cfg, _addr(a3), _addr(b3), _addr(y)
+
+        def run(b0: int, b1: int) -> None:
+            if fn(cfg, aa, ba, b0, b1, m, k, n, ya):
+                raise MemoryError("opml native qmatmul failed (out of memory or bad arguments)")
+
+        if count and m and n:
+            for_row_ranges(run, count, m * k * n // 4)
+        return y
+
+
+def qmatmul(a: np.ndarray, b: np.ndarray, za: int, zb: int, out_dtype: np.dtype, mult: int = 0, shift: int = 1,
+            zero_point: int = 0, qmin: int = 0, qmax: int = 0) -> np.ndarray | None:
+    """One-off :class:`MatMul` of ``a`` and ``b``."""
+    return MatMul(a.dtype, za, b.dtype, zb, out_dtype, mult, shift, zero_point, qmin, qmax)(a, b)

@@ -243,3 +243,110 @@ int opml_qgemm(const void *x, int xsigned, int64_t m, int64_t k, int64_t lda, co
     free(xs);
     return 0;
 }
+
+/* Batched y[b] = epilogue((a[b] - za) @ (bb[b] - zb)) for two run-time operands (attention's matmuls):
+ * a [batch, m, k], bb [batch, k, n], both int8 or uint8 (asigned / bsigned), contiguous, with
+ * |a - za|, |b - zb| <= 255 (checked by the caller), so every product is at most 65025 and, with
+ * k <= OPML_QGEMM_MAX_K, every partial sum of the int32 accumulator is exact (within +-2^31; no int32
+ * clip can then bind). outkind 0: y int32 = acc; 1/2: int8/uint8 y = clip(zp + round_shift(acc * mult,
+ * shift), qmin, qmax), with |acc * mult| < 2^31 * 2^31 = 2^62 and 2^(shift-1) <= 2^61: no overflow.
+ * Slices [b0, b1) only (threads split the batch). Returns 0, or -1 (nothing written). */
+int opml_qmatmul(const void *a, int asigned, int64_t za, const void *bb, int bsigned, int64_t zb, int64_t b0,
+                 int64_t b1, int64_t m, int64_t k, int64_t n, int64_t mult, int64_t shift, int64_t zp, int64_t qmin,
+                 int64_t qmax, int outkind, void *y, int isa) {
+    if (k < 0 || k > OPML_QGEMM_MAX_K || m < 0 || n < 0 || b0 < 0 || b0 > b1 || outkind < 0 || outkind > 2)
+        return -1;
+    if (outkind && (shift < 1 || shift > 62 || mult < 0 || mult >= ((int64_t)1 << 31))) return -1;
+#ifndef OPML_X86
+    isa = 0;
+#endif
+    int64_t kp = kpairs_of(k), np_ = panels_of(n), mpad = (m + MR - 1) / MR * MR;
+    int16_t *xs = (int16_t *)malloc((size_t)((mpad ? mpad : MR) * 2 * (kp ? kp : 1)) * sizeof(int16_t));
+    int16_t *wp = (int16_t *)malloc((size_t)((np_ ? np_ : 1) * (kp ? kp : 1) * 2 * NR) * sizeof(int16_t));
+    if (!xs || !wp) {
+        free(xs);
+        free(wp);
+        return -1;
+    }
+    int32_t acc[MR][NR];
+    int64_t half = outkind ? ((int64_t)1 << (shift - 1)) : 0;
+    for (int64_t bi = b0; bi < b1; bi++) {
+        /* a - za -> int16 rows (K padded to even, rows padded to MR with zeros) */
+        memset(xs, 0, (size_t)(mpad * 2 * kp) * sizeof(int16_t));
+        for (int64_t r = 0; r < m; r++) {
+            int16_t *dst = xs + r * 2 * kp;
+            if (asigned) {
+                const int8_t *src = (const int8_t *)a + (bi * m + r) * k;
+                for (int64_t i = 0; i < k; i++) dst[i] = (int16_t)(src[i] - za);
+            } else {
+                const uint8_t *src = (const uint8_t *)a + (bi * m + r) * k;
+                for (int64_t i = 0; i < k; i++) dst[i] = (int16_t)(src[i] - za);
+            }
+        }
+        /* bb - zb -> packed panels (zero padded): row t of b goes to lane (t & 1) of pair t / 2 */
+        memset(wp, 0, (size_t)(np_ * kp * 2 * NR) * sizeof(int16_t));
+        for (int64_t t = 0; t < k; t++) {
+            int16_t *dst = wp + (t / 2) * 2 * NR + (t & 1);
+            if (bsigned) {
+                const int8_t *src = (const int8_t *)bb + (bi * k + t) * n;
+                for (int64_t col = 0; col < n; col++)
+                    dst[(col / NR) * kp * 2 * NR + 2 * (col % NR)] = (int16_t)(src[col] - zb);
+            } else {
+                const uint8_t *src = (const uint8_t *)bb + (bi * k + t) * n;
+                for (int64_t col = 0; col < n; col++)
+                    dst[(col / NR) * kp * 2 * NR + 2 * (col % NR)] = (int16_t)(src[col] - zb);
+            }
+        }
+        for (int64_t p = 0; p < np_; p++) {
+            const int16_t *panel = wp + p * kp * 2 * NR;
+            int64_t c0 = p * NR, cols = n - c0 < NR ? n - c0 : NR;
+            for (int64_t r0 = 0; r0 < m; r0 += MR) {
+                int64_t rows = m - r0 < MR ? m - r0 : MR;
+#ifdef OPML_X86
+                if (isa == 1)
+                    tile_avx2(xs + r0 * 2 * kp, panel, kp, acc, rows);
+                else
+#endif
+                    tile_generic(xs + r0 * 2 * kp, panel, kp, acc);
+                for (int64_t r = 0; r < rows; r++) {
+                    int64_t at = (bi * m + r0 + r) * n + c0;
+                    if (outkind == 0) {
+                        for (int64_t c = 0; c < cols; c++) ((int32_t *)y)[at + c] = acc[r][c];
+                        continue;
+                    }
+                    int64_t q[NR];
+                    for (int64_t c = 0; c < cols; c++) {
+                        int64_t v = (((int64_t)acc[r][c] * mult + half) >> shift) + zp;
+                        v = v < qmin ? qmin : v;
+                        q[c] = v > qmax ? qmax : v;
+                    }
+                    if (outkind == 1)
+                        for (int64_t c = 0; c < cols; c++) ((int8_t *)y)[at + c] = (int8_t)q[c];
+                    else
+                        for (int64_t c = 0; c < cols; c++) ((uint8_t *)y)[at + c] = (uint8_t)q[c];
+                }
+            }
+        }
+    }
+    free(xs);
+    free(wp);
+    return 0;
+}
+
+/* The same two entry points with their per-plan constants in one int64 array (pointers as integers), so
+ * a call from Python converts few arguments. qgemm cfg: xsigned, k, packed w, n, lo, hi, mul, add, shift,
+ * post, span, base, outkind, isa (x has k columns, y has n). qmatmul cfg: asigned, za, bsigned, zb, mult,
+ * shift, zp, qmin, qmax, outkind, isa. */
+int opml_qgemm_cfg(const int64_t *cfg, const void *x, int64_t m, int64_t n0, int64_t n1, void *y) {
+    return opml_qgemm(x, (int)cfg[0], m, cfg[1], cfg[1], (const int16_t *)(intptr_t)cfg[2], cfg[3], n0, n1,
+                      (const int64_t *)(intptr_t)cfg[4], (const int64_t *)(intptr_t)cfg[5],
+                      (const int64_t *)(intptr_t)cfg[6], (const int64_t *)(intptr_t)cfg[7],
+                      (const int64_t *)(intptr_t)cfg[8], (const int64_t *)(intptr_t)cfg[9], cfg[10], cfg[11],
+                      (int)cfg[12], y, cfg[3], (int)cfg[13]);
+}
+
+int opml_qmatmul_cfg(const int64_t *cfg, const void *a, const void *bb, int64_t b0, int64_t b1, int64_t m, int64_t k,
+                     int64_t n, void *y) {
+    return opml_qmatmul(a, (int)cfg[0], cfg[1], bb, (int)cfg[2], cfg[3], b0, b1, m, k, n, cfg[4], cfg[5], cfg[6],
+                        cfg[7], cfg[8], (int)cfg[9], y, (int)cfg[10]);
+}

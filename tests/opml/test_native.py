@@ -161,6 +161,43 @@ def test_qgemm_rejects_a_wrong_input() -> None:
         native.qgemm(np.ones((2, 8), dtype=np.int16), packed, ep)
 
 
+@settings(max_examples=60, deadline=None)
+@given(shapes=st.sampled_from([((3, 5, 7), (3, 7, 4)), ((2, 1, 6, 33), (1, 4, 33, 18)), ((5, 9), (2, 9, 17)),
+                               ((1, 1), (1, 1)), ((2, 0, 3), (2, 3, 5)), ((4, 12, 32), (4, 32, 12))]),
+       adt=st.sampled_from([np.int8, np.uint8]), bdt=st.sampled_from([np.int8, np.uint8]),
+       out=st.sampled_from([np.int32, np.int8, np.uint8]), seed=st.integers(0, 2**32 - 1))
+def test_qmatmul_equals_int64(shapes: tuple, adt: type, bdt: type, out: type, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    ai, bi = np.iinfo(adt), np.iinfo(bdt)
+    a = rng.integers(ai.min, ai.max + 1, size=shapes[0]).astype(adt)
+    b = rng.integers(bi.min, bi.max + 1, size=shapes[1]).astype(bdt)
+    za = int(rng.integers(ai.min, ai.max + 1))
+    zb = int(rng.integers(bi.min, bi.max + 1))
+    acc = np.matmul(a.astype(np.int64) - za, b.astype(np.int64) - zb)
+    if out == np.int32:
+        assert native.qmatmul_supported(adt, za, bdt, zb, out)
+        got = native.qmatmul(a, b, za, zb, out)
+        want = clip_int32(acc).astype(np.int32)
+    else:
+        oi = np.iinfo(out)
+        mult, shift = int(rng.integers(0, 1 << 31)), int(rng.integers(1, 63))
+        if shift > 40:
+            mult, shift = int(rng.integers(0, 1 << 16)), int(rng.integers(1, 25))
+        zp, qmin = int(rng.integers(oi.min, oi.max + 1)), int(rng.integers(oi.min, oi.max + 1))
+        qmax = int(rng.integers(qmin, oi.max + 1))
+        assert native.qmatmul_supported(adt, za, bdt, zb, out, mult, shift, qmin, qmax)
+        got = native.qmatmul(a, b, za, zb, out, mult, shift, zp, qmin, qmax)
+        want = requantize(acc, mult, shift, zp, qmin, qmax, out)
+    assert got is not None and got.dtype == np.dtype(out)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_qmatmul_refuses_operands_too_far_from_their_zero_point() -> None:
+    assert not native.qmatmul_supported(np.int8, 128, np.int8, 0, np.int32)  # |-128 - 128| = 256
+    assert not native.qmatmul_supported(np.int16, 0, np.int8, 0, np.int32)
+    assert not native.qmatmul_supported(np.int8, 0, np.int8, 0, np.int8, 1, 0, -128, 127)  # shift 0
+
+
 # The same random GEMMs in subprocesses with the portable kernels and with one thread.
 CHILD = r"""
 import hashlib, sys
