@@ -132,23 +132,26 @@ def _gemm_tail(node: Node, specs: Sequence[TensorSpec],
     return finish
 
 
-def _native_gemm(node: Node, specs: Sequence[TensorSpec], w: np.ndarray,
-                 offset: np.ndarray) -> native.Gemm | None:
-    """The native exact GEMM and epilogue for weights [K, N], when the library can take them."""
-    if not native.available():
+def _native_gemm(node: Node, specs: Sequence[TensorSpec], w: np.ndarray, offset: np.ndarray,
+                 channels: slice = slice(None)) -> native.Gemm | None:
+    """The native exact GEMM and epilogue for weights [K, N] (output channels ``channels`` of the node,
+    whose per-channel requantization constants apply), when the library can take them."""
+    x_dtype = specs[node.inputs[0]].dtype
+    if not native.available() or x_dtype not in QRANGE:
         return None
     out = specs[node.outputs[0]]
+    n = w.shape[1]
     if out.dtype == DType.INT32:
-        ep = native.epilogue(w.shape[1], offset, 0, 0, 0, 0, 0, np.int32)
+        ep = native.epilogue(n, offset, 0, 0, 0, 0, 0, np.int32)
     elif out.dtype in QRANGE:
         mult, shift = _requant_params(node, specs)
-        ep = native.epilogue(w.shape[1], offset, mult, shift, out.zero_point, node.iattr("qmin"),
-                             node.iattr("qmax"), out.dtype.np)
+        mult, shift = (v if v.size == 1 else v.reshape(-1)[channels] for v in (mult, shift))
+        ep = native.epilogue(n, offset, mult, shift, out.zero_point, node.iattr("qmin"), node.iattr("qmax"),
+                             out.dtype.np)
     else:
         return None
     packed = native.pack_weights(w) if ep is not None else None
-    x_dtype = specs[node.inputs[0]].dtype
-    if packed is None or ep is None or x_dtype not in QRANGE:
+    if packed is None or ep is None:
         return None
     return native.Gemm(packed, ep, x_dtype.np)
 
@@ -235,12 +238,21 @@ def prepare_conv(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     w64 = w.astype(np.int64).reshape(m, -1)
     wmag = int(np.abs(w64).sum(axis=1).max()) if w.size else 0
     xmag = _dtype_magnitude(x_spec.dtype.np)  # padding holds zp, a value of the dtype
-    finish = _gemm_tail(node, specs, bias - zp * w64.sum(axis=1))
+    offset = bias - zp * w64.sum(axis=1)
+    finish = _gemm_tail(node, specs, offset)
+    fast: list[native.Gemm | None] = [
+        _native_gemm(node, specs, w[g * mg : (g + 1) * mg].reshape(mg, -1).T, offset[g * mg : (g + 1) * mg],
+                     slice(g * mg, (g + 1) * mg)) for g in range(group)]
 
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         x = _pad_nchw(xs[0], pads, _pad_value(x_spec))
         cols = _im2col(x, kh, kw, strides, dil)  # [B, C, OH, OW, kh, kw]
         b, _, oh, ow = cols.shape[:4]
+        if all(f is not None and x.dtype == f.x_dtype for f in fast):
+            outs = [f(cols[:, g * cg : (g + 1) * cg].transpose(0, 2, 3, 1, 4, 5).reshape(b * oh * ow, cg * kh * kw))
+                    for g, f in enumerate(fast) if f is not None]
+            y8 = outs[0] if group == 1 else np.concatenate(outs, axis=1)  # [B*OH*OW, M]
+            return np.ascontiguousarray(y8.reshape(b, oh, ow, m).transpose(0, 3, 1, 2))
         mats = [cols[:, g * cg : (g + 1) * cg].transpose(0, 2, 3, 1, 4, 5).reshape(b * oh * ow, cg * kh * kw)
                 .astype(np.float32) for g in range(group)]
         bound = _gemm_bound(x, xmag, wmag)
