@@ -13,7 +13,7 @@ out=opml/native/libopml_native.so
 tmp="$out.tmp.$$"
 trap 'rm -f "$tmp"' EXIT
 # -fno-strict-aliasing: the GEMM reads int16 pairs as int32 broadcasts; -fwrapv: no signed-overflow UB
-"$CC" -O3 -std=c11 -fPIC -shared -fno-strict-aliasing -fwrapv -Wall -Wextra -Werror -o "$tmp" opml/native/*.c
+"$CC" -O3 -std=c11 -pthread -fPIC -shared -fno-strict-aliasing -fwrapv -Wall -Wextra -Werror -o "$tmp" opml/native/*.c
 mv -f "$tmp" "$out"
 trap - EXIT
 echo "opml native kernels: built $out"

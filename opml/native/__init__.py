@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..parallel import for_row_ranges
+from ..parallel import worker_count
 
 LIBRARY = Path(__file__).with_name("libopml_native.so")
 
@@ -47,9 +47,9 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     lib.opml_qgemm_pack.argtypes = [_ptr, _i64, _i64, _ptr]
     lib.opml_qgemm_has_avx2.restype = _int
     lib.opml_qgemm_cfg.restype = _int
-    lib.opml_qgemm_cfg.argtypes = [_ptr, _ptr, _i64, _i64, _i64, _ptr]
+    lib.opml_qgemm_cfg.argtypes = [_ptr, _ptr, _i64, _i64, _i64, _ptr, _int]
     lib.opml_qmatmul_cfg.restype = _int
-    lib.opml_qmatmul_cfg.argtypes = [_ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64, _ptr]
+    lib.opml_qmatmul_cfg.argtypes = [_ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _ptr, _int]
     return lib, "loaded"
 
 
@@ -216,11 +216,10 @@ class Gemm:
         self.cfg = np.array([int(self.x_dtype == np.int8), w.k, ptrs[0], w.n, *ptrs[1:], ep.span, ep.base,
                              _OUTKIND[ep.dtype], _ISA], dtype=np.int64)
         self._cfg = _addr(self.cfg)
-        self.panels = -(-w.n // PANEL)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """``x`` [M, K] of the prepared dtype -> [M, N]; columns split over the engine's worker threads
-        (ctypes releases the GIL during the call)."""
+        """``x`` [M, K] of the prepared dtype -> [M, N]; column panels split over up to
+        :func:`opml.parallel.worker_count` threads of the library's pool (ctypes releases the GIL)."""
         w = self.w
         if x.dtype != self.x_dtype or x.ndim != 2 or x.shape[1] != w.k:
             raise ValueError(f"qgemm: x must be {self.x_dtype} [M, {w.k}], not {x.dtype} {x.shape}")
@@ -228,14 +227,9 @@ class Gemm:
             x = np.ascontiguousarray(x)
         m = x.shape[0]
         y = np.empty((m, w.n), dtype=self.ep.dtype)
-        fn, cfg, xa, ya, n = _LIB.opml_qgemm_cfg, self._cfg, _addr(x), _addr(y), w.n  # type: ignore[union-attr]
-
-        def run(p0: int, p1: int) -> None:
-            if fn(cfg, xa, m, p0 * PANEL, min(n, p1 * PANEL), ya):
-                raise MemoryError("opml native qgemm failed (out of memory or bad arguments)")
-
-        if m and n:
-            for_row_ranges(run, self.panels, m * w.k * PANEL // 4)
+        if m and w.n and _LIB.opml_qgemm_cfg(self._cfg, _addr(x), m, 0, w.n, _addr(y),  # type: ignore[union-attr]
+                                             worker_count()):
+            raise MemoryError("opml native qgemm failed (out of memory or bad arguments)")
         return y
 
 
@@ -296,14 +290,9 @@ class MatMul:
             b3 = np.ascontiguousarray(np.broadcast_to(b, batch + (k, n)))
         count = math.prod(batch)
         y = np.empty(batch + (m, n), dtype=self.out_dtype)
-        fn, cfg, aa, ba, ya = _LIB.opml_qmatmul_cfg, self._cfg, _addr(a3), _addr(b3), _addr(y)
-
-        def run(b0: int, b1: int) -> None:
-            if fn(cfg, aa, ba, b0, b1, m, k, n, ya):
-                raise MemoryError("opml native qmatmul failed (out of memory or bad arguments)")
-
-        if count and m and n:
-            for_row_ranges(run, count, m * k * n // 4)
+        if count and m and n and _LIB.opml_qmatmul_cfg(self._cfg, _addr(a3), _addr(b3), count, m, k, n, _addr(y),
+                                                       worker_count()):
+            raise MemoryError("opml native qmatmul failed (out of memory or bad arguments)")
         return y
 
 

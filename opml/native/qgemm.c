@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pool.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define OPML_X86 1
@@ -334,19 +336,68 @@ int opml_qmatmul(const void *a, int asigned, int64_t za, const void *bb, int bsi
 }
 
 /* The same two entry points with their per-plan constants in one int64 array (pointers as integers), so
- * a call from Python converts few arguments. qgemm cfg: xsigned, k, packed w, n, lo, hi, mul, add, shift,
+ * a call from Python converts few arguments, split over up to `threads` threads of the pool (pool.c). qgemm cfg: xsigned, k, packed w, n, lo, hi, mul, add, shift,
  * post, span, base, outkind, isa (x has k columns, y has n). qmatmul cfg: asigned, za, bsigned, zb, mult,
  * shift, zp, qmin, qmax, outkind, isa. */
-int opml_qgemm_cfg(const int64_t *cfg, const void *x, int64_t m, int64_t n0, int64_t n1, void *y) {
-    return opml_qgemm(x, (int)cfg[0], m, cfg[1], cfg[1], (const int16_t *)(intptr_t)cfg[2], cfg[3], n0, n1,
+/* Work below this many multiply-adds per thread is not split (waking a thread costs microseconds). */
+#define MIN_MACS_PER_THREAD (1 << 18)
+
+struct gemm_job {
+    const int64_t *cfg;
+    const void *x;
+    int64_t m, n0, n1;
+    void *y;
+};
+
+static int gemm_range(void *ctx, int64_t p0, int64_t p1) {
+    const struct gemm_job *j = (const struct gemm_job *)ctx;
+    const int64_t *cfg = j->cfg;
+    int64_t c0 = j->n0 + p0 * NR, c1 = j->n0 + p1 * NR;
+    if (c1 > j->n1) c1 = j->n1;
+    return opml_qgemm(j->x, (int)cfg[0], j->m, cfg[1], cfg[1], (const int16_t *)(intptr_t)cfg[2], cfg[3], c0, c1,
                       (const int64_t *)(intptr_t)cfg[4], (const int64_t *)(intptr_t)cfg[5],
                       (const int64_t *)(intptr_t)cfg[6], (const int64_t *)(intptr_t)cfg[7],
                       (const int64_t *)(intptr_t)cfg[8], (const int64_t *)(intptr_t)cfg[9], cfg[10], cfg[11],
-                      (int)cfg[12], y, cfg[3], (int)cfg[13]);
+                      (int)cfg[12], j->y, cfg[3], (int)cfg[13]);
 }
 
-int opml_qmatmul_cfg(const int64_t *cfg, const void *a, const void *bb, int64_t b0, int64_t b1, int64_t m, int64_t k,
-                     int64_t n, void *y) {
-    return opml_qmatmul(a, (int)cfg[0], cfg[1], bb, (int)cfg[2], cfg[3], b0, b1, m, k, n, cfg[4], cfg[5], cfg[6],
-                        cfg[7], cfg[8], (int)cfg[9], y, (int)cfg[10]);
+static int parts_for(int64_t items, int64_t macs_per_item, int threads) {
+    int64_t most = items * macs_per_item / MIN_MACS_PER_THREAD;
+    if (most < 1) most = 1;
+    return threads < most ? threads : (int)most;
+}
+
+int opml_qgemm_cfg(const int64_t *cfg, const void *x, int64_t m, int64_t n0, int64_t n1, void *y, int threads) {
+    if (n0 < 0 || n0 % NR || n1 < n0) return -1;
+    struct gemm_job job = {cfg, x, m, n0, n1, y};
+    int64_t panels = (n1 - n0 + NR - 1) / NR;
+    if (!panels || !m) return opml_qgemm(x, (int)cfg[0], m, cfg[1], cfg[1], (const int16_t *)(intptr_t)cfg[2],
+                                         cfg[3], n0, n1, (const int64_t *)(intptr_t)cfg[4],
+                                         (const int64_t *)(intptr_t)cfg[5], (const int64_t *)(intptr_t)cfg[6],
+                                         (const int64_t *)(intptr_t)cfg[7], (const int64_t *)(intptr_t)cfg[8],
+                                         (const int64_t *)(intptr_t)cfg[9], cfg[10], cfg[11], (int)cfg[12], y,
+                                         cfg[3], (int)cfg[13]);
+    return opml_parallel_for(gemm_range, &job, panels, parts_for(panels, m * cfg[1] * NR, threads));
+}
+
+struct matmul_job {
+    const int64_t *cfg;
+    const void *a, *bb;
+    int64_t m, k, n;
+    void *y;
+};
+
+static int matmul_range(void *ctx, int64_t b0, int64_t b1) {
+    const struct matmul_job *j = (const struct matmul_job *)ctx;
+    const int64_t *cfg = j->cfg;
+    return opml_qmatmul(j->a, (int)cfg[0], cfg[1], j->bb, (int)cfg[2], cfg[3], b0, b1, j->m, j->k, j->n, cfg[4],
+                        cfg[5], cfg[6], cfg[7], cfg[8], (int)cfg[9], j->y, (int)cfg[10]);
+}
+
+int opml_qmatmul_cfg(const int64_t *cfg, const void *a, const void *bb, int64_t count, int64_t m, int64_t k,
+                     int64_t n, void *y, int threads) {
+    if (count < 0) return -1;
+    struct matmul_job job = {cfg, a, bb, m, k, n, y};
+    if (!count) return matmul_range(&job, 0, 0);
+    return opml_parallel_for(matmul_range, &job, count, parts_for(count, m * k * n, threads));
 }

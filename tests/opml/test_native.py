@@ -232,3 +232,62 @@ def test_instruction_sets_and_threads_agree() -> None:
     gen_desc, generic = _child_hash({"OPML_NATIVE_ISA": "generic", "OPML_THREADS": "1"})
     assert "loaded (generic)" in gen_desc
     assert generic == base, f"{gen_desc} != {base_desc}"
+
+
+def test_thread_counts_agree_in_process() -> None:
+    """The pool's split (1, 2, 3, 5 threads) gives the same bytes, for GEMMs and batched matmuls."""
+    from opml.parallel import set_worker_count
+
+    rng = np.random.default_rng(11)
+    x, w, p = _case(rng, 64, 300, 200, np.uint8, np.int8, np.int8)
+    packed = native.pack_weights(w)
+    assert packed is not None
+    a = rng.integers(-128, 128, size=(7, 5, 33, 40)).astype(np.int8)
+    b = rng.integers(0, 256, size=(7, 5, 40, 29)).astype(np.uint8)
+    results = []
+    try:
+        for n in (1, 2, 3, 5):
+            set_worker_count(n)
+            results.append((native.qgemm(x, packed, _epilogue(200, p)).tobytes(),
+                            native.qmatmul(a, b, 3, 100, np.int32).tobytes()))  # type: ignore[union-attr]
+    finally:
+        set_worker_count(None)
+    assert all(r == results[0] for r in results)
+    np.testing.assert_array_equal(np.frombuffer(results[0][0], dtype=np.int8).reshape(64, 200), _expected(x, w, p))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_pool_works_in_a_forked_child() -> None:
+    """A child forked after the pool started (the node's workers, multiprocessing) runs parallel calls
+    instead of waiting forever on threads it does not have."""
+    from opml.parallel import set_worker_count
+
+    rng = np.random.default_rng(5)
+    x, w, p = _case(rng, 48, 256, 160, np.int8, np.int8, np.uint8)
+    packed = native.pack_weights(w)
+    assert packed is not None
+    set_worker_count(2)
+    try:
+        want = native.qgemm(x, packed, _epilogue(160, p))  # starts the pool's worker in this process
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 only if the parallel call returns the same bytes
+            code = 1
+            try:
+                code = 0 if native.qgemm(x, packed, _epilogue(160, p)).tobytes() == want.tobytes() else 2
+            finally:
+                os._exit(code)
+        deadline = 60
+        import time
+
+        for _ in range(deadline * 10):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung in a parallel native call")
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        set_worker_count(None)
