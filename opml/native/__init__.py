@@ -47,7 +47,7 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     lib.opml_qgemm_pack.argtypes = [_ptr, _i64, _i64, _ptr]
     lib.opml_qgemm_has_avx2.restype = _int
     lib.opml_qgemm_cfg.restype = _int
-    lib.opml_qgemm_cfg.argtypes = [_ptr, _ptr, _i64, _i64, _i64, _ptr, _int]
+    lib.opml_qgemm_cfg.argtypes = [_ptr, _ptr, _i64, _ptr, _int]
     lib.opml_qmatmul_cfg.restype = _int
     lib.opml_qmatmul_cfg.argtypes = [_ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _ptr, _int]
     return lib, "loaded"
@@ -118,45 +118,60 @@ def pack_weights(w: np.ndarray) -> PackedWeights | None:
     return PackedWeights(data, k, n)
 
 
+PANEL = 16  # columns per packed panel
+_BIAS = 1 << 62
+_I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
+_LANES = np.array([0, 2, 4, 6, 1, 3, 5, 7])  # VPMULDQ's even products, then its odd ones
+
+
 @dataclass(frozen=True)
 class Epilogue:
-    """Per-column constants of the GEMM's epilogue (see :func:`epilogue` and ``qgemm.c``)."""
+    """Per-column constants of the GEMM's epilogue (see :func:`epilogue` and ``struct epilogue`` in
+    ``qgemm.c``), padded to a multiple of 16 columns."""
 
-    lo: np.ndarray  # int64 [N]: accumulator clamp bounds
+    n: int
+    lo: np.ndarray  # int64: accumulator clamp bounds, within int32
     hi: np.ndarray
-    mul: np.ndarray  # int64 [N]
-    add: np.ndarray  # int64 [N], the true constant modulo 2^64
-    shift: np.ndarray  # int64 [N]
-    post: np.ndarray  # int64 [N], added after the shift
+    mul: np.ndarray  # int64, in [0, 2^31)
+    add: np.ndarray  # int64: the true constant plus 2^62, modulo 2^64
+    shift: np.ndarray  # int64, in [0, 62]
+    post: np.ndarray  # int64: added after the shift, minus 2^(62 - shift)
     span: int
     base: int
     dtype: np.dtype  # int32 (raw accumulators), int8 or uint8
+    lo32: np.ndarray  # the same in the AVX2 kernel's layout
+    hi32: np.ndarray
+    mul32: np.ndarray
+    addp: np.ndarray
+    shiftp: np.ndarray
+    postp: np.ndarray
 
-
-_I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
+    def addresses(self) -> list[int]:
+        return [_addr(a) for a in (self.lo, self.hi, self.mul, self.add, self.shift, self.post, self.lo32, self.hi32,
+                                   self.mul32, self.addp, self.shiftp, self.postp)]
 
 
 def _wrap64(v: int) -> int:
     return ((v + (1 << 63)) % (1 << 64)) - (1 << 63)
 
 
-def _requant_column(off: int, m: int, s: int, zp: int, qmin: int, qmax: int) -> tuple[int, ...] | None:
+Column = tuple[int, int, int, int, int, int]  # lo, hi, mul, add (true value), shift, post
+
+
+def _requant_column(off: int, m: int, s: int, zp: int, qmin: int, qmax: int) -> Column:
     """(lo, hi, mul, add, shift, post) with ``clamp(((clamp(acc, lo, hi) * mul + add) >> shift) + post, 0,
-    qmax - qmin) + qmin
-    == requant(acc + off)`` for every int32 ``acc``, where ``requant(a) = clip(zp + round_shift(clip_int32(a) * m,
-    s), qmin, qmax)``; None when a bound fails.
+    qmax - qmin) + qmin == requant(acc + off)`` for every int32 ``acc``, where ``requant(a) = clip(zp +
+    round_shift(clip_int32(a) * m, s), qmin, qmax)``.
 
     ``requant`` is non-decreasing in ``a`` (``m >= 0``), equal to ``qmin`` for ``a <= a_lo`` and to ``qmax`` for
     ``a >= a_hi`` (:func:`opml.requant.saturation_bounds`); so clamping ``a`` into ``[L, H] = [max(a_lo,
     INT32_MIN), min(a_hi, INT32_MAX)]`` changes no output, and makes the int32 clip a no-op. Then
-    ``zp + round_shift(a m, s) - qmin == (a m + 2^(s-1) + (zp - qmin) 2^s) >> s`` (adding a multiple of 2^s
-    commutes with the floor shift; ``post = zp - qmin`` is added after it), and with ``a = acc + off`` the
-    constant part is ``off m + 2^(s-1)``. ``|a m + 2^(s-1)| < 2^31 2^31 + 2^61 < 2^63`` for ``a`` in
-    ``[L, H]``, so the wrapped uint64 evaluation in C is the true value.
+    ``zp + round_shift(a m, s) - qmin == ((a m + 2^(s-1)) >> s) + (zp - qmin)``, and with ``a = acc + off``
+    the constant part is ``off m + 2^(s-1)``. For ``a`` in ``[L, H]``, ``|a m| < 2^31 2^31 = 2^62``.
     """
     from ..requant import saturation_bounds
 
-    if qmin == qmax or m == 0:  # a constant column: (0 * 0 + c) >> 0
+    if qmin == qmax or m == 0:  # a constant column: (0 * 0 + 0) >> 0, plus c - qmin
         c = min(max(zp, qmin), qmax) if m == 0 else qmin
         return 0, 0, 0, 0, 0, c - qmin
     a_lo, a_hi = saturation_bounds(m, s, zp, qmin, qmax)
@@ -165,16 +180,42 @@ def _requant_column(off: int, m: int, s: int, zp: int, qmin: int, qmax: int) -> 
     if a_hi <= _I32_MIN:
         return 0, 0, 0, 0, 0, qmax - qmin
     big_l, big_h = max(a_lo, _I32_MIN), min(a_hi, _I32_MAX)
-    return big_l - off, big_h - off, m, _wrap64(off * m + (1 << (s - 1))), s, zp - qmin
+    return big_l - off, big_h - off, m, off * m + (1 << (s - 1)), s, zp - qmin
+
+
+def _fit_int32(col: Column, span: int) -> Column:
+    """The column with its clamp bounds inside int32 (the accumulator's range): a bound outside it either
+    binds nowhere (replaced by the int32 limit) or everywhere (the column is that bound's constant output).
+    Checks the magnitude the C evaluation relies on."""
+    lo, hi, m, add, s, post = col
+    if lo > _I32_MAX or hi < _I32_MIN:
+        a = lo if lo > _I32_MAX else hi
+        v = min(max(((a * m + add) >> s) + post, 0), span)
+        return 0, 0, 0, 0, 0, v
+    lo, hi = max(lo, _I32_MIN), min(hi, _I32_MAX)
+    t_lo, t_hi = lo * m + add, hi * m + add  # the extremes of the true value (linear in the accumulator)
+    if min(t_lo, t_hi) < -_BIAS or max(t_lo, t_hi) >= (1 << 64) - _BIAS:  # proven impossible (see epilogue)
+        raise AssertionError(f"epilogue column {col} exceeds the C evaluation's range")
+    return lo, hi, m, add, s, post
 
 
 def epilogue(n: int, off: object, mult: object, shift: object, zero_point: int, qmin: int, qmax: int,
              dtype: np.dtype) -> Epilogue | None:
     """Epilogue constants for N columns (``off``, ``mult``, ``shift`` broadcast per column); None when the
     native GEMM cannot apply them exactly. ``int32``: ``clip_int32(acc + off)`` (mult, shift, zero point
-    and the q bounds unused); ``int8``/``uint8``: the spec's requantization of ``acc + off``."""
+    and the q bounds unused); ``int8``/``uint8``: the spec's requantization of ``acc + off``.
+
+    C evaluates ``(a * mul + add + 2^62) >>> shift`` on uint64 and subtracts ``2^(62 - shift)``: for
+    clamped ``a`` the true ``a * mul + add`` lies in ``(-2^62, 2^62 + 2^61)`` (``|a| <= 2^31``, ``mul < 2^31``
+    and ``|add - off * mul| <= 2^61``; for int32 outputs ``a + off - INT32_MIN`` lies in ``[0, 2^32)``), so the
+    biased value is in ``(0, 2^64)``, its logical shift is ``floor(true / 2^s) + 2^(62 - s)``, and
+    products and sums modulo 2^64 give exactly that value.
+    """
     dtype = np.dtype(dtype)
     offs = np.broadcast_to(np.asarray(off, dtype=np.int64), (n,)).tolist()
+    if any(abs(o) >= 1 << 40 for o in offs):
+        return None
+    cols: list[Column]
     if dtype == np.int32:
         # clip_int32(acc + off) = clamp(acc, MIN - off, MAX - off) + (off - MIN) + MIN, the middle in [0, 2^32)
         cols = [(_I32_MIN - o, _I32_MAX - o, 1, o - _I32_MIN, 0, 0) for o in offs]
@@ -187,21 +228,19 @@ def epilogue(n: int, off: object, mult: object, shift: object, zero_point: int, 
         ss = np.broadcast_to(np.asarray(shift, dtype=np.int64), (n,)).tolist()
         if any(not 0 <= m < 1 << 31 for m in ms) or any(not 1 <= s <= 62 for s in ss):
             return None
-        if any(abs(o) >= 1 << 40 for o in offs):
-            return None
-        made = [_requant_column(o, m, s, zero_point, qmin, qmax) for o, m, s in zip(offs, ms, ss, strict=True)]
-        if any(c is None for c in made):
-            return None
-        cols = [c for c in made if c is not None]
+        cols = [_requant_column(o, m, s, zero_point, qmin, qmax) for o, m, s in zip(offs, ms, ss, strict=True)]
         span, base = qmax - qmin, qmin
     else:
         return None
-    arr = np.array(cols, dtype=np.int64).reshape(n, 6).T.copy() if n else np.zeros((6, 0), dtype=np.int64)
-    lo, hi, mul, add, sh, post = (np.ascontiguousarray(a) for a in arr)
-    return Epilogue(lo, hi, mul, add, sh, post, span, base, dtype)
-
-
-PANEL = 16  # columns per packed panel
+    padded = -(-n // PANEL) * PANEL
+    fitted = [_fit_int32(c, span) for c in cols] + [(0, 0, 0, 0, 0, 0)] * (padded - n)
+    fitted = [(lo, hi, m, _wrap64(add + _BIAS), s, post) for lo, hi, m, add, s, post in fitted]
+    lo, hi, mul, add, sh, post = (np.array([c[i] for c in fitted], dtype=np.int64) for i in range(6))
+    post = post - (np.int64(1) << (62 - sh))
+    perm = (np.arange(padded).reshape(-1, 8)[:, _LANES]).reshape(-1) if padded else np.zeros(0, dtype=np.intp)
+    return Epilogue(n, lo, hi, mul, add, sh, post, span, base, dtype,
+                    lo.astype(np.int32), hi.astype(np.int32), mul.astype(np.int32),
+                    np.ascontiguousarray(add[perm]), np.ascontiguousarray(sh[perm]), np.ascontiguousarray(post[perm]))
 
 
 class Gemm:
@@ -212,9 +251,10 @@ class Gemm:
         self.w, self.ep, self.x_dtype = w, ep, np.dtype(x_dtype)
         if self.x_dtype not in (np.int8, np.uint8):
             raise ValueError(f"qgemm: x must be int8 or uint8, not {self.x_dtype}")
-        ptrs = [_addr(a) for a in (w.data, ep.lo, ep.hi, ep.mul, ep.add, ep.shift, ep.post)]
-        self.cfg = np.array([int(self.x_dtype == np.int8), w.k, ptrs[0], w.n, *ptrs[1:], ep.span, ep.base,
-                             _OUTKIND[ep.dtype], _ISA], dtype=np.int64)
+        if ep.n != w.n:
+            raise ValueError(f"qgemm: epilogue for {ep.n} columns, weights have {w.n}")
+        self.cfg = np.array([int(self.x_dtype == np.int8), w.k, _addr(w.data), w.n, ep.span, ep.base,
+                             _OUTKIND[ep.dtype], _ISA, *ep.addresses()], dtype=np.int64)
         self._cfg = _addr(self.cfg)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -227,7 +267,7 @@ class Gemm:
             x = np.ascontiguousarray(x)
         m = x.shape[0]
         y = np.empty((m, w.n), dtype=self.ep.dtype)
-        if m and w.n and _LIB.opml_qgemm_cfg(self._cfg, _addr(x), m, 0, w.n, _addr(y),  # type: ignore[union-attr]
+        if m and w.n and _LIB.opml_qgemm_cfg(self._cfg, _addr(x), m, _addr(y),  # type: ignore[union-attr]
                                              worker_count()):
             raise MemoryError("opml native qgemm failed (out of memory or bad arguments)")
         return y

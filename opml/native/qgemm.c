@@ -11,11 +11,11 @@
  * The epilogue is one formula for both outputs, with per-column constants prepared in Python
  * (opml.native.epilogue, which proves each rewrite; see its docstring):
  *
- *   y = clamp(((clamp(acc, lo[n], hi[n]) * mul[n] + add[n]) >> shift[n]) + post[n], 0, span) + base
+ *   y = clamp(((clamp(acc, lo[n], hi[n]) * mul[n] + add[n]) >>> shift[n]) + post[n], 0, span) + base
  *
- * evaluated modulo 2^64 (uint64) up to the shift: the true value of the product plus add lies
- * within int64 (checked when the constants are made), so the wrapped value is that value, and the
- * arithmetic right shift of it is the spec's floor.
+ * where add carries a bias of 2^62 that makes the value non-negative (so the logical shift of the
+ * uint64 is the floor) and post removes the shifted bias: see y_of. The AVX2 version evaluates the
+ * same integers 8 columns at a time (VPMULDQ products, VPSRLVQ shifts).
  *
  * Weights are packed once per plan (opml_qgemm_pack) into panels of 16 columns: for each pair of rows
  * k, k+1 of w, the 16 columns' (w[k, c], w[k+1, c]) int16 pairs, so one VPMADDWD of a broadcast
@@ -181,20 +181,107 @@ int opml_qgemm_has_avx2(void) {
 #endif
 }
 
+/* The epilogue's per-column constants, each array padded to a multiple of 16 columns (opml.native.Epilogue).
+ * Natural column order, for the portable code: lo, hi (int32 range), mul (< 2^31), add (the true value plus
+ * 2^62, modulo 2^64), shift (0..62) and post (minus 2^(62 - shift)): see y_of below. For the AVX2 code the
+ * same values: lo32/hi32/mul32 as int32, and add/shift/post as int64 permuted within each group of 8
+ * columns to (0, 2, 4, 6, 1, 3, 5, 7), the lanes of VPMULDQ's even and odd products. */
+struct epilogue {
+    const int64_t *lo, *hi, *mul, *add, *shift, *post;
+    const int32_t *lo32, *hi32, *mul32;
+    const int64_t *addp, *shiftp, *postp;
+    int64_t span, base;
+    int outkind; /* 0 int32, 1 int8, 2 uint8 */
+};
+
+/* One output: for clamped a, a * mul + add_true lies in (-2^62, 2^62 + 2^61) (opml.native.epilogue), so
+ * with 2^62 added it lies in (0, 2^64) and the logical shift of the uint64 value is
+ * floor(true / 2^s) + 2^(62 - s), which post's bias removes. */
+static inline int64_t y_of(const struct epilogue *e, int64_t c, int64_t a) {
+    a = a < e->lo[c] ? e->lo[c] : a;
+    a = a > e->hi[c] ? e->hi[c] : a;
+    int64_t v = (int64_t)(((uint64_t)a * (uint64_t)e->mul[c] + (uint64_t)e->add[c]) >> e->shift[c]) + e->post[c];
+    v = v < 0 ? 0 : v;
+    return (v > e->span ? e->span : v) + e->base;
+}
+
+static void epilogue_generic(const struct epilogue *e, int64_t c0, const int32_t *acc, void *dst, int64_t cols) {
+    for (int64_t c = 0; c < cols; c++) {
+        int64_t v = y_of(e, c0 + c, acc[c]);
+        if (e->outkind == 0)
+            ((int32_t *)dst)[c] = (int32_t)v;
+        else if (e->outkind == 1)
+            ((int8_t *)dst)[c] = (int8_t)v;
+        else
+            ((uint8_t *)dst)[c] = (uint8_t)v;
+    }
+}
+
+#ifdef OPML_X86
+/* 8 columns c0..c0+7 of y_of, as int32 lanes. */
+__attribute__((target("avx2"))) static inline __m256i y_of8(const struct epilogue *e, int64_t c0, __m256i a) {
+    a = _mm256_max_epi32(a, _mm256_loadu_si256((const __m256i *)(e->lo32 + c0)));
+    a = _mm256_min_epi32(a, _mm256_loadu_si256((const __m256i *)(e->hi32 + c0)));
+    __m256i m = _mm256_loadu_si256((const __m256i *)(e->mul32 + c0));
+    __m256i ev = _mm256_mul_epi32(a, m); /* columns 0, 2, 4, 6: exact signed 32 x 32 -> 64 */
+    __m256i od = _mm256_mul_epi32(_mm256_srli_epi64(a, 32), _mm256_srli_epi64(m, 32));
+    const __m256i *ad = (const __m256i *)(e->addp + c0), *sh = (const __m256i *)(e->shiftp + c0);
+    const __m256i *po = (const __m256i *)(e->postp + c0);
+    ev = _mm256_add_epi64(_mm256_srlv_epi64(_mm256_add_epi64(ev, _mm256_loadu_si256(ad)), _mm256_loadu_si256(sh)),
+                          _mm256_loadu_si256(po));
+    od = _mm256_add_epi64(
+        _mm256_srlv_epi64(_mm256_add_epi64(od, _mm256_loadu_si256(ad + 1)), _mm256_loadu_si256(sh + 1)),
+        _mm256_loadu_si256(po + 1));
+    __m256i zero = _mm256_setzero_si256(), span = _mm256_set1_epi64x(e->span), base = _mm256_set1_epi64x(e->base);
+    ev = _mm256_blendv_epi8(ev, zero, _mm256_cmpgt_epi64(zero, ev));
+    ev = _mm256_blendv_epi8(ev, span, _mm256_cmpgt_epi64(ev, span));
+    od = _mm256_blendv_epi8(od, zero, _mm256_cmpgt_epi64(zero, od));
+    od = _mm256_blendv_epi8(od, span, _mm256_cmpgt_epi64(od, span));
+    ev = _mm256_add_epi64(ev, base); /* now within the output dtype: the low 32 bits are the value */
+    od = _mm256_add_epi64(od, base);
+    return _mm256_blend_epi32(ev, _mm256_slli_epi64(od, 32), 0xAA);
+}
+
+__attribute__((target("avx2"))) static void epilogue_avx2(const struct epilogue *e, int64_t c0, const int32_t *acc,
+                                                          void *dst, int64_t cols) {
+    __m256i v0 = y_of8(e, c0, _mm256_loadu_si256((const __m256i *)acc));
+    __m256i v1 = y_of8(e, c0 + 8, _mm256_loadu_si256((const __m256i *)(acc + 8)));
+    if (e->outkind == 0) {
+        if (cols == NR) {
+            _mm256_storeu_si256((__m256i *)dst, v0);
+            _mm256_storeu_si256((__m256i *)dst + 1, v1);
+        } else {
+            int32_t tmp[NR];
+            _mm256_storeu_si256((__m256i *)tmp, v0);
+            _mm256_storeu_si256((__m256i *)(tmp + 8), v1);
+            memcpy(dst, tmp, (size_t)cols * sizeof(int32_t));
+        }
+        return;
+    }
+    /* values are already within int8 / uint8: the saturating packs only narrow them */
+    __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(v0, v1), 0xD8); /* 16 int16 in column order */
+    __m128i lo = _mm256_castsi256_si128(w), hi = _mm256_extracti128_si256(w, 1);
+    __m128i b = e->outkind == 1 ? _mm_packs_epi16(lo, hi) : _mm_packus_epi16(lo, hi);
+    if (cols == NR)
+        _mm_storeu_si128((__m128i *)dst, b);
+    else {
+        uint8_t tmp[NR];
+        _mm_storeu_si128((__m128i *)tmp, b);
+        memcpy(dst, tmp, (size_t)cols);
+    }
+}
+#endif
+
 /* Columns [n0, n1) of y = epilogue(x @ w); n0 a multiple of 16. isa: 0 portable, 1 AVX2.
- * outkind: 0 int32, 1 int8, 2 uint8. lo, hi, mul, add, shift, post: n entries each (per column).
  * Returns 0, or -1 on bad arguments / out of memory (nothing is written then). */
-int opml_qgemm(const void *x, int xsigned, int64_t m, int64_t k, int64_t lda, const int16_t *wp, int64_t n,
-               int64_t n0, int64_t n1, const int64_t *lo, const int64_t *hi, const int64_t *mul,
-               const int64_t *add, const int64_t *shift, const int64_t *post, int64_t span, int64_t base, int outkind, void *y,
-               int64_t ldy, int isa) {
+static int qgemm(const void *x, int xsigned, int64_t m, int64_t k, const int16_t *wp, int64_t n, int64_t n0,
+                 int64_t n1, const struct epilogue *e, void *y, int isa) {
     if (k < 0 || k > OPML_QGEMM_MAX_K || m < 0 || n0 < 0 || n0 % NR || n1 > n || n0 > n1) return -1;
-    if (outkind < 0 || outkind > 2 || span < 0) return -1;
-    for (int64_t c = n0; c < n1; c++)
-        if (shift[c] < 0 || shift[c] > 63 || lo[c] > hi[c]) return -1;
+    if (e->outkind < 0 || e->outkind > 2 || e->span < 0) return -1;
 #ifndef OPML_X86
     isa = 0;
 #endif
+    size_t osize = e->outkind == 0 ? 4 : 1;
     int64_t kp = kpairs_of(k);
     /* GEBP blocking: a chunk of rows (about 192 KiB as int16, an L2-sized block) is converted once; each
      * 16-column weight panel then stays in cache while every micro-tile of rows of the chunk uses it. */
@@ -206,39 +293,24 @@ int opml_qgemm(const void *x, int xsigned, int64_t m, int64_t k, int64_t lda, co
     int32_t acc[MR][NR];
     for (int64_t mc = 0; mc < m; mc += chunk) {
         int64_t mrows = m - mc < chunk ? m - mc : chunk;
-        load_rows(x, xsigned, m, k, lda, mc, mrows, kp, xs);
+        load_rows(x, xsigned, m, k, k, mc, mrows, kp, xs);
         for (int64_t c0 = n0; c0 < n1; c0 += NR) {
             const int16_t *panel = wp + (c0 / NR) * kp * 2 * NR;
             int64_t cols = n1 - c0 < NR ? n1 - c0 : NR;
-            const int64_t *l = lo + c0, *h = hi + c0, *mu = mul + c0, *ad = add + c0, *sh = shift + c0, *po = post + c0;
             for (int64_t r0 = 0; r0 < mrows; r0 += MR) {
                 const int16_t *xt = xs + r0 * 2 * kp;
                 int64_t rows = mrows - r0 < MR ? mrows - r0 : MR;
 #ifdef OPML_X86
-                if (isa == 1)
+                if (isa == 1) {
                     tile_avx2(xt, panel, kp, acc, rows);
-                else
-#endif
-                    tile_generic(xt, panel, kp, acc);
-                for (int64_t r = 0; r < rows; r++) {
-                    int64_t q[NR];
-                    for (int64_t c = 0; c < cols; c++) {
-                        int64_t a = acc[r][c];
-                        a = a < l[c] ? l[c] : a;
-                        a = a > h[c] ? h[c] : a;
-                        int64_t v = (int64_t)((uint64_t)a * (uint64_t)mu[c] + (uint64_t)ad[c]) >> sh[c];
-                        v += po[c];
-                        v = v < 0 ? 0 : v;
-                        q[c] = (v > span ? span : v) + base;
-                    }
-                    int64_t at = (mc + r0 + r) * ldy + c0;
-                    if (outkind == 0)
-                        for (int64_t c = 0; c < cols; c++) ((int32_t *)y)[at + c] = (int32_t)q[c];
-                    else if (outkind == 1)
-                        for (int64_t c = 0; c < cols; c++) ((int8_t *)y)[at + c] = (int8_t)q[c];
-                    else
-                        for (int64_t c = 0; c < cols; c++) ((uint8_t *)y)[at + c] = (uint8_t)q[c];
+                    for (int64_t r = 0; r < rows; r++)
+                        epilogue_avx2(e, c0, acc[r], (char *)y + ((mc + r0 + r) * n + c0) * osize, cols);
+                    continue;
                 }
+#endif
+                tile_generic(xt, panel, kp, acc);
+                for (int64_t r = 0; r < rows; r++)
+                    epilogue_generic(e, c0, acc[r], (char *)y + ((mc + r0 + r) * n + c0) * osize, cols);
             }
         }
     }
@@ -335,30 +407,25 @@ int opml_qmatmul(const void *a, int asigned, int64_t za, const void *bb, int bsi
     return 0;
 }
 
-/* The same two entry points with their per-plan constants in one int64 array (pointers as integers), so
- * a call from Python converts few arguments, split over up to `threads` threads of the pool (pool.c). qgemm cfg: xsigned, k, packed w, n, lo, hi, mul, add, shift,
- * post, span, base, outkind, isa (x has k columns, y has n). qmatmul cfg: asigned, za, bsigned, zb, mult,
- * shift, zp, qmin, qmax, outkind, isa. */
+/* Entry points with their per-plan constants in one int64 array (pointers as integers), so a call from
+ * Python converts few arguments; work is split over up to `threads` threads of the pool (pool.c).
+ * qmatmul cfg: asigned, za, bsigned, zb, mult, shift, zp, qmin, qmax, outkind, isa. */
 /* Work below this many multiply-adds per thread is not split (waking a thread costs microseconds). */
 #define MIN_MACS_PER_THREAD (1 << 18)
 
 struct gemm_job {
-    const int64_t *cfg;
+    struct epilogue e;
     const void *x;
-    int64_t m, n0, n1;
+    const int16_t *wp;
+    int64_t m, k, n;
+    int xsigned, isa;
     void *y;
 };
 
 static int gemm_range(void *ctx, int64_t p0, int64_t p1) {
     const struct gemm_job *j = (const struct gemm_job *)ctx;
-    const int64_t *cfg = j->cfg;
-    int64_t c0 = j->n0 + p0 * NR, c1 = j->n0 + p1 * NR;
-    if (c1 > j->n1) c1 = j->n1;
-    return opml_qgemm(j->x, (int)cfg[0], j->m, cfg[1], cfg[1], (const int16_t *)(intptr_t)cfg[2], cfg[3], c0, c1,
-                      (const int64_t *)(intptr_t)cfg[4], (const int64_t *)(intptr_t)cfg[5],
-                      (const int64_t *)(intptr_t)cfg[6], (const int64_t *)(intptr_t)cfg[7],
-                      (const int64_t *)(intptr_t)cfg[8], (const int64_t *)(intptr_t)cfg[9], cfg[10], cfg[11],
-                      (int)cfg[12], j->y, cfg[3], (int)cfg[13]);
+    int64_t c1 = p1 * NR < j->n ? p1 * NR : j->n;
+    return qgemm(j->x, j->xsigned, j->m, j->k, j->wp, j->n, p0 * NR, c1, &j->e, j->y, j->isa);
 }
 
 static int parts_for(int64_t items, int64_t macs_per_item, int threads) {
@@ -367,18 +434,26 @@ static int parts_for(int64_t items, int64_t macs_per_item, int threads) {
     return threads < most ? threads : (int)most;
 }
 
-int opml_qgemm_cfg(const int64_t *cfg, const void *x, int64_t m, int64_t n0, int64_t n1, void *y, int threads) {
-    if (n0 < 0 || n0 % NR || n1 < n0) return -1;
-    struct gemm_job job = {cfg, x, m, n0, n1, y};
-    int64_t panels = (n1 - n0 + NR - 1) / NR;
-    if (!panels || !m) return opml_qgemm(x, (int)cfg[0], m, cfg[1], cfg[1], (const int16_t *)(intptr_t)cfg[2],
-                                         cfg[3], n0, n1, (const int64_t *)(intptr_t)cfg[4],
-                                         (const int64_t *)(intptr_t)cfg[5], (const int64_t *)(intptr_t)cfg[6],
-                                         (const int64_t *)(intptr_t)cfg[7], (const int64_t *)(intptr_t)cfg[8],
-                                         (const int64_t *)(intptr_t)cfg[9], cfg[10], cfg[11], (int)cfg[12], y,
-                                         cfg[3], (int)cfg[13]);
-    return opml_parallel_for(gemm_range, &job, panels, parts_for(panels, m * cfg[1] * NR, threads));
+#define P64(i) ((const int64_t *)(intptr_t)cfg[i])
+#define P32(i) ((const int32_t *)(intptr_t)cfg[i])
+
+/* y [m, n] = epilogue(x [m, k] @ w). cfg: xsigned, k, packed w, n, span, base, outkind, isa, then the
+ * addresses of lo, hi, mul, add, shift, post, lo32, hi32, mul32, addp, shiftp, postp (struct epilogue). */
+int opml_qgemm_cfg(const int64_t *cfg, const void *x, int64_t m, void *y, int threads) {
+    struct gemm_job j = {{P64(8), P64(9), P64(10), P64(11), P64(12), P64(13), P32(14), P32(15), P32(16), P64(17),
+                          P64(18), P64(19), cfg[4], cfg[5], (int)cfg[6]},
+                         x, (const int16_t *)(intptr_t)cfg[2], m, cfg[1], cfg[3], (int)cfg[0], (int)cfg[7], y};
+    for (int64_t c = 0; c < j.n; c++)
+        if (j.e.shift[c] < 0 || j.e.shift[c] > 62 || j.e.lo[c] > j.e.hi[c] || j.e.mul[c] < 0 ||
+            j.e.mul[c] > INT32_MAX || j.e.lo[c] < INT32_MIN || j.e.hi[c] > INT32_MAX)
+            return -1;
+    int64_t panels = (j.n + NR - 1) / NR;
+    if (!panels || !m) return 0;
+    return opml_parallel_for(gemm_range, &j, panels, parts_for(panels, m * j.k * NR, threads));
 }
+
+#undef P64
+#undef P32
 
 struct matmul_job {
     const int64_t *cfg;
