@@ -21,6 +21,7 @@ import numpy as np
 from .bundle import Node, TensorSpec
 from .intmath import F64_DIV_EXACT, isqrt, requantize, round_div
 from .kernels import LAYERNORM_SQRT_BITS, QRANGE, Kernel, _const
+from .native import ops as native_ops
 from .parallel import for_row_ranges
 from .requant import IntRequant, int_requant_tile, plan_int_requant
 
@@ -37,9 +38,14 @@ def prepare_softmax(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     tmax = int(np.abs(table).max()) if table.size else 0
     by_byte = table.size == 256 and specs[node.inputs[0]].dtype in QRANGE
     table_f = table.astype(np.float64)
+    fast = native_ops.Softmax(table, zp, lo, hi, out.dtype.np) if by_byte and native_ops.available() else None
 
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         x = xs[0]
+        if fast is not None and x.ndim and axis in (-1, x.ndim - 1):
+            y = fast(x)  # the same integers in C (None: a case it does not take)
+            if y is not None:
+                return y
         length = x.shape[axis] if x.ndim else 1
         # |s| <= L*T, |512 e + s| <= (512 + L) T, divisor 2s: the float64 floor division is exact
         if by_byte and (512 + 3 * length) * tmax + 2 < F64_DIV_EXACT:
@@ -110,6 +116,8 @@ def prepare_layernorm(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     bmax = int(np.abs(beta).max()) if beta.size else 0
     rq = plan_int_requant(mult, shift, out.zero_point, qmin, qmax, out.dtype.np)
     params = _LayerNormF64(float(scale), eps, gamma.astype(np.float64), beta.astype(np.float64), rq)
+    fast = (native_ops.LayerNorm(gamma, beta, eps, frac, g, mult, shift, out.zero_point, qmin, qmax, out.dtype.np)
+            if native_ops.available() else None)
 
     def exact_in_f64(n: int) -> bool:
         # |x| <= 255 (int8/uint8): |S| <= 255 n, Q = sum x^2 <= 2^16 n, so n^2 Q < 2^53 if n^3 2^16 < 2^53;
@@ -122,6 +130,10 @@ def prepare_layernorm(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
 
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         x = xs[0]
+        if fast is not None:
+            y = fast(x)  # the same integers in C (None: a case it does not take)
+            if y is not None:
+                return y
         n = x.shape[-1] if x.ndim else 0
         if x.size and exact_in_f64(n):
             return _layernorm_f64(x, n, params)

@@ -17,6 +17,7 @@ import numpy as np
 from .bundle import DType, Node, TensorSpec
 from .intmath import INT32_MAX, INT32_MIN, requantize, round_shift
 from .kernels import QRANGE, Kernel, _const
+from .native import ops as native_ops
 from .parallel import for_row_ranges
 
 BYTE_DTYPES = (DType.INT8, DType.UINT8)
@@ -51,6 +52,9 @@ def _take(table: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 
 def _gather_pair(table: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    y = native_ops.pair_lut8(table, a, b)  # the same gather in C (None: a case it does not take)
+    if y is not None:
+        return y
     idx = np.left_shift(a.view(np.uint8).astype(np.uint16), 8)
     idx = np.bitwise_or(idx, b.view(np.uint8), out=idx if idx.shape == np.broadcast_shapes(a.shape, b.shape) else None)
     return _take(table, idx)
@@ -118,6 +122,7 @@ def prepare_lut(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     table = _const(specs, node.inputs[1])
     offset = 128 if x_spec.dtype == DType.INT8 else 0
     by_byte = pair = None
+    native_lut = native_ops.lut8
     if x_spec.dtype in BYTE_DTYPES and table.shape == (256,):
         by_byte = np.ascontiguousarray(table[_byte_values(x_spec.dtype) + offset])
         if by_byte.dtype.itemsize == 1:
@@ -125,6 +130,10 @@ def prepare_lut(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
 
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         x = xs[0]
+        if by_byte is not None:
+            y = native_lut(by_byte, x)  # the same gather in C (None: a case it does not take)
+            if y is not None:
+                return y
         if pair is not None and x.size >= PAIR_LUT_MIN and x.flags.c_contiguous:
             assert by_byte is not None  # the pair table is built from the byte table
             flat = x.reshape(-1).view(np.uint8)
