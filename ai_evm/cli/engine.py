@@ -1,4 +1,4 @@
-"""``aievm model convert``, ``aievm model show`` and ``aievm infer``."""
+"""``aievm model convert``, ``aievm model show``, ``aievm infer`` and ``aievm engine``."""
 
 from __future__ import annotations
 
@@ -113,3 +113,20 @@ def infer_cmd(bundle_path: str, inputs: tuple[str, ...], output: str | None) -> 
         if len(outs) != 1:
             _fail("the model has several outputs: write them to a .npz file")
         np.save(output, outs[0])
+
+
+@main.command("engine")
+def engine_cmd() -> None:
+    """Show how this machine runs the engine: native kernels, threads, float environment."""
+    from opml import native
+    from opml.errors import OpmlError
+    from opml.f32prog import check_float_environment
+    from opml.parallel import worker_count
+
+    click.echo(native.describe())
+    click.echo(f"threads: {worker_count()} (OPML_THREADS, else OPENBLAS_NUM_THREADS / OMP_NUM_THREADS, else CPUs)")
+    try:
+        check_float_environment()
+        click.echo("float environment: IEEE round-to-nearest-even, subnormals kept (deterministic)")
+    except OpmlError as e:
+        _fail(f"float environment: {e}")
