@@ -345,30 +345,59 @@ OPML_AVX2 static inline __m256d ln_load4(const ln_params *p, int64_t k) {
     return _mm256_cvtepi32_pd(v);
 }
 
+/* The requantization of four exact integers a (|a| <= 2^31, float64) to output values, in int64 lanes:
+ * zp + floor((a mult + 2^(s-1)) / 2^s) with VPMULDQ (|a|, |mult| < 2^31: the product is exact) and the
+ * arithmetic shift as ~(~v >> s) on negative lanes, then the clamp to [qmin, qmax]. */
+OPML_AVX2 static inline __m256d ln_requant_i64(__m256d acc, __m256i multv, __m256i rndv, __m128i shiftv,
+                                               __m256i zpv, __m256i qminv, __m256i qmaxv) {
+    __m256i a = _mm256_cvtepi32_epi64(_mm256_cvttpd_epi32(acc));
+    __m256i v = _mm256_add_epi64(_mm256_mul_epi32(a, multv), rndv);
+    __m256i sg = _mm256_cmpgt_epi64(_mm256_setzero_si256(), v);
+    v = _mm256_xor_si256(_mm256_srl_epi64(_mm256_xor_si256(v, sg), shiftv), sg);
+    v = _mm256_add_epi64(v, zpv);
+    v = _mm256_blendv_epi8(v, qminv, _mm256_cmpgt_epi64(qminv, v));
+    v = _mm256_blendv_epi8(v, qmaxv, _mm256_cmpgt_epi64(v, qmaxv));
+    /* values in [-128, 255]: exact as float64, converted back by the caller like the other variant */
+    __m128i lo32 = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)));
+    return _mm256_cvtepi32_pd(lo32);
+}
+
 /* AVX2 rows: four elements at a time, the integer steps in float64 where they are exact (the caller
- * checked max|num| max|gamma| + max|beta| < 2^53; gd, bd: gamma and beta as float64), then the
- * requantization in int64 lanes exactly as the scalar code:
+ * checked max|num| max|gamma| + max|beta| < 2^53; gd, bd: gamma and beta as float64):
  *   num = x (n 2^(F+g)) + (den/2 - S 2^(F+g))      integers below 2^51: exact
  *   q = floor(num * inv), r = num - q den           q den and r: integers below 2^52, exact
  *   q += (r >= den) - (r < 0)                       the floor quotient when -den <= r < 2 den; lanes
  *                                                   outside that (none, by the reciprocal's accuracy:
  *                                                   the estimate is within one) are redone by the
  *                                                   scalar code, so the result never rests on it
- *   acc = q gamma + beta, clamped to int32          exact below 2^53, then an exact conversion
- *   zp + floor((acc mult + 2^(s-1)) / 2^s)          VPMULDQ (|acc|, |mult| < 2^31), the arithmetic
- *                                                   shift as ~(~v >> s) on negative lanes
+ *   a = clip_int32(q gamma + beta)                  exact below 2^53, the clamp bounds are integers
+ * then the requantization zp + floor((a m + 2^(s-1)) / 2^s), clamped to [qmin, qmax]. For s >= 17 in
+ * float64 too: with m = mh 2^16 + ml (mh = floor(m / 2^16), 0 <= ml < 2^16),
+ *   a m + 2^(s-1) = 2^16 H + L,  H = a mh + 2^(s-17) (|H| < 2^47),  L = a ml (|L| < 2^47)
+ *   floor((a m + 2^(s-1)) / 2^s) = floor((H + floor(L 2^-16)) 2^-(s-16))
+ * (floor(floor(y / b) / c) = floor(y / (b c)) for integers b, c > 0; the products by powers of two are
+ * exact, every sum is an integer below 2^49); else in int64 lanes (ln_requant_i64).
  */
-OPML_AVX2 static void ln_rows_avx2(const ln_params *p, int64_t r0, int64_t r1, const double *gd, const double *bd) {
+OPML_AVX2 static inline __attribute__((always_inline)) void ln_rows_avx2_body(
+    const ln_params *p, int64_t r0, int64_t r1, const double *gd, const double *bd, const int f64_requant) {
     int64_t n = p->n;
     const __m256d zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0);
     const __m256d i32lo = _mm256_set1_pd(-2147483648.0), i32hi = _mm256_set1_pd(2147483647.0);
     const __m256d nscale = _mm256_set1_pd((double)(n * p->scale));
+    const __m128i low_bytes = _mm_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    /* float64 requantization constants (used when f64_requant) */
+    int64_t mh = floor_shift(p->mult, 16), ml = p->mult - mh * 65536;
+    const __m256d mhv = _mm256_set1_pd((double)mh), mlv = _mm256_set1_pd((double)ml);
+    const __m256d rh = _mm256_set1_pd(f64_requant ? (double)((int64_t)1 << (p->shift - 17)) : 0.0);
+    const __m256d inv16 = _mm256_set1_pd(1.0 / 65536.0);
+    const __m256d invs = _mm256_set1_pd(f64_requant ? 1.0 / (double)((int64_t)1 << (p->shift - 16)) : 0.0);
+    const __m256d zpd = _mm256_set1_pd((double)p->zp);
+    const __m256d qmind = _mm256_set1_pd((double)p->qmin), qmaxd = _mm256_set1_pd((double)p->qmax);
+    /* int64 requantization constants */
     const __m256i multv = _mm256_set1_epi64x(p->mult), rndv = _mm256_set1_epi64x(p->rnd);
     const __m256i zpv = _mm256_set1_epi64x(p->zp), qminv = _mm256_set1_epi64x(p->qmin);
-    const __m256i qmaxv = _mm256_set1_epi64x(p->qmax), zeroi = _mm256_setzero_si256();
+    const __m256i qmaxv = _mm256_set1_epi64x(p->qmax);
     const __m128i shiftv = _mm_cvtsi32_si128(p->shift);
-    const __m256i low_dwords = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
-    const __m128i low_bytes = _mm_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
     for (int64_t r = r0; r < r1; r++) {
         int64_t S, den;
         ln_stats(p, r, &S, &den);
@@ -391,19 +420,27 @@ OPML_AVX2 static void ln_rows_avx2(const ln_params *p, int64_t r0, int64_t r1, c
             q = _mm256_add_pd(q, _mm256_sub_pd(_mm256_and_pd(ge, one), _mm256_and_pd(lt, one)));
             __m256d acc = _mm256_add_pd(_mm256_mul_pd(q, _mm256_loadu_pd(gd + c)), _mm256_loadu_pd(bd + c));
             acc = _mm256_min_pd(_mm256_max_pd(acc, i32lo), i32hi);
-            __m256i a = _mm256_cvtepi32_epi64(_mm256_cvttpd_epi32(acc));
-            __m256i v = _mm256_add_epi64(_mm256_mul_epi32(a, multv), rndv);
-            __m256i sg = _mm256_cmpgt_epi64(zeroi, v);
-            v = _mm256_xor_si256(_mm256_srl_epi64(_mm256_xor_si256(v, sg), shiftv), sg);
-            v = _mm256_add_epi64(v, zpv);
-            v = _mm256_blendv_epi8(v, qminv, _mm256_cmpgt_epi64(qminv, v));
-            v = _mm256_blendv_epi8(v, qmaxv, _mm256_cmpgt_epi64(v, qmaxv));
-            __m128i d = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(v, low_dwords));
-            int32_t bytes = _mm_cvtsi128_si32(_mm_shuffle_epi8(d, low_bytes));
+            __m256d o;
+            if (f64_requant) {
+                __m256d h = _mm256_add_pd(_mm256_mul_pd(acc, mhv), rh);
+                __m256d l = _mm256_floor_pd(_mm256_mul_pd(_mm256_mul_pd(acc, mlv), inv16));
+                o = _mm256_floor_pd(_mm256_mul_pd(_mm256_add_pd(h, l), invs));
+                o = _mm256_min_pd(_mm256_max_pd(_mm256_add_pd(o, zpd), qmind), qmaxd);
+            } else {
+                o = ln_requant_i64(acc, multv, rndv, shiftv, zpv, qminv, qmaxv);
+            }
+            int32_t bytes = _mm_cvtsi128_si32(_mm_shuffle_epi8(_mm256_cvttpd_epi32(o), low_bytes));
             memcpy(yr + c, &bytes, 4);
         }
         for (; c < n; c++) yr[c] = ln_element(p, ln_load(p, r * n + c), c, S, den, inv);
     }
+}
+
+OPML_AVX2 static void ln_rows_avx2(const ln_params *p, int64_t r0, int64_t r1, const double *gd, const double *bd) {
+    if (p->shift >= 17)
+        ln_rows_avx2_body(p, r0, r1, gd, bd, 1);
+    else
+        ln_rows_avx2_body(p, r0, r1, gd, bd, 0);
 }
 #endif
 
