@@ -95,12 +95,11 @@ static int64_t isqrt64(int64_t w) {
 #endif
 }
 
-/* Branch-free clamp (saturated values would make branches unpredictable). */
+/* Clamp (written for conditional moves: saturated values would make branches unpredictable). */
 static inline int64_t clamp64(int64_t v, int64_t lo, int64_t hi) {
-    int64_t m = -(int64_t)(v < lo);
-    v = (v & ~m) | (lo & m);
-    m = -(int64_t)(v > hi);
-    return (v & ~m) | (hi & m);
+    v = v < lo ? lo : v;
+    v = v > hi ? hi : v;
+    return v;
 }
 
 /* ---------------------------------------------------------------------------------------- softmax */
