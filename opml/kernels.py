@@ -143,7 +143,7 @@ def _native_gemm(node: Node, specs: Sequence[TensorSpec], w: np.ndarray, offset:
     n = w.shape[1]
     if out.dtype == DType.INT32:
         ep = native.epilogue(n, offset, 0, 0, 0, 0, 0, np.int32)
-    elif out.dtype in QRANGE:
+    elif out.dtype in QRANGE or out.dtype == DType.INT16:
         mult, shift = _requant_params(node, specs)
         mult, shift = (v if v.size == 1 else v.reshape(-1)[channels] for v in (mult, shift))
         ep = native.epilogue(n, offset, mult, shift, out.zero_point, node.iattr("qmin"), node.iattr("qmax"),

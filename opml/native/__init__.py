@@ -28,7 +28,7 @@ from ..parallel import worker_count
 LIBRARY = Path(__file__).with_name("libopml_native.so")
 
 _i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
-_OUTKIND = {np.dtype(np.int32): 0, np.dtype(np.int8): 1, np.dtype(np.uint8): 2}
+_OUTKIND = {np.dtype(np.int32): 0, np.dtype(np.int8): 1, np.dtype(np.uint8): 2, np.dtype(np.int16): 3}
 
 
 def _load() -> tuple[ctypes.CDLL | None, str]:
@@ -138,7 +138,7 @@ class Epilogue:
     post: np.ndarray  # int64: added after the shift, minus 2^(62 - shift)
     span: int
     base: int
-    dtype: np.dtype  # int32 (raw accumulators), int8 or uint8
+    dtype: np.dtype  # int32 (raw accumulators), int8, uint8 or int16
     lo32: np.ndarray  # the same in the AVX2 kernel's layout
     hi32: np.ndarray
     mul32: np.ndarray
@@ -203,7 +203,7 @@ def epilogue(n: int, off: object, mult: object, shift: object, zero_point: int, 
              dtype: np.dtype) -> Epilogue | None:
     """Epilogue constants for N columns (``off``, ``mult``, ``shift`` broadcast per column); None when the
     native GEMM cannot apply them exactly. ``int32``: ``clip_int32(acc + off)`` (mult, shift, zero point
-    and the q bounds unused); ``int8``/``uint8``: the spec's requantization of ``acc + off``.
+    and the q bounds unused); ``int8``/``uint8``/``int16``: the spec's requantization of ``acc + off``.
 
     C evaluates ``(a * mul + add + 2^62) >>> shift`` on uint64 and subtracts ``2^(62 - shift)``: for
     clamped ``a`` the true ``a * mul + add`` lies in ``(-2^62, 2^62 + 2^61)`` (``|a| <= 2^31``, ``mul < 2^31``
@@ -220,7 +220,7 @@ def epilogue(n: int, off: object, mult: object, shift: object, zero_point: int, 
         # clip_int32(acc + off) = clamp(acc, MIN - off, MAX - off) + (off - MIN) + MIN, the middle in [0, 2^32)
         cols = [(_I32_MIN - o, _I32_MAX - o, 1, o - _I32_MIN, 0, 0) for o in offs]
         span, base = (1 << 32) - 1, _I32_MIN
-    elif dtype in (np.int8, np.uint8):
+    elif dtype in (np.int8, np.uint8, np.int16):
         info = np.iinfo(dtype)
         if not info.min <= qmin <= qmax <= info.max:
             return None
@@ -291,7 +291,8 @@ def qmatmul_supported(a_dtype: np.dtype, za: int, b_dtype: np.dtype, zb: int, ou
     a_dtype, b_dtype, out_dtype = np.dtype(a_dtype), np.dtype(b_dtype), np.dtype(out_dtype)
     if _LIB is None or a_dtype not in (np.int8, np.uint8) or b_dtype not in (np.int8, np.uint8):
         return False
-    if not (_centered_fits(a_dtype, za) and _centered_fits(b_dtype, zb)) or out_dtype not in _OUTKIND:
+    if not (_centered_fits(a_dtype, za) and _centered_fits(b_dtype, zb)) or out_dtype not in _OUTKIND \
+            or out_dtype == np.int16:
         return False
     if out_dtype == np.int32:
         return True

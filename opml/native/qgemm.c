@@ -191,7 +191,7 @@ struct epilogue {
     const int32_t *lo32, *hi32, *mul32;
     const int64_t *addp, *shiftp, *postp;
     int64_t span, base;
-    int outkind; /* 0 int32, 1 int8, 2 uint8 */
+    int outkind; /* 0 int32, 1 int8, 2 uint8, 3 int16 */
 };
 
 /* One output: for clamped a, a * mul + add_true lies in (-2^62, 2^62 + 2^61) (opml.native.epilogue), so
@@ -212,8 +212,10 @@ static void epilogue_generic(const struct epilogue *e, int64_t c0, const int32_t
             ((int32_t *)dst)[c] = (int32_t)v;
         else if (e->outkind == 1)
             ((int8_t *)dst)[c] = (int8_t)v;
-        else
+        else if (e->outkind == 2)
             ((uint8_t *)dst)[c] = (uint8_t)v;
+        else
+            ((int16_t *)dst)[c] = (int16_t)v;
     }
 }
 
@@ -258,8 +260,18 @@ __attribute__((target("avx2"))) static void epilogue_avx2(const struct epilogue 
         }
         return;
     }
-    /* values are already within int8 / uint8: the saturating packs only narrow them */
+    /* values are already within the output dtype: the saturating packs only narrow them */
     __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(v0, v1), 0xD8); /* 16 int16 in column order */
+    if (e->outkind == 3) {
+        if (cols == NR)
+            _mm256_storeu_si256((__m256i *)dst, w);
+        else {
+            int16_t tmp[NR];
+            _mm256_storeu_si256((__m256i *)tmp, w);
+            memcpy(dst, tmp, (size_t)cols * sizeof(int16_t));
+        }
+        return;
+    }
     __m128i lo = _mm256_castsi256_si128(w), hi = _mm256_extracti128_si256(w, 1);
     __m128i b = e->outkind == 1 ? _mm_packs_epi16(lo, hi) : _mm_packus_epi16(lo, hi);
     if (cols == NR)
@@ -277,11 +289,11 @@ __attribute__((target("avx2"))) static void epilogue_avx2(const struct epilogue 
 static int qgemm(const void *x, int xsigned, int64_t m, int64_t k, const int16_t *wp, int64_t n, int64_t n0,
                  int64_t n1, const struct epilogue *e, void *y, int isa) {
     if (k < 0 || k > OPML_QGEMM_MAX_K || m < 0 || n0 < 0 || n0 % NR || n1 > n || n0 > n1) return -1;
-    if (e->outkind < 0 || e->outkind > 2 || e->span < 0) return -1;
+    if (e->outkind < 0 || e->outkind > 3 || e->span < 0) return -1;
 #ifndef OPML_X86
     isa = 0;
 #endif
-    size_t osize = e->outkind == 0 ? 4 : 1;
+    size_t osize = e->outkind == 0 ? 4 : (e->outkind == 3 ? 2 : 1);
     int64_t kp = kpairs_of(k);
     /* GEBP blocking: a chunk of rows (about 192 KiB as int16, an L2-sized block) is converted once; each
      * 16-column weight panel then stays in cache while every micro-tile of rows of the chunk uses it. */

@@ -118,6 +118,29 @@ def test_linear(data: st.DataObject) -> None:
         assert np.array_equal(y.reshape(-1, n), np.clip(acc, -(2**31), 2**31 - 1))
 
 
+@covers("linear")
+@SETTINGS
+@given(st.data())
+def test_linear_int16_output(data: st.DataObject) -> None:
+    """Linear layers that requantize into int16 (the wide residual path of converted transformers)."""
+    draw = data.draw
+    k, n = draw(st.integers(1, 40)), draw(st.integers(1, 20))
+    xdt, xs, xzp = draw(qspec())
+    x = int_array(draw, xdt, (draw(st.integers(1, 9)), k))
+    w = int_array(draw, INT8, (k, n))
+    bias = int_array(draw, INT32, (n,), INT32_SMALL_OR_ANY)
+    size = n if draw(st.booleans()) else 1
+    pairs = [draw(mult_shift()) for _ in range(size)]
+    mult = np.array([p[0] for p in pairs], dtype=np.int32)
+    shift = np.array([p[1] for p in pairs], dtype=np.int32)
+    lo, hi = sorted((draw(st.integers(-32768, 32767)), draw(st.integers(-32768, 32767))))
+    if draw(st.booleans()):
+        lo, hi = -32768, 32767
+    rq = (INT16, 0.01, draw(st.integers(-32768, 32767)), mult, shift, lo, hi)
+    check(_gemm_node("linear", act("x", xdt, x.shape, xs, xzp, False), w, bias, (x.shape[0], n), False, rq, False),
+          [x])
+
+
 @pytest.mark.parametrize(
     "xdt,wdt,k",
     [(INT8, INT8, 1024), (INT8, INT8, 1025), (INT8, INT8, 2100), (UINT8, INT8, 512), (UINT8, INT8, 1500),

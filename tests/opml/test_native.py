@@ -74,7 +74,7 @@ def _case(rng: np.random.Generator, m: int, k: int, n: int, xdt: type, wdt: type
     shift[: n // 3] = rng.integers(1, 16, size=n // 3)
     if out == np.int32:
         return x, w, Params(off, mult, shift, 0, 0, 0, np.int32)
-    lo, hi = (-128, 127) if out == np.int8 else (0, 255)
+    lo, hi = int(np.iinfo(out).min), int(np.iinfo(out).max)
     qmin = int(rng.integers(lo, hi + 1))
     zp = int(rng.integers(lo, hi + 1))
     return x, w, Params(off, mult, shift, zp, qmin, int(rng.integers(qmin, hi + 1)), out)
@@ -83,7 +83,8 @@ def _case(rng: np.random.Generator, m: int, k: int, n: int, xdt: type, wdt: type
 @settings(max_examples=60, deadline=None)
 @given(m=st.integers(0, 20), k=st.integers(0, 70), n=st.integers(0, 40),
        xdt=st.sampled_from([np.int8, np.uint8]), wdt=st.sampled_from([np.int8, np.int16]),
-       out=st.sampled_from([np.int32, np.int8, np.uint8]), extreme=st.booleans(), seed=st.integers(0, 2**32 - 1))
+       out=st.sampled_from([np.int32, np.int8, np.uint8, np.int16]), extreme=st.booleans(),
+       seed=st.integers(0, 2**32 - 1))
 def test_qgemm_equals_int64(m: int, k: int, n: int, xdt: type, wdt: type, out: type, extreme: bool,
                             seed: int) -> None:
     x, w, p = _case(np.random.default_rng(seed), m, k, n, xdt, wdt, out, extreme)
@@ -148,7 +149,8 @@ def test_pack_refuses_what_the_kernel_cannot_take_exactly() -> None:
     assert native.epilogue(4, np.zeros(4), 1, 0, 0, -128, 127, np.int8) is None  # shift 0
     assert native.epilogue(4, np.zeros(4), 1, 5, 0, -129, 127, np.int8) is None  # qmin outside int8
     assert native.epilogue(4, np.zeros(4), 1 << 31, 5, 0, -128, 127, np.int8) is None  # mult too large
-    assert native.epilogue(4, np.zeros(4), 1, 5, 0, -128, 127, np.int16) is None  # no int16 output
+    assert native.epilogue(4, np.zeros(4), 1, 5, 0, -128, 127, np.int64) is None  # no int64 output
+    assert native.epilogue(4, np.zeros(4), 1, 5, 0, -40000, 127, np.int16) is None  # qmin outside int16
 
 
 def test_qgemm_rejects_a_wrong_input() -> None:
@@ -209,7 +211,7 @@ h = hashlib.sha256()
 rng = np.random.default_rng(7)
 for m, k, n in [(1, 384, 1536), (32, 1536, 384), (37, 97, 45), (6, 2, 16)]:
     for xdt in (np.int8, np.uint8):
-        for out in (np.int32, np.int8, np.uint8):
+        for out in (np.int32, np.int8, np.uint8, np.int16):
             x, w, p = _case(rng, m, k, n, xdt, np.int8, out)
             ep = native.epilogue(n, p.off, p.mult, p.shift, p.zp, p.qmin, p.qmax, p.dtype)
             h.update(native.qgemm(x, native.pack_weights(w), ep).tobytes())
