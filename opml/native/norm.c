@@ -18,17 +18,19 @@
  *   |z| <= |num| (den >= 1) and |num| max|gamma| + max|beta| < 2^62; |mult| < 2^31 and 1 <= shift <= 62, so
  *   |clip_int32(a) * mult| < 2^62 and adding 2^(shift-1) <= 2^61 stays below 2^63. No int64 overflow.
  *
- * Exact floor division without a per-element integer divide: q0 = floor-ish(num * (1/den)) in float64
- * is an estimate, and integer corrections (r = num - q0 den; while r < 0: q0--; while r >= den: q0++)
- * return floor(num / den) whatever the estimate was: the loops end with num = q0 den + r, 0 <= r < den.
- * The estimate only decides the speed (|num| < 2^51 makes it within one of the quotient, so each loop
- * runs at most twice, and q0 den cannot overflow). The floating-point part therefore cannot change a bit
- * of the result, whatever rounding, FMA contraction or vector width the compiler uses.
- * isqrt is integer Newton from above (no libm).
+ * Exact floor division without a per-element integer divide: q0 = trunc(num * (1/den)) in float64 is
+ * an estimate, and integer corrections (r = num - q0 den; while r < 0: q0--; while r >= den: q0++)
+ * return floor(num / den) whatever the estimate was: they end with num = q0 den + r, 0 <= r < den.
+ * The estimate only decides the speed (|num| < 2^51: it is within one of the quotient, and q0 den
+ * cannot overflow). The floating-point part therefore cannot change a bit of the result, whatever
+ * rounding, FMA contraction or vector width the compiler uses. isqrt likewise corrects an estimate
+ * with integer steps (or runs integer Newton); no libm.
  *
- * The AVX2 variants are the same C compiled for AVX2 (the compiler's vectorization of exact integer code
- * cannot change its results); isa selects them. Return 0, or -1 on arguments outside the bounds (nothing
- * is written then).
+ * The AVX2 variants (isa 1) evaluate the same integers four at a time in float64 lanes, only where
+ * every value is an integer below 2^53 (so exact, in any order), with the same estimate-and-correct
+ * division whose corrected remainders are checked (any lane outside the one-step range is recomputed
+ * by the scalar code); their comments give each step's bound. Return 0, or -1 on arguments outside the
+ * bounds (nothing is written then).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -47,12 +49,13 @@
 /* floor(v / 2^s) for 0 <= s <= 62, without relying on >> of negative values. */
 static inline int64_t floor_shift(int64_t v, int s) { return v >= 0 ? v >> s : ~((~v) >> s); }
 
-/* floor(num / den) for den >= 1, |num| < 2^51, den < 2^52, inv ~ 1 / den (see the header). */
+/* floor(num / den) for den >= 1, |num| < 2^51, den < 2^52, inv ~ 1 / den (see the header; the float64
+ * estimate's magnitude is at most |num|, so its conversion is in range). */
 static inline int64_t floor_div(int64_t num, int64_t den, double inv) {
     int64_t q = (int64_t)((double)num * inv);
     int64_t r = num - q * den;
     /* one branch-free step each way (the usual case: truncation of a negative estimate is one too
-     * high), then the loops, which are kept for exactness whatever the estimate */
+     * high), then the loops, which make the result exact whatever the estimate */
     int64_t lt = -(int64_t)(r < 0);
     q += lt;
     r += den & lt;
