@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from ..parallel import worker_count
 
@@ -200,7 +201,7 @@ def _fit_int32(col: Column, span: int) -> Column:
 
 
 def epilogue(n: int, off: object, mult: object, shift: object, zero_point: int, qmin: int, qmax: int,
-             dtype: np.dtype) -> Epilogue | None:
+             dtype: npt.DTypeLike) -> Epilogue | None:
     """Epilogue constants for N columns (``off``, ``mult``, ``shift`` broadcast per column); None when the
     native GEMM cannot apply them exactly. ``int32``: ``clip_int32(acc + off)`` (mult, shift, zero point
     and the q bounds unused); ``int8``/``uint8``/``int16``: the spec's requantization of ``acc + off``.
@@ -291,8 +292,7 @@ def qmatmul_supported(a_dtype: np.dtype, za: int, b_dtype: np.dtype, zb: int, ou
     a_dtype, b_dtype, out_dtype = np.dtype(a_dtype), np.dtype(b_dtype), np.dtype(out_dtype)
     if _LIB is None or a_dtype not in (np.int8, np.uint8) or b_dtype not in (np.int8, np.uint8):
         return False
-    if not (_centered_fits(a_dtype, za) and _centered_fits(b_dtype, zb)) or out_dtype not in _OUTKIND \
-            or out_dtype == np.int16:
+    if not (_centered_fits(a_dtype, za) and _centered_fits(b_dtype, zb)) or out_dtype not in _OUTKIND:
         return False
     if out_dtype == np.int32:
         return True
@@ -309,8 +309,13 @@ class MatMul:
         if not qmatmul_supported(a_dtype, za, b_dtype, zb, out_dtype, mult, shift, qmin, qmax):
             raise ValueError("qmatmul: operands or requantization outside the exact native kernel's bounds")
         self.a_dtype, self.b_dtype, self.out_dtype = np.dtype(a_dtype), np.dtype(b_dtype), np.dtype(out_dtype)
-        self.cfg = np.array([int(self.a_dtype == np.int8), za, int(self.b_dtype == np.int8), zb, mult, shift,
-                             zero_point, qmin, qmax, _OUTKIND[self.out_dtype], _ISA], dtype=np.int64)
+        # the same requantization (offset 0) in every column of a panel
+        ep = epilogue(PANEL, 0, mult, shift, zero_point, qmin, qmax, self.out_dtype)
+        if ep is None:
+            raise ValueError("qmatmul: requantization outside the exact native kernel's bounds")
+        self.ep = ep
+        self.cfg = np.array([int(self.a_dtype == np.int8), za, int(self.b_dtype == np.int8), zb, ep.span, ep.base,
+                             _OUTKIND[self.out_dtype], _ISA, *ep.addresses()], dtype=np.int64)
         self._cfg = _addr(self.cfg)
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray | None:

@@ -334,18 +334,17 @@ static int qgemm(const void *x, int xsigned, int64_t m, int64_t k, const int16_t
  * a [batch, m, k], bb [batch, k, n], both int8 or uint8 (asigned / bsigned), contiguous, with
  * |a - za|, |b - zb| <= 255 (checked by the caller), so every product is at most 65025 and, with
  * k <= OPML_QGEMM_MAX_K, every partial sum of the int32 accumulator is exact (within +-2^31; no int32
- * clip can then bind). outkind 0: y int32 = acc; 1/2: int8/uint8 y = clip(zp + round_shift(acc * mult,
- * shift), qmin, qmax), with |acc * mult| < 2^31 * 2^31 = 2^62 and 2^(shift-1) <= 2^61: no overflow.
- * Slices [b0, b1) only (threads split the batch). Returns 0, or -1 (nothing written). */
-int opml_qmatmul(const void *a, int asigned, int64_t za, const void *bb, int bsigned, int64_t zb, int64_t b0,
-                 int64_t b1, int64_t m, int64_t k, int64_t n, int64_t mult, int64_t shift, int64_t zp, int64_t qmin,
-                 int64_t qmax, int outkind, void *y, int isa) {
-    if (k < 0 || k > OPML_QGEMM_MAX_K || m < 0 || n < 0 || b0 < 0 || b0 > b1 || outkind < 0 || outkind > 2)
+ * clip can then bind). The epilogue has the same constants in all 16 columns (a per-tensor
+ * requantization with offset 0, or the raw int32 value). Slices [b0, b1) only (threads split the batch).
+ * Returns 0, or -1 (nothing written). */
+static int qmatmul(const void *a, int asigned, int64_t za, const void *bb, int bsigned, int64_t zb, int64_t b0,
+                   int64_t b1, int64_t m, int64_t k, int64_t n, const struct epilogue *e, void *y, int isa) {
+    if (k < 0 || k > OPML_QGEMM_MAX_K || m < 0 || n < 0 || b0 < 0 || b0 > b1 || e->outkind < 0 || e->outkind > 3)
         return -1;
-    if (outkind && (shift < 1 || shift > 62 || mult < 0 || mult >= ((int64_t)1 << 31))) return -1;
 #ifndef OPML_X86
     isa = 0;
 #endif
+    size_t osize = e->outkind == 0 ? 4 : (e->outkind == 3 ? 2 : 1);
     int64_t kp = kpairs_of(k), np_ = panels_of(n), mpad = (m + MR - 1) / MR * MR;
     int16_t *xs = (int16_t *)malloc((size_t)((mpad ? mpad : MR) * 2 * (kp ? kp : 1)) * sizeof(int16_t));
     int16_t *wp = (int16_t *)malloc((size_t)((np_ ? np_ : 1) * (kp ? kp : 1) * 2 * NR) * sizeof(int16_t));
@@ -355,7 +354,6 @@ int opml_qmatmul(const void *a, int asigned, int64_t za, const void *bb, int bsi
         return -1;
     }
     int32_t acc[MR][NR];
-    int64_t half = outkind ? ((int64_t)1 << (shift - 1)) : 0;
     for (int64_t bi = b0; bi < b1; bi++) {
         /* a - za -> int16 rows (K padded to even, rows padded to MR with zeros) */
         memset(xs, 0, (size_t)(mpad * 2 * kp) * sizeof(int16_t));
@@ -389,28 +387,16 @@ int opml_qmatmul(const void *a, int asigned, int64_t za, const void *bb, int bsi
             for (int64_t r0 = 0; r0 < m; r0 += MR) {
                 int64_t rows = m - r0 < MR ? m - r0 : MR;
 #ifdef OPML_X86
-                if (isa == 1)
+                if (isa == 1) {
                     tile_avx2(xs + r0 * 2 * kp, panel, kp, acc, rows);
-                else
-#endif
-                    tile_generic(xs + r0 * 2 * kp, panel, kp, acc);
-                for (int64_t r = 0; r < rows; r++) {
-                    int64_t at = (bi * m + r0 + r) * n + c0;
-                    if (outkind == 0) {
-                        for (int64_t c = 0; c < cols; c++) ((int32_t *)y)[at + c] = acc[r][c];
-                        continue;
-                    }
-                    int64_t q[NR];
-                    for (int64_t c = 0; c < cols; c++) {
-                        int64_t v = (((int64_t)acc[r][c] * mult + half) >> shift) + zp;
-                        v = v < qmin ? qmin : v;
-                        q[c] = v > qmax ? qmax : v;
-                    }
-                    if (outkind == 1)
-                        for (int64_t c = 0; c < cols; c++) ((int8_t *)y)[at + c] = (int8_t)q[c];
-                    else
-                        for (int64_t c = 0; c < cols; c++) ((uint8_t *)y)[at + c] = (uint8_t)q[c];
+                    for (int64_t r = 0; r < rows; r++)
+                        epilogue_avx2(e, 0, acc[r], (char *)y + ((bi * m + r0 + r) * n + c0) * osize, cols);
+                    continue;
                 }
+#endif
+                tile_generic(xs + r0 * 2 * kp, panel, kp, acc);
+                for (int64_t r = 0; r < rows; r++)
+                    epilogue_generic(e, 0, acc[r], (char *)y + ((bi * m + r0 + r) * n + c0) * osize, cols);
             }
         }
     }
@@ -419,9 +405,6 @@ int opml_qmatmul(const void *a, int asigned, int64_t za, const void *bb, int bsi
     return 0;
 }
 
-/* Entry points with their per-plan constants in one int64 array (pointers as integers), so a call from
- * Python converts few arguments; work is split over up to `threads` threads of the pool (pool.c).
- * qmatmul cfg: asigned, za, bsigned, zb, mult, shift, zp, qmin, qmax, outkind, isa. */
 /* Work below this many multiply-adds per thread is not split (waking a thread costs microseconds). */
 #define MIN_MACS_PER_THREAD (1 << 18)
 
@@ -468,23 +451,36 @@ int opml_qgemm_cfg(const int64_t *cfg, const void *x, int64_t m, void *y, int th
 #undef P32
 
 struct matmul_job {
-    const int64_t *cfg;
+    struct epilogue e;
     const void *a, *bb;
-    int64_t m, k, n;
+    int64_t m, k, n, za, zb;
+    int asigned, bsigned, isa;
     void *y;
 };
 
 static int matmul_range(void *ctx, int64_t b0, int64_t b1) {
     const struct matmul_job *j = (const struct matmul_job *)ctx;
-    const int64_t *cfg = j->cfg;
-    return opml_qmatmul(j->a, (int)cfg[0], cfg[1], j->bb, (int)cfg[2], cfg[3], b0, b1, j->m, j->k, j->n, cfg[4],
-                        cfg[5], cfg[6], cfg[7], cfg[8], (int)cfg[9], j->y, (int)cfg[10]);
+    return qmatmul(j->a, j->asigned, j->za, j->bb, j->bsigned, j->zb, b0, b1, j->m, j->k, j->n, &j->e, j->y, j->isa);
 }
 
+#define P64(i) ((const int64_t *)(intptr_t)cfg[i])
+#define P32(i) ((const int32_t *)(intptr_t)cfg[i])
+
+/* cfg: asigned, za, bsigned, zb, span, base, outkind, isa, then the 12 addresses of a 16-column
+ * struct epilogue (as opml_qgemm_cfg). */
 int opml_qmatmul_cfg(const int64_t *cfg, const void *a, const void *bb, int64_t count, int64_t m, int64_t k,
                      int64_t n, void *y, int threads) {
     if (count < 0) return -1;
-    struct matmul_job job = {cfg, a, bb, m, k, n, y};
-    if (!count) return matmul_range(&job, 0, 0);
-    return opml_parallel_for(matmul_range, &job, count, parts_for(count, m * k * n, threads));
+    struct matmul_job j = {{P64(8), P64(9), P64(10), P64(11), P64(12), P64(13), P32(14), P32(15), P32(16), P64(17),
+                            P64(18), P64(19), cfg[4], cfg[5], (int)cfg[6]},
+                           a, bb, m, k, n, cfg[1], cfg[3], (int)cfg[0], (int)cfg[2], (int)cfg[7], y};
+    for (int c = 0; c < NR; c++)
+        if (j.e.shift[c] < 0 || j.e.shift[c] > 62 || j.e.lo[c] > j.e.hi[c] || j.e.mul[c] < 0 ||
+            j.e.mul[c] > INT32_MAX || j.e.lo[c] < INT32_MIN || j.e.hi[c] > INT32_MAX)
+            return -1;
+    if (!count) return 0;
+    return opml_parallel_for(matmul_range, &j, count, parts_for(count, m * k * n, threads));
 }
+
+#undef P64
+#undef P32
