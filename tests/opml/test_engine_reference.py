@@ -118,7 +118,6 @@ def test_linear(data: st.DataObject) -> None:
         assert np.array_equal(y.reshape(-1, n), np.clip(acc, -(2**31), 2**31 - 1))
 
 
-@covers("linear")
 @SETTINGS
 @given(st.data())
 def test_linear_int16_output(data: st.DataObject) -> None:
@@ -377,6 +376,44 @@ def test_layernorm(data: st.DataObject) -> None:
     check(one_node("layernorm", [act("x", xdt, x.shape, xs, xzp, dyn), const("g", gamma), const("b", beta)],
                    act("y", dt, x.shape, scale, zp, dyn), eps=eps, frac_bits=frac, mult=mult, shift=shift, qmin=lo,
                    qmax=hi), [x])
+
+
+@SETTINGS
+@given(st.data())
+def test_layernorm_wide_inputs_and_extremes(data: st.DataObject) -> None:
+    """int16 inputs (the wide residual path) up to full range, long rows, large frac_bits and gamma: the
+    int64 intermediates of the plain formula overflow here (n = 384 at +-32767 gives (v / n) << 16 ~ 2^65),
+    so the engine must switch to exact arithmetic rather than wrap."""
+    draw = data.draw
+    n = draw(st.sampled_from([1, 2, 7, 384, 400]))
+    rows = draw(st.integers(1, 3))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    style = draw(st.sampled_from(["extremes", "uniform", "constant"]))
+    if style == "extremes":
+        x = rng.choice(np.array([-32768, 32767, 0]), size=(rows, n)).astype(np.int16)
+    elif style == "uniform":
+        x = rng.integers(-32768, 32768, size=(rows, n)).astype(np.int16)
+    else:
+        x = np.full((rows, n), draw(st.integers(-32768, 32767)), dtype=np.int16)
+    gamma = int_array(draw, INT32, (n,), INT32_ANY)
+    beta = int_array(draw, INT32, (n,), INT32_ANY)
+    eps = draw(st.one_of(st.integers(0, 1000), st.integers(0, 2**62)))
+    frac = draw(st.integers(0, 32))
+    dt, scale, zp = draw(qspec())
+    mult, shift = draw(mult_shift())
+    lo, hi = draw(qminmax(dt))
+    check(one_node("layernorm", [act("x", INT16, x.shape, 0.01, 0), const("g", gamma), const("b", beta)],
+                   act("y", dt, x.shape, scale, zp), eps=eps, frac_bits=frac, mult=mult, shift=shift, qmin=lo,
+                   qmax=hi), [x])
+
+
+@pytest.mark.parametrize("eps,frac", [(-1, 10), (5, -1), (5, 33)])
+def test_layernorm_rejects_out_of_range_attributes(eps: int, frac: int) -> None:
+    b = one_node("layernorm", [act("x", INT8, (2, 4), 0.1, 0), const("g", np.ones(4, np.int32)),
+                               const("b", np.zeros(4, np.int32))],
+                 act("y", INT8, (2, 4), 0.1, 0), eps=eps, frac_bits=frac, mult=1 << 30, shift=31, qmin=-128, qmax=127)
+    with pytest.raises(OpmlError, match="eps >= 0 and frac_bits"):
+        run(b, [np.zeros((2, 4), np.int8)])
 
 
 # ---------------------------------------------------------------------------------------------
