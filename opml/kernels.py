@@ -240,19 +240,30 @@ def prepare_conv(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     xmag = _dtype_magnitude(x_spec.dtype.np)  # padding holds zp, a value of the dtype
     offset = bias - zp * w64.sum(axis=1)
     finish = _gemm_tail(node, specs, offset)
+    # native: rows of im2col in (kernel row, kernel column, channel) order, weights permuted to match
+    # (the exact integer sum does not depend on the order of its terms)
     fast: list[native.Gemm | None] = [
-        _native_gemm(node, specs, w[g * mg : (g + 1) * mg].reshape(mg, -1).T, offset[g * mg : (g + 1) * mg],
-                     slice(g * mg, (g + 1) * mg)) for g in range(group)]
+        _native_gemm(node, specs, w[g * mg : (g + 1) * mg].transpose(2, 3, 1, 0).reshape(kh * kw * cg, mg),
+                     offset[g * mg : (g + 1) * mg], slice(g * mg, (g + 1) * mg)) for g in range(group)]
+
+    def run_native(xp: np.ndarray) -> np.ndarray:
+        b, _, h, w_ = xp.shape
+        oh = (h - (kh - 1) * dil[0] - 1) // strides[0] + 1
+        ow = (w_ - (kw - 1) * dil[1] - 1) // strides[1] + 1
+        if oh <= 0 or ow <= 0:
+            raise InferenceInputError(f"input spatial size {h}x{w_} is smaller than the kernel")
+        xh = np.ascontiguousarray(xp.transpose(0, 2, 3, 1))  # NHWC: channels contiguous
+        outs = [f(native.im2col_nhwc(xh, kh, kw, strides, dil, g * cg, cg)) for g, f in enumerate(fast)
+                if f is not None]
+        y8 = outs[0] if group == 1 else np.concatenate(outs, axis=1)  # [B*OH*OW, M]
+        return np.ascontiguousarray(y8.reshape(b, oh, ow, m).transpose(0, 3, 1, 2))
 
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         x = _pad_nchw(xs[0], pads, _pad_value(x_spec))
+        if all(f is not None and x.dtype == f.x_dtype for f in fast):
+            return run_native(x)
         cols = _im2col(x, kh, kw, strides, dil)  # [B, C, OH, OW, kh, kw]
         b, _, oh, ow = cols.shape[:4]
-        if all(f is not None and x.dtype == f.x_dtype for f in fast):
-            outs = [f(cols[:, g * cg : (g + 1) * cg].transpose(0, 2, 3, 1, 4, 5).reshape(b * oh * ow, cg * kh * kw))
-                    for g, f in enumerate(fast) if f is not None]
-            y8 = outs[0] if group == 1 else np.concatenate(outs, axis=1)  # [B*OH*OW, M]
-            return np.ascontiguousarray(y8.reshape(b, oh, ow, m).transpose(0, 3, 1, 2))
         mats = [cols[:, g * cg : (g + 1) * cg].transpose(0, 2, 3, 1, 4, 5).reshape(b * oh * ow, cg * kh * kw)
                 .astype(np.float32) for g in range(group)]
         bound = _gemm_bound(x, xmag, wmag)
@@ -330,23 +341,38 @@ def prepare_matmul(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
 LAYERNORM_SQRT_BITS = 8  # the layernorm's isqrt works on the variance << 2 * LAYERNORM_SQRT_BITS
 
 
-def _pool_windows(x: np.ndarray, node: Node, pad_value: int) -> np.ndarray:
-    kh, kw = node.attr("kernel")
-    x = _pad_nchw(x, node.attr("pads"), pad_value)
-    dil = node.attr("dilations") if "dilations" in node.schema.attrs else (1, 1)
-    return _im2col(x, kh, kw, node.attr("strides"), dil)
-
-
 def prepare_maxpool(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     x_spec = specs[node.inputs[0]]
     if x_spec.dtype not in QRANGE:
         raise OpmlError(f"maxpool on {x_spec.dtype.name} is not supported (int8/uint8 only)")
     lo = QRANGE[x_spec.dtype][0]
+    kh, kw = node.attr("kernel")
+    strides = node.attr("strides")
+    dil = node.attr("dilations") if "dilations" in node.schema.attrs else (1, 1)
 
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
-        return np.ascontiguousarray(_pool_windows(xs[0], node, lo).max(axis=(4, 5)))
+        # max is exact: the running maximum over the kh*kw window offsets, each a strided view
+        xp = _pad_nchw(xs[0], node.attr("pads"), lo)
+        y: np.ndarray | None = None
+        for win in _window_views(xp, kh, kw, strides, dil):
+            y = win.copy() if y is None else np.maximum(y, win, out=y)
+        assert y is not None
+        return y
 
     return run
+
+
+def _window_views(xp: np.ndarray, kh: int, kw: int, strides: Sequence[int],
+                  dil: Sequence[int]) -> list[np.ndarray]:
+    """For each kernel offset (i, j), the [B, C, OH, OW] view of the (padded) input it reads."""
+    h, w = xp.shape[2], xp.shape[3]
+    oh = (h - (kh - 1) * dil[0] - 1) // strides[0] + 1
+    ow = (w - (kw - 1) * dil[1] - 1) // strides[1] + 1
+    if oh <= 0 or ow <= 0:
+        raise InferenceInputError(f"input spatial size {h}x{w} is smaller than the kernel")
+    return [xp[:, :, i * dil[0] : i * dil[0] + (oh - 1) * strides[0] + 1 : strides[0],
+               j * dil[1] : j * dil[1] + (ow - 1) * strides[1] + 1 : strides[1]]
+            for i in range(kh) for j in range(kw)]
 
 
 def prepare_avgpool(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
@@ -356,15 +382,25 @@ def prepare_avgpool(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     include_pad = bool(node.iattr("count_include_pad"))
     lo, hi = QRANGE[out.dtype]
 
+    kh, kw = node.attr("kernel")
+    strides, pads = node.attr("strides"), node.attr("pads")
+    dil = node.attr("dilations") if "dilations" in node.schema.attrs else (1, 1)
+
+    def window_sum(v: np.ndarray) -> np.ndarray:
+        """Sum over each window of int64 ``v`` (zero padding): exact, one view per kernel offset."""
+        acc: np.ndarray | None = None
+        for win in _window_views(_pad_nchw(v, pads, 0), kh, kw, strides, dil):
+            acc = win.copy() if acc is None else np.add(acc, win, out=acc)
+        assert acc is not None
+        return acc
+
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         x = xs[0]
-        win = _pool_windows(x.astype(np.int64) - zp, node, 0)
-        acc = win.sum(axis=(4, 5))
+        acc = window_sum(x.astype(np.int64) - zp)
         if include_pad:
-            cnt: np.ndarray | int = node.attr("kernel")[0] * node.attr("kernel")[1]
+            cnt: np.ndarray | int = kh * kw
         else:
-            ones = np.ones((1, 1) + x.shape[2:], dtype=np.int64)
-            counts = _pool_windows(ones, node, 0).sum(axis=(4, 5))
+            counts = window_sum(np.ones((1, 1) + x.shape[2:], dtype=np.int64))
             if counts.size and counts.min() == 0:
                 raise OpmlError("avgpool: a window lies entirely in the padding (count 0)")
             cnt = counts

@@ -47,6 +47,8 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     lib.opml_qgemm_pack.restype = None
     lib.opml_qgemm_pack.argtypes = [_ptr, _i64, _i64, _ptr]
     lib.opml_qgemm_has_avx2.restype = _int
+    lib.opml_im2col_nhwc.restype = _int
+    lib.opml_im2col_nhwc.argtypes = [_ptr] + [_i64] * 14 + [_ptr]
     lib.opml_qgemm_cfg.restype = _int
     lib.opml_qgemm_cfg.argtypes = [_ptr, _ptr, _i64, _ptr, _int]
     lib.opml_qmatmul_cfg.restype = _int
@@ -346,3 +348,23 @@ def qmatmul(a: np.ndarray, b: np.ndarray, za: int, zb: int, out_dtype: np.dtype,
             zero_point: int = 0, qmin: int = 0, qmax: int = 0) -> np.ndarray | None:
     """One-off :class:`MatMul` of ``a`` and ``b``."""
     return MatMul(a.dtype, za, b.dtype, zb, out_dtype, mult, shift, zero_point, qmin, qmax)(a, b)
+
+
+def im2col_nhwc(xh: np.ndarray, kh: int, kw: int, strides: tuple[int, int] | list[int],
+                dil: tuple[int, int] | list[int], c0: int, cg: int) -> np.ndarray:
+    """Rows of the conv GEMM from a padded NHWC input ``xh`` (1-byte elements): ``[B * OH * OW, kh * kw * cg]``,
+    each row the window's channels ``c0 : c0 + cg`` in (kernel row, kernel column, channel) order."""
+    assert _LIB is not None
+    if xh.dtype.itemsize != 1 or xh.ndim != 4:
+        raise ValueError(f"im2col: x must be a 4-D 1-byte array, not {xh.dtype} {xh.shape}")
+    xh = np.ascontiguousarray(xh)
+    b, h, w, c = xh.shape
+    oh = (h - (kh - 1) * dil[0] - 1) // strides[0] + 1
+    ow = (w - (kw - 1) * dil[1] - 1) // strides[1] + 1
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"input spatial size {h}x{w} is smaller than the kernel")
+    out = np.empty((b * oh * ow, kh * kw * cg), dtype=xh.dtype)
+    if _LIB.opml_im2col_nhwc(_addr(xh), b, h, w, c, kh, kw, strides[0], strides[1], dil[0], dil[1], oh, ow, c0, cg,
+                             _addr(out)):
+        raise ValueError("im2col: window outside the input")
+    return out

@@ -484,3 +484,28 @@ int opml_qmatmul_cfg(const int64_t *cfg, const void *a, const void *bb, int64_t 
 
 #undef P64
 #undef P32
+
+/* im2col for the native conv: x is the padded input in NHWC order ([b, h, w, c], 1-byte elements);
+ * out gets, for each output position (b, oy, ox), the kernel window's channels [c0, c0 + cg) in
+ * (kernel row, kernel column, channel) order: out [b * oh * ow, kh * kw * cg]. Pure copies.
+ * Returns 0, or -1 when a window would read outside x. */
+int opml_im2col_nhwc(const uint8_t *x, int64_t b, int64_t h, int64_t w, int64_t c, int64_t kh, int64_t kw,
+                     int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t oh, int64_t ow, int64_t c0, int64_t cg,
+                     uint8_t *out) {
+    if (b < 0 || oh < 0 || ow < 0 || kh < 1 || kw < 1 || sh < 1 || sw < 1 || dh < 1 || dw < 1 || c0 < 0 ||
+        cg < 0 || c0 + cg > c)
+        return -1;
+    if (oh && ow && ((oh - 1) * sh + (kh - 1) * dh >= h || (ow - 1) * sw + (kw - 1) * dw >= w)) return -1;
+    size_t n = (size_t)cg;
+    for (int64_t bi = 0; bi < b; bi++)
+        for (int64_t oy = 0; oy < oh; oy++)
+            for (int64_t ox = 0; ox < ow; ox++)
+                for (int64_t i = 0; i < kh; i++) {
+                    const uint8_t *src = x + ((bi * h + oy * sh + i * dh) * w + ox * sw) * c + c0;
+                    for (int64_t j = 0; j < kw; j++) {
+                        memcpy(out, src + j * dw * c, n);
+                        out += n;
+                    }
+                }
+    return 0;
+}
