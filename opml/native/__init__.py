@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -350,8 +351,8 @@ def qmatmul(a: np.ndarray, b: np.ndarray, za: int, zb: int, out_dtype: np.dtype,
     return MatMul(a.dtype, za, b.dtype, zb, out_dtype, mult, shift, zero_point, qmin, qmax)(a, b)
 
 
-def im2col_nhwc(xh: np.ndarray, kh: int, kw: int, strides: tuple[int, int] | list[int],
-                dil: tuple[int, int] | list[int], c0: int, cg: int) -> np.ndarray:
+def im2col_nhwc(xh: np.ndarray, kh: int, kw: int, strides: Sequence[int],
+                dil: Sequence[int], c0: int, cg: int) -> np.ndarray:
     """Rows of the conv GEMM from a padded NHWC input ``xh`` (1-byte elements): ``[B * OH * OW, kh * kw * cg]``,
     each row the window's channels ``c0 : c0 + cg`` in (kernel row, kernel column, channel) order."""
     assert _LIB is not None
