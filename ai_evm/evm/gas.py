@@ -29,19 +29,19 @@ from opml.cost import ModelCost
 #: Flat charge of every call: call-data parsing, the model-store lookup, plan lookup, encoding.
 INFERENCE_BASE_GAS = 400
 #: Per graph node executed (the engine's fixed per-kernel overhead).
-NODE_GAS = 80
+NODE_GAS = 30
 #: Per 32-byte word of model input (decoding into arrays, hashing for the inference record).
 INPUT_WORD_GAS = 1
 #: Per 32-byte word of model output (encoding, copying back to the caller, hashing).
 OUTPUT_WORD_GAS = 1
 #: Per million multiply-accumulates of linear and matmul layers.
 MAC_GAS_PER_MILLION = 40
-#: Per million multiply-accumulates of convolutions (im2col makes them dearer).
-CONV_MAC_GAS_PER_MILLION = 600
+#: Per million multiply-accumulates of convolutions (the im2col copy makes them dearer).
+CONV_MAC_GAS_PER_MILLION = 200
 #: Per million elementwise element-operations (activations, requantization, softmax, ...).
-ELEMENTWISE_GAS_PER_MILLION = 8_000
+ELEMENTWISE_GAS_PER_MILLION = 2_000
 #: Per million element-operations of pooling windows.
-WINDOW_GAS_PER_MILLION = 20_000
+WINDOW_GAS_PER_MILLION = 2_000
 #: Per million bytes of constant tensors (weights, biases, tables) the inference reads.
 WEIGHT_BYTE_GAS_PER_MILLION = 500
 #: Inline bundles (0xa0): per 32-byte word of bundle bytes decoded, hashed and prepared.

@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "pool.h"
 
@@ -22,7 +23,7 @@
 #endif
 
 #define MAX_WORKERS 15
-#define SPIN_ROUNDS 40000 /* pauses before sleeping: tens of microseconds */
+#define SPIN_NS 50000 /* how long an idle worker spins before it sleeps (the CPU time it may waste per job) */
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* guards the job fields and sleeping */
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
@@ -45,14 +46,20 @@ static void run_part(int part) {
     atomic_fetch_sub(&remaining, 1);
 }
 
+static int64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
 static void *worker(void *arg) {
     int index = (int)(intptr_t)arg; /* worker i runs part i + 1 */
     uint_fast64_t seen = start_generation[index];
     for (;;) {
-        int spins = 0;
-        while (atomic_load(&generation) == seen && spins < SPIN_ROUNDS) {
+        int64_t until = now_ns() + SPIN_NS;
+        for (int spins = 0; atomic_load(&generation) == seen; spins++) {
             CPU_RELAX();
-            spins++;
+            if ((spins & 63) == 63 && now_ns() > until) break;
         }
         pthread_mutex_lock(&lock);
         if (atomic_load(&generation) == seen) {
