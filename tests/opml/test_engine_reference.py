@@ -39,7 +39,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from opml.bundle import DType, TensorSpec
+from opml.bundle import Bundle, DType, TensorSpec
 from opml.engine import run
 from opml.errors import InferenceInputError, OpmlError
 from opml.lut import softmax_exp_table
@@ -365,17 +365,23 @@ def test_layernorm(data: st.DataObject) -> None:
     lead = draw(hnp.array_shapes(min_dims=0, max_dims=2, max_side=3))
     xdt, xs, xzp = draw(qspec())
     x = int_array(draw, xdt, lead + (n,))
-    gamma = int_array(draw, INT32, (n,), st.integers(-8191, 8191))
-    beta = int_array(draw, INT32, (n,), INT32_SMALL_OR_ANY)
-    eps = draw(st.one_of(st.integers(0, 1000), st.integers(0, 2**40)))
-    frac = draw(st.integers(0, 16))
+    dyn = bool(lead) and draw(st.booleans())
+    check(_layernorm_node(draw, act("x", xdt, x.shape, xs, xzp, dyn), st.integers(-8191, 8191), INT32_SMALL_OR_ANY,
+                          2**40, 16, dyn), [x])
+
+
+def _layernorm_node(draw: st.DrawFn, x: TensorSpec, gammas: st.SearchStrategy[int], betas: st.SearchStrategy[int],
+                    eps_max: int, frac_max: int, dyn: bool = False) -> Bundle:
+    """A layernorm over ``x``'s last axis with drawn constants and output requantization."""
+    n = x.shape[-1]
+    gamma, beta = int_array(draw, INT32, (n,), gammas), int_array(draw, INT32, (n,), betas)
+    eps = draw(st.one_of(st.integers(0, 1000), st.integers(0, eps_max)))
+    frac = draw(st.integers(0, frac_max))
     dt, scale, zp = draw(qspec())
     mult, shift = draw(mult_shift())
     lo, hi = draw(qminmax(dt))
-    dyn = bool(lead) and draw(st.booleans())
-    check(one_node("layernorm", [act("x", xdt, x.shape, xs, xzp, dyn), const("g", gamma), const("b", beta)],
-                   act("y", dt, x.shape, scale, zp, dyn), eps=eps, frac_bits=frac, mult=mult, shift=shift, qmin=lo,
-                   qmax=hi), [x])
+    return one_node("layernorm", [x, const("g", gamma), const("b", beta)], act("y", dt, x.shape, scale, zp, dyn),
+                    eps=eps, frac_bits=frac, mult=mult, shift=shift, qmin=lo, qmax=hi)
 
 
 @SETTINGS
@@ -395,16 +401,7 @@ def test_layernorm_wide_inputs_and_extremes(data: st.DataObject) -> None:
         x = rng.integers(-32768, 32768, size=(rows, n)).astype(np.int16)
     else:
         x = np.full((rows, n), draw(st.integers(-32768, 32767)), dtype=np.int16)
-    gamma = int_array(draw, INT32, (n,), INT32_ANY)
-    beta = int_array(draw, INT32, (n,), INT32_ANY)
-    eps = draw(st.one_of(st.integers(0, 1000), st.integers(0, 2**62)))
-    frac = draw(st.integers(0, 32))
-    dt, scale, zp = draw(qspec())
-    mult, shift = draw(mult_shift())
-    lo, hi = draw(qminmax(dt))
-    check(one_node("layernorm", [act("x", INT16, x.shape, 0.01, 0), const("g", gamma), const("b", beta)],
-                   act("y", dt, x.shape, scale, zp), eps=eps, frac_bits=frac, mult=mult, shift=shift, qmin=lo,
-                   qmax=hi), [x])
+    check(_layernorm_node(draw, act("x", INT16, x.shape, 0.01, 0), INT32_ANY, INT32_ANY, 2**62, 32), [x])
 
 
 @pytest.mark.parametrize("eps,frac", [(-1, 10), (5, -1), (5, 33)])

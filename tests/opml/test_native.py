@@ -9,8 +9,6 @@ bounds (extreme operand values, K at the int32 limit, every shape remainder), ag
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from native_child import child_hash
 
 from opml import native
 from opml.intmath import clip_int32, requantize
@@ -221,12 +220,7 @@ print("HASH " + h.hexdigest())
 
 
 def _child_hash(env: dict[str, str]) -> tuple[str, str]:
-    full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(Path(__file__).parent)], env=full,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.splitlines()
-    return lines[-2], lines[-1]
+    return child_hash(CHILD, env, timeout=120)
 
 
 def test_instruction_sets_and_threads_agree() -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ from opml.reference import run_reference
 
 sys.path.insert(0, str(Path(__file__).parent))
 from engine_cases import act, const, one_node  # noqa: E402
+from native_child import child_hash  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 INT8, UINT8, INT16, INT32 = DType.INT8, DType.UINT8, DType.INT16, DType.INT32
@@ -385,12 +385,7 @@ def cases_for_hash() -> Iterator[tuple[Bundle, list[np.ndarray]]]:
 
 
 def _child_hash(env: dict[str, str]) -> tuple[str, str]:
-    full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(Path(__file__).parent)], env=full,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.splitlines()
-    return lines[-2], lines[-1]
+    return child_hash(CHILD, env, timeout=300)
 
 
 def test_instruction_sets_threads_and_numpy_agree() -> None:
