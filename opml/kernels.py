@@ -216,7 +216,10 @@ def _pad_nchw(x: np.ndarray, pads: Sequence[int], value: int) -> np.ndarray:
     t, left, bottom, right = pads
     if not any(pads):
         return x
-    return np.pad(x, ((0, 0), (0, 0), (t, bottom), (left, right)), constant_values=value)
+    b, c, h, w = x.shape
+    out = np.full((b, c, h + t + bottom, w + left + right), value, dtype=x.dtype)  # (np.pad is ~5x slower)
+    out[:, :, t : t + h, left : left + w] = x
+    return out
 
 
 def prepare_conv(node: Node, specs: Sequence[TensorSpec]) -> Kernel:

@@ -10,7 +10,10 @@ Environment (read at import):
 
 * ``OPML_NATIVE=0`` disables the library (the numpy path runs);
 * ``OPML_NATIVE_ISA=generic`` forces the portable C kernels even where AVX2 is available
-  (``avx2`` asks for AVX2 and falls back to generic on a CPU without it).
+  (``avx2`` asks for AVX2 and falls back to generic on a CPU without it);
+* ``OPML_SPIN_US`` (default 200): how long the thread pool's idle workers spin before sleeping. Longer
+  keeps them awake across the short non-GEMM kernels between two GEMMs (lower latency with
+  ``OPML_THREADS`` > 1), at the price of that much CPU time after each parallel call.
 """
 
 from __future__ import annotations
@@ -48,6 +51,11 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     lib.opml_qgemm_pack.restype = None
     lib.opml_qgemm_pack.argtypes = [_ptr, _i64, _i64, _ptr]
     lib.opml_qgemm_has_avx2.restype = _int
+    lib.opml_pool_set_spin_ns.restype = None
+    lib.opml_pool_set_spin_ns.argtypes = [_i64]
+    spin = os.environ.get("OPML_SPIN_US", "").strip()
+    if spin.isdigit():
+        lib.opml_pool_set_spin_ns(int(spin) * 1000)
     lib.opml_im2col_nhwc.restype = _int
     lib.opml_im2col_nhwc.argtypes = [_ptr] + [_i64] * 14 + [_ptr]
     lib.opml_qgemm_cfg.restype = _int

@@ -23,7 +23,11 @@
 #endif
 
 #define MAX_WORKERS 15
-#define SPIN_NS 50000 /* how long an idle worker spins before it sleeps (the CPU time it may waste per job) */
+/* how long an idle worker spins before it sleeps: the CPU time it may spend waiting after each job, and
+ * the gap between two kernel calls below which the next call finds it awake (opml_pool_set_spin_ns) */
+static atomic_int_fast64_t spin_ns = 200000;
+
+void opml_pool_set_spin_ns(int64_t ns) { atomic_store(&spin_ns, ns < 0 ? 0 : ns); }
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* guards the job fields and sleeping */
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
@@ -56,7 +60,7 @@ static void *worker(void *arg) {
     int index = (int)(intptr_t)arg; /* worker i runs part i + 1 */
     uint_fast64_t seen = start_generation[index];
     for (;;) {
-        int64_t until = now_ns() + SPIN_NS;
+        int64_t until = now_ns() + (int64_t)atomic_load(&spin_ns);
         for (int spins = 0; atomic_load(&generation) == seen; spins++) {
             CPU_RELAX();
             if ((spins & 63) == 63 && now_ns() > until) break;
