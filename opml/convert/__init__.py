@@ -108,10 +108,18 @@ def convert(
     calibration: object = None,
     *,
     name: str | None = None,
+    weight_bits: int = 8,
 ) -> Bundle:
     """Convert an ONNX model into a bundle. ``calibration``: inputs (array, list or dict by name, or a
     .npy/.npz path) used to choose activation quantization parameters; its first dimension is the
-    batch when the model's inputs have a dynamic leading dimension."""
+    batch when the model's inputs have a dynamic leading dimension.
+
+    ``weight_bits`` (2-8): float weights are quantized per channel to ``+-(2^(bits-1) - 1)``. With 7 bits
+    (``|w| <= 63``) the engine's native GEMM can use its exact uint8 x int8 kernel (``docs/engine.md``)
+    at the price of one bit of weight precision; the bundle format is the same, 8-bit bundles keep
+    their bytes, and weights a model brings already quantized (QDQ) keep their values."""
+    if not 2 <= weight_bits <= 8:
+        raise ConversionError(f"weight_bits must be in [2, 8], not {weight_bits}")
     m = load_onnx(model)
     try:
         m = onnx.shape_inference.infer_shapes(m)
@@ -131,6 +139,7 @@ def convert(
                 raise ConversionError(f"calibration input {vi.name!r} does not have batch size {batch}")
     builder = GraphBuilder(batch)
     ctx = Context(builder, graph)
+    ctx.weight_qmax = (1 << (weight_bits - 1)) - 1
     for init in graph.initializer:
         ctx.vals[init.name] = Val(numpy_helper.to_array(init), onnx_dtype=numpy_helper.to_array(init).dtype)
     input_ids = []
@@ -154,4 +163,6 @@ def convert(
         lower(ctx, node)
     output_ids = [ctx.graph_output(o.name, o) for o in graph.output]
     meta = {"producer": "aievm", "source": name or (m.graph.name or "model")}
+    if weight_bits != 8:  # (8-bit bundles keep their earlier bytes and addresses)
+        meta["weight_bits"] = str(weight_bits)
     return builder.bundle(input_ids, output_ids, meta)

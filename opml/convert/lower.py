@@ -44,10 +44,11 @@ def _weights_per_channel(ctx: Context, w: Val, axis: int) -> tuple[np.ndarray, n
         raise ctx.err("weights contain NaN or infinity")
     other = tuple(a for a in range(real.ndim) if a != axis)
     amax = np.abs(real).max(axis=other) if other else np.abs(real)
-    scale = np.where(amax > 0, amax / 127.0, 1.0)
+    qmax = ctx.weight_qmax
+    scale = np.where(amax > 0, amax / float(qmax), 1.0)
     shape = [1] * real.ndim
     shape[axis] = -1
-    q = np.clip(np.rint(real / scale.reshape(shape)), -127, 127).astype(np.int8)
+    q = np.clip(np.rint(real / scale.reshape(shape)), -qmax, qmax).astype(np.int8)
     return q, scale
 
 

@@ -50,6 +50,10 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     lib.opml_qgemm_packed_size.argtypes = [_i64, _i64]
     lib.opml_qgemm_pack.restype = None
     lib.opml_qgemm_pack.argtypes = [_ptr, _i64, _i64, _ptr]
+    lib.opml_qgemm_packed_size_u8s8.restype = _i64
+    lib.opml_qgemm_packed_size_u8s8.argtypes = [_i64, _i64]
+    lib.opml_qgemm_pack_u8s8.restype = None
+    lib.opml_qgemm_pack_u8s8.argtypes = [_ptr, _i64, _i64, _ptr, _ptr]
     lib.opml_qgemm_has_avx2.restype = _int
     lib.opml_pool_set_spin_ns.restype = None
     lib.opml_pool_set_spin_ns.argtypes = [_i64]
@@ -109,21 +113,36 @@ def _addr(a: np.ndarray) -> int:
 
 @dataclass(frozen=True)
 class PackedWeights:
-    """A [K, N] weight matrix in the GEMM's panel layout (see ``qgemm.c``)."""
+    """A [K, N] weight matrix in one of the GEMM's panel layouts (see ``qgemm.c``): ``kind`` 0 holds int16
+    pairs (any |w| <= 255), kind 1 int8 groups of four for the uint8 x int8 kernel (|w| <= 64), with
+    ``corr`` = 128 * column sums (the correction for signed inputs)."""
 
-    data: np.ndarray  # int16, opml_qgemm_packed_size(K, N) values
+    data: np.ndarray  # int16 (kind 0) or int8 (kind 1)
     k: int
     n: int
+    kind: int = 0
+    corr: np.ndarray | None = None  # int32 [N rounded up to 16], kind 1
+
+
+U8S8_MAX_WEIGHT = 64  # |x0 w0 + x1 w1| <= 255 * 64 * 2 = 32640: VPMADDUBSW's int16 pair cannot saturate
 
 
 def pack_weights(w: np.ndarray) -> PackedWeights | None:
     """Pack int8/int16 weights [K, N] with |w| <= 255 for :func:`qgemm`; None when the native GEMM
-    cannot take them (library absent, K too large, values out of range)."""
+    cannot take them (library absent, K too large, values out of range). int8 weights within +-64
+    (7-bit bundles) get the uint8 x int8 layout."""
     if _LIB is None or w.ndim != 2 or w.dtype not in (np.int8, np.int16):
         return None
     k, n = w.shape
-    if k > _LIB.opml_qgemm_max_k() or (w.size and int(np.abs(w.astype(np.int32)).max()) > 255):
+    wmax = int(np.abs(w.astype(np.int32)).max()) if w.size else 0
+    if k > _LIB.opml_qgemm_max_k() or wmax > 255:
         return None
+    if w.dtype == np.int8 and wmax <= U8S8_MAX_WEIGHT:
+        w8 = np.ascontiguousarray(w)
+        data8 = np.empty(_LIB.opml_qgemm_packed_size_u8s8(k, n), dtype=np.int8)
+        corr = np.empty(-(-n // PANEL) * PANEL, dtype=np.int32)
+        _LIB.opml_qgemm_pack_u8s8(_addr(w8), k, n, _addr(data8), _addr(corr))
+        return PackedWeights(data8, k, n, 1, corr)
     w16 = np.ascontiguousarray(w, dtype=np.int16)
     data = np.empty(_LIB.opml_qgemm_packed_size(k, n), dtype=np.int16)
     _LIB.opml_qgemm_pack(_addr(w16), k, n, _addr(data))
@@ -266,7 +285,8 @@ class Gemm:
         if ep.n != w.n:
             raise ValueError(f"qgemm: epilogue for {ep.n} columns, weights have {w.n}")
         self.cfg = np.array([int(self.x_dtype == np.int8), w.k, _addr(w.data), w.n, ep.span, ep.base,
-                             _OUTKIND[ep.dtype], _ISA, *ep.addresses()], dtype=np.int64)
+                             _OUTKIND[ep.dtype], _ISA, *ep.addresses(), w.kind,
+                             _addr(w.corr) if w.corr is not None else 0], dtype=np.int64)
         self._cfg = _addr(self.cfg)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

@@ -405,22 +405,170 @@ static int qmatmul(const void *a, int asigned, int64_t za, const void *bb, int b
     return 0;
 }
 
+/* ---- uint8 x int8 kernel, for weights with |w| <= 64 (7-bit bundles: opml.convert weight_bits=7) ----
+ *
+ * VPMADDUBSW multiplies 32 unsigned bytes by 32 signed bytes and adds adjacent pairs into int16 with
+ * saturation. With x in [0, 255] and |w| <= 64 a pair is at most 255 * 64 * 2 = 32640 in magnitude, so it
+ * never saturates and is exact; VPMADDWD by ones then adds the two pairs of each 4-byte group into
+ * int32, exactly. Signed activations are shifted to x + 128 in [0, 255] (x ^ 0x80), and 128 * colsum(w)
+ * is subtracted after the tile: every partial sum stays within K * 255 * 64 < 2^31 for K <= 32768, so
+ * the int32 arithmetic is exact and the accumulator handed to the epilogue is sum x w, as in the int16
+ * kernel. Weights are packed into 16-column panels of 4-row groups: 64 bytes per group, (w[4q .. 4q+3, c])
+ * for the 16 columns c; rows are converted to uint8 with K padded to a multiple of 4. */
+#define KQ 4
+#define MR4 4
+
+static int64_t kquads_of(int64_t k) { return (k + KQ - 1) / KQ; }
+
+/* Number of bytes of the packed form of a [k, n] weight matrix. */
+int64_t opml_qgemm_packed_size_u8s8(int64_t k, int64_t n) { return panels_of(n) * kquads_of(k) * KQ * NR; }
+
+/* Pack w (int8 [k, n]) and write corr[c] = 128 * sum_k w[k, c] (for the signed-input shift; n padded to 16). */
+void opml_qgemm_pack_u8s8(const int8_t *w, int64_t k, int64_t n, int8_t *out, int32_t *corr) {
+    int64_t kq = kquads_of(k), np_ = panels_of(n);
+    memset(out, 0, (size_t)opml_qgemm_packed_size_u8s8(k, n));
+    memset(corr, 0, (size_t)(np_ * NR) * sizeof(int32_t));
+    for (int64_t p = 0; p < np_; p++)
+        for (int64_t c = 0; c < NR; c++) {
+            int64_t col = p * NR + c;
+            if (col >= n) continue;
+            int32_t sum = 0;
+            for (int64_t kk = 0; kk < k; kk++) {
+                int8_t v = w[kk * n + col];
+                out[p * kq * KQ * NR + (kk / KQ) * KQ * NR + KQ * c + (kk % KQ)] = v;
+                sum += v;
+            }
+            corr[col] = 128 * sum;
+        }
+}
+
+static void load_rows_u8(const void *x, int xsigned, int64_t m, int64_t k, int64_t m0, int64_t rows, int64_t kq,
+                         uint8_t *xs) {
+    int64_t padded = (rows + MR4 - 1) / MR4 * MR4;
+    memset(xs, 0, (size_t)(padded * KQ * kq));
+    for (int64_t r = 0; r < rows && m0 + r < m; r++) {
+        const uint8_t *src = (const uint8_t *)x + (m0 + r) * k;
+        uint8_t *dst = xs + r * KQ * kq;
+        if (xsigned)
+            for (int64_t i = 0; i < k; i++) dst[i] = (uint8_t)(src[i] ^ 0x80); /* x + 128 */
+        else
+            memcpy(dst, src, (size_t)k);
+    }
+}
+
+static void tile_u8s8_generic(const uint8_t *xs, const int8_t *panel, int64_t kq, int32_t acc[MR][NR]) {
+    for (int r = 0; r < MR4; r++)
+        for (int c = 0; c < NR; c++) {
+            int32_t sum = 0;
+            for (int64_t q = 0; q < kq; q++)
+                for (int t = 0; t < KQ; t++)
+                    sum += (int32_t)xs[r * KQ * kq + KQ * q + t] * (int32_t)panel[q * KQ * NR + KQ * c + t];
+            acc[r][c] = sum;
+        }
+}
+
+#ifdef OPML_X86
+__attribute__((target("avx2"))) static void tile_u8s8_avx2(const uint8_t *xs, const int8_t *panel, int64_t kq,
+                                                           int32_t acc[MR][NR]) {
+    __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
+            c31 = c00;
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int32_t *x0 = (const int32_t *)xs, *x1 = x0 + kq, *x2 = x1 + kq, *x3 = x2 + kq;
+    for (int64_t q = 0; q < kq; q++) {
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)(panel + q * KQ * NR));
+        __m256i w1 = _mm256_loadu_si256((const __m256i *)(panel + q * KQ * NR + 32));
+        __m256i b;
+#define OPML_ROW4(x, a, b_)                                                              \
+    b = _mm256_set1_epi32(x[q]);                                                        \
+    a = _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(b, w0), ones));      \
+    b_ = _mm256_add_epi32(b_, _mm256_madd_epi16(_mm256_maddubs_epi16(b, w1), ones));
+        OPML_ROW4(x0, c00, c01)
+        OPML_ROW4(x1, c10, c11)
+        OPML_ROW4(x2, c20, c21)
+        OPML_ROW4(x3, c30, c31)
+#undef OPML_ROW4
+    }
+    __m256i *out = (__m256i *)acc;
+    _mm256_storeu_si256(out + 0, c00);
+    _mm256_storeu_si256(out + 1, c01);
+    _mm256_storeu_si256(out + 2, c10);
+    _mm256_storeu_si256(out + 3, c11);
+    _mm256_storeu_si256(out + 4, c20);
+    _mm256_storeu_si256(out + 5, c21);
+    _mm256_storeu_si256(out + 6, c30);
+    _mm256_storeu_si256(out + 7, c31);
+}
+#endif
+
+static int qgemm_u8s8(const void *x, int xsigned, int64_t m, int64_t k, const int8_t *wp, const int32_t *corr,
+                      int64_t n, int64_t n0, int64_t n1, const struct epilogue *e, void *y, int isa) {
+    if (k < 0 || k > OPML_QGEMM_MAX_K || m < 0 || n0 < 0 || n0 % NR || n1 > n || n0 > n1) return -1;
+    if (e->outkind < 0 || e->outkind > 3 || e->span < 0) return -1;
+#ifndef OPML_X86
+    isa = 0;
+#endif
+    size_t osize = e->outkind == 0 ? 4 : (e->outkind == 3 ? 2 : 1);
+    int64_t kq = kquads_of(k);
+    int64_t chunk = (192 * 1024) / (KQ * (kq ? kq : 1)) / MR4 * MR4;
+    if (chunk < MR4) chunk = MR4;
+    if (chunk > (m + MR4 - 1) / MR4 * MR4) chunk = (m + MR4 - 1) / MR4 * MR4;
+    uint8_t *xs = (uint8_t *)malloc((size_t)((chunk ? chunk : MR4) * KQ * (kq ? kq : 1)));
+    if (!xs) return -1;
+    int32_t acc[MR][NR];
+    for (int64_t mc = 0; mc < m; mc += chunk) {
+        int64_t mrows = m - mc < chunk ? m - mc : chunk;
+        load_rows_u8(x, xsigned, m, k, mc, mrows, kq, xs);
+        for (int64_t c0 = n0; c0 < n1; c0 += NR) {
+            const int8_t *panel = wp + (c0 / NR) * kq * KQ * NR;
+            int64_t cols = n1 - c0 < NR ? n1 - c0 : NR;
+            for (int64_t r0 = 0; r0 < mrows; r0 += MR4) {
+                const uint8_t *xt = xs + r0 * KQ * kq;
+                int64_t rows = mrows - r0 < MR4 ? mrows - r0 : MR4;
+#ifdef OPML_X86
+                if (isa == 1)
+                    tile_u8s8_avx2(xt, panel, kq, acc);
+                else
+#endif
+                    tile_u8s8_generic(xt, panel, kq, acc);
+                for (int64_t r = 0; r < rows; r++) {
+                    if (xsigned) /* sum (x + 128) w - 128 sum w: exact in int32 (see above) */
+                        for (int c = 0; c < NR; c++) acc[r][c] -= corr[c0 + c];
+                    char *dst = (char *)y + ((mc + r0 + r) * n + c0) * osize;
+#ifdef OPML_X86
+                    if (isa == 1)
+                        epilogue_avx2(e, c0, acc[r], dst, cols);
+                    else
+#endif
+                        epilogue_generic(e, c0, acc[r], dst, cols);
+                }
+            }
+        }
+    }
+    free(xs);
+    return 0;
+}
+
 /* Work below this many multiply-adds per thread is not split (waking a thread costs microseconds). */
 #define MIN_MACS_PER_THREAD (1 << 18)
 
 struct gemm_job {
     struct epilogue e;
     const void *x;
-    const int16_t *wp;
+    const void *wp;
     int64_t m, k, n;
     int xsigned, isa;
     void *y;
+    int kind;           /* 0: int16 pairs (VPMADDWD), 1: uint8 x int8 (VPMADDUBSW, |w| <= 64) */
+    const int32_t *corr; /* kind 1: 128 * column sums of w */
 };
 
 static int gemm_range(void *ctx, int64_t p0, int64_t p1) {
     const struct gemm_job *j = (const struct gemm_job *)ctx;
     int64_t c1 = p1 * NR < j->n ? p1 * NR : j->n;
-    return qgemm(j->x, j->xsigned, j->m, j->k, j->wp, j->n, p0 * NR, c1, &j->e, j->y, j->isa);
+    if (j->kind == 1)
+        return qgemm_u8s8(j->x, j->xsigned, j->m, j->k, (const int8_t *)j->wp, j->corr, j->n, p0 * NR, c1, &j->e,
+                          j->y, j->isa);
+    return qgemm(j->x, j->xsigned, j->m, j->k, (const int16_t *)j->wp, j->n, p0 * NR, c1, &j->e, j->y, j->isa);
 }
 
 static int parts_for(int64_t items, int64_t macs_per_item, int threads) {
@@ -433,11 +581,14 @@ static int parts_for(int64_t items, int64_t macs_per_item, int threads) {
 #define P32(i) ((const int32_t *)(intptr_t)cfg[i])
 
 /* y [m, n] = epilogue(x [m, k] @ w). cfg: xsigned, k, packed w, n, span, base, outkind, isa, then the
- * addresses of lo, hi, mul, add, shift, post, lo32, hi32, mul32, addp, shiftp, postp (struct epilogue). */
+ * addresses of lo, hi, mul, add, shift, post, lo32, hi32, mul32, addp, shiftp, postp (struct epilogue),
+ * then the packing kind and (kind 1) the address of the column-sum corrections. */
 int opml_qgemm_cfg(const int64_t *cfg, const void *x, int64_t m, void *y, int threads) {
     struct gemm_job j = {{P64(8), P64(9), P64(10), P64(11), P64(12), P64(13), P32(14), P32(15), P32(16), P64(17),
                           P64(18), P64(19), cfg[4], cfg[5], (int)cfg[6]},
-                         x, (const int16_t *)(intptr_t)cfg[2], m, cfg[1], cfg[3], (int)cfg[0], (int)cfg[7], y};
+                         x, (const void *)(intptr_t)cfg[2], m, cfg[1], cfg[3], (int)cfg[0], (int)cfg[7], y,
+                         (int)cfg[20], P32(21)};
+    if (j.kind != 0 && j.kind != 1) return -1;
     for (int64_t c = 0; c < j.n; c++)
         if (j.e.shift[c] < 0 || j.e.shift[c] > 62 || j.e.lo[c] > j.e.hi[c] || j.e.mul[c] < 0 ||
             j.e.mul[c] > INT32_MAX || j.e.lo[c] < INT32_MIN || j.e.hi[c] > INT32_MAX)

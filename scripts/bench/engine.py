@@ -17,7 +17,7 @@ Targets (reported PASS/FAIL, never an error exit): engine <= 1.5x onnxruntime fl
 BERT-like encoder, faster than onnxruntime int8 there, and digits accuracy within 1 point of float.
 
 Usage: ``python scripts/bench/engine.py [--quick] [--json out.json] [--models a,b] [--no-minilm] [--threads N]
-[--cpu-time]``
+[--cpu-time] [--weight-bits 7]``
 
 On a shared machine timings swing widely (other processes take the cores; multi-threaded BLAS then
 waits on descheduled threads): the three runtimes are timed in alternating blocks over several rounds
@@ -168,6 +168,7 @@ def _time_rounds_cpu(fns: dict[str, Callable[[], object]], repeats: int, rounds:
 def bench_case(
     case: Case, tmp: str, threads: int, repeats: dict[int, int], budget_s: float, rounds: int,
     cpu_time: bool = False,
+    weight_bits: int = 8,
 ) -> Result:
     from opml.convert import convert
     from opml.engine import run
@@ -175,7 +176,7 @@ def bench_case(
     res = Result(case.name, case.kind, note=case.note)
     t0 = time.perf_counter()
     try:
-        bundle = convert(case.model, case.calibration)
+        bundle = convert(case.model, case.calibration, weight_bits=weight_bits)
     except Exception as exc:  # report, don't abort the whole benchmark
         res.error = f"conversion failed: {type(exc).__name__}: {exc}"
         res.convert_s = time.perf_counter() - t0
@@ -294,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     ap.add_argument("--models", help="comma-separated subset of digits_mlp,digits_cnn,encoder,bert_like,minilm")
     ap.add_argument("--no-minilm", action="store_true", help="skip the real MiniLM model even if present")
+    ap.add_argument("--weight-bits", type=int, default=8, choices=range(2, 9), metavar="{2..8}",
+                    help="convert with this many weight bits (7: the native uint8 x int8 GEMM); default 8")
     ap.add_argument("--threads", type=int, default=0,
                     help="limit numpy's BLAS to N threads and give onnxruntime the same (default: numpy's count)")
     ap.add_argument("--cpu-time", action="store_true",
@@ -317,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import onnxruntime as ort
 
-    from opml import __name__ as _opml  # noqa: F401  (fail early if the package is missing)
+    from opml import native  # (fails early if the package is missing)
 
     threads = blas_threads()
     repeats = {1: 10, 32: 3} if args.quick else {1: 200, 32: 30}
@@ -327,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     print(f"threads: numpy BLAS {threads} ({blas_name()}); onnxruntime {ort.__version__} "
           f"intra_op_num_threads={threads}, inter_op=1, sequential, default graph optimizations; "
-          f"engine: single Python thread + BLAS {threads}")
+          f"engine: {native.describe()}, {threads} thread(s); weights converted to {args.weight_bits} bits")
     print(f"timing: {'thread CPU' if args.cpu_time else 'wall'} ms per call, best (median) of up to "
           f"{repeats[1]} (batch 1) / {repeats[32]} (batch 32) "
           f"calls, in {rounds} rounds of one block per runtime (1 warm-up call each, ~{budget_s}s per batch "
@@ -358,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"it needs about {EXPECTED_S.get(name, 10.0):.0f}s")
                 continue
             t0 = time.perf_counter()
-            r = bench_case(case, tmp, threads, repeats, budget_s, rounds, args.cpu_time)
+            r = bench_case(case, tmp, threads, repeats, budget_s, rounds, args.cpu_time, args.weight_bits)
             results.append(r)
             status = r.error or "ok"
             print(f"[{name}] {status} ({time.perf_counter() - t0:.1f}s)", flush=True)

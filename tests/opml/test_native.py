@@ -57,15 +57,17 @@ def _epilogue(n: int, p: Params) -> native.Epilogue:
 
 
 def _case(rng: np.random.Generator, m: int, k: int, n: int, xdt: type, wdt: type, out: type,
-          extreme: bool = False) -> tuple[np.ndarray, np.ndarray, Params]:
+          extreme: bool = False, small: bool = False) -> tuple[np.ndarray, np.ndarray, Params]:
+    """Random operands and epilogue constants; ``small``: int8 weights within +-64 (the u8 x s8 kernel)."""
     xi = np.iinfo(xdt)
+    wl = 255 if wdt == np.int16 else (64 if small else 128)
+    wh = 255 if wdt == np.int16 else (64 if small else 127)
     if extreme:  # the largest products: every |x| and |w| at its maximum
         x = rng.choice(np.array([xi.min, xi.max], dtype=np.int64), size=(m, k)).astype(xdt)
-        wl = 255 if wdt == np.int16 else 128
-        w = rng.choice(np.array([-wl, min(wl, 127 if wdt == np.int8 else 255)]), size=(k, n)).astype(wdt)
+        w = rng.choice(np.array([-wl, wh]), size=(k, n)).astype(wdt)
     else:
         x = rng.integers(xi.min, xi.max + 1, size=(m, k)).astype(xdt)
-        w = rng.integers(-255 if wdt == np.int16 else -128, 256 if wdt == np.int16 else 128, size=(k, n)).astype(wdt)
+        w = rng.integers(-wl, wh + 1, size=(k, n)).astype(wdt)
     off = rng.integers(-(1 << 33), 1 << 33, size=n)
     mult = rng.integers(0, 1 << 31, size=n)
     shift = rng.integers(1, 63, size=n)
@@ -82,13 +84,14 @@ def _case(rng: np.random.Generator, m: int, k: int, n: int, xdt: type, wdt: type
 @settings(max_examples=60, deadline=None)
 @given(m=st.integers(0, 20), k=st.integers(0, 70), n=st.integers(0, 40),
        xdt=st.sampled_from([np.int8, np.uint8]), wdt=st.sampled_from([np.int8, np.int16]),
-       out=st.sampled_from([np.int32, np.int8, np.uint8, np.int16]), extreme=st.booleans(),
+       out=st.sampled_from([np.int32, np.int8, np.uint8, np.int16]), extreme=st.booleans(), small=st.booleans(),
        seed=st.integers(0, 2**32 - 1))
-def test_qgemm_equals_int64(m: int, k: int, n: int, xdt: type, wdt: type, out: type, extreme: bool,
+def test_qgemm_equals_int64(m: int, k: int, n: int, xdt: type, wdt: type, out: type, extreme: bool, small: bool,
                             seed: int) -> None:
-    x, w, p = _case(np.random.default_rng(seed), m, k, n, xdt, wdt, out, extreme)
+    x, w, p = _case(np.random.default_rng(seed), m, k, n, xdt, wdt, out, extreme, small)
     packed = native.pack_weights(w)
     assert packed is not None
+    assert packed.kind == (1 if wdt == np.int8 and (small or not w.size or np.abs(w.astype(int)).max() <= 64) else 0)
     got = native.qgemm(x, packed, _epilogue(n, p))
     assert got.dtype == np.dtype(out) and got.shape == (m, n)
     np.testing.assert_array_equal(got, _expected(x, w, p))
@@ -139,6 +142,20 @@ def test_qgemm_at_the_int32_limit() -> None:
     got = native.qgemm(x, packed, _epilogue(17, p))
     np.testing.assert_array_equal(got, _expected(x, w, p))
     assert got[0, 0] == 32768 * 65025 and got[0, 1] == -32768 * 65025
+
+
+def test_u8s8_kernel_at_the_int32_limit() -> None:
+    """The uint8 x int8 kernel with every product at its largest (x = 255 or, shifted, -128; w = +-64) and
+    K at the maximum: pairs reach +-32640 (VPMADDUBSW's int16 holds them) and sums ~2^29."""
+    kmax = 32768
+    for xdt, xv in ((np.uint8, 255), (np.int8, -128), (np.int8, 127)):
+        x = np.full((5, kmax), xv, dtype=xdt)
+        w = np.full((kmax, 18), 64, dtype=np.int8)
+        w[:, 1::2] = -64
+        packed = native.pack_weights(w)
+        assert packed is not None and packed.kind == 1
+        p = Params(np.zeros(18, dtype=np.int64), np.zeros(18), np.zeros(18), 0, 0, 0, np.int32)
+        np.testing.assert_array_equal(native.qgemm(x, packed, _epilogue(18, p)), _expected(x, w, p))
 
 
 def test_pack_refuses_what_the_kernel_cannot_take_exactly() -> None:
@@ -210,8 +227,8 @@ h = hashlib.sha256()
 rng = np.random.default_rng(7)
 for m, k, n in [(1, 384, 1536), (32, 1536, 384), (37, 97, 45), (6, 2, 16)]:
     for xdt in (np.int8, np.uint8):
-        for out in (np.int32, np.int8, np.uint8, np.int16):
-            x, w, p = _case(rng, m, k, n, xdt, np.int8, out)
+        for out, small in ((np.int32, False), (np.int8, False), (np.uint8, True), (np.int16, True), (np.int8, True)):
+            x, w, p = _case(rng, m, k, n, xdt, np.int8, out, small=small)
             ep = native.epilogue(n, p.off, p.mult, p.shift, p.zp, p.qmin, p.qmax, p.dtype)
             h.update(native.qgemm(x, native.pack_weights(w), ep).tobytes())
 print(native.describe())
