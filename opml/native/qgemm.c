@@ -96,6 +96,11 @@ static void tile_generic(const int16_t *xs, const int16_t *panel, int64_t kp, in
 }
 
 #ifdef OPML_X86
+/* Row r of a register tile (columns 0-7 in a, 8-15 in b) into acc[r]. */
+#define OPML_STORE_ROWS(acc, r, a, b)                          \
+    _mm256_storeu_si256((__m256i *)(acc)[r], a);               \
+    _mm256_storeu_si256((__m256i *)((acc)[r] + 8), b);
+
 /* rows (1..MR, a constant at every call site) x 16 columns; rows past `rows` are left untouched. */
 __attribute__((target("avx2"), always_inline)) static inline void tile_avx2_rows(
     const int16_t *xs, const int16_t *panel, int64_t kp, int32_t acc[MR][NR], const int rows) {
@@ -143,19 +148,12 @@ __attribute__((target("avx2"))) static void tile_avx2_full(const int16_t *xs, co
         OPML_ROW(x5, c50, c51)
 #undef OPML_ROW
     }
-    __m256i *out = (__m256i *)acc;
-    _mm256_storeu_si256(out + 0, c00);
-    _mm256_storeu_si256(out + 1, c01);
-    _mm256_storeu_si256(out + 2, c10);
-    _mm256_storeu_si256(out + 3, c11);
-    _mm256_storeu_si256(out + 4, c20);
-    _mm256_storeu_si256(out + 5, c21);
-    _mm256_storeu_si256(out + 6, c30);
-    _mm256_storeu_si256(out + 7, c31);
-    _mm256_storeu_si256(out + 8, c40);
-    _mm256_storeu_si256(out + 9, c41);
-    _mm256_storeu_si256(out + 10, c50);
-    _mm256_storeu_si256(out + 11, c51);
+    OPML_STORE_ROWS(acc, 0, c00, c01)
+    OPML_STORE_ROWS(acc, 1, c10, c11)
+    OPML_STORE_ROWS(acc, 2, c20, c21)
+    OPML_STORE_ROWS(acc, 3, c30, c31)
+    OPML_STORE_ROWS(acc, 4, c40, c41)
+    OPML_STORE_ROWS(acc, 5, c50, c51)
 }
 
 __attribute__((target("avx2"))) static void tile_avx2(const int16_t *xs, const int16_t *panel, int64_t kp,
@@ -488,15 +486,10 @@ __attribute__((target("avx2"))) static void tile_u8s8_avx2(const uint8_t *xs, co
         OPML_ROW4(x3, c30, c31)
 #undef OPML_ROW4
     }
-    __m256i *out = (__m256i *)acc;
-    _mm256_storeu_si256(out + 0, c00);
-    _mm256_storeu_si256(out + 1, c01);
-    _mm256_storeu_si256(out + 2, c10);
-    _mm256_storeu_si256(out + 3, c11);
-    _mm256_storeu_si256(out + 4, c20);
-    _mm256_storeu_si256(out + 5, c21);
-    _mm256_storeu_si256(out + 6, c30);
-    _mm256_storeu_si256(out + 7, c31);
+    OPML_STORE_ROWS(acc, 0, c00, c01)
+    OPML_STORE_ROWS(acc, 1, c10, c11)
+    OPML_STORE_ROWS(acc, 2, c20, c21)
+    OPML_STORE_ROWS(acc, 3, c30, c31)
 }
 #endif
 
