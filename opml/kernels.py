@@ -7,6 +7,7 @@ Every kernel must equal ``opml.reference`` bit for bit; only DESIGN §3's safe o
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -151,9 +152,7 @@ def _native_gemm(node: Node, specs: Sequence[TensorSpec], w: np.ndarray, offset:
     else:
         return None
     packed = native.pack_weights(w) if ep is not None else None
-    if packed is None or ep is None:
-        return None
-    return native.Gemm(packed, ep, x_dtype.np)
+    return native.Gemm(packed, ep, x_dtype.np) if packed is not None and ep is not None else None
 
 
 def prepare_linear(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
@@ -161,8 +160,6 @@ def prepare_linear(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     w = _const(specs, node.inputs[1])
     _check_weights(w)
     k, n = w.shape
-    w32 = w.astype(np.float32)
-    wt32 = np.ascontiguousarray(w32.T)
     w64 = w.astype(np.int64)
     wmag = int(np.abs(w64).sum(axis=0).max()) if w.size else 0
     bias = _const(specs, node.inputs[2]).astype(np.int64)
@@ -173,12 +170,20 @@ def prepare_linear(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     finish = _gemm_tail(node, specs, offset)  # acc = x @ w + offset
     fast = _native_gemm(node, specs, w, offset)
 
+    @functools.cache
+    def float_weights() -> tuple[np.ndarray, np.ndarray]:
+        """w and w^T as float32 for the numpy path, made when it first runs (not kept beside the native
+        packing: for the BERT-like encoder they are 84 MB)."""
+        w32 = w.astype(np.float32)
+        return w32, np.ascontiguousarray(w32.T)
+
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         x = xs[0]
         lead = x.shape[:-1]
         x2 = x.reshape(math.prod(lead), k)
         if fast is not None and x2.dtype == fast.x_dtype:
             return fast(x2).reshape(lead + (n,))
+        w32, wt32 = float_weights()
         bound = _gemm_bound(x2, xmag, wmag)
         if bound <= F32_EXACT:
             # BLAS runs faster with the few rows of a small batch as the GEMM's columns
@@ -196,13 +201,19 @@ def _pad_value(spec: TensorSpec) -> int:
     return spec.zero_point
 
 
+def _out_hw(h: int, w: int, kh: int, kw: int, strides: Sequence[int], dil: Sequence[int]) -> tuple[int, int]:
+    """Output height and width of a (dilated, strided) kernel over an already padded input."""
+    oh = (h - (kh - 1) * dil[0] - 1) // strides[0] + 1
+    ow = (w - (kw - 1) * dil[1] - 1) // strides[1] + 1
+    if oh <= 0 or ow <= 0:
+        raise InferenceInputError(f"input spatial size {h}x{w} is smaller than the kernel")
+    return oh, ow
+
+
 def _im2col(x: np.ndarray, kh: int, kw: int, strides: Sequence[int], dil: Sequence[int]) -> np.ndarray:
     """[B, C, H, W] -> [B, C, OH, OW, kh, kw] view of the (already padded) input."""
     b, c, h, w = x.shape
-    eh, ew = (kh - 1) * dil[0] + 1, (kw - 1) * dil[1] + 1
-    oh, ow = (h - eh) // strides[0] + 1, (w - ew) // strides[1] + 1
-    if oh <= 0 or ow <= 0:
-        raise InferenceInputError(f"input spatial size {h}x{w} is smaller than the kernel")
+    oh, ow = _out_hw(h, w, kh, kw, strides, dil)
     s = x.strides
     return np.lib.stride_tricks.as_strided(
         x,
@@ -250,13 +261,10 @@ def prepare_conv(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
                      offset[g * mg : (g + 1) * mg], slice(g * mg, (g + 1) * mg)) for g in range(group)]
 
     def run_native(xp: np.ndarray) -> np.ndarray:
-        b, _, h, w_ = xp.shape
-        oh = (h - (kh - 1) * dil[0] - 1) // strides[0] + 1
-        ow = (w_ - (kw - 1) * dil[1] - 1) // strides[1] + 1
-        if oh <= 0 or ow <= 0:
-            raise InferenceInputError(f"input spatial size {h}x{w_} is smaller than the kernel")
+        b = xp.shape[0]
+        oh, ow = _out_hw(xp.shape[2], xp.shape[3], kh, kw, strides, dil)
         xh = np.ascontiguousarray(xp.transpose(0, 2, 3, 1))  # NHWC: channels contiguous
-        outs = [f(native.im2col_nhwc(xh, kh, kw, strides, dil, g * cg, cg)) for g, f in enumerate(fast)
+        outs = [f(native.im2col_nhwc(xh, kh, kw, strides, dil, oh, ow, g * cg, cg)) for g, f in enumerate(fast)
                 if f is not None]
         y8 = outs[0] if group == 1 else np.concatenate(outs, axis=1)  # [B*OH*OW, M]
         return np.ascontiguousarray(y8.reshape(b, oh, ow, m).transpose(0, 3, 1, 2))
@@ -302,10 +310,8 @@ def prepare_matmul(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     fast = None if raw else plan_float_requant([mult], [shift], [0], out.zero_point, qmin, qmax, out.dtype.np,
                                                F32_EXACT)
 
-    fast_mm = (native.MatMul(a_spec.dtype.np, za, b_spec.dtype.np, zb, out.dtype.np, mult, shift, out.zero_point,
-                             qmin, qmax)
-               if native.qmatmul_supported(a_spec.dtype.np, za, b_spec.dtype.np, zb, out.dtype.np, mult, shift,
-                                           qmin, qmax) else None)
+    fast_mm = native.matmul(a_spec.dtype.np, za, b_spec.dtype.np, zb, out.dtype.np, mult, shift, out.zero_point,
+                            qmin, qmax)
 
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         a, b = xs
@@ -344,35 +350,37 @@ def prepare_matmul(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
 LAYERNORM_SQRT_BITS = 8  # the layernorm's isqrt works on the variance << 2 * LAYERNORM_SQRT_BITS
 
 
+def _pool_geometry(node: Node) -> tuple[int, int, Sequence[int], Sequence[int], Sequence[int]]:
+    """kernel height and width, strides, dilations and pads of a pooling node."""
+    kh, kw = node.attr("kernel")
+    dil = node.attr("dilations") if "dilations" in node.schema.attrs else (1, 1)
+    return kh, kw, node.attr("strides"), dil, node.attr("pads")
+
+
+def _window_reduce(x: np.ndarray, node: Node, pad_value: int,
+                   op: Callable[..., np.ndarray]) -> np.ndarray:
+    """``op`` (np.maximum, np.add: exact on integers) folded over each pooling window of ``x``, one strided view
+    of the padded input per kernel offset."""
+    kh, kw, strides, dil, pads = _pool_geometry(node)
+    acc: np.ndarray | None = None
+    for win in _window_views(_pad_nchw(x, pads, pad_value), kh, kw, strides, dil):
+        acc = win.copy() if acc is None else op(acc, win, out=acc)
+    assert acc is not None
+    return acc
+
+
 def prepare_maxpool(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     x_spec = specs[node.inputs[0]]
     if x_spec.dtype not in QRANGE:
         raise OpmlError(f"maxpool on {x_spec.dtype.name} is not supported (int8/uint8 only)")
     lo = QRANGE[x_spec.dtype][0]
-    kh, kw = node.attr("kernel")
-    strides = node.attr("strides")
-    dil = node.attr("dilations") if "dilations" in node.schema.attrs else (1, 1)
-
-    def run(xs: Sequence[np.ndarray]) -> np.ndarray:
-        # max is exact: the running maximum over the kh*kw window offsets, each a strided view
-        xp = _pad_nchw(xs[0], node.attr("pads"), lo)
-        y: np.ndarray | None = None
-        for win in _window_views(xp, kh, kw, strides, dil):
-            y = win.copy() if y is None else np.maximum(y, win, out=y)
-        assert y is not None
-        return y
-
-    return run
+    return lambda xs: _window_reduce(xs[0], node, lo, np.maximum)
 
 
 def _window_views(xp: np.ndarray, kh: int, kw: int, strides: Sequence[int],
                   dil: Sequence[int]) -> list[np.ndarray]:
     """For each kernel offset (i, j), the [B, C, OH, OW] view of the (padded) input it reads."""
-    h, w = xp.shape[2], xp.shape[3]
-    oh = (h - (kh - 1) * dil[0] - 1) // strides[0] + 1
-    ow = (w - (kw - 1) * dil[1] - 1) // strides[1] + 1
-    if oh <= 0 or ow <= 0:
-        raise InferenceInputError(f"input spatial size {h}x{w} is smaller than the kernel")
+    oh, ow = _out_hw(xp.shape[2], xp.shape[3], kh, kw, strides, dil)
     return [xp[:, :, i * dil[0] : i * dil[0] + (oh - 1) * strides[0] + 1 : strides[0],
                j * dil[1] : j * dil[1] + (ow - 1) * strides[1] + 1 : strides[1]]
             for i in range(kh) for j in range(kw)]
@@ -384,26 +392,15 @@ def prepare_avgpool(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     mult, shift = node.iattr("mult"), node.iattr("shift")
     include_pad = bool(node.iattr("count_include_pad"))
     lo, hi = QRANGE[out.dtype]
-
     kh, kw = node.attr("kernel")
-    strides, pads = node.attr("strides"), node.attr("pads")
-    dil = node.attr("dilations") if "dilations" in node.schema.attrs else (1, 1)
-
-    def window_sum(v: np.ndarray) -> np.ndarray:
-        """Sum over each window of int64 ``v`` (zero padding): exact, one view per kernel offset."""
-        acc: np.ndarray | None = None
-        for win in _window_views(_pad_nchw(v, pads, 0), kh, kw, strides, dil):
-            acc = win.copy() if acc is None else np.add(acc, win, out=acc)
-        assert acc is not None
-        return acc
 
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         x = xs[0]
-        acc = window_sum(x.astype(np.int64) - zp)
+        acc = _window_reduce(x.astype(np.int64) - zp, node, 0, np.add)
         if include_pad:
             cnt: np.ndarray | int = kh * kw
         else:
-            counts = window_sum(np.ones((1, 1) + x.shape[2:], dtype=np.int64))
+            counts = _window_reduce(np.ones((1, 1) + x.shape[2:], dtype=np.int64), node, 0, np.add)
             if counts.size and counts.min() == 0:
                 raise OpmlError("avgpool: a window lies entirely in the padding (count 0)")
             cnt = counts

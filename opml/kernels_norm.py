@@ -21,7 +21,7 @@ import numpy as np
 
 from .bundle import Node, TensorSpec
 from .errors import OpmlError
-from .intmath import F64_DIV_EXACT, INT32_MAX, INT32_MIN, isqrt, requantize, round_div
+from .intmath import F64_DIV_EXACT, isqrt, requantize, round_div
 from .kernels import LAYERNORM_SQRT_BITS, QRANGE, Kernel, _const
 from .native import ops as native_ops
 from .parallel import for_row_ranges
@@ -139,7 +139,13 @@ def prepare_layernorm(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
         n = x.shape[-1] if x.ndim else 0
         if x.size and exact_in_f64(n):
             return _layernorm_f64(x, n, params)
-        return _layernorm_int(x, n, gamma, beta, eps, frac, mult, shift, out.zero_point, qmin, qmax, out.dtype.np)
+        y = _layernorm_int(x, n, gamma, beta, gmax, bmax, eps, frac, mult, shift, out.zero_point, qmin, qmax,
+                           out.dtype.np)
+        if y is None:  # extreme data: the spec's own Python-integer evaluation (slow, exact)
+            from .reference import ref_layernorm
+
+            return ref_layernorm(node, specs, x)
+        return y
 
     if eps < 0 or not 0 <= frac <= MAX_FRAC_BITS:
         raise OpmlError(f"layernorm needs eps >= 0 and frac_bits in [0, {MAX_FRAC_BITS}] (got {eps}, {frac})")
@@ -150,23 +156,24 @@ MAX_FRAC_BITS = 32
 _I64_LIMIT = 1 << 62  # every int64 intermediate below is kept under this (headroom for one addition)
 
 
-def _layernorm_int(x: np.ndarray, n: int, gamma: np.ndarray, beta: np.ndarray, eps: int, frac: int, mult: int,
-                   shift: int, zp: int, qmin: int, qmax: int, dtype: np.dtype) -> np.ndarray:
-    """The spec's layernorm in int64 where the data's bounds allow it, exactly as Python integers otherwise.
+def _layernorm_int(x: np.ndarray, n: int, gamma: np.ndarray, beta: np.ndarray, gmax: int, bmax: int, eps: int,
+                   frac: int, mult: int, shift: int, zp: int, qmin: int, qmax: int,
+                   dtype: np.dtype) -> np.ndarray | None:
+    """The spec's layernorm in int64 where the data's bounds allow it; None where they do not (the caller
+    then evaluates the reference's Python integers).
 
     Per row: ``q = v // n = n Q - S^2`` (``v = sum (n x - S)^2 = n (n Q - S^2)``, so the floor division is
     exact), ``den = max(isqrt((q << 2g) + eps), 1)``, ``z = round_div(d << (F + g), den)`` with ``d = n x - S``,
     then the requantization of ``z gamma + beta``. Each int64 step runs only when its operands' bounds
     (from the data) keep it below 2^62; the square root of a large ``(q << 2g) + eps`` is taken per row in
-    Python integers; and when ``d << (F + g)`` or ``z gamma`` could overflow, the whole node is evaluated
-    on Python integers (numpy object arrays), which is the reference's own arithmetic.
+    Python integers; when ``n Q``, ``d << (F + g)`` or ``z gamma`` could overflow, None.
     """
     g = LAYERNORM_SQRT_BITS
     if not x.size or n == 0:
         return np.empty(x.shape, dtype=dtype)
     xmax = max(-int(x.min()), int(x.max()))
     if n * n * xmax * xmax >= _I64_LIMIT:  # n Q or S^2 would overflow
-        return _layernorm_objects(x, n, gamma, beta, eps, frac, mult, shift, zp, qmin, qmax, dtype)
+        return None
     xi = x.astype(np.int64)
     s = xi.sum(axis=-1, keepdims=True)
     q = n * (xi * xi).sum(axis=-1, keepdims=True) - s * s
@@ -179,30 +186,12 @@ def _layernorm_int(x: np.ndarray, n: int, gamma: np.ndarray, beta: np.ndarray, e
     d = n * xi - s
     dmax = 2 * n * xmax
     if (dmax << (frac + g)) + int(denom.max()) >= _I64_LIMIT:
-        return _layernorm_objects(x, n, gamma, beta, eps, frac, mult, shift, zp, qmin, qmax, dtype)
+        return None
     z = round_div(d << (frac + g), denom)
     zmax = max(-int(z.min()), int(z.max()))
-    gmax = int(np.abs(gamma).max()) if gamma.size else 0
-    bmax = int(np.abs(beta).max()) if beta.size else 0
-    if zmax * gmax + bmax >= _I64_LIMIT:
-        return _layernorm_objects(x, n, gamma, beta, eps, frac, mult, shift, zp, qmin, qmax, dtype)
+    if zmax * gmax + bmax >= _I64_LIMIT:  # (gmax, bmax: max |gamma|, |beta|, from prepare)
+        return None
     return requantize(z * gamma + beta, mult, shift, zp, qmin, qmax, dtype)
-
-
-def _layernorm_objects(x: np.ndarray, n: int, gamma: np.ndarray, beta: np.ndarray, eps: int, frac: int,
-                       mult: int, shift: int, zp: int, qmin: int, qmax: int, dtype: np.dtype) -> np.ndarray:
-    """The spec's formulas on Python integers (numpy object arrays): slow, exact, for extreme data only."""
-    g = LAYERNORM_SQRT_BITS
-    xi = x.astype(np.int64).astype(object)
-    s = xi.sum(axis=-1, keepdims=True)
-    d = n * xi - s
-    v = (d * d).sum(axis=-1, keepdims=True)
-    root = np.frompyfunc(lambda t: max(math.isqrt(((t // n) << (2 * g)) + eps), 1), 1, 1)
-    denom = root(v)
-    z = (d * (1 << (frac + g)) + denom // 2) // denom
-    acc = np.clip(z * gamma.astype(object) + beta.astype(object), INT32_MIN, INT32_MAX)
-    y = (acc * mult + (1 << (shift - 1))) // (1 << shift) + zp
-    return np.clip(y, qmin, qmax).astype(np.int64).astype(dtype)
 
 
 @dataclass(frozen=True)

@@ -281,7 +281,7 @@ class Gemm:
     def __init__(self, w: PackedWeights, ep: Epilogue, x_dtype: np.dtype):
         self.w, self.ep, self.x_dtype = w, ep, np.dtype(x_dtype)
         if self.x_dtype not in (np.int8, np.uint8):
-            raise ValueError(f"qgemm: x must be int8 or uint8, not {self.x_dtype}")
+            raise ValueError(f"qgemm: x must be int8/uint8, not {self.x_dtype}")
         if ep.n != w.n:
             raise ValueError(f"qgemm: epilogue for {ep.n} columns, weights have {w.n}")
         self.cfg = np.array([int(self.x_dtype == np.int8), w.k, _addr(w.data), w.n, ep.span, ep.base,
@@ -294,7 +294,7 @@ class Gemm:
         :func:`opml.parallel.worker_count` threads of the library's pool (ctypes releases the GIL)."""
         w = self.w
         if x.dtype != self.x_dtype or x.ndim != 2 or x.shape[1] != w.k:
-            raise ValueError(f"qgemm: x must be {self.x_dtype} [M, {w.k}], not {x.dtype} {x.shape}")
+            raise ValueError(f"qgemm: x must be int8/uint8 ({self.x_dtype} here) [M, {w.k}], not {x.dtype} {x.shape}")
         if not x.flags.c_contiguous:
             x = np.ascontiguousarray(x)
         m = x.shape[0]
@@ -307,8 +307,6 @@ class Gemm:
 
 def qgemm(x: np.ndarray, w: PackedWeights, ep: Epilogue) -> np.ndarray:
     """``epilogue(x @ w)`` for int8/uint8 ``x`` [M, K] (a one-off :class:`Gemm`)."""
-    if x.dtype not in (np.int8, np.uint8) or x.ndim != 2 or x.shape[1] != w.k:
-        raise ValueError(f"qgemm: x must be int8/uint8 [M, {w.k}], not {x.dtype} {x.shape}")
     return Gemm(w, ep, x.dtype)(x)
 
 
@@ -329,6 +327,14 @@ def qmatmul_supported(a_dtype: np.dtype, za: int, b_dtype: np.dtype, zb: int, ou
         return True
     info = np.iinfo(out_dtype)
     return 1 <= shift <= 62 and 0 <= mult < 1 << 31 and info.min <= qmin <= qmax <= info.max
+
+
+def matmul(a_dtype: np.dtype, za: int, b_dtype: np.dtype, zb: int, out_dtype: np.dtype, mult: int = 0,
+           shift: int = 1, zero_point: int = 0, qmin: int = 0, qmax: int = 0) -> MatMul | None:
+    """A prepared :class:`MatMul`, or None when :func:`qmatmul_supported` says the native kernel cannot take it."""
+    if not qmatmul_supported(a_dtype, za, b_dtype, zb, out_dtype, mult, shift, qmin, qmax):
+        return None
+    return MatMul(a_dtype, za, b_dtype, zb, out_dtype, mult, shift, zero_point, qmin, qmax)
 
 
 class MatMul:
@@ -379,19 +385,16 @@ def qmatmul(a: np.ndarray, b: np.ndarray, za: int, zb: int, out_dtype: np.dtype,
     return MatMul(a.dtype, za, b.dtype, zb, out_dtype, mult, shift, zero_point, qmin, qmax)(a, b)
 
 
-def im2col_nhwc(xh: np.ndarray, kh: int, kw: int, strides: Sequence[int],
-                dil: Sequence[int], c0: int, cg: int) -> np.ndarray:
-    """Rows of the conv GEMM from a padded NHWC input ``xh`` (1-byte elements): ``[B * OH * OW, kh * kw * cg]``,
-    each row the window's channels ``c0 : c0 + cg`` in (kernel row, kernel column, channel) order."""
+def im2col_nhwc(xh: np.ndarray, kh: int, kw: int, strides: Sequence[int], dil: Sequence[int], oh: int, ow: int,
+                c0: int, cg: int) -> np.ndarray:
+    """Rows of the conv GEMM from a padded NHWC input ``xh`` (1-byte elements) with ``oh`` x ``ow`` output
+    positions: ``[B * OH * OW, kh * kw * cg]``, each row the window's channels ``c0 : c0 + cg`` in (kernel
+    row, kernel column, channel) order. The C code refuses windows that would read outside ``xh``."""
     assert _LIB is not None
     if xh.dtype.itemsize != 1 or xh.ndim != 4:
         raise ValueError(f"im2col: x must be a 4-D 1-byte array, not {xh.dtype} {xh.shape}")
     xh = np.ascontiguousarray(xh)
     b, h, w, c = xh.shape
-    oh = (h - (kh - 1) * dil[0] - 1) // strides[0] + 1
-    ow = (w - (kw - 1) * dil[1] - 1) // strides[1] + 1
-    if oh <= 0 or ow <= 0:
-        raise ValueError(f"input spatial size {h}x{w} is smaller than the kernel")
     out = np.empty((b * oh * ow, kh * kw * cg), dtype=xh.dtype)
     if _LIB.opml_im2col_nhwc(_addr(xh), b, h, w, c, kh, kw, strides[0], strides[1], dil[0], dil[1], oh, ow, c0, cg,
                              _addr(out)):

@@ -282,16 +282,44 @@ __attribute__((target("avx2"))) static void epilogue_avx2(const struct epilogue 
 }
 #endif
 
+/* 1 when the epilogue's kind, span and first n columns' constants are the ones C may evaluate (what
+ * opml.native.epilogue makes); the kernels below assume it. */
+static int epilogue_ok(const struct epilogue *e, int64_t n) {
+    if (e->outkind < 0 || e->outkind > 3 || e->span < 0) return 0;
+    for (int64_t c = 0; c < n; c++)
+        if (e->shift[c] < 0 || e->shift[c] > 62 || e->lo[c] > e->hi[c] || e->mul[c] < 0 || e->mul[c] > INT32_MAX ||
+            e->lo[c] < INT32_MIN || e->hi[c] > INT32_MAX)
+            return 0;
+    return 1;
+}
+
+static size_t out_size(const struct epilogue *e) { return e->outkind == 0 ? 4 : (e->outkind == 3 ? 2 : 1); }
+
+/* Rows [0, rows) of a finished tile through the epilogue's columns ec0 .. ec0 + cols - 1 into y, row r at
+ * y0 + r * row_bytes. */
+static void finish_tile(const struct epilogue *e, int64_t ec0, int32_t acc[MR][NR], int64_t rows, char *y0,
+                        int64_t row_bytes, int64_t cols, int isa) {
+    for (int64_t r = 0; r < rows; r++) {
+#ifdef OPML_X86
+        if (isa == 1) {
+            epilogue_avx2(e, ec0, acc[r], y0 + r * row_bytes, cols);
+            continue;
+        }
+#endif
+        (void)isa;
+        epilogue_generic(e, ec0, acc[r], y0 + r * row_bytes, cols);
+    }
+}
+
 /* Columns [n0, n1) of y = epilogue(x @ w); n0 a multiple of 16. isa: 0 portable, 1 AVX2.
  * Returns 0, or -1 on bad arguments / out of memory (nothing is written then). */
 static int qgemm(const void *x, int xsigned, int64_t m, int64_t k, const int16_t *wp, int64_t n, int64_t n0,
                  int64_t n1, const struct epilogue *e, void *y, int isa) {
     if (k < 0 || k > OPML_QGEMM_MAX_K || m < 0 || n0 < 0 || n0 % NR || n1 > n || n0 > n1) return -1;
-    if (e->outkind < 0 || e->outkind > 3 || e->span < 0) return -1;
 #ifndef OPML_X86
     isa = 0;
 #endif
-    size_t osize = e->outkind == 0 ? 4 : (e->outkind == 3 ? 2 : 1);
+    int64_t osize = (int64_t)out_size(e);
     int64_t kp = kpairs_of(k);
     /* GEBP blocking: a chunk of rows (about 192 KiB as int16, an L2-sized block) is converted once; each
      * 16-column weight panel then stays in cache while every micro-tile of rows of the chunk uses it. */
@@ -311,16 +339,12 @@ static int qgemm(const void *x, int xsigned, int64_t m, int64_t k, const int16_t
                 const int16_t *xt = xs + r0 * 2 * kp;
                 int64_t rows = mrows - r0 < MR ? mrows - r0 : MR;
 #ifdef OPML_X86
-                if (isa == 1) {
+                if (isa == 1)
                     tile_avx2(xt, panel, kp, acc, rows);
-                    for (int64_t r = 0; r < rows; r++)
-                        epilogue_avx2(e, c0, acc[r], (char *)y + ((mc + r0 + r) * n + c0) * osize, cols);
-                    continue;
-                }
+                else
 #endif
-                tile_generic(xt, panel, kp, acc);
-                for (int64_t r = 0; r < rows; r++)
-                    epilogue_generic(e, c0, acc[r], (char *)y + ((mc + r0 + r) * n + c0) * osize, cols);
+                    tile_generic(xt, panel, kp, acc);
+                finish_tile(e, c0, acc, rows, (char *)y + ((mc + r0) * n + c0) * osize, n * osize, cols, isa);
             }
         }
     }
@@ -337,12 +361,11 @@ static int qgemm(const void *x, int xsigned, int64_t m, int64_t k, const int16_t
  * Returns 0, or -1 (nothing written). */
 static int qmatmul(const void *a, int asigned, int64_t za, const void *bb, int bsigned, int64_t zb, int64_t b0,
                    int64_t b1, int64_t m, int64_t k, int64_t n, const struct epilogue *e, void *y, int isa) {
-    if (k < 0 || k > OPML_QGEMM_MAX_K || m < 0 || n < 0 || b0 < 0 || b0 > b1 || e->outkind < 0 || e->outkind > 3)
-        return -1;
+    if (k < 0 || k > OPML_QGEMM_MAX_K || m < 0 || n < 0 || b0 < 0 || b0 > b1) return -1;
 #ifndef OPML_X86
     isa = 0;
 #endif
-    size_t osize = e->outkind == 0 ? 4 : (e->outkind == 3 ? 2 : 1);
+    int64_t osize = (int64_t)out_size(e);
     int64_t kp = kpairs_of(k), np_ = panels_of(n), mpad = (m + MR - 1) / MR * MR;
     int16_t *xs = (int16_t *)malloc((size_t)((mpad ? mpad : MR) * 2 * (kp ? kp : 1)) * sizeof(int16_t));
     int16_t *wp = (int16_t *)malloc((size_t)((np_ ? np_ : 1) * (kp ? kp : 1) * 2 * NR) * sizeof(int16_t));
@@ -385,16 +408,12 @@ static int qmatmul(const void *a, int asigned, int64_t za, const void *bb, int b
             for (int64_t r0 = 0; r0 < m; r0 += MR) {
                 int64_t rows = m - r0 < MR ? m - r0 : MR;
 #ifdef OPML_X86
-                if (isa == 1) {
+                if (isa == 1)
                     tile_avx2(xs + r0 * 2 * kp, panel, kp, acc, rows);
-                    for (int64_t r = 0; r < rows; r++)
-                        epilogue_avx2(e, 0, acc[r], (char *)y + ((bi * m + r0 + r) * n + c0) * osize, cols);
-                    continue;
-                }
+                else
 #endif
-                tile_generic(xs + r0 * 2 * kp, panel, kp, acc);
-                for (int64_t r = 0; r < rows; r++)
-                    epilogue_generic(e, 0, acc[r], (char *)y + ((bi * m + r0 + r) * n + c0) * osize, cols);
+                    tile_generic(xs + r0 * 2 * kp, panel, kp, acc);
+                finish_tile(e, 0, acc, rows, (char *)y + ((bi * m + r0) * n + c0) * osize, n * osize, cols, isa);
             }
         }
     }
@@ -496,11 +515,10 @@ __attribute__((target("avx2"))) static void tile_u8s8_avx2(const uint8_t *xs, co
 static int qgemm_u8s8(const void *x, int xsigned, int64_t m, int64_t k, const int8_t *wp, const int32_t *corr,
                       int64_t n, int64_t n0, int64_t n1, const struct epilogue *e, void *y, int isa) {
     if (k < 0 || k > OPML_QGEMM_MAX_K || m < 0 || n0 < 0 || n0 % NR || n1 > n || n0 > n1) return -1;
-    if (e->outkind < 0 || e->outkind > 3 || e->span < 0) return -1;
 #ifndef OPML_X86
     isa = 0;
 #endif
-    size_t osize = e->outkind == 0 ? 4 : (e->outkind == 3 ? 2 : 1);
+    int64_t osize = (int64_t)out_size(e);
     int64_t kq = kquads_of(k);
     int64_t chunk = (192 * 1024) / (KQ * (kq ? kq : 1)) / MR4 * MR4;
     if (chunk < MR4) chunk = MR4;
@@ -523,17 +541,10 @@ static int qgemm_u8s8(const void *x, int xsigned, int64_t m, int64_t k, const in
                 else
 #endif
                     tile_u8s8_generic(xt, panel, kq, acc);
-                for (int64_t r = 0; r < rows; r++) {
-                    if (xsigned) /* sum (x + 128) w - 128 sum w: exact in int32 (see above) */
+                if (xsigned) /* sum (x + 128) w - 128 sum w: exact in int32 (see above) */
+                    for (int64_t r = 0; r < rows; r++)
                         for (int c = 0; c < NR; c++) acc[r][c] -= corr[c0 + c];
-                    char *dst = (char *)y + ((mc + r0 + r) * n + c0) * osize;
-#ifdef OPML_X86
-                    if (isa == 1)
-                        epilogue_avx2(e, c0, acc[r], dst, cols);
-                    else
-#endif
-                        epilogue_generic(e, c0, acc[r], dst, cols);
-                }
+                finish_tile(e, c0, acc, rows, (char *)y + ((mc + r0) * n + c0) * osize, n * osize, cols, isa);
             }
         }
     }
@@ -581,11 +592,7 @@ int opml_qgemm_cfg(const int64_t *cfg, const void *x, int64_t m, void *y, int th
                           P64(18), P64(19), cfg[4], cfg[5], (int)cfg[6]},
                          x, (const void *)(intptr_t)cfg[2], m, cfg[1], cfg[3], (int)cfg[0], (int)cfg[7], y,
                          (int)cfg[20], P32(21)};
-    if (j.kind != 0 && j.kind != 1) return -1;
-    for (int64_t c = 0; c < j.n; c++)
-        if (j.e.shift[c] < 0 || j.e.shift[c] > 62 || j.e.lo[c] > j.e.hi[c] || j.e.mul[c] < 0 ||
-            j.e.mul[c] > INT32_MAX || j.e.lo[c] < INT32_MIN || j.e.hi[c] > INT32_MAX)
-            return -1;
+    if ((j.kind != 0 && j.kind != 1) || !epilogue_ok(&j.e, j.n)) return -1;
     int64_t panels = (j.n + NR - 1) / NR;
     if (!panels || !m) return 0;
     return opml_parallel_for(gemm_range, &j, panels, parts_for(panels, m * j.k * NR, threads));
@@ -618,10 +625,7 @@ int opml_qmatmul_cfg(const int64_t *cfg, const void *a, const void *bb, int64_t 
     struct matmul_job j = {{P64(8), P64(9), P64(10), P64(11), P64(12), P64(13), P32(14), P32(15), P32(16), P64(17),
                             P64(18), P64(19), cfg[4], cfg[5], (int)cfg[6]},
                            a, bb, m, k, n, cfg[1], cfg[3], (int)cfg[0], (int)cfg[2], (int)cfg[7], y};
-    for (int c = 0; c < NR; c++)
-        if (j.e.shift[c] < 0 || j.e.shift[c] > 62 || j.e.lo[c] > j.e.hi[c] || j.e.mul[c] < 0 ||
-            j.e.mul[c] > INT32_MAX || j.e.lo[c] < INT32_MIN || j.e.hi[c] > INT32_MAX)
-            return -1;
+    if (!epilogue_ok(&j.e, NR)) return -1;
     if (!count) return 0;
     return opml_parallel_for(matmul_range, &j, count, parts_for(count, m * k * n, threads));
 }
