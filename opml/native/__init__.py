@@ -21,9 +21,10 @@ from __future__ import annotations
 import ctypes
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -107,8 +108,16 @@ def describe() -> str:
     return f"native kernels loaded ({'avx2' if _ISA == 1 else 'generic'}) from {LIBRARY}"
 
 
+_from_buffer = cast(Callable[[Any], Any], ctypes.c_char.from_buffer)
+
+
 def _addr(a: np.ndarray) -> int:
-    return a.ctypes.data
+    """The address of a C-contiguous array's first byte (through the buffer protocol, several times
+    cheaper than ``a.ctypes.data``, which read-only or empty arrays still need)."""
+    try:
+        return ctypes.addressof(_from_buffer(a))
+    except (TypeError, ValueError, BufferError):
+        return int(a.ctypes.data)
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import ctypes
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, cast
+from collections.abc import Sequence
 
 import numpy as np
 
 from ..parallel import for_row_ranges
-from . import isa, library
+from . import _addr, isa, library
 
 _i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 
@@ -53,19 +52,6 @@ _BYTE = (np.dtype(np.int8), np.dtype(np.uint8))
 def available() -> bool:
     """Whether the native non-GEMM kernels are loaded."""
     return _LIB is not None
-
-
-_from_buffer = cast(Callable[[Any], Any], ctypes.c_char.from_buffer)
-_addressof = ctypes.addressof
-
-
-def _addr(a: np.ndarray) -> int:
-    """The address of a C-contiguous array's first byte (through the buffer protocol, several times
-    cheaper than ``a.ctypes.data``, which read-only arrays still need)."""
-    try:
-        return _addressof(_from_buffer(a))
-    except (TypeError, ValueError, BufferError):  # read-only or empty
-        return int(a.ctypes.data)
 
 
 def _check(rc: int, name: str) -> None:
