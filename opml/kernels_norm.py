@@ -110,6 +110,8 @@ def prepare_layernorm(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     gamma = _const(specs, node.inputs[1]).astype(np.int64)
     beta = _const(specs, node.inputs[2]).astype(np.int64)
     eps, frac = node.iattr("eps"), node.iattr("frac_bits")
+    if eps < 0 or not 0 <= frac <= MAX_FRAC_BITS:
+        raise OpmlError(f"layernorm needs eps >= 0 and frac_bits in [0, {MAX_FRAC_BITS}] (got {eps}, {frac})")
     mult, shift = node.iattr("mult"), node.iattr("shift")
     qmin, qmax = node.iattr("qmin"), node.iattr("qmax")
     g = LAYERNORM_SQRT_BITS
@@ -147,8 +149,6 @@ def prepare_layernorm(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
             return ref_layernorm(node, specs, x)
         return y
 
-    if eps < 0 or not 0 <= frac <= MAX_FRAC_BITS:
-        raise OpmlError(f"layernorm needs eps >= 0 and frac_bits in [0, {MAX_FRAC_BITS}] (got {eps}, {frac})")
     return run
 
 
