@@ -17,7 +17,7 @@ BIN = ROOT / "node_modules" / ".bin"
 
 def test_dependencies_are_pinned_exactly() -> None:
     deps = PACKAGE["devDependencies"]
-    assert set(deps) == {"solc", "@foundry-rs/anvil", "@foundry-rs/cast", "ethers"}
+    assert set(deps) == {"solc", "@foundry-rs/anvil", "@foundry-rs/cast", "@foundry-rs/forge", "ethers"}
     for name, version in deps.items():
         assert version[0].isdigit() and all(part.isdigit() for part in version.split(".")), (name, version)
     lock = json.loads((ROOT / "package-lock.json").read_text())
@@ -31,7 +31,7 @@ def test_artifacts_were_built_by_the_pinned_solc() -> None:
         assert json.loads(path.read_text())["compiler"]["version"].startswith(pinned + "+"), path.name
 
 
-@pytest.mark.parametrize("tool", ["anvil", "cast"])
+@pytest.mark.parametrize("tool", ["anvil", "cast", "forge"])
 def test_foundry_binary_runs(tool: str) -> None:
     if shutil.which("node") is None:
         pytest.skip("node is not installed (the npm toolchain needs it)")
