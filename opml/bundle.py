@@ -16,11 +16,16 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import cached_property
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .errors import BundleError
 from .ops import BY_CODE, BY_NAME, OpSchema
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy is imported where it is used, not at module level: the dtype codes, nodes and word
+# helpers here are also the fraud VM verifier's, whose import path must stay numpy-free.
 
 MAGIC = b"AIEVMBDL"
 VERSION = 1
@@ -47,10 +52,19 @@ class DType(IntEnum):
 
     @property
     def np(self) -> np.dtype:
+        import numpy as np
+
         return np.dtype(_NP[self])
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes per element (numpy-free ``self.np.itemsize``)."""
+        return _ITEMSIZE[self]
 
     @classmethod
     def from_np(cls, dt: np.dtype | type) -> DType:  # type: ignore[name-defined]
+        import numpy as np
+
         name = np.dtype(dt).name
         for k, v in _NP.items():
             if v == name:
@@ -67,6 +81,8 @@ _NP = {
     DType.FLOAT32: "float32",
     DType.BOOL: "bool",
 }
+_ITEMSIZE = {DType.INT8: 1, DType.UINT8: 1, DType.INT16: 2, DType.INT32: 4, DType.INT64: 8, DType.FLOAT32: 4,
+             DType.BOOL: 1}
 
 
 @dataclass(frozen=True)
@@ -92,12 +108,16 @@ class TensorSpec:
 
     @cached_property
     def scale_bits(self) -> int:
+        import numpy as np
+
         return int(np.array(self.scale, dtype=np.float32).view(np.uint32))
 
     def array(self) -> np.ndarray:
         """The constant's value as a read-only numpy array."""
         if self.data is None:
             raise BundleError(f"tensor {self.name!r} is not a constant")
+        import numpy as np
+
         a = np.frombuffer(self.data, dtype=self.dtype.np).reshape(self.shape)
         return a
 
@@ -297,6 +317,8 @@ class _WordCursor:
 
 def decode_bundle(data: bytes) -> Bundle:
     """Parse and validate bundle bytes. Raises :class:`BundleError` for anything non-canonical."""
+    import numpy as np
+
     if not isinstance(data, bytes | bytearray | memoryview):
         raise BundleError("bundle must be bytes")
     data = bytes(data)
@@ -388,6 +410,8 @@ def _parse_names(raw: bytes, count: int) -> list[str]:
 
 def validate_bundle(b: Bundle) -> None:
     """Structural checks: shapes, constant sizes, op arity, single assignment, topological order."""
+    import numpy as np
+
     nt = len(b.tensors)
     for i, t in enumerate(b.tensors):
         if len(t.shape) > MAX_NDIM:
