@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from opml.bundle import Bundle, DType, words_bytes
 from opml.commitment import fast_bytes_root
@@ -20,22 +19,26 @@ from opml.merkle import keccak
 
 from .errors import FraudVMError
 
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy is imported inside the functions that take arrays: ``tensor_header`` and ``region_root``
+# are on the one-step verifier's path (``fraud_vm.memory``), which must not import numpy.
+
 
 def tensor_header(dtype_code: int | DType, shape: Sequence[int]) -> list[int]:
     """Header words of a tensor region: ``[dtype, ndim, dims...]``."""
     return [int(dtype_code), len(shape), *(int(d) for d in shape)]
 
 
-_NP_OF: dict[int, np.dtype] = {int(dt): dt.np for dt in DType}
-CODE_OF: dict[np.dtype, DType] = {dt.np: dt for dt in DType}
-"""Bundle dtype of a numpy dtype (``DType.from_np`` as a table)."""
-
-
 def tensor_bytes(array: np.ndarray, dtype_code: int | DType) -> bytes:
     """Canonical bytes of ``array`` as dtype ``dtype_code`` (little-endian, C order)."""
-    want = _NP_OF.get(int(dtype_code))
-    if want is None:
-        raise FraudVMError(f"unknown dtype code {dtype_code}")
+    import numpy as np
+
+    try:
+        want = DType(int(dtype_code)).np
+    except ValueError:
+        raise FraudVMError(f"unknown dtype code {dtype_code}") from None
     a = np.asarray(array)
     if a.dtype != want:
         raise FraudVMError(f"tensor has dtype {a.dtype}, its commitment says {want}")
@@ -54,6 +57,8 @@ def region_root(header: Sequence[int], data_root: bytes) -> bytes:
 
 def commit_tensor(array: np.ndarray, dtype_code: int | DType) -> bytes:
     """32-byte commitment of a tensor: ``keccak(header || data_root)`` (module docstring)."""
+    import numpy as np
+
     a = np.asarray(array)
     data = tensor_bytes(a, dtype_code)
     # one word is its own root; otherwise the word tree (the same tree either way)
