@@ -28,7 +28,7 @@ from .tensors import region_root
 
 Address = tuple[int, int]  # (region, word index)
 _SIGNED = (DType.INT8, DType.INT16, DType.INT32, DType.INT64)
-ELEM: dict[DType, tuple[int, bool]] = {dt: (dt.np.itemsize, dt in _SIGNED) for dt in DType}
+ELEM: dict[DType, tuple[int, bool]] = {dt: (dt.itemsize, dt in _SIGNED) for dt in DType}
 """Per dtype: element byte size and whether it is a signed integer (looked up once)."""
 
 
