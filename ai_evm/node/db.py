@@ -81,6 +81,17 @@ class LMDBAtomicDB(BaseAtomicDB):
             self._read = self._env.begin(buffers=False)
         return self._read
 
+    def begin_read(self) -> lmdb.Transaction:
+        """A new read-only LMDB transaction over the last commit (never the overlay).
+
+        It may be used from any thread without the sequencer's lock (py-lmdb opens environments
+        with ``MDB_NOTLS``); the caller must ``abort()`` it. Used by read-only snapshots of the head
+        (:mod:`ai_evm.node.snapshot`)."""
+        try:
+            return self._env.begin(buffers=False)
+        except lmdb.Error as e:
+            raise DatabaseError(f"cannot read the chain database at {self.path}: {e}") from None
+
     def _get_committed(self, key: bytes) -> bytes | None:
         value = self._reader().get(key)
         return None if value is None else bytes(value)
