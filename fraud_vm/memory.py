@@ -8,20 +8,19 @@ Merkle root of the region roots (depth ``ceil(log2(n_regions))``).
 
 A step touches a few words; its witness proves them with one **multiproof** per tree: the sibling
 hashes that cannot be computed from the touched leaves, level by level from the bottom, left to
-right (``multiproof`` / ``multiroot``). The same siblings give the root after the step's writes.
+right (``opml.merkle.multiproof`` / ``multiroot``). The same siblings give the root after the step's
+writes. Every tree here is an ``opml.merkle.LevelTree``: the one Merkle module.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import cast
 
+from opml import merkle
 from opml.bundle import DType
-from opml.commitment import tree_levels
-from opml.merkle import WORD, ZERO_HASHES, keccak, tree_depth
+from opml.merkle import WORD, LevelTree, multiproof, tree_depth, tree_levels
 
 from .errors import InvalidStep, InvalidWitness
 from .tensors import region_root
@@ -58,46 +57,12 @@ def region_depth(n_regions: int) -> int:
     return tree_depth(n_regions)
 
 
-def multiproof(node: Callable[[int, int], bytes], indices: Sequence[int], depth: int) -> list[bytes]:
-    """Siblings proving the leaves ``indices`` (sorted, unique) of a tree; ``node(h, i)`` reads it."""
-    cur = list(indices)
-    out: list[bytes] = []
-    for h in range(depth):
-        known = set(cur)
-        nxt: list[int] = []
-        for i in cur:
-            if nxt and nxt[-1] == i >> 1:
-                continue
-            if i ^ 1 not in known:
-                out.append(node(h, i ^ 1))
-            nxt.append(i >> 1)
-        cur = nxt
-    return out
-
-
 def multiroot(leaves: dict[int, bytes], depth: int, siblings: Sequence[bytes], pos: int) -> tuple[bytes, int]:
-    """Root from known leaves and ``siblings[pos:]`` (consumed in ``multiproof`` order).
-
-    Returns ``(root, next_pos)``; raises InvalidWitness if the siblings run out.
-    """
-    cur = dict(sorted(leaves.items()))
-    if not cur or max(cur) >= 1 << depth or min(cur) < 0:
-        raise InvalidWitness("touched word index out of the tree")
-    for _ in range(depth):
-        nxt: dict[int, bytes] = {}
-        for i, v in cur.items():
-            p = i >> 1
-            if p in nxt:
-                continue
-            sib = cur.get(i ^ 1)
-            if sib is None:
-                if pos >= len(siblings):
-                    raise InvalidWitness("multiproof has too few sibling hashes")
-                sib = siblings[pos]
-                pos += 1
-            nxt[p] = keccak(v + sib) if i % 2 == 0 else keccak(sib + v)
-        cur = nxt
-    return cur[0], pos
+    """:func:`opml.merkle.multiroot` for a step witness: a proof that does not fit is InvalidWitness."""
+    try:
+        return merkle.multiroot(leaves, depth, siblings, pos)
+    except merkle.MerkleError as e:
+        raise InvalidWitness(str(e)) from None
 
 
 class Memory:
@@ -110,7 +75,7 @@ class Memory:
         such as a constant, shared between memories); ``data[r]`` is then not read."""
         self.regions = list(regions)
         self.rdepth = region_depth(len(self.regions))
-        self.levels: list[list[bytearray] | list[bytes]] = []
+        self.levels: list[list[bytearray] | list[bytes]] = []  # per region: its tree's levels
         for r, (reg, d) in enumerate(zip(self.regions, data, strict=True)):
             tree = trees[r] if trees is not None else None
             if tree is not None:
@@ -124,7 +89,11 @@ class Memory:
             self.levels.append([bytearray(x) for x in tree_levels(raw)])
         self.roots = [region_root(r.header, self.data_root(i)) for i, r in enumerate(self.regions)]
         self._dirty: set[Address] = set()
-        self._rlevels: list[list[bytes]] | None = None
+        self._rlevels: LevelTree | None = None
+
+    def tree(self, r: int) -> LevelTree:
+        """Region ``r``'s data tree (a view of ``levels[r]``, no copy)."""
+        return LevelTree(self.levels[r])
 
     def data_root(self, r: int) -> bytes:
         return bytes(self.levels[r][-1][:WORD])
@@ -135,26 +104,21 @@ class Memory:
 
     def tree_node(self, r: int, h: int, i: int) -> bytes:
         """Node ``i`` at height ``h`` of region ``r``'s data tree."""
-        lvl = self.levels[r][h]
-        return bytes(lvl[i * WORD : (i + 1) * WORD]) if (i + 1) * WORD <= len(lvl) else ZERO_HASHES[h]
+        return self.tree(r).node(h, i)
+
+    def region_tree(self) -> LevelTree:
+        """The region tree (over the region roots), built once per set of roots (reset by ``commit``)."""
+        if self._rlevels is None:
+            self._rlevels = LevelTree.from_leaves(self.roots, self.rdepth, mutable=False)
+        return self._rlevels
 
     def region_node(self, h: int, i: int) -> bytes:
         """Node ``i`` at height ``h`` of the region tree."""
-        if self._rlevels is None:  # built once per set of region roots (reset by ``commit``)
-            level = list(self.roots)
-            levels = [level]
-            for k in range(self.rdepth):
-                if len(level) % 2:
-                    level = level + [ZERO_HASHES[k]]
-                level = [keccak(level[j] + level[j + 1]) for j in range(0, len(level), 2)]
-                levels.append(level)
-            self._rlevels = levels
-        level = self._rlevels[h]
-        return level[i] if i < len(level) else ZERO_HASHES[h]
+        return self.region_tree().node(h, i)
 
     def root(self) -> bytes:
         """The memory root."""
-        return self.region_node(self.rdepth, 0)
+        return self.region_tree().root
 
     def read_word(self, r: int, w: int) -> bytes:
         if not 0 <= r < len(self.regions) or not 0 <= w < self.regions[r].n_words:
@@ -163,10 +127,9 @@ class Memory:
 
     def write_word(self, r: int, w: int, value: bytes) -> None:
         self.read_word(r, w)
-        leaves = self.levels[r][0]
-        if not isinstance(leaves, bytearray):
+        if not isinstance(self.levels[r][0], bytearray):
             raise InvalidStep(f"region {r} is read-only in this memory")
-        leaves[w * WORD : (w + 1) * WORD] = value
+        self.tree(r).write(w, value)
         self._dirty.add((r, w))
 
     def commit(self) -> None:
@@ -175,14 +138,7 @@ class Memory:
         for r, w in self._dirty:
             by_region.setdefault(r, set()).add(w)
         for r, ws in by_region.items():
-            lv = cast(list[bytearray], self.levels[r])  # written regions are mutable (write_word)
-            cur = ws
-            for h in range(len(lv) - 1):
-                nxt = {i >> 1 for i in cur}
-                for p in nxt:
-                    pair = self.tree_node(r, h, 2 * p) + self.tree_node(r, h, 2 * p + 1)
-                    lv[h + 1][p * WORD : (p + 1) * WORD] = keccak(pair)
-                cur = nxt
+            self.tree(r).rehash(ws)
             self.roots[r] = region_root(self.regions[r].header, self.data_root(r))
         self._dirty.clear()
         self._rlevels = None
@@ -193,8 +149,7 @@ class Memory:
         out: list[bytes] = []
         regions = sorted({r for r, _ in addrs})
         for r in regions:
-            idx = [w for rr, w in addrs if rr == r]
-            out += multiproof(functools.partial(self.tree_node, r), idx, self.regions[r].depth)
+            out += multiproof(self.tree(r).node, [w for rr, w in addrs if rr == r], self.regions[r].depth)
         out += multiproof(self.region_node, regions, self.rdepth)
         return out
 

@@ -26,10 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from opml.bundle import Bundle, DType
-from opml.commitment import tree_levels
 from opml.engine import check_input, get_plan
 from opml.errors import InferenceInputError, OpmlError
-from opml.merkle import WORD, ZERO_HASHES, ZERO_WORD, keccak, merkle_root, root_from_proof, tree_depth
+from opml.merkle import ZERO_WORD, LevelTree, keccak, merkle_root, root_from_proof, tree_depth
 
 from .errors import FraudVMError
 
@@ -175,33 +174,15 @@ class Phase1Trace:
         ``writes`` in the table as it is when that leaf is written (in order, each set to its root):
         what ``OpenSteps`` carries. The table's tree is hashed once for all of them."""
         leaves = self.leaves[min(i, self.num_nodes)]
-        n_leaves = len(leaves)
         for t in (*reads, *writes):
-            if not 0 <= t < n_leaves:
-                raise Phase1Error(f"tensor {t} is not in the table (0..{n_leaves - 1})")
-        levels = [bytearray(lv) for lv in tree_levels(b"".join(leaves))]
-
-        def path(t: int) -> list[bytes]:
-            out = []
-            for h, lv in enumerate(levels[:-1]):
-                off = (t ^ 1) * WORD
-                out.append(bytes(lv[off : off + WORD]) if off < len(lv) else ZERO_HASHES[h])
-                t >>= 1
-            return out
-
-        read_paths = [path(t) for t in reads]
+            if not 0 <= t < len(leaves):
+                raise Phase1Error(f"tensor {t} is not in the table (0..{len(leaves) - 1})")
+        tree = LevelTree.from_leaves(leaves, table_depth(self.bundle))
+        read_paths = [tree.path(t) for t in reads]
         write_paths = []
         for t in writes:
-            write_paths.append(path(t))
-            levels[0][t * WORD : (t + 1) * WORD] = self.roots[t]
-            j = t
-            for h in range(len(levels) - 1):
-                j >>= 1
-                lv = levels[h]
-                left = bytes(lv[2 * j * WORD : (2 * j + 1) * WORD])
-                off = (2 * j + 1) * WORD
-                right = bytes(lv[off : off + WORD]) if off < len(lv) else ZERO_HASHES[h]
-                levels[h + 1][j * WORD : (j + 1) * WORD] = keccak(left + right)
+            write_paths.append(tree.path(t))
+            tree.update(t, self.roots[t])
         return read_paths, write_paths
 
     def input_roots(self) -> list[bytes]:
@@ -225,20 +206,14 @@ def build_phase1(bundle: Bundle, roots: Mapping[int, bytes]) -> Phase1Trace:
         leaves[t] = roots[t]
     all_leaves = [tuple(leaves)]
     # the full tree once, then only the path of each written leaf (same root as merkle_root)
-    full = tree_levels(b"".join(leaves))
-    levels = [[lv[j : j + WORD] for j in range(0, len(lv), WORD)] for lv in full]
-    for h in range(d):  # complete each level with its zero-subtree padding
-        levels[h] += [ZERO_HASHES[h]] * ((1 << (d - h)) - len(levels[h]))
-    troots_list = [levels[d][0]]
+    tree = LevelTree.from_leaves(leaves, d)
+    troots_list = [tree.root]
     for node in bundle.nodes:
         for o in node.outputs:
-            leaves[o] = levels[0][o] = roots[o]
-            i = o
-            for h in range(d):
-                i >>= 1
-                levels[h + 1][i] = keccak(levels[h][2 * i] + levels[h][2 * i + 1])
+            leaves[o] = roots[o]
+            tree.update(o, roots[o])
         all_leaves.append(tuple(leaves))
-        troots_list.append(levels[d][0])
+        troots_list.append(tree.root)
     troots = tuple(troots_list)
     states = tuple(state_hash(bundle.address, i, r) for i, r in enumerate(troots))
     return Phase1Trace(bundle, dict(roots), tuple(all_leaves), troots, states)

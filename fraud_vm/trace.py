@@ -22,9 +22,18 @@ from functools import cached_property
 import numpy as np
 
 from opml.bundle import Bundle
-from opml.commitment import fast_bytes_root, tree_levels
 from opml.engine import get_plan
-from opml.merkle import WORD, ZERO_HASHES, ZERO_WORD, keccak, merkle_proof, merkle_root, root_from_proof
+from opml.merkle import (
+    ZERO_HASHES,
+    ZERO_WORD,
+    LevelTree,
+    MerkleError,
+    fast_bytes_root,
+    merkle_proof,
+    merkle_root,
+    root_from_proof,
+    tree_levels,
+)
 
 from .compiler import NodeContext, compile_context, context_for
 from .errors import FraudVMError
@@ -97,7 +106,7 @@ def node_final_check(final_state: VMState, context: NodeContext, output_root: by
         return False
     try:
         return root_from_proof(output_root, n_out, list(proof)) == final_state.memory_root
-    except ValueError:
+    except (MerkleError, TypeError):
         return False
 
 
@@ -141,10 +150,8 @@ class NodeTrace:
         self.input_roots = list(input_roots)
         self.num_steps = self.program.num_steps
         # the region tree over [inputs..., output]: only the output leaf changes between states
-        self._rtree = [list(self.input_roots) + [ZERO_WORD]]
-        for h in range(region_depth(len(self.input_roots) + 1)):
-            lv = self._rtree[h] + ([ZERO_HASHES[h]] if len(self._rtree[h]) % 2 else [])
-            self._rtree.append([keccak(lv[i] + lv[i + 1]) for i in range(0, len(lv), 2)])
+        self._rtree = LevelTree.from_leaves([*self.input_roots, ZERO_WORD], region_depth(len(self.input_roots) + 1),
+                                            mutable=False)
 
     @property
     def y(self) -> np.ndarray:
@@ -180,24 +187,19 @@ class NodeTrace:
 
     def _memory_root(self, out_root: bytes) -> bytes:
         """Root of the region tree with ``out_root`` as the output region (path update only)."""
-        i, node = len(self.input_roots), out_root
-        for h in range(len(self._rtree) - 1):
-            lv = self._rtree[h]
-            sib = lv[i ^ 1] if (i ^ 1) < len(lv) else ZERO_HASHES[h]
-            node = keccak(node + sib) if i % 2 == 0 else keccak(sib + node)
-            i >>= 1
-        return node
+        return self._rtree.root_with(len(self.input_roots), out_root)
 
     def start_state(self) -> VMState:
         """State 0 (``initial_state`` of the model address, node and input roots)."""
         return initial_state(self.bundle.address, self.node_index, self.input_roots, self.context)
 
-    def _output_levels(self) -> list[bytes]:
+    def _output_tree(self) -> LevelTree:
         """Word tree of the whole output (memoised)."""
         hit = self._memo.get("levels")
         if hit is None:
-            hit = self._memo["levels"] = tree_levels(tensor_bytes(self.y, self.context.output.dtype))
-        assert isinstance(hit, list)
+            hit = self._memo["levels"] = LevelTree.from_data(tensor_bytes(self.y, self.context.output.dtype),
+                                                             mutable=False)
+        assert isinstance(hit, LevelTree)
         return hit
 
     def _output_data_root(self, k: int) -> bytes:
@@ -210,20 +212,7 @@ class NodeTrace:
         w = self.program.written_at(k)
         if isinstance(w, np.ndarray):
             return fast_bytes_root(self._output_bytes(k))
-        levels = self._output_levels()
-        nbytes = w * self.y.itemsize
-        full, part = divmod(nbytes, WORD)
-        if nbytes >= self.y.nbytes:
-            return levels[-1]
-        leaf = levels[0][full * WORD : full * WORD + part] + bytes(WORD - part)  # the boundary word
-        i, node = full, leaf
-        for h in range(len(levels) - 1):
-            if i % 2:
-                node = keccak(levels[h][(i - 1) * WORD : i * WORD] + node)
-            else:
-                node = keccak(node + ZERO_HASHES[h])
-            i >>= 1
-        return node
+        return self._output_tree().prefix_root(w * self.y.itemsize)
 
     def state_at(self, k: int) -> VMState:
         """State after ``k`` steps, computed directly (fast-forward)."""

@@ -16,16 +16,23 @@ descriptor, the tensor leaf's path to ``tensors_root``, and the two top siblings
 
 from __future__ import annotations
 
-import itertools
-import struct
 from dataclasses import dataclass, fields
 from typing import Any
 
-import sha3
-
 from .bundle import Bundle, meta_bytes, node_descriptor_words, tensor_descriptor_words, words_bytes
 from .errors import OpmlError
-from .merkle import WORD, ZERO_HASHES, ZERO_WORD, bytes_root, keccak, merkle_root, root_from_proof, tree_depth
+from .merkle import (
+    WORD,
+    ZERO_WORD,
+    bytes_root,
+    fast_bytes_root,
+    keccak,
+    merkle_root,
+    root_from_proof,
+    tree_depth,
+    tree_levels,
+    tree_path,
+)
 
 
 def tensor_data_root(data: bytes | None) -> bytes:
@@ -60,47 +67,6 @@ def bundle_address(b: Bundle) -> bytes:
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# Fast trees. Same trees as ``opml.merkle`` (checked against it in the tests), but each level is
-# one ``bytes`` object of concatenated 32-byte nodes and is hashed with C-level iteration
-# (``struct.iter_unpack`` -> ``keccak_256`` -> ``digest``), about 1.4x faster than a Python loop.
-
-_KECCAK = sha3.keccak_256
-_DIGEST = sha3.keccak_256.digest
-
-
-def _hash_pairs(level: bytes) -> bytes:
-    """keccak256 of each 64-byte pair of ``level`` (a multiple of 64 bytes long), concatenated."""
-    return b"".join(map(_DIGEST, itertools.starmap(_KECCAK, struct.iter_unpack("64s", level))))
-
-
-def tree_levels(data: bytes, *, keep: bool = True) -> list[bytes]:
-    """Every level of the word tree over ``data``, leaves (zero-padded words) first, root last.
-
-    Level ``k`` holds the tree's non-padding nodes at height ``k`` concatenated; a node past its end
-    is ``ZERO_HASHES[k]``. For 32-byte leaves this is the tree of :func:`opml.merkle.merkle_root`;
-    for raw data it is the tree of :func:`opml.merkle.bytes_root`. Empty data gives ``[ZERO_WORD]``.
-    With ``keep=False`` only the root is returned (``[root]``), saving memory.
-    """
-    if not data:
-        return [ZERO_WORD]
-    level = bytes(data) + bytes(-len(data) % WORD)
-    levels = [level]
-    for height in range(tree_depth(len(level) // WORD)):
-        if (len(level) // WORD) % 2:
-            level += ZERO_HASHES[height]
-        level = _hash_pairs(level)
-        levels.append(level)
-        if not keep:
-            del levels[0]
-    return levels
-
-
-def fast_bytes_root(data: bytes) -> bytes:
-    """Same value as :func:`opml.merkle.bytes_root` (and :func:`tensor_data_root`), faster."""
-    return tree_levels(data, keep=False)[-1]
-
-
 def compute_address(b: Bundle) -> bytes:
     """The model address of ``b`` (same value as :func:`bundle_address`, faster on big tensors).
 
@@ -111,18 +77,6 @@ def compute_address(b: Bundle) -> bytes:
     address = address_from_parts(keccak(meta_bytes(b)), merkle_root(node_leaves(b)), merkle_root(leaves))
     b.__dict__["address"] = address  # primes the functools.cached_property of the frozen Bundle
     return address
-
-
-def tree_path(levels: list[bytes], index: int) -> list[bytes]:
-    """Bottom-first sibling path of leaf ``index`` in a tree given by :func:`tree_levels`."""
-    if not 0 <= index < max(len(levels[0]) // WORD, 1):
-        raise IndexError(f"leaf {index} out of range for {len(levels[0]) // WORD} leaves")
-    path = []
-    for height, level in enumerate(levels[:-1]):
-        off = (index ^ 1) * WORD
-        path.append(level[off : off + WORD] if off < len(level) else ZERO_HASHES[height])
-        index >>= 1
-    return path
 
 
 # ---------------------------------------------------------------------------------------------
