@@ -217,3 +217,26 @@ def test_proofs_for_every_word_and_node_of_the_committed_example_bundles(name: s
         assert C.verify_node(tree.address, j, p.node_words, p)
         bad = (p.node_words[0] + 1,) + p.node_words[1:]
         assert not C.verify_node(tree.address, j, bad, _replace(p, node_words=bad))  # type: ignore[arg-type]
+
+
+def test_tensor_and_header_proofs() -> None:
+    """Descriptor proofs work for activations and constants; header proofs give the graph facts."""
+    b = BUNDLE
+    for t in range(len(b.tensors)):
+        p = C.prove_tensor(b, t)
+        assert C.verify_tensor(ADDRESS, t, p)
+        assert p.data_root == C.tensor_data_root(b.tensors[t].data)
+        assert C.TensorProof.from_json(json.loads(json.dumps(p.to_json()))) == p
+        assert not C.verify_tensor(ADDRESS, t ^ 1, p)
+        assert not C.verify_tensor(bytes(32), t, p)
+        bad_desc = (*p.tensor_desc[:-1], p.tensor_desc[-1] + 1)
+        assert not C.verify_tensor(ADDRESS, t, C.TensorProof(t, bad_desc, *[getattr(p, f) for f in (
+            "data_root", "tensor_path", "meta_hash", "nodes_root")]))
+    h = C.verify_header(ADDRESS, C.prove_header(b))
+    assert h is not None and (h.n_tensors, h.n_nodes) == (len(b.tensors), len(b.nodes))
+    assert (h.inputs, h.outputs) == (tuple(b.inputs), tuple(b.outputs))
+    hp = C.prove_header(b)
+    assert C.verify_header(bytes(32), hp) is None
+    assert C.verify_header(ADDRESS, C.HeaderProof(hp.meta + b"x", hp.nodes_root, hp.tensors_root)) is None
+    with pytest.raises(C.ProofError):
+        C.parse_header(hp.meta[:64])
