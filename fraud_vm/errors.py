@@ -247,6 +247,42 @@ class FinalStateMismatch(GameError):
     """The mover's final VM state is not HALTED or does not hold the mover's node output roots."""
 
 
+# ------------------------------------------------------------------------------------------------
+# the claim registry (fraud_vm.registry; the game factory on L1)
+
+
+class UnknownClaim(GameError):
+    """No claim has this id."""
+
+
+class ChallengeWindowClosed(GameError):
+    """The claim's challenge window has passed: no new challenge."""
+
+
+class ClaimAlreadyRejected(GameError):
+    """The claim lost a game: it cannot be challenged again or become final."""
+
+
+class ClaimAlreadyFinal(GameError):
+    """The claim is already final."""
+
+
+class DuplicateChallenge(GameError):
+    """This challenger already has a game on this claim."""
+
+
+class ChallengeWindowOpen(GameError):
+    """The claim's challenge window has not passed yet: it cannot become final."""
+
+
+class GamesInProgress(GameError):
+    """A game on the claim is not resolved yet: the claim cannot become final."""
+
+
+class NoCredit(GameError):
+    """The account has no credit to claim."""
+
+
 ERROR_CLASSES: tuple[type[FraudVMError], ...] = (
     # verify_step, in check order
     MalformedWitness, PreStateHashMismatch, MalformedState, ContextHashMismatch, MalformedContext,
@@ -259,6 +295,9 @@ ERROR_CLASSES: tuple[type[FraudVMError], ...] = (
     GameOver, GameNotOver, NotYourTurn, TimeNotMonotonic, ClockExpired, ClockNotExpired, ParentNotLast,
     CannotDefendRoot, WrongMoveKind, MalformedMove, IncorrectBond, InvalidClaim, PreTensorsMismatch,
     InputCountMismatch, InvalidTableProof, InvalidDescriptorProof, OutputsContradictClaim, FinalStateMismatch,
+    # the claim registry
+    UnknownClaim, ChallengeWindowClosed, ClaimAlreadyRejected, ClaimAlreadyFinal, DuplicateChallenge,
+    ChallengeWindowOpen, GamesInProgress, NoCredit,
 )
 """Every concrete error, in the order ``Errors.sol`` declares them."""
 
