@@ -2,7 +2,8 @@
 /**
  * Build the Solidity contracts of the AI EVM with solc-js (npm `solc`).
  *
- * Compiles every `contracts/**\/*.sol` (except `contracts/build/`) in one standard-JSON run with
+ * Compiles every `contracts/**\/*.sol` (except `contracts/build/` and the forge tests: `*.t.sol` files
+ * and `contracts/dispute/test/`, which `forge test` compiles itself) in one standard-JSON run with
  * evmVersion "prague" and the optimizer on (200 runs), and writes one artifact per deployable
  * contract or library to `contracts/build/<ContractName>.json`:
  *
@@ -30,6 +31,9 @@ const require = createRequire(import.meta.url)
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const CONTRACTS_DIR = 'contracts'
 const BUILD_DIR = path.join(CONTRACTS_DIR, 'build')
+/** Forge test sources (run by `forge test`, never deployed): no artifacts. */
+const FORGE_TEST_DIRS = new Set([path.posix.join(CONTRACTS_DIR, 'dispute', 'test')])
+const FORGE_TEST_SUFFIX = '.t.sol'
 const EVM_VERSION = 'prague'
 const OPTIMIZER = Object.freeze({ enabled: true, runs: 200 })
 const BUILD_COMMAND = 'node scripts/build_contracts.mjs (or: make contracts)'
@@ -37,15 +41,15 @@ const BUILD_COMMAND = 'node scripts/build_contracts.mjs (or: make contracts)'
 /** A usage or compiler failure: printed without a stack trace, exit status 2. */
 class BuildError extends Error {}
 
-/** Every .sol file under contracts/ except contracts/build, as sorted POSIX paths from the root. */
+/** Every .sol file under contracts/ except contracts/build and forge tests, as sorted POSIX paths from the root. */
 function findSources () {
   const found = []
   const walk = (rel) => {
     for (const entry of fs.readdirSync(path.join(ROOT, rel), { withFileTypes: true })) {
       const child = path.posix.join(rel, entry.name)
       if (entry.isDirectory()) {
-        if (child !== BUILD_DIR && !entry.name.startsWith('.')) walk(child)
-      } else if (entry.isFile() && entry.name.endsWith('.sol')) {
+        if (child !== BUILD_DIR && !FORGE_TEST_DIRS.has(child) && !entry.name.startsWith('.')) walk(child)
+      } else if (entry.isFile() && entry.name.endsWith('.sol') && !entry.name.endsWith(FORGE_TEST_SUFFIX)) {
         found.push(child)
       }
     }
