@@ -5,8 +5,10 @@ py-evm chain object and the transaction pool. Every access goes through :attr:`S
 (py-evm objects are not thread-safe). A block is built with ``chain.mine_all`` over the longest
 prefix of pending transactions that fits the block gas limit; the block, py-evm's indexes, the
 node's block record (:mod:`ai_evm.node.index`) and the new head are then committed in one database
-transaction. A new datadir starts from a genesis that prefunds the dev accounts; an existing one
-continues from its head (its chain id must match).
+transaction. A batch that ``mine_all`` refuses is split in one linear pass (``_select_runnable``):
+the transactions that cannot run are dropped, the others mined. A new datadir starts from a
+genesis that prefunds the dev accounts; an existing one continues from its head (its chain id
+must match).
 """
 
 from __future__ import annotations
@@ -199,44 +201,86 @@ class Sequencer:
         mined: list[MinedBlock] = []
         with self.lock:
             if allow_empty and not self.pool.pending:
-                mined.append(self._mine([]))
+                mined.append(self._mine([], self._next_timestamp(self.head())))
             while self.pool.pending:
                 batch = self.pool.take(self.chain.header.gas_limit)
-                block = self._mine_or_split(batch)
+                if not batch:  # admission bounds gas by the block gas limit; never spin on a stale pool
+                    first = next(iter(self.pool.pending.values()))
+                    self.pool.drop([(first, "transaction dropped: exceeds block gas limit")])
+                    continue
+                block = self._mine_batch(batch)
                 if block is not None:
                     mined.append(block)
         return mined
 
-    def _mine_or_split(self, batch: list[SignedTransactionAPI]) -> MinedBlock | None:
+    def _mine_batch(self, batch: list[SignedTransactionAPI]) -> MinedBlock | None:
+        """Mine ``batch`` into one block, dropping the transactions that cannot run; linear in the batch.
+
+        Admission already refuses every transaction Prague forbids, so the usual case is one
+        ``mine_all``. If it raises anyway (an EIP-7702 authorization or a contract call changed a
+        pending sender's nonce, code or balance after admission; a pool replayed from the journal),
+        :meth:`_select_runnable` applies the batch once, one transaction after the other on one
+        scratch state, and drops each one that fails validation; a second ``mine_all`` then builds
+        the block from the others. At most three passes over the batch, whatever fails.
+        """
+        timestamp = self._next_timestamp(self.head())
         try:
-            return self._mine(batch)
+            return self._mine(batch, timestamp)
         except Exception as e:
-            log.warning("mining %d transactions failed (%s); retrying them one by one", len(batch), e)
-        # Something slipped through admission (or the pool is stale): keep what can run.
-        good: list[SignedTransactionAPI] = []
-        for tx in batch:
-            try:
-                self._dry_run(good + [tx])
-                good.append(tx)
-            except Exception as e:
-                self.pool.drop(tx, f"transaction dropped: {e}")
+            log.warning("mining %d transactions failed (%s); dropping the ones that cannot run", len(batch), e)
+        good, failed = self._select_runnable(batch)
+        if failed:
+            self.pool.drop([(tx, f"transaction dropped: {reason}") for tx, reason in failed])
         if not good:
             return None
         try:
-            return self._mine(good)
+            return self._mine(good, timestamp)
         except Exception as e:  # never leave unminable transactions in the pool
             log.exception("mining the remaining %d transactions failed", len(good))
-            for tx in good:
-                self.pool.drop(tx, f"transaction dropped: block build failed: {e}")
+            self.pool.drop([(tx, f"transaction dropped: block build failed: {e}") for tx in good])
             return None
 
-    def _dry_run(self, txs: list[SignedTransactionAPI]) -> None:
+    def _select_runnable(
+        self, batch: list[SignedTransactionAPI]
+    ) -> tuple[list[SignedTransactionAPI], list[tuple[SignedTransactionAPI, str]]]:
+        """Split ``batch`` into the transactions the next block can hold and the others.
+
+        The same steps as ``mine_all`` (the VM of the pending header; per transaction py-evm's
+        ``VM.apply_transaction`` and ``apply_all_transactions`` steps: header gas check, apply,
+        receipt, receipt into the header) on
+        one scratch state, except that a transaction that raises is reverted to its snapshot and
+        set aside instead of failing the whole batch. Nothing is committed.
+        """
         head = self.head()
+        good: list[SignedTransactionAPI] = []
+        failed: list[tuple[SignedTransactionAPI, str]] = []
         try:
-            self.chain.mine_all(txs, timestamp=self._next_timestamp(head))
+            header = self.chain.header
+            vm = self.chain.get_vm(header)
+            for tx in batch:
+                # VM.apply_transaction, with a snapshot taken after its lock_changes() so that a
+                # transaction that raises can be reverted alone
+                try:
+                    vm.validate_transaction_against_header(header, tx)
+                    vm.state.lock_changes()
+                    snapshot = vm.state.snapshot()
+                except Exception as e:
+                    failed.append((tx, str(e) or type(e).__name__))
+                    continue
+                try:
+                    computation = vm.state.apply_transaction(tx)
+                    receipt = vm.make_receipt(header, tx, computation, vm.state)
+                    vm.validate_receipt(receipt)
+                except Exception as e:  # ValidationError, or anything a broken transaction raises
+                    vm.state.revert(snapshot)
+                    failed.append((tx, str(e) or type(e).__name__))
+                    continue
+                header = vm.increment_blob_gas_used(vm.add_receipt_to_header(header, receipt), tx)
+                good.append(tx)
         finally:
             self.db.discard()
             self._reset_to(head)
+        return good, failed
 
     def _reset_to(self, head: BlockHeaderAPI) -> None:
         self.chain.header = self.chain.create_header_from_parent(head)
@@ -245,10 +289,10 @@ class Sequencer:
     def _next_timestamp(self, head: BlockHeaderAPI) -> int:
         return max(int(time.time()), head.timestamp + 1)
 
-    def _mine(self, batch: list[SignedTransactionAPI]) -> MinedBlock:
+    def _mine(self, batch: list[SignedTransactionAPI], timestamp: int) -> MinedBlock:
         head = self.head()
         try:
-            result, receipts, computations = self.chain.mine_all(batch, timestamp=self._next_timestamp(head))
+            result, receipts, computations = self.chain.mine_all(batch, timestamp=timestamp)
             block = result.imported_block
             inferences, root = block_inferences(computations, batch)
             record = block_record(block, receipts, inferences, root)

@@ -1,10 +1,15 @@
 """The transaction pool: admission checks with geth's error messages, and batches for mining.
 
 A transaction is admitted only if it could run as the next transaction of its sender on top of
-the head state plus the sender's pending transactions: right chain id, valid signature, nonce
-equal to the sender's pending nonce (this dev node does not queue future nonces), gas within the
-block gas limit and above the intrinsic gas, fees not below the next block's base fee, and a
-balance that covers ``gas * maxFee + value`` after the sender's pending transactions.
+the head state plus the sender's pending transactions: valid under Prague's rules
+(:mod:`ai_evm.evm.validation`: chain id, signature bounds, nonce below 2^64 - 1, initcode size,
+gas at least the intrinsic gas and the EIP-7623 calldata floor, fee fields, EIP-7702 shape),
+nonce equal to the sender's pending nonce (this dev node does not queue future nonces), gas
+within the block gas limit, fees not below the next block's base fee, a balance that covers
+``gas * maxFee + value`` after the sender's pending transactions, and a sender without code
+other than an EIP-7702 delegation. The same rules run again when a block executes the
+transaction (:class:`ai_evm.evm.state.AITransactionExecutor`), so what the pool admits and what
+a block may contain cannot drift apart.
 """
 
 from __future__ import annotations
@@ -15,12 +20,20 @@ from dataclasses import dataclass
 
 from eth.abc import SignedTransactionAPI, StateAPI
 
+from ai_evm.evm.validation import (
+    SUPPORTED_TYPES,
+    InvalidTransaction,
+    max_cost,
+    validate_fee_cap,
+    validate_sender_code,
+    validate_transaction_rules,
+)
+
 from .errors import TransactionRejected
 from .index import tx_type
 
 #: How many dropped transactions (mined-out failures) the pool remembers for their senders.
 DROPPED_MEMORY = 4096
-SUPPORTED_TYPES = (0, 1, 2, 4)
 
 
 @dataclass(frozen=True)
@@ -34,12 +47,6 @@ class PoolLimits:
 
 def _hex_addr(address: bytes) -> str:
     return "0x" + address.hex()
-
-
-def max_cost(tx: SignedTransactionAPI) -> int:
-    """The most the sender can pay: ``gas * (gasPrice | maxFeePerGas) + value``."""
-    price = tx.gas_price if tx_type(tx) in (0, 1) else tx.max_fee_per_gas
-    return int(tx.gas) * int(price) + int(tx.value)
 
 
 class TxPool:
@@ -62,22 +69,22 @@ class TxPool:
         self, tx: SignedTransactionAPI, state: StateAPI, limits: PoolLimits,
         is_known: Callable[[bytes], bool],
     ) -> None:  # fmt: skip
-        """Raise :class:`TransactionRejected` unless ``tx`` may join the pool now."""
+        """Raise :class:`TransactionRejected` unless ``tx`` may join the pool now.
+
+        First Prague's own validity rules (:func:`ai_evm.evm.validation.validate_transaction_rules`:
+        type, chain id, signature bounds, nonce limit, initcode size, intrinsic gas, the EIP-7623
+        calldata floor, fee fields, EIP-7702 shape), then the signature itself, then the pool's
+        rules against the head state plus the sender's pending transactions.
+        """
         kind = tx_type(tx)
         if kind not in SUPPORTED_TYPES:
             raise TransactionRejected(f"transaction type {kind} not supported")
-        chain_id = tx.chain_id
-        if chain_id is not None and chain_id != limits.chain_id:
-            raise TransactionRejected(f"invalid chain id: have {chain_id} want {limits.chain_id}")
         try:
-            intrinsic = tx.intrinsic_gas
-        except Exception as e:
-            raise TransactionRejected(f"invalid transaction: {e}") from None
-        if tx.gas < intrinsic:
-            raise TransactionRejected(f"intrinsic gas too low: gas {tx.gas}, minimum needed {intrinsic}")
-        try:
+            validate_transaction_rules(tx, limits.chain_id)
             tx.validate()
             sender = tx.sender
+        except InvalidTransaction as e:
+            raise TransactionRejected(str(e)) from None
         except Exception as e:  # py-evm raises ValidationError/BadSignature/ValueError variously
             raise TransactionRejected(f"invalid transaction: {e}") from None
         tx_hash = bytes(tx.hash)
@@ -92,16 +99,10 @@ class TxPool:
                     f"baseFee: {limits.base_fee}"
                 )
         else:
-            if tx.max_priority_fee_per_gas > tx.max_fee_per_gas:
-                raise TransactionRejected(
-                    f"max priority fee per gas higher than max fee per gas: address {_hex_addr(sender)}, "
-                    f"maxPriorityFeePerGas: {tx.max_priority_fee_per_gas}, maxFeePerGas: {tx.max_fee_per_gas}"
-                )
-            if tx.max_fee_per_gas < limits.base_fee:
-                raise TransactionRejected(
-                    f"max fee per gas less than block base fee: address {_hex_addr(sender)}, "
-                    f"maxFeePerGas: {tx.max_fee_per_gas}, baseFee: {limits.base_fee}"
-                )
+            try:
+                validate_fee_cap(tx, limits.base_fee)
+            except InvalidTransaction as e:
+                raise TransactionRejected(str(e)) from None
         state_nonce = state.get_nonce(sender)
         expected = self.pending_nonce(sender, state_nonce)
         if tx.nonce < state_nonce:
@@ -125,6 +126,10 @@ class TxPool:
                 f"insufficient funds for gas * price + value: address {_hex_addr(sender)} have {max(balance, 0)} "
                 f"want {cost}"
             )
+        try:
+            validate_sender_code(state.get_code(sender), sender)
+        except InvalidTransaction as e:
+            raise TransactionRejected(str(e)) from None
 
     def add(self, tx: SignedTransactionAPI) -> None:
         """Append a checked transaction."""
@@ -154,9 +159,13 @@ class TxPool:
             self._next_nonce[sender] = tx.nonce + 1
             self._spend[sender] = self._spend.get(sender, 0) + max_cost(tx)
 
-    def drop(self, tx: SignedTransactionAPI, reason: str) -> None:
-        """Remove a transaction that cannot be mined, remembering why for its sender."""
-        self.remove([tx])
-        self.dropped[bytes(tx.hash)] = reason
+    def drop(self, failed: list[tuple[SignedTransactionAPI, str]]) -> None:
+        """Remove transactions that cannot be mined, remembering why for their senders.
+
+        One call for all of a block's failures: the per-sender bookkeeping is rebuilt once.
+        """
+        self.remove([tx for tx, _ in failed])
+        for tx, reason in failed:
+            self.dropped[bytes(tx.hash)] = reason
         while len(self.dropped) > DROPPED_MEMORY:
             self.dropped.popitem(last=False)
