@@ -244,8 +244,12 @@ def _pad(data: bytes) -> bytes:
 
 
 def encode_bundle(b: Bundle) -> bytes:
-    """Serialize a bundle canonically (see ``docs/bundle.md``)."""
+    """Serialize a bundle canonically (see ``docs/bundle.md``); BundleError if it is not valid."""
     validate_bundle(b)
+    return _encode_valid(b)
+
+
+def _encode_valid(b: Bundle) -> bytes:
     out = [MAGIC, struct.pack("<I", VERSION)]
     meta = words_bytes(_meta_words(b))
     names = _names_blob(b)
@@ -387,7 +391,7 @@ def decode_bundle(data: bytes) -> Bundle:
         raise BundleError(f"{len(data) - r.pos} trailing bytes after the bundle")
     b = Bundle(tuple(tensors), tuple(nodes), inputs, outputs, metadata)
     validate_bundle(b)
-    if encode_bundle(b) != data:
+    if _encode_valid(b) != data:
         raise BundleError("bundle is not in canonical form")
     return b
 
@@ -409,7 +413,8 @@ def _parse_names(raw: bytes, count: int) -> list[str]:
 
 
 def validate_bundle(b: Bundle) -> None:
-    """Structural checks: shapes, constant sizes, op arity, single assignment, topological order."""
+    """Structural checks (shapes, constant sizes, op arity, single assignment, topological order), then
+    every node's declared output shape against the one its inputs produce (:mod:`opml.shapes`)."""
     import numpy as np
 
     nt = len(b.tensors)
@@ -450,6 +455,9 @@ def validate_bundle(b: Bundle) -> None:
     for o in b.outputs:
         if not 0 <= o < nt or not defined[o]:
             raise BundleError(f"graph output {o} is never computed")
+    from .shapes import check_bundle_shapes  # (imports this module)
+
+    check_bundle_shapes(b)
 
 
 def load_bundle(src: bytes | bytearray | str | Path | Bundle) -> Bundle:

@@ -17,10 +17,9 @@ import numpy as np
 
 from . import kernels, kernels_data, kernels_norm, kernels_pointwise
 from .bundle import Bundle, DType, TensorSpec, load_bundle
-from .errors import InferenceInputError, OpmlError
+from .errors import InferenceInputError, OpmlError, ShapeMismatchError
 from .f32prog import check_float_environment
-
-MAX_BATCH = 1 << 16
+from .shapes import MAX_BATCH, fmt_shape
 
 _PREPARERS: dict[str, Callable] = {}
 for _mod in (kernels, kernels_data, kernels_norm, kernels_pointwise):
@@ -102,7 +101,7 @@ def check_input(spec: TensorSpec, value: object) -> tuple[np.ndarray, int | None
     if arr.ndim != len(spec.shape) or (tuple(arr.shape[1:]) if dyn else arr.shape) != (
         spec.shape[1:] if dyn else spec.shape
     ):
-        raise InferenceInputError(f"input {spec.name!r}: expected shape {_fmt(spec.shape)}, got {arr.shape}")
+        raise InferenceInputError(f"input {spec.name!r}: expected shape {fmt_shape(spec.shape)}, got {arr.shape}")
     batch = None
     if dyn:
         k = -spec.shape[0]
@@ -110,10 +109,6 @@ def check_input(spec: TensorSpec, value: object) -> tuple[np.ndarray, int | None
             raise InferenceInputError(f"input {spec.name!r}: leading dimension must be a positive multiple of {k}")
         batch = arr.shape[0] // k
     return np.require(arr, requirements="C"), batch
-
-
-def _fmt(shape: Sequence[int]) -> str:
-    return "(" + ", ".join("N" if d == -1 else (f"{-d}N" if d < 0 else str(d)) for d in shape) + ")"
 
 
 def run(bundle: Bundle | bytes | str, inputs: Mapping[str, object] | Sequence[object]) -> list[np.ndarray]:
@@ -144,19 +139,28 @@ def run(bundle: Bundle | bytes | str, inputs: Mapping[str, object] | Sequence[ob
         env[idx] = arr
     if batch is not None and batch > MAX_BATCH:
         raise InferenceInputError(f"batch size {batch} exceeds the limit {MAX_BATCH}")
-    return _execute(plan, env)
+    return _execute(plan, env, 1 if batch is None else batch)
 
 
-def _execute(plan: Plan, env: dict[int, np.ndarray]) -> list[np.ndarray]:
+def _execute(plan: Plan, env: dict[int, np.ndarray], batch: int) -> list[np.ndarray]:
     env = {**plan.consts, **env}
+    specs = plan.bundle.tensors
     for j, (node, kernel, frees) in enumerate(zip(plan.bundle.nodes, plan.kernels, plan.frees, strict=True)):
         args = [env[i] for i in node.inputs]
         try:
-            env[node.outputs[0]] = kernel(args)
+            y = kernel(args)
         except OpmlError:
             raise
         except (ValueError, IndexError, TypeError, OverflowError, ArithmeticError) as e:
             raise OpmlError(f"node {j} ({node.op} {node.name!r}) is inconsistent with its inputs: {e}") from None
+        spec = specs[node.outputs[0]]
+        if y.shape != spec.concrete_shape(batch) or y.dtype != spec.dtype.np:
+            # a guard: decoding verified the declared shapes, so the cost model's numbers are the work done
+            raise ShapeMismatchError(
+                f"node {j} ({node.op} {node.name!r}) produced {y.dtype.name} {y.shape}; the bundle declares "
+                f"{spec.dtype.name.lower()} {fmt_shape(spec.shape)} = {spec.concrete_shape(batch)} at batch {batch}"
+            )
+        env[node.outputs[0]] = y
         for i in frees:
             env.pop(i, None)
     # C order and a fresh array per call: kernels may return F-ordered views, or a cached constant

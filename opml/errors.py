@@ -23,6 +23,14 @@ class InferenceInputError(OpmlError):
     """Inputs given to the engine do not match the model's declared inputs."""
 
 
+class ShapeMismatchError(OpmlError):
+    """A node produced an output whose shape or dtype differs from its declaration.
+
+    The decoder verifies declared shapes (``opml.shapes``), so this is a guard: it means an engine
+    bug or a shape rule that disagrees with a kernel, never a result.
+    """
+
+
 class DeterminismError(OpmlError):
     """The host's float32 arithmetic does not behave as the determinism rules require."""
 

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from opml import kernels_norm, kernels_pointwise, native
 from opml.bundle import Bundle, DType, decode_bundle, encode_bundle
+from opml.errors import BundleError
 from opml.kernels import LAYERNORM_SQRT_BITS
 from opml.native import ops as native_ops
 from opml.reference import run_reference
@@ -209,15 +210,14 @@ def test_layernorm_int16_outside_the_bounds_takes_numpy() -> None:
     three_ways(b, [x], reference=False)
 
 
-def test_layernorm_scalar_gamma_broadcasts_as_numpy_does() -> None:
-    """(The spec has gamma and beta per channel; the numpy kernel broadcasts others, and so does C.)"""
-    rng = np.random.default_rng(3)
-    x = rng.integers(-128, 128, size=(4, 37)).astype(np.int8)
-    b = one_node("layernorm", [act("x", INT8, x.shape, 0.1, 0), const("g", np.array([700], np.int32)),
+def test_layernorm_scalar_gamma_is_refused() -> None:
+    """The spec has gamma and beta per channel: a bundle with other lengths does not encode or decode."""
+    b = one_node("layernorm", [act("x", INT8, (4, 37), 0.1, 0), const("g", np.array([700], np.int32)),
                                const("b", np.array([-5], np.int32))],
-                 act("y", INT8, x.shape, 0.05, 3), eps=7, frac_bits=10, mult=1500000000, shift=45, qmin=-128,
+                 act("y", INT8, (4, 37), 0.05, 3), eps=7, frac_bits=10, mult=1500000000, shift=45, qmin=-128,
                  qmax=127)
-    three_ways(b, [x], reference=False)
+    with pytest.raises(BundleError, match=r"gamma 'g' has shape \(1,\), needs \(37,\)"):
+        encode_bundle(b)
 
 
 # ------------------------------------------------- exact quotients (the float64 estimate one too low)
