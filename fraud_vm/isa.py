@@ -1,28 +1,55 @@
-"""The instruction set: decoded instructions and their exact semantics (``docs/fraud_vm.md``).
+"""The instruction set: decoded instructions and their exact, width-checked semantics.
 
-An instruction is never stored: the compiler derives the instruction at ``pc`` from the node
-context (``fraud_vm.compiler``). Decoded, it is a kind, up to 32 lanes of output element indices
-(``out``, in the output region), up to three per-lane operand lists (``a``, ``b``, ``c``: each entry
-``(region, element)`` or ``PAD``) and immediates (``imm``). ``execute`` applies one instruction to
-the registers through a ``StepAccess`` memory view. All arithmetic is on unbounded integers and
-follows ``opml.reference`` literally.
+An instruction is never stored: it is derived from the node context at ``pc``. Decoded, it is a
+kind, up to 32 lanes of output element indices (``out``, in the output region), up to three
+per-lane operand lists (``a``, ``b``, ``c``: each entry ``(region, element)`` or ``PAD``) and
+immediates (``imm``). ``execute`` applies one instruction to the registers through a
+``StepAccess`` memory view.
+
+Arithmetic is in the widths the Solidity verifier uses (``docs/fraud_vm.md`` "Arithmetic bounds"):
+every intermediate value of a formula is an int256 (a value outside ``[-2^255, 2^255)`` is
+``ArithmeticOverflow``), ``acc``/``aux`` lanes are int64 (a lane value outside int64 is
+``ArithmeticOverflow``), ``x << s`` is ``x * 2^s`` with ``0 <= s <= 255`` (``InvalidShift``
+otherwise), ``//`` and ``>>`` floor. A lane reads its operands first (``a``, ``b``, ``c``), then
+evaluates; lanes run in order, so the first failing lane decides the error. Values follow
+``opml.reference`` exactly whenever no check fails.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from fractions import Fraction
 from typing import Any
 
 from opml.bundle import DType
 
-from .errors import InvalidStep
-from .f32 import NAN, NEG_INF, POS_INF, f32_decode, f32_from_int, f32_parts, f32_rint, f32_round_ratio
+from .errors import (
+    ArithmeticOverflow,
+    ElementOutOfRange,
+    GatherIndexOutOfRange,
+    InvalidDType,
+    InvalidScale,
+    InvalidShift,
+    NanOperand,
+    NegativeSquareRoot,
+    NonPositiveDivisor,
+    TableIndexOutOfRange,
+    ValueOutOfRange,
+)
+from .f32 import (
+    NAN,
+    POS_INF,
+    Parts,
+    f32_div_parts,
+    f32_from_int,
+    f32_mul_parts,
+    f32_parts,
+    f32_rint,
+    f32_trunc,
+)
 from .memory import StepAccess
-from .state import LANES, N_SCALARS
+from .state import I64_MAX, I64_MIN, I256_MAX, I256_MIN, LANES, N_SCALARS
 
 Operand = tuple[int, int]
 PAD: Operand = (-1, -1)
@@ -95,27 +122,71 @@ class Regs:
         self.s = [0] * N_SCALARS
 
 
+# ------------------------------------------------------------------------------------------------
+# checked integer helpers (the verifier's arithmetic)
+
+
+def i256(v: int) -> int:
+    """``v`` if it is an int256, else ``ArithmeticOverflow``."""
+    if not I256_MIN <= v <= I256_MAX:
+        raise ArithmeticOverflow(f"{v} does not fit int256")
+    return v
+
+
+def i64(v: int) -> int:
+    """``v`` if it is an int64 (an ``acc``/``aux`` lane value), else ``ArithmeticOverflow``."""
+    if not I64_MIN <= v <= I64_MAX:
+        raise ArithmeticOverflow(f"lane value {v} does not fit int64")
+    return v
+
+
+def shl(x: int, s: int) -> int:
+    """``x * 2^s`` for ``0 <= s <= 255`` (``InvalidShift`` otherwise), checked to int256."""
+    if not 0 <= s <= 255:
+        raise InvalidShift(f"left shift by {s}")
+    return i256(x << s)
+
+
 def clamp(v: int, lo: int, hi: int) -> int:
     return lo if v < lo else hi if v > hi else v
 
 
 def round_shift(v: int, s: int) -> int:
-    """``(v + 2^(s-1)) >> s`` for ``1 <= s <= 62``."""
+    """``(v + 2^(s-1)) >> s`` for ``1 <= s <= 62`` (``InvalidShift`` otherwise)."""
     if not 1 <= s <= 62:
-        raise InvalidStep(f"requantization shift {s} is outside [1, 62]")
-    return (v + (1 << (s - 1))) >> s
+        raise InvalidShift(f"requantization shift {s} is outside [1, 62]")
+    return i256(v + (1 << (s - 1))) >> s
 
 
 def round_div(n: int, d: int) -> int:
-    """``floor((2n + d) / 2d)`` for ``d > 0``."""
+    """``floor((2n + d) / 2d)`` for ``d > 0`` (``NonPositiveDivisor`` otherwise)."""
     if d <= 0:
-        raise InvalidStep(f"division by {d} (an average over an empty window?)")
-    return (2 * n + d) // (2 * d)
+        raise NonPositiveDivisor(f"division by {d}")
+    return i256(i256(2 * n) + d) // i256(2 * d)
 
 
 def requant(acc: int, m: int, s: int, zp: int, qmin: int, qmax: int) -> int:
     """``clamp(zp + round_shift(clamp_int32(acc) * m, s), qmin, qmax)``."""
-    return clamp(zp + round_shift(clamp(acc, I32_MIN, I32_MAX) * m, s), qmin, qmax)
+    return clamp(i256(zp + round_shift(i256(clamp(acc, I32_MIN, I32_MAX) * m), s)), qmin, qmax)
+
+
+def isqrt(x: int) -> int:
+    """``floor(sqrt(x))`` by Newton's iteration from ``2^ceil(bitlen(x) / 2)`` (``x >= 0``).
+
+    The start is above ``sqrt(x)``; each step ``y = (z + x // z) >> 1`` decreases ``z`` until it
+    reaches ``floor(sqrt(x))``, detected by ``y >= z`` (at most 8 steps for ``x < 2^256``). This is
+    the algorithm the Solidity verifier runs; it equals ``math.isqrt``.
+    """
+    if x < 0:
+        raise NegativeSquareRoot(f"square root of {x}")
+    if x < 2:
+        return x
+    z = 1 << ((x.bit_length() + 1) >> 1)
+    while True:
+        y = (z + x // z) >> 1
+        if y >= z:
+            return z
+        z = y
 
 
 def order_key(v: int, dtype: DType) -> int:
@@ -127,96 +198,114 @@ def order_key(v: int, dtype: DType) -> int:
     return -(v & 0x7FFFFFFF) if v >> 31 else v
 
 
-def _val(mem: StepAccess, op: Operand, pad: int) -> int:
-    return pad if op == PAD else mem.read(op[0], op[1])
+_RANGE = {DType.INT8: (-128, 127), DType.UINT8: (0, 255), DType.INT16: (-(1 << 15), (1 << 15) - 1),
+          DType.INT32: (I32_MIN, I32_MAX), DType.INT64: (I64_MIN, I64_MAX), DType.FLOAT32: (0, (1 << 32) - 1),
+          DType.BOOL: (0, 1)}
+"""Per dtype: the element values a region stores (float32: its raw bits)."""
 
 
-def _positive_scale(scale_bits: int) -> tuple[int, int]:
-    """``(m, e)`` of a finite positive float32 scale (value ``m * 2^e``)."""
-    sc = f32_parts(scale_bits)
-    if isinstance(sc, str) or sc[0] < 0 or sc[1] == 0:
-        raise InvalidStep(f"scale bits {scale_bits:#x} are not a finite positive float32")
-    return sc[1], sc[2]
+def _dtype(code: int) -> DType:
+    try:
+        return DType(code)
+    except ValueError:
+        raise InvalidDType(f"dtype code {code}") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# float32 steps
+
+
+def _scale(scale_bits: int, positive: bool) -> Parts:
+    sc = f32_parts(scale_bits) if 0 <= scale_bits < 1 << 32 else NAN
+    if isinstance(sc, str) or (positive and (sc[0] < 0 or sc[1] == 0)):
+        raise InvalidScale(f"scale bits {scale_bits:#x}")
+    return sc
 
 
 def quantize_value(bits: int, scale_bits: int, zp: int, lo: int, hi: int) -> int:
     """``clamp(rint(float32(x / scale)) + zp, lo, hi)`` for float32 bit patterns."""
     x = f32_parts(bits)
     if x == NAN:
-        raise InvalidStep("quantize input is NaN")
+        raise NanOperand("quantize input is NaN")
+    sc = _scale(scale_bits, positive=True)
     if isinstance(x, str):
         return hi if x == POS_INF else lo
-    sx, mx, ex = x
-    ms, es = _positive_scale(scale_bits)
-    # x / scale = sx * (mx * 2^ex) / (ms * 2^es), rounded once to float32
-    d = es - ex
-    q = f32_parts(f32_round_ratio(sx < 0, mx << -d if d < 0 else mx, ms << d if d > 0 else ms))
+    q = f32_parts(f32_div_parts(x, sc))
     if isinstance(q, str):
         return hi if q == POS_INF else lo
-    return clamp(f32_rint(*q) + zp, lo, hi)
+    return clamp(i256(f32_rint(*q) + zp), lo, hi)
 
 
 def dequantize_value(v: int, zp: int, scale_bits: int) -> int:
     """Bits of ``float32(v - zp) * float32(scale)``."""
-    a = f32_parts(f32_from_int(v - zp))
-    sc = f32_parts(scale_bits)
-    if isinstance(a, str) or isinstance(sc, str):
-        raise InvalidStep(f"dequantize of {v} with scale bits {scale_bits:#x} is not finite")
-    p, e = a[1] * sc[1], a[2] + sc[2]
-    neg = (a[0] < 0) != (sc[0] < 0)
-    return f32_round_ratio(neg, p << e if e >= 0 else p, 1 if e >= 0 else 1 << -e, negative_zero=neg)
-
-
-_INT_RANGE = {DType.INT8: (-128, 127), DType.UINT8: (0, 255), DType.INT16: (-(1 << 15), (1 << 15) - 1),
-              DType.INT32: (I32_MIN, I32_MAX), DType.INT64: (-(1 << 63), (1 << 63) - 1)}
+    sc = _scale(scale_bits, positive=False)
+    a = f32_parts(f32_from_int(i256(v - zp)))
+    if isinstance(a, str):  # |v - zp| >= 2^128 rounds to infinity
+        raise ArithmeticOverflow(f"float32({v - zp}) is infinite")
+    return f32_mul_parts(a, sc)
 
 
 def cast_value(v: int, src: DType, dst: DType) -> int:
-    """numpy ``astype`` semantics as the engine's cast kernel uses them (float -> int saturates)."""
+    """numpy ``astype`` as the engine's cast kernel: float -> int truncates and saturates (NaN:
+    ``NanOperand``), int -> int wraps (two's complement), -> bool is ``!= 0``, -> float32 rounds."""
     if src == dst:
         return v
     if dst == DType.BOOL:
         return int((v & 0x7FFFFFFF) != 0) if src == DType.FLOAT32 else int(v != 0)
     if src == DType.FLOAT32:
-        x = f32_decode(v)
-        if dst == DType.FLOAT32:
-            return v
-        lo, hi = _INT_RANGE[dst]
+        lo, hi = _RANGE[dst]
+        x = f32_parts(v)
         if x == NAN:
-            raise InvalidStep("cannot cast NaN to an integer type")
-        top = f32_decode(f32_from_int(hi))
-        assert isinstance(top, Fraction)
-        below = top if int(top) <= hi else f32_decode(f32_from_int(hi) - 1)
-        if x == POS_INF or (isinstance(x, Fraction) and x >= top):
-            return hi
-        if x == NEG_INF:
-            return lo
-        assert isinstance(x, Fraction) and isinstance(below, Fraction)
-        return clamp(int(x), lo, int(below))
+            raise NanOperand("cannot cast NaN to an integer type")
+        if isinstance(x, str):
+            return hi if x == POS_INF else lo
+        return clamp(f32_trunc(*x), lo, hi)
     if dst == DType.FLOAT32:
         return f32_from_int(v)
-    lo, hi = _INT_RANGE[dst]
-    return (v - lo) % (hi - lo + 1) + lo  # two's-complement wrap
+    lo, hi = _RANGE[dst]
+    return ((v - lo) & (hi - lo)) + lo  # two's-complement wrap (hi - lo + 1 is a power of two)
+
+
+# ------------------------------------------------------------------------------------------------
+# execution
+
+
+def _store(mem: StepAccess, o: int, v: int) -> None:
+    """Write element ``o`` of the output region (the last one); the value must fit its dtype."""
+    r = len(mem.regions) - 1
+    lo, hi = _RANGE[mem.regions[r].dtype]
+    if not lo <= v <= hi:
+        raise ValueOutOfRange(f"{v} does not fit {mem.regions[r].dtype.name}")
+    mem.write(r, o, v)
+
+
+def _table(mem: StepAccess, table: int, i: int) -> int:
+    """Entry ``i`` of the lookup-table region ``table`` (a data-dependent read)."""
+    if not 0 <= table < len(mem.regions) - 1:
+        raise TableIndexOutOfRange(f"region {table} is not an input region")
+    reg = mem.regions[table]
+    if not 0 <= i < reg.nbytes // reg.itemsize:
+        raise TableIndexOutOfRange(f"index {i} outside a table of {reg.nbytes // reg.itemsize}")
+    return mem.read(table, i)
 
 
 def _fin(regs: Regs, ins: Instr, mem: StepAccess, f: Callable[[int], int]) -> None:
     for lane, o in enumerate(ins.out):
-        mem.write(_out_region(mem), o, f(lane))
+        _store(mem, o, f(lane))
     regs.reset_lanes()
-
-
-def _out_region(mem: StepAccess) -> int:
-    return len(mem.regions) - 1
 
 
 def _fin_req(regs: Regs, ins: Instr, mem: StepAccess) -> None:
     zp, qmin, qmax, raw, mult, shift = ins.imm
+    a, b, c = ins.a, ins.b, ins.c
 
     def f(lane: int) -> int:
-        v = regs.acc[lane] + _val(mem, ins.a[lane], 0)
+        x = 0 if a[lane] == PAD else mem.read(*a[lane])
         if raw:
-            return clamp(v, I32_MIN, I32_MAX)
-        return requant(v, _val(mem, ins.b[lane], mult), _val(mem, ins.c[lane], shift), zp, qmin, qmax)
+            return clamp(i256(regs.acc[lane] + x), I32_MIN, I32_MAX)
+        m = mult if b[lane] == PAD else mem.read(*b[lane])
+        s = shift if c[lane] == PAD else mem.read(*c[lane])
+        return requant(i256(regs.acc[lane] + x), m, s, zp, qmin, qmax)
 
     _fin(regs, ins, mem, f)
 
@@ -225,70 +314,95 @@ def _fin_div(regs: Regs, ins: Instr, mem: StepAccess) -> None:
     mult, shift, zp, lo, hi, use_aux, cnt, sqrt = ins.imm
 
     def f(lane: int) -> int:
-        v = math.isqrt(regs.acc[lane]) if sqrt else regs.acc[lane]
+        v = isqrt(regs.acc[lane]) if sqrt else regs.acc[lane]
         n = regs.aux[lane] if use_aux else cnt
         if n <= 0:
-            raise InvalidStep("avgpool: a window lies entirely in the padding (count 0)")
-        return clamp(round_div(v * mult, n << shift) + zp, lo, hi)
+            raise NonPositiveDivisor(f"count {n} (a window entirely in the padding?)")
+        return clamp(i256(round_div(i256(v * mult), shl(n, shift)) + zp), lo, hi)
 
     _fin(regs, ins, mem, f)
 
 
+def _fin_move(regs: Regs, ins: Instr, mem: StepAccess) -> None:
+    src = regs.aux if ins.imm[0] else regs.acc
+    _fin(regs, ins, mem, lambda lane: src[lane])
+
+
 def _lanes(regs: Regs, ins: Instr, mem: StepAccess) -> None:
-    k = ins.kind
+    k, im, acc, aux, read = ins.kind, ins.imm, regs.acc, regs.aux, mem.read
     for lane, op in enumerate(ins.a):
         if k == Kind.MAC:
             if op != PAD:
-                regs.acc[lane] += (mem.read(*op) - ins.imm[0]) * (mem.read(*ins.b[lane]) - ins.imm[1])
+                x, y = read(*op) - im[0], read(*ins.b[lane]) - im[1]
+                p = x * y
+                v = acc[lane] + p
+                if not (I64_MIN <= v <= I64_MAX and I256_MIN <= x <= I256_MAX and I256_MIN <= y <= I256_MAX
+                        and I256_MIN <= p <= I256_MAX):
+                    raise ArithmeticOverflow(f"MAC lane {lane}")
+                acc[lane] = v
         elif k == Kind.ACC_SUM:
             if op != PAD:
-                regs.acc[lane] += mem.read(*op) - ins.imm[0]
-                regs.aux[lane] += 1
+                acc[lane] = i64(acc[lane] + i256(read(*op) - im[0]))
+                aux[lane] = i64(aux[lane] + 1)
         elif k == Kind.ACC_SQ:
             if op != PAD:
-                regs.acc[lane] += (mem.read(*op) - ins.imm[0]) ** 2
+                x = i256(read(*op) - im[0])
+                acc[lane] = i64(acc[lane] + i256(x * x))
         elif k == Kind.ACC_MAX:
-            v = _val(mem, op, ins.imm[1])
-            regs.acc[lane] = v if ins.imm[0] else max(regs.acc[lane], v)
+            v = im[1] if op == PAD else read(*op)
+            acc[lane] = i64(v if im[0] else max(acc[lane], v))
         elif k == Kind.ACC_ARG:
-            v, j, last = order_key(mem.read(*op), mem.regions[op[0]].dtype), ins.imm[0], ins.imm[1]
-            if j == 0 or v > regs.acc[lane] or (last and v == regs.acc[lane]):
-                regs.acc[lane], regs.aux[lane] = v, j
+            v, j = order_key(read(*op), mem.regions[op[0]].dtype), im[0]
+            if j == 0 or v > acc[lane] or (im[1] and v == acc[lane]):
+                acc[lane], aux[lane] = v, i64(j)
 
 
 def _elementwise(regs: Regs, ins: Instr, mem: StepAccess) -> None:
-    k, im, out_r = ins.kind, ins.imm, _out_region(mem)
+    k, im, read = ins.kind, ins.imm, mem.read
     for lane, o in enumerate(ins.out):
         a = ins.a[lane]
         if k == Kind.ADD:
             za, zb, am, bm, s, zp, lo, hi = im
-            v = clamp(zp + round_shift((mem.read(*a) - za) * am + (mem.read(*ins.b[lane]) - zb) * bm, s), lo, hi)
+            x, y = read(*a) - za, read(*ins.b[lane]) - zb
+            xa, yb = x * am, y * bm
+            t = xa + yb
+            if not (I256_MIN <= x <= I256_MAX and I256_MIN <= xa <= I256_MAX and I256_MIN <= y <= I256_MAX
+                    and I256_MIN <= yb <= I256_MAX and I256_MIN <= t <= I256_MAX):
+                raise ArithmeticOverflow(f"ADD lane {lane}")
+            v = clamp(i256(zp + round_shift(t, s)), lo, hi)
         elif k == Kind.MUL:
             za, zb, m, s, zp, lo, hi = im
-            v = requant((mem.read(*a) - za) * (mem.read(*ins.b[lane]) - zb), m, s, zp, lo, hi)
+            x, y = read(*a) - za, read(*ins.b[lane]) - zb
+            v = requant(i256(i256(x) * i256(y)), m, s, zp, lo, hi)
         elif k == Kind.LUT:
-            v = mem.read(im[0], mem.read(*a) + im[1])
+            v = _table(mem, im[0], i256(read(*a) + im[1]))
         elif k == Kind.QUANT:
-            v = quantize_value(mem.read(*a), *im)
+            v = quantize_value(read(*a), *im)
         elif k == Kind.DEQUANT:
-            v = dequantize_value(mem.read(*a), *im)
+            v = dequantize_value(read(*a), *im)
         elif k == Kind.COPY:
-            v = mem.read(*a)
+            v = read(*a)
         elif k == Kind.CAST:
-            v = cast_value(mem.read(*a), DType(im[0]), DType(im[1]))
+            src, dst = _dtype(im[0]), _dtype(im[1])
+            v = cast_value(read(*a), src, dst)
         elif k == Kind.FLIP:
-            byte = (mem.read(*a) & 0xFF) ^ 0x80
-            v = byte - 256 if mem.regions[out_r].dtype == DType.INT8 and byte >= 128 else byte
+            byte = (read(*a) & 0xFF) ^ 0x80
+            v = byte - 256 if mem.regions[-1].dtype == DType.INT8 and byte >= 128 else byte
         elif k == Kind.WHERE:
-            cond = cast_value(mem.read(*a), DType(im[0]), DType.BOOL)
-            v = mem.read(*ins.b[lane]) if cond else mem.read(*ins.c[lane])
+            cdt = _dtype(im[0])
+            cond, x, y = read(*a), read(*ins.b[lane]), read(*ins.c[lane])
+            v = x if cast_value(cond, cdt, DType.BOOL) else y
         else:  # GATHER
             n, stride = im
-            i = mem.read(*a)
+            i = read(*a)
             if not -n <= i < n:
-                raise InvalidStep(f"gather index {i} out of range [-{n}, {n - 1}]")
-            v = mem.read(ins.b[lane][0], ins.b[lane][1] + (i + n if i < 0 else i) * stride)
-        mem.write(out_r, o, v)
+                raise GatherIndexOutOfRange(f"index {i} outside [-{n}, {n})")
+            d, base = ins.b[lane]
+            e = i256(base + i256((i + n if i < 0 else i) * stride))
+            if not 0 <= d < len(mem.regions) - 1 or not 0 <= e < mem.regions[d].nbytes // mem.regions[d].itemsize:
+                raise ElementOutOfRange(f"gather reads element {e} of region {d}")
+            v = read(d, e)
+        _store(mem, o, v)
 
 
 def _softmax(regs: Regs, ins: Instr, mem: StepAccess) -> None:
@@ -297,13 +411,14 @@ def _softmax(regs: Regs, ins: Instr, mem: StepAccess) -> None:
     if ins.kind == Kind.SM_MAX:
         s[0] = max(xs) if ins.imm[0] else max([s[0], *xs])
     elif ins.kind == Kind.SM_SUM:
-        s[1] += sum(mem.read(ins.imm[0], s[0] - x) for x in xs)
+        for x in xs:
+            s[1] = i256(s[1] + _table(mem, ins.imm[0], i256(s[0] - x)))
     else:
         table, zp, lo, hi, last = ins.imm
         total = max(s[1], 1)
         for o, x in zip(ins.out, xs, strict=True):
-            e = mem.read(table, s[0] - x)
-            mem.write(_out_region(mem), o, clamp((512 * e + total) // (2 * total) + zp, lo, hi))
+            e = _table(mem, table, i256(s[0] - x))
+            _store(mem, o, clamp(i256(i256(i256(512 * e) + total) // i256(2 * total) + zp), lo, hi))
         if last:
             regs.reset_scalars()
 
@@ -312,26 +427,27 @@ def _layernorm(regs: Regs, ins: Instr, mem: StepAccess) -> None:
     s = regs.s
     if ins.kind == Kind.LN_DEN:
         n, eps = ins.imm
-        s[2] = max(math.isqrt(((s[1] // n) << 16) + eps), 1)
+        if n <= 0:
+            raise NonPositiveDivisor(f"layernorm row length {n}")
+        s[2] = max(isqrt(i256(shl(s[1] // n, 16) + eps)), 1)
         return
     xs = [mem.read(*op) for op in ins.a]
     if ins.kind == Kind.LN_SUM:
-        s[0] += sum(xs)
+        for x in xs:
+            s[0] = i256(s[0] + x)
     elif ins.kind == Kind.LN_VAR:
-        s[1] += sum((ins.imm[0] * x - s[0]) ** 2 for x in xs)
+        n = ins.imm[0]
+        for x in xs:
+            d = i256(i256(n * x) - s[0])
+            s[1] = i256(s[1] + i256(d * d))
     else:
         n, frac, m, sh, zp, lo, hi, last = ins.imm
         for lane, (o, x) in enumerate(zip(ins.out, xs, strict=True)):
-            z = round_div((n * x - s[0]) << (frac + 8), s[2])
-            acc = z * mem.read(*ins.b[lane]) + mem.read(*ins.c[lane])
-            mem.write(_out_region(mem), o, requant(acc, m, sh, zp, lo, hi))
+            gamma, beta = mem.read(*ins.b[lane]), mem.read(*ins.c[lane])
+            z = round_div(shl(i256(i256(n * x) - s[0]), i256(frac + 8)), s[2])
+            _store(mem, o, requant(i256(i256(z * gamma) + beta), m, sh, zp, lo, hi))
         if last:
             regs.reset_scalars()
-
-
-def _fin_move(regs: Regs, ins: Instr, mem: StepAccess) -> None:
-    src = regs.aux if ins.imm[0] else regs.acc
-    _fin(regs, ins, mem, lambda lane: src[lane])
 
 
 _EXEC: dict[Kind, Callable[[Regs, Instr, StepAccess], None]] = {

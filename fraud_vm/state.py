@@ -22,7 +22,7 @@ from enum import IntEnum
 
 from opml.merkle import keccak
 
-from .errors import InvalidStep, InvalidWitness
+from .errors import ArithmeticOverflow, MalformedState
 
 LANES = 32
 N_SCALARS = 4
@@ -83,7 +83,7 @@ def _lanes_bytes(lanes: tuple[int, ...]) -> bytes:
         return _LANES_FMT.pack(*lanes)
     except struct.error:
         bad = next((v for v in lanes if not (isinstance(v, int) and I64_MIN <= v <= I64_MAX)), None)
-        raise InvalidStep(f"accumulator lane value {bad} does not fit int64") from None
+        raise ArithmeticOverflow(f"accumulator lane value {bad} does not fit int64") from None
 
 
 def _lanes_from(b: bytes) -> tuple[int, ...]:
@@ -96,16 +96,18 @@ def _lanes_from(b: bytes) -> tuple[int, ...]:
 
 def _i256(v: int) -> bytes:
     if not I256_MIN <= v <= I256_MAX:
-        raise InvalidStep(f"scalar register value {v} does not fit int256")
+        raise ArithmeticOverflow(f"scalar register value {v} does not fit int256")
     return (v % (1 << 256)).to_bytes(32, "big")
 
 
 def encode_state(s: VMState) -> bytes:
     """Encode a state (module docstring layout)."""
     if len(s.context_hash) != 32 or len(s.memory_root) != 32:
-        raise InvalidStep("context hash and memory root must be 32 bytes")
+        raise MalformedState("context hash and memory root must be 32 bytes")
     if len(s.scalars) != N_SCALARS or len(s.acc) != LANES or len(s.aux) != LANES:
-        raise InvalidStep("a state has 4 scalar registers and 32 acc/aux lanes")
+        raise MalformedState("a state has 4 scalar registers and 32 acc/aux lanes")
+    if not 0 <= s.step < 1 << 64:
+        raise MalformedState(f"step {s.step} is outside uint64")
     parts = [s.context_hash, s.memory_root, s.step.to_bytes(32, "big"), int(s.status).to_bytes(32, "big")]
     parts += [_i256(v) for v in s.scalars]
     parts += [_lanes_bytes(s.acc), _lanes_bytes(s.aux), bytes(32)]
@@ -113,13 +115,13 @@ def encode_state(s: VMState) -> bytes:
 
 
 def decode_state(data: bytes) -> VMState:
-    """Decode an 800-byte state encoding; raises InvalidWitness if it is not canonical."""
+    """Decode an 800-byte state encoding; raises MalformedState if it is not canonical."""
     if len(data) != STATE_BYTES:
-        raise InvalidWitness(f"a state encoding is {STATE_BYTES} bytes, got {len(data)}")
+        raise MalformedState(f"a state encoding is {STATE_BYTES} bytes, got {len(data)}")
     w = [data[32 * i : 32 * i + 32] for i in range(STATE_WORDS)]
     step, status = int.from_bytes(w[2], "big"), int.from_bytes(w[3], "big")
     if status not in (0, 1) or step >= 1 << 64 or w[24] != bytes(32):
-        raise InvalidWitness("state encoding has an invalid status, step or reserved word")
+        raise MalformedState("state encoding has an invalid status, step or reserved word")
     scalars = tuple(int.from_bytes(x, "big", signed=True) for x in w[4:8])
     s = VMState(w[0], w[1], step, Status(status), scalars, _lanes_from(data[256:512]), _lanes_from(data[512:768]))
     return s

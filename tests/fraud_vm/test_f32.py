@@ -12,13 +12,32 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fraud_vm.f32 import NAN, f32_decode, f32_from_int, f32_parts, f32_rint, f32_round, round_half_even
+from fraud_vm.f32 import NAN, POS_INF, f32_from_int, f32_parts, f32_rint, f32_round_scaled, f32_trunc
 from fraud_vm.isa import clamp, dequantize_value, quantize_value
 
 BITS = st.one_of(st.integers(0, (1 << 32) - 1),
                  st.sampled_from([0, 0x80000000, 1, 0x80000001, 0x007FFFFF, 0x00800000, 0x3F000000, 0xBF000000,
                                   0x3FC00000, 0xBFC00000, 0x40200000, 0x7F7FFFFF, 0xFF7FFFFF, 0x4B000001]))
 SCALES = st.one_of(st.integers(1, 0x7F7FFFFF), st.sampled_from([0x3C23D70A, 0x3B800000, 0x3F800000, 1, 0x7F7FFFFF]))
+
+
+def f32_decode(bits: int) -> Fraction | str:
+    """Oracle: the exact value of a float32 bit pattern (a Fraction), or NAN / POS_INF / NEG_INF."""
+    parts = f32_parts(bits)
+    if isinstance(parts, str):
+        return parts
+    sign, m, e = parts
+    return Fraction(sign * m) * Fraction(2) ** e
+
+
+def round_half_even(q: Fraction) -> int:
+    """Oracle: Python's round() of a Fraction is round half to even."""
+    return round(q)
+
+
+def f32_round(q: Fraction, negative_zero: bool = False) -> int:
+    """The integer rounding routine applied to a rational: ``q = p / d`` with ``e2 = 0``."""
+    return f32_round_scaled(q < 0, abs(q.numerator), q.denominator, 0, negative_zero)
 
 
 def _f32(bits: int) -> np.float32:
