@@ -3,9 +3,13 @@
 Each file is one small one-node bundle (an op and an edge case: saturation, negative zero points,
 padding lanes, a last output word only partly filled, float infinities...). For every instruction
 kind its program uses, the file holds the first step of that kind and, where different, the last:
-pre-state hash, decoded instruction, witness (pre-state, context, words, multiproof siblings) and
+pre-state hash, decoded instruction, witness (as JSON and as the calldata the L1 verifier takes) and
 post-state hash. Both the Python VM (``tests/fraud_vm/test_vm_vectors.py``) and the Solidity step
 verifier must map every witness to its post-state hash.
+
+``failures`` (``scripts/fraud_vm_failures.py``) are forged or inconsistent steps, each naming the
+error (``fraud_vm.errors``) with which ``check_step(pre_state_hash, witness_calldata,
+post_state_hash)`` must fail; the Solidity verifier must revert with the custom error of that name.
 
     python scripts/gen_fraud_vm_vectors.py          # (re)write the files
     python scripts/gen_fraud_vm_vectors.py --check  # exit 1 if they are stale
@@ -24,6 +28,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from fraud_vm_failures import kind_failures, unsupported_node, witness_failures  # noqa: E402
 
 from fraud_vm.trace import NodeTrace  # noqa: E402
 from opml.bundle import Bundle, DType, Node, TensorSpec  # noqa: E402
@@ -50,7 +57,7 @@ def const(arr: np.ndarray, scale: float = 0.0, zp: int = 0) -> TensorSpec:
     return TensorSpec("c", DType.from_np(a.dtype), tuple(a.shape), float(np.float32(scale)), zp, a.tobytes())
 
 
-def one_node(op: str, ins: Sequence[TensorSpec], out: TensorSpec, **attrs: object) -> Bundle:
+def one_node(op: str, ins: Sequence[TensorSpec], out: TensorSpec, **attrs: Any) -> Bundle:
     names = BY_NAME[op].attrs
     at = tuple(tuple(int(v) for v in (attrs[a] if isinstance(attrs[a], list | tuple) else [attrs[a]])) for a in names)
     tensors = tuple(
@@ -311,11 +318,23 @@ def vectors_for(name: str, desc: str, bundle: Bundle, inputs: list[np.ndarray]) 
                 "instruction": tr.program.instr(k).to_json(),
                 "pre_state_hash": "0x" + tr.state_hash_at(k).hex(),
                 "witness": w.to_json(),
+                "witness_calldata": "0x" + w.encode().hex(),
                 "witness_bytes": w.size_bytes(),
                 "post_state_hash": "0x" + tr.state_hash_at(k + 1).hex(),
             }
         )
-    return {"name": name, "description": desc, "op": bundle.nodes[0].op, "num_steps": tr.num_steps, "vectors": vecs}
+    failures = kind_failures(name, tr)
+    if name == WITNESS_FAILURES_CASE:
+        failures = witness_failures(tr, 0) + failures
+    if name == UNSUPPORTED_CASE:
+        failures.append(unsupported_node(tr))
+    return {"name": name, "description": desc, "op": bundle.nodes[0].op, "num_steps": tr.num_steps, "vectors": vecs,
+            "failures": failures}
+
+
+WITNESS_FAILURES_CASE = "linear_int8_negative_zp"
+"""The file whose first step (a MAC over three regions) carries every witness-level failure."""
+UNSUPPORTED_CASE = "add_broadcast_saturation"
 
 
 def generate() -> dict[str, str]:
@@ -324,10 +343,11 @@ def generate() -> dict[str, str]:
     for name, (desc, make) in _cases().items():
         bundle, inputs = make()
         doc = vectors_for(name, desc, bundle, inputs)
-        vecs = doc.pop("vectors")
+        vecs, fails = doc.pop("vectors"), doc.pop("failures")
         head = json.dumps(doc, sort_keys=True)[:-1]
         body = ",\n".join(json.dumps(v, sort_keys=True, separators=(",", ":")) for v in vecs)
-        out[name + ".json"] = f'{head}, "vectors": [\n{body}\n]}}\n'
+        fbody = ",\n".join(json.dumps(v, sort_keys=True, separators=(",", ":")) for v in fails)
+        out[name + ".json"] = f'{head}, "vectors": [\n{body}\n], "failures": [\n{fbody}\n]}}\n'
 
     return out
 
