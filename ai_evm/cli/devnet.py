@@ -45,7 +45,7 @@ def devnet(
     try:
         datadir.mkdir(parents=True, exist_ok=True)
         store = open_model_store(model_stores, datadir)
-        seq = Sequencer(NodeConfig(datadir, chain_id=chain_id), make_resolver(store))  # type: ignore[arg-type]
+        seq = Sequencer(NodeConfig(datadir, chain_id=chain_id, block_time=block_time), make_resolver(store))  # type: ignore[arg-type]
         info = prepare_devnet(seq, datadir, url)
     except Exception as e:
         click.echo(f"error: {e}", err=True)

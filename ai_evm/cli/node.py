@@ -87,7 +87,8 @@ def node(
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         store = open_model_store(model_stores, datadir)
-        seq = Sequencer(NodeConfig(datadir, chain_id=chain_id, gas_limit=gas_limit, sync=not no_fsync),
+        seq = Sequencer(NodeConfig(datadir, chain_id=chain_id, gas_limit=gas_limit, block_time=block_time,
+                                   sync=not no_fsync),
                         make_resolver(store))  # type: ignore[arg-type]
     except (NodeError, Exception) as e:
         click.echo(f"error: {e}", err=True)

@@ -32,8 +32,9 @@ from ai_evm.evm import ModelResolver
 
 from .accounts import DEV_BALANCE, DevAccount, dev_accounts
 from .db import LMDBAtomicDB
-from .errors import InvalidParams, ServerError, TransactionRejected
+from .errors import InvalidParams, NodeError, ServerError, TransactionRejected
 from .index import META_KEY, block_key, block_record, decode_record, encode_record
+from .journal import JournalError, PoolJournal
 from .pool import PoolLimits, TxPool
 from .vm import block_inferences, chain_class
 
@@ -53,6 +54,7 @@ class NodeConfig:
     datadir: Path
     chain_id: int = DEFAULT_CHAIN_ID
     gas_limit: int = DEFAULT_GAS_LIMIT
+    #: Interval mining: sends return before mining, so the pool is journaled (:mod:`.journal`).
     block_time: float | None = None
     accounts: tuple[DevAccount, ...] = field(default_factory=dev_accounts)
     sync: bool = True
@@ -95,6 +97,10 @@ class Sequencer:
                 )
             self.chain = cls(self.db)
         self.builder = self.chain.get_vm().get_transaction_builder()
+        #: With interval mining, every admitted transaction is on disk before its send returns.
+        self.journal = PoolJournal(Path(config.datadir), sync=config.sync) if config.block_time else None
+        if self.journal is not None:
+            self._replay_journal()
 
     # -- genesis ----------------------------------------------------------------------------------
     def _genesis(self, cls: type[MiningChain]) -> MiningChain:
@@ -185,6 +191,7 @@ class Sequencer:
         out: list[TransactionRejected | None] = []
         with self.lock:
             state, limits = self.head_state(), self.limits()
+            admitted: list[SignedTransactionAPI] = []
             for tx in txs:
                 try:
                     self.pool.check(tx, state, limits, lambda h: self.tx_location(h) is not None)
@@ -192,26 +199,72 @@ class Sequencer:
                     out.append(e)
                     continue
                 self.pool.add(tx)
+                admitted.append(tx)
                 out.append(None)
+            if self.journal is not None and admitted:
+                try:
+                    self.journal.append([bytes(tx.encode()) for tx in admitted])
+                except JournalError as e:  # not durable: not admitted
+                    log.error("%s", e)
+                    self.pool.remove(admitted)
+                    refused = TransactionRejected(f"transaction not admitted: {e}")
+                    out = [refused if r is None else r for r in out]
         return out
+
+    def _replay_journal(self) -> None:
+        """Re-admit the journaled transactions (start-up); drop those mined or invalid meanwhile."""
+        assert self.journal is not None
+        raws = self.journal.load()
+        kept: list[bytes] = []
+        state, limits = self.head_state(), self.limits()
+        for raw in raws:
+            try:
+                tx = self.decode_raw(raw)
+                self.pool.check(tx, state, limits, lambda h: self.tx_location(h) is not None)
+            except NodeError as e:
+                log.info("pool journal: dropping a transaction: %s", e.message)
+                continue
+            self.pool.add(tx)
+            kept.append(raw)
+        self.journal.rewrite(kept)
+        if raws:
+            log.warning("pool journal: %d of %d journaled transactions are pending again", len(kept), len(raws))
+
+    def _compact_journal(self) -> None:
+        """Rewrite the journal with exactly the pending transactions (after blocks and drops)."""
+        if self.journal is None:
+            return
+        try:
+            self.journal.rewrite([bytes(tx.encode()) for tx in self.pool.pending.values()])
+        except JournalError:  # the old journal is a superset: a replay drops what was mined
+            log.exception("pool journal not compacted")
 
     # -- mining -----------------------------------------------------------------------------------
     def mine_pending(self, allow_empty: bool = False) -> list[MinedBlock]:
         """Mine every pending transaction (one block per gas-limit-sized batch)."""
         mined: list[MinedBlock] = []
         with self.lock:
-            if allow_empty and not self.pool.pending:
-                mined.append(self._mine([], self._next_timestamp(self.head())))
-            while self.pool.pending:
-                batch = self.pool.take(self.chain.header.gas_limit)
-                if not batch:  # admission bounds gas by the block gas limit; never spin on a stale pool
-                    first = next(iter(self.pool.pending.values()))
-                    self.pool.drop([(first, "transaction dropped: exceeds block gas limit")])
-                    continue
-                block = self._mine_batch(batch)
-                if block is not None:
-                    mined.append(block)
+            before = len(self.pool)
+            try:
+                self._mine_all_pending(mined, allow_empty)
+            finally:
+                if len(self.pool) != before or any(block.tx_hashes for block in mined):
+                    self._compact_journal()
         return mined
+
+    def _mine_all_pending(self, mined: list[MinedBlock], allow_empty: bool) -> None:
+        """The loop of :meth:`mine_pending` (blocks are appended to ``mined`` as they are committed)."""
+        if allow_empty and not self.pool.pending:
+            mined.append(self._mine([], self._next_timestamp(self.head())))
+        while self.pool.pending:
+            batch = self.pool.take(self.chain.header.gas_limit)
+            if not batch:  # admission bounds gas by the block gas limit; never spin on a stale pool
+                first = next(iter(self.pool.pending.values()))
+                self.pool.drop([(first, "transaction dropped: exceeds block gas limit")])
+                continue
+            block = self._mine_batch(batch)
+            if block is not None:
+                mined.append(block)
 
     def _mine_batch(self, batch: list[SignedTransactionAPI]) -> MinedBlock | None:
         """Mine ``batch`` into one block, dropping the transactions that cannot run; linear in the batch.
