@@ -25,38 +25,49 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from opml.bundle import Bundle, DType
+from opml.bundle import VERSION, Bundle, DType
+from opml.commitment import GraphHeader
 from opml.engine import check_input, get_plan
 from opml.errors import InferenceInputError, OpmlError
-from opml.merkle import ZERO_WORD, LevelTree, keccak, merkle_root, root_from_proof, tree_depth
+from opml.merkle import ZERO_WORD, LevelTree, keccak, root_from_proof, tree_depth
 
-from .errors import FraudVMError
+from .errors import FraudVMError, InputCountMismatch, InvalidClaim, InvalidTableProof, MalformedMove
 
 CommitTensor = Callable[[np.ndarray, int], bytes]
 _CODE: dict[np.dtype, DType] = {dt.np: dt for dt in DType}
 
 
 class Phase1Error(FraudVMError):
-    """A phase-1 commitment, opening or claim that does not check (the message says which)."""
+    """A player-side phase-1 request that cannot be served (a state or tensor outside the trace).
+
+    The referee-side checks (``check_claim``, ``check_leaf``, ``apply_outputs``) raise the game's
+    named errors (``fraud_vm.errors``) instead.
+    """
 
 
 def state_hash(model_address: bytes, counter: int, tensors_root: bytes) -> bytes:
     """``keccak256(model_address || uint256(counter) || tensors_root)``: the phase-1 state."""
     if len(model_address) != 32 or len(tensors_root) != 32 or not 0 <= counter < 1 << 256:
-        raise Phase1Error("a phase-1 state takes a 32-byte address, a uint256 counter and a 32-byte root")
+        raise MalformedMove("a phase-1 state takes a 32-byte address, a uint256 counter and a 32-byte root")
     return keccak(model_address + counter.to_bytes(32, "big") + tensors_root)
 
 
 def io_hash(roots: Sequence[bytes]) -> bytes:
     """``keccak256`` of tensor roots concatenated: the claim's input hash or output hash."""
-    if any(len(r) != 32 for r in roots):
-        raise Phase1Error("tensor roots are 32 bytes each")
+    if any(not isinstance(r, bytes) or len(r) != 32 for r in roots):
+        raise MalformedMove("tensor roots are 32 bytes each")
     return keccak(b"".join(roots))
 
 
-def table_depth(bundle: Bundle) -> int:
-    """Depth of the tensor table's Merkle tree."""
-    return tree_depth(len(bundle.tensors))
+def graph_header(bundle: Bundle) -> GraphHeader:
+    """The graph facts of ``bundle`` that ``opml.commitment.prove_header`` proves against its address."""
+    return GraphHeader(VERSION, len(bundle.tensors), len(bundle.nodes), tuple(bundle.inputs), tuple(bundle.outputs))
+
+
+def table_depth(graph: GraphHeader | Bundle) -> int:
+    """Depth of the tensor table's Merkle tree: ``ceil(log2 T)``."""
+    n = graph.n_tensors if isinstance(graph, GraphHeader) else len(graph.tensors)
+    return tree_depth(n)
 
 
 def check_ssa(bundle: Bundle) -> None:
@@ -69,49 +80,49 @@ def check_ssa(bundle: Bundle) -> None:
             defined.add(o)
 
 
-def initial_tensors_root(bundle: Bundle, input_roots: Sequence[bytes]) -> bytes:
+def _root32(r: object) -> bytes:
+    if not isinstance(r, bytes) or len(r) != 32:
+        raise MalformedMove("tensor roots and proof words are 32 bytes each")
+    return r
+
+
+def initial_tensors_root(header: GraphHeader, input_roots: Sequence[bytes]) -> bytes:
     """The tensor table before node 0: the graph inputs' roots, zero elsewhere."""
-    if len(input_roots) != len(bundle.inputs):
-        raise Phase1Error(f"the model has {len(bundle.inputs)} inputs, got {len(input_roots)} roots")
-    leaves = [ZERO_WORD] * len(bundle.tensors)
-    for t, r in zip(bundle.inputs, input_roots, strict=True):
-        if len(r) != 32:
-            raise Phase1Error("tensor roots are 32 bytes each")
-        leaves[t] = r
-    return merkle_root(leaves, table_depth(bundle))
+    if len(input_roots) != len(header.inputs):
+        raise InvalidClaim(f"the model has {len(header.inputs)} inputs, got {len(input_roots)} roots")
+    tree = LevelTree.from_leaves([ZERO_WORD] * header.n_tensors, table_depth(header))
+    tree.update_many({t: _root32(r) for t, r in zip(header.inputs, input_roots, strict=True)})
+    return tree.root
 
 
-def initial_state(bundle: Bundle, input_roots: Sequence[bytes]) -> bytes:
+def initial_state(address: bytes, header: GraphHeader, input_roots: Sequence[bytes]) -> bytes:
     """``state_0``: derived from the model address and the claim's input roots."""
-    return state_hash(bundle.address, 0, initial_tensors_root(bundle, input_roots))
+    return state_hash(address, 0, initial_tensors_root(header, input_roots))
 
 
-def check_leaf(bundle: Bundle, tensors_root: bytes, tensor_id: int, leaf: bytes, proof: Sequence[bytes]) -> None:
-    """Raise unless ``leaf`` is tensor ``tensor_id``'s leaf in the table with root ``tensors_root``."""
-    if not 0 <= tensor_id < len(bundle.tensors) or len(proof) != table_depth(bundle):
-        raise Phase1Error(f"bad tensor-table proof for tensor {tensor_id}")
-    if any(len(p) != 32 for p in proof) or len(leaf) != 32:
-        raise Phase1Error("tensor-table proof words are 32 bytes each")
-    if root_from_proof(leaf, tensor_id, proof) != tensors_root:
-        raise Phase1Error(f"tensor {tensor_id}'s leaf does not open against the tensor table root")
+def check_leaf(header: GraphHeader, tensors_root: bytes, tensor_id: int, leaf: bytes,
+               proof: Sequence[bytes]) -> None:
+    """Raise InvalidTableProof unless ``leaf`` is tensor ``tensor_id``'s leaf in the table ``tensors_root``."""
+    if not isinstance(proof, Sequence) or not 0 <= tensor_id < header.n_tensors or len(proof) != table_depth(header):
+        raise InvalidTableProof(f"a tensor-table proof for tensor {tensor_id} has {table_depth(header)} words")
+    path = [_root32(p) for p in proof]
+    if root_from_proof(_root32(leaf), tensor_id, path) != tensors_root:
+        raise InvalidTableProof(f"tensor {tensor_id}'s leaf does not open against the tensor table root")
 
 
-def apply_node_outputs(bundle: Bundle, node_index: int, tensors_root: bytes, output_roots: Sequence[bytes],
-                       proofs: Sequence[Sequence[bytes]]) -> bytes:
-    """The tensor table after node ``node_index``, given the one before it.
+def apply_outputs(header: GraphHeader, tensors_root: bytes, output_ids: Sequence[int], output_roots: Sequence[bytes],
+                  proofs: Sequence[Sequence[bytes]]) -> bytes:
+    """The tensor table after a node with outputs ``output_ids``, given the one before it.
 
     ``proofs[j]`` is output ``j``'s sibling path in the table as it is when output ``j`` is written
     (outputs are written in order); each output's leaf must be zero before (SSA).
     """
-    node = bundle.nodes[node_index]
-    if len(output_roots) != len(node.outputs) or len(proofs) != len(node.outputs):
-        raise Phase1Error(f"node {node_index} has {len(node.outputs)} outputs")
+    if len(output_roots) != len(output_ids) or len(proofs) != len(output_ids):
+        raise InputCountMismatch(f"the node has {len(output_ids)} outputs")
     root = tensors_root
-    for t, r, proof in zip(node.outputs, output_roots, proofs, strict=True):
-        check_leaf(bundle, root, t, ZERO_WORD, proof)
-        if len(r) != 32:
-            raise Phase1Error("tensor roots are 32 bytes each")
-        root = root_from_proof(r, t, proof)
+    for t, r, proof in zip(output_ids, output_roots, proofs, strict=True):
+        check_leaf(header, root, t, ZERO_WORD, proof)
+        root = root_from_proof(_root32(r), t, list(proof))
     return root
 
 
@@ -259,17 +270,23 @@ def make_claim(trace: Phase1Trace, batch: int) -> Claim:
     )
 
 
-def check_claim(bundle: Bundle, claim: Claim) -> bytes:
-    """Check a claim's links (address, output roots inside ``state_n``); return ``state_0``."""
-    if claim.model_address != bundle.address:
-        raise Phase1Error("the claim names another model address")
+def check_claim(address: bytes, header: GraphHeader, claim: Claim) -> bytes:
+    """Check a claim's links (address, batch, output roots inside ``state_n``); return ``state_0``.
+
+    Raises InvalidClaim (or MalformedMove for fields of the wrong size).
+    """
+    if claim.model_address != address:
+        raise InvalidClaim("the claim names another model address")
     if not isinstance(claim.batch, int) or not 1 <= claim.batch <= 1 << 16:
-        raise Phase1Error(f"batch {claim.batch!r} is outside 1..65536")
-    n = len(bundle.nodes)
-    if state_hash(bundle.address, n, claim.final_tensors_root) != claim.final_state:
-        raise Phase1Error("the claim's final tensor table does not hash to its final state")
-    if len(claim.output_roots) != len(bundle.outputs) or len(claim.output_proofs) != len(bundle.outputs):
-        raise Phase1Error(f"the model has {len(bundle.outputs)} outputs")
-    for t, r, p in zip(bundle.outputs, claim.output_roots, claim.output_proofs, strict=True):
-        check_leaf(bundle, claim.final_tensors_root, t, r, p)
-    return initial_state(bundle, claim.input_roots)
+        raise InvalidClaim(f"batch {claim.batch!r} is outside 1..65536")
+    n = header.n_nodes
+    if state_hash(address, n, _root32(claim.final_tensors_root)) != claim.final_state:
+        raise InvalidClaim("the claim's final tensor table does not hash to its final state")
+    if len(claim.output_roots) != len(header.outputs) or len(claim.output_proofs) != len(header.outputs):
+        raise InvalidClaim(f"the model has {len(header.outputs)} outputs")
+    for t, r, p in zip(header.outputs, claim.output_roots, claim.output_proofs, strict=True):
+        try:
+            check_leaf(header, claim.final_tensors_root, t, r, p)
+        except InvalidTableProof as e:
+            raise InvalidClaim(f"an output root does not open in the final table: {e.detail}") from None
+    return initial_state(address, header, claim.input_roots)

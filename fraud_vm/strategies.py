@@ -19,12 +19,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from opml.bundle import Bundle
+from opml.commitment import prove_header, prove_node, prove_tensor
 from opml.engine import get_plan
 from opml.merkle import keccak
 
 from . import phase1 as p1
 from . import position as P
-from .game import Bisect, Game, GameError, Move, OpenSteps, Outcome, Phase, Role, Rules, Step, VMBackend, open_game
+from .compiler import NodeContext
+from .errors import FinalStateMismatch, FraudVMError, GameError, MalformedMove
+from .game import Bisect, Game, Move, OpenSteps, Outcome, Phase, Role, Rules, Step, VMBackend, open_game
 
 
 class NodeTraceLike(Protocol):
@@ -41,6 +44,9 @@ class PlayerBackend(VMBackend, Protocol):
     """The referee's backend plus what players need: tensor commitments and node traces."""
 
     def commit_tensor(self, array: np.ndarray, dtype_code: int) -> bytes: ...
+
+    def node_steps(self, bundle: Bundle, node_index: int, batch: int) -> int:
+        """Number of steps of a node's program (a player reads it from its own bundle)."""
 
     def node_trace(self, bundle: Bundle, node_index: int, env: dict[int, np.ndarray],
                    roots: Mapping[int, bytes] | None = None, env_has_output: bool = False) -> NodeTraceLike:
@@ -227,13 +233,16 @@ class Player:
         node = bundle.nodes[k]
         dyn = [t for t in node.inputs if not bundle.tensors[t].is_const]
         in_proofs, out_proofs = tr.table_paths(k, dyn, node.outputs)
+        # the descriptors the referee rebuilds node k's context from, each proven against the address
+        node_proof = prove_node(bundle, k)
+        tensor_proofs = tuple(prove_tensor(bundle, t) for t in (*node.inputs, *node.outputs))
         ntrace = self.node_trace(k)
         if isinstance(ntrace, LyingTrace):
             final, proof = self.backend.forge_final(ntrace.honest, [self.env[t] for t in node.outputs])
         else:
             final, proof = self.backend.final_opening(ntrace)
         return OpenSteps(
-            c, is_attack, tr.tensors_root(k), tuple(tr.roots[t] for t in dyn),
+            c, is_attack, node_proof, tensor_proofs, tr.tensors_root(k), tuple(tr.roots[t] for t in dyn),
             tuple(tuple(p) for p in in_proofs), tuple(tr.roots[t] for t in node.outputs),
             tuple(tuple(p) for p in out_proofs), final, proof,
         )
@@ -242,8 +251,9 @@ class Player:
 class FraudVMBackend:
     """The fraud VM (``fraud_vm.trace`` / ``fraud_vm.vm``) as the referee's and the players' backend.
 
-    The referee side derives everything from the bundle (the model address's data): node contexts,
-    step counts, the constants' roots; the players side builds fast-forward node traces.
+    The referee side works from a node context rebuilt from proven descriptors (``game.node_context``):
+    step counts, start states, final-state checks, one-step verification. The players side builds
+    fast-forward node traces from its own bundle.
     """
 
     def __init__(self) -> None:
@@ -251,51 +261,54 @@ class FraudVMBackend:
 
         self.commit_tensor = commit_tensor
 
-    def _context(self, bundle: Bundle, node_index: int, batch: int) -> Any:
-        from .compiler import context_for
+    # ------------------------------------------------------------------ referee side (VMBackend)
 
-        return context_for(bundle, node_index, batch)
-
-    def node_steps(self, bundle: Bundle, node_index: int, batch: int) -> int:
+    def num_steps(self, context: NodeContext) -> int:
         from .compiler import compile_context
 
-        return int(compile_context(self._context(bundle, node_index, batch)).num_steps)
+        return int(compile_context(context).num_steps)
 
-    def start_state_hash(self, bundle: Bundle, node_index: int, batch: int, input_roots: Sequence[bytes]) -> bytes:
-        from .tensors import constant_root
+    def start_state_hash(self, context: NodeContext, input_roots: Sequence[bytes]) -> bytes:
         from .trace import initial_state
 
-        dyn = iter(input_roots)
-        roots = []
-        for t in bundle.nodes[node_index].inputs:
-            # SAFETY: a constant's root comes from the bundle (the model address), never from a player
-            roots.append(constant_root(bundle, t) if bundle.tensors[t].is_const else next(dyn))
-        return initial_state(bundle.address, node_index, roots, self._context(bundle, node_index, batch)).hash()
+        return initial_state(context.address, context.node_index, input_roots, context).hash()
 
-    def verify_step(self, pre_state_hash: bytes, witness: Any) -> bytes:
-        from .vm import StepWitness, verify_step
-
-        if not isinstance(witness, StepWitness):
-            raise GameError("a step needs a StepWitness")
-        return verify_step(pre_state_hash, witness)
-
-    def final_output_roots(self, bundle: Bundle, node_index: int, batch: int, final_state: bytes,
-                           proof: Any) -> list[bytes]:
-        from .errors import InvalidWitness
+    def final_output_root(self, context: NodeContext, final_state: bytes, proof: Any) -> bytes:
         from .state import decode_state
         from .trace import node_final_check
 
         try:
             out_root, path = proof
-            ok = node_final_check(decode_state(final_state), self._context(bundle, node_index, batch), out_root, path)
-        except (TypeError, ValueError) as e:
-            raise InvalidWitness(f"malformed final-state proof: {e}") from None
+            ok = node_final_check(decode_state(final_state), context, out_root, path)
+        except (TypeError, ValueError, FraudVMError) as e:
+            raise FinalStateMismatch(f"malformed final state or proof: {e}") from None
         if not ok:
-            raise InvalidWitness("the final state is not the HALTED end of this node holding that output root")
-        return [out_root]
+            raise FinalStateMismatch("the final state is not the HALTED end of this node holding that output root")
+        return bytes(out_root)
+
+    def witness_context_hash(self, witness: Any) -> bytes:
+        from .vm import StepWitness
+
+        if not isinstance(witness, StepWitness):
+            raise MalformedMove("a step needs a StepWitness")
+        return keccak(witness.context)
+
+    def verify_step(self, pre_state_hash: bytes, witness: Any) -> bytes:
+        from .vm import StepWitness, verify_step
+
+        if not isinstance(witness, StepWitness):
+            raise MalformedMove("a step needs a StepWitness")
+        return verify_step(pre_state_hash, witness)
 
     def witness_size(self, witness: Any) -> int:
         return int(witness.size_bytes())
+
+    # ------------------------------------------------------------------ players side
+
+    def node_steps(self, bundle: Bundle, node_index: int, batch: int) -> int:
+        from .compiler import context_for
+
+        return self.num_steps(context_for(bundle, node_index, batch))
 
     def node_trace(self, bundle: Bundle, node_index: int, env: dict[int, np.ndarray],
                    roots: Mapping[int, bytes] | None = None, env_has_output: bool = False) -> NodeTraceLike:
@@ -355,12 +368,14 @@ def play_game(bundle: Bundle, claimant: Player, challenger: Player, backend: VMB
               rules: Rules | None = None, move_seconds: int = 60, max_moves: int = 1000) -> GameResult | None:
     """Referee a game: the claimant claims, the challenger disputes (or not: returns None), both move.
 
-    A player that returns no move, or a move the referee rejects, loses when its clock runs out.
+    The referee gets what a contract gets: the model address, the graph header's proof (here made
+    from ``bundle``; on chain the model registry holds it) and the players' moves. A player that
+    returns no move, or a move the referee rejects, loses when its clock runs out.
     """
     claim = claimant.make_claim()
     if not challenger.disputes(claim):
         return None
-    game = open_game(bundle, claim, backend, rules)
+    game = open_game(bundle.address, prove_header(bundle), claim, backend, rules)
     players = {Role.CLAIMANT: claimant, Role.CHALLENGER: challenger}
     rejected: list[str] = []
     while game.outcome == Outcome.IN_PROGRESS and game.moves < max_moves:
@@ -370,7 +385,7 @@ def play_game(bundle: Bundle, claimant: Player, challenger: Player, backend: VMB
             try:
                 game.play(role, mv, game.now + move_seconds)
                 continue
-            except GameError as e:
+            except FraudVMError as e:
                 rejected.append(f"{role.name.lower()} move {game.moves + 1}: {e}")
         game.claim_timeout(game.deadline())
     if game.outcome == Outcome.IN_PROGRESS:
