@@ -12,7 +12,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fraud_vm.f32 import NAN, POS_INF, f32_from_int, f32_parts, f32_rint, f32_round_scaled, f32_trunc
+from fraud_vm.f32 import NAN, f32_from_int, f32_parts, f32_rint, f32_round_scaled
 from fraud_vm.isa import clamp, dequantize_value, quantize_value
 
 BITS = st.one_of(st.integers(0, (1 << 32) - 1),
