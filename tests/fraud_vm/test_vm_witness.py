@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fraud_vm import errors as E
 from fraud_vm.compiler import context_for, decode_context
-from fraud_vm.errors import InvalidStep, InvalidWitness
 from fraud_vm.state import decode_state
 from fraud_vm.strategies import corrupt
 from fraud_vm.tensors import commit_tensor, region_root, tensor_header
@@ -49,7 +49,7 @@ def _case(traces: dict[str, NodeTrace], op: str) -> tuple[NodeTrace, int, StepWi
 @pytest.mark.parametrize("op", ["linear", "layernorm", "softmax", "add", "lut", "matmul", "transpose", "reduce"])
 def test_witness_round_trip_and_size(encoder_traces: dict[str, NodeTrace], op: str) -> None:
     tr, k, w = _case(encoder_traces, op)
-    assert StepWitness.from_json(w.to_json()) == w
+    assert StepWitness.from_json(w.to_json()) == w == StepWitness.decode(w.encode())
     assert verify_step(tr.state_hash_at(k), w) == tr.state_hash_at(k + 1)
     assert w.size_bytes() < 8192
 
@@ -59,20 +59,22 @@ def test_tampered_witnesses_are_rejected(encoder_traces: dict[str, NodeTrace], o
     tr, k, w = _case(encoder_traces, op)
     h = tr.state_hash_at(k)
     r, i, v = w.words[0]
-    bad = [
-        replace(w, words=((r, i, _flip(v, 5)),) + w.words[1:]),  # a word's value
-        replace(w, siblings=(_flip(w.siblings[0]),) + w.siblings[1:]),  # a proof sibling
-        replace(w, siblings=w.siblings[:-1]),  # a sibling missing
-        replace(w, siblings=w.siblings + (bytes(32),)),  # a sibling too many
-        replace(w, words=w.words[1:]),  # a touched word missing
-        replace(w, words=w.words + w.words[:1]),  # a repeated word
-        replace(w, pre_state=_flip(w.pre_state, 300)),  # a register
-        replace(w, context=_flip(w.context, 40)),  # the node context
+    bad: list[tuple[StepWitness, type[E.FraudVMError]]] = [
+        (replace(w, words=((r, i, _flip(v, 5)),) + w.words[1:]), E.MemoryRootMismatch),  # a word's value
+        (replace(w, siblings=(_flip(w.siblings[0]),) + w.siblings[1:]), E.MemoryRootMismatch),  # a proof sibling
+        (replace(w, siblings=w.siblings[:-1]), E.SiblingsExhausted),  # a sibling missing
+        (replace(w, siblings=w.siblings + (bytes(32),)), E.UnusedSiblings),  # a sibling too many
+        (replace(w, words=w.words + w.words[:1]), E.WordsNotSorted),  # a repeated word
+        (replace(w, pre_state=_flip(w.pre_state, 300)), E.PreStateHashMismatch),  # a register
+        (replace(w, context=_flip(w.context, 40)), E.ContextHashMismatch),  # the node context
     ]
-    for b in bad:
-        with pytest.raises(InvalidWitness):
-            verify_step(h, b)
-    with pytest.raises(InvalidWitness):
+    for b, err in bad:
+        for form in (b, b.encode()):
+            with pytest.raises(err):
+                verify_step(h, form)
+    with pytest.raises(E.InvalidWitness):  # a touched word missing: the multiproof no longer fits
+        verify_step(h, replace(w, words=w.words[1:]))
+    with pytest.raises(E.PreStateHashMismatch):
         verify_step(_flip(h), w)
 
 
@@ -85,7 +87,7 @@ def test_extra_proven_word_is_rejected(encoder_traces: dict[str, NodeTrace]) -> 
     addrs = sorted({(r, i) for r, i, _ in honest.words} | {(0, 7)})
     padded = StepWitness(honest.pre_state, honest.context, tuple((r, i, mem.read_word(r, i)) for r, i in addrs),
                          tuple(mem.prove(addrs)))
-    with pytest.raises(InvalidWitness, match="does not touch"):
+    with pytest.raises(E.UnusedWord):
         verify_step(tr.state_hash_at(k), padded)
 
 
@@ -93,7 +95,7 @@ def test_halted_state_cannot_step(encoder_traces: dict[str, NodeTrace]) -> None:
     tr = encoder_traces["lut"]
     final = tr.state_at(tr.num_steps)
     w = StepWitness(final.encode(), tr.context.encode(), (), ())
-    with pytest.raises(InvalidStep):
+    with pytest.raises(E.StateHalted):
         verify_step(final.hash(), w)
 
 
@@ -102,9 +104,9 @@ def test_context_and_state_decoding(encoder_traces: dict[str, NodeTrace]) -> Non
     assert decode_context(tr.context.encode()) == tr.context
     s = tr.state_at(tr.num_steps // 2)
     assert decode_state(s.encode()) == s
-    with pytest.raises(InvalidWitness):
+    with pytest.raises(E.InvalidWitness):
         decode_context(tr.context.encode()[:-32])
-    with pytest.raises(InvalidWitness):
+    with pytest.raises(E.MalformedState):
         decode_state(s.encode()[:-1])
 
 
