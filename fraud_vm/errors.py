@@ -132,7 +132,7 @@ class ArithmeticOverflow(InvalidStep):
 
 
 class InvalidShift(InvalidStep):
-    """A shift amount lies outside its range (requantization: 1..62; left shifts: 0..254)."""
+    """A shift amount lies outside its range (requantization: 1..62; left shifts: 0..255)."""
 
 
 class NonPositiveDivisor(InvalidStep):
