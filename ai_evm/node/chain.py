@@ -45,6 +45,10 @@ DEFAULT_GAS_LIMIT = 30_000_000
 GENESIS_BASE_FEE = 1_000_000_000
 GENESIS_TIMESTAMP = 1_700_000_000
 RECORD_CACHE = 64
+#: Exceptions that abort a block build without dropping any transaction: they propagate out of
+#: :meth:`Sequencer.mine_pending` untouched (nothing is committed) so that the caller can retry
+#: later. Empty here; a signal such as "a model must be fetched first" belongs in this tuple.
+RETRY_LATER: tuple[type[Exception], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -279,22 +283,35 @@ class Sequencer:
         timestamp = self._next_timestamp(self.head())
         try:
             return self._mine(batch, timestamp)
+        except RETRY_LATER:
+            raise
         except Exception as e:
             log.warning("mining %d transactions failed (%s); dropping the ones that cannot run", len(batch), e)
-        good, failed = self._select_runnable(batch)
+        good, failed = self._select_runnable(batch, timestamp)
         if failed:
             self.pool.drop([(tx, f"transaction dropped: {reason}") for tx, reason in failed])
         if not good:
             return None
         try:
             return self._mine(good, timestamp)
+        except RETRY_LATER:
+            raise
         except Exception as e:  # never leave unminable transactions in the pool
             log.exception("mining the remaining %d transactions failed", len(good))
             self.pool.drop([(tx, f"transaction dropped: block build failed: {e}") for tx in good])
             return None
 
+    def _stamp_pending_header(self, timestamp: int) -> None:
+        """Give the pending header the block's timestamp *before* anything executes on it.
+
+        ``mine_all`` executes on ``chain.header`` and only stamps ``timestamp`` into the header
+        afterwards; left alone, ``TIMESTAMP`` would read the time the pending header was made (the
+        previous block's) and a validator re-executing the block would compute another state.
+        """
+        self.chain.header = self.chain.header.copy(timestamp=timestamp)
+
     def _select_runnable(
-        self, batch: list[SignedTransactionAPI]
+        self, batch: list[SignedTransactionAPI], timestamp: int
     ) -> tuple[list[SignedTransactionAPI], list[tuple[SignedTransactionAPI, str]]]:
         """Split ``batch`` into the transactions the next block can hold and the others.
 
@@ -308,6 +325,7 @@ class Sequencer:
         good: list[SignedTransactionAPI] = []
         failed: list[tuple[SignedTransactionAPI, str]] = []
         try:
+            self._stamp_pending_header(timestamp)
             header = self.chain.header
             vm = self.chain.get_vm(header)
             for tx in batch:
@@ -324,6 +342,8 @@ class Sequencer:
                     computation = vm.state.apply_transaction(tx)
                     receipt = vm.make_receipt(header, tx, computation, vm.state)
                     vm.validate_receipt(receipt)
+                except RETRY_LATER:
+                    raise
                 except Exception as e:  # ValidationError, or anything a broken transaction raises
                     vm.state.revert(snapshot)
                     failed.append((tx, str(e) or type(e).__name__))
@@ -345,6 +365,7 @@ class Sequencer:
     def _mine(self, batch: list[SignedTransactionAPI], timestamp: int) -> MinedBlock:
         head = self.head()
         try:
+            self._stamp_pending_header(timestamp)
             result, receipts, computations = self.chain.mine_all(batch, timestamp=timestamp)
             block = result.imported_block
             inferences, root = block_inferences(computations, batch)

@@ -306,3 +306,64 @@ def test_batch_of_hundreds_mines_the_valid_and_refuses_the_invalid(
     assert not seq.pool.pending
     record = seq.record(block.number)
     assert record is not None and {r["status"] for r in record["receipts"]} == {"0x1"}
+
+
+def test_blocks_execute_at_their_own_timestamp_and_reimport(api: EthApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block's transactions see the block's TIMESTAMP (py-evm's ``mine_all`` stamps the header only
+    after executing), so a validator re-executing the block gets the same state root."""
+    from eth.db.atomic import AtomicDB
+
+    from ai_evm.node.accounts import DEV_BALANCE
+    from ai_evm.node.vm import chain_class
+
+    seq = api.seq
+    monkeypatch.setattr(seq, "_next_timestamp", lambda head: head.timestamp + 100)  # time passes between blocks
+    store_timestamp = "0x" + bytes.fromhex("4260005500").hex()  # constructor: SSTORE(0, TIMESTAMP); STOP
+    key = _key(api, 0)
+    receipt = _receipt(api, api.eth_sendRawTransaction(_sign(key, to=None, data=store_timestamp, gas=100_000)))
+    stale = seq.decode_raw(bytes.fromhex(_sign(_key(api, 1), nonce=7)[2:]))  # unrunnable: the scratch pass path
+    seq.pool.add(stale)
+    assert seq.submit([seq.decode_raw(bytes.fromhex(_sign(key, to=None, data=store_timestamp, gas=100_000,
+                                                           nonce=1)[2:]))]) == [None]  # fmt: skip
+    (second,) = seq.mine_pending()
+    assert second.tx_hashes and "nonce too high" in seq.pool.dropped[bytes(stale.hash)]
+    for number in (int(receipt["blockNumber"], 16), second.number):
+        record = seq.record(number)
+        assert record is not None
+        stored = api.eth_getStorageAt(record["receipts"][0]["contractAddress"], "0x0", hex(number))
+        assert int(stored, 16) == int(record["block"]["timestamp"], 16)
+    genesis = seq.chain.get_canonical_block_by_number(0)  # type: ignore[arg-type]
+    params = {"difficulty": 0, "gas_limit": genesis.header.gas_limit, "timestamp": genesis.header.timestamp,
+              "base_fee_per_gas": genesis.header.base_fee_per_gas, "coinbase": b"\0" * 20}  # fmt: skip
+    alloc = {a.address_bytes: {"balance": DEV_BALANCE, "nonce": 0, "code": b"", "storage": {}}
+             for a in seq.config.accounts}  # fmt: skip
+    validator = chain_class(make_resolver(None), CHAIN_ID).from_genesis(AtomicDB(), params, alloc)  # type: ignore[arg-type]
+    for number in range(1, seq.head().block_number + 1):
+        validator.import_block(seq.chain.get_canonical_block_by_number(number))  # type: ignore[arg-type]
+    assert validator.get_canonical_head() == seq.head()
+
+
+def test_a_retry_later_signal_drops_nothing(api: EthApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception listed in ``chain.RETRY_LATER`` (e.g. "fetch a model first") aborts the build
+    with nothing committed and nothing dropped; the next build mines the same transactions."""
+    import ai_evm.node.chain as chain_module
+
+    class NeedsModel(Exception):
+        pass
+
+    seq = api.seq
+    monkeypatch.setattr(chain_module, "RETRY_LATER", (NeedsModel,))
+    tx = seq.decode_raw(bytes.fromhex(_sign(_key(api, 2))[2:]))
+    assert seq.submit([tx]) == [None]
+    head, mine_all = seq.head(), seq.chain.mine_all
+
+    def not_yet(*args: Any, **kwargs: Any) -> Any:
+        raise NeedsModel("model 0x01 must be fetched first")
+
+    monkeypatch.setattr(seq.chain, "mine_all", not_yet)
+    with pytest.raises(NeedsModel):
+        seq.mine_pending()
+    assert seq.head() == head and list(seq.pool.pending) == [bytes(tx.hash)] and not seq.pool.dropped
+    monkeypatch.setattr(seq.chain, "mine_all", mine_all)
+    (block,) = seq.mine_pending()
+    assert block.tx_hashes == (bytes(tx.hash),)
