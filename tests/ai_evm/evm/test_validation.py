@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from eth.db.atomic import AtomicDB
 from eth_account import Account
-from eth_keys import keys
+from eth_keys.datatypes import PrivateKey
 from eth_utils import keccak
 
 from ai_evm.evm import make_chain_class
@@ -24,25 +24,27 @@ from ai_evm.node.errors import TransactionRejected
 from ai_evm.node.pool import PoolLimits, TxPool
 
 CHAIN_ID = 1337
-CONTRACT_KEY = keys.PrivateKey(keccak(b"validation test: an account with code"))
-DELEGATED_KEY = keys.PrivateKey(keccak(b"validation test: a delegated account"))
-SPONSOR_KEY = keys.PrivateKey(keccak(b"validation test: a plain account"))
+CONTRACT_KEY = PrivateKey(keccak(b"validation test: an account with code"))
+DELEGATED_KEY = PrivateKey(keccak(b"validation test: a delegated account"))
+SPONSOR_KEY = PrivateKey(keccak(b"validation test: a plain account"))
 TARGET = b"\x12" * 20
 
 
 def _chain() -> Any:
-    alloc = {
+    alloc: dict[Any, Any] = {
         CONTRACT_KEY.public_key.to_canonical_address(): {"balance": 10**20, "nonce": 0, "code": b"\x60\x00",
                                                          "storage": {}},
         DELEGATED_KEY.public_key.to_canonical_address(): {"balance": 10**20, "nonce": 0,
                                                           "code": b"\xef\x01\x00" + TARGET, "storage": {}},
         SPONSOR_KEY.public_key.to_canonical_address(): {"balance": 10**20, "nonce": 0, "code": b"", "storage": {}},
     }  # fmt: skip
-    genesis = {"difficulty": 0, "gas_limit": 30_000_000, "timestamp": 1_700_000_000, "base_fee_per_gas": 10**9}
+    genesis: dict[str, Any] = {
+        "difficulty": 0, "gas_limit": 30_000_000, "timestamp": 1_700_000_000, "base_fee_per_gas": 10**9,
+    }  # fmt: skip
     return make_chain_class(None, CHAIN_ID).from_genesis(AtomicDB(), genesis, alloc)
 
 
-def _tx(chain: Any, key: keys.PrivateKey, **fields: Any) -> Any:
+def _tx(chain: Any, key: PrivateKey, **fields: Any) -> Any:
     tx = {"to": "0x000000000000000000000000000000000000dEaD", "value": 1, "gas": 21000, "maxFeePerGas": 10**10,
           "maxPriorityFeePerGas": 10**9, "nonce": 0, "chainId": CHAIN_ID, "type": 2, **fields}  # fmt: skip
     raw = bytes(Account.sign_transaction(tx, key.to_bytes()).raw_transaction)
