@@ -279,6 +279,12 @@ def _store(mem: StepAccess, o: int, v: int) -> None:
     mem.write(r, o, v)
 
 
+def _out_range(mem: StepAccess) -> tuple[int, int, int]:
+    """``(output region, lowest, highest storable value)``: ``_store``'s check, looked up once."""
+    r = len(mem.regions) - 1
+    return (r, *_RANGE[mem.regions[r].dtype])
+
+
 def _table(mem: StepAccess, table: int, i: int) -> int:
     """Entry ``i`` of the lookup-table region ``table`` (a data-dependent read)."""
     if not 0 <= table < len(mem.regions) - 1:
@@ -290,8 +296,12 @@ def _table(mem: StepAccess, table: int, i: int) -> int:
 
 
 def _fin(regs: Regs, ins: Instr, mem: StepAccess, f: Callable[[int], int]) -> None:
+    r, lo, hi = _out_range(mem)
     for lane, o in enumerate(ins.out):
-        _store(mem, o, f(lane))
+        v = f(lane)
+        if not lo <= v <= hi:
+            raise ValueOutOfRange(f"{v} does not fit {mem.regions[r].dtype.name}")
+        mem.write(r, o, v)
     regs.reset_lanes()
 
 
@@ -358,7 +368,8 @@ def _lanes(regs: Regs, ins: Instr, mem: StepAccess) -> None:
 
 
 def _elementwise(regs: Regs, ins: Instr, mem: StepAccess) -> None:
-    k, im, read = ins.kind, ins.imm, mem.read
+    k, im, read, write = ins.kind, ins.imm, mem.read, mem.write
+    out_r, out_lo, out_hi = _out_range(mem)
     for lane, o in enumerate(ins.out):
         a = ins.a[lane]
         if k == Kind.ADD:
@@ -387,7 +398,7 @@ def _elementwise(regs: Regs, ins: Instr, mem: StepAccess) -> None:
             v = cast_value(read(*a), src, dst)
         elif k == Kind.FLIP:
             byte = (read(*a) & 0xFF) ^ 0x80
-            v = byte - 256 if mem.regions[-1].dtype == DType.INT8 and byte >= 128 else byte
+            v = byte - 256 if mem.regions[out_r].dtype == DType.INT8 and byte >= 128 else byte
         elif k == Kind.WHERE:
             cdt = _dtype(im[0])
             cond, x, y = read(*a), read(*ins.b[lane]), read(*ins.c[lane])
@@ -402,7 +413,9 @@ def _elementwise(regs: Regs, ins: Instr, mem: StepAccess) -> None:
             if not 0 <= d < len(mem.regions) - 1 or not 0 <= e < mem.regions[d].nbytes // mem.regions[d].itemsize:
                 raise ElementOutOfRange(f"gather reads element {e} of region {d}")
             v = read(d, e)
-        _store(mem, o, v)
+        if not out_lo <= v <= out_hi:
+            raise ValueOutOfRange(f"{v} does not fit {mem.regions[out_r].dtype.name}")
+        write(out_r, o, v)
 
 
 def _softmax(regs: Regs, ins: Instr, mem: StepAccess) -> None:

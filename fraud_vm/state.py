@@ -87,11 +87,8 @@ def _lanes_bytes(lanes: tuple[int, ...]) -> bytes:
 
 
 def _lanes_from(b: bytes) -> tuple[int, ...]:
-    vals = []
-    for i in range(LANES):
-        v = int.from_bytes(b[8 * i : 8 * i + 8], "big")
-        vals.append(v - (1 << 64) if v >> 63 else v)
-    return tuple(vals)
+    """32 big-endian two's-complement int64 lanes."""
+    return _LANES_FMT.unpack(b)
 
 
 def _i256(v: int) -> bytes:

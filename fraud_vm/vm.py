@@ -10,6 +10,7 @@ exact calldata bytes the L1 verifier takes (``docs/fraud_vm.md`` "Witness callda
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -272,10 +273,8 @@ def verify_step(pre_state_hash: bytes, witness: StepWitness | bytes) -> bytes:
     state = decode_state(w.pre_state)
     if keccak(w.context) != state.context_hash:
         raise ContextHashMismatch()
-    with _named(MalformedContext):
-        ctx = decode_context(w.context)
-        prog = compile_context(ctx)
-        num_steps = prog.num_steps
+    ctx, prog = _context(state.context_hash, w.context)
+    num_steps = prog.num_steps
     _check_runnable(state, num_steps)
     # INVARIANT: the words are a sorted set of in-range addresses proven against the memory root.
     if len(w.words) > MAX_WITNESS_WORDS:
@@ -314,6 +313,25 @@ def verify_step(pre_state_hash: bytes, witness: StepWitness | bytes) -> bytes:
     if access.written:
         post_root, _ = _memory_root(regions, {**words, **access.written}, w.siblings)
     return _post(state, regs, post_root, num_steps).hash()
+
+
+_DECODED: OrderedDict[bytes, tuple[NodeContext, Any]] = OrderedDict()
+
+
+def _context(context_hash: bytes, data: bytes) -> tuple[NodeContext, Any]:
+    """The decoded context and its program, for context bytes whose hash was checked; cached by that
+    hash (a pure function of the bytes), so consecutive steps of one node decode it once."""
+    hit = _DECODED.get(context_hash)
+    if hit is not None:
+        _DECODED.move_to_end(context_hash)
+        return hit
+    with _named(MalformedContext):
+        ctx = decode_context(data)
+        prog = compile_context(ctx)
+    _DECODED[context_hash] = hit = (ctx, prog)
+    while len(_DECODED) > 256:
+        _DECODED.popitem(last=False)
+    return hit
 
 
 def _memory_root(regions: Sequence[Any], words: dict[tuple[int, int], bytes],
