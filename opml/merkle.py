@@ -260,7 +260,7 @@ class LevelTree:
         d = tree_depth(len(leaves)) if depth is None else depth
         if len(leaves) > (1 << d):
             raise MerkleError(f"{len(leaves)} leaves do not fit a tree of depth {d}")
-        if any(len(x) != WORD for x in leaves):
+        if leaves and set(map(len, leaves)) != {WORD}:
             raise MerkleError("leaves are 32 bytes each")
         levels: list[bytes] = tree_levels(b"".join(leaves)) if leaves else [ZERO_WORD]
         for h in range(len(levels) - 1, d):  # a tree deeper than its leaves need: keep hashing up
@@ -359,7 +359,16 @@ class LevelTree:
     def update(self, i: int, leaf: bytes) -> None:
         """Set leaf ``i`` and rehash its path (one keccak per level)."""
         self.write(i, leaf)
-        self.rehash((i,))
+        levels, node = self.levels, bytes(leaf)
+        for h in range(len(levels) - 1):
+            lv, up = levels[h], levels[h + 1]
+            if not isinstance(up, bytearray):
+                raise MerkleError("this tree's levels are read-only")
+            off = (i ^ 1) * WORD
+            sib = lv[off : off + WORD] if off < len(lv) else ZERO_HASHES[h]
+            node = _KECCAK(node + sib).digest() if i % 2 == 0 else _KECCAK(sib + node).digest()
+            i >>= 1
+            up[i * WORD : (i + 1) * WORD] = node
 
     def update_many(self, leaves: Mapping[int, bytes]) -> None:
         """Set several leaves and rehash the union of their paths (each inner node once)."""
