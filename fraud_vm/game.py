@@ -397,7 +397,7 @@ class Game:
         address, header = self.model_address, self.header
         # INVARIANT: the node's and its tensors' descriptors are proven against the model address.
         ctx, const_roots = node_context(address, k, self.claim.batch, mv.node_proof, mv.tensor_proofs)
-        n_in = len(ctx.descs) - 1
+        n_in = len(ctx.descs) - 1  # node_context checked: one output, one descriptor per tensor id
         # INVARIANT: the agreed pre-state is opened to its tensor table.
         if not isinstance(mv.pre_tensors_root, bytes) or len(mv.pre_tensors_root) != 32:
             raise MalformedMove("pre_tensors_root is 32 bytes")
@@ -477,6 +477,8 @@ def node_context(address: bytes, k: int, batch: int, node_proof: NodeProof | Non
     if node_proof.node_index != k or not node_words_ok(words) or not verify_node(address, k, words, node_proof):
         raise InvalidDescriptorProof(f"node {k}'s descriptor is not proven against the model address")
     ids = _node_tensor_ids(node_proof)
+    if words[2 + words[1]] != 1:
+        raise MalformedContext(f"node {k} has {words[2 + words[1]]} outputs; the VM runs single-output nodes")
     if len(tensor_proofs) != len(ids):
         raise InputCountMismatch(f"node {k} names {len(ids)} tensors, got {len(tensor_proofs)} descriptor proofs")
     for t, tp in zip(ids, tensor_proofs, strict=True):
