@@ -4,7 +4,8 @@ A contract names a model by its 32-byte address (``opml.commitment``); every nod
 exactly those bundle bytes from wherever they are kept and refuse anything else. Backends:
 
 - :class:`LocalStore`: a local directory, one file per model (atomic, crash-safe writes);
-- :class:`HubStore`: client of HTTP model hubs (``aievm model serve``, :mod:`opml.store.server`);
+- :class:`HubStore`: client of HTTP model hubs (``aievm model serve``, :mod:`opml.store.server`),
+  with downloads bounded in size, time and rate (:class:`FetchLimits`, :mod:`opml.store.download`);
 - :class:`S3Store`: an S3-compatible bucket via boto3 (:mod:`opml.store.s3`, imported lazily);
 - :class:`MemoryCache` and :class:`TieredStore` (memory -> local -> remotes), what a node uses.
 
@@ -20,6 +21,7 @@ from typing import Any
 from ..errors import ModelIntegrityError, ModelNotAvailable
 from .base import (
     InvalidAddress,
+    ModelAbsent,
     ModelStore,
     ReadOnlyStore,
     StoreError,
@@ -27,15 +29,18 @@ from .base import (
     parse_address,
     verify_bundle_bytes,
 )
+from .download import FetchLimits, TransferFailed
 from .factory import node_store, open_store
 from .local import LocalStore, default_store_dir
 from .memory import MemoryCache, TieredStore
 
 __all__ = [
+    "FetchLimits",
     "HubStore",
     "InvalidAddress",
     "LocalStore",
     "MemoryCache",
+    "ModelAbsent",
     "ModelIntegrityError",
     "ModelNotAvailable",
     "ModelStore",
@@ -43,6 +48,7 @@ __all__ = [
     "S3Store",
     "StoreError",
     "TieredStore",
+    "TransferFailed",
     "address_hex",
     "default_store_dir",
     "node_store",

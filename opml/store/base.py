@@ -22,8 +22,8 @@ from ..commitment import compute_address
 from ..errors import BundleError, ModelIntegrityError, ModelNotAvailable, OpmlError
 
 ADDRESS_BYTES = 32
-#: Largest bundle a store reads from an untrusted source before giving up.
-MAX_BUNDLE_BYTES = 16 << 30
+#: Default largest bundle a store downloads from a remote source (``--max-model-size``, 1 GiB).
+MAX_BUNDLE_BYTES = 1 << 30
 
 _HEX_ADDRESS = re.compile(r"(0x)?([0-9a-fA-F]{64})")
 
@@ -38,6 +38,14 @@ class InvalidAddress(StoreError, ValueError):
 
 class ReadOnlyStore(StoreError):
     """The store (e.g. an HTTP hub client) cannot accept or delete models."""
+
+
+class ModelAbsent(ModelNotAvailable):
+    """The store answered that it does not hold the model (a 404, no such file or key).
+
+    Unlike a plain :class:`ModelNotAvailable` (which may be transient: a hub that could not be
+    reached, a download that broke a limit), this is a definite answer from that store.
+    """
 
 
 class Progress(Protocol):
@@ -172,5 +180,5 @@ class ModelStore(ABC):
         except ModelNotAvailable:
             return None
 
-    def _missing(self, address: bytes) -> ModelNotAvailable:
-        return ModelNotAvailable(f"model {address_hex(address)} is not in {self}")
+    def _missing(self, address: bytes) -> ModelAbsent:
+        return ModelAbsent(f"model {address_hex(address)} is not in {self}")

@@ -14,19 +14,28 @@ from collections.abc import Sequence
 from urllib.parse import unquote, urlsplit
 
 from .base import ModelStore, ProgressFactory, StoreError, no_progress
+from .download import FetchLimits
 from .local import LocalStore
 from .memory import MemoryCache, TieredStore
 
 
-def open_store(uri: str | os.PathLike[str] | None = None, *, progress: ProgressFactory = no_progress) -> ModelStore:
-    """The store named by ``uri`` (the default local directory when empty)."""
+def open_store(
+    uri: str | os.PathLike[str] | None = None,
+    *,
+    progress: ProgressFactory = no_progress,
+    limits: FetchLimits | None = None,
+) -> ModelStore:
+    """The store named by ``uri`` (the default local directory when empty).
+
+    ``limits`` bound every download from a hub or S3 (default :class:`FetchLimits`).
+    """
     text = os.fspath(uri) if uri is not None else ""
     parts = [p.strip() for p in text.split(",") if p.strip()] if "," in text else [text.strip()]
     if len(parts) > 1:
-        stores = [_open_one(p, progress) for p in parts]
+        stores = [_open_one(p, progress, limits) for p in parts]
         local = next((s for s in stores if isinstance(s, LocalStore)), None)
         return TieredStore(MemoryCache(), local, [s for s in stores if s is not local])
-    return _open_one(parts[0] if parts else "", progress)
+    return _open_one(parts[0] if parts else "", progress, limits)
 
 
 def node_store(
@@ -35,12 +44,14 @@ def node_store(
     *,
     cache_bytes: int = 2 << 30,
     progress: ProgressFactory = no_progress,
+    limits: FetchLimits | None = None,
 ) -> TieredStore:
     """The store a node uses: memory cache -> local directory -> remote hubs / S3 (in order)."""
-    return TieredStore(MemoryCache(cache_bytes), LocalStore(local_dir), [_open_one(r, progress) for r in remotes])
+    remote_stores = [_open_one(r, progress, limits) for r in remotes]
+    return TieredStore(MemoryCache(cache_bytes), LocalStore(local_dir), remote_stores)
 
 
-def _open_one(uri: str, progress: ProgressFactory) -> ModelStore:
+def _open_one(uri: str, progress: ProgressFactory, limits: FetchLimits | None) -> ModelStore:
     if not uri:
         return LocalStore()
     scheme = urlsplit(uri).scheme.lower() if "://" in uri else ""
@@ -50,9 +61,9 @@ def _open_one(uri: str, progress: ProgressFactory) -> ModelStore:
     if scheme in ("http", "https"):
         from .hub import HubStore
 
-        return HubStore(uri, progress=progress)
+        return HubStore(uri, progress=progress, limits=limits)
     if scheme == "s3":
         from .s3 import S3Store
 
-        return S3Store(uri, progress=progress)
+        return S3Store(uri, progress=progress, limits=limits)
     raise StoreError(f"unknown store URI scheme {scheme!r} in {uri!r} (use a path, http(s)://, s3://)")

@@ -1,7 +1,9 @@
 """Client of the HTTP model hub (``aievm model serve``): fetch bundles by address, verified.
 
-The client tries its hub URLs in order. A download is streamed in chunks (with a progress bar
-when asked) and resumed with an HTTP ``Range`` request if the connection drops; a body that stays
+The client tries its hub URLs in order. A download is bounded in size, time and rate
+(:class:`~opml.store.download.FetchLimits`: ``--max-model-size``, ``--model-fetch-deadline``...),
+streamed into one buffer (with a progress bar when asked), decompressed in bounded steps if the hub
+compresses it, and resumed with an HTTP ``Range`` request if the connection drops; a body that stays
 short is a truncated download. Whatever arrives is verified against the address before it is
 returned (and so before any tier caches it); a hub that serves wrong bytes is reported and the
 next hub is tried. The hub protocol: ``GET /models`` (JSON listing), ``GET``/``HEAD
@@ -10,14 +12,14 @@ next hub is tried. The hub protocol: ``GET /models`` (JSON listing), ``GET``/``H
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-
-import requests
+from dataclasses import replace
 
 from ..bundle import Bundle
 from ..errors import ModelIntegrityError, ModelNotAvailable
 from .base import (
-    MAX_BUNDLE_BYTES,
+    ModelAbsent,
     ModelStore,
     ProgressFactory,
     ReadOnlyStore,
@@ -27,6 +29,10 @@ from .base import (
     parse_address,
     verify_bundle_bytes,
 )
+from .download import FetchLimits, download, request
+
+#: Largest ``GET /models`` listing read (about 100 bytes per model).
+MAX_LISTING_BYTES = 64 << 20
 
 
 class HubStore(ModelStore):
@@ -38,20 +44,16 @@ class HubStore(ModelStore):
         self,
         urls: str | Sequence[str],
         *,
-        timeout: float = 30.0,
+        limits: FetchLimits | None = None,
         retries: int = 2,
-        chunk_size: int = 1 << 20,
-        max_bytes: int = MAX_BUNDLE_BYTES,
         progress: ProgressFactory = no_progress,
-        session: requests.Session | None = None,
     ) -> None:
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         if not self.urls:
             raise StoreError("a hub store needs at least one URL")
         self.urls = [u.rstrip("/") for u in self.urls]
-        self.timeout, self.retries, self.chunk_size = timeout, retries, chunk_size
-        self.max_bytes, self.progress = max_bytes, progress
-        self.session = session or requests.Session()
+        self.limits = limits or FetchLimits()
+        self.retries, self.progress = retries, progress
 
     def __repr__(self) -> str:
         return f"HubStore({self.urls!r})"
@@ -63,82 +65,45 @@ class HubStore(ModelStore):
         return f"{base}/models/{address_hex(address)}"
 
     def fetch(self, address: bytes) -> tuple[bytes, Bundle]:
-        """Download from the first hub that has a valid copy; errors say what each hub did."""
+        """Download from the first hub that has a valid copy; errors say what each hub did.
+
+        :class:`ModelAbsent` if every hub answered 404, :class:`ModelIntegrityError` if some hub
+        served wrong or truncated bytes and none served the right ones, else
+        :class:`ModelNotAvailable` naming what went wrong with each hub.
+        """
         bad: list[str] = []
         others: list[str] = []
+        absent = 0
         for base in self.urls:
             try:
-                data = self._download(base, address)
+                data = download(
+                    self.model_url(base, address), address, self.limits, retries=self.retries, progress=self.progress
+                )
                 return data, verify_bundle_bytes(address, data)
             except ModelIntegrityError as e:
                 bad.append(f"{base}: {e}")
-            except ModelNotAvailable:
+            except ModelAbsent:
                 others.append(f"{base}: not found")
+                absent += 1
             except StoreError as e:
                 others.append(str(e))
         if bad:
             raise ModelIntegrityError(address, "hub served wrong or truncated bytes: " + "; ".join(bad + others))
-        raise ModelNotAvailable(f"model {address_hex(address)} not available from hubs: " + "; ".join(others))
+        what = f"model {address_hex(address)} not available from hubs: " + "; ".join(others)
+        raise ModelAbsent(what) if absent == len(self.urls) else ModelNotAvailable(what)
 
     def _read(self, address: bytes) -> bytes:
         return self.fetch(address)[0]
 
-    def _download(self, base: str, address: bytes) -> bytes:
-        url = self.model_url(base, address)
-        got = bytearray()
-        total: int | None = None
-        bar = None
-        last_error = ""
-        try:
-            for _attempt in range(self.retries + 1):
-                headers = {"Range": f"bytes={len(got)}-"} if got else {}
-                try:
-                    with self.session.get(url, stream=True, timeout=self.timeout, headers=headers) as r:
-                        if r.status_code == 404:
-                            raise ModelNotAvailable(f"{url}: not found")
-                        if r.status_code == 200:
-                            got.clear()
-                            total = _int_header(r.headers.get("content-length"))
-                        elif r.status_code == 206 and got:
-                            if not r.headers.get("content-range", "").startswith(f"bytes {len(got)}-"):
-                                raise StoreError(f"{url}: hub answered a resume with the wrong range")
-                        else:
-                            raise StoreError(f"{url}: HTTP {r.status_code} {r.reason}")
-                        if total is not None and total > self.max_bytes:
-                            raise ModelIntegrityError(address, f"{url} announces {total} bytes, over the limit")
-                        if bar is None:
-                            bar = self.progress(f"fetch {address_hex(address)[:10]}", total)
-                        for chunk in r.iter_content(self.chunk_size):
-                            got += chunk
-                            bar.update(len(chunk))
-                            if len(got) > self.max_bytes:
-                                raise ModelIntegrityError(address, f"{url} sent over {self.max_bytes} bytes")
-                    if total is None or len(got) >= total:
-                        return bytes(got)
-                    last_error = f"connection closed after {len(got)} of {total} bytes"
-                except (
-                    requests.ConnectionError,
-                    requests.Timeout,
-                    requests.exceptions.ChunkedEncodingError,
-                    requests.exceptions.ContentDecodingError,
-                ) as e:
-                    if not got and isinstance(e, requests.ConnectionError | requests.Timeout):
-                        raise StoreError(f"{url}: cannot connect: {e}") from None
-                    last_error = f"{type(e).__name__} after {len(got)} bytes"
-        finally:
-            if bar is not None:
-                bar.close()
-        raise ModelIntegrityError(address, f"download from {url} truncated ({last_error})")
-
     def _write(self, address: bytes, data: bytes, bundle: Bundle | None = None) -> None:
         raise ReadOnlyStore(f"{self} is read-only: add models on the hub's own store")
 
-    def _head(self, base: str, address: bytes) -> requests.Response | None:
+    def _head(self, base: str, address: bytes) -> dict[str, str] | None:
         try:
-            r = self.session.head(self.model_url(base, address), timeout=self.timeout)
-        except requests.RequestException:
+            status, headers, _ = request(self.model_url(base, address), self.limits, "HEAD")
+        except StoreError:
             return None
-        return r if r.status_code == 200 else None
+        return headers if status == 200 else None
 
     def has(self, address: bytes | str) -> bool:
         """Whether some hub answers ``HEAD`` with 200 (not verified)."""
@@ -149,21 +114,23 @@ class HubStore(ModelStore):
         """Size announced by the first hub that has the model."""
         a = parse_address(address)
         for base in self.urls:
-            r = self._head(base, a)
-            if r is not None:
-                return _int_header(r.headers.get("content-length"))
+            headers = self._head(base, a)
+            if headers is not None:
+                return _int_header(headers.get("content-length"))
         return None
 
     def list(self) -> list[bytes]:
         """Union of the hubs' listings (unreachable hubs are skipped unless all are)."""
         found: set[bytes] = set()
         errors = []
+        limits = replace(self.limits, max_bytes=min(self.limits.max_bytes, MAX_LISTING_BYTES))
         for base in self.urls:
             try:
-                r = self.session.get(f"{base}/models", timeout=self.timeout)
-                r.raise_for_status()
-                found.update(parse_address(m["address"]) for m in r.json()["models"])
-            except (requests.RequestException, ValueError, KeyError, TypeError) as e:
+                status, _, body = request(f"{base}/models", limits)
+                if status != 200:
+                    raise StoreError(f"HTTP {status}")
+                found.update(parse_address(m["address"]) for m in json.loads(body)["models"])
+            except (StoreError, ValueError, KeyError, TypeError) as e:
                 errors.append(f"{base}: {e}")
         if errors and len(errors) == len(self.urls):
             raise StoreError("no hub could be listed: " + "; ".join(errors))

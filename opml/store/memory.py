@@ -14,7 +14,15 @@ from collections.abc import Sequence
 
 from ..bundle import Bundle, decode_bundle
 from ..errors import ModelIntegrityError, ModelNotAvailable
-from .base import ModelStore, ReadOnlyStore, StoreError, address_hex, bundle_bytes_and_address, parse_address
+from .base import (
+    ModelAbsent,
+    ModelStore,
+    ReadOnlyStore,
+    StoreError,
+    address_hex,
+    bundle_bytes_and_address,
+    parse_address,
+)
 
 log = logging.getLogger("aievm.store")
 
@@ -138,11 +146,13 @@ class TieredStore(ModelStore):
         """First verified copy, filling the faster tiers; errors name every tier that failed."""
         integrity: list[ModelIntegrityError] = []
         missing: list[str] = []
+        absent = 0
         for i, tier in enumerate(self.tiers):
             try:
                 data, bundle = tier.fetch(address)
             except (ModelNotAvailable, StoreError) as e:  # absent, or this tier is unreachable
                 missing.append(str(e))
+                absent += isinstance(e, ModelAbsent)
                 continue
             except ModelIntegrityError as e:
                 integrity.append(e)
@@ -157,6 +167,8 @@ class TieredStore(ModelStore):
         if integrity:
             details = "; ".join(str(e) for e in integrity)
             raise ModelIntegrityError(address, f"no tier has a valid copy ({details})")
+        if absent == len(self.tiers):  # every tier answered that it does not hold it
+            raise ModelAbsent(f"model {address_hex(address)} is in none of the stores: {missing}")
         raise ModelNotAvailable(f"model {address_hex(address)} is in none of the stores: {missing}")
 
     def _read(self, address: bytes) -> bytes:

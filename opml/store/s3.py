@@ -5,6 +5,8 @@ whole or not at all, so writes need no temporary objects; reads are verified aga
 like every other backend's. The endpoint comes from the ``endpoint_url`` argument, the
 ``endpoint`` query parameter of an ``s3://bucket/prefix?endpoint=http://host:port`` URI, or the
 ``AIEVM_S3_ENDPOINT`` environment variable; credentials and region from boto3's usual sources.
+Downloads go through a presigned URL and :func:`opml.store.download.download`, with the same
+size, time and rate bounds as a hub's (:class:`~opml.store.download.FetchLimits`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..bundle import Bundle
 from .base import (
-    MAX_BUNDLE_BYTES,
+    ModelAbsent,
     ModelStore,
     ProgressFactory,
     StoreError,
@@ -27,7 +29,10 @@ from .base import (
     no_progress,
     parse_address,
 )
+from .download import FetchLimits, download
 
+#: Lifetime of the presigned URL of one download (it must outlast the download's deadline).
+PRESIGN_SECONDS = 24 * 3600
 _NAME = re.compile(r"[0-9a-f]{64}")
 _S3_ERRORS = (BotoCoreError, ClientError, OSError)
 
@@ -42,7 +47,7 @@ class S3Store(ModelStore):
         endpoint_url: str | None = None,
         client: Any = None,
         progress: ProgressFactory = no_progress,
-        max_bytes: int = MAX_BUNDLE_BYTES,
+        limits: FetchLimits | None = None,
     ) -> None:
         parts = urlsplit(uri)
         if parts.scheme != "s3" or not parts.netloc:
@@ -52,7 +57,7 @@ class S3Store(ModelStore):
         query = parse_qs(parts.query)
         from_query = query.get("endpoint", [""])[0]
         self.endpoint_url = endpoint_url or from_query or os.environ.get("AIEVM_S3_ENDPOINT") or None
-        self.progress, self.max_bytes = progress, max_bytes
+        self.progress, self.limits = progress, limits or FetchLimits()
         if client is None:
             import boto3
 
@@ -84,32 +89,23 @@ class S3Store(ModelStore):
                 raise self._error("create bucket", e2) from None
 
     def _read(self, address: bytes) -> bytes:
+        """Download the object through a presigned URL, within :attr:`limits`.
+
+        The GET goes through the same bounded downloader as a hub's (size, deadline, minimum
+        rate, bounded decompression), so a slow or hostile endpoint costs bounded memory and time;
+        boto3 only signs the URL (no request).
+        """
         try:
-            obj = self.client.get_object(Bucket=self.bucket, Key=self.key(address))
+            url = self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": self.key(address)}, ExpiresIn=PRESIGN_SECONDS
+            )
         except _S3_ERRORS as e:
-            if _code(e) in ("NoSuchKey", "404", "NoSuchBucket"):
-                raise self._missing(address) from None
-            raise self._error(f"get {address_hex(address)}", e) from None
-        total = obj.get("ContentLength")
-        if total is not None and total > self.max_bytes:
-            raise StoreError(f"{self}: object of {total} bytes exceeds the bundle size limit")
-        body = obj["Body"]
-        buf = bytearray()
-        bar = self.progress(f"fetch {address_hex(address)[:10]}", total)
+            raise self._error(f"sign a GET of {address_hex(address)}", e) from None
+        label = f"{self} object {self.key(address)}"  # never the signed URL in messages
         try:
-            while chunk := body.read(1 << 20):
-                buf += chunk
-                bar.update(len(chunk))
-                if len(buf) > self.max_bytes:
-                    raise StoreError(f"{self}: object exceeds the bundle size limit")
-        except StoreError:
-            raise
-        except _S3_ERRORS as e:
-            raise self._error(f"read {address_hex(address)} (after {len(buf)} bytes)", e) from None
-        finally:
-            bar.close()
-            body.close()
-        return bytes(buf)
+            return download(url, address, self.limits, progress=self.progress, label=label)
+        except ModelAbsent:
+            raise self._missing(address) from None
 
     def _write(self, address: bytes, data: bytes, bundle: Bundle | None = None) -> None:
         bar = self.progress(f"upload {address_hex(address)[:10]}", len(data))

@@ -80,7 +80,7 @@ def bench_hub(data: bytes, address: bytes, repeat: int) -> None:
             t = best(download, repeat)
             verdict = "OK" if mb / t >= 100 else "UNDER TARGET"
             row("GET /models/<address> (raw bytes)", t, mb, ref, f"target >= 100 MB/s: {verdict}")
-            client = HubStore(url, session=session)
+            client = HubStore(url)
             row("HubStore.get (download + verify)", best(lambda: client.get(address), repeat), mb, ref)
 
 
