@@ -1,202 +1,38 @@
-"""Node context and program model: what a node's VM run is a pure function of.
+"""Compiler: a node context to its numpy program (for tracing and fast-forward).
 
-A node's **context** is everything the instructions depend on: model address, node index, batch
-size, the node's descriptor words and the descriptor words of its input and output tensors (all
-proven against the model address, ``docs/bundle.md``). ``context_hash`` is in every state, so a
-step verifier takes the context from the witness, checks its hash and derives the instruction at
-``pc`` with ``compile_context(ctx).instr(pc)``: no program is stored or committed. Per-op programs
-are in ``fraud_vm.programs``; their shapes (loop nests) are documented in ``docs/fraud_vm.md``.
+The instruction at ``pc`` is a pure function of the node context (``fraud_vm.context``). Two
+implementations derive it and are tested equal at every ``pc``:
+
+- ``fraud_vm.stepper`` (``num_steps``, ``instr_at``): closed-form integer arithmetic over the
+  lanes of one instruction, numpy-free; the one-step verifier uses only it, and the Solidity
+  verifier mirrors it;
+- ``compile_context(ctx)``: a ``fraud_vm.programs.Program`` built by ``fraud_vm.lowering`` from
+  numpy index arrays, which also computes the registers at any ``pc`` and the output elements
+  written before it (fast-forward, ``fraud_vm.trace``).
+
+The loop nests are documented in ``docs/fraud_vm.md`` "Programs". Imports run one way:
+``compiler -> lowering -> programs -> context`` (no cycle).
 """
 
 from __future__ import annotations
 
-import math
-import struct
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import cached_property
 
-from opml.bundle import Bundle, DType, Node, node_descriptor_words, tensor_descriptor_words, words_bytes
-from opml.merkle import keccak
-from opml.ops import BY_CODE
+from .context import NodeContext, TensorInfo, check_arity, context_for, decode_context
+from .errors import UnsupportedOp
+from .lowering import lower
+from .programs import Program
 
-from .errors import InvalidWitness, UnsupportedOp
-from .memory import Region
-from .tensors import tensor_header
-
-MAX_CONTEXT_WORDS = 4096
+_CACHE: OrderedDict[bytes, Program] = OrderedDict()
 
 
-@dataclass(frozen=True)
-class TensorInfo:
-    """A node operand as the VM sees it: dtype, concrete shape, quantization parameters."""
-
-    dtype: DType
-    shape: tuple[int, ...]
-    zero_point: int
-    scale_bits: int
-    is_const: bool
-
-    @cached_property
-    def size(self) -> int:
-        return math.prod(self.shape)
-
-    @cached_property
-    def region(self) -> Region:
-        return Region(tuple(tensor_header(self.dtype, self.shape)), self.dtype, self.size * self.dtype.np.itemsize)
-
-    @property
-    def scale(self) -> float:
-        return float(struct.unpack("<f", struct.pack("<I", self.scale_bits))[0])
-
-
-@dataclass(frozen=True)
-class NodeContext:
-    """The context of one node's run (module docstring); ``descs`` are inputs' then the output's."""
-
-    address: bytes
-    node_index: int
-    batch: int
-    node_words: tuple[int, ...]
-    descs: tuple[tuple[int, ...], ...]
-
-    def words(self) -> list[int]:
-        """Context words after the address: ``[node_index, batch, m, node words.., t, (len, desc..) x t]``."""
-        out = [self.node_index, self.batch, len(self.node_words), *self.node_words]
-        out.append(len(self.descs))
-        for d in self.descs:
-            out += [len(d), *d]
-        return out
-
-    def encode(self) -> bytes:
-        """``address || int256 words of :meth:`words``` (what a witness carries)."""
-        return self._encoded
-
-    @cached_property
-    def _encoded(self) -> bytes:
-        return self.address + words_bytes(self.words())
-
-    @cached_property
-    def hash(self) -> bytes:
-        return keccak(self.encode())
-
-    @cached_property
-    def node(self) -> Node:
-        return parse_node_words(self.node_words)
-
-    @cached_property
-    def tensors(self) -> tuple[TensorInfo, ...]:
-        return tuple(_info(d, self.batch) for d in self.descs)
-
-    @property
-    def inputs(self) -> tuple[TensorInfo, ...]:
-        return self.tensors[:-1]
-
-    @property
-    def output(self) -> TensorInfo:
-        return self.tensors[-1]
-
-    @cached_property
-    def regions(self) -> list[Region]:
-        return [t.region for t in self.tensors]
-
-
-def _info(desc: tuple[int, ...], batch: int) -> TensorInfo:
-    if len(desc) < 6 or desc[1] != len(desc) - 6 or not 0 <= desc[1] <= 8:
-        raise InvalidWitness("malformed tensor descriptor in the node context")
-    try:
-        dtype = DType(desc[0])
-    except ValueError:
-        raise InvalidWitness(f"unknown dtype code {desc[0]}") from None
-    nd = desc[1]
-    dims = list(desc[2 : 2 + nd])
-    if dims and dims[0] < 0:
-        dims[0] = -dims[0] * batch
-    if any(d < 0 for d in dims):
-        raise InvalidWitness("negative dimension in a tensor descriptor")
-    return TensorInfo(dtype, tuple(dims), desc[4 + nd], desc[3 + nd], desc[2 + nd] == 1)
-
-
-def parse_node_words(words: Sequence[int]) -> Node:
-    """Node from its descriptor words ``[op, n_in, in.., n_out, out.., n_attrs, (len, vals..)..]``."""
-    try:
-        schema = BY_CODE[words[0]]
-        pos = 1
-        n_in = words[pos]
-        ins = tuple(words[pos + 1 : pos + 1 + n_in])
-        pos += 1 + n_in
-        n_out = words[pos]
-        outs = tuple(words[pos + 1 : pos + 1 + n_out])
-        pos += 1 + n_out
-        attrs = []
-        for _ in range(words[pos]):
-            pos += 1
-            ln = words[pos]
-            attrs.append(tuple(words[pos + 1 : pos + 1 + ln]))
-            pos += ln
-        if pos + 1 != len(words) or len(attrs) != len(schema.attrs) or len(ins) != n_in or n_out != 1:
-            raise ValueError
-    except (KeyError, IndexError, ValueError):
-        raise InvalidWitness("malformed node descriptor in the node context") from None
-    return Node(schema.name, ins, outs, tuple(attrs))
-
-
-_CONTEXTS: OrderedDict[tuple[bytes, int, int], NodeContext] = OrderedDict()
-
-
-def context_for(bundle: Bundle, node_index: int, batch: int) -> NodeContext:
-    """The context of node ``node_index`` of ``bundle`` run at ``batch`` (cached per model address)."""
-    key = (bundle.address, node_index, batch)
-    ctx = _CONTEXTS.get(key)
-    if ctx is None:
-        node = bundle.nodes[node_index]
-        descs = [tuple(tensor_descriptor_words(bundle.tensors[i])) for i in (*node.inputs, *node.outputs)]
-        ctx = NodeContext(bundle.address, node_index, batch, tuple(node_descriptor_words(node)), tuple(descs))
-        _CONTEXTS[key] = ctx
-        while len(_CONTEXTS) > 4096:
-            _CONTEXTS.popitem(last=False)
-    return ctx
-
-
-def decode_context(data: bytes) -> NodeContext:
-    """Parse a context encoding (inverse of ``NodeContext.encode``); raises InvalidWitness."""
-    if len(data) % 32 or not 0 < len(data) <= 32 * MAX_CONTEXT_WORDS:
-        raise InvalidWitness("node context must be a whole number of 32-byte words")
-    w = [0] + [int.from_bytes(data[i : i + 32], "big", signed=True) for i in range(32, len(data), 32)]
-    try:
-        m = w[3]
-        node_words = tuple(w[4 : 4 + m])
-        pos = 4 + m
-        descs = []
-        for _ in range(w[pos]):
-            ln = w[pos + 1]
-            descs.append(tuple(w[pos + 2 : pos + 2 + ln]))
-            pos += 1 + ln
-        if len(node_words) != m or pos + 1 != len(w) or any(len(d) < 6 for d in descs):
-            raise ValueError
-        ctx = NodeContext(data[:32], w[1], w[2], node_words, tuple(descs))
-    except (IndexError, ValueError, OverflowError):
-        raise InvalidWitness("malformed node context") from None
-    if ctx.encode() != data:
-        raise InvalidWitness("node context encoding is not canonical")
-    return ctx
-
-
-_CACHE: OrderedDict[bytes, object] = OrderedDict()
-
-
-def compile_context(ctx: NodeContext):  # -> programs.Program (import cycle kept out of the signature)
-    """The program of a node context (cached by context hash)."""
-    from .programs import build_program
-
+def compile_context(ctx: NodeContext) -> Program:
+    """The numpy program of a node context (cached by context hash; UnsupportedOp if it has none)."""
     key = ctx.hash
     prog = _CACHE.get(key)
     if prog is None:
-        node = ctx.node
-        if len(ctx.descs) != len(node.inputs) + 1:
-            raise InvalidWitness("node context has the wrong number of tensor descriptors")
-        prog = build_program(ctx)
+        check_arity(ctx)
+        prog = lower(ctx)
         _CACHE[key] = prog
         while len(_CACHE) > 64:
             _CACHE.popitem(last=False)
@@ -205,4 +41,4 @@ def compile_context(ctx: NodeContext):  # -> programs.Program (import cycle kept
     return prog
 
 
-__all__ = ["NodeContext", "TensorInfo", "context_for", "decode_context", "compile_context", "UnsupportedOp"]
+__all__ = ["NodeContext", "Program", "TensorInfo", "UnsupportedOp", "compile_context", "context_for", "decode_context"]

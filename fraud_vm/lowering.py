@@ -13,7 +13,7 @@ import numpy as np
 from opml import kernels_data
 from opml.bundle import DType
 
-from .compiler import NodeContext, TensorInfo
+from .context import NodeContext, TensorInfo
 from .errors import UnsupportedOp
 from .isa import PAD, Instr, Kind
 from .programs import BlockedProgram, ElementwiseProgram, Program, RowsProgram

@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .compiler import NodeContext
+from .context import NodeContext
 from .errors import InvalidStep
 from .isa import PAD, Instr, Kind
 from .state import LANES, N_SCALARS
@@ -227,9 +227,3 @@ class RowsProgram(Program):
             mask[self.rows[r, : (t - self.out_start) * LANES]] = True
         return mask
 
-
-def build_program(ctx: NodeContext) -> Program:
-    """Lower the context's node to a program (``fraud_vm.lowering`` has the per-op rules)."""
-    from .lowering import lower
-
-    return lower(ctx)
