@@ -18,7 +18,8 @@ from typing import Any
 
 from opml.merkle import keccak
 
-from .compiler import NodeContext, compile_context, decode_context
+from . import stepper
+from .context import NodeContext, decode_context
 from .errors import (
     ContextHashMismatch,
     ElementOutOfRange,
@@ -225,21 +226,21 @@ def _check_runnable(state: VMState, num_steps: int) -> None:
 
 def step_with_witness(state: VMState, memory: NodeMemory) -> tuple[VMState, StepWitness]:
     """Execute one instruction on ``memory`` (mutated) and return the post-state and witness."""
-    prog = compile_context(memory.ctx)
-    _check_runnable(state, prog.num_steps)
+    n_steps = stepper.num_steps(memory.ctx)
+    _check_runnable(state, n_steps)
     if state.context_hash != memory.ctx.hash or state.memory_root != memory.root():
         raise InvalidStep("state does not belong to this memory (context hash or memory root differ)")
     access = StepAccess(memory.regions, memory.read_word)
     regs = Regs(state.scalars, state.acc, state.aux)
     with _named(ElementOutOfRange):
-        execute(prog.instr(state.step), regs, access)
+        execute(stepper.instr_at(memory.ctx, state.step), regs, access)
     addrs = sorted(access.before)
     witness = StepWitness(state.encode(), memory.ctx.encode(),
                           tuple((r, w, access.before[(r, w)]) for r, w in addrs), tuple(memory.prove(addrs)))
     for (r, w), v in access.written.items():
         memory.write_word(r, w, v)
     memory.commit()
-    return _post(state, regs, memory.root(), prog.num_steps), witness
+    return _post(state, regs, memory.root(), n_steps), witness
 
 
 def step(state: VMState, memory: NodeMemory) -> VMState:
@@ -250,11 +251,10 @@ def step(state: VMState, memory: NodeMemory) -> VMState:
 def prove_step(state: VMState, memory: NodeMemory) -> StepWitness:
     """The witness of the step at ``state``, built even when the step fails: the words the step
     touched up to its failure (how a failure vector shows which check a step hits)."""
-    prog = compile_context(memory.ctx)
     access = StepAccess(memory.regions, memory.read_word)
-    if state.status == RUNNING and state.step < prog.num_steps:
+    if state.status == RUNNING and state.step < stepper.num_steps(memory.ctx):
         try:
-            execute(prog.instr(state.step), Regs(state.scalars, state.acc, state.aux), access)
+            execute(stepper.instr_at(memory.ctx, state.step), Regs(state.scalars, state.acc, state.aux), access)
         except FraudVMError:
             pass
     addrs = sorted(access.before)
@@ -273,8 +273,7 @@ def verify_step(pre_state_hash: bytes, witness: StepWitness | bytes) -> bytes:
     state = decode_state(w.pre_state)
     if keccak(w.context) != state.context_hash:
         raise ContextHashMismatch()
-    ctx, prog = _context(state.context_hash, w.context)
-    num_steps = prog.num_steps
+    ctx, num_steps = _context(state.context_hash, w.context)
     _check_runnable(state, num_steps)
     # INVARIANT: the words are a sorted set of in-range addresses proven against the memory root.
     if len(w.words) > MAX_WITNESS_WORDS:
@@ -304,7 +303,7 @@ def verify_step(pre_state_hash: bytes, witness: StepWitness | bytes) -> bytes:
 
     access = StepAccess(regions, fetch)
     regs = Regs(state.scalars, state.acc, state.aux)
-    instr = prog.instr(state.step)
+    instr = stepper.instr_at(ctx, state.step)
     with _named(ElementOutOfRange):
         execute(instr, regs, access)
     if len(access.before) != len(words):
@@ -315,20 +314,21 @@ def verify_step(pre_state_hash: bytes, witness: StepWitness | bytes) -> bytes:
     return _post(state, regs, post_root, num_steps).hash()
 
 
-_DECODED: OrderedDict[bytes, tuple[NodeContext, Any]] = OrderedDict()
+_DECODED: OrderedDict[bytes, tuple[NodeContext, int]] = OrderedDict()
 
 
-def _context(context_hash: bytes, data: bytes) -> tuple[NodeContext, Any]:
-    """The decoded context and its program, for context bytes whose hash was checked; cached by that
-    hash (a pure function of the bytes), so consecutive steps of one node decode it once."""
+def _context(context_hash: bytes, data: bytes) -> tuple[NodeContext, int]:
+    """The decoded context and its number of steps (``fraud_vm.stepper``, numpy-free), for context
+    bytes whose hash was checked; cached by that hash (a pure function of the bytes), so consecutive
+    steps of one node decode it once."""
     hit = _DECODED.get(context_hash)
     if hit is not None:
         _DECODED.move_to_end(context_hash)
         return hit
     with _named(MalformedContext):
         ctx = decode_context(data)
-        prog = compile_context(ctx)
-    _DECODED[context_hash] = hit = (ctx, prog)
+        n_steps = stepper.num_steps(ctx)
+    _DECODED[context_hash] = hit = (ctx, n_steps)
     while len(_DECODED) > 256:
         _DECODED.popitem(last=False)
     return hit
