@@ -8,7 +8,11 @@ Prints, in one run on the same machine:
   per-context work redone for every instruction, as a verifier that sees each context once does);
 - ``verify_step`` per step (microseconds, median of ``--repeats``) over every committed vector
   witness and sampled witnesses of the example models' nodes, with the verifier's decoded-context
-  cache kept (consecutive steps of one node) and cleared before every call.
+  cache kept (consecutive steps of one node) and cleared before every call; the reference is the
+  same ``verify_step`` deriving the instruction with the numpy lowering (as it did before the
+  stepper), measured interleaved with it.
+
+Times are process CPU time (steadier than wall time on a shared machine).
 
 Usage: ``python scripts/bench/stepper.py [--samples N] [--repeats R]``. No assertions.
 """
@@ -21,8 +25,10 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -44,10 +50,10 @@ def _per_call(fn: Callable[[], object], n: int, repeats: int) -> float:
     """Median over ``repeats`` of the microseconds per call of ``fn`` run ``n`` times."""
     runs = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         for _ in range(n):
             fn()
-        runs.append((time.perf_counter() - t0) / n * 1e6)
+        runs.append((time.process_time() - t0) / n * 1e6)
     return statistics.median(runs)
 
 
@@ -98,26 +104,43 @@ def _model_witnesses(samples: int) -> list[tuple[bytes, StepWitness]]:
     return out
 
 
+@contextmanager
+def _lowering_in_verifier() -> Iterator[None]:
+    """Make ``fraud_vm.vm`` derive instructions with the numpy lowering (the pre-stepper verifier)."""
+    shim = SimpleNamespace(num_steps=lambda c: compiler.compile_context(c).num_steps,
+                           instr_at=lambda c, pc: compiler.compile_context(c).instr(pc))
+    vm.stepper, saved = shim, vm.stepper  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        vm.stepper = saved
+
+
 def verification(samples: int, repeats: int) -> None:
     vectors = [(bytes.fromhex(v["pre_state_hash"][2:]), StepWitness.from_json(v["witness"]))
                for p in sorted((ROOT / "tests" / "vectors" / "fraud_vm").glob("*.json"))
                for v in json.loads(p.read_text())["vectors"]]
-    print("verify_step per step (us; median of the repeats)")
+    print("verify_step per step (us CPU; median of the repeats): stepper / lowering (ratio)")
     for label, ws in (("vectors", vectors), ("digits_cnn+encoder", _model_witnesses(samples))):
-        def kept_cache(ws: list[tuple[bytes, StepWitness]] = ws) -> None:
+        def kept(ws: list[tuple[bytes, StepWitness]] = ws) -> None:
             for h, w in ws:
                 verify_step(h, w)
-
-        kept = _per_call(kept_cache, 1, repeats) / len(ws)
 
         def cleared(ws: list[tuple[bytes, StepWitness]] = ws) -> None:
             for h, w in ws:
                 vm._DECODED.clear()
                 stepper._PLANS.clear()
+                compiler._CACHE.clear()
                 verify_step(h, w)
 
-        cold = _per_call(cleared, 1, repeats) / len(ws)
-        print(f"  {label:20s} {len(ws):4d} steps: context cache kept {kept:7.1f}   cleared per call {cold:7.1f}")
+        for mode, fn in (("context cache kept", kept), ("cleared per call", cleared)):
+            new, ref = [], []
+            for _ in range(repeats):
+                new.append(_per_call(fn, 1, 1) / len(ws))
+                with _lowering_in_verifier():
+                    ref.append(_per_call(fn, 1, 1) / len(ws))
+            t_new, t_ref = statistics.median(new), statistics.median(ref)
+            print(f"  {label:20s} {len(ws):4d} steps, {mode:18s}: {t_new:7.1f} / {t_ref:7.1f} ({t_new / t_ref:4.2f})")
 
 
 def main() -> None:
