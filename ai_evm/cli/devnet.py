@@ -8,11 +8,15 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ai_evm.cli import main
 from ai_evm.cli.node import serving_options
+
+if TYPE_CHECKING:
+    from ai_evm.node.limits import RpcLimits
 
 
 @main.command("devnet")
@@ -22,7 +26,7 @@ from ai_evm.cli.node import serving_options
 @click.option("-v", "--verbose", count=True)
 def devnet(
     datadir: Path | None, host: str, port: int, chain_id: int, block_time: float | None,
-    model_stores: tuple[str, ...], verbose: int,
+    model_stores: tuple[str, ...], limits: RpcLimits, verbose: int,
 ) -> None:  # fmt: skip
     """Start a development node: example models stored, AIContract and DigitsClassifier deployed.
 
@@ -64,5 +68,5 @@ def devnet(
             update_rpc_url(datadir, f"http://{host}:{bound}")
         announce(datadir, host, port, bound)
 
-    run_node(seq, host, port, block_time=block_time, on_ready=ready)
+    run_node(seq, host, port, block_time=block_time, limits=limits, on_ready=ready)
     click.echo("devnet stopped")

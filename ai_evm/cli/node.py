@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from ai_evm.cli import main
+
+if TYPE_CHECKING:
+    from ai_evm.node.limits import RpcLimits
 
 
 def open_model_store(uris: tuple[str, ...], datadir: Path) -> object:
@@ -51,7 +55,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def serving_options(fn: F) -> F:
-    """The options ``aievm node`` and ``aievm devnet`` share: address, chain id, mining, model stores."""
+    """The options ``aievm node`` and ``aievm devnet`` share: address, chain id, mining, model stores,
+    and the JSON-RPC limits (passed to the command as one ``limits`` argument, an ``RpcLimits``)."""
+    fn = _rpc_limit_options(fn)
     for option in reversed([
         click.option("--host", default="127.0.0.1", show_default=True),
         click.option("--port", default=8545, show_default=True, type=click.IntRange(0, 65535)),
@@ -65,6 +71,42 @@ def serving_options(fn: F) -> F:
     return fn
 
 
+def _rpc_limit_options(fn: F) -> F:
+    """Add the ``--rpc-*`` limit flags; the command receives them as ``limits=RpcLimits(...)``."""
+    from ai_evm.node.limits import (
+        DEFAULT_BATCH_LIMIT,
+        DEFAULT_BATCH_RESPONSE_MAX,
+        DEFAULT_EVM_TIMEOUT,
+        DEFAULT_GAS_CAP,
+        DEFAULT_MAX_BODY,
+        RpcLimits,
+    )  # fmt: skip
+
+    @functools.wraps(fn)
+    def command(*args: Any, rpc_gascap: int, rpc_evmtimeout: float, rpc_batch_limit: int,
+                rpc_batch_response_max: int, rpc_max_body: int, **kwargs: Any) -> Any:  # fmt: skip
+        limits = RpcLimits(gas_cap=rpc_gascap, evm_timeout=rpc_evmtimeout, batch_limit=rpc_batch_limit,
+                           batch_response_max=rpc_batch_response_max, max_body=rpc_max_body)
+        return fn(*args, limits=limits, **kwargs)
+
+    wrapped: Any = command
+    for option in reversed([
+        click.option("--rpc-gascap", default=DEFAULT_GAS_CAP, show_default=True, type=click.IntRange(0),
+                     help="Gas cap of eth_call/eth_estimateGas; more gas is clamped to it (0 = no cap)."),
+        click.option("--rpc-evmtimeout", default=DEFAULT_EVM_TIMEOUT, show_default=True, type=click.FloatRange(0),
+                     metavar="SECONDS", help="Time limit of one eth_call or eth_estimateGas (0 = none)."),
+        click.option("--rpc-batch-limit", default=DEFAULT_BATCH_LIMIT, show_default=True, type=click.IntRange(0),
+                     help="Most requests in one JSON-RPC batch (0 = no limit)."),
+        click.option("--rpc-batch-response-max", default=DEFAULT_BATCH_RESPONSE_MAX, show_default=True,
+                     type=click.IntRange(0), metavar="BYTES",
+                     help="Most bytes of responses per batch, and per response (0 = no limit)."),
+        click.option("--rpc-max-body", default=DEFAULT_MAX_BODY, show_default=True, type=click.IntRange(1024),
+                     metavar="BYTES", help="Largest HTTP request body."),
+    ]):
+        wrapped = option(wrapped)
+    return wrapped  # type: ignore[no-any-return]
+
+
 @main.command("node")
 @click.option("--datadir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Chain database directory (created if missing; a restart continues from its head).")
@@ -74,7 +116,7 @@ def serving_options(fn: F) -> F:
 @click.option("-v", "--verbose", count=True, help="Log blocks (-v) and debug output (-vv).")
 def node(
     datadir: Path, host: str, port: int, chain_id: int, block_time: float | None,
-    model_stores: tuple[str, ...], gas_limit: int, no_fsync: bool, verbose: int,
+    model_stores: tuple[str, ...], limits: RpcLimits, gas_limit: int, no_fsync: bool, verbose: int,
 ) -> None:  # fmt: skip
     """Run the AI EVM node: an L2 sequencer with Ethereum JSON-RPC and prefunded dev accounts."""
     import ai_evm.node  # noqa: F401  (selects the fast keccak backend before py-evm hashes anything)
@@ -95,7 +137,8 @@ def node(
         sys.exit(1)
     url = f"http://{host}:{port}"
     print_banner(seq, url, block_time)
-    run_node(seq, host, port, block_time=block_time, on_ready=lambda bound: announce(datadir, host, port, bound))
+    run_node(seq, host, port, block_time=block_time, limits=limits,
+             on_ready=lambda bound: announce(datadir, host, port, bound))
     click.echo("node stopped")
 
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from .errors import InvalidParams
 
-_HEX = re.compile(r"^0[xX][0-9a-fA-F]*$")
+#: Used with ``fullmatch`` only: ``$`` would also match before a trailing newline (``"0x1\n"``).
+_HEX = re.compile(r"0[xX][0-9a-fA-F]*")
 #: Largest quantity accepted in a param (uint256).
 MAX_QUANTITY = (1 << 256) - 1
 BLOCK_TAGS = ("latest", "earliest", "pending", "safe", "finalized")
@@ -40,7 +41,7 @@ def parse_quantity(value: Any, name: str, maximum: int = MAX_QUANTITY) -> int:
     if isinstance(value, int):
         n = value
     elif isinstance(value, str):
-        if not _HEX.match(value) or len(value) == 2:
+        if not _HEX.fullmatch(value) or len(value) == 2:
             raise InvalidParams(f"invalid {name}: {_short(value)} is not a 0x-prefixed hex quantity")
         if len(value) > 66:
             raise InvalidParams(f"invalid {name}: hex number larger than 256 bits")
@@ -56,7 +57,7 @@ def parse_data(value: Any, name: str, length: int | None = None, max_bytes: int 
     """Hex data (``0x`` + an even number of hex digits), optionally of an exact byte length."""
     if not isinstance(value, str):
         raise InvalidParams(f"invalid {name}: expected 0x-prefixed hex data, got {type(value).__name__}")
-    if not _HEX.match(value):
+    if not _HEX.fullmatch(value):
         raise InvalidParams(f"invalid {name}: {_short(value)} is not 0x-prefixed hex data")
     digits = value[2:]
     if len(digits) % 2:

@@ -9,7 +9,8 @@
 | :class:`InternalError` | -32603 | a bug: the node caught an unexpected exception |
 | :class:`ServerError` | -32000 | the request is well formed but refused: nonce too low, insufficient funds... |
 | :class:`ExecutionReverted` | 3 | eth_call / eth_estimateGas hit REVERT; ``data`` is the revert bytes |
-| :class:`LimitExceeded` | -32005 | a query over the node's limits (log range, result size) |
+| :class:`LimitExceeded` | -32005 | a query over the node's limits (log range, result size), server busy |
+| :class:`ResponseTooLarge` | -32003 | a response, or a batch's responses together, over the response size limit |
 """
 
 from __future__ import annotations
@@ -85,3 +86,9 @@ class LimitExceeded(NodeError):
     """A query exceeds the node's limits."""
 
     code = -32005
+
+
+class ResponseTooLarge(NodeError):
+    """The response (or the batch's responses so far) exceeds the response size limit (geth's code)."""
+
+    code = -32003

@@ -6,15 +6,31 @@ Errors follow geth: REVERT gives :class:`ExecutionReverted` (code 3, ``data`` = 
 message ``execution reverted: <reason>`` for ``Error(string)``); other exceptional halts give
 -32000 with py-evm's reason. Failed inference calls anywhere in the call tree are named in the
 message and in ``data`` so a developer sees *why* the model call failed.
+
+Limits (geth's ``--rpc.gascap`` and ``--rpc.evmtimeout``): the gas of a call, and the upper end of
+the estimate's search, are clamped to the RPC gas cap; and execution stops once the time limit has
+passed. The limit is enforced inside the EVM: :func:`bounded_chain_class` derives, from the node's
+chain class, one whose computations (:class:`DeadlineComputation`) look at the clock every
+:data:`CLOCK_EVERY` opcodes and when a frame starts, and raise :class:`ExecutionTimeout` (geth's
+``execution aborted (timeout = 5s)``) through every frame. It is a subclass used for reads only:
+blocks are built by the unchanged computation. :func:`execution_deadline` sets the deadline for the
+calls made inside it, so an ``eth_estimateGas`` search shares one time limit across its runs.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from eth.abc import ComputationAPI, StateAPI
+from eth.abc import ComputationAPI, MessageAPI, StateAPI, TransactionContextAPI
+from eth.chains.base import MiningChain
 from eth.exceptions import Revert
+from eth.vm.code_stream import CodeStream
+from eth.vm.opcode_values import STOP
 from eth.vm.spoof import SpoofTransaction
 from eth_abi import decode as abi_decode
 from eth_typing import Address
@@ -22,8 +38,14 @@ from eth_typing import Address
 from ai_evm.evm.validation import calldata_floor_gas
 
 from .encoding import data, parse_address, parse_data, parse_quantity, parse_storage_slot
-from .errors import ExecutionReverted, InvalidParams, ServerError
+from .errors import ExecutionReverted, InvalidParams, NodeError, ServerError
+from .limits import go_duration
 from .vm import inference_failures
+
+if TYPE_CHECKING:
+    from eth.vm.computation import BaseComputation as _ComputationBase
+else:
+    _ComputationBase = object
 
 ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")
 PANIC_SELECTOR = bytes.fromhex("4e487b71")
@@ -31,6 +53,88 @@ PANIC_SELECTOR = bytes.fromhex("4e487b71")
 ESTIMATE_ERROR_RATIO = 0.015
 CALL_STIPEND = 2300
 TRANSFER_GAS = 21000
+#: Opcodes executed between two looks at the clock (about a millisecond of py-evm execution).
+CLOCK_EVERY = 1024
+
+
+class ExecutionTimeout(ServerError):
+    """A read call ran past the RPC time limit; the message is geth's."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"execution aborted (timeout = {go_duration(timeout)})")
+
+
+#: (deadline on the ``time.monotonic`` clock, the limit in seconds) of the calls of this context.
+_DEADLINE: ContextVar[tuple[float, float] | None] = ContextVar("aievm_call_deadline", default=None)
+
+
+@contextmanager
+def execution_deadline(seconds: float) -> Iterator[None]:
+    """Calls run inside this block stop with :class:`ExecutionTimeout` ``seconds`` from now
+    (0: no limit). Only computations of a :func:`bounded_chain_class` chain look at it."""
+    token = _DEADLINE.set((time.monotonic() + seconds, seconds) if seconds > 0 else None)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+class _DeadlineCodeStream(CodeStream):
+    """py-evm's code stream, whose opcode iterator looks at the clock every :data:`CLOCK_EVERY` opcodes."""
+
+    __slots__ = ("_deadline", "_timeout")
+
+    def __init__(self, code_bytes: bytes, deadline: float, timeout: float) -> None:
+        super().__init__(code_bytes)
+        self._deadline = deadline
+        self._timeout = timeout
+
+    def __iter__(self) -> Iterator[int]:
+        # py-evm's CodeStream.__iter__ (the interpreter loop's opcode source) plus the clock check
+        code = self._raw_code_bytes
+        countdown = CLOCK_EVERY
+        while True:
+            try:
+                opcode = code[self.program_counter]
+            except IndexError:
+                break
+            self.program_counter += 1
+            countdown -= 1
+            if not countdown:
+                countdown = CLOCK_EVERY
+                if time.monotonic() > self._deadline:
+                    raise ExecutionTimeout(self._timeout)
+            yield opcode
+        yield STOP
+
+
+class DeadlineComputation(_ComputationBase):
+    """Mixed in before the node's computation class: every frame checks the deadline when it starts
+    and then every :data:`CLOCK_EVERY` opcodes. :class:`ExecutionTimeout` is not a py-evm
+    ``VMError``, so no frame swallows it: it ends the whole call."""
+
+    def __init__(
+        self, state: StateAPI, message: MessageAPI, transaction_context: TransactionContextAPI
+    ) -> None:  # fmt: skip
+        super().__init__(state, message, transaction_context)
+        limit = _DEADLINE.get()
+        if limit is not None:
+            deadline, timeout = limit
+            if time.monotonic() > deadline:
+                raise ExecutionTimeout(timeout)
+            self.code = _DeadlineCodeStream(message.code, deadline, timeout)
+
+
+def bounded_chain_class(chain_class: type[MiningChain]) -> type[MiningChain]:
+    """``chain_class`` with :class:`DeadlineComputation` mixed into every VM's computation class."""
+    config = []
+    for block, vm_class in chain_class.vm_configuration:
+        state_class = vm_class.get_state_class()
+        computation = state_class.computation_class
+        bounded = type(f"Bounded{computation.__name__}", (DeadlineComputation, computation), {})
+        state = state_class.configure(__name__=f"Bounded{state_class.__name__}", computation_class=bounded)
+        config.append((block, vm_class.configure(__name__=f"Bounded{vm_class.__name__}", _state_class=state)))
+    return chain_class.configure(__name__=f"Bounded{chain_class.__name__}", vm_configuration=tuple(config))
 
 
 @dataclass(frozen=True)
@@ -108,7 +212,7 @@ def run_call(
             raise ServerError(f"intrinsic gas too low: gas {gas}, minimum needed {unsigned.intrinsic_gas}")
         try:
             computation = state.costless_execute_transaction(tx)
-        except InvalidParams:
+        except NodeError:  # ExecutionTimeout, bad params
             raise
         except Exception as e:  # py-evm ValidationError: balance, nonce...
             raise ServerError(_validation_message(e)) from None
@@ -154,25 +258,34 @@ def raise_for_computation(computation: ComputationAPI) -> None:
     raise ServerError(message, {"inferenceErrors": failures} if failures else None)
 
 
-def call(vm: Any, req: CallRequest, default_gas: int, overrides: Any = None) -> bytes:
-    """``eth_call``: the return data, or the error the computation ended with."""
-    computation, _ = run_call(vm, req, req.gas if req.gas is not None else default_gas, overrides)
+def clamp_gas(gas: int, gas_cap: int) -> int:
+    """``gas`` clamped to the RPC gas cap (0: no cap), as geth does ("Caller gas above allowance, capping")."""
+    return min(gas, gas_cap) if gas_cap else gas
+
+
+def call(vm: Any, req: CallRequest, default_gas: int, overrides: Any = None, gas_cap: int = 0) -> bytes:
+    """``eth_call``: the return data, or the error the computation ended with.
+
+    The gas is ``req.gas`` or ``default_gas``, clamped to ``gas_cap`` (0: no cap)."""
+    gas = clamp_gas(req.gas if req.gas is not None else default_gas, gas_cap)
+    computation, _ = run_call(vm, req, gas, overrides)
     raise_for_computation(computation)
     return bytes(computation.output)
 
 
 def estimate_gas(
-    vm: Any, req: CallRequest, cap: int, balance: int, overrides: Any = None
+    vm: Any, req: CallRequest, cap: int, balance: int, overrides: Any = None, gas_cap: int = 0
 ) -> int:
     """``eth_estimateGas``: geth's binary search for the least gas limit that succeeds.
 
-    As in geth, a plain value transfer to an account without code is exactly 21000.
+    The search starts at ``req.gas`` or ``cap`` (the block gas limit), clamped to ``gas_cap``
+    (0: no cap). As in geth, a plain value transfer to an account without code is exactly 21000.
     """
     if req.to and not req.data and overrides is None and not vm.state.get_code(Address(req.to)):
         if balance < req.value:
             raise ServerError(f"insufficient funds for transfer: have {balance} want {req.value}")
         return TRANSFER_GAS
-    hi = req.gas if req.gas is not None else cap
+    hi = clamp_gas(req.gas if req.gas is not None else cap, gas_cap)
     if req.gas_price > 0:
         allowance = max(balance - req.value, 0) // req.gas_price
         hi = min(hi, allowance)
@@ -198,6 +311,8 @@ def estimate_gas(
         try:
             attempt, _ = run_call(vm, req, mid, overrides)
             failed = attempt.is_error
+        except ExecutionTimeout:
+            raise
         except ServerError:
             failed = True
         if failed:

@@ -4,6 +4,12 @@ Each public method of :class:`EthApi` whose name is in :data:`METHODS` is callab
 positional params; parameters are validated with :mod:`ai_evm.node.encoding` and every refusal is
 a named :class:`~ai_evm.node.errors.NodeError`. Sending methods return the transaction hash once
 the transaction is mined (automine) or pooled (interval mining).
+
+Methods that execute EVM code for a read (``eth_call``, ``eth_estimateGas``,
+``eth_createAccessList``) run on a :class:`~ai_evm.node.snapshot.HeadSnapshot` of the last commit,
+without the chain lock, under the RPC gas cap and time limit (:class:`~ai_evm.node.limits.RpcLimits`).
+The methods in :data:`LOCK_FREE_METHODS` take no lock and do constant work: the server answers them
+on its event loop, so they answer even while every worker thread is busy.
 """
 
 from __future__ import annotations
@@ -26,13 +32,15 @@ from .encoding import (
     quantity,
 )  # fmt: skip
 from .errors import InvalidParams, ServerError
-from .execution import call, estimate_gas, parse_call_request
+from .execution import bounded_chain_class, call, estimate_gas, execution_deadline, parse_call_request
 from .fees import fee_history
 from .filters import FilterRegistry
 from .index import tx_json
+from .limits import RpcLimits
 from .logs import LogsApi
 from .models import get_model
 from .signing import PRIORITY_FEE, SigningApi
+from .snapshot import HeadSnapshot, committed_head_number
 
 CLIENT_VERSION = "aievm/0.1.0/python"
 
@@ -40,9 +48,12 @@ CLIENT_VERSION = "aievm/0.1.0/python"
 class EthApi(LogsApi, SigningApi):
     """The method implementations; ``automine`` mines after every send (or batch of sends)."""
 
-    def __init__(self, seq: Sequencer, automine: bool = True) -> None:
+    def __init__(self, seq: Sequencer, automine: bool = True, limits: RpcLimits | None = None) -> None:
         self.seq = seq
         self.automine = automine
+        self.limits = limits if limits is not None else RpcLimits()
+        #: the chain class of read calls: the node's, with the time limit checked inside execution
+        self.call_chain_class = bounded_chain_class(type(seq.chain))
         self.filters = FilterRegistry()
         self.keys = {a.address_bytes: a.private_key for a in seq.config.accounts}
         self._local = threading.local()
@@ -58,9 +69,12 @@ class EthApi(LogsApi, SigningApi):
         self._local.deferred = []
 
     # -- block resolution -------------------------------------------------------------------------
-    def _header(self, block: Any, name: str = "block") -> Any:
-        """Header for a tag, number, hash or EIP-1898 object; -32000 'header not found' if absent."""
-        seq = self.seq
+    def _header(self, block: Any, name: str = "block", source: Any = None) -> Any:
+        """Header for a tag, number, hash or EIP-1898 object; -32000 'header not found' if absent.
+
+        ``source`` answers ``head``/``header_by_number``/``header_by_hash``: the sequencer (under its
+        lock, the default) or a :class:`HeadSnapshot`."""
+        seq = self.seq if source is None else source
         if block is None or block in ("latest", "pending", "safe", "finalized"):
             return seq.head()
         if block == "earliest":
@@ -71,9 +85,9 @@ class EthApi(LogsApi, SigningApi):
                 if header is None:
                     raise ServerError("header for hash not found")
                 return header
-            return self._header(block.get("blockNumber"), name)
+            return self._header(block.get("blockNumber"), name, source)
         if isinstance(block, str) and len(block) == 66:
-            return self._header({"blockHash": block}, name)
+            return self._header({"blockHash": block}, name, source)
         if isinstance(block, str) and not block.startswith(("0x", "0X")):
             raise InvalidParams(f"invalid {name}: expected a block number or one of {', '.join(BLOCK_TAGS)}")
         header = seq.header_by_number(parse_quantity(block, name, (1 << 63) - 1))
@@ -121,9 +135,8 @@ class EthApi(LogsApi, SigningApi):
         return quantity(self.seq.config.chain_id)
 
     def eth_blockNumber(self) -> str:
-        """Number of the head block."""
-        with self.seq.lock:
-            return quantity(self.seq.head().block_number)
+        """Number of the head block (the last committed one, read without the chain lock)."""
+        return quantity(committed_head_number(self.seq.db))
 
     def eth_syncing(self) -> bool:
         """Always false."""
@@ -191,27 +204,32 @@ class EthApi(LogsApi, SigningApi):
         with self.seq.lock:
             return data(self._state(block).get_storage(addr, key).to_bytes(32, "big"))
 
+    def _snapshot(self) -> HeadSnapshot:
+        return HeadSnapshot(self.seq.db, self.call_chain_class)
+
     def eth_call(self, tx: Any, block: Any = "latest", overrides: Any = None, *_: Any) -> str:
-        """Run a call on a block's state (optionally overridden) without mining it."""
+        """Run a call on a block's state (optionally overridden) without mining it.
+
+        Runs on a snapshot (no chain lock), with gas clamped to the RPC gas cap, and stops with
+        ``execution aborted (timeout = ...)`` once the RPC time limit has passed."""
         req = parse_call_request(tx)
-        with self.seq.lock:
-            try:
-                header = self._header(block)
-                return data(call(self.seq.chain.get_vm(header), req, header.gas_limit, overrides))
-            finally:
-                self.seq.db.discard()
+        with self._snapshot() as snap:
+            header = self._header(block, source=snap)
+            with execution_deadline(self.limits.evm_timeout):
+                output = call(snap.vm(header), req, header.gas_limit, overrides, self.limits.gas_cap)
+            return data(output)
 
     def eth_estimateGas(self, tx: Any, block: Any = "latest", overrides: Any = None) -> str:
-        """Least gas limit with which the call succeeds (geth's search)."""
+        """Least gas limit with which the call succeeds (geth's search), on a snapshot (no chain
+        lock); the search starts at most at the RPC gas cap and all its runs share one time limit."""
         req = parse_call_request(tx)
-        with self.seq.lock:
-            try:
-                header = self._header(block)
-                vm = self.seq.chain.get_vm(header)
-                balance = vm.state.get_balance(req.sender)
-                return quantity(estimate_gas(vm, req, header.gas_limit, balance, overrides))
-            finally:
-                self.seq.db.discard()
+        with self._snapshot() as snap:
+            header = self._header(block, source=snap)
+            vm = snap.vm(header)
+            balance = vm.state.get_balance(req.sender)
+            with execution_deadline(self.limits.evm_timeout):
+                gas = estimate_gas(vm, req, header.gas_limit, balance, overrides, self.limits.gas_cap)
+            return quantity(gas)
 
     def eth_createAccessList(self, tx: Any, block: Any = "latest") -> dict[str, Any]:
         """Gas of the call; the access list is always empty (this node does not compute one)."""
@@ -382,3 +400,13 @@ class EthApi(LogsApi, SigningApi):
 METHODS = frozenset(
     name for name in dir(EthApi) if name.split("_", 1)[0] in ("web3", "net", "eth", "personal", "aievm", "evm")
 )
+
+#: Methods that take no lock and do constant work (the server may answer them on its event loop).
+LOCK_FREE_METHODS = frozenset({
+    "web3_clientVersion", "net_version", "net_listening", "net_peerCount", "eth_chainId", "eth_syncing",
+    "eth_mining", "eth_hashrate", "eth_coinbase", "eth_accounts", "eth_maxPriorityFeePerGas",
+    "eth_blobBaseFee", "eth_blockNumber",
+})  # fmt: skip
+
+#: Methods that execute EVM code for a read (bounded by the RPC gas cap and time limit).
+CALL_METHODS = frozenset({"eth_call", "eth_estimateGas", "eth_createAccessList", "eth_sendTransaction"})

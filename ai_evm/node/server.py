@@ -1,14 +1,27 @@
 """The HTTP side of the node: a starlette app serving JSON-RPC, and the process that runs it.
 
-``POST /`` (any path) takes a JSON-RPC request or batch. Bodies over ``max_body`` bytes get HTTP
-413 with a JSON-RPC -32600 error, without being read past the limit. CORS is open (wallets and
-browser dapps talk to a dev node from any origin). ``GET /health`` answers ``{"ok": true, ...}``.
+``POST /`` (any path) takes a JSON-RPC request or batch. Bodies over the body limit get HTTP 413
+with a JSON-RPC -32600 error, without being read past the limit. CORS is open (wallets and browser
+dapps talk to a dev node from any origin). ``GET /health`` answers ``{"ok": true, ...}``.
 :func:`run_node` opens the chain, starts the interval miner when ``block_time`` is set, serves
 until SIGINT/SIGTERM (uvicorn's handlers), then stops the miner and closes the database.
+
+Scheduling, so that cheap methods keep answering under any load:
+
+* a small body (up to :data:`INLINE_BODY` bytes) is parsed on the event loop; if all its methods are
+  lock-free constant-work methods (``eth_chainId``, ``eth_blockNumber``...:
+  :data:`~ai_evm.node.methods.LOCK_FREE_METHODS`) it is answered right there, never waiting for a
+  worker thread (``/health`` too);
+* requests that execute EVM code for a read (``eth_call``, ``eth_estimateGas``...) run in their own
+  small pool of ``call_workers`` threads, everything else in a pool of ``work_workers`` threads,
+  so slow calls never occupy the threads that sends and other reads need;
+* at most ``max_queued`` requests wait for each pool; beyond that the node answers HTTP 503 with a
+  -32005 ``server busy`` error at once instead of queueing without bound.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import signal
@@ -16,8 +29,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -25,9 +39,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .chain import Sequencer
-from .errors import InvalidRequest
+from .errors import InvalidRequest, LimitExceeded, NodeError
+from .limits import RpcLimits
 from .methods import EthApi
-from .rpc import Dispatcher, error_response
+from .rpc import BatchTooLarge, Dispatcher, encode, error_response
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +51,18 @@ log = logging.getLogger(__name__)
 #: frames: deeply nested JSON or calls would otherwise overflow an 8 MiB stack and crash the process.
 THREAD_STACK_SIZE = 256 << 20
 
-#: Default request body limit (geth's is 5 MiB; inference inputs can be large).
-DEFAULT_MAX_BODY = 32 << 20
+#: Bodies up to this size are parsed on the event loop (small enough that no nesting in them can
+#: exhaust the main thread's 8 MiB C stack); larger ones are parsed in a worker thread.
+INLINE_BODY = 4096
 
 
 def _json(value: Any, status: int = 200) -> Response:
     body = b"" if value is None else json.dumps(value, separators=(",", ":")).encode()
     return Response(body, status_code=status, media_type="application/json")
+
+
+def _raw(body: bytes | None, status: int = 200) -> Response:
+    return Response(body or b"", status_code=status, media_type="application/json")
 
 
 def _too_large(size: int | None, limit: int) -> Response:
@@ -51,29 +71,69 @@ def _too_large(size: int | None, limit: int) -> Response:
     return _json(error_response(err), status=413)
 
 
-def build_app(dispatcher: Dispatcher, max_body: int = DEFAULT_MAX_BODY) -> Starlette:
-    """The ASGI app around a dispatcher."""
+class _Pools:
+    """The two worker pools (anyio capacity limiters, created on the event loop at first use)."""
 
-    async def rpc(request: Request) -> Response:
+    def __init__(self, limits: RpcLimits) -> None:
+        self.limits = limits
+        self._pools: dict[str, anyio.CapacityLimiter] = {}
+
+    def get(self, name: str) -> anyio.CapacityLimiter:
+        pool = self._pools.get(name)
+        if pool is None:
+            size = self.limits.call_workers if name == "call" else self.limits.work_workers
+            pool = self._pools[name] = anyio.CapacityLimiter(size)
+        return pool
+
+
+def build_app(dispatcher: Dispatcher) -> Starlette:
+    """The ASGI app around a dispatcher (limits: ``dispatcher.limits``)."""
+    limits = dispatcher.limits
+    pools = _Pools(limits)
+
+    async def read_body(request: Request) -> bytes | Response:
         declared = request.headers.get("content-length")
         if declared is not None:
             try:
-                if int(declared) > max_body:
-                    return _too_large(int(declared), max_body)
+                if int(declared) > limits.max_body:
+                    return _too_large(int(declared), limits.max_body)
             except ValueError:
                 return _json(error_response(InvalidRequest("invalid content-length header")), status=400)
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > max_body:
-                return _too_large(None, max_body)
+            if size > limits.max_body:
+                return _too_large(None, limits.max_body)
             chunks.append(chunk)
-        result = await run_in_threadpool(dispatcher.handle_body, b"".join(chunks))
-        return _json(result)
+        return b"".join(chunks)
+
+    async def rpc(request: Request) -> Response:
+        body = await read_body(request)
+        if isinstance(body, Response):
+            return body
+        work: Callable[[], bytes | None]
+        if len(body) <= INLINE_BODY:
+            try:
+                message = dispatcher.parse(body)
+            except BatchTooLarge as e:
+                return _raw(encode([error_response(e, e.first_id)]))
+            except NodeError as e:
+                return _raw(encode(error_response(e)))
+            if dispatcher.lock_free(message):
+                return _raw(dispatcher.respond(message))
+            work = functools.partial(dispatcher.respond, message)
+            pool = pools.get("call" if dispatcher.executes(message) else "work")
+        else:
+            work = functools.partial(dispatcher.respond_body, body)
+            pool = pools.get("work")
+        waiting = pool.statistics().tasks_waiting
+        if waiting >= limits.max_queued:
+            busy = LimitExceeded(f"server busy: {waiting} requests are waiting for a worker; retry later")
+            return _raw(encode(error_response(busy)), status=503)
+        return _raw(await anyio.to_thread.run_sync(work, limiter=pool))
 
     async def health(request: Request) -> Response:
-        head = await run_in_threadpool(dispatcher.api.eth_blockNumber)
-        return _json({"ok": True, "blockNumber": head})
+        return _json({"ok": True, "blockNumber": dispatcher.api.eth_blockNumber()})
 
     routes = [
         Route("/health", health, methods=["GET"]),
@@ -110,17 +170,18 @@ class IntervalMiner:
 
 def run_node(
     seq: Sequencer, host: str, port: int, block_time: float | None = None,
-    max_body: int = DEFAULT_MAX_BODY, on_ready: Callable[[int], None] | None = None,
+    limits: RpcLimits | None = None, on_ready: Callable[[int], None] | None = None,
 ) -> None:  # fmt: skip
     """Serve the node over HTTP until SIGINT/SIGTERM, then shut down cleanly.
 
-    ``on_ready(port)`` runs (in another thread) once the server listens.
+    ``limits`` bounds the JSON-RPC layer (defaults: :class:`RpcLimits`). ``on_ready(port)`` runs
+    (in another thread) once the server listens.
     """
     import uvicorn
 
     threading.stack_size(THREAD_STACK_SIZE)
-    api = EthApi(seq, automine=block_time is None)
-    app = build_app(Dispatcher(api), max_body)
+    api = EthApi(seq, automine=block_time is None, limits=limits)
+    app = build_app(Dispatcher(api))
     miner = IntervalMiner(seq, block_time) if block_time else None
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=10)

@@ -47,11 +47,12 @@ class SigningApi:
         key = self._key(obj.get("from"), "from")
         sender = parse_address(obj.get("from"), "from")
         req = parse_call_request(obj)
+        # the estimate runs on a snapshot, outside the chain lock (it may take up to the RPC time limit)
+        gas = req.gas if req.gas is not None else int(self.eth_estimateGas({**obj, "gas": None}, "latest"), 16)
         with self.seq.lock:
             limits = self.seq.limits()
             nonce = (parse_quantity(obj["nonce"], "nonce", (1 << 64) - 1) if obj.get("nonce") is not None
                      else self.seq.pool.pending_nonce(sender, self.seq.head_state().get_nonce(sender)))
-            gas = req.gas if req.gas is not None else int(self.eth_estimateGas({**obj, "gas": None}, "latest"), 16)
         fields: dict[str, Any] = {
             "nonce": nonce, "gas": gas, "value": req.value, "data": req.data, "chainId": limits.chain_id,
         }  # fmt: skip
