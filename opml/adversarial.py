@@ -208,6 +208,18 @@ def layernorm_extreme(scale: int, batch: int = 1) -> Case:
     return Case("layernorm_extreme", g.bundle([y], "layernorm_extreme"), [_i8((batch, rows, n))], batch)
 
 
+def layernorm_python_rows(scale: int, batch: int = 1) -> Case:
+    """A layernorm over one-element rows with an eps so large that every row's square root is taken
+    in Python integers."""
+    rows = 1024 * scale * scale
+    g = _Graph()
+    x = g.input(I8, (-1, rows, 1))
+    gamma, beta = g.const(np.full(1, 100, np.int32)), g.const(np.zeros(1, np.int32))
+    y = g.node("layernorm", [x, gamma, beta], I8, (-1, rows, 1), eps=1 << 62, frac_bits=10, mult=1 << 30, shift=40,
+               qmin=-128, qmax=127)
+    return Case("layernorm_python_rows", g.bundle([y], "layernorm_python_rows"), [_i8((batch, rows, 1))], batch)
+
+
 def transpose_big(scale: int, batch: int = 1) -> Case:
     s = 64 * scale
     g = _Graph()
@@ -306,5 +318,6 @@ def argmax_long(scale: int, batch: int = 1) -> Case:
 CASES: dict[str, Callable[..., Case]] = {f.__name__: f for f in (
     broadcast_add, broadcast_add_int16, broadcast_mul_int32, where_broadcast, huge_reduce, reduce_max_inner,
     wide_gather, gather_inner_axis, big_lut, many_tiny_nodes, long_softmax, softmax_first_axis, layernorm_extreme,
+    layernorm_python_rows,
     transpose_big, strided_slice, many_group_conv, big_pool_window, avgpool_exclude_pad, batched_tiny_matmul,
     thin_linear, concat_many, float_cast, argmax_long)}
