@@ -28,7 +28,7 @@ from opml.cost import ModelCost
 
 #: Flat charge of every call: call-data parsing, the model-store lookup, plan lookup, encoding.
 INFERENCE_BASE_GAS = 400
-#: Per graph node executed (the engine's fixed per-kernel overhead).
+#: Per graph node executed and per convolution group beyond the first (the fixed per-kernel-call overhead).
 NODE_GAS = 30
 #: Per 32-byte word of model input (decoding into arrays, hashing for the inference record).
 INPUT_WORD_GAS = 1
