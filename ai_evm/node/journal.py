@@ -124,6 +124,15 @@ class PoolJournal:
         except OSError as e:
             raise JournalError(f"cannot rewrite the pool journal {self.path}: {e}") from None
 
+    def remove(self) -> None:
+        """Delete the journal (automine needs none once its transactions are mined)."""
+        try:
+            self.path.unlink(missing_ok=True)
+            if self.sync:
+                _fsync_dir(self.path.parent)
+        except OSError as e:
+            raise JournalError(f"cannot remove the pool journal {self.path}: {e}") from None
+
 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)

@@ -74,6 +74,18 @@ def test_sequencer_replays_the_journal(tmp_path: Path) -> None:
     seq.close()
 
 
+def test_automine_start_mines_a_journal_left_by_interval_mining(tmp_path: Path) -> None:
+    seq = _open(tmp_path / "node")
+    raws = [_raw(seq, 2, n) for n in range(3)]
+    assert seq.submit([seq.decode_raw(r) for r in raws]) == [None] * 3
+    seq.close()  # stopped (or killed) with three acknowledged transactions pending
+    seq = Sequencer(NodeConfig(tmp_path / "node", sync=False), make_resolver(None))  # automine now
+    assert seq.head().block_number == 1 and not seq.pool.pending
+    assert all(seq.tx_location(bytes(seq.decode_raw(r).hash)) is not None for r in raws)
+    assert seq.journal is None and not (tmp_path / "node" / "pool.journal").exists()
+    seq.close()
+
+
 def test_a_failed_append_admits_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seq = _open(tmp_path / "node")
     assert seq.journal is not None
