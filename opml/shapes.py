@@ -365,7 +365,7 @@ def _flip_sign_bit(node: Node, s: Sequence[TensorSpec], out: TensorSpec) -> Shap
 
 def _where(node: Node, s: Sequence[TensorSpec], out: TensorSpec) -> Shape:
     cond, x, y = s
-    _dtype(cond, (DType.BOOL,), "condition")
+    _dtype(cond, (DType.BOOL,) + INTEGER, "condition")  # (non-zero is true; the converter passes int64 masks)
     _ok(x.dtype == y.dtype, "both branches must share one dtype")
     _same_dtype(out, x)
     return broadcast([cond.shape, x.shape, y.shape])
