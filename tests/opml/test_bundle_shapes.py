@@ -177,10 +177,15 @@ def test_shape_lying_bundles_are_all_refused(data: st.DataObject) -> None:
     if shape == true or (node.op == "reshape" and numel(shape) == numel(true)):
         return
     liar = lie(base, node.outputs[0], shape)
+    raw = forged_bytes(liar)
     with pytest.raises(BundleError):
-        decode_bundle(forged_bytes(liar))
+        decode_bundle(raw)
     with pytest.raises(BundleError):
         encode_bundle(liar)
+    store = MemoryCache()
+    with pytest.raises(BundleError):
+        store.put(raw)
+    assert store.list() == []
 
 
 # ---------------------------------------------------------------------- the cost model counts real work
