@@ -17,6 +17,7 @@ from ai_evm.cli.node import serving_options
 
 if TYPE_CHECKING:
     from ai_evm.node.limits import RpcLimits
+    from opml.store import FetchLimits
 
 
 @main.command("devnet")
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 @click.option("-v", "--verbose", count=True)
 def devnet(
     datadir: Path | None, host: str, port: int, chain_id: int, block_time: float | None,
+    fetch_limits: FetchLimits,
     model_stores: tuple[str, ...], limits: RpcLimits, verbose: int,
 ) -> None:  # fmt: skip
     """Start a development node: example models stored, AIContract and DigitsClassifier deployed.
@@ -48,7 +50,7 @@ def devnet(
     url = f"http://{host}:{port}"
     try:
         datadir.mkdir(parents=True, exist_ok=True)
-        store = open_model_store(model_stores, datadir)
+        store = open_model_store(model_stores, datadir, fetch_limits)
         seq = Sequencer(NodeConfig(datadir, chain_id=chain_id, block_time=block_time), make_resolver(store))  # type: ignore[arg-type]
         info = prepare_devnet(seq, datadir, url)
     except Exception as e:

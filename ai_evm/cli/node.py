@@ -15,14 +15,16 @@ from ai_evm.cli import main
 
 if TYPE_CHECKING:
     from ai_evm.node.limits import RpcLimits
+    from opml.store import FetchLimits
 
 
-def open_model_store(uris: tuple[str, ...], datadir: Path) -> object:
-    """The node's model store: ``DATADIR/models`` first, then every ``--model-store`` URI."""
+def open_model_store(uris: tuple[str, ...], datadir: Path, limits: FetchLimits | None = None) -> object:
+    """The node's model store: ``DATADIR/models`` first, then every ``--model-store`` URI (hubs and
+    S3 downloads bounded by ``limits``)."""
     from opml.store import open_store
 
     parts = [str(datadir / "models"), *uris]
-    return open_store(",".join(parts))
+    return open_store(",".join(parts), limits=limits)
 
 
 def print_banner(seq: object, url: str, block_time: float | None, out: object = None) -> None:
@@ -58,6 +60,7 @@ def serving_options(fn: F) -> F:
     """The options ``aievm node`` and ``aievm devnet`` share: address, chain id, mining, model stores,
     and the JSON-RPC limits (passed to the command as one ``limits`` argument, an ``RpcLimits``)."""
     fn = _rpc_limit_options(fn)
+    fn = _model_fetch_options(fn)
     for option in reversed([
         click.option("--host", default="127.0.0.1", show_default=True),
         click.option("--port", default=8545, show_default=True, type=click.IntRange(0, 65535)),
@@ -107,6 +110,33 @@ def _rpc_limit_options(fn: F) -> F:
     return wrapped  # type: ignore[no-any-return]
 
 
+def _model_fetch_options(fn: F) -> F:
+    """Add the model download limits; the command receives them as ``fetch_limits=FetchLimits(...)``."""
+    from opml.store import FetchLimits
+
+    defaults = FetchLimits()
+
+    @functools.wraps(fn)
+    def command(*args: Any, max_model_size: int, model_fetch_timeout: float, model_fetch_deadline: float,
+                **kwargs: Any) -> Any:  # fmt: skip
+        limits = FetchLimits(max_bytes=max_model_size, timeout=model_fetch_timeout, deadline=model_fetch_deadline)
+        return fn(*args, fetch_limits=limits, **kwargs)
+
+    wrapped: Any = command
+    for option in reversed([
+        click.option("--max-model-size", default=defaults.max_bytes, show_default=True, type=click.IntRange(1),
+                     metavar="BYTES", help="Largest model bundle downloaded from a hub or S3 (after decompression)."),
+        click.option("--model-fetch-timeout", default=defaults.timeout, show_default=True,
+                     type=click.FloatRange(min=0.1), metavar="SECONDS",
+                     help="Connect + response headers of a model download, and its longest silence."),
+        click.option("--model-fetch-deadline", default=defaults.deadline, show_default=True,
+                     type=click.FloatRange(min=0.1), metavar="SECONDS",
+                     help="Longest download of one model from one hub or S3 store (resumes included)."),
+    ]):
+        wrapped = option(wrapped)
+    return wrapped  # type: ignore[no-any-return]
+
+
 @main.command("node")
 @click.option("--datadir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Chain database directory (created if missing; a restart continues from its head).")
@@ -116,6 +146,7 @@ def _rpc_limit_options(fn: F) -> F:
 @click.option("-v", "--verbose", count=True, help="Log blocks (-v) and debug output (-vv).")
 def node(
     datadir: Path, host: str, port: int, chain_id: int, block_time: float | None,
+    fetch_limits: FetchLimits,
     model_stores: tuple[str, ...], limits: RpcLimits, gas_limit: int, no_fsync: bool, verbose: int,
 ) -> None:  # fmt: skip
     """Run the AI EVM node: an L2 sequencer with Ethereum JSON-RPC and prefunded dev accounts."""
@@ -128,7 +159,7 @@ def node(
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        store = open_model_store(model_stores, datadir)
+        store = open_model_store(model_stores, datadir, fetch_limits)
         seq = Sequencer(NodeConfig(datadir, chain_id=chain_id, gas_limit=gas_limit, block_time=block_time,
                                    sync=not no_fsync),
                         make_resolver(store))  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ docs/precompile.md specifies the ABI, the gas formula and the failure semantics.
 from .call import InferenceRecord, decode_return, encode_call, encode_inline_call
 from .computation import AI_PRECOMPILES, INFERENCE_ADDRESS, INFERENCE_INLINE_ADDRESS, AIComputation
 from .errors import InferenceFailed, MalformedCall, ModelUnavailable, OutputSizeMismatch
-from .models import ModelResolver
+from .models import FetchStatus, ModelFetcher, ModelFetchRequired, ModelResolver
 from .records import (
     computation_records,
     inference_failures,
@@ -26,11 +26,14 @@ __all__ = [
     "AIState",
     "AIVM",
     "AI_PRECOMPILES",
+    "FetchStatus",
     "INFERENCE_ADDRESS",
     "INFERENCE_INLINE_ADDRESS",
     "InferenceFailed",
     "InferenceRecord",
     "MalformedCall",
+    "ModelFetchRequired",
+    "ModelFetcher",
     "ModelResolver",
     "ModelUnavailable",
     "OutputSizeMismatch",

@@ -49,7 +49,7 @@ class DevChain:
     """A funded in-memory AI EVM chain; see the module docstring."""
 
     def __init__(self, store: ModelStore | None = None, chain_id: int = 1337, key: PrivateKey = DEV_KEY) -> None:
-        self.resolver = ModelResolver(store)
+        self.resolver = ModelResolver(store, fetch_inline=True)  # one user, no lock: remote reads inline
         self.key = key
         self.sender = Address(key.public_key.to_canonical_address())
         self.chain_id = chain_id

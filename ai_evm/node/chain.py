@@ -28,13 +28,14 @@ from eth.chains.base import MiningChain
 from eth.exceptions import HeaderNotFound, TransactionNotFound
 from eth_typing import BlockNumber, Hash32
 
-from ai_evm.evm import ModelResolver
+from ai_evm.evm import ModelFetchRequired, ModelResolver
 
 from .accounts import DEV_BALANCE, DevAccount, dev_accounts
 from .db import LMDBAtomicDB
 from .errors import InvalidParams, NodeError, ServerError, TransactionRejected
 from .index import META_KEY, block_key, block_record, decode_record, encode_record
 from .journal import JournalError, PoolJournal
+from .models import ModelWaits
 from .pool import PoolLimits, TxPool
 from .vm import block_inferences, chain_class
 
@@ -47,8 +48,9 @@ GENESIS_TIMESTAMP = 1_700_000_000
 RECORD_CACHE = 64
 #: Exceptions that abort a block build without dropping any transaction: they propagate out of
 #: :meth:`Sequencer.mine_pending` untouched (nothing is committed) so that the caller can retry
-#: later. Empty here; a signal such as "a model must be fetched first" belongs in this tuple.
-RETRY_LATER: tuple[type[Exception], ...] = ()
+#: later. ``ModelFetchRequired``: a model must be fetched first (its sender's transactions are
+#: parked meanwhile, see :meth:`Sequencer._mine_all_pending` and docs/node.md "Models").
+RETRY_LATER: tuple[type[Exception], ...] = (ModelFetchRequired,)
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,8 @@ class Sequencer:
         self.lock = threading.RLock()
         self.db = LMDBAtomicDB(Path(config.datadir) / "chain", sync=config.sync)
         self.pool = TxPool()
+        #: Senders whose transactions wait for a model being fetched (never under this lock).
+        self.model_waits = ModelWaits(resolver.fetcher, self._models_arrived)
         self._records: OrderedDict[int, dict[str, Any]] = OrderedDict()
         self._state: StateAPI | None = None
         cls = chain_class(resolver, config.chain_id)
@@ -275,17 +279,29 @@ class Sequencer:
 
     def _mine_all_pending(self, mined: list[MinedBlock], allow_empty: bool) -> None:
         """The loop of :meth:`mine_pending` (blocks are appended to ``mined`` as they are committed)."""
-        if allow_empty and not self.pool.pending:
+        parked = self.model_waits.is_parked  # senders waiting for a model fetch are skipped
+        if allow_empty and all(parked(tx) for tx in self.pool.pending.values()):
             mined.append(self._mine([], self._next_timestamp(self.head())))
-        while self.pool.pending:
-            batch = self.pool.take(self.chain.header.gas_limit)
+        while any(not parked(tx) for tx in self.pool.pending.values()):
+            batch = self.pool.take(self.chain.header.gas_limit, skip=parked)
             if not batch:  # admission bounds gas by the block gas limit; never spin on a stale pool
-                first = next(iter(self.pool.pending.values()))
+                first = next(tx for tx in self.pool.pending.values() if not parked(tx))
                 self.pool.drop([(first, "transaction dropped: exceeds block gas limit")])
                 continue
-            block = self._mine_batch(batch)
+            try:
+                block = self._mine_batch(batch)
+            except ModelFetchRequired as e:  # nothing committed: park the sender, mine the others
+                if not self.model_waits.park(e):
+                    raise
+                continue
             if block is not None:
                 mined.append(block)
+
+    def _models_arrived(self) -> None:
+        """Parked senders may run again (their model is local, or no store has it): mine them now
+        under automine; with ``--block-time`` the next interval does. Called from a fetch thread."""
+        if self.config.block_time is None:
+            self.mine_pending()
 
     def _mine_batch(self, batch: list[SignedTransactionAPI]) -> MinedBlock | None:
         """Mine ``batch`` into one block, dropping the transactions that cannot run; linear in the batch.

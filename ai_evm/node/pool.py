@@ -138,10 +138,15 @@ class TxPool:
         self._next_nonce[sender] = tx.nonce + 1
         self._spend[sender] = self._spend.get(sender, 0) + max_cost(tx)
 
-    def take(self, gas_limit: int) -> list[SignedTransactionAPI]:
-        """The longest prefix of pending transactions whose gas fits in ``gas_limit`` (not removed)."""
+    def take(
+        self, gas_limit: int, skip: Callable[[SignedTransactionAPI], bool] | None = None
+    ) -> list[SignedTransactionAPI]:
+        """The longest prefix of pending transactions whose gas fits in ``gas_limit`` (not removed),
+        leaving out those for which ``skip`` is true (senders waiting for a model fetch)."""
         batch, total = [], 0
         for tx in self.pending.values():
+            if skip is not None and skip(tx):
+                continue
             if total + tx.gas > gas_limit:
                 break
             batch.append(tx)

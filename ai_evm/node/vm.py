@@ -29,8 +29,11 @@ def chain_class(resolver: ModelResolver, chain_id: int) -> type[MiningChain]:
 
 
 def make_resolver(store: ModelStore | None) -> ModelResolver:
-    """A model resolver over the node's model store (None: no models available)."""
-    return ModelResolver(store)
+    """A model resolver over the node's model store (None: no models available); remote tiers are
+    fetched in the background, never during execution (:func:`ai_evm.node.models.node_resolver`)."""
+    from .models import node_resolver
+
+    return node_resolver(store)
 
 
 def block_inferences(

@@ -31,7 +31,9 @@ def inference(computation: ComputationAPI) -> ComputationAPI:
     computation.consume_gas(INFERENCE_BASE_GAS, reason="inference: base")
     model, output_size, input_bytes = parse_by_address(data)
     resolver = resolver_of(computation)
-    bundle = resolver.resolve(model)
+    # Local models only: a model still to be fetched aborts the execution (ModelFetchRequired),
+    # it never fails the call nor waits for a download here (docs/node.md, "Models").
+    bundle = resolver.resolve(model, origin=bytes(computation.transaction_context.origin))
     batch, n_out = batch_and_output_length(bundle, input_bytes)
     check_output_size(bundle, output_size, n_out)
     gas = inference_gas(resolver.cost(bundle, batch), len(input_bytes), n_out)
