@@ -106,8 +106,8 @@ def _serve(hub: Any, seed: int, mode: str) -> Any:
 
 
 def _sign(key: bytes, nonce: int, to: str, data: bytes = b"", gas: int = 21000) -> bytes:
-    fields = {"to": to_checksum_address(to), "value": 0 if data else 1, "gas": gas, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9,
-              "nonce": nonce, "chainId": 31337, "type": 2, "data": data}  # fmt: skip
+    fields = {"to": to_checksum_address(to), "value": 0 if data else 1, "gas": gas, "maxFeePerGas": 10**10,
+              "maxPriorityFeePerGas": 10**9, "nonce": nonce, "chainId": 31337, "type": 2, "data": data}  # fmt: skip
     return bytes(Account.sign_transaction(fields, key).raw_transaction)
 
 
