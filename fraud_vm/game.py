@@ -39,7 +39,7 @@ from opml.merkle import keccak
 
 from . import phase1 as p1
 from . import position as P
-from .compiler import NodeContext
+from .context import NodeContext
 from .errors import (
     CannotDefendRoot,
     ClockExpired,

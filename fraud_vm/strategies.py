@@ -25,7 +25,7 @@ from opml.merkle import keccak
 
 from . import phase1 as p1
 from . import position as P
-from .compiler import NodeContext
+from .context import NodeContext
 from .errors import FinalStateMismatch, FraudVMError, GameError, MalformedMove
 from .game import Bisect, Game, Move, OpenSteps, Outcome, Phase, Role, Rules, Step, VMBackend, open_game
 
@@ -264,9 +264,9 @@ class FraudVMBackend:
     # ------------------------------------------------------------------ referee side (VMBackend)
 
     def num_steps(self, context: NodeContext) -> int:
-        from .compiler import compile_context
+        from .stepper import num_steps
 
-        return int(compile_context(context).num_steps)
+        return num_steps(context)  # closed form, numpy-free (what the contract computes)
 
     def start_state_hash(self, context: NodeContext, input_roots: Sequence[bytes]) -> bytes:
         from .trace import initial_state
@@ -306,7 +306,7 @@ class FraudVMBackend:
     # ------------------------------------------------------------------ players side
 
     def node_steps(self, bundle: Bundle, node_index: int, batch: int) -> int:
-        from .compiler import context_for
+        from .context import context_for
 
         return self.num_steps(context_for(bundle, node_index, batch))
 

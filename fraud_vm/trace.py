@@ -39,6 +39,7 @@ from .compiler import NodeContext, compile_context, context_for
 from .errors import FraudVMError
 from .memory import region_depth
 from .state import HALTED, RUNNING, VMState
+from .stepper import num_steps as stepper_num_steps
 from .tensors import commit_tensor, region_root, tensor_bytes
 from .vm import NodeMemory, StepWitness, step_with_witness
 
@@ -98,9 +99,9 @@ def node_final_check(final_state: VMState, context: NodeContext, output_root: by
     an output region with root ``output_root`` (``proof``: sibling path of the output region,
     ``region_proof``). Phase 2's last state is thereby tied to the output commitment of phase 1.
     """
-    prog = compile_context(context)
     n_out = len(context.inputs)
-    if final_state.context_hash != context.hash or final_state.status != HALTED or final_state.step != prog.num_steps:
+    if final_state.context_hash != context.hash or final_state.status != HALTED \
+            or final_state.step != stepper_num_steps(context):
         return False
     if len(proof) != region_depth(n_out + 1):
         return False
