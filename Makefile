@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test lint bench bench-all demo clean contracts contracts-check
+.PHONY: install test lint bench bench-all demo clean contracts contracts-check forge-test
 
 NPM ?= npm
 NODE ?= node
@@ -58,6 +58,11 @@ contracts: node_modules/.installed
 
 contracts-check: node_modules/.installed
 	$(NODE) scripts/build_contracts.mjs --check
+
+# The dispute game's forge suite alone (`make test` runs it too, through tests/contracts/test_forge.py);
+# offline, compiled by solc-js through scripts/solc_shim.mjs (foundry.toml).
+forge-test: node_modules/.installed
+	node_modules/.bin/forge test --offline -vv
 
 clean:
 	rm -rf $(VENV) build *.egg-info node_modules
