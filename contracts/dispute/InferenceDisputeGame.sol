@@ -102,7 +102,7 @@ contract InferenceDisputeGame is IInferenceDisputeGame {
     /// @param _verifier The step verifier.
     /// @param _phaseLink The phase link.
     /// @param _clock Seconds per player for the whole game.
-    /// @param _clockExtension Seconds a player is guaranteed at the start of its turn (< `_clock`).
+    /// @param _clockExtension Seconds a player is guaranteed at the start of its turn (<= `_clock`).
     /// @param _claimBond The claim's bond.
     /// @param _growthNum Bond growth numerator (>= `_growthDen`).
     /// @param _growthDen Bond growth denominator (> 0).
@@ -115,7 +115,7 @@ contract InferenceDisputeGame is IInferenceDisputeGame {
         uint256 _growthNum,
         uint256 _growthDen
     ) {
-        require(_clockExtension < _clock && _growthDen > 0 && _growthNum >= _growthDen, "bad game rules");
+        if (_clockExtension > _clock || _growthDen == 0 || _growthNum < _growthDen) revert InvalidRules();
         VERIFIER = _verifier;
         PHASE_LINK = _phaseLink;
         CLOCK = _clock;
@@ -142,25 +142,27 @@ contract InferenceDisputeGame is IInferenceDisputeGame {
         if (factory != address(0)) revert AlreadyInitialized();
         factory = msg.sender;
         // INVARIANT: the claimant posts the claim's bond.
-        if (msg.value != bond(0)) revert IncorrectBondAmount();
+        if (msg.value != bond(0)) revert IncorrectBond();
         if (_claimant == _challenger) revert ClaimantCannotChallenge();
         bytes32 a = _claim.modelAddress;
         // INVARIANT: the model is registered and its graph header proven against its address.
         Graph memory g = PHASE_LINK.graph(a, _graphProof);
         // INVARIANT: 1 <= batch <= 65536.
-        if (_claim.batch == 0 || _claim.batch > MAX_BATCH) revert InvalidBatch();
+        if (_claim.batch == 0 || _claim.batch > MAX_BATCH) revert InvalidClaim();
         // INVARIANT: keccak256(A ‖ uint256(n) ‖ final_tensors_root) == final_state.
-        if (stateHash(a, g.nNodes, _claim.finalTensorsRoot) != _claim.finalState) revert FinalStateMismatch();
+        if (stateHash(a, g.nNodes, _claim.finalTensorsRoot) != _claim.finalState) revert InvalidClaim();
         // INVARIANT: one output root and one path per graph output, each opening at its tensor id
         // in the final tensor table (so the output hash follows from state_n).
         uint256 depth = LibMerkle.treeDepth(g.nTensors);
         uint256 nOut = g.outputIds.length;
-        if (_claim.outputRoots.length != nOut || _claim.outputProofs.length != nOut) revert OutputCountMismatch();
+        if (_claim.outputRoots.length != nOut || _claim.outputProofs.length != nOut) revert InvalidClaim();
         for (uint256 j = 0; j < nOut; j++) {
-            _checkLeaf(g.nTensors, depth, _claim.finalTensorsRoot, g.outputIds[j], _claim.outputRoots[j], _claim.outputProofs[j]);
+            if (!_opens(g.nTensors, depth, _claim.finalTensorsRoot, g.outputIds[j], _claim.outputRoots[j], _claim.outputProofs[j])) {
+                revert InvalidClaim();
+            }
         }
         // SAFETY: state_0 is derived here from the input roots, never taken from a player.
-        if (_claim.inputRoots.length != g.inputIds.length) revert InputCountMismatch();
+        if (_claim.inputRoots.length != g.inputIds.length) revert InvalidClaim();
         bytes32 start = stateHash(a, 0, _initialTensorsRoot(g.inputIds, _claim.inputRoots, depth));
 
         claimant = _claimant;
@@ -209,15 +211,17 @@ contract InferenceDisputeGame is IInferenceDisputeGame {
             return;
         }
         bytes32 a = modelAddress;
-        // INVARIANT: the agreed pre-state is opened to its tensor table.
-        if (stateHash(a, k, _data.preTensorsRoot) != lo) revert PreStateMismatch();
+        // INVARIANT: the node's and its tensors' descriptors are proven against the model address
+        // (the link reverts with InvalidDescriptorProof otherwise).
         NodeLink memory link = PHASE_LINK.openNode(a, k, batch, _data.link);
+        // INVARIANT: the agreed pre-state is opened to its tensor table.
+        if (stateHash(a, k, _data.preTensorsRoot) != lo) revert PreTensorsMismatch();
         // INVARIANT: the start state's inputs are agreed tensors (proven in the agreed table).
         bytes32[] memory regions = _provenInputRegions(link, _data);
         // INVARIANT: the mover's post-state follows from the agreed table and its output roots;
         // it equals the disputed claim iff the mover owns that claim.
         bytes32 post = stateHash(a, k + 1, _applyNodeOutputs(link.outputIds, _data));
-        if ((post == hi) != (role == hiOwner)) revert PostStateMismatch();
+        if ((post == hi) != (role == hiOwner)) revert OutputsContradictClaim();
         // INVARIANT: the mover's final VM state is HALTED at the program's end and holds its
         // first output root in the output region.
         _checkFinalState(link, _data);
@@ -255,7 +259,7 @@ contract InferenceDisputeGame is IInferenceDisputeGame {
     /// @inheritdoc IInferenceDisputeGame
     function claimTimeout() external {
         // INVARIANT: the game is in progress (a game is resolved once).
-        if (outcome != Outcome.InProgress) revert GameNotInProgress();
+        if (outcome != Outcome.InProgress) revert GameOver();
         // INVARIANT: the player to move has used up its clock.
         if (block.timestamp < deadline()) revert ClockNotExpired();
         _finish(_other(mover));
@@ -265,7 +269,7 @@ contract InferenceDisputeGame is IInferenceDisputeGame {
     function claimCredit(address _recipient) external {
         uint256 amount = credit[_recipient];
         // INVARIANT: there is something to pay.
-        if (amount == 0) revert NoCreditToClaim();
+        if (amount == 0) revert NoCredit();
         // SAFETY: the credit is cleared before the call, so a re-entering recipient finds none.
         credit[_recipient] = 0;
         (bool ok,) = _recipient.call{ value: amount }("");
@@ -334,7 +338,7 @@ contract InferenceDisputeGame is IInferenceDisputeGame {
         returns (Role role_, bytes32 lo_, bytes32 hi_, Role hiOwner_, Position interval_)
     {
         // INVARIANT: the game is in progress.
-        if (outcome != Outcome.InProgress) revert GameNotInProgress();
+        if (outcome != Outcome.InProgress) revert GameOver();
         role_ = mover;
         // INVARIANT: it is the mover's turn (an open challenger seat goes to the first
         // account other than the claimant that makes a valid challenger move).
@@ -347,22 +351,22 @@ contract InferenceDisputeGame is IInferenceDisputeGame {
             revert NotYourTurn();
         }
         // INVARIANT: now is not past the mover's deadline.
-        if (block.timestamp > deadline()) revert ClockTimeExceeded();
+        if (block.timestamp > deadline()) revert ClockExpired();
+        // INVARIANT: the mover posts exactly this move's bond.
+        if (msg.value != bond(moves + 1)) revert IncorrectBond();
         Bisection memory b = bisection_;
         // INVARIANT: a move answers the last claim.
-        if (Position.unwrap(_parent) != Position.unwrap(b.last)) revert InvalidParent();
+        if (Position.unwrap(_parent) != Position.unwrap(b.last)) revert ParentNotLast();
         // INVARIANT: a phase's root claim can only be attacked.
-        if (!_isAttack && Position.unwrap(b.last) == 1) revert CannotDefendRootClaim();
+        if (!_isAttack && Position.unwrap(b.last) == 1) revert CannotDefendRoot();
         // INVARIANT: the move's kind fits the position: Bisect above the maximum depth, OpenSteps
         // (phase 1) and Step (phase 2) at it.
         bool atLeaf = b.last.depth() == b.maxDepth;
         if (_kind == MoveKind.Bisect) {
-            if (atLeaf) revert MoveKindMismatch();
+            if (atLeaf) revert WrongMoveKind();
         } else if (!atLeaf || phase != (_kind == MoveKind.OpenSteps ? Phase.Nodes : Phase.Steps)) {
-            revert MoveKindMismatch();
+            revert WrongMoveKind();
         }
-        // INVARIANT: the mover posts exactly this move's bond.
-        if (msg.value != bond(moves + 1)) revert IncorrectBondAmount();
         // An attack disputes the last claim (it becomes hi); a defense agrees with it (it becomes lo).
         if (_isAttack) {
             (lo_, hi_, hiOwner_, interval_) = (b.loHash, b.lastHash, b.lastOwner, b.last);
@@ -372,16 +376,14 @@ contract InferenceDisputeGame is IInferenceDisputeGame {
         }
     }
 
-    /// @notice Charge the mover's clock, take its bond, pass the turn.
-    /// @dev Clock extension: a player whose remaining time falls below `CLOCK_EXTENSION` with
-    ///      this move has its used time cut so that `CLOCK_EXTENSION` remains for its next turn
-    ///      (a player's used time changes only when it moves, so it starts every turn with at
-    ///      least the extension: no win by answering at the last second).
+    /// @notice Charge the mover's clock, top up the responder's, take the bond, pass the turn.
     function _endMove(Role _role) internal {
         uint256 r = uint256(_role);
-        uint256 used = uint256(clockUsed[r]) + (block.timestamp - turnStarted);
-        if (used > CLOCK - CLOCK_EXTENSION) used = CLOCK - CLOCK_EXTENSION;
-        clockUsed[r] = uint64(used);
+        clockUsed[r] += uint64(block.timestamp - turnStarted);
+        // INVARIANT: the responder has at least CLOCK_EXTENSION to answer (clock extension: a
+        // move made at the last second cannot leave the other player without time).
+        uint256 o = 1 - r;
+        if (CLOCK - clockUsed[o] < CLOCK_EXTENSION) clockUsed[o] = CLOCK - CLOCK_EXTENSION;
         turnStarted = uint64(block.timestamp);
         moves += 1;
         bonds[r] += msg.value;
@@ -393,7 +395,7 @@ contract InferenceDisputeGame is IInferenceDisputeGame {
     function _openBisection(uint256 _length, bytes32 _lo, bytes32 _root, Role _owner) internal {
         // D = ceil(log2 N) (Python: max(0, (N - 1).bit_length()), which is 1 for N = 0).
         uint256 d = _length == 0 ? 1 : LibMerkle.treeDepth(_length);
-        if (d > LibPosition.MAX_DEPTH || _length >> 64 != 0) revert PositionOutOfRange();
+        if (d > LibPosition.MAX_DEPTH || _length >> 64 != 0) revert PositionError();
         bisection_ = Bisection({
             loHash: _lo,
             hiHash: _root,
@@ -416,8 +418,9 @@ contract InferenceDisputeGame is IInferenceDisputeGame {
         emit Resolved(outcome);
     }
 
-    /// @notice Raise unless `_leaf` opens at `_id` in the table `_root` of `_nTensors` leaves.
-    function _checkLeaf(
+    /// @notice Whether `_leaf` opens at `_id` in the table `_root` of `_nTensors` leaves
+    ///         (`fraud_vm.phase1.check_leaf`).
+    function _opens(
         uint256 _nTensors,
         uint256 _depth,
         bytes32 _root,
@@ -427,10 +430,10 @@ contract InferenceDisputeGame is IInferenceDisputeGame {
     )
         internal
         pure
+        returns (bool opens_)
     {
         // SAFETY: the path length is the table's depth, fixed by the proven tensor count.
-        if (_id >= _nTensors || _proof.length != _depth) revert InvalidTensorProof();
-        if (LibMerkle.rootFromProof(_leaf, _id, _proof) != _root) revert InvalidTensorProof();
+        opens_ = _id < _nTensors && _proof.length == _depth && LibMerkle.rootFromProof(_leaf, _id, _proof) == _root;
     }
 
     /// @notice The tensor table before node 0: the graph inputs' roots, zero elsewhere.
@@ -464,20 +467,25 @@ contract InferenceDisputeGame is IInferenceDisputeGame {
         uint256 nIn = _link.inputIds.length;
         if (_link.constRoots.length != nIn) revert InputCountMismatch();
         regions_ = new bytes32[](nIn + 1);
+        uint256 dyn = 0;
+        for (uint256 i = 0; i < nIn; i++) {
+            if (_link.constRoots[i] == bytes32(0)) dyn++;
+        }
+        if (dyn != _data.inputRoots.length || dyn != _data.inputProofs.length) revert InputCountMismatch();
         uint256 t = nTensors;
         uint256 depth = tableDepth;
-        uint256 dyn = 0;
+        dyn = 0;
         for (uint256 i = 0; i < nIn; i++) {
             if (_link.constRoots[i] != bytes32(0)) {
                 regions_[i] = _link.constRoots[i];
                 continue;
             }
-            if (dyn >= _data.inputRoots.length || dyn >= _data.inputProofs.length) revert InputCountMismatch();
-            _checkLeaf(t, depth, _data.preTensorsRoot, _link.inputIds[i], _data.inputRoots[dyn], _data.inputProofs[dyn]);
+            if (!_opens(t, depth, _data.preTensorsRoot, _link.inputIds[i], _data.inputRoots[dyn], _data.inputProofs[dyn])) {
+                revert InvalidTableProof();
+            }
             regions_[i] = _data.inputRoots[dyn];
             dyn++;
         }
-        if (dyn != _data.inputRoots.length || dyn != _data.inputProofs.length) revert InputCountMismatch();
     }
 
     /// @notice The tensor table after node `k`: each output's leaf is zero before it is written,
@@ -489,14 +497,14 @@ contract InferenceDisputeGame is IInferenceDisputeGame {
     {
         uint256 nOut = _outputIds.length;
         if (_data.outputRoots.length != nOut || _data.outputProofs.length != nOut || nOut == 0) {
-            revert OutputCountMismatch();
+            revert InputCountMismatch();
         }
         uint256 depth = tableDepth;
         root_ = _data.preTensorsRoot;
         for (uint256 j = 0; j < nOut; j++) {
             bytes32[] calldata proof = _data.outputProofs[j];
-            if (proof.length != depth || _outputIds[j] >= nTensors) revert InvalidTensorProof();
-            if (LibMerkle.rootFromProof(bytes32(0), _outputIds[j], proof) != root_) revert OutputAlreadyWritten();
+            // INVARIANT: the output's leaf is zero before the node writes it (SSA).
+            if (!_opens(nTensors, depth, root_, _outputIds[j], bytes32(0), proof)) revert InvalidTableProof();
             root_ = LibMerkle.rootFromProof(_data.outputRoots[j], _outputIds[j], proof);
         }
     }
@@ -506,19 +514,19 @@ contract InferenceDisputeGame is IInferenceDisputeGame {
     ///         `n_inputs` of its memory tree.
     function _checkFinalState(NodeLink memory _link, OpenStepsData calldata _data) internal pure {
         bytes calldata s = _data.finalState;
-        if (s.length != STATE_BYTES) revert InvalidFinalState();
+        if (s.length != STATE_BYTES) revert FinalStateMismatch();
         bytes32 ctx = bytes32(s[0:32]);
         bytes32 memRoot = bytes32(s[32:64]);
         uint256 stepWord = uint256(bytes32(s[64:96]));
         uint256 status = uint256(bytes32(s[96:128]));
         bytes32 reserved = bytes32(s[768:800]);
         if (ctx != _link.contextHash || status != HALTED || stepWord != _link.numSteps || reserved != bytes32(0)) {
-            revert InvalidFinalState();
+            revert FinalStateMismatch();
         }
         uint256 nIn = _link.inputIds.length;
-        if (_data.finalProof.length != LibMerkle.treeDepth(nIn + 1)) revert FinalOutputMismatch();
+        if (_data.finalProof.length != LibMerkle.treeDepth(nIn + 1)) revert FinalStateMismatch();
         if (LibMerkle.rootFromProof(_data.outputRoots[0], nIn, _data.finalProof) != memRoot) {
-            revert FinalOutputMismatch();
+            revert FinalStateMismatch();
         }
     }
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
-import { InvalidMultiproof, InvalidProofLength } from "./Errors.sol";
+import { InvalidProofLength, SiblingsExhausted, WordOutOfRange, WordsNotSorted } from "./Errors.sol";
 
 /// @title LibMerkle
 /// @notice Binary keccak256 Merkle trees over 32-byte words, as `opml/merkle.py` builds them:
@@ -58,7 +58,10 @@ library LibMerkle {
     ///         (`docs/fraud_vm.md` "Multiproof order": per height, the known nodes in ascending
     ///         index order; a node whose parent was already produced is skipped; otherwise its
     ///         sibling is the next known node or the next proof hash).
-    /// @dev The arrays `_indices`/`_leaves` are used as scratch space and overwritten.
+    /// @dev The arrays `_indices`/`_leaves` are used as scratch space and overwritten. Reverts
+    ///      `WordOutOfRange` (an index outside the tree, or no index), `WordsNotSorted` (indices not
+    ///      strictly ascending), `SiblingsExhausted` (too few hashes), as `fraud_vm.memory.multiroot`;
+    ///      unused hashes are the caller's check (`UnusedSiblings`).
     /// @param _indices The known leaf indices, strictly ascending, each below `2^_depth`.
     /// @param _leaves The known leaves, in the same order.
     /// @param _depth The tree's depth.
@@ -152,9 +155,9 @@ library LibMerkle {
         uint256 n = _idx.length;
         // SAFETY: known leaves are nonempty, strictly ascending and inside the tree, so a leaf
         // cannot pose as an inner node or appear twice.
-        if (n == 0 || n != _val.length || _depth >= 256 || _idx[n - 1] >> _depth != 0) revert InvalidMultiproof();
+        if (n == 0 || n != _val.length || _depth >= 256 || _idx[n - 1] >> _depth != 0) revert WordOutOfRange();
         for (uint256 r = 1; r < n; r++) {
-            if (_idx[r] <= _idx[r - 1]) revert InvalidMultiproof();
+            if (_idx[r] <= _idx[r - 1]) revert WordsNotSorted();
         }
         // zero-sibling mode is marked by a position no proof can reach
         pos_ = _zeroSiblings ? type(uint256).max : _pos;
@@ -189,7 +192,7 @@ library LibMerkle {
             if (r + 1 < _n && _idx[r + 1] == i ^ 1) {
                 sib = _val[r + 1];
             } else if (pos_ != type(uint256).max) {
-                if (pos_ >= _siblings.length) revert InvalidMultiproof();
+                if (pos_ >= _siblings.length) revert SiblingsExhausted();
                 sib = _siblings[pos_];
                 pos_++;
             }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
-import { PositionOutOfRange } from "./Errors.sol";
+import { PositionError } from "./Errors.sol";
 
 /// @notice A position in a bisection game tree: the generalized index `2^depth + indexAtDepth`
 ///         of a node of a complete binary tree (the root is 1; 0 is never a position).
@@ -16,7 +16,7 @@ using LibPosition for Position global;
 ///      from state `i` to state `i + 1`, and a claim at a position commits to the state after its
 ///      `traceIndex`, the rightmost leaf below it. Functions that would leave the tree (the parent
 ///      of the root, a right index above the position's depth, a move past 128 bits) revert with
-///      `PositionOutOfRange`, where the Python mirror raises `PositionError`.
+///      `PositionError`, where the Python mirror raises `PositionError`.
 library LibPosition {
     /// @notice The deepest tree whose positions and moves still fit 128 bits.
     uint8 internal constant MAX_POSITION_BITS = 128;
@@ -30,7 +30,7 @@ library LibPosition {
     /// @return position_ The position.
     function wrap(uint8 _depth, uint128 _indexAtDepth) internal pure returns (Position position_) {
         // SAFETY: the index must exist at that depth, and the depth must fit the tree.
-        if (_depth > MAX_DEPTH || uint256(_indexAtDepth) >> _depth != 0) revert PositionOutOfRange();
+        if (_depth > MAX_DEPTH || uint256(_indexAtDepth) >> _depth != 0) revert PositionError();
         position_ = Position.wrap(uint128((uint256(1) << _depth) | _indexAtDepth));
     }
 
@@ -39,7 +39,7 @@ library LibPosition {
     /// @return depth_ Its depth (the root has depth 0).
     function depth(Position _position) internal pure returns (uint8 depth_) {
         uint256 p = Position.unwrap(_position);
-        if (p == 0) revert PositionOutOfRange();
+        if (p == 0) revert PositionError();
         depth_ = _msb(p);
     }
 
@@ -68,7 +68,7 @@ library LibPosition {
     /// @param _position A position other than the root.
     /// @return parent_ Its parent.
     function parent(Position _position) internal pure returns (Position parent_) {
-        if (Position.unwrap(_position) <= 1) revert PositionOutOfRange();
+        if (Position.unwrap(_position) <= 1) revert PositionError();
         parent_ = Position.wrap(Position.unwrap(_position) >> 1);
     }
 
@@ -78,7 +78,7 @@ library LibPosition {
     /// @return rightIndex_ The position of that leaf.
     function rightIndex(Position _position, uint8 _maxDepth) internal pure returns (Position rightIndex_) {
         uint8 d = depth(_position);
-        if (_maxDepth > MAX_DEPTH || d > _maxDepth) revert PositionOutOfRange();
+        if (_maxDepth > MAX_DEPTH || d > _maxDepth) revert PositionError();
         uint256 remaining = _maxDepth - d;
         rightIndex_ = Position.wrap(
             uint128((uint256(Position.unwrap(_position)) << remaining) | ((uint256(1) << remaining) - 1))
@@ -99,7 +99,7 @@ library LibPosition {
     /// @return ancestor_ That ancestor.
     function traceAncestor(Position _position) internal pure returns (Position ancestor_) {
         uint256 p = Position.unwrap(_position);
-        if (p == 0) revert PositionOutOfRange();
+        if (p == 0) revert PositionError();
         uint256 lowestUnset = ~p & (p + 1);
         uint256 a = p >> _msb(lowestUnset);
         ancestor_ = Position.wrap(uint128(a == 0 ? 1 : a));
@@ -116,7 +116,7 @@ library LibPosition {
         returns (Position ancestor_)
     {
         if (_upperBoundExclusive > MAX_DEPTH || depth(_position) <= _upperBoundExclusive) {
-            revert PositionOutOfRange();
+            revert PositionError();
         }
         ancestor_ = traceAncestor(_position);
         if (depth(ancestor_) <= _upperBoundExclusive) ancestor_ = rightIndex(ancestor_, _upperBoundExclusive + 1);
@@ -130,16 +130,16 @@ library LibPosition {
     /// @return move_ The new claim's position.
     function move(Position _position, bool _isAttack) internal pure returns (Position move_) {
         uint256 p = Position.unwrap(_position);
-        if (p == 0) revert PositionOutOfRange();
+        if (p == 0) revert PositionError();
         move_ = _shiftIn(Position.wrap(uint128(p | (_isAttack ? 0 : 1))), 0);
     }
 
     /// @notice `(p << 1) | _bit`, reverting when it leaves 128 bits.
     function _shiftIn(Position _position, uint256 _bit) private pure returns (Position shifted_) {
         uint256 p = Position.unwrap(_position);
-        if (p == 0) revert PositionOutOfRange();
+        if (p == 0) revert PositionError();
         uint256 s = (p << 1) | _bit;
-        if (s >> MAX_POSITION_BITS != 0) revert PositionOutOfRange();
+        if (s >> MAX_POSITION_BITS != 0) revert PositionError();
         shifted_ = Position.wrap(uint128(s));
     }
 

@@ -3,7 +3,7 @@ pragma solidity ^0.8.28;
 
 import { Test } from "./lib/Test.sol";
 import { LibPosition, Position } from "../lib/LibPosition.sol";
-import { PositionOutOfRange } from "../lib/Errors.sol";
+import { PositionError } from "../lib/Errors.sol";
 
 /// @notice Calls LibPosition externally so reverts can be expected.
 contract PositionCaller {
@@ -73,15 +73,15 @@ contract LibPositionTest is Test {
     }
 
     function test_outOfRange_reverts() public {
-        vm.expectRevert(PositionOutOfRange.selector);
+        vm.expectRevert(PositionError.selector);
         c.parent(1);
-        vm.expectRevert(PositionOutOfRange.selector);
+        vm.expectRevert(PositionError.selector);
         c.depth(0);
-        vm.expectRevert(PositionOutOfRange.selector);
+        vm.expectRevert(PositionError.selector);
         c.move(uint128(1) << 127, true);
-        vm.expectRevert(PositionOutOfRange.selector);
+        vm.expectRevert(PositionError.selector);
         c.rightIndex(8, 2);
-        vm.expectRevert(PositionOutOfRange.selector);
+        vm.expectRevert(PositionError.selector);
         c.bounded(5, 2);
     }
 

@@ -1,0 +1,67 @@
+"""The Solidity dispute game's forge suite (``contracts/dispute/test``), run as part of pytest.
+
+``forge test --offline`` compiles with solc-js through ``scripts/solc_shim.mjs`` (``foundry.toml``
+names it), so the suite needs nothing beyond ``make install`` (npm ``@foundry-rs/forge``, ``solc``)
+and no network. The shim's own command-line contract is tested here too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from ai_evm.contracts import CONTRACTS_DIR
+
+ROOT = CONTRACTS_DIR.parent
+FORGE = ROOT / "node_modules" / ".bin" / "forge"
+SHIM = ROOT / "scripts" / "solc_shim.mjs"
+NODE = shutil.which("node")
+needs_forge = pytest.mark.skipif(
+    NODE is None or not FORGE.exists(), reason="node and node_modules/.bin/forge are required (run `make install`)"
+)
+
+
+@needs_forge
+def test_forge_suite_passes() -> None:
+    result = subprocess.run(
+        [str(FORGE), "test", "--offline", "--use", str(SHIM), "--color", "never"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-8000:]
+    passed = sum(int(n) for n in re.findall(r"(\d+) passed; 0 failed", out))
+    assert passed >= 20, out[-4000:]  # the suite ran (not an empty selection)
+    assert "[FAIL" not in out
+
+
+@needs_forge
+def test_shim_answers_version_and_standard_json() -> None:
+    assert NODE is not None
+    version = subprocess.run([NODE, str(SHIM), "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and re.search(r"^Version: 0\.8\.\d+\+commit\.", version.stdout, re.M)
+    source = (
+        "// SPDX-License-Identifier: MIT\npragma solidity ^0.8.0;\n"
+        "contract A { function f() external pure returns (uint) { return 7; } }\n"
+    )
+    request = {
+        "language": "Solidity",
+        "sources": {"A.sol": {"content": source}},
+        "settings": {"outputSelection": {"*": {"*": ["evm.deployedBytecode.object"]}}},
+    }
+    out = subprocess.run(
+        [NODE, str(SHIM), "--standard-json", "--allow-paths", str(ROOT)],
+        input=json.dumps(request), capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["contracts"]["A.sol"]["A"]["evm"]["deployedBytecode"]["object"]
+    bad = subprocess.run([NODE, str(SHIM), "--standard-json"], input="{", capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "not JSON" in bad.stderr
+    usage = subprocess.run([NODE, str(SHIM), "--bin", "x.sol"], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 2 and "usage" in usage.stderr
