@@ -1,5 +1,6 @@
 """The Solidity dispute game's libraries and contracts, checked from Python.
 
+- ``LibMerkle`` against ``opml.merkle`` (roots, paths, sparse trees, multiproofs, rejections).
 - ``LibPosition`` against ``fraud_vm.position`` (differential, shared random seeds): the compiled
   library (through ``LibPositionHarness``) runs in py-evm and must return the same value for every
   function on valid positions, and revert with ``PositionError`` exactly where Python raises.
@@ -21,9 +22,10 @@ from eth_utils import to_checksum_address
 from ai_evm.contracts import CONTRACTS_DIR, artifact
 from fraud_vm import errors as vm_errors
 from fraud_vm import position as P
+from opml import merkle as M
 
 EIP170_LIMIT = 24_576
-DISPUTE_CONTRACTS = ["InferenceDisputeGame", "DisputeGameFactory", "LibPositionHarness"]
+DISPUTE_CONTRACTS = ["InferenceDisputeGame", "DisputeGameFactory", "LibPositionHarness", "LibMerkleHarness"]
 SEEDS = [0, 1, 2]
 
 
@@ -120,3 +122,68 @@ def test_dispute_contracts_deploy_on_prague(prague: Any) -> None:
     assert game.value("CLOCK") == 3 * 24 * 3600
     factory = prague.deploy("DisputeGameFactory", game.address)
     assert to_checksum_address(factory.value("IMPLEMENTATION")) == to_checksum_address(game.address)
+
+
+# ------------------------------------------------------------------------------------------------
+# LibMerkle against opml.merkle
+
+
+@pytest.fixture(scope="module")
+def merkle(prague: Any) -> Any:
+    return prague.deploy("LibMerkleHarness")
+
+
+def random_tree(rng: random.Random) -> tuple[list[bytes], int]:
+    n = rng.randint(1, 40)
+    depth = M.tree_depth(n) + rng.choice([0, 0, 1])
+    return [rng.randbytes(32) for _ in range(n)], depth
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_lib_merkle_matches_opml_merkle(merkle: Any, seed: int) -> None:
+    rng = random.Random(f"lib-merkle-{seed}")
+    for h in (0, 1, 5, 17):
+        assert merkle.value("zeroHash", h) == M.ZERO_HASHES[h]
+    # (n = 0 left out: opml.merkle.tree_depth(0) returns 1 although its docstring says 0, which
+    # LibMerkle follows; no tree of the game has zero leaves)
+    for n in (1, 2, 3, 4, 5, 1000, 1025):
+        assert merkle.value("treeDepth", n) == M.tree_depth(n)
+    for _ in range(12):
+        leaves, depth = random_tree(rng)
+        root = M.merkle_root(leaves, depth)
+        assert merkle.value("merkleRoot", leaves, depth) == root
+        i = rng.randrange(len(leaves))
+        proof = M.merkle_proof(leaves, i, depth)
+        assert merkle.value("rootFromProof", leaves[i], i, proof) == root
+        # a sparse tree: zero except at some leaves
+        idx = sorted(rng.sample(range(1 << depth), rng.randint(1, min(6, 1 << depth))))
+        vals = [rng.randbytes(32) for _ in idx]
+        full = [M.ZERO_WORD] * (1 << depth)
+        for j, v in zip(idx, vals, strict=True):
+            full[j] = v
+        assert merkle.value("sparseRoot", idx, vals, depth) == M.merkle_root(full, depth)
+        # a multiproof of random known leaves, read after some unrelated hashes (pos > 0)
+        known = sorted(rng.sample(range(len(leaves)), rng.randint(1, len(leaves))))
+        tree = M.LevelTree.from_leaves(leaves, depth)
+        sib = tree.multiproof(known)
+        prefix = [rng.randbytes(32) for _ in range(rng.randint(0, 2))]
+        want = M.multiroot({k: leaves[k] for k in known}, depth, prefix + sib, len(prefix))
+        got = merkle.call("multiroot", known, [leaves[k] for k in known], depth, prefix + sib, len(prefix))
+        assert got.ok and got.values == want
+        if sib:  # one hash short: both sides reject
+            with pytest.raises(M.MerkleError):
+                M.multiroot({k: leaves[k] for k in known}, depth, sib[:-1], 0)
+            short = merkle.call("multiroot", known, [leaves[k] for k in known], depth, sib[:-1], 0)
+            assert short.error is not None and short.error[0] == "SiblingsExhausted"
+
+
+def test_lib_merkle_rejections(merkle: Any) -> None:
+    w = [bytes([i]) * 32 for i in range(4)]
+    bad_index = merkle.call("rootFromProof", w[0], 4, [w[1], w[2]])  # index beyond 2**len(path)
+    assert bad_index.error is not None and bad_index.error[0] == "InvalidProofLength"
+    unsorted = merkle.call("multiroot", [2, 1], w[:2], 2, [], 0)
+    assert unsorted.error is not None and unsorted.error[0] == "WordsNotSorted"
+    outside = merkle.call("multiroot", [4], w[:1], 2, [w[1], w[2]], 0)
+    assert outside.error is not None and outside.error[0] == "WordOutOfRange"
+    too_many = merkle.call("merkleRoot", w * 2, 2)
+    assert too_many.error is not None and too_many.error[0] == "InvalidProofLength"
