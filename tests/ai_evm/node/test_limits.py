@@ -30,7 +30,7 @@ from ai_evm.node.methods import EthApi
 from ai_evm.node.rpc import Dispatcher
 from ai_evm.node.vm import make_resolver
 
-TIMEOUT_S = 2
+TIMEOUT_S = 3
 KEY0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # public dev account 0
 ACCOUNT0 = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"
 ACCOUNT1 = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
@@ -85,7 +85,7 @@ def peak_growth_mib(node: NodeProcess, action: Any) -> tuple[float, Any]:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    """A node with a 2 s call time limit and no gas cap: only the time limit stops a loop."""
+    """A node with a 3 s call time limit and no gas cap: only the time limit stops a loop."""
     datadir = tmp_path_factory.mktemp("limits") / "data"
     datadir.mkdir()
     proc = NodeProcess(datadir, args=("--rpc-evmtimeout", str(TIMEOUT_S), "--rpc-gascap", "0", "--no-fsync")).start()
@@ -116,6 +116,7 @@ def test_infinite_loop_call_is_stopped_while_the_node_keeps_serving(node: NodePr
     signer = Signer(node)
     caller = threading.Thread(target=slow_call)
     caller.start()
+    time.sleep(0.3)  # let the call start executing
     served: dict[str, float] = {}
     while caller.is_alive() and len(served) < 5:  # each kind once while the call runs
         served.setdefault("eth_chainId", (node.rpc("eth_chainId"), time.monotonic())[1])
@@ -139,7 +140,7 @@ def test_infinite_loop_call_is_stopped_while_the_node_keeps_serving(node: NodePr
 
 
 def test_cheap_methods_answer_while_every_call_worker_is_busy(node: NodeProcess) -> None:
-    heavy = 12  # 4 call workers, 2 s each: the last ends after ~6 s or more
+    heavy = 8  # 4 call workers, 3 s each: the last ends after ~6 s or more
     finished: list[float] = []
     lock = threading.Lock()
 
