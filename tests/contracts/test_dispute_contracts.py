@@ -6,6 +6,8 @@
   function on valid positions, and revert with ``PositionError`` exactly where Python raises.
 - ``Errors.sol`` declares every error of ``fraud_vm.errors.ERROR_CLASSES`` under the same name, in
   the same order (``same verdict, same error``).
+- ``BundlePhaseLink`` against ``opml.commitment`` and ``fraud_vm.game.node_context`` on the example
+  bundles (graph header, node context hash, constants' and zero output region's roots, rejections).
 - Every dispute contract deploys within the EIP-170 limit (24,576 bytes of runtime code).
 """
 
@@ -17,15 +19,21 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from eth_abi import encode
 from eth_utils import to_checksum_address
 
 from ai_evm.contracts import CONTRACTS_DIR, artifact
 from fraud_vm import errors as vm_errors
+from fraud_vm import game, trace
 from fraud_vm import position as P
+from opml import commitment as C
 from opml import merkle as M
+from opml.bundle import load_bundle
 
+ROOT = CONTRACTS_DIR.parent
 EIP170_LIMIT = 24_576
-DISPUTE_CONTRACTS = ["InferenceDisputeGame", "DisputeGameFactory", "LibPositionHarness", "LibMerkleHarness"]
+DISPUTE_CONTRACTS = ["InferenceDisputeGame", "DisputeGameFactory", "BundlePhaseLink", "LibPositionHarness",
+                     "LibMerkleHarness"]
 SEEDS = [0, 1, 2]
 
 
@@ -187,3 +195,65 @@ def test_lib_merkle_rejections(merkle: Any) -> None:
     assert outside.error is not None and outside.error[0] == "WordOutOfRange"
     too_many = merkle.call("merkleRoot", w * 2, 2)
     assert too_many.error is not None and too_many.error[0] == "InvalidProofLength"
+
+
+# ------------------------------------------------------------------------------------------------
+# BundlePhaseLink against opml.commitment / fraud_vm.game.node_context, on the example bundles
+
+NODE_PROOF_T = "(int256[],bytes32[],bytes32,bytes32)"
+TENSOR_PROOFS_T = "(int256[],bytes32,bytes32[])[]"
+
+
+@pytest.fixture(scope="module")
+def phase_link(prague: Any) -> Any:
+    length = prague.deploy("ConstantProgramLength", 7)
+    return prague.deploy("BundlePhaseLink", length.address)
+
+
+def node_link_proof(b: Any, k: int, tamper: str = "") -> bytes:
+    """``openNode``'s proof bytes for node ``k`` (optionally tampered: "node", "tensor", "count")."""
+    np_ = C.prove_node(b, k)
+    ids = [*b.nodes[k].inputs, *b.nodes[k].outputs]
+    tps = [C.prove_tensor(b, t) for t in ids]
+    words = list(np_.node_words)
+    tensors = [(list(tp.tensor_desc), tp.data_root, list(tp.tensor_path)) for tp in tps]
+    if tamper == "node":
+        words[0] += 1
+    elif tamper == "tensor":
+        tensors[0][0][-2] += 1  # the zero point
+    elif tamper == "count":
+        tensors = tensors[:-1]
+    return encode([NODE_PROOF_T, TENSOR_PROOFS_T], [(words, list(np_.node_path), np_.meta_hash, np_.tensors_root),
+                                                   tensors])
+
+
+@pytest.mark.parametrize("model", ["digits_mlp", "digits_cnn"])
+def test_bundle_phase_link_matches_python(phase_link: Any, model: str) -> None:
+    b = load_bundle(ROOT / "models" / model / "model.bundle")
+    hp = C.prove_header(b)
+    header = C.verify_header(b.address, hp)
+    assert header is not None
+    proof = encode(["bytes", "bytes32", "bytes32"], [hp.meta, hp.nodes_root, hp.tensors_root])
+    g = phase_link.value("graph", b.address, proof)
+    assert (g[0], g[1], list(g[2]), list(g[3])) == (header.n_tensors, header.n_nodes, list(header.inputs),
+                                                    list(header.outputs))
+    bad = phase_link.call("graph", bytes(32), proof)
+    assert bad.error is not None and bad.error[0] == "InvalidDescriptorProof"
+    for batch in (1, 3):
+        for k in range(len(b.nodes)):
+            ids = [*b.nodes[k].inputs, *b.nodes[k].outputs]
+            ctx, const_roots = game.node_context(b.address, k, batch, C.prove_node(b, k),
+                                                 [C.prove_tensor(b, t) for t in ids])
+            link = phase_link.value("openNode", b.address, k, batch, node_link_proof(b, k))
+            context_hash, num_steps, input_ids, consts, output_ids, zero_root = link
+            assert context_hash == ctx.hash, (model, k)
+            assert num_steps == 7
+            assert list(input_ids) == list(b.nodes[k].inputs) and list(output_ids) == list(b.nodes[k].outputs)
+            assert list(consts) == [r or bytes(32) for r in const_roots[: len(input_ids)]], (model, k)
+            assert zero_root == trace.zero_region_root(ctx, len(input_ids)), (model, k)
+    for tamper, error in (("node", "InvalidDescriptorProof"), ("tensor", "InvalidDescriptorProof"),
+                          ("count", "InputCountMismatch")):
+        r = phase_link.call("openNode", b.address, 0, 1, node_link_proof(b, 0, tamper))
+        assert r.error is not None and r.error[0] == error, tamper
+    wrong_node = phase_link.call("openNode", b.address, 1, 1, node_link_proof(b, 0))
+    assert wrong_node.error is not None and wrong_node.error[0] == "InvalidDescriptorProof"

@@ -54,6 +54,25 @@ library LibMerkle {
         if (_index != 0) revert InvalidProofLength();
     }
 
+    /// @notice `rootFromProof` with the path in memory.
+    /// @param _leaf The leaf word.
+    /// @param _index The leaf's index.
+    /// @param _proof Siblings from the leaf's level up.
+    /// @return root_ The root.
+    function rootFromMemoryProof(bytes32 _leaf, uint256 _index, bytes32[] memory _proof)
+        internal
+        pure
+        returns (bytes32 root_)
+    {
+        root_ = _leaf;
+        uint256 n = _proof.length;
+        for (uint256 i = 0; i < n; i++) {
+            root_ = _index & 1 == 1 ? _hashPair(_proof[i], root_) : _hashPair(root_, _proof[i]);
+            _index >>= 1;
+        }
+        if (_index != 0) revert InvalidProofLength();
+    }
+
     /// @notice The root from known leaves and `_siblings[_pos:]` consumed in multiproof order
     ///         (`docs/fraud_vm.md` "Multiproof order": per height, the known nodes in ascending
     ///         index order; a node whose parent was already produced is skipped; otherwise its
