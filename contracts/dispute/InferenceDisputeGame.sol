@@ -41,6 +41,8 @@ contract InferenceDisputeGame is IInferenceDisputeGame {
     uint256 internal constant HALTED = 1;
     /// @notice Bytes of an encoded VM state (25 words).
     uint256 internal constant STATE_BYTES = 800;
+    /// @notice Where a step witness's context starts (6-byte header, 800-byte pre-state).
+    uint256 internal constant WITNESS_CONTEXT_OFFSET = 806;
 
     /// @notice Who created (initialized) this game.
     address public factory;
@@ -246,6 +248,9 @@ contract InferenceDisputeGame is IInferenceDisputeGame {
             // A HALTED VM does not change: the trace is padded with the final state.
             post = lo;
         } else {
+            // INVARIANT: the witness is about node k's context (a cheap early reject; the verifier
+            // checks it again against the pre-state): `docs/fraud_vm.md` "Witness calldata".
+            if (_witnessContextHash(_witness) != contextHash) revert ContextHashMismatch();
             // INVARIANT: the one-step check uses only the agreed pre-state hash and the witness;
             // an invalid witness reverts with the verifier's error.
             post = VERIFIER.step(lo, _witness);
@@ -528,6 +533,16 @@ contract InferenceDisputeGame is IInferenceDisputeGame {
         if (LibMerkle.rootFromProof(_data.outputRoots[0], nIn, _data.finalProof) != memRoot) {
             revert FinalStateMismatch();
         }
+    }
+
+    /// @notice `keccak256` of a step witness's context: `nContext` (uint16 at offset 0) words at
+    ///         offset 806 (after the 6-byte header and the 800-byte pre-state).
+    function _witnessContextHash(bytes calldata _witness) internal pure returns (bytes32 hash_) {
+        // INVARIANT: the witness holds its header and the context it announces.
+        if (_witness.length < 6) revert MalformedMove();
+        uint256 end = WITNESS_CONTEXT_OFFSET + 32 * uint256(uint16(bytes2(_witness[0:2])));
+        if (_witness.length < end) revert MalformedMove();
+        hash_ = keccak256(_witness[WITNESS_CONTEXT_OFFSET:end]);
     }
 
     /// @notice The other player.

@@ -193,6 +193,12 @@ contract InferenceDisputeGameTest is Test {
         d_.link = "node proof";
     }
 
+    /// @notice A step witness in the layout of `docs/fraud_vm.md` (header, pre-state, context;
+    ///         no words): the mock verifier reads nothing else. `_words` > 0 makes it a forgery.
+    function _witness(uint256 _k, uint16 _words) internal view returns (bytes memory) {
+        return abi.encodePacked(uint16(2), _words, uint16(0), new bytes(800), link.context(_k));
+    }
+
     ////////////////////////////////////////////////////////////////
     //                         Game driver                        //
     ////////////////////////////////////////////////////////////////
@@ -233,9 +239,10 @@ contract InferenceDisputeGameTest is Test {
             before = gasleft();
             game.openSteps{ value: value }(b.last, attack, d);
         } else {
+            bytes memory w = _witness(game.nodeIndex(), 0);
             vm.prank(who);
             before = gasleft();
-            game.step{ value: value }(b.last, attack, "witness");
+            game.step{ value: value }(b.last, attack, w);
         }
         gas_ = before - gasleft();
     }
@@ -524,9 +531,17 @@ contract InferenceDisputeGameTest is Test {
         bool attack = b.lastHash != _own(views[uint256(game.mover())], b.last);
         uint256 value = game.bond(game.moves() + 1);
         address who = addrOf[uint256(game.mover())];
+        bytes memory forged = _witness(game.nodeIndex(), 1);
+        bytes memory otherNode = _witness(game.nodeIndex() + 1, 0);
         vm.prank(who);
         vm.expectRevert(PreStateHashMismatch.selector);
-        game.step{ value: value }(b.last, attack, "bad");
+        game.step{ value: value }(b.last, attack, forged);
+        vm.prank(who);
+        vm.expectRevert(ContextHashMismatch.selector);
+        game.step{ value: value }(b.last, attack, otherNode);
+        vm.prank(who);
+        vm.expectRevert(MalformedMove.selector);
+        game.step{ value: value }(b.last, attack, hex"0002");
     }
 
     ////////////////////////////////////////////////////////////////
