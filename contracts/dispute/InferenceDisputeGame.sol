@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
+import { IClaimRegistry } from "./interfaces/IClaimRegistry.sol";
 import { IInferenceDisputeGame } from "./interfaces/IInferenceDisputeGame.sol";
 import { IPhaseLink } from "./interfaces/IPhaseLink.sol";
 import { IStepVerifier } from "./interfaces/IStepVerifier.sol";
@@ -48,8 +49,11 @@ contract InferenceDisputeGame is IInferenceDisputeGame {
     address public factory;
     /// @notice The claimant.
     address public claimant;
-    /// @notice The challenger (zero until the first challenger move when left open).
+    /// @notice The challenger.
     address public challenger;
+    /// @notice Whether the game was opened by a claim registry (which holds the claim bond and is
+    ///         told the outcome) rather than standing alone with the claim bond in its pot.
+    bool public registryGame;
 
     /// @notice The claim's model address `A`.
     bytes32 public modelAddress;
@@ -136,52 +140,75 @@ contract InferenceDisputeGame is IInferenceDisputeGame {
     ////////////////////////////////////////////////////////////////
 
     /// @inheritdoc IInferenceDisputeGame
-    function initialize(Claim calldata _claim, bytes calldata _graphProof, address _claimant, address _challenger)
+    function initialize(
+        Claim calldata _claim,
+        bytes calldata _graphProof,
+        address _claimant,
+        address _challenger,
+        bool _stakeClaimBond
+    )
         external
         payable
     {
         // INVARIANT: a game is initialized once, by the account that created it.
         if (factory != address(0)) revert AlreadyInitialized();
         factory = msg.sender;
-        // INVARIANT: the claimant posts the claim's bond.
-        if (msg.value != bond(0)) revert IncorrectBond();
-        if (_claimant == _challenger) revert ClaimantCannotChallenge();
-        bytes32 a = _claim.modelAddress;
-        // INVARIANT: the model is registered and its graph header proven against its address.
-        Graph memory g = PHASE_LINK.graph(a, _graphProof);
-        // INVARIANT: 1 <= batch <= 65536.
-        if (_claim.batch == 0 || _claim.batch > MAX_BATCH) revert InvalidClaim();
-        // INVARIANT: keccak256(A ‖ uint256(n) ‖ final_tensors_root) == final_state.
-        if (stateHash(a, g.nNodes, _claim.finalTensorsRoot) != _claim.finalState) revert InvalidClaim();
-        // INVARIANT: one output root and one path per graph output, each opening at its tensor id
-        // in the final tensor table (so the output hash follows from state_n).
-        uint256 depth = LibMerkle.treeDepth(g.nTensors);
-        uint256 nOut = g.outputIds.length;
-        if (_claim.outputRoots.length != nOut || _claim.outputProofs.length != nOut) revert InvalidClaim();
-        for (uint256 j = 0; j < nOut; j++) {
-            if (!_opens(g.nTensors, depth, _claim.finalTensorsRoot, g.outputIds[j], _claim.outputRoots[j], _claim.outputProofs[j])) {
-                revert InvalidClaim();
-            }
-        }
-        // SAFETY: state_0 is derived here from the input roots, never taken from a player.
-        if (_claim.inputRoots.length != g.inputIds.length) revert InvalidClaim();
-        bytes32 start = stateHash(a, 0, _initialTensorsRoot(g.inputIds, _claim.inputRoots, depth));
-
+        // INVARIANT: a lone game takes the claimant's bond bond(0) into its pot; a registry game
+        // leaves the claim bond with the registry (its creator) and takes nothing.
+        if (msg.value != (_stakeClaimBond ? bond(0) : 0)) revert IncorrectBond();
+        if (_claimant == _challenger || _challenger == address(0)) revert ClaimantCannotChallenge();
+        (Graph memory g, bytes32 start) = checkClaim(_claim, _graphProof);
         claimant = _claimant;
         challenger = _challenger;
-        modelAddress = a;
+        registryGame = !_stakeClaimBond;
+        modelAddress = _claim.modelAddress;
         batch = _claim.batch;
         inputHash = keccak256(abi.encodePacked(_claim.inputRoots));
         outputHash = keccak256(abi.encodePacked(_claim.outputRoots));
         rootClaim = _claim.finalState;
         nNodes = g.nNodes;
         nTensors = g.nTensors;
-        tableDepth = depth;
+        tableDepth = LibMerkle.treeDepth(g.nTensors);
         phase = Phase.Nodes;
         mover = Role.Challenger;
         turnStarted = uint64(block.timestamp);
         bonds[uint256(Role.Claimant)] = msg.value;
         _openBisection(g.nNodes, start, _claim.finalState, Role.Claimant);
+    }
+
+    /// @notice The checks of a game's opening (`docs/dispute_game.md` §1, `open_game`), in order;
+    ///         returns the proven graph header and the derived `state_0`. Reverts
+    ///         `InvalidDescriptorProof` (header, from the phase link) or `InvalidClaim`.
+    /// @param _claim The claim.
+    /// @param _graphProof The graph header's proof.
+    /// @return g_ The graph header.
+    /// @return start_ `state_0`, derived from the input roots (never taken from a player).
+    function checkClaim(Claim calldata _claim, bytes calldata _graphProof)
+        public
+        view
+        returns (Graph memory g_, bytes32 start_)
+    {
+        bytes32 a = _claim.modelAddress;
+        // INVARIANT: the model's graph header is proven against its address.
+        g_ = PHASE_LINK.graph(a, _graphProof);
+        // INVARIANT: 1 <= batch <= 65536.
+        if (_claim.batch == 0 || _claim.batch > MAX_BATCH) revert InvalidClaim();
+        // INVARIANT: keccak256(A ‖ uint256(n) ‖ final_tensors_root) == final_state.
+        if (stateHash(a, g_.nNodes, _claim.finalTensorsRoot) != _claim.finalState) revert InvalidClaim();
+        // INVARIANT: one output root and one path per graph output, each opening at its tensor id
+        // in the final tensor table (so the output hash follows from state_n).
+        uint256 depth = LibMerkle.treeDepth(g_.nTensors);
+        uint256 nOut = g_.outputIds.length;
+        if (_claim.outputRoots.length != nOut || _claim.outputProofs.length != nOut) revert InvalidClaim();
+        for (uint256 j = 0; j < nOut; j++) {
+            if (!_opens(g_.nTensors, depth, _claim.finalTensorsRoot, g_.outputIds[j], _claim.outputRoots[j], _claim.outputProofs[j])) {
+                revert InvalidClaim();
+            }
+        }
+        // INVARIANT: one input root per graph input.
+        if (_claim.inputRoots.length != g_.inputIds.length) revert InvalidClaim();
+        // SAFETY: state_0 is derived here from the input roots, never taken from a player.
+        start_ = stateHash(a, 0, _initialTensorsRoot(g_.inputIds, _claim.inputRoots, depth));
     }
 
     ////////////////////////////////////////////////////////////////
@@ -345,16 +372,8 @@ contract InferenceDisputeGame is IInferenceDisputeGame {
         // INVARIANT: the game is in progress.
         if (outcome != Outcome.InProgress) revert GameOver();
         role_ = mover;
-        // INVARIANT: it is the mover's turn (an open challenger seat goes to the first
-        // account other than the claimant that makes a valid challenger move).
-        if (role_ == Role.Claimant) {
-            if (msg.sender != claimant) revert NotYourTurn();
-        } else if (challenger == address(0)) {
-            if (msg.sender == claimant) revert ClaimantCannotChallenge();
-            challenger = msg.sender;
-        } else if (msg.sender != challenger) {
-            revert NotYourTurn();
-        }
+        // INVARIANT: it is the mover's turn.
+        if (msg.sender != (role_ == Role.Claimant ? claimant : challenger)) revert NotYourTurn();
         // INVARIANT: now is not past the mover's deadline.
         if (block.timestamp > deadline()) revert ClockExpired();
         // INVARIANT: the mover posts exactly this move's bond.
@@ -421,6 +440,8 @@ contract InferenceDisputeGame is IInferenceDisputeGame {
         address to = _winner == Role.Claimant ? claimant : challenger;
         credit[to] += total;
         emit Resolved(outcome);
+        // A registry game reports its outcome: a claimant's loss rejects the claim at once.
+        if (registryGame) IClaimRegistry(factory).onGameResolved(_winner == Role.Challenger);
     }
 
     /// @notice Whether `_leaf` opens at `_id` in the table `_root` of `_nTensors` leaves

@@ -114,6 +114,11 @@ def test_errors_sol_mirrors_fraud_vm_errors() -> None:
                  "WrongMoveKind", "IncorrectBond", "InvalidClaim", "PreTensorsMismatch", "InputCountMismatch",
                  "InvalidTableProof", "OutputsContradictClaim", "FinalStateMismatch", "NoCredit"):
         assert name in game_errors, name
+    # ... and the factory the claim registry's
+    registry_errors = artifact("DisputeGameFactory").error_names()
+    for name in ("UnknownClaim", "ChallengeWindowClosed", "ClaimAlreadyRejected", "ClaimAlreadyFinal",
+                 "DuplicateChallenge", "ChallengeWindowOpen", "GamesInProgress", "NoCredit", "IncorrectBond"):
+        assert name in registry_errors, name
 
 
 @pytest.mark.parametrize("name", DISPUTE_CONTRACTS)
@@ -128,7 +133,11 @@ def test_dispute_contracts_deploy_on_prague(prague: Any) -> None:
     game = prague.deploy("InferenceDisputeGame", one, one, 3 * 24 * 3600, 3 * 3600, 10**18, 11, 10)
     assert game.value("bond", 2) == 121 * 10**16
     assert game.value("CLOCK") == 3 * 24 * 3600
-    factory = prague.deploy("DisputeGameFactory", game.address)
+    factory = prague.deploy("DisputeGameFactory", game.address, 7 * 24 * 3600)
+    assert factory.value("CHALLENGE_WINDOW") == 7 * 24 * 3600
+    assert factory.value("claimCount") == 0
+    unknown = factory.call("finalize", 0)
+    assert unknown.error is not None and unknown.error[0] == "UnknownClaim"
     assert to_checksum_address(factory.value("IMPLEMENTATION")) == to_checksum_address(game.address)
 
 

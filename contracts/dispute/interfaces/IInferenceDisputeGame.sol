@@ -26,12 +26,20 @@ interface IInferenceDisputeGame {
     /// @param outcome Who won.
     event Resolved(Outcome outcome);
 
-    /// @notice Initialize a fresh clone with a claim and the claimant's bond (`bond(0)`).
+    /// @notice Initialize a fresh clone with a claim between two players.
     /// @param _claim The claim.
     /// @param _graphProof The graph header's proof for `IPhaseLink.graph`.
     /// @param _claimant The claimant.
-    /// @param _challenger The challenger, or zero: the first account to move becomes it.
-    function initialize(Claim calldata _claim, bytes calldata _graphProof, address _claimant, address _challenger)
+    /// @param _challenger The challenger (not the claimant); it moves first.
+    /// @param _stakeClaimBond A lone game (the claimant's `bond(0)` is sent and joins the pot) or a
+    ///        claim registry's game (nothing is sent; the creator is told the outcome).
+    function initialize(
+        Claim calldata _claim,
+        bytes calldata _graphProof,
+        address _claimant,
+        address _challenger,
+        bool _stakeClaimBond
+    )
         external
         payable;
 
@@ -55,4 +63,10 @@ interface IInferenceDisputeGame {
 
     /// @notice The player to move.
     function mover() external view returns (Role);
+
+    /// @notice The claimant.
+    function claimant() external view returns (address);
+
+    /// @notice The challenger.
+    function challenger() external view returns (address);
 }

@@ -190,7 +190,7 @@ error InvalidRules();
 /// @notice The game (clone) was already initialized.
 error AlreadyInitialized();
 
-/// @notice The claimant cannot also be the challenger of its own claim.
+/// @notice A game needs a challenger other than its claimant (and not the zero address).
 error ClaimantCannotChallenge();
 
 /// @notice Sending the credit to the recipient failed.

@@ -26,6 +26,10 @@ contract ReentrantReceiver {
         refuse = _refuse;
     }
 
+    function challenge(DisputeGameFactory _f, uint256 _id, Claim calldata _c) external {
+        game = InferenceDisputeGame(_f.challenge(_id, _c, "graph proof"));
+    }
+
     function bisect(Position _parent, bool _isAttack, bytes32 _claim) external payable {
         game.bisect{ value: msg.value }(_parent, _isAttack, _claim);
     }
@@ -47,6 +51,7 @@ contract InferenceDisputeGameTest is Test {
     uint64 internal constant CLOCK = 3 days;
     uint64 internal constant EXT = 3 hours;
     uint256 internal constant CLAIM_BOND = 1 ether;
+    uint64 internal constant WINDOW = 7 days;
     uint256 internal constant N = 5; // nodes; and steps per node
     uint256 internal constant T = 8; // tensors
 
@@ -69,13 +74,14 @@ contract InferenceDisputeGameTest is Test {
 
     mapping(uint256 => View) internal views; // by Role
     mapping(uint256 => address) internal addrOf; // by Role
+    uint256 internal claimId; // the last claim `_create` proposed
     uint256 internal openNode; // the node `_atOpen` reached
 
     function setUp() public {
         verifier = new MockStepVerifier();
         link = new MockPhaseLink(MODEL);
         impl = new InferenceDisputeGame(verifier, link, CLOCK, EXT, CLAIM_BOND, 11, 10);
-        factory = new DisputeGameFactory(address(impl));
+        factory = new DisputeGameFactory(impl, WINDOW);
         vm.deal(claimantAddr, 1000 ether);
         vm.deal(challengerAddr, 1000 ether);
         addrOf[0] = claimantAddr;
@@ -203,11 +209,23 @@ contract InferenceDisputeGameTest is Test {
     //                         Game driver                        //
     ////////////////////////////////////////////////////////////////
 
+    /// @notice Propose the claimant's claim and open a game on it for `challengerAddr`.
     function _create(View memory _claimantView) internal returns (InferenceDisputeGame g_) {
+        claimId = _propose(_claimantView);
+        g_ = _challenge(claimId, challengerAddr, _claimantView);
+    }
+
+    function _propose(View memory _claimantView) internal returns (uint256 id_) {
         views[0] = _claimantView;
         Claim memory c = _claim(_claimantView);
         vm.prank(claimantAddr);
-        g_ = InferenceDisputeGame(factory.create{ value: CLAIM_BOND }(c, "graph proof", address(0)));
+        id_ = factory.propose{ value: CLAIM_BOND }(c, "graph proof");
+    }
+
+    function _challenge(uint256 _id, address _who, View memory _claimantView) internal returns (InferenceDisputeGame) {
+        Claim memory c = _claim(_claimantView);
+        vm.prank(_who);
+        return InferenceDisputeGame(factory.challenge(_id, c, "graph proof"));
     }
 
     /// @notice The state a view holds at the claim of position `_p` in the current phase.
@@ -255,7 +273,7 @@ contract InferenceDisputeGameTest is Test {
     }
 
     function _totalBonds(uint256 _moves) internal view returns (uint256 t_) {
-        for (uint256 m = 0; m <= _moves; m++) {
+        for (uint256 m = 1; m <= _moves; m++) {
             t_ += game.bond(m);
         }
     }
@@ -278,12 +296,26 @@ contract InferenceDisputeGameTest is Test {
         assertEq(game.moves(), 8, "rounds");
         address winner = _claimantLies ? challengerAddr : claimantAddr;
         uint256 total = _totalBonds(8);
-        assertEq(game.credit(winner), total, "winner's credit is every bond");
+        assertEq(game.credit(winner), total, "winner's credit is every move bond");
         assertEq(address(game).balance, total, "the game holds the bonds");
         uint256 before = winner.balance;
         game.claimCredit(winner);
         assertEq(winner.balance - before, total, "paid");
         assertEq(address(game).balance, 0, "nothing left");
+        // the claim bond: to the challenger who rejected the claim, or back to the claimant once final
+        if (_claimantLies) {
+            assertEq(uint256(factory.claimRecord(claimId).status), 1, "rejected");
+            assertEq(factory.credit(challengerAddr), CLAIM_BOND, "claim bond to the challenger");
+        } else {
+            assertEq(uint256(factory.claimRecord(claimId).status), 0, "pending until the window ends");
+            vm.warp(factory.windowEnd(claimId));
+            factory.finalize(claimId);
+            assertEq(factory.credit(claimantAddr), CLAIM_BOND, "claim bond back to the claimant");
+        }
+        before = winner.balance;
+        factory.claimCredit(winner);
+        assertEq(winner.balance - before, CLAIM_BOND, "claim bond paid");
+        assertEq(address(factory).balance, 0, "factory holds nothing");
     }
 
     function test_honestChallengerWins() public {
@@ -326,9 +358,9 @@ contract InferenceDisputeGameTest is Test {
         Bisection memory b = _started();
         uint256 value = game.bond(1);
         vm.prank(claimantAddr);
-        vm.expectRevert(ClaimantCannotChallenge.selector);
+        vm.expectRevert(NotYourTurn.selector);
         game.bisect{ value: value }(b.last, true, bytes32("x"));
-        _move(); // the challenger takes its seat
+        _move();
         vm.deal(address(0xBAD), 10 ether);
         b = game.bisection();
         value = game.bond(2);
@@ -350,7 +382,8 @@ contract InferenceDisputeGameTest is Test {
         // ... and the timeout goes to the other player
         game.claimTimeout();
         assertEq(uint256(game.outcome()), uint256(Outcome.ClaimantWins), "claimant wins by clock");
-        assertEq(game.credit(claimantAddr), CLAIM_BOND, "claimant keeps its bond");
+        assertEq(game.credit(claimantAddr), 0, "a registry game's pot holds move bonds only");
+        assertEq(uint256(factory.claimRecord(claimId).status), 0, "the claim stays pending");
     }
 
     function test_answeringAnOlderClaim_reverts() public {
@@ -408,7 +441,7 @@ contract InferenceDisputeGameTest is Test {
         Claim memory c = _claim(View(false, 0, 0));
         vm.prank(claimantAddr);
         vm.expectRevert(IncorrectBond.selector);
-        factory.create{ value: CLAIM_BOND - 1 }(c, "graph proof", address(0));
+        factory.propose{ value: CLAIM_BOND - 1 }(c, "graph proof");
     }
 
     function test_resolvingTwiceAndCreditTwice_revert() public {
@@ -436,16 +469,18 @@ contract InferenceDisputeGameTest is Test {
     function test_reentrantReceiverIsPaidOnce() public {
         ReentrantReceiver r = new ReentrantReceiver();
         vm.deal(address(r), 10 ether);
-        game = _create(View(true, 3, 3));
-        r.setGame(game);
+        claimId = _propose(View(true, 3, 3));
+        r.challenge(factory, claimId, _claim(View(true, 3, 3)));
+        game = r.game();
         Bisection memory b = game.bisection();
         r.bisect{ value: game.bond(1) }(b.last, true, _p1State(View(false, 0, 0), b.last.move(true).traceIndex(3) + 1));
         assertEq(game.challenger(), address(r), "the contract is the challenger");
         // the claimant never answers: the challenger wins by clock
         vm.warp(game.deadline() + 1);
         game.claimTimeout();
-        uint256 total = CLAIM_BOND + game.bond(1);
+        uint256 total = game.bond(1);
         assertEq(game.credit(address(r)), total, "credit");
+        assertEq(factory.credit(address(r)), CLAIM_BOND, "claim bond credited by the registry");
         r.setRefuse(true);
         vm.expectRevert(BondTransferFailed.selector);
         game.claimCredit(address(r));
@@ -573,47 +608,94 @@ contract InferenceDisputeGameTest is Test {
     function _expectCreateReverts(bytes4 _err, Claim memory _c, bytes memory _proof) internal {
         vm.prank(claimantAddr);
         vm.expectRevert(_err);
-        factory.create{ value: CLAIM_BOND }(_c, _proof, address(0));
+        factory.propose{ value: CLAIM_BOND }(_c, _proof);
     }
 
     function test_initializeTwice_reverts() public {
         game = _create(View(false, 0, 0));
         Claim memory c = _claim(View(false, 0, 0));
         vm.expectRevert(AlreadyInitialized.selector);
-        game.initialize{ value: CLAIM_BOND }(c, "graph proof", claimantAddr, address(0));
+        game.initialize(c, "graph proof", claimantAddr, address(this), false);
         vm.expectRevert(AlreadyInitialized.selector);
-        impl.initialize{ value: CLAIM_BOND }(c, "graph proof", claimantAddr, address(0));
+        impl.initialize{ value: CLAIM_BOND }(c, "graph proof", claimantAddr, address(this), true);
     }
 
-    function test_factory_severalChallengers() public {
-        View memory honest = View(false, 0, 0);
-        Claim memory c = _claim(View(true, 2, 4));
-        bytes32 id = factory.claimId(MODEL, 1, keccak256(abi.encodePacked(c.inputRoots)), keccak256(abi.encodePacked(c.outputRoots)));
+    function test_registry_severalChallengers() public {
+        View memory liar = View(true, 2, 4);
+        Claim memory c = _claim(liar);
         address second = address(0xC4A2);
         vm.deal(second, 100 ether);
-        // one game per challenge: an open seat and a designated challenger
-        game = _create(View(true, 2, 4));
-        vm.prank(claimantAddr);
-        InferenceDisputeGame g2 = InferenceDisputeGame(factory.create{ value: CLAIM_BOND }(c, "graph proof", second));
-        address[] memory gs = factory.gamesOf(id);
+        game = _create(liar);
+        // one game per challenge, one seat per account
+        InferenceDisputeGame g2 = _challenge(claimId, second, liar);
+        vm.prank(challengerAddr);
+        vm.expectRevert(DuplicateChallenge.selector);
+        factory.challenge(claimId, c, "graph proof");
+        Claim memory other = _claim(View(false, 0, 0));
+        vm.prank(address(0xC4A3));
+        vm.expectRevert(InvalidClaim.selector);
+        factory.challenge(claimId, other, "graph proof");
+        address[] memory gs = factory.gamesOf(claimId);
         assertEq(gs.length, 2, "two games on the claim");
         assertEq(gs[1], address(g2), "indexed in order");
-        assertEq(factory.gameCount(), 2, "count");
-        (uint256 open, uint256 won, uint256 lost) = factory.claimStatus(id);
-        assertEq(open, 2, "open");
+        assertEq(factory.claimOf(address(g2)), claimId, "claim of a game");
+        assertEq(g2.challenger(), second, "its own challenger");
         // the designated challenger's seat is its own
         Bisection memory b = g2.bisection();
         uint256 value = g2.bond(1);
         vm.prank(challengerAddr);
         vm.expectRevert(NotYourTurn.selector);
         g2.bisect{ value: value }(b.last, true, bytes32("x"));
-        // game 1 is won by the honest challenger: the claim is rejected
-        views[1] = honest;
+        // game 1 is won by the honest challenger: the claim is rejected at once
+        views[1] = View(false, 0, 0);
         _playOut();
-        (open, won, lost) = factory.claimStatus(id);
-        assertEq(open, 1, "one open");
-        assertEq(lost, 1, "one lost: the claim is rejected");
-        assertEq(won, 0, "none won");
+        DisputeGameFactory.ClaimRecord memory rec = factory.claimRecord(claimId);
+        assertEq(uint256(rec.status), 1, "rejected");
+        assertEq(rec.rejectedBy, address(game), "by game 1");
+        assertEq(factory.credit(challengerAddr), CLAIM_BOND, "the first winner takes the claim bond");
+        assertEq(uint256(g2.outcome()), uint256(Outcome.InProgress), "game 2 goes on");
+        vm.prank(address(0xC4A3));
+        vm.expectRevert(ClaimAlreadyRejected.selector);
+        factory.challenge(claimId, c, "graph proof");
+        vm.expectRevert(ClaimAlreadyRejected.selector);
+        factory.finalize(claimId);
+        // game 2 ends too (by clock): the claim bond is not paid twice
+        vm.warp(g2.deadline() + 1);
+        g2.claimTimeout();
+        assertEq(factory.credit(second), 0, "no second claim bond");
+        assertEq(address(factory).balance, CLAIM_BOND, "one claim bond held");
+    }
+
+    function test_registry_windowAndFinality() public {
+        View memory honest = View(false, 0, 0);
+        Claim memory c = _claim(honest);
+        vm.expectRevert(UnknownClaim.selector);
+        factory.finalize(0);
+        game = _create(honest);
+        vm.expectRevert(ChallengeWindowOpen.selector);
+        factory.finalize(claimId);
+        vm.warp(factory.windowEnd(claimId));
+        vm.prank(address(0xC4A3));
+        vm.expectRevert(ChallengeWindowClosed.selector);
+        factory.challenge(claimId, c, "graph proof");
+        // the game is still running (its challenger's clock ran out, but nobody said so yet): the
+        // claim cannot become final
+        vm.expectRevert(GamesInProgress.selector);
+        factory.finalize(claimId);
+        game.claimTimeout();
+        assertEq(uint256(game.outcome()), uint256(Outcome.ClaimantWins), "claimant won");
+        factory.finalize(claimId);
+        vm.expectRevert(ClaimAlreadyFinal.selector);
+        factory.finalize(claimId);
+        assertEq(factory.credit(claimantAddr), CLAIM_BOND, "claim bond back");
+        vm.expectRevert(UnknownClaim.selector);
+        factory.onGameResolved(true);
+        factory.claimCredit(claimantAddr);
+        vm.expectRevert(NoCredit.selector);
+        factory.claimCredit(claimantAddr);
+        // the same (true) content may be proposed again: a new claim
+        assertEq(_propose(honest), claimId + 1, "a new id");
+        assertEq(factory.claimCount(), 2, "two claims");
     }
 
     function test_clockExtension() public {
@@ -646,8 +728,12 @@ contract InferenceDisputeGameTest is Test {
         views[0] = View(true, 3, 3);
         vm.prank(claimantAddr);
         uint256 g0 = gasleft();
-        game = InferenceDisputeGame(factory.create{ value: CLAIM_BOND }(c, "graph proof", address(0)));
-        emit log_named_uint("create (claim, clone + initialize)", g0 - gasleft());
+        claimId = factory.propose{ value: CLAIM_BOND }(c, "graph proof");
+        emit log_named_uint("propose (claim checks, record)", g0 - gasleft());
+        vm.prank(challengerAddr);
+        g0 = gasleft();
+        game = InferenceDisputeGame(factory.challenge(claimId, c, "graph proof"));
+        emit log_named_uint("challenge (clone + initialize)", g0 - gasleft());
         uint256 maxBisect1;
         uint256 maxBisect2;
         while (game.outcome() == Outcome.InProgress) {
