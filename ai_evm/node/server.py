@@ -71,25 +71,37 @@ def _too_large(size: int | None, limit: int) -> Response:
     return _json(error_response(err), status=413)
 
 
-class _Pools:
-    """The two worker pools (anyio capacity limiters, created on the event loop at first use)."""
+class _Pool:
+    """A worker pool: an anyio capacity limiter (created on the event loop at first use) and the
+    number of requests admitted to it, running or waiting, counted on the event loop (so that the
+    bound holds exactly, whatever arrives between two steps of the loop)."""
 
-    def __init__(self, limits: RpcLimits) -> None:
-        self.limits = limits
-        self._pools: dict[str, anyio.CapacityLimiter] = {}
+    def __init__(self, workers: int, max_queued: int) -> None:
+        self.workers = workers
+        self.max_queued = max_queued
+        self.admitted = 0
+        self._limiter: anyio.CapacityLimiter | None = None
 
-    def get(self, name: str) -> anyio.CapacityLimiter:
-        pool = self._pools.get(name)
-        if pool is None:
-            size = self.limits.call_workers if name == "call" else self.limits.work_workers
-            pool = self._pools[name] = anyio.CapacityLimiter(size)
-        return pool
+    async def run(self, work: Callable[[], bytes | None]) -> Response:
+        """Run ``work`` in a worker thread, or answer 503 at once if too many requests wait."""
+        if self.admitted >= self.workers + self.max_queued:
+            waiting = self.admitted - self.workers
+            busy = LimitExceeded(f"server busy: {waiting} requests are waiting for a worker; retry later")
+            return _raw(encode(error_response(busy)), status=503)
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.workers)
+        self.admitted += 1
+        try:
+            return _raw(await anyio.to_thread.run_sync(work, limiter=self._limiter))
+        finally:
+            self.admitted -= 1
 
 
 def build_app(dispatcher: Dispatcher) -> Starlette:
     """The ASGI app around a dispatcher (limits: ``dispatcher.limits``)."""
     limits = dispatcher.limits
-    pools = _Pools(limits)
+    pools = {"call": _Pool(limits.call_workers, limits.max_queued),
+             "work": _Pool(limits.work_workers, limits.max_queued)}
 
     async def read_body(request: Request) -> bytes | Response:
         declared = request.headers.get("content-length")
@@ -111,7 +123,6 @@ def build_app(dispatcher: Dispatcher) -> Starlette:
         body = await read_body(request)
         if isinstance(body, Response):
             return body
-        work: Callable[[], bytes | None]
         if len(body) <= INLINE_BODY:
             try:
                 message = dispatcher.parse(body)
@@ -121,16 +132,9 @@ def build_app(dispatcher: Dispatcher) -> Starlette:
                 return _raw(encode(error_response(e)))
             if dispatcher.lock_free(message):
                 return _raw(dispatcher.respond(message))
-            work = functools.partial(dispatcher.respond, message)
-            pool = pools.get("call" if dispatcher.executes(message) else "work")
-        else:
-            work = functools.partial(dispatcher.respond_body, body)
-            pool = pools.get("work")
-        waiting = pool.statistics().tasks_waiting
-        if waiting >= limits.max_queued:
-            busy = LimitExceeded(f"server busy: {waiting} requests are waiting for a worker; retry later")
-            return _raw(encode(error_response(busy)), status=503)
-        return _raw(await anyio.to_thread.run_sync(work, limiter=pool))
+            return await pools["call" if dispatcher.executes(message) else "work"].run(
+                functools.partial(dispatcher.respond, message))
+        return await pools["work"].run(functools.partial(dispatcher.respond_body, body))
 
     async def health(request: Request) -> Response:
         return _json({"ok": True, "blockNumber": dispatcher.api.eth_blockNumber()})

@@ -348,3 +348,58 @@ def test_limits_refuse_impossible_values() -> None:
                 {"call_workers": 0}, {"batch_limit": -5}):
         with pytest.raises(LimitsError):
             RpcLimits(**bad)
+
+
+def test_requests_beyond_the_queue_bound_get_503(seq: Sequencer) -> None:
+    """One call worker, one waiting place. While the test holds the chain lock, the first of four
+    concurrent eth_sendTransaction requests occupies the worker and the second waits: the other two
+    get HTTP 503 at once, whatever the order of arrival. Released, the two admitted ones are mined."""
+    import uvicorn
+
+    from ai_evm.node.server import build_app
+
+    limits = RpcLimits(call_workers=1, max_queued=1)
+    server = uvicorn.Server(uvicorn.Config(build_app(Dispatcher(EthApi(seq, limits=limits))), host="127.0.0.1",
+                                           port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    results: list[tuple[int, Any]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+            time.sleep(0.02)
+        url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+
+        def send(i: int) -> None:
+            body = {"jsonrpc": "2.0", "id": i, "method": "eth_sendTransaction",
+                    "params": [{"from": ACCOUNT0, "to": ACCOUNT1, "value": "0x1", "gas": "0x5208"}]}
+            req = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=120) as resp:
+                    results.append((resp.status, strict_loads(resp.read())))
+            except urllib.error.HTTPError as e:
+                results.append((e.code, strict_loads(e.read())))
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+        with seq.lock:
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + 30
+            while len(results) < 2:
+                assert time.monotonic() < deadline, results
+                time.sleep(0.02)
+            refused = list(results)
+            # cheap methods are still answered on the event loop
+            with urllib.request.urlopen(url + "/health", timeout=30) as resp:
+                assert json.loads(resp.read())["ok"] is True
+        for t in threads:
+            t.join(timeout=120)
+        assert [status for status, _ in refused] == [503, 503]
+        assert all(out["error"]["code"] == -32005 and "server busy" in out["error"]["message"] for _, out in refused)
+        mined = [out for status, out in results if status == 200]
+        assert len(mined) == 2 and all(out["result"].startswith("0x") for out in mined), results
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
