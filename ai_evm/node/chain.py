@@ -25,7 +25,7 @@ from typing import Any, cast
 
 from eth.abc import BlockHeaderAPI, SignedTransactionAPI, StateAPI
 from eth.chains.base import MiningChain
-from eth.exceptions import HeaderNotFound, TransactionNotFound
+from eth.exceptions import TransactionNotFound
 from eth_typing import BlockNumber, Hash32
 
 from ai_evm.evm import ModelFetchRequired, ModelResolver
@@ -37,7 +37,7 @@ from .index import META_KEY, block_key, block_record, decode_record, encode_reco
 from .journal import JournalError, PoolJournal
 from .models import ModelWaits
 from .pool import PoolLimits, TxPool
-from .vm import block_inferences, chain_class
+from .vm import block_inferences, canonical_header_by_hash, canonical_header_by_number, chain_class
 
 log = logging.getLogger(__name__)
 
@@ -149,19 +149,11 @@ class Sequencer:
 
     def header_by_number(self, number: int) -> BlockHeaderAPI | None:
         """The canonical header at ``number`` or None."""
-        try:
-            return self.chain.get_canonical_block_header_by_number(BlockNumber(number))
-        except HeaderNotFound:
-            return None
+        return canonical_header_by_number(self.chain, number)
 
     def header_by_hash(self, block_hash: bytes) -> BlockHeaderAPI | None:
         """The header with this hash if it is canonical, else None."""
-        try:
-            header = self.chain.get_block_header_by_hash(Hash32(block_hash))
-        except (HeaderNotFound, Exception):
-            return None
-        canonical = self.header_by_number(header.block_number)
-        return header if canonical is not None and canonical.hash == header.hash else None
+        return canonical_header_by_hash(self.chain, block_hash)
 
     def record(self, number: int) -> dict[str, Any] | None:
         """The node's stored record of canonical block ``number`` (cached)."""

@@ -26,10 +26,9 @@ from eth.chains.base import MiningChain
 from eth.db.atomic import AtomicDBWriteBatch
 from eth.db.backends.base import BaseAtomicDB
 from eth.db.chain import ChainDB
-from eth.exceptions import HeaderNotFound
-from eth_typing import BlockNumber, Hash32
 
 from .db import LMDBAtomicDB
+from .vm import canonical_header_by_hash, canonical_header_by_number
 
 _DELETED = None
 
@@ -90,19 +89,11 @@ class HeadSnapshot:
 
     def header_by_number(self, number: int) -> BlockHeaderAPI | None:
         """The canonical header at ``number`` or None."""
-        try:
-            return self.chain.get_canonical_block_header_by_number(BlockNumber(number))
-        except HeaderNotFound:
-            return None
+        return canonical_header_by_number(self.chain, number)
 
     def header_by_hash(self, block_hash: bytes) -> BlockHeaderAPI | None:
         """The header with this hash if it is canonical, else None."""
-        try:
-            header = self.chain.get_block_header_by_hash(Hash32(block_hash))
-        except Exception:  # HeaderNotFound, or a malformed stored value under an unrelated key
-            return None
-        canonical = self.header_by_number(header.block_number)
-        return header if canonical is not None and canonical.hash == header.hash else None
+        return canonical_header_by_hash(self.chain, block_hash)
 
     def vm(self, header: BlockHeaderAPI) -> Any:
         """The VM that runs on top of ``header`` (its state is the block's post-state)."""

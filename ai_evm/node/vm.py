@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from eth.abc import ComputationAPI, SignedTransactionAPI
+from eth.abc import BlockHeaderAPI, ChainAPI, ComputationAPI, SignedTransactionAPI
 from eth.chains.base import MiningChain
+from eth.exceptions import HeaderNotFound
+from eth_typing import BlockNumber, Hash32
 
 from ai_evm.evm import (  # noqa: F401  (inference_failures is re-exported for the node)
     ModelResolver,
@@ -42,3 +44,21 @@ def block_inferences(
     """JSON records of the inferences a block executed, and their inference root."""
     records = inference_records(computations, transactions)
     return [r.to_json() for r in records], inference_root(records)
+
+
+def canonical_header_by_number(chain: ChainAPI, number: int) -> BlockHeaderAPI | None:
+    """The canonical header at ``number`` in ``chain``, or None."""
+    try:
+        return chain.get_canonical_block_header_by_number(BlockNumber(number))
+    except HeaderNotFound:
+        return None
+
+
+def canonical_header_by_hash(chain: ChainAPI, block_hash: bytes) -> BlockHeaderAPI | None:
+    """The header with this hash if it is canonical in ``chain``, else None."""
+    try:
+        header = chain.get_block_header_by_hash(Hash32(block_hash))
+    except Exception:  # HeaderNotFound, or a malformed stored value under an unrelated key
+        return None
+    canonical = canonical_header_by_number(chain, header.block_number)
+    return header if canonical is not None and canonical.hash == header.hash else None
