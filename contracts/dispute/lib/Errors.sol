@@ -198,3 +198,7 @@ error BondTransferFailed();
 
 /// @notice Creating a game's clone failed (factory).
 error CloneFailed();
+
+/// @notice `LibExecInt.execInt` got an instruction kind it does not execute (QUANT, DEQUANT and
+///         CAST are `LibExecFloat`'s; the verifier dispatches by kind).
+error NotAnIntegerKind();
