@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import { LibMerkle } from "../lib/LibMerkle.sol";
+import { Region } from "./VMTypes.sol";
+
+/// @title LibMultiproof
+/// @notice The memory root from a step's touched words and one multiproof
+///         (`fraud_vm.memory.roots_from_words`, docs/fraud_vm.md "Multiproof order"): for each
+///         touched region in ascending order its data root from its words and the next siblings
+///         (`LibMerkle.multiroot` over the region's data tree of depth `Region.depth`), its region
+///         root `keccak256(header words ‖ data_root)` (`fraud_vm.tensors.region_root`), then the
+///         memory root from those region roots and the remaining siblings (region tree of depth
+///         `treeDepth(regions)`).
+library LibMultiproof {
+    /// @dev A word address is `region << 64 | index`.
+    uint256 internal constant INDEX_MASK = (uint256(1) << 64) - 1;
+
+    /// @notice The memory root implied by the words and `_siblings[_pos:]` (`roots_from_words`).
+    /// @dev The caller has checked the addresses (strictly ascending, each region and index in
+    ///      range: `verify_step` steps 5). Reverts `SiblingsExhausted` when the siblings run out.
+    ///      The arrays are read, never written.
+    /// @param _regions The node's memory regions.
+    /// @param _addrs The words' addresses `region << 64 | index`, strictly ascending, nonempty.
+    /// @param _values The words' values, in the same order.
+    /// @param _siblings The multiproof hashes.
+    /// @param _pos The first sibling to consume.
+    /// @return root_ The memory root.
+    /// @return pos_ The first sibling not consumed.
+    function rootsFromWords(
+        Region[] memory _regions,
+        uint256[] memory _addrs,
+        bytes32[] memory _values,
+        bytes32[] calldata _siblings,
+        uint256 _pos
+    )
+        internal
+        pure
+        returns (bytes32 root_, uint256 pos_)
+    {
+        uint256[] memory rIdx;
+        bytes32[] memory rVal;
+        (rIdx, rVal, pos_) = _regionRoots(_regions, _addrs, _values, _siblings, _pos);
+        (root_, pos_) = LibMerkle.multiroot(rIdx, rVal, LibMerkle.treeDepth(_regions.length), _siblings, pos_);
+    }
+
+    /// @notice A region's root from its header words and data root (`fraud_vm.tensors.region_root`).
+    /// @param _header The header words `[dtype, ndim, dim_0, ..]`.
+    /// @param _dataRoot The data tree's root.
+    /// @return root_ `keccak256(header ‖ data_root)`.
+    function regionRoot(uint256[] memory _header, bytes32 _dataRoot) internal pure returns (bytes32 root_) {
+        root_ = keccak256(abi.encodePacked(_header, _dataRoot));
+    }
+
+    /// @notice The touched regions (ascending) and their roots, consuming the data-tree siblings.
+    function _regionRoots(
+        Region[] memory _regions,
+        uint256[] memory _addrs,
+        bytes32[] memory _values,
+        bytes32[] calldata _siblings,
+        uint256 _pos
+    )
+        private
+        pure
+        returns (uint256[] memory rIdx_, bytes32[] memory rVal_, uint256 pos_)
+    {
+        rIdx_ = new uint256[](_addrs.length);
+        rVal_ = new bytes32[](_addrs.length);
+        uint256 nr = 0;
+        pos_ = _pos;
+        uint256 start = 0;
+        while (start < _addrs.length) {
+            (uint256 r, uint256[] memory idx, bytes32[] memory val) = _regionWords(_addrs, _values, start);
+            start += idx.length;
+            rIdx_[nr] = r;
+            (rVal_[nr], pos_) = _regionRoot(_regions[r], idx, val, _siblings, pos_);
+            ++nr;
+        }
+        assembly ("memory-safe") {
+            mstore(rIdx_, nr)
+            mstore(rVal_, nr)
+        }
+    }
+
+    /// @notice One touched region's root from its words and the next data-tree siblings.
+    function _regionRoot(
+        Region memory _region,
+        uint256[] memory _idx,
+        bytes32[] memory _val,
+        bytes32[] calldata _siblings,
+        uint256 _pos
+    )
+        private
+        pure
+        returns (bytes32 root_, uint256 pos_)
+    {
+        bytes32 dataRoot;
+        (dataRoot, pos_) = LibMerkle.multiroot(_idx, _val, _region.depth, _siblings, _pos);
+        root_ = regionRoot(_region.header, dataRoot);
+    }
+
+    /// @notice The region of word `_start` and the indices and values of its run of words (fresh
+    ///         arrays: `LibMerkle` uses them as scratch space).
+    function _regionWords(uint256[] memory _addrs, bytes32[] memory _values, uint256 _start)
+        private
+        pure
+        returns (uint256 r_, uint256[] memory idx_, bytes32[] memory val_)
+    {
+        uint256 n = _addrs.length;
+        r_ = _addrs[_start] >> 64;
+        uint256 end = _start + 1;
+        while (end < n && _addrs[end] >> 64 == r_) ++end;
+        idx_ = new uint256[](end - _start);
+        val_ = new bytes32[](end - _start);
+        for (uint256 k = _start; k < end; ++k) {
+            idx_[k - _start] = _addrs[k] & INDEX_MASK;
+            val_[k - _start] = _values[k];
+        }
+    }
+}
