@@ -1,4 +1,4 @@
-"""The Solidity dispute game's forge suite (``contracts/dispute/test``), run as part of pytest.
+"""The forge suites (``contracts/dispute/test``, ``contracts/rollup/test``), run as part of pytest.
 
 ``forge test --offline`` compiles with solc-js through ``scripts/solc_shim.mjs`` (``foundry.toml``
 names it), so the suite needs nothing beyond ``make install`` (npm ``@foundry-rs/forge``, ``solc``)
@@ -8,6 +8,7 @@ and no network. The shim's own command-line contract is tested here too.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -25,20 +26,39 @@ needs_forge = pytest.mark.skipif(
 )
 
 
-@needs_forge
-def test_forge_suite_passes() -> None:
+def run_forge(env: dict[str, str] | None = None) -> str:
+    """``forge test`` (with ``FOUNDRY_*`` overrides in ``env``); returns its output, asserting success."""
     result = subprocess.run(
         [str(FORGE), "test", "--offline", "--use", str(SHIM), "--color", "never"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, **(env or {})},
     )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-8000:]
-    passed = sum(int(n) for n in re.findall(r"(\d+) passed; 0 failed", out))
-    assert passed >= 20, out[-4000:]  # the suite ran (not an empty selection)
     assert "[FAIL" not in out
+    return out
+
+
+def passed(out: str) -> int:
+    return sum(int(n) for n in re.findall(r"(\d+) passed; 0 failed", out))
+
+
+@needs_forge
+def test_forge_suite_passes() -> None:
+    out = run_forge()
+    assert passed(out) >= 20, out[-4000:]  # the suite ran (not an empty selection)
+
+
+@needs_forge
+def test_rollup_forge_suite_passes() -> None:
+    """The rollup's L1 contracts (``contracts/rollup``) with their own source/test/out directories,
+    so the two suites can run at once (pytest-xdist) without sharing forge's cache."""
+    out = run_forge({"FOUNDRY_SRC": "contracts/rollup", "FOUNDRY_TEST": "contracts/rollup/test",
+                     "FOUNDRY_OUT": "build/forge/rollup-out", "FOUNDRY_CACHE_PATH": "build/forge/rollup-cache"})
+    assert passed(out) >= 10, out[-4000:]
 
 
 @needs_forge

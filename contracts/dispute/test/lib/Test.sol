@@ -6,6 +6,7 @@ pragma solidity ^0.8.28;
 ///         forge-std lacks its ds-test dependency, and the tests run offline).
 interface Vm {
     function warp(uint256 newTimestamp) external;
+    function roll(uint256 newHeight) external;
     function prank(address msgSender) external;
     function startPrank(address msgSender) external;
     function stopPrank() external;
