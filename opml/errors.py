@@ -35,6 +35,11 @@ class DeterminismError(OpmlError):
     """The host's float32 arithmetic does not behave as the determinism rules require."""
 
 
+class NativeIsaError(OpmlError):
+    """``OPML_NATIVE_ISA`` (or an explicit ``isa=`` argument) names an instruction set that opml's native
+    kernels do not have, or that this CPU cannot run."""
+
+
 class ModelIntegrityError(OpmlError):
     """Bytes obtained for a model address do not hash to that address."""
 

@@ -23,9 +23,16 @@ def model() -> None:
 def _register() -> None:
     import importlib
     import pkgutil
+    import sys
 
-    for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
+    from opml.errors import NativeIsaError
+
+    try:
+        for info in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{info.name}")
+    except NativeIsaError as e:  # OPML_NATIVE_ISA names a set this CPU lacks: refuse to start, in one line
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
 
 
 _register()

@@ -119,13 +119,17 @@ def infer_cmd(bundle_path: str, inputs: tuple[str, ...], output: str | None) -> 
 
 @main.command("engine")
 def engine_cmd() -> None:
-    """Show how this machine runs the engine: native kernels, threads, float environment."""
-    from opml import native
+    """Show how this machine runs the engine: native kernels and instruction sets, threads, float environment."""
+    from opml import native  # an OPML_NATIVE_ISA the CPU lacks stops `aievm` before this (cli/__init__.py)
     from opml.errors import OpmlError
     from opml.f32prog import check_float_environment
     from opml.parallel import worker_count
 
     click.echo(native.describe())
+    if native.available():
+        forced = os.environ.get("OPML_NATIVE_ISA", "").strip().lower() not in ("", "auto")
+        how = "(forced by OPML_NATIVE_ISA)" if forced else "(the fastest found; OPML_NATIVE_ISA=name forces one)"
+        click.echo(f"instruction sets: found {', '.join(native.cpu_isas())}; using {native.isa_name()} {how}")
     click.echo(f"threads: {worker_count()} (OPML_THREADS, else OPENBLAS_NUM_THREADS / OMP_NUM_THREADS, else CPUs)")
     try:
         check_float_environment()

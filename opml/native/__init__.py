@@ -9,8 +9,11 @@ runs the numpy path when the library is absent or disabled.
 Environment (read at import):
 
 * ``OPML_NATIVE=0`` disables the library (the numpy path runs);
-* ``OPML_NATIVE_ISA=generic`` forces the portable C kernels even where AVX2 is available
-  (``avx2`` asks for AVX2 and falls back to generic on a CPU without it);
+* ``OPML_NATIVE_ISA`` forces an instruction set: ``generic`` (portable C), ``avx2``, ``avx512vnni`` (AVX-512
+  F/BW/VNNI) or ``avxvnni`` (AVX-VNNI, 256-bit); unset or ``auto`` picks the best the CPU runs
+  (avx512vnni, then avxvnni, then avx2, then generic). Importing this module raises
+  :class:`opml.errors.NativeIsaError` for an unknown name or a set the CPU lacks: a forced choice is never
+  silently replaced. All give the same bytes (tests/opml/test_native*.py, tests/opml/test_determinism.py);
 * ``OPML_SPIN_US`` (default 200): how long the thread pool's idle workers spin before sleeping. Longer
   keeps them awake across the short non-GEMM kernels between two GEMMs (lower latency with
   ``OPML_THREADS`` > 1), at the price of that much CPU time after each parallel call.
@@ -29,6 +32,7 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import NativeIsaError
 from ..parallel import worker_count
 
 LIBRARY = Path(__file__).with_name("libopml_native.so")
@@ -56,6 +60,10 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     lib.opml_qgemm_pack_u8s8.restype = None
     lib.opml_qgemm_pack_u8s8.argtypes = [_ptr, _i64, _i64, _ptr, _ptr]
     lib.opml_qgemm_has_avx2.restype = _int
+    try:
+        lib.opml_native_isa_mask.restype = _int
+    except AttributeError:  # a library built before the VNNI kernels: generic and AVX2 only
+        pass
     lib.opml_pool_set_spin_ns.restype = None
     lib.opml_pool_set_spin_ns.argtypes = [_i64]
     spin = os.environ.get("OPML_SPIN_US", "").strip()
@@ -73,13 +81,45 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
 _LIB, _STATUS = _load()
 
 
+# The library's instruction-set codes (qgemm.c OPML_ISA_*), by name; every code above 0 implies AVX2.
+ISAS = ("generic", "avx2", "avx512vnni", "avxvnni")
+VNNI_ISAS = frozenset({"avx512vnni", "avxvnni"})
+_PREFERENCE = ("avx512vnni", "avxvnni", "avx2", "generic")
+_CPU_FLAGS = {"generic": "nothing", "avx2": "avx2", "avx512vnni": "avx512_vnni (with avx512f and avx512bw)",
+              "avxvnni": "avx_vnni"}
+
+
+def _cpu_mask() -> int:
+    if _LIB is None:
+        return 0
+    if hasattr(_LIB, "opml_native_isa_mask"):
+        return int(_LIB.opml_native_isa_mask())
+    return 1 | (2 if _LIB.opml_qgemm_has_avx2() else 0)  # an older library: no VNNI kernels in it
+
+
+_CPU_ISAS = tuple(name for code, name in enumerate(ISAS) if _cpu_mask() >> code & 1)
+
+
 def _choose_isa() -> int:
     if _LIB is None:
         return 0
     want = os.environ.get("OPML_NATIVE_ISA", "").strip().lower()
-    if want == "generic":
-        return 0
-    return 1 if _LIB.opml_qgemm_has_avx2() else 0
+    if want in ("", "auto"):
+        return ISAS.index(next(name for name in _PREFERENCE if name in _CPU_ISAS))
+    return isa_code(want)
+
+
+def isa_code(name: str) -> int:
+    """The library's code of instruction set ``name`` (one of :data:`ISAS`); :class:`NativeIsaError` when the
+    name is unknown or this CPU (or the loaded library) cannot run it."""
+    if name not in ISAS:
+        raise NativeIsaError(f"OPML_NATIVE_ISA={name!r} is not an instruction set of opml's native kernels: use "
+                             f"auto or one of {', '.join(ISAS)}")
+    if name not in _CPU_ISAS:
+        raise NativeIsaError(f"OPML_NATIVE_ISA={name}: this CPU lacks {_CPU_FLAGS[name]} (it runs "
+                             f"{', '.join(_CPU_ISAS) or 'no native kernels'}); unset OPML_NATIVE_ISA or pick one "
+                             "of those")
+    return ISAS.index(name)
 
 
 _ISA = _choose_isa()
@@ -97,15 +137,26 @@ def library() -> ctypes.CDLL | None:
 
 
 def isa() -> int:
-    """The instruction set every native kernel should use: 0 portable C, 1 AVX2."""
+    """The instruction-set code every native kernel uses (an index of :data:`ISAS`: 0 portable C, 1 AVX2,
+    2 AVX-512 VNNI, 3 AVX-VNNI; the non-GEMM kernels use their AVX2 versions for every code >= 1)."""
     return _ISA
 
 
+def isa_name() -> str:
+    """The name of the instruction set in use (see :func:`isa`)."""
+    return ISAS[_ISA]
+
+
+def cpu_isas() -> tuple[str, ...]:
+    """The instruction sets this CPU and the loaded library can run (empty when the library is not loaded)."""
+    return _CPU_ISAS
+
+
 def describe() -> str:
-    """One line for diagnostics: loaded with which instruction set, or why not."""
+    """One line for diagnostics: loaded with which instruction set (and the ones this CPU offers), or why not."""
     if _LIB is None:
         return f"native kernels {_STATUS}"
-    return f"native kernels loaded ({'avx2' if _ISA == 1 else 'generic'}) from {LIBRARY}"
+    return f"native kernels loaded ({isa_name()}) from {LIBRARY}; this CPU runs {', '.join(_CPU_ISAS)}"
 
 
 _from_buffer = cast(Callable[[Any], Any], ctypes.c_char.from_buffer)
@@ -123,35 +174,43 @@ def _addr(a: np.ndarray) -> int:
 @dataclass(frozen=True)
 class PackedWeights:
     """A [K, N] weight matrix in one of the GEMM's panel layouts (see ``qgemm.c``): ``kind`` 0 holds int16
-    pairs (any |w| <= 255), kind 1 int8 groups of four for the uint8 x int8 kernel (|w| <= 64), with
-    ``corr`` = 128 * column sums (the correction for signed inputs)."""
+    pairs (any |w| <= 255); kinds 1 and 2 int8 groups of four for the uint8 x int8 kernels, with ``corr`` =
+    128 * column sums (the correction for signed inputs): kind 1 for |w| <= 64 (any instruction set: the
+    AVX2 tile is exact there), kind 2 for other int8 weights where a VNNI set runs (the AVX2 tile refuses
+    it)."""
 
-    data: np.ndarray  # int16 (kind 0) or int8 (kind 1)
+    data: np.ndarray  # int16 (kind 0) or int8 (kinds 1, 2)
     k: int
     n: int
     kind: int = 0
-    corr: np.ndarray | None = None  # int32 [N rounded up to 16], kind 1
+    corr: np.ndarray | None = None  # int32 [N rounded up to 16], kinds 1 and 2
 
 
 U8S8_MAX_WEIGHT = 64  # |x0 w0 + x1 w1| <= 255 * 64 * 2 = 32640: VPMADDUBSW's int16 pair cannot saturate
 
 
-def pack_weights(w: np.ndarray) -> PackedWeights | None:
-    """Pack int8/int16 weights [K, N] with |w| <= 255 for :func:`qgemm`; None when the native GEMM
-    cannot take them (library absent, K too large, values out of range). int8 weights within +-64
-    (7-bit bundles) get the uint8 x int8 layout."""
+def _code(isa: str | None) -> int:
+    return _ISA if isa is None else isa_code(isa)
+
+
+def pack_weights(w: np.ndarray, isa: str | None = None) -> PackedWeights | None:
+    """Pack int8/int16 weights [K, N] with |w| <= 255 for :func:`qgemm` on instruction set ``isa`` (default:
+    the one in use); None when the native GEMM cannot take them (library absent, K too large, values out of
+    range). int8 weights within +-64 (7-bit bundles), and any int8 weights for a VNNI set, get the
+    uint8 x int8 layout."""
     if _LIB is None or w.ndim != 2 or w.dtype not in (np.int8, np.int16):
         return None
+    code = _code(isa)
     k, n = w.shape
     wmax = int(np.abs(w.astype(np.int32)).max()) if w.size else 0
     if k > _LIB.opml_qgemm_max_k() or wmax > 255:
         return None
-    if w.dtype == np.int8 and wmax <= U8S8_MAX_WEIGHT:
+    if w.dtype == np.int8 and (wmax <= U8S8_MAX_WEIGHT or ISAS[code] in VNNI_ISAS):
         w8 = np.ascontiguousarray(w)
         data8 = np.empty(_LIB.opml_qgemm_packed_size_u8s8(k, n), dtype=np.int8)
         corr = np.empty(-(-n // PANEL) * PANEL, dtype=np.int32)
         _LIB.opml_qgemm_pack_u8s8(_addr(w8), k, n, _addr(data8), _addr(corr))
-        return PackedWeights(data8, k, n, 1, corr)
+        return PackedWeights(data8, k, n, 1 if wmax <= U8S8_MAX_WEIGHT else 2, corr)
     w16 = np.ascontiguousarray(w, dtype=np.int16)
     data = np.empty(_LIB.opml_qgemm_packed_size(k, n), dtype=np.int16)
     _LIB.opml_qgemm_pack(_addr(w16), k, n, _addr(data))
@@ -285,16 +344,22 @@ def epilogue(n: int, off: object, mult: object, shift: object, zero_point: int, 
 
 class Gemm:
     """A prepared ``epilogue(x @ w)``: packed weights, epilogue constants and the input's signedness,
-    with their addresses in one int64 array for the C call (this object keeps the arrays alive)."""
+    with their addresses in one int64 array for the C call (this object keeps the arrays alive), run with
+    instruction set ``isa`` (default: the one in use)."""
 
-    def __init__(self, w: PackedWeights, ep: Epilogue, x_dtype: np.dtype):
+    def __init__(self, w: PackedWeights, ep: Epilogue, x_dtype: np.dtype, isa: str | None = None):
         self.w, self.ep, self.x_dtype = w, ep, np.dtype(x_dtype)
         if self.x_dtype not in (np.int8, np.uint8):
             raise ValueError(f"qgemm: x must be int8/uint8, not {self.x_dtype}")
         if ep.n != w.n:
             raise ValueError(f"qgemm: epilogue for {ep.n} columns, weights have {w.n}")
+        code = _code(isa)
+        if w.kind == 2 and ISAS[code] == "avx2":
+            raise ValueError("qgemm: int8 weights beyond +-64 packed for a VNNI kernel cannot run on the AVX2 "
+                             "uint8 x int8 kernel (pack them for avx2)")
+        self.isa = ISAS[code]
         self.cfg = np.array([int(self.x_dtype == np.int8), w.k, _addr(w.data), w.n, ep.span, ep.base,
-                             _OUTKIND[ep.dtype], _ISA, *ep.addresses(), w.kind,
+                             _OUTKIND[ep.dtype], code, *ep.addresses(), w.kind,
                              _addr(w.corr) if w.corr is not None else 0], dtype=np.int64)
         self._cfg = _addr(self.cfg)
 
@@ -314,9 +379,9 @@ class Gemm:
         return y
 
 
-def qgemm(x: np.ndarray, w: PackedWeights, ep: Epilogue) -> np.ndarray:
+def qgemm(x: np.ndarray, w: PackedWeights, ep: Epilogue, isa: str | None = None) -> np.ndarray:
     """``epilogue(x @ w)`` for int8/uint8 ``x`` [M, K] (a one-off :class:`Gemm`)."""
-    return Gemm(w, ep, x.dtype)(x)
+    return Gemm(w, ep, x.dtype, isa)(x)
 
 
 def _centered_fits(dtype: np.dtype, zero_point: int) -> bool:
@@ -339,11 +404,12 @@ def qmatmul_supported(a_dtype: np.dtype, za: int, b_dtype: np.dtype, zb: int, ou
 
 
 def matmul(a_dtype: np.dtype, za: int, b_dtype: np.dtype, zb: int, out_dtype: np.dtype, mult: int = 0,
-           shift: int = 1, zero_point: int = 0, qmin: int = 0, qmax: int = 0) -> MatMul | None:
+           shift: int = 1, zero_point: int = 0, qmin: int = 0, qmax: int = 0, isa: str | None = None
+           ) -> MatMul | None:
     """A prepared :class:`MatMul`, or None when :func:`qmatmul_supported` says the native kernel cannot take it."""
     if not qmatmul_supported(a_dtype, za, b_dtype, zb, out_dtype, mult, shift, qmin, qmax):
         return None
-    return MatMul(a_dtype, za, b_dtype, zb, out_dtype, mult, shift, zero_point, qmin, qmax)
+    return MatMul(a_dtype, za, b_dtype, zb, out_dtype, mult, shift, zero_point, qmin, qmax, isa)
 
 
 class MatMul:
@@ -351,7 +417,7 @@ class MatMul:
     with ``np.matmul``'s broadcasting of the leading dimensions; see :func:`qmatmul_supported`."""
 
     def __init__(self, a_dtype: np.dtype, za: int, b_dtype: np.dtype, zb: int, out_dtype: np.dtype, mult: int = 0,
-                 shift: int = 1, zero_point: int = 0, qmin: int = 0, qmax: int = 0):
+                 shift: int = 1, zero_point: int = 0, qmin: int = 0, qmax: int = 0, isa: str | None = None):
         if not qmatmul_supported(a_dtype, za, b_dtype, zb, out_dtype, mult, shift, qmin, qmax):
             raise ValueError("qmatmul: operands or requantization outside the exact native kernel's bounds")
         self.a_dtype, self.b_dtype, self.out_dtype = np.dtype(a_dtype), np.dtype(b_dtype), np.dtype(out_dtype)
@@ -361,7 +427,7 @@ class MatMul:
             raise ValueError("qmatmul: requantization outside the exact native kernel's bounds")
         self.ep = ep
         self.cfg = np.array([int(self.a_dtype == np.int8), za, int(self.b_dtype == np.int8), zb, ep.span, ep.base,
-                             _OUTKIND[self.out_dtype], _ISA, *ep.addresses()], dtype=np.int64)
+                             _OUTKIND[self.out_dtype], _code(isa), *ep.addresses()], dtype=np.int64)
         self._cfg = _addr(self.cfg)
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
@@ -389,9 +455,9 @@ class MatMul:
 
 
 def qmatmul(a: np.ndarray, b: np.ndarray, za: int, zb: int, out_dtype: np.dtype, mult: int = 0, shift: int = 1,
-            zero_point: int = 0, qmin: int = 0, qmax: int = 0) -> np.ndarray | None:
+            zero_point: int = 0, qmin: int = 0, qmax: int = 0, isa: str | None = None) -> np.ndarray | None:
     """One-off :class:`MatMul` of ``a`` and ``b``."""
-    return MatMul(a.dtype, za, b.dtype, zb, out_dtype, mult, shift, zero_point, qmin, qmax)(a, b)
+    return MatMul(a.dtype, za, b.dtype, zb, out_dtype, mult, shift, zero_point, qmin, qmax, isa)(a, b)
 
 
 def im2col_nhwc(xh: np.ndarray, kh: int, kw: int, strides: Sequence[int], dil: Sequence[int], oh: int, ow: int,

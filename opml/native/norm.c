@@ -26,7 +26,7 @@
  * rounding, FMA contraction or vector width the compiler uses. isqrt likewise corrects an estimate
  * with integer steps (or runs integer Newton); no libm.
  *
- * The AVX2 variants (isa 1) evaluate the same integers four at a time in float64 lanes, only where
+ * The AVX2 variants (isa >= 1) evaluate the same integers four at a time in float64 lanes, only where
  * every value is an integer below 2^53 (so exact, in any order), with the same estimate-and-correct
  * division whose corrected remainders are checked (any lane outside the one-step range is recomputed
  * by the scalar code); their comments give each step's bound. Return 0, or -1 on arguments outside the
@@ -231,7 +231,7 @@ int opml_softmax(const uint8_t *x, int xsigned, int64_t r0, int64_t r1, int64_t 
     }
     if (!opml_softmax_ok(len, tmax)) return -1;
 #ifdef OPML_NORM_X86
-    if (isa == 1) {
+    if (isa >= 1) { /* AVX2, or a VNNI set (which implies it) */
         double *buf = (double *)malloc((size_t)(256 + len) * sizeof(double));
         if (buf) {
             for (int i = 0; i < 256; i++) buf[i] = (double)table[i];
@@ -472,7 +472,7 @@ int opml_layernorm(const void *x, int xkind, int64_t xmax, int64_t r0, int64_t r
 #ifdef OPML_NORM_X86
     /* the float64 steps of the AVX2 rows are exact when max|num| max|gamma| + max|beta| < 2^53 */
     int64_t numax = ((2 * xmax * n) << (frac + g)) + ((int64_t)1 << 31);
-    if (isa == 1 && (gmax == 0 || numax <= (((int64_t)1 << 53) - 1 - bmax) / gmax)) {
+    if (isa >= 1 && (gmax == 0 || numax <= (((int64_t)1 << 53) - 1 - bmax) / gmax)) {
         double *gd = (double *)malloc((size_t)(2 * n) * sizeof(double));
         if (gd) {
             for (int64_t i = 0; i < n; i++) {

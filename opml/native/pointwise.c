@@ -52,7 +52,7 @@ __attribute__((target("avx2"))) static void lut8_avx2(const uint8_t *table, cons
 int opml_lut8(const uint8_t *table, const uint8_t *x, uint8_t *y, int64_t i0, int64_t i1, int isa) {
     if (i0 < 0 || i1 < i0) return -1;
 #ifdef OPML_PW_X86
-    if (isa == 1) {
+    if (isa >= 1) { /* AVX2, or a VNNI set (which implies it) */
         lut8_avx2(table, x + i0, y + i0, i1 - i0);
         return 0;
     }
@@ -98,7 +98,7 @@ int opml_pair_lut8(const uint8_t *table, const uint8_t *a, int64_t na, const uin
         len = na - ia < len ? na - ia : len;
         len = nb - ib < len ? nb - ib : len;
 #ifdef OPML_PW_X86
-        if (isa == 1)
+        if (isa >= 1)
             pair_run_avx2(table, a + ia, b + ib, y + i, len);
         else
 #endif

@@ -32,6 +32,13 @@
 #define OPML_X86 1
 #endif
 
+/* Instruction sets (the `isa` argument of every native kernel; each code above 0 implies AVX2): the GEMMs
+ * use the one named, the other kernels their AVX2 versions for any code >= 1. */
+#define OPML_ISA_GENERIC 0
+#define OPML_ISA_AVX2 1
+#define OPML_ISA_AVX512VNNI 2 /* AVX-512 F + BW + VNNI (VPDPBUSD on 512-bit registers) */
+#define OPML_ISA_AVXVNNI 3    /* AVX-VNNI (the VEX-encoded VPDPBUSD on 256-bit registers) */
+
 #define NR 16 /* columns per panel */
 #define MR 6  /* rows per micro-tile */
 #define OPML_QGEMM_MAX_K 32768
@@ -179,6 +186,24 @@ int opml_qgemm_has_avx2(void) {
 #endif
 }
 
+/* The instruction sets this CPU can run, as a bit mask (bit i: OPML_ISA code i). CPUID through libgcc's
+ * __builtin_cpu_supports, which also requires the OS to save the registers' state (XGETBV: YMM for AVX2
+ * and AVX-VNNI, ZMM and opmask state for AVX-512). The VNNI sets are only offered together with AVX2,
+ * which every kernel other than the GEMMs uses at their codes. */
+int opml_native_isa_mask(void) {
+    int mask = 1 << OPML_ISA_GENERIC;
+#ifdef OPML_X86
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2")) return mask;
+    mask |= 1 << OPML_ISA_AVX2;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vnni"))
+        mask |= 1 << OPML_ISA_AVX512VNNI;
+    if (__builtin_cpu_supports("avxvnni")) mask |= 1 << OPML_ISA_AVXVNNI;
+#endif
+    return mask;
+}
+
 /* The epilogue's per-column constants, each array padded to a multiple of 16 columns (opml.native.Epilogue).
  * Natural column order, for the portable code: lo, hi (int32 range), mul (< 2^31), add (the true value plus
  * 2^62, modulo 2^64), shift (0..62) and post (minus 2^(62 - shift)): see y_of below. For the AVX2 code the
@@ -295,19 +320,25 @@ static int epilogue_ok(const struct epilogue *e, int64_t n) {
 
 static size_t out_size(const struct epilogue *e) { return e->outkind == 0 ? 4 : (e->outkind == 3 ? 2 : 1); }
 
-/* Rows [0, rows) of a finished tile through the epilogue's columns ec0 .. ec0 + cols - 1 into y, row r at
- * y0 + r * row_bytes. */
-static void finish_tile(const struct epilogue *e, int64_t ec0, int32_t acc[MR][NR], int64_t rows, char *y0,
-                        int64_t row_bytes, int64_t cols, int isa) {
-    for (int64_t r = 0; r < rows; r++) {
+/* Rows [0, rows) of a finished tile (row r at acc + r * stride, at least cols rounded up to 16 values)
+ * through the epilogue's columns ec0 .. ec0 + cols - 1 into y, row r at y0 + r * row_bytes. */
+static void finish_tile(const struct epilogue *e, int64_t ec0, const int32_t *acc, int64_t stride, int64_t rows,
+                        char *y0, int64_t row_bytes, int64_t cols, int isa) {
+    int64_t osize = (int64_t)out_size(e);
+    for (int64_t b = 0; b < cols; b += NR) {
+        int64_t bc = cols - b < NR ? cols - b : NR;
+        for (int64_t r = 0; r < rows; r++) {
+            const int32_t *row = acc + r * stride + b;
+            char *dst = y0 + r * row_bytes + b * osize;
 #ifdef OPML_X86
-        if (isa == 1) {
-            epilogue_avx2(e, ec0, acc[r], y0 + r * row_bytes, cols);
-            continue;
-        }
+            if (isa >= OPML_ISA_AVX2) {
+                epilogue_avx2(e, ec0 + b, row, dst, bc);
+                continue;
+            }
 #endif
-        (void)isa;
-        epilogue_generic(e, ec0, acc[r], y0 + r * row_bytes, cols);
+            (void)isa;
+            epilogue_generic(e, ec0 + b, row, dst, bc);
+        }
     }
 }
 
@@ -339,12 +370,13 @@ static int qgemm(const void *x, int xsigned, int64_t m, int64_t k, const int16_t
                 const int16_t *xt = xs + r0 * 2 * kp;
                 int64_t rows = mrows - r0 < MR ? mrows - r0 : MR;
 #ifdef OPML_X86
-                if (isa == 1)
+                if (isa >= OPML_ISA_AVX2)
                     tile_avx2(xt, panel, kp, acc, rows);
                 else
 #endif
                     tile_generic(xt, panel, kp, acc);
-                finish_tile(e, c0, acc, rows, (char *)y + ((mc + r0) * n + c0) * osize, n * osize, cols, isa);
+                finish_tile(e, c0, &acc[0][0], NR, rows, (char *)y + ((mc + r0) * n + c0) * osize, n * osize, cols,
+                            isa);
             }
         }
     }
@@ -408,12 +440,13 @@ static int qmatmul(const void *a, int asigned, int64_t za, const void *bb, int b
             for (int64_t r0 = 0; r0 < m; r0 += MR) {
                 int64_t rows = m - r0 < MR ? m - r0 : MR;
 #ifdef OPML_X86
-                if (isa == 1)
+                if (isa >= OPML_ISA_AVX2)
                     tile_avx2(xs + r0 * 2 * kp, panel, kp, acc, rows);
                 else
 #endif
                     tile_generic(xs + r0 * 2 * kp, panel, kp, acc);
-                finish_tile(e, 0, acc, rows, (char *)y + ((bi * m + r0) * n + c0) * osize, n * osize, cols, isa);
+                finish_tile(e, 0, &acc[0][0], NR, rows, (char *)y + ((bi * m + r0) * n + c0) * osize, n * osize,
+                            cols, isa);
             }
         }
     }
@@ -422,18 +455,35 @@ static int qmatmul(const void *a, int asigned, int64_t za, const void *bb, int b
     return 0;
 }
 
-/* ---- uint8 x int8 kernel, for weights with |w| <= 64 (7-bit bundles: opml.convert weight_bits=7) ----
+/* ---- uint8 x int8 kernels: 7-bit weights on AVX2, any int8 weights with VNNI ----
  *
- * VPMADDUBSW multiplies 32 unsigned bytes by 32 signed bytes and adds adjacent pairs into int16 with
- * saturation. With x in [0, 255] and |w| <= 64 a pair is at most 255 * 64 * 2 = 32640 in magnitude, so it
- * never saturates and is exact; VPMADDWD by ones then adds the two pairs of each 4-byte group into
- * int32, exactly. Signed activations are shifted to x + 128 in [0, 255] (x ^ 0x80), and 128 * colsum(w)
- * is subtracted after the tile: every partial sum stays within K * 255 * 64 < 2^31 for K <= 32768, so
- * the int32 arithmetic is exact and the accumulator handed to the epilogue is sum x w, as in the int16
- * kernel. Weights are packed into 16-column panels of 4-row groups: 64 bytes per group, (w[4q .. 4q+3, c])
- * for the 16 columns c; rows are converted to uint8 with K padded to a multiple of 4. */
+ * Weights are packed into 16-column panels of 4-row groups: 64 bytes per group, (w[4q .. 4q+3, c]) for
+ * the 16 columns c; rows are converted to uint8 with K padded to a multiple of 4. Signed activations are
+ * shifted to x + 128 in [0, 255] (x ^ 0x80), and corr[c] = 128 * colsum(w) is subtracted after the tile,
+ * so the accumulator handed to the epilogue is sum x w, as in the int16 kernel (the choice of kernel
+ * changes no bit).
+ *
+ * AVX2 (kind 1, |w| <= 64: opml.convert weight_bits=7): VPMADDUBSW multiplies 32 unsigned bytes by 32
+ * signed bytes and adds adjacent pairs into int16 with saturation. With x in [0, 255] and |w| <= 64 a
+ * pair is at most 255 * 64 * 2 = 32640 in magnitude, so it never saturates and is exact; VPMADDWD by
+ * ones then adds the two pairs of each 4-byte group into int32, exactly.
+ *
+ * VNNI (kind 1 or 2, any int8 w): VPDPBUSD (AVX-512 VNNI, 16 int32 lanes; AVX-VNNI, its 256-bit VEX
+ * form, 8 lanes) multiplies the four unsigned bytes of each lane by the four signed bytes of the other
+ * operand, and adds the four products and the accumulator lane in int32 without saturation (the
+ * saturating form is VPDPBUSDS, not used). The group sum is at most 4 * 255 * 128 = 130560 in magnitude,
+ * and every partial sum of the shifted accumulation, sum (x + 128) w over at most K <= 32768 rows, lies
+ * within 32768 * 255 * 128 = 1069547520 < 2^31; the correction 128 * colsum(w) is within 2^29, and the
+ * corrected sum x w within 32768 * 128 * 128 = 2^29: every int32 operation is exact. The portable tile
+ * computes the same sums in scalar int32 (any int8 w).
+ *
+ * kind 2 marks int8 weights beyond +-64 in this layout (packed where a VNNI kernel runs): the AVX2 tile
+ * would not be exact for them, so a kind 2 GEMM refuses isa 1. */
 #define KQ 4
-#define MR4 4
+#define MR4 4   /* rows per tile: portable and AVX2 */
+#define MRV 8   /* AVX-512 VNNI: rows per tile (with two panels: 16 accumulators of the 32 registers) */
+#define MRY 6   /* AVX-VNNI: rows per tile (12 accumulators of the 16 registers) */
+#define MRMAX 8
 
 static int64_t kquads_of(int64_t k) { return (k + KQ - 1) / KQ; }
 
@@ -459,9 +509,11 @@ void opml_qgemm_pack_u8s8(const int8_t *w, int64_t k, int64_t n, int8_t *out, in
         }
 }
 
+/* Rows [m0, m0 + rows) of x as uint8 (signed input shifted by 128) into xs, each KQ * kq bytes, rows
+ * rounded up to a multiple of mr (the padding rows and K padding zero). */
 static void load_rows_u8(const void *x, int xsigned, int64_t m, int64_t k, int64_t m0, int64_t rows, int64_t kq,
-                         uint8_t *xs) {
-    int64_t padded = (rows + MR4 - 1) / MR4 * MR4;
+                         int64_t mr, uint8_t *xs) {
+    int64_t padded = (rows + mr - 1) / mr * mr;
     memset(xs, 0, (size_t)(padded * KQ * kq));
     for (int64_t r = 0; r < rows && m0 + r < m; r++) {
         const uint8_t *src = (const uint8_t *)x + (m0 + r) * k;
@@ -473,8 +525,9 @@ static void load_rows_u8(const void *x, int xsigned, int64_t m, int64_t k, int64
     }
 }
 
-static void tile_u8s8_generic(const uint8_t *xs, const int8_t *panel, int64_t kq, int32_t acc[MR][NR]) {
-    for (int r = 0; r < MR4; r++)
+/* acc (row stride NR) = rows [0, rows) of xs times one panel: portable version, any int8 w. */
+static void tile_u8s8_generic(const uint8_t *xs, const int8_t *panel, int64_t kq, int32_t (*acc)[2 * NR], int rows) {
+    for (int r = 0; r < rows; r++)
         for (int c = 0; c < NR; c++) {
             int32_t sum = 0;
             for (int64_t q = 0; q < kq; q++)
@@ -486,7 +539,7 @@ static void tile_u8s8_generic(const uint8_t *xs, const int8_t *panel, int64_t kq
 
 #ifdef OPML_X86
 __attribute__((target("avx2"))) static void tile_u8s8_avx2(const uint8_t *xs, const int8_t *panel, int64_t kq,
-                                                           int32_t acc[MR][NR]) {
+                                                           int32_t (*acc)[2 * NR]) {
     __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
             c31 = c00;
     const __m256i ones = _mm256_set1_epi16(1);
@@ -510,42 +563,146 @@ __attribute__((target("avx2"))) static void tile_u8s8_avx2(const uint8_t *xs, co
     OPML_STORE_ROWS(acc, 2, c20, c21)
     OPML_STORE_ROWS(acc, 3, c30, c31)
 }
+
+/* AVX-512 VNNI: `rows` rows x `panels` (1 or 2) panels, both constants at each call site (the compiler
+ * keeps the 16-column accumulators in registers); acc has row stride 2 * NR. */
+#define OPML_TARGET_V512 __attribute__((target("avx512f,avx512bw,avx512vnni")))
+OPML_TARGET_V512 __attribute__((always_inline)) static inline void tile_v512_rows(
+    const uint8_t *xs, const int8_t *panel0, const int8_t *panel1, int64_t kq, int32_t (*acc)[2 * NR],
+    const int rows, const int panels) {
+    __m512i c[MRV][2];
+    const int32_t *xr[MRV];
+    for (int r = 0; r < rows; r++) {
+        c[r][0] = c[r][1] = _mm512_setzero_si512();
+        xr[r] = (const int32_t *)xs + r * kq;
+    }
+    for (int64_t q = 0; q < kq; q++) {
+        __m512i w0 = _mm512_loadu_si512((const void *)(panel0 + q * KQ * NR)), w1 = w0;
+        if (panels == 2) w1 = _mm512_loadu_si512((const void *)(panel1 + q * KQ * NR));
+        for (int r = 0; r < rows; r++) {
+            __m512i b = _mm512_set1_epi32(xr[r][q]); /* x's 4 bytes of group q: the unsigned operand */
+            c[r][0] = _mm512_dpbusd_epi32(c[r][0], b, w0);
+            if (panels == 2) c[r][1] = _mm512_dpbusd_epi32(c[r][1], b, w1);
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        _mm512_storeu_si512((void *)acc[r], c[r][0]);
+        if (panels == 2) _mm512_storeu_si512((void *)(acc[r] + NR), c[r][1]);
+    }
+}
+
+OPML_TARGET_V512 static void tile_v512(const uint8_t *xs, const int8_t *panel0, const int8_t *panel1, int64_t kq,
+                                       int32_t (*acc)[2 * NR], int64_t rows, int panels) {
+#define OPML_V512_CASE(r)                                                      \
+    case r:                                                                    \
+        if (panels == 2)                                                       \
+            tile_v512_rows(xs, panel0, panel1, kq, acc, r, 2);                 \
+        else                                                                   \
+            tile_v512_rows(xs, panel0, panel1, kq, acc, r, 1);                 \
+        break;
+    switch (rows) {
+        OPML_V512_CASE(1)
+        OPML_V512_CASE(2)
+        OPML_V512_CASE(3)
+        OPML_V512_CASE(4)
+        OPML_V512_CASE(5)
+        OPML_V512_CASE(6)
+        OPML_V512_CASE(7)
+    default:
+        OPML_V512_CASE(8)
+    }
+#undef OPML_V512_CASE
+}
+
+/* AVX-VNNI (VEX-encoded VPDPBUSD on 256-bit registers): `rows` rows x one panel (two registers of 8
+ * columns). Only a CPU with avx_vnni runs it. */
+#define OPML_TARGET_VY __attribute__((target("avx2,avxvnni")))
+OPML_TARGET_VY __attribute__((always_inline)) static inline void tile_vy_rows(const uint8_t *xs,
+                                                                              const int8_t *panel, int64_t kq,
+                                                                              int32_t (*acc)[2 * NR],
+                                                                              const int rows) {
+    __m256i c[MRY][2];
+    const int32_t *xr[MRY];
+    for (int r = 0; r < rows; r++) {
+        c[r][0] = c[r][1] = _mm256_setzero_si256();
+        xr[r] = (const int32_t *)xs + r * kq;
+    }
+    for (int64_t q = 0; q < kq; q++) {
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)(panel + q * KQ * NR));
+        __m256i w1 = _mm256_loadu_si256((const __m256i *)(panel + q * KQ * NR + 32));
+        for (int r = 0; r < rows; r++) {
+            __m256i b = _mm256_set1_epi32(xr[r][q]);
+            c[r][0] = _mm256_dpbusd_avx_epi32(c[r][0], b, w0);
+            c[r][1] = _mm256_dpbusd_avx_epi32(c[r][1], b, w1);
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        _mm256_storeu_si256((__m256i *)acc[r], c[r][0]);
+        _mm256_storeu_si256((__m256i *)(acc[r] + 8), c[r][1]);
+    }
+}
+
+OPML_TARGET_VY static void tile_vy(const uint8_t *xs, const int8_t *panel, int64_t kq, int32_t (*acc)[2 * NR],
+                                   int64_t rows) {
+    switch (rows) {
+    case 1: tile_vy_rows(xs, panel, kq, acc, 1); break;
+    case 2: tile_vy_rows(xs, panel, kq, acc, 2); break;
+    case 3: tile_vy_rows(xs, panel, kq, acc, 3); break;
+    case 4: tile_vy_rows(xs, panel, kq, acc, 4); break;
+    case 5: tile_vy_rows(xs, panel, kq, acc, 5); break;
+    default: tile_vy_rows(xs, panel, kq, acc, 6); break;
+    }
+}
 #endif
 
+/* Rows per tile of the u8 x s8 kernel for an instruction set. */
+static int64_t u8s8_rows(int isa) { return isa == OPML_ISA_AVX512VNNI ? MRV : (isa == OPML_ISA_AVXVNNI ? MRY : MR4); }
+
+/* Columns [n0, n1) of y = epilogue(x @ w) with w packed by opml_qgemm_pack_u8s8; kind 2 (|w| > 64) refuses
+ * the AVX2 tile. Returns 0, or -1 (nothing written). */
 static int qgemm_u8s8(const void *x, int xsigned, int64_t m, int64_t k, const int8_t *wp, const int32_t *corr,
-                      int64_t n, int64_t n0, int64_t n1, const struct epilogue *e, void *y, int isa) {
+                      int64_t n, int64_t n0, int64_t n1, const struct epilogue *e, void *y, int isa, int kind) {
     if (k < 0 || k > OPML_QGEMM_MAX_K || m < 0 || n0 < 0 || n0 % NR || n1 > n || n0 > n1) return -1;
+    if (kind == 2 && isa == OPML_ISA_AVX2) return -1;
 #ifndef OPML_X86
     isa = 0;
 #endif
     int64_t osize = (int64_t)out_size(e);
-    int64_t kq = kquads_of(k);
-    int64_t chunk = (192 * 1024) / (KQ * (kq ? kq : 1)) / MR4 * MR4;
-    if (chunk < MR4) chunk = MR4;
-    if (chunk > (m + MR4 - 1) / MR4 * MR4) chunk = (m + MR4 - 1) / MR4 * MR4;
-    uint8_t *xs = (uint8_t *)malloc((size_t)((chunk ? chunk : MR4) * KQ * (kq ? kq : 1)));
+    int64_t kq = kquads_of(k), mr = u8s8_rows(isa);
+    int64_t chunk = (192 * 1024) / (KQ * (kq ? kq : 1)) / mr * mr;
+    if (chunk < mr) chunk = mr;
+    if (chunk > (m + mr - 1) / mr * mr) chunk = (m + mr - 1) / mr * mr;
+    uint8_t *xs = (uint8_t *)malloc((size_t)((chunk ? chunk : mr) * KQ * (kq ? kq : 1)));
     if (!xs) return -1;
-    int32_t acc[MR][NR];
+    int32_t acc[MRMAX][2 * NR];
     for (int64_t mc = 0; mc < m; mc += chunk) {
         int64_t mrows = m - mc < chunk ? m - mc : chunk;
-        load_rows_u8(x, xsigned, m, k, mc, mrows, kq, xs);
+        load_rows_u8(x, xsigned, m, k, mc, mrows, kq, mr, xs);
         for (int64_t c0 = n0; c0 < n1; c0 += NR) {
             const int8_t *panel = wp + (c0 / NR) * kq * KQ * NR;
-            int64_t cols = n1 - c0 < NR ? n1 - c0 : NR;
-            for (int64_t r0 = 0; r0 < mrows; r0 += MR4) {
+            /* AVX-512: two panels per tile where two remain */
+            int panels = isa == OPML_ISA_AVX512VNNI && n1 - c0 > NR ? 2 : 1;
+            int64_t cols = n1 - c0 < panels * NR ? n1 - c0 : panels * NR;
+            for (int64_t r0 = 0; r0 < mrows; r0 += mr) {
                 const uint8_t *xt = xs + r0 * KQ * kq;
-                int64_t rows = mrows - r0 < MR4 ? mrows - r0 : MR4;
+                int64_t rows = mrows - r0 < mr ? mrows - r0 : mr;
 #ifdef OPML_X86
-                if (isa == 1)
+                if (isa == OPML_ISA_AVX512VNNI)
+                    tile_v512(xt, panel, panel + kq * KQ * NR, kq, acc, rows, panels);
+                else if (isa == OPML_ISA_AVXVNNI)
+                    tile_vy(xt, panel, kq, acc, rows);
+                else if (isa == OPML_ISA_AVX2)
                     tile_u8s8_avx2(xt, panel, kq, acc);
                 else
 #endif
-                    tile_u8s8_generic(xt, panel, kq, acc);
+                    tile_u8s8_generic(xt, panel, kq, acc, (int)rows);
                 if (xsigned) /* sum (x + 128) w - 128 sum w: exact in int32 (see above) */
                     for (int64_t r = 0; r < rows; r++)
-                        for (int c = 0; c < NR; c++) acc[r][c] -= corr[c0 + c];
-                finish_tile(e, c0, acc, rows, (char *)y + ((mc + r0) * n + c0) * osize, n * osize, cols, isa);
+                        for (int64_t c = 0; c < cols; c++) acc[r][c] -= corr[c0 + c];
+                finish_tile(e, c0, &acc[0][0], 2 * NR, rows, (char *)y + ((mc + r0) * n + c0) * osize, n * osize,
+                            cols, isa);
             }
+            c0 += (panels - 1) * NR;
         }
     }
     free(xs);
@@ -562,16 +719,17 @@ struct gemm_job {
     int64_t m, k, n;
     int xsigned, isa;
     void *y;
-    int kind;           /* 0: int16 pairs (VPMADDWD), 1: uint8 x int8 (VPMADDUBSW, |w| <= 64) */
-    const int32_t *corr; /* kind 1: 128 * column sums of w */
+    int kind;           /* 0: int16 pairs (VPMADDWD); 1: uint8 x int8 bytes, |w| <= 64 (VPMADDUBSW or VNNI);
+                           2: the same layout with any int8 w (VNNI or portable only) */
+    const int32_t *corr; /* kinds 1, 2: 128 * column sums of w */
 };
 
 static int gemm_range(void *ctx, int64_t p0, int64_t p1) {
     const struct gemm_job *j = (const struct gemm_job *)ctx;
     int64_t c1 = p1 * NR < j->n ? p1 * NR : j->n;
-    if (j->kind == 1)
+    if (j->kind != 0)
         return qgemm_u8s8(j->x, j->xsigned, j->m, j->k, (const int8_t *)j->wp, j->corr, j->n, p0 * NR, c1, &j->e,
-                          j->y, j->isa);
+                          j->y, j->isa, j->kind);
     return qgemm(j->x, j->xsigned, j->m, j->k, (const int16_t *)j->wp, j->n, p0 * NR, c1, &j->e, j->y, j->isa);
 }
 
@@ -592,7 +750,10 @@ int opml_qgemm_cfg(const int64_t *cfg, const void *x, int64_t m, void *y, int th
                           P64(18), P64(19), cfg[4], cfg[5], (int)cfg[6]},
                          x, (const void *)(intptr_t)cfg[2], m, cfg[1], cfg[3], (int)cfg[0], (int)cfg[7], y,
                          (int)cfg[20], P32(21)};
-    if ((j.kind != 0 && j.kind != 1) || !epilogue_ok(&j.e, j.n)) return -1;
+    if (j.kind < 0 || j.kind > 2 || j.isa < OPML_ISA_GENERIC || j.isa > OPML_ISA_AVXVNNI ||
+        !(opml_native_isa_mask() & (1 << j.isa)) || (j.kind == 2 && j.isa == OPML_ISA_AVX2) ||
+        !epilogue_ok(&j.e, j.n))
+        return -1;
     int64_t panels = (j.n + NR - 1) / NR;
     if (!panels || !m) return 0;
     return opml_parallel_for(gemm_range, &j, panels, parts_for(panels, m * j.k * NR, threads));
@@ -625,7 +786,9 @@ int opml_qmatmul_cfg(const int64_t *cfg, const void *a, const void *bb, int64_t 
     struct matmul_job j = {{P64(8), P64(9), P64(10), P64(11), P64(12), P64(13), P32(14), P32(15), P32(16), P64(17),
                             P64(18), P64(19), cfg[4], cfg[5], (int)cfg[6]},
                            a, bb, m, k, n, cfg[1], cfg[3], (int)cfg[0], (int)cfg[2], (int)cfg[7], y};
-    if (!epilogue_ok(&j.e, NR)) return -1;
+    if (j.isa < OPML_ISA_GENERIC || j.isa > OPML_ISA_AVXVNNI || !(opml_native_isa_mask() & (1 << j.isa)) ||
+        !epilogue_ok(&j.e, NR))
+        return -1;
     if (!count) return 0;
     return opml_parallel_for(matmul_range, &j, count, parts_for(count, m * k * n, threads));
 }

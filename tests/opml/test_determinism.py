@@ -13,7 +13,8 @@ different environments:
   refuses to start otherwise on some versions), and every dispatchable feature at once,
 - all of the above combined,
 - opml's native kernels off (``OPML_NATIVE=0``: the numpy path) and forced to their portable C
-  version (``OPML_NATIVE_ISA=generic``: no AVX2), each also with one thread.
+  version (``OPML_NATIVE_ISA=generic``: no AVX2), each also with one thread, and forced to each other
+  instruction set (``avx2``, ``avx512vnni``, ``avxvnni``; one the CPU lacks is skipped, naming it).
 
 Each subprocess also reports the BLAS core and numpy CPU features it actually ran with, so a variant
 that silently had no effect is caught.
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from opml import native
 from opml.bundle import Bundle, decode_bundle
 from opml.convert import convert
 from opml.engine import _CACHE, run, run_bytes
@@ -82,6 +84,9 @@ if PRESENT:
 VARIANTS["native-off"] = {"OPML_NATIVE": "0"}
 VARIANTS["native-generic-threads-1"] = {"OPML_NATIVE_ISA": "generic", "OMP_NUM_THREADS": "1",
                                         "OPENBLAS_NUM_THREADS": "1", "OPML_THREADS": "1"}
+for _isa in native.ISAS[1:]:
+    VARIANTS[f"native-isa-{_isa}"] = {"OPML_NATIVE_ISA": _isa}
+_LACKS = {"avx2": "avx2", "avx512vnni": "avx512_vnni/avx512bw", "avxvnni": "avx_vnni"}
 VARIANTS["everything-minimal"] = {
     "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
     **({"OPENBLAS_CORETYPE": LOWEST} if LOWEST else {}),
@@ -175,6 +180,9 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_subprocess_bit_identical(expected: dict, variant: str) -> None:
     extra = VARIANTS[variant]
+    forced = extra.get("OPML_NATIVE_ISA")
+    if forced and forced not in native.cpu_isas():
+        pytest.skip(f"CPU lacks {_LACKS[forced]}" if native.available() else native.describe())
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, str(expected["work"]), str(Path(__file__).parent), str(ROOT), json.dumps(NAMES)],
         env=_child_env(extra), capture_output=True, text=True, timeout=240,
@@ -200,8 +208,8 @@ def test_subprocess_bit_identical(expected: dict, variant: str) -> None:
             assert not got["features"][f], f"{variant}: numpy still uses {f}"
     if extra.get("OPML_NATIVE") == "0":
         assert "disabled" in got["native"], got["native"]
-    if extra.get("OPML_NATIVE_ISA") == "generic":
-        assert "loaded (generic)" in got["native"], got["native"]
+    if forced:
+        assert f"loaded ({forced})" in got["native"], got["native"]
     if extra.get("OPENBLAS_NUM_THREADS"):
         n = int(extra["OPENBLAS_NUM_THREADS"])
         assert all(t == n for api, _, t in got["blas"] if api == "openblas"), got["blas"]

@@ -1,14 +1,18 @@
-"""opml's native kernels equal the exact integer formulas, on both instruction sets.
+"""opml's native kernels equal the exact integer formulas, on every instruction set.
 
 The engine-level equality (engine == reference for every op) runs with the library loaded, in
 tests/opml/test_engine_reference*.py; tests/opml/test_determinism.py reruns the example models with
-the library off and with its portable kernels. Here the GEMM is checked directly, at the edges of its
-bounds (extreme operand values, K at the int32 limit, every shape remainder), against int64 numpy.
+the library off and with each instruction set forced. Here the GEMM is checked directly, at the edges of
+its bounds (extreme operand values, K at the int32 limit, every shape remainder), against int64 numpy,
+on each instruction set of :data:`opml.native.ISAS` this CPU runs (the others are skipped, naming the
+missing CPU feature).
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +23,7 @@ from hypothesis import strategies as st
 from native_child import child_hash
 
 from opml import native
+from opml.errors import NativeIsaError
 from opml.intmath import clip_int32, requantize
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +35,25 @@ pytestmark = pytest.mark.skipif(not native.available() and not os.environ.get("C
 def test_library_is_built_in_ci() -> None:
     """make install builds the library; CI must not fall back to numpy silently."""
     assert native.available(), native.describe()
+
+
+_LACKS = {"generic": "", "avx2": "avx2", "avx512vnni": "avx512_vnni/avx512bw", "avxvnni": "avx_vnni"}
+
+
+# Each instruction set of the library; skipped (with the reason shown by pytest -rs) where this CPU lacks it.
+EACH_ISA = pytest.mark.parametrize("isa", [
+    pytest.param(name, marks=pytest.mark.skipif(name not in native.cpu_isas(), reason=f"CPU lacks {_LACKS[name]}"))
+    for name in native.ISAS])
+
+
+def test_the_best_instruction_set_is_used_by_default() -> None:
+    """Without OPML_NATIVE_ISA the library runs the fastest set the CPU has."""
+    found = native.cpu_isas()
+    assert found[:1] == ("generic",) and set(found) <= set(native.ISAS)
+    best = next(name for name in ("avx512vnni", "avxvnni", "avx2", "generic") if name in found)
+    if not os.environ.get("OPML_NATIVE_ISA"):
+        assert native.isa_name() == best
+    assert f"loaded ({native.isa_name()})" in native.describe()
 
 
 @dataclass
@@ -81,20 +105,45 @@ def _case(rng: np.random.Generator, m: int, k: int, n: int, xdt: type, wdt: type
     return x, w, Params(off, mult, shift, zp, qmin, int(rng.integers(qmin, hi + 1)), out)
 
 
+def _expected_kind(w: np.ndarray, isa: str) -> int:
+    """0: int16 pairs; 1: uint8 x int8 bytes for |w| <= 64; 2: the same for any int8 w on a VNNI set."""
+    if w.dtype != np.int8:
+        return 0
+    if not w.size or np.abs(w.astype(int)).max() <= native.U8S8_MAX_WEIGHT:
+        return 1
+    return 2 if isa in native.VNNI_ISAS else 0
+
+
+@EACH_ISA
 @settings(max_examples=60, deadline=None)
 @given(m=st.integers(0, 20), k=st.integers(0, 70), n=st.integers(0, 40),
        xdt=st.sampled_from([np.int8, np.uint8]), wdt=st.sampled_from([np.int8, np.int16]),
        out=st.sampled_from([np.int32, np.int8, np.uint8, np.int16]), extreme=st.booleans(), small=st.booleans(),
        seed=st.integers(0, 2**32 - 1))
-def test_qgemm_equals_int64(m: int, k: int, n: int, xdt: type, wdt: type, out: type, extreme: bool, small: bool,
-                            seed: int) -> None:
+def test_qgemm_equals_int64(isa: str, m: int, k: int, n: int, xdt: type, wdt: type, out: type, extreme: bool,
+                            small: bool, seed: int) -> None:
     x, w, p = _case(np.random.default_rng(seed), m, k, n, xdt, wdt, out, extreme, small)
-    packed = native.pack_weights(w)
+    packed = native.pack_weights(w, isa)
     assert packed is not None
-    assert packed.kind == (1 if wdt == np.int8 and (small or not w.size or np.abs(w.astype(int)).max() <= 64) else 0)
-    got = native.qgemm(x, packed, _epilogue(n, p))
+    assert packed.kind == _expected_kind(w, isa)
+    got = native.qgemm(x, packed, _epilogue(n, p), isa)
     assert got.dtype == np.dtype(out) and got.shape == (m, n)
     np.testing.assert_array_equal(got, _expected(x, w, p))
+
+
+@EACH_ISA
+@settings(max_examples=25, deadline=None)
+@given(m=st.integers(1, 40), k=st.integers(1, 300), n=st.integers(1, 70), xdt=st.sampled_from([np.int8, np.uint8]),
+       out=st.sampled_from([np.int32, np.int8]), seed=st.integers(0, 2**32 - 1))
+def test_full_int8_weights_on_every_row_and_column_remainder(isa: str, m: int, k: int, n: int, xdt: type, out: type,
+                                                             seed: int) -> None:
+    """8-bit weights (the VNNI kernels' layout where the set has VNNI): row tiles of 1-8 rows, one or two
+    16-column panels, K not a multiple of 4, weights reaching -128 and 127."""
+    x, w, p = _case(np.random.default_rng(seed), m, k, n, xdt, np.int8, out, extreme=seed % 3 == 0)
+    w[0, 0], w[-1, -1] = -128, 127
+    packed = native.pack_weights(w, isa)
+    assert packed is not None and packed.kind == _expected_kind(w, isa)
+    np.testing.assert_array_equal(native.qgemm(x, packed, _epilogue(n, p), isa), _expected(x, w, p))
 
 
 def _gemm_giving(acc: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -130,21 +179,23 @@ def test_requant_epilogue_equals_the_spec(off: int, m: int, s: int, zp: int, q: 
     np.testing.assert_array_equal(native.qgemm(x, packed, ep), want)
 
 
-def test_qgemm_at_the_int32_limit() -> None:
+@EACH_ISA
+def test_qgemm_at_the_int32_limit(isa: str) -> None:
     """K at the library's maximum with every product at +-65025: partial sums reach about +-2^31."""
     kmax = 32768
     x = np.full((7, kmax), 255, dtype=np.uint8)
     w = np.full((kmax, 17), 255, dtype=np.int16)
     w[:, 1::2] = -255
     p = Params(np.zeros(17, dtype=np.int64), np.zeros(17), np.zeros(17), 0, 0, 0, np.int32)
-    packed = native.pack_weights(w)
+    packed = native.pack_weights(w, isa)
     assert packed is not None
-    got = native.qgemm(x, packed, _epilogue(17, p))
+    got = native.qgemm(x, packed, _epilogue(17, p), isa)
     np.testing.assert_array_equal(got, _expected(x, w, p))
     assert got[0, 0] == 32768 * 65025 and got[0, 1] == -32768 * 65025
 
 
-def test_u8s8_kernel_at_the_int32_limit() -> None:
+@EACH_ISA
+def test_u8s8_kernel_at_the_int32_limit(isa: str) -> None:
     """The uint8 x int8 kernel with every product at its largest (x = 255 or, shifted, -128; w = +-64) and
     K at the maximum: pairs reach +-32640 (VPMADDUBSW's int16 holds them) and sums ~2^29."""
     kmax = 32768
@@ -152,10 +203,50 @@ def test_u8s8_kernel_at_the_int32_limit() -> None:
         x = np.full((5, kmax), xv, dtype=xdt)
         w = np.full((kmax, 18), 64, dtype=np.int8)
         w[:, 1::2] = -64
-        packed = native.pack_weights(w)
+        packed = native.pack_weights(w, isa)
         assert packed is not None and packed.kind == 1
         p = Params(np.zeros(18, dtype=np.int64), np.zeros(18), np.zeros(18), 0, 0, 0, np.int32)
-        np.testing.assert_array_equal(native.qgemm(x, packed, _epilogue(18, p)), _expected(x, w, p))
+        np.testing.assert_array_equal(native.qgemm(x, packed, _epilogue(18, p), isa), _expected(x, w, p))
+
+
+@EACH_ISA
+def test_full_int8_weights_at_the_int32_limit(isa: str) -> None:
+    """8-bit weights at -128 and 127 with K at the maximum, for every input extreme: on a VNNI set the
+    shifted sum (x + 128) w reaches 32768 * 255 * -128 = -1069547520 (VPDPBUSD adds in int32 without
+    saturation) and the signed-input correction 128 * colsum(w) -2^29; elsewhere the int16-pair kernel."""
+    kmax = 32768
+    for xdt, xv in ((np.uint8, 255), (np.uint8, 0), (np.int8, -128), (np.int8, 127)):
+        x = np.full((9, kmax), xv, dtype=xdt)
+        x[1] = 255 if xdt == np.uint8 else 127
+        x[2, ::2] = 0 if xdt == np.uint8 else -128
+        w = np.full((kmax, 35), -128, dtype=np.int8)
+        w[:, 1::2] = 127
+        packed = native.pack_weights(w, isa)
+        assert packed is not None and packed.kind == _expected_kind(w, isa)
+        p = Params(np.zeros(35, dtype=np.int64), np.zeros(35), np.zeros(35), 0, 0, 0, np.int32)
+        got = native.qgemm(x, packed, _epilogue(35, p), isa)
+        np.testing.assert_array_equal(got, _expected(x, w, p))
+        assert got[1, 0] == kmax * -128 * (255 if xdt == np.uint8 else 127)
+
+
+def test_vnni_weights_refuse_the_avx2_kernel() -> None:
+    """int8 weights beyond +-64 packed for a VNNI set (kind 2) cannot run on AVX2's VPMADDUBSW tile, whose
+    int16 pairs would saturate: the Python wrapper and the C entry point both refuse."""
+    vnni = [name for name in native.cpu_isas() if name in native.VNNI_ISAS]
+    if not vnni or "avx2" not in native.cpu_isas():
+        pytest.skip("CPU lacks avx512_vnni and avx_vnni")
+    w = np.full((8, 3), -128, dtype=np.int8)
+    packed = native.pack_weights(w, vnni[0])
+    ep = native.epilogue(3, np.zeros(3), 0, 0, 0, 0, 0, np.int32)
+    assert packed is not None and packed.kind == 2 and ep is not None
+    with pytest.raises(ValueError, match="AVX2"):
+        native.Gemm(packed, ep, np.dtype(np.int8), "avx2")
+    gemm = native.Gemm(packed, ep, np.dtype(np.int8), vnni[0])
+    gemm.cfg[7] = native.ISAS.index("avx2")  # bypass the wrapper: the C check alone
+    with pytest.raises(MemoryError, match="bad arguments"):
+        gemm(np.ones((2, 8), dtype=np.int8))
+    gemm.cfg[7] = native.ISAS.index("generic")  # the portable tile is exact for any int8 weight
+    np.testing.assert_array_equal(gemm(np.ones((2, 8), dtype=np.int8)), np.full((2, 3), -1024, dtype=np.int32))
 
 
 def test_pack_refuses_what_the_kernel_cannot_take_exactly() -> None:
@@ -179,12 +270,13 @@ def test_qgemm_rejects_a_wrong_input() -> None:
         native.qgemm(np.ones((2, 8), dtype=np.int16), packed, ep)
 
 
+@EACH_ISA
 @settings(max_examples=60, deadline=None)
 @given(shapes=st.sampled_from([((3, 5, 7), (3, 7, 4)), ((2, 1, 6, 33), (1, 4, 33, 18)), ((5, 9), (2, 9, 17)),
                                ((1, 1), (1, 1)), ((2, 0, 3), (2, 3, 5)), ((4, 12, 32), (4, 32, 12))]),
        adt=st.sampled_from([np.int8, np.uint8]), bdt=st.sampled_from([np.int8, np.uint8]),
        out=st.sampled_from([np.int32, np.int8, np.uint8]), seed=st.integers(0, 2**32 - 1))
-def test_qmatmul_equals_int64(shapes: tuple, adt: type, bdt: type, out: type, seed: int) -> None:
+def test_qmatmul_equals_int64(isa: str, shapes: tuple, adt: type, bdt: type, out: type, seed: int) -> None:
     rng = np.random.default_rng(seed)
     ai, bi = np.iinfo(adt), np.iinfo(bdt)
     a = rng.integers(ai.min, ai.max + 1, size=shapes[0]).astype(adt)
@@ -194,7 +286,7 @@ def test_qmatmul_equals_int64(shapes: tuple, adt: type, bdt: type, out: type, se
     acc = np.matmul(a.astype(np.int64) - za, b.astype(np.int64) - zb)
     if out == np.int32:
         assert native.qmatmul_supported(adt, za, bdt, zb, out)
-        got = native.qmatmul(a, b, za, zb, out)
+        got = native.qmatmul(a, b, za, zb, out, isa=isa)
         want = clip_int32(acc).astype(np.int32)
     else:
         oi = np.iinfo(out)
@@ -204,7 +296,7 @@ def test_qmatmul_equals_int64(shapes: tuple, adt: type, bdt: type, out: type, se
         zp, qmin = int(rng.integers(oi.min, oi.max + 1)), int(rng.integers(oi.min, oi.max + 1))
         qmax = int(rng.integers(qmin, oi.max + 1))
         assert native.qmatmul_supported(adt, za, bdt, zb, out, mult, shift, qmin, qmax)
-        got = native.qmatmul(a, b, za, zb, out, mult, shift, zp, qmin, qmax)
+        got = native.qmatmul(a, b, za, zb, out, mult, shift, zp, qmin, qmax, isa)
         want = requantize(acc, mult, shift, zp, qmin, qmax, out)
     assert got is not None and got.dtype == np.dtype(out)
     np.testing.assert_array_equal(got, want)
@@ -241,10 +333,38 @@ def _child_hash(env: dict[str, str]) -> tuple[str, str]:
 
 
 def test_instruction_sets_and_threads_agree() -> None:
+    """OPML_NATIVE_ISA forces each set this CPU runs (the child reports it), and all give the same bytes."""
     base_desc, base = _child_hash({"OPML_THREADS": "2"})
-    gen_desc, generic = _child_hash({"OPML_NATIVE_ISA": "generic", "OPML_THREADS": "1"})
-    assert "loaded (generic)" in gen_desc
-    assert generic == base, f"{gen_desc} != {base_desc}"
+    for name in native.cpu_isas():
+        desc, got = _child_hash({"OPML_NATIVE_ISA": name, "OPML_THREADS": "1"})
+        assert f"loaded ({name})" in desc
+        assert got == base, f"{desc} != {base_desc}"
+
+
+def _child_error(env: dict[str, str]) -> str:
+    full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    proc = subprocess.run([sys.executable, "-c", "import opml.native"], env=full, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode != 0, f"importing opml.native with {env} succeeded"
+    return proc.stderr
+
+
+def test_a_forced_instruction_set_the_cpu_lacks_is_refused() -> None:
+    lacking = [name for name in native.ISAS if name not in native.cpu_isas()]
+    if not lacking:
+        pytest.skip("CPU runs every instruction set of the library")
+    for name in lacking:
+        err = _child_error({"OPML_NATIVE_ISA": name})
+        assert "NativeIsaError" in err and f"OPML_NATIVE_ISA={name}: this CPU lacks {_LACKS[name]}" in err, err
+        with pytest.raises(NativeIsaError, match="this CPU lacks"):
+            native.pack_weights(np.ones((4, 4), dtype=np.int8), name)
+
+
+def test_an_unknown_instruction_set_is_refused() -> None:
+    err = _child_error({"OPML_NATIVE_ISA": "avx512"})
+    assert "NativeIsaError" in err and "'avx512' is not an instruction set" in err, err
+    with pytest.raises(NativeIsaError, match="not an instruction set"):
+        native.isa_code("sse2")
 
 
 def test_thread_counts_agree_in_process() -> None:
