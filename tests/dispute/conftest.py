@@ -1,0 +1,175 @@
+"""Fixtures for the dispute agents: anvil, the dispute contracts deployed on it, funded keys.
+
+Until the Solidity step verifier exists, the game runs with ``OracleStepVerifier`` (a test-only
+``IStepVerifier`` + ``IProgramLength`` answering from tables this fixture fills from ``fraud_vm``:
+the program length of every node context of the model, and ``verify_step`` of the witness each
+game pins, found by refereeing the same two players in Python first). Everything else is the real
+thing: ``BundlePhaseLink`` proving descriptors against the model address, the game, the factory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from eth_account import Account
+from eth_utils import keccak
+from web3 import Web3
+
+from ai_evm.contracts import CONTRACTS_DIR, artifact
+from ai_evm.dispute.agent import make_player
+from fraud_vm.context import context_for
+from fraud_vm.game import Role
+from fraud_vm.stepper import num_steps
+from fraud_vm.strategies import FraudVMBackend, play_game
+from fraud_vm.vm import verify_step
+from opml.bundle import Bundle, load_bundle
+
+BIN = CONTRACTS_DIR.parent / "node_modules" / ".bin"
+ROOT = CONTRACTS_DIR.parent
+AIEVM = str(Path(sys.executable).parent / "aievm")
+CLOCK = 3 * 24 * 3600
+EXTENSION = 3 * 3600
+WINDOW = 7 * 24 * 3600
+CLAIM_BOND = 10**18
+
+pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (anvil needs it)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An anvil L1 (Prague, default code-size limit) on a free loopback port."""
+    assert (BIN / "anvil").exists(), "node_modules/.bin/anvil is missing: run `make install` (npm ci)"
+    port = free_port()
+    log = Path(tmp_path_factory.mktemp("anvil")) / "anvil.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(BIN / "anvil"), "--port", str(port), "--hardfork", "prague", "--host",
+                                 "127.0.0.1"], stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            if proc.poll() is not None:
+                raise AssertionError(f"anvil exited: {log.read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError(f"anvil did not listen on {port}: {log.read_text()}")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def new_key(w3: Web3, label: str) -> Any:
+    """A fresh account (from ``label`` and a counter) funded with 1000 ETH on anvil."""
+    new_key.counter += 1  # type: ignore[attr-defined]
+    acct = Account.from_key(keccak(f"{label} {new_key.counter}".encode()))  # type: ignore[attr-defined]
+    w3.provider.make_request("anvil_setBalance", [acct.address, hex(1000 * 10**18)])  # type: ignore[arg-type]
+    return acct
+
+
+new_key.counter = 0  # type: ignore[attr-defined]
+
+
+def transact(w3: Web3, acct: Any, tx: dict[str, Any]) -> Any:
+    tx = {**tx, "from": acct.address, "nonce": w3.eth.get_transaction_count(acct.address), "chainId": w3.eth.chain_id}
+    tx["gas"] = w3.eth.estimate_gas(tx) * 5 // 4  # type: ignore[arg-type]
+    tx.setdefault("maxFeePerGas", 2 * 10**10)
+    tx.setdefault("maxPriorityFeePerGas", 10**9)
+    receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(
+        acct.sign_transaction(tx).raw_transaction))
+    assert receipt["status"] == 1, receipt
+    return receipt
+
+
+def deploy(w3: Web3, acct: Any, name: str, *args: Any) -> Any:
+    art = artifact(name)
+    c = w3.eth.contract(abi=list(art.abi), bytecode=art.bytecode)
+    tx = c.constructor(*args).build_transaction({"from": acct.address, "gas": 10_000_000})
+    receipt = transact(w3, acct, {"data": tx["data"]})
+    return w3.eth.contract(address=receipt["contractAddress"], abi=list(art.abi))
+
+
+@dataclass
+class Dispute:
+    """The dispute contracts on anvil for one test, and the model the games are about."""
+
+    url: str
+    w3: Web3
+    owner: Any
+    oracle: Any
+    factory: Any
+    bundle: Bundle
+    input_path: Path
+    x: np.ndarray
+
+    def register_game(self, claimant: str, challenger: str, lie_node: int | None = None, lie_step: int = 1) -> Any:
+        """Referee the same two players in Python and register the step their game pins in the oracle.
+
+        Returns the Python game result (winner, node, pinned step) for comparison.
+        """
+        players = {Role.CLAIMANT: make_player(self.bundle, [self.x], claimant, lie_node, lie_step),
+                   Role.CHALLENGER: make_player(self.bundle, [self.x], challenger, lie_node, lie_step)}
+        result = play_game(self.bundle, players[Role.CLAIMANT], players[Role.CHALLENGER], FraudVMBackend())
+        assert result is not None and result.game is not None
+        g = result.game
+        if g.num_steps and 0 <= g.pinned_step < g.num_steps:
+            mover = g.log[-1].role
+            w = players[mover].node_trace(g.node_index).witness_at(g.pinned_step)
+            post = verify_step(keccak(w.pre_state), w)
+            transact(self.w3, self.owner, {"to": self.oracle.address, "data": self.oracle.encode_abi(
+                "setStep", [keccak(w.pre_state), keccak(w.encode()), post])})
+        return result
+
+
+@pytest.fixture(scope="session")
+def digits_mlp(tmp_path_factory: pytest.TempPathFactory) -> tuple[Bundle, np.ndarray, Path]:
+    bundle = load_bundle(ROOT / "models" / "digits_mlp" / "model.bundle")
+    x = np.load(ROOT / "models" / "digits_mlp" / "test_x.npy")[:1]
+    path = tmp_path_factory.mktemp("inputs") / "x.npy"
+    np.save(path, x)
+    return bundle, x, path
+
+
+def deploy_dispute(url: str, bundle: Bundle, x: np.ndarray, input_path: Path) -> Dispute:
+    """Deploy verifier oracle, phase link, game implementation and factory; register the model's lengths."""
+    w3 = Web3(Web3.HTTPProvider(url))
+    owner = new_key(w3, "deployer")
+    oracle = deploy(w3, owner, "OracleStepVerifier")
+    link = deploy(w3, owner, "BundlePhaseLink", oracle.address)
+    impl = deploy(w3, owner, "InferenceDisputeGame", oracle.address, link.address, CLOCK, EXTENSION, CLAIM_BOND,
+                  11, 10)
+    factory = deploy(w3, owner, "DisputeGameFactory", impl.address, WINDOW)
+    ctxs = [context_for(bundle, k, x.shape[0]) for k in range(len(bundle.nodes))]
+    transact(w3, owner, {"to": oracle.address, "data": oracle.encode_abi(
+        "setLengths", [[c.hash for c in ctxs], [num_steps(c) for c in ctxs]])})
+    return Dispute(url, w3, owner, oracle, factory, bundle, input_path, x)
+
+
+@pytest.fixture()
+def dispute(anvil: str, digits_mlp: tuple[Bundle, np.ndarray, Path]) -> Dispute:
+    """Fresh dispute contracts for one test (games of different tests never meet)."""
+    bundle, x, path = digits_mlp
+    return deploy_dispute(anvil, bundle, x, path)

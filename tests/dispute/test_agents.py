@@ -1,0 +1,203 @@
+"""Dispute agents as separate processes (``aievm dispute ...``) playing on anvil.
+
+Honest claimant against a dishonest challenger and the reverse, on digits_mlp: the honest party
+wins, the game pins the same node and step as the Python referee, the bonds end with the honest
+party (balances, net of the gas each paid). A party that stops moving loses by the clock; an agent
+killed mid-game (SIGKILL) and restarted finishes the game with the same outcome.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from typing import Any
+
+import pytest
+from web3 import Web3
+
+from ai_evm.dispute.client import L1, read_game
+from fraud_vm.game import Outcome
+
+from .conftest import AIEVM, CLAIM_BOND, CLOCK, ROOT, WINDOW, Dispute, new_key
+
+AGENT_TIMEOUT = 240.0
+
+
+class AgentProc:
+    """One ``aievm dispute`` process with its output collected by a thread."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.args = args
+        self.proc = subprocess.Popen([AIEVM, "dispute", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_line(self, prefix: str, timeout: float = AGENT_TIMEOUT) -> str:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for line in list(self.lines):
+                if line.startswith(prefix):
+                    return line
+            if self.proc.poll() is not None:
+                time.sleep(0.2)  # let the reader drain
+                if not any(x.startswith(prefix) for x in self.lines):
+                    raise AssertionError(f"agent exited {self.proc.returncode} without {prefix!r}:\n{self.output}")
+            time.sleep(0.05)
+        raise AssertionError(f"no {prefix!r} within {timeout} s:\n{self.output}")
+
+    def wait(self, timeout: float = AGENT_TIMEOUT) -> int:
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"agent {self.args[:1]} did not finish in {timeout} s:\n{self.output}") from None
+        self._reader.join(timeout=5)
+        return code
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self._reader.join(timeout=5)
+
+
+def common(d: Dispute, acct: Any) -> list[str]:
+    return ["--l1", d.url, "--factory", d.factory.address, "--key", acct.key.hex(), "--poll", "0.1"]
+
+
+def player(d: Dispute, strategy: str) -> list[str]:
+    return ["--bundle", str(ROOT / "models" / "digits_mlp" / "model.bundle"), "--input", str(d.input_path),
+            "--strategy", strategy]
+
+
+def increase_time(w3: Web3, seconds: int) -> None:
+    w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+    w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+
+def fees_paid(w3: Web3, address: str, first_block: int) -> int:
+    """Gas fees paid by ``address`` in blocks ``first_block..latest``."""
+    total = 0
+    for n in range(first_block, w3.eth.block_number + 1):
+        for tx in w3.eth.get_block(n, full_transactions=True)["transactions"]:
+            if tx["from"].lower() == address.lower():  # type: ignore[index]
+                r = w3.eth.get_transaction_receipt(tx["hash"])  # type: ignore[index]
+                total += r["gasUsed"] * r["effectiveGasPrice"]
+    return total
+
+
+def game_of(d: Dispute, claim_id: int) -> str:
+    games = d.factory.functions.gamesOf(claim_id).call()
+    assert len(games) == 1
+    return str(games[0])
+
+
+def wait_moves(d: Dispute, game: str, moves: int, timeout: float = AGENT_TIMEOUT) -> None:
+    l1 = L1(d.url)
+    g = l1.contract("InferenceDisputeGame", game)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if g.functions.moves().call() >= moves:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"game {game} did not reach {moves} moves")
+
+
+def play(d: Dispute, claimant_strategy: str, challenger_strategy: str) -> None:
+    """A whole game between two agent processes; checks winner, pinned step and balances."""
+    w3 = d.w3
+    expected = d.register_game(claimant_strategy, challenger_strategy)
+    honest_claimant = claimant_strategy == "honest"
+    a, b = new_key(w3, "claimant"), new_key(w3, "challenger")
+    start = w3.eth.block_number + 1
+    before = {a.address: w3.eth.get_balance(a.address), b.address: w3.eth.get_balance(b.address)}
+    claimant = AgentProc(["claim", *common(d, a), *player(d, claimant_strategy)])
+    claim_id = int(claimant.wait_line("CLAIM_ID").split()[1])
+    challenger = AgentProc(["challenge", str(claim_id), *common(d, b), *player(d, challenger_strategy)])
+    assert challenger.wait() == (1 if honest_claimant else 0), challenger.output
+    game = game_of(d, claim_id)
+    st = read_game(L1(d.url), L1(d.url).contract("InferenceDisputeGame", game))
+    assert st.outcome == (Outcome.CLAIMANT_WINS if honest_claimant else Outcome.CHALLENGER_WINS)
+    assert st.outcome == expected.outcome
+    assert (st.node_index, st.pinned_step) == (expected.node_index, expected.pinned_step)
+    assert st.moves == expected.rounds
+    if honest_claimant:
+        increase_time(w3, WINDOW + 1)  # the claimant finalizes once the window has passed
+    assert claimant.wait() == (0 if honest_claimant else 1), claimant.output
+    assert "move" in claimant.output and "move" in challenger.output
+    # every bond has been paid out: the game and the factory hold nothing, no credit is left
+    assert w3.eth.get_balance(game) == 0 and w3.eth.get_balance(d.factory.address) == 0
+    liar_bonds = st.bonds[1] if honest_claimant else st.bonds[0] + CLAIM_BOND
+    honest, liar = (a, b) if honest_claimant else (b, a)
+    for acct, sign in ((honest, 1), (liar, -1)):
+        delta = w3.eth.get_balance(acct.address) - before[acct.address] + fees_paid(w3, acct.address, start)
+        assert delta == sign * liar_bonds, (acct.address, delta, liar_bonds)
+
+
+@pytest.mark.parametrize(("claimant", "challenger"), [("honest", "node"), ("step", "honest")])
+def test_honest_party_wins_against_agent_processes(dispute: Dispute, claimant: str, challenger: str) -> None:
+    play(dispute, claimant, challenger)
+
+
+def test_a_claimant_that_stops_moving_loses_by_the_clock(dispute: Dispute) -> None:
+    d, w3 = dispute, dispute.w3
+    a, b = new_key(w3, "claimant"), new_key(w3, "challenger")
+    claimant = AgentProc(["claim", *common(d, a), *player(d, "timeout")])
+    claim_id = int(claimant.wait_line("CLAIM_ID").split()[1])
+    challenger = AgentProc(["challenge", str(claim_id), *common(d, b), *player(d, "honest")])
+    game = None
+    while game is None:
+        games = d.factory.functions.gamesOf(claim_id).call()
+        game = str(games[0]) if games else None
+        time.sleep(0.1)
+    wait_moves(d, game, 1)
+    time.sleep(1.0)  # the claimant polls and does not move
+    increase_time(w3, CLOCK + 1)
+    assert challenger.wait() == 0, challenger.output
+    assert "claimTimeout" in challenger.output
+    assert claimant.wait() == 1, claimant.output
+    st = read_game(L1(d.url), L1(d.url).contract("InferenceDisputeGame", game))
+    assert st.outcome == Outcome.CHALLENGER_WINS and st.moves == 1
+    assert d.factory.functions.credit(b.address).call() == 0  # the claim bond was collected
+
+
+def test_killed_agents_resume_from_l1(dispute: Dispute) -> None:
+    d, w3 = dispute, dispute.w3
+    expected = d.register_game("honest", "node")
+    a, b = new_key(w3, "claimant"), new_key(w3, "challenger")
+    claimant = AgentProc(["claim", *common(d, a), *player(d, "honest")])
+    claim_id = int(claimant.wait_line("CLAIM_ID").split()[1])
+    challenger = AgentProc(["challenge", str(claim_id), *common(d, b), *player(d, "node")])
+    game = None
+    while game is None:
+        games = d.factory.functions.gamesOf(claim_id).call()
+        game = str(games[0]) if games else None
+        time.sleep(0.1)
+    wait_moves(d, game, 2)
+    claimant.kill()  # mid phase 1
+    claimant = AgentProc(["watch", *common(d, a), *player(d, "honest")])
+    wait_moves(d, game, 6)
+    challenger.kill()  # in phase 2
+    challenger = AgentProc(["challenge", str(claim_id), *common(d, b), *player(d, "node")])
+    assert challenger.wait() == 1, challenger.output
+    assert "resuming game" in challenger.output
+    increase_time(w3, WINDOW + 1)
+    assert claimant.wait() == 0, claimant.output
+    st = read_game(L1(d.url), L1(d.url).contract("InferenceDisputeGame", game))
+    assert st.outcome == expected.outcome == Outcome.CLAIMANT_WINS
+    assert (st.node_index, st.pinned_step, st.moves) == (expected.node_index, expected.pinned_step, expected.rounds)
+    assert w3.eth.get_balance(game) == 0 and w3.eth.get_balance(d.factory.address) == 0
