@@ -37,3 +37,17 @@ error NothingToWithdraw();
 error TransferFailed();
 /// @notice A constructor argument is out of range.
 error InvalidConfig();
+/// @notice The inference record is not in the output's inference root at that index.
+error InvalidRecordProof();
+/// @notice The input or output bytes do not split into the model's declared tensors.
+error InvalidInferenceBytes();
+/// @notice A tensor descriptor of a graph input/output is not proven against the model address.
+error InvalidTensorProof();
+/// @notice No record challenge has this id.
+error UnknownChallenge();
+/// @notice The record challenge is already defended, or resolved.
+error ChallengeNotOpen();
+/// @notice The defence came after the response window, or names a claim other than the record's.
+error InvalidDefence();
+/// @notice The record challenge cannot be resolved yet (its claim is still being disputed).
+error NotResolvable();

@@ -7,7 +7,7 @@ import pytest
 from ai_evm.contracts import artifact
 
 EIP170_LIMIT = 24_576
-ROLLUP_CONTRACTS = ["BatchInbox", "ModelRegistry", "OutputOracle"]
+ROLLUP_CONTRACTS = ["BatchInbox", "ModelRegistry", "OutputOracle", "InferenceRecordDisputes"]
 
 
 @pytest.mark.parametrize("name", ROLLUP_CONTRACTS)
