@@ -1,0 +1,102 @@
+"""Whole dispute games on the compiled contracts in py-evm (no processes): every dishonest strategy
+of ``fraud_vm.strategies`` against the honest player on digits_mlp, in both roles.
+
+Each game goes through the factory as on L1 (propose, challenge, moves, ``claimTimeout``,
+``claimCredit``, ``finalize``), driven by ``ai_evm.dispute.pyevm_game.play``, which runs the Python
+referee in lockstep and fails with ``Divergence`` if the contract's verdict on any move (accepted,
+or rejected with which error) or its state after any move differs from ``fraud_vm.game``'s. The
+honest party must win, and the money must end with it: its net gain is exactly the liar's bonds
+(the liar's move bonds, and the claim bond when the liar claimed), measured from balances with the
+gas paid added back; the game and the factory hold nothing afterwards.
+
+The step verifier here is ``OracleStepVerifier``, whose verdicts Python fills from
+``fraud_vm.vm.verify_step`` (and program lengths from ``fraud_vm.stepper.num_steps``): these games test
+the game, the factory and the phase link on real models, not the Solidity step verifier, whose own
+differential tests are in ``tests/contracts/test_step_verifier*.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ai_evm.contracts import CONTRACTS_DIR
+from ai_evm.dispute.pyevm import PragueChain
+from ai_evm.dispute.pyevm_game import Deployment, deploy, play
+from fraud_vm.game import Role
+from fraud_vm.strategies import FraudVMBackend, Lie, Player
+from opml.bundle import Bundle, load_bundle
+
+MODELS = CONTRACTS_DIR.parent / "models"
+
+
+@pytest.fixture(scope="module")
+def model() -> tuple[Bundle, np.ndarray]:
+    d = MODELS / "digits_mlp"
+    return load_bundle(d / "model.bundle"), np.load(d / "test_x.npy")[:1]
+
+
+@pytest.fixture(scope="module")
+def backend() -> FraudVMBackend:
+    return FraudVMBackend()
+
+
+@pytest.fixture(scope="module")
+def dep() -> Deployment:
+    return deploy(PragueChain(), oracle=True)
+
+
+def lies(bundle: Bundle, backend: FraudVMBackend) -> list[Lie]:
+    """Every dishonest strategy, at the first node, the middle node and the middle of its program."""
+    n = len(bundle.nodes)
+    mid = n // 2
+    steps = backend.node_steps(bundle, mid, 1)
+    return [Lie("output"), Lie("node", 0), Lie("node", mid), Lie("intermediate", mid), Lie("step", mid, steps // 2),
+            Lie("step", mid, 0), Lie("timeout", mid)]
+
+
+LIE_IDS = ["output", "node0", "node-mid", "intermediate", "step-mid", "step0", "timeout"]
+
+
+@pytest.mark.parametrize("honest_role", list(Role), ids=lambda r: f"honest-{r.name.lower()}")
+@pytest.mark.parametrize("lie_index", range(len(LIE_IDS)), ids=LIE_IDS)
+def test_honest_player_wins_on_chain(dep: Deployment, model: tuple[Bundle, np.ndarray], backend: FraudVMBackend,
+                                     honest_role: Role, lie_index: int) -> None:
+    bundle, x = model
+    lie = lies(bundle, backend)[lie_index]
+    honest, liar = Player(bundle, [x], backend), Player(bundle, [x], backend, lie)
+    claimant, challenger = (honest, liar) if honest_role == Role.CLAIMANT else (liar, honest)
+    result = play(dep, bundle, claimant, challenger, backend)
+    assert result is not None, "a liar always disputes, and an honest challenger disputes a lie"
+    g = result.game
+    assert result.winner == honest_role, (result.outcome, g.reason, result.rejected)
+    loser = honest_role.other
+    # the money: the winner gains exactly the loser's bonds, the loser loses them
+    rules = dep.rules
+    loser_bonds = g.bonds[loser] + (rules.bond(0) if loser == Role.CLAIMANT else 0)
+    assert result.net[honest_role] == loser_bonds
+    assert result.net[loser] == -loser_bonds
+    chain = dep.chain
+    assert chain.balance(result.address) == 0, "the game paid out everything"
+    assert chain.balance(dep.factory.address) == 0, "the factory paid out the claim bond"
+    game = chain.at("InferenceDisputeGame", result.address)
+    assert game.value("credit", chain.accounts[1]) == game.value("credit", chain.accounts[2]) == 0
+    status = dep.factory.value("claimRecord", result.claim_id)[3]  # (hash, claimant, createdAt, status, ..)
+    assert status == (2 if honest_role == Role.CLAIMANT else 1), "final when the claimant won, else rejected"
+    # how it ended
+    moves = [t for t in result.txs if t.kind not in ("propose", "challenge", "claimCredit (game)", "finalize",
+                                                       "claimCredit (factory)")]
+    if lie.kind == "timeout":
+        assert [t.kind for t in moves][-1] == "claimTimeout" and moves[-1].role == honest_role
+        assert all(t.kind == "bisect (nodes)" for t in moves[:-1]), "a silent liar never moves"
+    elif lie.kind == "intermediate" and honest_role == Role.CHALLENGER:
+        # the liar's made-up phase-1 states: its own outputs contradict the state it claimed
+        assert [(t.kind, t.error) for t in moves if not t.ok] == [("openSteps", "OutputsContradictClaim")]
+        assert moves[-1].kind == "claimTimeout" and moves[-1].role == honest_role
+    else:
+        assert all(t.ok for t in moves) and moves[-1].kind == "step", [(t.kind, t.error) for t in moves]
+        if lie.kind in ("output", "node", "step"):
+            # the first wrong node, and the first wrong step of its program
+            assert g.node_index == liar.lie_node
+            last = backend.node_steps(bundle, g.node_index, 1) - 1
+            assert g.pinned_step == (lie.step if lie.kind == "step" else last)
