@@ -10,7 +10,8 @@ Environment (read at import):
 
 * ``OPML_NATIVE=0`` disables the library (the numpy path runs);
 * ``OPML_NATIVE_ISA`` forces an instruction set: ``generic`` (portable C), ``avx2``, ``avx512vnni`` (AVX-512
-  F/BW/VNNI) or ``avxvnni`` (AVX-VNNI, 256-bit); unset or ``auto`` picks the best the CPU runs
+  F/BW/VNNI), ``avxvnni`` (AVX-VNNI, 256-bit) or ``avxvnni-evex`` (the AVX-VNNI kernel in EVEX encoding, for
+  testing it on AVX-512 VNNI CPUs); unset or ``auto`` picks the best the CPU runs
   (avx512vnni, then avxvnni, then avx2, then generic). Importing this module raises
   :class:`opml.errors.NativeIsaError` for an unknown name or a set the CPU lacks: a forced choice is never
   silently replaced. All give the same bytes (tests/opml/test_native*.py, tests/opml/test_determinism.py);
@@ -82,11 +83,13 @@ _LIB, _STATUS = _load()
 
 
 # The library's instruction-set codes (qgemm.c OPML_ISA_*), by name; every code above 0 implies AVX2.
-ISAS = ("generic", "avx2", "avx512vnni", "avxvnni")
-VNNI_ISAS = frozenset({"avx512vnni", "avxvnni"})
+# "avxvnni-evex" is the AVX-VNNI kernel's code compiled to EVEX (AVX-512 VL + VNNI): never chosen by
+# default, it lets a CPU with AVX-512 VNNI but no AVX-VNNI test that kernel's logic.
+ISAS = ("generic", "avx2", "avx512vnni", "avxvnni", "avxvnni-evex")
+VNNI_ISAS = frozenset({"avx512vnni", "avxvnni", "avxvnni-evex"})
 _PREFERENCE = ("avx512vnni", "avxvnni", "avx2", "generic")
 _CPU_FLAGS = {"generic": "nothing", "avx2": "avx2", "avx512vnni": "avx512_vnni (with avx512f and avx512bw)",
-              "avxvnni": "avx_vnni"}
+              "avxvnni": "avx_vnni", "avxvnni-evex": "avx512_vnni (with avx512f and avx512vl)"}
 
 
 def _cpu_mask() -> int:
@@ -138,7 +141,8 @@ def library() -> ctypes.CDLL | None:
 
 def isa() -> int:
     """The instruction-set code every native kernel uses (an index of :data:`ISAS`: 0 portable C, 1 AVX2,
-    2 AVX-512 VNNI, 3 AVX-VNNI; the non-GEMM kernels use their AVX2 versions for every code >= 1)."""
+    2 AVX-512 VNNI, 3 AVX-VNNI, 4 AVX-VNNI's kernel in EVEX; the non-GEMM kernels use their AVX2 versions for
+    every code >= 1)."""
     return _ISA
 
 

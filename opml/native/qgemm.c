@@ -38,6 +38,8 @@
 #define OPML_ISA_AVX2 1
 #define OPML_ISA_AVX512VNNI 2 /* AVX-512 F + BW + VNNI (VPDPBUSD on 512-bit registers) */
 #define OPML_ISA_AVXVNNI 3    /* AVX-VNNI (the VEX-encoded VPDPBUSD on 256-bit registers) */
+#define OPML_ISA_AVXVNNI_EVEX 4 /* the AVX-VNNI kernel's code in EVEX encoding (AVX-512 VL + VNNI), for tests */
+#define OPML_ISA_MAX 4
 
 #define NR 16 /* columns per panel */
 #define MR 6  /* rows per micro-tile */
@@ -200,6 +202,9 @@ int opml_native_isa_mask(void) {
         __builtin_cpu_supports("avx512vnni"))
         mask |= 1 << OPML_ISA_AVX512VNNI;
     if (__builtin_cpu_supports("avxvnni")) mask |= 1 << OPML_ISA_AVXVNNI;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512vnni"))
+        mask |= 1 << OPML_ISA_AVXVNNI_EVEX;
 #endif
     return mask;
 }
@@ -614,49 +619,54 @@ OPML_TARGET_V512 static void tile_v512(const uint8_t *xs, const int8_t *panel0, 
 #undef OPML_V512_CASE
 }
 
-/* AVX-VNNI (VEX-encoded VPDPBUSD on 256-bit registers): `rows` rows x one panel (two registers of 8
- * columns). Only a CPU with avx_vnni runs it. */
-#define OPML_TARGET_VY __attribute__((target("avx2,avxvnni")))
-OPML_TARGET_VY __attribute__((always_inline)) static inline void tile_vy_rows(const uint8_t *xs,
-                                                                              const int8_t *panel, int64_t kq,
-                                                                              int32_t (*acc)[2 * NR],
-                                                                              const int rows) {
-    __m256i c[MRY][2];
-    const int32_t *xr[MRY];
-    for (int r = 0; r < rows; r++) {
-        c[r][0] = c[r][1] = _mm256_setzero_si256();
-        xr[r] = (const int32_t *)xs + r * kq;
+/* The 256-bit VNNI tile: `rows` rows x one panel (two registers of 8 columns), written once for two
+ * encodings of the same operation. AVX-VNNI (VEX, _mm256_dpbusd_avx_epi32) is what avx_vnni CPUs run;
+ * AVX-512 VL + VNNI (EVEX, _mm256_dpbusd_epi32) is isa "avxvnni-evex", which runs this tile's code on CPUs
+ * that have AVX-512 VNNI but not AVX-VNNI, so that the tile is tested there too. */
+#define OPML_VY_TILE(name, target, dpbusd)                                                                  \
+    target __attribute__((always_inline)) static inline void name##_rows(                                  \
+        const uint8_t *xs, const int8_t *panel, int64_t kq, int32_t (*acc)[2 * NR], const int rows) {      \
+        __m256i c[MRY][2];                                                                                  \
+        const int32_t *xr[MRY];                                                                             \
+        for (int r = 0; r < rows; r++) {                                                                    \
+            c[r][0] = c[r][1] = _mm256_setzero_si256();                                                     \
+            xr[r] = (const int32_t *)xs + r * kq;                                                           \
+        }                                                                                                   \
+        for (int64_t q = 0; q < kq; q++) {                                                                  \
+            __m256i w0 = _mm256_loadu_si256((const __m256i *)(panel + q * KQ * NR));                        \
+            __m256i w1 = _mm256_loadu_si256((const __m256i *)(panel + q * KQ * NR + 32));                   \
+            for (int r = 0; r < rows; r++) {                                                                \
+                __m256i b = _mm256_set1_epi32(xr[r][q]);                                                    \
+                c[r][0] = dpbusd(c[r][0], b, w0);                                                           \
+                c[r][1] = dpbusd(c[r][1], b, w1);                                                           \
+            }                                                                                               \
+        }                                                                                                   \
+        for (int r = 0; r < rows; r++) {                                                                    \
+            _mm256_storeu_si256((__m256i *)acc[r], c[r][0]);                                                \
+            _mm256_storeu_si256((__m256i *)(acc[r] + 8), c[r][1]);                                          \
+        }                                                                                                   \
+    }                                                                                                       \
+    target static void name(const uint8_t *xs, const int8_t *panel, int64_t kq, int32_t (*acc)[2 * NR],    \
+                            int64_t rows) {                                                                 \
+        switch (rows) {                                                                                     \
+        case 1: name##_rows(xs, panel, kq, acc, 1); break;                                                  \
+        case 2: name##_rows(xs, panel, kq, acc, 2); break;                                                  \
+        case 3: name##_rows(xs, panel, kq, acc, 3); break;                                                  \
+        case 4: name##_rows(xs, panel, kq, acc, 4); break;                                                  \
+        case 5: name##_rows(xs, panel, kq, acc, 5); break;                                                  \
+        default: name##_rows(xs, panel, kq, acc, 6); break;                                                 \
+        }                                                                                                   \
     }
-    for (int64_t q = 0; q < kq; q++) {
-        __m256i w0 = _mm256_loadu_si256((const __m256i *)(panel + q * KQ * NR));
-        __m256i w1 = _mm256_loadu_si256((const __m256i *)(panel + q * KQ * NR + 32));
-        for (int r = 0; r < rows; r++) {
-            __m256i b = _mm256_set1_epi32(xr[r][q]);
-            c[r][0] = _mm256_dpbusd_avx_epi32(c[r][0], b, w0);
-            c[r][1] = _mm256_dpbusd_avx_epi32(c[r][1], b, w1);
-        }
-    }
-    for (int r = 0; r < rows; r++) {
-        _mm256_storeu_si256((__m256i *)acc[r], c[r][0]);
-        _mm256_storeu_si256((__m256i *)(acc[r] + 8), c[r][1]);
-    }
-}
 
-OPML_TARGET_VY static void tile_vy(const uint8_t *xs, const int8_t *panel, int64_t kq, int32_t (*acc)[2 * NR],
-                                   int64_t rows) {
-    switch (rows) {
-    case 1: tile_vy_rows(xs, panel, kq, acc, 1); break;
-    case 2: tile_vy_rows(xs, panel, kq, acc, 2); break;
-    case 3: tile_vy_rows(xs, panel, kq, acc, 3); break;
-    case 4: tile_vy_rows(xs, panel, kq, acc, 4); break;
-    case 5: tile_vy_rows(xs, panel, kq, acc, 5); break;
-    default: tile_vy_rows(xs, panel, kq, acc, 6); break;
-    }
-}
+OPML_VY_TILE(tile_vy, __attribute__((target("avx2,avxvnni"))), _mm256_dpbusd_avx_epi32)
+OPML_VY_TILE(tile_vy_evex, __attribute__((target("avx2,avx512f,avx512vl,avx512vnni"))), _mm256_dpbusd_epi32)
+#undef OPML_VY_TILE
 #endif
 
 /* Rows per tile of the u8 x s8 kernel for an instruction set. */
-static int64_t u8s8_rows(int isa) { return isa == OPML_ISA_AVX512VNNI ? MRV : (isa == OPML_ISA_AVXVNNI ? MRY : MR4); }
+static int64_t u8s8_rows(int isa) {
+    return isa == OPML_ISA_AVX512VNNI ? MRV : (isa == OPML_ISA_AVXVNNI || isa == OPML_ISA_AVXVNNI_EVEX ? MRY : MR4);
+}
 
 /* Columns [n0, n1) of y = epilogue(x @ w) with w packed by opml_qgemm_pack_u8s8; kind 2 (|w| > 64) refuses
  * the AVX2 tile. Returns 0, or -1 (nothing written). */
@@ -691,6 +701,8 @@ static int qgemm_u8s8(const void *x, int xsigned, int64_t m, int64_t k, const in
                     tile_v512(xt, panel, panel + kq * KQ * NR, kq, acc, rows, panels);
                 else if (isa == OPML_ISA_AVXVNNI)
                     tile_vy(xt, panel, kq, acc, rows);
+                else if (isa == OPML_ISA_AVXVNNI_EVEX)
+                    tile_vy_evex(xt, panel, kq, acc, rows);
                 else if (isa == OPML_ISA_AVX2)
                     tile_u8s8_avx2(xt, panel, kq, acc);
                 else
@@ -750,7 +762,7 @@ int opml_qgemm_cfg(const int64_t *cfg, const void *x, int64_t m, void *y, int th
                           P64(18), P64(19), cfg[4], cfg[5], (int)cfg[6]},
                          x, (const void *)(intptr_t)cfg[2], m, cfg[1], cfg[3], (int)cfg[0], (int)cfg[7], y,
                          (int)cfg[20], P32(21)};
-    if (j.kind < 0 || j.kind > 2 || j.isa < OPML_ISA_GENERIC || j.isa > OPML_ISA_AVXVNNI ||
+    if (j.kind < 0 || j.kind > 2 || j.isa < OPML_ISA_GENERIC || j.isa > OPML_ISA_MAX ||
         !(opml_native_isa_mask() & (1 << j.isa)) || (j.kind == 2 && j.isa == OPML_ISA_AVX2) ||
         !epilogue_ok(&j.e, j.n))
         return -1;
@@ -786,7 +798,7 @@ int opml_qmatmul_cfg(const int64_t *cfg, const void *a, const void *bb, int64_t 
     struct matmul_job j = {{P64(8), P64(9), P64(10), P64(11), P64(12), P64(13), P32(14), P32(15), P32(16), P64(17),
                             P64(18), P64(19), cfg[4], cfg[5], (int)cfg[6]},
                            a, bb, m, k, n, cfg[1], cfg[3], (int)cfg[0], (int)cfg[2], (int)cfg[7], y};
-    if (j.isa < OPML_ISA_GENERIC || j.isa > OPML_ISA_AVXVNNI || !(opml_native_isa_mask() & (1 << j.isa)) ||
+    if (j.isa < OPML_ISA_GENERIC || j.isa > OPML_ISA_MAX || !(opml_native_isa_mask() & (1 << j.isa)) ||
         !epilogue_ok(&j.e, NR))
         return -1;
     if (!count) return 0;

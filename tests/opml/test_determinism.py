@@ -86,7 +86,8 @@ VARIANTS["native-generic-threads-1"] = {"OPML_NATIVE_ISA": "generic", "OMP_NUM_T
                                         "OPENBLAS_NUM_THREADS": "1", "OPML_THREADS": "1"}
 for _isa in native.ISAS[1:]:
     VARIANTS[f"native-isa-{_isa}"] = {"OPML_NATIVE_ISA": _isa}
-_LACKS = {"avx2": "avx2", "avx512vnni": "avx512_vnni/avx512bw", "avxvnni": "avx_vnni"}
+_LACKS = {"avx2": "avx2", "avx512vnni": "avx512_vnni/avx512bw", "avxvnni": "avx_vnni",
+          "avxvnni-evex": "avx512_vnni/avx512vl"}
 VARIANTS["everything-minimal"] = {
     "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
     **({"OPENBLAS_CORETYPE": LOWEST} if LOWEST else {}),

@@ -37,7 +37,8 @@ def test_library_is_built_in_ci() -> None:
     assert native.available(), native.describe()
 
 
-_LACKS = {"generic": "", "avx2": "avx2", "avx512vnni": "avx512_vnni/avx512bw", "avxvnni": "avx_vnni"}
+_LACKS = {"generic": "", "avx2": "avx2", "avx512vnni": "avx512_vnni/avx512bw", "avxvnni": "avx_vnni",
+          "avxvnni-evex": "avx512_vnni/avx512vl"}
 
 
 # Each instruction set of the library; skipped (with the reason shown by pytest -rs) where this CPU lacks it.
