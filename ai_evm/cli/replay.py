@@ -256,22 +256,36 @@ def trace_cmd(bundle_path: str, inputs: tuple[str, ...], sample: int | None, out
 
 
 @main.command("replay")
-@click.argument("bundle_path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--input", "inputs", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False),
+@click.argument("bundle_path", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--input", "inputs", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help=".npy per model input, in declared order")
 @click.option("--sample", type=int, help="use only this sample of the batch")
 @click.option("--node", "node_index", type=int, help="show this node's VM instructions")
 @click.option("--step", type=int, help="centre the instruction window on this step (needs --node)")
 @click.option("--against", type=click.Path(exists=True, dir_okay=False), help="trace file of another execution")
 @click.option("--html", type=click.Path(dir_okay=False), help="also write the report as an HTML page")
-def replay_cmd(bundle_path: str, inputs: tuple[str, ...], sample: int | None, node_index: int | None,
-               step: int | None, against: str | None, html: str | None) -> None:
-    """Replay an inference node by node and VM step by step (the auditor's view of a dispute)."""
+@click.option("--game", help="replay a dispute game on L1 by its address instead (needs --l1; the bundle optional)")
+@click.option("--l1", "l1_url", help="L1 JSON-RPC URL (with --game)")
+@click.option("--bundle", "game_bundle", type=click.Path(exists=True, dir_okay=False),
+              help="with --game: the model bundle, to name the pinned node")
+def replay_cmd(bundle_path: str | None, inputs: tuple[str, ...], sample: int | None, node_index: int | None,
+               step: int | None, against: str | None, html: str | None, game: str | None, l1_url: str | None,
+               game_bundle: str | None) -> None:
+    """Replay an inference node by node and VM step by step (the auditor's view of a dispute).
+
+    With --game ADDRESS --l1 URL: replay a dispute game from L1 move by move (player, position,
+    claim, bond, gas), the pinned instruction and its re-execution with fraud_vm, and the outcome.
+    """
     from rich.console import Console
 
     from fraud_vm.phase1 import io_hash
     from fraud_vm.trace import NodeTrace
 
+    if game is not None:
+        _replay_game(game, l1_url, game_bundle or bundle_path)
+        return
+    if bundle_path is None or not inputs:
+        raise click.UsageError("replay needs BUNDLE and --input (or --game ADDRESS --l1 URL)")
     bundle = _load_bundle(bundle_path)
     n = len(bundle.nodes)
     if node_index is not None and not 0 <= node_index < n:
@@ -300,3 +314,17 @@ def replay_cmd(bundle_path: str, inputs: tuple[str, ...], sample: int | None, no
             console.save_html(html)
         except OSError as e:
             raise click.ClickException(f"cannot write {html}: {e}") from None
+
+
+def _replay_game(address: str, l1_url: str | None, bundle_path: str | None) -> None:
+    """``aievm replay --game``: a finished (or running) dispute game from L1."""
+    from ai_evm.dispute.client import L1, DisputeError
+    from ai_evm.dispute.replay import replay_game
+
+    if l1_url is None:
+        raise click.UsageError("--game needs --l1 URL")
+    bundle = _load_bundle(bundle_path) if bundle_path is not None else None
+    try:
+        replay_game(L1(l1_url), address, bundle, click.echo)
+    except DisputeError as e:
+        raise click.ClickException(str(e)) from None

@@ -79,9 +79,11 @@ def common(d: Dispute, acct: Any) -> list[str]:
     return ["--l1", d.url, "--factory", d.factory.address, "--key", acct.key.hex(), "--poll", "0.1"]
 
 
+BUNDLE = str(ROOT / "models" / "digits_mlp" / "model.bundle")
+
+
 def player(d: Dispute, strategy: str) -> list[str]:
-    return ["--bundle", str(ROOT / "models" / "digits_mlp" / "model.bundle"), "--input", str(d.input_path),
-            "--strategy", strategy]
+    return ["--bundle", BUNDLE, "--input", str(d.input_path), "--strategy", strategy]
 
 
 def increase_time(w3: Web3, seconds: int) -> None:
@@ -117,7 +119,7 @@ def wait_moves(d: Dispute, game: str, moves: int, timeout: float = AGENT_TIMEOUT
     raise AssertionError(f"game {game} did not reach {moves} moves")
 
 
-def play(d: Dispute, claimant_strategy: str, challenger_strategy: str) -> None:
+def play(d: Dispute, claimant_strategy: str, challenger_strategy: str) -> tuple[str, Any]:
     """A whole game between two agent processes; checks winner, pinned step and balances."""
     w3 = d.w3
     expected = d.register_game(claimant_strategy, challenger_strategy)
@@ -146,11 +148,29 @@ def play(d: Dispute, claimant_strategy: str, challenger_strategy: str) -> None:
     for acct, sign in ((honest, 1), (liar, -1)):
         delta = w3.eth.get_balance(acct.address) - before[acct.address] + fees_paid(w3, acct.address, start)
         assert delta == sign * liar_bonds, (acct.address, delta, liar_bonds)
+    return game, expected
+
+
+def aievm_run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([AIEVM, *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize(("claimant", "challenger"), [("honest", "node"), ("step", "honest")])
 def test_honest_party_wins_against_agent_processes(dispute: Dispute, claimant: str, challenger: str) -> None:
-    play(dispute, claimant, challenger)
+    game, expected = play(dispute, claimant, challenger)
+    # the auditor's replay from L1: every move, the pinned instruction, its re-execution, the outcome
+    r = aievm_run("replay", "--game", game, "--l1", dispute.url, "--bundle", BUNDLE)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert f"{expected.rounds} moves" in out
+    assert sum(line.startswith("move ") for line in out.splitlines()) == expected.rounds
+    node = dispute.bundle.nodes[expected.node_index]
+    assert f"phase 2 opens on node {expected.node_index} ({node.op}" in out
+    assert f"pinned: node {expected.node_index} ({node.op}" in out and f"step {expected.pinned_step} of" in out
+    assert "which matches the contract's" in out
+    assert f"resolved by the one-step check: {expected.outcome.name.lower().replace('_', ' ')}" in out
+    # the same without the bundle
+    assert aievm_run("replay", "--game", game, "--l1", dispute.url).returncode == 0
 
 
 def test_a_claimant_that_stops_moving_loses_by_the_clock(dispute: Dispute) -> None:
