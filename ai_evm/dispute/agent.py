@@ -26,6 +26,7 @@ from fraud_vm.game import Bisection, Outcome, Phase, Role
 from fraud_vm.strategies import FraudVMBackend, Lie, Player
 from opml.bundle import Bundle
 from opml.commitment import prove_header
+from opml.errors import OpmlError
 
 from .client import L1, DisputeError, GameState, TxReverted, read_game
 from .encode import claim_from_abi, claim_to_abi, graph_proof, move_call
@@ -55,7 +56,7 @@ def make_player(bundle: Bundle, inputs: Sequence[np.ndarray], strategy: str = "h
     lie = Lie(strategy, node, lie_step) if strategy != "honest" else Lie()
     try:
         return Player(bundle, list(inputs), FraudVMBackend(), lie)
-    except (FraudVMError, ValueError) as e:
+    except (FraudVMError, OpmlError, ValueError) as e:
         raise DisputeError(f"cannot run the model on these inputs: {e}") from None
 
 

@@ -1,0 +1,100 @@
+"""``aievm dispute`` on bad external input: clear messages, exit code 2, nothing sent.
+
+Bad addresses and keys, an unreachable L1, an address without code, an unknown claim, a move the
+contract rejects (reported by its custom error's name), a claim about other inputs. Also: an honest
+challenger does not challenge a true claim, and ``status`` shows claims and games.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from click.testing import CliRunner
+
+from ai_evm.cli import main
+from ai_evm.dispute.client import L1, TxReverted, decode_revert
+from fraud_vm.errors import selector_of
+
+from .conftest import WINDOW, Dispute, free_port, new_key
+from .test_agents import BUNDLE, increase_time
+
+
+def run(*args: str) -> Any:
+    return CliRunner().invoke(main, ["dispute", *args])
+
+
+def l1_args(d: Dispute, acct: Any, factory: str | None = None) -> list[str]:
+    return ["--l1", d.url, "--factory", factory or d.factory.address, "--key", acct.key.hex(), "--poll", "0.05"]
+
+
+def honest(d: Dispute) -> list[str]:
+    return ["--bundle", BUNDLE, "--input", str(d.input_path)]
+
+
+def test_decode_revert_names_custom_errors() -> None:
+    assert decode_revert(selector_of("UnknownClaim"))[0] == "UnknownClaim"
+    assert decode_revert(selector_of("InvalidDescriptorProof"))[0] == "InvalidDescriptorProof"
+    assert decode_revert(b"\x12\x34\x56\x78")[0] == "unknown"
+    assert decode_revert(b"")[0] == "empty revert"
+
+
+def test_bad_inputs_give_clear_errors(dispute: Dispute, tmp_path: Any) -> None:
+    d = dispute
+    acct = new_key(d.w3, "user")
+    r = run("status", "0x123", "--l1", d.url)
+    assert r.exit_code == 2 and "is not an address" in r.output
+    r = run("status", "abc", "--l1", d.url)
+    assert r.exit_code == 2 and "neither a game address nor a claim id" in r.output
+    r = run("status", "0", "--l1", d.url)
+    assert r.exit_code == 2 and "needs --factory" in r.output
+    r = run("status", "0", "--l1", f"http://127.0.0.1:{free_port()}", "--factory", d.factory.address)
+    assert r.exit_code == 2 and "cannot reach" in r.output
+    r = run("claim", "--l1", d.url, "--factory", d.factory.address, "--key", "zz", *honest(d))
+    assert r.exit_code == 2 and "not a private key" in r.output
+    r = run("claim", *l1_args(d, acct, acct.address), *honest(d))
+    assert r.exit_code == 2 and "there is no contract at" in r.output
+    r = run("status", "5", "--l1", d.url, "--factory", d.factory.address)
+    assert r.exit_code == 2 and "reverted with UnknownClaim" in r.output
+    r = run("challenge", "5", *l1_args(d, acct), *honest(d))
+    assert r.exit_code == 2 and "reverted with UnknownClaim" in r.output
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((1, 3), np.float32))
+    r = run("claim", *l1_args(d, acct), "--bundle", BUNDLE, "--input", str(bad))
+    assert r.exit_code == 2 and "cannot run the model" in r.output
+    assert d.factory.functions.claimCount().call() == 0  # nothing was proposed
+
+
+def test_challenge_checks_the_claim_first(dispute: Dispute, tmp_path: Any) -> None:
+    d = dispute
+    a, b, c = new_key(d.w3, "claimant"), new_key(d.w3, "challenger"), new_key(d.w3, "late")
+    r = run("claim", *l1_args(d, a), *honest(d), "--no-wait")
+    assert r.exit_code == 0, r.output
+    claim_id = int(next(x for x in r.output.splitlines() if x.startswith("CLAIM_ID")).split()[1])
+    # an honest challenger agrees with a true claim and does not open a game
+    r = run("challenge", str(claim_id), *l1_args(d, b), *honest(d))
+    assert r.exit_code == 0 and "agrees with our result" in r.output
+    assert d.factory.functions.gamesOf(claim_id).call() == []
+    # its own claim cannot be challenged; a claim about other inputs is refused before any transaction
+    r = run("challenge", str(claim_id), *l1_args(d, a), *honest(d), "--force")
+    assert r.exit_code == 2 and "own claim" in r.output
+    other = tmp_path / "other.npy"
+    np.save(other, d.x + np.float32(1.0))
+    r = run("challenge", str(claim_id), *l1_args(d, b), "--bundle", BUNDLE, "--input", str(other), "--force")
+    assert r.exit_code == 2 and "other inputs" in r.output
+    r = run("status", str(claim_id), "--l1", d.url, "--factory", d.factory.address)
+    assert r.exit_code == 0 and f"claim {claim_id}: claimant {a.address}, pending" in r.output
+    # after the window a forced challenge is rejected by the factory, by name
+    increase_time(d.w3, WINDOW + 1)
+    r = run("challenge", str(claim_id), *l1_args(d, c), *honest(d), "--force")
+    assert r.exit_code == 2 and "challenge reverted with ChallengeWindowClosed" in r.output, r.output
+    # the claimant's watch finalizes the unchallenged claim and collects its bond
+    r = run("watch", *l1_args(d, a))
+    assert r.exit_code == 0 and f"claim {claim_id} finalized" in r.output, r.output
+    assert d.factory.functions.credit(a.address).call() == 0
+    l1 = L1(d.url, a.key.hex())
+    try:
+        l1.send(d.factory.functions.finalize(claim_id))
+        raise AssertionError("finalize twice was accepted")
+    except TxReverted as e:
+        assert e.error == "ClaimAlreadyFinal"
