@@ -44,7 +44,8 @@ def send(w3: Web3, acct: Any, tx: dict[str, Any], blob_list: list[bytes] | None 
 
 
 def test_posts_on_anvil_derive_back_into_the_batches(w3: Web3) -> None:
-    inbox = send(w3, BATCHER, {"data": artifact("BatchInbox").bytecode + bytes(12) + bytes.fromhex(BATCHER.address[2:])})
+    ctor_arg = bytes(12) + bytes.fromhex(BATCHER.address[2:])
+    inbox = send(w3, BATCHER, {"data": artifact("BatchInbox").bytecode + ctor_arg})
     inbox_addr = inbox["contractAddress"]
     origin = w3.eth.get_block("latest")
     batches, parent = [], b"\x00" * 32
