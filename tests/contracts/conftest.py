@@ -22,18 +22,10 @@ from eth_keys import keys
 from eth_utils import keccak
 
 from ai_evm.contracts import Artifact, artifact
+from ai_evm.dispute.pyevm import abi_type, selector
 
 CHAIN_ID = 31337
 KEY = keys.PrivateKey(keccak(b"ai-evm contract tests"))
-
-
-def abi_type(param: dict[str, Any]) -> str:
-    """The canonical ABI type string of one ABI parameter (tuples expanded)."""
-    kind = str(param["type"])
-    if kind.startswith("tuple"):
-        inner = ",".join(abi_type(c) for c in param["components"])
-        return f"({inner}){kind[len('tuple') :]}"
-    return kind
 
 
 def entry(art: Artifact, kind: str, name: str) -> dict[str, Any]:
@@ -41,12 +33,6 @@ def entry(art: Artifact, kind: str, name: str) -> dict[str, Any]:
     found = [e for e in art.abi if e.get("type") == kind and e.get("name") == name]
     assert len(found) == 1, f"{art.name} has {len(found)} {kind}s named {name}"
     return found[0]
-
-
-def selector(e: dict[str, Any]) -> bytes:
-    """The 4-byte selector of a function or error ABI entry."""
-    sig = f"{e['name']}({','.join(abi_type(p) for p in e['inputs'])})"
-    return keccak(sig.encode())[:4]
 
 
 @dataclass(frozen=True)
