@@ -1,14 +1,18 @@
 """Fixtures for the dispute agents: anvil, the dispute contracts deployed on it, funded keys.
 
-Until the Solidity step verifier exists, the game runs with ``OracleStepVerifier`` (a test-only
+The contracts are the real ones (``ai_evm.dispute.deploy``: ``VMProgram``, ``FraudVMStepVerifier``,
+``BundlePhaseLink``, the game, the factory) when their artifacts are built. Without them (or with
+``AIEVM_TEST_ORACLE_VERIFIER=1``) the game runs with ``OracleStepVerifier`` instead, a test-only
 ``IStepVerifier`` + ``IProgramLength`` answering from tables this fixture fills from ``fraud_vm``:
-the program length of every node context of the model, and ``verify_step`` of the witness each
-game pins, found by refereeing the same two players in Python first). Everything else is the real
-thing: ``BundlePhaseLink`` proving descriptors against the model address, the game, the factory.
+the program length of every node context of the model, and ``verify_step`` of the witness each game
+pins, found by refereeing the same two players in Python first. Either way every game is also
+refereed in Python, and the L1 game must end the same way.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import shutil
 import socket
 import subprocess
@@ -25,7 +29,7 @@ from eth_account import Account
 from eth_utils import keccak
 from web3 import Web3
 
-from ai_evm.contracts import CONTRACTS_DIR, artifact
+from ai_evm.contracts import CONTRACTS_DIR, artifact, available
 from ai_evm.dispute.agent import make_player
 from fraud_vm.context import context_for
 from fraud_vm.game import Role
@@ -35,6 +39,10 @@ from fraud_vm.vm import verify_step
 from opml.bundle import Bundle, load_bundle
 
 BIN = CONTRACTS_DIR.parent / "node_modules" / ".bin"
+#: Whether the games run with the real step verifier (else with OracleStepVerifier).
+REAL_VERIFIER = (os.environ.get("AIEVM_TEST_ORACLE_VERIFIER") != "1"
+                 and {"VMProgram", "FraudVMStepVerifier"} <= set(available())
+                 and importlib.util.find_spec("ai_evm.dispute.deploy") is not None)
 ROOT = CONTRACTS_DIR.parent
 AIEVM = str(Path(sys.executable).parent / "aievm")
 CLOCK = 3 * 24 * 3600
@@ -119,7 +127,7 @@ class Dispute:
     url: str
     w3: Web3
     owner: Any
-    oracle: Any
+    oracle: Any  # None with the real verifier
     factory: Any
     bundle: Bundle
     input_path: Path
@@ -135,7 +143,7 @@ class Dispute:
         result = play_game(self.bundle, players[Role.CLAIMANT], players[Role.CHALLENGER], FraudVMBackend())
         assert result is not None and result.game is not None
         g = result.game
-        if g.num_steps and 0 <= g.pinned_step < g.num_steps:
+        if self.oracle is not None and g.num_steps and 0 <= g.pinned_step < g.num_steps:
             mover = g.log[-1].role
             w = players[mover].node_trace(g.node_index).witness_at(g.pinned_step)
             post = verify_step(keccak(w.pre_state), w)
@@ -157,6 +165,13 @@ def deploy_dispute(url: str, bundle: Bundle, x: np.ndarray, input_path: Path) ->
     """Deploy verifier oracle, phase link, game implementation and factory; register the model's lengths."""
     w3 = Web3(Web3.HTTPProvider(url))
     owner = new_key(w3, "deployer")
+    if REAL_VERIFIER:
+        from ai_evm.dispute.deploy import Web3Deployer, deploy_dispute_contracts
+        from fraud_vm.game import Rules
+
+        rules = Rules(CLOCK, EXTENSION, WINDOW, CLAIM_BOND, 11, 10)
+        c = deploy_dispute_contracts(Web3Deployer(w3, owner.address, owner.key, gas=25_000_000), rules)
+        return Dispute(url, w3, owner, None, c.factory.contract, bundle, input_path, x)
     oracle = deploy(w3, owner, "OracleStepVerifier")
     link = deploy(w3, owner, "BundlePhaseLink", oracle.address)
     impl = deploy(w3, owner, "InferenceDisputeGame", oracle.address, link.address, CLOCK, EXTENSION, CLAIM_BOND,
