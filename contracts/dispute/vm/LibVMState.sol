@@ -2,7 +2,7 @@
 pragma solidity ^0.8.28;
 
 import { ArithmeticOverflow, MalformedState } from "../lib/Errors.sol";
-import { LANES, N_SCALARS, Regs } from "./VMTypes.sol";
+import { Regs } from "./VMTypes.sol";
 
 /// @notice One state of a node's run (`fraud_vm.state.VMState`).
 /// @custom:field contextHash keccak256 of the node context.
@@ -52,16 +52,24 @@ library LibVMState {
         s_.step = step_;
         s_.status = status_;
         Regs memory r = s_.regs;
-        for (uint256 i = 0; i < N_SCALARS; ++i) {
-            r.s[i] = int256(_load(o, 4 + i));
-        }
-        for (uint256 w = 0; w < LANES / 4; ++w) {
-            uint256 accWord = _load(o, 8 + w);
-            uint256 auxWord = _load(o, 16 + w);
-            for (uint256 i = 0; i < 4; ++i) {
-                uint256 sh = 192 - 64 * i;
-                r.acc[4 * w + i] = int256(int64(uint64(accWord >> sh)));
-                r.aux[4 * w + i] = int256(int64(uint64(auxWord >> sh)));
+        // SAFETY: `Regs` in memory is three pointers to its arrays of 4, 32 and 32 words (allocated
+        // with the struct); each lane is the low 8 bytes of its shifted word, sign-extended.
+        assembly ("memory-safe") {
+            let sp := mload(r)
+            for { let i := 0 } lt(i, 4) { i := add(i, 1) } {
+                mstore(add(sp, shl(5, i)), calldataload(add(o, shl(5, add(4, i)))))
+            }
+            let accp := mload(add(r, 0x20))
+            let auxp := mload(add(r, 0x40))
+            for { let w := 0 } lt(w, 8) { w := add(w, 1) } {
+                let accWord := calldataload(add(o, shl(5, add(8, w))))
+                let auxWord := calldataload(add(o, shl(5, add(16, w))))
+                for { let i := 0 } lt(i, 4) { i := add(i, 1) } {
+                    let sh := sub(192, shl(6, i))
+                    let at := shl(5, add(shl(2, w), i))
+                    mstore(add(accp, at), signextend(7, shr(sh, accWord)))
+                    mstore(add(auxp, at), signextend(7, shr(sh, auxWord)))
+                }
             }
         }
     }
@@ -76,24 +84,40 @@ library LibVMState {
         if (_s.step >> 64 != 0) revert MalformedState();
         data_ = new bytes(STATE_BYTES);
         Regs memory r = _s.regs;
-        _store(data_, 0, uint256(_s.contextHash));
-        _store(data_, 1, uint256(_s.memoryRoot));
-        _store(data_, 2, _s.step);
-        _store(data_, 3, _s.status);
-        for (uint256 i = 0; i < N_SCALARS; ++i) {
-            _store(data_, 4 + i, uint256(r.s[i]));
-        }
-        for (uint256 w = 0; w < LANES / 4; ++w) {
-            uint256 accWord;
-            uint256 auxWord;
-            for (uint256 i = 0; i < 4; ++i) {
-                uint256 sh = 192 - 64 * i;
-                accWord |= _lane(r.acc[4 * w + i]) << sh;
-                auxWord |= _lane(r.aux[4 * w + i]) << sh;
+        bool overflow;
+        // SAFETY: writes stay inside the 800 bytes of `data_`; `Regs` is three array pointers (see
+        // `decodeState`). A lane fits int64 iff sign-extending its low 8 bytes gives it back.
+        assembly ("memory-safe") {
+            let d := add(data_, 0x20)
+            mstore(d, mload(_s))
+            mstore(add(d, 0x20), mload(add(_s, 0x20)))
+            mstore(add(d, 0x40), mload(add(_s, 0x40)))
+            mstore(add(d, 0x60), mload(add(_s, 0x60)))
+            let sp := mload(r)
+            for { let i := 0 } lt(i, 4) { i := add(i, 1) } {
+                mstore(add(d, shl(5, add(4, i))), mload(add(sp, shl(5, i))))
             }
-            _store(data_, 8 + w, accWord);
-            _store(data_, 16 + w, auxWord);
+            let accp := mload(add(r, 0x20))
+            let auxp := mload(add(r, 0x40))
+            let mask := 0xffffffffffffffff
+            for { let w := 0 } lt(w, 8) { w := add(w, 1) } {
+                let accWord := 0
+                let auxWord := 0
+                for { let i := 0 } lt(i, 4) { i := add(i, 1) } {
+                    let at := shl(5, add(shl(2, w), i))
+                    let a := mload(add(accp, at))
+                    let x := mload(add(auxp, at))
+                    overflow := or(overflow, or(iszero(eq(signextend(7, a), a)), iszero(eq(signextend(7, x), x))))
+                    let sh := sub(192, shl(6, i))
+                    accWord := or(accWord, shl(sh, and(a, mask)))
+                    auxWord := or(auxWord, shl(sh, and(x, mask)))
+                }
+                mstore(add(d, shl(5, add(8, w))), accWord)
+                mstore(add(d, shl(5, add(16, w))), auxWord)
+            }
         }
+        // INVARIANT: a lane value outside int64 never reaches a state.
+        if (overflow) revert ArithmeticOverflow();
     }
 
     /// @notice `keccak256(encodeState(_s))` (`VMState.hash`).
@@ -103,24 +127,10 @@ library LibVMState {
         hash_ = keccak256(encodeState(_s));
     }
 
-    /// @notice The 64-bit two's complement pattern of an int64 lane (`_lanes_bytes`).
-    function _lane(int256 _v) private pure returns (uint256 bits_) {
-        // INVARIANT: a lane value outside int64 never reaches a state.
-        if (_v < type(int64).min || _v > type(int64).max) revert ArithmeticOverflow();
-        bits_ = uint256(uint64(int64(_v)));
-    }
-
     /// @notice Calldata word `_i` of an encoding starting at calldata offset `_o`.
     function _load(uint256 _o, uint256 _i) private pure returns (uint256 w_) {
         assembly ("memory-safe") {
             w_ := calldataload(add(_o, shl(5, _i)))
-        }
-    }
-
-    /// @notice Store word `_i` of a 800-byte memory buffer.
-    function _store(bytes memory _data, uint256 _i, uint256 _w) private pure {
-        assembly ("memory-safe") {
-            mstore(add(add(_data, 32), shl(5, _i)), _w)
         }
     }
 }
