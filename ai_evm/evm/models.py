@@ -18,10 +18,13 @@ retries once the model is local (the sequencer parks the sender's transactions m
 gas) only for a model that no store has: every remote answered that it does not hold it.
 
 The seam for the model registry (DESIGN §7, "an inference on an unregistered model fails
-identically everywhere; a node that cannot fetch a registered model stalls"): ``is_registered``.
-When given, an unregistered model fails without looking at any store, and a registered one is
-never failed for being unavailable: execution stalls (:class:`ModelFetchRequired`) until it is
-fetched, however many times the stores say no.
+identically everywhere; a node that cannot fetch a registered model stalls"): ``is_registered``,
+called with the model address and the executing block's L1 origin hash (its ``mix_hash``, see
+``docs/rollup.md``) before anything else, the memory cache included (a model cached for a later
+block must still fail in an earlier block that cannot use it). When given, an unregistered model
+fails without looking at any store, and a registered one is never failed for being unavailable:
+execution stalls (:class:`ModelFetchRequired`) until it is fetched, however many times the stores
+say no.
 """
 
 from __future__ import annotations
@@ -275,7 +278,7 @@ class ModelResolver:
         *,
         fetch_inline: bool = False,
         fetch_workers: int = 2,
-        is_registered: Callable[[bytes], bool] | None = None,
+        is_registered: Callable[[bytes, bytes], bool] | None = None,
         fetch_required: type[ModelFetchRequired] = ModelFetchRequired,
     ) -> None:
         self.store = store
@@ -301,22 +304,24 @@ class ModelResolver:
         self.remember(bundle)
         return data, bundle
 
-    def resolve(self, address: bytes, origin: bytes = b"") -> Bundle:
+    def resolve(self, address: bytes, origin: bytes = b"", l1_origin: bytes = b"") -> Bundle:
         """The bundle whose model address is ``address``, from memory or a local tier.
 
         Raises :class:`ModelUnavailable` (the call fails) for a model no store holds or that is not
-        registered, :class:`ModelFetchRequired` (execution must be retried later) for one that is
-        being fetched. ``origin`` is the sender of the transaction being executed, if any.
+        registered as of ``l1_origin`` (the executing block's L1 origin hash), :class:`ModelFetchRequired`
+        (execution must be retried later) for one that is being fetched. ``origin`` is the sender of
+        the transaction being executed, if any.
         """
+        hexa = "0x" + address.hex()
+        # INVARIANT: registration is checked first, whatever is cached (consensus, not a cache hint).
+        registered = self.is_registered(address, l1_origin) if self.is_registered is not None else None
+        if registered is False:
+            raise ModelUnavailable(f"model {hexa} is not registered")
         with self._lock:
             bundle = self._bundles.get(address)
             if bundle is not None:
                 self._bundles.move_to_end(address)
                 return bundle
-        hexa = "0x" + address.hex()
-        registered = self.is_registered(address) if self.is_registered is not None else None
-        if registered is False:
-            raise ModelUnavailable(f"model {hexa} is not registered")
         if self.store is None:
             raise ModelUnavailable(f"model {hexa}: this node has no model store configured")
         local_error = ""

@@ -33,7 +33,8 @@ def inference(computation: ComputationAPI) -> ComputationAPI:
     resolver = resolver_of(computation)
     # Local models only: a model still to be fetched aborts the execution (ModelFetchRequired),
     # it never fails the call nor waits for a download here (docs/node.md, "Models").
-    bundle = resolver.resolve(model, origin=bytes(computation.transaction_context.origin))
+    bundle = resolver.resolve(model, origin=bytes(computation.transaction_context.origin),
+                              l1_origin=bytes(computation.state.execution_context.mix_hash))
     batch, n_out = batch_and_output_length(bundle, input_bytes)
     check_output_size(bundle, output_size, n_out)
     gas = inference_gas(resolver.cost(bundle, batch), len(input_bytes), n_out)

@@ -211,7 +211,11 @@ def test_execution_reads_only_local_tiers_and_the_registry_seam(tmp_path: Path, 
     assert resolver.fetcher.wait(remote.address, 30) is not None
     assert resolver.resolve(remote.address).address == remote.address
     registered = {remote.address}
-    seam = ModelResolver(node_store(tmp_path / "models2", [hub.url]), is_registered=registered.__contains__)
+    seam = ModelResolver(node_store(tmp_path / "models2", [hub.url]),
+                         is_registered=lambda address, l1_origin: address in registered)
+    with pytest.raises(ModelUnavailable, match="not registered"):
+        seam.resolve(local.address)
+    seam.remember(local)  # cached (as after a later block that may use it): still not registered here
     with pytest.raises(ModelUnavailable, match="not registered"):
         seam.resolve(local.address)
     registered.add(b"\x0c" * 32)  # registered but nowhere to be found: stall (retried), never fail
