@@ -32,6 +32,11 @@ if TYPE_CHECKING:
     from opml.bundle import Bundle
 
 MAX_CONTEXT_WORDS = 4096
+MAX_BATCH = 1 << 16  # ``opml.shapes.MAX_BATCH``: a context's batch lies in ``[1, MAX_BATCH]``
+MAX_DIM = 1 << 32  # every dimension (batch applied) is below this
+MAX_SIZE = 1 << 64  # every tensor's element count is below this
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1  # node attribute values and zero points
+SCALE_BITS_LIMIT = 1 << 32  # a scale is float32 bits
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,9 @@ def check_arity(ctx: NodeContext) -> None:
 
 
 def _info(desc: tuple[int, ...], batch: int) -> TensorInfo:
+    """A tensor descriptor ``[dtype, ndim, dims.., is_const, scale_bits, zero_point, nbytes]`` at
+    ``batch``: ``ndim <= 8``, a known dtype, every dimension in ``[0, 2^32)`` once a leading ``-k``
+    is ``k · batch``, fewer than 2^64 elements, the zero point within int64, the scale float32 bits."""
     if len(desc) < 6 or desc[1] != len(desc) - 6 or not 0 <= desc[1] <= 8:
         raise MalformedContext("malformed tensor descriptor in the node context")
     try:
@@ -125,13 +133,22 @@ def _info(desc: tuple[int, ...], batch: int) -> TensorInfo:
     dims = list(desc[2 : 2 + nd])
     if dims and dims[0] < 0:
         dims[0] = -dims[0] * batch
-    if any(d < 0 for d in dims):
-        raise MalformedContext("negative dimension in a tensor descriptor")
-    return TensorInfo(dtype, tuple(dims), desc[4 + nd], desc[3 + nd], desc[2 + nd] == 1)
+    if any(not 0 <= d < MAX_DIM for d in dims):
+        raise MalformedContext("a dimension in a tensor descriptor is negative or not below 2^32")
+    if math.prod(dims) >= MAX_SIZE:
+        raise MalformedContext("a tensor in the node context has 2^64 or more elements")
+    zero_point, scale_bits = desc[4 + nd], desc[3 + nd]
+    if not INT64_MIN <= zero_point <= INT64_MAX or not 0 <= scale_bits < SCALE_BITS_LIMIT:
+        raise MalformedContext("a zero point outside int64 or a scale outside float32 bits")
+    return TensorInfo(dtype, tuple(dims), zero_point, scale_bits, desc[2 + nd] == 1)
 
 
 def parse_node_words(words: Sequence[int]) -> Node:
-    """Node from its descriptor words ``[op, n_in, in.., n_out, out.., n_attrs, (len, vals..)..]``."""
+    """Node from its descriptor words ``[op, n_in, in.., n_out, out.., n_attrs, (len, vals..)..]``.
+
+    Every count is non-negative and covered by the words, ``n_out`` is 1, there are as many
+    attributes as the op's schema names, and every attribute value lies within int64.
+    """
     try:
         schema = BY_CODE[words[0]]
         pos = 1
@@ -145,7 +162,10 @@ def parse_node_words(words: Sequence[int]) -> Node:
         for _ in range(words[pos]):
             pos += 1
             ln = words[pos]
-            attrs.append(tuple(words[pos + 1 : pos + 1 + ln]))
+            attr = tuple(words[pos + 1 : pos + 1 + ln])
+            if ln < 0 or len(attr) != ln or any(not INT64_MIN <= v <= INT64_MAX for v in attr):
+                raise ValueError
+            attrs.append(attr)
             pos += ln
         if pos + 1 != len(words) or len(attrs) != len(schema.attrs) or len(ins) != n_in or n_out != 1:
             raise ValueError
@@ -192,6 +212,8 @@ def decode_context(data: bytes) -> NodeContext:
         raise MalformedContext("malformed node context") from None
     if ctx.encode() != data:
         raise MalformedContext("node context encoding is not canonical")
+    if not 1 <= ctx.batch <= MAX_BATCH:
+        raise MalformedContext(f"batch {ctx.batch} is outside 1..{MAX_BATCH}")
     return ctx
 
 

@@ -1,0 +1,680 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import { UnsupportedOp } from "../lib/Errors.sol";
+import { LibIndexing } from "./LibIndexing.sol";
+import {
+    DT_INT32,
+    DT_INT64,
+    DT_INT8,
+    DT_UINT8,
+    Instr,
+    K_ACC_ARG,
+    K_ACC_MAX,
+    K_ACC_SQ,
+    K_ACC_SUM,
+    K_FIN_DIV,
+    K_FIN_MOVE,
+    K_FIN_REQ,
+    K_MAC,
+    LANES,
+    NodeContext,
+    PAD,
+    TensorInfo
+} from "./VMTypes.sol";
+
+/// @notice FIN_REQ operands (`fraud_vm.plans.FinReq`): per input 2, 3, 4 (bias, multiplier,
+///         shift) `-1` absent (PAD), `0` one element (index 0), `1` one element per column.
+/// @custom:field perCol The three modes.
+/// @custom:field imm `(zp_out, lo, hi, raw, m, s)`.
+struct FinReq {
+    int8[3] perCol;
+    int256[] imm;
+}
+
+/// @notice linear / matmul (`fraud_vm.plans.GemmPlan`).
+struct GemmPlan {
+    uint256 m;
+    uint256 k;
+    uint256 n;
+    uint256[] batch;
+    uint256[] aBatch;
+    uint256[] bBatch;
+    int256 za;
+    int256 zb;
+    FinReq fin;
+}
+
+/// @notice conv / maxpool / avgpool (`fraud_vm.plans.WindowPlan`); `[0]` is y (rows), `[1]` x.
+/// @custom:field finIsReq conv: the FIN step is `finReq` (column = oc); pools: `finKind`/`finImm`.
+struct WindowPlan {
+    uint8 kind;
+    uint256[4] xShape;
+    uint256 m;
+    uint256 cg;
+    uint256 ocg;
+    uint256[2] kernel;
+    uint256[2] strides;
+    uint256[2] dil;
+    int256[2] pads;
+    uint256[2] outHw;
+    int256 za;
+    int256 padValue;
+    bool finIsReq;
+    FinReq finReq;
+    uint8 finKind;
+    int256[] finImm;
+}
+
+/// @notice reduce / argmax (`fraud_vm.plans.ReducePlan`): dims are `[size, stride]` pairs.
+struct ReducePlan {
+    uint8 kind;
+    uint256[2][] kept;
+    uint256[2][] reduced;
+    int256 za;
+    int256 last;
+    uint8 finKind;
+    int256[] finImm;
+}
+
+/// @title LibBlocked
+/// @notice The blocked program families of `fraud_vm.stepper` / `fraud_vm.plans`, function by
+///         function (docs/fraud_vm.md "Programs", "Blocked"): `pc = blk·(T+1) + t`, `t < T` a
+///         reduction step, `t == T` the FIN step. Plans are read once from the decoded context
+///         (`planGemm`, `planWindow`, `planReduce`, `planArgmax`: every shape and attribute check,
+///         `UnsupportedOp` where Python raises it, including an attribute with too few values);
+///         `<plan>Instr(plan, pc)` is the closed form for `pc < <plan>Steps(plan)`. Shapes are
+///         < 2^32 per dim and < 2^64 per tensor, attribute values int64 (`LibContext`), so every
+///         product below stays far inside 256 bits.
+library LibBlocked {
+    // op codes (`opml.ops`)
+    uint256 internal constant OP_LINEAR = 3;
+    uint256 internal constant OP_CONV = 4;
+    uint256 internal constant OP_MATMUL = 5;
+    uint256 internal constant OP_MAXPOOL = 11;
+    uint256 internal constant OP_AVGPOOL = 12;
+
+    // ---------------------------------------------------------------------------------------
+    // helpers
+
+    /// @notice `node.iattr`: the first value of attribute `_i` (schema index); `UnsupportedOp` if
+    ///         it has none (Python's IndexError, named by `make_plan`).
+    function iattr(NodeContext memory _ctx, uint256 _i) internal pure returns (int256 v_) {
+        // INVARIANT: the attribute has a value.
+        if (_ctx.attrs[_i].length == 0) revert UnsupportedOp();
+        v_ = _ctx.attrs[_i][0];
+    }
+
+    /// @notice `_pair`: attribute `_i` must have exactly `_n` values.
+    function pair(NodeContext memory _ctx, uint256 _i, uint256 _n) internal pure returns (int256[] memory v_) {
+        v_ = _ctx.attrs[_i];
+        // INVARIANT: exactly `_n` values.
+        if (v_.length != _n) revert UnsupportedOp();
+    }
+
+    /// @notice `_qrange`: the int8 / uint8 range of `_t`'s dtype; `UnsupportedOp` for another dtype.
+    function qrange(TensorInfo memory _t) internal pure returns (int256 lo_, int256 hi_) {
+        if (_t.dtype == DT_INT8) return (-128, 127);
+        if (_t.dtype == DT_UINT8) return (0, 255);
+        // INVARIANT: the tensor is int8 or uint8.
+        revert UnsupportedOp();
+    }
+
+    /// @notice `QRANGE.get(dtype, (0, 0))`.
+    function qrangeOrZero(TensorInfo memory _t) internal pure returns (int256 lo_, int256 hi_) {
+        if (_t.dtype == DT_INT8) return (-128, 127);
+        if (_t.dtype == DT_UINT8) return (0, 255);
+    }
+
+    /// @notice `_check_shape`: the output's shape must equal `_shape`.
+    function checkShape(NodeContext memory _ctx, uint256[] memory _shape) internal pure {
+        uint256[] memory out = _ctx.tensors[_ctx.tensors.length - 1].shape;
+        // INVARIANT: same rank and dims as the output.
+        if (out.length != _shape.length) revert UnsupportedOp();
+        for (uint256 d = 0; d < out.length; ++d) {
+            if (out[d] != _shape[d]) revert UnsupportedOp();
+        }
+    }
+
+    /// @notice `math.prod`.
+    function prod(uint256[] memory _shape, uint256 _from, uint256 _to) internal pure returns (uint256 p_) {
+        p_ = 1;
+        for (uint256 d = _from; d < _to; ++d) {
+            p_ *= _shape[d];
+        }
+    }
+
+    /// @notice `shape[_from:_to]` (copy).
+    function sub(uint256[] memory _shape, uint256 _from, uint256 _to) internal pure returns (uint256[] memory s_) {
+        s_ = new uint256[](_to - _from);
+        for (uint256 d = _from; d < _to; ++d) {
+            s_[d - _from] = _shape[d];
+        }
+    }
+
+    /// @notice `_a` followed by `_x`, `_y` (a shape built for `checkShape`).
+    function append2(uint256[] memory _a, uint256 _x, uint256 _y) internal pure returns (uint256[] memory s_) {
+        s_ = new uint256[](_a.length + 2);
+        for (uint256 d = 0; d < _a.length; ++d) {
+            s_[d] = _a[d];
+        }
+        s_[_a.length] = _x;
+        s_[_a.length + 1] = _y;
+    }
+
+    /// @notice Python's `a % n` (floor modulo) for `n > 0`.
+    function floorMod(int256 _a, uint256 _n) internal pure returns (uint256 r_) {
+        int256 r = _a % int256(_n);
+        r_ = uint256(r < 0 ? r + int256(_n) : r);
+    }
+
+    /// @notice Python's `a // b` (floor division) for `b > 0`.
+    function floorDiv(int256 _a, int256 _b) internal pure returns (int256 q_) {
+        q_ = _a / _b;
+        if (_a % _b != 0 && _a < 0) --q_;
+    }
+
+    /// @notice `_split_dims(shape, axes)`: `[size, stride]` of the dims not in `_isAxis`, and of
+    ///         those in it, each in order (`_isAxis` is a bit mask over dims).
+    function splitDims(uint256[] memory _shape, uint256 _isAxis)
+        internal
+        pure
+        returns (uint256[2][] memory kept_, uint256[2][] memory reduced_)
+    {
+        uint256 nd = _shape.length;
+        uint256[] memory st = LibIndexing.strides(_shape);
+        uint256 nr = 0;
+        for (uint256 d = 0; d < nd; ++d) {
+            if ((_isAxis >> d) & 1 == 1) ++nr;
+        }
+        kept_ = new uint256[2][](nd - nr);
+        reduced_ = new uint256[2][](nr);
+        uint256 ik = 0;
+        uint256 ir = 0;
+        for (uint256 d = 0; d < nd; ++d) {
+            if ((_isAxis >> d) & 1 == 1) reduced_[ir++] = [_shape[d], st[d]];
+            else kept_[ik++] = [_shape[d], st[d]];
+        }
+    }
+
+    /// @notice `∏ size` over `[size, stride]` dims.
+    function dimsSize(uint256[2][] memory _dims) internal pure returns (uint256 p_) {
+        p_ = 1;
+        for (uint256 d = 0; d < _dims.length; ++d) {
+            p_ *= _dims[d][0];
+        }
+    }
+
+    /// @notice Packed operand `(region, element)`.
+    function operand(uint256 _region, uint256 _element) internal pure returns (uint256 op_) {
+        op_ = (_region << 128) | _element;
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // FIN_REQ
+
+    /// @notice `_fin_req`: inputs 2..4 absent / single / per column (matmul: never a bias), imm
+    ///         `(zp_out, lo, hi, raw, m, s)` with `lo, hi` from attributes `_qmin`, `_qmax` unless raw.
+    function planFinReq(NodeContext memory _ctx, bool _raw, uint256 _qmin, uint256 _qmax, int256 _m, int256 _s)
+        internal
+        pure
+        returns (FinReq memory f_)
+    {
+        uint256 nIn = _ctx.nInputs;
+        int256 lo = 0;
+        int256 hi = 0;
+        if (!_raw) {
+            lo = iattr(_ctx, _qmin);
+            hi = iattr(_ctx, _qmax);
+        }
+        for (uint256 k = 2; k < 5; ++k) {
+            f_.perCol[k - 2] = k >= nIn ? int8(-1) : (_ctx.tensors[k].size > 1 ? int8(1) : int8(0));
+        }
+        if (_ctx.op == OP_MATMUL) f_.perCol[0] = -1;
+        f_.imm = new int256[](6);
+        f_.imm[0] = _ctx.tensors[nIn].zeroPoint;
+        f_.imm[1] = lo;
+        f_.imm[2] = hi;
+        f_.imm[3] = _raw ? int256(1) : int256(0);
+        f_.imm[4] = _m;
+        f_.imm[5] = _s;
+    }
+
+    /// @notice `FinReq.instr(outs, cols)`: per lane `(k, col)` or `(k, 0)` for inputs 2, 3, 4, PAD
+    ///         if absent.
+    function finReq(FinReq memory _f, uint256[] memory _outs, uint256[] memory _cols)
+        internal
+        pure
+        returns (Instr memory i_)
+    {
+        uint256 nl = _cols.length;
+        uint256[][3] memory ops;
+        for (uint256 q = 0; q < 3; ++q) {
+            ops[q] = new uint256[](nl);
+            int8 mode = _f.perCol[q];
+            for (uint256 l = 0; l < nl; ++l) {
+                ops[q][l] = mode < 0 ? PAD : operand(q + 2, mode == 1 ? _cols[l] : 0);
+            }
+        }
+        i_.kind = K_FIN_REQ;
+        i_.out = _outs;
+        i_.a = ops[0];
+        i_.b = ops[1];
+        i_.c = ops[2];
+        i_.imm = _f.imm;
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // GEMM: linear, matmul
+
+    /// @notice `plan_gemm`: linear `x[.., K] · W[K, N]` (bias, mult, shift = inputs 2..4) and
+    ///         broadcast-batched matmul `A[..a, M, K] · B[..b, K, N]`.
+    function planGemm(NodeContext memory _ctx) internal pure returns (GemmPlan memory p_) {
+        TensorInfo memory a = _ctx.tensors[0];
+        TensorInfo memory b = _ctx.tensors[1];
+        bool raw = _ctx.tensors[_ctx.nInputs].dtype == DT_INT32;
+        uint256 na = a.shape.length;
+        if (_ctx.op == OP_LINEAR) {
+            // INVARIANT: weights [K, N] with K the input's last dimension.
+            if (b.shape.length != 2 || na == 0 || a.shape[na - 1] != b.shape[0]) revert UnsupportedOp();
+            p_.k = b.shape[0];
+            p_.n = b.shape[1];
+            uint256 rows = prod(a.shape, 0, na - 1);
+            uint256[] memory want = sub(a.shape, 0, na);
+            want[na - 1] = p_.n;
+            checkShape(_ctx, want);
+            // INVARIANT: an int8 output needs the mult and shift inputs.
+            if (!raw && _ctx.nInputs < 5) revert UnsupportedOp();
+            p_.m = 1;
+            p_.batch = new uint256[](1);
+            p_.batch[0] = rows;
+            p_.aBatch = p_.batch;
+            p_.za = a.zeroPoint;
+            p_.fin = planFinReq(_ctx, raw, 0, 1, 0, 0);
+            return p_;
+        }
+        uint256 nb = b.shape.length;
+        // INVARIANT: both at least 2-D with matching K.
+        if (na < 2 || nb < 2 || a.shape[na - 1] != b.shape[nb - 2]) revert UnsupportedOp();
+        p_.m = a.shape[na - 2];
+        p_.k = a.shape[na - 1];
+        p_.n = b.shape[nb - 1];
+        p_.aBatch = sub(a.shape, 0, na - 2);
+        p_.bBatch = sub(b.shape, 0, nb - 2);
+        uint256[][] memory pairs = new uint256[][](2);
+        pairs[0] = p_.aBatch;
+        pairs[1] = p_.bBatch;
+        p_.batch = LibIndexing.broadcastShape(pairs);
+        checkShape(_ctx, append2(p_.batch, p_.m, p_.n));
+        p_.za = a.zeroPoint;
+        p_.zb = b.zeroPoint;
+        int256 mult = iattr(_ctx, 0);
+        int256 shift = iattr(_ctx, 1);
+        p_.fin = planFinReq(_ctx, raw, 2, 3, mult, shift);
+    }
+
+    /// @notice `GemmPlan.steps`: `∏batch · M · ceil(N / 32) · (K + 1)`.
+    function gemmSteps(GemmPlan memory _p) internal pure returns (uint256 steps_) {
+        steps_ = prod(_p.batch, 0, _p.batch.length) * _p.m * LibIndexing.ceilDiv(_p.n, LANES) * (_p.k + 1);
+    }
+
+    /// @notice `GemmPlan.instr` for `_pc < gemmSteps`: MAC over K, then FIN_REQ of output row `r`.
+    function gemmInstr(GemmPlan memory _p, uint256 _pc) internal pure returns (Instr memory i_) {
+        uint256 k = _p.k;
+        uint256 n = _p.n;
+        uint256 blk = _pc / (k + 1);
+        uint256 t = _pc % (k + 1);
+        uint256 nbk = LibIndexing.ceilDiv(n, LANES);
+        uint256 r = blk / nbk;
+        uint256 c0 = (blk % nbk) * LANES;
+        uint256 c1 = c0 + LANES < n ? c0 + LANES : n;
+        uint256 nl = c1 - c0;
+        if (t == k) {
+            uint256[] memory outs = new uint256[](nl);
+            uint256[] memory cols = new uint256[](nl);
+            for (uint256 l = 0; l < nl; ++l) {
+                cols[l] = c0 + l;
+                outs[l] = r * n + c0 + l;
+            }
+            return finReq(_p.fin, outs, cols);
+        }
+        i_ = _gemmMac(_p, r, t, c0, nl);
+    }
+
+    /// @notice The MAC step `t` of GEMM block row `_r`, lanes `_c0 .. _c0 + _nl - 1`.
+    function _gemmMac(GemmPlan memory _p, uint256 _r, uint256 _t, uint256 _c0, uint256 _nl)
+        private
+        pure
+        returns (Instr memory i_)
+    {
+        uint256 k = _p.k;
+        uint256[] memory bc = LibIndexing.unravel(_r / _p.m, _p.batch);
+        uint256 aOff = LibIndexing.broadcastSource(bc, _p.aBatch) * _p.m * k;
+        uint256 bBase = LibIndexing.broadcastSource(bc, _p.bBatch) * k * _p.n + _t * _p.n + _c0;
+        i_.kind = K_MAC;
+        i_.a = new uint256[](_nl);
+        i_.b = new uint256[](_nl);
+        uint256 aOp = operand(0, aOff + (_r % _p.m) * k + _t);
+        for (uint256 l = 0; l < _nl; ++l) {
+            i_.a[l] = aOp;
+            i_.b[l] = operand(1, bBase + l);
+        }
+        i_.imm = new int256[](2);
+        i_.imm[0] = _p.za;
+        i_.imm[1] = _p.zb;
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // windows: conv, maxpool, avgpool
+
+    /// @notice `plan_window`: conv (weights `[M, C/group, KH, KW]`), maxpool, avgpool over `[B, C, H, W]`.
+    function planWindow(NodeContext memory _ctx) internal pure returns (WindowPlan memory p_) {
+        TensorInfo memory x = _ctx.tensors[0];
+        // INVARIANT: the input is [B, C, H, W].
+        if (x.shape.length != 4) revert UnsupportedOp();
+        uint256 op = _ctx.op;
+        int256[] memory dil;
+        int256[] memory pads;
+        int256[] memory str;
+        int256 kh;
+        int256 kw;
+        if (op == OP_CONV) {
+            uint256[] memory ws = _ctx.tensors[1].shape;
+            // INVARIANT: conv weights are [M, C/group, KH, KW].
+            if (ws.length != 4) revert UnsupportedOp();
+            (p_.m, p_.cg, kh, kw) = (ws[0], ws[1], int256(ws[2]), int256(ws[3]));
+            int256 group = iattr(_ctx, 3);
+            // INVARIANT: group > 0 divides M and C = Cg · group.
+            if (group <= 0 || p_.m % uint256(group) != 0 || x.shape[1] != p_.cg * uint256(group)) {
+                revert UnsupportedOp();
+            }
+            p_.ocg = p_.m / uint256(group);
+            dil = pair(_ctx, 2, 2);
+            pads = pair(_ctx, 0, 4);
+            str = pair(_ctx, 1, 2);
+        } else {
+            int256[] memory kernel = pair(_ctx, 0, 2);
+            (kh, kw) = (kernel[0], kernel[1]);
+            (p_.m, p_.cg, p_.ocg) = (x.shape[1], 1, 1);
+            if (op == OP_MAXPOOL) {
+                dil = pair(_ctx, 3, 2);
+            } else {
+                dil = new int256[](2);
+                (dil[0], dil[1]) = (1, 1);
+            }
+            pads = pair(_ctx, 2, 4);
+            str = pair(_ctx, 1, 2);
+        }
+        // INVARIANT: kernel, strides and dilations are positive.
+        if (kh < 1 || kw < 1 || str[0] < 1 || str[1] < 1 || dil[0] < 1 || dil[1] < 1) revert UnsupportedOp();
+        p_.kernel = [uint256(kh), uint256(kw)];
+        p_.strides = [uint256(str[0]), uint256(str[1])];
+        p_.dil = [uint256(dil[0]), uint256(dil[1])];
+        p_.pads = [pads[0], pads[1]];
+        _windowOut(_ctx, p_, x, pads);
+        p_.xShape = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
+        p_.za = x.zeroPoint;
+        _windowFin(_ctx, p_, x);
+    }
+
+    /// @notice `OH`, `OW` (floor division, as Python's `//`) checked against the output shape.
+    function _windowOut(NodeContext memory _ctx, WindowPlan memory _p, TensorInfo memory _x, int256[] memory _pads)
+        private
+        pure
+    {
+        int256 oh = floorDiv(
+            int256(_x.shape[2]) + _pads[0] + _pads[2] - (int256(_p.kernel[0]) - 1) * int256(_p.dil[0]) - 1,
+            int256(_p.strides[0])
+        ) + 1;
+        int256 ow = floorDiv(
+            int256(_x.shape[3]) + _pads[1] + _pads[3] - (int256(_p.kernel[1]) - 1) * int256(_p.dil[1]) - 1,
+            int256(_p.strides[1])
+        ) + 1;
+        uint256[] memory out = _ctx.tensors[_ctx.nInputs].shape;
+        // INVARIANT: the output is [B, M, OH, OW] (`_check_shape`).
+        if (
+            out.length != 4 || out[0] != _x.shape[0] || out[1] != _p.m || oh < 0 || out[2] != uint256(oh) || ow < 0
+                || out[3] != uint256(ow)
+        ) revert UnsupportedOp();
+        _p.outHw = [uint256(oh), uint256(ow)];
+    }
+
+    /// @notice The reduction kind and FIN step of a window plan (conv: MAC + FIN_REQ; maxpool:
+    ///         ACC_MAX + FIN_MOVE; avgpool: ACC_SUM + FIN_DIV).
+    function _windowFin(NodeContext memory _ctx, WindowPlan memory _p, TensorInfo memory _x) private pure {
+        uint256 op = _ctx.op;
+        TensorInfo memory out = _ctx.tensors[_ctx.nInputs];
+        if (op == OP_CONV) {
+            _p.kind = K_MAC;
+            _p.finIsReq = true;
+            _p.finReq = planFinReq(_ctx, out.dtype == DT_INT32, 4, 5, 0, 0);
+            return;
+        }
+        if (op == OP_MAXPOOL) {
+            _p.kind = K_ACC_MAX;
+            (_p.padValue,) = qrange(_x);
+            _p.finKind = K_FIN_MOVE;
+            _p.finImm = new int256[](1);
+            return;
+        }
+        (int256 lo, int256 hi) = qrange(out);
+        _p.kind = K_ACC_SUM;
+        _p.finKind = K_FIN_DIV;
+        int256[] memory imm = new int256[](8);
+        imm[0] = iattr(_ctx, 4);
+        imm[1] = iattr(_ctx, 5);
+        imm[2] = out.zeroPoint;
+        imm[3] = lo;
+        imm[4] = hi;
+        imm[5] = iattr(_ctx, 3) == 0 ? int256(1) : int256(0);
+        imm[6] = int256(_p.kernel[0] * _p.kernel[1]);
+        _p.finImm = imm;
+    }
+
+    /// @notice `WindowPlan.lanes`: `max(1, 32 div sw)`.
+    function windowLanes(WindowPlan memory _p) internal pure returns (uint256 lanes_) {
+        lanes_ = LANES / _p.strides[1];
+        if (lanes_ == 0) lanes_ = 1;
+    }
+
+    /// @notice `WindowPlan.steps`: `B · M · OH · ceil(OW / Lb) · (T + 1)`, `T = Cg · KH · KW`.
+    function windowSteps(WindowPlan memory _p) internal pure returns (uint256 steps_) {
+        uint256 tt = _p.cg * _p.kernel[0] * _p.kernel[1];
+        steps_ = _p.xShape[0] * _p.m * _p.outHw[0] * LibIndexing.ceilDiv(_p.outHw[1], windowLanes(_p)) * (tt + 1);
+    }
+
+    /// @notice `WindowPlan.instr` for `_pc < windowSteps`: block `(bn, oc, oy, xb)`, lanes along
+    ///         `ox`; `t = (ic, ky, kx)`; a tap outside the input is PAD.
+    function windowInstr(WindowPlan memory _p, uint256 _pc) internal pure returns (Instr memory i_) {
+        uint256 tt = _p.cg * _p.kernel[0] * _p.kernel[1];
+        uint256 t = _pc % (tt + 1);
+        uint256[5] memory bk = _windowBlock(_p, _pc / (tt + 1));
+        uint256 nl = bk[4];
+        if (t == tt) return _windowFinInstr(_p, bk);
+        i_.a = _windowTaps(_p, t, bk);
+        i_.kind = _p.kind;
+        if (_p.kind == K_MAC) {
+            i_.b = new uint256[](nl);
+            uint256 bOp = operand(1, bk[1] * tt + t);
+            for (uint256 l = 0; l < nl; ++l) {
+                i_.b[l] = bOp;
+            }
+            i_.imm = new int256[](2);
+            i_.imm[0] = _p.za;
+        } else if (_p.kind == K_ACC_MAX) {
+            i_.imm = new int256[](2);
+            i_.imm[0] = t == 0 ? int256(1) : int256(0);
+            i_.imm[1] = _p.padValue;
+        } else {
+            i_.imm = new int256[](1);
+            i_.imm[0] = _p.za;
+        }
+    }
+
+    /// @notice Block `_blk` of a window program as `[bn, oc, oy, x0, lanes]` (`(bn, oc, oy, xb)`
+    ///         from `_blk` outermost first; lanes `ox = x0 .. x0 + lanes - 1`).
+    function _windowBlock(WindowPlan memory _p, uint256 _blk) private pure returns (uint256[5] memory bk_) {
+        uint256 lb = windowLanes(_p);
+        uint256 ow = _p.outHw[1];
+        uint256 nxb = LibIndexing.ceilDiv(ow, lb);
+        uint256 x0 = (_blk % nxb) * lb;
+        uint256 rest = _blk / nxb;
+        bk_[2] = rest % _p.outHw[0];
+        rest /= _p.outHw[0];
+        bk_[1] = rest % _p.m;
+        bk_[0] = rest / _p.m;
+        bk_[3] = x0;
+        bk_[4] = (x0 + lb < ow ? x0 + lb : ow) - x0;
+    }
+
+    /// @notice The FIN step of window block `_bk`: FIN_REQ with column `oc` (conv) or the pool's
+    ///         FIN instruction, over outputs `((bn·M + oc)·OH + oy)·OW + ox`.
+    function _windowFinInstr(WindowPlan memory _p, uint256[5] memory _bk) private pure returns (Instr memory i_) {
+        uint256 nl = _bk[4];
+        uint256[] memory outs = new uint256[](nl);
+        uint256 base = ((_bk[0] * _p.m + _bk[1]) * _p.outHw[0] + _bk[2]) * _p.outHw[1] + _bk[3];
+        for (uint256 l = 0; l < nl; ++l) {
+            outs[l] = base + l;
+        }
+        if (_p.finIsReq) {
+            uint256[] memory cols = new uint256[](nl);
+            for (uint256 l = 0; l < nl; ++l) {
+                cols[l] = _bk[1];
+            }
+            return finReq(_p.finReq, outs, cols);
+        }
+        i_.kind = _p.finKind;
+        i_.out = outs;
+        i_.imm = _p.finImm;
+    }
+
+    /// @notice The input operands of reduction step `_t` of a window block: `(0, ((bn·C + ch)·H +
+    ///         iy)·W + ix)` inside the input, PAD outside.
+    function _windowTaps(WindowPlan memory _p, uint256 _t, uint256[5] memory _bk)
+        private
+        pure
+        returns (uint256[] memory a_)
+    {
+        uint256 khw = _p.kernel[0] * _p.kernel[1];
+        uint256 kx = (_t % khw) % _p.kernel[1];
+        uint256 h = _p.xShape[2];
+        uint256 w = _p.xShape[3];
+        int256 iy = int256(_bk[2] * _p.strides[0] + ((_t % khw) / _p.kernel[1]) * _p.dil[0]) - _p.pads[0];
+        bool rowIn = iy >= 0 && uint256(iy) < h;
+        uint256 base = 0;
+        if (rowIn) {
+            uint256 ch = (_bk[1] / _p.ocg) * _p.cg + _t / khw;
+            base = ((_bk[0] * _p.xShape[1] + ch) * h + uint256(iy)) * w;
+        }
+        uint256 nl = _bk[4];
+        a_ = new uint256[](nl);
+        for (uint256 l = 0; l < nl; ++l) {
+            int256 ix = int256((_bk[3] + l) * _p.strides[1] + kx * _p.dil[1]) - _p.pads[1];
+            a_[l] = rowIn && ix >= 0 && uint256(ix) < w ? operand(0, base + uint256(ix)) : PAD;
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // reductions: reduce, argmax
+
+    /// @notice `plan_reduce`: rows = the kept dims, the reduction over the reduced dims (`axes`
+    ///         mod rank); mode 0 sum, 1 mean, 2 L2 (ACC_SQ), 3 max.
+    function planReduce(NodeContext memory _ctx) internal pure returns (ReducePlan memory p_) {
+        TensorInfo memory x = _ctx.tensors[0];
+        TensorInfo memory out = _ctx.tensors[_ctx.nInputs];
+        uint256 nd = x.shape.length;
+        uint256 mask = 0;
+        if (nd != 0) {
+            int256[] memory axes = _ctx.attrs[1];
+            for (uint256 i = 0; i < axes.length; ++i) {
+                mask |= uint256(1) << floorMod(axes[i], nd);
+            }
+        }
+        (p_.kept, p_.reduced) = splitDims(x.shape, mask);
+        // INVARIANT: the output has one element per row.
+        if (out.size != dimsSize(p_.kept)) revert UnsupportedOp();
+        int256 mode = iattr(_ctx, 0);
+        p_.za = x.zeroPoint;
+        if (mode == 3) {
+            p_.kind = K_ACC_MAX;
+            p_.finKind = K_FIN_MOVE;
+            p_.finImm = new int256[](1);
+            return p_;
+        }
+        // INVARIANT: a known mode.
+        if (mode < 0 || mode > 2) revert UnsupportedOp();
+        (int256 lo, int256 hi) = qrangeOrZero(out);
+        p_.kind = mode == 2 ? K_ACC_SQ : K_ACC_SUM;
+        p_.finKind = K_FIN_DIV;
+        int256[] memory imm = new int256[](8);
+        imm[0] = iattr(_ctx, 3);
+        imm[1] = iattr(_ctx, 4);
+        imm[2] = out.zeroPoint;
+        imm[3] = lo;
+        imm[4] = hi;
+        imm[6] = mode == 1 ? int256(dimsSize(p_.reduced)) : int256(1);
+        imm[7] = mode == 2 ? int256(1) : int256(0);
+        p_.finImm = imm;
+    }
+
+    /// @notice `plan_argmax`: rows = the other dims, ACC_ARG over `axis`, FIN_MOVE from `aux`.
+    function planArgmax(NodeContext memory _ctx) internal pure returns (ReducePlan memory p_) {
+        TensorInfo memory x = _ctx.tensors[0];
+        TensorInfo memory out = _ctx.tensors[_ctx.nInputs];
+        int256 axisAttr = iattr(_ctx, 0);
+        uint256 nd = x.shape.length;
+        // INVARIANT: not a 0-d tensor (`_axis`).
+        if (nd == 0) revert UnsupportedOp();
+        uint256 axis = floorMod(axisAttr, nd);
+        (p_.kept, p_.reduced) = splitDims(x.shape, uint256(1) << axis);
+        // INVARIANT: int64 output with one element per row, over a non-empty axis.
+        if (out.size != dimsSize(p_.kept) || out.dtype != DT_INT64 || x.shape[axis] == 0) revert UnsupportedOp();
+        p_.kind = K_ACC_ARG;
+        p_.last = iattr(_ctx, 2);
+        p_.finKind = K_FIN_MOVE;
+        p_.finImm = new int256[](1);
+        p_.finImm[0] = 1;
+    }
+
+    /// @notice `ReducePlan.steps`: `ceil(rows / 32) · (T + 1)`.
+    function reduceSteps(ReducePlan memory _p) internal pure returns (uint256 steps_) {
+        steps_ = LibIndexing.ceilDiv(dimsSize(_p.kept), LANES) * (dimsSize(_p.reduced) + 1);
+    }
+
+    /// @notice `ReducePlan.instr` for `_pc < reduceSteps`: block of 32 rows; step `t` reads
+    ///         `x[offset(r, kept) + offset(t, reduced)]`; the FIN step writes the rows.
+    function reduceInstr(ReducePlan memory _p, uint256 _pc) internal pure returns (Instr memory i_) {
+        uint256 tt = dimsSize(_p.reduced);
+        uint256 nRows = dimsSize(_p.kept);
+        uint256 r0 = (_pc / (tt + 1)) * LANES;
+        uint256 t = _pc % (tt + 1);
+        uint256 r1 = r0 + LANES < nRows ? r0 + LANES : nRows;
+        uint256 nl = r1 - r0;
+        i_.kind = _p.kind;
+        if (t == tt) {
+            i_.kind = _p.finKind;
+            i_.out = new uint256[](nl);
+            for (uint256 l = 0; l < nl; ++l) {
+                i_.out[l] = r0 + l;
+            }
+            i_.imm = _p.finImm;
+            return i_;
+        }
+        uint256 ot = LibIndexing.ravelDims(t, _p.reduced);
+        i_.a = new uint256[](nl);
+        for (uint256 l = 0; l < nl; ++l) {
+            i_.a[l] = operand(0, LibIndexing.ravelDims(r0 + l, _p.kept) + ot);
+        }
+        if (_p.kind == K_ACC_MAX) {
+            i_.imm = new int256[](2);
+            i_.imm[0] = t == 0 ? int256(1) : int256(0);
+        } else if (_p.kind == K_ACC_ARG) {
+            i_.imm = new int256[](2);
+            i_.imm[0] = int256(t);
+            i_.imm[1] = _p.last;
+        } else {
+            i_.imm = new int256[](1);
+            i_.imm[0] = _p.za;
+        }
+    }
+}

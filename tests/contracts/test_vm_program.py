@@ -1,0 +1,303 @@
+"""``VMProgram`` (Solidity) against ``fraud_vm.stepper`` / ``fraud_vm.context`` (differential).
+
+``VMProgram.program(context, pc)`` must return exactly ``(num_steps, ctx.regions, instr_at(ctx,
+pc))`` (operands packed ``region << 128 | element``, PAD all ones) for every context of the vectors
+(``tests/vectors/fraud_vm``) and every node of the example models at batch 1 and 3, at a seeded
+sample of pcs (first, last, FIN steps and block boundaries, random ones); a pc past the program
+gives a NOP with empty lists. Mutated contexts (truncated, an extra word, a bad dtype, the wrong
+arity, inconsistent shapes, huge dims, batches and attributes) revert with the error Python names
+(``decode_context`` then ``num_steps``, as ``fraud_vm.vm._context``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fraud_vm import stepper
+from fraud_vm.context import NodeContext, context_for, decode_context
+from fraud_vm.errors import FraudVMError, MalformedContext, is_named
+from fraud_vm.isa import PAD, Instr, Operand
+from fraud_vm.memory import Region
+from opml.bundle import load_bundle
+
+ROOT = Path(__file__).resolve().parents[2]
+VEC_DIR = ROOT / "tests" / "vectors" / "fraud_vm"
+MODELS = ("digits_mlp", "digits_cnn", "encoder")
+WORD = 32
+ALL_ONES = (1 << 256) - 1
+RANDOM_PCS = 6
+
+
+@pytest.fixture(scope="module")
+def vmp(prague: Any) -> Any:
+    return prague.deploy("VMProgram")
+
+
+# ---------------------------------------------------------------------------------------------
+# the Python side, in the contract's ABI form
+
+
+def pack(op: Operand) -> int:
+    """A Python operand as the contract packs it: ``region << 128 | element``; PAD all ones."""
+    return ALL_ONES if op == PAD else op[0] << 128 | op[1]
+
+
+def instr_tuple(ins: Instr) -> tuple[Any, ...]:
+    """``Instr`` as the ABI tuple ``(kind, out, a, b, c, imm)``."""
+    return (int(ins.kind), tuple(ins.out), tuple(pack(x) for x in ins.a), tuple(pack(x) for x in ins.b),
+            tuple(pack(x) for x in ins.c), tuple(ins.imm))
+
+
+def region_tuple(r: Region) -> tuple[Any, ...]:
+    """``Region`` as the ABI tuple ``(header, dtype, itemsize, nbytes, nWords, depth)``."""
+    return (tuple(r.header), int(r.dtype), r.itemsize, r.nbytes, r.n_words, r.depth)
+
+
+NOP = (0, (), (), (), (), ())
+
+
+def python_error(data: bytes) -> str | None:
+    """The error name ``decode_context`` + ``num_steps`` raise (``fraud_vm.vm._context``), or None."""
+    try:
+        stepper.num_steps(decode_context(data))
+    except FraudVMError as e:
+        return type(e).__name__ if is_named(e) else MalformedContext.__name__
+    return None
+
+
+def expected(ctx: NodeContext, pc: int) -> tuple[Any, ...]:
+    n = stepper.num_steps(ctx)
+    ins = instr_tuple(stepper.instr_at(ctx, pc)) if pc < n else NOP
+    return (n, tuple(region_tuple(r) for r in ctx.regions), ins)
+
+
+def sample_pcs(ctx: NodeContext, rng: random.Random, n_random: int = RANDOM_PCS) -> list[int]:
+    """First, last, one past the end, the FIN steps / block boundaries of the first blocks, random."""
+    n = stepper.num_steps(ctx)
+    plan = stepper.plan_of(ctx)
+    pcs = {0, n - 1, n}
+    period = getattr(plan, "k", None)
+    if period is None:
+        period = getattr(plan, "t_steps", None)
+    if period is not None:
+        for b in range(3):
+            pcs |= {b * (period + 1) + period, b * (period + 1) + period + 1}
+    pcs |= {rng.randrange(n) for _ in range(n_random)}
+    return sorted(p for p in pcs if p <= n)
+
+
+BLOCKED = {"linear", "matmul", "conv", "maxpool", "avgpool", "reduce", "argmax"}
+
+
+def check(vmp: Any, ctx: NodeContext, pcs: list[int]) -> None:
+    if ctx.node.op not in BLOCKED and ctx.output.size:
+        return
+    data = ctx.encode()
+    for pc in pcs:
+        got = vmp.call("program", data, pc)
+        assert got.ok, f"{ctx.node.op} pc {pc}: reverted {got.error}"
+        assert got.values == expected(ctx, pc), f"{ctx.node.op} pc {pc}"
+    assert vmp.value("numSteps", data) == stepper.num_steps(ctx)
+
+
+# ---------------------------------------------------------------------------------------------
+# equal programs
+
+
+def vector_contexts() -> Iterator[NodeContext]:
+    for path in sorted(VEC_DIR.glob("*.json")):
+        for hexctx in sorted({v["witness"]["context"] for v in json.loads(path.read_text())["vectors"]}):
+            yield decode_context(bytes.fromhex(hexctx[2:]))
+
+
+def test_program_equals_stepper_on_vectors(vmp: Any) -> None:
+    rng = random.Random("vectors")
+    for ctx in vector_contexts():
+        check(vmp, ctx, sample_pcs(ctx, rng, 20))
+
+
+def structure_key(ctx: NodeContext) -> tuple[Any, ...]:
+    """A context up to its tensor ids and quantization parameters (repeated layers share it)."""
+    shapes = tuple((t.dtype, t.shape, t.size > 1) for t in ctx.tensors)
+    return (ctx.node.op, ctx.node.attrs, shapes)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_program_equals_stepper_on_models(vmp: Any, name: str) -> None:
+    bundle = load_bundle(str(ROOT / "models" / name / "model.bundle"))
+    rng = random.Random(name)
+    seen: set[tuple[Any, ...]] = set()
+    for j in range(len(bundle.nodes)):
+        for batch in (1, 3):
+            ctx = context_for(bundle, j, batch)
+            key = structure_key(ctx)
+            if key in seen:
+                continue
+            seen.add(key)
+            check(vmp, ctx, sample_pcs(ctx, rng, 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# rejections: the error Python names
+
+
+def contract_result(vmp: Any, data: bytes, pc: int) -> Any:
+    got = vmp.call("program", data, pc)
+    if not got.ok:
+        assert got.error is not None, f"reverted without a named error: {got.output.hex()}"
+        return got.error[0]
+    return got.values
+
+
+def python_result(data: bytes, pc: int) -> Any:
+    err = python_error(data)
+    return err if err is not None else expected(decode_context(data), pc)
+
+
+def words_of(data: bytes) -> list[int]:
+    return [int.from_bytes(data[i : i + WORD], "big", signed=True) for i in range(WORD, len(data), WORD)]
+
+
+def encode_words(address: bytes, words: list[int]) -> bytes:
+    return address + b"".join((w % (1 << 256)).to_bytes(WORD, "big") for w in words)
+
+
+def replace(ctx: NodeContext, **changes: Any) -> bytes:
+    """``ctx`` with fields replaced (node words / descriptors as given), encoded."""
+    fields = {"address": ctx.address, "node_index": ctx.node_index, "batch": ctx.batch,
+              "node_words": ctx.node_words, "descs": ctx.descs, **changes}
+    return NodeContext(**fields).encode()
+
+
+def with_desc(ctx: NodeContext, j: int, pos: int, value: int) -> bytes:
+    descs = [list(d) for d in ctx.descs]
+    descs[j][pos] = value
+    return replace(ctx, descs=tuple(tuple(d) for d in descs))
+
+
+def with_node_word(ctx: NodeContext, pos: int, value: int | None) -> bytes:
+    words = list(ctx.node_words)
+    if value is None:
+        del words[pos]
+    else:
+        words[pos] = value
+    return replace(ctx, node_words=tuple(words))
+
+
+def attr_pos(ctx: NodeContext, a: int) -> int:
+    """Index in the node words of attribute ``a``'s length word."""
+    w = ctx.node_words
+    pos = 2 + w[1]
+    pos += 1 + w[pos]  # n_out, outs: now at n_attrs
+    for _ in range(a):
+        pos += 1
+        pos += w[pos]
+    return pos + 1
+
+
+def mutations(ctx: NodeContext) -> Iterator[tuple[str, bytes]]:
+    """Named hand mutations of a context: structure, bounds, arity, shapes, attributes."""
+    data = ctx.encode()
+    yield "empty", b""
+    yield "address only", data[:WORD]
+    yield "three words", data[: 4 * WORD]
+    yield "truncated word", data[:-WORD]
+    yield "truncated byte", data[:-1]
+    yield "extra word", data + bytes(WORD)
+    yield "too long", data + bytes(WORD * 4096)
+    yield "batch 0", replace(ctx, batch=0)
+    yield "batch -1", replace(ctx, batch=-1)
+    yield "batch 2^16+1", replace(ctx, batch=(1 << 16) + 1)
+    yield "batch 2^16", replace(ctx, batch=1 << 16)
+    if ctx.descs[0][2] > 0:
+        yield "leading -k", with_desc(ctx, 0, 2, -ctx.descs[0][2])
+        yield "leading -k, batch 2^16", replace(NodeContext(ctx.address, ctx.node_index, 1 << 16, ctx.node_words,
+                                                            ctx.descs), descs=(
+            (ctx.descs[0][:2] + (-ctx.descs[0][2],) + ctx.descs[0][3:]),) + ctx.descs[1:])
+    yield "no descriptors", replace(ctx, descs=())
+    yield "one descriptor too few", replace(ctx, descs=ctx.descs[:-1])
+    yield "one descriptor too many", replace(ctx, descs=ctx.descs + ctx.descs[-1:])
+    yield "no node words", replace(ctx, node_words=())
+    for j, d in enumerate(ctx.descs):
+        if 0 < j < len(ctx.descs) - 1:
+            continue  # the first input and the output stand for every descriptor
+        nd = d[1]
+        yield f"dtype 0 in {j}", with_desc(ctx, j, 0, 0)
+        yield f"dtype 8 in {j}", with_desc(ctx, j, 0, 8)
+        yield f"dtype int32 in {j}", with_desc(ctx, j, 0, 4)
+        yield f"ndim+1 in {j}", with_desc(ctx, j, 1, nd + 1)
+        yield f"short descriptor {j}", replace(ctx, descs=ctx.descs[:j] + (d[:5],) + ctx.descs[j + 1 :])
+        yield f"zero point 2^63 in {j}", with_desc(ctx, j, 4 + nd, 1 << 63)
+        yield f"zero point -2^63 in {j}", with_desc(ctx, j, 4 + nd, -(1 << 63))
+        yield f"scale 2^32 in {j}", with_desc(ctx, j, 3 + nd, 1 << 32)
+        yield f"scale -1 in {j}", with_desc(ctx, j, 3 + nd, -1)
+        for i in range(nd):
+            for v in (0, d[2 + i] + 1, -1, 1 << 32, -(1 << 255)) if i == 0 else (0, d[2 + i] + 1, 1 << 32):
+                yield f"dim {i} = {v} in {j}", with_desc(ctx, j, 2 + i, v)
+        if nd >= 2:
+            huge = list(d)
+            huge[2:4] = [(1 << 32) - 1, (1 << 32) - 1]
+            yield f"2^64 elements in {j}", replace(ctx, descs=ctx.descs[:j] + (tuple(huge),) + ctx.descs[j + 1 :])
+    w = ctx.node_words
+    yield "op 0", with_node_word(ctx, 0, 0)
+    yield "op 23", with_node_word(ctx, 0, 23)
+    yield "n_in + 1", with_node_word(ctx, 1, w[1] + 1)
+    yield "n_in - 1", with_node_word(ctx, 1, w[1] - 1)
+    yield "n_in -1", with_node_word(ctx, 1, -1)
+    yield "n_out 2", with_node_word(ctx, 2 + w[1], 2)
+    yield "n_attrs + 1", with_node_word(ctx, 4 + w[1], w[4 + w[1]] + 1)
+    yield "n_attrs -1", with_node_word(ctx, 4 + w[1], -1)
+    n_attrs = w[4 + w[1]]
+    for a in range(n_attrs):
+        p = attr_pos(ctx, a)
+        ln = w[p]
+        yield f"attr {a} empty", replace(ctx, node_words=w[:p] + (0,) + w[p + 1 + ln :])
+        yield f"attr {a} len -1", with_node_word(ctx, p, -1)
+        yield f"attr {a} one more", replace(ctx, node_words=w[: p] + (ln + 1,) + w[p + 1 : p + 1 + ln] + (1,)
+                                            + w[p + 1 + ln :])
+        for i in range(ln):
+            for v in (1 << 63, -(1 << 63) - 1, w[p + 1 + i] + 1):
+                yield f"attr {a}[{i}] = {v}", with_node_word(ctx, p + 1 + i, v)
+
+
+def blocked_vector_contexts() -> list[NodeContext]:
+    return [c for c in vector_contexts() if c.node.op in BLOCKED]
+
+
+def test_mutated_contexts_revert_like_python(vmp: Any) -> None:
+    """Every hand mutation of a conv context (6 attributes, 3 inputs: every bound and count)."""
+    ctxs = blocked_vector_contexts()
+    conv = next(c for c in ctxs if c.node.op == "conv")
+    for ctx in (conv,):
+        for what, data in mutations(ctx):
+            want = python_result(data, 0)
+            assert contract_result(vmp, data, 0) == want, f"{ctx.node.op}: {what}"
+
+
+def test_random_word_mutations(vmp: Any) -> None:
+    rng = random.Random(7)
+    values = [0, 1, -1, 2, 4, 7, 8, 9, 32, (1 << 32) - 1, 1 << 32, (1 << 63) - 1, 1 << 63, -(1 << 63) - 1,
+              (1 << 255) - 1, -(1 << 255)]
+    for ctx in blocked_vector_contexts():
+        data = ctx.encode()
+        words = words_of(data)
+        for _ in range(6):
+            w = list(words)
+            k = rng.randrange(len(w))
+            w[k] = rng.choice(values + [w[k] + 1, w[k] - 1])
+            mutated = encode_words(ctx.address, w)
+            pc = rng.choice([0, 1, 40])
+            assert contract_result(vmp, mutated, pc) == python_result(mutated, pc), f"{ctx.node.op}: word {k}"
+
+
+def test_pc_past_the_program_is_a_nop(vmp: Any) -> None:
+    ctx = blocked_vector_contexts()[0]
+    n = stepper.num_steps(ctx)
+    for pc in (n, n + 1, ALL_ONES):
+        assert vmp.call("program", ctx.encode(), pc).values[2] == NOP
