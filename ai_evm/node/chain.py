@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -54,6 +54,32 @@ RETRY_LATER: tuple[type[Exception], ...] = (ModelFetchRequired,)
 
 
 @dataclass(frozen=True)
+class L1Origin:
+    """The L1 block an L2 block names as its origin (its epoch, docs/rollup.md): the block's
+    ``mix_hash`` (PREVRANDAO) is the origin's hash and its ``extra_data`` the origin's number as 8
+    big-endian bytes, so every L2 header says which L1 state (model registry) it executed against."""
+
+    number: int
+    hash: bytes
+    timestamp: int = 0
+
+    def header_fields(self) -> dict[str, Any]:
+        return {"mix_hash": Hash32(self.hash), "extra_data": self.number.to_bytes(8, "big")}
+
+
+def origin_of(header: BlockHeaderAPI) -> L1Origin | None:
+    """The L1 origin an L2 header names (None for a header without one: genesis, a plain devnet)."""
+    extra = bytes(header.extra_data)
+    if len(extra) != 8:
+        return None
+    return L1Origin(int.from_bytes(extra, "big"), bytes(header.mix_hash))
+
+
+class BatchRejected(NodeError):
+    """A derived batch cannot be built into the next block (a transaction in it is invalid)."""
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """Everything that defines a node's chain and how it mines."""
 
@@ -84,6 +110,9 @@ class Sequencer:
     def __init__(self, config: NodeConfig, resolver: ModelResolver) -> None:
         self.config = config
         self.resolver = resolver
+        #: The L1 origin of the next block from its parent and timestamp (a sequencer following
+        #: L1); None: blocks name no origin (a plain devnet).
+        self.origin_for: Callable[[BlockHeaderAPI, int], L1Origin] | None = None
         self.lock = threading.RLock()
         self.db = LMDBAtomicDB(Path(config.datadir) / "chain", sync=config.sync)
         self.pool = TxPool()
@@ -306,19 +335,20 @@ class Sequencer:
         the block from the others. At most three passes over the batch, whatever fails.
         """
         timestamp = self._next_timestamp(self.head())
+        origin = self.origin_for(self.head(), timestamp) if self.origin_for is not None else None
         try:
-            return self._mine(batch, timestamp)
+            return self._mine(batch, timestamp, origin)
         except RETRY_LATER:
             raise
         except Exception as e:
             log.warning("mining %d transactions failed (%s); dropping the ones that cannot run", len(batch), e)
-        good, failed = self._select_runnable(batch, timestamp)
+        good, failed = self._select_runnable(batch, timestamp, origin)
         if failed:
             self.pool.drop([(tx, f"transaction dropped: {reason}") for tx, reason in failed])
         if not good:
             return None
         try:
-            return self._mine(good, timestamp)
+            return self._mine(good, timestamp, origin)
         except RETRY_LATER:
             raise
         except Exception as e:  # never leave unminable transactions in the pool
@@ -326,17 +356,19 @@ class Sequencer:
             self.pool.drop([(tx, f"transaction dropped: block build failed: {e}") for tx in good])
             return None
 
-    def _stamp_pending_header(self, timestamp: int) -> None:
-        """Give the pending header the block's timestamp *before* anything executes on it.
+    def _stamp_pending_header(self, timestamp: int, origin: L1Origin | None = None) -> None:
+        """Give the pending header the block's timestamp (and L1 origin) *before* anything executes.
 
         ``mine_all`` executes on ``chain.header`` and only stamps ``timestamp`` into the header
         afterwards; left alone, ``TIMESTAMP`` would read the time the pending header was made (the
-        previous block's) and a validator re-executing the block would compute another state.
+        previous block's) and a validator re-executing the block would compute another state. The
+        same holds for the origin, which PREVRANDAO and the model registry check read.
         """
-        self.chain.header = self.chain.header.copy(timestamp=timestamp)
+        fields = origin.header_fields() if origin is not None else {}
+        self.chain.header = self.chain.header.copy(timestamp=timestamp, **fields)
 
     def _select_runnable(
-        self, batch: list[SignedTransactionAPI], timestamp: int
+        self, batch: list[SignedTransactionAPI], timestamp: int, origin: L1Origin | None = None
     ) -> tuple[list[SignedTransactionAPI], list[tuple[SignedTransactionAPI, str]]]:
         """Split ``batch`` into the transactions the next block can hold and the others.
 
@@ -350,7 +382,7 @@ class Sequencer:
         good: list[SignedTransactionAPI] = []
         failed: list[tuple[SignedTransactionAPI, str]] = []
         try:
-            self._stamp_pending_header(timestamp)
+            self._stamp_pending_header(timestamp, origin)
             header = self.chain.header
             vm = self.chain.get_vm(header)
             for tx in batch:
@@ -387,11 +419,14 @@ class Sequencer:
     def _next_timestamp(self, head: BlockHeaderAPI) -> int:
         return max(int(time.time()), head.timestamp + 1)
 
-    def _mine(self, batch: list[SignedTransactionAPI], timestamp: int) -> MinedBlock:
+    def _mine(self, batch: list[SignedTransactionAPI], timestamp: int, origin: L1Origin | None = None) -> MinedBlock:
         head = self.head()
+        if origin is None and self.origin_for is not None:
+            origin = self.origin_for(head, timestamp)
         try:
-            self._stamp_pending_header(timestamp)
-            result, receipts, computations = self.chain.mine_all(batch, timestamp=timestamp)
+            self._stamp_pending_header(timestamp, origin)
+            fields = origin.header_fields() if origin is not None else {}
+            result, receipts, computations = self.chain.mine_all(batch, timestamp=timestamp, **fields)
             block = result.imported_block
             inferences, root = block_inferences(computations, batch)
             record = block_record(block, receipts, inferences, root)
@@ -406,6 +441,27 @@ class Sequencer:
         self.pool.remove(batch)
         log.info("block %d: %d txs, %d gas", block.number, len(batch), block.header.gas_used)
         return MinedBlock(block.number, tuple(bytes(tx.hash) for tx in batch))
+
+    # -- derivation -------------------------------------------------------------------------------
+    def build_from_batch(self, raw_txs: Sequence[bytes], timestamp: int, origin: L1Origin) -> bytes:
+        """Build the next block from exactly ``raw_txs`` at ``timestamp`` on ``origin`` (a derived
+        batch, docs/rollup.md "Derivation"); returns its hash. Every transaction must decode and
+        run, else :class:`BatchRejected` and nothing is committed (the deriver drops the batch)."""
+        with self.lock:
+            head = self.head()
+            if timestamp <= head.timestamp:
+                raise BatchRejected(f"timestamp {timestamp} is not after the head's {head.timestamp}")
+            try:
+                txs = [self.decode_raw(raw) for raw in raw_txs]
+            except NodeError as e:
+                raise BatchRejected(f"undecodable transaction: {e}") from None
+            try:
+                mined = self._mine(txs, timestamp, origin)
+            except RETRY_LATER:
+                raise
+            except Exception as e:  # an invalid transaction: the batch is not the sequencer's
+                raise BatchRejected(f"the batch does not build: {e}") from None
+            return bytes(self.chain.get_canonical_block_header_by_number(BlockNumber(mined.number)).hash)
 
     def close(self) -> None:
         """Close the database (nothing pending is lost: every block is committed when mined)."""
