@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -85,6 +86,27 @@ def time_rounds(
             t = time_call(fn, per_block, block_budget, warmup=1)
             times[k].extend(t.samples)
     return {k: Timing(statistics.median(v), min(v), len(v), rounds) for k, v in times.items()}
+
+
+def cpu_name() -> str:
+    """The CPU's model name and its int8-relevant instruction-set flags (Linux /proc/cpuinfo), for naming
+    the machine a benchmark ran on."""
+    model, flags, ids = platform.processor() or platform.machine(), set(), {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = (p.strip() for p in line.partition(":"))
+            if key == "model name":
+                model = value
+            elif key in ("cpu family", "model"):
+                ids[key] = value
+            elif key == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
+    family = f"family {ids['cpu family']} model {ids['model']}; " if len(ids) == 2 else ""
+    return f"{model} ({family}{' '.join(f for f in wanted if f in flags) or 'no avx2'})"
 
 
 def machine_load() -> str:

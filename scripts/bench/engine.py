@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -54,6 +53,7 @@ from common import (  # noqa: E402
     blas_name,
     blas_threads,
     cosine,
+    cpu_name,
     machine_load,
     max_abs_diff,
     ort_session,
@@ -150,18 +150,21 @@ def _in_chunks(fn, inputs: list[np.ndarray], size: int = 64) -> np.ndarray:
     return np.concatenate([fn([x[i : i + size] for x in inputs]) for i in range(0, n, size)])
 
 
-def _time_rounds_cpu(fns: dict[str, Callable[[], object]], repeats: int, rounds: int) -> dict[str, Timing]:
+def _time_rounds_cpu(fns: dict[str, Callable[[], object]], repeats: int, rounds: int,
+                     clock: Callable[[], float] = time.thread_time) -> dict[str, Timing]:
     """Like ``common.time_rounds``, but each call is timed by the calling thread's CPU time (all runtimes
-    run on that one thread when limited to one thread): a busy machine then slows but does not inflate."""
+    run on that one thread when limited to one thread): a busy machine then slows but does not inflate.
+    ``clock=time.process_time`` counts every thread of the process instead (``--process-time``: the CPU
+    cost of a multi-threaded call, spinning workers included)."""
     times: dict[str, list[float]] = {k: [] for k in fns}
     per_block = max(1, -(-repeats // rounds))
     for _ in range(rounds):
         for k, fn in fns.items():
             fn()
             for _ in range(per_block):
-                t0 = time.thread_time()
+                t0 = clock()
                 fn()
-                times[k].append(time.thread_time() - t0)
+                times[k].append(clock() - t0)
     return {k: Timing(statistics.median(v), min(v), len(v), rounds, v) for k, v in times.items()}
 
 
@@ -169,6 +172,7 @@ def bench_case(
     case: Case, tmp: str, threads: int, repeats: dict[int, int], budget_s: float, rounds: int,
     cpu_time: bool = False,
     weight_bits: int = 8,
+    process_time: bool = False,
 ) -> Result:
     from opml.convert import convert
     from opml.engine import run
@@ -201,8 +205,9 @@ def bench_case(
     for n in BATCHES:
         xs = _batch(case.eval_inputs, n)
         calls = {k: (lambda f=f, xs=xs: f(xs)) for k, f in fns.items()}
-        if cpu_time:
-            res.timings[str(n)] = _time_rounds_cpu(calls, repeats[n], rounds)  # type: ignore[arg-type]
+        if cpu_time or process_time:
+            clock = time.process_time if process_time else time.thread_time
+            res.timings[str(n)] = _time_rounds_cpu(calls, repeats[n], rounds, clock)  # type: ignore[arg-type]
         else:
             res.timings[str(n)] = time_rounds(calls, repeats[n], budget_s, rounds=rounds)  # type: ignore[arg-type]
 
@@ -302,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cpu-time", action="store_true",
                     help="one thread everywhere and time each call by its thread's CPU time (steadier on a busy "
                          "shared machine: time spent descheduled is not counted)")
+    ap.add_argument("--process-time", action="store_true",
+                    help="time each call by the process's CPU time (all threads, spinning ones included) "
+                         "instead of wall time; use with --threads N")
     ap.add_argument("--time-limit", type=float, default=170.0,
                     help="skip models that would not finish within this many seconds of the start (default 170)")
     args = ap.parse_args(argv)
@@ -331,11 +339,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"threads: numpy BLAS {threads} ({blas_name()}); onnxruntime {ort.__version__} "
           f"intra_op_num_threads={threads}, inter_op=1, sequential, default graph optimizations; "
           f"engine: {native.describe()}, {threads} thread(s); weights converted to {args.weight_bits} bits")
-    print(f"timing: {'thread CPU' if args.cpu_time else 'wall'} ms per call, best (median) of up to "
+    clock = "thread CPU" if args.cpu_time else ("process CPU" if args.process_time else "wall")
+    print(f"timing: {clock} ms per call, best (median) of up to "
           f"{repeats[1]} (batch 1) / {repeats[32]} (batch 32) "
           f"calls, in {rounds} rounds of one block per runtime (1 warm-up call each, ~{budget_s}s per batch "
           f"size in all); ratios from best times")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} logical cores; at start {machine_load()}")
+    print(f"machine: {cpu_name()}, {os.cpu_count()} logical cores; native instruction sets found: "
+          f"{', '.join(native.cpu_isas()) or '-'}, used: {native.isa_name() if native.available() else '-'}; "
+          f"at start {machine_load()}")
     print()
 
     results: list[Result] = []
@@ -361,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"it needs about {EXPECTED_S.get(name, 10.0):.0f}s")
                 continue
             t0 = time.perf_counter()
-            r = bench_case(case, tmp, threads, repeats, budget_s, rounds, args.cpu_time, args.weight_bits)
+            r = bench_case(case, tmp, threads, repeats, budget_s, rounds, args.cpu_time, args.weight_bits,
+                           args.process_time)
             results.append(r)
             status = r.error or "ok"
             print(f"[{name}] {status} ({time.perf_counter() - t0:.1f}s)", flush=True)
@@ -383,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
         doc = {
             "threads": {"blas": threads, "ort_intra_op": threads, "ort_inter_op": 1},
             "blas": blas_name(),
+            "cpu": cpu_name(),
+            "native_isa": native.isa_name() if native.available() else None,
+            "clock": clock,
             "onnxruntime": ort.__version__,
             "numpy": np.__version__,
             "quick": args.quick,
