@@ -159,6 +159,8 @@ def parse_node_words(words: Sequence[int]) -> Node:
         outs = tuple(words[pos + 1 : pos + 1 + n_out])
         pos += 1 + n_out
         attrs = []
+        if words[pos] != len(schema.attrs):
+            raise ValueError
         for _ in range(words[pos]):
             pos += 1
             ln = words[pos]
