@@ -251,6 +251,8 @@ class Agent:
             self._settle_game(game, st, role)
             return st.outcome
         now = self.l1.now()
+        if self._failures.get(address) == st.moves:
+            return None  # our move at this point was rejected: we have no valid move (the clock decides)
         try:
             if st.mover == role:
                 self._move(game, st, role)
@@ -258,13 +260,12 @@ class Agent:
                 r = self.l1.send(game.functions.claimTimeout(), 0, "claimTimeout")
                 self.out(f"game {address}: the {st.mover.name.lower()}'s clock ran out; claimTimeout, gas "
                          f"{r['gasUsed']:,}")
-            self._failures.pop(address, None)
         except TxReverted as e:
-            # the game may have moved on between the read and the transaction: read again next poll
-            n = self._failures[address] = self._failures.get(address, 0) + 1
             self.out(f"game {address}: {e}")
-            if n >= 3:
-                raise
+            if st.mover == role:
+                # the rules reject our move: do not resend it (a stale read is caught by the next poll's
+                # move count, which changes when the opponent moves)
+                self._failures[address] = st.moves
         return None
 
     def _move(self, game: Any, st: GameState, role: Role) -> None:

@@ -10,7 +10,6 @@ bonds); agents call it at every poll and keep no game state of their own.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -146,10 +145,10 @@ class L1:
         """The latest block's timestamp (the time the contracts see)."""
         return int(self.w3.eth.get_block("latest")["timestamp"])
 
-    def call(self, fn: Any, what: str = "") -> Any:
-        """``eth_call`` of a bound contract function; TxReverted with the error's name on revert."""
+    def call(self, fn: Any, what: str = "", block: int | str = "latest") -> Any:
+        """``eth_call`` of a bound contract function at ``block``; TxReverted with the error's name on revert."""
         try:
-            return fn.call()
+            return fn.call(block_identifier=block)
         except (ContractCustomError, ContractLogicError) as e:
             raise self._reverted(what or fn.fn_name, e) from None
 
@@ -245,37 +244,32 @@ class GameState:
 
 
 def read_game(l1: L1, game: Any) -> GameState:
-    """Read a game's state (about 25 ``eth_call``s; the same block is not guaranteed)."""
+    """Read a game's state: about 25 ``eth_call``s, all at the same (latest) block, so that the
+    fields are consistent even while the opponent moves."""
     f = game.functions
-    b = l1.call(f.bisection())
-    moves = int(l1.call(f.moves()))
-    phase = int(l1.call(f.phase()))
-    outcome = Outcome(int(l1.call(f.outcome())))
+    at = int(l1.w3.eth.block_number)
+
+    def get(fn: Any) -> Any:
+        return l1.call(fn, block=at)
+
+    b = get(f.bisection())
+    moves = int(get(f.moves()))
+    phase = int(get(f.phase()))
+    outcome = Outcome(int(get(f.outcome())))
     return GameState(
-        address=str(game.address), factory=str(l1.call(f.factory())), claimant=str(l1.call(f.claimant())),
-        challenger=str(l1.call(f.challenger())), registry_game=bool(l1.call(f.registryGame())),
-        model_address=bytes(l1.call(f.modelAddress())), batch=int(l1.call(f.batch())),
-        input_hash=bytes(l1.call(f.inputHash())), output_hash=bytes(l1.call(f.outputHash())),
-        root_claim=bytes(l1.call(f.rootClaim())), n_nodes=int(l1.call(f.nNodes())),
-        phase=Phase(phase) if phase else None, outcome=outcome, mover=Role(int(l1.call(f.mover()))),
-        turn_started=int(l1.call(f.turnStarted())),
-        clock_used=(int(l1.call(f.clockUsed(0))), int(l1.call(f.clockUsed(1)))), clock=int(l1.call(f.CLOCK())),
-        moves=moves, bonds=(int(l1.call(f.bonds(0))), int(l1.call(f.bonds(1)))),
-        next_bond=int(l1.call(f.bond(moves + 1))) if outcome == Outcome.IN_PROGRESS else 0,
-        deadline=int(l1.call(f.deadline())),
+        address=str(game.address), factory=str(get(f.factory())), claimant=str(get(f.claimant())),
+        challenger=str(get(f.challenger())), registry_game=bool(get(f.registryGame())),
+        model_address=bytes(get(f.modelAddress())), batch=int(get(f.batch())),
+        input_hash=bytes(get(f.inputHash())), output_hash=bytes(get(f.outputHash())),
+        root_claim=bytes(get(f.rootClaim())), n_nodes=int(get(f.nNodes())),
+        phase=Phase(phase) if phase else None, outcome=outcome, mover=Role(int(get(f.mover()))),
+        turn_started=int(get(f.turnStarted())),
+        clock_used=(int(get(f.clockUsed(0))), int(get(f.clockUsed(1)))), clock=int(get(f.CLOCK())),
+        moves=moves, bonds=(int(get(f.bonds(0))), int(get(f.bonds(1)))),
+        next_bond=int(get(f.bond(moves + 1))) if outcome == Outcome.IN_PROGRESS else 0,
+        deadline=int(get(f.deadline())),
         lo_hash=bytes(b[0]), hi_hash=bytes(b[1]), last_hash=bytes(b[2]), length=int(b[3]), last=int(b[4]),
         max_depth=int(b[5]), hi_owner=Role(int(b[6])), last_owner=Role(int(b[7])),
-        node_index=int(l1.call(f.nodeIndex())), context_hash=bytes(l1.call(f.contextHash())),
-        pinned_step=int(l1.call(f.pinnedStep())),
+        node_index=int(get(f.nodeIndex())), context_hash=bytes(get(f.contextHash())),
+        pinned_step=int(get(f.pinnedStep())),
     )
-
-
-def wait_until(predicate: Any, timeout_s: float, poll_s: float = 0.1) -> bool:
-    """Poll ``predicate()`` until it is true or ``timeout_s`` passed; return its last value."""
-    end = time.monotonic() + timeout_s
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= end:
-            return False
-        time.sleep(poll_s)

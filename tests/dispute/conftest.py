@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,6 +132,22 @@ class Dispute:
     bundle: Bundle
     input_path: Path
     x: np.ndarray
+    #: the bundle's file, for --bundle
+    bundle_path: str
+    #: the aievm executable of this venv
+    aievm: str = AIEVM
+    clock: int = CLOCK
+    window: int = WINDOW
+    claim_bond: int = CLAIM_BOND
+
+    def new_key(self, label: str) -> Any:
+        """A fresh account funded with 1000 ETH."""
+        return new_key(self.w3, label)
+
+    def increase_time(self, seconds: int) -> None:
+        """Move anvil's clock forward and mine a block at the new time."""
+        self.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+        self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
 
     def register_game(self, claimant: str, challenger: str, lie_node: int | None = None, lie_step: int = 1) -> Any:
         """Referee the same two players in Python and register the step their game pins in the oracle.
@@ -153,25 +169,34 @@ class Dispute:
 
 
 @pytest.fixture(scope="session")
-def digits_mlp(tmp_path_factory: pytest.TempPathFactory) -> tuple[Bundle, np.ndarray, Path]:
-    bundle = load_bundle(ROOT / "models" / "digits_mlp" / "model.bundle")
-    x = np.load(ROOT / "models" / "digits_mlp" / "test_x.npy")[:1]
-    path = tmp_path_factory.mktemp("inputs") / "x.npy"
-    np.save(path, x)
-    return bundle, x, path
+def example_inputs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Bundle, np.ndarray, Path]]:
+    """model name -> (bundle, its first test sample, that sample saved as .npy), loaded once per name."""
+    cache: dict[str, tuple[Bundle, np.ndarray, Path]] = {}
+
+    def get(name: str) -> tuple[Bundle, np.ndarray, Path]:
+        if name not in cache:
+            bundle = load_bundle(ROOT / "models" / name / "model.bundle")
+            x = np.load(ROOT / "models" / name / "test_x.npy")[:1]
+            path = tmp_path_factory.mktemp("inputs") / f"{name}.npy"
+            np.save(path, x)
+            cache[name] = (bundle, x, path)
+        return cache[name]
+
+    return get
 
 
-def deploy_dispute(url: str, bundle: Bundle, x: np.ndarray, input_path: Path) -> Dispute:
-    """Deploy verifier oracle, phase link, game implementation and factory; register the model's lengths."""
+def deploy_dispute(url: str, name: str, bundle: Bundle, x: np.ndarray, input_path: Path) -> Dispute:
+    """Deploy the dispute contracts (module docstring) for games about ``bundle``."""
     w3 = Web3(Web3.HTTPProvider(url))
     owner = new_key(w3, "deployer")
+    bundle_path = str(ROOT / "models" / name / "model.bundle")
     if REAL_VERIFIER:
         from ai_evm.dispute.deploy import Web3Deployer, deploy_dispute_contracts
         from fraud_vm.game import Rules
 
         rules = Rules(CLOCK, EXTENSION, WINDOW, CLAIM_BOND, 11, 10)
         c = deploy_dispute_contracts(Web3Deployer(w3, owner.address, owner.key, gas=25_000_000), rules)
-        return Dispute(url, w3, owner, None, c.factory.contract, bundle, input_path, x)
+        return Dispute(url, w3, owner, None, c.factory.contract, bundle, input_path, x, bundle_path)
     oracle = deploy(w3, owner, "OracleStepVerifier")
     link = deploy(w3, owner, "BundlePhaseLink", oracle.address)
     impl = deploy(w3, owner, "InferenceDisputeGame", oracle.address, link.address, CLOCK, EXTENSION, CLAIM_BOND,
@@ -180,11 +205,17 @@ def deploy_dispute(url: str, bundle: Bundle, x: np.ndarray, input_path: Path) ->
     ctxs = [context_for(bundle, k, x.shape[0]) for k in range(len(bundle.nodes))]
     transact(w3, owner, {"to": oracle.address, "data": oracle.encode_abi(
         "setLengths", [[c.hash for c in ctxs], [num_steps(c) for c in ctxs]])})
-    return Dispute(url, w3, owner, oracle, factory, bundle, input_path, x)
+    return Dispute(url, w3, owner, oracle, factory, bundle, input_path, x, bundle_path)
 
 
 @pytest.fixture()
-def dispute(anvil: str, digits_mlp: tuple[Bundle, np.ndarray, Path]) -> Dispute:
-    """Fresh dispute contracts for one test (games of different tests never meet)."""
-    bundle, x, path = digits_mlp
-    return deploy_dispute(anvil, bundle, x, path)
+def make_dispute(anvil: str, example_inputs: Callable[[str], tuple[Bundle, np.ndarray, Path]]
+                 ) -> Callable[[str], Dispute]:
+    """model name -> fresh dispute contracts for games about that example model."""
+    return lambda name: deploy_dispute(anvil, name, *example_inputs(name))
+
+
+@pytest.fixture()
+def dispute(make_dispute: Callable[[str], Dispute]) -> Dispute:
+    """Fresh dispute contracts for one test, games about digits_mlp (games of different tests never meet)."""
+    return make_dispute("digits_mlp")

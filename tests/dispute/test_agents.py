@@ -1,4 +1,4 @@
-"""Dispute agents as separate processes (``aievm dispute ...``) playing on anvil.
+"""Any agents as separate processes (``aievm dispute ...``) playing on anvil.
 
 Honest claimant against a dishonest challenger and the reverse, on digits_mlp: the honest party
 wins, the game pins the same node and step as the Python referee, the bonds end with the honest
@@ -19,9 +19,7 @@ import pytest
 from web3 import Web3
 
 from ai_evm.dispute.client import L1, read_game
-from fraud_vm.game import Outcome
-
-from .conftest import AIEVM, CLAIM_BOND, CLOCK, ROOT, WINDOW, Dispute, new_key
+from fraud_vm.game import Outcome, Role
 
 AGENT_TIMEOUT = 240.0
 
@@ -29,9 +27,9 @@ AGENT_TIMEOUT = 240.0
 class AgentProc:
     """One ``aievm dispute`` process with its output collected by a thread."""
 
-    def __init__(self, args: list[str]) -> None:
+    def __init__(self, aievm: str, args: list[str]) -> None:
         self.args = args
-        self.proc = subprocess.Popen([AIEVM, "dispute", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen([aievm, "dispute", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -75,20 +73,12 @@ class AgentProc:
         self._reader.join(timeout=5)
 
 
-def common(d: Dispute, acct: Any) -> list[str]:
+def common(d: Any, acct: Any) -> list[str]:
     return ["--l1", d.url, "--factory", d.factory.address, "--key", acct.key.hex(), "--poll", "0.1"]
 
 
-BUNDLE = str(ROOT / "models" / "digits_mlp" / "model.bundle")
-
-
-def player(d: Dispute, strategy: str) -> list[str]:
-    return ["--bundle", BUNDLE, "--input", str(d.input_path), "--strategy", strategy]
-
-
-def increase_time(w3: Web3, seconds: int) -> None:
-    w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
-    w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+def player(d: Any, strategy: str) -> list[str]:
+    return ["--bundle", d.bundle_path, "--input", str(d.input_path), "--strategy", strategy]
 
 
 def fees_paid(w3: Web3, address: str, first_block: int) -> int:
@@ -102,15 +92,25 @@ def fees_paid(w3: Web3, address: str, first_block: int) -> int:
     return total
 
 
-def game_of(d: Dispute, claim_id: int) -> str:
-    games = d.factory.functions.gamesOf(claim_id).call()
-    assert len(games) == 1
-    return str(games[0])
+def game_of(d: Any, claim_id: int, timeout: float = AGENT_TIMEOUT) -> str:
+    """The one game on a claim, once it is opened."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        games = d.factory.functions.gamesOf(claim_id).call()
+        if games:
+            assert len(games) == 1
+            return str(games[0])
+        time.sleep(0.1)
+    raise AssertionError(f"no game on claim {claim_id}")
 
 
-def wait_moves(d: Dispute, game: str, moves: int, timeout: float = AGENT_TIMEOUT) -> None:
+def game_state(d: Any, game: str) -> Any:
     l1 = L1(d.url)
-    g = l1.contract("InferenceDisputeGame", game)
+    return read_game(l1, l1.contract("InferenceDisputeGame", game))
+
+
+def wait_moves(d: Any, game: str, moves: int, timeout: float = AGENT_TIMEOUT) -> None:
+    g = L1(d.url).contract("InferenceDisputeGame", game)
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if g.functions.moves().call() >= moves:
@@ -119,31 +119,45 @@ def wait_moves(d: Dispute, game: str, moves: int, timeout: float = AGENT_TIMEOUT
     raise AssertionError(f"game {game} did not reach {moves} moves")
 
 
-def play(d: Dispute, claimant_strategy: str, challenger_strategy: str) -> tuple[str, Any]:
-    """A whole game between two agent processes; checks winner, pinned step and balances."""
+def play(d: Any, claimant_strategy: str, challenger_strategy: str) -> tuple[str, Any]:
+    """A whole game between two agent processes; checks winner, pinned step and balances.
+
+    The game must end as the Python referee ends it between the same players. When the liar stops
+    moving there (a ``timeout`` liar, or one whose move is rejected), the test waits until the L1
+    game reaches that point and moves anvil's clock past the liar's deadline; the honest agent then
+    ends the game with ``claimTimeout``.
+    """
     w3 = d.w3
     expected = d.register_game(claimant_strategy, challenger_strategy)
     honest_claimant = claimant_strategy == "honest"
-    a, b = new_key(w3, "claimant"), new_key(w3, "challenger")
+    liar_role = Role.CHALLENGER if honest_claimant else Role.CLAIMANT
+    a, b = d.new_key("claimant"), d.new_key("challenger")
     start = w3.eth.block_number + 1
     before = {a.address: w3.eth.get_balance(a.address), b.address: w3.eth.get_balance(b.address)}
-    claimant = AgentProc(["claim", *common(d, a), *player(d, claimant_strategy)])
+    claimant = AgentProc(d.aievm, ["claim", *common(d, a), *player(d, claimant_strategy)])
     claim_id = int(claimant.wait_line("CLAIM_ID").split()[1])
-    challenger = AgentProc(["challenge", str(claim_id), *common(d, b), *player(d, challenger_strategy)])
-    assert challenger.wait() == (1 if honest_claimant else 0), challenger.output
+    challenger = AgentProc(d.aievm, ["challenge", str(claim_id), *common(d, b), *player(d, challenger_strategy)])
     game = game_of(d, claim_id)
-    st = read_game(L1(d.url), L1(d.url).contract("InferenceDisputeGame", game))
+    if "ran out of time" in expected.reason:
+        wait_moves(d, game, expected.rounds)
+        st = game_state(d, game)
+        assert st.moves == expected.rounds and st.mover == liar_role
+        d.increase_time(d.clock + 1)
+    assert challenger.wait() == (1 if honest_claimant else 0), challenger.output
+    st = game_state(d, game)
     assert st.outcome == (Outcome.CLAIMANT_WINS if honest_claimant else Outcome.CHALLENGER_WINS)
     assert st.outcome == expected.outcome
-    assert (st.node_index, st.pinned_step) == (expected.node_index, expected.pinned_step)
     assert st.moves == expected.rounds
+    if "ran out of time" not in expected.reason:
+        assert (st.node_index, st.pinned_step) == (expected.node_index, expected.pinned_step)
     if honest_claimant:
-        increase_time(w3, WINDOW + 1)  # the claimant finalizes once the window has passed
+        d.increase_time(d.window + 1)  # the claimant finalizes once the window has passed
     assert claimant.wait() == (0 if honest_claimant else 1), claimant.output
-    assert "move" in claimant.output and "move" in challenger.output
-    # every bond has been paid out: the game and the factory hold nothing, no credit is left
+    if "ran out of time" in expected.reason:
+        assert "claimTimeout" in (claimant if honest_claimant else challenger).output
+    # every bond has been paid out: the game and the factory hold nothing
     assert w3.eth.get_balance(game) == 0 and w3.eth.get_balance(d.factory.address) == 0
-    liar_bonds = st.bonds[1] if honest_claimant else st.bonds[0] + CLAIM_BOND
+    liar_bonds = st.bonds[1] if honest_claimant else st.bonds[0] + d.claim_bond
     honest, liar = (a, b) if honest_claimant else (b, a)
     for acct, sign in ((honest, 1), (liar, -1)):
         delta = w3.eth.get_balance(acct.address) - before[acct.address] + fees_paid(w3, acct.address, start)
@@ -151,15 +165,15 @@ def play(d: Dispute, claimant_strategy: str, challenger_strategy: str) -> tuple[
     return game, expected
 
 
-def aievm_run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([AIEVM, *args], capture_output=True, text=True, timeout=120)
+def aievm_run(d: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([d.aievm, *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize(("claimant", "challenger"), [("honest", "node"), ("step", "honest")])
-def test_honest_party_wins_against_agent_processes(dispute: Dispute, claimant: str, challenger: str) -> None:
+def test_honest_party_wins_against_agent_processes(dispute: Any, claimant: str, challenger: str) -> None:
     game, expected = play(dispute, claimant, challenger)
     # the auditor's replay from L1: every move, the pinned instruction, its re-execution, the outcome
-    r = aievm_run("replay", "--game", game, "--l1", dispute.url, "--bundle", BUNDLE)
+    r = aievm_run(dispute, "replay", "--game", game, "--l1", dispute.url, "--bundle", dispute.bundle_path)
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert f"{expected.rounds} moves" in out
@@ -170,54 +184,47 @@ def test_honest_party_wins_against_agent_processes(dispute: Dispute, claimant: s
     assert "which matches the contract's" in out
     assert f"resolved by the one-step check: {expected.outcome.name.lower().replace('_', ' ')}" in out
     # the same without the bundle
-    assert aievm_run("replay", "--game", game, "--l1", dispute.url).returncode == 0
+    assert aievm_run(dispute, "replay", "--game", game, "--l1", dispute.url).returncode == 0
 
 
-def test_a_claimant_that_stops_moving_loses_by_the_clock(dispute: Dispute) -> None:
-    d, w3 = dispute, dispute.w3
-    a, b = new_key(w3, "claimant"), new_key(w3, "challenger")
-    claimant = AgentProc(["claim", *common(d, a), *player(d, "timeout")])
-    claim_id = int(claimant.wait_line("CLAIM_ID").split()[1])
-    challenger = AgentProc(["challenge", str(claim_id), *common(d, b), *player(d, "honest")])
-    game = None
-    while game is None:
-        games = d.factory.functions.gamesOf(claim_id).call()
-        game = str(games[0]) if games else None
-        time.sleep(0.1)
-    wait_moves(d, game, 1)
-    time.sleep(1.0)  # the claimant polls and does not move
-    increase_time(w3, CLOCK + 1)
-    assert challenger.wait() == 0, challenger.output
-    assert "claimTimeout" in challenger.output
-    assert claimant.wait() == 1, claimant.output
-    st = read_game(L1(d.url), L1(d.url).contract("InferenceDisputeGame", game))
-    assert st.outcome == Outcome.CHALLENGER_WINS and st.moves == 1
-    assert d.factory.functions.credit(b.address).call() == 0  # the claim bond was collected
+@pytest.mark.parametrize(("claimant", "challenger"), [("timeout", "honest"), ("honest", "timeout")])
+def test_a_party_that_stops_moving_loses_by_the_clock(dispute: Any, claimant: str, challenger: str) -> None:
+    play(dispute, claimant, challenger)
 
 
-def test_killed_agents_resume_from_l1(dispute: Dispute) -> None:
+def test_killed_agents_resume_from_l1(dispute: Any) -> None:
     d, w3 = dispute, dispute.w3
     expected = d.register_game("honest", "node")
-    a, b = new_key(w3, "claimant"), new_key(w3, "challenger")
-    claimant = AgentProc(["claim", *common(d, a), *player(d, "honest")])
+    a, b = d.new_key("claimant"), d.new_key("challenger")
+    claimant = AgentProc(d.aievm, ["claim", *common(d, a), *player(d, "honest")])
     claim_id = int(claimant.wait_line("CLAIM_ID").split()[1])
-    challenger = AgentProc(["challenge", str(claim_id), *common(d, b), *player(d, "node")])
-    game = None
-    while game is None:
-        games = d.factory.functions.gamesOf(claim_id).call()
-        game = str(games[0]) if games else None
-        time.sleep(0.1)
+    challenger = AgentProc(d.aievm, ["challenge", str(claim_id), *common(d, b), *player(d, "node")])
+    game = game_of(d, claim_id)
     wait_moves(d, game, 2)
     claimant.kill()  # mid phase 1
-    claimant = AgentProc(["watch", *common(d, a), *player(d, "honest")])
+    claimant = AgentProc(d.aievm, ["watch", *common(d, a), *player(d, "honest")])
     wait_moves(d, game, 6)
     challenger.kill()  # in phase 2
-    challenger = AgentProc(["challenge", str(claim_id), *common(d, b), *player(d, "node")])
+    challenger = AgentProc(d.aievm, ["challenge", str(claim_id), *common(d, b), *player(d, "node")])
     assert challenger.wait() == 1, challenger.output
     assert "resuming game" in challenger.output
-    increase_time(w3, WINDOW + 1)
+    d.increase_time(d.window + 1)
     assert claimant.wait() == 0, claimant.output
-    st = read_game(L1(d.url), L1(d.url).contract("InferenceDisputeGame", game))
+    st = game_state(d, game)
     assert st.outcome == expected.outcome == Outcome.CLAIMANT_WINS
     assert (st.node_index, st.pinned_step, st.moves) == (expected.node_index, expected.pinned_step, expected.rounds)
     assert w3.eth.get_balance(game) == 0 and w3.eth.get_balance(d.factory.address) == 0
+
+
+STRATEGIES = ("output", "node", "intermediate", "step", "timeout")
+
+
+@pytest.mark.skipif(os.environ.get("AIEVM_FULL_DISPUTE") != "1",
+                    reason="the full matrix of agent games (30 games, ~10 minutes): set AIEVM_FULL_DISPUTE=1")
+@pytest.mark.parametrize("model", ["digits_mlp", "digits_cnn", "encoder"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("liar", ["claimant", "challenger"])
+def test_full_matrix(make_dispute: Any, model: str, strategy: str, liar: str) -> None:
+    """Every dishonest strategy, every example model, both roles: the honest agent wins every game."""
+    d = make_dispute(model)
+    play(d, strategy if liar == "claimant" else "honest", strategy if liar == "challenger" else "honest")

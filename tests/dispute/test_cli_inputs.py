@@ -7,6 +7,7 @@ challenger does not challenge a true claim, and ``status`` shows claims and game
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import numpy as np
@@ -16,20 +17,23 @@ from ai_evm.cli import main
 from ai_evm.dispute.client import L1, TxReverted, decode_revert
 from fraud_vm.errors import selector_of
 
-from .conftest import WINDOW, Dispute, free_port, new_key
-from .test_agents import BUNDLE, increase_time
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def run(*args: str) -> Any:
     return CliRunner().invoke(main, ["dispute", *args])
 
 
-def l1_args(d: Dispute, acct: Any, factory: str | None = None) -> list[str]:
+def l1_args(d: Any, acct: Any, factory: str | None = None) -> list[str]:
     return ["--l1", d.url, "--factory", factory or d.factory.address, "--key", acct.key.hex(), "--poll", "0.05"]
 
 
-def honest(d: Dispute) -> list[str]:
-    return ["--bundle", BUNDLE, "--input", str(d.input_path)]
+def honest(d: Any) -> list[str]:
+    return ["--bundle", d.bundle_path, "--input", str(d.input_path)]
 
 
 def test_decode_revert_names_custom_errors() -> None:
@@ -39,9 +43,9 @@ def test_decode_revert_names_custom_errors() -> None:
     assert decode_revert(b"")[0] == "empty revert"
 
 
-def test_bad_inputs_give_clear_errors(dispute: Dispute, tmp_path: Any) -> None:
+def test_bad_inputs_give_clear_errors(dispute: Any, tmp_path: Any) -> None:
     d = dispute
-    acct = new_key(d.w3, "user")
+    acct = d.new_key("user")
     r = run("status", "0x123", "--l1", d.url)
     assert r.exit_code == 2 and "is not an address" in r.output
     r = run("status", "abc", "--l1", d.url)
@@ -60,14 +64,14 @@ def test_bad_inputs_give_clear_errors(dispute: Dispute, tmp_path: Any) -> None:
     assert r.exit_code == 2 and "reverted with UnknownClaim" in r.output
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((1, 3), np.float32))
-    r = run("claim", *l1_args(d, acct), "--bundle", BUNDLE, "--input", str(bad))
+    r = run("claim", *l1_args(d, acct), "--bundle", d.bundle_path, "--input", str(bad))
     assert r.exit_code == 2 and "cannot run the model" in r.output
     assert d.factory.functions.claimCount().call() == 0  # nothing was proposed
 
 
-def test_challenge_checks_the_claim_first(dispute: Dispute, tmp_path: Any) -> None:
+def test_challenge_checks_the_claim_first(dispute: Any, tmp_path: Any) -> None:
     d = dispute
-    a, b, c = new_key(d.w3, "claimant"), new_key(d.w3, "challenger"), new_key(d.w3, "late")
+    a, b, c = d.new_key("claimant"), d.new_key("challenger"), d.new_key("late")
     r = run("claim", *l1_args(d, a), *honest(d), "--no-wait")
     assert r.exit_code == 0, r.output
     claim_id = int(next(x for x in r.output.splitlines() if x.startswith("CLAIM_ID")).split()[1])
@@ -80,12 +84,12 @@ def test_challenge_checks_the_claim_first(dispute: Dispute, tmp_path: Any) -> No
     assert r.exit_code == 2 and "own claim" in r.output
     other = tmp_path / "other.npy"
     np.save(other, d.x + np.float32(1.0))
-    r = run("challenge", str(claim_id), *l1_args(d, b), "--bundle", BUNDLE, "--input", str(other), "--force")
+    r = run("challenge", str(claim_id), *l1_args(d, b), "--bundle", d.bundle_path, "--input", str(other), "--force")
     assert r.exit_code == 2 and "other inputs" in r.output
     r = run("status", str(claim_id), "--l1", d.url, "--factory", d.factory.address)
     assert r.exit_code == 0 and f"claim {claim_id}: claimant {a.address}, pending" in r.output
     # after the window a forced challenge is rejected by the factory, by name
-    increase_time(d.w3, WINDOW + 1)
+    d.increase_time(d.window + 1)
     r = run("challenge", str(claim_id), *l1_args(d, c), *honest(d), "--force")
     assert r.exit_code == 2 and "challenge reverted with ChallengeWindowClosed" in r.output, r.output
     # the claimant's watch finalizes the unchallenged claim and collects its bond
