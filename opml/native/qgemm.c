@@ -36,7 +36,7 @@
  * use the one named, the other kernels their AVX2 versions for any code >= 1. */
 #define OPML_ISA_GENERIC 0
 #define OPML_ISA_AVX2 1
-#define OPML_ISA_AVX512VNNI 2 /* AVX-512 F + BW + VNNI (VPDPBUSD on 512-bit registers) */
+#define OPML_ISA_AVX512VNNI 2 /* AVX-512 F + BW + VL + VNNI (VPDPBUSD on 512-bit registers) */
 #define OPML_ISA_AVXVNNI 3    /* AVX-VNNI (the VEX-encoded VPDPBUSD on 256-bit registers) */
 #define OPML_ISA_AVXVNNI_EVEX 4 /* the AVX-VNNI kernel's code in EVEX encoding (AVX-512 VL + VNNI), for tests */
 #define OPML_ISA_MAX 4
@@ -199,7 +199,7 @@ int opml_native_isa_mask(void) {
     if (!__builtin_cpu_supports("avx2")) return mask;
     mask |= 1 << OPML_ISA_AVX2;
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vnni"))
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
         mask |= 1 << OPML_ISA_AVX512VNNI;
     if (__builtin_cpu_supports("avxvnni")) mask |= 1 << OPML_ISA_AVXVNNI;
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
@@ -310,6 +310,44 @@ __attribute__((target("avx2"))) static void epilogue_avx2(const struct epilogue 
         memcpy(dst, tmp, (size_t)cols);
     }
 }
+/* The same 16 columns at once on AVX-512 (isa avx512vnni, whose CPUs have F, BW and VL): VPMULDQ on the
+ * 8 even and the 8 odd columns, 64-bit VPMINSQ/VPMAXSQ clamps, and narrowing stores (VPMOVDB/VPMOVDW
+ * truncate, which is exact: every value is already within the output dtype). The even products are
+ * columns 0, 2, .., 14, whose add/shift/post constants are the first halves of the two 8-column groups of
+ * the AVX2 layout (the odd ones the second halves). */
+#define OPML_TARGET_512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+#define OPML_HALVES(p, off)                                                                                \
+    _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)((p) + (off)))),          \
+                       _mm256_loadu_si256((const __m256i *)((p) + (off) + 8)), 1)
+OPML_TARGET_512 static inline __m512i y_of16(const struct epilogue *e, int64_t c0, __m512i a) {
+    a = _mm512_max_epi32(a, _mm512_loadu_si512((const void *)(e->lo32 + c0)));
+    a = _mm512_min_epi32(a, _mm512_loadu_si512((const void *)(e->hi32 + c0)));
+    __m512i m = _mm512_loadu_si512((const void *)(e->mul32 + c0));
+    __m512i ev = _mm512_mul_epi32(a, m); /* exact signed 32 x 32 -> 64 */
+    __m512i od = _mm512_mul_epi32(_mm512_srli_epi64(a, 32), _mm512_srli_epi64(m, 32));
+    const int64_t *ad = e->addp + c0, *sh = e->shiftp + c0, *po = e->postp + c0;
+    ev = _mm512_add_epi64(_mm512_srlv_epi64(_mm512_add_epi64(ev, OPML_HALVES(ad, 0)), OPML_HALVES(sh, 0)),
+                          OPML_HALVES(po, 0));
+    od = _mm512_add_epi64(_mm512_srlv_epi64(_mm512_add_epi64(od, OPML_HALVES(ad, 4)), OPML_HALVES(sh, 4)),
+                          OPML_HALVES(po, 4));
+    __m512i zero = _mm512_setzero_si512(), span = _mm512_set1_epi64(e->span), base = _mm512_set1_epi64(e->base);
+    ev = _mm512_add_epi64(_mm512_min_epi64(_mm512_max_epi64(ev, zero), span), base);
+    od = _mm512_add_epi64(_mm512_min_epi64(_mm512_max_epi64(od, zero), span), base);
+    return _mm512_mask_blend_epi32((__mmask16)0xAAAA, ev, _mm512_slli_epi64(od, 32)); /* low 32 bits: the value */
+}
+#undef OPML_HALVES
+
+OPML_TARGET_512 static void epilogue_avx512(const struct epilogue *e, int64_t c0, const int32_t *acc, void *dst,
+                                            int64_t cols) {
+    __m512i v = y_of16(e, c0, _mm512_loadu_si512((const void *)acc));
+    __mmask16 mask = (__mmask16)(cols >= NR ? 0xFFFF : (1u << cols) - 1);
+    if (e->outkind == 0)
+        _mm512_mask_storeu_epi32(dst, mask, v);
+    else if (e->outkind == 3)
+        _mm512_mask_cvtepi32_storeu_epi16(dst, mask, v);
+    else
+        _mm512_mask_cvtepi32_storeu_epi8(dst, mask, v);
+}
 #endif
 
 /* 1 when the epilogue's kind, span and first n columns' constants are the ones C may evaluate (what
@@ -336,6 +374,10 @@ static void finish_tile(const struct epilogue *e, int64_t ec0, const int32_t *ac
             const int32_t *row = acc + r * stride + b;
             char *dst = y0 + r * row_bytes + b * osize;
 #ifdef OPML_X86
+            if (isa == OPML_ISA_AVX512VNNI) {
+                epilogue_avx512(e, ec0 + b, row, dst, bc);
+                continue;
+            }
             if (isa >= OPML_ISA_AVX2) {
                 epilogue_avx2(e, ec0 + b, row, dst, bc);
                 continue;

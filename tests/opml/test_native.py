@@ -161,23 +161,25 @@ def _gemm_giving(acc: list[int]) -> tuple[np.ndarray, np.ndarray]:
     return x, w
 
 
+@EACH_ISA
 @settings(max_examples=200, deadline=None)
 @given(off=st.integers(-(1 << 39), 1 << 39), m=st.integers(0, (1 << 31) - 1), s=st.integers(1, 62),
        zp=st.integers(-128, 127), q=st.tuples(st.integers(-128, 127), st.integers(-128, 127)),
        acc=st.lists(st.integers(-2_100_000_000, 2_100_000_000), min_size=1, max_size=6))
-def test_requant_epilogue_equals_the_spec(off: int, m: int, s: int, zp: int, q: tuple[int, int],
+def test_requant_epilogue_equals_the_spec(isa: str, off: int, m: int, s: int, zp: int, q: tuple[int, int],
                                           acc: list[int]) -> None:
-    """The epilogue's rewrite (clamps, wrapped constant) equals the spec for any accumulator and constants."""
+    """The epilogue's rewrite (clamps, wrapped constant) equals the spec for any accumulator and constants,
+    in each instruction set's version of it (portable, AVX2, AVX-512)."""
     qmin, qmax = min(q), max(q)
     n = len(acc)
     ep = native.epilogue(n, off, m, s, zp, qmin, qmax, np.int8)
     assert ep is not None, f"no native epilogue for off={off} m={m} s={s} zp={zp} q=({qmin}, {qmax})"
     x, w = _gemm_giving(acc)
-    packed = native.pack_weights(w)
+    packed = native.pack_weights(w, isa)
     assert packed is not None
     assert (x.astype(np.int64) @ w.astype(np.int64)).tolist() == [acc]
     want = requantize(np.array([acc], dtype=np.int64) + off, m, s, zp, qmin, qmax, np.int8)
-    np.testing.assert_array_equal(native.qgemm(x, packed, ep), want)
+    np.testing.assert_array_equal(native.qgemm(x, packed, ep, isa), want)
 
 
 @EACH_ISA
