@@ -197,11 +197,13 @@ def test_f32_edges(h: Any) -> None:
 
 
 def test_f32_helpers(h: Any) -> None:
-    """bitLength, roundRatioEven (exact ties), floorLog2Ratio and f32RoundScaled within the documented
-    bounds (p, d < 2^128), including the carry into the exponent and underflow to zero."""
+    """bitLength (every power of two and every 2^k - 1), roundRatioEven (exact ties), floorLog2Ratio
+    and f32RoundScaled within the documented bounds (p, d < 2^128), including the carry into the
+    exponent and underflow to zero."""
     rng = random.Random(1)
     cases: list[Any] = []
-    xs = [0, 1, 2, 3, (1 << 255), (1 << 256) - 1] + [rng.getrandbits(rng.randint(1, 256)) for _ in range(60)]
+    xs = [0, 3] + [1 << k for k in range(256)] + [(1 << k) - 1 for k in range(2, 257)]
+    xs += [rng.getrandbits(rng.randint(1, 256)) for _ in range(60)]
     cases += [("bitLength", (x,), int.bit_length, (x,)) for x in xs]
     for _ in range(150):
         p, q = rng.getrandbits(rng.randint(1, 200)), rng.getrandbits(rng.randint(1, 128)) or 1

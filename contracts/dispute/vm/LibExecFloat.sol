@@ -100,16 +100,28 @@ library LibExecFloat {
         k_ = (_v >> 31) != 0 ? -mag : _v;
     }
 
+    /// @notice The scale's decomposition and whether it is valid (`isa._scale` without its
+    ///         revert): a finite float32 and, if `_positive`, a positive non-zero one.
+    /// @param _scaleBits The scale's bits (an immediate).
+    /// @param _positive Whether the scale must be > 0 (quantize).
+    /// @return sc_ The scale's decomposition (meaningful only if `ok_`).
+    /// @return ok_ Whether the scale is valid.
+    function scaleParts(int256 _scaleBits, bool _positive) internal pure returns (F32Parts memory sc_, bool ok_) {
+        if (_scaleBits < 0 || _scaleBits >= int256(1) << 32) return (sc_, false);
+        sc_ = LibF32.f32Parts(_scaleBits);
+        ok_ = sc_.cls == F32_FINITE && !(_positive && (sc_.sign < 0 || sc_.m == 0));
+    }
+
     /// @notice The scale's decomposition (`isa._scale`): `InvalidScale` unless `_scaleBits` is a
     ///         finite float32, and, if `_positive`, a positive non-zero one.
     /// @param _scaleBits The scale's bits (an immediate).
     /// @param _positive Whether the scale must be > 0 (quantize).
     /// @return sc_ The scale's decomposition.
     function scale(int256 _scaleBits, bool _positive) internal pure returns (F32Parts memory sc_) {
+        bool ok;
+        (sc_, ok) = scaleParts(_scaleBits, _positive);
         // INVARIANT: the scale is a float32 bit pattern, finite (and > 0 when `_positive`).
-        if (_scaleBits < 0 || _scaleBits >= int256(1) << 32) revert InvalidScale();
-        sc_ = LibF32.f32Parts(_scaleBits);
-        if (sc_.cls != F32_FINITE || (_positive && (sc_.sign < 0 || sc_.m == 0))) revert InvalidScale();
+        if (!ok) revert InvalidScale();
     }
 
     /// @notice `clamp(rint(float32(x / scale)) + zp, lo, hi)` for float32 bit patterns
@@ -125,12 +137,39 @@ library LibExecFloat {
         pure
         returns (int256 q_)
     {
+        (F32Parts memory sc, bool ok) = scaleParts(_scaleBits, true);
+        q_ = quantizeScaled(_bits, sc, ok, _zp, _lo, _hi);
+    }
+
+    /// @notice `quantizeValue` with the scale already decomposed by `scaleParts` (an instruction's
+    ///         lanes share it): the same checks in the same order (the input's NaN check first, then
+    ///         the scale's).
+    /// @param _bits The input element (float32 bits).
+    /// @param _sc The scale's decomposition.
+    /// @param _scaleOk Whether the scale is valid (`InvalidScale` otherwise).
+    /// @param _zp The zero point.
+    /// @param _lo The lowest output value.
+    /// @param _hi The highest output value.
+    /// @return q_ The quantized value.
+    function quantizeScaled(
+        int256 _bits,
+        F32Parts memory _sc,
+        bool _scaleOk,
+        int256 _zp,
+        int256 _lo,
+        int256 _hi
+    )
+        internal
+        pure
+        returns (int256 q_)
+    {
         F32Parts memory x = LibF32.f32Parts(_bits);
         // INVARIANT: the input is a number.
         if (x.cls == F32_NAN) revert NanOperand();
-        F32Parts memory sc = scale(_scaleBits, true);
+        // INVARIANT: the scale is a finite positive float32.
+        if (!_scaleOk) revert InvalidScale();
         if (x.cls != F32_FINITE) return x.cls == F32_POS_INF ? _hi : _lo;
-        F32Parts memory q = LibF32.f32Parts(int256(LibF32.f32DivParts(x, sc, false)));
+        F32Parts memory q = LibF32.f32Parts(int256(LibF32.f32DivParts(x, _sc, false)));
         if (q.cls != F32_FINITE) return q.cls == F32_POS_INF ? _hi : _lo;
         // INVARIANT: rint(q) + zp is an int256.
         q_ = clamp(addI256(LibF32.f32Rint(q.sign, q.m, q.e), _zp), _lo, _hi);
@@ -142,11 +181,28 @@ library LibExecFloat {
     /// @param _scaleBits The scale's bits.
     /// @return bits_ The float32 bits.
     function dequantizeValue(int256 _v, int256 _zp, int256 _scaleBits) internal pure returns (int256 bits_) {
-        F32Parts memory sc = scale(_scaleBits, false);
+        (F32Parts memory sc, bool ok) = scaleParts(_scaleBits, false);
+        bits_ = dequantizeScaled(_v, _zp, sc, ok);
+    }
+
+    /// @notice `dequantizeValue` with the scale already decomposed by `scaleParts`: the same checks
+    ///         in the same order (the scale's first).
+    /// @param _v The input element (an integer).
+    /// @param _zp The zero point.
+    /// @param _sc The scale's decomposition.
+    /// @param _scaleOk Whether the scale is valid (`InvalidScale` otherwise).
+    /// @return bits_ The float32 bits.
+    function dequantizeScaled(int256 _v, int256 _zp, F32Parts memory _sc, bool _scaleOk)
+        internal
+        pure
+        returns (int256 bits_)
+    {
+        // INVARIANT: the scale is a finite float32.
+        if (!_scaleOk) revert InvalidScale();
         // INVARIANT: v - zp is an int256, and its float32 is finite (|v - zp| < 2^128).
         F32Parts memory a = LibF32.f32Parts(int256(LibF32.f32FromInt(subI256(_v, _zp))));
         if (a.cls != F32_FINITE) revert ArithmeticOverflow();
-        bits_ = int256(LibF32.f32MulParts(a, sc));
+        bits_ = int256(LibF32.f32MulParts(a, _sc));
     }
 
     /// @notice numpy `astype` as the engine's cast kernel (`cast_value`): float -> int truncates and
@@ -182,7 +238,9 @@ library LibExecFloat {
     ///         per lane in order, read `A_l`, evaluate, check the value fits the output region's
     ///         dtype (`ValueOutOfRange`) and write output element `out[l]` (the last region).
     /// @dev QUANT `imm = (scale bits, zp, lo, hi)`, DEQUANT `imm = (zp, scale bits)`, CAST
-    ///      `imm = (src dtype, dst dtype)` (checked per lane before the read, as Python). The
+    ///      `imm = (src dtype, dst dtype)` (checked per lane before the read, as Python). The scale
+    ///      is decomposed once per instruction; each lane raises `InvalidScale` where Python's
+    ///      `_scale` would (QUANT: after the input's NaN check; DEQUANT: after the read). The
     ///      registers are not used by these kinds. Any other kind is a dispatch bug (Panic 0x01).
     /// @param _ins The instruction.
     /// @param _m The step's memory (written in place).
@@ -191,22 +249,42 @@ library LibExecFloat {
         assert(kind == K_QUANT || kind == K_DEQUANT || kind == K_CAST);
         uint256 r = _m.regions.length - 1;
         (int256 lo, int256 hi) = valueRange(_m.regions[r].dtype);
-        int256[] memory im = _ins.imm;
         uint256 n = _ins.out.length;
+        // the lanes share the scale: decomposed once (no lane, no immediates read), its check
+        // raised where each lane makes it
+        F32Parts memory sc;
+        bool scaleOk;
+        if (n > 0 && kind == K_QUANT) (sc, scaleOk) = scaleParts(_ins.imm[0], true);
+        else if (n > 0 && kind == K_DEQUANT) (sc, scaleOk) = scaleParts(_ins.imm[1], false);
         for (uint256 lane = 0; lane < n; ++lane) {
-            int256 v;
-            if (kind == K_QUANT) {
-                v = quantizeValue(LibVMMemory.readOp(_m, _ins.a[lane]), im[0], im[1], im[2], im[3]);
-            } else if (kind == K_DEQUANT) {
-                v = dequantizeValue(LibVMMemory.readOp(_m, _ins.a[lane]), im[0], im[1]);
-            } else {
-                uint8 src = checkDType(im[0]);
-                uint8 dst = checkDType(im[1]);
-                v = castValue(LibVMMemory.readOp(_m, _ins.a[lane]), src, dst);
-            }
+            int256 v = floatLane(_ins, _m, lane, sc, scaleOk);
             // INVARIANT: the value fits the output region's dtype (`_store`).
             if (v < lo || v > hi) revert ValueOutOfRange();
             LibVMMemory.write(_m, r, _ins.out[lane], v);
+        }
+    }
+
+    /// @notice One lane of `execFloat`: read `A_l` and evaluate (CAST checks its dtype codes first).
+    /// @param _ins The instruction (QUANT, DEQUANT or CAST).
+    /// @param _m The step's memory.
+    /// @param _lane The lane.
+    /// @param _sc The scale's decomposition (QUANT, DEQUANT).
+    /// @param _scaleOk Whether the scale is valid.
+    /// @return v_ The value to store.
+    function floatLane(Instr memory _ins, StepMemory memory _m, uint256 _lane, F32Parts memory _sc, bool _scaleOk)
+        private
+        pure
+        returns (int256 v_)
+    {
+        int256[] memory im = _ins.imm;
+        if (_ins.kind == K_QUANT) {
+            v_ = quantizeScaled(LibVMMemory.readOp(_m, _ins.a[_lane]), _sc, _scaleOk, im[1], im[2], im[3]);
+        } else if (_ins.kind == K_DEQUANT) {
+            v_ = dequantizeScaled(LibVMMemory.readOp(_m, _ins.a[_lane]), im[0], _sc, _scaleOk);
+        } else {
+            uint8 src = checkDType(im[0]);
+            uint8 dst = checkDType(im[1]);
+            v_ = castValue(LibVMMemory.readOp(_m, _ins.a[_lane]), src, dst);
         }
     }
 }

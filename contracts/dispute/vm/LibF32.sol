@@ -67,9 +67,10 @@ library LibF32 {
     function roundRatioEven(uint256 _p, uint256 _q) internal pure returns (uint256 r_) {
         r_ = _p / _q; // reverts (Panic 0x12) for _q == 0, outside the domain
         // SAFETY: rem < q < 2^255, so 2 rem does not wrap; r_ + 1 <= p.
-        unchecked {
-            uint256 twice = 2 * (_p % _q);
-            if (twice > _q || (twice == _q && r_ & 1 == 1)) r_ += 1;
+        assembly ("memory-safe") {
+            let twice := shl(1, mod(_p, _q))
+            // + 1 when the remainder is above half, or exactly half and the floor is odd
+            r_ := add(r_, or(gt(twice, _q), and(eq(twice, _q), and(r_, 1))))
         }
     }
 
@@ -77,17 +78,25 @@ library LibF32 {
     /// @param _x The value.
     /// @return n_ The smallest `n` with `_x < 2^n`.
     function bitLength(uint256 _x) internal pure returns (uint256 n_) {
-        // binary search for the highest set bit (floor(log2 x)), then + 1 for a non-zero x
         assembly ("memory-safe") {
-            n_ := shl(7, lt(0xffffffffffffffffffffffffffffffff, _x))
-            n_ := or(n_, shl(6, lt(0xffffffffffffffff, shr(n_, _x))))
-            n_ := or(n_, shl(5, lt(0xffffffff, shr(n_, _x))))
-            n_ := or(n_, shl(4, lt(0xffff, shr(n_, _x))))
-            n_ := or(n_, shl(3, lt(0xff, shr(n_, _x))))
-            n_ := or(n_, shl(2, lt(0xf, shr(n_, _x))))
-            n_ := or(n_, shl(1, lt(0x3, shr(n_, _x))))
-            n_ := or(n_, lt(0x1, shr(n_, _x)))
-            n_ := add(n_, iszero(iszero(_x)))
+            n_ := bitlen(_x)
+            // `bitlen(x)`: floor(log2 x) by binary search down to a byte, the last 5 bits from a
+            // 32-entry table (Solady's `log2`), then + 1 for a non-zero x (0 for 0)
+            function bitlen(x) -> n {
+                n := shl(7, lt(0xffffffffffffffffffffffffffffffff, x))
+                n := or(n, shl(6, lt(0xffffffffffffffff, shr(n, x))))
+                n := or(n, shl(5, lt(0xffffffff, shr(n, x))))
+                n := or(n, shl(4, lt(0xffff, shr(n, x))))
+                n := or(n, shl(3, lt(0xff, shr(n, x))))
+                n := or(
+                    n,
+                    byte(
+                        and(0x1f, shr(shr(n, x), 0x8421084210842108cc6318c6db6d54be)),
+                        0x0706060506020504060203020504030106050205030304010505030400000000
+                    )
+                )
+                n := add(n, iszero(iszero(x)))
+            }
         }
     }
 
@@ -99,12 +108,32 @@ library LibF32 {
     function floorLog2Ratio(uint256 _p, uint256 _d) internal pure returns (int256 e_) {
         // SAFETY: bit lengths are <= 256, and both shifts keep the shifted value within the other
         // operand's bit length (<= 256): no overflow, no bit lost.
-        unchecked {
-            e_ = int256(bitLength(_p)) - int256(bitLength(_d));
-            if (e_ >= 0) {
-                if ((_d << uint256(e_)) > _p) e_ -= 1;
-            } else if ((_p << uint256(-e_)) < _d) {
-                e_ -= 1;
+        assembly ("memory-safe") {
+            // `bitLength`, inlined (Yul cannot call a Solidity function)
+            function bitlen(x) -> n {
+                n := shl(7, lt(0xffffffffffffffffffffffffffffffff, x))
+                n := or(n, shl(6, lt(0xffffffffffffffff, shr(n, x))))
+                n := or(n, shl(5, lt(0xffffffff, shr(n, x))))
+                n := or(n, shl(4, lt(0xffff, shr(n, x))))
+                n := or(n, shl(3, lt(0xff, shr(n, x))))
+                n := or(
+                    n,
+                    byte(
+                        and(0x1f, shr(shr(n, x), 0x8421084210842108cc6318c6db6d54be)),
+                        0x0706060506020504060203020504030106050205030304010505030400000000
+                    )
+                )
+                n := add(n, iszero(iszero(x)))
+            }
+            e_ := sub(bitlen(_p), bitlen(_d))
+            switch slt(e_, 0)
+            case 0 {
+                // e >= 0: one less if d * 2^e > p
+                e_ := sub(e_, gt(shl(e_, _d), _p))
+            }
+            default {
+                // e < 0: one less if p * 2^-e < d
+                e_ := sub(e_, lt(shl(sub(0, e_), _p), _d))
             }
         }
     }
