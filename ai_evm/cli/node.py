@@ -144,10 +144,16 @@ def _model_fetch_options(fn: F) -> F:
 @click.option("--gas-limit", default=30_000_000, show_default=True, type=click.IntRange(100_000))
 @click.option("--no-fsync", is_flag=True, help="Do not fsync each block (faster; unsafe on power loss).")
 @click.option("-v", "--verbose", count=True, help="Log blocks (-v) and debug output (-vv).")
+@click.option("--rollup", "rollup_json", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="rollup.json of `aievm rollup deploy`: follow that rollup's L1 (needs --l1).")
+@click.option("--l1", "l1_url", default=None, help="L1 JSON-RPC URL (with --rollup).")
+@click.option("--derive", is_flag=True,
+              help="Validator: build the chain only from the batches on L1 (no pool, no mining).")
 def node(
     datadir: Path, host: str, port: int, chain_id: int, block_time: float | None,
     fetch_limits: FetchLimits,
     model_stores: tuple[str, ...], limits: RpcLimits, gas_limit: int, no_fsync: bool, verbose: int,
+    rollup_json: Path | None, l1_url: str | None, derive: bool,
 ) -> None:  # fmt: skip
     """Run the AI EVM node: an L2 sequencer with Ethereum JSON-RPC and prefunded dev accounts."""
     import ai_evm.node  # noqa: F401  (selects the fast keccak backend before py-evm hashes anything)
@@ -166,11 +172,39 @@ def node(
     except (NodeError, Exception) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
+    if (rollup_json is None) != (l1_url is None) or (derive and rollup_json is None):
+        click.echo("error: --rollup and --l1 go together (and --derive needs them)", err=True)
+        sys.exit(1)
+    if rollup_json is not None and l1_url is not None:
+        follow_rollup(seq, rollup_json, l1_url, derive)
     url = f"http://{host}:{port}"
     print_banner(seq, url, block_time)
     run_node(seq, host, port, block_time=block_time, limits=limits,
              on_ready=lambda bound: announce(datadir, host, port, bound))
     click.echo("node stopped")
+
+
+def follow_rollup(seq: object, rollup_json: Path, l1_url: str, derive: bool) -> None:
+    """Attach the node to its rollup's L1: as the sequencer, or (``derive``) as a validator."""
+    from web3 import Web3
+
+    from ai_evm.rollup.config import RollupConfigError, RollupDeployment
+    from ai_evm.rollup.node import Derivation, L1Follower, attach_sequencer
+
+    try:
+        d = RollupDeployment.load(rollup_json)
+    except RollupConfigError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    follower = L1Follower(Web3(Web3.HTTPProvider(l1_url, request_kwargs={"timeout": 30})), d)
+    if derive:
+        seq.derives_from_l1 = True  # type: ignore[attr-defined]
+        Derivation(seq, follower).start()  # type: ignore[arg-type]
+        click.echo(f"deriving the L2 chain from L1 {l1_url} (inbox {d.inbox})")
+    else:
+        attach_sequencer(seq, follower)  # type: ignore[arg-type]
+        follower.start()
+        click.echo(f"sequencing on L1 {l1_url} (genesis L1 block {d.genesis_l1_number})")
 
 
 def announce(datadir: Path, host: str, requested: int, bound: int) -> None:

@@ -50,7 +50,15 @@ RECORD_CACHE = 64
 #: :meth:`Sequencer.mine_pending` untouched (nothing is committed) so that the caller can retry
 #: later. ``ModelFetchRequired``: a model must be fetched first (its sender's transactions are
 #: parked meanwhile, see :meth:`Sequencer._mine_all_pending` and docs/node.md "Models").
-RETRY_LATER: tuple[type[Exception], ...] = (ModelFetchRequired,)
+#: ``NoL1Origin``: the node's view of L1 lags behind the L2 time (the pool waits for L1).
+
+
+class NoL1Origin(NodeError):
+    """The next block has no usable L1 origin yet (the node's view of L1 lags behind the L2 time):
+    nothing is mined; the pool waits for the next L1 block (docs/rollup.md "L1 origin")."""
+
+
+RETRY_LATER: tuple[type[Exception], ...] = (ModelFetchRequired, NoL1Origin)
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,8 @@ class Sequencer:
         #: The L1 origin of the next block from its parent and timestamp (a sequencer following
         #: L1); None: blocks name no origin (a plain devnet).
         self.origin_for: Callable[[BlockHeaderAPI, int], L1Origin] | None = None
+        #: A validator: no pool, no mining; blocks only from derived batches.
+        self.derives_from_l1 = False
         self.lock = threading.RLock()
         self.db = LMDBAtomicDB(Path(config.datadir) / "chain", sync=config.sync)
         self.pool = TxPool()
@@ -222,6 +232,9 @@ class Sequencer:
     def submit(self, txs: Sequence[SignedTransactionAPI]) -> list[TransactionRejected | None]:
         """Check and add transactions to the pool; per transaction None (accepted) or its error."""
         out: list[TransactionRejected | None] = []
+        if self.derives_from_l1:
+            return [TransactionRejected("this node derives its chain from L1: send transactions to the sequencer")
+                    for _ in txs]
         with self.lock:
             state, limits = self.head_state(), self.limits()
             admitted: list[SignedTransactionAPI] = []
@@ -289,6 +302,8 @@ class Sequencer:
     def mine_pending(self, allow_empty: bool = False) -> list[MinedBlock]:
         """Mine every pending transaction (one block per gas-limit-sized batch)."""
         mined: list[MinedBlock] = []
+        if self.derives_from_l1:
+            return mined  # blocks come only from L1 batches (build_from_batch)
         with self.lock:
             before = len(self.pool)
             try:
@@ -302,7 +317,11 @@ class Sequencer:
         """The loop of :meth:`mine_pending` (blocks are appended to ``mined`` as they are committed)."""
         parked = self.model_waits.is_parked  # senders waiting for a model fetch are skipped
         if allow_empty and all(parked(tx) for tx in self.pool.pending.values()):
-            mined.append(self._mine([], self._next_timestamp(self.head())))
+            try:
+                mined.append(self._mine([], self._next_timestamp(self.head())))
+            except NoL1Origin as e:
+                log.warning("not mining: %s", e)
+                return
         while any(not parked(tx) for tx in self.pool.pending.values()):
             batch = self.pool.take(self.chain.header.gas_limit, skip=parked)
             if not batch:  # admission bounds gas by the block gas limit; never spin on a stale pool
@@ -315,8 +334,16 @@ class Sequencer:
                 if not self.model_waits.park(e):
                     raise
                 continue
+            except NoL1Origin as e:  # nothing committed: the pool waits for L1 (see l1_advanced)
+                log.warning("not mining: %s", e)
+                return
             if block is not None:
                 mined.append(block)
+
+    def l1_advanced(self) -> None:
+        """A new L1 block was read: under automine, mine what waited for an L1 origin."""
+        if self.config.block_time is None and len(self.pool):
+            self.mine_pending()
 
     def _models_arrived(self) -> None:
         """Parked senders may run again (their model is local, or no store has it): mine them now

@@ -17,6 +17,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import rlp
+from eth_typing import BlockNumber
 from eth_utils import keccak
 
 from .chain import Sequencer
@@ -291,6 +293,24 @@ class EthApi(LogsApi, SigningApi):
             pending = self.seq.pool.pending.get(h)
             return tx_json(pending, None, None) if pending is not None else None
 
+    def debug_getRawTransaction(self, tx_hash: Any) -> str | None:
+        """The signed transaction's bytes (EIP-2718 envelope or legacy RLP) of a mined transaction."""
+        h = parse_hash(tx_hash)
+        with self.seq.lock:
+            loc = self.seq.tx_location(h)
+            if loc is None:
+                return None
+            block = self.seq.chain.get_canonical_block_by_number(BlockNumber(loc[0]))
+            return data(bytes(block.transactions[loc[1]].encode()))
+
+    def debug_getRawBlock(self, block: Any) -> str | None:
+        """The RLP of a canonical block (header, transactions, uncles, withdrawals), or null."""
+        with self.seq.lock:
+            n = self._number(block)
+            if n is None:
+                return None
+            return data(rlp.encode(self.seq.chain.get_canonical_block_by_number(BlockNumber(n))))
+
     def eth_getTransactionReceipt(self, tx_hash: Any) -> dict[str, Any] | None:
         """The receipt of a mined transaction, or null."""
         h = parse_hash(tx_hash)
@@ -398,7 +418,7 @@ class EthApi(LogsApi, SigningApi):
 
 
 METHODS = frozenset(
-    name for name in dir(EthApi) if name.split("_", 1)[0] in ("web3", "net", "eth", "personal", "aievm", "evm")
+    name for name in dir(EthApi) if name.split("_", 1)[0] in ("web3", "net", "eth", "personal", "aievm", "evm", "debug")
 )
 
 #: Methods that take no lock and do constant work (the server may answer them on its event loop).

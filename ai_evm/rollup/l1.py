@@ -60,6 +60,14 @@ class L1Reader:
         """The L1 head's number."""
         return int(self.w3.eth.block_number)
 
+    def header(self, number: int) -> L1Block:
+        """L1 block ``number`` without its inbox data (identity and time only)."""
+        try:
+            blk = self.w3.eth.get_block(number)
+        except Exception as e:
+            raise L1ReadError(f"L1 block {number}: {e}") from e
+        return L1Block(int(blk["number"]), _b(blk["hash"]), _b(blk["parentHash"]), int(blk["timestamp"]))
+
     def block(self, number: int) -> L1Block:
         """L1 block ``number`` with the inbox data of its successful batcher transactions."""
         try:

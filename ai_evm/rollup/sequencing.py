@@ -13,13 +13,13 @@ from collections.abc import Callable
 
 from eth.abc import BlockAPI
 
-from ai_evm.node.chain import L1Origin, origin_of
+from ai_evm.node.chain import L1Origin, NoL1Origin, origin_of
 
 from .codec import Batch
 from .derive import L1Block
 
 
-class OriginLag(RuntimeError):
+class OriginLag(NoL1Origin):
     """The next L2 block would run too far ahead of L1: the sequencer waits for the next L1 block."""
 
 

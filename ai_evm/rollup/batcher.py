@@ -1,0 +1,166 @@
+"""The batcher: posts the sequencer's L2 blocks to the L1 batch inbox (``aievm batcher``).
+
+Each round it reads the L2 blocks after the last one posted from the sequencer's JSON-RPC
+(headers with their L1 origin, ``debug_getRawTransaction`` for the signed transactions), packs
+them into one channel (:mod:`ai_evm.rollup.codec`) and posts its frames in one transaction to the
+inbox: as calldata, or with ``da="blobs"`` as the blobs of a type-3 transaction (KZG commitments
+from ``ckzg``). It keeps no state of its own: on start it derives from L1 which L2 block was posted
+last (the batches already in the inbox, read like a validator reads them), so a killed batcher
+resumes where L1 says it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+
+from eth_account import Account
+from web3 import Web3
+
+from . import blobs, codec
+from .codec import Batch
+from .config import RollupDeployment
+from .derive import ChannelBank
+from .l1 import L1Reader
+
+log = logging.getLogger(__name__)
+
+MAX_BLOCKS_PER_CHANNEL = 200
+CALLDATA_FRAME_BYTES = 100_000
+
+
+class BatcherError(RuntimeError):
+    """The L2 node or L1 answered something the batcher cannot use (the message says what)."""
+
+
+@dataclass
+class Posted:
+    """One batcher transaction: the L2 blocks it carries, its L1 hash, its data size and gas."""
+
+    first: int
+    last: int
+    tx_hash: str
+    data_bytes: int
+    gas_used: int
+    da: str
+
+
+def _hex(v: Any) -> bytes:
+    s = str(v)
+    return bytes.fromhex(s[2:] if s.startswith("0x") else s)
+
+
+class Batcher:
+    """Posts L2 blocks to L1 (module docstring)."""
+
+    def __init__(self, l1: Web3, l2: Web3, deployment: RollupDeployment, key: bytes, da: str = "calldata") -> None:
+        if da not in ("calldata", "blobs"):
+            raise BatcherError(f"unknown data availability mode {da!r} (calldata or blobs)")
+        self.l1, self.l2, self.d, self.da = l1, l2, deployment, da
+        self.acct = Account.from_key(key)
+        if self.acct.address != Web3.to_checksum_address(deployment.batcher):
+            raise BatcherError(f"the key is {self.acct.address}, the rollup's batcher is {deployment.batcher}")
+        self.posted_through = self._posted_on_l1()
+
+    # -- where L1 says we are -------------------------------------------------------------------
+    def _posted_on_l1(self) -> int:
+        """The last L2 block number whose batch is in the inbox (0: none)."""
+        reader = L1Reader(self.l1, self.d.inbox, self.d.batcher)
+        bank = ChannelBank(self.d.rollup_config)
+        last_parent: bytes | None = None
+        for n in range(self.d.genesis_l1_number, reader.head() + 1):
+            block = reader.block(n)
+            for data in block.batcher_data:
+                try:
+                    frames = codec.decode_batcher_data(data)
+                except codec.CodecError:
+                    continue
+                for f in frames:
+                    ch = bank.add(n, f)
+                    if ch is None:
+                        continue
+                    try:
+                        batches = codec.decode_channel(ch)
+                    except codec.CodecError:
+                        continue
+                    last_parent = batches[-1].parent_hash
+        if last_parent is None:
+            return 0
+        parent = self.l2.eth.get_block(last_parent)  # type: ignore[arg-type]
+        return int(parent["number"]) + 1
+
+    # -- one round ------------------------------------------------------------------------------
+    def batch_at(self, number: int) -> Batch:
+        """The batch of L2 block ``number`` (read from the L2 node)."""
+        blk = self.l2.eth.get_block(number)
+        extra = bytes(blk["extraData"])
+        if len(extra) != 8:
+            raise BatcherError(f"L2 block {number} names no L1 origin (is the node running with --rollup?)")
+        txs = []
+        for item in blk["transactions"]:
+            h = "0x" + bytes(cast(bytes, item)).hex()
+            raw = self.l2.provider.make_request("debug_getRawTransaction", [h])  # type: ignore[arg-type]
+            if not raw.get("result"):
+                raise BatcherError(f"L2 node gave no raw transaction for {h}: {raw.get('error')}")
+            txs.append(_hex(raw["result"]))
+        return Batch(bytes(blk["parentHash"]), int.from_bytes(extra, "big"), bytes(blk["mixHash"]),
+                     int(blk["timestamp"]), tuple(txs))
+
+    def step(self) -> Posted | None:
+        """Post the blocks after the last posted one, if any; returns what was posted."""
+        head = int(self.l2.eth.block_number)
+        first = self.posted_through + 1
+        if first > head:
+            return None
+        last = min(head, first + MAX_BLOCKS_PER_CHANNEL - 1)
+        batches = [self.batch_at(n) for n in range(first, last + 1)]
+        channel = codec.encode_channel(batches)
+        if self.da == "blobs":
+            frames = codec.split_frames(codec.new_channel_id(), channel, blobs.max_payload() - 100)
+        else:
+            frames = codec.split_frames(codec.new_channel_id(), channel, CALLDATA_FRAME_BYTES)
+        receipt = None
+        for i, frame in enumerate(frames):  # one frame per transaction, in order
+            receipt = self._post(codec.encode_batcher_data([frame]))
+            log.info("batcher: posted frame %d/%d of L2 blocks %d..%d (%s)", i + 1, len(frames), first, last, self.da)
+        assert receipt is not None
+        self.posted_through = last
+        return Posted(first, last, "0x" + bytes(receipt["transactionHash"]).hex(), len(channel),
+                      int(receipt["gasUsed"]), self.da)
+
+    def _post(self, data: bytes) -> Any:
+        tx: dict[str, Any] = {
+            "chainId": self.d.l1_chain_id, "to": Web3.to_checksum_address(self.d.inbox), "value": 0,
+            "nonce": self.l1.eth.get_transaction_count(self.acct.address, "pending"),
+            "maxFeePerGas": 2 * int(self.l1.eth.get_block("latest")["baseFeePerGas"] or 0) + 10**9,
+            "maxPriorityFeePerGas": 10**9,
+        }
+        if self.da == "blobs":
+            tx.update(type=3, data=b"", gas=100_000, maxFeePerBlobGas=10**10)
+            signed = self.acct.sign_transaction(tx, blobs=blobs.encode_blobs(data))
+        else:
+            tx.update(data=data, gas=21_000 + 40 * len(data) + 50_000)
+            signed = self.acct.sign_transaction(tx)
+        h = self.l1.eth.send_raw_transaction(signed.raw_transaction)
+        receipt = self.l1.eth.wait_for_transaction_receipt(h, timeout=120)
+        if receipt["status"] != 1:
+            raise BatcherError(f"batch transaction 0x{bytes(h).hex()} reverted (is this key the inbox's batcher?)")
+        return receipt
+
+    def run(self, poll_s: float = 1.0, stop: Any = None) -> None:
+        """Post forever (until ``stop.is_set()``), printing one line per post."""
+        while stop is None or not stop.is_set():
+            try:
+                p = self.step()
+            except Exception as e:  # L1 or L2 down: report and retry
+                log.warning("batcher: %s", e)
+                p = None
+            if p is not None:
+                print(f"batcher: L2 blocks {p.first}..{p.last} -> L1 {p.tx_hash} ({p.da}, {p.data_bytes} B, "
+                      f"{p.gas_used} gas)", flush=True)
+            time.sleep(poll_s) if stop is None else stop.wait(poll_s)
+
+
+__all__ = ["Batcher", "BatcherError", "Posted"]

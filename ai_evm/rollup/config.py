@@ -1,0 +1,77 @@
+"""A rollup deployment: the L1 contracts' addresses, the roles and the derivation parameters.
+
+``aievm rollup deploy`` writes it as JSON (``rollup.json``); the node, batcher, proposer and
+validator read it, so every process of one rollup agrees on the same L1 addresses, the same L1
+genesis origin and the same derivation rules (docs/rollup.md).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ai_evm.node.chain import L1Origin
+
+from .derive import RollupConfig
+
+
+class RollupConfigError(ValueError):
+    """A rollup.json that is missing, unreadable or incomplete (the message names the field)."""
+
+
+@dataclass(frozen=True)
+class RollupDeployment:
+    """Everything a rollup process needs to find and follow its L1 contracts."""
+
+    l1_chain_id: int
+    l2_chain_id: int
+    batcher: str
+    proposer: str
+    inbox: str
+    registry: str
+    oracle: str
+    disputes: str
+    factory: str
+    game: str
+    verifier: str
+    program: str
+    phase_link: str
+    genesis_l1_number: int
+    genesis_l1_hash: str
+    genesis_l1_timestamp: int
+    output_interval: int = 10
+    """L2 blocks between outputs."""
+    derivation: dict[str, int] = field(default_factory=lambda: asdict(RollupConfig()))
+
+    @property
+    def genesis_origin(self) -> L1Origin:
+        return L1Origin(self.genesis_l1_number, bytes.fromhex(self.genesis_l1_hash[2:]), self.genesis_l1_timestamp)
+
+    @property
+    def rollup_config(self) -> RollupConfig:
+        return RollupConfig(**self.derivation)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> RollupDeployment:
+        try:
+            raw: Any = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise RollupConfigError(f"cannot read {path}: {e}") from None
+        if not isinstance(raw, dict):
+            raise RollupConfigError(f"{path}: expected a JSON object")
+        names = {f.name for f in fields(cls)}
+        missing = sorted(n for n in names if n not in raw and n not in ("output_interval", "derivation"))
+        if missing:
+            raise RollupConfigError(f"{path}: missing {', '.join(missing)}")
+        try:
+            return cls(**{k: v for k, v in raw.items() if k in names})
+        except TypeError as e:
+            raise RollupConfigError(f"{path}: {e}") from None
+
+
+__all__ = ["RollupConfigError", "RollupDeployment"]

@@ -1,0 +1,156 @@
+"""A node of the rollup: the sequencer following L1, or a validator deriving its chain from L1.
+
+:class:`L1Follower` polls L1 (headers, the model registry's events) in a thread. Attached to a
+:class:`~ai_evm.node.chain.Sequencer`:
+
+- as the **sequencer** (:func:`attach_sequencer`): each new block's L1 origin comes from
+  :func:`~ai_evm.rollup.sequencing.choose_origin` over the followed headers, the resolver checks
+  registrations with the :class:`~ai_evm.rollup.registry.RegistryView`, and a registration starts a
+  background fetch of the model;
+- as a **validator** (:class:`Derivation`): blocks come only from L1: the inbox posts of every L1
+  block are derived (:class:`~ai_evm.rollup.derive.Deriver`) and each valid batch is built with
+  ``Sequencer.build_from_batch``; the derived head is the node's safe head.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from web3 import Web3
+
+from ai_evm.node.chain import L1Origin, Sequencer, origin_of
+
+from .config import RollupDeployment
+from .derive import Deriver, L1Block, SafeHead
+from .l1 import L1Reader, L1ReadError
+from .registry import RegistryView
+from .sequencing import choose_origin
+
+log = logging.getLogger(__name__)
+
+
+class L1Follower:
+    """L1 headers from the rollup's genesis origin on, and the registry view, kept current by polling."""
+
+    def __init__(self, w3: Web3, deployment: RollupDeployment, poll_s: float = 0.5,
+                 on_block: Callable[[L1Block], None] | None = None) -> None:
+        self.deployment = deployment
+        self.reader = L1Reader(w3, deployment.inbox, deployment.batcher)
+        self.registry = RegistryView(w3, deployment.registry)
+        self.blocks: dict[int, L1Block] = {}
+        self.next = deployment.genesis_l1_number
+        self.poll_s = poll_s
+        self.on_block = on_block
+        self.error = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def block(self, number: int) -> L1Block | None:
+        with self._lock:
+            return self.blocks.get(number)
+
+    def poll_once(self, full: bool = False) -> int:
+        """Read the L1 blocks up to the head (with inbox data if ``full``); returns how many."""
+        head = self.reader.head()
+        n = 0
+        while self.next <= head and not self._stop.is_set():
+            b = self.reader.block(self.next) if full else self.reader.header(self.next)
+            prev = self.block(b.number - 1)
+            if prev is not None and prev.hash != b.parent_hash:
+                raise L1ReadError(f"L1 block {b.number} does not extend block {prev.number}: L1 reorgs are not handled")
+            with self._lock:
+                self.blocks[b.number] = b
+            self.registry.note_l1_block(b.number, b.hash)
+            self.next += 1
+            n += 1
+            if self.on_block is not None:
+                self.on_block(b)
+        self.registry.sync(head)
+        return n
+
+    def start(self, full: bool = False) -> None:
+        def run() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.poll_once(full)
+                    self.error = ""
+                except Exception as e:  # L1 down or misbehaving: say so, keep trying
+                    if str(e) != self.error:
+                        log.warning("L1: %s", e)
+                    self.error = str(e)
+                self._stop.wait(self.poll_s)
+
+        self._thread = threading.Thread(target=run, name="l1-follower", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+def attach_sequencer(seq: Sequencer, follower: L1Follower) -> None:
+    """Make ``seq`` the rollup's sequencer (module docstring); call before ``follower.start()``."""
+    d = follower.deployment
+    genesis = d.genesis_origin
+    drift = d.rollup_config.max_sequencer_drift
+
+    def origin_for(parent: object, timestamp: int) -> L1Origin:
+        return choose_origin(origin_of(parent) or genesis, timestamp, follower.block, drift)  # type: ignore[arg-type]
+
+    seq.origin_for = origin_for
+    seq.resolver.is_registered = follower.registry.is_registered
+    fetcher = seq.resolver.fetcher
+    if fetcher is not None:
+        def fetch(model: bytes, uri: str) -> None:  # off the execution path, at registration
+            fetcher.request(model)
+
+        follower.registry.on_registered = fetch
+    previous = follower.on_block
+
+    def on_block(b: L1Block) -> None:
+        if previous is not None:
+            previous(b)
+        seq.l1_advanced()
+
+    follower.on_block = on_block
+
+
+class Derivation:
+    """Builds ``seq``'s chain from L1 alone (module docstring); its :attr:`safe` is the derived head."""
+
+    def __init__(self, seq: Sequencer, follower: L1Follower) -> None:
+        self.seq, self.follower = seq, follower
+        d = follower.deployment
+        seq.resolver.is_registered = follower.registry.is_registered
+        head = seq.head()
+        origin = origin_of(head) or d.genesis_origin
+        self.deriver = Deriver(d.rollup_config, SafeHead(bytes(head.hash), int(head.block_number), int(head.timestamp),
+                                                         origin.number))
+        self.rejected = 0
+        follower.on_block = self._on_block
+
+    def _on_block(self, block: L1Block) -> None:
+        self.deriver.add_l1_block(block)
+        for batch in self.deriver.batches():
+            try:
+                h = self.seq.build_from_batch(batch.transactions, batch.timestamp,
+                                              L1Origin(batch.epoch_number, batch.epoch_hash))
+            except Exception as e:  # BatchRejected: the batch is dropped, the next one may fit
+                self.deriver.reject(str(e))
+                self.rejected += 1
+                continue
+            self.deriver.advance(h)
+
+    @property
+    def safe(self) -> SafeHead:
+        return self.deriver.safe
+
+    def start(self) -> None:
+        self.follower.start(full=True)
+
+
+__all__ = ["Derivation", "L1Follower", "attach_sequencer"]

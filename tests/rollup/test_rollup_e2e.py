@@ -1,0 +1,100 @@
+"""The rollup on real components: anvil as L1 with the contracts deployed, the sequencer node
+following it, the batcher process posting batches (calldata, then blobs), and a validator node that
+derives the chain from L1 alone: same block hashes and state roots; sends to the validator are
+refused; a restarted batcher resumes from what L1 holds."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+from web3 import Web3
+
+from ai_evm.dispute.deploy import Web3Deployer
+from ai_evm.rollup.anvil import Anvil
+from ai_evm.rollup.deploy import RollupParams, deploy_rollup
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ai_evm" / "node"))
+from nodeproc import NodeProcess, RpcFailure  # noqa: E402
+
+pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (anvil needs it)")
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOYER = Account.from_key("0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
+BATCHER = Account.from_key("0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d")
+PROPOSER = Account.from_key("0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a")
+SINK = "0x000000000000000000000000000000000000dEaD"
+
+
+@pytest.fixture(scope="module")
+def l1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with Anvil(Path(tmp_path_factory.mktemp("rollup-l1")) / "anvil.log", block_time=1) as url:
+        yield url
+
+
+def batcher_once(rollup: Path, l1: str, l2: str, da: str = "calldata") -> str:
+    out = subprocess.run([sys.executable, "-c", "from ai_evm.cli import main; main()", "batcher", "--rollup",
+                          str(rollup), "--l1", l1, "--l2", l2, "--key", "0x" + BATCHER.key.hex(), "--da", da,
+                          "--once"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def send_transfers(seq: NodeProcess, key: Any, first_nonce: int, n: int) -> None:
+    for i in range(n):
+        tx = {"to": SINK, "value": 10 + i, "gas": 21_000, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9,
+              "nonce": first_nonce + i, "chainId": 31337, "type": 2}
+        seq.rpc("eth_sendRawTransaction", "0x" + bytes(Account.sign_transaction(tx, key).raw_transaction).hex())
+
+
+def wait_for(cond: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_validator_derives_the_sequencers_chain_from_l1(l1: str, tmp_path: Path) -> None:
+    w3 = Web3(Web3.HTTPProvider(l1))
+    d = deploy_rollup(Web3Deployer(w3, DEPLOYER.address, DEPLOYER.key), BATCHER.address, PROPOSER.address,
+                      RollupParams())
+    rollup = tmp_path / "rollup.json"
+    d.save(rollup)
+    (tmp_path / "seq").mkdir()
+    (tmp_path / "val").mkdir()
+    seq = NodeProcess(tmp_path / "seq", args=("--rollup", str(rollup), "--l1", l1, "--no-fsync")).start()
+    val = NodeProcess(tmp_path / "val", args=("--rollup", str(rollup), "--l1", l1, "--derive", "--no-fsync")).start()
+    try:
+        dev_key = "0x" + "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+        send_transfers(seq, dev_key, 0, 3)
+        head = int(seq.rpc("eth_blockNumber"), 16)
+        assert head >= 3
+        blk = seq.rpc("eth_getBlockByNumber", hex(head), False)
+        assert len(bytes.fromhex(blk["extraData"][2:])) == 8  # names its L1 origin
+        out = batcher_once(rollup, l1, seq.url)
+        assert f"L2 blocks 1..{head}" in out
+        assert "nothing to post" in batcher_once(rollup, l1, seq.url)  # a new batcher resumes from L1
+        send_transfers(seq, dev_key, 3, 2)
+        head2 = int(seq.rpc("eth_blockNumber"), 16)
+        assert f"L2 blocks {head + 1}..{head2}" in batcher_once(rollup, l1, seq.url, da="blobs")
+        wait_for(lambda: int(val.rpc("eth_blockNumber"), 16) == head2, 120, "the validator to derive every block")
+        for n in range(head2 + 1):
+            a = seq.rpc("eth_getBlockByNumber", hex(n), False)
+            b = val.rpc("eth_getBlockByNumber", hex(n), False)
+            assert (a["hash"], a["stateRoot"]) == (b["hash"], b["stateRoot"]), n
+        tx = {"to": SINK, "value": 1, "gas": 21_000, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9,
+              "nonce": 5, "chainId": 31337, "type": 2}
+        with pytest.raises(RpcFailure, match="derives its chain from L1"):
+            val.rpc("eth_sendRawTransaction", "0x" + bytes(Account.sign_transaction(tx, dev_key).raw_transaction).hex())
+    finally:
+        seq.stop()
+        val.stop()
