@@ -42,8 +42,65 @@ contract LibIndexingHarness {
         return LibIndexing.broadcastSource(_coords, _shape);
     }
 
-    /// @notice `LibIndexing.sourceAt` for each element of `_os` (one call for many elements).
-    function sourceAt(Source memory _s, uint256[] memory _os) external pure returns (uint256[] memory ops_) {
+    /// @notice `sourceAt(newIdentitySource(_region), o)` for each `o` of `_os`.
+    function identityAt(uint256 _region, uint256[] memory _os) external pure returns (uint256[] memory) {
+        return atEach(LibIndexing.newIdentitySource(_region), _os);
+    }
+
+    /// @notice `sourceAt(newBroadcastSource(..), o)` for each `o` of `_os`.
+    function broadcastAt(uint256 _region, uint256[] memory _out, uint256[] memory _shape, uint256[] memory _os)
+        external
+        pure
+        returns (uint256[] memory)
+    {
+        return atEach(LibIndexing.newBroadcastSource(_region, _out, _shape), _os);
+    }
+
+    /// @notice `sourceAt(newGatherIndexSource(..), o)` for each `o` of `_os`.
+    function gatherIndexAt(uint256 _post, uint256 _p, uint256[] memory _os) external pure returns (uint256[] memory) {
+        return atEach(LibIndexing.newGatherIndexSource(_post, _p), _os);
+    }
+
+    /// @notice `sourceAt(newGatherDataSource(..), o)` for each `o` of `_os`.
+    function gatherDataAt(uint256 _post, uint256 _p, uint256 _n, uint256[] memory _os)
+        external
+        pure
+        returns (uint256[] memory)
+    {
+        return atEach(LibIndexing.newGatherDataSource(_post, _p, _n), _os);
+    }
+
+    /// @notice `sourceAt(newConcatSource(..), o)` for each `o` of `_os`.
+    function concatAt(uint256[] memory _out, uint256 _axis, uint256[][] memory _shapes, uint256[] memory _os)
+        external
+        pure
+        returns (uint256[] memory)
+    {
+        return atEach(LibIndexing.newConcatSource(_out, _axis, _shapes), _os);
+    }
+
+    /// @notice `sourceAt(newTransposeSource(..), o)` for each `o` of `_os`.
+    function transposeAt(uint256[] memory _out, uint256[] memory _perm, uint256[] memory _shape, uint256[] memory _os)
+        external
+        pure
+        returns (uint256[] memory)
+    {
+        return atEach(LibIndexing.newTransposeSource(_out, _perm, _shape), _os);
+    }
+
+    /// @notice `sourceAt(newSliceSource(..), o)` for each `o` of `_os`.
+    function sliceAt(
+        uint256[] memory _out,
+        int256[] memory _starts,
+        int256[] memory _steps,
+        uint256[] memory _shape,
+        uint256[] memory _os
+    ) external pure returns (uint256[] memory) {
+        return atEach(LibIndexing.newSliceSource(_out, _starts, _steps, _shape), _os);
+    }
+
+    /// @notice `LibIndexing.sourceAt(_s, o)` for each `o` of `_os`.
+    function atEach(Source memory _s, uint256[] memory _os) internal pure returns (uint256[] memory ops_) {
         ops_ = new uint256[](_os.length);
         for (uint256 i = 0; i < _os.length; ++i) {
             ops_[i] = LibIndexing.sourceAt(_s, _os[i]);

@@ -14,33 +14,31 @@ uint8 constant SRC_TRANSPOSE = 5;
 uint8 constant SRC_SLICE = 6;
 
 /// @notice What output element `o` of an elementwise program reads (`fraud_vm.indexing.Source`):
-///         one struct for the seven source classes, tagged by `kind`; each kind uses only the
-///         fields its Python class has (the others stay zero / empty).
+///         one struct for the seven source classes, tagged by `kind`. The constructors
+///         (`new<Class>`) take the Python class's fields and precompute what `at(o)` needs, so that
+///         `sourceAt` allocates nothing per lane: a broadcast, transpose or slice source is affine
+///         in the output coordinates, `element = base + Σ_d unravel(o, out)_d · coefs_d` (the
+///         `ravel` of the Python `at` expanded); a concat source keeps the inputs' sizes along the
+///         axis.
 /// @custom:field kind The source class (`SRC_*`).
-/// @custom:field region IdentitySource / BroadcastSource: the input region read.
-/// @custom:field out BroadcastSource / ConcatSource / TransposeSource / SliceSource: the output shape.
-/// @custom:field shape BroadcastSource / TransposeSource / SliceSource: the input's shape.
-/// @custom:field axis ConcatSource: the concatenation axis (already `mod rank`).
-/// @custom:field shapes ConcatSource: the inputs' shapes, in order.
-/// @custom:field perm TransposeSource: the permutation (already `mod rank`).
-/// @custom:field starts SliceSource: the clamped start per sliced dim (`slice.indices`).
-/// @custom:field steps SliceSource: the step per sliced dim (nonzero, int64).
-/// @custom:field post GatherIndexSource / GatherDataSource: elements after the gather axis.
-/// @custom:field p GatherIndexSource / GatherDataSource: the index count.
-/// @custom:field n GatherDataSource: the data's size along the gather axis.
+/// @custom:field region Identity / Broadcast: the input region read.
+/// @custom:field sizes Broadcast / Transpose / Slice: the output shape.
+/// @custom:field coefs Broadcast / Transpose / Slice: the input element step per output coordinate.
+/// @custom:field base Slice: the input element of the output's first element.
+/// @custom:field post Gather*: elements after the gather axis; Concat: elements after the axis.
+/// @custom:field p Gather*: the index count.
+/// @custom:field n GatherData: the data's size along the axis; Concat: the output's.
+/// @custom:field lens Concat: the inputs' sizes along the axis, in order.
 struct Source {
     uint8 kind;
     uint256 region;
-    uint256[] out;
-    uint256[] shape;
-    uint256 axis;
-    uint256[][] shapes;
-    uint256[] perm;
-    int256[] starts;
-    int256[] steps;
+    uint256[] sizes;
+    int256[] coefs;
+    int256 base;
     uint256 post;
     uint256 p;
     uint256 n;
+    uint256[] lens;
 }
 
 /// @title LibIndexing
@@ -143,7 +141,9 @@ library LibIndexing {
         s_.region = _region;
     }
 
-    /// @notice `BroadcastSource(region, out, shape)`: an add / mul / where operand.
+    /// @notice `BroadcastSource(region, out, shape)`: an add / mul / where operand; `at(o)` =
+    ///         `broadcast_source(unravel(o, out), shape)`, i.e. coefficient = the C-order stride of
+    ///         `shape` (right-aligned, no longer than `out`) on its dims of size > 1, else 0.
     function newBroadcastSource(uint256 _region, uint256[] memory _out, uint256[] memory _shape)
         internal
         pure
@@ -151,8 +151,17 @@ library LibIndexing {
     {
         s_.kind = SRC_BROADCAST;
         s_.region = _region;
-        s_.out = _out;
-        s_.shape = _shape;
+        s_.sizes = _out;
+        uint256 nd = _out.length;
+        s_.coefs = new int256[](nd);
+        uint256 skip = nd - _shape.length;
+        uint256 stride = 1;
+        for (uint256 d = _shape.length; d > 0; --d) {
+            uint256 size = _shape[d - 1];
+            // SAFETY: strides are partial products of a size < 2^64.
+            if (size != 1) s_.coefs[skip + d - 1] = int256(stride);
+            stride *= size;
+        }
     }
 
     /// @notice `GatherIndexSource(post, p)`: gather's index operand.
@@ -170,90 +179,114 @@ library LibIndexing {
         s_.n = _n;
     }
 
-    /// @notice `ConcatSource(out, axis, shapes)`: concat along `_axis`.
+    /// @notice `ConcatSource(out, axis, shapes)`: concat along `_axis` (`_out[_axis]` = the sum of
+    ///         the inputs' sizes along it; the inputs equal `_out` elsewhere).
     function newConcatSource(uint256[] memory _out, uint256 _axis, uint256[][] memory _shapes)
         internal
         pure
         returns (Source memory s_)
     {
         s_.kind = SRC_CONCAT;
-        s_.out = _out;
-        s_.axis = _axis;
-        s_.shapes = _shapes;
+        s_.post = 1;
+        for (uint256 d = _axis + 1; d < _out.length; ++d) {
+            s_.post *= _out[d];
+        }
+        s_.n = _out[_axis];
+        s_.lens = new uint256[](_shapes.length);
+        for (uint256 i = 0; i < _shapes.length; ++i) {
+            s_.lens[i] = _shapes[i][_axis];
+        }
     }
 
-    /// @notice `TransposeSource(out, perm, shape)`: transpose by `_perm`.
+    /// @notice `TransposeSource(out, perm, shape)`: input coordinate `perm[j]` is output
+    ///         coordinate `j`, so coefficient `j` = the input's stride of dim `perm[j]`.
     function newTransposeSource(uint256[] memory _out, uint256[] memory _perm, uint256[] memory _shape)
         internal
         pure
         returns (Source memory s_)
     {
         s_.kind = SRC_TRANSPOSE;
-        s_.out = _out;
-        s_.perm = _perm;
-        s_.shape = _shape;
+        s_.sizes = _out;
+        uint256[] memory st = strides(_shape);
+        s_.coefs = new int256[](_perm.length);
+        for (uint256 j = 0; j < _perm.length; ++j) {
+            s_.coefs[j] = int256(st[_perm[j]]);
+        }
     }
 
-    /// @notice `SliceSource(out, starts, steps, shape)`: slice of the leading dims.
+    /// @notice `SliceSource(out, starts, steps, shape)`: input coordinate `start_d + c_d·step_d` on
+    ///         the sliced (leading) dims, `c_d` on the others: `base = Σ start_d·stride_d`,
+    ///         coefficient `d` = `step_d·stride_d` (`stride_d` on the others).
     function newSliceSource(uint256[] memory _out, int256[] memory _starts, int256[] memory _steps, uint256[] memory _shape)
         internal
         pure
         returns (Source memory s_)
     {
         s_.kind = SRC_SLICE;
-        s_.out = _out;
-        s_.starts = _starts;
-        s_.steps = _steps;
-        s_.shape = _shape;
+        s_.sizes = _out;
+        uint256[] memory st = strides(_shape);
+        s_.coefs = new int256[](_shape.length);
+        for (uint256 d = 0; d < _shape.length; ++d) {
+            // SAFETY: |start| <= 2^32, |step| <= 2^63 and strides < 2^64: far inside int256.
+            if (d < _starts.length) {
+                s_.base += _starts[d] * int256(st[d]);
+                s_.coefs[d] = _steps[d] * int256(st[d]);
+            } else {
+                s_.coefs[d] = int256(st[d]);
+            }
+        }
     }
 
     /// @notice The operand output element `_o` reads (`Source.at`), packed `region << 128 | element`.
     function sourceAt(Source memory _s, uint256 _o) internal pure returns (uint256 op_) {
         uint8 kind = _s.kind;
         if (kind == SRC_IDENTITY) return (_s.region << 128) | _o;
-        if (kind == SRC_BROADCAST) return (_s.region << 128) | broadcastSource(unravel(_o, _s.out), _s.shape);
         if (kind == SRC_GATHER_INDEX) return (uint256(1) << 128) | ((_o / _s.post) % _s.p);
         if (kind == SRC_GATHER_DATA) return _o / (_s.post * _s.p) * _s.n * _s.post + _o % _s.post;
         if (kind == SRC_CONCAT) return concatAt(_s, _o);
-        if (kind == SRC_TRANSPOSE) return transposeAt(_s, _o);
-        return sliceAt(_s, _o);
+        return (_s.region << 128) | affineAt(_s, _o);
     }
 
-    /// @notice `ConcatSource.at`: the input whose range along the axis holds the coordinate.
-    function concatAt(Source memory _s, uint256 _o) internal pure returns (uint256 op_) {
-        uint256[] memory coords = unravel(_o, _s.out);
-        uint256 c = coords[_s.axis];
-        for (uint256 i = 0; i < _s.shapes.length; ++i) {
-            uint256[] memory shape = _s.shapes[i];
-            if (c < shape[_s.axis]) {
-                coords[_s.axis] = c;
-                return (i << 128) | ravel(coords, shape);
+    /// @notice `base + Σ_d unravel(_o, sizes)_d · coefs_d`: Broadcast / Transpose / Slice `at(o)`'s
+    ///         element. For a valid plan it is an element of the input (in `[0, size)`): a slice's
+    ///         coordinates are members of the clamped ranges.
+    function affineAt(Source memory _s, uint256 _o) internal pure returns (uint256 e_) {
+        int256 acc = _s.base;
+        uint256[] memory sizes = _s.sizes;
+        int256[] memory coefs = _s.coefs;
+        uint256 nd = sizes.length;
+        // INVARIANT: one coefficient per output dim (the constructors' shapes).
+        if (coefs.length != nd) revert UnsupportedOp();
+        // SAFETY: coordinate < 2^32 times |coef| < 2^127, at most 8 terms plus |base| < 2^127:
+        // inside int256; `d` runs from `nd - 1` down to 0 and indexes both arrays.
+        unchecked {
+            for (uint256 d = nd; d > 0; --d) {
+                uint256 size;
+                int256 coef;
+                assembly ("memory-safe") {
+                    size := mload(add(sizes, shl(5, d)))
+                    coef := mload(add(coefs, shl(5, d)))
+                }
+                acc += int256(_o % size) * coef;
+                _o /= size;
             }
-            c -= shape[_s.axis];
+        }
+        e_ = uint256(acc);
+    }
+
+    /// @notice `ConcatSource.at`: the input `i` whose range along the axis holds the coordinate
+    ///         `c`, element `ravel(coords, shape_i)` = `(o div (n·post))·len_i·post + (c − start_i)·post
+    ///         + o mod post`.
+    function concatAt(Source memory _s, uint256 _o) internal pure returns (uint256 op_) {
+        uint256 post = _s.post;
+        uint256 c = (_o / post) % _s.n;
+        uint256 outer = _o / (post * _s.n);
+        for (uint256 i = 0; i < _s.lens.length; ++i) {
+            uint256 len = _s.lens[i];
+            if (c < len) return (i << 128) | (((outer * len + c) * post) + _o % post);
+            c -= len;
         }
         // INVARIANT: unreachable, `planElementwise` checked the shapes (Python raises the same).
         revert UnsupportedOp();
-    }
-
-    /// @notice `TransposeSource.at`: input coordinate `perm[j]` is output coordinate `j`.
-    function transposeAt(Source memory _s, uint256 _o) internal pure returns (uint256 op_) {
-        uint256[] memory coords = unravel(_o, _s.out);
-        uint256[] memory src = new uint256[](_s.shape.length);
-        for (uint256 j = 0; j < _s.perm.length; ++j) {
-            src[_s.perm[j]] = coords[j];
-        }
-        op_ = ravel(src, _s.shape);
-    }
-
-    /// @notice `SliceSource.at`: input coordinate `start_d + c_d·step_d` on the sliced dims, `c_d`
-    ///         on the others.
-    function sliceAt(Source memory _s, uint256 _o) internal pure returns (uint256 op_) {
-        uint256[] memory coords = unravel(_o, _s.out);
-        for (uint256 d = 0; d < _s.starts.length; ++d) {
-            // SAFETY: |start| <= 2^32, c < 2^32, |step| < 2^63: far inside int256; the result is a
-            // member of the (non-empty) clamped range, so in [0, dim) and the cast is exact.
-            coords[d] = uint256(_s.starts[d] + int256(coords[d]) * _s.steps[d]);
-        }
-        op_ = ravel(coords, _s.shape);
     }
 }
