@@ -27,6 +27,7 @@ from eth_abi import decode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ai_evm.contracts import artifact
 from fraud_vm import f32 as F
 from fraud_vm import isa
 from fraud_vm.context import decode_context
@@ -518,3 +519,9 @@ def test_worst_gas(h: Any) -> None:
         report[kind.name] = {"worst step": total[worst], "its memory traffic": traffic[worst], "max arithmetic": arith}
         assert arith < 32 * 6_000, (kind.name, arith)
     print("execFloat gas, 32-lane steps:", report)
+
+
+def test_harness_size() -> None:
+    """F32Harness (both libraries' code inlined, with ``multi``) deploys within EIP-170."""
+    size = len(artifact("F32Harness").deployed_bytecode)
+    assert 0 < size <= 24_576, size
