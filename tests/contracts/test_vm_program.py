@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from ai_evm.contracts import artifact
 from fraud_vm import stepper
 from fraud_vm.context import NodeContext, context_for, decode_context
 from fraud_vm.errors import FraudVMError, MalformedContext, is_named
@@ -34,9 +35,18 @@ ALL_ONES = (1 << 256) - 1
 RANDOM_PCS = 6
 
 
+FAMILIES = ("VMProgramBlocked", "VMProgramStream")
+EIP170_LIMIT = 24_576
+
+
 @pytest.fixture(scope="module")
 def vmp(prague: Any) -> Any:
-    return prague.deploy("VMProgram")
+    """The ``VMProgram`` router over its two family contracts (what the step verifier calls)."""
+    blocked, stream = (prague.deploy(name) for name in FAMILIES)
+    router = prague.deploy("VMProgram", blocked.address, stream.address)
+    # the router passes the families' revert data through: decode their errors by their ABIs
+    router._errors.update({**blocked._errors, **stream._errors})
+    return router
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,7 +95,9 @@ def sample_pcs(ctx: NodeContext, rng: random.Random, n_random: int = RANDOM_PCS)
     period = getattr(plan, "k", None)
     if period is None:
         period = getattr(plan, "t_steps", None)
-    if period is not None:
+    if period is None:
+        period = getattr(plan, "per_row", 0) - 1
+    if period >= 0:
         for b in range(3):
             pcs |= {b * (period + 1) + period, b * (period + 1) + period + 1}
     pcs |= {rng.randrange(n) for _ in range(n_random)}
@@ -95,15 +107,14 @@ def sample_pcs(ctx: NodeContext, rng: random.Random, n_random: int = RANDOM_PCS)
 BLOCKED = {"linear", "matmul", "conv", "maxpool", "avgpool", "reduce", "argmax"}
 
 
-def check(vmp: Any, ctx: NodeContext, pcs: list[int]) -> None:
-    if ctx.node.op not in BLOCKED and ctx.output.size:
-        return
+def check(vmp: Any, ctx: NodeContext, pcs: list[int], length: bool = True) -> None:
     data = ctx.encode()
     for pc in pcs:
         got = vmp.call("program", data, pc)
         assert got.ok, f"{ctx.node.op} pc {pc}: reverted {got.error}"
         assert got.values == expected(ctx, pc), f"{ctx.node.op} pc {pc}"
-    assert vmp.value("numSteps", data) == stepper.num_steps(ctx)
+    if length:
+        assert vmp.value("numSteps", data) == stepper.num_steps(ctx)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,7 +151,8 @@ def test_program_equals_stepper_on_models(vmp: Any, name: str) -> None:
             if key in seen:
                 continue
             seen.add(key)
-            check(vmp, ctx, sample_pcs(ctx, rng, 2))
+            n = stepper.num_steps(ctx)
+            check(vmp, ctx, sorted({0, n - 1, rng.randrange(n)}), length=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,15 +278,13 @@ def mutations(ctx: NodeContext) -> Iterator[tuple[str, bytes]]:
                 yield f"attr {a}[{i}] = {v}", with_node_word(ctx, p + 1 + i, v)
 
 
-def blocked_vector_contexts() -> list[NodeContext]:
-    return [c for c in vector_contexts() if c.node.op in BLOCKED]
-
-
 def test_mutated_contexts_revert_like_python(vmp: Any) -> None:
-    """Every hand mutation of a conv context (6 attributes, 3 inputs: every bound and count)."""
-    ctxs = blocked_vector_contexts()
+    """Every hand mutation of a conv context (6 attributes, 3 inputs: every bound and count) and of
+    an attribute-less elementwise one (routed to the other family)."""
+    ctxs = list(vector_contexts())
     conv = next(c for c in ctxs if c.node.op == "conv")
-    for ctx in (conv,):
+    flip = next(c for c in ctxs if c.node.op == "flip_sign_bit")
+    for ctx in (conv, flip):
         for what, data in mutations(ctx):
             want = python_result(data, 0)
             assert contract_result(vmp, data, 0) == want, f"{ctx.node.op}: {what}"
@@ -284,7 +294,7 @@ def test_random_word_mutations(vmp: Any) -> None:
     rng = random.Random(7)
     values = [0, 1, -1, 2, 4, 7, 8, 9, 32, (1 << 32) - 1, 1 << 32, (1 << 63) - 1, 1 << 63, -(1 << 63) - 1,
               (1 << 255) - 1, -(1 << 255)]
-    for ctx in blocked_vector_contexts():
+    for ctx in vector_contexts():
         data = ctx.encode()
         words = words_of(data)
         for _ in range(6):
@@ -297,7 +307,24 @@ def test_random_word_mutations(vmp: Any) -> None:
 
 
 def test_pc_past_the_program_is_a_nop(vmp: Any) -> None:
-    ctx = blocked_vector_contexts()[0]
-    n = stepper.num_steps(ctx)
-    for pc in (n, n + 1, ALL_ONES):
-        assert vmp.call("program", ctx.encode(), pc).values[2] == NOP
+    for ctx in list(vector_contexts())[:2]:
+        n = stepper.num_steps(ctx)
+        for pc in (n, n + 1, ALL_ONES):
+            assert vmp.call("program", ctx.encode(), pc).values[2] == NOP
+
+
+def test_router_families_and_sizes(prague: Any, vmp: Any) -> None:
+    """Each family rejects the other's ops (the router never sends them); a context too short to
+    name an op is rejected alike by both; every contract fits EIP-170."""
+    blocked, stream = (prague.deploy(name) for name in FAMILIES)
+    for ctx in vector_contexts():
+        if not ctx.output.size:
+            continue
+        wrong = stream if ctx.node.op in BLOCKED else blocked
+        assert wrong.call("program", ctx.encode(), 0).error == ("UnsupportedOp", ())
+    for data in (b"", bytes(32 * 4), bytes(32 * 5)):
+        for c in (vmp, blocked, stream):
+            assert c.call("program", data, 0).error == ("MalformedContext", ())
+    for name in (*FAMILIES, "VMProgram"):
+        size = len(artifact(name).deployed_bytecode)
+        assert 0 < size <= EIP170_LIMIT, f"{name}: {size} bytes"

@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import { UnsupportedOp } from "../lib/Errors.sol";
+import { IVMProgram } from "./IVMProgram.sol";
+import { LibContext } from "./LibContext.sol";
+import { Instr, K_NOP, NodeContext, Region } from "./VMTypes.sol";
+
+/// @title VMProgramFamily
+/// @notice The part of `fraud_vm.stepper` every program family shares (`make_plan`'s first
+///         checks, `num_steps = max(plan.steps, 1)`, `instr_at`), over the context decoded by
+///         `LibContext`; a family contract supplies `planAt` for its ops. Two families
+///         (`VMProgramBlocked`, `VMProgramStream`) keep each contract within EIP-170; the
+///         `VMProgram` router sends a context to the family of its op. Stateless.
+abstract contract VMProgramFamily is IVMProgram {
+    /// @inheritdoc IVMProgram
+    function program(bytes calldata _context, uint256 _pc)
+        external
+        pure
+        returns (uint256 numSteps_, Region[] memory regions_, Instr memory instr_)
+    {
+        NodeContext memory ctx = LibContext.decodeContext(_context);
+        regions_ = LibContext.regions(ctx);
+        (numSteps_, instr_) = instrAt(ctx, _pc, true);
+    }
+
+    /// @notice The program length (`num_steps`: `max(plan.steps, 1)`).
+    /// @param _context The encoded node context.
+    /// @return numSteps_ The program length.
+    function numSteps(bytes calldata _context) external pure returns (uint256 numSteps_) {
+        (numSteps_,) = instrAt(LibContext.decodeContext(_context), 0, false);
+    }
+
+    /// @notice `make_plan` + `num_steps` + `instr_at`: the program length and, if `_wantInstr`, the
+    ///         instruction at `_pc` (a NOP with empty lists for `_pc >= numSteps_`).
+    /// @param _ctx The decoded context.
+    /// @param _pc The program counter.
+    /// @param _wantInstr Whether to derive the instruction.
+    /// @return numSteps_ The program length (>= 1).
+    /// @return instr_ The instruction at `_pc`.
+    function instrAt(NodeContext memory _ctx, uint256 _pc, bool _wantInstr)
+        internal
+        pure
+        returns (uint256 numSteps_, Instr memory instr_)
+    {
+        instr_.kind = K_NOP;
+        // INVARIANT: an empty output is the one-instruction program NOP (`Plan()`).
+        if (_ctx.tensors[_ctx.nInputs].size == 0) return (1, instr_);
+        uint256 op = _ctx.op;
+        // INVARIANT: linear, matmul and conv read two inputs (`_MIN_INPUTS`); every op reads one.
+        uint256 minInputs = op == OP_LINEAR || op == OP_MATMUL || op == OP_CONV ? 2 : 1;
+        if (_ctx.nInputs < minInputs) revert UnsupportedOp();
+        uint256 steps;
+        (steps, instr_) = planAt(_ctx, _pc, _wantInstr);
+        numSteps_ = steps == 0 ? 1 : steps;
+    }
+
+    /// @notice The op's plan (`make_plan`'s rule for it): its step count and, if `_wantInstr` and
+    ///         `_pc` is below it, the instruction at `_pc` (else a NOP).
+    /// @param _ctx The decoded context (non-empty output, enough inputs).
+    /// @param _pc The program counter.
+    /// @param _wantInstr Whether to derive the instruction.
+    /// @return steps_ `plan.steps`.
+    /// @return instr_ The instruction at `_pc`.
+    function planAt(NodeContext memory _ctx, uint256 _pc, bool _wantInstr)
+        internal
+        pure
+        virtual
+        returns (uint256 steps_, Instr memory instr_);
+}
+
+/// @dev Op codes (`opml.ops`) of the blocked family and of `_MIN_INPUTS`.
+uint256 constant OP_LINEAR = 3;
+uint256 constant OP_CONV = 4;
+uint256 constant OP_MATMUL = 5;
+uint256 constant OP_MAXPOOL = 11;
+uint256 constant OP_AVGPOOL = 12;
+uint256 constant OP_REDUCE = 13;
+uint256 constant OP_ARGMAX = 19;
+
+/// @notice Whether op code `_op` is one of the blocked family (linear, conv, matmul, maxpool,
+///         avgpool, reduce, argmax), whose plans `LibBlocked` reads.
+/// @param _op An op code.
+/// @return blocked_ True for the blocked family.
+function isBlockedOp(uint256 _op) pure returns (bool blocked_) {
+    blocked_ = _op == OP_LINEAR || _op == OP_CONV || _op == OP_MATMUL || _op == OP_MAXPOOL || _op == OP_AVGPOOL
+        || _op == OP_REDUCE || _op == OP_ARGMAX;
+}
