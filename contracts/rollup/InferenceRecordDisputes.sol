@@ -26,14 +26,17 @@ import {
 ///         rollup's inference record"). The dispute authority of the `OutputOracle`.
 ///
 ///         1. `challenge`: anyone, with the challenge bond, names a record of an output (its Merkle
-///            path to the output's inference root) and gives the call's input and output bytes
-///            once. Both keccak hashes are checked against the record; the bytes are split into
-///            the model's declared tensors (descriptors proven against the model address) and
-///            their `commit_tensor` roots computed here: the claim about this inference is fixed
-///            by the record, not chosen by a player. The output cannot finalize meanwhile.
-///         2. `defend`: the output's proposer posts that claim (with its phase-1 commitment) to the
-///            `DisputeGameFactory` as claimant and names it here within the response window. The
-///            challenger (and anyone) then challenges that claim in the factory and plays the game.
+///            path to the output's inference root) and gives the call's input bytes (every node
+///            that re-executed the block has them; the record's input hash is checked). The bytes
+///            are split into the model's declared input tensors (descriptors proven against the
+///            model address) and their `commit_tensor` roots computed here. The output cannot
+///            finalize meanwhile.
+///         2. `defend`: within the response window the output's proposer reveals the output bytes
+///            its record commits to (their hash is checked: only the proposer knows a wrong
+///            output's preimage), whose roots are computed likewise, and names its own pending
+///            `DisputeGameFactory` claim about exactly that inference: the claim is fixed by the
+///            record, not chosen by a player. The challenger (and anyone) then challenges that
+///            claim in the factory and plays the game.
 ///         3. `resolve`: no defence in time, or the claim rejected by a game: the output was wrong:
 ///            it and every later output are deleted, their bonds and the challenge bond go to the
 ///            challenger. The claim final: the output stands and the challenge bond goes to the
@@ -49,7 +52,10 @@ contract InferenceRecordDisputes {
     }
 
     /// @notice One record challenge.
-    /// @custom:field claimKey `keccak256(abi.encode(model, batch, inputRoots, outputRoots))`.
+    /// @custom:field model The record's model address.
+    /// @custom:field batch The batch size the input bytes imply.
+    /// @custom:field inputKey `keccak256(abi.encode(inputRoots))` of the record's input bytes.
+    /// @custom:field outputHash The record's output hash (the defence must reveal its preimage).
     struct RecordChallenge {
         uint256 outputIndex;
         uint64 outputNonce;
@@ -58,7 +64,10 @@ contract InferenceRecordDisputes {
         address challenger;
         address proposer;
         uint256 bond;
-        bytes32 claimKey;
+        bytes32 model;
+        uint256 batch;
+        bytes32 inputKey;
+        bytes32 outputHash;
         uint256 claimId;
     }
 
@@ -71,8 +80,10 @@ contract InferenceRecordDisputes {
     }
 
     /// @notice A record with its place in the output's inference root.
+    /// @custom:field outputHash The record's output hash (`keccak256` of the output bytes).
     struct RecordProof {
         Record record;
+        bytes32 outputHash;
         uint256 index;
         bytes32[] path;
     }
@@ -103,7 +114,8 @@ contract InferenceRecordDisputes {
     /// @notice Withdrawable balances (pull payments).
     mapping(address => uint256) public credit;
 
-    event RecordChallenged(uint256 indexed id, uint256 indexed outputIndex, address challenger, bytes32 claimKey);
+    event RecordChallenged(uint256 indexed id, uint256 indexed outputIndex, address challenger, bytes32 model,
+        uint256 batch);
     event RecordDefended(uint256 indexed id, uint256 claimId);
     event RecordResolved(uint256 indexed id, bool outputDeleted);
 
@@ -124,25 +136,24 @@ contract InferenceRecordDisputes {
     /// @notice Challenge record `_recordIndex` of output `_outputIndex` (module docstring, 1).
     /// @return id_ The challenge id.
     /// @param _outputIndex The output.
-    /// @param _record The record's call fields, its index in the output and its Merkle path.
+    /// @param _record The record's call fields and output hash, its index in the output and its path.
     /// @param _input The call's input bytes (the record's `inputHash` is their keccak).
-    /// @param _output The call's output bytes (the record's `outputHash` is their keccak).
     /// @param _io The model's graph input/output descriptors with their proofs.
-    function challenge(
-        uint256 _outputIndex,
-        RecordProof calldata _record,
-        bytes calldata _input,
-        bytes calldata _output,
-        IOProof calldata _io
-    ) external payable returns (uint256 id_) {
+    function challenge(uint256 _outputIndex, RecordProof calldata _record, bytes calldata _input, IOProof calldata _io)
+        external
+        payable
+        returns (uint256 id_)
+    {
         // INVARIANT: a challenge is bonded.
         if (msg.value != CHALLENGE_BOND) revert IncorrectValue();
         OutputOracle.Output memory out = ORACLE.output(_outputIndex);
-        // INVARIANT: the record is in the output, with these exact input and output bytes.
-        if (!ORACLE.hasRecord(_outputIndex, recordHash(_record.record, _input, _output), _record.index, _record.path)) {
-            revert InvalidRecordProof();
-        }
-        bytes32 key = claimKeyOf(_record.record.model, _input, _output, _io);
+        // INVARIANT: the record is in the output, with these exact input bytes.
+        bytes32 leaf = recordHash(_record.record, keccak256(_input), _record.outputHash);
+        if (!ORACLE.hasRecord(_outputIndex, leaf, _record.index, _record.path)) revert InvalidRecordProof();
+        bytes32 model = _record.record.model;
+        _checkIO(model, _io);
+        uint256 batch = batchOf(_io.inputs, _input.length);
+        bytes32 inputKey = keccak256(abi.encode(_roots(_io.inputs, batch, _input)));
         // SAFETY: the oracle checks the output is live, not final and inside its window.
         ORACLE.openDispute(_outputIndex, out.nonce);
         id_ = challenges_.length;
@@ -155,26 +166,39 @@ contract InferenceRecordDisputes {
                 challenger: msg.sender,
                 proposer: out.proposer,
                 bond: msg.value,
-                claimKey: key,
+                model: model,
+                batch: batch,
+                inputKey: inputKey,
+                outputHash: _record.outputHash,
                 claimId: 0
             })
         );
-        emit RecordChallenged(id_, _outputIndex, msg.sender, key);
+        emit RecordChallenged(id_, _outputIndex, msg.sender, model, batch);
     }
 
-    /// @notice Name the factory claim `_claimId` defending challenge `_id` (module docstring, 2).
-    function defend(uint256 _id, uint256 _claimId, Claim calldata _claim, bytes calldata _graphProof) external {
+    /// @notice Defend challenge `_id` (module docstring, 2): reveal the record's output bytes and
+    ///         name the proposer's own pending factory claim `_claimId` about exactly this inference.
+    function defend(
+        uint256 _id,
+        bytes calldata _output,
+        IOProof calldata _io,
+        uint256 _claimId,
+        Claim calldata _claim,
+        bytes calldata _graphProof
+    ) external {
         RecordChallenge storage c = _challenge(_id);
-        // INVARIANT: defended once, in time.
+        // INVARIANT: defended once, in time, with the record's own output bytes.
         if (c.status != Status.Open) revert ChallengeNotOpen();
-        if (block.timestamp > c.deadline) revert InvalidDefence();
+        if (block.timestamp > c.deadline || keccak256(_output) != c.outputHash) revert InvalidDefence();
+        _checkIO(c.model, _io);
+        bytes32[] memory outRoots = _roots(_io.outputs, c.batch, _output);
         DisputeGameFactory.ClaimRecord memory rec = FACTORY.claimRecord(_claimId);
         // INVARIANT: the proposer's own claim, pending, about exactly this inference.
         if (
             rec.claimant != c.proposer || rec.status != DisputeGameFactory.ClaimStatus.Pending
-                || rec.claimHash != keccak256(abi.encode(_claim, _graphProof))
-                || keccak256(abi.encode(_claim.modelAddress, _claim.batch, _claim.inputRoots, _claim.outputRoots))
-                    != c.claimKey
+                || rec.claimHash != keccak256(abi.encode(_claim, _graphProof)) || _claim.modelAddress != c.model
+                || _claim.batch != c.batch || keccak256(abi.encode(_claim.inputRoots)) != c.inputKey
+                || keccak256(abi.encode(_claim.outputRoots)) != keccak256(abi.encode(outRoots))
         ) revert InvalidDefence();
         c.status = Status.Defended;
         c.claimId = _claimId;
@@ -213,12 +237,8 @@ contract InferenceRecordDisputes {
     }
 
     /// @notice `keccak256(record.encode())` (`ai_evm.evm.call.InferenceRecord.encode`).
-    function recordHash(Record calldata _r, bytes calldata _input, bytes calldata _output)
-        public
-        pure
-        returns (bytes32)
-    {
-        return keccak256(abi.encodePacked(_r.model, keccak256(_input), keccak256(_output), _r.txHash, _r.callIndex, _r.gas));
+    function recordHash(Record calldata _r, bytes32 _inputHash, bytes32 _outputHash) public pure returns (bytes32) {
+        return keccak256(abi.encodePacked(_r.model, _inputHash, _outputHash, _r.txHash, _r.callIndex, _r.gas));
     }
 
     /// @notice Challenge `_id`.
@@ -235,15 +255,24 @@ contract InferenceRecordDisputes {
     //                 The claim fixed by a record                //
     ////////////////////////////////////////////////////////////////
 
-    /// @notice `keccak256(abi.encode(model, batch, inputRoots, outputRoots))` of the inference whose
-    ///         input and output bytes are given (`opml.engine.decode_inputs`, `commit_tensor`).
-    function claimKeyOf(bytes32 _model, bytes calldata _input, bytes calldata _output, IOProof calldata _io)
-        public
+    /// @notice The batch and the `commit_tensor` roots of an inference's input and output bytes
+    ///         (`opml.engine.decode_inputs`, `fraud_vm.tensors.commit_tensor`): what a claim about
+    ///         it must hold.
+    function rootsOf(bytes32 _model, bytes calldata _input, bytes calldata _output, IOProof calldata _io)
+        external
         view
-        returns (bytes32)
+        returns (uint256 batch_, bytes32[] memory inputRoots_, bytes32[] memory outputRoots_)
     {
+        _checkIO(_model, _io);
+        batch_ = batchOf(_io.inputs, _input.length);
+        inputRoots_ = _roots(_io.inputs, batch_, _input);
+        outputRoots_ = _roots(_io.outputs, batch_, _output);
+    }
+
+    /// @notice The descriptors are the model's, at its graph's input and output ids.
+    function _checkIO(bytes32 _model, IOProof calldata _io) internal view {
         Graph memory g = REGISTRY.graphOf(_model);
-        // INVARIANT: the descriptors are the model's, at the graph's input and output ids.
+        // INVARIANT: one proven descriptor per graph input and output, against the model address.
         if (
             _io.inputs.length != g.inputIds.length || _io.outputs.length != g.outputIds.length
                 || _addressFromParts(_io.metaHash, _io.nodesRoot, _io.tensorsRoot) != _model
@@ -254,10 +283,6 @@ contract InferenceRecordDisputes {
         for (uint256 j = 0; j < _io.outputs.length; j++) {
             _checkTensor(_io.outputs[j], g.outputIds[j], _io.tensorsRoot);
         }
-        uint256 batch = batchOf(_io.inputs, _input.length);
-        bytes32[] memory inRoots = _roots(_io.inputs, batch, _input);
-        bytes32[] memory outRoots = _roots(_io.outputs, batch, _output);
-        return keccak256(abi.encode(_model, batch, inRoots, outRoots));
     }
 
     /// @notice The batch size `_n` input bytes imply (`opml.engine.batch_from_input_length`).

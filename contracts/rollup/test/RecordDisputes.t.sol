@@ -90,6 +90,7 @@ contract RecordDisputesTest is Test {
         returns (InferenceRecordDisputes.RecordProof memory rp_, bytes32 leaf_)
     {
         rp_.record = InferenceRecordDisputes.Record(model, keccak256("tx"), 0, 12345);
+        rp_.outputHash = keccak256(_out);
         leaf_ = keccak256(abi.encodePacked(model, keccak256(_in), keccak256(_out), keccak256("tx"), uint256(0), uint256(12345)));
         rp_.index = 1;
         rp_.path = new bytes32[](1);
@@ -104,18 +105,15 @@ contract RecordDisputesTest is Test {
         oracle.propose{ value: BOND }(20, uint64(block.timestamp), 0, 0, 0);
     }
 
-    function test_claimKeyIsFixedByTheBytes() public view {
+    function test_rootsAreFixedByTheBytes() public view {
         bytes memory input = new bytes(12); // batch 3: 3 x 4 int8
         bytes memory output = new bytes(24); // 3 x 2 int32
         input[0] = 0x05;
-        bytes32 key = disputes.claimKeyOf(model, input, output, _io());
-        bytes32[] memory inRoots = new bytes32[](1);
-        bytes32[] memory w = new bytes32[](1);
-        w[0] = bytes32(bytes1(0x05));
-        inRoots[0] = keccak256(abi.encodePacked(int256(1), int256(2), int256(3), int256(4), w[0]));
-        bytes32[] memory outRoots = new bytes32[](1);
-        outRoots[0] = keccak256(abi.encodePacked(int256(4), int256(2), int256(3), int256(2), bytes32(0)));
-        assertEq(key, keccak256(abi.encode(model, uint256(3), inRoots, outRoots)), "key");
+        (uint256 batch, bytes32[] memory ins, bytes32[] memory outs) = disputes.rootsOf(model, input, output, _io());
+        assertEq(batch, 3, "batch from the input length");
+        bytes32 w = bytes32(bytes1(0x05));
+        assertEq(ins[0], keccak256(abi.encodePacked(int256(1), int256(2), int256(3), int256(4), w)), "input root");
+        assertEq(outs[0], keccak256(abi.encodePacked(int256(4), int256(2), int256(3), int256(2), bytes32(0))), "output");
     }
 
     function test_undefendedChallengeDeletesTheOutputAndLaterOnes() public {
@@ -124,13 +122,15 @@ contract RecordDisputesTest is Test {
         (InferenceRecordDisputes.RecordProof memory rp, bytes32 leaf) = _record(input, output);
         _proposeWith(leaf);
         vm.prank(CHALLENGER);
-        uint256 id = disputes.challenge{ value: CBOND }(0, rp, input, output, _io());
+        uint256 id = disputes.challenge{ value: CBOND }(0, rp, input, _io());
         vm.expectRevert(NotResolvable.selector);
         disputes.resolve(id);
-        vm.warp(block.timestamp + 1 days + 1);
-        vm.expectRevert(InvalidDefence.selector);
         Claim memory none;
-        disputes.defend(id, 0, none, "");
+        vm.expectRevert(InvalidDefence.selector); // not the record's output bytes
+        disputes.defend(id, new bytes(17), _io(), 0, none, "");
+        vm.warp(block.timestamp + 1 days + 1);
+        vm.expectRevert(InvalidDefence.selector); // too late
+        disputes.defend(id, output, _io(), 0, none, "");
         disputes.resolve(id);
         assertEq(oracle.outputCount(), 0, "both outputs deleted");
         assertEq(oracle.credit(CHALLENGER), 2 * BOND, "output bonds");
@@ -146,31 +146,31 @@ contract RecordDisputesTest is Test {
         _proposeWith(leaf);
         vm.startPrank(CHALLENGER);
         vm.expectRevert(IncorrectValue.selector);
-        disputes.challenge{ value: 0 }(0, rp, input, output, _io());
+        disputes.challenge{ value: 0 }(0, rp, input, _io());
         vm.expectRevert(InvalidRecordProof.selector);
-        disputes.challenge{ value: CBOND }(0, rp, input, new bytes(24), _io()); // other output bytes
+        disputes.challenge{ value: CBOND }(0, rp, new bytes(12), _io()); // other input bytes
         vm.expectRevert(InvalidRecordProof.selector);
-        disputes.challenge{ value: CBOND }(1, rp, input, output, _io()); // another output
+        disputes.challenge{ value: CBOND }(1, rp, input, _io()); // another output
         InferenceRecordDisputes.IOProof memory io = _io();
         io.inputs[0].desc[3] = 5;
         vm.expectRevert(InvalidTensorProof.selector);
-        disputes.challenge{ value: CBOND }(0, rp, input, output, io);
+        disputes.challenge{ value: CBOND }(0, rp, input, io);
         vm.expectRevert(UnknownOutput.selector);
-        disputes.challenge{ value: CBOND }(9, rp, input, output, _io());
+        disputes.challenge{ value: CBOND }(9, rp, input, _io());
         vm.stopPrank();
         vm.warp(block.timestamp + 7 days);
         vm.expectRevert(ChallengeWindowOver.selector);
         vm.prank(CHALLENGER);
-        disputes.challenge{ value: CBOND }(0, rp, input, output, _io());
+        disputes.challenge{ value: CBOND }(0, rp, input, _io());
     }
 
     function test_bytesThatDoNotSplitIntoTheTensorsAreRejected() public {
         InferenceRecordDisputes.IOProof memory io = _io();
         vm.expectRevert(InvalidInferenceBytes.selector);
-        disputes.claimKeyOf(model, new bytes(7), new bytes(8), io); // 7 is not k * 4
+        disputes.rootsOf(model, new bytes(7), new bytes(8), io); // 7 is not k * 4
         vm.expectRevert(InvalidInferenceBytes.selector);
-        disputes.claimKeyOf(model, new bytes(8), new bytes(9), io); // batch 2 needs 16 output bytes
+        disputes.rootsOf(model, new bytes(8), new bytes(9), io); // batch 2 needs 16 output bytes
         vm.expectRevert(InvalidInferenceBytes.selector);
-        disputes.claimKeyOf(model, new bytes(0), new bytes(0), io);
+        disputes.rootsOf(model, new bytes(0), new bytes(0), io);
     }
 }
