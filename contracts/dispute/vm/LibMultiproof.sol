@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
+import { SiblingsExhausted } from "../lib/Errors.sol";
 import { LibMerkle } from "../lib/LibMerkle.sol";
 import { Region } from "./VMTypes.sol";
 
@@ -8,7 +9,7 @@ import { Region } from "./VMTypes.sol";
 /// @notice The memory root from a step's touched words and one multiproof
 ///         (`fraud_vm.memory.roots_from_words`, docs/fraud_vm.md "Multiproof order"): for each
 ///         touched region in ascending order its data root from its words and the next siblings
-///         (`LibMerkle.multiroot` over the region's data tree of depth `Region.depth`), its region
+///         (`LibMerkle.multiroot`'s walk over the region's data tree of depth `Region.depth`), its region
 ///         root `keccak256(header words ‖ data_root)` (`fraud_vm.tensors.region_root`), then the
 ///         memory root from those region roots and the remaining siblings (region tree of depth
 ///         `treeDepth(regions)`).
@@ -41,7 +42,7 @@ library LibMultiproof {
         uint256[] memory rIdx;
         bytes32[] memory rVal;
         (rIdx, rVal, pos_) = _regionRoots(_regions, _addrs, _values, _siblings, _pos);
-        (root_, pos_) = LibMerkle.multiroot(rIdx, rVal, LibMerkle.treeDepth(_regions.length), _siblings, pos_);
+        (root_, pos_) = _multiroot(rIdx, rVal, LibMerkle.treeDepth(_regions.length), _siblings, pos_);
     }
 
     /// @notice A region's root from its header words and data root (`fraud_vm.tensors.region_root`).
@@ -95,7 +96,7 @@ library LibMultiproof {
         returns (bytes32 root_, uint256 pos_)
     {
         bytes32 dataRoot;
-        (dataRoot, pos_) = LibMerkle.multiroot(_idx, _val, _region.depth, _siblings, _pos);
+        (dataRoot, pos_) = _multiroot(_idx, _val, _region.depth, _siblings, _pos);
         root_ = regionRoot(_region.header, dataRoot);
     }
 
@@ -115,6 +116,89 @@ library LibMultiproof {
         for (uint256 k = _start; k < end; ++k) {
             idx_[k - _start] = _addrs[k] & INDEX_MASK;
             val_[k - _start] = _values[k];
+        }
+    }
+
+    /// @notice `LibMerkle.multiroot` without its argument checks (the caller's words are checked:
+    ///         nonempty, strictly ascending, inside the tree) and in assembly: per height, the known
+    ///         nodes in ascending order; a node whose parent was already produced is skipped; its
+    ///         sibling is the next known node or the next proof hash; `SiblingsExhausted` when they
+    ///         run out. `_idx` / `_val` are overwritten.
+    function _multiroot(
+        uint256[] memory _idx,
+        bytes32[] memory _val,
+        uint256 _depth,
+        bytes32[] calldata _siblings,
+        uint256 _pos
+    )
+        private
+        pure
+        returns (bytes32 root_, uint256 pos_)
+    {
+        uint256 base;
+        assembly ("memory-safe") {
+            base := _siblings.offset
+        }
+        uint256 p = _walk(_idx, _val, _depth, base + 32 * _pos, base + 32 * _siblings.length);
+        // INVARIANT: the proof has a hash for every sibling the words cannot produce.
+        if (p == 0) revert SiblingsExhausted();
+        pos_ = (p - base) >> 5;
+        root_ = _val[0];
+    }
+
+    /// @notice The level walk of `_multiroot` over siblings at calldata positions `[_p, _end)`;
+    ///         returns the next sibling's position, 0 if they ran out. The root ends in `_val[0]`.
+    function _walk(uint256[] memory _idx, bytes32[] memory _val, uint256 _depth, uint256 _p, uint256 _end)
+        private
+        pure
+        returns (uint256 p_)
+    {
+        // SAFETY: reads and writes stay inside `_idx` / `_val` (writes at `w <= r`, the walk's
+        // invariant); siblings are read only below `_end`; scratch space 0x00-0x3f holds the pair
+        // being hashed.
+        assembly ("memory-safe") {
+            let ip := add(_idx, 0x20)
+            let vp := add(_val, 0x20)
+            let n := mload(_idx)
+            p_ := _p
+            for { let h := 0 } lt(h, _depth) { h := add(h, 1) } {
+                let w := 0
+                for { let r := 0 } lt(r, n) { r := add(r, 1) } {
+                    let i := mload(add(ip, shl(5, r)))
+                    // a node whose parent was already produced (its left sibling's) is skipped
+                    if or(iszero(w), iszero(eq(mload(add(ip, shl(5, sub(w, 1)))), shr(1, i)))) {
+                        let sib := 0
+                        switch and(lt(add(r, 1), n), eq(mload(add(ip, shl(5, add(r, 1)))), xor(i, 1)))
+                        case 1 { sib := mload(add(vp, shl(5, add(r, 1)))) }
+                        default {
+                            switch lt(p_, _end)
+                            case 1 {
+                                sib := calldataload(p_)
+                                p_ := add(p_, 0x20)
+                            }
+                            default {
+                                // out of siblings: stop both loops and report 0
+                                p_ := 0
+                                h := _depth
+                                r := n
+                            }
+                        }
+                        switch and(i, 1)
+                        case 0 {
+                            mstore(0x00, mload(add(vp, shl(5, r))))
+                            mstore(0x20, sib)
+                        }
+                        default {
+                            mstore(0x00, sib)
+                            mstore(0x20, mload(add(vp, shl(5, r))))
+                        }
+                        mstore(add(vp, shl(5, w)), keccak256(0x00, 0x40))
+                        mstore(add(ip, shl(5, w)), shr(1, i))
+                        w := add(w, 1)
+                    }
+                }
+                n := w
+            }
         }
     }
 }
