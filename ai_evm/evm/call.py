@@ -16,7 +16,7 @@ declared dtype, concatenated in declared order (docs/precompile.md).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opml.bundle import Bundle
 from opml.engine import batch_from_input_length, output_length, run_bytes
@@ -40,6 +40,10 @@ class InferenceRecord:
     gas: int
     tx_hash: bytes = b""
     call_index: int = 0
+    #: The call's input and output bytes (not committed: their hashes are). A node keeps them so
+    #: that a validator can challenge the record and a proposer defend it (docs/rollup.md).
+    input: bytes = field(default=b"", compare=False, repr=False)
+    output: bytes = field(default=b"", compare=False, repr=False)
 
     def encode(self) -> bytes:
         """Canonical bytes: model ‖ inputHash ‖ outputHash ‖ txHash ‖ uint256 callIndex ‖ uint256 gas."""
@@ -57,6 +61,8 @@ class InferenceRecord:
             "txHash": "0x" + self.tx_hash.hex(),
             "callIndex": self.call_index,
             "gas": self.gas,
+            "input": "0x" + self.input.hex(),
+            "output": "0x" + self.output.hex(),
         }
 
 
@@ -142,5 +148,6 @@ def execute(bundle: Bundle, input_bytes: bytes, gas: int) -> tuple[bytes, Infere
     except Exception as e:  # a bug in the engine must not crash the node; make it a failed call
         name = type(e).__name__
         raise InferenceFailed(f"model 0x{bundle.address.hex()}: internal engine error: {name}: {e}") from None
-    record = InferenceRecord(bundle.address, keccak(input_bytes), keccak(output), gas)
+    record = InferenceRecord(bundle.address, keccak(input_bytes), keccak(output), gas,
+                             input=bytes(input_bytes), output=output)
     return len(output).to_bytes(WORD, "big") + output, record

@@ -7,6 +7,7 @@ import {
     DisputeRunning,
     IncorrectValue,
     InvalidConfig,
+    InvalidRecords,
     NotDisputeAuthority,
     NotProposer,
     NothingToWithdraw,
@@ -46,6 +47,10 @@ contract OutputOracle {
         uint256 bond;
     }
 
+    /// @notice Bytes of one encoded inference record.
+    uint256 public constant RECORD_BYTES = 192;
+    /// @notice Most records one output may carry.
+    uint256 public constant MAX_RECORDS = 4096;
     /// @notice The output-root version (`outputRoot`).
     bytes32 public constant OUTPUT_VERSION = bytes32(0);
 
@@ -104,14 +109,17 @@ contract OutputOracle {
     //                        Proposing                           //
     ////////////////////////////////////////////////////////////////
 
-    /// @notice Propose the output at L2 block `_l2BlockNumber`.
+    /// @notice Propose the output at L2 block `_l2BlockNumber` with the inference records of the
+    ///         blocks since the previous output (`_records`: 192-byte `InferenceRecord.encode()`s,
+    ///         in order). The records are published here (calldata) so that anyone can prove one of
+    ///         them in a challenge; their Merkle root is computed here, never taken from the proposer.
     /// @return index_ The output's index.
     function propose(
         uint64 _l2BlockNumber,
         uint64 _l2Timestamp,
         bytes32 _l2BlockHash,
         bytes32 _stateRoot,
-        bytes32 _inferenceRoot
+        bytes calldata _records
     ) external payable returns (uint256 index_) {
         // INVARIANT: the designated proposer, or anyone once it was caught lying.
         if (msg.sender != PROPOSER && !permissionless) revert NotProposer();
@@ -123,11 +131,12 @@ contract OutputOracle {
         if (index_ == 0 && _l2BlockNumber == 0) revert OutputNotAfterLast();
         // INVARIANT: an L2 block cannot be newer than L1 time.
         if (_l2Timestamp > block.timestamp) revert OutputFromTheFuture();
+        bytes32 inferenceRoot = inferenceRootOf(_records);
         uint64 nonce = proposals++;
         outputs.push(
             Output({
                 stateRoot: _stateRoot,
-                inferenceRoot: _inferenceRoot,
+                inferenceRoot: inferenceRoot,
                 l2BlockHash: _l2BlockHash,
                 l2BlockNumber: _l2BlockNumber,
                 l2Timestamp: _l2Timestamp,
@@ -216,6 +225,21 @@ contract OutputOracle {
     ////////////////////////////////////////////////////////////////
     //                          Views                             //
     ////////////////////////////////////////////////////////////////
+
+    /// @notice The inference root of concatenated 192-byte records (`ai_evm.evm.records.inference_root`:
+    ///         keccak leaves, zero-padded tree of depth `tree_depth(n)`, depth 1 for no record).
+    function inferenceRootOf(bytes calldata _records) public pure returns (bytes32) {
+        // INVARIANT: whole records, and few enough that computing the root stays cheap.
+        if (_records.length % RECORD_BYTES != 0 || _records.length / RECORD_BYTES > MAX_RECORDS) {
+            revert InvalidRecords();
+        }
+        uint256 n = _records.length / RECORD_BYTES;
+        bytes32[] memory leaves = new bytes32[](n);
+        for (uint256 i = 0; i < n; i++) {
+            leaves[i] = keccak256(_records[i * RECORD_BYTES:(i + 1) * RECORD_BYTES]);
+        }
+        return LibMerkle.merkleRoot(leaves, n == 0 ? 1 : LibMerkle.treeDepth(n));
+    }
 
     /// @notice Number of (live) outputs.
     function outputCount() external view returns (uint256) {

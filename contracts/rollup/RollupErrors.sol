@@ -51,3 +51,5 @@ error ChallengeNotOpen();
 error InvalidDefence();
 /// @notice The record challenge cannot be resolved yet (its claim is still being disputed).
 error NotResolvable();
+/// @notice The records are not whole 192-byte records, or more than an output may carry.
+error InvalidRecords();

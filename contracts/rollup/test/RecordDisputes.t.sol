@@ -84,25 +84,28 @@ contract RecordDisputesTest is Test {
         io_.outputs[0] = BundlePhaseLink.TensorProofData(_desc(4, -1, 2), bytes32(0), _path(5));
     }
 
+    function _otherRecord() internal pure returns (bytes memory) {
+        return abi.encodePacked(keccak256("m"), keccak256("i"), keccak256("o"), bytes32(0), uint256(0), uint256(1));
+    }
+
     function _record(bytes memory _in, bytes memory _out)
         internal
         view
-        returns (InferenceRecordDisputes.RecordProof memory rp_, bytes32 leaf_)
+        returns (InferenceRecordDisputes.RecordProof memory rp_, bytes memory rec_)
     {
         rp_.record = InferenceRecordDisputes.Record(model, keccak256("tx"), 0, 12345);
         rp_.outputHash = keccak256(_out);
-        leaf_ = keccak256(abi.encodePacked(model, keccak256(_in), keccak256(_out), keccak256("tx"), uint256(0), uint256(12345)));
+        rec_ = abi.encodePacked(model, keccak256(_in), keccak256(_out), keccak256("tx"), uint256(0), uint256(12345));
         rp_.index = 1;
         rp_.path = new bytes32[](1);
-        rp_.path[0] = keccak256("record 0");
+        rp_.path[0] = keccak256(_otherRecord());
     }
 
-    function _proposeWith(bytes32 _leaf) internal {
-        bytes32 root = keccak256(abi.encodePacked(keccak256("record 0"), _leaf));
+    function _proposeWith(bytes memory _rec) internal {
         vm.prank(PROPOSER);
-        oracle.propose{ value: BOND }(10, uint64(block.timestamp), 0, 0, root);
+        oracle.propose{ value: BOND }(10, uint64(block.timestamp), 0, 0, bytes.concat(_otherRecord(), _rec));
         vm.prank(PROPOSER);
-        oracle.propose{ value: BOND }(20, uint64(block.timestamp), 0, 0, 0);
+        oracle.propose{ value: BOND }(20, uint64(block.timestamp), 0, 0, "");
     }
 
     function test_rootsAreFixedByTheBytes() public view {
@@ -119,7 +122,7 @@ contract RecordDisputesTest is Test {
     function test_undefendedChallengeDeletesTheOutputAndLaterOnes() public {
         bytes memory input = new bytes(8);
         bytes memory output = new bytes(16);
-        (InferenceRecordDisputes.RecordProof memory rp, bytes32 leaf) = _record(input, output);
+        (InferenceRecordDisputes.RecordProof memory rp, bytes memory leaf) = _record(input, output);
         _proposeWith(leaf);
         vm.prank(CHALLENGER);
         uint256 id = disputes.challenge{ value: CBOND }(0, rp, input, _io());
@@ -142,7 +145,7 @@ contract RecordDisputesTest is Test {
     function test_challengeRejections() public {
         bytes memory input = new bytes(8);
         bytes memory output = new bytes(16);
-        (InferenceRecordDisputes.RecordProof memory rp, bytes32 leaf) = _record(input, output);
+        (InferenceRecordDisputes.RecordProof memory rp, bytes memory leaf) = _record(input, output);
         _proposeWith(leaf);
         vm.startPrank(CHALLENGER);
         vm.expectRevert(IncorrectValue.selector);

@@ -55,7 +55,7 @@ contract RollupTest is Test {
     function _propose(uint64 _l2Block) internal returns (uint256) {
         vm.prank(PROPOSER);
         return oracle.propose{ value: BOND }(_l2Block, uint64(block.timestamp), bytes32(uint256(_l2Block)),
-            keccak256(abi.encode("state", _l2Block)), keccak256(abi.encode("inference", _l2Block)));
+            keccak256(abi.encode("state", _l2Block)), "");
     }
 
     // ---- inbox ----
@@ -99,17 +99,17 @@ contract RollupTest is Test {
     function test_proposeRules() public {
         vm.expectRevert(NotProposer.selector);
         vm.prank(CHALLENGER);
-        oracle.propose{ value: BOND }(1, 0, 0, 0, 0);
+        oracle.propose{ value: BOND }(1, 0, 0, 0, "");
         vm.startPrank(PROPOSER);
         vm.expectRevert(IncorrectValue.selector);
-        oracle.propose{ value: BOND - 1 }(1, 0, 0, 0, 0);
+        oracle.propose{ value: BOND - 1 }(1, 0, 0, 0, "");
         vm.expectRevert(OutputNotAfterLast.selector);
-        oracle.propose{ value: BOND }(0, 0, 0, 0, 0);
+        oracle.propose{ value: BOND }(0, 0, 0, 0, "");
         vm.expectRevert(OutputFromTheFuture.selector);
-        oracle.propose{ value: BOND }(1, uint64(block.timestamp + 1), 0, 0, 0);
-        oracle.propose{ value: BOND }(5, 0, 0, 0, 0);
+        oracle.propose{ value: BOND }(1, uint64(block.timestamp + 1), 0, 0, "");
+        oracle.propose{ value: BOND }(5, 0, 0, 0, "");
         vm.expectRevert(OutputNotAfterLast.selector);
-        oracle.propose{ value: BOND }(5, 0, 0, 0, 0);
+        oracle.propose{ value: BOND }(5, 0, 0, 0, "");
         vm.stopPrank();
     }
 
@@ -164,7 +164,7 @@ contract RollupTest is Test {
         assertTrue(oracle.permissionless(), "proposing is open");
         // anyone bonded proposes now; indices are reused with new nonces
         vm.prank(CHALLENGER);
-        uint256 i = oracle.propose{ value: BOND }(20, uint64(block.timestamp), 0, 0, 0);
+        uint256 i = oracle.propose{ value: BOND }(20, uint64(block.timestamp), 0, 0, "");
         assertEq(i, 1, "index reused");
         assertEq(oracle.output(1).nonce, 3, "new nonce");
         // the stale dispute on the deleted output 2 closes as a no-op
@@ -209,14 +209,21 @@ contract RollupTest is Test {
     }
 
     function test_recordsProveAgainstTheInferenceRoot() public {
-        bytes32 a = keccak256("record 0");
-        bytes32 b = keccak256("record 1");
-        bytes32 root = keccak256(abi.encodePacked(a, b));
+        bytes memory recA = abi.encodePacked(keccak256("model"), keccak256("in"), keccak256("out"), bytes32(0),
+            uint256(0), uint256(1000));
+        bytes memory recB = abi.encodePacked(keccak256("model"), keccak256("in2"), keccak256("out2"), bytes32(0),
+            uint256(1), uint256(1000));
         vm.prank(PROPOSER);
-        oracle.propose{ value: BOND }(1, 0, 0, 0, root);
+        oracle.propose{ value: BOND }(1, 0, 0, 0, bytes.concat(recA, recB));
+        bytes32 a = keccak256(recA);
         bytes32[] memory path = new bytes32[](1);
-        path[0] = b;
+        path[0] = keccak256(recB);
+        assertEq(oracle.output(0).inferenceRoot, keccak256(abi.encodePacked(a, path[0])), "root computed on chain");
         assertTrue(oracle.hasRecord(0, a, 0, path), "record 0");
         assertTrue(!oracle.hasRecord(0, a, 1, path), "not at index 1");
+        bytes32 z = keccak256(abi.encodePacked(bytes32(0), bytes32(0)));
+        assertEq(oracle.inferenceRootOf(""), z, "no record: depth 1, as tree_depth(0)");
+        vm.expectRevert(InvalidRecords.selector);
+        oracle.inferenceRootOf(new bytes(191));
     }
 }
