@@ -70,8 +70,8 @@ F32_EDGES = [
 NOT_F32 = [-1, -2, -128, -(1 << 31), -(1 << 63), 1 << 32, (1 << 32) + 5, (1 << 63) - 1, (1 << 40) | 0x3F800000]
 FINITE = [b for b in F32_EDGES if (b >> 23) & 0xFF != 0xFF]
 NONZERO = [b for b in FINITE if b & 0x7FFFFFFF]
-SCALES = [0x3F800000, 0x3DCCCCCD, 0x3B808081, 0x00000001, 0x007FFFFF, 0x7F7FFFFF, 0x42C80000, 0x3A83126F,
-          0xBF800000, 0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, -1, 1 << 32]
+SCALES = [0x3F800000, 0x3F000000, 0x40000000, 0x3DCCCCCD, 0x3B808081, 0x00000001, 0x007FFFFF, 0x7F7FFFFF,
+          0x42C80000, 0x3A83126F, 0xBF800000, 0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, -1, 1 << 32]
 INT_EDGES = [0, 1, -1, 2, 3, (1 << 24) - 1, 1 << 24, (1 << 24) + 1, (1 << 24) + 3, (1 << 25) + 2, (1 << 25) + 6,
              (1 << 31) - 1, -(1 << 31), (1 << 31), (1 << 63) - 1, -(1 << 63), 1 << 64, (1 << 127), (1 << 128) - 1,
              (1 << 128) - (1 << 103), (1 << 128) - (1 << 104), (1 << 128) - (1 << 104) - 1, -(1 << 128),
@@ -286,9 +286,17 @@ def cast_pair_cases(rng: random.Random) -> list[Any]:
 
 
 def test_values(h: Any) -> None:
-    """quantize/dequantize/cast/order key over edge operands and every dtype pair."""
+    """quantize (every float edge by every scale), dequantize (integer edges by every scale), cast
+    (every dtype pair) and order key, plus random operands."""
     rng = random.Random(2)
-    cases = value_cases(rng, 150) + cast_pair_cases(rng)
+    cases = value_cases(rng, 100) + cast_pair_cases(rng)
+    for bits in F32_EDGES + NOT_F32:  # every input edge by every scale (1.0 and 0.5: the rint ties)
+        for sc in SCALES:
+            args = (bits, sc, -3, I32_MIN, I32_MAX)
+            cases.append(("quantizeValue", args, isa.quantize_value, args))
+    for v in INT_EDGES[:16] + [-128, 127, 255, -(1 << 63)]:
+        for sc in SCALES:
+            cases.append(("dequantizeValue", (v, 0, sc), isa.dequantize_value, (v, 0, sc)))
     # the harness's invalid-dtype cases compare errors only; Python's value there is the DType
     got = sol_outcomes(h, [(fn, args) for fn, args, _, _ in cases])
     seen_errors: set[str] = set()
@@ -444,7 +452,7 @@ def random_step(rng: random.Random, kind: Kind, lanes: int | None = None) -> Ste
         out[rng.randrange(n_lanes)] = n_out
     if kind == Kind.QUANT:
         lo, hi = RANGE[dst]
-        imm: tuple[int, ...] = (rng.choice(SCALES) if rng.random() < 0.3 else rng.choice(SCALES[:8]),
+        imm: tuple[int, ...] = (rng.choice(SCALES) if rng.random() < 0.3 else rng.choice(SCALES[:10]),
                                 rng.randint(lo, hi) if rng.random() < 0.95 else I256_MAX, lo, hi)
     elif kind == Kind.DEQUANT:
         imm = (rng.randint(-128, 255) if rng.random() < 0.95 else I256_MIN, rng.choice(SCALES))
