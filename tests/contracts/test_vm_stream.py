@@ -129,7 +129,11 @@ def test_sources_equal_python(idx: Any, seed: int) -> None:
     rng = random.Random(100 + seed)
     for src, fn, args, size in [c for _ in range(4) for c in _sources(rng)]:
         os_ = list(range(size)) if size <= 64 else sorted(rng.sample(range(size), 64))
-        assert list(idx.value(fn, *args, os_)) == [pack(src.at(o)) for o in os_], src
+        first = rng.randrange(size) if size else 0
+        count = rng.randint(0, min(40, size - first))
+        ats, run = idx.call(fn, *args, os_, first, count).values
+        assert list(ats) == [pack(src.at(o)) for o in os_], src
+        assert list(run) == [pack(src.at(o)) for o in range(first, first + count)], (src, first, count)
 
 
 # ---------------------------------------------------------------------------------------------

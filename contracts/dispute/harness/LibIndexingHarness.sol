@@ -42,68 +42,93 @@ contract LibIndexingHarness {
         return LibIndexing.broadcastSource(_coords, _shape);
     }
 
-    /// @notice `sourceAt(newIdentitySource(_region), o)` for each `o` of `_os`.
-    function identityAt(uint256 _region, uint256[] memory _os) external pure returns (uint256[] memory) {
-        return atEach(LibIndexing.newIdentitySource(_region), _os);
-    }
-
-    /// @notice `sourceAt(newBroadcastSource(..), o)` for each `o` of `_os`.
-    function broadcastAt(uint256 _region, uint256[] memory _out, uint256[] memory _shape, uint256[] memory _os)
+    /// @notice `sourceAt(newIdentitySource(_region), o)` for each `o` of `_os`, and their `sourceRun`.
+    function identityAt(uint256 _region, uint256[] memory _os, uint256 _first, uint256 _count)
         external
         pure
-        returns (uint256[] memory)
+        returns (uint256[] memory, uint256[] memory)
     {
-        return atEach(LibIndexing.newBroadcastSource(_region, _out, _shape), _os);
+        return atEach(LibIndexing.newIdentitySource(_region), _os, _first, _count);
     }
 
-    /// @notice `sourceAt(newGatherIndexSource(..), o)` for each `o` of `_os`.
-    function gatherIndexAt(uint256 _post, uint256 _p, uint256[] memory _os) external pure returns (uint256[] memory) {
-        return atEach(LibIndexing.newGatherIndexSource(_post, _p), _os);
+    /// @notice `sourceAt(newBroadcastSource(..), o)` for each `o` of `_os`, and their `sourceRun`.
+    function broadcastAt(
+        uint256 _region,
+        uint256[] memory _out,
+        uint256[] memory _shape,
+        uint256[] memory _os,
+        uint256 _first,
+        uint256 _count
+    ) external pure returns (uint256[] memory, uint256[] memory) {
+        return atEach(LibIndexing.newBroadcastSource(_region, _out, _shape), _os, _first, _count);
     }
 
-    /// @notice `sourceAt(newGatherDataSource(..), o)` for each `o` of `_os`.
-    function gatherDataAt(uint256 _post, uint256 _p, uint256 _n, uint256[] memory _os)
+    /// @notice `sourceAt(newGatherIndexSource(..), o)` for each `o` of `_os`, and their `sourceRun`.
+    function gatherIndexAt(uint256 _post, uint256 _p, uint256[] memory _os, uint256 _first, uint256 _count)
         external
         pure
-        returns (uint256[] memory)
+        returns (uint256[] memory, uint256[] memory)
     {
-        return atEach(LibIndexing.newGatherDataSource(_post, _p, _n), _os);
+        return atEach(LibIndexing.newGatherIndexSource(_post, _p), _os, _first, _count);
     }
 
-    /// @notice `sourceAt(newConcatSource(..), o)` for each `o` of `_os`.
-    function concatAt(uint256[] memory _out, uint256 _axis, uint256[][] memory _shapes, uint256[] memory _os)
+    /// @notice `sourceAt(newGatherDataSource(..), o)` for each `o` of `_os`, and their `sourceRun`.
+    function gatherDataAt(uint256 _post, uint256 _p, uint256 _n, uint256[] memory _os, uint256 _first, uint256 _count)
         external
         pure
-        returns (uint256[] memory)
+        returns (uint256[] memory, uint256[] memory)
     {
-        return atEach(LibIndexing.newConcatSource(_out, _axis, _shapes), _os);
+        return atEach(LibIndexing.newGatherDataSource(_post, _p, _n), _os, _first, _count);
     }
 
-    /// @notice `sourceAt(newTransposeSource(..), o)` for each `o` of `_os`.
-    function transposeAt(uint256[] memory _out, uint256[] memory _perm, uint256[] memory _shape, uint256[] memory _os)
-        external
-        pure
-        returns (uint256[] memory)
-    {
-        return atEach(LibIndexing.newTransposeSource(_out, _perm, _shape), _os);
+    /// @notice `sourceAt(newConcatSource(..), o)` for each `o` of `_os`, and their `sourceRun`.
+    function concatAt(
+        uint256[] memory _out,
+        uint256 _axis,
+        uint256[][] memory _shapes,
+        uint256[] memory _os,
+        uint256 _first,
+        uint256 _count
+    ) external pure returns (uint256[] memory, uint256[] memory) {
+        return atEach(LibIndexing.newConcatSource(_out, _axis, _shapes), _os, _first, _count);
     }
 
-    /// @notice `sourceAt(newSliceSource(..), o)` for each `o` of `_os`.
+    /// @notice `sourceAt(newTransposeSource(..), o)` for each `o` of `_os`, and their `sourceRun`.
+    function transposeAt(
+        uint256[] memory _out,
+        uint256[] memory _perm,
+        uint256[] memory _shape,
+        uint256[] memory _os,
+        uint256 _first,
+        uint256 _count
+    ) external pure returns (uint256[] memory, uint256[] memory) {
+        return atEach(LibIndexing.newTransposeSource(_out, _perm, _shape), _os, _first, _count);
+    }
+
+    /// @notice `sourceAt(newSliceSource(..), o)` for each `o` of `_os`, and their `sourceRun`.
     function sliceAt(
         uint256[] memory _out,
         int256[] memory _starts,
         int256[] memory _steps,
         uint256[] memory _shape,
-        uint256[] memory _os
-    ) external pure returns (uint256[] memory) {
-        return atEach(LibIndexing.newSliceSource(_out, _starts, _steps, _shape), _os);
+        uint256[] memory _os,
+        uint256 _first,
+        uint256 _count
+    ) external pure returns (uint256[] memory, uint256[] memory) {
+        return atEach(LibIndexing.newSliceSource(_out, _starts, _steps, _shape), _os, _first, _count);
     }
 
-    /// @notice `LibIndexing.sourceAt(_s, o)` for each `o` of `_os`.
-    function atEach(Source memory _s, uint256[] memory _os) internal pure returns (uint256[] memory ops_) {
+    /// @notice `LibIndexing.sourceAt(_s, o)` for each `o` of `_os`, and
+    ///         `LibIndexing.sourceRun(_s, _first, _count)`.
+    function atEach(Source memory _s, uint256[] memory _os, uint256 _first, uint256 _count)
+        internal
+        pure
+        returns (uint256[] memory ops_, uint256[] memory run_)
+    {
         ops_ = new uint256[](_os.length);
         for (uint256 i = 0; i < _os.length; ++i) {
             ops_[i] = LibIndexing.sourceAt(_s, _os[i]);
         }
+        run_ = LibIndexing.sourceRun(_s, _first, _count);
     }
 }

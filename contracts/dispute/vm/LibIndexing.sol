@@ -120,11 +120,7 @@ library LibIndexing {
     /// @notice Flat index in `_shape` read by the broadcast output element at `_coords`
     ///         (`broadcast_source`): `_shape` right-aligned to the coordinates (no longer than
     ///         them), a dim of size 1 reads coordinate 0.
-    function broadcastSource(uint256[] memory _coords, uint256[] memory _shape)
-        internal
-        pure
-        returns (uint256 index_)
-    {
+    function broadcastSource(uint256[] memory _coords, uint256[] memory _shape) internal pure returns (uint256 index_) {
         uint256 skip = _coords.length - _shape.length;
         for (uint256 d = 0; d < _shape.length; ++d) {
             uint256 size = _shape[d];
@@ -217,11 +213,12 @@ library LibIndexing {
     /// @notice `SliceSource(out, starts, steps, shape)`: input coordinate `start_d + c_d·step_d` on
     ///         the sliced (leading) dims, `c_d` on the others: `base = Σ start_d·stride_d`,
     ///         coefficient `d` = `step_d·stride_d` (`stride_d` on the others).
-    function newSliceSource(uint256[] memory _out, int256[] memory _starts, int256[] memory _steps, uint256[] memory _shape)
-        internal
-        pure
-        returns (Source memory s_)
-    {
+    function newSliceSource(
+        uint256[] memory _out,
+        int256[] memory _starts,
+        int256[] memory _steps,
+        uint256[] memory _shape
+    ) internal pure returns (Source memory s_) {
         s_.kind = SRC_SLICE;
         s_.sizes = _out;
         uint256[] memory st = strides(_shape);
@@ -245,6 +242,77 @@ library LibIndexing {
         if (kind == SRC_GATHER_DATA) return _o / (_s.post * _s.p) * _s.n * _s.post + _o % _s.post;
         if (kind == SRC_CONCAT) return concatAt(_s, _o);
         return (_s.region << 128) | affineAt(_s, _o);
+    }
+
+    /// @notice The operands of the `_count` consecutive output elements `_first, _first + 1, ..`
+    ///         (`[sourceAt(_s, o) for o in range(_first, _first + _count)]`, one instruction's
+    ///         lanes). An affine source (broadcast, transpose, slice) unravels `_first` once and then
+    ///         steps the coordinates like an odometer (the last dim's coefficient per element, a
+    ///         carry rewinds a dim and advances the one before), so a lane costs O(1) amortized
+    ///         instead of O(rank); the other kinds evaluate `sourceAt` per lane.
+    function sourceRun(Source memory _s, uint256 _first, uint256 _count) internal pure returns (uint256[] memory ops_) {
+        ops_ = new uint256[](_count);
+        uint8 kind = _s.kind;
+        if (_count == 0) return ops_;
+        if (kind == SRC_CONCAT) return concatRun(_s, _first, ops_);
+        if (kind != SRC_BROADCAST && kind != SRC_TRANSPOSE && kind != SRC_SLICE) {
+            for (uint256 l = 0; l < _count; ++l) {
+                ops_[l] = sourceAt(_s, _first + l);
+            }
+            return ops_;
+        }
+        uint256[] memory sizes = _s.sizes;
+        int256[] memory coefs = _s.coefs;
+        uint256 nd = sizes.length;
+        uint256 tag = _s.region << 128;
+        uint256[] memory coords = unravel(_first, sizes);
+        int256 e = int256(affineAt(_s, _first));
+        // SAFETY: every intermediate `e` is the element of an output index in
+        // [_first, _first + _count) or one past it, whose |value| < 2^160 (see `affineAt`); the
+        // coordinates stay below their sizes (< 2^32), a carry only after a dim reached its size.
+        unchecked {
+            for (uint256 l = 0; l < _count; ++l) {
+                ops_[l] = tag | uint256(e);
+                if (l + 1 == _count || nd == 0) continue;
+                uint256 d = nd - 1;
+                coords[d] += 1;
+                e += coefs[d];
+                while (coords[d] == sizes[d] && d > 0) {
+                    e -= coefs[d] * int256(sizes[d]);
+                    coords[d] = 0;
+                    d -= 1;
+                    coords[d] += 1;
+                    e += coefs[d];
+                }
+            }
+        }
+    }
+
+    /// @notice `sourceRun` of a concat source: fills `_ops` with `concatAt(o)` for
+    ///         `o = _first, _first + 1, ..`, keeping the current input `i` and where its range
+    ///         along the axis starts; consecutive elements move forward along the axis (or wrap
+    ///         to its start), so the walk over the inputs is shared by the lanes.
+    function concatRun(Source memory _s, uint256 _first, uint256[] memory _ops)
+        internal
+        pure
+        returns (uint256[] memory ops_)
+    {
+        uint256 post = _s.post;
+        uint256 n = _s.n;
+        uint256[] memory lens = _s.lens;
+        uint256 i = 0;
+        uint256 start = 0;
+        for (uint256 l = 0; l < _ops.length; ++l) {
+            uint256 o = _first + l;
+            uint256 c = (o / post) % n;
+            if (c < start) (i, start) = (0, 0);
+            while (c >= start + lens[i]) {
+                start += lens[i];
+                ++i;
+            }
+            _ops[l] = (i << 128) | ((((o / (post * n)) * lens[i] + c - start) * post) + o % post);
+        }
+        ops_ = _ops;
     }
 
     /// @notice `base + Σ_d unravel(_o, sizes)_d · coefs_d`: Broadcast / Transpose / Slice `at(o)`'s

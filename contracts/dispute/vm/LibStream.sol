@@ -431,21 +431,13 @@ library LibStream {
         uint256 lanes = end - first;
         instr_.kind = _plan.kind;
         instr_.out = new uint256[](lanes);
-        uint256 ns = _plan.sources.length;
-        uint256[][] memory ops = new uint256[][](3);
-        for (uint256 k = 0; k < 3; ++k) {
-            ops[k] = new uint256[](k < ns ? lanes : 0);
-        }
         for (uint256 l = 0; l < lanes; ++l) {
-            uint256 o = first + l;
-            instr_.out[l] = o;
-            for (uint256 k = 0; k < ns; ++k) {
-                ops[k][l] = LibIndexing.sourceAt(_plan.sources[k], o);
-            }
+            instr_.out[l] = first + l;
         }
-        instr_.a = ops[0];
-        instr_.b = ops[1];
-        instr_.c = ops[2];
+        uint256 ns = _plan.sources.length;
+        if (ns > 0) instr_.a = LibIndexing.sourceRun(_plan.sources[0], first, lanes);
+        if (ns > 1) instr_.b = LibIndexing.sourceRun(_plan.sources[1], first, lanes);
+        if (ns > 2) instr_.c = LibIndexing.sourceRun(_plan.sources[2], first, lanes);
         instr_.imm = _plan.imm;
     }
 
