@@ -30,6 +30,10 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define OPML_X86 1
+/* AVX-VNNI's intrinsics and CPU test need GCC 11 / clang 12; an older compiler builds without that set */
+#if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11)
+#define OPML_AVXVNNI 1
+#endif
 #endif
 
 /* Instruction sets (the `isa` argument of every native kernel; each code above 0 implies AVX2): the GEMMs
@@ -201,7 +205,9 @@ int opml_native_isa_mask(void) {
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
         mask |= 1 << OPML_ISA_AVX512VNNI;
+#ifdef OPML_AVXVNNI
     if (__builtin_cpu_supports("avxvnni")) mask |= 1 << OPML_ISA_AVXVNNI;
+#endif
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
         __builtin_cpu_supports("avx512vnni"))
         mask |= 1 << OPML_ISA_AVXVNNI_EVEX;
@@ -700,7 +706,9 @@ OPML_TARGET_V512 static void tile_v512(const uint8_t *xs, const int8_t *panel0, 
         }                                                                                                   \
     }
 
+#ifdef OPML_AVXVNNI
 OPML_VY_TILE(tile_vy, __attribute__((target("avx2,avxvnni"))), _mm256_dpbusd_avx_epi32)
+#endif
 OPML_VY_TILE(tile_vy_evex, __attribute__((target("avx2,avx512f,avx512vl,avx512vnni"))), _mm256_dpbusd_epi32)
 #undef OPML_VY_TILE
 #endif
@@ -741,8 +749,10 @@ static int qgemm_u8s8(const void *x, int xsigned, int64_t m, int64_t k, const in
 #ifdef OPML_X86
                 if (isa == OPML_ISA_AVX512VNNI)
                     tile_v512(xt, panel, panel + kq * KQ * NR, kq, acc, rows, panels);
+#ifdef OPML_AVXVNNI
                 else if (isa == OPML_ISA_AVXVNNI)
                     tile_vy(xt, panel, kq, acc, rows);
+#endif
                 else if (isa == OPML_ISA_AVXVNNI_EVEX)
                     tile_vy_evex(xt, panel, kq, acc, rows);
                 else if (isa == OPML_ISA_AVX2)
