@@ -107,9 +107,14 @@ def _defend(agent: Any, claim_id: int, poll: float) -> int:
     """Play every game on our claim until it is rejected (1) or final (0)."""
     waiting = False
     while True:
-        for g in agent.l1.call(agent.factory.functions.gamesOf(claim_id)):
-            agent.tick(str(g))
+        games = [str(g) for g in agent.l1.call(agent.factory.functions.gamesOf(claim_id))]
+        for g in games:
+            agent.tick(g)
         status = agent.settle_claim(claim_id)
+        if status != "pending":
+            # a game this poll ended (our claimTimeout) is settled by one more tick: pull its pot
+            for g in games:
+                agent.tick(g)
         if status == "rejected":
             _echo(f"claim {claim_id} was rejected")
             return EXIT_LOST

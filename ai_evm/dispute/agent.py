@@ -272,9 +272,11 @@ class Agent:
         pl = self.player
         if pl is None:
             return
-        if st.model_address != pl.bundle.address or st.batch != pl.batch:
-            raise DisputeError(f"game {game.address} is about model 0x{st.model_address.hex()} (batch {st.batch}); "
-                               f"this agent holds {pl.bundle.address_hex} (batch {pl.batch})")
+        if (st.model_address != pl.bundle.address or st.batch != pl.batch
+                or st.input_hash != p1.io_hash(pl.trace.input_roots())):
+            raise DisputeError(f"game {game.address} is about model 0x{st.model_address.hex()} (batch {st.batch}, "
+                               f"input hash 0x{st.input_hash.hex()}); this agent holds {pl.bundle.address_hex} (batch "
+                               f"{pl.batch}, input hash 0x{p1.io_hash(pl.trace.input_roots()).hex()})")
         mv = pl.respond(view_of(st))  # type: ignore[arg-type]  # duck-typed: phase, bisection, node_index
         if mv is None:
             return  # this strategy does not move (it will lose by the clock)

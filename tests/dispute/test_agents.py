@@ -156,7 +156,8 @@ def play(d: Any, claimant_strategy: str, challenger_strategy: str) -> tuple[str,
     if "ran out of time" in expected.reason:
         assert "claimTimeout" in (claimant if honest_claimant else challenger).output
     # every bond has been paid out: the game and the factory hold nothing
-    assert w3.eth.get_balance(game) == 0 and w3.eth.get_balance(d.factory.address) == 0
+    assert w3.eth.get_balance(game) == 0, claimant.output + "\n" + challenger.output
+    assert w3.eth.get_balance(d.factory.address) == 0, claimant.output + "\n" + challenger.output
     liar_bonds = st.bonds[1] if honest_claimant else st.bonds[0] + d.claim_bond
     honest, liar = (a, b) if honest_claimant else (b, a)
     for acct, sign in ((honest, 1), (liar, -1)):
@@ -185,11 +186,18 @@ def test_honest_party_wins_against_agent_processes(dispute: Any, claimant: str, 
     assert f"resolved by the one-step check: {expected.outcome.name.lower().replace('_', ' ')}" in out
     # the same without the bundle
     assert aievm_run(dispute, "replay", "--game", game, "--l1", dispute.url).returncode == 0
+    r = aievm_run(dispute, "dispute", "status", game, "--l1", dispute.url)
+    assert r.returncode == 0 and f"{expected.rounds} moves" in r.stdout
+    assert f"phase 2 on node {expected.node_index}" in r.stdout
 
 
 @pytest.mark.parametrize(("claimant", "challenger"), [("timeout", "honest"), ("honest", "timeout")])
 def test_a_party_that_stops_moving_loses_by_the_clock(dispute: Any, claimant: str, challenger: str) -> None:
-    play(dispute, claimant, challenger)
+    game, expected = play(dispute, claimant, challenger)
+    r = aievm_run(dispute, "replay", "--game", game, "--l1", dispute.url)
+    assert r.returncode == 0, r.stderr
+    assert f"{expected.rounds} moves" in r.stdout and "resolved by the clock (claimTimeout)" in r.stdout
+    assert "pinned:" not in r.stdout
 
 
 def test_killed_agents_resume_from_l1(dispute: Any) -> None:
