@@ -5,7 +5,9 @@
   where Python raises, and every source kind gives the same operand for every output element.
 - ``LibStream`` (through ``StreamHarness``, which decodes the context with ``LibContext``) against
   ``fraud_vm.stepper``: for every elementwise/rows node of the vectors and of the example models
-  (batch 1 and 3) and for seeded synthetic contexts of every op of the family, the step count equals
+  (batch 1 and 3), for seeded synthetic contexts of every op of the family and for fixed ones (concat
+  of 3 inputs on a negative axis, negative-step and clamped slices, 3-way broadcasts, negative
+  transpose/gather/softmax axes, multi-chunk rows), the step count equals
   ``num_steps`` and the instruction at sampled pcs (first, last, seeded others) equals ``instr_at``;
   inconsistent contexts revert ``UnsupportedOp`` where ``make_plan`` raises it, and mutated contexts
   give the same instruction or the same error name as Python.
@@ -290,6 +292,30 @@ def _synthetic(seed: int) -> list[NodeContext]:
 def test_synthetic_contexts_equal_python(stream: Any, seed: int) -> None:
     rng = random.Random(seed)
     for ctx in _synthetic(seed):
+        check_same(stream, ctx, rng, 3)
+
+
+FIXED = [  # the patterns named in the brief, independent of the seeds
+    _ctx("concat", [(I8, (2, 1, 3)), (I8, (2, 4, 3)), (I8, (2, 2, 3))], (I8, (2, 7, 3)), ((-2,),)),
+    _ctx("concat", [(I16, (5, 1)), (I16, (5, 0)), (I16, (5, 9))], (I16, (5, 10)), ((1,),)),
+    _ctx("slice", [(I8, (7, 5, 3))], (I8, (4, 2, 3)), ((-1, 100), (-100, -100), (-2, -3))),
+    _ctx("slice", [(I8, (7, 5))], (I8, (3, 5)), ((-3, -9), (100, 9), (1, 1))),
+    _ctx("slice", [(I8, (40,))], (I8, (13,)), ((-2,), (-50,), (-3,))),
+    _ctx("where", [(BOOL, (3, 1, 1)), (I8, (1, 4, 1)), (I8, (5,))], (I8, (3, 4, 5)), ()),
+    _ctx("add", [(I8, ()), (I8, (2, 3, 4))], (I8, (2, 3, 4)), ((3,), (5,), (4,), (-128,), (127,)), (1, 2, 3)),
+    _ctx("mul", [(I8, (2, 1, 4)), (I8, (3, 1))], (I8, (2, 3, 4)), ((3,), (5,), (-128,), (127,)), (1, 2, 3)),
+    _ctx("transpose", [(I8, (2, 3, 4, 5))], (I8, (5, 2, 4, 3)), ((-1, 0, -2, 1),)),
+    _ctx("gather", [(I8, (4, 6, 5)), (I64, (2, 3))], (I8, (4, 2, 3, 5)), ((-2,),)),
+    _ctx("gather", [(I32, (9,)), (I64, ())], (I32, ()), ((0,),)),
+    _ctx("softmax", [(I8, (3, 70, 2)), (I32, (256,))], (U8, (3, 70, 2)), ((-2,),)),
+    _ctx("layernorm", [(I8, (2, 65)), (I32, (65,)), (I32, (65,))], (I8, (2, 65)),
+         ((1,), (8,), (3,), (9,), (-128,), (127,))),
+]
+
+
+def test_fixed_patterns_equal_python(stream: Any) -> None:
+    rng = random.Random(7)
+    for ctx in FIXED:
         check_same(stream, ctx, rng, 3)
 
 
