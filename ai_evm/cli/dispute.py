@@ -38,6 +38,8 @@ def _guarded(fn: Callable[[], int]) -> NoReturn:
         code = fn()
     except DisputeError as e:
         _fail(str(e))
+    except click.ClickException as e:  # a bundle or input file that cannot be read
+        _fail(e.format_message())
     except KeyboardInterrupt:
         _fail("interrupted")
     sys.exit(code)

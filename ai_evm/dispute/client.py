@@ -31,7 +31,7 @@ _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 
 #: Contracts whose ABIs name the errors a dispute transaction can revert with.
-ERROR_SOURCES = ("InferenceDisputeGame", "DisputeGameFactory", "BundlePhaseLink", "FraudVMStepVerifier",
+ERROR_SOURCES = ("InferenceDisputeGame", "DisputeGameFactory", "BundlePhaseLink", "FraudVMStepVerifier", "VMProgram",
                  "OracleStepVerifier")
 
 

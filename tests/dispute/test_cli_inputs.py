@@ -66,6 +66,12 @@ def test_bad_inputs_give_clear_errors(dispute: Any, tmp_path: Any) -> None:
     np.save(bad, np.zeros((1, 3), np.float32))
     r = run("claim", *l1_args(d, acct), "--bundle", d.bundle_path, "--input", str(bad))
     assert r.exit_code == 2 and "cannot run the model" in r.output
+    garbage = tmp_path / "garbage.npy"
+    garbage.write_text("not an array")
+    r = run("claim", *l1_args(d, acct), "--bundle", d.bundle_path, "--input", str(garbage))
+    assert r.exit_code == 2 and "cannot read" in r.output
+    r = run("claim", *l1_args(d, acct), "--bundle", str(garbage), "--input", str(d.input_path))
+    assert r.exit_code == 2 and "cannot load bundle" in r.output
     assert d.factory.functions.claimCount().call() == 0  # nothing was proposed
 
 

@@ -19,6 +19,7 @@ contract OracleStepVerifier is IStepVerifier, IProgramLength {
     /// @notice `keccak256(context)` -> program length plus one (zero: unknown context).
     mapping(bytes32 => uint256) public lengthPlusOne;
 
+    /// @notice The deployer becomes the owner, the only account that fills the tables.
     constructor() {
         OWNER = msg.sender;
     }
