@@ -46,7 +46,9 @@
 #define OPML_ISA_MAX 4
 
 #define NR 16 /* columns per panel */
-#define MR 6  /* rows per micro-tile */
+#define MR 6  /* rows per micro-tile (portable and AVX2 int16-pair tiles) */
+#define MRW 8 /* rows per micro-tile of the AVX-512 int16-pair tile (with two panels: 16 of the 32 registers) */
+#define MRMAX 8
 #define OPML_QGEMM_MAX_K 32768
 
 int64_t opml_qgemm_max_k(void) { return OPML_QGEMM_MAX_K; }
@@ -75,11 +77,11 @@ void opml_qgemm_pack(const int16_t *w, int64_t k, int64_t n, int16_t *out) {
     }
 }
 
-/* x rows [m0, m0 + rows) -> int16 in xs (rows rounded up to MR, each 2 * kp values): K padded to even,
+/* x rows [m0, m0 + rows) -> int16 in xs (rows rounded up to mr, each 2 * kp values): K padded to even,
  * rows past m zero. */
 static void load_rows(const void *x, int xsigned, int64_t m, int64_t k, int64_t lda, int64_t m0, int64_t rows,
-                      int64_t kp, int16_t *xs) {
-    int64_t padded = (rows + MR - 1) / MR * MR;
+                      int64_t kp, int64_t mr, int16_t *xs) {
+    int64_t padded = (rows + mr - 1) / mr * mr;
     memset(xs, 0, (size_t)(padded * 2 * kp) * sizeof(int16_t));
     for (int64_t r = 0; r < rows && m0 + r < m; r++) {
         int16_t *dst = xs + r * 2 * kp;
@@ -94,7 +96,7 @@ static void load_rows(const void *x, int xsigned, int64_t m, int64_t k, int64_t 
 }
 
 /* acc[MR][NR] = xs (MR rows of 2*kp int16) times one packed panel: portable version. */
-static void tile_generic(const int16_t *xs, const int16_t *panel, int64_t kp, int32_t acc[MR][NR]) {
+static void tile_generic(const int16_t *xs, const int16_t *panel, int64_t kp, int32_t (*acc)[2 * NR]) {
     for (int r = 0; r < MR; r++)
         for (int c = 0; c < NR; c++) acc[r][c] = 0;
     for (int64_t q = 0; q < kp; q++) {
@@ -116,7 +118,7 @@ static void tile_generic(const int16_t *xs, const int16_t *panel, int64_t kp, in
 
 /* rows (1..MR, a constant at every call site) x 16 columns; rows past `rows` are left untouched. */
 __attribute__((target("avx2"), always_inline)) static inline void tile_avx2_rows(
-    const int16_t *xs, const int16_t *panel, int64_t kp, int32_t acc[MR][NR], const int rows) {
+    const int16_t *xs, const int16_t *panel, int64_t kp, int32_t (*acc)[2 * NR], const int rows) {
     __m256i c[MR][2];
     const int32_t *xr[MR];
     for (int r = 0; r < rows; r++) {
@@ -140,7 +142,7 @@ __attribute__((target("avx2"), always_inline)) static inline void tile_avx2_rows
 
 /* The full 6 x 16 tile, written out: 12 accumulators + 2 weight vectors + 1 broadcast in 16 registers. */
 __attribute__((target("avx2"))) static void tile_avx2_full(const int16_t *xs, const int16_t *panel, int64_t kp,
-                                                           int32_t acc[MR][NR]) {
+                                                           int32_t (*acc)[2 * NR]) {
     __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256i c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     const int32_t *x0 = (const int32_t *)xs;
@@ -170,7 +172,7 @@ __attribute__((target("avx2"))) static void tile_avx2_full(const int16_t *xs, co
 }
 
 __attribute__((target("avx2"))) static void tile_avx2(const int16_t *xs, const int16_t *panel, int64_t kp,
-                                                      int32_t acc[MR][NR], int64_t rows) {
+                                                      int32_t (*acc)[2 * NR], int64_t rows) {
     switch (rows) {
     case 1: tile_avx2_rows(xs, panel, kp, acc, 1); break;
     case 2: tile_avx2_rows(xs, panel, kp, acc, 2); break;
@@ -179,6 +181,58 @@ __attribute__((target("avx2"))) static void tile_avx2(const int16_t *xs, const i
     case 5: tile_avx2_rows(xs, panel, kp, acc, 5); break;
     default: tile_avx2_full(xs, panel, kp, acc); break;
     }
+}
+
+/* AVX-512 (isa avx512vnni): `rows` rows x `panels` (1 or 2) panels of 16 columns, one zmm register per
+ * panel and row. VPDPWSSD adds the two int16 products of each lane and the accumulator in int32 without
+ * saturation (VPMADDWD + VPADDD in one instruction; the bounds above keep every sum exact). */
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline void tile_w512_rows(
+    const int16_t *xs, const int16_t *panel0, const int16_t *panel1, int64_t kp, int32_t (*acc)[2 * NR],
+    const int rows, const int panels) {
+    __m512i c[MRW][2];
+    const int32_t *xr[MRW];
+    for (int r = 0; r < rows; r++) {
+        c[r][0] = c[r][1] = _mm512_setzero_si512();
+        xr[r] = (const int32_t *)xs + r * kp;
+    }
+    for (int64_t q = 0; q < kp; q++) {
+        __m512i w0 = _mm512_loadu_si512((const void *)(panel0 + q * 2 * NR)), w1 = w0;
+        if (panels == 2) w1 = _mm512_loadu_si512((const void *)(panel1 + q * 2 * NR));
+        for (int r = 0; r < rows; r++) {
+            __m512i b = _mm512_set1_epi32(xr[r][q]); /* the pair (x[r, 2q], x[r, 2q + 1]) */
+            c[r][0] = _mm512_dpwssd_epi32(c[r][0], b, w0);
+            if (panels == 2) c[r][1] = _mm512_dpwssd_epi32(c[r][1], b, w1);
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        _mm512_storeu_si512((void *)acc[r], c[r][0]);
+        if (panels == 2) _mm512_storeu_si512((void *)(acc[r] + NR), c[r][1]);
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void tile_w512(const int16_t *xs, const int16_t *panel0,
+                                                                             const int16_t *panel1, int64_t kp,
+                                                                             int32_t (*acc)[2 * NR], int64_t rows,
+                                                                             int panels) {
+#define OPML_W512_CASE(r)                                                      \
+    case r:                                                                    \
+        if (panels == 2)                                                       \
+            tile_w512_rows(xs, panel0, panel1, kp, acc, r, 2);                 \
+        else                                                                   \
+            tile_w512_rows(xs, panel0, panel1, kp, acc, r, 1);                 \
+        break;
+    switch (rows) {
+        OPML_W512_CASE(1)
+        OPML_W512_CASE(2)
+        OPML_W512_CASE(3)
+        OPML_W512_CASE(4)
+        OPML_W512_CASE(5)
+        OPML_W512_CASE(6)
+        OPML_W512_CASE(7)
+    default:
+        OPML_W512_CASE(8)
+    }
+#undef OPML_W512_CASE
 }
 #endif
 
@@ -370,32 +424,52 @@ static int epilogue_ok(const struct epilogue *e, int64_t n) {
 static size_t out_size(const struct epilogue *e) { return e->outkind == 0 ? 4 : (e->outkind == 3 ? 2 : 1); }
 
 /* Rows [0, rows) of a finished tile (row r at acc + r * stride, at least cols rounded up to 16 values)
- * through the epilogue's columns ec0 .. ec0 + cols - 1 into y, row r at y0 + r * row_bytes. */
-static void finish_tile(const struct epilogue *e, int64_t ec0, const int32_t *acc, int64_t stride, int64_t rows,
-                        char *y0, int64_t row_bytes, int64_t cols, int isa) {
+ * through the epilogue's columns ec0 .. ec0 + cols - 1 into y, row r at y0 + r * row_bytes; with `uniform`
+ * every 16-column block uses the epilogue's columns ec0 .. ec0 + 15 (qmatmul's one 16-column epilogue). */
+static void finish_tile(const struct epilogue *e, int64_t ec0, int uniform, const int32_t *acc, int64_t stride,
+                        int64_t rows, char *y0, int64_t row_bytes, int64_t cols, int isa) {
     int64_t osize = (int64_t)out_size(e);
     for (int64_t b = 0; b < cols; b += NR) {
-        int64_t bc = cols - b < NR ? cols - b : NR;
+        int64_t bc = cols - b < NR ? cols - b : NR, ec = uniform ? ec0 : ec0 + b;
         for (int64_t r = 0; r < rows; r++) {
             const int32_t *row = acc + r * stride + b;
             char *dst = y0 + r * row_bytes + b * osize;
 #ifdef OPML_X86
             if (isa == OPML_ISA_AVX512VNNI) {
-                epilogue_avx512(e, ec0 + b, row, dst, bc);
+                epilogue_avx512(e, ec, row, dst, bc);
                 continue;
             }
             if (isa >= OPML_ISA_AVX2) {
-                epilogue_avx2(e, ec0 + b, row, dst, bc);
+                epilogue_avx2(e, ec, row, dst, bc);
                 continue;
             }
 #endif
             (void)isa;
-            epilogue_generic(e, ec0 + b, row, dst, bc);
+            epilogue_generic(e, ec, row, dst, bc);
         }
     }
 }
 
-/* Columns [n0, n1) of y = epilogue(x @ w); n0 a multiple of 16. isa: 0 portable, 1 AVX2.
+/* Rows per tile and panels per tile (where two remain) of the int16-pair kernels for an instruction set. */
+static int64_t pair_rows(int isa) { return isa == OPML_ISA_AVX512VNNI ? MRW : MR; }
+static int pair_panels(int isa, int64_t cols_left) { return isa == OPML_ISA_AVX512VNNI && cols_left > NR ? 2 : 1; }
+
+/* One int16-pair tile: rows [0, rows) of xs times `panels` panels (the second at panel + panel_size). */
+static void pair_tile(const int16_t *xs, const int16_t *panel, int64_t panel_size, int64_t kp, int32_t (*acc)[2 * NR],
+                      int64_t rows, int panels, int isa) {
+#ifdef OPML_X86
+    if (isa == OPML_ISA_AVX512VNNI)
+        tile_w512(xs, panel, panel + panel_size, kp, acc, rows, panels);
+    else if (isa >= OPML_ISA_AVX2)
+        tile_avx2(xs, panel, kp, acc, rows);
+    else
+#endif
+        tile_generic(xs, panel, kp, acc);
+    (void)panel_size;
+    (void)panels;
+}
+
+/* Columns [n0, n1) of y = epilogue(x @ w); n0 a multiple of 16.
  * Returns 0, or -1 on bad arguments / out of memory (nothing is written then). */
 static int qgemm(const void *x, int xsigned, int64_t m, int64_t k, const int16_t *wp, int64_t n, int64_t n0,
                  int64_t n1, const struct epilogue *e, void *y, int isa) {
@@ -407,30 +481,27 @@ static int qgemm(const void *x, int xsigned, int64_t m, int64_t k, const int16_t
     int64_t kp = kpairs_of(k);
     /* GEBP blocking: a chunk of rows (about 192 KiB as int16, an L2-sized block) is converted once; each
      * 16-column weight panel then stays in cache while every micro-tile of rows of the chunk uses it. */
-    int64_t chunk = (192 * 1024 / (int64_t)sizeof(int16_t)) / (2 * (kp ? kp : 1)) / MR * MR;
-    if (chunk < MR) chunk = MR;
-    if (chunk > (m + MR - 1) / MR * MR) chunk = (m + MR - 1) / MR * MR;
-    int16_t *xs = (int16_t *)malloc((size_t)((chunk ? chunk : MR) * 2 * (kp ? kp : 1)) * sizeof(int16_t));
+    int64_t mr = pair_rows(isa);
+    int64_t chunk = (192 * 1024 / (int64_t)sizeof(int16_t)) / (2 * (kp ? kp : 1)) / mr * mr;
+    if (chunk < mr) chunk = mr;
+    if (chunk > (m + mr - 1) / mr * mr) chunk = (m + mr - 1) / mr * mr;
+    int16_t *xs = (int16_t *)malloc((size_t)((chunk ? chunk : mr) * 2 * (kp ? kp : 1)) * sizeof(int16_t));
     if (!xs) return -1;
-    int32_t acc[MR][NR];
+    int32_t acc[MRMAX][2 * NR];
     for (int64_t mc = 0; mc < m; mc += chunk) {
         int64_t mrows = m - mc < chunk ? m - mc : chunk;
-        load_rows(x, xsigned, m, k, k, mc, mrows, kp, xs);
+        load_rows(x, xsigned, m, k, k, mc, mrows, kp, mr, xs);
         for (int64_t c0 = n0; c0 < n1; c0 += NR) {
             const int16_t *panel = wp + (c0 / NR) * kp * 2 * NR;
-            int64_t cols = n1 - c0 < NR ? n1 - c0 : NR;
-            for (int64_t r0 = 0; r0 < mrows; r0 += MR) {
-                const int16_t *xt = xs + r0 * 2 * kp;
-                int64_t rows = mrows - r0 < MR ? mrows - r0 : MR;
-#ifdef OPML_X86
-                if (isa >= OPML_ISA_AVX2)
-                    tile_avx2(xt, panel, kp, acc, rows);
-                else
-#endif
-                    tile_generic(xt, panel, kp, acc);
-                finish_tile(e, c0, &acc[0][0], NR, rows, (char *)y + ((mc + r0) * n + c0) * osize, n * osize, cols,
-                            isa);
+            int panels = pair_panels(isa, n1 - c0);
+            int64_t cols = n1 - c0 < panels * NR ? n1 - c0 : panels * NR;
+            for (int64_t r0 = 0; r0 < mrows; r0 += mr) {
+                int64_t rows = mrows - r0 < mr ? mrows - r0 : mr;
+                pair_tile(xs + r0 * 2 * kp, panel, kp * 2 * NR, kp, acc, rows, panels, isa);
+                finish_tile(e, c0, 0, &acc[0][0], 2 * NR, rows, (char *)y + ((mc + r0) * n + c0) * osize,
+                            n * osize, cols, isa);
             }
+            c0 += (panels - 1) * NR;
         }
     }
     free(xs);
@@ -451,17 +522,18 @@ static int qmatmul(const void *a, int asigned, int64_t za, const void *bb, int b
     isa = 0;
 #endif
     int64_t osize = (int64_t)out_size(e);
-    int64_t kp = kpairs_of(k), np_ = panels_of(n), mpad = (m + MR - 1) / MR * MR;
-    int16_t *xs = (int16_t *)malloc((size_t)((mpad ? mpad : MR) * 2 * (kp ? kp : 1)) * sizeof(int16_t));
+    int64_t mr = pair_rows(isa);
+    int64_t kp = kpairs_of(k), np_ = panels_of(n), mpad = (m + mr - 1) / mr * mr;
+    int16_t *xs = (int16_t *)malloc((size_t)((mpad ? mpad : mr) * 2 * (kp ? kp : 1)) * sizeof(int16_t));
     int16_t *wp = (int16_t *)malloc((size_t)((np_ ? np_ : 1) * (kp ? kp : 1) * 2 * NR) * sizeof(int16_t));
     if (!xs || !wp) {
         free(xs);
         free(wp);
         return -1;
     }
-    int32_t acc[MR][NR];
+    int32_t acc[MRMAX][2 * NR];
     for (int64_t bi = b0; bi < b1; bi++) {
-        /* a - za -> int16 rows (K padded to even, rows padded to MR with zeros) */
+        /* a - za -> int16 rows (K padded to even, rows padded to mr with zeros) */
         memset(xs, 0, (size_t)(mpad * 2 * kp) * sizeof(int16_t));
         for (int64_t r = 0; r < m; r++) {
             int16_t *dst = xs + r * 2 * kp;
@@ -489,18 +561,16 @@ static int qmatmul(const void *a, int asigned, int64_t za, const void *bb, int b
         }
         for (int64_t p = 0; p < np_; p++) {
             const int16_t *panel = wp + p * kp * 2 * NR;
-            int64_t c0 = p * NR, cols = n - c0 < NR ? n - c0 : NR;
-            for (int64_t r0 = 0; r0 < m; r0 += MR) {
-                int64_t rows = m - r0 < MR ? m - r0 : MR;
-#ifdef OPML_X86
-                if (isa >= OPML_ISA_AVX2)
-                    tile_avx2(xs + r0 * 2 * kp, panel, kp, acc, rows);
-                else
-#endif
-                    tile_generic(xs + r0 * 2 * kp, panel, kp, acc);
-                finish_tile(e, 0, &acc[0][0], NR, rows, (char *)y + ((bi * m + r0) * n + c0) * osize, n * osize,
-                            cols, isa);
+            int64_t c0 = p * NR;
+            int panels = pair_panels(isa, n - c0);
+            int64_t cols = n - c0 < panels * NR ? n - c0 : panels * NR;
+            for (int64_t r0 = 0; r0 < m; r0 += mr) {
+                int64_t rows = m - r0 < mr ? m - r0 : mr;
+                pair_tile(xs + r0 * 2 * kp, panel, kp * 2 * NR, kp, acc, rows, panels, isa);
+                finish_tile(e, 0, 1, &acc[0][0], 2 * NR, rows, (char *)y + ((bi * m + r0) * n + c0) * osize,
+                            n * osize, cols, isa);
             }
+            p += panels - 1;
         }
     }
     free(xs);
@@ -536,7 +606,6 @@ static int qmatmul(const void *a, int asigned, int64_t za, const void *bb, int b
 #define MR4 4   /* rows per tile: portable and AVX2 */
 #define MRV 8   /* AVX-512 VNNI: rows per tile (with two panels: 16 accumulators of the 32 registers) */
 #define MRY 6   /* AVX-VNNI: rows per tile (12 accumulators of the 16 registers) */
-#define MRMAX 8
 
 static int64_t kquads_of(int64_t k) { return (k + KQ - 1) / KQ; }
 
@@ -763,8 +832,8 @@ static int qgemm_u8s8(const void *x, int xsigned, int64_t m, int64_t k, const in
                 if (xsigned) /* sum (x + 128) w - 128 sum w: exact in int32 (see above) */
                     for (int64_t r = 0; r < rows; r++)
                         for (int64_t c = 0; c < cols; c++) acc[r][c] -= corr[c0 + c];
-                finish_tile(e, c0, &acc[0][0], 2 * NR, rows, (char *)y + ((mc + r0) * n + c0) * osize, n * osize,
-                            cols, isa);
+                finish_tile(e, c0, 0, &acc[0][0], 2 * NR, rows, (char *)y + ((mc + r0) * n + c0) * osize,
+                            n * osize, cols, isa);
             }
             c0 += (panels - 1) * NR;
         }
