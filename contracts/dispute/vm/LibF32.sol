@@ -125,15 +125,22 @@ library LibF32 {
                 )
                 n := add(n, iszero(iszero(x)))
             }
-            e_ := sub(bitlen(_p), bitlen(_d))
-            switch slt(e_, 0)
-            case 0 {
-                // e >= 0: one less if d * 2^e > p
-                e_ := sub(e_, gt(shl(e_, _d), _p))
+            switch eq(_d, 1)
+            case 1 {
+                // d == 1 (float32(v), products): floor(log2 p) = bitLength(p) - 1 exactly
+                e_ := sub(bitlen(_p), 1)
             }
             default {
-                // e < 0: one less if p * 2^-e < d
-                e_ := sub(e_, lt(shl(sub(0, e_), _p), _d))
+                e_ := sub(bitlen(_p), bitlen(_d))
+                switch slt(e_, 0)
+                case 0 {
+                    // e >= 0: one less if d * 2^e > p
+                    e_ := sub(e_, gt(shl(e_, _d), _p))
+                }
+                default {
+                    // e < 0: one less if p * 2^-e < d
+                    e_ := sub(e_, lt(shl(sub(0, e_), _p), _d))
+                }
             }
         }
     }
