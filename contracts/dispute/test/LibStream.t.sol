@@ -56,6 +56,7 @@ contract LibStreamTest is Test {
         }
     }
 
+    /// @notice The element count of `_shape`.
     function prod(uint256[] memory _shape) internal pure returns (uint256 p_) {
         p_ = 1;
         for (uint256 d = 0; d < _shape.length; ++d) {
