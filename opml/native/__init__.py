@@ -10,7 +10,7 @@ Environment (read at import):
 
 * ``OPML_NATIVE=0`` disables the library (the numpy path runs);
 * ``OPML_NATIVE_ISA`` forces an instruction set: ``generic`` (portable C), ``avx2``, ``avx512vnni`` (AVX-512
-  F/BW/VNNI), ``avxvnni`` (AVX-VNNI, 256-bit) or ``avxvnni-evex`` (the AVX-VNNI kernel in EVEX encoding, for
+  F/BW/VL/VNNI), ``avxvnni`` (AVX-VNNI, 256-bit) or ``avxvnni-evex`` (the AVX-VNNI kernel in EVEX encoding, for
   testing it on AVX-512 VNNI CPUs); unset or ``auto`` picks the best the CPU runs
   (avx512vnni, then avxvnni, then avx2, then generic). Importing this module raises
   :class:`opml.errors.NativeIsaError` for an unknown name or a set the CPU lacks: a forced choice is never
@@ -88,8 +88,9 @@ _LIB, _STATUS = _load()
 ISAS = ("generic", "avx2", "avx512vnni", "avxvnni", "avxvnni-evex")
 VNNI_ISAS = frozenset({"avx512vnni", "avxvnni", "avxvnni-evex"})
 _PREFERENCE = ("avx512vnni", "avxvnni", "avx2", "generic")
-_CPU_FLAGS = {"generic": "nothing", "avx2": "avx2", "avx512vnni": "avx512_vnni (with avx512f and avx512bw)",
-              "avxvnni": "avx_vnni", "avxvnni-evex": "avx512_vnni (with avx512f and avx512vl)"}
+# What each set needs, as /proc/cpuinfo names the flags (for messages and test skip reasons).
+CPU_FLAGS = {"generic": "no flag", "avx2": "avx2", "avx512vnni": "avx512_vnni (with avx512f, avx512bw, avx512vl)",
+             "avxvnni": "avx_vnni", "avxvnni-evex": "avx512_vnni (with avx512f, avx512vl)"}
 
 
 def _cpu_mask() -> int:
@@ -119,7 +120,7 @@ def isa_code(name: str) -> int:
         raise NativeIsaError(f"OPML_NATIVE_ISA={name!r} is not an instruction set of opml's native kernels: use "
                              f"auto or one of {', '.join(ISAS)}")
     if name not in _CPU_ISAS:
-        raise NativeIsaError(f"OPML_NATIVE_ISA={name}: this CPU lacks {_CPU_FLAGS[name]} (it runs "
+        raise NativeIsaError(f"OPML_NATIVE_ISA={name}: this CPU lacks {CPU_FLAGS[name]} (it runs "
                              f"{', '.join(_CPU_ISAS) or 'no native kernels'}); unset OPML_NATIVE_ISA or pick one "
                              "of those")
     return ISAS.index(name)

@@ -86,8 +86,6 @@ VARIANTS["native-generic-threads-1"] = {"OPML_NATIVE_ISA": "generic", "OMP_NUM_T
                                         "OPENBLAS_NUM_THREADS": "1", "OPML_THREADS": "1"}
 for _isa in native.ISAS[1:]:
     VARIANTS[f"native-isa-{_isa}"] = {"OPML_NATIVE_ISA": _isa}
-_LACKS = {"avx2": "avx2", "avx512vnni": "avx512_vnni/avx512bw", "avxvnni": "avx_vnni",
-          "avxvnni-evex": "avx512_vnni/avx512vl"}
 VARIANTS["everything-minimal"] = {
     "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
     **({"OPENBLAS_CORETYPE": LOWEST} if LOWEST else {}),
@@ -183,7 +181,7 @@ def test_subprocess_bit_identical(expected: dict, variant: str) -> None:
     extra = VARIANTS[variant]
     forced = extra.get("OPML_NATIVE_ISA")
     if forced and forced not in native.cpu_isas():
-        pytest.skip(f"CPU lacks {_LACKS[forced]}" if native.available() else native.describe())
+        pytest.skip(f"CPU lacks {native.CPU_FLAGS[forced]}" if native.available() else native.describe())
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, str(expected["work"]), str(Path(__file__).parent), str(ROOT), json.dumps(NAMES)],
         env=_child_env(extra), capture_output=True, text=True, timeout=240,
