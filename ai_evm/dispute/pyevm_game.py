@@ -37,8 +37,9 @@ from opml.commitment import prove_header
 __all__ = ["REAL_VERIFIER", "ChainGame", "Deployment", "Divergence", "Tx", "VerifierMissing", "deploy", "play",
            "register_model"]
 
-#: The artifacts of the real step verifier (``contracts/dispute/vm``), deployed in this order.
-REAL_VERIFIER = ("VMProgram", "FraudVMStepVerifier")
+#: The artifacts of the real step verifier (``contracts/dispute/vm``: the program derivation's two
+#: families, their router, the verifier), deployed in this order by ``ai_evm.dispute.deploy``.
+REAL_VERIFIER = ("VMProgramBlocked", "VMProgramStream", "VMProgram", "FraudVMStepVerifier")
 #: Accounts of the chain: 0 deploys (and fills the oracle), then the two players.
 DEPLOYER, ACCOUNT = 0, {Role.CLAIMANT: 1, Role.CHALLENGER: 2}
 
