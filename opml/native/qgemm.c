@@ -687,11 +687,14 @@ __attribute__((target("avx2"))) static void tile_u8s8_avx2(const uint8_t *xs, co
 }
 
 /* AVX-512 VNNI: `rows` rows x `panels` (1 or 2) panels, both constants at each call site (the compiler
- * keeps the 16-column accumulators in registers); acc has row stride 2 * NR. */
+ * keeps the 16-column accumulators in registers); acc has row stride 2 * NR. pf: the next two panels (NULL
+ * at the last), of which this tile prefetches the 128-byte groups q with q % tiles == phase: the row tiles
+ * of a panel pair together fetch the next pair once, spread over all of them (at small batches the weights
+ * stream from memory once per call; only the first tile would otherwise wait for them). */
 #define OPML_TARGET_V512 __attribute__((target("avx512f,avx512bw,avx512vnni")))
 OPML_TARGET_V512 __attribute__((always_inline)) static inline void tile_v512_rows(
     const uint8_t *xs, const int8_t *panel0, const int8_t *panel1, int64_t kq, int32_t (*acc)[2 * NR],
-    const int rows, const int panels) {
+    const int rows, const int panels, const int8_t *pf, int64_t tiles, int64_t phase) {
     __m512i c[MRV][2];
     const int32_t *xr[MRV];
     for (int r = 0; r < rows; r++) {
@@ -701,6 +704,10 @@ OPML_TARGET_V512 __attribute__((always_inline)) static inline void tile_v512_row
     for (int64_t q = 0; q < kq; q++) {
         __m512i w0 = _mm512_loadu_si512((const void *)(panel0 + q * KQ * NR)), w1 = w0;
         if (panels == 2) w1 = _mm512_loadu_si512((const void *)(panel1 + q * KQ * NR));
+        if (pf && q % tiles == phase) {
+            _mm_prefetch((const char *)(pf + q * 2 * KQ * NR), _MM_HINT_T0);
+            _mm_prefetch((const char *)(pf + q * 2 * KQ * NR + KQ * NR), _MM_HINT_T0);
+        }
         for (int r = 0; r < rows; r++) {
             __m512i b = _mm512_set1_epi32(xr[r][q]); /* x's 4 bytes of group q: the unsigned operand */
             c[r][0] = _mm512_dpbusd_epi32(c[r][0], b, w0);
@@ -714,13 +721,14 @@ OPML_TARGET_V512 __attribute__((always_inline)) static inline void tile_v512_row
 }
 
 OPML_TARGET_V512 static void tile_v512(const uint8_t *xs, const int8_t *panel0, const int8_t *panel1, int64_t kq,
-                                       int32_t (*acc)[2 * NR], int64_t rows, int panels) {
+                                       int32_t (*acc)[2 * NR], int64_t rows, int panels, const int8_t *pf,
+                                       int64_t tiles, int64_t phase) {
 #define OPML_V512_CASE(r)                                                      \
     case r:                                                                    \
         if (panels == 2)                                                       \
-            tile_v512_rows(xs, panel0, panel1, kq, acc, r, 2);                 \
+            tile_v512_rows(xs, panel0, panel1, kq, acc, r, 2, pf, tiles, phase); \
         else                                                                   \
-            tile_v512_rows(xs, panel0, panel1, kq, acc, r, 1);                 \
+            tile_v512_rows(xs, panel0, panel1, kq, acc, r, 1, pf, tiles, phase); \
         break;
     switch (rows) {
         OPML_V512_CASE(1)
@@ -817,7 +825,8 @@ static int qgemm_u8s8(const void *x, int xsigned, int64_t m, int64_t k, const in
                 int64_t rows = mrows - r0 < mr ? mrows - r0 : mr;
 #ifdef OPML_X86
                 if (isa == OPML_ISA_AVX512VNNI)
-                    tile_v512(xt, panel, panel + kq * KQ * NR, kq, acc, rows, panels);
+                    tile_v512(xt, panel, panel + kq * KQ * NR, kq, acc, rows, panels,
+                              c0 + 2 * NR < n1 ? panel + 2 * kq * KQ * NR : NULL, (mrows + mr - 1) / mr, r0 / mr);
 #ifdef OPML_AVXVNNI
                 else if (isa == OPML_ISA_AVXVNNI)
                     tile_vy(xt, panel, kq, acc, rows);
