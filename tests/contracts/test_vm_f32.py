@@ -136,16 +136,12 @@ def sol_outcomes(h: Any, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[O
     return out
 
 
-def check_all(h: Any, cases: Iterable[tuple[str, tuple[Any, ...], Callable[..., Any], tuple[Any, ...]]],
-              convert: Callable[[str, Any], Any] = lambda fn, v: v) -> int:
-    """Each case is ``(solidity fn, its args, python fn, its args)``: same value or same error name.
-    ``convert(fn, python value)`` maps a Python value to the harness's return form."""
+def check_all(h: Any, cases: Iterable[tuple[str, tuple[Any, ...], Callable[..., Any], tuple[Any, ...]]]) -> int:
+    """Each case is ``(solidity fn, its args, python fn, its args)``: same value or same error name."""
     cases = list(cases)
     got = sol_outcomes(h, [(fn, args) for fn, args, _, _ in cases])
     for (fn, args, pfn, pargs), sol in zip(cases, got, strict=True):
         py = py_outcome(pfn, *pargs)
-        if py[0] == "ok":
-            py = ("ok", convert(fn, py[1]))
         assert sol == py, f"{fn}{args}: solidity {sol}, python {py}"
     return len(cases)
 
