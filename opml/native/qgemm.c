@@ -118,16 +118,22 @@ static void tile_generic(const int16_t *xs, const int16_t *panel, int64_t kp, in
 
 /* rows (1..MR, a constant at every call site) x 16 columns; rows past `rows` are left untouched. */
 __attribute__((target("avx2"), always_inline)) static inline void tile_avx2_rows(
-    const int16_t *xs, const int16_t *panel, int64_t kp, int32_t (*acc)[2 * NR], const int rows) {
+    const int16_t *xs, const int16_t *panel, int64_t kp, int32_t (*acc)[2 * NR], const int rows, const int16_t *pf,
+    int64_t tiles, int64_t phase) {
     __m256i c[MR][2];
     const int32_t *xr[MR];
     for (int r = 0; r < rows; r++) {
         c[r][0] = c[r][1] = _mm256_setzero_si256();
         xr[r] = (const int32_t *)xs + r * kp;
     }
+    int64_t pq = pf ? phase : -1; /* the next group to prefetch (never, without pf) */
     for (int64_t q = 0; q < kp; q++) {
         __m256i w0 = _mm256_loadu_si256((const __m256i *)(panel + q * 2 * NR));
         __m256i w1 = _mm256_loadu_si256((const __m256i *)(panel + q * 2 * NR + 16));
+        if (q == pq) { /* this tile's share of the next panel: groups phase, phase + tiles, ... */
+            _mm_prefetch((const char *)(pf + q * 2 * NR), _MM_HINT_T0);
+            pq += tiles;
+        }
         for (int r = 0; r < rows; r++) {
             __m256i b = _mm256_set1_epi32(xr[r][q]);
             c[r][0] = _mm256_add_epi32(c[r][0], _mm256_madd_epi16(b, w0));
@@ -140,16 +146,23 @@ __attribute__((target("avx2"), always_inline)) static inline void tile_avx2_rows
     }
 }
 
-/* The full 6 x 16 tile, written out: 12 accumulators + 2 weight vectors + 1 broadcast in 16 registers. */
+/* The full 6 x 16 tile, written out: 12 accumulators + 2 weight vectors + 1 broadcast in 16 registers.
+ * pf, tiles, phase: as tile_v512_rows (the next panel, prefetched over the row tiles of this one). */
 __attribute__((target("avx2"))) static void tile_avx2_full(const int16_t *xs, const int16_t *panel, int64_t kp,
-                                                           int32_t (*acc)[2 * NR]) {
+                                                           int32_t (*acc)[2 * NR], const int16_t *pf, int64_t tiles,
+                                                           int64_t phase) {
     __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256i c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     const int32_t *x0 = (const int32_t *)xs;
     const int32_t *x1 = x0 + kp, *x2 = x1 + kp, *x3 = x2 + kp, *x4 = x3 + kp, *x5 = x4 + kp;
+    int64_t pq = pf ? phase : -1; /* the next group to prefetch (never, without pf) */
     for (int64_t q = 0; q < kp; q++) {
         __m256i w0 = _mm256_loadu_si256((const __m256i *)(panel + q * 2 * NR));
         __m256i w1 = _mm256_loadu_si256((const __m256i *)(panel + q * 2 * NR + 16));
+        if (q == pq) { /* this tile's share of the next panel: groups phase, phase + tiles, ... */
+            _mm_prefetch((const char *)(pf + q * 2 * NR), _MM_HINT_T0);
+            pq += tiles;
+        }
         __m256i b;
 #define OPML_ROW(x, a, b_)                                       \
     b = _mm256_set1_epi32(x[q]);                                 \
@@ -172,14 +185,15 @@ __attribute__((target("avx2"))) static void tile_avx2_full(const int16_t *xs, co
 }
 
 __attribute__((target("avx2"))) static void tile_avx2(const int16_t *xs, const int16_t *panel, int64_t kp,
-                                                      int32_t (*acc)[2 * NR], int64_t rows) {
+                                                      int32_t (*acc)[2 * NR], int64_t rows, const int16_t *pf,
+                                                      int64_t tiles, int64_t phase) {
     switch (rows) {
-    case 1: tile_avx2_rows(xs, panel, kp, acc, 1); break;
-    case 2: tile_avx2_rows(xs, panel, kp, acc, 2); break;
-    case 3: tile_avx2_rows(xs, panel, kp, acc, 3); break;
-    case 4: tile_avx2_rows(xs, panel, kp, acc, 4); break;
-    case 5: tile_avx2_rows(xs, panel, kp, acc, 5); break;
-    default: tile_avx2_full(xs, panel, kp, acc); break;
+    case 1: tile_avx2_rows(xs, panel, kp, acc, 1, pf, tiles, phase); break;
+    case 2: tile_avx2_rows(xs, panel, kp, acc, 2, pf, tiles, phase); break;
+    case 3: tile_avx2_rows(xs, panel, kp, acc, 3, pf, tiles, phase); break;
+    case 4: tile_avx2_rows(xs, panel, kp, acc, 4, pf, tiles, phase); break;
+    case 5: tile_avx2_rows(xs, panel, kp, acc, 5, pf, tiles, phase); break;
+    default: tile_avx2_full(xs, panel, kp, acc, pf, tiles, phase); break;
     }
 }
 
@@ -454,19 +468,23 @@ static void finish_tile(const struct epilogue *e, int64_t ec0, int uniform, cons
 static int64_t pair_rows(int isa) { return isa == OPML_ISA_AVX512VNNI ? MRW : MR; }
 static int pair_panels(int isa, int64_t cols_left) { return isa == OPML_ISA_AVX512VNNI && cols_left > NR ? 2 : 1; }
 
-/* One int16-pair tile: rows [0, rows) of xs times `panels` panels (the second at panel + panel_size). */
+/* One int16-pair tile: rows [0, rows) of xs times `panels` panels (the second at panel + panel_size); the AVX2
+ * tile also prefetches its share (phase of tiles) of the panel at pf (or NULL). */
 static void pair_tile(const int16_t *xs, const int16_t *panel, int64_t panel_size, int64_t kp, int32_t (*acc)[2 * NR],
-                      int64_t rows, int panels, int isa) {
+                      int64_t rows, int panels, int isa, const int16_t *pf, int64_t tiles, int64_t phase) {
 #ifdef OPML_X86
     if (isa == OPML_ISA_AVX512VNNI)
         tile_w512(xs, panel, panel + panel_size, kp, acc, rows, panels);
     else if (isa >= OPML_ISA_AVX2)
-        tile_avx2(xs, panel, kp, acc, rows);
+        tile_avx2(xs, panel, kp, acc, rows, pf, tiles, phase);
     else
 #endif
         tile_generic(xs, panel, kp, acc);
     (void)panel_size;
     (void)panels;
+    (void)pf;
+    (void)tiles;
+    (void)phase;
 }
 
 /* Columns [n0, n1) of y = epilogue(x @ w); n0 a multiple of 16.
@@ -497,7 +515,8 @@ static int qgemm(const void *x, int xsigned, int64_t m, int64_t k, const int16_t
             int64_t cols = n1 - c0 < panels * NR ? n1 - c0 : panels * NR;
             for (int64_t r0 = 0; r0 < mrows; r0 += mr) {
                 int64_t rows = mrows - r0 < mr ? mrows - r0 : mr;
-                pair_tile(xs + r0 * 2 * kp, panel, kp * 2 * NR, kp, acc, rows, panels, isa);
+                pair_tile(xs + r0 * 2 * kp, panel, kp * 2 * NR, kp, acc, rows, panels, isa,
+                          c0 + panels * NR < n1 ? panel + panels * kp * 2 * NR : NULL, (mrows + mr - 1) / mr, r0 / mr);
                 finish_tile(e, c0, 0, &acc[0][0], 2 * NR, rows, (char *)y + ((mc + r0) * n + c0) * osize,
                             n * osize, cols, isa);
             }
@@ -566,7 +585,7 @@ static int qmatmul(const void *a, int asigned, int64_t za, const void *bb, int b
             int64_t cols = n - c0 < panels * NR ? n - c0 : panels * NR;
             for (int64_t r0 = 0; r0 < m; r0 += mr) {
                 int64_t rows = m - r0 < mr ? m - r0 : mr;
-                pair_tile(xs + r0 * 2 * kp, panel, kp * 2 * NR, kp, acc, rows, panels, isa);
+                pair_tile(xs + r0 * 2 * kp, panel, kp * 2 * NR, kp, acc, rows, panels, isa, NULL, 1, 0);
                 finish_tile(e, 0, 1, &acc[0][0], 2 * NR, rows, (char *)y + ((bi * m + r0) * n + c0) * osize,
                             n * osize, cols, isa);
             }
@@ -701,12 +720,14 @@ OPML_TARGET_V512 __attribute__((always_inline)) static inline void tile_v512_row
         c[r][0] = c[r][1] = _mm512_setzero_si512();
         xr[r] = (const int32_t *)xs + r * kq;
     }
+    int64_t pq = pf ? phase : -1; /* the next group to prefetch (never, without pf) */
     for (int64_t q = 0; q < kq; q++) {
         __m512i w0 = _mm512_loadu_si512((const void *)(panel0 + q * KQ * NR)), w1 = w0;
         if (panels == 2) w1 = _mm512_loadu_si512((const void *)(panel1 + q * KQ * NR));
-        if (pf && q % tiles == phase) {
+        if (q == pq) { /* this tile's share of the next pair: groups phase, phase + tiles, ... */
             _mm_prefetch((const char *)(pf + q * 2 * KQ * NR), _MM_HINT_T0);
             _mm_prefetch((const char *)(pf + q * 2 * KQ * NR + KQ * NR), _MM_HINT_T0);
+            pq += tiles;
         }
         for (int r = 0; r < rows; r++) {
             __m512i b = _mm512_set1_epi32(xr[r][q]); /* x's 4 bytes of group q: the unsigned operand */
