@@ -151,14 +151,7 @@ library LibExecFloat {
     /// @param _lo The lowest output value.
     /// @param _hi The highest output value.
     /// @return q_ The quantized value.
-    function quantizeScaled(
-        int256 _bits,
-        F32Parts memory _sc,
-        bool _scaleOk,
-        int256 _zp,
-        int256 _lo,
-        int256 _hi
-    )
+    function quantizeScaled(int256 _bits, F32Parts memory _sc, bool _scaleOk, int256 _zp, int256 _lo, int256 _hi)
         internal
         pure
         returns (int256 q_)

@@ -45,18 +45,30 @@ library LibF32 {
     /// @param _bits The bit pattern (`0 <= _bits < 2^32` for a genuine float32).
     /// @return p_ The decomposition.
     function f32Parts(int256 _bits) internal pure returns (F32Parts memory p_) {
-        bool neg = (_bits >> 31) != 0;
-        p_.sign = neg ? int256(-1) : int256(1);
-        uint256 exp = uint256((_bits >> 23) & 0xFF);
-        uint256 frac = uint256(_bits & 0x7FFFFF);
-        if (exp == 0xFF) {
-            p_.cls = frac != 0 ? F32_NAN : (neg ? F32_NEG_INF : F32_POS_INF);
-        } else if (exp == 0) {
-            p_.m = frac;
-            p_.e = -149;
-        } else {
-            p_.m = (uint256(1) << 23) | frac;
-            p_.e = int256(exp) - 150; // SAFETY: exp < 255, no overflow
+        // SAFETY: writes the four words of `p_` (allocated above, zeroed) only; `sar` and the masks
+        // are Python's `>>` and `&` on two's complement.
+        assembly ("memory-safe") {
+            let neg := iszero(iszero(sar(31, _bits))) // bits >> 31 != 0
+            let ex := and(sar(23, _bits), 0xFF)
+            let frac := and(_bits, 0x7FFFFF)
+            mstore(add(p_, 0x20), sub(1, shl(1, neg))) // sign: -1 or 1
+            switch ex
+            case 0xFF {
+                // NaN, or +inf / -inf (m = e = 0)
+                switch frac
+                case 0 { mstore(p_, add(F32_POS_INF, neg)) } // F32_NEG_INF == F32_POS_INF + 1
+                default { mstore(p_, F32_NAN) }
+            }
+            case 0 {
+                // subnormal or zero: m = frac, e = -149
+                mstore(add(p_, 0x40), frac)
+                mstore(add(p_, 0x60), sub(0, 149))
+            }
+            default {
+                // normal: m = 2^23 | frac, e = exp - 150
+                mstore(add(p_, 0x40), or(shl(23, 1), frac))
+                mstore(add(p_, 0x60), sub(ex, 150))
+            }
         }
     }
 
