@@ -521,7 +521,7 @@ def test_worst_gas(h: Any) -> None:
     its own words, the widest elements, values taking the longest path) and random memories, split
     into the memory traffic (``LibVMMemory``'s reads and writes of the same lanes,
     ``memoryTraffic``) and the float arithmetic; printed for the report. The arithmetic share is
-    bounded (a regression guard: measured at most ~3.6k gas a lane)."""
+    bounded (a regression guard: measured at most ~3.1k gas a lane)."""
     rng = random.Random(4)
     halves = [0x3FC00000, 0x40200000, 0xBFC00000, 0x00000001, 0x3F000001, 0x4B000001, 0x42FE0000, 0xC2FF0000]
     designed = {
