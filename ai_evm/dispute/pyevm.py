@@ -204,8 +204,10 @@ class PragueChain:
                                                                                           chain_id=CHAIN_ID)
         self.nonces[sender] += 1
         # the block is executed with the pending header's timestamp (mine_all applies its keyword
-        # arguments only when sealing): set it first, so that block.timestamp is ``ts``
-        self.chain.header = self.chain.create_header_from_parent(self.chain.get_canonical_head(), timestamp=ts)
+        # arguments only when sealing): set it first, so that block.timestamp is ``ts``; the gas limit
+        # stays the parent's (py-evm would otherwise let it drift down with every near-empty block)
+        head = self.chain.get_canonical_head()
+        self.chain.header = self.chain.create_header_from_parent(head, timestamp=ts, gas_limit=head.gas_limit)
         _, receipts, computations = self.chain.mine_all([tx], timestamp=ts)
         return computations[0], int(receipts[0].gas_used), ts
 
