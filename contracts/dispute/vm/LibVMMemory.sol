@@ -35,20 +35,30 @@ library LibVMMemory {
     /// @notice Index of word `(region, index)` among the witness's words (binary search over the
     ///         sorted addresses); marks it touched. Reverts `WordNotInWitness` if absent.
     function wordIndex(StepMemory memory _m, uint256 _region, uint256 _word) internal pure returns (uint256 i_) {
-        uint256 key = (_region << 64) | _word;
-        uint256 lo = 0;
-        uint256 hi = _m.addrs.length;
-        while (lo < hi) {
-            uint256 mid = (lo + hi) >> 1;
-            uint256 a = _m.addrs[mid];
-            if (a == key) {
-                _m.touched[mid] = true;
-                return mid;
+        uint256[] memory addrs = _m.addrs;
+        bool found;
+        // SAFETY: reads `addrs[lo..hi)` only, `hi <= addrs.length`.
+        assembly ("memory-safe") {
+            let key := or(shl(64, _region), _word)
+            let base := add(addrs, 0x20)
+            let lo := 0
+            let hi := mload(addrs)
+            for { } lt(lo, hi) { } {
+                let mid := shr(1, add(lo, hi))
+                let a := mload(add(base, shl(5, mid)))
+                if eq(a, key) {
+                    found := 1
+                    i_ := mid
+                    break
+                }
+                switch lt(a, key)
+                case 1 { lo := add(mid, 1) }
+                default { hi := mid }
             }
-            if (a < key) lo = mid + 1;
-            else hi = mid;
         }
-        revert WordNotInWitness();
+        // INVARIANT: the step only touches words the witness carries (and proved).
+        if (!found) revert WordNotInWitness();
+        _m.touched[i_] = true;
     }
 
     /// @notice Byte offset of element `_e` of region `_r`; reverts `ElementOutOfRange` outside it.
@@ -63,22 +73,75 @@ library LibVMMemory {
     /// @notice Element `_e` of region `_r` (`StepAccess.read`): signed for int8/16/32/64, unsigned
     ///         for uint8/bool, raw bits for float32.
     function read(StepMemory memory _m, uint256 _r, uint256 _e) internal pure returns (int256 v_) {
-        uint256 off = elementOffset(_m, _r, _e);
-        Region memory reg = _m.regions[_r];
-        uint256 w = uint256(_m.values[wordIndex(_m, _r, off >> 5)]);
-        uint256 o = off & 31;
-        uint256 size = reg.itemsize;
-        uint256 u = 0;
-        for (uint256 k = 0; k < size; ++k) {
-            // byte o+k of the word (byte 0 is the most significant), little-endian in the element
-            u |= ((w >> (8 * (31 - o - k))) & 0xff) << (8 * k);
+        (uint256 i, uint256 off, uint256 size, uint256 dt) = _locate(_m, _r, _e);
+        uint256 w = uint256(_m.values[i]);
+        bool signed = dt == DT_INT8 || dt == DT_INT16 || dt == DT_INT32 || dt == DT_INT64;
+        // SAFETY: pure stack arithmetic. Word byte 0 is the most significant; element byte k is
+        // word byte `o + k` (little-endian), so the element's bytes are reversed into `u`.
+        assembly ("memory-safe") {
+            let o := and(off, 31)
+            let x := shr(shl(3, sub(32, add(o, size))), w)
+            let u := 0
+            for { let k := 0 } lt(k, size) { k := add(k, 1) } {
+                u := or(shl(8, u), and(x, 0xff))
+                x := shr(8, x)
+            }
+            v_ := u
+            if signed { v_ := signextend(sub(size, 1), u) }
         }
-        uint8 dt = reg.dtype;
-        if ((dt == DT_INT8 || dt == DT_INT16 || dt == DT_INT32 || dt == DT_INT64) && u >> (8 * size - 1) == 1) {
-            v_ = int256(u) - int256(uint256(1) << (8 * size));
-        } else {
-            v_ = int256(u);
+    }
+
+    /// @notice `elementOffset` then `wordIndex` in one pass over the memory layout of `StepMemory`
+    ///         (regions, addrs, values, touched, written) and `Region` (header, dtype, itemsize,
+    ///         nbytes, ...): the witness position of the element's word (marked touched), the
+    ///         element's byte offset, item size and dtype. Reverts `ElementOutOfRange` /
+    ///         `WordNotInWitness` exactly where those two do.
+    function _locate(StepMemory memory _m, uint256 _r, uint256 _e)
+        private
+        pure
+        returns (uint256 i_, uint256 off_, uint256 size_, uint256 dtype_)
+    {
+        uint256 err;
+        // SAFETY: every array is read below its length (regions: `_r` checked; addrs: the search
+        // stays in [0, length)); `touched[i_]` is written only for a found `i_ < length`.
+        assembly ("memory-safe") {
+            let regions := mload(_m)
+            switch lt(_r, mload(regions))
+            case 0 { err := 1 }
+            default {
+                let reg := mload(add(add(regions, 0x20), shl(5, _r)))
+                size_ := mload(add(reg, 0x40))
+                dtype_ := mload(add(reg, 0x20))
+                switch lt(_e, div(mload(add(reg, 0x60)), size_))
+                case 0 { err := 1 }
+                default {
+                    off_ := mul(_e, size_)
+                    let key := or(shl(64, _r), shr(5, off_))
+                    let addrs := mload(add(_m, 0x20))
+                    let base := add(addrs, 0x20)
+                    let lo := 0
+                    let hi := mload(addrs)
+                    err := 2
+                    for { } lt(lo, hi) { } {
+                        let mid := shr(1, add(lo, hi))
+                        let a := mload(add(base, shl(5, mid)))
+                        if eq(a, key) {
+                            err := 0
+                            i_ := mid
+                            break
+                        }
+                        switch lt(a, key)
+                        case 1 { lo := add(mid, 1) }
+                        default { hi := mid }
+                    }
+                    if iszero(err) { mstore(add(add(mload(add(_m, 0x60)), 0x20), shl(5, i_)), 1) }
+                }
+            }
         }
+        // INVARIANT: the region exists and the element lies inside it (`StepAccess.read`'s checks).
+        if (err == 1) revert ElementOutOfRange();
+        // INVARIANT: the step only touches words the witness carries (and proved).
+        if (err == 2) revert WordNotInWitness();
     }
 
     /// @notice Read a packed operand (`read(region, element)`); the caller handles `PAD`.
@@ -89,15 +152,18 @@ library LibVMMemory {
     /// @notice Set element `_e` of region `_r` to `_v` (`StepAccess.write`); `_v` must already fit
     ///         the region's dtype (callers check `ValueOutOfRange` first).
     function write(StepMemory memory _m, uint256 _r, uint256 _e, int256 _v) internal pure {
-        uint256 off = elementOffset(_m, _r, _e);
-        uint256 size = _m.regions[_r].itemsize;
-        uint256 i = wordIndex(_m, _r, off >> 5);
+        (uint256 i, uint256 off, uint256 size,) = _locate(_m, _r, _e);
         uint256 w = uint256(_m.values[i]);
-        uint256 o = off & 31;
-        uint256 u = uint256(_v); // two's complement: the low `size` bytes are the element's
-        for (uint256 k = 0; k < size; ++k) {
-            uint256 sh = 8 * (31 - o - k);
-            w = (w & ~(uint256(0xff) << sh)) | (((u >> (8 * k)) & 0xff) << sh);
+        // SAFETY: pure stack arithmetic: the low `size` bytes of `_v` (two's complement) replace word
+        // bytes `o .. o + size - 1`, least significant first (little-endian).
+        assembly ("memory-safe") {
+            let o := and(off, 31)
+            let u := _v
+            for { let k := 0 } lt(k, size) { k := add(k, 1) } {
+                let sh := shl(3, sub(31, add(o, k)))
+                w := or(and(w, not(shl(sh, 0xff))), shl(sh, and(u, 0xff)))
+                u := shr(8, u)
+            }
         }
         _m.values[i] = bytes32(w);
         _m.written = true;
