@@ -26,7 +26,8 @@ table, and labels the step and openSteps rows as oracle numbers (not the real ve
 
 Gas is deterministic: the numbers do not depend on the machine, which is printed anyway with the
 wall time of each section. Usage:
-``python scripts/bench/dispute_gas.py [--models a,b] [--samples 3] [--oracle-verifier] [--json out.json]``.
+``python scripts/bench/dispute_gas.py [--models a,b] [--samples 3] [--oracle-verifier] [--no-steps | --no-games]
+[--json out.json]``.
 No assertions.
 """
 
@@ -268,6 +269,7 @@ def main() -> None:
     ap.add_argument("--oracle-verifier", action="store_true",
                     help="play the games with the test-only OracleStepVerifier (no per-kind step table)")
     ap.add_argument("--no-games", action="store_true", help="sizes and steps only")
+    ap.add_argument("--no-steps", action="store_true", help="sizes and games only")
     ap.add_argument("--json", help="write every table here")
     args = ap.parse_args()
     models = [m for m in args.models.split(",") if m]
@@ -285,7 +287,7 @@ def main() -> None:
     print("\n== runtime size of the dispute contracts (EIP-170 limit 24,576 bytes)")
     report["sizes"] = sizes()
     print_sizes(report["sizes"])
-    if not dep.oracle:
+    if not dep.oracle and not args.no_steps:
         t0 = time.perf_counter()
         print(f"\n== step per instruction kind (max over vectors and sampled model steps; target {STEP_TARGET:,})")
         samples = vector_steps(dep)
