@@ -480,6 +480,8 @@ static void pair_tile(const int16_t *xs, const int16_t *panel, int64_t panel_siz
     else
 #endif
         tile_generic(xs, panel, kp, acc);
+    (void)rows;
+    (void)isa;
     (void)panel_size;
     (void)panels;
     (void)pf;
@@ -680,14 +682,20 @@ static void tile_u8s8_generic(const uint8_t *xs, const int8_t *panel, int64_t kq
 
 #ifdef OPML_X86
 __attribute__((target("avx2"))) static void tile_u8s8_avx2(const uint8_t *xs, const int8_t *panel, int64_t kq,
-                                                           int32_t (*acc)[2 * NR]) {
+                                                           int32_t (*acc)[2 * NR], const int8_t *pf, int64_t tiles,
+                                                           int64_t phase) {
     __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
             c31 = c00;
     const __m256i ones = _mm256_set1_epi16(1);
     const int32_t *x0 = (const int32_t *)xs, *x1 = x0 + kq, *x2 = x1 + kq, *x3 = x2 + kq;
+    int64_t pq = pf ? phase : -1; /* as tile_v512_rows: this tile's share of the next panel */
     for (int64_t q = 0; q < kq; q++) {
         __m256i w0 = _mm256_loadu_si256((const __m256i *)(panel + q * KQ * NR));
         __m256i w1 = _mm256_loadu_si256((const __m256i *)(panel + q * KQ * NR + 32));
+        if (q == pq) {
+            _mm_prefetch((const char *)(pf + q * KQ * NR), _MM_HINT_T0);
+            pq += tiles;
+        }
         __m256i b;
 #define OPML_ROW4(x, a, b_)                                                              \
     b = _mm256_set1_epi32(x[q]);                                                        \
@@ -771,16 +779,22 @@ OPML_TARGET_V512 static void tile_v512(const uint8_t *xs, const int8_t *panel0, 
  * that have AVX-512 VNNI but not AVX-VNNI, so that the tile is tested there too. */
 #define OPML_VY_TILE(name, target, dpbusd)                                                                  \
     target __attribute__((always_inline)) static inline void name##_rows(                                  \
-        const uint8_t *xs, const int8_t *panel, int64_t kq, int32_t (*acc)[2 * NR], const int rows) {      \
+        const uint8_t *xs, const int8_t *panel, int64_t kq, int32_t (*acc)[2 * NR], const int rows,        \
+        const int8_t *pf, int64_t tiles, int64_t phase) {                                                   \
         __m256i c[MRY][2];                                                                                  \
         const int32_t *xr[MRY];                                                                             \
         for (int r = 0; r < rows; r++) {                                                                    \
             c[r][0] = c[r][1] = _mm256_setzero_si256();                                                     \
             xr[r] = (const int32_t *)xs + r * kq;                                                           \
         }                                                                                                   \
+        int64_t pq = pf ? phase : -1; /* as tile_v512_rows: this tile's share of the next panel */          \
         for (int64_t q = 0; q < kq; q++) {                                                                  \
             __m256i w0 = _mm256_loadu_si256((const __m256i *)(panel + q * KQ * NR));                        \
             __m256i w1 = _mm256_loadu_si256((const __m256i *)(panel + q * KQ * NR + 32));                   \
+            if (q == pq) {                                                                                  \
+                _mm_prefetch((const char *)(pf + q * KQ * NR), _MM_HINT_T0);                                \
+                pq += tiles;                                                                                \
+            }                                                                                               \
             for (int r = 0; r < rows; r++) {                                                                \
                 __m256i b = _mm256_set1_epi32(xr[r][q]);                                                    \
                 c[r][0] = dpbusd(c[r][0], b, w0);                                                           \
@@ -793,14 +807,14 @@ OPML_TARGET_V512 static void tile_v512(const uint8_t *xs, const int8_t *panel0, 
         }                                                                                                   \
     }                                                                                                       \
     target static void name(const uint8_t *xs, const int8_t *panel, int64_t kq, int32_t (*acc)[2 * NR],    \
-                            int64_t rows) {                                                                 \
+                            int64_t rows, const int8_t *pf, int64_t tiles, int64_t phase) {                 \
         switch (rows) {                                                                                     \
-        case 1: name##_rows(xs, panel, kq, acc, 1); break;                                                  \
-        case 2: name##_rows(xs, panel, kq, acc, 2); break;                                                  \
-        case 3: name##_rows(xs, panel, kq, acc, 3); break;                                                  \
-        case 4: name##_rows(xs, panel, kq, acc, 4); break;                                                  \
-        case 5: name##_rows(xs, panel, kq, acc, 5); break;                                                  \
-        default: name##_rows(xs, panel, kq, acc, 6); break;                                                 \
+        case 1: name##_rows(xs, panel, kq, acc, 1, pf, tiles, phase); break;                                \
+        case 2: name##_rows(xs, panel, kq, acc, 2, pf, tiles, phase); break;                                \
+        case 3: name##_rows(xs, panel, kq, acc, 3, pf, tiles, phase); break;                                \
+        case 4: name##_rows(xs, panel, kq, acc, 4, pf, tiles, phase); break;                                \
+        case 5: name##_rows(xs, panel, kq, acc, 5, pf, tiles, phase); break;                                \
+        default: name##_rows(xs, panel, kq, acc, 6, pf, tiles, phase); break;                              \
         }                                                                                                   \
     }
 
@@ -841,21 +855,26 @@ static int qgemm_u8s8(const void *x, int xsigned, int64_t m, int64_t k, const in
             /* AVX-512: two panels per tile where two remain */
             int panels = isa == OPML_ISA_AVX512VNNI && n1 - c0 > NR ? 2 : 1;
             int64_t cols = n1 - c0 < panels * NR ? n1 - c0 : panels * NR;
+            /* the next panel (single-panel tiles), prefetched in shares by the row tiles */
+            const int8_t *pf1 = c0 + NR < n1 ? panel + kq * KQ * NR : NULL;
+            int64_t tiles = (mrows + mr - 1) / mr;
+            (void)pf1;
+            (void)tiles;
             for (int64_t r0 = 0; r0 < mrows; r0 += mr) {
                 const uint8_t *xt = xs + r0 * KQ * kq;
                 int64_t rows = mrows - r0 < mr ? mrows - r0 : mr;
 #ifdef OPML_X86
                 if (isa == OPML_ISA_AVX512VNNI)
                     tile_v512(xt, panel, panel + kq * KQ * NR, kq, acc, rows, panels,
-                              c0 + 2 * NR < n1 ? panel + 2 * kq * KQ * NR : NULL, (mrows + mr - 1) / mr, r0 / mr);
+                              c0 + 2 * NR < n1 ? panel + 2 * kq * KQ * NR : NULL, tiles, r0 / mr);
 #ifdef OPML_AVXVNNI
                 else if (isa == OPML_ISA_AVXVNNI)
-                    tile_vy(xt, panel, kq, acc, rows);
+                    tile_vy(xt, panel, kq, acc, rows, pf1, tiles, r0 / mr);
 #endif
                 else if (isa == OPML_ISA_AVXVNNI_EVEX)
-                    tile_vy_evex(xt, panel, kq, acc, rows);
+                    tile_vy_evex(xt, panel, kq, acc, rows, pf1, tiles, r0 / mr);
                 else if (isa == OPML_ISA_AVX2)
-                    tile_u8s8_avx2(xt, panel, kq, acc);
+                    tile_u8s8_avx2(xt, panel, kq, acc, pf1, tiles, r0 / mr);
                 else
 #endif
                     tile_u8s8_generic(xt, panel, kq, acc, (int)rows);
