@@ -100,3 +100,17 @@ def test_honest_player_wins_on_chain(dep: Deployment, model: tuple[Bundle, np.nd
             assert g.node_index == liar.lie_node
             last = backend.node_steps(bundle, g.node_index, 1) - 1
             assert g.pinned_step == (lie.step if lie.kind == "step" else last)
+
+
+def test_chain_keeps_block_time_and_gas_limit() -> None:
+    """Transactions execute at the block time asked for (the game's clocks read it), and the block gas
+    limit does not drift down over many near-empty blocks (a whole benchmark run mines thousands)."""
+    chain = PragueChain()
+    d = deploy(chain, oracle=True)
+    limit = chain.chain.get_canonical_head().gas_limit
+    for _ in range(50):
+        assert d.factory.transact("claimCount").ok
+    assert chain.chain.get_canonical_head().gas_limit == limit
+    t = chain.timestamp + 1000
+    tx = d.game_impl.transact("claimTimeout", timestamp=t)  # the implementation is resolved: GameOver
+    assert (tx.ok, tx.error, tx.timestamp, chain.timestamp) == (False, "GameOver", t, t)
