@@ -32,12 +32,16 @@ def _fail(message: str) -> NoReturn:
 
 def _guarded(fn: Callable[[], int]) -> NoReturn:
     """Run a command body; DisputeError (and interruption) become exit code 2 with a message."""
+    from web3.exceptions import Web3Exception
+
     from ai_evm.dispute.client import DisputeError
 
     try:
         code = fn()
     except DisputeError as e:
         _fail(str(e))
+    except (Web3Exception, OSError) as e:  # an RPC error answer, a dropped connection
+        _fail(f"L1 request failed: {e}")
     except click.ClickException as e:  # a bundle or input file that cannot be read
         _fail(e.format_message())
     except KeyboardInterrupt:
@@ -46,7 +50,7 @@ def _guarded(fn: Callable[[], int]) -> NoReturn:
 
 
 def _agent(l1_url: str, key: str | None, factory: str, bundle_path: str | None, inputs: tuple[str, ...],
-           strategy: str, lie_node: int | None, lie_step: int) -> Any:
+           strategy: str, lie_node: int | None, lie_step: int, from_block: int = 0) -> Any:
     from ai_evm.dispute.agent import Agent, make_player
     from ai_evm.dispute.client import L1, DisputeError
 
@@ -60,7 +64,7 @@ def _agent(l1_url: str, key: str | None, factory: str, bundle_path: str | None, 
             raise DisputeError("--bundle needs --input (one .npy per model input)")
         bundle = _load_bundle(bundle_path)
         player = make_player(bundle, _load_inputs(bundle, inputs, None), strategy, lie_node, lie_step)
-    return Agent(l1, fac, player, _echo)
+    return Agent(l1, fac, player, _echo, from_block)
 
 
 def l1_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -71,6 +75,8 @@ def l1_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--key", required=True, envvar="AIEVM_L1_KEY", help="private key (hex; or AIEVM_L1_KEY)"),
         click.option("--poll", type=click.FloatRange(min=0.01), default=2.0, show_default=True,
                      help="seconds between reads of the game"),
+        click.option("--from-block", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="first L1 block searched for the factory's events (e.g. its deployment block)"),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -136,12 +142,12 @@ def _defend(agent: Any, claim_id: int, poll: float) -> int:
 @l1_options
 @player_options(required=True)
 @click.option("--no-wait", is_flag=True, help="propose and exit without playing challenges")
-def claim_cmd(l1_url: str, factory: str, key: str, poll: float, bundle_path: str, inputs: tuple[str, ...],
-              strategy: str, lie_node: int | None, lie_step: int, no_wait: bool) -> None:
+def claim_cmd(l1_url: str, factory: str, key: str, poll: float, from_block: int, bundle_path: str,
+              inputs: tuple[str, ...], strategy: str, lie_node: int | None, lie_step: int, no_wait: bool) -> None:
     """Run the inference, propose its claim with the bond, and defend it against every challenge."""
 
     def body() -> int:
-        agent = _agent(l1_url, key, factory, bundle_path, inputs, strategy, lie_node, lie_step)
+        agent = _agent(l1_url, key, factory, bundle_path, inputs, strategy, lie_node, lie_step, from_block)
         claim_id = agent.propose()
         _echo(f"CLAIM_ID {claim_id}")
         return EXIT_WON if no_wait else _defend(agent, claim_id, poll)
@@ -154,13 +160,14 @@ def claim_cmd(l1_url: str, factory: str, key: str, poll: float, bundle_path: str
 @l1_options
 @player_options(required=True)
 @click.option("--force", is_flag=True, help="challenge even if the claim agrees with our own result")
-def challenge_cmd(claim_id: int, l1_url: str, factory: str, key: str, poll: float, bundle_path: str,
-                  inputs: tuple[str, ...], strategy: str, lie_node: int | None, lie_step: int, force: bool) -> None:
+def challenge_cmd(claim_id: int, l1_url: str, factory: str, key: str, poll: float, from_block: int,
+                  bundle_path: str, inputs: tuple[str, ...], strategy: str, lie_node: int | None, lie_step: int,
+                  force: bool) -> None:
     """Check a claim against our own inference; challenge it if it differs and play the game."""
     from fraud_vm.game import Role
 
     def body() -> int:
-        agent = _agent(l1_url, key, factory, bundle_path, inputs, strategy, lie_node, lie_step)
+        agent = _agent(l1_url, key, factory, bundle_path, inputs, strategy, lie_node, lie_step, from_block)
         info = agent.claim_info(claim_id)
         if info.claimant.lower() == agent.l1.address.lower():
             from ai_evm.dispute.client import DisputeError
@@ -192,8 +199,8 @@ def challenge_cmd(claim_id: int, l1_url: str, factory: str, key: str, poll: floa
 @dispute.command("watch")
 @l1_options
 @player_options(required=False)
-def watch_cmd(l1_url: str, factory: str, key: str, poll: float, bundle_path: str | None, inputs: tuple[str, ...],
-              strategy: str, lie_node: int | None, lie_step: int) -> None:
+def watch_cmd(l1_url: str, factory: str, key: str, poll: float, from_block: int, bundle_path: str | None,
+              inputs: tuple[str, ...], strategy: str, lie_node: int | None, lie_step: int) -> None:
     """Play every game this key is party to until all are resolved, then collect the bonds won.
 
     Also finalizes this key's claims once their window has passed. Without --bundle the agent only
@@ -202,7 +209,7 @@ def watch_cmd(l1_url: str, factory: str, key: str, poll: float, bundle_path: str
     from ai_evm.dispute.client import DisputeError
 
     def body() -> int:
-        agent = _agent(l1_url, key, factory, bundle_path, inputs, strategy, lie_node, lie_step)
+        agent = _agent(l1_url, key, factory, bundle_path, inputs, strategy, lie_node, lie_step, from_block)
         skipped: set[str] = set()
         while True:
             results = {}

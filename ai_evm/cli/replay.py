@@ -324,7 +324,11 @@ def _replay_game(address: str, l1_url: str | None, bundle_path: str | None) -> N
     if l1_url is None:
         raise click.UsageError("--game needs --l1 URL")
     bundle = _load_bundle(bundle_path) if bundle_path is not None else None
+    from web3.exceptions import Web3Exception
+
     try:
         replay_game(L1(l1_url), address, bundle, click.echo)
     except DisputeError as e:
         raise click.ClickException(str(e)) from None
+    except (Web3Exception, OSError) as e:
+        raise click.ClickException(f"L1 request failed: {e}") from None

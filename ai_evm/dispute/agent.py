@@ -113,6 +113,8 @@ class Agent:
     factory: Any
     player: Player | None
     out: Callable[[str], None] = print
+    #: the first L1 block searched for the factory's events (the factory's deployment block, say)
+    from_block: int = 0
     _games: dict[str, Any] = field(default_factory=dict)
     _announced: set[str] = field(default_factory=set)
     _failures: dict[str, int] = field(default_factory=dict)
@@ -148,7 +150,8 @@ class Agent:
             raise DisputeError(f"claim id {claim_id} is negative")
         f = self.factory.functions
         rec = self.l1.call(f.claimRecord(claim_id), f"claim {claim_id}")
-        logs = self.factory.events.Proposed().get_logs(argument_filters={"claimId": claim_id}, from_block=0)
+        logs = self.factory.events.Proposed().get_logs(argument_filters={"claimId": claim_id},
+                                                       from_block=self.from_block)
         if not logs:
             raise DisputeError(f"no Proposed event for claim {claim_id}")
         tx = self.l1.w3.eth.get_transaction(logs[0]["transactionHash"])
@@ -196,7 +199,8 @@ class Agent:
 
     def claims_of_mine(self) -> list[int]:
         """Ids of the claims this account proposed."""
-        logs = self.factory.events.Proposed().get_logs(argument_filters={"claimant": self.l1.address}, from_block=0)
+        logs = self.factory.events.Proposed().get_logs(argument_filters={"claimant": self.l1.address},
+                                                       from_block=self.from_block)
         return [int(e["args"]["claimId"]) for e in logs]
 
     def games_of_mine(self) -> list[str]:
@@ -206,7 +210,7 @@ class Agent:
         for cid in self.claims_of_mine():
             games += [str(g) for g in self.l1.call(f.gamesOf(cid))]
         logs = self.factory.events.Challenged().get_logs(argument_filters={"challenger": self.l1.address},
-                                                         from_block=0)
+                                                         from_block=self.from_block)
         games += [str(e["args"]["game"]) for e in logs]
         return list(dict.fromkeys(games))
 

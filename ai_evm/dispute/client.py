@@ -252,7 +252,10 @@ def read_game(l1: L1, game: Any) -> GameState:
     def get(fn: Any) -> Any:
         return l1.call(fn, block=at)
 
-    b = get(f.bisection())
+    try:
+        b = get(f.bisection())
+    except TxReverted:
+        raise DisputeError(f"{game.address} does not answer as an InferenceDisputeGame") from None
     moves = int(get(f.moves()))
     phase = int(get(f.phase()))
     outcome = Outcome(int(get(f.outcome())))

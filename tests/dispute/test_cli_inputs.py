@@ -58,6 +58,10 @@ def test_bad_inputs_give_clear_errors(dispute: Any, tmp_path: Any) -> None:
     assert r.exit_code == 2 and "not a private key" in r.output
     r = run("claim", *l1_args(d, acct, acct.address), *honest(d))
     assert r.exit_code == 2 and "there is no contract at" in r.output
+    r = CliRunner().invoke(main, ["replay", "--game", d.factory.address, "--l1", d.url])
+    assert r.exit_code != 0 and "does not answer as an InferenceDisputeGame" in r.output, r.output
+    r = CliRunner().invoke(main, ["replay", "--game", "0x12", "--l1", d.url])
+    assert r.exit_code != 0 and "is not an address" in r.output
     r = run("status", "5", "--l1", d.url, "--factory", d.factory.address)
     assert r.exit_code == 2 and "reverted with UnknownClaim" in r.output
     r = run("challenge", "5", *l1_args(d, acct), *honest(d))
@@ -78,6 +82,7 @@ def test_bad_inputs_give_clear_errors(dispute: Any, tmp_path: Any) -> None:
 def test_challenge_checks_the_claim_first(dispute: Any, tmp_path: Any) -> None:
     d = dispute
     a, b, c = d.new_key("claimant"), d.new_key("challenger"), d.new_key("late")
+    first = d.w3.eth.block_number
     r = run("claim", *l1_args(d, a), *honest(d), "--no-wait")
     assert r.exit_code == 0, r.output
     claim_id = int(next(x for x in r.output.splitlines() if x.startswith("CLAIM_ID")).split()[1])
@@ -98,8 +103,14 @@ def test_challenge_checks_the_claim_first(dispute: Any, tmp_path: Any) -> None:
     d.increase_time(d.window + 1)
     r = run("challenge", str(claim_id), *l1_args(d, c), *honest(d), "--force")
     assert r.exit_code == 2 and "challenge reverted with ChallengeWindowClosed" in r.output, r.output
-    # the claimant's watch finalizes the unchallenged claim and collects its bond
-    r = run("watch", *l1_args(d, a))
+    # watch searches the factory's events from --from-block: past the claim it sees nothing to do
+    r = run("watch", *l1_args(d, a), "--from-block", str(d.w3.eth.block_number))
+    assert r.exit_code == 0 and "0 won, 0 lost" in r.output, r.output
+    r = run("watch", *l1_args(d, a), "--from-block", str(d.w3.eth.block_number + 100))
+    assert r.exit_code == 2 and "L1 request failed" in r.output, r.output
+    assert d.factory.functions.claimRecord(claim_id).call()[3] == 0  # still pending
+    # from the test's first block, the claimant's watch finalizes the claim and collects its bond
+    r = run("watch", *l1_args(d, a), "--from-block", str(first))
     assert r.exit_code == 0 and f"claim {claim_id} finalized" in r.output, r.output
     assert d.factory.functions.credit(a.address).call() == 0
     l1 = L1(d.url, a.key.hex())
