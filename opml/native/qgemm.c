@@ -5,8 +5,11 @@
  *   y[m, n]   = clip(zp + round_shift(clip_int32(acc + off[n]) * mult[n], shift[n]), qmin, qmax)
  *
  * Every product is at most 255 * 255 = 65025 in magnitude and K <= OPML_QGEMM_MAX_K, so every partial
- * sum of acc lies within +-2^31 and the int32 accumulation is exact in any order: the AVX2 kernel and
- * the portable one give the same bits by construction (integer addition is associative).
+ * sum of acc lies within +-2^31 and the int32 accumulation is exact in any order: the AVX2 (VPMADDWD),
+ * AVX-512 (VPDPWSSD) and portable kernels give the same bits by construction (integer addition is
+ * associative). int8 weights also have a uint8 x int8 byte layout with VPMADDUBSW (|w| <= 64) and VNNI
+ * (VPDPBUSD, any int8 w) kernels: see "uint8 x int8 kernels" below. Every SIMD kernel is compiled with a
+ * per-function target attribute and chosen at run time (opml_native_isa_mask, the isa argument).
  *
  * The epilogue is one formula for both outputs, with per-column constants prepared in Python
  * (opml.native.epilogue, which proves each rewrite; see its docstring):
@@ -15,7 +18,7 @@
  *
  * where add carries a bias of 2^62 that makes the value non-negative (so the logical shift of the
  * uint64 is the floor) and post removes the shifted bias: see y_of. The AVX2 version evaluates the
- * same integers 8 columns at a time (VPMULDQ products, VPSRLVQ shifts).
+ * same integers 8 columns at a time (VPMULDQ products, VPSRLVQ shifts), the AVX-512 one 16.
  *
  * Weights are packed once per plan (opml_qgemm_pack) into panels of 16 columns: for each pair of rows
  * k, k+1 of w, the 16 columns' (w[k, c], w[k+1, c]) int16 pairs, so one VPMADDWD of a broadcast
@@ -622,7 +625,7 @@ static int qmatmul(const void *a, int asigned, int64_t za, const void *bb, int b
  * computes the same sums in scalar int32 (any int8 w).
  *
  * kind 2 marks int8 weights beyond +-64 in this layout (packed where a VNNI kernel runs): the AVX2 tile
- * would not be exact for them, so a kind 2 GEMM refuses isa 1. */
+ * would not be exact for them, so a kind 2 GEMM refuses isa 1 (OPML_ISA_AVX2). */
 #define KQ 4
 #define MR4 4   /* rows per tile: portable and AVX2 */
 #define MRV 8   /* AVX-512 VNNI: rows per tile (with two panels: 16 accumulators of the 32 registers) */
