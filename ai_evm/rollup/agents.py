@@ -158,6 +158,8 @@ class Proposer(_RollupAgent):
         if int(self.rpc("eth_blockNumber"), 16) < target:
             return
         out = output_at(self.rpc, last, target)
+        if out.l2_timestamp > self.l1.now():
+            return  # the oracle refuses an L2 block newer than L1 time: wait for L1
         nonce = int(self.l1.call(self.oracle.functions.proposals()))
         if out.records and self.rng.random() < self.faulty_rate:
             r = out.records[0]
@@ -223,7 +225,7 @@ class Validator(_RollupAgent):
                  out: Out = print) -> None:
         super().__init__(l1, rpc, d, bundles, out)
         self.checked: dict[int, bool] = {}  # output nonce -> agreed
-        self.reported: set[int] = set()
+        self.settled: set[int] = set()  # record challenges whose game is over and paid
 
     def tick(self) -> None:
         self.check_outputs()
@@ -280,24 +282,29 @@ class Validator(_RollupAgent):
                      f"(gas {rcpt['gasUsed']:,})")
 
     def play(self) -> None:
+        """Play (and after the end, collect) the games on the claims defending this validator's challenges."""
         me = self.l1.address.lower()
         for i in range(int(self.l1.call(self.disputes.functions.challengeCount()))):
             c = self.l1.call(self.disputes.functions.challengeOf(i))
-            if str(c[4]).lower() != me or int(c[3]) != 2:
+            if str(c[4]).lower() != me or int(c[3]) < 2 or i in self.settled:
                 continue
             agent = Agent(self.l1, self.factory, None, self.out)
             info = agent.claim_info(int(c[11]))
-            # the challenged record (by its output hash) and this node's record of the same call
-            theirs = [r for r in self.posted_records(int(c[0])) if r.output_hash == bytes(c[10])]
-            prev, number, _ = self.output_range(int(c[0]))
-            mine = [r for r in output_at(self.rpc, prev, number).records
-                    if theirs and r.input_hash == theirs[0].input_hash and r.model == theirs[0].model]
-            if not mine:
+            if int(c[3]) == 2:
+                # the challenged record (by its output hash) and this node's record of the same call
+                theirs = [r for r in self.posted_records(int(c[0])) if r.output_hash == bytes(c[10])]
+                prev, number, _ = self.output_range(int(c[0]))
+                mine = [r for r in output_at(self.rpc, prev, number).records
+                        if theirs and r.input_hash == theirs[0].input_hash and r.model == theirs[0].model]
+                if not mine:
+                    continue
+                agent.player = self.player(mine[0].model, mine[0].input, "honest")
+                if info.status == "pending":
+                    agent.tick(agent.challenge(info))
                 continue
-            agent.player = self.player(mine[0].model, mine[0].input, "honest")
-            if info.status == "pending":
-                game = agent.challenge(info)
-                agent.tick(game)
+            game = agent.my_game_on(int(c[11]))  # resolved: collect what the game owes us
+            if game is None or agent.tick(game) is not None:
+                self.settled.add(i)
 
 
 __all__ = ["Proposer", "Validator", "decode_records", "io_proof", "record_abi"]
