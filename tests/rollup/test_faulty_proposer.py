@@ -67,7 +67,7 @@ def test_a_faulty_output_is_caught_and_deleted(l1: str, tmp_path: Path) -> None:
     rollup = tmp_path / "rollup.json"
     d.save(rollup)
     bundle = load_bundle(DIGITS.read_bytes())
-    registry = w3.eth.contract(address=d.registry, abi=list(artifact("ModelRegistry").abi))
+    registry = w3.eth.contract(address=Web3.to_checksum_address(d.registry), abi=list(artifact("ModelRegistry").abi))
     reg = registry.functions.register(bundle.address, graph_proof(prove_header(bundle)), "file://models")
     L1(l1, KEYS[0]).send(reg, RollupParams().registration_fee, "register")
     reg_block = int(w3.eth.block_number)
@@ -112,7 +112,7 @@ def test_a_faulty_output_is_caught_and_deleted(l1: str, tmp_path: Path) -> None:
         proposer = Proposer(L1(l1, KEYS[2]), val.rpc, d, bundles, tmp_path / "proposer.json", faulty_rate=1.0,
                             out=lambda s: log.append("P " + s))
         validator = Validator(L1(l1, KEYS[3]), val.rpc, d, bundles, out=lambda s: log.append("V " + s))
-        oracle = w3.eth.contract(address=d.oracle, abi=list(artifact("OutputOracle").abi))
+        oracle = w3.eth.contract(address=Web3.to_checksum_address(d.oracle), abi=list(artifact("OutputOracle").abi))
         balance0 = w3.eth.get_balance(VALIDATOR.address)
         deleted = []
         for _ in range(120):
