@@ -116,14 +116,13 @@ def _defend(agent: Any, claim_id: int, poll: float) -> int:
     waiting = False
     while True:
         games = [str(g) for g in agent.l1.call(agent.factory.functions.gamesOf(claim_id))]
-        for g in games:
-            agent.tick(g)
+        outcomes = [agent.tick(g) for g in games]
         status = agent.settle_claim(claim_id)
         if status != "pending":
             # a game this poll ended (our claimTimeout) is settled by one more tick: pull its pot
-            for g in games:
-                agent.tick(g)
-        if status == "rejected":
+            outcomes = [agent.tick(g) for g in games]
+        if status == "rejected" and all(o is not None for o in outcomes):
+            # rejected at the first lost game; the other games on the claim were played to their end
             _echo(f"claim {claim_id} was rejected")
             return EXIT_LOST
         if status == "final":

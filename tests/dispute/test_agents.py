@@ -236,3 +236,58 @@ def test_full_matrix(make_dispute: Any, model: str, strategy: str, liar: str) ->
     """Every dishonest strategy, every example model, both roles: the honest agent wins every game."""
     d = make_dispute(model)
     play(d, strategy if liar == "claimant" else "honest", strategy if liar == "challenger" else "honest")
+
+
+def test_an_honest_claimant_defends_against_two_challengers_at_once(dispute: Any) -> None:
+    """Two dishonest challengers open games on one true claim; one claimant agent plays both."""
+    d, w3 = dispute, dispute.w3
+    expected = {s: d.register_game("honest", s) for s in ("node", "step")}
+    a = d.new_key("claimant")
+    liars = {s: d.new_key(f"challenger {s}") for s in expected}
+    start = w3.eth.block_number + 1
+    before = w3.eth.get_balance(a.address)
+    claimant = AgentProc(d.aievm, ["claim", *common(d, a), *player(d, "honest")])
+    claim_id = int(claimant.wait_line("CLAIM_ID").split()[1])
+    procs = {s: AgentProc(d.aievm, ["challenge", str(claim_id), *common(d, k), *player(d, s)])
+             for s, k in liars.items()}
+    for p in procs.values():
+        assert p.wait() == 1, p.output
+    games = {str(g) for g in d.factory.functions.gamesOf(claim_id).call()}
+    assert len(games) == 2
+    won = 0
+    for g in games:
+        st = game_state(d, g)
+        strategy = next(s for s, k in liars.items() if k.address.lower() == st.challenger.lower())
+        e = expected[strategy]
+        assert (st.outcome, st.node_index, st.pinned_step, st.moves) == (Outcome.CLAIMANT_WINS, e.node_index,
+                                                                          e.pinned_step, e.rounds)
+        won += st.bonds[1]
+    d.increase_time(d.window + 1)
+    assert claimant.wait() == 0, claimant.output
+    assert all(w3.eth.get_balance(g) == 0 for g in games) and w3.eth.get_balance(d.factory.address) == 0
+    assert w3.eth.get_balance(a.address) - before + fees_paid(w3, a.address, start) == won
+
+
+def test_a_lying_claimant_loses_to_two_challengers(dispute: Any) -> None:
+    """The claim is rejected by the first challenger to win (who gets the claim bond); the liar's
+    agent still plays the other game to its end, which the second challenger wins too."""
+    d, w3 = dispute, dispute.w3
+    expected = d.register_game("node", "honest")
+    a = d.new_key("claimant")
+    honest = [d.new_key("challenger 1"), d.new_key("challenger 2")]
+    claimant = AgentProc(d.aievm, ["claim", *common(d, a), *player(d, "node")])
+    claim_id = int(claimant.wait_line("CLAIM_ID").split()[1])
+    procs = [AgentProc(d.aievm, ["challenge", str(claim_id), *common(d, k), *player(d, "honest")]) for k in honest]
+    for p in procs:
+        assert p.wait() == 0, p.output
+    assert claimant.wait() == 1, claimant.output
+    games = [str(g) for g in d.factory.functions.gamesOf(claim_id).call()]
+    assert len(games) == 2
+    for g in games:
+        st = game_state(d, g)
+        assert (st.outcome, st.node_index, st.pinned_step, st.moves) == (
+            Outcome.CHALLENGER_WINS, expected.node_index, expected.pinned_step, expected.rounds)
+        assert w3.eth.get_balance(g) == 0
+    rec = d.factory.functions.claimRecord(claim_id).call()
+    assert rec[3] == 1 and str(rec[5]) in games  # rejected by one of the games
+    assert w3.eth.get_balance(d.factory.address) == 0  # its challenger collected the claim bond
