@@ -532,6 +532,36 @@ static int qgemm(const void *x, int xsigned, int64_t m, int64_t k, const int16_t
     return 0;
 }
 
+#ifdef OPML_X86
+/* Pair q of qmatmul's right operand into its int16 panels: rows r0 and r1 (NULL past K: zero lane) of n
+ * bytes, minus zb. 16 columns at a time: both rows widened to int16 and shifted (|b - zb| <= 255 fits
+ * int16), interleaved (VPUNPCKLWD/HWD work within 128-bit lanes, VPERM2I128 restores column order) and
+ * stored as the 16 (b[2q, c], b[2q + 1, c]) pairs of the panel; the last n % 16 columns in scalar code. */
+__attribute__((target("avx2"))) static void pack_pair_avx2(const void *r0, const void *r1, int bsigned, int64_t zb,
+                                                           int64_t n, int64_t kp, int64_t q, int16_t *wp) {
+    const __m256i z = _mm256_set1_epi16((int16_t)zb);
+    int64_t col = 0;
+    for (; col + NR <= n; col += NR) {
+        __m128i v0 = _mm_loadu_si128((const __m128i *)((const uint8_t *)r0 + col));
+        __m256i a = _mm256_sub_epi16(bsigned ? _mm256_cvtepi8_epi16(v0) : _mm256_cvtepu8_epi16(v0), z);
+        __m256i b = _mm256_setzero_si256();
+        if (r1) {
+            __m128i v1 = _mm_loadu_si128((const __m128i *)((const uint8_t *)r1 + col));
+            b = _mm256_sub_epi16(bsigned ? _mm256_cvtepi8_epi16(v1) : _mm256_cvtepu8_epi16(v1), z);
+        }
+        __m256i lo = _mm256_unpacklo_epi16(a, b), hi = _mm256_unpackhi_epi16(a, b);
+        int16_t *dst = wp + (col / NR) * kp * 2 * NR + q * 2 * NR;
+        _mm256_storeu_si256((__m256i *)dst, _mm256_permute2x128_si256(lo, hi, 0x20));
+        _mm256_storeu_si256((__m256i *)(dst + 16), _mm256_permute2x128_si256(lo, hi, 0x31));
+    }
+    for (; col < n; col++) {
+        int16_t *dst = wp + (col / NR) * kp * 2 * NR + q * 2 * NR + 2 * (col % NR);
+        dst[0] = (int16_t)((bsigned ? ((const int8_t *)r0)[col] : ((const uint8_t *)r0)[col]) - zb);
+        dst[1] = r1 ? (int16_t)((bsigned ? ((const int8_t *)r1)[col] : ((const uint8_t *)r1)[col]) - zb) : 0;
+    }
+}
+#endif
+
 /* Batched y[b] = epilogue((a[b] - za) @ (bb[b] - zb)) for two run-time operands (attention's matmuls):
  * a [batch, m, k], bb [batch, k, n], both int8 or uint8 (asigned / bsigned), contiguous, with
  * |a - za|, |b - zb| <= 255 (checked by the caller), so every product is at most 65025 and, with
@@ -571,6 +601,13 @@ static int qmatmul(const void *a, int asigned, int64_t za, const void *bb, int b
         }
         /* bb - zb -> packed panels (zero padded): row t of b goes to lane (t & 1) of pair t / 2 */
         memset(wp, 0, (size_t)(np_ * kp * 2 * NR) * sizeof(int16_t));
+#ifdef OPML_X86
+        if (isa >= OPML_ISA_AVX2) {
+            const uint8_t *b0 = (const uint8_t *)bb + bi * k * n; /* bytes of either signedness */
+            for (int64_t q = 0; q < kp; q++)
+                pack_pair_avx2(b0 + 2 * q * n, 2 * q + 1 < k ? b0 + (2 * q + 1) * n : NULL, bsigned, zb, n, kp, q, wp);
+        } else
+#endif
         for (int64_t t = 0; t < k; t++) {
             int16_t *dst = wp + (t / 2) * 2 * NR + (t & 1);
             if (bsigned) {

@@ -275,7 +275,8 @@ def test_qgemm_rejects_a_wrong_input() -> None:
 @EACH_ISA
 @settings(max_examples=60, deadline=None)
 @given(shapes=st.sampled_from([((3, 5, 7), (3, 7, 4)), ((2, 1, 6, 33), (1, 4, 33, 18)), ((5, 9), (2, 9, 17)),
-                               ((1, 1), (1, 1)), ((2, 0, 3), (2, 3, 5)), ((4, 12, 32), (4, 32, 12))]),
+                               ((1, 1), (1, 1)), ((2, 0, 3), (2, 3, 5)), ((4, 12, 32), (4, 32, 12)),
+                               ((3, 32, 32), (3, 32, 32)), ((2, 9, 31), (2, 31, 48))]),
        adt=st.sampled_from([np.int8, np.uint8]), bdt=st.sampled_from([np.int8, np.uint8]),
        out=st.sampled_from([np.int32, np.int8, np.uint8]), seed=st.integers(0, 2**32 - 1))
 def test_qmatmul_equals_int64(isa: str, shapes: tuple, adt: type, bdt: type, out: type, seed: int) -> None:
