@@ -9,10 +9,10 @@ honest party must win, and the money must end with it: its net gain is exactly t
 (the liar's move bonds, and the claim bond when the liar claimed), measured from balances with the
 gas paid added back; the game and the factory hold nothing afterwards.
 
-The step verifier here is ``OracleStepVerifier``, whose verdicts Python fills from
-``fraud_vm.vm.verify_step`` (and program lengths from ``fraud_vm.stepper.num_steps``): these games test
-the game, the factory and the phase link on real models, not the Solidity step verifier, whose own
-differential tests are in ``tests/contracts/test_step_verifier*.py``.
+The contracts are the ones L1 gets (``ai_evm.dispute.deploy``: ``FraudVMStepVerifier`` over the
+``VMProgram`` router, ``BundlePhaseLink``, the game, the factory), so every ``openSteps`` derives the
+program length on chain and every final ``step`` is re-executed by the Solidity verifier from the
+witness the honest player's ``fraud_vm`` trace produced.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def backend() -> FraudVMBackend:
 
 @pytest.fixture(scope="module")
 def dep() -> Deployment:
-    return deploy(PragueChain(), oracle=True)
+    return deploy(PragueChain())
 
 
 def lies(bundle: Bundle, backend: FraudVMBackend) -> list[Lie]:
