@@ -25,7 +25,7 @@ from fraud_vm.context import NodeContext, context_for, decode_context
 from fraud_vm.errors import FraudVMError, MalformedContext, is_named
 from fraud_vm.isa import PAD, Instr, Operand
 from fraud_vm.memory import Region
-from opml.bundle import load_bundle
+from opml.bundle import Node, load_bundle, node_descriptor_words
 
 ROOT = Path(__file__).resolve().parents[2]
 VEC_DIR = ROOT / "tests" / "vectors" / "fraud_vm"
@@ -153,6 +153,24 @@ def test_program_equals_stepper_on_models(vmp: Any, name: str) -> None:
             seen.add(key)
             n = stepper.num_steps(ctx)
             check(vmp, ctx, sorted({0, n - 1, rng.randrange(n)}), length=False)
+
+
+def synthetic(op: str, attrs: tuple[tuple[int, ...], ...], x: tuple[int, ...], out: tuple[int, ...],
+              out_dtype: int = 1) -> NodeContext:
+    """A one-input node context over an int8 ``x`` (zero point 3) with the given output shape."""
+    words = node_descriptor_words(Node(op, (0,), (1,), attrs))
+    descs = ((1, len(x), *x, 0, 0x3C000000, 3, 0), (out_dtype, len(out), *out, 0, 0x3C000000, -2, 0))
+    return NodeContext(bytes(range(32)), 0, 1, tuple(words), descs)
+
+
+def test_reductions_over_several_kept_dims(vmp: Any) -> None:
+    """Every pc of reduce / argmax programs whose 32-row blocks start inside several kept dims
+    (the row operands advance like an odometer across them)."""
+    x = (3, 5, 7, 4)
+    for ctx in (synthetic("reduce", ((0,), (2,), (1,), (1 << 30,), (30,)), x, (3, 5, 1, 4)),
+                synthetic("reduce", ((2,), (-3, 3), (0,), (1 << 30,), (30,)), x, (3, 7)),
+                synthetic("argmax", ((1,), (0,), (1,)), x, (3, 7, 4), out_dtype=5)):
+        check(vmp, ctx, list(range(stepper.num_steps(ctx) + 1)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -569,6 +569,51 @@ library LibBlocked {
     // ---------------------------------------------------------------------------------------
     // reductions: reduce, argmax
 
+    /// @notice `[(0, offset(r, kept) + _ot) for r in _r0 .. _r0 + _n - 1]`: `offset(_r0)` by
+    ///         `ravelDims`, then the kept coordinates advance like an odometer (the lanes are
+    ///         consecutive rows), so each lane costs O(1) amortized instead of O(rank) divisions.
+    function _rowOperands(uint256[2][] memory _kept, uint256 _r0, uint256 _ot, uint256 _n)
+        private
+        pure
+        returns (uint256[] memory a_)
+    {
+        uint256 nk = _kept.length;
+        uint256[] memory sizes = new uint256[](nk);
+        uint256[] memory steps = new uint256[](nk);
+        uint256[] memory coords = new uint256[](nk);
+        uint256 rest = _r0;
+        for (uint256 d = nk; d > 0; --d) {
+            (sizes[d - 1], steps[d - 1]) = (_kept[d - 1][0], _kept[d - 1][1]);
+            coords[d - 1] = rest % sizes[d - 1];
+            rest /= sizes[d - 1];
+        }
+        uint256 off = LibIndexing.ravelDims(_r0, _kept) + _ot;
+        a_ = new uint256[](_n);
+        // SAFETY: indices stay inside the arrays (l < _n, d < nk); `off` stays below 2^66 (a
+        // carried dim subtracts exactly the `size · step` its coordinate had added), so the
+        // unchecked arithmetic cannot wrap. Region 0: the packed operand is the element itself.
+        assembly ("memory-safe") {
+            let pa := add(a_, 0x20)
+            for { let l := 0 } lt(l, _n) { l := add(l, 1) } {
+                mstore(add(pa, shl(5, l)), off)
+                for { let d := nk } gt(d, 0) { } {
+                    d := sub(d, 1)
+                    let o := shl(5, add(d, 1))
+                    let st := mload(add(steps, o))
+                    let c := add(mload(add(coords, o)), 1)
+                    off := add(off, st)
+                    let sz := mload(add(sizes, o))
+                    if lt(c, sz) {
+                        mstore(add(coords, o), c)
+                        break
+                    }
+                    off := sub(off, mul(sz, st))
+                    mstore(add(coords, o), 0)
+                }
+            }
+        }
+    }
+
     /// @notice `plan_reduce`: rows = the kept dims, the reduction over the reduced dims (`axes`
     ///         mod rank); mode 0 sum, 1 mean, 2 L2 (ACC_SQ), 3 max.
     function planReduce(NodeContext memory _ctx) internal pure returns (ReducePlan memory p_) {
@@ -649,11 +694,7 @@ library LibBlocked {
             i_.imm = _p.finImm;
             return i_;
         }
-        uint256 ot = LibIndexing.ravelDims(t, _p.reduced);
-        i_.a = new uint256[](nl);
-        for (uint256 l = 0; l < nl; ++l) {
-            i_.a[l] = operand(0, LibIndexing.ravelDims(r0 + l, _p.kept) + ot);
-        }
+        i_.a = _rowOperands(_p.kept, r0, LibIndexing.ravelDims(t, _p.reduced), nl);
         if (_p.kind == K_ACC_MAX) {
             i_.imm = new int256[](2);
             i_.imm[0] = t == 0 ? int256(1) : int256(0);
