@@ -253,11 +253,30 @@ GAS: dict[str, int] = {}
 #: and the verifier's target 200k per kind; the 32-lane requantizing kinds (LN_OUT, FIN_REQ, SM_OUT)
 #: are still above both (~0.5M: instruction derivation and integer execution, docs/dispute_game.md).
 STEP_GAS_LIMIT = 600_000
+EIP170_LIMIT = 24_576
 
 
 @pytest.fixture(scope="module")
 def dispute(prague: Any) -> DisputeContracts:
     return deploy_dispute_contracts(prague)
+
+
+def addr(a: bytes | str) -> str:
+    """An address in the form eth_abi decodes it (lower-case hex)."""
+    return "0x" + bytes(a).hex() if isinstance(a, bytes) else a.lower()
+
+
+def test_deployment_is_wired(dispute: DisputeContracts) -> None:
+    """``deploy_dispute_contracts``: the game steps through the real verifier, the phase link and the
+    verifier ask the same program; every contract deploys within EIP-170."""
+    program = dispute.program.address
+    assert dispute.verifier.value("PROGRAM") == addr(program)
+    assert dispute.phase_link.value("PROGRAM_LENGTH") == addr(program)
+    assert dispute.game.value("VERIFIER") == addr(dispute.verifier.address)
+    assert dispute.game.value("PHASE_LINK") == addr(dispute.phase_link.address)
+    assert dispute.factory.value("IMPLEMENTATION") == addr(dispute.game.address)
+    for c in (dispute.verifier, dispute.program, *dispute.program_families):
+        assert len(c.artifact.deployed_bytecode) <= EIP170_LIMIT, c.artifact.name
 
 
 def python_verdict(pre_hash: bytes, data: bytes) -> Any:
@@ -439,7 +458,10 @@ def sample_steps(traces: list[NodeTrace]) -> list[tuple[str, NodeTrace, int]]:
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_model_steps(dispute: DisputeContracts, name: str) -> None:
-    samples = sample_steps(model_traces(name, MODELS[name]))
+    traces = model_traces(name, MODELS[name])
+    for tr in traces:  # IProgramLength: what BundlePhaseLink asks the program for
+        assert dispute.verifier.value("numSteps", tr.context.encode()) == tr.num_steps, tr.node_index
+    samples = sample_steps(traces)
     assert len({k for k, _, _ in samples}) >= 3
     for kind, tr, pc in samples:
         pre, w = tr.state_hash_at(pc), tr.witness_at(pc)
