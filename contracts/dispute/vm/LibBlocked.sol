@@ -559,10 +559,20 @@ library LibBlocked {
             base = ((_bk[0] * _p.xShape[1] + ch) * h + uint256(iy)) * w;
         }
         uint256 nl = _bk[4];
-        a_ = new uint256[](nl);
-        for (uint256 l = 0; l < nl; ++l) {
-            int256 ix = int256((_bk[3] + l) * _p.strides[1] + kx * _p.dil[1]) - _p.pads[1];
-            a_[l] = rowIn && ix >= 0 && uint256(ix) < w ? operand(0, base + uint256(ix)) : PAD;
+        a_ = seq(PAD, 0, nl);
+        if (!rowIn) return a_;
+        int256 ix0 = int256(_bk[3] * _p.strides[1] + kx * _p.dil[1]) - _p.pads[1];
+        uint256 sw = _p.strides[1];
+        // SAFETY: |ix| < 2^130 (ox < 2^32, sw, kx, dx, pl within int64), so the signed steps
+        // cannot wrap; `l < nl` keeps the stores inside `a_`. Region 0: the packed operand is the
+        // element itself.
+        assembly ("memory-safe") {
+            let p := add(a_, 0x20)
+            let ix := ix0
+            for { let l := 0 } lt(l, nl) { l := add(l, 1) } {
+                if and(sgt(ix, not(0)), slt(ix, w)) { mstore(add(p, shl(5, l)), add(base, ix)) }
+                ix := add(ix, sw)
+            }
         }
     }
 
