@@ -173,6 +173,33 @@ def test_reductions_over_several_kept_dims(vmp: Any) -> None:
         check(vmp, ctx, list(range(stepper.num_steps(ctx) + 1)))
 
 
+def window_out(hw: tuple[int, int], k: tuple[int, int], st: tuple[int, int], dil: tuple[int, int],
+               pads: tuple[int, int, int, int]) -> tuple[int, int]:
+    """``OH, OW`` of a window (``plan_window``'s formula)."""
+    return ((hw[0] + pads[0] + pads[2] - (k[0] - 1) * dil[0] - 1) // st[0] + 1,
+            (hw[1] + pads[1] + pads[3] - (k[1] - 1) * dil[1] - 1) // st[1] + 1)
+
+
+def test_strided_dilated_grouped_windows(vmp: Any) -> None:
+    """Every pc of small windows the models lack: strided and dilated maxpool with uneven pads,
+    avgpool with a stride of 3 (10 lanes), a grouped strided dilated conv (PAD taps at both ends)."""
+    pads, st, dil = (1, 0, 2, 1), (2, 3), (2, 1)
+    oh, ow = window_out((9, 11), (2, 3), st, dil, pads)
+    ctxs = [synthetic("maxpool", ((2, 3), st, pads, dil), (1, 2, 9, 11), (1, 2, oh, ow))]
+    oh, ow = window_out((5, 40), (1, 2), (1, 3), (1, 1), (0, 1, 0, 0))
+    ctxs.append(synthetic("avgpool", ((1, 2), (1, 3), (0, 1, 0, 0), (0,), (1 << 30,), (30,)), (1, 1, 5, 40),
+                          (1, 1, oh, ow)))
+    oh, ow = window_out((7, 8), (3, 2), (1, 2), (2, 1), (1, 1, 0, 1))
+    conv_attrs = ((1, 1, 0, 1), (1, 2), (2, 1), (2,), (-128,), (127,))
+    conv = synthetic("conv", conv_attrs, (1, 4, 7, 8), (1, 6, oh, ow), out_dtype=4)
+    weights = (1, 4, 6, 2, 3, 2, 1, 0x3C000000, 0, 0)
+    ctxs.append(NodeContext(conv.address, 0, 1, tuple(node_descriptor_words(Node("conv", (0, 1), (2,), conv_attrs))),
+                            (conv.descs[0], weights, conv.descs[1])))
+    for ctx in ctxs:
+        n = stepper.num_steps(ctx)
+        check(vmp, ctx, list(range(min(n, 40))) + [n - 1, n])
+
+
 # ---------------------------------------------------------------------------------------------
 # rejections: the error Python names
 
