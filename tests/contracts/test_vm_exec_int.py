@@ -427,7 +427,8 @@ HELPERS: list[tuple[int, str, Any, Any]] = [
     (6, "roundShift", I.round_shift, [(a, s) for a in PAIR_VALUES for s in SHIFTS]),
     (7, "roundDiv", I.round_div, VALUE_PAIRS),
     (8, "requant", I.requant, [(acc, m, s, zp, -128, 127) for acc in (0, -7, 1 << 40, I32_MIN - 5, I256_MIN)
-                               for m in (1 << 30, I256_MAX, I256_MIN, -(1 << 30)) for s in (0, 1, 31, 62, 63)
+                               for m in (1 << 30, -(1 << 30), I256_MAX, I256_MIN, (1 << 224) + (1 << 200),
+                                         -(1 << 224) - 1, 1 << 223) for s in (0, 1, 31, 62, 63)
                                for zp in (0, -3, I256_MAX, I256_MIN)]),
     (9, "isqrt", I.isqrt, [(a,) for a in HELPER_VALUES] + [(v * v + d,) for v in (3, 1 << 60, (1 << 127) + 5)
                                                            for d in (-1, 0, 1)]),

@@ -102,43 +102,48 @@ library LibExecInt {
 
     /// @notice `i256(_a + _b)`: the sum, `ArithmeticOverflow` outside int256.
     function add(int256 _a, int256 _b) internal pure returns (int256 r_) {
-        unchecked {
-            r_ = _a + _b;
+        bool overflow;
+        // SAFETY: without overflow the sum lies below `_a` exactly when `_b` is negative.
+        assembly ("memory-safe") {
+            r_ := add(_a, _b)
+            overflow := iszero(eq(slt(r_, _a), slt(_b, 0)))
         }
-        // SAFETY: without overflow the sum moves from `_a` in the direction of `_b`'s sign.
-        if ((_b >= 0) != (r_ >= _a)) revert ArithmeticOverflow();
+        if (overflow) revert ArithmeticOverflow();
     }
 
     /// @notice `i256(_a - _b)`: the difference, `ArithmeticOverflow` outside int256.
     function sub(int256 _a, int256 _b) internal pure returns (int256 r_) {
-        unchecked {
-            r_ = _a - _b;
+        bool overflow;
+        // SAFETY: without overflow the difference lies above `_a` exactly when `_b` is negative.
+        assembly ("memory-safe") {
+            r_ := sub(_a, _b)
+            overflow := iszero(eq(sgt(r_, _a), slt(_b, 0)))
         }
-        // SAFETY: without overflow the difference moves from `_a` against `_b`'s sign.
-        if ((_b >= 0) != (r_ <= _a)) revert ArithmeticOverflow();
+        if (overflow) revert ArithmeticOverflow();
     }
 
     /// @notice `i256(_a * _b)`: the product, `ArithmeticOverflow` outside int256.
     function mul(int256 _a, int256 _b) internal pure returns (int256 r_) {
-        if (_a == 0 || _b == 0) return 0;
-        // SAFETY: -1 * -2^255 is the one overflow the division test below cannot see.
-        if ((_a == -1 && _b == type(int256).min) || (_b == -1 && _a == type(int256).min)) {
-            revert ArithmeticOverflow();
+        bool overflow;
+        // SAFETY: the wrapped product divided by a non-zero `_a` gives back `_b` exactly when nothing
+        // wrapped, except -1 * -2^255 (sdiv(-2^255, -1) wraps to -2^255), tested on its own.
+        assembly ("memory-safe") {
+            r_ := mul(_a, _b)
+            overflow := or(
+                and(eq(_a, not(0)), eq(_b, shl(255, 1))),
+                and(iszero(iszero(_a)), iszero(eq(sdiv(r_, _a), _b)))
+            )
         }
-        unchecked {
-            r_ = _a * _b;
-            // SAFETY: the wrapped product divided by a non-zero factor gives back the other one
-            // exactly when nothing wrapped (the -1 * -2^255 case is excluded above).
-            if (r_ / _b != _a) revert ArithmeticOverflow();
-        }
+        if (overflow) revert ArithmeticOverflow();
     }
 
     /// @notice `floor(_a / _b)` for `_b > 0` (Python's `//`; Solidity's `/` truncates).
     function floorDiv(int256 _a, int256 _b) internal pure returns (int256 q_) {
-        unchecked {
-            // SAFETY: `_b > 0` (every caller checks it), so neither division overflows.
-            q_ = _a / _b;
-            if (_a % _b != 0 && _a < 0) q_ -= 1;
+        // SAFETY: `_b > 0` (every caller checks it), so neither sdiv nor smod overflows; a negative
+        // numerator with a remainder was truncated up and moves down by one.
+        assembly ("memory-safe") {
+            q_ := sdiv(_a, _b)
+            if and(slt(_a, 0), iszero(iszero(smod(_a, _b)))) { q_ := sub(q_, 1) }
         }
     }
 
@@ -164,18 +169,37 @@ library LibExecInt {
     }
 
     /// @notice `(_v + 2^(_s-1)) >> _s` for `1 <= _s <= 62` (`InvalidShift` otherwise).
-    function roundShift(int256 _v, int256 _s) internal pure returns (int256) {
+    function roundShift(int256 _v, int256 _s) internal pure returns (int256 r_) {
         // INVARIANT: a requantization shift lies in [1, 62].
         if (_s < 1 || _s > 62) revert InvalidShift();
-        return add(_v, int256(1) << uint256(_s - 1)) >> uint256(_s);
+        bool overflow;
+        // SAFETY: the addend 2^(s-1) is positive, so the sum overflowed exactly when it is below `_v`;
+        // `sar` floors.
+        assembly ("memory-safe") {
+            let t := add(_v, shl(sub(_s, 1), 1))
+            overflow := slt(t, _v)
+            r_ := sar(_s, t)
+        }
+        if (overflow) revert ArithmeticOverflow();
     }
 
     /// @notice `floor((2n + d) / 2d)` for `d > 0` (`NonPositiveDivisor` otherwise).
-    function roundDiv(int256 _n, int256 _d) internal pure returns (int256) {
+    function roundDiv(int256 _n, int256 _d) internal pure returns (int256 q_) {
         // INVARIANT: the divisor is positive.
         if (_d <= 0) revert NonPositiveDivisor();
-        int256 num = add(mul(2, _n), _d);
-        return floorDiv(num, mul(2, _d));
+        bool overflow;
+        // SAFETY: `2n` fits iff n's top two bits agree (`sar(254, n)` is 0 or -1); `2n + d` with
+        // `d > 0` overflowed iff it is below `2n`; `2d` fits iff `d < 2^254`. Then floor division by
+        // the positive `2d` (sdiv truncates: a negative numerator with a remainder moves down).
+        assembly ("memory-safe") {
+            let n2 := shl(1, _n)
+            let num := add(n2, _d)
+            overflow := or(or(iszero(lt(add(sar(254, _n), 1), 2)), slt(num, n2)), sgt(_d, sub(shl(254, 1), 1)))
+            let den := shl(1, _d)
+            q_ := sdiv(num, den)
+            if and(slt(num, 0), iszero(iszero(smod(num, den)))) { q_ := sub(q_, 1) }
+        }
+        if (overflow) revert ArithmeticOverflow();
     }
 
     /// @notice `clamp(zp + round_shift(clamp_int32(acc) * m, s), qmin, qmax)`.
@@ -184,8 +208,25 @@ library LibExecInt {
         pure
         returns (int256)
     {
-        int256 p = mul(clamp(_acc, I32_MIN, I32_MAX), _m);
-        return clamp(add(_zp, roundShift(p, _s)), _qmin, _qmax);
+        return clamp(add(_zp, roundShift(mulInt32(clamp(_acc, I32_MIN, I32_MAX), _m), _s)), _qmin, _qmax);
+    }
+
+    /// @notice `i256(_c * _m)` for an int32 `_c` (requant's product): only `|_m| >= 2^223` can
+    ///         overflow, and then `ArithmeticOverflow` exactly where `mul` would.
+    function mulInt32(int256 _c, int256 _m) internal pure returns (int256 r_) {
+        bool overflow;
+        // SAFETY: |c| <= 2^31, so c·m overflows only if m's top 33 bits are not all equal; then the
+        // exact test of `mul` decides (c = -1 with m = -2^255 included).
+        assembly ("memory-safe") {
+            r_ := mul(_c, _m)
+            if iszero(lt(add(sar(222, _m), 1), 2)) {
+                overflow := or(
+                    and(eq(_c, not(0)), eq(_m, shl(255, 1))),
+                    and(iszero(iszero(_c)), iszero(eq(sdiv(r_, _c), _m)))
+                )
+            }
+        }
+        if (overflow) revert ArithmeticOverflow();
     }
 
     /// @notice Bit length of `_x` (0 for 0).
