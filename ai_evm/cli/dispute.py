@@ -205,7 +205,7 @@ def watch_cmd(l1_url: str, factory: str, key: str, poll: float, from_block: int,
     Also finalizes this key's claims once their window has passed. Without --bundle the agent only
     claims timeouts, finalizes and collects credit.
     """
-    from ai_evm.dispute.client import DisputeError
+    from ai_evm.dispute.agent import NotOurGame
 
     def body() -> int:
         agent = _agent(l1_url, key, factory, bundle_path, inputs, strategy, lie_node, lie_step, from_block)
@@ -217,9 +217,7 @@ def watch_cmd(l1_url: str, factory: str, key: str, poll: float, from_block: int,
                     continue
                 try:
                     results[g] = agent.tick(g)
-                except DisputeError as e:
-                    if "this agent holds" not in str(e):
-                        raise
+                except NotOurGame as e:
                     _echo(f"game {g}: not played: {e}")
                     skipped.add(g)
             statuses = {c: agent.settle_claim(c) for c in agent.claims_of_mine()}

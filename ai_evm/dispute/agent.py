@@ -31,7 +31,7 @@ from opml.errors import OpmlError
 from .client import L1, DisputeError, GameState, TxReverted, read_game
 from .encode import claim_from_abi, claim_to_abi, graph_proof, move_call
 
-__all__ = ["STRATEGIES", "Agent", "ClaimInfo", "make_player"]
+__all__ = ["STRATEGIES", "Agent", "ClaimInfo", "NotOurGame", "make_player"]
 
 #: The ``--strategy`` values: ``honest`` and the dishonest strategies of ``fraud_vm.strategies.Lie``.
 STRATEGIES = ("honest", "output", "node", "intermediate", "step", "timeout")
@@ -58,6 +58,10 @@ def make_player(bundle: Bundle, inputs: Sequence[np.ndarray], strategy: str = "h
         return Player(bundle, list(inputs), FraudVMBackend(), lie)
     except (FraudVMError, OpmlError, ValueError) as e:
         raise DisputeError(f"cannot run the model on these inputs: {e}") from None
+
+
+class NotOurGame(DisputeError):
+    """A game about another model, batch or input than the agent's player holds."""
 
 
 @dataclass
@@ -267,18 +271,19 @@ class Agent:
         except TxReverted as e:
             self.out(f"game {address}: {e}")
             if st.mover == role:
-                # the rules reject our move: do not resend it (a stale read is caught by the next poll's
-                # move count, which changes when the opponent moves)
+                # the rules reject our move (the read is of one block and only we can move now): do not
+                # resend it at this point of the game
                 self._failures[address] = st.moves
         return None
 
     def _move(self, game: Any, st: GameState, role: Role) -> None:
+        """Send the player's move for the state ``st`` (nothing if the strategy does not move)."""
         pl = self.player
         if pl is None:
             return
         if (st.model_address != pl.bundle.address or st.batch != pl.batch
                 or st.input_hash != p1.io_hash(pl.trace.input_roots())):
-            raise DisputeError(f"game {game.address} is about model 0x{st.model_address.hex()} (batch {st.batch}, "
+            raise NotOurGame(f"game {game.address} is about model 0x{st.model_address.hex()} (batch {st.batch}, "
                                f"input hash 0x{st.input_hash.hex()}); this agent holds {pl.bundle.address_hex} (batch "
                                f"{pl.batch}, input hash 0x{p1.io_hash(pl.trace.input_roots()).hex()})")
         mv = pl.respond(view_of(st))  # type: ignore[arg-type]  # duck-typed: phase, bisection, node_index
@@ -293,6 +298,7 @@ class Agent:
                  f"{describe(after, self.l1.now())}")
 
     def _settle_game(self, game: Any, st: GameState, role: Role) -> None:
+        """Pull this account's credit (the pot it won) from an ended game."""
         credit = int(self.l1.call(game.functions.credit(self.l1.address)))
         if credit:
             r = self.l1.send(game.functions.claimCredit(self.l1.address), 0, "claimCredit")

@@ -14,6 +14,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from ai_evm.cli import main
+from ai_evm.dispute.agent import Agent
 from ai_evm.dispute.client import L1, TxReverted, decode_revert
 from fraud_vm.errors import selector_of
 
@@ -99,6 +100,13 @@ def test_challenge_checks_the_claim_first(dispute: Any, tmp_path: Any) -> None:
     assert r.exit_code == 2 and "other inputs" in r.output
     r = run("status", str(claim_id), "--l1", d.url, "--factory", d.factory.address)
     assert r.exit_code == 0 and f"claim {claim_id}: claimant {a.address}, pending" in r.output
+    # a game about other inputs than the watcher holds is reported and not played
+    l1b = L1(d.url, b.key.hex())
+    agent_b = Agent(l1b, l1b.contract("DisputeGameFactory", d.factory.address), None)
+    game = agent_b.challenge(agent_b.claim_info(claim_id))
+    r = run("watch", *l1_args(d, b), "--bundle", d.bundle_path, "--input", str(other))
+    assert r.exit_code == 2 and f"game {game}: not played" in r.output, r.output
+    assert l1b.contract("InferenceDisputeGame", game).functions.moves().call() == 0
     # after the window a forced challenge is rejected by the factory, by name
     d.increase_time(d.window + 1)
     r = run("challenge", str(claim_id), *l1_args(d, c), *honest(d), "--force")
@@ -109,8 +117,10 @@ def test_challenge_checks_the_claim_first(dispute: Any, tmp_path: Any) -> None:
     r = run("watch", *l1_args(d, a), "--from-block", str(d.w3.eth.block_number + 100))
     assert r.exit_code == 2 and "L1 request failed" in r.output, r.output
     assert d.factory.functions.claimRecord(claim_id).call()[3] == 0  # still pending
-    # from the test's first block, the claimant's watch finalizes the claim and collects its bond
+    # from the test's first block, the claimant's watch ends the idle game by the clock, finalizes
+    # the claim and collects its bond
     r = run("watch", *l1_args(d, a), "--from-block", str(first))
+    assert "claimTimeout" in r.output and "1 won, 0 lost" in r.output, r.output
     assert r.exit_code == 0 and f"claim {claim_id} finalized" in r.output, r.output
     assert d.factory.functions.credit(a.address).call() == 0
     l1 = L1(d.url, a.key.hex())
