@@ -179,9 +179,9 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_subprocess_bit_identical(expected: dict, variant: str) -> None:
     extra = VARIANTS[variant]
-    forced = extra.get("OPML_NATIVE_ISA")
-    if forced and forced not in native.cpu_isas():
-        pytest.skip(f"CPU lacks {native.CPU_FLAGS[forced]}" if native.available() else native.describe())
+    forced_isa = extra.get("OPML_NATIVE_ISA")
+    if forced_isa and forced_isa not in native.cpu_isas():
+        pytest.skip(f"CPU lacks {native.CPU_FLAGS[forced_isa]}" if native.available() else native.describe())
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, str(expected["work"]), str(Path(__file__).parent), str(ROOT), json.dumps(NAMES)],
         env=_child_env(extra), capture_output=True, text=True, timeout=240,
@@ -207,8 +207,8 @@ def test_subprocess_bit_identical(expected: dict, variant: str) -> None:
             assert not got["features"][f], f"{variant}: numpy still uses {f}"
     if extra.get("OPML_NATIVE") == "0":
         assert "disabled" in got["native"], got["native"]
-    if forced:
-        assert f"loaded ({forced})" in got["native"], got["native"]
+    if forced_isa:
+        assert f"loaded ({forced_isa})" in got["native"], got["native"]
     if extra.get("OPENBLAS_NUM_THREADS"):
         n = int(extra["OPENBLAS_NUM_THREADS"])
         assert all(t == n for api, _, t in got["blas"] if api == "openblas"), got["blas"]
