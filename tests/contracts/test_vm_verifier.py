@@ -7,7 +7,9 @@
 - ``LibVMState`` against ``fraud_vm.state``: decode / encode / hash of random states, every
   non-canonical encoding ``MalformedState``, a lane outside int64 ``ArithmeticOverflow``.
 - ``LibMultiproof`` against ``fraud_vm.memory.roots_from_words`` on random memories and touched
-  word sets (several regions, depths 0..6), with a sibling missing (``SiblingsExhausted``) or extra.
+  word sets (several regions, depths 0..6), with a sibling missing (``SiblingsExhausted``) or extra,
+  and the root after writes (``rootAfterWrites``: only changed regions recomputed) against a full
+  recomputation.
 - ``FraudVMStepVerifier`` (deployed with ``VMProgram`` by ``ai_evm.dispute.deploy``): every positive
   vector of ``tests/vectors/fraud_vm`` gives the Python post-state hash, every ``failures`` entry
   reverts with the error of its name (``PostStateMismatch``: a different post-state hash), steps of
@@ -237,6 +239,12 @@ def test_multiproof_matches_python(libs: Any) -> None:
         root, _ = roots_from_words(mem.regions, {**words, addrs[0]: bad[0]}, sib)
         assert root != mem.root()
         assert libs.call("rootsFromWords", regions, args[0], bad, sib).values[0] == root
+        # the root after writes (only changed regions recomputed) == the full recomputation
+        after = list(args[1])
+        for k in rng.sample(range(len(after)), rng.randint(1, len(after))):
+            after[k] = rng.randbytes(32)
+        post, _ = roots_from_words(mem.regions, dict(zip(addrs, after, strict=True)), sib)
+        assert libs.call("rootAfterWrites", regions, args[0], args[1], after, sib).values == (mem.root(), post)
         # a missing hash: both run out (the verifier names it SiblingsExhausted)
         if sib:
             with pytest.raises(vm_errors.InvalidWitness):

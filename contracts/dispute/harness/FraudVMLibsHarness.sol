@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
-import { LibMultiproof } from "../vm/LibMultiproof.sol";
+import { LibMultiproof, MultiproofTrace } from "../vm/LibMultiproof.sol";
 import { LibVMState, VMState } from "../vm/LibVMState.sol";
 import { LibWitness } from "../vm/LibWitness.sol";
 import { Region } from "../vm/VMTypes.sol";
@@ -60,5 +60,22 @@ contract FraudVMLibsHarness {
         returns (bytes32 root_, uint256 pos_)
     {
         (root_, pos_) = LibMultiproof.rootsFromWords(_regions, _addrs, _values, _siblings, 0);
+    }
+
+    /// @notice `LibMultiproof.proveWords` over `_before`, then `rootAfterWrites` with `_after`.
+    function rootAfterWrites(
+        Region[] memory _regions,
+        uint256[] memory _addrs,
+        bytes32[] memory _before,
+        bytes32[] memory _after,
+        bytes32[] calldata _siblings
+    )
+        external
+        pure
+        returns (bytes32 pre_, bytes32 post_)
+    {
+        MultiproofTrace memory trace;
+        (pre_,, trace) = LibMultiproof.proveWords(_regions, _addrs, _before, _siblings, 0);
+        post_ = LibMultiproof.rootAfterWrites(_regions, _addrs, _before, _after, _siblings, trace);
     }
 }

@@ -18,7 +18,7 @@ import {
 import { IVMProgram } from "./IVMProgram.sol";
 import { LibExecFloat } from "./LibExecFloat.sol";
 import { LibExecInt } from "./LibExecInt.sol";
-import { LibMultiproof } from "./LibMultiproof.sol";
+import { LibMultiproof, MultiproofTrace } from "./LibMultiproof.sol";
 import { LibVMState, VMState } from "./LibVMState.sol";
 import { LibWitness } from "./LibWitness.sol";
 import { Instr, K_CAST, K_DEQUANT, K_QUANT, MAX_WITNESS_WORDS, Region, Regs, StepMemory } from "./VMTypes.sol";
@@ -62,16 +62,37 @@ contract FraudVMStepVerifier is IStepVerifier, IProgramLength {
         (uint256 n, Region[] memory regions, Instr memory instr) = _callProgram(context, state.step);
         // 4. INVARIANT: only a running state inside its program takes a step.
         _checkRunnable(state, n);
+        postStateHash_ = _run(state, n, regions, instr, words, siblings);
+    }
+
+    /// @notice Steps 5-8 of `verify_step` for a runnable state: prove the words, execute, check
+    ///         every word was touched, then the post-state's hash.
+    function _run(
+        VMState memory _state,
+        uint256 _n,
+        Region[] memory _regions,
+        Instr memory _instr,
+        bytes calldata _words,
+        bytes32[] calldata _siblings
+    )
+        private
+        pure
+        returns (bytes32 postStateHash_)
+    {
         // 5.-6. INVARIANT: the words are a sorted set of in-range addresses proven against the memory root.
-        StepMemory memory mem = _provenMemory(state.memoryRoot, regions, words, siblings);
+        (StepMemory memory mem, MultiproofTrace memory trace) =
+            _provenMemory(_state.memoryRoot, _regions, _words, _siblings);
+        bytes32[] memory before = _copy(mem.values);
         // 7. execute, then every provided word must have been touched.
-        execute(instr, state.regs, mem);
+        execute(_instr, _state.regs, mem);
         _checkAllTouched(mem);
         // 8. the post-state: the root with the written words and the same siblings.
-        if (mem.written) (state.memoryRoot,) = LibMultiproof.rootsFromWords(regions, mem.addrs, mem.values, siblings, 0);
-        state.step += 1;
-        state.status = state.step == n ? LibVMState.HALTED : LibVMState.RUNNING;
-        postStateHash_ = LibVMState.stateHash(state);
+        if (mem.written) {
+            _state.memoryRoot = LibMultiproof.rootAfterWrites(_regions, mem.addrs, before, mem.values, _siblings, trace);
+        }
+        _state.step += 1;
+        _state.status = _state.step == _n ? LibVMState.HALTED : LibVMState.RUNNING;
+        postStateHash_ = LibVMState.stateHash(_state);
     }
 
     /// @notice Execute one instruction (`fraud_vm.isa.execute`): the float kinds (QUANT, DEQUANT,
@@ -173,6 +194,7 @@ contract FraudVMStepVerifier is IStepVerifier, IProgramLength {
     ///         `WordsNotSorted`, `WordOutOfRange`, walking them in order) and proven against
     ///         `_root` (`SiblingsExhausted`, `MemoryRootMismatch`, `UnusedSiblings`).
     /// @return mem_ The step's memory over those words, none touched yet.
+    /// @return trace_ The multiproof's trace (for the post-root; empty without words).
     function _provenMemory(
         bytes32 _root,
         Region[] memory _regions,
@@ -181,7 +203,7 @@ contract FraudVMStepVerifier is IStepVerifier, IProgramLength {
     )
         private
         pure
-        returns (StepMemory memory mem_)
+        returns (StepMemory memory mem_, MultiproofTrace memory trace_)
     {
         uint256 n = LibWitness.wordCount(_words);
         // INVARIANT: a step touches a bounded number of words.
@@ -202,11 +224,19 @@ contract FraudVMStepVerifier is IStepVerifier, IProgramLength {
         }
         bytes32 root = _root;
         uint256 used = 0;
-        if (n > 0) (root, used) = LibMultiproof.rootsFromWords(_regions, mem_.addrs, mem_.values, _siblings, 0);
+        if (n > 0) (root, used, trace_) = LibMultiproof.proveWords(_regions, mem_.addrs, mem_.values, _siblings, 0);
         // SAFETY: the words are the pre-state's memory (the proof's root is the state's).
         if (root != _root) revert MemoryRootMismatch();
         // INVARIANT: the proof carries no hash it does not use.
         if (used != _siblings.length) revert UnusedSiblings();
+    }
+
+    /// @notice A copy of the words' values before the step.
+    function _copy(bytes32[] memory _a) private pure returns (bytes32[] memory b_) {
+        b_ = new bytes32[](_a.length);
+        for (uint256 j = 0; j < _a.length; ++j) {
+            b_[j] = _a[j];
+        }
     }
 
     /// @notice `UnusedWord` unless the step read or wrote every word of the witness.

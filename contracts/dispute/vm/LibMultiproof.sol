@@ -5,6 +5,21 @@ import { SiblingsExhausted } from "../lib/Errors.sol";
 import { LibMerkle } from "../lib/LibMerkle.sol";
 import { Region } from "./VMTypes.sol";
 
+/// @notice What `proveWords` learned about a multiproof, so that `rootAfterWrites` recomputes only
+///         the regions whose words changed.
+/// @custom:field regionIdx The touched regions, ascending.
+/// @custom:field regionRoots Their roots from the words before the step.
+/// @custom:field wordEnd Per touched region: one past its last word in the address list.
+/// @custom:field sibStart Per touched region: the position of its first data-tree sibling.
+/// @custom:field regionSibStart The position of the first region-tree sibling.
+struct MultiproofTrace {
+    uint256[] regionIdx;
+    bytes32[] regionRoots;
+    uint256[] wordEnd;
+    uint256[] sibStart;
+    uint256 regionSibStart;
+}
+
 /// @title LibMultiproof
 /// @notice The memory root from a step's touched words and one multiproof
 ///         (`fraud_vm.memory.roots_from_words`, docs/fraud_vm.md "Multiproof order"): for each
@@ -39,10 +54,73 @@ library LibMultiproof {
         pure
         returns (bytes32 root_, uint256 pos_)
     {
-        uint256[] memory rIdx;
-        bytes32[] memory rVal;
-        (rIdx, rVal, pos_) = _regionRoots(_regions, _addrs, _values, _siblings, _pos);
-        (root_, pos_) = _multiroot(rIdx, rVal, LibMerkle.treeDepth(_regions.length), _siblings, pos_);
+        (root_, pos_,) = proveWords(_regions, _addrs, _values, _siblings, _pos);
+    }
+
+    /// @notice `rootsFromWords`, also returning the trace `rootAfterWrites` needs.
+    /// @param _regions The node's memory regions.
+    /// @param _addrs The words' addresses, strictly ascending, nonempty, in range.
+    /// @param _values The words' values before the step.
+    /// @param _siblings The multiproof hashes.
+    /// @param _pos The first sibling to consume.
+    /// @return root_ The memory root.
+    /// @return pos_ The first sibling not consumed.
+    /// @return trace_ The touched regions, their roots and where their siblings start.
+    function proveWords(
+        Region[] memory _regions,
+        uint256[] memory _addrs,
+        bytes32[] memory _values,
+        bytes32[] calldata _siblings,
+        uint256 _pos
+    )
+        internal
+        pure
+        returns (bytes32 root_, uint256 pos_, MultiproofTrace memory trace_)
+    {
+        (trace_, pos_) = _regionRoots(_regions, _addrs, _values, _siblings, _pos);
+        trace_.regionSibStart = pos_;
+        (root_, pos_) = _multiroot(
+            _copyIdx(trace_.regionIdx), _copyVal(trace_.regionRoots), LibMerkle.treeDepth(_regions.length), _siblings, pos_
+        );
+    }
+
+    /// @notice The memory root after the step changed some word values (`verify_step` step 8:
+    ///         `roots_from_words` over the written words with the same siblings). A region none of
+    ///         whose words changed keeps its root from `_trace` (the same words and siblings give
+    ///         the same root); the others are recomputed from their siblings in `_trace`.
+    /// @param _regions The node's memory regions.
+    /// @param _addrs The words' addresses (as given to `proveWords`).
+    /// @param _before The words' values before the step.
+    /// @param _after The words' values after the step.
+    /// @param _siblings The multiproof hashes.
+    /// @param _trace `proveWords`'s trace of the same words.
+    /// @return root_ The memory root after the step.
+    function rootAfterWrites(
+        Region[] memory _regions,
+        uint256[] memory _addrs,
+        bytes32[] memory _before,
+        bytes32[] memory _after,
+        bytes32[] calldata _siblings,
+        MultiproofTrace memory _trace
+    )
+        internal
+        pure
+        returns (bytes32 root_)
+    {
+        uint256 nr = _trace.regionIdx.length;
+        bytes32[] memory roots = _copyVal(_trace.regionRoots);
+        uint256 start = 0;
+        for (uint256 k = 0; k < nr; ++k) {
+            uint256 end = _trace.wordEnd[k];
+            if (_changed(_before, _after, start, end)) {
+                (, uint256[] memory idx, bytes32[] memory val) = _regionWords(_addrs, _after, start);
+                (roots[k],) = _regionRoot(_regions[_trace.regionIdx[k]], idx, val, _siblings, _trace.sibStart[k]);
+            }
+            start = end;
+        }
+        (root_,) = _multiroot(
+            _copyIdx(_trace.regionIdx), roots, LibMerkle.treeDepth(_regions.length), _siblings, _trace.regionSibStart
+        );
     }
 
     /// @notice A region's root from its header words and data root (`fraud_vm.tensors.region_root`).
@@ -53,7 +131,8 @@ library LibMultiproof {
         root_ = keccak256(abi.encodePacked(_header, _dataRoot));
     }
 
-    /// @notice The touched regions (ascending) and their roots, consuming the data-tree siblings.
+    /// @notice The touched regions (ascending), their roots and where their words and siblings
+    ///         end and start, consuming the data-tree siblings.
     function _regionRoots(
         Region[] memory _regions,
         uint256[] memory _addrs,
@@ -63,23 +142,62 @@ library LibMultiproof {
     )
         private
         pure
-        returns (uint256[] memory rIdx_, bytes32[] memory rVal_, uint256 pos_)
+        returns (MultiproofTrace memory t_, uint256 pos_)
     {
-        rIdx_ = new uint256[](_addrs.length);
-        rVal_ = new bytes32[](_addrs.length);
+        uint256 n = _addrs.length;
+        t_.regionIdx = new uint256[](n);
+        t_.regionRoots = new bytes32[](n);
+        t_.wordEnd = new uint256[](n);
+        t_.sibStart = new uint256[](n);
         uint256 nr = 0;
         pos_ = _pos;
         uint256 start = 0;
-        while (start < _addrs.length) {
+        while (start < n) {
             (uint256 r, uint256[] memory idx, bytes32[] memory val) = _regionWords(_addrs, _values, start);
             start += idx.length;
-            rIdx_[nr] = r;
-            (rVal_[nr], pos_) = _regionRoot(_regions[r], idx, val, _siblings, pos_);
+            t_.regionIdx[nr] = r;
+            t_.wordEnd[nr] = start;
+            t_.sibStart[nr] = pos_;
+            (t_.regionRoots[nr], pos_) = _regionRoot(_regions[r], idx, val, _siblings, pos_);
             ++nr;
         }
+        uint256[] memory a = t_.regionIdx;
+        bytes32[] memory b = t_.regionRoots;
+        uint256[] memory c = t_.wordEnd;
+        uint256[] memory d = t_.sibStart;
+        // SAFETY: shortens the arrays to the touched regions (nr <= n, their allocated length).
         assembly ("memory-safe") {
-            mstore(rIdx_, nr)
-            mstore(rVal_, nr)
+            mstore(a, nr)
+            mstore(b, nr)
+            mstore(c, nr)
+            mstore(d, nr)
+        }
+    }
+
+    /// @notice Whether any of `_a[_start:_end]` differs from `_b[_start:_end]`.
+    function _changed(bytes32[] memory _a, bytes32[] memory _b, uint256 _start, uint256 _end)
+        private
+        pure
+        returns (bool changed_)
+    {
+        for (uint256 j = _start; j < _end; ++j) {
+            if (_a[j] != _b[j]) return true;
+        }
+    }
+
+    /// @notice A copy of a word array (the walk overwrites its arrays).
+    function _copyVal(bytes32[] memory _a) private pure returns (bytes32[] memory b_) {
+        b_ = new bytes32[](_a.length);
+        for (uint256 j = 0; j < _a.length; ++j) {
+            b_[j] = _a[j];
+        }
+    }
+
+    /// @notice A copy of an index array (the walk overwrites its arrays).
+    function _copyIdx(uint256[] memory _a) private pure returns (uint256[] memory b_) {
+        b_ = new uint256[](_a.length);
+        for (uint256 j = 0; j < _a.length; ++j) {
+            b_[j] = _a[j];
         }
     }
 
