@@ -306,13 +306,6 @@ library LibExecInt {
         LibVMMemory.write(_m, _r, _o, _v);
     }
 
-    /// @notice Write element `_o` of the output region (the last one); `_v` must fit its dtype
-    ///         (`fraud_vm.isa._store`: `ValueOutOfRange` otherwise).
-    function storeOut(StepMemory memory _m, uint256 _o, int256 _v) internal pure {
-        (uint256 r, int256 lo, int256 hi) = outRange(_m);
-        store(_m, r, lo, hi, _o, _v);
-    }
-
     /// @notice Entry `_i` of the lookup-table region `_table` (`fraud_vm.isa._table`):
     ///         `TableIndexOutOfRange` unless `_table` is an input region and `_i` lies in it.
     function table(StepMemory memory _m, int256 _table, int256 _i) internal pure returns (int256) {
@@ -561,22 +554,24 @@ library LibExecInt {
     /// @notice SM_OUT: `S = max(s1, 1)`, `out = clamp(floor((512 T[s0 - A] + S) / 2S) + zp, lo, hi)`;
     ///         `last` clears the scalars.
     function smOut(Instr memory _ins, Regs memory _regs, StepMemory memory _m, int256[] memory _xs) internal pure {
-        int256 total = _regs.s[1] > 1 ? _regs.s[1] : int256(1);
+        (uint256 r, int256 lo, int256 hi) = outRange(_m);
         for (uint256 l = 0; l < _ins.out.length; ++l) {
-            storeOut(_m, _ins.out[l], smOutLane(_ins.imm, _m, _regs.s[0], total, _xs[l]));
+            int256 v = smOutLane(_ins.imm, _m, _regs, _xs[l]);
+            store(_m, r, lo, hi, _ins.out[l], v);
         }
         if (_ins.imm[4] != 0) resetScalars(_regs);
     }
 
-    /// @notice The SM_OUT value of one lane with input `_x`, row maximum `_s0` and sum `_total`.
-    function smOutLane(int256[] memory _im, StepMemory memory _m, int256 _s0, int256 _total, int256 _x)
+    /// @notice The SM_OUT value of one lane with input `_x` (row maximum `s0`, sum `s1`).
+    function smOutLane(int256[] memory _im, StepMemory memory _m, Regs memory _regs, int256 _x)
         internal
         pure
         returns (int256)
     {
-        int256 e = table(_m, _im[0], sub(_s0, _x));
-        int256 num = add(mul(512, e), _total);
-        return clamp(add(floorDiv(num, mul(2, _total)), _im[1]), _im[2], _im[3]);
+        int256 total = _regs.s[1] > 1 ? _regs.s[1] : int256(1);
+        int256 e = table(_m, _im[0], sub(_regs.s[0], _x));
+        int256 num = add(mul(512, e), total);
+        return clamp(add(floorDiv(num, mul(2, total)), _im[1]), _im[2], _im[3]);
     }
 
     /// @notice LN_SUM, LN_VAR (imm: n), LN_DEN (imm: n, eps), LN_OUT (imm: n, F, m, s, zp, qmin, qmax, last).
@@ -602,11 +597,18 @@ library LibExecInt {
                 _regs.s[1] = add(_regs.s[1], mul(d, d));
             }
         } else {
-            for (uint256 l = 0; l < _ins.out.length; ++l) {
-                storeOut(_m, _ins.out[l], lnOutLane(_ins, _regs, _m, l, xs[l]));
-            }
-            if (_ins.imm[7] != 0) resetScalars(_regs);
+            lnOut(_ins, _regs, _m, xs);
         }
+    }
+
+    /// @notice LN_OUT: every lane's value stored in order; `last` clears the scalars.
+    function lnOut(Instr memory _ins, Regs memory _regs, StepMemory memory _m, int256[] memory _xs) internal pure {
+        (uint256 r, int256 lo, int256 hi) = outRange(_m);
+        for (uint256 l = 0; l < _ins.out.length; ++l) {
+            int256 v = lnOutLane(_ins, _regs, _m, l, _xs[l]);
+            store(_m, r, lo, hi, _ins.out[l], v);
+        }
+        if (_ins.imm[7] != 0) resetScalars(_regs);
     }
 
     /// @notice The LN_OUT value of lane `_l`: `z = round_div((n x - s0) << (F + 8), s2)`,
