@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test lint bench bench-all demo clean contracts contracts-check forge-test
+.PHONY: install test lint bench bench-all demo demo-l2 clean contracts contracts-check forge-test
 
 NPM ?= npm
 NODE ?= node
@@ -50,6 +50,10 @@ bench-all: install
 	$(PY) scripts/bench/store.py
 
 demo: install
+	$(PY) scripts/rollup_demo.py
+
+# The L2-only demo (a single node with the example models; no L1).
+demo-l2: install
 	$(PY) scripts/demo.py
 
 contracts: node_modules/.installed

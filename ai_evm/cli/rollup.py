@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -115,3 +116,152 @@ def batcher(rollup_json: Path, l1_url: str, l2_url: str, key: str, da: str, poll
         b.run(poll)
     except KeyboardInterrupt:
         click.echo("batcher stopped")
+
+
+def _agent_setup(rollup_json: Path, l1_url: str, l2_url: str, key: str, datadir: Path,
+                 model_stores: tuple[str, ...]) -> tuple[Any, Any, Any, Any]:
+    """(L1 client, L2 rpc, deployment, bundle resolver) for the proposer and validator commands."""
+    import json
+    import urllib.request
+
+    from ai_evm.cli.node import open_model_store
+    from ai_evm.dispute.client import L1, DisputeError
+    from ai_evm.rollup.config import RollupConfigError, RollupDeployment
+
+    try:
+        d = RollupDeployment.load(rollup_json)
+        l1 = L1(l1_url, key)
+    except (RollupConfigError, DisputeError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    datadir.mkdir(parents=True, exist_ok=True)
+    store = open_model_store(model_stores, datadir)
+
+    def rpc(method: str, *params: Any) -> Any:
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}).encode()
+        req = urllib.request.Request(l2_url, data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            out = json.loads(resp.read())
+        if "error" in out:
+            raise RuntimeError(f"L2 node: {method}: {out['error'].get('message')}")
+        return out["result"]
+
+    def bundles(address: bytes) -> Any:
+        return store.get_bundle(address)  # type: ignore[attr-defined]
+
+    return l1, rpc, d, bundles
+
+
+def _agent_options(fn: Any) -> Any:
+    for option in reversed([
+        click.option("--rollup", "rollup_json", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     required=True),
+        click.option("--l1", "l1_url", required=True, help="L1 JSON-RPC URL."),
+        click.option("--l2", "l2_url", required=True,
+                     help="JSON-RPC URL of an L2 node that derives its chain from L1 (aievm node --derive)."),
+        click.option("--key", required=True, help="The agent's L1 private key (hex)."),
+        click.option("--datadir", type=click.Path(file_okay=False, path_type=Path), required=True,
+                     help="State and models directory (DATADIR/models is searched first)."),
+        click.option("--model-store", "model_stores", multiple=True, metavar="URI",
+                     help="More model stores (hub URLs, s3://, directories)."),
+        click.option("--poll", type=click.FloatRange(0.05), default=1.0, show_default=True),
+        click.option("--rounds", type=click.IntRange(1), default=None, help="Stop after this many polls."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _loop(agent: Any, poll: float, rounds: int | None) -> None:
+    import time
+
+    n = 0
+    while rounds is None or n < rounds:
+        try:
+            agent.tick()
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # L1/L2 down, a revert we did not foresee: say it, keep going
+            click.echo(f"warning: {type(e).__name__}: {e}", err=True)
+        n += 1
+        time.sleep(poll)
+
+
+@main.command("proposer")
+@_agent_options
+@click.option("--faulty-inference", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Fraction of outputs posted with a wrong inference record (demos and tests).")
+@click.option("--faulty-max", type=click.IntRange(0), default=None,
+              help="Lie in at most this many outputs (default: no limit).")
+def proposer(rollup_json: Path, l1_url: str, l2_url: str, key: str, datadir: Path, model_stores: tuple[str, ...],
+             poll: float, rounds: int | None, faulty_inference: float, faulty_max: int | None) -> None:
+    """Propose bonded outputs every output interval, defend them in disputes, finalize them."""
+    from ai_evm.rollup.agents import Proposer
+
+    l1, rpc, d, bundles = _agent_setup(rollup_json, l1_url, l2_url, key, datadir, model_stores)
+    agent = Proposer(l1, rpc, d, bundles, datadir / "proposer.json", faulty_inference,
+                     out=lambda s: click.echo(f"proposer: {s}"), faulty_max=faulty_max)
+    faulty = f", FAULTY rate {faulty_inference:g}" if faulty_inference else ""
+    click.echo(f"proposer {l1.address} on oracle {d.oracle} (interval {d.output_interval} L2 blocks{faulty})")
+    try:
+        _loop(agent, poll, rounds)
+    except KeyboardInterrupt:
+        click.echo("proposer stopped")
+
+
+@main.command("validator")
+@_agent_options
+def validator(rollup_json: Path, l1_url: str, l2_url: str, key: str, datadir: Path, model_stores: tuple[str, ...],
+              poll: float, rounds: int | None) -> None:
+    """Check every output against the chain derived from L1; challenge wrong inference records and play
+    the games to the end."""
+    from ai_evm.rollup.agents import Validator
+
+    l1, rpc, d, bundles = _agent_setup(rollup_json, l1_url, l2_url, key, datadir, model_stores)
+    agent = Validator(l1, rpc, d, bundles, out=lambda s: click.echo(f"validator: {s}"))
+    click.echo(f"validator {l1.address} watching oracle {d.oracle}")
+    try:
+        _loop(agent, poll, rounds)
+    except KeyboardInterrupt:
+        click.echo("validator stopped")
+
+
+@rollup.command("devnet")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where every component keeps its data and logs (default: a temporary directory).")
+@click.option("--port", default=8545, show_default=True, type=click.IntRange(0, 65535), help="L2 RPC port.")
+@click.option("--faulty-inference", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="The proposer posts this fraction of outputs with a wrong inference record.")
+@click.option("--faulty-max", type=click.IntRange(0), default=None, help="At most this many lies.")
+@click.option("--challenge-window", type=click.IntRange(1), default=60, show_default=True)
+@click.option("--output-interval", type=click.IntRange(1), default=10, show_default=True)
+def devnet_cmd(workdir: Path | None, port: int, faulty_inference: float, faulty_max: int | None,
+               challenge_window: int, output_interval: int) -> None:
+    """The whole rollup on 127.0.0.1: anvil L1 with the contracts, model hub with the example models
+    registered, sequencer, batcher, proposer, validator and their nodes. Ctrl-C stops all of it."""
+    import json
+    import shutil
+    import tempfile
+    import time
+
+    from ai_evm.rollup.devnet import RollupDevnet
+
+    tmp = workdir is None
+    path = Path(tempfile.mkdtemp(prefix="aievm-rollup-")) if workdir is None else workdir
+    net = RollupDevnet(path, faulty_inference, faulty_max, challenge_window, output_interval, l2_port=port)
+    try:
+        info = net.start()
+        click.echo(json.dumps(info, indent=2))
+        click.echo("rollup devnet running (Ctrl-C stops every component)")
+        while all(net.alive().values()):
+            time.sleep(1)
+        click.echo(f"a component exited: {[k for k, v in net.alive().items() if not v]}; see {info['logs']}", err=True)
+    except KeyboardInterrupt:
+        pass
+    except Exception as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    finally:
+        net.stop()
+        if tmp:
+            shutil.rmtree(path, ignore_errors=True)
+        click.echo("rollup devnet stopped")

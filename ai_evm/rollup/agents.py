@@ -122,9 +122,10 @@ class Proposer(_RollupAgent):
     """Proposes and defends outputs (module docstring)."""
 
     def __init__(self, l1: L1, rpc: Callable[..., Any], d: RollupDeployment, bundles: Callable[[bytes], Bundle],
-                 state_path: Path, faulty_rate: float = 0.0, seed: int = 0, out: Out = print) -> None:
+                 state_path: Path, faulty_rate: float = 0.0, seed: int = 0, out: Out = print,
+                 faulty_max: int | None = None) -> None:
         super().__init__(l1, rpc, d, bundles, out)
-        self.state_path, self.faulty_rate = state_path, faulty_rate
+        self.state_path, self.faulty_rate, self.faulty_max = state_path, faulty_rate, faulty_max
         self.rng = random.Random(seed)
         self.state: dict[str, Any] = {"lies": {}, "defended": {}}
         if state_path.exists():
@@ -161,7 +162,8 @@ class Proposer(_RollupAgent):
         if out.l2_timestamp > self.l1.now():
             return  # the oracle refuses an L2 block newer than L1 time: wait for L1
         nonce = int(self.l1.call(self.oracle.functions.proposals()))
-        if out.records and self.rng.random() < self.faulty_rate:
+        lies_left = self.faulty_max is None or len(self.state["lies"]) < self.faulty_max
+        if out.records and lies_left and self.rng.random() < self.faulty_rate:
             r = out.records[0]
             liar = self.player(r.model, r.input, "output")
             wrong = encode_outputs([liar.env[t] for t in liar.bundle.outputs])

@@ -20,8 +20,9 @@ from collections.abc import Callable
 
 from web3 import Web3
 
-from ai_evm.node.chain import L1Origin, Sequencer, origin_of
+from ai_evm.node.chain import RETRY_LATER, L1Origin, Sequencer, origin_of
 
+from .codec import Batch
 from .config import RollupDeployment
 from .derive import Deriver, L1Block, SafeHead
 from .l1 import L1Reader, L1ReadError
@@ -131,18 +132,37 @@ class Derivation:
         self.deriver = Deriver(d.rollup_config, SafeHead(bytes(head.hash), int(head.block_number), int(head.timestamp),
                                                          origin.number))
         self.rejected = 0
+        self.stalled = ""
+        self._pending: Batch | None = None
+        fetcher = seq.resolver.fetcher
+        if fetcher is not None:
+            def fetch(model: bytes, uri: str) -> None:  # off the execution path, at registration
+                fetcher.request(model)
+
+            follower.registry.on_registered = fetch
         follower.on_block = self._on_block
 
     def _on_block(self, block: L1Block) -> None:
         self.deriver.add_l1_block(block)
-        for batch in self.deriver.batches():
+        while True:
+            batch = self._pending or self.deriver.next_batch()
+            if batch is None:
+                return
             try:
                 h = self.seq.build_from_batch(batch.transactions, batch.timestamp,
                                               L1Origin(batch.epoch_number, batch.epoch_hash))
+            except RETRY_LATER as e:  # a registered model not fetched yet: stall (never skip), retry
+                self._pending = batch
+                if str(e) != self.stalled:
+                    log.warning("derivation stalled at L2 block %d: %s (retrying)", self.deriver.safe.number + 1, e)
+                self.stalled = str(e)
+                return
             except Exception as e:  # BatchRejected: the batch is dropped, the next one may fit
+                self._pending = None
                 self.deriver.reject(str(e))
                 self.rejected += 1
                 continue
+            self._pending, self.stalled = None, ""
             self.deriver.advance(h)
 
     @property
