@@ -189,6 +189,7 @@ def follow_rollup(seq: object, rollup_json: Path, l1_url: str, derive: bool) -> 
     from web3 import Web3
 
     from ai_evm.rollup.config import RollupConfigError, RollupDeployment
+    from ai_evm.rollup.heads import L1Heads
     from ai_evm.rollup.node import Derivation, L1Follower, attach_sequencer
 
     try:
@@ -196,15 +197,21 @@ def follow_rollup(seq: object, rollup_json: Path, l1_url: str, derive: bool) -> 
     except RollupConfigError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
-    follower = L1Follower(Web3(Web3.HTTPProvider(l1_url, request_kwargs={"timeout": 30})), d)
+    w3 = Web3(Web3.HTTPProvider(l1_url, request_kwargs={"timeout": 30}))
+    follower = L1Follower(w3, d)
+    derivation = None
     if derive:
         seq.derives_from_l1 = True  # type: ignore[attr-defined]
-        Derivation(seq, follower).start()  # type: ignore[arg-type]
+        derivation = Derivation(seq, follower)  # type: ignore[arg-type]
+        derivation.start()
         click.echo(f"deriving the L2 chain from L1 {l1_url} (inbox {d.inbox})")
     else:
         attach_sequencer(seq, follower)  # type: ignore[arg-type]
         follower.start()
         click.echo(f"sequencing on L1 {l1_url} (genesis L1 block {d.genesis_l1_number})")
+    heads = L1Heads(w3, d, seq, derivation)  # type: ignore[arg-type]
+    seq.heads = heads  # type: ignore[attr-defined]
+    heads.start()  # the block tags safe and finalized, from L1
 
 
 def announce(datadir: Path, host: str, requested: int, bound: int) -> None:

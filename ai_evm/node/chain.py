@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from eth.abc import BlockHeaderAPI, SignedTransactionAPI, StateAPI
 from eth.chains.base import MiningChain
@@ -112,6 +112,20 @@ class ChainMismatch(ServerError):
     """The datadir holds a chain with another chain id."""
 
 
+class RollupHeads(Protocol):
+    """What L1 says about this node's chain (``ai_evm.rollup.heads.L1Heads``): the block tags
+    ``safe`` and ``finalized``, and the last output before a block."""
+
+    def safe(self) -> int:
+        """Number of the last L2 block that L1 data produces."""
+
+    def finalized(self) -> int:
+        """Number of the L2 block of the latest finalized output."""
+
+    def previous_output(self, number: int) -> int:
+        """The L2 block of the latest live output before block ``number`` (0 if none)."""
+
+
 class Sequencer:
     """The chain, its pool and its miner (see the module docstring)."""
 
@@ -123,6 +137,8 @@ class Sequencer:
         self.origin_for: Callable[[BlockHeaderAPI, int], L1Origin] | None = None
         #: A validator: no pool, no mining; blocks only from derived batches.
         self.derives_from_l1 = False
+        #: The rollup's view of this chain from L1; None: ``safe`` and ``finalized`` are the head.
+        self.heads: RollupHeads | None = None
         self.lock = threading.RLock()
         self.db = LMDBAtomicDB(Path(config.datadir) / "chain", sync=config.sync)
         self.pool = TxPool()

@@ -21,6 +21,8 @@ import rlp
 from eth_typing import BlockNumber
 from eth_utils import keccak
 
+from ai_evm.rollup.outputs import Output, record_from_json
+
 from .chain import Sequencer
 from .encoding import (
     BLOCK_TAGS,
@@ -33,7 +35,7 @@ from .encoding import (
     parse_storage_slot,
     quantity,
 )  # fmt: skip
-from .errors import InvalidParams, ServerError
+from .errors import InvalidParams, LimitExceeded, ServerError
 from .execution import bounded_chain_class, call, estimate_gas, execution_deadline, parse_call_request
 from .fees import fee_history
 from .filters import FilterRegistry
@@ -45,6 +47,8 @@ from .signing import PRIORITY_FEE, SigningApi
 from .snapshot import HeadSnapshot, committed_head_number
 
 CLIENT_VERSION = "aievm/0.1.0/python"
+#: Most L2 blocks one ``aievm_outputAtBlock`` reads (as ``eth_getLogs``' block range).
+MAX_OUTPUT_BLOCKS = 10_000
 
 
 class EthApi(LogsApi, SigningApi):
@@ -77,6 +81,9 @@ class EthApi(LogsApi, SigningApi):
         ``source`` answers ``head``/``header_by_number``/``header_by_hash``: the sequencer (under its
         lock, the default) or a :class:`HeadSnapshot`."""
         seq = self.seq if source is None else source
+        if block in ("safe", "finalized") and self.seq.heads is not None:
+            head = seq.head()
+            return seq.header_by_number(min(self._tagged(block), int(head.block_number)))
         if block is None or block in ("latest", "pending", "safe", "finalized"):
             return seq.head()
         if block == "earliest":
@@ -99,6 +106,8 @@ class EthApi(LogsApi, SigningApi):
 
     def _number(self, block: Any, name: str = "block") -> int | None:
         """Block number for a tag or number (None if beyond the head) without reading a header."""
+        if block in ("safe", "finalized") and self.seq.heads is not None:
+            return min(self._tagged(block), int(self.seq.head().block_number))
         if block is None or block in ("latest", "pending", "safe", "finalized"):
             return int(self.seq.head().block_number)
         if block == "earliest":
@@ -107,6 +116,13 @@ class EthApi(LogsApi, SigningApi):
             raise InvalidParams(f"invalid {name}: expected a block number or one of {', '.join(BLOCK_TAGS)}")
         n = parse_quantity(block, name, (1 << 63) - 1)
         return n if n <= self.seq.head().block_number else None
+
+    def _tagged(self, tag: str) -> int:
+        """The L2 block L1 makes ``safe`` or ``finalized`` (a rollup node; clamped to the head by
+        the callers: a deriving node may not have built the finalized block yet)."""
+        heads = self.seq.heads
+        assert heads is not None
+        return heads.safe() if tag == "safe" else heads.finalized()
 
     def _state(self, block: Any) -> Any:
         return self.seq.chain.get_vm(self._header(block)).state
@@ -407,6 +423,40 @@ class EthApi(LogsApi, SigningApi):
             return None
         return {"inferenceRoot": record["inferenceRoot"], "records": record["inferences"]}
 
+    def aievm_outputAtBlock(self, block: Any) -> dict[str, Any] | None:
+        """The output at an L2 block (op-node's ``optimism_outputAtBlock``), null beyond the head.
+
+        The output follows the latest live output before the block in the rollup's
+        ``OutputOracle`` (block 0 without ``--rollup``, or before the first output): its inference
+        root commits to the records of the blocks in between (``ai_evm.rollup.outputs``)."""
+        number = self._number(block)
+        if number is None:
+            return None
+        if number == 0:
+            raise InvalidParams("the genesis block has no output (outputs start at block 1)")
+        previous = 0
+        if self.seq.heads is not None:
+            try:
+                previous = self.seq.heads.previous_output(number)
+            except Exception as e:  # L1 down or answering nonsense: the caller may retry
+                raise ServerError(f"cannot read the previous output from L1: {e}") from None
+        if number - previous > MAX_OUTPUT_BLOCKS:
+            raise LimitExceeded(f"the output at block {number} spans {number - previous} blocks after the output "
+                                f"at {previous} (at most {MAX_OUTPUT_BLOCKS})")
+        records: list[dict[str, Any]] = []
+        for n in range(previous + 1, number + 1):
+            with self.seq.lock:
+                rec = self.seq.record(n)
+            if rec is None:
+                raise ServerError(f"block {n} not found")
+            records += rec["inferences"]
+        blk = rec["block"]
+        out = Output(number, int(blk["timestamp"], 16), _bytes(blk["hash"]), _bytes(blk["stateRoot"]),
+                     tuple(record_from_json(r) for r in records))
+        return {"outputRoot": data(out.output_root), "stateRoot": blk["stateRoot"],
+                "inferenceRoot": data(out.inference_root), "blockHash": blk["hash"], "blockNumber": quantity(number),
+                "timestamp": blk["timestamp"], "previousBlock": quantity(previous), "records": records}
+
     def aievm_getModel(self, address: Any) -> dict[str, Any]:
         """Description of a model the node's store can resolve."""
         return get_model(self.seq.resolver, parse_hash(address, "model address"))
@@ -415,6 +465,10 @@ class EthApi(LogsApi, SigningApi):
         """Mine a block now (empty if nothing is pending)."""
         self.seq.mine_pending(allow_empty=True)
         return "0x0"
+
+
+def _bytes(hex_data: str) -> bytes:
+    return bytes.fromhex(hex_data[2:])
 
 
 METHODS = frozenset(
