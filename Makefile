@@ -48,6 +48,7 @@ bench-all: install
 	$(PY) scripts/bench/node.py
 	$(PY) scripts/bench/dispute.py
 	$(PY) scripts/bench/store.py
+	$(PY) scripts/bench/rollup.py
 
 demo: install
 	$(PY) scripts/rollup_demo.py
