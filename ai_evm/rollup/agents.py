@@ -273,6 +273,9 @@ class Validator(_RollupAgent):
                 self.out(f"!!! output {i}: its inference records differ in more than an output "
                          "(a state-transition fault); not challengeable by an inference game")
                 continue
+            if nonce in self.challenged_outputs():
+                self.out(f"output {i} at L2 block {number}: record {k} has a wrong output; already challenged by me")
+                continue
             r = theirs[k]
             bundle = self.bundles(r.model)
             path = Output(number, 0, b"", b"", tuple(theirs)).record_proof(k)
@@ -282,6 +285,17 @@ class Validator(_RollupAgent):
                                 f"challenge record {k} of output {i}")
             self.out(f"output {i} at L2 block {number}: record {k} has a wrong output; challenged "
                      f"(gas {rcpt['gasUsed']:,})")
+
+    def challenged_outputs(self) -> set[int]:
+        """Nonces of the outputs this validator has a record challenge on (read from L1, so that a restarted
+        validator does not challenge, and pay the bond, twice; nonces, not indices: a deleted index is reused)."""
+        me = self.l1.address.lower()
+        out = set()
+        for j in range(int(self.l1.call(self.disputes.functions.challengeCount()))):
+            c = self.l1.call(self.disputes.functions.challengeOf(j))
+            if str(c[4]).lower() == me:
+                out.add(int(c[1]))
+        return out
 
     def play(self) -> None:
         """Play (and after the end, collect) the games on the claims defending this validator's challenges."""

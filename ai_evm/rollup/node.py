@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from web3 import Web3
@@ -30,6 +31,9 @@ from .registry import RegistryView
 from .sequencing import choose_origin
 
 log = logging.getLogger(__name__)
+
+#: How often a derivation stalled on the same block and cause says so again (seconds).
+STALL_REPEAT_S = 30.0
 
 
 class L1Follower:
@@ -133,6 +137,8 @@ class Derivation:
                                                          origin.number))
         self.rejected = 0
         self.stalled = ""
+        self._stall_key: tuple[int, str, bytes] | None = None
+        self._stall_said = 0.0
         self._pending: Batch | None = None
         fetcher = seq.resolver.fetcher
         if fetcher is not None:
@@ -153,8 +159,13 @@ class Derivation:
                                               L1Origin(batch.epoch_number, batch.epoch_hash))
             except RETRY_LATER as e:  # a registered model not fetched yet: stall (never skip), retry
                 self._pending = batch
-                if str(e) != self.stalled:
-                    log.warning("derivation stalled at L2 block %d: %s (retrying)", self.deriver.safe.number + 1, e)
+                # said when the stall starts or its cause changes, then every STALL_REPEAT_S (the detail's
+                # fetch age and attempt count change on every retry: not a reason to say it again)
+                key = (self.deriver.safe.number + 1, type(e).__name__, bytes(getattr(e, "address", b"")))
+                now = time.monotonic()
+                if key != self._stall_key or now - self._stall_said >= STALL_REPEAT_S:
+                    log.warning("derivation stalled at L2 block %d: %s (retrying)", key[0], e)
+                    self._stall_key, self._stall_said = key, now
                 self.stalled = str(e)
                 return
             except Exception as e:  # BatchRejected: the batch is dropped, the next one may fit
@@ -162,7 +173,9 @@ class Derivation:
                 self.deriver.reject(str(e))
                 self.rejected += 1
                 continue
-            self._pending, self.stalled = None, ""
+            if self._stall_key is not None:
+                log.warning("derivation resumed at L2 block %d", self.deriver.safe.number + 1)
+            self._pending, self.stalled, self._stall_key = None, "", None
             self.deriver.advance(h)
 
     @property
