@@ -80,9 +80,12 @@ def test_validator_derives_the_sequencers_chain_from_l1(l1: str, tmp_path: Path)
         assert head >= 3
         blk = seq.rpc("eth_getBlockByNumber", hex(head), False)
         assert len(bytes.fromhex(blk["extraData"][2:])) == 8  # names its L1 origin
+        assert seq.rpc("eth_getBlockByNumber", "safe", False)["number"] == "0x0"  # nothing on L1 yet
         out = batcher_once(rollup, l1, seq.url)
         assert f"L2 blocks 1..{head}" in out
         assert "nothing to post" in batcher_once(rollup, l1, seq.url)  # a new batcher resumes from L1
+        wait_for(lambda: seq.rpc("eth_getBlockByNumber", "safe", False)["number"] == hex(head), 60,
+                 "the sequencer's safe head to reach its first batch")
         send_transfers(seq, dev_key, 3, 2)
         head2 = int(seq.rpc("eth_blockNumber"), 16)
         assert f"L2 blocks {head + 1}..{head2}" in batcher_once(rollup, l1, seq.url, da="blobs")
@@ -91,6 +94,14 @@ def test_validator_derives_the_sequencers_chain_from_l1(l1: str, tmp_path: Path)
             a = seq.rpc("eth_getBlockByNumber", hex(n), False)
             b = val.rpc("eth_getBlockByNumber", hex(n), False)
             assert (a["hash"], a["stateRoot"]) == (b["hash"], b["stateRoot"]), n
+        # the block tags follow L1: every block's batch is on L1 (safe); no output yet (finalized 0)
+        wait_for(lambda: seq.rpc("eth_getBlockByNumber", "safe", False)["number"] == hex(head2), 60,
+                 "the sequencer's safe head to reach its batches on L1")
+        assert val.rpc("eth_getBlockByNumber", "safe", False)["number"] == hex(head2)
+        assert seq.rpc("eth_getBlockByNumber", "finalized", False)["number"] == "0x0"
+        assert val.rpc("eth_getBlockByNumber", "finalized", False)["number"] == "0x0"
+        output = seq.rpc("aievm_outputAtBlock", hex(head2))
+        assert output == val.rpc("aievm_outputAtBlock", hex(head2)) and output["previousBlock"] == "0x0"
         tx = {"to": SINK, "value": 1, "gas": 21_000, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9,
               "nonce": 5, "chainId": 31337, "type": 2}
         with pytest.raises(RpcFailure, match="derives its chain from L1"):
