@@ -8,8 +8,9 @@ the tags through the node's ``heads`` (a scripted :class:`RollupHeads` where L1 
 
 from __future__ import annotations
 
+import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,16 @@ import pytest
 from eth_account import Account
 from eth_typing import BlockNumber
 from eth_utils import to_checksum_address
+from web3 import Web3
 
+from ai_evm.contracts import artifact
 from ai_evm.evm import encode_call
 from ai_evm.node.chain import L1Origin, NodeConfig, Sequencer, origin_of
 from ai_evm.node.errors import InvalidParams, LimitExceeded, ServerError
 from ai_evm.node.methods import MAX_OUTPUT_BLOCKS, EthApi
 from ai_evm.node.vm import make_resolver
 from ai_evm.rollup import codec
+from ai_evm.rollup.anvil import Anvil
 from ai_evm.rollup.config import RollupDeployment
 from ai_evm.rollup.derive import L1Block, RollupConfig
 from ai_evm.rollup.heads import BatchMatcher, L1Heads
@@ -260,3 +264,40 @@ def test_l1_heads_reads_the_oracle(chain: tuple[Sequencer, list[L1Block]]) -> No
         assert oracle.calls <= 9  # a binary search, not a scan of 100 outputs
     oracle.blocks = []
     assert heads.previous_output(7) == 0
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (anvil needs it)")
+def test_l1_heads_on_a_real_output_oracle(chain: tuple[Sequencer, list[L1Block]], tmp_path: Path) -> None:
+    seq, _ = chain
+    with Anvil(tmp_path / "anvil.log") as url:
+        w3 = Web3(Web3.HTTPProvider(url))
+        w3.eth.default_account = w3.eth.accounts[0]
+        art = artifact("OutputOracle")
+        factory = w3.eth.contract(abi=list(art.abi), bytecode=art.bytecode)
+        receipt = w3.eth.wait_for_transaction_receipt(factory.constructor(w3.eth.accounts[0], 1, 100).transact())
+        oracle = w3.eth.contract(address=receipt["contractAddress"], abi=list(art.abi))
+        now = int(w3.eth.get_block("latest")["timestamp"])
+        for number in (10, 20, 30):
+            w3.eth.wait_for_transaction_receipt(
+                oracle.functions.propose(number, now, b"\x01" * 32, b"\x02" * 32, b"").transact({"value": 1}))  # type: ignore[arg-type]
+
+        class Derived:
+            class safe:  # noqa: N801 - Derivation.safe's shape
+                number = 33
+
+        d = replace(deployment(), oracle=str(receipt["contractAddress"]))
+        heads = L1Heads(w3, d, seq, Derived())  # type: ignore[arg-type]
+        heads.poll_once()
+        assert (heads.safe(), heads.finalized()) == (33, 0)
+        assert [heads.previous_output(n) for n in (1, 10, 11, 20, 25, 30, 31, 99)] == [0, 0, 10, 10, 20, 20, 30, 30]
+        w3.provider.make_request("evm_increaseTime", [101])  # type: ignore[arg-type]
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        w3.eth.wait_for_transaction_receipt(oracle.functions.finalize(1).transact())
+        heads.start()
+        try:
+            deadline = time.monotonic() + 20
+            while heads.finalized() != 20 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert heads.finalized() == 20 and heads.error == ""
+        finally:
+            heads.stop()
