@@ -112,7 +112,12 @@ class _RollupAgent:
                 self.l1.call(self.disputes.functions.resolve(i))
             except TxReverted:
                 continue
-            r = self.l1.send(self.disputes.functions.resolve(i), 0, f"resolve record challenge {i}")
+            try:
+                r = self.l1.send(self.disputes.functions.resolve(i), 0, f"resolve record challenge {i}")
+            except TxReverted:
+                if int(self.l1.call(self.disputes.functions.challengeOf(i))[3]) in (1, 2):
+                    raise
+                continue  # another agent's resolve landed first (both saw it ready): nothing to do
             after = self.l1.call(self.disputes.functions.challengeOf(i))
             verdict = "output deleted" if int(after[3]) == 3 else "output upheld"
             self.out(f"record challenge {i} resolved: {verdict} (gas {r['gasUsed']:,})")

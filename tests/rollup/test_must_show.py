@@ -7,15 +7,15 @@
   L1 origin is at or after the registration;
 - a registered model whose hub is down stalls the deriving node with a clear log line, and it
   resumes when the hub (an ``aievm model serve`` process) comes back on the same port;
-- the agents: the proposer restarted between proposing a lie and defending it still defends it from
-  its state file; a validator started after the lie was posted catches it; restarted after
-  challenging, it does not challenge again and plays the game to the end: the output is deleted.
-  (Agents are restarted in-process: a new object on the same state file and L1, which is all a new
-  ``aievm proposer``/``aievm validator`` process has.)
+- the agents (``aievm proposer``/``aievm validator`` processes): the proposer killed (-9) between
+  proposing a lie and defending it, restarted, still defends it from its state file; a validator
+  started after the lie was posted catches it; killed after challenging and restarted, it does not
+  challenge again and plays the game to the end: the output is deleted, the validator is paid.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -33,7 +33,6 @@ from ai_evm.contracts import artifact
 from ai_evm.dispute.client import L1
 from ai_evm.dispute.deploy import Web3Deployer
 from ai_evm.dispute.encode import graph_proof
-from ai_evm.rollup.agents import Proposer, Validator
 from ai_evm.rollup.anvil import Anvil, free_port
 from ai_evm.rollup.batcher import Batcher
 from ai_evm.rollup.config import RollupDeployment
@@ -233,6 +232,7 @@ def test_restarted_agents_and_a_late_validator_still_delete_the_lie(l1: str, tmp
         nodes.append(NodeProcess(tmp_path / name, args=("--rollup", str(rollup), "--l1", l1, "--no-fsync",
                                                          *extra)).start())
     seq, val = nodes
+    procs: list[Proc] = []
     try:
         l2 = Web3(Web3.HTTPProvider(seq.url))
         origin_reaches(seq, reg_block)
@@ -246,46 +246,46 @@ def test_restarted_agents_and_a_late_validator_still_delete_the_lie(l1: str, tmp
         assert Batcher(w3, l2, RollupDeployment.load(rollup), bytes.fromhex(KEYS[1][2:])).step() is not None
         wait_for(lambda: head(val) >= head(seq), 120, "the validator node to derive the chain")
 
-        bundles = {bundle.address: bundle}.__getitem__
-        log: list[str] = []
-        state = tmp_path / "proposer.json"
-
-        def proposer() -> Proposer:
-            return Proposer(L1(l1, KEYS[2]), val.rpc, d, bundles, state, faulty_rate=1.0, faulty_max=1,
-                            out=lambda s: log.append("P " + s))
-
-        def validator() -> Validator:
-            return Validator(L1(l1, KEYS[3]), val.rpc, d, bundles, out=lambda s: log.append("V " + s))
-
         oracle = L1(l1, KEYS[0]).contract("OutputOracle", d.oracle)
         disputes = L1(l1, KEYS[0]).contract("InferenceRecordDisputes", d.disputes)
-        p = proposer()
-        for _ in range(60):  # the lie is posted while no validator runs (once L1 time passes the L2 block's)
-            p.propose_due()
-            if int(oracle.functions.outputCount().call()):
-                break
-            time.sleep(0.5)
-        assert int(oracle.functions.outputCount().call()) == 1 and "FAULTY" in "\n".join(log)
-        del p  # "killed" between proposing and defending: only its state file is left
-        v = validator()  # started late, within the window
-        v.tick()
-        assert int(disputes.functions.challengeCount().call()) == 1, "\n".join(log)
-        del v  # killed after challenging
-        p, v = proposer(), validator()
-        deleted: list[Any] = []
-        for _ in range(150):
-            p.tick()
-            v.tick()
-            w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
-            deleted = oracle.events.OutputsDeleted().get_logs(from_block=0)
-            if deleted and oracle.functions.credit(VALIDATOR.address).call() == 0 and v.settled:
-                break
-        text = "\n".join(log)
-        assert deleted, text[-6000:]
+        agent = ("--rollup", str(rollup), "--l1", l1, "--l2", val.url, "--poll", "0.5")
+        for name in ("proposer", "validator"):
+            add_models(tmp_path / name, [DIGITS])
+        prop = ("proposer", *agent, "--key", KEYS[2], "--datadir", str(tmp_path / "proposer"),
+                "--faulty-inference", "1", "--faulty-max", "1")
+        vali = ("validator", *agent, "--key", KEYS[3], "--datadir", str(tmp_path / "validator"))
+        balance0 = w3.eth.get_balance(VALIDATOR.address)
+
+        def logs() -> str:
+            return "\n".join(f.read_text() for f in sorted(tmp_path.glob("*-agent-*.log")))
+
+        procs.append(Proc(tmp_path / "proposer-agent-1.log", *prop))  # the lie is posted while no validator runs
+        wait_for(lambda: int(oracle.functions.outputCount().call()) >= 1, 120, "the proposer's output")
+        procs[-1].kill9()  # between proposing and defending: only its state file is left
+        assert json.loads((tmp_path / "proposer" / "proposer.json").read_text())["lies"], logs()
+        procs.append(Proc(tmp_path / "validator-agent-1.log", *vali))  # started late, within the window
+        wait_for(lambda: int(disputes.functions.challengeCount().call()) >= 1, 120, "the validator's challenge")
+        procs[-1].kill9()  # after challenging
+        procs.append(Proc(tmp_path / "proposer-agent-2.log", *prop))
+        procs.append(Proc(tmp_path / "validator-agent-2.log", *vali))
+
+        def won() -> bool:
+            return bool(oracle.events.OutputsDeleted().get_logs(from_block=0)) and \
+                int(oracle.functions.credit(VALIDATOR.address).call()) == 0 and \
+                w3.eth.get_balance(VALIDATOR.address) > balance0  # bonds won exceed the gas spent
+
+        try:
+            wait_for(won, 240, "the lie's output to be deleted and the validator paid")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{logs()[-4000:]}") from None
+        deleted = oracle.events.OutputsDeleted().get_logs(from_block=0)
         assert deleted[0]["args"]["challenger"] == VALIDATOR.address
-        assert int(disputes.functions.challengeCount().call()) == 1, text[-3000:]  # no second challenge
+        text = logs()
+        assert int(disputes.functions.challengeCount().call()) == 1, text[-3000:]  # restarted: no second challenge
         assert int(oracle.functions.finalizedCount().call()) == 0  # caught before the output finalized
-        assert "defended with claim" in text and v.settled, text[-3000:]
+        assert "FAULTY" in text and "defended with claim" in text and "already challenged" in text, text[-3000:]
     finally:
+        for p in procs:
+            p.stop()
         seq.stop()
         val.stop()
