@@ -2,6 +2,7 @@
 
 - kill -9 of the validator's deriving node mid-run: restarted on its datadir it reaches the
   sequencer's head with the same block hashes; kill -9 of the batcher: a new one resumes from L1;
+  kill -9 of the sequencer: restarted on its datadir and port, it keeps its chain and goes on;
 - an inference on a model not registered on L1 fails the same way on the sequencer and on the
   deriving validator (receipt status, state root); registered later, the model works in blocks whose
   L1 origin is at or after the registration;
@@ -187,6 +188,14 @@ def test_restarts_unregistered_model_and_hub_down(l1: str, tmp_path: Path) -> No
         procs.append(Proc(tmp_path / "batcher-2.log", *batcher_args))
         val = NodeProcess(tmp_path / "val", args=val_args).start()
         wait_for(lambda: head(val) == head(seq), 120, "the restarted validator to reach the sequencer's head")
+        same_chain(seq, val)
+        # ... and the sequencer itself: restarted on its datadir and port, it keeps its chain and goes on
+        before = seq.rpc("eth_getBlockByNumber", "latest", False)
+        seq.kill()
+        seq = NodeProcess(tmp_path / "seq", port=seq.port, args=seq.args).start()
+        assert seq.rpc("eth_getBlockByNumber", hex(int(before["number"], 16)), False)["hash"] == before["hash"]
+        l2_send(seq, l2, {"to": SINK, "value": 20, "gas": 21_000})
+        wait_for(lambda: head(val) == head(seq), 120, "the validator to derive the restarted sequencer's blocks")
         same_chain(seq, val)
 
         # 3. register the model (its hub is down): usable from blocks whose L1 origin is at or after it
