@@ -135,6 +135,8 @@ class Sequencer:
         #: The L1 origin of the next block from its parent and timestamp (a sequencer following
         #: L1); None: blocks name no origin (a plain devnet).
         self.origin_for: Callable[[BlockHeaderAPI, int], L1Origin] | None = None
+        #: The earliest timestamp the next block may have (a rollup block is never before its origin).
+        self.min_timestamp: Callable[[BlockHeaderAPI], int] | None = None
         #: A validator: no pool, no mining; blocks only from derived batches.
         self.derives_from_l1 = False
         #: The rollup's view of this chain from L1; None: ``safe`` and ``finalized`` are the head.
@@ -460,7 +462,10 @@ class Sequencer:
         self._state = None
 
     def _next_timestamp(self, head: BlockHeaderAPI) -> int:
-        return max(int(time.time()), head.timestamp + 1)
+        """Wall-clock time, after the head, and never before the L1 origin the block will stay on
+        (``min_timestamp``: a sequencer following L1 whose clock is behind L1's)."""
+        floor = self.min_timestamp(head) if self.min_timestamp is not None else 0
+        return max(int(time.time()), head.timestamp + 1, floor)
 
     def _mine(self, batch: list[SignedTransactionAPI], timestamp: int, origin: L1Origin | None = None) -> MinedBlock:
         head = self.head()

@@ -106,7 +106,13 @@ def attach_sequencer(seq: Sequencer, follower: L1Follower) -> None:
     def origin_for(parent: object, timestamp: int) -> L1Origin:
         return choose_origin(origin_of(parent) or genesis, timestamp, follower.block, drift)  # type: ignore[arg-type]
 
+    def min_timestamp(parent: object) -> int:
+        origin = origin_of(parent) or genesis  # type: ignore[arg-type]
+        known = follower.block(origin.number)
+        return known.timestamp if known is not None else origin.timestamp
+
     seq.origin_for = origin_for
+    seq.min_timestamp = min_timestamp
     seq.resolver.is_registered = follower.registry.is_registered
     fetcher = seq.resolver.fetcher
     if fetcher is not None:

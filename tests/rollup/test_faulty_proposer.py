@@ -60,10 +60,16 @@ def l2_send(node: NodeProcess, w3: Web3, tx: dict[str, Any]) -> Any:
     return w3.eth.wait_for_transaction_receipt(h, timeout=120)
 
 
-def test_a_faulty_output_is_caught_and_deleted(l1: str, tmp_path: Path) -> None:
+WINDOW = 3600
+
+
+@pytest.mark.parametrize("faulty", [True, False], ids=["faulty-proposer", "honest-run"])
+def test_outputs_are_checked_and_finalize(l1: str, tmp_path: Path, faulty: bool) -> None:
+    """faulty: the lie is caught and deleted, then the corrected output finalizes; honest: nothing is
+    challenged and every output finalizes after the window, with the proposer's bonds returned."""
     w3 = Web3(Web3.HTTPProvider(l1))
     d = deploy_rollup(Web3Deployer(w3, DEPLOYER.address, DEPLOYER.key), BATCHER.address, PROPOSER.address,
-                      RollupParams(challenge_window=24 * 3600, output_interval=3))
+                      RollupParams(challenge_window=WINDOW, output_interval=3))
     rollup = tmp_path / "rollup.json"
     d.save(rollup)
     bundle = load_bundle(DIGITS.read_bytes())
@@ -109,25 +115,46 @@ def test_a_faulty_output_is_caught_and_deleted(l1: str, tmp_path: Path) -> None:
 
         bundles = {bundle.address: bundle}.__getitem__
         log: list[str] = []
-        proposer = Proposer(L1(l1, KEYS[2]), val.rpc, d, bundles, tmp_path / "proposer.json", faulty_rate=1.0,
-                            out=lambda s: log.append("P " + s))
+        proposer = Proposer(L1(l1, KEYS[2]), val.rpc, d, bundles, tmp_path / "proposer.json",
+                            faulty_rate=1.0 if faulty else 0.0, faulty_max=1, out=lambda s: log.append("P " + s))
         validator = Validator(L1(l1, KEYS[3]), val.rpc, d, bundles, out=lambda s: log.append("V " + s))
         oracle = w3.eth.contract(address=Web3.to_checksum_address(d.oracle), abi=list(artifact("OutputOracle").abi))
         balance0 = w3.eth.get_balance(VALIDATOR.address)
         deleted = []
+        covered = l2_head - l2_head % d.output_interval  # the last output the derived chain allows
         for _ in range(120):
             proposer.tick()
             validator.tick()
             w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]  # L1 time moves on
             deleted = oracle.events.OutputsDeleted().get_logs(from_block=0)
-            if deleted and oracle.functions.credit(VALIDATOR.address).call() == 0 and validator.settled:
+            count = oracle.functions.outputCount().call()
+            last = oracle.functions.output(count - 1).call()[3] if count else 0
+            settled = not faulty or (deleted and oracle.functions.credit(VALIDATOR.address).call() == 0
+                                     and validator.settled)
+            if settled and last >= covered:
                 break
         text = "\n".join(log)
-        assert deleted, text[-6000:]
-        assert deleted[0]["args"]["challenger"] == VALIDATOR.address
-        assert oracle.functions.permissionless().call()
-        assert "FAULTY" in text and "challenged" in text and "defended with claim" in text
-        assert w3.eth.get_balance(VALIDATOR.address) > balance0, text[-3000:]  # bonds won exceed the gas spent
+        if faulty:
+            assert deleted, text[-6000:]
+            assert deleted[0]["args"]["challenger"] == VALIDATOR.address
+            assert oracle.functions.permissionless().call()
+            assert "FAULTY" in text and "challenged" in text and "defended with claim" in text
+            assert w3.eth.get_balance(VALIDATOR.address) > balance0, text[-3000:]  # bonds won exceed gas spent
+        else:
+            assert not deleted and "FAULTY" not in text and "challenged" not in text, text[-3000:]
+            assert text.count(": correct") >= covered // d.output_interval
+        # after the window every live output (the corrected ones included) finalizes, bonds back
+        w3.provider.make_request("evm_increaseTime", [WINDOW + 1])  # type: ignore[arg-type]
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        proposer.tick()
+        count = oracle.functions.outputCount().call()
+        assert count >= covered // d.output_interval
+        assert oracle.functions.finalizedCount().call() == count, "\n".join(log)[-3000:]
+        assert oracle.functions.credit(PROPOSER.address).call() == 0  # withdrawn
+        for i in range(count):  # what is final is what the validator's own chain says
+            o = oracle.functions.output(i).call()
+            mine = val.rpc("eth_getBlockByNumber", hex(o[3]), False)
+            assert "0x" + bytes(o[0]).hex() == mine["stateRoot"] and "0x" + bytes(o[2]).hex() == mine["hash"]
     finally:
         seq.stop()
         val.stop()
