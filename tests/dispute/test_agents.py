@@ -227,8 +227,6 @@ def test_killed_agents_resume_from_l1(dispute: Any) -> None:
 STRATEGIES = ("output", "node", "intermediate", "step", "timeout")
 
 
-@pytest.mark.skipif(os.environ.get("AIEVM_FULL_DISPUTE") != "1",
-                    reason="the full matrix of agent games (30 games, ~10 minutes): set AIEVM_FULL_DISPUTE=1")
 @pytest.mark.parametrize("model", ["digits_mlp", "digits_cnn", "encoder"])
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("liar", ["claimant", "challenger"])
