@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,15 +18,10 @@ from eth_abi import decode
 from eth_utils import keccak
 
 from ai_evm.contracts import CONTRACTS_DIR, artifact
+from ai_evm.rollup.anvil import Anvil
 
 BIN = CONTRACTS_DIR.parent / "node_modules" / ".bin"
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (anvil needs it)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cast(*args: str) -> str:
@@ -39,35 +32,8 @@ def cast(*args: str) -> str:
 
 @pytest.fixture(scope="module")
 def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    assert (BIN / "anvil").exists(), "node_modules/.bin/anvil is missing: run `make install` (npm ci)"
-    port = free_port()
-    log = Path(tmp_path_factory.mktemp("anvil")) / "anvil.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(BIN / "anvil"), "--port", str(port), "--hardfork", "prague", "--host", "127.0.0.1"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            if proc.poll() is not None:
-                raise AssertionError(f"anvil exited: {log.read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            raise AssertionError(f"anvil did not listen on {port}: {log.read_text()}")
+    with Anvil(Path(tmp_path_factory.mktemp("anvil")) / "anvil.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

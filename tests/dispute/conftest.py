@@ -14,10 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +28,7 @@ from web3 import Web3
 
 from ai_evm.contracts import CONTRACTS_DIR, artifact, available
 from ai_evm.dispute.agent import make_player
+from ai_evm.rollup.anvil import Anvil
 from fraud_vm.context import context_for
 from fraud_vm.game import Role
 from fraud_vm.stepper import num_steps
@@ -38,7 +36,6 @@ from fraud_vm.strategies import FraudVMBackend, play_game
 from fraud_vm.vm import verify_step
 from opml.bundle import Bundle, load_bundle
 
-BIN = CONTRACTS_DIR.parent / "node_modules" / ".bin"
 #: Whether the games run with the real step verifier (else with OracleStepVerifier).
 REAL_VERIFIER = (os.environ.get("AIEVM_TEST_ORACLE_VERIFIER") != "1"
                  and {"VMProgram", "FraudVMStepVerifier"} <= set(available())
@@ -53,41 +50,11 @@ CLAIM_BOND = 10**18
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (anvil needs it)")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An anvil L1 (Prague, default code-size limit) on a free loopback port."""
-    assert (BIN / "anvil").exists(), "node_modules/.bin/anvil is missing: run `make install` (npm ci)"
-    port = free_port()
-    log = Path(tmp_path_factory.mktemp("anvil")) / "anvil.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([str(BIN / "anvil"), "--port", str(port), "--hardfork", "prague", "--host",
-                                 "127.0.0.1"], stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            if proc.poll() is not None:
-                raise AssertionError(f"anvil exited: {log.read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            raise AssertionError(f"anvil did not listen on {port}: {log.read_text()}")
+    with Anvil(Path(tmp_path_factory.mktemp("anvil")) / "anvil.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def new_key(w3: Web3, label: str) -> Any:

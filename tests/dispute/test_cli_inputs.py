@@ -7,7 +7,6 @@ challenger does not challenge a true claim, and ``status`` shows claims and game
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import numpy as np
@@ -16,13 +15,8 @@ from click.testing import CliRunner
 from ai_evm.cli import main
 from ai_evm.dispute.agent import Agent
 from ai_evm.dispute.client import L1, TxReverted, decode_revert
+from ai_evm.rollup.anvil import free_port
 from fraud_vm.errors import selector_of
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run(*args: str) -> Any:
