@@ -28,6 +28,7 @@ from ai_evm.rollup.anvil import Anvil
 from ai_evm.rollup.batcher import Batcher
 from ai_evm.rollup.config import RollupDeployment
 from ai_evm.rollup.deploy import RollupParams, deploy_rollup
+from ai_evm.rollup.devnet import DEV_KEYS
 from opml.bundle import load_bundle
 from opml.commitment import prove_header
 
@@ -38,12 +39,9 @@ pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is no
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGITS = ROOT / "models" / "digits_mlp" / "model.bundle"
-KEYS = ["0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
-        "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-        "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
-        "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6"]
+KEYS = list(DEV_KEYS)  # anvil's dev keys: deployer, batcher, proposer, validator
 DEPLOYER, BATCHER, PROPOSER, VALIDATOR = (Account.from_key(k) for k in KEYS)
-L2_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+L2_DEV_KEY = DEV_KEYS[0]  # prefunded on L2 too
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,14 @@ from ai_evm.rollup import blobs, codec
 from ai_evm.rollup.anvil import Anvil
 from ai_evm.rollup.codec import Batch
 from ai_evm.rollup.derive import Deriver, RollupConfig, SafeHead
+from ai_evm.rollup.devnet import DEV_KEYS
 from ai_evm.rollup.l1 import L1Reader
 
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (anvil needs it)")
 
 # anvil's first two well-known dev keys
-BATCHER = Account.from_key("0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
-STRANGER = Account.from_key("0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d")
+BATCHER = Account.from_key(DEV_KEYS[0])
+STRANGER = Account.from_key(DEV_KEYS[1])
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from web3 import Web3
 
 from ai_evm.contracts import artifact
 from ai_evm.rollup.anvil import Anvil
+from ai_evm.rollup.devnet import DEV_KEYS
 from ai_evm.rollup.registry import RegistryView
 from opml.bundle import load_bundle
 from opml.commitment import prove_header
@@ -21,7 +22,7 @@ from opml.commitment import prove_header
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (anvil needs it)")
 
 ROOT = Path(__file__).resolve().parents[2]
-OWNER = Account.from_key("0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
+OWNER = Account.from_key(DEV_KEYS[0])
 FEE = 10**16
 
 

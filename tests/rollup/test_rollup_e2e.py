@@ -20,6 +20,7 @@ from web3 import Web3
 from ai_evm.dispute.deploy import Web3Deployer
 from ai_evm.rollup.anvil import Anvil
 from ai_evm.rollup.deploy import RollupParams, deploy_rollup
+from ai_evm.rollup.devnet import DEV_KEYS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ai_evm" / "node"))
 from nodeproc import NodeProcess, RpcFailure  # noqa: E402
@@ -27,9 +28,9 @@ from nodeproc import NodeProcess, RpcFailure  # noqa: E402
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (anvil needs it)")
 
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOYER = Account.from_key("0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
-BATCHER = Account.from_key("0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d")
-PROPOSER = Account.from_key("0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a")
+DEPLOYER = Account.from_key(DEV_KEYS[0])
+BATCHER = Account.from_key(DEV_KEYS[1])
+PROPOSER = Account.from_key(DEV_KEYS[2])
 SINK = "0x000000000000000000000000000000000000dEaD"
 
 
@@ -74,7 +75,7 @@ def test_validator_derives_the_sequencers_chain_from_l1(l1: str, tmp_path: Path)
     seq = NodeProcess(tmp_path / "seq", args=("--rollup", str(rollup), "--l1", l1, "--no-fsync")).start()
     val = NodeProcess(tmp_path / "val", args=("--rollup", str(rollup), "--l1", l1, "--derive", "--no-fsync")).start()
     try:
-        dev_key = "0x" + "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+        dev_key = DEV_KEYS[0]
         send_transfers(seq, dev_key, 0, 3)
         head = int(seq.rpc("eth_blockNumber"), 16)
         assert head >= 3
