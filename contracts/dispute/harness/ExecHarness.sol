@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
+import { LibChecked } from "../vm/LibChecked.sol";
 import { LibExecInt } from "../vm/LibExecInt.sol";
 import { Instr, Regs, StepMemory } from "../vm/VMTypes.sol";
 
@@ -30,18 +31,18 @@ contract ExecHarness {
     /// @notice Helper `_fn` of `LibExecInt` on `_args`: 0 add, 1 sub, 2 mul, 3 floorDiv, 4 i64,
     ///         5 shl, 6 roundShift, 7 roundDiv, 8 requant, 9 isqrt, 10 orderKey, 11 clamp, 12 castBool.
     function helper(uint8 _fn, int256[] calldata _args) external pure returns (int256) {
-        if (_fn == 0) return LibExecInt.add(_args[0], _args[1]);
-        if (_fn == 1) return LibExecInt.sub(_args[0], _args[1]);
-        if (_fn == 2) return LibExecInt.mul(_args[0], _args[1]);
-        if (_fn == 3) return LibExecInt.floorDiv(_args[0], _args[1]);
-        if (_fn == 4) return LibExecInt.i64(_args[0]);
-        if (_fn == 5) return LibExecInt.shl(_args[0], _args[1]);
-        if (_fn == 6) return LibExecInt.roundShift(_args[0], _args[1]);
-        if (_fn == 7) return LibExecInt.roundDiv(_args[0], _args[1]);
-        if (_fn == 8) return LibExecInt.requant(_args[0], _args[1], _args[2], _args[3], _args[4], _args[5]);
-        if (_fn == 9) return LibExecInt.isqrt(_args[0]);
+        if (_fn == 0) return LibChecked.add(_args[0], _args[1]);
+        if (_fn == 1) return LibChecked.sub(_args[0], _args[1]);
+        if (_fn == 2) return LibChecked.mul(_args[0], _args[1]);
+        if (_fn == 3) return LibChecked.floorDiv(_args[0], _args[1]);
+        if (_fn == 4) return LibChecked.i64(_args[0]);
+        if (_fn == 5) return LibChecked.shl(_args[0], _args[1]);
+        if (_fn == 6) return LibChecked.roundShift(_args[0], _args[1]);
+        if (_fn == 7) return LibChecked.roundDiv(_args[0], _args[1]);
+        if (_fn == 8) return LibChecked.requant(_args[0], _args[1], _args[2], _args[3], _args[4], _args[5]);
+        if (_fn == 9) return LibChecked.isqrt(_args[0]);
         if (_fn == 10) return LibExecInt.orderKey(_args[0], uint8(uint256(_args[1])));
-        if (_fn == 11) return LibExecInt.clamp(_args[0], _args[1], _args[2]);
+        if (_fn == 11) return LibChecked.clamp(_args[0], _args[1], _args[2]);
         return LibExecInt.castBool(_args[0], _args[1]) ? int256(1) : int256(0);
     }
 

@@ -2,6 +2,7 @@
 pragma solidity ^0.8.28;
 
 import { ArithmeticOverflow, InvalidDType, InvalidScale, NanOperand, ValueOutOfRange } from "../lib/Errors.sol";
+import { LibChecked } from "./LibChecked.sol";
 import { F32_FINITE, F32_NAN, F32_POS_INF, F32Parts, LibF32 } from "./LibF32.sol";
 import { LibVMMemory } from "./LibVMMemory.sol";
 import {
@@ -29,39 +30,6 @@ import {
 ///         integers only (`LibF32`); an int256 intermediate that overflows reverts
 ///         `ArithmeticOverflow`, as Python's `i256`.
 library LibExecFloat {
-    /// @notice `_a + _b`, or `ArithmeticOverflow` outside int256 (Python's `i256(a + b)`).
-    /// @param _a The first term.
-    /// @param _b The second term.
-    /// @return r_ The sum.
-    function addI256(int256 _a, int256 _b) internal pure returns (int256 r_) {
-        unchecked {
-            r_ = _a + _b;
-        }
-        // INVARIANT: the sum is an int256 (it moved in the direction of `_b`).
-        if ((_b >= 0) != (r_ >= _a)) revert ArithmeticOverflow();
-    }
-
-    /// @notice `_a - _b`, or `ArithmeticOverflow` outside int256 (Python's `i256(a - b)`).
-    /// @param _a The minuend.
-    /// @param _b The subtrahend.
-    /// @return r_ The difference.
-    function subI256(int256 _a, int256 _b) internal pure returns (int256 r_) {
-        unchecked {
-            r_ = _a - _b;
-        }
-        // INVARIANT: the difference is an int256 (it moved against the direction of `_b`).
-        if ((_b >= 0) != (r_ <= _a)) revert ArithmeticOverflow();
-    }
-
-    /// @notice `_lo` if `_v < _lo`, else `_hi` if `_v > _hi`, else `_v` (`isa.clamp`).
-    /// @param _v The value.
-    /// @param _lo The lower bound.
-    /// @param _hi The upper bound.
-    /// @return r_ The clamped value.
-    function clamp(int256 _v, int256 _lo, int256 _hi) internal pure returns (int256 r_) {
-        r_ = _v < _lo ? _lo : (_v > _hi ? _hi : _v);
-    }
-
     /// @notice The element values a region of dtype `_dt` stores (`isa._RANGE`; float32: its raw
     ///         bits `[0, 2^32)`, bool: 0/1).
     /// @param _dt A dtype code.
@@ -124,7 +92,7 @@ library LibExecFloat {
         if (!ok) revert InvalidScale();
     }
 
-    /// @notice `clamp(rint(float32(x / scale)) + zp, lo, hi)` for float32 bit patterns
+    /// @notice `LibChecked.clamp(rint(float32(x / scale)) + zp, lo, hi)` for float32 bit patterns
     ///         (`quantize_value`).
     /// @param _bits The input element (float32 bits).
     /// @param _scaleBits The scale's bits.
@@ -165,7 +133,7 @@ library LibExecFloat {
         F32Parts memory q = LibF32.f32Parts(int256(LibF32.f32DivParts(x, _sc, false)));
         if (q.cls != F32_FINITE) return q.cls == F32_POS_INF ? _hi : _lo;
         // INVARIANT: rint(q) + zp is an int256.
-        q_ = clamp(addI256(LibF32.f32Rint(q.sign, q.m, q.e), _zp), _lo, _hi);
+        q_ = LibChecked.clamp(LibChecked.add(LibF32.f32Rint(q.sign, q.m, q.e), _zp), _lo, _hi);
     }
 
     /// @notice Bits of `float32(_v - _zp) * float32(scale)` (`dequantize_value`).
@@ -193,7 +161,7 @@ library LibExecFloat {
         // INVARIANT: the scale is a finite float32.
         if (!_scaleOk) revert InvalidScale();
         // INVARIANT: v - zp is an int256, and its float32 is finite (|v - zp| < 2^128).
-        F32Parts memory a = LibF32.f32Parts(int256(LibF32.f32FromInt(subI256(_v, _zp))));
+        F32Parts memory a = LibF32.f32Parts(int256(LibF32.f32FromInt(LibChecked.sub(_v, _zp))));
         if (a.cls != F32_FINITE) revert ArithmeticOverflow();
         bits_ = int256(LibF32.f32MulParts(a, _sc));
     }
@@ -217,7 +185,7 @@ library LibExecFloat {
             // INVARIANT: only a number converts to an integer type.
             if (x.cls == F32_NAN) revert NanOperand();
             if (x.cls != F32_FINITE) return x.cls == F32_POS_INF ? hi : lo;
-            return clamp(LibF32.f32Trunc(x.sign, x.m, x.e), lo, hi);
+            return LibChecked.clamp(LibF32.f32Trunc(x.sign, x.m, x.e), lo, hi);
         }
         if (_dst == DT_FLOAT32) return int256(LibF32.f32FromInt(_v));
         // SAFETY: wrapping arithmetic is exact here: hi - lo + 1 is a power of two dividing 2^256, so

@@ -13,6 +13,7 @@ import {
     TableIndexOutOfRange,
     ValueOutOfRange
 } from "../lib/Errors.sol";
+import { LibChecked } from "./LibChecked.sol";
 import { LibVMMemory } from "./LibVMMemory.sol";
 import {
     DT_BOOL,
@@ -65,10 +66,10 @@ import {
 ///         operands first (`a`, `b`, `c`), then evaluates; lanes run in order, so the first failing
 ///         lane decides the error. Writes go to the witness words in place (`LibVMMemory.write`).
 library LibExecInt {
-    int256 internal constant I32_MIN = type(int32).min;
-    int256 internal constant I32_MAX = type(int32).max;
-    int256 internal constant I64_MIN = type(int64).min;
-    int256 internal constant I64_MAX = type(int64).max;
+    int256 internal constant I32_MIN = LibChecked.I32_MIN;
+    int256 internal constant I32_MAX = LibChecked.I32_MAX;
+    int256 internal constant I64_MIN = LibChecked.I64_MIN;
+    int256 internal constant I64_MAX = LibChecked.I64_MAX;
 
     // ------------------------------------------------------------------------------------------
     // entry point
@@ -97,166 +98,8 @@ library LibExecInt {
     }
 
     // ------------------------------------------------------------------------------------------
-    // checked integer helpers (`fraud_vm.isa`: i256, i64, shl, clamp, round_shift, round_div,
-    // requant, isqrt, order_key)
-
-    /// @notice `i256(_a + _b)`: the sum, `ArithmeticOverflow` outside int256.
-    function add(int256 _a, int256 _b) internal pure returns (int256 r_) {
-        bool overflow;
-        // SAFETY: without overflow the sum lies below `_a` exactly when `_b` is negative.
-        assembly ("memory-safe") {
-            r_ := add(_a, _b)
-            overflow := iszero(eq(slt(r_, _a), slt(_b, 0)))
-        }
-        if (overflow) revert ArithmeticOverflow();
-    }
-
-    /// @notice `i256(_a - _b)`: the difference, `ArithmeticOverflow` outside int256.
-    function sub(int256 _a, int256 _b) internal pure returns (int256 r_) {
-        bool overflow;
-        // SAFETY: without overflow the difference lies above `_a` exactly when `_b` is negative.
-        assembly ("memory-safe") {
-            r_ := sub(_a, _b)
-            overflow := iszero(eq(sgt(r_, _a), slt(_b, 0)))
-        }
-        if (overflow) revert ArithmeticOverflow();
-    }
-
-    /// @notice `i256(_a * _b)`: the product, `ArithmeticOverflow` outside int256.
-    function mul(int256 _a, int256 _b) internal pure returns (int256 r_) {
-        bool overflow;
-        // SAFETY: the wrapped product divided by a non-zero `_a` gives back `_b` exactly when nothing
-        // wrapped, except -1 * -2^255 (sdiv(-2^255, -1) wraps to -2^255), tested on its own.
-        assembly ("memory-safe") {
-            r_ := mul(_a, _b)
-            overflow := or(
-                and(eq(_a, not(0)), eq(_b, shl(255, 1))),
-                and(iszero(iszero(_a)), iszero(eq(sdiv(r_, _a), _b)))
-            )
-        }
-        if (overflow) revert ArithmeticOverflow();
-    }
-
-    /// @notice `floor(_a / _b)` for `_b > 0` (Python's `//`; Solidity's `/` truncates).
-    function floorDiv(int256 _a, int256 _b) internal pure returns (int256 q_) {
-        // SAFETY: `_b > 0` (every caller checks it), so neither sdiv nor smod overflows; a negative
-        // numerator with a remainder was truncated up and moves down by one.
-        assembly ("memory-safe") {
-            q_ := sdiv(_a, _b)
-            if and(slt(_a, 0), iszero(iszero(smod(_a, _b)))) { q_ := sub(q_, 1) }
-        }
-    }
-
-    /// @notice `_v` if it is an int64 (an `acc`/`aux` lane value), else `ArithmeticOverflow`.
-    function i64(int256 _v) internal pure returns (int256) {
-        // INVARIANT: lanes are int64.
-        if (_v < I64_MIN || _v > I64_MAX) revert ArithmeticOverflow();
-        return _v;
-    }
-
-    /// @notice `_x * 2^_s` for `0 <= _s <= 255` (`InvalidShift` otherwise), checked to int256.
-    function shl(int256 _x, int256 _s) internal pure returns (int256 r_) {
-        // INVARIANT: a left shift amount lies in [0, 255].
-        if (_s < 0 || _s > 255) revert InvalidShift();
-        r_ = _x << uint256(_s);
-        // SAFETY: the arithmetic shift back recovers `_x` exactly when no bit (or sign) was lost.
-        if (r_ >> uint256(_s) != _x) revert ArithmeticOverflow();
-    }
-
-    /// @notice `_lo` if `_v < _lo`, else `_hi` if `_v > _hi`, else `_v` (`fraud_vm.isa.clamp`).
-    function clamp(int256 _v, int256 _lo, int256 _hi) internal pure returns (int256) {
-        return _v < _lo ? _lo : _v > _hi ? _hi : _v;
-    }
-
-    /// @notice `(_v + 2^(_s-1)) >> _s` for `1 <= _s <= 62` (`InvalidShift` otherwise).
-    function roundShift(int256 _v, int256 _s) internal pure returns (int256 r_) {
-        // INVARIANT: a requantization shift lies in [1, 62].
-        if (_s < 1 || _s > 62) revert InvalidShift();
-        bool overflow;
-        // SAFETY: the addend 2^(s-1) is positive, so the sum overflowed exactly when it is below `_v`;
-        // `sar` floors.
-        assembly ("memory-safe") {
-            let t := add(_v, shl(sub(_s, 1), 1))
-            overflow := slt(t, _v)
-            r_ := sar(_s, t)
-        }
-        if (overflow) revert ArithmeticOverflow();
-    }
-
-    /// @notice `floor((2n + d) / 2d)` for `d > 0` (`NonPositiveDivisor` otherwise).
-    function roundDiv(int256 _n, int256 _d) internal pure returns (int256 q_) {
-        // INVARIANT: the divisor is positive.
-        if (_d <= 0) revert NonPositiveDivisor();
-        bool overflow;
-        // SAFETY: `2n` fits iff n's top two bits agree (`sar(254, n)` is 0 or -1); `2n + d` with
-        // `d > 0` overflowed iff it is below `2n`; `2d` fits iff `d < 2^254`. Then floor division by
-        // the positive `2d` (sdiv truncates: a negative numerator with a remainder moves down).
-        assembly ("memory-safe") {
-            let n2 := shl(1, _n)
-            let num := add(n2, _d)
-            overflow := or(or(iszero(lt(add(sar(254, _n), 1), 2)), slt(num, n2)), sgt(_d, sub(shl(254, 1), 1)))
-            let den := shl(1, _d)
-            q_ := sdiv(num, den)
-            if and(slt(num, 0), iszero(iszero(smod(num, den)))) { q_ := sub(q_, 1) }
-        }
-        if (overflow) revert ArithmeticOverflow();
-    }
-
-    /// @notice `clamp(zp + round_shift(clamp_int32(acc) * m, s), qmin, qmax)`.
-    function requant(int256 _acc, int256 _m, int256 _s, int256 _zp, int256 _qmin, int256 _qmax)
-        internal
-        pure
-        returns (int256)
-    {
-        return clamp(add(_zp, roundShift(mulInt32(clamp(_acc, I32_MIN, I32_MAX), _m), _s)), _qmin, _qmax);
-    }
-
-    /// @notice `i256(_c * _m)` for an int32 `_c` (requant's product): only `|_m| >= 2^223` can
-    ///         overflow, and then `ArithmeticOverflow` exactly where `mul` would.
-    function mulInt32(int256 _c, int256 _m) internal pure returns (int256 r_) {
-        bool overflow;
-        // SAFETY: |c| <= 2^31, so c·m overflows only if m's top 33 bits are not all equal; then the
-        // exact test of `mul` decides (c = -1 with m = -2^255 included).
-        assembly ("memory-safe") {
-            r_ := mul(_c, _m)
-            if iszero(lt(add(sar(222, _m), 1), 2)) {
-                overflow := or(
-                    and(eq(_c, not(0)), eq(_m, shl(255, 1))),
-                    and(iszero(iszero(_c)), iszero(eq(sdiv(r_, _c), _m)))
-                )
-            }
-        }
-        if (overflow) revert ArithmeticOverflow();
-    }
-
-    /// @notice Bit length of `_x` (0 for 0).
-    function bitLength(uint256 _x) internal pure returns (uint256 n_) {
-        for (uint256 step = 128; step > 0; step >>= 1) {
-            if (_x >> step != 0) {
-                _x >>= step;
-                n_ += step;
-            }
-        }
-        if (_x != 0) n_ += 1;
-    }
-
-    /// @notice `floor(sqrt(_x))` by Newton's iteration from `2^ceil(bitlen(_x) / 2)` (`fraud_vm.isa.isqrt`);
-    ///         `NegativeSquareRoot` for `_x < 0`.
-    function isqrt(int256 _x) internal pure returns (int256 r_) {
-        // INVARIANT: square roots of non-negative values only.
-        if (_x < 0) revert NegativeSquareRoot();
-        if (_x < 2) return _x;
-        uint256 x = uint256(_x);
-        uint256 z = uint256(1) << ((bitLength(x) + 1) >> 1);
-        // SAFETY: z <= 2^128 and x / z < 2^255, so the sum cannot overflow; the iteration
-        // strictly decreases z until it stops (at most 8 rounds below 2^256).
-        uint256 y = (z + x / z) >> 1;
-        while (y < z) {
-            z = y;
-            y = (z + x / z) >> 1;
-        }
-        r_ = int256(z);
-    }
+    // element helpers (`fraud_vm.isa`: order_key, the dtype ranges, `_store`, `_table`); the
+    // checked arithmetic (i256, i64, shl, clamp, round_shift, round_div, requant, isqrt) is `LibChecked`
 
     /// @notice An integer with the same order as the element value (`fraud_vm.isa.order_key`):
     ///         the value itself, for float32 bits the value order with -0 == +0 and NaN above all.
@@ -357,19 +200,19 @@ library LibExecInt {
                 if (op == PAD) continue;
                 int256 av = readOp(_m, op);
                 int256 bv = readOp(_m, _ins.b[l]);
-                int256 p = mul(sub(av, im[0]), sub(bv, im[1]));
-                _regs.acc[l] = i64(add(_regs.acc[l], p));
+                int256 p = LibChecked.mul(LibChecked.sub(av, im[0]), LibChecked.sub(bv, im[1]));
+                _regs.acc[l] = LibChecked.i64(LibChecked.add(_regs.acc[l], p));
             } else if (k == K_ACC_SUM) {
                 if (op == PAD) continue;
-                _regs.acc[l] = i64(add(_regs.acc[l], sub(readOp(_m, op), im[0])));
-                _regs.aux[l] = i64(add(_regs.aux[l], 1));
+                _regs.acc[l] = LibChecked.i64(LibChecked.add(_regs.acc[l], LibChecked.sub(readOp(_m, op), im[0])));
+                _regs.aux[l] = LibChecked.i64(LibChecked.add(_regs.aux[l], 1));
             } else if (k == K_ACC_SQ) {
                 if (op == PAD) continue;
-                int256 x = sub(readOp(_m, op), im[0]);
-                _regs.acc[l] = i64(add(_regs.acc[l], mul(x, x)));
+                int256 x = LibChecked.sub(readOp(_m, op), im[0]);
+                _regs.acc[l] = LibChecked.i64(LibChecked.add(_regs.acc[l], LibChecked.mul(x, x)));
             } else if (k == K_ACC_MAX) {
                 int256 v = op == PAD ? im[1] : readOp(_m, op);
-                _regs.acc[l] = i64(im[0] != 0 ? v : (v > _regs.acc[l] ? v : _regs.acc[l]));
+                _regs.acc[l] = LibChecked.i64(im[0] != 0 ? v : (v > _regs.acc[l] ? v : _regs.acc[l]));
             } else {
                 accArg(_regs, _m, l, op, im[0], im[1]);
             }
@@ -386,7 +229,7 @@ library LibExecInt {
         int256 v = orderKey(raw, _m.regions[_op >> 128].dtype);
         int256 cur = _regs.acc[_l];
         if (_j == 0 || v > cur || (_last != 0 && v == cur)) {
-            _regs.aux[_l] = i64(_j);
+            _regs.aux[_l] = LibChecked.i64(_j);
             _regs.acc[_l] = v;
         }
     }
@@ -394,7 +237,7 @@ library LibExecInt {
     // ------------------------------------------------------------------------------------------
     // block finishers (`fraud_vm.isa._fin_*`): write every `out` lane, then clear the lanes
 
-    /// @notice FIN_REQ: `v = acc + (a PAD ? 0 : A)`; `raw ? clamp_int32(v) : requant(v, b PAD ? m : B,
+    /// @notice FIN_REQ: `v = acc + (a PAD ? 0 : A)`; `raw ? clamp_int32(v) : LibChecked.requant(v, b PAD ? m : B,
     ///         c PAD ? s : C, zp, qmin, qmax)`. imm: zp, qmin, qmax, raw, mult, shift.
     function finReq(Instr memory _ins, Regs memory _regs, StepMemory memory _m) internal pure {
         (uint256 r, int256 lo, int256 hi) = outRange(_m);
@@ -412,14 +255,14 @@ library LibExecInt {
     {
         int256[] memory im = _ins.imm;
         int256 x = _ins.a[_l] == PAD ? int256(0) : readOp(_m, _ins.a[_l]);
-        if (im[3] != 0) return clamp(add(_regs.acc[_l], x), I32_MIN, I32_MAX);
+        if (im[3] != 0) return LibChecked.clamp(LibChecked.add(_regs.acc[_l], x), I32_MIN, I32_MAX);
         int256 mult = _ins.b[_l] == PAD ? im[4] : readOp(_m, _ins.b[_l]);
         int256 shift = _ins.c[_l] == PAD ? im[5] : readOp(_m, _ins.c[_l]);
-        return requant(add(_regs.acc[_l], x), mult, shift, im[0], im[1], im[2]);
+        return LibChecked.requant(LibChecked.add(_regs.acc[_l], x), mult, shift, im[0], im[1], im[2]);
     }
 
-    /// @notice FIN_DIV: `v = sqrt ? isqrt(acc) : acc`, `n = use_aux ? aux : cnt` (> 0),
-    ///         `clamp(round_div(v*m, n << s) + zp, lo, hi)`. imm: mult, shift, zp, lo, hi, use_aux, cnt, sqrt.
+    /// @notice FIN_DIV: `v = sqrt ? LibChecked.isqrt(acc) : acc`, `n = use_aux ? aux : cnt` (> 0),
+    ///         `LibChecked.clamp(round_div(v*m, n << s) + zp, lo, hi)`. imm: mult, shift, zp, lo, hi, use_aux, cnt, sqrt.
     function finDiv(Instr memory _ins, Regs memory _regs, StepMemory memory _m) internal pure {
         (uint256 r, int256 lo, int256 hi) = outRange(_m);
         for (uint256 l = 0; l < _ins.out.length; ++l) {
@@ -430,12 +273,12 @@ library LibExecInt {
 
     /// @notice The FIN_DIV value of lane `_l`.
     function finDivLane(int256[] memory _im, Regs memory _regs, uint256 _l) internal pure returns (int256) {
-        int256 v = _im[7] != 0 ? isqrt(_regs.acc[_l]) : _regs.acc[_l];
+        int256 v = _im[7] != 0 ? LibChecked.isqrt(_regs.acc[_l]) : _regs.acc[_l];
         int256 n = _im[5] != 0 ? _regs.aux[_l] : _im[6];
         // INVARIANT: an average needs a positive count (a window entirely in the padding has none).
         if (n <= 0) revert NonPositiveDivisor();
-        int256 num = mul(v, _im[0]);
-        return clamp(add(roundDiv(num, shl(n, _im[1])), _im[2]), _im[3], _im[4]);
+        int256 num = LibChecked.mul(v, _im[0]);
+        return LibChecked.clamp(LibChecked.add(LibChecked.roundDiv(num, LibChecked.shl(n, _im[1])), _im[2]), _im[3], _im[4]);
     }
 
     /// @notice FIN_MOVE: `out = from_aux ? aux : acc`. imm: from_aux.
@@ -459,7 +302,7 @@ library LibExecInt {
             int256 v;
             if (k == K_ADD) v = addLane(_ins, _m, l);
             else if (k == K_MUL) v = mulLane(_ins, _m, l);
-            else if (k == K_LUT) v = table(_m, _ins.imm[0], add(readOp(_m, _ins.a[l]), _ins.imm[1]));
+            else if (k == K_LUT) v = table(_m, _ins.imm[0], LibChecked.add(readOp(_m, _ins.a[l]), _ins.imm[1]));
             else if (k == K_COPY) v = readOp(_m, _ins.a[l]);
             else if (k == K_FLIP) v = flipLane(_m, r, _ins.a[l]);
             else if (k == K_WHERE) v = whereLane(_ins, _m, l);
@@ -468,23 +311,23 @@ library LibExecInt {
         }
     }
 
-    /// @notice ADD: `clamp(zp + round_shift((A-za)*am + (B-zb)*bm, s), lo, hi)`.
+    /// @notice ADD: `LibChecked.clamp(zp + round_shift((A-za)*am + (B-zb)*bm, s), lo, hi)`.
     ///         imm: za, zb, am, bm, s, zp, lo, hi.
     function addLane(Instr memory _ins, StepMemory memory _m, uint256 _l) internal pure returns (int256) {
         int256[] memory im = _ins.imm;
         int256 av = readOp(_m, _ins.a[_l]);
         int256 bv = readOp(_m, _ins.b[_l]);
-        int256 t = add(mul(sub(av, im[0]), im[2]), mul(sub(bv, im[1]), im[3]));
-        return clamp(add(im[5], roundShift(t, im[4])), im[6], im[7]);
+        int256 t = LibChecked.add(LibChecked.mul(LibChecked.sub(av, im[0]), im[2]), LibChecked.mul(LibChecked.sub(bv, im[1]), im[3]));
+        return LibChecked.clamp(LibChecked.add(im[5], LibChecked.roundShift(t, im[4])), im[6], im[7]);
     }
 
-    /// @notice MUL: `requant((A-za)(B-zb), m, s, zp, lo, hi)`. imm: za, zb, m, s, zp, lo, hi.
+    /// @notice MUL: `LibChecked.requant((A-za)(B-zb), m, s, zp, lo, hi)`. imm: za, zb, m, s, zp, lo, hi.
     function mulLane(Instr memory _ins, StepMemory memory _m, uint256 _l) internal pure returns (int256) {
         int256[] memory im = _ins.imm;
         int256 av = readOp(_m, _ins.a[_l]);
         int256 bv = readOp(_m, _ins.b[_l]);
-        int256 p = mul(sub(av, im[0]), sub(bv, im[1]));
-        return requant(p, im[2], im[3], im[4], im[5], im[6]);
+        int256 p = LibChecked.mul(LibChecked.sub(av, im[0]), LibChecked.sub(bv, im[1]));
+        return LibChecked.requant(p, im[2], im[3], im[4], im[5], im[6]);
     }
 
     /// @notice FLIP: the low byte of `A` XOR 0x80, signed when the output region is int8.
@@ -516,7 +359,7 @@ library LibExecInt {
         // Python's PAD is (-1, -1): a region no input has, base -1.
         bool pad = bop == PAD;
         int256 base = pad ? int256(-1) : int256(bop & ELEMENT_MASK);
-        int256 e = add(base, mul(i < 0 ? i + n : i, _ins.imm[1]));
+        int256 e = LibChecked.add(base, LibChecked.mul(i < 0 ? i + n : i, _ins.imm[1]));
         // INVARIANT: the gathered element lies inside an input region.
         if (pad || (bop >> 128) >= _m.regions.length - 1) revert ElementOutOfRange();
         Region memory reg = _m.regions[bop >> 128];
@@ -544,14 +387,14 @@ library LibExecInt {
             }
         } else if (k == K_SM_SUM) {
             for (uint256 l = 0; l < xs.length; ++l) {
-                _regs.s[1] = add(_regs.s[1], table(_m, _ins.imm[0], sub(_regs.s[0], xs[l])));
+                _regs.s[1] = LibChecked.add(_regs.s[1], table(_m, _ins.imm[0], LibChecked.sub(_regs.s[0], xs[l])));
             }
         } else {
             smOut(_ins, _regs, _m, xs);
         }
     }
 
-    /// @notice SM_OUT: `S = max(s1, 1)`, `out = clamp(floor((512 T[s0 - A] + S) / 2S) + zp, lo, hi)`;
+    /// @notice SM_OUT: `S = max(s1, 1)`, `out = LibChecked.clamp(floor((512 T[s0 - A] + S) / 2S) + zp, lo, hi)`;
     ///         `last` clears the scalars.
     function smOut(Instr memory _ins, Regs memory _regs, StepMemory memory _m, int256[] memory _xs) internal pure {
         (uint256 r, int256 lo, int256 hi) = outRange(_m);
@@ -569,9 +412,9 @@ library LibExecInt {
         returns (int256)
     {
         int256 total = _regs.s[1] > 1 ? _regs.s[1] : int256(1);
-        int256 e = table(_m, _im[0], sub(_regs.s[0], _x));
-        int256 num = add(mul(512, e), total);
-        return clamp(add(floorDiv(num, mul(2, total)), _im[1]), _im[2], _im[3]);
+        int256 e = table(_m, _im[0], LibChecked.sub(_regs.s[0], _x));
+        int256 num = LibChecked.add(LibChecked.mul(512, e), total);
+        return LibChecked.clamp(LibChecked.add(LibChecked.floorDiv(num, LibChecked.mul(2, total)), _im[1]), _im[2], _im[3]);
     }
 
     /// @notice LN_SUM, LN_VAR (imm: n), LN_DEN (imm: n, eps), LN_OUT (imm: n, F, m, s, zp, qmin, qmax, last).
@@ -581,20 +424,20 @@ library LibExecInt {
             int256 n = _ins.imm[0];
             // INVARIANT: a row has a positive length.
             if (n <= 0) revert NonPositiveDivisor();
-            int256 q = add(shl(floorDiv(_regs.s[1], n), 16), _ins.imm[1]);
-            int256 d = isqrt(q);
+            int256 q = LibChecked.add(LibChecked.shl(LibChecked.floorDiv(_regs.s[1], n), 16), _ins.imm[1]);
+            int256 d = LibChecked.isqrt(q);
             _regs.s[2] = d > 1 ? d : int256(1);
             return;
         }
         int256[] memory xs = readAll(_m, _ins.a);
         if (k == K_LN_SUM) {
             for (uint256 l = 0; l < xs.length; ++l) {
-                _regs.s[0] = add(_regs.s[0], xs[l]);
+                _regs.s[0] = LibChecked.add(_regs.s[0], xs[l]);
             }
         } else if (k == K_LN_VAR) {
             for (uint256 l = 0; l < xs.length; ++l) {
-                int256 d = sub(mul(_ins.imm[0], xs[l]), _regs.s[0]);
-                _regs.s[1] = add(_regs.s[1], mul(d, d));
+                int256 d = LibChecked.sub(LibChecked.mul(_ins.imm[0], xs[l]), _regs.s[0]);
+                _regs.s[1] = LibChecked.add(_regs.s[1], LibChecked.mul(d, d));
             }
         } else {
             lnOut(_ins, _regs, _m, xs);
@@ -612,7 +455,7 @@ library LibExecInt {
     }
 
     /// @notice The LN_OUT value of lane `_l`: `z = round_div((n x - s0) << (F + 8), s2)`,
-    ///         `requant(z * gamma + beta, m, s, zp, qmin, qmax)` with `gamma = B`, `beta = C`.
+    ///         `LibChecked.requant(z * gamma + beta, m, s, zp, qmin, qmax)` with `gamma = B`, `beta = C`.
     function lnOutLane(Instr memory _ins, Regs memory _regs, StepMemory memory _m, uint256 _l, int256 _x)
         internal
         pure
@@ -621,8 +464,8 @@ library LibExecInt {
         int256[] memory im = _ins.imm;
         int256 gamma = readOp(_m, _ins.b[_l]);
         int256 beta = readOp(_m, _ins.c[_l]);
-        int256 centered = sub(mul(im[0], _x), _regs.s[0]);
-        int256 z = roundDiv(shl(centered, add(im[1], 8)), _regs.s[2]);
-        return requant(add(mul(z, gamma), beta), im[2], im[3], im[4], im[5], im[6]);
+        int256 centered = LibChecked.sub(LibChecked.mul(im[0], _x), _regs.s[0]);
+        int256 z = LibChecked.roundDiv(LibChecked.shl(centered, LibChecked.add(im[1], 8)), _regs.s[2]);
+        return LibChecked.requant(LibChecked.add(LibChecked.mul(z, gamma), beta), im[2], im[3], im[4], im[5], im[6]);
     }
 }

@@ -2,11 +2,12 @@
 pragma solidity ^0.8.28;
 
 import { UnsupportedOp } from "../lib/Errors.sol";
-import { GemmPlan, LibBlocked, ReducePlan, WindowPlan } from "./LibBlocked.sol";
-import { Instr, NodeContext } from "./VMTypes.sol";
+import { GemmPlan, LibBlocked, ReducePlan } from "./LibBlocked.sol";
+import { LibWindow, WindowPlan } from "./LibWindow.sol";
 import {
-    OP_ARGMAX, OP_AVGPOOL, OP_CONV, OP_LINEAR, OP_MATMUL, OP_MAXPOOL, OP_REDUCE, VMProgramFamily
-} from "./VMProgramFamily.sol";
+    Instr, NodeContext, OP_ARGMAX, OP_AVGPOOL, OP_CONV, OP_LINEAR, OP_MATMUL, OP_MAXPOOL, OP_REDUCE
+} from "./VMTypes.sol";
+import { VMProgramFamily } from "./VMProgramFamily.sol";
 
 /// @title VMProgramBlocked
 /// @notice The blocked program family (`plan_gemm`, `plan_window`, `plan_reduce`, `plan_argmax`):
@@ -26,9 +27,9 @@ contract VMProgramBlocked is VMProgramFamily {
             steps_ = LibBlocked.gemmSteps(p);
             if (_wantInstr && _pc < steps_) instr_ = LibBlocked.gemmInstr(p, _pc);
         } else if (op == OP_CONV || op == OP_MAXPOOL || op == OP_AVGPOOL) {
-            WindowPlan memory p = LibBlocked.planWindow(_ctx);
-            steps_ = LibBlocked.windowSteps(p);
-            if (_wantInstr && _pc < steps_) instr_ = LibBlocked.windowInstr(p, _pc);
+            WindowPlan memory p = LibWindow.planWindow(_ctx);
+            steps_ = LibWindow.windowSteps(p);
+            if (_wantInstr && _pc < steps_) instr_ = LibWindow.windowInstr(p, _pc);
         } else if (op == OP_REDUCE || op == OP_ARGMAX) {
             ReducePlan memory p = op == OP_REDUCE ? LibBlocked.planReduce(_ctx) : LibBlocked.planArgmax(_ctx);
             steps_ = LibBlocked.reduceSteps(p);

@@ -4,7 +4,19 @@ pragma solidity ^0.8.28;
 import { UnsupportedOp } from "../lib/Errors.sol";
 import { IVMProgram } from "./IVMProgram.sol";
 import { LibContext } from "./LibContext.sol";
-import { Instr, K_NOP, NodeContext, Region } from "./VMTypes.sol";
+import {
+    Instr,
+    K_NOP,
+    NodeContext,
+    OP_ARGMAX,
+    OP_AVGPOOL,
+    OP_CONV,
+    OP_LINEAR,
+    OP_MATMUL,
+    OP_MAXPOOL,
+    OP_REDUCE,
+    Region
+} from "./VMTypes.sol";
 
 /// @title VMProgramFamily
 /// @notice The part of `fraud_vm.stepper` every program family shares (`make_plan`'s first
@@ -68,15 +80,6 @@ abstract contract VMProgramFamily is IVMProgram {
         virtual
         returns (uint256 steps_, Instr memory instr_);
 }
-
-/// @dev Op codes (`opml.ops`) of the blocked family and of `_MIN_INPUTS`.
-uint256 constant OP_LINEAR = 3;
-uint256 constant OP_CONV = 4;
-uint256 constant OP_MATMUL = 5;
-uint256 constant OP_MAXPOOL = 11;
-uint256 constant OP_AVGPOOL = 12;
-uint256 constant OP_REDUCE = 13;
-uint256 constant OP_ARGMAX = 19;
 
 /// @notice Whether op code `_op` is one of the blocked family (linear, conv, matmul, maxpool,
 ///         avgpool, reduce, argmax), whose plans `LibBlocked` reads.

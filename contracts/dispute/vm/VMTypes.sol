@@ -25,6 +25,16 @@ uint8 constant DT_INT64 = 5;
 uint8 constant DT_FLOAT32 = 6;
 uint8 constant DT_BOOL = 7;
 
+/// @dev Op codes (`opml.ops`) of the blocked program family (`LibBlocked`, `LibWindow`) and of
+///      `_MIN_INPUTS`; the streamed family's are in `LibStream`.
+uint256 constant OP_LINEAR = 3;
+uint256 constant OP_CONV = 4;
+uint256 constant OP_MATMUL = 5;
+uint256 constant OP_MAXPOOL = 11;
+uint256 constant OP_AVGPOOL = 12;
+uint256 constant OP_REDUCE = 13;
+uint256 constant OP_ARGMAX = 19;
+
 /// @dev Instruction kinds (`fraud_vm.isa.Kind`; codes are part of the protocol).
 uint8 constant K_NOP = 0;
 uint8 constant K_MAC = 1;
