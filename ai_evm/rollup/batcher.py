@@ -71,21 +71,9 @@ class Batcher:
         bank = ChannelBank(self.d.rollup_config)
         last_parent: bytes | None = None
         for n in range(self.d.genesis_l1_number, reader.head() + 1):
-            block = reader.block(n)
-            for data in block.batcher_data:
-                try:
-                    frames = codec.decode_batcher_data(data)
-                except codec.CodecError:
-                    continue
-                for f in frames:
-                    ch = bank.add(n, f)
-                    if ch is None:
-                        continue
-                    try:
-                        batches = codec.decode_channel(ch)
-                    except codec.CodecError:
-                        continue
-                    last_parent = batches[-1].parent_hash
+            batches = bank.read(reader.block(n))
+            if batches:
+                last_parent = batches[-1].parent_hash
         if last_parent is None:
             return 0
         parent = self.l2.eth.get_block(last_parent)  # type: ignore[arg-type]

@@ -125,6 +125,27 @@ class ChannelBank:
         self._open = None
         return b"".join(ch.frames)
 
+    def read(self, block: L1Block) -> list[Batch]:
+        """The batches of every channel ``block``'s inbox data completes (malformed data and
+        channels are dropped with a reason)."""
+        self.expire(block.number)
+        out: list[Batch] = []
+        for i, data in enumerate(block.batcher_data):
+            try:
+                frames = decode_batcher_data(data)
+            except CodecError as e:
+                self.drop(f"batcher data {i} of L1 block {block.number}: {e}")
+                continue
+            for frame in frames:
+                channel = self.add(block.number, frame)
+                if channel is None:
+                    continue
+                try:
+                    out += decode_channel(channel)
+                except CodecError as e:
+                    self.drop(f"channel {frame.channel_id.hex()} of L1 block {block.number}: {e}")
+        return out
+
 
 def check_batch(batch: Batch, safe: SafeHead, l1: dict[int, L1Block], inclusion: int,
                 config: RollupConfig) -> str | None:
@@ -166,23 +187,7 @@ class Deriver:
         if prev is not None and prev.hash != block.parent_hash:
             raise ValueError(f"L1 block {block.number} does not extend {prev.hash.hex()} (L1 reorgs are not handled)")
         self.l1[block.number] = block
-        self.bank.expire(block.number)
-        for i, data in enumerate(block.batcher_data):
-            try:
-                frames = decode_batcher_data(data)
-            except CodecError as e:
-                self.bank.drop(f"batcher data {i} of L1 block {block.number}: {e}")
-                continue
-            for frame in frames:
-                channel = self.bank.add(block.number, frame)
-                if channel is None:
-                    continue
-                try:
-                    batches = decode_channel(channel)
-                except CodecError as e:
-                    self.bank.drop(f"channel {frame.channel_id.hex()} of L1 block {block.number}: {e}")
-                    continue
-                self._ready.extend((block.number, b) for b in batches)
+        self._ready.extend((block.number, b) for b in self.bank.read(block))
 
     def next_batch(self) -> Batch | None:
         """The next valid batch extending the safe head (invalid ones are dropped), or None."""
