@@ -314,6 +314,7 @@ def download(
     total: int | None = None
     resumable = False
     last_error = ""
+    stalled = False  # the last attempt failed on a read timeout: the server stalls, it did not cut the body
     try:
         for _attempt in range(retries + 1):
             if not resumable:
@@ -352,6 +353,7 @@ def download(
                     _read_body(resp, decoder, sink, _Pace(limits, name), dog, name, limits)
                 except (OSError, http.client.HTTPException) as e:  # dropped: resume if we can
                     last_error = f"{type(e).__name__} after {sink.size} bytes"
+                    stalled = isinstance(e, TimeoutError)
                     continue
             finally:
                 dog.stop()
@@ -359,9 +361,12 @@ def download(
             if total is None or sink.size >= total:
                 return sink.value()
             last_error = f"connection closed after {sink.size} of {total} bytes"
+            stalled = False
     finally:
         if bar is not None:
             bar.close()
+    if stalled:
+        raise TransferFailed(f"{name}: stalled: no data for {limits.timeout:g} s (got {sink.size} bytes)")
     raise ModelIntegrityError(address, f"download from {name} truncated ({last_error})")
 
 
