@@ -16,6 +16,9 @@ from ai_evm.node.chain import L1Origin
 
 from .derive import RollupConfig
 
+OPTIONAL_FIELDS = ("output_interval", "derivation", "portal")
+"""Fields a rollup.json may lack (older files): they take their defaults."""
+
 
 class RollupConfigError(ValueError):
     """A rollup.json that is missing, unreadable or incomplete (the message names the field)."""
@@ -44,6 +47,9 @@ class RollupDeployment:
     output_interval: int = 10
     """L2 blocks between outputs."""
     derivation: dict[str, int] = field(default_factory=lambda: asdict(RollupConfig()))
+    portal: str | None = None
+    """The bridge's L1 ``Portal`` (deposits, withdrawals; docs/bridge.md); ``None`` in a rollup.json
+    written before the bridge existed (such a rollup has no deposits)."""
 
     @property
     def genesis_origin(self) -> L1Origin:
@@ -65,7 +71,7 @@ class RollupDeployment:
         if not isinstance(raw, dict):
             raise RollupConfigError(f"{path}: expected a JSON object")
         names = {f.name for f in fields(cls)}
-        missing = sorted(n for n in names if n not in raw and n not in ("output_interval", "derivation"))
+        missing = sorted(n for n in names if n not in raw and n not in OPTIONAL_FIELDS)
         if missing:
             raise RollupConfigError(f"{path}: missing {', '.join(missing)}")
         try:

@@ -3,9 +3,9 @@
 Order: the dispute contracts (``ai_evm.dispute.deploy``: VMProgram, FraudVMStepVerifier,
 BundlePhaseLink, InferenceDisputeGame, DisputeGameFactory), then ``BatchInbox(batcher)``,
 ``ModelRegistry(phaseLink, fee)``, ``OutputOracle(proposer, bond, window)``,
-``InferenceRecordDisputes(oracle, registry, factory, challengeBond, responseWindow)`` and the
-oracle's ``setDisputeAuthority(disputes)``. The L1 block of the last deployment is the rollup's
-genesis L1 origin.
+``InferenceRecordDisputes(oracle, registry, factory, challengeBond, responseWindow)``, the
+oracle's ``setDisputeAuthority(disputes)`` and the bridge's ``Portal(oracle)`` (docs/bridge.md).
+The L1 block of the last deployment is the rollup's genesis L1 origin.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ def deploy_rollup(deployer: Web3Deployer, batcher: str, proposer: str, params: R
     disputes = deployer.deploy("InferenceRecordDisputes", oracle.address, registry.address, d.factory.address,
                                p.challenge_bond, p.response_window)
     _transact(deployer, oracle.contract.functions.setDisputeAuthority(disputes.address))
+    portal = deployer.deploy("Portal", oracle.address)
     genesis = w3.eth.get_block("latest")
     return RollupDeployment(
         l1_chain_id=int(w3.eth.chain_id), l2_chain_id=p.l2_chain_id,
@@ -66,7 +67,7 @@ def deploy_rollup(deployer: Web3Deployer, batcher: str, proposer: str, params: R
         factory=d.factory.address, game=d.game.address, verifier=d.verifier.address, program=d.program.address,
         phase_link=d.phase_link.address, genesis_l1_number=int(genesis["number"]),
         genesis_l1_hash="0x" + bytes(genesis["hash"]).hex(), genesis_l1_timestamp=int(genesis["timestamp"]),
-        output_interval=p.output_interval,
+        output_interval=p.output_interval, portal=portal.address,
     )
 
 
