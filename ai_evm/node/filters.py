@@ -18,7 +18,7 @@ from typing import Any
 
 from eth_bloom import BloomFilter
 
-from .encoding import parse_address, parse_hash
+from .encoding import parse_address, parse_hash, parse_quantity
 from .errors import InvalidParams, LimitExceeded
 
 FILTER_TIMEOUT = 300.0
@@ -120,6 +120,16 @@ def collect_logs(
     return out
 
 
+def numeric_bound(block: Any, name: str) -> int | None:
+    """A filter's ``fromBlock``/``toBlock`` as a bound on the blocks it reports to
+    ``eth_getFilterChanges``: a number, 0 for ``earliest``, None (no bound) for the other tags."""
+    if block == "earliest":
+        return 0
+    if block in ("latest", "pending", "safe", "finalized"):
+        return None
+    return parse_quantity(block, name, (1 << 63) - 1)
+
+
 def check_range(first: int, last: int) -> None:
     """Refuse ranges wider than :data:`MAX_BLOCK_RANGE` blocks."""
     if last - first + 1 > MAX_BLOCK_RANGE:
@@ -171,6 +181,14 @@ class FilterRegistry:
             raise InvalidParams("invalid filter id: expected a hex string")
         with self._lock:
             return self._filters.pop(fid.lower(), None) is not None
+
+    def rewind(self, head: int) -> None:
+        """The chain went back to block ``head`` (``evm_revert``): every filter reports the blocks
+        mined from there on again, since their numbers are reused by other blocks."""
+        with self._lock:
+            for flt in self._filters.values():
+                if flt.next_block > head + 1:
+                    flt.next_block = head + 1
 
     def _expire(self) -> None:
         now = time.monotonic()

@@ -3,14 +3,39 @@
 A mixin of :class:`ai_evm.node.methods.EthApi`: it uses the API's sequencer (``self.seq``), block
 number resolution (``self._number``) and filter registry (``self.filters``); the matching itself
 is in :mod:`ai_evm.node.filters`.
+
+Semantics are geth's:
+
+* ``eth_getLogs`` queries a block range. A range whose end is before its start, or that names a
+  block past the head, is refused with -32602 (``invalid block range params``, ``block range
+  extends beyond current head block``), as the execution-apis tests want.
+* ``eth_getFilterChanges`` returns what a filter matched in **every** block mined since its last
+  poll (or since it was installed), in order: a poll after several blocks loses none of their
+  logs. A log filter's ``fromBlock``/``toBlock`` numbers bound the blocks it reports; tags
+  (``latest``...) do not. One poll returns at most :data:`~ai_evm.node.filters.MAX_LOGS` logs
+  (whole blocks; a single block is never split) or :data:`~ai_evm.node.filters.MAX_BLOCK_RANGE`
+  block hashes; the rest comes with the next poll.
+* ``eth_getFilterLogs`` runs the filter's criteria as an ``eth_getLogs`` query.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .errors import ServerError
-from .filters import Filter, FilterRegistry, LogCriteria, check_range, collect_logs, parse_criteria
+from .errors import InvalidParams, ServerError
+from .filters import (
+    MAX_BLOCK_RANGE,
+    MAX_LOGS,
+    Filter,
+    FilterRegistry,
+    LogCriteria,
+    bloom_may_match,
+    check_range,
+    collect_logs,
+    log_matches,
+    numeric_bound,
+    parse_criteria,
+)  # fmt: skip
 
 
 class LogsApi:
@@ -23,24 +48,25 @@ class LogsApi:
         raise NotImplementedError
 
     # -- logs -------------------------------------------------------------------------
-    def _logs(self, criteria: LogCriteria, first: int | None = None) -> list[dict[str, Any]]:
+    def _query_range(self, criteria: LogCriteria) -> tuple[int, int]:
+        """The block range of an ``eth_getLogs`` query (under the chain lock)."""
+        if criteria.block_hash is not None:
+            header = self.seq.header_by_hash(criteria.block_hash)
+            if header is None:
+                raise ServerError("unknown block")
+            return int(header.block_number), int(header.block_number)
+        first = self._number(criteria.from_block, "fromBlock")
+        last = self._number(criteria.to_block, "toBlock")
+        if first is None or last is None:
+            raise InvalidParams("block range extends beyond current head block")
+        if first > last:
+            raise InvalidParams("invalid block range params")
+        return first, last
+
+    def _logs(self, criteria: LogCriteria) -> list[dict[str, Any]]:
         seq = self.seq
         with seq.lock:
-            if criteria.block_hash is not None:
-                header = seq.header_by_hash(criteria.block_hash)
-                if header is None:
-                    raise ServerError("unknown block")
-                lo = hi = int(header.block_number)
-            else:
-                head = int(seq.head().block_number)
-                first_n = self._number(criteria.from_block, "fromBlock")
-                last_n = self._number(criteria.to_block, "toBlock")
-                lo = head + 1 if first_n is None else first_n
-                hi = head if last_n is None else last_n
-                if first is not None:
-                    lo = max(lo, first)
-                if lo > hi:
-                    return []
+            lo, hi = self._query_range(criteria)
             check_range(lo, hi)
             blocks = []
             for n in range(lo, hi + 1):
@@ -53,9 +79,12 @@ class LogsApi:
         """Logs matching a filter object."""
         return self._logs(parse_criteria(criteria))
 
+    # -- filters ----------------------------------------------------------------------
     def eth_newFilter(self, criteria: Any) -> str:
         """Install a log filter; returns its id."""
         parsed = parse_criteria(criteria)
+        numeric_bound(parsed.from_block, "fromBlock")  # validated now, not at the first poll
+        numeric_bound(parsed.to_block, "toBlock")
         with self.seq.lock:
             head = int(self.seq.head().block_number)
         return self.filters.install(Filter("logs", parsed, head + 1))
@@ -71,19 +100,45 @@ class LogsApi:
         return self.filters.install(Filter("pending", None, 0))
 
     def eth_getFilterChanges(self, fid: Any) -> list[Any]:
-        """What a filter matched since its last poll."""
+        """What a filter matched in every block since its last poll (see the module docstring)."""
         flt = self.filters.get(fid)
         if flt is None:
             raise ServerError("filter not found")
         with self.seq.lock:
             head = int(self.seq.head().block_number)
-            start, flt.next_block = flt.next_block, max(flt.next_block, head + 1)
+            start = flt.next_block
             if flt.kind == "pending" or start > head:
                 return []
             if flt.kind == "blocks":
-                return [self.seq.record(n)["block"]["hash"] for n in range(start, head + 1)]  # type: ignore[index]
+                last = min(head, start + MAX_BLOCK_RANGE - 1)
+                flt.next_block = last + 1
+                return [self.seq.record(n)["block"]["hash"] for n in range(start, last + 1)]
             assert flt.criteria is not None
-            return self._logs(flt.criteria, first=start)
+            logs, flt.next_block = self._new_logs(flt.criteria, start, head)
+            return logs
+
+    def _new_logs(self, criteria: LogCriteria, start: int, head: int) -> tuple[list[dict[str, Any]], int]:
+        """Matching logs of blocks ``start..head`` within the criteria's numeric bounds, whole blocks
+        up to :data:`MAX_LOGS`; returns them and the first block not yet reported."""
+        lo, hi = start, head
+        first = numeric_bound(criteria.from_block, "fromBlock")
+        last = numeric_bound(criteria.to_block, "toBlock")
+        if first is not None:
+            lo = max(lo, first)
+        if last is not None:
+            hi = min(hi, last)
+        out: list[dict[str, Any]] = []
+        for n in range(lo, hi + 1):
+            if len(out) >= MAX_LOGS:
+                return out, n
+            header = self.seq.header_by_number(n)
+            if header is None or not bloom_may_match(int(header.bloom), criteria):
+                continue
+            record = self.seq.record(n)
+            if record is None:
+                continue
+            out += [log for receipt in record["receipts"] for log in receipt["logs"] if log_matches(log, criteria)]
+        return out, head + 1
 
     def eth_getFilterLogs(self, fid: Any) -> list[dict[str, Any]]:
         """Every log a log filter matches."""
