@@ -1,6 +1,6 @@
-"""The AI EVM demo (``make demo``): a devnet, the digits classifier, real inference transactions.
+"""The L2-only demo (``make demo-l2``): a devnet, the digits classifier, real inference transactions.
 
-Starts ``aievm devnet`` as a subprocess on a free port (``--port 0``, temporary datadir), then with web3.py:
+Starts ``aievm devnet --l2-only`` as a subprocess on a free port (``--port 0``, temporary datadir), then with web3.py:
 deploys a fresh ``DigitsClassifier`` bound to the ``digits_mlp`` model, asks it for predictions
 with ``eth_call``, classifies a few test images (models/digits_mlp/test_x.npy) through real
 transactions, and prints each prediction against its label with the gas used and the inference
@@ -26,8 +26,8 @@ N_IMAGES = 6
 
 
 def start_devnet(datadir: Path) -> subprocess.Popen[bytes]:
-    """``aievm devnet`` in a subprocess; returns once it listens (``DATADIR/node.json`` has its pid)."""
-    cmd = [sys.executable, "-c", "from ai_evm.cli import main; main()", "devnet",
+    """``aievm devnet --l2-only`` in a subprocess; returns once it listens (``DATADIR/node.json`` has its pid)."""
+    cmd = [sys.executable, "-c", "from ai_evm.cli import main; main()", "devnet", "--l2-only",
            "--datadir", str(datadir), "--port", "0"]  # fmt: skip  (the OS picks a free port)
     log = open(datadir.parent / "devnet.log", "wb")
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)

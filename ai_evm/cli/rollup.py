@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from . import main
+from .devnet import devnet
 
 
 def _key(hexkey: str) -> bytes:
@@ -225,43 +226,5 @@ def validator(rollup_json: Path, l1_url: str, l2_url: str, key: str, datadir: Pa
         click.echo("validator stopped")
 
 
-@rollup.command("devnet")
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where every component keeps its data and logs (default: a temporary directory).")
-@click.option("--port", default=8545, show_default=True, type=click.IntRange(0, 65535), help="L2 RPC port.")
-@click.option("--faulty-inference", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="The proposer posts this fraction of outputs with a wrong inference record.")
-@click.option("--faulty-max", type=click.IntRange(0), default=None, help="At most this many lies.")
-@click.option("--challenge-window", type=click.IntRange(1), default=60, show_default=True)
-@click.option("--output-interval", type=click.IntRange(1), default=10, show_default=True)
-def devnet_cmd(workdir: Path | None, port: int, faulty_inference: float, faulty_max: int | None,
-               challenge_window: int, output_interval: int) -> None:
-    """The whole rollup on 127.0.0.1: anvil L1 with the contracts, model hub with the example models
-    registered, sequencer, batcher, proposer, validator and their nodes. Ctrl-C stops all of it."""
-    import json
-    import shutil
-    import tempfile
-    import time
-
-    from ai_evm.rollup.devnet import RollupDevnet
-
-    tmp = workdir is None
-    path = Path(tempfile.mkdtemp(prefix="aievm-rollup-")) if workdir is None else workdir
-    net = RollupDevnet(path, faulty_inference, faulty_max, challenge_window, output_interval, l2_port=port)
-    try:
-        info = net.start()
-        click.echo(json.dumps(info, indent=2))
-        click.echo("rollup devnet running (Ctrl-C stops every component)")
-        while all(net.alive().values()):
-            time.sleep(1)
-        click.echo(f"a component exited: {[k for k, v in net.alive().items() if not v]}; see {info['logs']}", err=True)
-    except KeyboardInterrupt:
-        pass
-    except Exception as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(1)
-    finally:
-        net.stop()
-        if tmp:
-            shutil.rmtree(path, ignore_errors=True)
-        click.echo("rollup devnet stopped")
+# ``aievm rollup devnet`` is ``aievm devnet`` (the whole rollup on 127.0.0.1; ai_evm/cli/devnet.py)
+rollup.add_command(devnet, "devnet")

@@ -1,4 +1,4 @@
-"""``aievm devnet``: example models in the store, example contracts deployed and working."""
+"""``aievm devnet --l2-only``: example models in the store, example contracts deployed and working."""
 
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ def _wait_ready(datadir: Path, proc: subprocess.Popen[bytes]) -> NodeProcess:
 
 def test_devnet_deploys_examples_and_restarts(tmp_path: Path) -> None:
     datadir = tmp_path / "devnet"
-    cmd = [sys.executable, "-c", "from ai_evm.cli import main; main()", "devnet", "--datadir", str(datadir),
-           "--port", "0"]  # fmt: skip
+    cmd = [sys.executable, "-c", "from ai_evm.cli import main; main()", "devnet", "--l2-only", "--datadir",
+           str(datadir), "--port", "0"]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         node = _wait_ready(datadir, proc)
