@@ -19,9 +19,10 @@ from onnx import numpy_helper
 
 from ..bundle import Bundle, DType
 from ..errors import BundleError, ConversionError
-from . import lower_masked, lower_qlinear, lower_shape  # noqa: F401  (register lowerings)
+from . import lower_masked, lower_qlinear, lower_select, lower_shape, lower_window  # noqa: F401  (register lowerings)
 from .builder import GraphBuilder, Val
 from .context import Context
+from .coverage import one_line, unsupported_op_message
 from .lower import LOWERINGS
 from .rewrite import rewrite_graph
 
@@ -158,9 +159,14 @@ def convert(
             ctx.fold(node)
             continue
         if lower is None:
-            op = (node.domain + "." if node.domain else "") + node.op_type
-            raise ConversionError(f"node {node.name or node.op_type!r}: unsupported op {op}")
-        lower(ctx, node)
+            raise ConversionError(unsupported_op_message(node, [i for i in node.input if i and i not in ctx.vals or
+                                                                 i and not ctx.vals[i].is_const]))
+        try:
+            lower(ctx, node)
+        except ConversionError as e:
+            raise ConversionError(one_line(ctx.where(), str(e))) from None
+        except Exception as e:  # a model the lowering did not anticipate: still one line naming the node
+            raise ConversionError(one_line(ctx.where(), f"cannot lower this node ({type(e).__name__}: {e})")) from None
     output_ids = [ctx.graph_output(o.name, o) for o in graph.output]
     meta = {"producer": "aievm", "source": name or (m.graph.name or "model")}
     if weight_bits != 8:  # (8-bit bundles keep their earlier bytes and addresses)

@@ -48,10 +48,17 @@ class Context:
                     self.preferred.setdefault(n.input[0], QParams(float(s.reshape(-1)[0]), zp))
 
     # ------------------------------------------------------------------ values and attributes
-    def err(self, msg: str) -> ConversionError:
+    def where(self) -> str:
+        """How errors name the node being lowered: its name and op, or its op and first output."""
         n = self.current
-        where = f"node {n.name!r} ({n.op_type})" if n is not None and n.name else f"{n.op_type if n else 'graph'} node"
-        return ConversionError(f"{where}: {msg}")
+        if n is None:
+            return "graph"
+        if n.name:
+            return f"node {n.name!r} ({n.op_type})"
+        return f"{n.op_type} node" + (f" producing {n.output[0]!r}" if n.output and n.output[0] else "")
+
+    def err(self, msg: str) -> ConversionError:
+        return ConversionError(f"{self.where()}: {msg}")
 
     def get(self, node: onnx.NodeProto, i: int) -> Val | None:
         if i >= len(node.input) or not node.input[i]:

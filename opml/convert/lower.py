@@ -157,69 +157,25 @@ def _const_act(ctx: Context, v: Val, name: str) -> Val:
     return Val(ctx.b.tensors[tid].array(), tid)
 
 
-@lowering("Conv")
-def lower_conv(ctx: Context, node: onnx.NodeProto) -> None:
-    ctx.reject_attrs(node, {"pads", "strides", "dilations", "group", "kernel_shape", "auto_pad", "aievm_relu"})
-    x, w = ctx.need(node, 0), ctx.need(node, 1)
-    if not w.is_const or w.data.ndim != 4:
-        raise ctx.err("only 2-D convolutions with constant weights are supported")
-    pads = _conv_pads(ctx, node, x.data.shape[2:], w.data.shape[2:])
-    bias = ctx.get(node, 2)
-    conv(ctx, node, x, w, None if bias is None else np.asarray(bias.data, dtype=np.float64), pads,
-         bool(ctx.attr(node, "aievm_relu", 0)))
-
-
-def _conv_pads(ctx: Context, node: onnx.NodeProto, spatial: tuple[int, ...], kernel: tuple[int, ...]) -> list[int]:
-    auto = ctx.attr(node, "auto_pad", b"NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else auto
-    strides = list(ctx.attr(node, "strides", [1, 1]))
-    dil = list(ctx.attr(node, "dilations", [1, 1]))
-    if auto in ("NOTSET", ""):
-        return list(ctx.attr(node, "pads", [0, 0, 0, 0]))
-    if auto == "VALID":
-        return [0, 0, 0, 0]
-    if auto in ("SAME_UPPER", "SAME_LOWER"):
-        begin, end = [], []
-        for i in range(2):
-            out = -(-spatial[i] // strides[i])
-            total = max(0, (out - 1) * strides[i] + (kernel[i] - 1) * dil[i] + 1 - spatial[i])
-            small, big = total // 2, total - total // 2
-            begin.append(small if auto == "SAME_UPPER" else big)
-            end.append(big if auto == "SAME_UPPER" else small)
-        return begin + end
-    raise ctx.err(f"auto_pad={auto} is not supported")
-
-
 def conv(ctx: Context, node: onnx.NodeProto, x: Val, w: Val, bias: np.ndarray | None, pads: list[int],
-         relu: bool, group: int | None = None) -> None:
+         relu: bool, group: int | None = None, strides: list[int] | None = None,
+         dilations: list[int] | None = None) -> None:
+    """Lower a 2-D convolution of ``x`` [N, C, H, W] by constant weights ``w`` [M, C/group, KH, KW]
+    (group, strides and dilations default to the node's attributes)."""
     xq = ctx.quantized(x, node.input[0])
     sx = np.float64(np.float32(ctx.b.spec(xq).scale))
     wq, sw = _weights_per_channel(ctx, w, axis=0)
     scale = sx * sw
     bq = _bias(ctx, bias, wq.shape[0], scale)
     group = int(ctx.attr(node, "group", 1)) if group is None else group
-    attrs = {"pads": pads, "strides": list(ctx.attr(node, "strides", [1, 1])),
-             "dilations": list(ctx.attr(node, "dilations", [1, 1])), "group": group}
+    attrs = {"pads": pads, "strides": strides or list(ctx.attr(node, "strides", [1, 1])),
+             "dilations": dilations or list(ctx.attr(node, "dilations", [1, 1])), "group": group}
     ins = [xq.ref, ctx.b.const(node.output[0] + "_w", wq), ctx.b.const(node.output[0] + "_b", bq)]
     # raw accumulators first (int32 output), then the requantized node
     raw = ctx.b.add_node("conv", ins, node.output[0] + "_acc", DType.INT32, None, None,
                          dict(attrs, qmin=0, qmax=0), {**ctx.env})
     ctx.b.nodes.pop()
     _emit_requant(ctx, node, "conv", ins, scale, raw.data.astype(np.float64), 1, attrs, relu)
-
-
-@lowering("BatchNormalization")
-def lower_batchnorm(ctx: Context, node: onnx.NodeProto) -> None:
-    x = ctx.need(node, 0)
-    gamma, beta, mean, var = (np.asarray(ctx.const_of(node, i, "BatchNormalization parameters"), dtype=np.float64)
-                              for i in range(1, 5))
-    eps = float(ctx.attr(node, "epsilon", 1e-5))
-    if x.data.ndim != 4:
-        raise ctx.err("BatchNormalization is supported on NCHW tensors")
-    k = gamma / np.sqrt(var + eps)
-    c = k.shape[0]
-    # a depthwise 1x1 convolution: one group per channel
-    conv(ctx, node, x, Val(k.reshape(c, 1, 1, 1)), beta - mean * k, [0, 0, 0, 0], False, group=c)
 
 
 # ------------------------------------------------------------------------------ elementwise
@@ -395,50 +351,6 @@ def layernorm(ctx: Context, node: onnx.NodeProto, x: Val, gamma: np.ndarray, bet
 # ------------------------------------------------------------------------------ pooling, reductions
 
 
-def _pool_attrs(ctx: Context, node: onnx.NodeProto, x: Val) -> dict[str, object]:
-    if ctx.attr(node, "ceil_mode", 0):
-        raise ctx.err("ceil_mode=1 is not supported")
-    if ctx.attr(node, "storage_order", 0):
-        raise ctx.err("storage_order=1 is not supported")
-    if len(node.output) > 1 and node.output[1]:
-        raise ctx.err("the Indices output of MaxPool is not supported")
-    kernel = list(ctx.attr(node, "kernel_shape"))
-    if len(kernel) != 2:
-        raise ctx.err("only 2-D pooling is supported")
-    tmp = onnx.helper.make_node("Conv", [], [], strides=list(ctx.attr(node, "strides", [1, 1])),
-                                dilations=list(ctx.attr(node, "dilations", [1, 1])),
-                                pads=list(ctx.attr(node, "pads", [0, 0, 0, 0])),
-                                auto_pad=ctx.attr(node, "auto_pad", b"NOTSET"))
-    return {"kernel": kernel, "strides": list(ctx.attr(node, "strides", [1, 1])),
-            "pads": _conv_pads(ctx, tmp, x.data.shape[2:], tuple(kernel)),
-            "dilations": list(ctx.attr(node, "dilations", [1, 1]))}
-
-
-@lowering("MaxPool")
-def lower_maxpool(ctx: Context, node: onnx.NodeProto) -> None:
-    x = ctx.quantized(ctx.need(node, 0), node.input[0])
-    attrs = _pool_attrs(ctx, node, x)
-    s = ctx.b.spec(x)
-    ctx.set(node, ctx.b.add_node("maxpool", [x.ref], node.output[0], DType.INT8, None, QParams(s.scale, s.zero_point),
-                                 attrs, ctx.env, node.name))
-
-
-def _same_scale(ctx: Context, x: Val) -> tuple[QParams, int, int]:
-    s = ctx.b.spec(x)
-    return QParams(s.scale, s.zero_point), 1 << 30, 30
-
-
-@lowering("AveragePool")
-def lower_avgpool(ctx: Context, node: onnx.NodeProto) -> None:
-    x = ctx.quantized(ctx.need(node, 0), node.input[0])
-    attrs = _pool_attrs(ctx, node, x)
-    if attrs.pop("dilations") != [1, 1]:
-        raise ctx.err("dilated AveragePool is not supported")
-    qp, mult, shift = _same_scale(ctx, x)
-    attrs.update(count_include_pad=int(ctx.attr(node, "count_include_pad", 0)), mult=mult, shift=shift)
-    ctx.set(node, ctx.b.add_node("avgpool", [x.ref], node.output[0], DType.INT8, None, qp, attrs, ctx.env, node.name))
-
-
 def _reduce(ctx: Context, node: onnx.NodeProto, x: Val, mode: int, axes: list[int], keep: bool) -> None:
     nd = x.data.ndim
     axes = sorted({a + nd if a < 0 else a for a in axes}) if axes else list(range(nd))
@@ -478,9 +390,3 @@ LOWERINGS["ReduceMean"] = _reduce_lowering(REDUCE_MEAN)
 LOWERINGS["ReduceSum"] = _reduce_lowering(REDUCE_SUM)
 LOWERINGS["ReduceL2"] = _reduce_lowering(REDUCE_L2)
 LOWERINGS["ReduceMax"] = _reduce_lowering(REDUCE_MAX)
-
-
-@lowering("GlobalAveragePool")
-def lower_gap(ctx: Context, node: onnx.NodeProto) -> None:
-    x = ctx.quantized(ctx.need(node, 0), node.input[0])
-    _reduce(ctx, node, x, REDUCE_MEAN, list(range(2, x.data.ndim)), True)

@@ -8,7 +8,8 @@ import onnx
 from ..bundle import DType, TensorSpec
 from .builder import QInfo, QParams, Val, requant_params
 from .context import Context
-from .lower import _conv_pads, lowering
+from .lower import lowering
+from .lower_window import conv_pads
 
 
 def _tag(ctx: Context, v: Val, scale: float, zp: int, name: str) -> Val:
@@ -128,7 +129,7 @@ def _integer_conv(ctx: Context, node: onnx.NodeProto, x: Val, x_scale: float, x_
     m = wq.shape[0]
     name = node.output[0]
     b = np.zeros(m, dtype=np.int32) if bias is None else np.asarray(bias, dtype=np.int32)
-    attrs = {"pads": _conv_pads(ctx, node, xq.data.shape[2:], w.shape[2:]),
+    attrs = {"pads": conv_pads(ctx, node, xq.data.shape[2:], w.shape[2:]),
              "strides": list(ctx.attr(node, "strides", [1, 1])), "dilations": list(ctx.attr(node, "dilations", [1, 1])),
              "group": int(ctx.attr(node, "group", 1))}
     ins = [xq.tid, ctx.b.const(name + "_w", wq), ctx.b.const(name + "_b", b)]

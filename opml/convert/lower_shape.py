@@ -187,6 +187,86 @@ def _onnx_slice_bounds(sl: slice, dim: int) -> tuple[int, int, int]:
     return min(max(s, 0), dim - 1), min(max(e, -1), dim - 1), st
 
 
+@lowering("Split")
+def lower_split(ctx: Context, node: onnx.NodeProto) -> None:
+    """One ``slice`` per output."""
+    x = ctx.need(node, 0)
+    nd = x.data.ndim
+    axis = int(ctx.attr(node, "axis", 0))
+    axis = axis + nd if axis < 0 else axis
+    if not 0 <= axis < nd:
+        raise ctx.err(f"axis {ctx.attr(node, 'axis', 0)} out of range for rank {nd}")
+    if ctx.b.batch and axis == 0:
+        raise ctx.err("splitting the batch dimension is not supported; split another axis")
+    dim, n = x.data.shape[axis], len(node.output)
+    if ctx.get(node, 1) is not None:
+        sizes = [int(v) for v in ctx.const_of(node, 1, "split").reshape(-1)]
+    elif ctx.attr(node, "split", None) is not None:
+        sizes = [int(v) for v in ctx.attr(node, "split")]
+    elif ctx.attr(node, "num_outputs", None) is not None:
+        step = -(-dim // n)
+        sizes = [min(step, max(dim - i * step, 0)) for i in range(n)]
+    else:
+        if dim % n:
+            raise ctx.err(f"cannot split an axis of {dim} into {n} equal parts; give the split sizes")
+        sizes = [dim // n] * n
+    if len(sizes) != n or sum(sizes) != dim or min(sizes) < 0:
+        raise ctx.err(f"split sizes {sizes} do not divide an axis of {dim} into {n} outputs")
+    start = 0
+    for i, (out_name, size) in enumerate(zip(node.output, sizes, strict=True)):
+        if not size:
+            raise ctx.err(f"output {out_name!r} would be empty (zero-sized tensors are not supported)")
+        starts, ends = [0] * nd, list(x.data.shape)
+        starts[axis], ends[axis] = start, start + size
+        if ctx.b.batch:
+            ends[0] = 1 << 62
+        start += size
+        if not out_name:
+            continue
+        s = ctx.b.spec(x)
+        out = ctx.b.add_node("slice", [x.ref], out_name, s.dtype, None, _same(ctx, x),
+                             {"starts": starts, "ends": ends, "steps": [1] * nd}, ctx.env, node.name)
+        out.onnx_dtype = x.onnx_dtype
+        ctx.set(node, out, i)
+
+
+@lowering("Expand")
+def lower_expand(ctx: Context, node: onnx.NodeProto) -> None:
+    """Broadcast by ``gather`` with all-zero indices on each axis of size 1 that grows (exact data movement)."""
+    x = ctx.need(node, 0)
+    target = [int(d) for d in ctx.const_of(node, 1, "the target shape").reshape(-1)]
+    try:
+        out_shape = np.broadcast_shapes(x.data.shape, tuple(target))
+    except ValueError:
+        raise ctx.err(f"cannot expand {x.data.shape} to {target}") from None
+    lead = len(out_shape) - x.data.ndim
+    if ctx.b.batch and (lead or out_shape[0] != x.data.shape[0]):
+        raise ctx.err(f"expanding {x.data.shape} to {tuple(out_shape)} changes the batch axis; only axes after "
+                      "the batch may be expanded")
+    v = x
+    if lead:
+        v = _reshaped(ctx, v, (1,) * lead + x.data.shape, node.output[0] + "_rank")
+    grow = [a for a in range(len(out_shape)) if v.data.shape[a] != out_shape[a]]
+    if not grow:
+        ctx.set(node, v)
+        return
+    s = ctx.b.spec(v)
+    for k, a in enumerate(grow):
+        idx = ctx.b.const(f"{node.output[0]}_idx{out_shape[a]}", np.zeros(out_shape[a], dtype=np.int64))
+        last = k == len(grow) - 1
+        v = ctx.b.add_node("gather", [v.ref, idx], node.output[0] if last else f"{node.output[0]}_{a}", s.dtype,
+                           None, _same(ctx, x), {"axis": a}, ctx.env, node.name if last else "")
+        v.onnx_dtype = x.onnx_dtype
+    ctx.set(node, v)
+
+
+def _reshaped(ctx: Context, x: Val, shape: tuple[int, ...], name: str) -> Val:
+    s = ctx.b.spec(x)
+    out = ctx.b.add_node("reshape", [x.ref], name, s.dtype, shape, _same(ctx, x), {}, ctx.env)
+    out.onnx_dtype = x.onnx_dtype
+    return out
+
+
 @lowering("Gather")
 def lower_gather(ctx: Context, node: onnx.NodeProto) -> None:
     data, idx = ctx.need(node, 0), ctx.need(node, 1)

@@ -86,7 +86,8 @@ def _fold_batchnorm(g: _Graph) -> bool:
         gamma, beta, mean, var = (np.asarray(p, dtype=np.float64) for p in params)  # type: ignore[arg-type]
         eps = float(_attr(bn, "epsilon", 1e-5))  # type: ignore[arg-type]
         k = gamma / np.sqrt(var + eps)
-        w = g.inits[conv.input[1]].astype(np.float64) * k.reshape(-1, 1, 1, 1)
+        w = g.inits[conv.input[1]].astype(np.float64)
+        w = w * k.reshape((-1,) + (1,) * (w.ndim - 1))  # any spatial rank (1-D convs too)
         b = g.const(conv.input[2]) if len(conv.input) > 2 and conv.input[2] else np.zeros_like(k)
         b = (np.asarray(b, dtype=np.float64) - mean) * k + beta
         wn = g.add_init(conv.output[0] + "_bnw", w.astype(np.float32))

@@ -1,0 +1,151 @@
+"""Lowering of the value-selecting ops (Max, Min, Abs, Where) onto ``add``, ``lut`` and ``where``.
+
+Rounding to an int8 grid and clamping are non-decreasing, so they commute with max and min: the
+quantized ``max(a, b)`` is ``max(q(a), q(b))`` once both inputs are re-expressed (``lut``) on the
+output's grid. On one grid (scale ``s``, zero point ``z``) the elementwise maximum of two int8
+tensors is two exact ``add`` nodes::
+
+    r = add(a, b; a_mult 2, b_mult -2, shift 1) -> zero point -128, [-128, 127]
+                                 # r + 128 = clamp(a - b, 0, 255) = relu(a - b): a - b is in [-255, 255]
+    max = add(b, r; 2, 2, shift 1) -> zero point z          # b + relu(a - b)
+    min = add(a, r; 2, -2, shift 1) -> zero point z         # a - relu(a - b)
+
+(``round_shift(2 v, 1) = v`` for every integer ``v``; both results lie in [-128, 127], so no clamp
+binds.) Broadcasting is the ``add`` op's own. n-ary Max/Min fold pairwise; a scalar constant operand
+is a clip table instead (one ``lut``). ``Abs`` is the table of ``leaky_relu`` with ``alpha = -1``
+(``x < 0 ? -x : x``, exact in float32). ``Where`` with a float output re-expresses both branches on
+the output's grid and selects with the ``where`` op; integer branches are selected as they are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from ..bundle import DType
+from .builder import QParams, Val
+from .context import Context
+from .lower import lowering
+
+
+def _is_float(v: Val) -> bool:
+    return np.dtype(v.onnx_dtype).kind == "f"
+
+
+def _on_grid(ctx: Context, v: Val, qp: QParams, name: str) -> int:
+    """``v`` (activation or constant) as an int8 tensor on the grid ``qp``."""
+    if v.is_const:
+        tid, _ = ctx.quantize_const(np.asarray(v.data, dtype=np.float64), name, qp)
+        return tid
+    return ctx.requantize_to(v, qp, name).ref  # v: an int8 activation
+
+
+def _relu_diff(ctx: Context, a: int, b: int, qp: QParams, name: str) -> Val:
+    """``relu(a - b)`` of two int8 tensors on the grid ``qp`` (same scale, zero point -128)."""
+    attrs = {"a_mult": 2, "b_mult": -2, "shift": 1, "qmin": -128, "qmax": 127}
+    return ctx.b.add_node("add", [a, b], name, DType.INT8, None, QParams(qp.scale, -128), attrs, ctx.env)
+
+
+@lowering("Max", "Min")
+def lower_max_min(ctx: Context, node: onnx.NodeProto) -> None:
+    is_max = node.op_type == "Max"
+    vals = [ctx.need(node, i) for i in range(len(node.input)) if node.input[i]]
+    if not vals:
+        raise ctx.err(f"{node.op_type} needs at least one input")
+    acts = [v for v in vals if not v.is_const]
+    if not all(_is_float(v) for v in vals):
+        raise ctx.err(f"{node.op_type} of integer activations is not supported (only float tensors, which are "
+                      "quantized); compute it on constants so that it folds, or on float values")
+    if len(vals) == 1:
+        ctx.set(node, vals[0])
+        return
+    consts = [np.asarray(v.data, dtype=np.float64) for v in vals if v.is_const]
+    pick = np.maximum if is_max else np.minimum
+    c = None
+    if consts:
+        c = consts[0]
+        for k in consts[1:]:
+            c = pick(c, k)
+    if len(acts) == 1 and c is not None and c.size >= 1 and np.all(c == c.reshape(-1)[0]) and \
+            c.ndim <= acts[0].data.ndim:
+        bound = float(c.reshape(-1)[0])
+        ctx.unary_from(node, acts[0], "clip", {"min": bound} if is_max else {"max": bound})
+        return
+    names = [node.input[i] for i in range(len(node.input)) if node.input[i] and not ctx.vals[node.input[i]].is_const]
+    operands = [ctx.quantized(v, n) for v, n in zip(acts, names, strict=True)] + ([Val(c)] if c is not None else [])
+    real = None
+    for v in operands:
+        r = v.data.astype(np.float64) if v.is_const else ctx.dequant(v)
+        real = r if real is None else pick(real, r)
+    assert real is not None
+    qp = ctx.out_qparams(node, real)
+    name = node.output[0]
+    grid = [_on_grid(ctx, v, qp, f"{name}_in{i}") for i, v in enumerate(operands)]
+    acc = grid[0]
+    for i, b in enumerate(grid[1:], 1):
+        out = name if i == len(grid) - 1 else f"{name}_{i}"
+        diff = _relu_diff(ctx, acc, b, qp, f"{name}_relu{i}")
+        # max = b + relu(acc - b); min = acc - relu(acc - b)
+        ins, bm = ([b, diff.ref], 2) if is_max else ([acc, diff.ref], -2)
+        attrs = {"a_mult": 2, "b_mult": bm, "shift": 1, "qmin": -128, "qmax": 127}
+        v = ctx.b.add_node("add", ins, out, DType.INT8, None, qp, attrs, ctx.env, node.name if out == name else "")
+        acc = v.ref
+    ctx.set(node, v)
+
+
+@lowering("Abs")
+def lower_abs(ctx: Context, node: onnx.NodeProto) -> None:
+    x = ctx.need(node, 0)
+    if not _is_float(x):
+        raise ctx.err("Abs of an integer activation is not supported (only float tensors, which are quantized)")
+    ctx.unary_from(node, x, "leaky_relu", {"alpha": -1.0})
+
+
+def _condition(ctx: Context, node: onnx.NodeProto, v: Val) -> int:
+    if v.is_const:
+        if v.batch_dependent and ctx.b.batch and v.data.ndim and v.data.shape[0] == ctx.b.batch:
+            raise ctx.err("the condition is a constant computed from the batch size; make it independent of the "
+                          "batch (e.g. shape [1, ...]) or an activation")
+        return ctx.b.const(node.output[0] + "_cond", np.asarray(v.data).astype(np.bool_))
+    s = ctx.b.spec(v)
+    if s.dtype == DType.FLOAT32 or (s.dtype in (DType.INT8, DType.UINT8) and _is_float(v)):
+        raise ctx.err("the condition is a float activation; Where needs a bool or integer condition")
+    return v.ref
+
+
+@lowering("Where")
+def lower_where(ctx: Context, node: onnx.NodeProto) -> None:
+    cond, a, b = (ctx.need(node, i) for i in range(3))
+    c_id = _condition(ctx, node, cond)
+    name = node.output[0]
+    if a.is_const and b.is_const:  # only the condition is an activation
+        if not _is_float(a):
+            dt = np.result_type(a.data, b.data)
+            ins = [ctx.b.const(name + "_x", np.asarray(a.data, dt)), ctx.b.const(name + "_y", np.asarray(b.data, dt))]
+            out = ctx.b.add_node("where", [c_id, *ins], name, DType.from_np(dt), None, None, {}, ctx.env, node.name)
+            out.onnx_dtype = np.dtype(dt)
+            ctx.set(node, out)
+            return
+    if _is_float(a) != _is_float(b):
+        raise ctx.err("Where branches of different kinds (float and integer)")
+    if _is_float(a):
+        cd = np.asarray(cond.data) != 0
+        a, b = (v if v.is_const else ctx.quantized(v, node.input[i]) for i, v in ((1, a), (2, b)))
+        ra, rb = (v.data.astype(np.float64) if v.is_const else ctx.dequant(v) for v in (a, b))
+        try:
+            real = np.where(cd, ra, rb)
+        except ValueError:
+            raise ctx.err(f"condition {cd.shape} and branches {ra.shape}, {rb.shape} do not broadcast") from None
+        qp = ctx.out_qparams(node, real)
+        ins = [_on_grid(ctx, a, qp, name + "_x"), _on_grid(ctx, b, qp, name + "_y")]
+        ctx.set(node, ctx.b.add_node("where", [c_id, *ins], name, DType.INT8, None, qp, {}, ctx.env, node.name))
+        return
+    acts = [v for v in (a, b) if not v.is_const]
+    dts = {ctx.b.spec(v).dtype for v in acts}
+    if len(dts) != 1:
+        raise ctx.err("Where branches have different integer types")
+    kind = dts.pop()
+    ins = [v.ref if not v.is_const else ctx.b.const(name + "_c", np.asarray(v.data, dtype=kind.np)) for v in (a, b)]
+    out = ctx.b.add_node("where", [c_id, *ins], name, kind, None, None, {}, ctx.env, node.name)
+    out.onnx_dtype = acts[0].onnx_dtype
+    ctx.set(node, out)
