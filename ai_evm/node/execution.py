@@ -19,6 +19,7 @@ calls made inside it, so an ``eth_estimateGas`` search shares one time limit acr
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from eth.abc import ComputationAPI, MessageAPI, StateAPI, TransactionContextAPI
+from eth.abc import ComputationAPI, MessageAPI, MetaWitnessAPI, StateAPI, TransactionContextAPI
 from eth.chains.base import MiningChain
 from eth.exceptions import Revert
 from eth.vm.code_stream import CodeStream
@@ -147,6 +148,8 @@ class CallRequest:
     gas_price: int
     value: int
     data: bytes
+    #: EIP-2930 ``accessList`` ((address, slots)...); None: run as a legacy transaction
+    access_list: tuple[tuple[bytes, tuple[int, ...]], ...] | None = None
 
 
 def parse_call_request(obj: Any, name: str = "call") -> CallRequest:
@@ -166,7 +169,32 @@ def parse_call_request(obj: Any, name: str = "call") -> CallRequest:
         payload = parse_data(obj["input"], "input")
     elif obj.get("data") is not None:
         payload = parse_data(obj["data"], "data")
-    return CallRequest(sender, to, gas, price, value, payload)
+    access_list = parse_access_list(obj["accessList"]) if obj.get("accessList") is not None else None
+    return CallRequest(sender, to, gas, price, value, payload, access_list)
+
+
+#: Most entries (addresses plus storage keys) of an access list in a call object.
+MAX_ACCESS_LIST_ITEMS = 10_000
+
+
+def parse_access_list(obj: Any) -> tuple[tuple[bytes, tuple[int, ...]], ...]:
+    """Validate an EIP-2930 access list: ``[{"address": ..., "storageKeys": [...]}, ...]``."""
+    if not isinstance(obj, list):
+        raise InvalidParams("invalid accessList: expected a list of {address, storageKeys}")
+    out = []
+    items = 0
+    for entry in obj:
+        if not isinstance(entry, dict):
+            raise InvalidParams("invalid accessList entry: expected an object {address, storageKeys}")
+        keys = entry.get("storageKeys") or []
+        if not isinstance(keys, list):
+            raise InvalidParams("invalid accessList entry: storageKeys must be a list")
+        items += 1 + len(keys)
+        if items > MAX_ACCESS_LIST_ITEMS:
+            raise InvalidParams(f"invalid accessList: more than {MAX_ACCESS_LIST_ITEMS} addresses and keys")
+        slots = tuple(parse_storage_slot(k, "storageKeys") for k in keys)
+        out.append((parse_address(entry.get("address"), "accessList address"), slots))
+    return tuple(out)
 
 
 def apply_overrides(state: StateAPI, overrides: Any) -> None:
@@ -198,25 +226,42 @@ def apply_overrides(state: StateAPI, overrides: Any) -> None:
 
 
 def run_call(
-    vm: Any, req: CallRequest, gas: int, overrides: Any = None
-) -> tuple[ComputationAPI, int]:
-    """Execute ``req`` with ``gas`` on ``vm``'s block; (computation, total gas used before refunds)."""
-    with vm.in_costless_state() as state:
-        apply_overrides(state, overrides)
+    vm: Any, req: CallRequest, gas: int, overrides: Any = None, witness: bool = False
+) -> tuple[ComputationAPI, int, MetaWitnessAPI | None]:
+    """Execute ``req`` with ``gas`` on ``vm``'s block; (computation, total gas used before refunds,
+    and with ``witness`` py-evm's record of the accounts and storage slots the execution read).
+
+    The state is a throwaway one on top of the block with base fee 0 (py-evm's
+    ``in_costless_state``); with ``witness`` it is persisted (into the database the VM reads, which
+    must be a private overlay: a :class:`~ai_evm.node.snapshot.HeadSnapshot`) once before the
+    execution, so that the witness persisted after it holds the execution's reads only."""
+    header = vm.get_header()
+    parent = vm.generate_block_from_parent_header_and_coinbase(header, header.coinbase).header
+    free_header = parent.copy(base_fee_per_gas=0) if hasattr(parent, "base_fee_per_gas") else parent
+    state = vm.build_state(vm.chaindb.db, free_header, vm.chain_context,
+                           itertools.chain((header.hash,), vm.previous_hashes))  # fmt: skip
+    apply_overrides(state, overrides)
+    nonce = state.get_nonce(req.sender)
+    if req.access_list is None:
         unsigned = vm.create_unsigned_transaction(
-            nonce=state.get_nonce(req.sender), gas_price=req.gas_price, gas=gas, to=req.to,
-            value=req.value, data=req.data,
+            nonce=nonce, gas_price=req.gas_price, gas=gas, to=req.to, value=req.value, data=req.data,
         )  # fmt: skip
-        tx = SpoofTransaction(unsigned, from_=req.sender)
-        if gas < unsigned.intrinsic_gas:
-            raise ServerError(f"intrinsic gas too low: gas {gas}, minimum needed {unsigned.intrinsic_gas}")
-        try:
-            computation = state.costless_execute_transaction(tx)
-        except NodeError:  # ExecutionTimeout, bad params
-            raise
-        except Exception as e:  # py-evm ValidationError: balance, nonce...
-            raise ServerError(_validation_message(e)) from None
-        return computation, gas - computation.get_gas_remaining()
+    else:
+        unsigned = vm.get_transaction_builder().new_unsigned_access_list_transaction(
+            vm.chain_context.chain_id, nonce, req.gas_price, gas, req.to, req.value, req.data, req.access_list,
+        )  # fmt: skip
+    tx = SpoofTransaction(unsigned, from_=req.sender)
+    if gas < unsigned.intrinsic_gas:
+        raise ServerError(f"intrinsic gas too low: gas {gas}, minimum needed {unsigned.intrinsic_gas}")
+    if witness:
+        state.persist()
+    try:
+        computation = state.costless_execute_transaction(tx)
+    except NodeError:  # ExecutionTimeout, bad params
+        raise
+    except Exception as e:  # py-evm ValidationError: balance, nonce...
+        raise ServerError(_validation_message(e)) from None
+    return computation, gas - computation.get_gas_remaining(), state.persist() if witness else None
 
 
 def _validation_message(e: Exception) -> str:
@@ -268,7 +313,7 @@ def call(vm: Any, req: CallRequest, default_gas: int, overrides: Any = None, gas
 
     The gas is ``req.gas`` or ``default_gas``, clamped to ``gas_cap`` (0: no cap)."""
     gas = clamp_gas(req.gas if req.gas is not None else default_gas, gas_cap)
-    computation, _ = run_call(vm, req, gas, overrides)
+    computation, _, _ = run_call(vm, req, gas, overrides)
     raise_for_computation(computation)
     return bytes(computation.output)
 
@@ -281,7 +326,8 @@ def estimate_gas(
     The search starts at ``req.gas`` or ``cap`` (the block gas limit), clamped to ``gas_cap``
     (0: no cap). As in geth, a plain value transfer to an account without code is exactly 21000.
     """
-    if req.to and not req.data and overrides is None and not vm.state.get_code(Address(req.to)):
+    if req.to and not req.data and overrides is None and req.access_list is None \
+            and not vm.state.get_code(Address(req.to)):
         if balance < req.value:
             raise ServerError(f"insufficient funds for transfer: have {balance} want {req.value}")
         return TRANSFER_GAS
@@ -289,7 +335,7 @@ def estimate_gas(
     if req.gas_price > 0:
         allowance = max(balance - req.value, 0) // req.gas_price
         hi = min(hi, allowance)
-    computation, used = run_call(vm, req, hi, overrides)
+    computation, used, _ = run_call(vm, req, hi, overrides)
     if computation.is_error:
         if isinstance(computation.error, Revert) or inference_failures(computation):
             raise_for_computation(computation)
@@ -297,7 +343,7 @@ def estimate_gas(
     lo = max(used, calldata_floor_gas(req.data)) - 1  # EIP-7623: less than the floor is invalid
     optimistic = (used + computation.get_gas_refund() + CALL_STIPEND) * 64 // 63
     if lo < optimistic < hi:
-        ok, _ = run_call(vm, req, optimistic, overrides)
+        ok, _, _ = run_call(vm, req, optimistic, overrides)
         if ok.is_error:
             lo = optimistic
         else:
@@ -309,7 +355,7 @@ def estimate_gas(
         if mid > lo * 2:
             mid = lo * 2
         try:
-            attempt, _ = run_call(vm, req, mid, overrides)
+            attempt, _, _ = run_call(vm, req, mid, overrides)
             failed = attempt.is_error
         except ExecutionTimeout:
             raise

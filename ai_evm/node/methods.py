@@ -23,6 +23,7 @@ from eth_utils import keccak
 
 from ai_evm.rollup.outputs import Output, record_from_json
 
+from .access_list import create_access_list
 from .chain import Sequencer
 from .encoding import (
     BLOCK_TAGS,
@@ -249,9 +250,14 @@ class EthApi(LogsApi, SigningApi):
                 gas = estimate_gas(vm, req, header.gas_limit, balance, overrides, self.limits.gas_cap)
             return quantity(gas)
 
-    def eth_createAccessList(self, tx: Any, block: Any = "latest") -> dict[str, Any]:
-        """Gas of the call; the access list is always empty (this node does not compute one)."""
-        return {"accessList": [], "gasUsed": self.eth_estimateGas(tx, block)}
+    def eth_createAccessList(self, tx: Any, block: Any = "latest", overrides: Any = None) -> dict[str, Any]:
+        """The EIP-2930 access list of a call and the gas it uses with it (geth's; see
+        :mod:`ai_evm.node.access_list`), on a snapshot under the RPC gas cap and time limit."""
+        req = parse_call_request(tx)
+        with self._snapshot() as snap:
+            header = self._header(block, source=snap)
+            with execution_deadline(self.limits.evm_timeout):
+                return create_access_list(snap.vm(header), req, header.gas_limit, overrides, self.limits.gas_cap)
 
     def eth_blobBaseFee(self) -> str:
         """Always 1 (no blobs on this chain)."""
@@ -305,7 +311,7 @@ class EthApi(LogsApi, SigningApi):
         with self.seq.lock:
             found = self._located(h)
             if found is not None:
-                return dict(found[0]["txs"][found[1]])
+                return _tx_object(found[0], found[1])
             pending = self.seq.pool.pending.get(h)
             return tx_json(pending, None, None) if pending is not None else None
 
@@ -350,7 +356,7 @@ class EthApi(LogsApi, SigningApi):
             return None
         out = dict(record["block"])
         if full_txs:
-            out["transactions"] = list(record["txs"])
+            out["transactions"] = [_tx_object(record, i) for i in range(len(record["txs"]))]
         return out
 
     def eth_getBlockByNumber(self, block: Any, full: Any = False) -> dict[str, Any] | None:
@@ -388,7 +394,7 @@ class EthApi(LogsApi, SigningApi):
             record = self._record_at(block, by_hash)
         if record is None or i >= len(record["txs"]):
             return None
-        return dict(record["txs"][i])
+        return _tx_object(record, i)
 
     def eth_getTransactionByBlockNumberAndIndex(self, block: Any, index: Any) -> dict[str, Any] | None:
         """A transaction by block and position, or null."""
@@ -465,6 +471,14 @@ class EthApi(LogsApi, SigningApi):
         """Mine a block now (empty if nothing is pending)."""
         self.seq.mine_pending(allow_empty=True)
         return "0x0"
+
+
+def _tx_object(record: dict[str, Any], index: int) -> dict[str, Any]:
+    """Transaction ``index`` of a block record as a JSON-RPC object, with the ``blockTimestamp``
+    the execution-apis spec adds (taken from the block, so records stored before it have it too)."""
+    out = dict(record["txs"][index])
+    out["blockTimestamp"] = record["block"]["timestamp"]
+    return out
 
 
 def _bytes(hex_data: str) -> bytes:

@@ -1,0 +1,82 @@
+"""Spec details: a real ``eth_createAccessList`` and ``blockTimestamp`` on transaction objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from asm import caller_code, reader_code
+from eth_account import Account
+from nodeproc import NodeProcess, RpcFailure
+from web3 import Web3
+
+from ai_evm.node.accounts import dev_accounts
+
+
+@pytest.fixture(scope="module")
+def w3(node: NodeProcess) -> Web3:
+    return Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 120}))
+
+
+def _deploy(w3: Web3, code: bytes) -> str:
+    tx = w3.eth.send_transaction({"from": w3.eth.accounts[0], "data": code})
+    receipt = w3.eth.wait_for_transaction_receipt(tx)
+    assert receipt.status == 1
+    return str(receipt.contractAddress)
+
+
+def _contracts(w3: Web3) -> tuple[str, str, str]:
+    """A calls B (reads slots 1-3, writes 4) and C (reads 5 and 6, writes 7); returns (A, B, C)."""
+    b = _deploy(w3, reader_code([1, 2, 3], 4))
+    c = _deploy(w3, reader_code([5, 6], 7))
+    a = _deploy(w3, caller_code([bytes.fromhex(b[2:]), bytes.fromhex(c[2:])]))
+    return a, b, c
+
+
+def _key(n: int) -> str:
+    return "0x" + n.to_bytes(32, "big").hex()
+
+
+def test_create_access_list_of_a_call_touching_two_contracts(w3: Web3, node: NodeProcess) -> None:
+    sender = w3.eth.accounts[3]
+    a, b, c = _contracts(w3)
+    result = node.rpc("eth_createAccessList", {"from": sender, "to": a})
+    expected = sorted([{"address": b.lower(), "storageKeys": [_key(1), _key(2), _key(3), _key(4)]},
+                       {"address": c.lower(), "storageKeys": [_key(5), _key(6), _key(7)]}],
+                      key=lambda e: e["address"])  # fmt: skip
+    assert result["accessList"] == expected and "error" not in result  # neither A, the sender nor 0x0
+    # the same calls on a fresh copy of the contracts, without and with the list: the list saves gas
+    plain = w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction({"from": sender, "to": a}))
+    a2, b2, c2 = _contracts(w3)
+    listed = node.rpc("eth_createAccessList", {"from": sender, "to": a2})
+    key = dev_accounts()[3].private_key  # signed here: eth_sendTransaction does not pass accessList on
+    tx: dict[str, Any] = {"to": a2, "accessList": listed["accessList"], "gas": 200_000, "chainId": w3.eth.chain_id,
+                          "nonce": w3.eth.get_transaction_count(sender), "maxFeePerGas": 10**10,
+                          "maxPriorityFeePerGas": 10**9}  # fmt: skip
+    raw = Account.sign_transaction(tx, key).raw_transaction
+    with_list = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(raw))
+    assert plain.status == with_list.status == 1
+    assert with_list.gasUsed < plain.gasUsed, (with_list.gasUsed, plain.gasUsed)
+    assert int(listed["gasUsed"], 16) == with_list.gasUsed  # what the transaction then really used
+    sent = w3.eth.get_transaction(with_list.transactionHash)
+    assert [e["address"].lower() for e in sent["accessList"]] == sorted([b2.lower(), c2.lower()])
+
+
+def test_create_access_list_reports_a_failing_call(w3: Web3, node: NodeProcess) -> None:
+    reverter = _deploy(w3, bytes([0x60, 5, 0x80, 0x60, 11, 0x60, 0, 0x39, 0x60, 0, 0xF3,
+                                  0x60, 0, 0x60, 0, 0xFD]) + b"\x00")  # fmt: skip  (runtime: REVERT(0, 0))
+    result = node.rpc("eth_createAccessList", {"to": reverter})
+    assert result["accessList"] == [] and "execution reverted" in result["error"]
+    with pytest.raises(RpcFailure) as info:
+        node.rpc("eth_createAccessList", {"to": reverter, "accessList": [{"address": "0x12"}]})
+    assert info.value.error["code"] == -32602
+
+
+def test_transaction_objects_carry_block_timestamp(w3: Web3, node: NodeProcess) -> None:
+    tx_hash = w3.eth.send_transaction({"from": w3.eth.accounts[4], "to": w3.eth.accounts[5], "value": 1})
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
+    block = node.rpc("eth_getBlockByNumber", hex(receipt.blockNumber), True)
+    by_hash = node.rpc("eth_getTransactionByHash", tx_hash.to_0x_hex())
+    by_index = node.rpc("eth_getTransactionByBlockNumberAndIndex", hex(receipt.blockNumber), "0x0")
+    assert by_hash["blockTimestamp"] == by_index["blockTimestamp"] == block["timestamp"]
+    assert block["transactions"][0]["blockTimestamp"] == block["timestamp"]
