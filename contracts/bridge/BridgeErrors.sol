@@ -40,6 +40,9 @@ error OutputNotFinal();
 error AlreadyFinalized();
 /// @notice Too little gas left to give the withdrawal's call its gas limit.
 error InsufficientGas();
+/// @notice The Portal holds less ETH than the withdrawal's value (only possible for L2 ETH that was not
+///         deposited, e.g. an L2 genesis allocation): finalize later.
+error PortalBalanceTooLow();
 /// @notice A withdrawal's call tried to finalize another withdrawal (one per call frame).
 error Reentrant();
 
