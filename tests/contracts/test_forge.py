@@ -1,4 +1,5 @@
-"""The forge suites (``contracts/dispute/test``, ``contracts/rollup/test``), run as part of pytest.
+"""The forge suites (``contracts/dispute/test``, ``contracts/rollup/test``, ``contracts/bridge/test``), run
+as part of pytest.
 
 ``forge test --offline`` compiles with solc-js through ``scripts/solc_shim.mjs`` (``foundry.toml``
 names it), so the suite needs nothing beyond ``make install`` (npm ``@foundry-rs/forge``, ``solc``)
@@ -59,6 +60,15 @@ def test_rollup_forge_suite_passes() -> None:
     out = run_forge({"FOUNDRY_SRC": "contracts/rollup", "FOUNDRY_TEST": "contracts/rollup/test",
                      "FOUNDRY_OUT": "build/forge/rollup-out", "FOUNDRY_CACHE_PATH": "build/forge/rollup-cache"})
     assert passed(out) >= 14, out[-4000:]
+
+
+@needs_forge
+def test_bridge_forge_suite_passes() -> None:
+    """The bridge's contracts (``contracts/bridge``: Portal, message passer, RLP/MPT proofs), with their
+    own source/test/out directories as the rollup suite."""
+    out = run_forge({"FOUNDRY_SRC": "contracts/bridge", "FOUNDRY_TEST": "contracts/bridge/test",
+                     "FOUNDRY_OUT": "build/forge/bridge-out", "FOUNDRY_CACHE_PATH": "build/forge/bridge-cache"})
+    assert passed(out) >= 38, out[-4000:]
 
 
 @needs_forge

@@ -13,6 +13,8 @@ interface VmBridge {
     }
 
     function prank(address msgSender, address txOrigin) external;
+    function etch(address target, bytes calldata newRuntimeBytecode) external;
+    function store(address target, bytes32 slot, bytes32 value) external;
     function recordLogs() external;
     function getRecordedLogs() external returns (Log[] memory);
 }
