@@ -7,14 +7,16 @@ from eth.vm.forks.prague import PragueVM
 from eth_typing import BlockNumber
 
 from .computation import AIComputation
+from .deposit import AIBlock
 from .models import ModelResolver
 from .state import AIState
 
 
 class AIVM(PragueVM):
-    """Prague plus the inference precompiles (0xa1, 0xa0)."""
+    """Prague plus the inference precompiles (0xa1, 0xa0) and the deposit transaction (0x7E)."""
 
     fork = "ai-prague"
+    block_class = AIBlock
     _state_class = AIState
 
 

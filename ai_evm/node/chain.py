@@ -7,8 +7,12 @@ prefix of pending transactions that fits the block gas limit; the block, py-evm'
 node's block record (:mod:`ai_evm.node.index`) and the new head are then committed in one database
 transaction. A batch that ``mine_all`` refuses is split in one linear pass (``_select_runnable``):
 the transactions that cannot run are dropped, the others mined. A new datadir starts from a
-genesis that prefunds the dev accounts; an existing one continues from its head (its chain id
-must match).
+genesis that prefunds the dev accounts and holds the L2 predeploys
+(:mod:`ai_evm.rollup.predeploys`); an existing one continues from its head (its chain id must match).
+
+In a rollup every block opens with the deposit transactions (type 0x7E) its L1 origin brings
+(:attr:`Sequencer.deposits_for`, the same function on the sequencer and on a deriving node,
+docs/bridge.md "Deposits"); a deposit is never taken from the pool, a raw send or a batch.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from eth.exceptions import TransactionNotFound
 from eth_typing import BlockNumber, Hash32
 
 from ai_evm.evm import ModelFetchRequired, ModelResolver
+from ai_evm.evm.deposit import as_deposit, is_deposit_raw
 
 from .accounts import DEV_BALANCE, DevAccount, dev_accounts
 from .db import LMDBAtomicDB
@@ -59,6 +64,9 @@ class NoL1Origin(NodeError):
 
 
 RETRY_LATER: tuple[type[Exception], ...] = (ModelFetchRequired, NoL1Origin)
+#: Why a deposit transaction (type 0x7E) is refused anywhere but from L1.
+DEPOSIT_REFUSED = ("deposit transactions (type 0x7e) are created only by derivation from the L1 Portal's "
+                   "deposits: deposit on L1 (aievm bridge deposit)")
 
 
 @dataclass(frozen=True)
@@ -137,6 +145,12 @@ class Sequencer:
         self.origin_for: Callable[[BlockHeaderAPI, int], L1Origin] | None = None
         #: The earliest timestamp the next block may have (a rollup block is never before its origin).
         self.min_timestamp: Callable[[BlockHeaderAPI], int] | None = None
+        #: The deposit transactions a block on ``origin`` whose parent is ``parent`` starts with (those
+        #: of every L1 block in (parent's origin, origin], ``ai_evm.rollup.deposits``); None: none.
+        self.deposits_for: Callable[[BlockHeaderAPI, L1Origin], list[SignedTransactionAPI]] | None = None
+        #: Whether the L1 blocks read after the head's origin hold deposits not on L2 yet (automine
+        #: then mines blocks for them without waiting for a send); None: never.
+        self.deposits_pending: Callable[[BlockHeaderAPI], bool] | None = None
         #: A validator: no pool, no mining; blocks only from derived batches.
         self.derives_from_l1 = False
         #: The rollup's view of this chain from L1; None: ``safe`` and ``finalized`` are the head.
@@ -177,10 +191,13 @@ class Sequencer:
             "difficulty": 0, "gas_limit": self.config.gas_limit, "timestamp": GENESIS_TIMESTAMP,
             "base_fee_per_gas": GENESIS_BASE_FEE, "coinbase": b"\0" * 20,
         }  # fmt: skip
+        from ai_evm.rollup.predeploys import genesis_accounts  # the rollup layer imports this module
+
         state = {
             a.address_bytes: {"balance": DEV_BALANCE, "nonce": 0, "code": b"", "storage": {}}
             for a in self.config.accounts
         }
+        state.update(genesis_accounts())  # the L2 predeploys (L2ToL1MessagePasser)
         chain = cast(MiningChain, cls.from_genesis(self.db, params, state))  # type: ignore[arg-type]
         genesis = chain.get_canonical_block_by_number(BlockNumber(0))
         self.db[block_key(0)] = encode_record(block_record(genesis, (), [], b"\0" * 32))
@@ -242,6 +259,8 @@ class Sequencer:
             raise InvalidParams("invalid raw transaction: empty")
         if raw[0] == 3:
             raise TransactionRejected("transaction type 3 not supported (blob transactions)")
+        if is_deposit_raw(raw):
+            raise TransactionRejected(DEPOSIT_REFUSED)
         try:
             return self.builder.decode(raw)
         except Exception as e:  # rlp.DecodingError, ValidationError, ValueError...
@@ -359,9 +378,18 @@ class Sequencer:
                 mined.append(block)
 
     def l1_advanced(self) -> None:
-        """A new L1 block was read: under automine, mine what waited for an L1 origin."""
-        if self.config.block_time is None and len(self.pool):
+        """A new L1 block was read: under automine, mine what waited for an L1 origin, then blocks
+        until the deposits read from L1 are on L2 (each block's origin advances by at most one L1
+        block; it stops when the origin cannot advance yet). With ``--block-time`` the interval
+        miner's blocks carry them."""
+        if self.config.block_time is not None or self.derives_from_l1:
+            return
+        if len(self.pool):
             self.mine_pending()
+        while self.deposits_pending is not None and self.deposits_pending(self.head()):
+            before = origin_of(self.head())
+            if not self.mine_pending(allow_empty=True) or origin_of(self.head()) == before:
+                return
 
     def _models_arrived(self) -> None:
         """Parked senders may run again (their model is local, or no store has it): mine them now
@@ -430,6 +458,9 @@ class Sequencer:
             self._stamp_pending_header(timestamp, origin)
             header = self.chain.header
             vm = self.chain.get_vm(header)
+            for tx in self._deposits(head, origin):  # never dropped: a block cannot be built without them
+                receipt, _ = vm.apply_transaction(header, tx)
+                header = vm.add_receipt_to_header(header, receipt)
             for tx in batch:
                 # VM.apply_transaction, with a snapshot taken after its lock_changes() so that a
                 # transaction that raises can be reverted alone
@@ -467,16 +498,25 @@ class Sequencer:
         floor = self.min_timestamp(head) if self.min_timestamp is not None else 0
         return max(int(time.time()), head.timestamp + 1, floor)
 
+    def _deposits(self, head: BlockHeaderAPI, origin: L1Origin | None) -> list[SignedTransactionAPI]:
+        """The deposits that open the block after ``head`` on ``origin`` (docs/bridge.md "Deposits")."""
+        if origin is None or self.deposits_for is None:
+            return []
+        return self.deposits_for(head, origin)
+
     def _mine(self, batch: list[SignedTransactionAPI], timestamp: int, origin: L1Origin | None = None) -> MinedBlock:
         head = self.head()
         if origin is None and self.origin_for is not None:
             origin = self.origin_for(head, timestamp)
+        if any(as_deposit(tx) is not None for tx in batch):
+            raise TransactionRejected(DEPOSIT_REFUSED)
+        txs = self._deposits(head, origin) + list(batch)
         try:
             self._stamp_pending_header(timestamp, origin)
             fields = origin.header_fields() if origin is not None else {}
-            result, receipts, computations = self.chain.mine_all(batch, timestamp=timestamp, **fields)
+            result, receipts, computations = self.chain.mine_all(txs, timestamp=timestamp, **fields)
             block = result.imported_block
-            inferences, root = block_inferences(computations, batch)
+            inferences, root = block_inferences(computations, txs)
             record = block_record(block, receipts, inferences, root)
             self.db[block_key(block.number)] = encode_record(record)
             self.db.commit()
@@ -487,8 +527,9 @@ class Sequencer:
         self._state = None
         self._records[block.number] = record
         self.pool.remove(batch)
-        log.info("block %d: %d txs, %d gas", block.number, len(batch), block.header.gas_used)
-        return MinedBlock(block.number, tuple(bytes(tx.hash) for tx in batch))
+        log.info("block %d: %d txs (%d deposits), %d gas", block.number, len(txs), len(txs) - len(batch),
+                 block.header.gas_used)
+        return MinedBlock(block.number, tuple(bytes(tx.hash) for tx in txs))
 
     # -- derivation -------------------------------------------------------------------------------
     def build_from_batch(self, raw_txs: Sequence[bytes], timestamp: int, origin: L1Origin) -> bytes:
@@ -499,6 +540,8 @@ class Sequencer:
             head = self.head()
             if timestamp <= head.timestamp:
                 raise BatchRejected(f"timestamp {timestamp} is not after the head's {head.timestamp}")
+            if any(is_deposit_raw(raw) for raw in raw_txs):
+                raise BatchRejected("the batch carries a deposit transaction (type 0x7e): deposits come only from L1")
             try:
                 txs = [self.decode_raw(raw) for raw in raw_txs]
             except NodeError as e:

@@ -18,6 +18,8 @@ import rlp
 from eth._utils.address import generate_contract_address
 from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI
 
+from ai_evm.evm.deposit import DEPOSIT_TX_TYPE, DepositTransaction, as_deposit
+
 from .encoding import address_or_none, data, quantity
 
 BLOCK_KEY_PREFIX = b"aievm:block:"
@@ -84,6 +86,9 @@ def effective_gas_price(tx: SignedTransactionAPI, base_fee: int) -> int:
 def tx_json(tx: SignedTransactionAPI, header: BlockHeaderAPI | None, index: int | None) -> dict[str, Any]:
     """The JSON-RPC transaction object (``header``/``index`` None while pending)."""
     kind = tx_type(tx)
+    deposit = as_deposit(tx)
+    if deposit is not None:
+        return deposit_json(tx, deposit, header, index)
     out: dict[str, Any] = {
         "hash": data(tx.hash),
         "type": quantity(kind),
@@ -128,6 +133,32 @@ def tx_json(tx: SignedTransactionAPI, header: BlockHeaderAPI | None, index: int 
             for a in tx.authorization_list
         ]  # fmt: skip
     return out
+
+
+def deposit_json(tx: SignedTransactionAPI, deposit: DepositTransaction, header: BlockHeaderAPI | None,
+                 index: int | None) -> dict[str, Any]:
+    """A deposit (type 0x7e) as op-geth shows it: ``sourceHash``, ``mint``, no fee fields but a zero
+    ``gasPrice``, zero ``v``/``r``/``s`` (it is not signed), ``isSystemTx`` false."""
+    return {
+        "hash": data(tx.hash),
+        "type": quantity(DEPOSIT_TX_TYPE),
+        "sourceHash": data(deposit.source_hash),
+        "nonce": quantity(0),
+        "blockHash": data(header.hash) if header is not None else None,
+        "blockNumber": quantity(header.block_number) if header is not None else None,
+        "transactionIndex": quantity(index) if index is not None else None,
+        "from": data(deposit.from_address),
+        "to": address_or_none(deposit.to),
+        "mint": quantity(deposit.mint),
+        "value": quantity(deposit.value),
+        "gas": quantity(deposit.gas),
+        "gasPrice": quantity(0),
+        "input": data(deposit.data),
+        "isSystemTx": False,
+        "v": quantity(0),
+        "r": quantity(0),
+        "s": quantity(0),
+    }
 
 
 def receipt_json(

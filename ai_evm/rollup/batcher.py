@@ -1,7 +1,8 @@
 """The batcher: posts the sequencer's L2 blocks to the L1 batch inbox (``aievm batcher``).
 
 Each round it reads the L2 blocks after the last one posted from the sequencer's JSON-RPC
-(headers with their L1 origin, ``debug_getRawTransaction`` for the signed transactions), packs
+(headers with their L1 origin, ``debug_getRawTransaction`` for the signed transactions; the
+deposit transactions are left out, every node derives them from L1), packs
 them into one channel (:mod:`ai_evm.rollup.codec`) and posts its frames in one transaction to the
 inbox: as calldata, or with ``da="blobs"`` as the blobs of a type-3 transaction (KZG commitments
 from ``ckzg``). It keeps no state of its own: on start it derives from L1 which L2 block was posted
@@ -18,6 +19,8 @@ from typing import Any, cast
 
 from eth_account import Account
 from web3 import Web3
+
+from ai_evm.evm.deposit import DEPOSIT_TX_TYPE
 
 from . import blobs, codec
 from .codec import Batch
@@ -92,7 +95,9 @@ class Batcher:
             raw = self.l2.provider.make_request("debug_getRawTransaction", [h])  # type: ignore[arg-type]
             if not raw.get("result"):
                 raise BatcherError(f"L2 node gave no raw transaction for {h}: {raw.get('error')}")
-            txs.append(_hex(raw["result"]))
+            tx = _hex(raw["result"])
+            if tx[:1] != bytes([DEPOSIT_TX_TYPE]):  # deposits are derived from L1, never batched
+                txs.append(tx)
         return Batch(bytes(blk["parentHash"]), int.from_bytes(extra, "big"), bytes(blk["mixHash"]),
                      int(blk["timestamp"]), tuple(txs))
 

@@ -20,7 +20,9 @@ Rules (the OP Stack's, reduced to one sequencer and strictly ordered frames, as 
 - **Batches**: ``parent_hash`` is the safe head's hash; ``timestamp`` is after the safe head's;
   the epoch is the safe head's or the next L1 block, its hash is the canonical L1 block's, and the
   timestamp lies in ``[epoch timestamp, epoch timestamp + max_sequencer_drift]``; the batch is
-  included on L1 at most ``seq_window`` blocks after its epoch.
+  included on L1 at most ``seq_window`` blocks after its epoch; it carries no deposit transaction
+  (type 0x7E: the deposits of a block come from L1, ``ai_evm.rollup.deposits``, and are put first in
+  the block by the node that builds it).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import logging
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+
+from ai_evm.evm.deposit import DEPOSIT_TX_TYPE
 
 from .codec import (
     MAX_CHANNEL_BYTES,
@@ -39,19 +43,22 @@ from .codec import (
     decode_batcher_data,
     decode_channel,
 )
+from .deposits import Deposit
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class L1Block:
-    """What the deriver reads of one L1 block: identity, time, and the inbox data (in tx order)."""
+    """What the deriver reads of one L1 block: identity, time, the inbox data (in tx order) and the
+    Portal's deposits (in log order, ``ai_evm.rollup.deposits``)."""
 
     number: int
     hash: bytes
     parent_hash: bytes
     timestamp: int
     batcher_data: tuple[bytes, ...] = ()
+    deposits: tuple[Deposit, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,8 @@ def check_batch(batch: Batch, safe: SafeHead, l1: dict[int, L1Block], inclusion:
         return f"timestamp {batch.timestamp} outside the epoch's [{origin.timestamp}, +{config.max_sequencer_drift}]"
     if inclusion > batch.epoch_number + config.seq_window:
         return f"included at L1 block {inclusion}, past the sequencing window of epoch {batch.epoch_number}"
+    if any(tx[:1] == bytes([DEPOSIT_TX_TYPE]) for tx in batch.transactions):
+        return "it carries a deposit transaction (type 0x7e): deposits come only from L1"
     return None
 
 

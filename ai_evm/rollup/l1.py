@@ -7,6 +7,11 @@ or for a blob transaction the payload of its blobs (:mod:`ai_evm.rollup.blobs`),
 :data:`BlobSource` and checked against the transaction's versioned hashes. A post whose blobs are
 unavailable is an error (the deriver must not skip data it cannot see); a post whose blobs decode
 badly is passed on as empty data, which the deriver drops like any malformed post.
+
+With the rollup's Portal address, both :meth:`L1Reader.header` and :meth:`L1Reader.block` also carry
+the block's deposits: the Portal's ``TransactionDeposited`` logs (``eth_getLogs`` by block hash), in
+log order, each checked by :func:`~ai_evm.rollup.deposits.decode_deposit_log` (a malformed one is a
+:class:`~ai_evm.rollup.deposits.DepositError`: the block is not returned, nothing is skipped).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from web3 import Web3
 
 from . import blobs
 from .codec import CodecError
+from .deposits import TRANSACTION_DEPOSITED, Deposit, decode_deposit_log
 from .derive import L1Block
 
 BlobSource = Callable[[bytes], list[bytes]]
@@ -50,11 +56,28 @@ def _b(v: Any) -> bytes:
 class L1Reader:
     """L1 blocks with the batcher's inbox data (module docstring)."""
 
-    def __init__(self, w3: Web3, inbox: str, batcher: str, blob_source: BlobSource | None = None) -> None:
+    def __init__(self, w3: Web3, inbox: str, batcher: str, blob_source: BlobSource | None = None,
+                 portal: str | None = None) -> None:
         self.w3 = w3
         self.inbox = Web3.to_checksum_address(inbox)
         self.batcher = Web3.to_checksum_address(batcher)
         self.blob_source = blob_source or anvil_blob_source(w3)
+        self.portal = Web3.to_checksum_address(portal) if portal is not None else None
+
+    def deposits(self, number: int, block_hash: bytes) -> tuple[Deposit, ...]:
+        """The Portal's deposits in L1 block ``number`` (hash ``block_hash``), in log order."""
+        if self.portal is None:
+            return ()
+        try:
+            logs = self.w3.eth.get_logs({"blockHash": HexBytes(block_hash), "address": self.portal,
+                                         "topics": [HexBytes(TRANSACTION_DEPOSITED)]})
+        except Exception as e:
+            raise L1ReadError(f"Portal logs of L1 block {number}: {e}") from e
+        ordered = sorted((log for log in logs if not log.get("removed")), key=lambda log: int(log["logIndex"]))
+        found = tuple(decode_deposit_log(log) for log in ordered)
+        if any(d.l1_block != number for d in found):
+            raise L1ReadError(f"L1 endpoint returned logs of another block for block {number}")
+        return found
 
     def head(self) -> int:
         """The L1 head's number."""
@@ -66,7 +89,9 @@ class L1Reader:
             blk = self.w3.eth.get_block(number)
         except Exception as e:
             raise L1ReadError(f"L1 block {number}: {e}") from e
-        return L1Block(int(blk["number"]), _b(blk["hash"]), _b(blk["parentHash"]), int(blk["timestamp"]))
+        h = _b(blk["hash"])
+        return L1Block(int(blk["number"]), h, _b(blk["parentHash"]), int(blk["timestamp"]),
+                       deposits=self.deposits(number, h))
 
     def block(self, number: int) -> L1Block:
         """L1 block ``number`` with the inbox data of its successful batcher transactions."""
@@ -86,8 +111,9 @@ class L1Reader:
                 continue  # a reverted post is not part of the chain
             hashes = [_b(v) for v in tx.get("blobVersionedHashes") or []]
             data.append(self._blob_data(h, hashes) if hashes else _b(tx["input"]))
-        return L1Block(int(blk["number"]), _b(blk["hash"]), _b(blk["parentHash"]), int(blk["timestamp"]),
-                       tuple(data))
+        h = _b(blk["hash"])
+        return L1Block(int(blk["number"]), h, _b(blk["parentHash"]), int(blk["timestamp"]), tuple(data),
+                       self.deposits(number, h))
 
     def _blob_data(self, tx_hash: bytes, hashes: list[bytes]) -> bytes:
         found = self.blob_source(tx_hash)

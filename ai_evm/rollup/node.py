@@ -10,6 +10,10 @@
 - as a **validator** (:class:`Derivation`): blocks come only from L1: the inbox posts of every L1
   block are derived (:class:`~ai_evm.rollup.derive.Deriver`) and each valid batch is built with
   ``Sequencer.build_from_batch``; the derived head is the node's safe head.
+
+Both put the same deposits first in every block (``Sequencer.deposits_for`` is
+:func:`~ai_evm.rollup.deposits.deposits_hook` over the followed L1 blocks, whose deposits the
+follower checks consecutive).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from ai_evm.node.chain import RETRY_LATER, L1Origin, Sequencer, origin_of
 
 from .codec import Batch
 from .config import RollupDeployment
+from .deposits import check_nonces, deposits_hook
 from .derive import Deriver, L1Block, SafeHead
 from .l1 import L1Reader, L1ReadError
 from .registry import RegistryView
@@ -42,7 +47,9 @@ class L1Follower:
     def __init__(self, w3: Web3, deployment: RollupDeployment, poll_s: float = 0.5,
                  on_block: Callable[[L1Block], None] | None = None) -> None:
         self.deployment = deployment
-        self.reader = L1Reader(w3, deployment.inbox, deployment.batcher)
+        self.reader = L1Reader(w3, deployment.inbox, deployment.batcher, portal=deployment.portal)
+        #: The nonce the next deposit read must carry (deposits are checked consecutive from 0).
+        self.deposit_nonce = 0
         self.registry = RegistryView(w3, deployment.registry)
         self.blocks: dict[int, L1Block] = {}
         self.next = deployment.genesis_l1_number
@@ -66,8 +73,10 @@ class L1Follower:
             prev = self.block(b.number - 1)
             if prev is not None and prev.hash != b.parent_hash:
                 raise L1ReadError(f"L1 block {b.number} does not extend block {prev.number}: L1 reorgs are not handled")
+            next_nonce = check_nonces(b.deposits, self.deposit_nonce)  # DepositNonceGap: not stored, retried
             with self._lock:
                 self.blocks[b.number] = b
+                self.deposit_nonce = next_nonce
             self.registry.note_l1_block(b.number, b.hash)
             self.next += 1
             n += 1
@@ -113,6 +122,13 @@ def attach_sequencer(seq: Sequencer, follower: L1Follower) -> None:
 
     seq.origin_for = origin_for
     seq.min_timestamp = min_timestamp
+    seq.deposits_for = deposits_hook(d.portal, d.genesis_l1_number, follower.block)
+
+    def deposits_pending(parent: object) -> bool:
+        after = origin.number if (origin := origin_of(parent)) is not None else d.genesis_l1_number - 1  # type: ignore[arg-type]
+        return any(b is not None and b.deposits for b in map(follower.block, range(after + 1, follower.next)))
+
+    seq.deposits_pending = deposits_pending
     seq.resolver.is_registered = follower.registry.is_registered
     fetcher = seq.resolver.fetcher
     if fetcher is not None:
@@ -137,6 +153,7 @@ class Derivation:
         self.seq, self.follower = seq, follower
         d = follower.deployment
         seq.resolver.is_registered = follower.registry.is_registered
+        seq.deposits_for = deposits_hook(d.portal, d.genesis_l1_number, follower.block)  # as the sequencer's
         head = seq.head()
         origin = origin_of(head) or d.genesis_origin
         self.deriver = Deriver(d.rollup_config, SafeHead(bytes(head.hash), int(head.block_number), int(head.timestamp),

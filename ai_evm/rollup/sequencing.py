@@ -4,7 +4,8 @@
 the deriver checks, ``ai_evm.rollup.derive.check_batch``): keep the parent's origin, or advance by
 one L1 block once that block's timestamp is not after the L2 timestamp; never run more than
 ``max_sequencer_drift`` seconds ahead of the origin (:class:`OriginLag`: wait for L1).
-:func:`batch_of_block` is what the batcher posts for one L2 block.
+:func:`batch_of_block` is what the batcher posts for one L2 block (its transactions without the
+deposits, which every node derives from L1 itself).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 
 from eth.abc import BlockAPI
 
+from ai_evm.evm.deposit import as_deposit
 from ai_evm.node.chain import L1Origin, NoL1Origin, origin_of
 
 from .codec import Batch
@@ -43,7 +45,7 @@ def batch_of_block(block: BlockAPI) -> Batch:
     if origin is None:
         raise ValueError(f"L2 block {block.number} names no L1 origin")
     return Batch(bytes(block.header.parent_hash), origin.number, origin.hash, int(block.header.timestamp),
-                 tuple(bytes(tx.encode()) for tx in block.transactions))
+                 tuple(bytes(tx.encode()) for tx in block.transactions if as_deposit(tx) is None))
 
 
 __all__ = ["OriginLag", "batch_of_block", "choose_origin"]

@@ -315,6 +315,7 @@ def test_blocks_execute_at_their_own_timestamp_and_reimport(api: EthApi, monkeyp
 
     from ai_evm.node.accounts import DEV_BALANCE
     from ai_evm.node.vm import chain_class
+    from ai_evm.rollup.predeploys import genesis_accounts
 
     seq = api.seq
     monkeypatch.setattr(seq, "_next_timestamp", lambda head: head.timestamp + 100)  # time passes between blocks
@@ -337,6 +338,7 @@ def test_blocks_execute_at_their_own_timestamp_and_reimport(api: EthApi, monkeyp
               "base_fee_per_gas": genesis.header.base_fee_per_gas, "coinbase": b"\0" * 20}  # fmt: skip
     alloc = {a.address_bytes: {"balance": DEV_BALANCE, "nonce": 0, "code": b"", "storage": {}}
              for a in seq.config.accounts}  # fmt: skip
+    alloc.update(genesis_accounts())  # the L2 predeploys every genesis holds
     validator = chain_class(make_resolver(None), CHAIN_ID).from_genesis(AtomicDB(), params, alloc)  # type: ignore[arg-type]
     for number in range(1, seq.head().block_number + 1):
         validator.import_block(seq.chain.get_canonical_block_by_number(number))  # type: ignore[arg-type]
