@@ -1,0 +1,172 @@
+"""Deposits on real components: anvil as L1 with the rollup (and its Portal) deployed, the sequencer node
+following it, the batcher, and a validator node deriving the chain from L1 alone.
+
+Three deposits in one L1 block (two transfers and a call of the L2ToL1MessagePasser predeploy with value)
+and one more made with ``aievm bridge deposit`` in a later block: the sequencer puts each L1 block's
+deposits first in the first L2 block on it, in event order; the balances arrive; the validator derives
+the same block hashes and shows the same deposits; web3.py and ethers v6 read them; a raw 0x7E send is
+refused.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_abi import encode as abi_encode
+from eth_account import Account
+from eth_hash.auto import keccak
+from web3 import Web3
+
+from ai_evm.contracts import artifact
+from ai_evm.dispute.deploy import Web3Deployer
+from ai_evm.evm.deposit import deposit_source_hash, new_deposit
+from ai_evm.rollup.anvil import Anvil
+from ai_evm.rollup.deploy import RollupParams, deploy_rollup
+from ai_evm.rollup.devnet import DEV_KEYS
+from ai_evm.rollup.predeploys import L2_TO_L1_MESSAGE_PASSER
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ai_evm" / "node"))
+from nodeproc import NodeProcess, RpcFailure  # noqa: E402
+
+pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (anvil needs it)")
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOYER = Account.from_key(DEV_KEYS[0])
+BATCHER = Account.from_key(DEV_KEYS[1])
+PROPOSER = Account.from_key(DEV_KEYS[2])
+USER = Account.from_key(DEV_KEYS[3])
+RECIPIENT = Account.from_key("0x" + "42" * 32).address  # no L2 balance before the deposits
+BOB = "0x000000000000000000000000000000000000b0b0"
+ETH = 10**18
+PASSER = Web3.to_checksum_address(L2_TO_L1_MESSAGE_PASSER)
+
+
+@pytest.fixture(scope="module")
+def l1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with Anvil(Path(tmp_path_factory.mktemp("bridge-l1")) / "anvil.log", block_time=1) as url:
+        yield url
+
+
+def wait_for(cond: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def l2_hash(portal: str, event: Any) -> str:
+    a = event["args"]
+    tx = new_deposit(deposit_source_hash(bytes.fromhex(portal[2:]), a["nonce"]), bytes.fromhex(a["from"][2:]),
+                     bytes.fromhex(a["to"][2:]), a["mint"], a["value"], a["gasLimit"], a["data"])
+    return "0x" + bytes(tx.hash).hex()
+
+
+def test_deposit_round_trip(l1: str, tmp_path: Path) -> None:
+    w3 = Web3(Web3.HTTPProvider(l1))
+    d = deploy_rollup(Web3Deployer(w3, DEPLOYER.address, DEPLOYER.key), BATCHER.address, PROPOSER.address,
+                      RollupParams())
+    assert d.portal is not None
+    rollup = tmp_path / "rollup.json"
+    d.save(rollup)
+    (tmp_path / "seq").mkdir()
+    (tmp_path / "val").mkdir()
+    seq = NodeProcess(tmp_path / "seq", args=("--rollup", str(rollup), "--l1", l1, "--no-fsync")).start()
+    val = NodeProcess(tmp_path / "val", args=("--rollup", str(rollup), "--l1", l1, "--derive", "--no-fsync")).start()
+    try:
+        portal = w3.eth.contract(address=Web3.to_checksum_address(d.portal), abi=list(artifact("Portal").abi))
+        call = keccak(b"initiateWithdrawal(address,uint256,bytes)")[:4] + \
+            abi_encode(["address", "uint256", "bytes"], [BOB, 100_000, b"hi"])
+        deposits = [(RECIPIENT, ETH, ETH, 21_000, b""),  # (to, mint, value, gas, data)
+                    (RECIPIENT, 2 * ETH, ETH // 2, 21_000, b""),
+                    (PASSER, ETH // 4, ETH // 4, 200_000, call)]
+        # three deposits in one L1 block: L1 mining paused while they are sent
+        w3.provider.make_request("evm_setIntervalMining", [0])  # type: ignore[arg-type]
+        w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+        nonce = w3.eth.get_transaction_count(USER.address, "pending")
+        sent = []
+        for i, (to, mint, value, gas, data) in enumerate(deposits):
+            tx = portal.functions.depositTransaction(to, value, gas, data).build_transaction(
+                {"from": USER.address, "value": mint, "nonce": nonce + i, "gas": 300_000, "chainId": d.l1_chain_id})
+            sent.append(w3.eth.send_raw_transaction(USER.sign_transaction(tx).raw_transaction))
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        w3.provider.make_request("evm_setIntervalMining", [1])  # type: ignore[arg-type]
+        receipts = [w3.eth.wait_for_transaction_receipt(h, timeout=30) for h in sent]
+        assert len({r["blockNumber"] for r in receipts}) == 1 and all(r["status"] == 1 for r in receipts)
+        events = [portal.events.TransactionDeposited().process_receipt(r)[0] for r in receipts]
+        assert [e["args"]["nonce"] for e in events] == [0, 1, 2]
+        hashes = [l2_hash(d.portal, e) for e in events]
+
+        # a fourth deposit, with the CLI, which follows it onto L2
+        cli = subprocess.run(
+            [sys.executable, "-c", "from ai_evm.bridge.deposit import deposit_command; deposit_command()",
+             "--l1", l1, "--rollup", str(rollup), "--to", RECIPIENT, "--value", "3eth", "--key", DEV_KEYS[3],
+             "--l2", seq.url, "--timeout", "120"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert cli.returncode == 0, cli.stdout + cli.stderr
+        assert "deposit 3, its L2 transaction is" in cli.stdout and "L2: included in block" in cli.stdout
+        hashes.append(cli.stdout.split("its L2 transaction is ")[1].split()[0])
+
+        got = [wait_for(lambda h=h: seq.rpc("eth_getTransactionReceipt", h), 60, f"deposit {h} on L2")
+               for h in hashes]
+        assert [r["status"] for r in got] == ["0x1"] * 4 and [r["type"] for r in got] == ["0x7e"] * 4
+        first = got[0]["blockNumber"]
+        # one L1 block's deposits: first in one L2 block, in event order; the later one in a later block
+        assert [(r["blockNumber"], r["transactionIndex"]) for r in got[:3]] == [(first, "0x0"), (first, "0x1"),
+                                                                                 (first, "0x2")]
+        assert int(got[3]["blockNumber"], 16) > int(first, 16) and got[3]["transactionIndex"] == "0x0"
+        assert len(got[2]["logs"]) == 1  # MessagePassed
+        assert int(seq.rpc("eth_getBalance", RECIPIENT, "latest"), 16) == ETH + ETH // 2 + 3 * ETH
+        assert int(seq.rpc("eth_getBalance", PASSER, "latest"), 16) == ETH // 4
+        assert int(seq.rpc("eth_getStorageAt", PASSER, "0x1", "latest"), 16) == 1  # messageNonce
+
+        tx0 = seq.rpc("eth_getTransactionByHash", hashes[0])
+        assert (tx0["type"], tx0["from"], tx0["to"], tx0["mint"], tx0["value"]) == \
+            ("0x7e", USER.address.lower(), RECIPIENT.lower(), hex(ETH), hex(ETH))
+        assert tx0["sourceHash"] == "0x" + deposit_source_hash(bytes.fromhex(d.portal[2:]), 0).hex()
+        raw = seq.rpc("debug_getRawTransaction", hashes[0])
+        assert raw.startswith("0x7e") and "0x" + keccak(bytes.fromhex(raw[2:])).hex() == hashes[0]
+        with pytest.raises(RpcFailure, match="only by derivation"):
+            seq.rpc("eth_sendRawTransaction", raw)  # a replay through the pool
+
+        # web3.py and ethers v6 read them
+        l2 = Web3(Web3.HTTPProvider(seq.url))
+        wtx = l2.eth.get_transaction(hashes[2])  # type: ignore[arg-type]
+        assert (wtx["type"], wtx["from"], wtx["to"], wtx["value"]) == (0x7E, USER.address, PASSER, ETH // 4)
+        assert l2.eth.get_transaction_receipt(hashes[2])["status"] == 1  # type: ignore[arg-type]
+        assert l2.eth.get_block(int(first, 16), full_transactions=True)["transactions"][0]["hash"].hex() == \
+            hashes[0][2:]
+        if (ROOT / "node_modules" / "ethers").is_dir():
+            out = subprocess.run(["node", str(Path(__file__).parent / "ethers_deposit.mjs"), seq.url, hashes[2]],
+                                 capture_output=True, text=True, timeout=120, cwd=ROOT)
+            assert out.returncode == 0, out.stderr
+            e = json.loads(out.stdout.strip().splitlines()[-1])
+            assert (e["type"], e["from"], e["to"], e["value"], e["status"], e["receiptType"], e["inBlock"]) == \
+                (126, USER.address, PASSER, str(ETH // 4), 1, 126, True)
+
+        # the batcher posts the blocks (without the deposits); the validator derives the same chain from L1
+        head = int(seq.rpc("eth_blockNumber"), 16)
+        post = subprocess.run([sys.executable, "-c", "from ai_evm.cli import main; main()", "batcher", "--rollup",
+                               str(rollup), "--l1", l1, "--l2", seq.url, "--key", "0x" + BATCHER.key.hex(), "--once"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert post.returncode == 0, post.stdout + post.stderr
+        wait_for(lambda: int(val.rpc("eth_blockNumber"), 16) >= head, 120, "the validator to derive every block")
+        for n in range(head + 1):
+            a = seq.rpc("eth_getBlockByNumber", hex(n), False)
+            b = val.rpc("eth_getBlockByNumber", hex(n), False)
+            assert (a["hash"], a["stateRoot"], a["transactions"]) == (b["hash"], b["stateRoot"], b["transactions"]), n
+        assert val.rpc("eth_getTransactionByHash", hashes[0]) == tx0
+        assert int(val.rpc("eth_getBalance", RECIPIENT, "latest"), 16) == ETH + ETH // 2 + 3 * ETH
+    finally:
+        w3.provider.make_request("evm_setIntervalMining", [1])  # type: ignore[arg-type]
+        seq.stop()
+        val.stop()
