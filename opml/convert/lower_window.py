@@ -206,7 +206,8 @@ def _pool_attrs(ctx: Context, node: onnx.NodeProto, x: Val) -> dict[str, object]
 
 
 def _pool(ctx: Context, node: onnx.NodeProto, op: str) -> None:
-    x = ctx.quantized(ctx.need(node, 0), node.input[0])
+    src = ctx.need(node, 0)
+    x = ctx.quantized(src, node.input[0])
     attrs = _pool_attrs(ctx, node, x)
     if op == "avgpool":
         if attrs.pop("dilations") != [1, 1]:
@@ -216,8 +217,10 @@ def _pool(ctx: Context, node: onnx.NodeProto, op: str) -> None:
     if one_d:
         x = _to_2d(ctx, x, node.output[0] + "_in2d")
     s = ctx.b.spec(x)
-    ctx.set(node, ctx.b.add_node(op, [x.ref], node.output[0], DType.INT8, None, QParams(s.scale, s.zero_point),
-                                 attrs, ctx.env, node.name))
+    out = ctx.b.add_node(op, [x.ref], node.output[0], DType.INT8, None, QParams(s.scale, s.zero_point), attrs,
+                         ctx.env, node.name)
+    out.onnx_dtype = src.onnx_dtype  # a uint8/int8 model tensor stays one (flipped back at the output)
+    ctx.set(node, out)
     if one_d:
         _back_to_1d(ctx, node)
 
@@ -234,8 +237,10 @@ def lower_avgpool(ctx: Context, node: onnx.NodeProto) -> None:
 
 @lowering("GlobalAveragePool", "GlobalMaxPool")
 def lower_global_pool(ctx: Context, node: onnx.NodeProto) -> None:
-    x = ctx.quantized(ctx.need(node, 0), node.input[0])
+    src = ctx.need(node, 0)
+    x = ctx.quantized(src, node.input[0])
     if x.data.ndim < 3:
         raise ctx.err(f"{node.op_type} needs [N, C, spatial...], got shape {x.data.shape}")
     mode = REDUCE_MAX if node.op_type == "GlobalMaxPool" else REDUCE_MEAN
     _reduce(ctx, node, x, mode, list(range(2, x.data.ndim)), True)
+    ctx.vals[node.output[0]].onnx_dtype = src.onnx_dtype
