@@ -42,13 +42,32 @@ PRECOMPILE = to_checksum_address("0x00000000000000000000000000000000000000a1")
 CFG = RollupConfig(seq_window=100, channel_timeout=10, max_sequencer_drift=30)
 
 
-def l1_chain(n: int, start: int) -> list[L1Block]:
-    out, parent = [], b"\xee" * 32
-    for i in range(n):
-        h = bytes([i + 1]) * 32
-        out.append(L1Block(i, h, parent, start + 10 * i))
-        parent = h
-    return out
+class ScriptedL1:
+    """An L1 chain that grows as the sequencer asks for origins: L2 block n's origin is L1 block n,
+    stamped with the L2 block's own timestamp.
+
+    So the origins do not depend on how long mining takes. (L1 timestamps fixed in advance, 10 s
+    apart from the wall clock, let an inference slowed by a loaded machine move block 5 to the next
+    origin, and the test then posted past the end of the scripted chain.)
+    """
+
+    def __init__(self, start: int) -> None:
+        self.blocks = [L1Block(0, b"\x01" * 32, b"\xee" * 32, start)]
+
+    def get(self, number: int) -> L1Block | None:
+        return self.blocks[number] if 0 <= number < len(self.blocks) else None
+
+    def append(self, timestamp: int) -> None:
+        n = len(self.blocks)
+        self.blocks.append(L1Block(n, bytes([n + 1]) * 32, self.blocks[-1].hash, timestamp))
+
+    def origin_for(self, parent: Any, timestamp: int) -> L1Origin:
+        """The sequencer's ``origin_for``: the next L1 block, created at ``timestamp`` if missing."""
+        genesis = self.blocks[0]
+        origin = origin_of(parent) or L1Origin(0, genesis.hash, genesis.timestamp)
+        if origin.number + 1 == len(self.blocks):
+            self.append(timestamp)
+        return choose_origin(origin, timestamp, self.get, CFG.max_sequencer_drift)
 
 
 def deployment() -> RollupDeployment:
@@ -73,11 +92,8 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Sequencer, list[L1B
 
     seq = Sequencer(NodeConfig(tmp / "node", sync=False),
                     make_resolver(open_model_store((str(tmp / "extra"),), tmp / "data")))  # type: ignore[arg-type]
-    l1 = l1_chain(8, int(time.time()) - 40)
-    by_number = {b.number: b for b in l1}
-    genesis = L1Origin(0, l1[0].hash, l1[0].timestamp)
-    seq.origin_for = lambda parent, ts: choose_origin(origin_of(parent) or genesis, ts, by_number.get,
-                                                      CFG.max_sequencer_drift)
+    l1 = ScriptedL1(int(time.time()) - 40)
+    seq.origin_for = l1.origin_for
     key = seq.config.accounts[0].private_key
     x = np.load(ROOT / "models" / "digits_mlp" / "test_x.npy")[:1].astype("<f4").tobytes()
     for n in range(5):
@@ -87,7 +103,11 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Sequencer, list[L1B
         seq.mine_pending()
     record = seq.record(3)
     assert record is not None and len(record["inferences"]) == 1
-    return seq, l1
+    assert [origin_of(seq.chain.get_canonical_block_header_by_number(BlockNumber(n))).number  # type: ignore[union-attr]
+            for n in range(1, 6)] == [1, 2, 3, 4, 5]
+    for _ in range(3):  # L1 blocks after the last origin, for the batches
+        l1.append(l1.blocks[-1].timestamp + 10)
+    return seq, l1.blocks
 
 
 class ScriptedHeads:
@@ -195,6 +215,7 @@ def test_the_sequencers_safe_head_follows_its_batches_on_l1(chain: tuple[Sequenc
     first = codec.encode_batcher_data(codec.split_frames(b"a" * 16, codec.encode_channel(batches[:3]), 10_000))
     rest = codec.encode_batcher_data(codec.split_frames(b"b" * 16, codec.encode_channel(batches[3:]), 10_000))
     origin = max(o.number for o in (origin_of(b.header) for b in blocks) if o is not None)
+    assert origin == 5 and len(l1) == origin + 4
     matcher = BatchMatcher(seq, deployment())
     assert matcher.safe == 0
     for n in range(origin + 1):
