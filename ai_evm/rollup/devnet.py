@@ -1,4 +1,4 @@
-"""The whole rollup on 127.0.0.1, one process per component (``aievm rollup devnet``, ``make demo``).
+"""The whole rollup on 127.0.0.1, one process per component (``aievm devnet``, ``make demo``).
 
 :class:`RollupDevnet` starts anvil as L1 (one block a second), deploys the L1 contracts, serves
 the example models from a model hub (``aievm model serve``) and registers them on L1, then starts
