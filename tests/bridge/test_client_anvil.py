@@ -122,3 +122,38 @@ def test_deleted_output_makes_the_proof_stale(chains: tuple[Web3, Web3, RollupDe
     bridge.prove(tx)
     pass_window(l1)
     assert bridge.finalize(tx) is True
+
+
+def test_cli_withdraw_prove_finalize_status(chains: tuple[Web3, Web3, RollupDeployment], tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ai_evm.cli import main
+
+    l1, l2, d = chains
+    rollup = tmp_path / "rollup.json"
+    d.save(rollup)
+    portal = l1.eth.contract(address=d.portal, abi=artifact("Portal").abi)
+    send(l1, USER, portal.functions.depositTransaction(USER.address, 0, 100_000, b""), value=10**18)
+    ends = ["--rollup", str(rollup), "--l1", l1.provider.endpoint_uri, "--l2",  # type: ignore[attr-defined]
+            l2.provider.endpoint_uri]  # type: ignore[attr-defined]
+    key = ["--key", "0x" + USER.key.hex()]
+    run = CliRunner().invoke
+    out = run(main, ["bridge", "withdraw", *ends, *key, "--to", RECIPIENT, "--value", str(10**17)])
+    assert out.exit_code == 0, out.output
+    tx = out.output.strip().splitlines()[-1]
+    out = run(main, ["bridge", "status", *ends, "--tx", tx])
+    assert out.exit_code == 0 and "not proven" in out.output, out.output
+    out = run(main, ["bridge", "prove", *ends, *key, "--tx", tx, "--no-wait"])
+    assert out.exit_code == 2 and "block(s) to go" in out.output, out.output
+    propose(l1, l2, d)
+    out = run(main, ["bridge", "prove", *ends, *key, "--tx", tx])
+    assert out.exit_code == 0 and "proven against output 0" in out.output, out.output
+    out = run(main, ["bridge", "finalize", *ends, *key, "--tx", tx, "--no-wait"])
+    assert out.exit_code == 2 and "s to go" in out.output, out.output
+    pass_window(l1)
+    out = run(main, ["bridge", "finalize", *ends, *key, "--tx", tx])
+    assert out.exit_code == 0 and "its call succeeded" in out.output, out.output
+    out = run(main, ["bridge", "status", *ends, "--tx", tx])
+    assert out.exit_code == 0 and "finalized" in out.output, out.output
+    out = run(main, ["bridge", "status", *ends, "--tx", "0x1234"])
+    assert out.exit_code == 2 and "32 bytes" in out.output, out.output
