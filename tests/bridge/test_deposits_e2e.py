@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +23,25 @@ import pytest
 from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_hash.auto import keccak
+from eth_typing import BlockNumber
 from web3 import Web3
 
 from ai_evm.contracts import artifact
+from ai_evm.dispute.client import L1
 from ai_evm.dispute.deploy import Web3Deployer
 from ai_evm.evm.deposit import deposit_source_hash, new_deposit
+from ai_evm.node.chain import NodeConfig, Sequencer, origin_of
+from ai_evm.node.methods import EthApi
+from ai_evm.node.rpc import Dispatcher
+from ai_evm.node.vm import make_resolver
+from ai_evm.rollup import codec
+from ai_evm.rollup.agents import Proposer, Validator
 from ai_evm.rollup.anvil import Anvil
 from ai_evm.rollup.deploy import RollupParams, deploy_rollup
 from ai_evm.rollup.devnet import DEV_KEYS
+from ai_evm.rollup.node import Derivation, L1Follower, attach_sequencer
 from ai_evm.rollup.predeploys import L2_TO_L1_MESSAGE_PASSER
+from ai_evm.rollup.sequencing import batch_of_block
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ai_evm" / "node"))
 from nodeproc import NodeProcess, RpcFailure  # noqa: E402
@@ -170,3 +180,73 @@ def test_deposit_round_trip(l1: str, tmp_path: Path) -> None:
         w3.provider.make_request("evm_setIntervalMining", [1])  # type: ignore[arg-type]
         seq.stop()
         val.stop()
+
+
+def in_process_rpc(seq: Sequencer) -> Callable[..., Any]:
+    """``rpc(method, *params)`` on an in-process node (what the agents take)."""
+    dispatcher = Dispatcher(EthApi(seq))
+    return lambda method, *params: dispatcher.call(method, list(params))
+
+
+def test_a_sequencer_that_skips_a_deposit_is_reported(l1: str, tmp_path: Path) -> None:
+    """The sequencer leaves a deposit out of the block that must carry it and batches that block; the
+    validator's node derives the block with the deposit (another hash and state root), and the validator
+    agent reports the proposer's output of the sequencer's block as wrong."""
+    w3 = Web3(Web3.HTTPProvider(l1))
+    d = deploy_rollup(Web3Deployer(w3, DEPLOYER.address, DEPLOYER.key), BATCHER.address, PROPOSER.address,
+                      RollupParams(output_interval=1))
+    assert d.portal is not None
+    portal = w3.eth.contract(address=Web3.to_checksum_address(d.portal), abi=list(artifact("Portal").abi))
+    tx = portal.functions.depositTransaction(RECIPIENT, ETH, 21_000, b"").build_transaction(
+        {"from": USER.address, "value": ETH, "nonce": w3.eth.get_transaction_count(USER.address, "pending"),
+         "gas": 300_000, "chainId": d.l1_chain_id})
+    receipt = w3.eth.wait_for_transaction_receipt(
+        w3.eth.send_raw_transaction(USER.sign_transaction(tx).raw_transaction), timeout=30)
+    deposit_block = int(receipt["blockNumber"])
+    wait_for(lambda: w3.eth.block_number > deposit_block, 30, "L1 to move on")
+
+    # the cheating sequencer: follows L1 but puts no deposit in its blocks
+    cheat = Sequencer(NodeConfig(tmp_path / "cheat", sync=False), make_resolver(None))
+    follower = L1Follower(w3, d)
+    attach_sequencer(cheat, follower)
+    cheat.deposits_for, cheat.deposits_pending = (lambda parent, origin: []), None
+    follower.poll_once()
+    while (o := origin_of(cheat.head())) is None or o.number < deposit_block:
+        assert cheat.mine_pending(allow_empty=True), "the sequencer could not mine"
+    k = int(cheat.head().block_number)  # the block that had to carry the deposit
+    batches = [batch_of_block(cheat.chain.get_canonical_block_by_number(BlockNumber(n))) for n in range(1, k + 1)]
+    frames = codec.split_frames(codec.new_channel_id(), codec.encode_channel(batches), 100_000)
+    post = {"to": Web3.to_checksum_address(d.inbox), "data": codec.encode_batcher_data(frames), "value": 0,
+            "gas": 1_000_000, "chainId": d.l1_chain_id, "nonce": w3.eth.get_transaction_count(BATCHER.address),
+            "maxFeePerGas": 10**11, "maxPriorityFeePerGas": 10**9}
+    w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(BATCHER.sign_transaction(post).raw_transaction))
+
+    # the validator's node derives from L1 alone, with the deposits
+    honest = Sequencer(NodeConfig(tmp_path / "val", sync=False), make_resolver(None))
+    honest.derives_from_l1 = True
+    derivation = Derivation(honest, L1Follower(w3, d))
+    wait_for(lambda: derivation.follower.poll_once(full=True) >= 0 and derivation.safe.number == k, 30,
+             "the validator's node to derive the batched blocks")
+    for n in range(k):
+        a, b = (s.chain.get_canonical_block_header_by_number(BlockNumber(n)) for s in (cheat, honest))
+        assert (a.hash, a.state_root) == (b.hash, b.state_root), n
+    a, b = (s.chain.get_canonical_block_header_by_number(BlockNumber(k)) for s in (cheat, honest))
+    assert a.hash != b.hash and a.state_root != b.state_root
+    assert honest.head_state().get_balance(bytes.fromhex(RECIPIENT[2:])) == ETH
+    assert cheat.head_state().get_balance(bytes.fromhex(RECIPIENT[2:])) == 0
+
+    # the proposer posts the sequencer's outputs (one per block); the validator checks them
+    said: list[str] = []
+    proposer = Proposer(L1(l1, DEV_KEYS[2]), in_process_rpc(cheat), d, lambda m: None,  # type: ignore[arg-type,return-value]
+                        tmp_path / "proposer.json", out=said.append)
+    oracle = w3.eth.contract(address=Web3.to_checksum_address(d.oracle), abi=list(artifact("OutputOracle").abi))
+    wait_for(lambda: proposer.propose_due() or int(oracle.functions.outputCount().call()) == k, 60,
+             "the proposer to post an output per block")
+    validator = Validator(L1(l1, DEV_KEYS[3]), in_process_rpc(honest), d, lambda m: None,  # type: ignore[arg-type,return-value]
+                          out=said.append)
+    validator.check_outputs()
+    verdicts = [s for s in said if s.startswith(("output ", "!!! output "))]
+    assert verdicts[:k - 1] == [f"output {i} at L2 block {i + 1}: correct" for i in range(k - 1)]
+    assert verdicts[k - 1].startswith(f"!!! output {k - 1} at L2 block {k} has a WRONG STATE ROOT")
+    cheat.close()
+    honest.close()
