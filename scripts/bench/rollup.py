@@ -10,7 +10,10 @@
    every block (``Deriver`` + ``Sequencer.build_from_batch``), against the sequencer's own block
    building (admission + ``mine_pending``) of the same transactions, same machine; block hashes
    are checked equal.
-3. **A lie to its deletion** (skipped by ``--quick``): ``RollupDevnet`` with a proposer that lies
+3. **Bridge gas** (docs/bridge.md): one ``Portal.depositTransaction``, one ``proveWithdrawal`` and
+   one ``finalizeWithdrawal`` on anvil, the proof taken from a synthetic L2 state of 10,000 accounts
+   whose message passer holds 1,000 withdrawals (py-trie; trie depths of a busy L2).
+4. **A lie to its deletion** (skipped by ``--quick``): ``RollupDevnet`` with a proposer that lies
    once (``faulty_rate 1, faulty_max 1``); one inference on L2; the L1 time from the faulty
    output's proposal to ``OutputsDeleted``, against the challenge window. On the same devnet the
    sequencer's ``safe``/``finalized`` tags and ``aievm_outputAtBlock`` are checked against L1.
@@ -297,6 +300,57 @@ def check_tags(l1: Web3, l2: Web3, oracle: Any, deadline_s: float, t0: float) ->
           f"{'equals' if got['outputRoot'] == root else 'DIFFERS FROM'} the oracle's output root")
 
 
+def bench_bridge(w3: Web3, ref_gas: int, accounts: int = 10_000, withdrawals: int = 1_000) -> None:
+    """Gas of a deposit, a withdrawal's proof and its finalization (module docstring, part 3)."""
+    import random
+
+    import rlp
+    from eth_abi import encode
+    from eth_utils import keccak
+    from trie import HexaryTrie
+
+    from ai_evm.bridge import MESSAGE_PASSER, Withdrawal, account_proof, storage_slot, withdrawal_hash
+
+    rng = random.Random(14)
+    w = Withdrawal(0, BATCHER.address, SINK, 10**15, 100_000, b"")
+    db: dict[bytes, bytes] = {}
+    storage = HexaryTrie(db)
+    for h in [withdrawal_hash(w)] + [rng.randbytes(32) for _ in range(withdrawals - 1)]:
+        storage[keccak(storage_slot(h))] = rlp.encode(1)
+    state = HexaryTrie(db)
+    state[keccak(bytes.fromhex(MESSAGE_PASSER[2:]))] = rlp.encode([0, 10**18, storage.root_hash, keccak(b"code")])
+    for _ in range(accounts - 1):
+        state[keccak(rng.randbytes(20))] = rlp.encode([1, rng.randint(1, 10**20), keccak(rlp.encode(b"")), keccak(b"")])
+    proof = account_proof(db, state.root_hash, MESSAGE_PASSER, [storage_slot(withdrawal_hash(w))])
+
+    def deploy(name: str, types: list[str], args: list[Any]) -> Any:
+        r = send(w3, {"data": artifact(name).bytecode + encode(types, args), "gas": 8_000_000})
+        return w3.eth.contract(address=r["contractAddress"], abi=artifact(name).abi)
+
+    oracle = deploy("OutputOracle", ["address", "uint256", "uint64"], [BATCHER.address, 0, 1])
+    portal = deploy("Portal", ["address"], [oracle.address])
+
+    def gas(fn: Any, value: int = 0) -> int:
+        tx = fn.build_transaction({"from": BATCHER.address, "value": value, "gas": 2_000_000,
+                                   "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9})
+        return int(send(w3, tx)["gasUsed"])
+
+    deposit = gas(portal.functions.depositTransaction(BATCHER.address, 0, 100_000, b""), value=10**16)
+    ts = int(w3.eth.get_block("latest")["timestamp"])
+    gas(oracle.functions.propose(1, ts, keccak(b"l2 block"), state.root_hash, b""))
+    prove = gas(portal.functions.proveWithdrawal(w.as_tuple(), 0, list(proof.account_proof),
+                                                 list(proof.storage_proof[0].proof)))
+    w3.provider.make_request("evm_increaseTime", [2])  # type: ignore[arg-type]
+    gas(oracle.functions.finalize(0))
+    finalize = gas(portal.functions.finalizeWithdrawal(w.as_tuple()))
+    nodes = len(proof.account_proof) + len(proof.storage_proof[0].proof)
+    size = sum(map(len, proof.account_proof)) + sum(map(len, proof.storage_proof[0].proof))
+    print(f"\nbridge on anvil (proof from a state of {accounts:,} accounts, {withdrawals:,} withdrawals: "
+          f"{nodes} nodes, {size:,} bytes)")
+    for name, g in (("deposit", deposit), ("proveWithdrawal", prove), ("finalizeWithdrawal", finalize)):
+        print(f"  {name:<19} {g:>9,} gas  {g / ref_gas:6.1f}x an L1 transfer")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="40 transactions, no devnet (well under 2 minutes)")
@@ -315,7 +369,8 @@ def main() -> int:
         print(f"reference: a plain L1 transfer on anvil uses {ref_gas:,} gas")
         for kind in ("transfer", "inference"):
             bench_chain(Path(tmp), w3, inbox, kind, n, args.per_block, ref_gas)
-    print(f"\nparts 1-2 took {time.monotonic() - t0:.0f} s")
+        bench_bridge(w3, ref_gas)
+    print(f"\nparts 1-3 took {time.monotonic() - t0:.0f} s")
     if not args.quick:
         bench_lie(args.deadline)
     return 0
