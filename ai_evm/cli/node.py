@@ -15,6 +15,7 @@ from ai_evm.cli import main
 
 if TYPE_CHECKING:
     from ai_evm.node.limits import RpcLimits
+    from ai_evm.node.server import ServeOptions
     from opml.store import FetchLimits
 
 
@@ -27,21 +28,26 @@ def open_model_store(uris: tuple[str, ...], datadir: Path, limits: FetchLimits |
     return open_store(",".join(parts), limits=limits)
 
 
-def print_banner(seq: object, url: str, block_time: float | None, out: object = None) -> None:
+def print_banner(seq: object, url: str, block_time: float | None, out: object = None,
+                 dev_accounts: bool = True) -> None:  # fmt: skip
     """anvil-style start-up text: accounts, private keys, mnemonic, chain id, URL."""
     from ai_evm.node.accounts import DEV_BALANCE, DEV_MNEMONIC
 
     config = seq.config  # type: ignore[attr-defined]
     head = seq.head()  # type: ignore[attr-defined]
-    lines = ["", "AI EVM node", "", "Available Accounts", "=================="]
-    for i, a in enumerate(config.accounts):
-        lines.append(f"({i}) {a.address} ({DEV_BALANCE // 10**18} ETH)")
-    lines += ["", "Private Keys", "=================="]
-    for i, a in enumerate(config.accounts):
-        lines.append(f"({i}) 0x{a.private_key.hex()}")
+    lines = ["", "AI EVM node", ""]
+    if dev_accounts:
+        lines += ["Available Accounts", "=================="]
+        for i, a in enumerate(config.accounts):
+            lines.append(f"({i}) {a.address} ({DEV_BALANCE // 10**18} ETH)")
+        lines += ["", "Private Keys", "=================="]
+        for i, a in enumerate(config.accounts):
+            lines.append(f"({i}) 0x{a.private_key.hex()}")
+        lines += ["", "Wallet", "==================", f"Mnemonic:          {DEV_MNEMONIC}",
+                  "Derivation path:   m/44'/60'/0'/0/", ""]  # fmt: skip
+    else:
+        lines += ["Dev accounts:      not unlocked (--no-dev-accounts)"]
     lines += [
-        "", "Wallet", "==================", f"Mnemonic:          {DEV_MNEMONIC}",
-        "Derivation path:   m/44'/60'/0'/0/", "",
         f"Chain ID:          {config.chain_id}",
         f"Datadir:           {config.datadir}",
         f"Head block:        {head.block_number} (0x{head.hash.hex()})",
@@ -72,6 +78,36 @@ def serving_options(fn: F) -> F:
     ]):
         fn = option(fn)
     return fn
+
+
+def exposure_options(fn: F) -> F:
+    """Add ``--dev-methods``, ``--no-dev-accounts``, ``--allow-public-dev-accounts`` and ``--cors``;
+    the command receives them as one ``serve=ServeOptions(...)`` argument (``run_node(options=...)``)."""
+
+    @functools.wraps(fn)
+    def command(*args: Any, dev_methods: bool, no_dev_accounts: bool, allow_public_dev_accounts: bool, cors: str,
+                **kwargs: Any) -> Any:  # fmt: skip
+        from ai_evm.node.server import ServeOptions
+
+        origins = tuple(o.strip() for o in cors.split(",") if o.strip() and o.strip().lower() != "none")
+        serve = ServeOptions(dev_methods=dev_methods, dev_accounts=not no_dev_accounts,
+                             allow_public_dev_accounts=allow_public_dev_accounts, cors=origins)
+        return fn(*args, serve=serve, **kwargs)
+
+    wrapped: Any = command
+    for option in reversed([
+        click.option("--dev-methods", is_flag=True,
+                     help="Serve the test methods (evm_snapshot/evm_revert, evm_increaseTime, anvil_setBalance...); "
+                          "refused with --rollup."),
+        click.option("--no-dev-accounts", is_flag=True,
+                     help="Do not unlock the dev accounts (eth_accounts is empty; eth_sendTransaction signs nothing)."),
+        click.option("--allow-public-dev-accounts", is_flag=True,
+                     help="Listen on a non-loopback --host even with the dev accounts (public keys) unlocked."),
+        click.option("--cors", default="*", show_default=True, metavar="ORIGINS",
+                     help="Comma-separated origins allowed by CORS ('none': no CORS headers)."),
+    ]):
+        wrapped = option(wrapped)
+    return wrapped  # type: ignore[no-any-return]
 
 
 def _rpc_limit_options(fn: F) -> F:
@@ -149,21 +185,32 @@ def _model_fetch_options(fn: F) -> F:
 @click.option("--l1", "l1_url", default=None, help="L1 JSON-RPC URL (with --rollup).")
 @click.option("--derive", is_flag=True,
               help="Validator: build the chain only from the batches on L1 (no pool, no mining).")
+@exposure_options
 def node(
     datadir: Path, host: str, port: int, chain_id: int, block_time: float | None,
     fetch_limits: FetchLimits,
     model_stores: tuple[str, ...], limits: RpcLimits, gas_limit: int, no_fsync: bool, verbose: int,
-    rollup_json: Path | None, l1_url: str | None, derive: bool,
+    rollup_json: Path | None, l1_url: str | None, derive: bool, serve: ServeOptions,
 ) -> None:  # fmt: skip
     """Run the AI EVM node: an L2 sequencer with Ethereum JSON-RPC and prefunded dev accounts."""
     import ai_evm.node  # noqa: F401  (selects the fast keccak backend before py-evm hashes anything)
+    from ai_evm.node.accounts import DEV_ACCOUNT_COUNT
     from ai_evm.node.chain import NodeConfig, Sequencer
     from ai_evm.node.errors import NodeError
-    from ai_evm.node.server import run_node
+    from ai_evm.node.server import UnsafeExposure, check_exposure_of, run_node
     from ai_evm.node.vm import make_resolver
 
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if serve.dev_methods and rollup_json is not None:
+        click.echo("error: --dev-methods cannot be used with --rollup: blocks changed by test methods "
+                   "(evm_revert, anvil_setBalance...) could not be derived from L1", err=True)
+        sys.exit(1)
+    try:
+        check_exposure_of(host, DEV_ACCOUNT_COUNT, serve)
+    except UnsafeExposure as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
     try:
         store = open_model_store(model_stores, datadir, fetch_limits)
         seq = Sequencer(NodeConfig(datadir, chain_id=chain_id, gas_limit=gas_limit, block_time=block_time,
@@ -178,9 +225,9 @@ def node(
     if rollup_json is not None and l1_url is not None:
         follow_rollup(seq, rollup_json, l1_url, derive)
     url = f"http://{host}:{port}"
-    print_banner(seq, url, block_time)
+    print_banner(seq, url, block_time, dev_accounts=serve.dev_accounts)
     run_node(seq, host, port, block_time=block_time, limits=limits,
-             on_ready=lambda bound: announce(datadir, host, port, bound))
+             on_ready=lambda bound: announce(datadir, host, port, bound), options=serve)
     click.echo("node stopped")
 
 

@@ -25,6 +25,7 @@ from ai_evm.rollup.outputs import Output, record_from_json
 
 from .access_list import create_access_list
 from .chain import Sequencer
+from .dev import DevApi
 from .encoding import (
     BLOCK_TAGS,
     data,
@@ -44,6 +45,7 @@ from .index import tx_json
 from .limits import RpcLimits
 from .logs import LogsApi
 from .models import get_model
+from .proofs import ProofsApi
 from .signing import PRIORITY_FEE, SigningApi
 from .snapshot import HeadSnapshot, committed_head_number
 
@@ -52,18 +54,24 @@ CLIENT_VERSION = "aievm/0.1.0/python"
 MAX_OUTPUT_BLOCKS = 10_000
 
 
-class EthApi(LogsApi, SigningApi):
-    """The method implementations; ``automine`` mines after every send (or batch of sends)."""
+class EthApi(LogsApi, SigningApi, DevApi, ProofsApi):
+    """The method implementations; ``automine`` mines after every send (or batch of sends);
+    ``dev_methods`` serves the test methods of :mod:`ai_evm.node.dev` (never on a rollup node);
+    ``dev_accounts`` False: no account is unlocked (``eth_accounts`` is empty, nothing is signed)."""
 
-    def __init__(self, seq: Sequencer, automine: bool = True, limits: RpcLimits | None = None) -> None:
+    def __init__(
+        self, seq: Sequencer, automine: bool = True, limits: RpcLimits | None = None, dev_methods: bool = False,
+        dev_accounts: bool = True,
+    ) -> None:  # fmt: skip
         self.seq = seq
         self.automine = automine
         self.limits = limits if limits is not None else RpcLimits()
         #: the chain class of read calls: the node's, with the time limit checked inside execution
         self.call_chain_class = bounded_chain_class(type(seq.chain))
         self.filters = FilterRegistry()
-        self.keys = {a.address_bytes: a.private_key for a in seq.config.accounts}
+        self.keys = {a.address_bytes: a.private_key for a in seq.config.accounts} if dev_accounts else {}
         self._local = threading.local()
+        self._init_dev(dev_methods)
 
     @property
     def defer_mining(self) -> bool:
@@ -174,8 +182,8 @@ class EthApi(LogsApi, SigningApi):
         return data(b"\0" * 20)
 
     def eth_accounts(self) -> list[str]:
-        """The dev accounts."""
-        return [a.address.lower() for a in self.seq.config.accounts]
+        """The unlocked dev accounts."""
+        return [data(address) for address in self.keys]
 
     def eth_gasPrice(self) -> str:
         """Next block's base fee plus the suggested priority fee."""
@@ -467,11 +475,6 @@ class EthApi(LogsApi, SigningApi):
         """Description of a model the node's store can resolve."""
         return get_model(self.seq.resolver, parse_hash(address, "model address"))
 
-    def evm_mine(self, *_: Any) -> str:
-        """Mine a block now (empty if nothing is pending)."""
-        self.seq.mine_pending(allow_empty=True)
-        return "0x0"
-
 
 def _tx_object(record: dict[str, Any], index: int) -> dict[str, Any]:
     """Transaction ``index`` of a block record as a JSON-RPC object, with the ``blockTimestamp``
@@ -485,9 +488,9 @@ def _bytes(hex_data: str) -> bytes:
     return bytes.fromhex(hex_data[2:])
 
 
-METHODS = frozenset(
-    name for name in dir(EthApi) if name.split("_", 1)[0] in ("web3", "net", "eth", "personal", "aievm", "evm", "debug")
-)
+#: Namespaces of the JSON-RPC methods (``anvil_*`` and most ``evm_*`` answer only with ``--dev-methods``).
+NAMESPACES = ("web3", "net", "eth", "personal", "aievm", "evm", "anvil", "debug")
+METHODS = frozenset(name for name in dir(EthApi) if name.split("_", 1)[0] in NAMESPACES)
 
 #: Methods that take no lock and do constant work (the server may answer them on its event loop).
 LOCK_FREE_METHODS = frozenset({

@@ -1,10 +1,12 @@
 """The HTTP side of the node: a starlette app serving JSON-RPC, and the process that runs it.
 
 ``POST /`` (any path) takes a JSON-RPC request or batch. Bodies over the body limit get HTTP 413
-with a JSON-RPC -32600 error, without being read past the limit. CORS is open (wallets and browser
-dapps talk to a dev node from any origin). ``GET /health`` answers ``{"ok": true, ...}``.
-:func:`run_node` opens the chain, starts the interval miner when ``block_time`` is set, serves
-until SIGINT/SIGTERM (uvicorn's handlers), then stops the miner and closes the database.
+with a JSON-RPC -32600 error, without being read past the limit. CORS allows the origins of
+:attr:`ServeOptions.cors` (default any: wallets and browser dapps talk to a dev node from any
+origin). ``GET /health`` answers ``{"ok": true, ...}``. :func:`run_node` opens the chain, starts
+the interval miner when ``block_time`` is set, serves until SIGINT/SIGTERM (uvicorn's handlers),
+then stops the miner and closes the database. It refuses to serve the public dev accounts unlocked
+on an address other than loopback unless told so (:func:`check_exposure`).
 
 Scheduling, so that cheap methods keep answering under any load:
 
@@ -22,11 +24,13 @@ Scheduling, so that cheap methods keep answering under any load:
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import logging
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -97,8 +101,47 @@ class _Pool:
             self.admitted -= 1
 
 
-def build_app(dispatcher: Dispatcher) -> Starlette:
-    """The ASGI app around a dispatcher (limits: ``dispatcher.limits``)."""
+@dataclass(frozen=True)
+class ServeOptions:
+    """What a served node exposes (``aievm node`` flags): the test methods, the dev accounts
+    unlocked, on which terms off loopback, and the CORS origins (empty: no CORS headers)."""
+
+    dev_methods: bool = False
+    dev_accounts: bool = True
+    allow_public_dev_accounts: bool = False
+    cors: tuple[str, ...] = ("*",)
+
+
+class UnsafeExposure(NodeError):
+    """The node would serve the public dev accounts, unlocked, beyond this machine."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) only accepts connections from this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def check_exposure(host: str, seq: Sequencer, options: ServeOptions) -> None:
+    """Refuse to listen beyond loopback while the dev accounts, whose keys are public, sign for anyone."""
+    check_exposure_of(host, len(seq.config.accounts), options)
+
+
+def check_exposure_of(host: str, dev_accounts: int, options: ServeOptions) -> None:
+    """:func:`check_exposure` before the chain is opened (``dev_accounts``: how many it unlocks)."""
+    if options.dev_accounts and dev_accounts and not is_loopback(host) and not options.allow_public_dev_accounts:
+        raise UnsafeExposure(
+            f"refusing to listen on {host} with the dev accounts unlocked: their private keys are public, so "
+            "anyone who reaches this address can sign with them; use --no-dev-accounts, or "
+            "--allow-public-dev-accounts if that is what you want (a throwaway test network)")
+
+
+def build_app(dispatcher: Dispatcher, cors: tuple[str, ...] = ("*",)) -> Starlette:
+    """The ASGI app around a dispatcher (limits: ``dispatcher.limits``); ``cors``: allowed origins."""
     limits = dispatcher.limits
     pools = {"call": _Pool(limits.call_workers, limits.max_queued),
              "work": _Pool(limits.work_workers, limits.max_queued)}
@@ -144,7 +187,9 @@ def build_app(dispatcher: Dispatcher) -> Starlette:
         Route("/", rpc, methods=["POST"]),
         Route("/{path:path}", rpc, methods=["POST"]),
     ]
-    middleware = [Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"])]
+    middleware = [Middleware(CORSMiddleware, allow_origins=list(cors), allow_methods=["*"], allow_headers=["*"])]
+    if not cors:
+        middleware = []
     return Starlette(routes=routes, middleware=middleware)
 
 
@@ -175,17 +220,26 @@ class IntervalMiner:
 def run_node(
     seq: Sequencer, host: str, port: int, block_time: float | None = None,
     limits: RpcLimits | None = None, on_ready: Callable[[int], None] | None = None,
+    options: ServeOptions | None = None,
 ) -> None:  # fmt: skip
     """Serve the node over HTTP until SIGINT/SIGTERM, then shut down cleanly.
 
-    ``limits`` bounds the JSON-RPC layer (defaults: :class:`RpcLimits`). ``on_ready(port)`` runs
-    (in another thread) once the server listens.
+    ``limits`` bounds the JSON-RPC layer (defaults: :class:`RpcLimits`), ``options`` says what it
+    exposes (:class:`ServeOptions`; raises :class:`UnsafeExposure` before serving, see
+    :func:`check_exposure`). ``on_ready(port)`` runs (in another thread) once the server listens.
     """
     import uvicorn
 
+    options = options if options is not None else ServeOptions()
+    try:
+        check_exposure(host, seq, options)
+    except UnsafeExposure:
+        seq.close()
+        raise
     threading.stack_size(THREAD_STACK_SIZE)
-    api = EthApi(seq, automine=block_time is None, limits=limits)
-    app = build_app(Dispatcher(api))
+    api = EthApi(seq, automine=block_time is None, limits=limits, dev_methods=options.dev_methods,
+                 dev_accounts=options.dev_accounts)
+    app = build_app(Dispatcher(api), options.cors)
     miner = IntervalMiner(seq, block_time) if block_time else None
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=10)
