@@ -51,8 +51,10 @@ def _graph_inputs(m: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
 
 
 def _is_dynamic(vi: onnx.ValueInfoProto) -> bool:
+    """The leading dimension is the batch: named, unknown, or written as -1 (older exporters)."""
     dims = vi.type.tensor_type.shape.dim
-    return bool(dims) and (dims[0].HasField("dim_param") or not dims[0].HasField("dim_value"))
+    return bool(dims) and (dims[0].HasField("dim_param") or not dims[0].HasField("dim_value")
+                           or dims[0].dim_value < 0)
 
 
 def _calibration_arrays(m: onnx.ModelProto, calibration: object) -> list[np.ndarray]:
@@ -92,7 +94,8 @@ def _calibration_arrays(m: onnx.ModelProto, calibration: object) -> list[np.ndar
             if a.ndim != len(dims):
                 raise ConversionError(f"calibration for {vi.name!r} has rank {a.ndim}, the model input has {len(dims)}")
             for ax, d in enumerate(dims):
-                if d.HasField("dim_value") and not (ax == 0 and _is_dynamic(vi)) and a.shape[ax] != d.dim_value:
+                if d.HasField("dim_value") and d.dim_value >= 0 and not (ax == 0 and _is_dynamic(vi)) and \
+                        a.shape[ax] != d.dim_value:
                     raise ConversionError(
                         f"calibration for {vi.name!r} has shape {a.shape}; axis {ax} must be {d.dim_value}"
                     )

@@ -181,6 +181,21 @@ class Context:
         table = unary_lut(fn, params, s.scale, s.zero_point, qp.scale, qp.zero_point)
         self.set(node, self.lut(x, table, qp, node.output[0]))
 
+    def batch_free(self, v: Val, like: Val) -> Val:
+        """A constant computed from the batch size, as its first row when it is used beside the activation
+        ``like``: same rank, leading axis the calibration batch (so it lines up with ``like``'s batch axis).
+        Its rows must be equal (e.g. a token or a default mask ``Expand``-ed to the batch); the one row then
+        broadcasts over any batch. Anything else is returned as it is."""
+        if not (v.is_const and v.batch_dependent and self.b.batch and not like.is_const):
+            return v
+        d = np.asarray(v.data)
+        if d.ndim != like.data.ndim or d.ndim == 0 or d.shape[0] != self.b.batch or like.data.shape[0] != self.b.batch:
+            return v
+        if not (d == d[:1]).all():
+            raise self.err("a constant computed from the batch size differs between batch rows; it cannot "
+                           "follow the batch at run time (export it as an input, or convert with a fixed batch)")
+        return Val(np.ascontiguousarray(d[:1]), onnx_dtype=v.onnx_dtype, qinfo=v.qinfo)
+
     def quantize_const(self, arr: np.ndarray, name: str, qp: QParams | None = None) -> tuple[int, QParams]:
         """A float constant as a per-tensor int8 constant tensor (for elementwise ops)."""
         a = np.asarray(arr, dtype=np.float64)

@@ -195,6 +195,7 @@ def _broadcast_shape_ok(ctx: Context, act: Val, const: Val) -> None:
 @lowering("Add", "Sub")
 def lower_add(ctx: Context, node: onnx.NodeProto) -> None:
     a, b = ctx.need(node, 0), ctx.need(node, 1)
+    a, b = ctx.batch_free(a, b), ctx.batch_free(b, a)
     sign = -1.0 if node.op_type == "Sub" else 1.0
     if b.is_const and (c := _scalar(b)) is not None:
         return ctx.unary_from(node, a, "affine", {"mul": 1.0, "add": sign * c})
@@ -221,6 +222,7 @@ def lower_add(ctx: Context, node: onnx.NodeProto) -> None:
 @lowering("Mul", "Div")
 def lower_mul(ctx: Context, node: onnx.NodeProto) -> None:
     a, b = ctx.need(node, 0), ctx.need(node, 1)
+    a, b = ctx.batch_free(a, b), ctx.batch_free(b, a)
     div = node.op_type == "Div"
     if b.is_const and (c := _scalar(b)) is not None:
         if div and c == 0:

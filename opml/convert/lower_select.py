@@ -53,6 +53,7 @@ def lower_max_min(ctx: Context, node: onnx.NodeProto) -> None:
     if not vals:
         raise ctx.err(f"{node.op_type} needs at least one input")
     acts = [v for v in vals if not v.is_const]
+    vals = [ctx.batch_free(v, acts[0]) if acts else v for v in vals]
     if not all(_is_float(v) for v in vals):
         raise ctx.err(f"{node.op_type} of integer activations is not supported (only float tensors, which are "
                       "quantized); compute it on constants so that it folds, or on float values")
@@ -104,8 +105,8 @@ def lower_abs(ctx: Context, node: onnx.NodeProto) -> None:
 def _condition(ctx: Context, node: onnx.NodeProto, v: Val) -> int:
     if v.is_const:
         if v.batch_dependent and ctx.b.batch and v.data.ndim and v.data.shape[0] == ctx.b.batch:
-            raise ctx.err("the condition is a constant computed from the batch size; make it independent of the "
-                          "batch (e.g. shape [1, ...]) or an activation")
+            raise ctx.err("the condition is a constant computed from the batch size that does not line up with "
+                          "the branches' batch axis; make it independent of the batch (shape [1, ...])")
         return ctx.b.const(node.output[0] + "_cond", np.asarray(v.data).astype(np.bool_))
     s = ctx.b.spec(v)
     if s.dtype == DType.FLOAT32 or (s.dtype in (DType.INT8, DType.UINT8) and _is_float(v)):
@@ -116,6 +117,9 @@ def _condition(ctx: Context, node: onnx.NodeProto, v: Val) -> int:
 @lowering("Where")
 def lower_where(ctx: Context, node: onnx.NodeProto) -> None:
     cond, a, b = (ctx.need(node, i) for i in range(3))
+    like = next((v for v in (a, b, cond) if not v.is_const), None)
+    if like is not None:
+        cond, a, b = (ctx.batch_free(v, like) for v in (cond, a, b))
     c_id = _condition(ctx, node, cond)
     name = node.output[0]
     if a.is_const and b.is_const:  # only the condition is an activation

@@ -121,10 +121,11 @@ def lower_concat(ctx: Context, node: onnx.NodeProto) -> None:
         ins, it = [], iter(acts_q)
         for i, v in enumerate(vals):
             if v.is_const:
-                batch = acts_q[0].data.shape[0]
                 if ctx.b.batch:
-                    raise ctx.err("concatenating a constant with a batched activation is not supported")
-                ins.append(_const_act_q(ctx, v, f"{node.output[0]}_c{i}", qp, batch))
+                    ins.append(_batched_const(ctx, ctx.batch_free(v, acts_q[0]), acts_q[0], qp,
+                                              f"{node.output[0]}_c{i}"))
+                else:
+                    ins.append(_const_act_q(ctx, v, f"{node.output[0]}_c{i}", qp, 0))
             else:
                 ins.append(ctx.requantize_to(next(it), qp, f"{node.output[0]}_rq{i}").ref)
         dtype = DType.INT8
@@ -142,6 +143,21 @@ def lower_concat(ctx: Context, node: onnx.NodeProto) -> None:
 def _const_act_q(ctx: Context, v: Val, name: str, qp: QParams, batch: int) -> int:
     tid, _ = ctx.quantize_const(v.data, name, qp)
     return tid
+
+
+def _batched_const(ctx: Context, c: Val, act: Val, qp: QParams, name: str) -> int:
+    """A constant row ``c`` [1, ...] repeated over the batch of the int8 activation ``act`` (e.g. ViT's class
+    token ``Expand``-ed to the batch before a Concat): ``z = slice(act)`` [N, 1, ..., 1] supplies the batch,
+    ``add(z, c; a_mult 0, b_mult 2, shift 1)`` broadcasts to [N, ...] and equals ``c`` quantized on ``qp``."""
+    if c.data.ndim != act.data.ndim or c.data.shape[0] != 1:
+        raise ctx.err(f"a constant of shape {c.data.shape} cannot be concatenated with batched activations "
+                      f"{act.data.shape}: only constants computed from the batch size (equal rows) follow the batch")
+    nd = act.data.ndim
+    z = ctx.b.add_node("slice", [act.ref], name + "_batch", DType.INT8, None, _same(ctx, act),
+                       {"starts": [0] * nd, "ends": [1 << 62] + [1] * (nd - 1), "steps": [1] * nd}, ctx.env)
+    tid, _ = ctx.quantize_const(c.data, name, qp)
+    attrs = {"a_mult": 0, "b_mult": 2, "shift": 1, "qmin": -128, "qmax": 127}
+    return ctx.b.add_node("add", [z.ref, tid], name + "_rows", DType.INT8, None, qp, attrs, ctx.env).ref
 
 
 @lowering("Slice")
