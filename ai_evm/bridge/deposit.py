@@ -1,4 +1,5 @@
-"""``aievm bridge deposit``: deposit ETH (and an L2 call) through the L1 Portal, and follow it onto L2.
+"""Deposit ETH (and an L2 call) through the L1 Portal, and follow it onto L2 (``aievm bridge deposit``,
+``ai_evm/cli/bridge_deposit.py``).
 
 Steps (each printed): the Portal's ``depositTransaction`` is sent on L1 and mined; its
 ``TransactionDeposited`` event gives the deposit's nonce, hence its L2 transaction hash
@@ -9,15 +10,12 @@ whose L1 origin reaches the deposit's L1 block carries it, docs/bridge.md "Depos
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any
 
-import click
 from eth_account import Account
 from web3 import Web3
 
@@ -122,34 +120,4 @@ def wait_on_l2(l2: Web3, result: DepositResult, timeout: float = 300.0, poll_s: 
         time.sleep(poll_s)
 
 
-@click.command("deposit")
-@click.option("--l1", "l1_url", required=True, help="L1 JSON-RPC URL.")
-@click.option("--rollup", "rollup_json", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The rollup's rollup.json (its portal address).")
-@click.option("--to", required=True, help="L2 recipient (the L2 call's target).")
-@click.option("--value", required=True, help="Amount to deposit: wei, or with eth/gwei (e.g. 1.5eth).")
-@click.option("--data", default="0x", show_default=True, help="Calldata of the L2 call (hex).")
-@click.option("--gas-limit", type=int, default=None, help="L2 gas limit (default 21000, or 200000 with --data).")
-@click.option("--key", envvar="AIEVM_KEY", required=True, help="L1 private key (or AIEVM_KEY).")
-@click.option("--l2", "l2_url", default=None, help="L2 node URL: wait until the deposit is on L2.")
-@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for L2.")
-def deposit_command(l1_url: str, rollup_json: Path, to: str, value: str, data: str, gas_limit: int | None, key: str,
-                    l2_url: str | None, timeout: float) -> None:
-    """Deposit ETH (and an L2 call) through the L1 Portal; with --l2, follow it until it is on L2."""
-    from ai_evm.rollup.config import RollupConfigError
-
-    try:
-        d = RollupDeployment.load(rollup_json)
-        amount = parse_amount(value)
-        calldata = bytes.fromhex(data[2:] if data.startswith("0x") else data)
-        l1 = Web3(Web3.HTTPProvider(l1_url, request_kwargs={"timeout": 30}))
-        result = make_deposit(l1, d, key, to, amount, calldata, gas_limit, out=click.echo)
-        if l2_url is not None:
-            wait_on_l2(Web3(Web3.HTTPProvider(l2_url, request_kwargs={"timeout": 30})), result, timeout,
-                       out=click.echo)
-    except (RollupConfigError, ValueError, DepositFailed) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(1)
-
-
-__all__ = ["DepositFailed", "DepositResult", "deposit_command", "make_deposit", "parse_amount", "wait_on_l2"]
+__all__ = ["DepositFailed", "DepositResult", "make_deposit", "parse_amount", "wait_on_l2"]

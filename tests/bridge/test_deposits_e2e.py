@@ -119,12 +119,17 @@ def test_deposit_round_trip(l1: str, tmp_path: Path) -> None:
 
         # a fourth deposit, with the CLI, which follows it onto L2
         cli = subprocess.run(
-            [sys.executable, "-c", "from ai_evm.bridge.deposit import deposit_command; deposit_command()",
+            [sys.executable, "-c", "from ai_evm.cli import main; main()", "bridge", "deposit",
              "--l1", l1, "--rollup", str(rollup), "--to", RECIPIENT, "--value", "3eth", "--key", DEV_KEYS[3],
              "--l2", seq.url, "--timeout", "120"], cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert cli.returncode == 0, cli.stdout + cli.stderr
         assert "deposit 3, its L2 transaction is" in cli.stdout and "L2: included in block" in cli.stdout
         hashes.append(cli.stdout.split("its L2 transaction is ")[1].split()[0])
+        refused = subprocess.run(
+            [sys.executable, "-c", "from ai_evm.cli import main; main()", "bridge", "deposit", "--l1", l1, "--rollup",
+             str(rollup), "--to", RECIPIENT, "--value", "1", "--gas-limit", "20000", "--key", DEV_KEYS[3]],
+            cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2 and "error: L1 deposit not sent" in refused.stderr, refused.stderr
 
         got = [wait_for(lambda h=h: seq.rpc("eth_getTransactionReceipt", h), 60, f"deposit {h} on L2")
                for h in hashes]
