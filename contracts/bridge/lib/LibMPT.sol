@@ -24,12 +24,18 @@ library LibMPT {
     /// @notice The root of the empty trie, `keccak256(rlp(""))`.
     bytes32 internal constant EMPTY_TRIE_ROOT = 0x56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421;
 
-    /// @notice Walk state: the key's nibbles, how many are consumed, and the next proof element.
+    /// @notice Walk state: the key's nibbles, how many are consumed, the next proof element, the value.
     struct Walk {
         bytes path;
         uint256 pathPos;
         uint256 next;
+        bytes value;
     }
+
+    /// @dev `_step` outcomes: go on to the child, the key is present (`Walk.value`), the key is absent.
+    uint256 private constant CONTINUE = 0;
+    uint256 private constant PRESENT = 1;
+    uint256 private constant ABSENT = 2;
 
     /// @notice Look `_key` up in the trie with root `_root` using `_proof` (its path's nodes, root first).
     /// @return exists_ Whether the key is in the trie.
@@ -46,71 +52,95 @@ library LibMPT {
         }
         // INVARIANT: the first node is the root.
         if (keccak256(_proof[0]) != _root) revert MPTInvalidNodeHash();
-        Walk memory w = Walk({ path: toNibbles(_key), pathPos: 0, next: 1 });
+        Walk memory w = Walk({ path: toNibbles(_key), pathPos: 0, next: 1, value: value_ });
         if (_root == EMPTY_TRIE_ROOT) return _done(w, _proof, false, value_);
         RLPItem memory node = LibRLP.toItem(_proof[0]);
         while (true) {
-            RLPItem[] memory items = LibRLP.readList(node);
-            RLPItem memory child;
-            if (items.length == 17) {
-                if (w.pathPos == w.path.length) {
-                    value_ = LibRLP.readBytes(items[16]);
-                    return _done(w, _proof, value_.length != 0, value_);
-                }
-                child = items[uint8(w.path[w.pathPos])];
-                w.pathPos += 1;
-                // An empty slot: the key is absent.
-                if (_isEmptyString(child)) return _done(w, _proof, false, value_);
-            } else if (items.length == 2) {
-                (bool leaf, bytes memory nibbles) = decodePath(LibRLP.readBytes(items[0]));
-                uint256 shared = _sharedPrefix(nibbles, w.path, w.pathPos);
-                if (leaf) {
-                    if (shared != nibbles.length || w.pathPos + shared != w.path.length) {
-                        return _done(w, _proof, false, value_);
-                    }
-                    value_ = LibRLP.readBytes(items[1]);
-                    // INVARIANT: a trie never stores an empty value (deleting removes the leaf).
-                    if (value_.length == 0) revert MPTInvalidNode();
-                    return _done(w, _proof, true, value_);
-                }
-                // An extension the key leaves: absent.
-                if (shared != nibbles.length) return _done(w, _proof, false, value_);
-                w.pathPos += shared;
-                child = items[1];
-            } else {
-                revert MPTInvalidNode();
-            }
+            (uint256 outcome, RLPItem memory child) = _step(w, node);
+            if (outcome == PRESENT) return _done(w, _proof, true, w.value);
+            if (outcome == ABSENT) return _done(w, _proof, false, value_);
             node = _follow(w, _proof, child);
         }
+    }
+
+    /// @dev One node of the walk: decides the key (present, with `_w.value` set, or absent) or returns
+    ///      the child reference to follow (consuming the nibbles it covers).
+    function _step(Walk memory _w, RLPItem memory _node) private pure returns (uint256 outcome_, RLPItem memory child_) {
+        bool atEnd = _w.pathPos == _w.path.length;
+        (uint256 count, RLPItem memory item0, RLPItem memory item1, RLPItem memory itemAt) =
+            LibRLP.readListAt(_node, atEnd ? 16 : uint8(_w.path[_w.pathPos]));
+        if (count == 17) {
+            if (atEnd) {
+                _w.value = LibRLP.readBytes(itemAt);
+                return (_w.value.length != 0 ? PRESENT : ABSENT, child_);
+            }
+            _w.pathPos += 1;
+            // An empty slot: the key is absent.
+            if (_isEmptyString(itemAt)) return (ABSENT, child_);
+            return (CONTINUE, itemAt);
+        }
+        if (count != 2) revert MPTInvalidNode();
+        (bool leaf, bytes memory nibbles) = decodePath(LibRLP.readBytes(item0));
+        uint256 shared = _sharedPrefix(nibbles, _w.path, _w.pathPos);
+        if (leaf) {
+            // A leaf with another path: absent.
+            if (shared != nibbles.length || _w.pathPos + shared != _w.path.length) return (ABSENT, child_);
+            _w.value = LibRLP.readBytes(item1);
+            // INVARIANT: a trie never stores an empty value (deleting removes the leaf).
+            if (_w.value.length == 0) revert MPTInvalidNode();
+            return (PRESENT, child_);
+        }
+        // An extension the key leaves: absent.
+        if (shared != nibbles.length) return (ABSENT, child_);
+        _w.pathPos += shared;
+        return (CONTINUE, item1);
     }
 
     /// @notice The hex-prefix path `_hp` of a leaf or extension: whether it is a leaf, and its nibbles.
     function decodePath(bytes memory _hp) internal pure returns (bool leaf_, bytes memory nibbles_) {
         if (_hp.length == 0) revert MPTInvalidPath();
-        uint8 flag = uint8(_hp[0]) >> 4;
+        uint256 first = uint8(_hp[0]);
+        uint256 flag = first >> 4;
         // INVARIANT: flags 0/1 extension (even/odd), 2/3 leaf (even/odd); an even path pads with 0.
         if (flag > 3) revert MPTInvalidPath();
         bool odd = flag & 1 == 1;
-        if (!odd && uint8(_hp[0]) & 0x0f != 0) revert MPTInvalidPath();
+        if (!odd && first & 0x0f != 0) revert MPTInvalidPath();
         leaf_ = flag >= 2;
+        // SAFETY: `_hp.length` >= 1, so the sizes below do not underflow.
         uint256 n = 2 * (_hp.length - 1) + (odd ? 1 : 0);
-        nibbles_ = new bytes(n);
-        uint256 j = 0;
-        if (odd) nibbles_[j++] = bytes1(uint8(_hp[0]) & 0x0f);
-        for (uint256 i = 1; i < _hp.length; i++) {
-            nibbles_[j++] = bytes1(uint8(_hp[i]) >> 4);
-            nibbles_[j++] = bytes1(uint8(_hp[i]) & 0x0f);
-        }
         // INVARIANT: an extension skips at least one nibble.
         if (!leaf_ && n == 0) revert MPTInvalidPath();
+        nibbles_ = new bytes(n);
+        assembly ("memory-safe") {
+            let dst := add(nibbles_, 32)
+            if odd {
+                mstore8(dst, and(first, 0x0f))
+                dst := add(dst, 1)
+            }
+            let src := add(_hp, 33)
+            let end := add(_hp, add(32, mload(_hp)))
+            for { } lt(src, end) { src := add(src, 1) } {
+                let b := byte(0, mload(src))
+                mstore8(dst, shr(4, b))
+                mstore8(add(dst, 1), and(b, 0x0f))
+                dst := add(dst, 2)
+            }
+        }
     }
 
     /// @notice The nibbles of `_key`, high nibble first.
     function toNibbles(bytes memory _key) internal pure returns (bytes memory nibbles_) {
         nibbles_ = new bytes(_key.length * 2);
-        for (uint256 i = 0; i < _key.length; i++) {
-            nibbles_[2 * i] = bytes1(uint8(_key[i]) >> 4);
-            nibbles_[2 * i + 1] = bytes1(uint8(_key[i]) & 0x0f);
+        assembly ("memory-safe") {
+            let dst := add(nibbles_, 32)
+            let src := add(_key, 32)
+            let end := add(src, mload(_key))
+            for { } lt(src, end) { src := add(src, 1) } {
+                let b := byte(0, mload(src))
+                mstore8(dst, shr(4, b))
+                mstore8(add(dst, 1), and(b, 0x0f))
+                dst := add(dst, 2)
+            }
         }
     }
 
@@ -151,7 +181,16 @@ library LibMPT {
 
     /// @dev How many nibbles of `_a` equal `_b` from `_bFrom` on.
     function _sharedPrefix(bytes memory _a, bytes memory _b, uint256 _bFrom) private pure returns (uint256 n_) {
-        while (n_ < _a.length && _bFrom + n_ < _b.length && _a[n_] == _b[_bFrom + n_]) n_++;
+        // SAFETY: reads stay below `_a.length` and `_b.length` (`_bFrom` <= `_b.length` by the walk).
+        assembly ("memory-safe") {
+            let aLen := mload(_a)
+            let bLen := mload(_b)
+            let a := add(_a, 32)
+            let b := add(add(_b, 32), _bFrom)
+            for { } and(lt(n_, aLen), lt(add(_bFrom, n_), bLen)) { n_ := add(n_, 1) } {
+                if iszero(eq(byte(0, mload(add(a, n_))), byte(0, mload(add(b, n_))))) { break }
+            }
+        }
     }
 
     /// @dev Whether `_item` is the empty string (0x80).

@@ -48,22 +48,59 @@ library LibRLP {
     function readList(RLPItem memory _item) internal pure returns (RLPItem[] memory items_) {
         (uint256 offset, uint256 len, bool list) = decodeHeader(_item);
         if (!list) revert RLPUnexpectedType();
-        items_ = new RLPItem[](MAX_LIST_ITEMS);
+        uint256 maxItems = MAX_LIST_ITEMS;
+        assembly ("memory-safe") {
+            // Room for MAX_LIST_ITEMS pointers, left unset: only the first `count`, set below, are exposed.
+            items_ := mload(0x40)
+            mstore(items_, maxItems)
+            mstore(0x40, add(items_, mul(32, add(maxItems, 1))))
+        }
         uint256 count = 0;
-        uint256 pos = offset;
-        uint256 end = offset + len;
-        while (pos < end) {
+        uint256 ptr = _item.ptr + offset;
+        uint256 end = ptr + len;
+        while (ptr < end) {
             // INVARIANT: a bounded number of items (a branch node has 17).
             if (count == MAX_LIST_ITEMS) revert RLPTooManyItems();
             // SAFETY: the sub-item's header and payload are decoded within the list's remaining bytes.
-            RLPItem memory rest = RLPItem({ length: end - pos, ptr: _item.ptr + pos });
-            (uint256 subOffset, uint256 subLen,) = decodeHeader(rest);
-            items_[count] = RLPItem({ length: subOffset + subLen, ptr: rest.ptr });
-            count++;
-            pos += subOffset + subLen;
+            (uint256 subOffset, uint256 subLen,) = _header(ptr, end - ptr);
+            unchecked {
+                // SAFETY: `_header` checked subOffset + subLen <= end - ptr.
+                items_[count] = RLPItem({ length: subOffset + subLen, ptr: ptr });
+                count++;
+                ptr += subOffset + subLen;
+            }
         }
         assembly ("memory-safe") {
             mstore(items_, count)
+        }
+    }
+
+    /// @notice One pass over the list `_item` that checks every item's bounds (as `readList`) and keeps
+    ///         only items 0, 1 and `_index` (a trie node needs no more): its item count and those items
+    ///         (zero-length where the list is shorter).
+    function readListAt(RLPItem memory _item, uint256 _index)
+        internal
+        pure
+        returns (uint256 count_, RLPItem memory first_, RLPItem memory second_, RLPItem memory at_)
+    {
+        (uint256 offset, uint256 len, bool list) = decodeHeader(_item);
+        if (!list) revert RLPUnexpectedType();
+        uint256 ptr = _item.ptr + offset;
+        uint256 end = ptr + len;
+        while (ptr < end) {
+            // INVARIANT: a bounded number of items (a branch node has 17).
+            if (count_ == MAX_LIST_ITEMS) revert RLPTooManyItems();
+            // SAFETY: the sub-item's header and payload are decoded within the list's remaining bytes.
+            (uint256 subOffset, uint256 subLen,) = _header(ptr, end - ptr);
+            unchecked {
+                // SAFETY: `_header` checked subOffset + subLen <= end - ptr.
+                uint256 size = subOffset + subLen;
+                if (count_ == 0) first_ = RLPItem({ length: size, ptr: ptr });
+                else if (count_ == 1) second_ = RLPItem({ length: size, ptr: ptr });
+                if (count_ == _index) at_ = RLPItem({ length: size, ptr: ptr });
+                count_++;
+                ptr += size;
+            }
         }
     }
 
@@ -112,48 +149,53 @@ library LibRLP {
         pure
         returns (uint256 offset_, uint256 length_, bool isList_)
     {
-        // SAFETY: every byte read below is at an index checked against `_item.length` first.
-        if (_item.length == 0) revert RLPEmptyInput();
-        uint256 ptr = _item.ptr;
-        uint256 prefix = _byteAt(ptr);
+        return _header(_item.ptr, _item.length);
+    }
+
+    /// @dev The header of the item at memory address `_ptr` that may span at most `_max` bytes.
+    function _header(uint256 _ptr, uint256 _max) private pure returns (uint256 offset_, uint256 length_, bool isList_) {
+        // SAFETY: every byte read below is at an index checked against `_max` first.
+        if (_max == 0) revert RLPEmptyInput();
+        uint256 prefix = _byteAt(_ptr);
         if (prefix < 0x80) return (0, 1, false);
         if (prefix < 0xb8) {
             length_ = prefix - 0x80;
-            if (_item.length < 1 + length_) revert RLPOutOfBounds();
+            if (_max < 1 + length_) revert RLPOutOfBounds();
             // INVARIANT: a single byte below 0x80 encodes as itself.
-            if (length_ == 1 && _byteAt(ptr + 1) < 0x80) revert RLPNotCanonical();
+            if (length_ == 1 && _byteAt(_ptr + 1) < 0x80) revert RLPNotCanonical();
             return (1, length_, false);
         }
         if (prefix < 0xc0) {
-            (offset_, length_) = _longLength(_item, prefix - 0xb7);
+            (offset_, length_) = _longLength(_ptr, _max, prefix - 0xb7);
             return (offset_, length_, false);
         }
         if (prefix < 0xf8) {
             length_ = prefix - 0xc0;
-            if (_item.length < 1 + length_) revert RLPOutOfBounds();
+            if (_max < 1 + length_) revert RLPOutOfBounds();
             return (1, length_, true);
         }
-        (offset_, length_) = _longLength(_item, prefix - 0xf7);
+        (offset_, length_) = _longLength(_ptr, _max, prefix - 0xf7);
         return (offset_, length_, true);
     }
 
-    /// @dev A long-form header: `_lenOfLen` big-endian length bytes after the prefix.
-    function _longLength(RLPItem memory _item, uint256 _lenOfLen)
+    /// @dev A long-form header: `_lenOfLen` (1..8) big-endian length bytes after the prefix.
+    function _longLength(uint256 _ptr, uint256 _max, uint256 _lenOfLen)
         private
         pure
         returns (uint256 offset_, uint256 length_)
     {
-        if (_item.length < 1 + _lenOfLen) revert RLPOutOfBounds();
+        if (_max < 1 + _lenOfLen) revert RLPOutOfBounds();
         // INVARIANT: no leading zero in the length.
-        if (_byteAt(_item.ptr + 1) == 0) revert RLPNotCanonical();
-        for (uint256 i = 0; i < _lenOfLen; i++) {
-            length_ = (length_ << 8) | _byteAt(_item.ptr + 1 + i);
+        if (_byteAt(_ptr + 1) == 0) revert RLPNotCanonical();
+        assembly ("memory-safe") {
+            // The `_lenOfLen` bytes after the prefix, big-endian (checked in bounds above).
+            length_ := shr(mul(8, sub(32, _lenOfLen)), mload(add(_ptr, 1)))
         }
         // INVARIANT: the long form only for payloads of 56 bytes or more.
         if (length_ < 56) revert RLPNotCanonical();
         offset_ = 1 + _lenOfLen;
         // SAFETY: `_lenOfLen` <= 8, so `length_` < 2^64 and the sum cannot overflow.
-        if (_item.length < offset_ + length_) revert RLPOutOfBounds();
+        if (_max < offset_ + length_) revert RLPOutOfBounds();
     }
 
     /// @dev The byte at memory address `_ptr`.
