@@ -23,20 +23,32 @@ How they work on this node:
   ``anvil_setStorageAt``) change the head's state into the next block's pre-state and mine that
   block at once (an empty block, or the pending transactions), so ``latest`` shows the change
   right away; each call therefore adds one block (anvil changes its pending state without one).
+* **Impersonation**: ``eth_sendTransaction`` from an account given to ``anvil_impersonateAccount``
+  signs the transaction with a throwaway key derived from the address and sends it as an
+  :class:`ImpersonatedTransaction`, py-evm's ``SpoofTransaction`` whose sender is the impersonated
+  account: admitted, executed and recorded (receipt, ``from``) as that account's, and stored in the
+  block with the throwaway signature (whose recovered sender is another address: such a block can
+  never be re-executed from its bytes, one more reason these methods stay off rollup nodes). As in
+  geth (EIP-3607), the sender must not have code: a contract cannot be impersonated here. Under
+  ``--block-time`` the pool journal keeps only the signed bytes, so an impersonated transaction
+  pending at a crash is dropped at restart.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import rlp
-from eth.abc import BlockHeaderAPI, StateAPI
+from eth.abc import BlockHeaderAPI, SignedTransactionAPI, StateAPI
 from eth.db.schema import SchemaV1
 from eth.rlp.sedes import chain_gaps
+from eth.vm.spoof import SpoofTransaction
 from eth_typing import Address, BlockNumber, Hash32
+from eth_utils import keccak
 
 from .encoding import parse_address, parse_data, parse_quantity, parse_storage_slot, quantity
 from .errors import InvalidParams, MethodNotFound
@@ -82,6 +94,30 @@ class DevState:
     clock: DevClock = field(default_factory=DevClock)
     snapshots: dict[int, Snapshot] = field(default_factory=dict)
     next_id: int = 0
+    #: accounts ``eth_sendTransaction`` may send from without their key
+    impersonated: set[bytes] = field(default_factory=set)
+
+
+class ImpersonatedTransaction(SpoofTransaction):
+    """A signed transaction sent as another account (``anvil_impersonateAccount``): every attribute
+    is the signed transaction's except ``sender``. It passes py-evm's type checks as the signed
+    transaction's class (block encoding, ``isinstance``) and is its own deep copy (py-evm copies
+    blocks; the wrapped transaction is immutable)."""
+
+    def __init__(self, signed: SignedTransactionAPI, sender: bytes) -> None:
+        super().__init__(signed, sender=Address(sender), get_sender=lambda: Address(sender))
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # noqa: D105
+        return type(self.spoof_target)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ImpersonatedTransaction:
+        return self
+
+
+def impersonation_key(address: bytes) -> bytes:
+    """The throwaway key that signs the transactions sent as ``address``."""
+    return keccak(b"aievm impersonation key" + address)
 
 
 def is_rollup(seq: Any) -> bool:
@@ -150,6 +186,41 @@ class DevApi:
     filters: FilterRegistry
     dev_methods: bool
     dev: DevState
+    _local: threading.local
+
+    def eth_sendTransaction(self, obj: Any) -> str:
+        """As :class:`~ai_evm.node.signing.SigningApi`'s, and from impersonated accounts too."""
+        sender = parse_address(obj.get("from"), "from") if isinstance(obj, dict) and obj.get("from") else None
+        if sender is None or sender not in self.dev.impersonated:
+            return super().eth_sendTransaction(obj)  # type: ignore[misc,no-any-return]
+        self._local.impersonating = sender
+        try:
+            return super().eth_sendTransaction(obj)  # type: ignore[misc,no-any-return]
+        finally:
+            self._local.impersonating = None
+
+    def _key(self, address: Any, name: str = "address") -> bytes:
+        impersonating = getattr(self._local, "impersonating", None)
+        if impersonating is not None and parse_address(address, name) == impersonating:
+            return impersonation_key(impersonating)
+        return super()._key(address, name)  # type: ignore[misc,no-any-return]
+
+    def _admitted_as(self, tx: SignedTransactionAPI) -> SignedTransactionAPI:
+        """``tx`` as the impersonated account's, while :meth:`eth_sendTransaction` sends as one."""
+        impersonating = getattr(self._local, "impersonating", None)
+        if impersonating is None:
+            return tx
+        return cast(SignedTransactionAPI, ImpersonatedTransaction(tx, impersonating))
+
+    def anvil_impersonateAccount(self, address: Any) -> None:
+        """Let ``eth_sendTransaction`` send from ``address`` without its key."""
+        self._require_dev("anvil_impersonateAccount")
+        self.dev.impersonated.add(parse_address(address))
+
+    def anvil_stopImpersonatingAccount(self, address: Any) -> None:
+        """Undo :meth:`anvil_impersonateAccount`."""
+        self._require_dev("anvil_stopImpersonatingAccount")
+        self.dev.impersonated.discard(parse_address(address))
 
     def _init_dev(self, enabled: bool) -> None:
         self.dev = DevState()

@@ -54,7 +54,7 @@ CLIENT_VERSION = "aievm/0.1.0/python"
 MAX_OUTPUT_BLOCKS = 10_000
 
 
-class EthApi(LogsApi, SigningApi, DevApi, ProofsApi):
+class EthApi(LogsApi, DevApi, SigningApi, ProofsApi):
     """The method implementations; ``automine`` mines after every send (or batch of sends);
     ``dev_methods`` serves the test methods of :mod:`ai_evm.node.dev` (never on a rollup node);
     ``dev_accounts`` False: no account is unlocked (``eth_accounts`` is empty, nothing is signed)."""
@@ -274,7 +274,7 @@ class EthApi(LogsApi, SigningApi, DevApi, ProofsApi):
     # -- sending ----------------------------------------------------------------------------------
     def eth_sendRawTransaction(self, raw: Any) -> str:
         """Admit a signed transaction; with automine, return once it is mined."""
-        tx = self.seq.decode_raw(parse_data(raw, "transaction"))
+        tx = self._admitted_as(self.seq.decode_raw(parse_data(raw, "transaction")))
         (error,) = self.seq.submit([tx])
         if error is not None:
             raise error

@@ -162,6 +162,23 @@ def test_state_setters(w3: Web3) -> None:
     assert info.value.error["code"] == -32602
 
 
+def test_impersonation(w3: Web3) -> None:
+    whale = Web3.to_checksum_address("0x" + "5a" * 20)
+    to = Web3.to_checksum_address("0x" + "5b" * 20)
+    call(w3, "anvil_setBalance", whale, hex(10**20))
+    with pytest.raises(Exception, match="unknown account"):
+        w3.eth.send_transaction({"from": whale, "to": to, "value": 10**18})
+    call(w3, "anvil_impersonateAccount", whale)
+    receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction({"from": whale, "to": to, "value": 10**18}))
+    assert receipt.status == 1 and receipt["from"] == whale
+    assert w3.eth.get_transaction(receipt.transactionHash)["from"] == whale
+    assert w3.eth.get_balance(to) == 10**18 and w3.eth.get_transaction_count(whale) == 1
+    assert w3.eth.get_balance(whale) == 10**20 - 10**18 - receipt.gasUsed * receipt.effectiveGasPrice
+    call(w3, "anvil_stopImpersonatingAccount", whale)
+    with pytest.raises(Exception, match="unknown account"):
+        w3.eth.send_transaction({"from": whale, "to": to, "value": 1})
+
+
 @pytest.mark.skipif(not CAST.exists() or shutil.which("node") is None,
                     reason="npm install has not put cast in node_modules")  # fmt: skip
 def test_cast_rpc_snapshot_revert_and_set_balance(w3: Web3, dev: NodeProcess) -> None:
@@ -185,7 +202,8 @@ def test_without_the_flag_the_test_methods_are_refused(tmp_path: Path) -> None:
     node = NodeProcess(datadir, args=("--no-dev-accounts", "--cors", "https://app.example")).start()
     try:
         for method, params in (("evm_snapshot", []), ("anvil_setBalance", ["0x" + "11" * 20, "0x1"]),
-                               ("evm_mine", [{"timestamp": "0x1"}])):  # fmt: skip
+                               ("evm_mine", [{"timestamp": "0x1"}]),
+                               ("anvil_impersonateAccount", ["0x" + "11" * 20])):  # fmt: skip
             with pytest.raises(RpcFailure) as info:
                 node.rpc(method, *params)
             assert info.value.error["code"] == -32601 and "--dev-methods" in info.value.error["message"]
