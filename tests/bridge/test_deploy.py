@@ -58,3 +58,10 @@ def test_a_rollup_json_without_portal_still_loads(tmp_path: Path) -> None:
     path = tmp_path / "rollup.json"
     path.write_text(json.dumps(raw))
     assert RollupDeployment.load(path).portal is None
+
+
+def test_bridge_contracts_fit_eip170() -> None:
+    from ai_evm.dispute.pyevm import runtime_sizes
+
+    sizes = runtime_sizes(["Portal", "L2ToL1MessagePasser"])
+    assert all(0 < n <= 24_576 for n in sizes.values()), sizes
