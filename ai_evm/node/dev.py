@@ -350,3 +350,16 @@ class DevApi:
         word = parse_storage_slot(value, "value")
         change_state(self.seq, lambda s: s.set_storage(addr, key, word))
         return True
+
+    # -- the other names anvil answers to (its own, hardhat's, ganache's) ---------------------------
+    anvil_snapshot = evm_snapshot
+    anvil_revert = evm_revert
+    anvil_increaseTime = evm_increaseTime
+    anvil_setNextBlockTimestamp = evm_setNextBlockTimestamp
+    hardhat_mine = anvil_mine
+    hardhat_setBalance = anvil_setBalance
+    hardhat_setCode = anvil_setCode
+    hardhat_setNonce = evm_setAccountNonce = anvil_setNonce
+    hardhat_setStorageAt = anvil_setStorageAt
+    hardhat_impersonateAccount = anvil_impersonateAccount
+    hardhat_stopImpersonatingAccount = anvil_stopImpersonatingAccount

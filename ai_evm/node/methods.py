@@ -489,7 +489,7 @@ def _bytes(hex_data: str) -> bytes:
 
 
 #: Namespaces of the JSON-RPC methods (``anvil_*`` and most ``evm_*`` answer only with ``--dev-methods``).
-NAMESPACES = ("web3", "net", "eth", "personal", "aievm", "evm", "anvil", "debug")
+NAMESPACES = ("web3", "net", "eth", "personal", "aievm", "evm", "anvil", "hardhat", "debug")
 METHODS = frozenset(name for name in dir(EthApi) if name.split("_", 1)[0] in NAMESPACES)
 
 #: Methods that take no lock and do constant work (the server may answer them on its event loop).

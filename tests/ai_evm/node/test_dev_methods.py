@@ -116,6 +116,9 @@ def test_nested_snapshots(w3: Web3) -> None:
     assert call(w3, "evm_revert", second) is True and w3.eth.block_number == base + 1
     assert call(w3, "evm_revert", first) is True and w3.eth.block_number == base
     assert call(w3, "evm_revert", "0x99") is False
+    third = call(w3, "anvil_snapshot")  # anvil's and hardhat's names for the same methods
+    call(w3, "hardhat_mine", "0x2")
+    assert call(w3, "anvil_revert", third) is True and w3.eth.block_number == base
 
 
 def test_time_travel_and_mining(w3: Web3) -> None:
