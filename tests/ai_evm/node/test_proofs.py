@@ -387,3 +387,25 @@ def test_web3_parses_get_proof(node: NodeProcess) -> None:
         assert int.from_bytes(bytes(item["key"]), "big") == slot
         value = verify(bytes(proof["storageHash"]), slot.to_bytes(32, "big"), [bytes(n) for n in item["proof"]])
         assert (0 if value is None else int.from_bytes(rlp.decode(value), "big")) == word
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-(2**70), 2**300) | st.text(max_size=70)
+                    | st.sampled_from(["0x0", "0x", "0x" + "00" * 32, "latest", "safe", "0x" + "ab" * 20]),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(
+                        ["blockHash", "blockNumber", "x"]), inner, max_size=2), max_leaves=8)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(JSON, max_size=4))
+def test_any_params_get_an_answer_or_a_named_error(chain: tuple[Chain, str, list[int]], params: list[Any]) -> None:
+    from ai_evm.node.errors import NodeError
+
+    c, _, _ = chain
+    if not 2 <= len(params) <= 3:  # the server answers -32602 before calling (a wrong number of params)
+        with pytest.raises(TypeError):
+            c.api.eth_getProof(*params)
+        return
+    try:
+        c.api.eth_getProof(*params)
+    except NodeError:
+        pass
