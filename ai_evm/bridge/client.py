@@ -174,7 +174,7 @@ class Bridge:
         """Prove the withdrawal of ``l2_tx`` against the first output covering it (waiting for one if
         ``wait``); returns the output index."""
         w, l2_block = self.find(l2_tx)
-        deadline = time.monotonic() + timeout
+        deadline, said = time.monotonic() + timeout, ""
         while (index := self.output_covering(l2_block)) is None:
             count = int(self.oracle.functions.outputCount().call())
             last = int(self.oracle.functions.output(count - 1).call()[3]) if count else 0
@@ -182,7 +182,9 @@ class Bridge:
                   f"{l2_block - last} block(s) to go"
             if not wait or time.monotonic() > deadline:
                 raise BridgeError(msg)
-            self.echo(msg)
+            if msg != said:  # say it again only when it changes
+                self.echo(msg)
+                said = msg
             time.sleep(self.poll)
         proof = self.proof_for(w, index)
         fn = self.portal.functions.proveWithdrawal(w.as_tuple(), index, list(proof.account_proof),
