@@ -15,6 +15,7 @@ web3.py's ``w3.eth.get_proof`` parses the answer of a node process.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -409,3 +410,37 @@ def test_any_params_get_an_answer_or_a_named_error(chain: tuple[Chain, str, list
         c.api.eth_getProof(*params)
     except NodeError:
         pass
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (anvil needs it)")
+def test_storage_proofs_equal_anvils_node_for_node(tmp_path: Path) -> None:
+    """The same storage on anvil: the same storage root and the same proof nodes (the storage trie
+    depends only on its contents), so clients that check anvil's or geth's proofs check ours."""
+    from ai_evm.rollup.anvil import Anvil
+
+    # no zero writes: anvil 1.7.1 (npm @foundry-rs/anvil) keeps a slot written with 0 in its storage
+    # trie (its storage root then differs from the one a trie of the nonzero slots has, which is ours)
+    slots = {0: 7, 1: 2**256 - 1, 5: 1, 2**255: 0xDEAD, **{1000 + i: i + 1 for i in range(40)}}
+    keys = [0, 1, 2, 3, 5, 2**255, 1000, 1017, 1039, 5000]
+    c = Chain(tmp_path / "node")
+    ours = c.deploy_store()
+    c.writes(ours, slots)
+    mine = c.api.eth_getProof(ours, [hex(k) for k in keys], "latest")
+    with Anvil(tmp_path / "anvil.log") as url:
+        w3 = Web3(Web3.HTTPProvider(url))
+        sender = w3.eth.accounts[0]
+        receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction({"from": sender,
+                                                                               "data": creation(STORE_RUNTIME)}))
+        theirs = receipt["contractAddress"]
+        for k, v in slots.items():
+            tx = {"from": sender, "to": theirs, "data": k.to_bytes(32, "big") + v.to_bytes(32, "big")}
+            w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(tx))  # type: ignore[arg-type]
+        words = ["0x" + k.to_bytes(32, "big").hex() for k in keys]  # anvil takes 32-byte keys only
+        anvil = w3.provider.make_request("eth_getProof", [theirs, words, "latest"])["result"]  # type: ignore[arg-type]
+        root = w3.eth.get_block("latest")["stateRoot"]
+    assert verify(bytes(root), b(theirs), [b(n) for n in anvil["accountProof"]]) is not None  # the verifier agrees
+    assert mine["storageHash"] == anvil["storageHash"] and mine["codeHash"] == anvil["codeHash"]
+    for key, a, m in zip(keys, anvil["storageProof"], mine["storageProof"], strict=True):
+        assert int(a["key"], 16) == int(m["key"], 16) == key
+        assert int(a["value"], 16) == int(m["value"], 16)
+        assert [n.lower() for n in a["proof"]] == m["proof"], key
