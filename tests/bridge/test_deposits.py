@@ -306,3 +306,24 @@ def test_deposits_of_an_unread_l1_block_wait(tmp_path: Path) -> None:
     with pytest.raises(DepositsUnknown):
         hook(seq.head(), L1Origin(1, b"\x02" * 32))
     assert deposits_hook(None, 0, lambda n: None)(seq.head(), L1Origin(5, b"\x02" * 32)) == []
+
+
+def test_deposits_stay_when_the_batch_must_be_split(tmp_path: Path) -> None:
+    """A pool transaction that cannot run sends the block through the one-by-one pass (_select_runnable):
+    the deposits still open the block, the bad transaction alone is dropped."""
+    seq = node(tmp_path / "g")
+    keys = [a.private_key for a in seq.config.accounts[:2]]
+
+    def signed(key: bytes, nonce: int) -> object:
+        return seq.decode_raw(bytes(Account.sign_transaction(
+            {"to": BOB_CHECKSUM, "value": 1, "gas": 21_000, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9,
+             "nonce": nonce, "chainId": 31337, "type": 2}, key).raw_transaction))
+
+    good, stale = signed(keys[0], 0), signed(keys[1], 7)  # nonce 7: too high, admitted behind the pool's back
+    seq.pool.add(stale)  # type: ignore[arg-type]
+    d = deposit(0, mint=5)
+    n = mine_with(seq, [d], [bytes(good.encode())])  # type: ignore[attr-defined]
+    block = seq.chain.get_canonical_block_by_number(BlockNumber(n))
+    assert [bytes(tx.hash) for tx in block.transactions] == [bytes(d.hash), bytes(good.hash)]  # type: ignore
+    assert "nonce too high" in seq.pool.dropped[bytes(stale.hash)]  # type: ignore[attr-defined]
+    assert seq.head_state().get_balance(ALICE) == 5
