@@ -19,7 +19,14 @@ from onnx import numpy_helper
 
 from ..bundle import Bundle, DType
 from ..errors import BundleError, ConversionError
-from . import lower_masked, lower_qlinear, lower_select, lower_shape, lower_window  # noqa: F401  (register lowerings)
+from . import (  # noqa: F401  (register lowerings)
+    lower_masked,
+    lower_qlinear,
+    lower_resize,
+    lower_select,
+    lower_shape,
+    lower_window,
+)
 from .builder import GraphBuilder, Val
 from .context import Context
 from .coverage import one_line, unsupported_op_message
@@ -144,6 +151,7 @@ def convert(
     builder = GraphBuilder(batch)
     ctx = Context(builder, graph)
     ctx.weight_qmax = (1 << (weight_bits - 1)) - 1
+    ctx.opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), ctx.opset)
     for init in graph.initializer:
         ctx.vals[init.name] = Val(numpy_helper.to_array(init), onnx_dtype=numpy_helper.to_array(init).dtype)
     input_ids = []

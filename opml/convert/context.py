@@ -27,6 +27,7 @@ class Context:
         self.env: dict[int, np.ndarray] = {}
         self.current: onnx.NodeProto | None = None
         self.weight_qmax = 127  # float weights are quantized per channel to [-weight_qmax, weight_qmax]
+        self.opset = 17  # the model's ai.onnx opset (set by ``convert``)
         # outputs of nodes that a lowering already handled together with an earlier node
         self.lowered_ahead: set[str] = set()
         # QuantizeLinear nodes fix the output parameters of the op that feeds them (QDQ models)
