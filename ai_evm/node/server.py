@@ -1,6 +1,7 @@
 """The HTTP side of the node: a starlette app serving JSON-RPC, and the process that runs it.
 
-``POST /`` (any path) takes a JSON-RPC request or batch. Bodies over the body limit get HTTP 413
+``POST /`` (any path) takes a JSON-RPC request or batch; a WebSocket on any path speaks JSON-RPC
+too, with ``eth_subscribe`` (:mod:`ai_evm.node.pubsub`; its requests use the same worker pools). Bodies over the body limit get HTTP 413
 with a JSON-RPC -32600 error, without being read past the limit. CORS allows the origins of
 :attr:`ServeOptions.cors` (default any: wallets and browser dapps talk to a dev node from any
 origin). ``GET /health`` answers ``{"ok": true, ...}``. :func:`run_node` opens the chain, starts
@@ -23,13 +24,14 @@ Scheduling, so that cheap methods keep answering under any load:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import json
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,12 +42,14 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from .chain import Sequencer
 from .errors import InvalidRequest, LimitExceeded, NodeError
 from .limits import RpcLimits
 from .methods import EthApi
+from .pubsub import BlockFeed, Connection
 from .rpc import BatchTooLarge, Dispatcher, encode, error_response
 
 log = logging.getLogger(__name__)
@@ -88,15 +92,20 @@ class _Pool:
 
     async def run(self, work: Callable[[], bytes | None]) -> Response:
         """Run ``work`` in a worker thread, or answer 503 at once if too many requests wait."""
+        raw, busy = await self.call(work)
+        return _raw(raw, status=503 if busy else 200)
+
+    async def call(self, work: Callable[[], bytes | None]) -> tuple[bytes | None, bool]:
+        """``work()`` run in a worker thread, or (a -32005 ``server busy`` error, True) at once."""
         if self.admitted >= self.workers + self.max_queued:
             waiting = self.admitted - self.workers
             busy = LimitExceeded(f"server busy: {waiting} requests are waiting for a worker; retry later")
-            return _raw(encode(error_response(busy)), status=503)
+            return encode(error_response(busy)), True
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self.workers)
         self.admitted += 1
         try:
-            return _raw(await anyio.to_thread.run_sync(work, limiter=self._limiter))
+            return await anyio.to_thread.run_sync(work, limiter=self._limiter), False
         finally:
             self.admitted -= 1
 
@@ -182,15 +191,31 @@ def build_app(dispatcher: Dispatcher, cors: tuple[str, ...] = ("*",)) -> Starlet
     async def health(request: Request) -> Response:
         return _json({"ok": True, "blockNumber": dispatcher.api.eth_blockNumber()})
 
+    feed = BlockFeed(dispatcher.api.seq)
+
+    async def run_message(message: Any, work: Callable[[], bytes | None]) -> bytes | None:
+        raw, _ = await pools["call" if dispatcher.executes(message) else "work"].call(work)
+        return raw
+
+    async def websocket(ws: WebSocket) -> None:
+        await Connection(ws, dispatcher, feed, run_message).serve()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await feed.stop()
+
     routes = [
         Route("/health", health, methods=["GET"]),
         Route("/", rpc, methods=["POST"]),
+        WebSocketRoute("/", websocket),
         Route("/{path:path}", rpc, methods=["POST"]),
+        WebSocketRoute("/{path:path}", websocket),
     ]
     middleware = [Middleware(CORSMiddleware, allow_origins=list(cors), allow_methods=["*"], allow_headers=["*"])]
     if not cors:
         middleware = []
-    return Starlette(routes=routes, middleware=middleware)
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
 class IntervalMiner:
@@ -242,7 +267,7 @@ def run_node(
     app = build_app(Dispatcher(api), options.cors)
     miner = IntervalMiner(seq, block_time) if block_time else None
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=10)
+                            timeout_graceful_shutdown=10, ws_max_size=api.limits.max_body)
     server = uvicorn.Server(config)
     if miner is not None:
         miner.start()
