@@ -97,3 +97,15 @@ def test_bad_get_proof_results_are_named() -> None:
         AccountProof.from_json({**good, "storageHash": "0x" + "00" * 33})
     with pytest.raises(ProofError, match="malformed"):
         AccountProof.from_json({**good, "accountProof": ["0xzz"]})
+
+
+def test_bridge_refuses_a_rollup_without_portal() -> None:
+    from web3 import Web3
+
+    from ai_evm.bridge.client import Bridge, BridgeError
+    from ai_evm.rollup.config import RollupDeployment
+
+    a = "0x" + "11" * 20
+    d = RollupDeployment(1, 31337, a, a, a, a, a, a, a, a, a, a, a, 0, "0x" + "01" * 32, 0)
+    with pytest.raises(BridgeError, match="no portal"):
+        Bridge(d, Web3(), Web3())
