@@ -143,7 +143,8 @@ def _rollup(datadir: Path | None, port: int, block_time: float | None, faulty_in
         click.echo(f"error: {e}", err=True)
         code = 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second one must not cut the shutdown short
+            signal.signal(sig, signal.SIG_IGN)
         net.stop()
         if tmp:
             shutil.rmtree(path, ignore_errors=True)

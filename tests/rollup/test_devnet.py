@@ -3,7 +3,7 @@
 The command runs as a subprocess (as a user would start it); the test waits for its printed
 endpoints, checks that L1 holds the rollup's contracts and the registered models, that the L2
 sequencer answers and its safe head moves (the batcher's batches reached L1), then sends SIGINT
-to the devnet alone and checks that none of its descendants (anvil and its node wrapper, the hub,
+to the devnet alone (and SIGTERM during its shutdown) and checks that none of its descendants (anvil and its node wrapper, the hub,
 the three L2 nodes, batcher, proposer, validator) is left running.
 """
 
@@ -102,6 +102,8 @@ def test_aievm_devnet_runs_the_rollup_and_ctrl_c_stops_all_of_it(tmp_path: Path)
         children = descendants(proc.pid)
         assert len(children) >= 9, children  # anvil (wrapper + binary), hub, 3 nodes, batcher, proposer, validator
         proc.send_signal(signal.SIGINT)  # Ctrl-C, to the devnet process alone
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)  # during the shutdown: ignored, it must not cut it short
         proc.wait(timeout=90)
         reader.join(timeout=10)
         assert proc.returncode == 0, "".join(lines)
