@@ -360,7 +360,15 @@ class Sequencer:
                 log.warning("not mining: %s", e)
                 return
         while any(not parked(tx) for tx in self.pool.pending.values()):
-            batch = self.pool.take(self.chain.header.gas_limit, skip=parked)
+            reserve = self._next_deposit_gas()  # the deposits opening the block come out of its gas limit
+            batch = self.pool.take(self.chain.header.gas_limit - reserve, skip=parked)
+            if not batch and reserve:  # the deposits fill the block: mine them alone, the pool goes next
+                try:
+                    mined.append(self._mine([], self._next_timestamp(self.head())))
+                except NoL1Origin as e:
+                    log.warning("not mining: %s", e)
+                    return
+                continue
             if not batch:  # admission bounds gas by the block gas limit; never spin on a stale pool
                 first = next(tx for tx in self.pool.pending.values() if not parked(tx))
                 self.pool.drop([(first, "transaction dropped: exceeds block gas limit")])
@@ -497,6 +505,16 @@ class Sequencer:
         (``min_timestamp``: a sequencer following L1 whose clock is behind L1's)."""
         floor = self.min_timestamp(head) if self.min_timestamp is not None else 0
         return max(int(time.time()), head.timestamp + 1, floor)
+
+    def _next_deposit_gas(self) -> int:
+        """Gas limit of the deposits a block mined now would open with (0 if its origin is not known yet)."""
+        if self.deposits_for is None or self.origin_for is None:
+            return 0
+        head = self.head()
+        try:
+            return sum(int(tx.gas) for tx in self.deposits_for(head, self.origin_for(head, self._next_timestamp(head))))
+        except RETRY_LATER:
+            return 0
 
     def _deposits(self, head: BlockHeaderAPI, origin: L1Origin | None) -> list[SignedTransactionAPI]:
         """The deposits that open the block after ``head`` on ``origin`` (docs/bridge.md "Deposits")."""

@@ -327,3 +327,22 @@ def test_deposits_stay_when_the_batch_must_be_split(tmp_path: Path) -> None:
     assert [bytes(tx.hash) for tx in block.transactions] == [bytes(d.hash), bytes(good.hash)]  # type: ignore
     assert "nonce too high" in seq.pool.dropped[bytes(stale.hash)]  # type: ignore[attr-defined]
     assert seq.head_state().get_balance(ALICE) == 5
+
+
+def test_the_pool_leaves_room_for_the_deposits(tmp_path: Path) -> None:
+    """Block gas limit 100,000 and a deposit that uses its whole 60,000 gas (its value is above the balance):
+    the first block takes one 21,000-gas transfer after the deposit, the next block the other two; none is
+    dropped for the gas the deposit took (without the reservation the third transfer would not fit)."""
+    seq = Sequencer(NodeConfig(tmp_path / "h", sync=False, gas_limit=100_000), make_resolver(None))
+    key = seq.config.accounts[0].private_key
+    txs = [bytes(Account.sign_transaction(
+        {"to": BOB_CHECKSUM, "value": 1, "gas": 21_000, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9,
+         "nonce": n, "chainId": 31337, "type": 2}, key).raw_transaction) for n in range(3)]
+    d = deposit(0, mint=5, value=10**30, gas=60_000)
+    head = seq.head()
+    seq.origin_for = lambda parent, ts: L1Origin(int(parent.block_number) + 1, bytes([7]) * 32, 0)
+    seq.deposits_for = lambda parent, origin: [d] if parent == head else []  # type: ignore[list-item]
+    assert seq.submit([seq.decode_raw(raw) for raw in txs]) == [None] * 3
+    mined = seq.mine_pending()
+    assert [len(m.tx_hashes) for m in mined] == [2, 2] and not seq.pool.dropped
+    assert mined[0].tx_hashes[0] == bytes(d.hash)  # type: ignore[attr-defined]
