@@ -211,6 +211,8 @@ contract Portal {
         }
     }
 
+    /// @dev One deposit (`depositTransaction`, `receive`): checks the limits, counts the L1 block's
+    ///      deposit gas and emits the event derivation reads.
     function _deposit(address _to, uint256 _value, uint64 _gasLimit, bytes memory _data) internal {
         // INVARIANT: every deposit pays at least a transfer's gas and at most the per-deposit cap.
         if (_gasLimit < MIN_DEPOSIT_GAS) revert GasLimitTooLow();
