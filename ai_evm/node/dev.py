@@ -1,5 +1,5 @@
 """Test helpers as anvil names them (``evm_snapshot``, ``evm_revert``, time travel, mining, state
-setters), on only when the node runs with ``--dev-methods`` (``aievm devnet --l2-only`` turns it on).
+setters), on only when the node runs with ``--dev-methods`` (``ServeOptions(dev_methods=True)``).
 
 A mixin of :class:`ai_evm.node.methods.EthApi`. These methods rewrite history or state outside of
 any transaction, so a block they produce cannot be derived from L1: on a rollup node (a sequencer
@@ -231,10 +231,9 @@ class DevApi:
     def _require_dev(self, method: str) -> None:
         if is_rollup(self.seq):
             raise DevMethodsDisabled(f"{method} is refused on a rollup node: a block it changed could not be "
-                                     "derived from L1 (use aievm devnet --l2-only or aievm node --dev-methods)")
+                                     "derived from L1 (use a node without --rollup, started with --dev-methods)")
         if not self.dev_methods:
-            raise DevMethodsDisabled(f"{method} is a test method: start the node with --dev-methods "
-                                     "(aievm devnet --l2-only has it on)")
+            raise DevMethodsDisabled(f"{method} is a test method: start the node with --dev-methods")
 
     # -- snapshots --------------------------------------------------------------------------------
     def evm_snapshot(self) -> str:
