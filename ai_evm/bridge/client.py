@@ -60,6 +60,8 @@ class WithdrawalStatus:
     finalized: bool
     seconds_to_final: int | None
     """Seconds until the proven output's challenge window is over (0 if over)."""
+    covering_output: int | None = None
+    """Not proven: the first live output covering the withdrawal's block, if one exists yet."""
 
     def describe(self) -> str:
         h = "0x" + self.hash.hex()
@@ -68,7 +70,9 @@ class WithdrawalStatus:
         if self.proof_stale:
             return f"withdrawal {h}: its output was deleted by a dispute: prove again against a live output"
         if self.proven_output is None:
-            return f"withdrawal {h}: initiated in L2 block {self.l2_block}, not proven"
+            ready = "no output covers it yet" if self.covering_output is None else \
+                f"ready to prove against output {self.covering_output}"
+            return f"withdrawal {h}: initiated in L2 block {self.l2_block}, not proven ({ready})"
         if self.output_final:
             return f"withdrawal {h}: proven against output {self.proven_output}, which is final: ready to finalize"
         return (f"withdrawal {h}: proven against output {self.proven_output}, "
@@ -199,12 +203,14 @@ class Bridge:
         h = withdrawal_hash(w)
         finalized = bool(self.portal.functions.finalizedWithdrawals(h).call())
         index, nonce, proven_at = (int(x) for x in self.portal.functions.provenWithdrawals(h).call())
-        if proven_at == 0 or finalized:
-            return WithdrawalStatus(w, h, l2_block, None, False, False, finalized, None)
+        if finalized:
+            return WithdrawalStatus(w, h, l2_block, None, False, False, True, None)
+        if proven_at == 0:
+            return WithdrawalStatus(w, h, l2_block, None, False, False, False, None, self.output_covering(l2_block))
         count = int(self.oracle.functions.outputCount().call())
         out = self.oracle.functions.output(index).call() if index < count else None
         if out is None or int(out[6]) != nonce:
-            return WithdrawalStatus(w, h, l2_block, None, True, False, False, None)
+            return WithdrawalStatus(w, h, l2_block, None, True, False, False, None, self.output_covering(l2_block))
         final = bool(self.oracle.functions.isFinal(index).call())
         window = int(self.oracle.functions.CHALLENGE_WINDOW().call())
         now = int(self.l1.eth.get_block("latest")["timestamp"])

@@ -142,10 +142,12 @@ def test_cli_withdraw_prove_finalize_status(chains: tuple[Web3, Web3, RollupDepl
     assert out.exit_code == 0, out.output
     tx = out.output.strip().splitlines()[-1]
     out = run(main, ["bridge", "status", *ends, "--tx", tx])
-    assert out.exit_code == 0 and "not proven" in out.output, out.output
+    assert out.exit_code == 0 and "not proven (no output covers it yet)" in out.output, out.output
     out = run(main, ["bridge", "prove", *ends, *key, "--tx", tx, "--no-wait"])
     assert out.exit_code == 2 and "block(s) to go" in out.output, out.output
     propose(l1, l2, d)
+    out = run(main, ["bridge", "status", *ends, "--tx", tx])
+    assert "ready to prove against output 0" in out.output, out.output
     out = run(main, ["bridge", "prove", *ends, *key, "--tx", tx])
     assert out.exit_code == 0 and "proven against output 0" in out.output, out.output
     out = run(main, ["bridge", "finalize", *ends, *key, "--tx", tx, "--no-wait"])
