@@ -17,7 +17,7 @@ from .context import NodeContext, TensorInfo
 from .errors import UnsupportedOp
 from .isa import PAD, Instr, Kind
 from .programs import BlockedProgram, ElementwiseProgram, Program, RowsProgram
-from .state import LANES
+from .state import WIDTH
 
 QRANGE = {DType.INT8: (-128, 127), DType.UINT8: (0, 255)}
 
@@ -82,13 +82,13 @@ def lower_gemm(ctx: NodeContext) -> Program:
         rows = nb_ * m
         _check_shape(ctx, tuple(batch) + (m, n))
         zps, imm = (a.zero_point, b.zero_point), (node.iattr("mult"), node.iattr("shift"))
-    nblk = -(-n // LANES)
+    nblk = -(-n // WIDTH)
     t = np.arange(k, dtype=np.int64)[:, None]
 
     def block(bk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         r, j = divmod(bk, nblk)
         bi, mi = divmod(r, m)
-        lanes = np.arange(j * LANES, min((j + 1) * LANES, n), dtype=np.int64)[None, :]
+        lanes = np.arange(j * WIDTH, min((j + 1) * WIDTH, n), dtype=np.int64)[None, :]
         a_idx = np.broadcast_to(a_off[bi] + mi * k + t, (k, lanes.shape[1]))
         return a_idx, b_off[bi] + t * n + lanes, r * n + lanes[0]
 
@@ -118,7 +118,7 @@ def lower_window(ctx: NodeContext) -> Program:
     oh = (h + pt + pb - (kh - 1) * dil[0] - 1) // sh + 1
     ow = (w + pl + pr - (kw - 1) * dil[1] - 1) // sw + 1
     _check_shape(ctx, (bsz, m, oh, ow))
-    lb = max(1, LANES // sw)
+    lb = max(1, WIDTH // sw)
     nxb = -(-ow // lb)
     tt = np.arange(cg * kh * kw, dtype=np.int64)
     ic, ky, kx = tt // (kh * kw), (tt // kw) % kh, tt % kw
@@ -159,10 +159,10 @@ def _rows_blocked(ctx: NodeContext, idx: np.ndarray, kind: Kind, imm, fin) -> Pr
     o, j = idx.shape
 
     def block(bk: int) -> tuple[np.ndarray, None, np.ndarray]:
-        lanes = np.arange(bk * LANES, min((bk + 1) * LANES, o), dtype=np.int64)
+        lanes = np.arange(bk * WIDTH, min((bk + 1) * WIDTH, o), dtype=np.int64)
         return idx[lanes].T, None, lanes
 
-    return BlockedProgram(ctx, -(-o // LANES), j, kind, imm, block, fin)
+    return BlockedProgram(ctx, -(-o // WIDTH), j, kind, imm, block, fin)
 
 
 def lower_reduce(ctx: NodeContext) -> Program:

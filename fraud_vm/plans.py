@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .indexing import Dims, Shape, Source, broadcast_source, ceil_div, ravel_dims, unravel
 from .isa import PAD, Instr, Kind, Operand
-from .state import LANES
+from .state import WIDTH
 
 # ---------------------------------------------------------------------------------------------
 # FIN_REQ operands (bias, multiplier, shift per output column)
@@ -70,13 +70,13 @@ class GemmPlan(Plan):
 
     @property
     def steps(self) -> int:
-        return math.prod(self.batch) * self.m * ceil_div(self.n, LANES) * (self.k + 1)
+        return math.prod(self.batch) * self.m * ceil_div(self.n, WIDTH) * (self.k + 1)
 
     def instr(self, pc: int) -> Instr:
         m, k, n = self.m, self.k, self.n
         blk, t = divmod(pc, k + 1)
-        r, j = divmod(blk, ceil_div(n, LANES))
-        cols = range(j * LANES, min((j + 1) * LANES, n))
+        r, j = divmod(blk, ceil_div(n, WIDTH))
+        cols = range(j * WIDTH, min((j + 1) * WIDTH, n))
         if t == k:
             return self.fin.instr(tuple(r * n + c for c in cols), cols)
         bi, mi = divmod(r, m)
@@ -108,7 +108,7 @@ class WindowPlan(Plan):
 
     @property
     def lanes(self) -> int:
-        return max(1, LANES // self.strides[1])
+        return max(1, WIDTH // self.strides[1])
 
     @property
     def t_steps(self) -> int:
@@ -168,11 +168,11 @@ class ReducePlan(Plan):
 
     @property
     def steps(self) -> int:
-        return ceil_div(self.rows, LANES) * (self.t_steps + 1)
+        return ceil_div(self.rows, WIDTH) * (self.t_steps + 1)
 
     def instr(self, pc: int) -> Instr:
         blk, t = divmod(pc, self.t_steps + 1)
-        rows = range(blk * LANES, min((blk + 1) * LANES, self.rows))
+        rows = range(blk * WIDTH, min((blk + 1) * WIDTH, self.rows))
         if t == self.t_steps:
             return Instr(self.fin.kind, tuple(rows), imm=self.fin.imm)
         ot = ravel_dims(t, self.reduced)
@@ -198,7 +198,7 @@ class RowsPlan(Plan):
 
     @property
     def chunks(self) -> int:
-        return ceil_div(self.cols, LANES)
+        return ceil_div(self.cols, WIDTH)
 
     @property
     def per_row(self) -> int:
@@ -214,7 +214,7 @@ class RowsPlan(Plan):
         if ln and t == 2 * nc:
             return Instr(Kind.LN_DEN, imm=(self.cols, self.params[0]))
         p, c = divmod(t, nc) if t < 2 * nc else (2, t - 2 * nc - ln)
-        cols = range(c * LANES, min((c + 1) * LANES, self.cols))
+        cols = range(c * WIDTH, min((c + 1) * WIDTH, self.cols))
         base = ravel_dims(r, self.kept)
         idx = tuple(base + j * self.stride for j in cols)
         a = tuple((0, i) for i in idx)

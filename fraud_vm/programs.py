@@ -23,7 +23,7 @@ import numpy as np
 from .context import NodeContext
 from .errors import InvalidStep
 from .isa import PAD, Instr, Kind
-from .state import LANES, N_SCALARS
+from .state import LANES, N_SCALARS, WIDTH
 
 Regs3 = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
 ZERO_REGS: Regs3 = ((0,) * N_SCALARS, (0,) * LANES, (0,) * LANES)
@@ -132,7 +132,7 @@ class ElementwiseProgram(Program):
 
     def __init__(self, ctx: NodeContext, kind: Kind, imm: tuple[int, ...],
                  srcs: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-        self.per = 32 // ctx.output.dtype.np.itemsize
+        self.per = WIDTH // ctx.output.dtype.np.itemsize
         super().__init__(ctx, -(-ctx.output.size // self.per))
         self.kind, self.imm, self.srcs = kind, imm, srcs
 
@@ -155,13 +155,13 @@ class RowsProgram(Program):
     def __init__(self, ctx: NodeContext, op: str, rows: np.ndarray, params: tuple[int, ...]) -> None:
         self.op, self.rows, self.params = op, rows, params
         self.n_rows, self.cols = rows.shape
-        self.nc = -(-self.cols // LANES)
+        self.nc = -(-self.cols // WIDTH)
         self.per_row = 3 * self.nc + (1 if op == "layernorm" else 0)
         self.out_start = 2 * self.nc + (1 if op == "layernorm" else 0)
         super().__init__(ctx, self.n_rows * self.per_row)
 
     def _chunk(self, r: int, c: int) -> np.ndarray:
-        return self.rows[r, c * LANES : (c + 1) * LANES]
+        return self.rows[r, c * WIDTH : (c + 1) * WIDTH]
 
     def instr(self, pc: int) -> Instr:
         self.check_pc(pc)
@@ -185,7 +185,7 @@ class RowsProgram(Program):
             return Instr(Kind.LN_SUM, (), a)
         if p == 1:
             return Instr(Kind.LN_VAR, (), a, imm=(self.cols,))
-        cols = range(c * LANES, c * LANES + len(idx))
+        cols = range(c * WIDTH, c * WIDTH + len(idx))
         return Instr(Kind.LN_OUT, tuple(int(i) for i in idx), a, tuple((1, j) for j in cols),
                      tuple((2, j) for j in cols), (self.cols, *self.params[1:], last))
 
@@ -201,18 +201,18 @@ class RowsProgram(Program):
             table = np.asarray(xs[1]).astype(np.int64)
             p, c = divmod(t, self.nc)
             if p == 0:
-                s[0] = int(v[: c * LANES].max())
+                s[0] = int(v[: c * WIDTH].max())
             else:
                 s[0] = int(v.max())
-                s[1] = int(table[s[0] - v[: (c if p == 1 else self.nc) * LANES]].sum())
+                s[1] = int(table[s[0] - v[: (c if p == 1 else self.nc) * WIDTH]].sum())
             return tuple(s), ZERO_REGS[1], ZERO_REGS[2]
         if t <= self.nc:
-            s[0] = int(v[: t * LANES].sum())
+            s[0] = int(v[: t * WIDTH].sum())
         else:
             s[0] = int(v.sum())
             d = n * v - s[0]
             c = min(t - self.nc, self.nc)
-            s[1] = int((d[: c * LANES] ** 2).sum())
+            s[1] = int((d[: c * WIDTH] ** 2).sum())
             if t > 2 * self.nc:
                 import math
 
@@ -224,6 +224,6 @@ class RowsProgram(Program):
         r, t = divmod(min(pc, self.num_steps), self.per_row) if self.n_rows else (0, 0)
         mask[self.rows[:r].reshape(-1)] = True
         if r < self.n_rows and t > self.out_start:
-            mask[self.rows[r, : (t - self.out_start) * LANES]] = True
+            mask[self.rows[r, : (t - self.out_start) * WIDTH]] = True
         return mask
 

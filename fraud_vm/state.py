@@ -25,6 +25,11 @@ from opml.merkle import keccak
 from .errors import ArithmeticOverflow, MalformedState
 
 LANES = 32
+#: The most lanes one instruction uses (a block of a GEMM/reduce/window program, a chunk of a row,
+#: the bytes of output one elementwise step writes): fewer than the register file's ``LANES`` so
+#: that every instruction kind's on-chain step stays within its gas target (docs/fraud_vm.md
+#: "Instruction width"). Part of the protocol: every program's shape depends on it.
+WIDTH = 32
 N_SCALARS = 4
 STATE_WORDS = 25
 STATE_BYTES = STATE_WORDS * 32

@@ -40,7 +40,7 @@ from .indexing import (
 )
 from .isa import Instr, Kind
 from .plans import ElementwisePlan, FinReq, GemmPlan, Plan, ReducePlan, RowsPlan, WindowPlan
-from .state import LANES
+from .state import WIDTH
 
 QRANGE = {DType.INT8: (-128, 127), DType.UINT8: (0, 255)}
 
@@ -205,7 +205,7 @@ def plan_elementwise(ctx: NodeContext) -> ElementwisePlan:
     op, shape, x = node.op, out.shape, ins[0]
 
     def plan(kind: Kind, imm: tuple[int, ...], *sources: Source) -> ElementwisePlan:
-        return ElementwisePlan(kind, out.size, LANES // out.dtype.itemsize, sources, imm)
+        return ElementwisePlan(kind, out.size, WIDTH // out.dtype.itemsize, sources, imm)
 
     if len(ins) != _ARITY.get(op, len(ins)):
         raise UnsupportedOp(f"{op}: expected {_ARITY[op]} inputs, the context has {len(ins)}")

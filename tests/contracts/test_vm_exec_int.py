@@ -102,7 +102,9 @@ def instr_abi(ins: Instr) -> tuple[Any, ...]:
 def memory_abi(regions: Sequence[Region], words: Words) -> tuple[Any, ...]:
     regs = [(list(r.header), int(r.dtype), r.itemsize, r.nbytes, r.n_words, r.depth) for r in regions]
     addrs = sorted(words)
-    return (regs, [(r << 64) | w for r, w in addrs], [words[a] for a in addrs], [False] * len(addrs), False)
+    # hint: every region's lookup starts at word 0 (any hint gives the same answers)
+    return (regs, [(r << 64) | w for r, w in addrs], [words[a] for a in addrs], [False] * len(addrs), False,
+            [0] * len(regions))
 
 
 def solidity_exec(harness: Any, ins: Instr, regions: Sequence[Region], words: Words,
@@ -116,7 +118,7 @@ def solidity_exec(harness: Any, ins: Instr, regions: Sequence[Region], words: Wo
             return Outcome(cls.__name__)
         return Outcome("NotAnIntegerKind" if res.error and res.error[0] == "NotAnIntegerKind"
                        else f"raw revert 0x{res.output.hex()}")
-    (rs, racc, raux), (_, _, values, touched, written) = res.values
+    (rs, racc, raux), (_, _, values, touched, written, _) = res.values
     return Outcome(None, (tuple(rs), tuple(racc), tuple(raux)), tuple(bytes(v) for v in values),
                    tuple(touched), written)
 

@@ -31,7 +31,7 @@ from ai_evm.contracts import artifact
 from fraud_vm import f32 as F
 from fraud_vm import isa
 from fraud_vm.context import decode_context
-from fraud_vm.errors import FraudVMError, WordNotInWitness, is_named
+from fraud_vm.errors import FraudVMError, WordNotInWitness, error_from_selector, is_named
 from fraud_vm.isa import I32_MAX, I32_MIN, Instr, Kind, Regs
 from fraud_vm.memory import Region, StepAccess
 from fraud_vm.state import I64_MAX, I64_MIN, I256_MAX, I256_MIN, LANES, decode_state
@@ -132,7 +132,10 @@ def sol_outcomes(h: Any, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[O
             elif ret[:4] == PANIC:
                 out.append(("err", f"Panic({int.from_bytes(ret[4:], 'big'):#x})"))
             else:
-                out.append(("err", h._errors[ret[:4]]["name"] if ret[:4] in h._errors else ret.hex()))
+                # a fraud-VM error raised in assembly (LibVMMemory) is not in the harness's ABI
+                named = error_from_selector(ret)
+                name = h._errors[ret[:4]]["name"] if ret[:4] in h._errors else named.__name__ if named else ret.hex()
+                out.append(("err", name))
     return out
 
 
@@ -355,7 +358,7 @@ def sol_exec(h: Any, items: Sequence[Step]) -> list[tuple[Outcome, int]]:
     for ins, regs, regions, words in items:
         addrs = sorted(words)
         mem = ([sol_region(r) for r in regions], [(r << 64) | i for r, i in addrs], [words[a] for a in addrs],
-               [False] * len(addrs), False)
+               [False] * len(addrs), False, [0] * len(regions))
         calls.append(("execFloat", (sol_instr(ins), (regs.s, regs.acc, regs.aux), mem)))
     res = []
     for (_, args), (status, val) in zip(calls, sol_outcomes(h, calls), strict=True):
@@ -550,7 +553,7 @@ def test_worst_gas(h: Any) -> None:
         for ins, _, regions, words in items:
             addrs = sorted(words)
             mem = ([sol_region(r) for r in regions], [(r << 64) | i for r, i in addrs], [words[a] for a in addrs],
-                   [False] * len(addrs), False)
+                   [False] * len(addrs), False, [0] * len(regions))
             traffic.append(h.value("memoryTraffic", sol_instr(ins), mem))
         worst = max(range(len(items)), key=lambda i: total[i])
         arith = max(t - m for t, m in zip(total, traffic, strict=True))

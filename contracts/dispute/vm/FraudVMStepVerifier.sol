@@ -56,17 +56,21 @@ contract FraudVMStepVerifier is IStepVerifier, IProgramLength {
             LibWitness.decode(_witness);
         // 2. SAFETY: everything below is derived from the witness only after its hash chain is checked.
         if (keccak256(preState) != _preStateHash) revert PreStateHashMismatch();
-        VMState memory state = LibVMState.decodeState(preState);
+        VMState memory state = LibVMState.decodeHead(preState);
         // 3. INVARIANT: the context is the one the state commits to; the program derives from it.
         if (keccak256(context) != state.contextHash) revert ContextHashMismatch();
         (uint256 n, Region[] memory regions, Instr memory instr) = _callProgram(context, state.step);
         // 4. INVARIANT: only a running state inside its program takes a step.
         _checkRunnable(state, n);
-        postStateHash_ = _run(state, n, regions, instr, words, siblings);
+        // the lanes are decoded (and re-encoded) only for the kinds that touch them
+        bool lanes = LibVMState.usesLanes(instr.kind);
+        if (lanes) LibVMState.decodeLanes(preState, state.regs);
+        _run(state, n, regions, instr, words, siblings);
+        postStateHash_ = lanes ? LibVMState.stateHash(state) : LibVMState.stateHashSameLanes(state, preState);
     }
 
     /// @notice Steps 5-8 of `verify_step` for a runnable state: prove the words, execute, check
-    ///         every word was touched, then the post-state's hash.
+    ///         every word was touched, then the post-state (in `_state`; the caller hashes it).
     function _run(
         VMState memory _state,
         uint256 _n,
@@ -77,7 +81,6 @@ contract FraudVMStepVerifier is IStepVerifier, IProgramLength {
     )
         private
         pure
-        returns (bytes32 postStateHash_)
     {
         // 5.-6. INVARIANT: the words are a sorted set of in-range addresses proven against the memory root.
         (StepMemory memory mem, MultiproofTrace memory trace) =
@@ -92,7 +95,6 @@ contract FraudVMStepVerifier is IStepVerifier, IProgramLength {
         }
         _state.step += 1;
         _state.status = _state.step == _n ? LibVMState.HALTED : LibVMState.RUNNING;
-        postStateHash_ = LibVMState.stateHash(_state);
     }
 
     /// @notice Execute one instruction (`fraud_vm.isa.execute`): the float kinds (QUANT, DEQUANT,
@@ -212,6 +214,7 @@ contract FraudVMStepVerifier is IStepVerifier, IProgramLength {
         mem_.addrs = new uint256[](n);
         mem_.values = new bytes32[](n);
         mem_.touched = new bool[](n);
+        mem_.hint = new uint256[](_regions.length);
         for (uint256 k = 0; k < n; ++k) {
             (uint256 a, bytes32 v) = LibWitness.wordAt(_words, k);
             // INVARIANT: strictly ascending addresses (no repeated word).
@@ -219,6 +222,8 @@ contract FraudVMStepVerifier is IStepVerifier, IProgramLength {
             uint256 r = a >> 64;
             // INVARIANT: the word lies inside a region of this node's memory.
             if (r >= _regions.length || (a & LibMultiproof.INDEX_MASK) >= _regions[r].nWords) revert WordOutOfRange();
+            // a region's hint starts at its first word (a lookup speed-up only)
+            if (k == 0 || r != mem_.addrs[k - 1] >> 64) mem_.hint[r] = k;
             mem_.addrs[k] = a;
             mem_.values[k] = v;
         }

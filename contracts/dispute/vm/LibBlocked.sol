@@ -17,12 +17,12 @@ import {
     K_FIN_MOVE,
     K_FIN_REQ,
     K_MAC,
-    LANES,
     NodeContext,
     OP_LINEAR,
     OP_MATMUL,
     PAD,
-    TensorInfo
+    TensorInfo,
+    WIDTH
 } from "./VMTypes.sol";
 
 /// @notice FIN_REQ operands (`fraud_vm.plans.FinReq`): per input 2, 3, 4 (bias, multiplier,
@@ -188,7 +188,7 @@ library LibBlocked {
     /// @notice The lane list `[_base + l·_step for l < _n]` (an arithmetic sequence: output
     ///         indices, columns, operands of one region; `_step = 0` repeats `_base`, e.g. PAD).
     /// @dev Filled in assembly: the checked, bounds-checked Solidity loop cost ~3x as much gas.
-    ///      SAFETY: `_n <= 32` lanes and every value is below 2^256 (elements < 2^128 + 32·2^64).
+    ///      SAFETY: `_n <= WIDTH` lanes and every value is below 2^256 (elements < 2^128 + 32·2^64).
     function seq(uint256 _base, uint256 _step, uint256 _n) internal pure returns (uint256[] memory a_) {
         assembly ("memory-safe") {
             a_ := mload(0x40)
@@ -307,9 +307,9 @@ library LibBlocked {
         p_.fin = planFinReq(_ctx, raw, 2, 3, mult, shift);
     }
 
-    /// @notice `GemmPlan.steps`: `∏batch · M · ceil(N / 32) · (K + 1)`.
+    /// @notice `GemmPlan.steps`: `∏batch · M · ceil(N / WIDTH) · (K + 1)`.
     function gemmSteps(GemmPlan memory _p) internal pure returns (uint256 steps_) {
-        steps_ = prod(_p.batch, 0, _p.batch.length) * _p.m * LibIndexing.ceilDiv(_p.n, LANES) * (_p.k + 1);
+        steps_ = prod(_p.batch, 0, _p.batch.length) * _p.m * LibIndexing.ceilDiv(_p.n, WIDTH) * (_p.k + 1);
     }
 
     /// @notice `GemmPlan.instr` for `_pc < gemmSteps`: MAC over K, then FIN_REQ of output row `r`.
@@ -318,10 +318,10 @@ library LibBlocked {
         uint256 n = _p.n;
         uint256 blk = _pc / (k + 1);
         uint256 t = _pc % (k + 1);
-        uint256 nbk = LibIndexing.ceilDiv(n, LANES);
+        uint256 nbk = LibIndexing.ceilDiv(n, WIDTH);
         uint256 r = blk / nbk;
-        uint256 c0 = (blk % nbk) * LANES;
-        uint256 c1 = c0 + LANES < n ? c0 + LANES : n;
+        uint256 c0 = (blk % nbk) * WIDTH;
+        uint256 c1 = c0 + WIDTH < n ? c0 + WIDTH : n;
         uint256 nl = c1 - c0;
         if (t == k) return finReq(_p.fin, seq(r * n + c0, 1, nl), c0, 1);
         i_ = _gemmMac(_p, r, t, c0, nl);
@@ -452,19 +452,19 @@ library LibBlocked {
         p_.finImm[0] = 1;
     }
 
-    /// @notice `ReducePlan.steps`: `ceil(rows / 32) · (T + 1)`.
+    /// @notice `ReducePlan.steps`: `ceil(rows / WIDTH) · (T + 1)`.
     function reduceSteps(ReducePlan memory _p) internal pure returns (uint256 steps_) {
-        steps_ = LibIndexing.ceilDiv(dimsSize(_p.kept), LANES) * (dimsSize(_p.reduced) + 1);
+        steps_ = LibIndexing.ceilDiv(dimsSize(_p.kept), WIDTH) * (dimsSize(_p.reduced) + 1);
     }
 
-    /// @notice `ReducePlan.instr` for `_pc < reduceSteps`: block of 32 rows; step `t` reads
+    /// @notice `ReducePlan.instr` for `_pc < reduceSteps`: block of WIDTH rows; step `t` reads
     ///         `x[offset(r, kept) + offset(t, reduced)]`; the FIN step writes the rows.
     function reduceInstr(ReducePlan memory _p, uint256 _pc) internal pure returns (Instr memory i_) {
         uint256 tt = dimsSize(_p.reduced);
         uint256 nRows = dimsSize(_p.kept);
-        uint256 r0 = (_pc / (tt + 1)) * LANES;
+        uint256 r0 = (_pc / (tt + 1)) * WIDTH;
         uint256 t = _pc % (tt + 1);
-        uint256 r1 = r0 + LANES < nRows ? r0 + LANES : nRows;
+        uint256 r1 = r0 + WIDTH < nRows ? r0 + WIDTH : nRows;
         uint256 nl = r1 - r0;
         i_.kind = _p.kind;
         if (t == tt) {

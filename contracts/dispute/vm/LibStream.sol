@@ -25,9 +25,9 @@ import {
     K_SM_OUT,
     K_SM_SUM,
     K_WHERE,
-    LANES,
     NodeContext,
-    TensorInfo
+    TensorInfo,
+    WIDTH
 } from "./VMTypes.sol";
 
 /// @dev Op codes of the streaming ops (`opml.ops`, committed in node descriptors).
@@ -50,7 +50,7 @@ uint256 constant OP_WHERE = 22;
 /// @notice One step per output word (`fraud_vm.plans.ElementwisePlan`).
 /// @custom:field kind The instruction kind of every step.
 /// @custom:field size The output's element count.
-/// @custom:field perWord Output elements per word (`32 div itemsize(out)`).
+/// @custom:field perWord Output elements per word (`WIDTH div itemsize(out)`).
 /// @custom:field sources The operand sources `a`, `b`, `c` (one to three).
 /// @custom:field imm The immediates of every step.
 /// @custom:field steps `ceilDiv(size, perWord)`.
@@ -69,7 +69,7 @@ struct ElementwisePlan {
 /// @custom:field cols The row axis's size `C` (> 0).
 /// @custom:field stride The row axis's stride.
 /// @custom:field params softmax: `(zp, lo, hi)`; layernorm: `(eps, F, m, s, zp, qmin, qmax)`.
-/// @custom:field chunks `nc = ceilDiv(C, 32)`.
+/// @custom:field chunks `nc = ceilDiv(C, WIDTH)`.
 /// @custom:field perRow `3·nc + layernorm`.
 /// @custom:field steps `∏ kept sizes · perRow`.
 struct RowsPlan {
@@ -177,7 +177,7 @@ library LibStream {
         TensorInfo memory x = _ctx.tensors[0];
         TensorInfo memory out = _ctx.tensors[nIn];
         plan_.size = out.size;
-        plan_.perWord = LANES / LibContext.itemsize(out.dtype);
+        plan_.perWord = WIDTH / LibContext.itemsize(out.dtype);
         plan_.steps = LibIndexing.ceilDiv(out.size, plan_.perWord);
         if (op == OP_ADD || op == OP_MUL || op == OP_WHERE) {
             broadcastPlan(_ctx, plan_);
@@ -488,12 +488,12 @@ library LibStream {
         }
         plan_.cols = x.shape[axis];
         plan_.stride = st[axis];
-        plan_.chunks = LibIndexing.ceilDiv(plan_.cols, LANES);
+        plan_.chunks = LibIndexing.ceilDiv(plan_.cols, WIDTH);
         plan_.perRow = 3 * plan_.chunks + (plan_.layernorm ? 1 : 0);
         plan_.steps = rows * plan_.perRow;
     }
 
-    /// @notice The instruction at `_pc` (`RowsPlan.instr`): row `r`, passes of 32-column chunks
+    /// @notice The instruction at `_pc` (`RowsPlan.instr`): row `r`, passes of WIDTH-column chunks
     ///         (softmax SM_MAX, SM_SUM, SM_OUT; layernorm LN_SUM, LN_VAR, LN_DEN, LN_OUT). A NOP
     ///         with empty lists for `_pc >= steps`.
     function rowsInstr(RowsPlan memory _plan, uint256 _pc) internal pure returns (Instr memory instr_) {
@@ -516,8 +516,8 @@ library LibStream {
         } else {
             (p, c) = (2, t - 2 * nc - (ln ? 1 : 0));
         }
-        uint256 j0 = c * LANES;
-        uint256 j1 = j0 + LANES;
+        uint256 j0 = c * WIDTH;
+        uint256 j1 = j0 + WIDTH;
         if (j1 > _plan.cols) j1 = _plan.cols;
         uint256 base = LibIndexing.ravelDims(r, _plan.kept);
         uint256[] memory idx = new uint256[](j1 - j0);

@@ -37,6 +37,17 @@ library LibVMState {
     /// @param _data The encoding.
     /// @return s_ The state.
     function decodeState(bytes calldata _data) internal pure returns (VMState memory s_) {
+        s_ = decodeHead(_data);
+        decodeLanes(_data, s_.regs);
+    }
+
+    /// @notice `decodeState` without the lanes: every check, the head words and the scalars;
+    ///         `acc` / `aux` stay zero in memory (`decodeLanes` fills them). A step whose
+    ///         instruction never reads or writes the lanes (`usesLanes` false) needs no more, and
+    ///         hashes its post-state with `stateHashSameLanes`.
+    /// @param _data The encoding.
+    /// @return s_ The state (lanes zero).
+    function decodeHead(bytes calldata _data) internal pure returns (VMState memory s_) {
         // INVARIANT: a state is exactly 25 words.
         if (_data.length != STATE_BYTES) revert MalformedState();
         uint256 o;
@@ -53,24 +64,73 @@ library LibVMState {
         s_.status = status_;
         Regs memory r = s_.regs;
         // SAFETY: `Regs` in memory is three pointers to its arrays of 4, 32 and 32 words (allocated
-        // with the struct); each lane is the low 8 bytes of its shifted word, sign-extended.
+        // with the struct); the scalars are words 4..7.
         assembly ("memory-safe") {
             let sp := mload(r)
-            for { let i := 0 } lt(i, 4) { i := add(i, 1) } {
-                mstore(add(sp, shl(5, i)), calldataload(add(o, shl(5, add(4, i)))))
-            }
-            let accp := mload(add(r, 0x20))
-            let auxp := mload(add(r, 0x40))
+            mstore(sp, calldataload(add(o, 0x80)))
+            mstore(add(sp, 0x20), calldataload(add(o, 0xa0)))
+            mstore(add(sp, 0x40), calldataload(add(o, 0xc0)))
+            mstore(add(sp, 0x60), calldataload(add(o, 0xe0)))
+        }
+    }
+
+    /// @notice The `acc` / `aux` lanes of an encoding (length checked by `decodeHead`) into `_r`:
+    ///         each lane is the low 8 bytes of its shifted word, sign-extended.
+    /// @param _data The encoding.
+    /// @param _r The registers to fill.
+    function decodeLanes(bytes calldata _data, Regs memory _r) internal pure {
+        // SAFETY: `Regs` in memory is three pointers to its arrays of 4, 32 and 32 words; words
+        // 8..23 of the 800 calldata bytes are read.
+        assembly ("memory-safe") {
+            let o := _data.offset
+            let accp := mload(add(_r, 0x20))
+            let auxp := mload(add(_r, 0x40))
             for { let w := 0 } lt(w, 8) { w := add(w, 1) } {
                 let accWord := calldataload(add(o, shl(5, add(8, w))))
                 let auxWord := calldataload(add(o, shl(5, add(16, w))))
-                for { let i := 0 } lt(i, 4) { i := add(i, 1) } {
-                    let sh := sub(192, shl(6, i))
-                    let at := shl(5, add(shl(2, w), i))
-                    mstore(add(accp, at), signextend(7, shr(sh, accWord)))
-                    mstore(add(auxp, at), signextend(7, shr(sh, auxWord)))
-                }
+                let at := add(accp, shl(7, w))
+                mstore(at, signextend(7, shr(192, accWord)))
+                mstore(add(at, 0x20), signextend(7, shr(128, accWord)))
+                mstore(add(at, 0x40), signextend(7, shr(64, accWord)))
+                mstore(add(at, 0x60), signextend(7, accWord))
+                at := add(auxp, shl(7, w))
+                mstore(at, signextend(7, shr(192, auxWord)))
+                mstore(add(at, 0x20), signextend(7, shr(128, auxWord)))
+                mstore(add(at, 0x40), signextend(7, shr(64, auxWord)))
+                mstore(add(at, 0x60), signextend(7, auxWord))
             }
+        }
+    }
+
+    /// @notice Whether instructions of kind `_kind` read or write the `acc` / `aux` lanes (the
+    ///         blocked family's MAC, ACC_*, FIN_*: codes 1..8); the others touch only the scalars
+    ///         and memory.
+    /// @param _kind An instruction kind code.
+    /// @return True for kinds 1..8.
+    function usesLanes(uint8 _kind) internal pure returns (bool) {
+        return _kind >= 1 && _kind <= 8;
+    }
+
+    /// @notice `stateHash(_s)` for a state whose lanes are those of the encoding `_pre` (a step
+    ///         that did not touch them): the head and scalars from `_s`, words 8..23 copied from
+    ///         `_pre`, a zero reserved word. Equal to `stateHash` with the lanes decoded, whose
+    ///         int64 check cannot fail on lanes read from an encoding.
+    /// @param _s The state (its lanes are ignored).
+    /// @param _pre The pre-state encoding (800 bytes, checked by `decodeHead`).
+    /// @return hash_ The state hash.
+    function stateHashSameLanes(VMState memory _s, bytes calldata _pre) internal pure returns (bytes32 hash_) {
+        // INVARIANT: the step fits the encoding's uint64 range.
+        if (_s.step >> 64 != 0) revert MalformedState();
+        Regs memory r = _s.regs;
+        // SAFETY: 800 bytes are written at the free memory pointer (scratch: the pointer does not
+        // move, nothing is allocated before the hash is taken).
+        assembly ("memory-safe") {
+            let d := mload(0x40)
+            mcopy(d, _s, 0x80)
+            mcopy(add(d, 0x80), mload(r), 0x80)
+            calldatacopy(add(d, 0x100), add(_pre.offset, 0x100), 0x200)
+            mstore(add(d, 0x300), 0)
+            hash_ := keccak256(d, STATE_BYTES)
         }
     }
 

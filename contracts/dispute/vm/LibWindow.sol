@@ -14,13 +14,13 @@ import {
     K_FIN_DIV,
     K_FIN_MOVE,
     K_MAC,
-    LANES,
     NodeContext,
     OP_AVGPOOL,
     OP_CONV,
     OP_MAXPOOL,
     PAD,
-    TensorInfo
+    TensorInfo,
+    WIDTH
 } from "./VMTypes.sol";
 
 /// @notice conv / maxpool / avgpool (`fraud_vm.plans.WindowPlan`); `[0]` is y (rows), `[1]` x.
@@ -155,9 +155,9 @@ library LibWindow {
         _p.finImm = imm;
     }
 
-    /// @notice `WindowPlan.lanes`: `max(1, 32 div sw)`.
+    /// @notice `WindowPlan.lanes`: `max(1, WIDTH div sw)`.
     function windowLanes(WindowPlan memory _p) internal pure returns (uint256 lanes_) {
-        lanes_ = LANES / _p.strides[1];
+        lanes_ = WIDTH / _p.strides[1];
         if (lanes_ == 0) lanes_ = 1;
     }
 

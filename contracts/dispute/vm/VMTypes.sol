@@ -7,6 +7,10 @@ pragma solidity ^0.8.28;
 
 /// @dev Lanes per instruction (`fraud_vm.state.LANES`).
 uint256 constant LANES = 32;
+/// @dev The most lanes one instruction uses (`fraud_vm.state.WIDTH`): the block width of the
+///      GEMM / reduce / window programs, the column chunk of a row, the output bytes of one
+///      elementwise step.
+uint256 constant WIDTH = 32;
 /// @dev Scalar registers s0..s3 (`fraud_vm.state.N_SCALARS`).
 uint256 constant N_SCALARS = 4;
 /// @dev Most memory words one witness may carry (`fraud_vm.vm.MAX_WITNESS_WORDS`).
@@ -138,10 +142,14 @@ struct Regs {
 /// @custom:field values The words' current values (written in place by `LibVMMemory.write`).
 /// @custom:field touched Whether the step read or wrote each word (`UnusedWord` otherwise).
 /// @custom:field written Whether the step wrote any word (the post-root is then recomputed).
+/// @custom:field hint Per region: the witness position of the word last found in it (a lookup
+///         tries it and the next position before its binary search; lanes walk words in order).
+///         Only a speed-up: any value, or an empty array, gives the same answers.
 struct StepMemory {
     Region[] regions;
     uint256[] addrs;
     bytes32[] values;
     bool[] touched;
     bool written;
+    uint256[] hint;
 }
