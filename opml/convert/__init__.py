@@ -20,6 +20,7 @@ from onnx import numpy_helper
 from ..bundle import Bundle, DType
 from ..errors import BundleError, ConversionError
 from . import (  # noqa: F401  (register lowerings)
+    lower_deconv,
     lower_masked,
     lower_qlinear,
     lower_resize,
