@@ -52,12 +52,17 @@ def _tx_hash(value: str) -> bytes:
 
 
 def _run(step: Callable[[], Any]) -> Any:
+    from web3.exceptions import Web3Exception
+
     from ai_evm.bridge.client import BridgeError
 
     try:
         return step()
     except BridgeError as e:
         click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except (OSError, Web3Exception) as e:  # an endpoint went away, a receipt did not come in time
+        click.echo(f"error: an L1/L2 request failed: {type(e).__name__}: {e}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("bridge: stopped")
