@@ -91,6 +91,19 @@ def origin_of(header: BlockHeaderAPI) -> L1Origin | None:
     return L1Origin(int.from_bytes(extra, "big"), bytes(header.mix_hash))
 
 
+def deposit_nonces(state: StateAPI, deposits: Sequence[SignedTransactionAPI]) -> list[int]:
+    """The nonce each deposit's sender has when it executes, the deposits opening a block on ``state``
+    (each deposit bumps its sender's nonce; nothing runs before them)."""
+    seen: dict[bytes, int] = {}
+    out = []
+    for tx in deposits:
+        sender = bytes(tx.sender)
+        nonce = seen.get(sender, state.get_nonce(tx.sender))
+        out.append(nonce)
+        seen[sender] = nonce + 1
+    return out
+
+
 class BatchRejected(NodeError):
     """A derived batch cannot be built into the next block (a transaction in it is invalid)."""
 
@@ -528,14 +541,16 @@ class Sequencer:
             origin = self.origin_for(head, timestamp)
         if any(as_deposit(tx) is not None for tx in batch):
             raise TransactionRejected(DEPOSIT_REFUSED)
-        txs = self._deposits(head, origin) + list(batch)
+        deposits = self._deposits(head, origin)
+        txs = deposits + list(batch)
+        nonces = deposit_nonces(self.head_state(), deposits)
         try:
             self._stamp_pending_header(timestamp, origin)
             fields = origin.header_fields() if origin is not None else {}
             result, receipts, computations = self.chain.mine_all(txs, timestamp=timestamp, **fields)
             block = result.imported_block
             inferences, root = block_inferences(computations, txs)
-            record = block_record(block, receipts, inferences, root)
+            record = block_record(block, receipts, inferences, root, nonces)
             self.db[block_key(block.number)] = encode_record(record)
             self.db.commit()
         except BaseException:

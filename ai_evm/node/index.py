@@ -83,12 +83,14 @@ def effective_gas_price(tx: SignedTransactionAPI, base_fee: int) -> int:
     return min(int(tx.max_fee_per_gas), base_fee + int(tx.max_priority_fee_per_gas))
 
 
-def tx_json(tx: SignedTransactionAPI, header: BlockHeaderAPI | None, index: int | None) -> dict[str, Any]:
-    """The JSON-RPC transaction object (``header``/``index`` None while pending)."""
+def tx_json(tx: SignedTransactionAPI, header: BlockHeaderAPI | None, index: int | None,
+            deposit_nonce: int = 0) -> dict[str, Any]:
+    """The JSON-RPC transaction object (``header``/``index`` None while pending); ``deposit_nonce``:
+    a deposit's sender nonce when it executed (a deposit has no nonce field of its own)."""
     kind = tx_type(tx)
     deposit = as_deposit(tx)
     if deposit is not None:
-        return deposit_json(tx, deposit, header, index)
+        return deposit_json(tx, deposit, header, index, deposit_nonce)
     out: dict[str, Any] = {
         "hash": data(tx.hash),
         "type": quantity(kind),
@@ -136,14 +138,15 @@ def tx_json(tx: SignedTransactionAPI, header: BlockHeaderAPI | None, index: int 
 
 
 def deposit_json(tx: SignedTransactionAPI, deposit: DepositTransaction, header: BlockHeaderAPI | None,
-                 index: int | None) -> dict[str, Any]:
-    """A deposit (type 0x7e) as op-geth shows it: ``sourceHash``, ``mint``, no fee fields but a zero
-    ``gasPrice``, zero ``v``/``r``/``s`` (it is not signed), ``isSystemTx`` false."""
+                 index: int | None, nonce: int = 0) -> dict[str, Any]:
+    """A deposit (type 0x7e) as op-geth shows it: ``sourceHash``, ``mint``, ``nonce`` the sender's nonce
+    it executed with (its receipt's ``depositNonce``), no fee fields but a zero ``gasPrice``, zero
+    ``v``/``r``/``s`` (it is not signed), ``isSystemTx`` false."""
     return {
         "hash": data(tx.hash),
         "type": quantity(DEPOSIT_TX_TYPE),
         "sourceHash": data(deposit.source_hash),
-        "nonce": quantity(0),
+        "nonce": quantity(nonce),
         "blockHash": data(header.hash) if header is not None else None,
         "blockNumber": quantity(header.block_number) if header is not None else None,
         "transactionIndex": quantity(index) if index is not None else None,
@@ -204,9 +207,10 @@ def receipt_json(
 
 def block_record(
     block: BlockAPI, receipts: Sequence[ReceiptAPI], inferences: Sequence[dict[str, Any]],
-    inference_root: bytes,
+    inference_root: bytes, deposit_nonces: Sequence[int] = (),
 ) -> dict[str, Any]:  # fmt: skip
-    """The record stored for a mined block (see the module docstring)."""
+    """The record stored for a mined block (see the module docstring); ``deposit_nonces``: the sender
+    nonce each of the block's deposits (its first transactions, in order) executed with."""
     header = block.header
     txs = block.transactions
     head = header_json(header, len(rlp.encode(block)))
@@ -214,8 +218,11 @@ def block_record(
     tx_objs, receipt_objs = [], []
     previous, log_index = 0, 0
     for i, (tx, receipt) in enumerate(zip(txs, receipts, strict=True)):
-        tx_objs.append(tx_json(tx, header, i))
+        nonce = deposit_nonces[i] if i < len(deposit_nonces) else 0
+        tx_objs.append(tx_json(tx, header, i, nonce))
         receipt_objs.append(receipt_json(tx, receipt, header, i, receipt.gas_used - previous, log_index))
+        if i < len(deposit_nonces):
+            receipt_objs[-1]["depositNonce"] = quantity(nonce)
         previous = receipt.gas_used
         log_index += len(receipt.logs)
     return {

@@ -117,6 +117,10 @@ def test_a_failing_call_keeps_the_mint_and_gas_is_accounted(tmp_path: Path) -> N
     state = seq.head_state()
     assert state.get_balance(ALICE) == 5 + 7 + 11  # every mint stays
     assert state.get_nonce(ALICE) == 3
+    # each deposit shows the sender nonce it executed with (op-geth's nonce / receipt depositNonce)
+    assert [t["nonce"] for t in rec["txs"][:3]] == [r["depositNonce"] for r in rec["receipts"][:3]] == \
+        ["0x0", "0x1", "0x2"]
+    assert "depositNonce" not in rec["receipts"][3]
     assert state.get_balance(L2_TO_L1_MESSAGE_PASSER) == 0
 
 
