@@ -182,9 +182,7 @@ def ceil_mode_pads(ctx: Context, spatial: tuple[int, ...], kernel: list[int], st
 
 def _pool_attrs(ctx: Context, node: onnx.NodeProto, x: Val) -> dict[str, object]:
     """The engine's 2-D pooling attributes for a 1-D or 2-D ONNX pooling node (ceil_mode resolved)."""
-    if ctx.attr(node, "storage_order", 0):
-        raise ctx.err("storage_order=1 is not supported (it only affects the Indices output); drop the attribute")
-    if len(node.output) > 1 and node.output[1]:
+    if len(node.output) > 1 and node.output[1]:  # (storage_order only affects the Indices output)
         raise ctx.err("the Indices output of MaxPool is not supported; export the pooling without return_indices")
     nd = _spatial_rank(ctx, x, node.op_type)
     kernel = list(ctx.attr(node, "kernel_shape", []))
