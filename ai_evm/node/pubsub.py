@@ -185,6 +185,8 @@ class Connection:
         self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue(MAX_QUEUED_MESSAGES)
         self.subscriptions: set[str] = set()
         self.overflowed = False
+        self._writer_task: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
 
     # -- outgoing ---------------------------------------------------------------------------------
     def send(self, raw: bytes | None) -> None:
@@ -197,6 +199,15 @@ class Connection:
             self.overflowed = True
             log.warning("closing a WebSocket client that does not read its messages (%d queued)", self.outbox.qsize())
             self._unsubscribe_all()
+            if self._writer_task is not None:
+                self._writer_task.cancel()  # it may be stuck in a send the client never reads
+            self._closer = asyncio.get_running_loop().create_task(self._close_slow())
+
+    async def _close_slow(self) -> None:
+        try:
+            await self.websocket.close(code=1008, reason="too many messages waiting: read faster")
+        except Exception:  # already gone
+            pass
 
     def notify(self, sid: str, result: Any) -> None:
         """Queue an ``eth_subscription`` notification."""
@@ -204,10 +215,7 @@ class Connection:
                           "params": {"subscription": sid, "result": result}}))  # fmt: skip
 
     async def _writer(self) -> None:
-        while True:
-            if self.overflowed and self.outbox.empty():
-                await self.websocket.close(code=1008, reason="too many messages waiting: read faster")
-                return
+        while not self.overflowed:
             raw = await self.outbox.get()
             if raw is None:
                 return
@@ -217,7 +225,7 @@ class Connection:
     async def serve(self) -> None:
         """Accept, then answer messages until the client goes away."""
         await self.websocket.accept()
-        writer = asyncio.create_task(self._writer())
+        writer = self._writer_task = asyncio.create_task(self._writer())
         tasks: set[asyncio.Task[None]] = set()
         try:
             while not writer.done():

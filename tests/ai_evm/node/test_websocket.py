@@ -157,3 +157,35 @@ def test_ethers_websocket_provider(node: NodeProcess, w3: Web3, ping: Any) -> No
     assert result["chainId"] == "31337" and result["status"] == 1
     assert [e["n"] for e in result["events"]] == ["41", "42", "43", "44"]
     assert [e["block"] for e in result["events"]] == blocks
+
+
+def test_a_client_that_does_not_read_is_closed() -> None:
+    """More than MAX_QUEUED_MESSAGES waiting: unsubscribed and closed with 1008, nothing held."""
+    from ai_evm.node import pubsub
+
+    class StuckSocket:
+        closed: tuple[int, str] | None = None
+
+        async def send_text(self, text: str) -> None:
+            await asyncio.Event().wait()  # the client never reads
+
+        async def close(self, code: int, reason: str) -> None:
+            self.closed = (code, reason)
+
+    async def run() -> tuple[pubsub.Connection, pubsub.BlockFeed, StuckSocket]:
+        sock = StuckSocket()
+        feed = pubsub.BlockFeed(seq=None)
+        feed._last = 0  # as if polling had started (no chain in this test)
+        conn = pubsub.Connection(sock, None, feed, None)  # type: ignore[arg-type]
+        conn._writer_task = asyncio.create_task(conn._writer())
+        conn._register(pubsub.Subscription("0x01", "newHeads", None, conn))
+        assert "0x01" in feed.subscriptions
+        for i in range(pubsub.MAX_QUEUED_MESSAGES + 2):
+            conn.notify("0x01", {"number": hex(i)})
+        await asyncio.sleep(0.05)
+        return conn, feed, sock
+
+    conn, feed, sock = asyncio.run(run())
+    assert conn.overflowed and feed.subscriptions == {} and conn.subscriptions == set()
+    assert sock.closed is not None and sock.closed[0] == 1008
+    assert conn.outbox.qsize() <= pubsub.MAX_QUEUED_MESSAGES
