@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test lint bench bench-all demo demo-l2 clean contracts contracts-check forge-test
+.PHONY: install test lint bench bench-all demo demo-l2 demo-bridge clean contracts contracts-check forge-test
 
 NPM ?= npm
 NODE ?= node
@@ -52,6 +52,11 @@ bench-all: install
 
 demo: install
 	$(PY) scripts/rollup_demo.py
+	$(PY) scripts/bridge_demo.py
+
+# Only the bridge round trip (deposit L1 -> L2, withdraw L2 -> L1) on a fresh devnet.
+demo-bridge: install
+	$(PY) scripts/bridge_demo.py
 
 # The L2-only demo (a single node with the example models; no L1).
 demo-l2: install
