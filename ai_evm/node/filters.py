@@ -26,6 +26,8 @@ MAX_BLOCK_RANGE = 10_000
 MAX_LOGS = 20_000
 MAX_FILTERS = 10_000
 MAX_TOPICS = 4
+#: Transaction hashes a pending-transaction filter remembers having reported.
+MAX_REPORTED = 10_000
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,8 @@ class Filter:
     criteria: LogCriteria | None
     next_block: int
     last_poll: float = field(default_factory=time.monotonic)
+    #: transaction hashes a ``pending`` filter reported (oldest first, at most :data:`MAX_REPORTED`)
+    reported: dict[str, None] = field(default_factory=dict)
 
 
 class FilterRegistry:

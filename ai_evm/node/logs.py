@@ -15,6 +15,9 @@ Semantics are geth's:
   (``latest``...) do not. One poll returns at most :data:`~ai_evm.node.filters.MAX_LOGS` logs
   (whole blocks; a single block is never split) or :data:`~ai_evm.node.filters.MAX_BLOCK_RANGE`
   block hashes; the rest comes with the next poll.
+* A pending-transaction filter reports each transaction once: those in the pool at the poll and
+  those of the blocks mined since the last poll that it has not reported (under automine a
+  transaction is pending only while its send runs, so it is reported with its block).
 * ``eth_getFilterLogs`` runs the filter's criteria as an ``eth_getLogs`` query.
 """
 
@@ -26,6 +29,7 @@ from .errors import InvalidParams, ServerError
 from .filters import (
     MAX_BLOCK_RANGE,
     MAX_LOGS,
+    MAX_REPORTED,
     Filter,
     FilterRegistry,
     LogCriteria,
@@ -96,8 +100,10 @@ class LogsApi:
         return self.filters.install(Filter("blocks", None, head + 1))
 
     def eth_newPendingTransactionFilter(self, *_: Any) -> str:
-        """Install a pending-transaction filter (always empty: automine)."""
-        return self.filters.install(Filter("pending", None, 0))
+        """Install a pending-transaction filter; returns its id."""
+        with self.seq.lock:
+            head = int(self.seq.head().block_number)
+        return self.filters.install(Filter("pending", None, head + 1))
 
     def eth_getFilterChanges(self, fid: Any) -> list[Any]:
         """What a filter matched in every block since its last poll (see the module docstring)."""
@@ -107,7 +113,9 @@ class LogsApi:
         with self.seq.lock:
             head = int(self.seq.head().block_number)
             start = flt.next_block
-            if flt.kind == "pending" or start > head:
+            if flt.kind == "pending":
+                return self._new_pending(flt, start, head)
+            if start > head:
                 return []
             if flt.kind == "blocks":
                 last = min(head, start + MAX_BLOCK_RANGE - 1)
@@ -116,6 +124,24 @@ class LogsApi:
             assert flt.criteria is not None
             logs, flt.next_block = self._new_logs(flt.criteria, start, head)
             return logs
+
+    def _new_pending(self, flt: Filter, start: int, head: int) -> list[str]:
+        """Hashes of the transactions mined in blocks ``start..head`` or pending now, not reported yet."""
+        last = min(head, start + MAX_BLOCK_RANGE - 1)
+        hashes: list[str] = []
+        for n in range(start, last + 1):
+            record = self.seq.record(n)
+            if record is not None:
+                hashes += record["block"]["transactions"]
+        if last == head:
+            hashes += ["0x" + bytes(h).hex() for h in self.seq.pool.pending]
+        flt.next_block = max(flt.next_block, last + 1)
+        fresh = [h for h in dict.fromkeys(hashes) if h not in flt.reported]
+        for h in fresh:
+            flt.reported[h] = None
+        while len(flt.reported) > MAX_REPORTED:
+            del flt.reported[next(iter(flt.reported))]
+        return fresh
 
     def _new_logs(self, criteria: LogCriteria, start: int, head: int) -> tuple[list[dict[str, Any]], int]:
         """Matching logs of blocks ``start..head`` within the criteria's numeric bounds, whole blocks

@@ -69,6 +69,16 @@ def test_web3_contract_event_filter(w3: Web3, ping: Any) -> None:
     assert [e.args.n for e in event_filter.get_new_entries()] == [13]
 
 
+def test_web3_pending_transaction_filter(w3: Web3, ping: Any) -> None:
+    """Each transaction that entered the pool since the last poll, once (under automine it is
+    pending only while its send runs: it is reported with its block)."""
+    pending = w3.eth.filter("pending")
+    hashes = [w3.eth.send_transaction({"from": w3.eth.accounts[5], "to": ping.address, "data": bytes(32)})
+              for _ in range(3)]  # fmt: skip
+    assert pending.get_new_entries() == hashes
+    assert pending.get_new_entries() == []
+
+
 def test_filter_block_bounds(w3: Web3, ping: Any, node: NodeProcess) -> None:
     """Numeric fromBlock/toBlock bound what the changes report; tags do not."""
     head = w3.eth.block_number
