@@ -10,7 +10,7 @@ with QuantizeLinear/DequantizeLinear keep their own scales. Unsupported ops or a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +115,53 @@ def _calibration_arrays(m: onnx.ModelProto, calibration: object) -> list[np.ndar
     return out
 
 
+def _lower_nodes(ctx: Context, nodes: Iterable[onnx.NodeProto]) -> None:
+    """Fold or lower ``nodes`` in order (the graph's, or an inlined If branch's)."""
+    for node in nodes:
+        lower = LOWERINGS.get(node.op_type) if node.domain in ("", "ai.onnx", "aievm") else None
+        ctx.current = node
+        if node.output and node.output[0] in ctx.lowered_ahead:
+            continue
+        if node.op_type == "If" and node.domain in ("", "ai.onnx"):
+            _inline_if(ctx, node)
+            continue
+        all_const = all(ctx.vals.get(i) is not None and ctx.vals[i].is_const for i in node.input if i)
+        if all_const and node.op_type not in ("Shape",) and node.domain in ("", "ai.onnx"):
+            ctx.fold(node)
+            continue
+        if lower is None:
+            raise ConversionError(unsupported_op_message(node, [i for i in node.input if i and i not in ctx.vals or
+                                                                 i and not ctx.vals[i].is_const]))
+        try:
+            lower(ctx, node)
+        except ConversionError as e:
+            raise ConversionError(one_line(ctx.where(), str(e))) from None
+        except Exception as e:  # a model the lowering did not anticipate: still one line naming the node
+            raise ConversionError(one_line(ctx.where(), f"cannot lower this node ({type(e).__name__}: {e})")) from None
+
+
+def _inline_if(ctx: Context, node: onnx.NodeProto) -> None:
+    """An If whose condition folds to a constant (a test on static shapes) is its taken branch, inlined."""
+    cond = ctx.need(node, 0)
+    if not cond.is_const:
+        raise ctx.err("the condition depends on the input data; an If converts only when its condition folds to a "
+                      "constant (a test on static shapes); export without data-dependent control flow")
+    # (a condition folded from Shape is evaluated on the calibration shapes, as every folded shape is)
+    branch = ctx.attr(node, "then_branch" if bool(np.asarray(cond.data).reshape(-1)[0]) else "else_branch")
+    for init in branch.initializer:
+        arr = numpy_helper.to_array(init)
+        ctx.vals[init.name] = Val(arr, onnx_dtype=arr.dtype)
+    _lower_nodes(ctx, branch.node)
+    ctx.current = node
+    if len(branch.output) != len(node.output):
+        raise ctx.err(f"the branch has {len(branch.output)} outputs, the If node {len(node.output)}")
+    for out, bo in zip(node.output, branch.output, strict=True):
+        if out:
+            if bo.name not in ctx.vals:
+                raise ctx.err(f"branch output {bo.name!r} is never computed")
+            ctx.vals[out] = ctx.vals[bo.name]
+
+
 def convert(
     model: str | Path | bytes | onnx.ModelProto,
     calibration: object = None,
@@ -161,24 +208,7 @@ def convert(
         ctx.env[tid] = a
         ctx.vals[vi.name] = Val(a, tid, onnx_dtype=a.dtype)
         input_ids.append(tid)
-    for node in graph.node:
-        lower = LOWERINGS.get(node.op_type) if node.domain in ("", "ai.onnx", "aievm") else None
-        ctx.current = node
-        if node.output and node.output[0] in ctx.lowered_ahead:
-            continue
-        all_const = all(ctx.vals.get(i) is not None and ctx.vals[i].is_const for i in node.input if i)
-        if all_const and node.op_type not in ("Shape",) and node.domain in ("", "ai.onnx"):
-            ctx.fold(node)
-            continue
-        if lower is None:
-            raise ConversionError(unsupported_op_message(node, [i for i in node.input if i and i not in ctx.vals or
-                                                                 i and not ctx.vals[i].is_const]))
-        try:
-            lower(ctx, node)
-        except ConversionError as e:
-            raise ConversionError(one_line(ctx.where(), str(e))) from None
-        except Exception as e:  # a model the lowering did not anticipate: still one line naming the node
-            raise ConversionError(one_line(ctx.where(), f"cannot lower this node ({type(e).__name__}: {e})")) from None
+    _lower_nodes(ctx, graph.node)
     output_ids = [ctx.graph_output(o.name, o) for o in graph.output]
     meta = {"producer": "aievm", "source": name or (m.graph.name or "model")}
     if weight_bits != 8:  # (8-bit bundles keep their earlier bytes and addresses)

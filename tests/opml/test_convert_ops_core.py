@@ -442,3 +442,38 @@ def test_a_lowering_failure_is_one_line_naming_the_node() -> None:
     with pytest.raises(ConversionError, match=r"^MaxPool node producing 'y': MaxPool over \(1, 1, 2, 2, 2\) "
                                               r"\(3 spatial axes\): only 1-D"):
         convert(m, np.zeros((1, 1, 2, 2, 2), np.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# If on shapes: the taken branch is inlined
+
+
+def _if_model(cond_nodes: list, then_nodes: list, else_nodes: list, inits: list, width: int):  # type: ignore[no-untyped-def]
+    out = lambda n: [helper.make_tensor_value_info(n, TensorProto.FLOAT, None)]  # noqa: E731
+    then_g = helper.make_graph(then_nodes, "then", [], out("t_out"))
+    else_g = helper.make_graph(else_nodes, "else", [], out("e_out"), [_init("two", np.float32(2))])
+    nodes = [*cond_nodes, helper.make_node("If", ["c"], ["y"], name="branch", then_branch=then_g, else_branch=else_g)]
+    return _model(nodes, [_f("x", ["N", width])], inits)
+
+
+@pytest.mark.parametrize("width", [4, 5])
+def test_if_on_a_static_shape_is_the_taken_branch(width: int) -> None:
+    """``if x.shape[1] == 4: relu(x) else: 2 x`` (the kind of test torch.onnx.export leaves in a graph)."""
+    cond = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "i1"], ["d1"], axis=0),
+            helper.make_node("Equal", ["d1", "four"], ["c"])]
+    m = _if_model(cond, [helper.make_node("Relu", ["x"], ["t_out"])],
+                  [helper.make_node("Mul", ["x", "two"], ["e_out"])],
+                  [_init("i1", np.array(1, np.int64)), _init("four", np.array(4, np.int64))], width)
+    x = np.random.default_rng(width).standard_normal((3, width)).astype(np.float32)
+    b = check(m, [x])
+    assert _ops(b) == ["quantize", "lut", "dequantize"]
+
+
+def test_data_dependent_if_is_refused_in_one_line() -> None:
+    m = _if_model([], [helper.make_node("Relu", ["x"], ["t_out"])], [helper.make_node("Mul", ["x", "two"], ["e_out"])],
+                  [], 4)
+    m.graph.input.append(helper.make_tensor_value_info("c", TensorProto.BOOL, ["N"]))
+    with pytest.raises(ConversionError) as e:
+        convert(m, [np.ones((3, 4), np.float32), np.array([True, False, True])])
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("node 'branch' (If): the condition depends on the input data; "), msg
