@@ -1,8 +1,10 @@
 """The HTTP side of the node: a starlette app serving JSON-RPC, and the process that runs it.
 
 ``POST /`` (any path) takes a JSON-RPC request or batch; a WebSocket on any path speaks JSON-RPC
-too, with ``eth_subscribe`` (:mod:`ai_evm.node.pubsub`; its requests use the same worker pools). Bodies over the body limit get HTTP 413
-with a JSON-RPC -32600 error, without being read past the limit. CORS allows the origins of
+too, with ``eth_subscribe`` (:mod:`ai_evm.node.pubsub`; its requests use the same worker pools); a
+handshake whose ``Origin`` the CORS origins do not allow is refused (browsers apply no CORS to
+ws). Bodies over the body limit get HTTP 413 with a JSON-RPC -32600 error, without being read past
+the limit. CORS allows the origins of
 :attr:`ServeOptions.cors` (default any: wallets and browser dapps talk to a dev node from any
 origin). ``GET /health`` answers ``{"ok": true, ...}``. :func:`run_node` opens the chain, starts
 the interval miner when ``block_time`` is set, serves until SIGINT/SIGTERM (uvicorn's handlers),
@@ -198,6 +200,10 @@ def build_app(dispatcher: Dispatcher, cors: tuple[str, ...] = ("*",)) -> Starlet
         return raw
 
     async def websocket(ws: WebSocket) -> None:
+        origin = ws.headers.get("origin")
+        if origin is not None and "*" not in cors and origin not in cors:  # a web page of another origin
+            await ws.close(code=1008)  # before accept: the handshake is refused (HTTP 403)
+            return
         await Connection(ws, dispatcher, feed, run_message).serve()
 
     @contextlib.asynccontextmanager

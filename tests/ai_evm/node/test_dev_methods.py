@@ -7,6 +7,7 @@ block number is reused by the next block, filters report the new blocks.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import websockets
 from asm import PING_ABI, ping_code
 from nodeproc import DIGITS_BUNDLE, ROOT, NodeProcess, RpcFailure, add_models
 from web3 import Web3
@@ -219,8 +221,19 @@ def test_without_the_flag_the_test_methods_are_refused(tmp_path: Path) -> None:
         # --cors: the allowed origin gets the header, another does not
         assert _preflight(node.url, "https://app.example") == "https://app.example"
         assert _preflight(node.url, "https://evil.example") is None
+        # and a web page of another origin cannot reach it over WebSocket either
+        assert asyncio.run(_ws_chain_id(node.url, "https://app.example")) == "0x7a69"
+        with pytest.raises(websockets.exceptions.InvalidStatus, match="403"):
+            asyncio.run(_ws_chain_id(node.url, "https://evil.example"))
+        assert asyncio.run(_ws_chain_id(node.url, None)) == "0x7a69"  # not a browser: no Origin
     finally:
         node.stop()
+
+
+async def _ws_chain_id(url: str, origin: str | None) -> Any:
+    async with websockets.connect(url.replace("http://", "ws://"), origin=origin) as ws:  # type: ignore[arg-type]
+        await ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}))
+        return json.loads(await ws.recv())["result"]
 
 
 def _preflight(url: str, origin: str) -> str | None:
