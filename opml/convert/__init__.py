@@ -27,6 +27,7 @@ from . import (  # noqa: F401  (register lowerings)
     lower_select,
     lower_shape,
     lower_window,
+    ml,
 )
 from .builder import GraphBuilder, Val
 from .context import Context
@@ -124,6 +125,13 @@ def _lower_nodes(ctx: Context, nodes: Iterable[onnx.NodeProto]) -> None:
             continue
         if node.op_type == "If" and node.domain in ("", "ai.onnx"):
             _inline_if(ctx, node)
+            continue
+        if node.domain == ml.ML_DOMAIN:  # scikit-learn operators: standard nodes, lowered as usual
+            try:
+                nodes = ml.expand(ctx, node)
+            except ConversionError as e:
+                raise ConversionError(one_line(ctx.where(), str(e))) from None
+            _lower_nodes(ctx, nodes)
             continue
         all_const = all(ctx.vals.get(i) is not None and ctx.vals[i].is_const for i in node.input if i)
         if all_const and node.op_type not in ("Shape",) and node.domain in ("", "ai.onnx"):

@@ -10,21 +10,15 @@ import onnx
 
 _UNROLL = ("unroll the recurrence over a static sequence length at export (e.g. a Python loop over "
            "nn.LSTMCell / nn.GRUCell), so it becomes MatMul, Add, Sigmoid, Tanh and Mul")
-_FOLD = ("export with static input shapes so that it folds to a constant (torch.onnx.export with fixed "
-         "sizes, or onnxsim)")
 
 # op -> what would make a model with it convertible (the op is not lowered)
 HINTS: dict[str, str] = {
     "LSTM": _UNROLL, "GRU": _UNROLL, "RNN": _UNROLL,
-    "If": _FOLD, "Loop": "unroll it at export (a static trip count)", "Scan": "unroll it at export",
+    "Loop": "unroll it at export (a static trip count)", "Scan": "unroll it at export",
     "NonZero": "its output size depends on the data; compute the mask arithmetically (Where, Mul) instead",
     "TopK": "compute it after the model, on the engine's output",
     "NonMaxSuppression": "run the box post-processing after the model, on the engine's output",
 }
-
-_ML = ("ai.onnx.ml operators (scikit-learn pipelines exported by skl2onnx) have no lowering; export the "
-       "model's numeric part as ai.onnx operators (e.g. a LinearClassifier as MatMul + Add + ArgMax)")
-
 
 def one_line(where: str, msg: str) -> str:
     """``msg`` as one line that starts with ``where`` (the node's name and op) unless it names the node."""
@@ -37,9 +31,7 @@ def unsupported_op_message(node: onnx.NodeProto, activations: list[str]) -> str:
     op = (node.domain + "." if node.domain else "") + node.op_type
     out = node.output[0] if node.output else ""
     who = f"node {node.name!r}" if node.name else f"{node.op_type} node producing {out!r}"
-    if node.domain == "ai.onnx.ml":
-        hint = _ML
-    elif node.domain not in ("", "ai.onnx", "aievm"):
+    if node.domain not in ("", "ai.onnx", "aievm"):
         hint = f"custom domain {node.domain!r}: replace it by standard ONNX operators at export"
     elif node.op_type in HINTS:
         hint = HINTS[node.op_type]

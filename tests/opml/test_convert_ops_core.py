@@ -424,11 +424,12 @@ def test_unsupported_op_is_one_line_with_a_fix(op: str, attrs: dict, hint: str) 
 
 
 def test_ml_domain_op_names_the_domain() -> None:
-    node = helper.make_node("Scaler", ["x"], ["y"], name="scale", domain="ai.onnx.ml", offset=[0.0], scale=[1.0])
+    node = helper.make_node("Binarizer", ["x"], ["y"], name="scale", domain="ai.onnx.ml", threshold=0.5)
     g = helper.make_graph([node], "g", [helper.make_tensor_value_info(*_f("x", [2, 3]))],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
-    with pytest.raises(ConversionError, match=r"^node 'scale': unsupported op ai.onnx.ml.Scaler; ai.onnx.ml operators"):
+    with pytest.raises(ConversionError, match=r"^node 'scale' \(Binarizer\): unsupported op ai.onnx.ml.Binarizer; "
+                                              r"Scaler, Normalizer, LinearClassifier"):
         convert(m, np.zeros((2, 3), np.float32))
 
 
