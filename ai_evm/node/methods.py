@@ -48,13 +48,14 @@ from .models import get_model
 from .proofs import ProofsApi
 from .signing import PRIORITY_FEE, SigningApi
 from .snapshot import HeadSnapshot, committed_head_number
+from .txpool import TxPoolApi
 
 CLIENT_VERSION = "aievm/0.1.0/python"
 #: Most L2 blocks one ``aievm_outputAtBlock`` reads (as ``eth_getLogs``' block range).
 MAX_OUTPUT_BLOCKS = 10_000
 
 
-class EthApi(LogsApi, DevApi, SigningApi, ProofsApi):
+class EthApi(LogsApi, DevApi, SigningApi, ProofsApi, TxPoolApi):
     """The method implementations; ``automine`` mines after every send (or batch of sends);
     ``dev_methods`` serves the test methods of :mod:`ai_evm.node.dev` (never on a rollup node);
     ``dev_accounts`` False: no account is unlocked (``eth_accounts`` is empty, nothing is signed)."""
@@ -489,7 +490,7 @@ def _bytes(hex_data: str) -> bytes:
 
 
 #: Namespaces of the JSON-RPC methods (``anvil_*`` and most ``evm_*`` answer only with ``--dev-methods``).
-NAMESPACES = ("web3", "net", "eth", "personal", "aievm", "evm", "anvil", "hardhat", "debug")
+NAMESPACES = ("web3", "net", "eth", "personal", "aievm", "evm", "anvil", "hardhat", "debug", "txpool")
 METHODS = frozenset(name for name in dir(EthApi) if name.split("_", 1)[0] in NAMESPACES)
 
 #: Methods that take no lock and do constant work (the server may answer them on its event loop).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,3 +82,31 @@ def test_transaction_objects_carry_block_timestamp(w3: Web3, node: NodeProcess) 
     by_index = node.rpc("eth_getTransactionByBlockNumberAndIndex", hex(receipt.blockNumber), "0x0")
     assert by_hash["blockTimestamp"] == by_index["blockTimestamp"] == block["timestamp"]
     assert block["transactions"][0]["blockTimestamp"] == block["timestamp"]
+
+
+def test_txpool_methods_and_uncles(tmp_path: Path) -> None:
+    """txpool_status/content/inspect on a node whose pool holds transactions (a long --block-time)."""
+    datadir = tmp_path / "pool"
+    datadir.mkdir()
+    node = NodeProcess(datadir, args=("--block-time", "600")).start()
+    try:
+        pw3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 60}))
+        sender, to = pw3.eth.accounts[1], pw3.eth.accounts[2]
+        hashes = [pw3.eth.send_transaction({"from": sender, "to": to, "value": 7 + i}) for i in range(2)]
+        assert dict(pw3.geth.txpool.status()) == {"pending": "0x2", "queued": "0x0"}  # geth: hex quantities
+        content = pw3.geth.txpool.content()
+        assert list(content["pending"]) == [sender] and content["queued"] == {}
+        assert [tx["hash"] for tx in content["pending"][sender].values()] == [h.to_0x_hex() for h in hashes]
+        assert list(content["pending"][sender]) == ["0", "1"]
+        summary = node.rpc("txpool_inspect")["pending"][sender]["1"]
+        assert re.fullmatch(rf"{to}: 8 wei \+ \d+ gas × \d+ wei", summary), summary
+        node.rpc("evm_mine")
+        assert node.rpc("txpool_status") == {"pending": "0x0", "queued": "0x0"}
+        block = node.rpc("eth_getBlockByNumber", "latest", False)
+        assert block["transactions"] == [h.to_0x_hex() for h in hashes]
+        assert node.rpc("eth_getUncleByBlockNumberAndIndex", "latest", "0x0") is None
+        assert node.rpc("eth_getUncleByBlockHashAndIndex", block["hash"], "0x0") is None
+        raw = node.rpc("eth_getRawTransactionByHash", hashes[0].to_0x_hex())
+        assert raw == node.rpc("debug_getRawTransaction", hashes[0].to_0x_hex()) and raw.startswith("0x02")
+    finally:
+        node.stop()
