@@ -163,12 +163,6 @@ class DepositPayloadDecoder(TransactionDecoderAPI):
         return cast(SignedTransactionAPI, rlp.decode(payload, sedes=DepositTransaction))
 
 
-class AITypedTransaction(PragueTypedTransaction):
-    """Prague's typed transactions plus the deposit (``0x7E``)."""
-
-    decoders = {**PragueTypedTransaction.decoders, DEPOSIT_TX_TYPE: DepositPayloadDecoder}
-
-
 class AITypedReceipt(PragueTypedReceipt):
     """Prague's typed receipts plus the deposit's (the same body as the others)."""
 
@@ -176,10 +170,16 @@ class AITypedReceipt(PragueTypedReceipt):
 
 
 class AIReceiptBuilder(PragueReceiptBuilder):
+    """Prague's receipt builder decoding deposit receipts too."""
+
     typed_receipt_class = AITypedReceipt
 
 
-AITypedTransaction.receipt_builder = AIReceiptBuilder
+class AITypedTransaction(PragueTypedTransaction):
+    """Prague's typed transactions plus the deposit (``0x7E``)."""
+
+    decoders = {**PragueTypedTransaction.decoders, DEPOSIT_TX_TYPE: DepositPayloadDecoder}
+    receipt_builder = AIReceiptBuilder
 
 
 class AITransactionBuilder(PragueTransactionBuilder):

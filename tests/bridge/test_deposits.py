@@ -93,6 +93,8 @@ def test_a_deposit_mints_bumps_the_nonce_and_pays_no_fee(tmp_path: Path) -> None
     assert bytes(d.encode())[0] == DEPOSIT_TX_TYPE  # type: ignore[attr-defined]
     assert seq.tx_location(bytes(d.hash)) == (n, 0)  # type: ignore[attr-defined]
     assert seq.builder.decode(bytes(d.encode())) == d  # type: ignore[attr-defined]
+    (stored,) = block.get_receipts(seq.chain.chaindb)  # the receipt decodes back from the database
+    assert (stored.type_id, stored.gas_used, stored.state_root) == (DEPOSIT_TX_TYPE, 21_000, b"\x01")  # type: ignore
 
 
 def test_a_failing_call_keeps_the_mint_and_gas_is_accounted(tmp_path: Path) -> None:
