@@ -158,6 +158,9 @@ class Dispatcher:
         """Run one method; raises :class:`NodeError`."""
         entry = self.table.get(method)
         if entry is None:
+            if method in ("eth_subscribe", "eth_unsubscribe"):  # answered by the WebSocket side only
+                raise MethodNotFound("notifications not supported: eth_subscribe needs a WebSocket connection "
+                                     "(ws://, same host and port)")
             raise MethodNotFound(f"the method {method} does not exist/is not available")
         fn, sig = entry
         try:
