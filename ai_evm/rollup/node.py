@@ -159,6 +159,8 @@ class Derivation:
         self.deriver = Deriver(d.rollup_config, SafeHead(bytes(head.hash), int(head.block_number), int(head.timestamp),
                                                          origin.number))
         self.rejected = 0
+        #: The safe head number at which batches not extending the derived chain were last reported.
+        self._forked_at = -1
         self.stalled = ""
         self._stall_key: tuple[int, str, bytes] | None = None
         self._stall_said = 0.0
@@ -174,7 +176,9 @@ class Derivation:
     def _on_block(self, block: L1Block) -> None:
         self.deriver.add_l1_block(block)
         while True:
+            dropped = len(self.deriver.dropped)
             batch = self._pending or self.deriver.next_batch()
+            self._report_fork(self.deriver.dropped[dropped:])
             if batch is None:
                 return
             try:
@@ -200,6 +204,16 @@ class Derivation:
                 log.warning("derivation resumed at L2 block %d", self.deriver.safe.number + 1)
             self._pending, self.stalled, self._stall_key = None, "", None
             self.deriver.advance(h)
+
+    def _report_fork(self, drops: list[str]) -> None:
+        """Say once per safe head when L1 holds batches that name another parent than the derived head:
+        the sequencer built a chain L1 does not define (for instance, it left a deposit out)."""
+        n = self.deriver.safe.number
+        if n != self._forked_at and any("is not the safe head" in why for why in drops):
+            self._forked_at = n
+            log.warning("derivation: L1 holds batches that do not extend the derived L2 block %d: the sequencer's "
+                        "chain differs from the one L1 defines from there (a deposit left out?); its outputs from "
+                        "block %d on are wrong", n, n)
 
     @property
     def safe(self) -> SafeHead:

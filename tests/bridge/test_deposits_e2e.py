@@ -11,6 +11,7 @@ refused.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -193,7 +194,8 @@ def in_process_rpc(seq: Sequencer) -> Callable[..., Any]:
     return lambda method, *params: dispatcher.call(method, list(params))
 
 
-def test_a_sequencer_that_skips_a_deposit_is_reported(l1: str, tmp_path: Path) -> None:
+def test_a_sequencer_that_skips_a_deposit_is_reported(l1: str, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
     """The sequencer leaves a deposit out of the block that must carry it and batches that block; the
     validator's node derives the block with the deposit (another hash and state root), and the validator
     agent reports the proposer's output of the sequencer's block as wrong."""
@@ -239,6 +241,16 @@ def test_a_sequencer_that_skips_a_deposit_is_reported(l1: str, tmp_path: Path) -
     assert a.hash != b.hash and a.state_root != b.state_root
     assert honest.head_state().get_balance(bytes.fromhex(RECIPIENT[2:])) == ETH
     assert cheat.head_state().get_balance(bytes.fromhex(RECIPIENT[2:])) == 0
+    # one more sequencer block, batched: it names the sequencer's block k as parent, which L1 does not define
+    cheat.mine_pending(allow_empty=True)
+    more = [batch_of_block(cheat.chain.get_canonical_block_by_number(BlockNumber(k + 1)))]
+    frames = codec.split_frames(codec.new_channel_id(), codec.encode_channel(more), 100_000)
+    post = {**post, "data": codec.encode_batcher_data(frames), "nonce": w3.eth.get_transaction_count(BATCHER.address)}
+    w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(BATCHER.sign_transaction(post).raw_transaction))
+    with caplog.at_level(logging.WARNING, logger="ai_evm.rollup.node"):
+        wait_for(lambda: derivation.follower.poll_once(full=True) >= 0 and "do not extend the derived L2 block" in
+                 caplog.text, 30, "the validator's node to report the fork")
+    assert f"do not extend the derived L2 block {k}" in caplog.text and derivation.safe.number == k
 
     # the proposer posts the sequencer's outputs (one per block); the validator checks them
     said: list[str] = []
