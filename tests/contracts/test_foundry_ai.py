@@ -1,0 +1,159 @@
+"""Foundry with AI contracts (docs/foundry.md): ``forge test`` with ``AITest``'s mock inference
+precompile (answers set by the test, or recorded from a node through ``vm.rpc``), and
+``forge script --broadcast --skip-simulation`` deploying and calling ``DigitsClassifier`` on a node.
+
+The node is an ``aievm node`` process (tests/ai_evm/node/nodeproc.py) with ``digits_mlp`` in its
+store; "the node's answer" is what its own EVM computes: ``predict`` on a classifier it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
+
+from ai_evm.contracts import artifact
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "ai_evm" / "node"))
+
+from nodeproc import DIGITS_BUNDLE, NodeProcess, add_models  # noqa: E402
+
+FORGE = ROOT / "node_modules" / ".bin" / "forge"
+SHIM = ROOT / "scripts" / "solc_shim.mjs"
+SCRIPT = "scripts/forge_scripts/DigitsClassifier.s.sol:DigitsClassifierScript"
+KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # dev account 0
+DEV0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+X = np.load(ROOT / "models" / "digits_mlp" / "test_x.npy")
+#: The examples' own forge project: sources, tests, scripts, outputs apart from the other suites.
+FOUNDRY_ENV = {
+    "FOUNDRY_SRC": "contracts/examples",
+    "FOUNDRY_TEST": "contracts/examples/test",
+    "FOUNDRY_SCRIPT": "scripts/forge_scripts",
+    "FOUNDRY_OUT": "build/forge/examples-out",
+    "FOUNDRY_CACHE_PATH": "build/forge/examples-cache",
+    "FOUNDRY_BROADCAST": "build/forge/examples-broadcast",
+}
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("node") is None or not FORGE.exists(), reason="node and node_modules/.bin/forge are required"
+)
+
+
+def forge(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(FORGE), *args, "--offline", "--use", str(SHIM), "--color", "never"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, **FOUNDRY_ENV, **(env or {})},
+    )  # fmt: skip
+
+
+def image(i: int) -> bytes:
+    return bytes(int(round(v * 16)) for v in X[i])
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    datadir = tmp_path_factory.mktemp("foundry-node") / "data"
+    datadir.mkdir()
+    (address,) = add_models(datadir, [DIGITS_BUNDLE])
+    proc = NodeProcess(datadir).start()
+    proc.model = address  # type: ignore[attr-defined]
+    yield proc
+    proc.stop()
+
+
+def wait_receipt(node: NodeProcess, tx_hash: str) -> dict[str, object]:
+    for _ in range(600):
+        receipt = node.rpc("eth_getTransactionReceipt", tx_hash)
+        if receipt is not None:
+            return dict(receipt)
+        time.sleep(0.05)
+    raise AssertionError(f"no receipt for {tx_hash}")
+
+
+def node_predict(node: NodeProcess, classifier: str, img: bytes) -> int:
+    data = "0x" + (keccak(text="predict(bytes)")[:4] + abi_encode(["bytes"], [img])).hex()
+    return int(node.rpc("eth_call", {"to": classifier, "data": data}, "latest"), 16)
+
+
+@pytest.fixture(scope="module")
+def node_classifier(node: NodeProcess) -> str:
+    """A DigitsClassifier deployed on the node by the node's own dev account (not by forge)."""
+    model = bytes.fromhex(node.model[2:])  # type: ignore[attr-defined]
+    code = artifact("DigitsClassifier").bytecode + abi_encode(["bytes32"], [model])
+    tx = node.rpc("eth_sendTransaction", {"from": DEV0, "data": "0x" + code.hex(), "gas": hex(3_000_000)})
+    receipt = wait_receipt(node, tx)
+    assert receipt["status"] == "0x1"
+    return str(receipt["contractAddress"])
+
+
+def test_forge_test_with_mocked_inference() -> None:
+    """The mock suite: outputs set by the test, failures, size mismatch, 0xa0, owner-only answers."""
+    out = forge("test", "--no-match-contract", "NodeTest")
+    text = out.stdout + out.stderr
+    assert out.returncode == 0 and "[FAIL" not in text, text[-6000:]
+    assert re.search(r"(\d+) tests passed, 0 failed", text) and int(re.findall(r"(\d+) tests passed", text)[-1]) >= 10
+
+
+def test_forge_test_records_the_nodes_output(node: NodeProcess, node_classifier: str) -> None:
+    """``recordInference`` asks the node (eth_call to 0xa1 through vm.rpc); the contract run by forge
+    then predicts what the node's own EVM predicts, and a wrong expectation fails the forge test."""
+    img = image(5)
+    digit = node_predict(node, node_classifier, img)
+    env = {"AI_EVM_RPC": node.url, "AI_EVM_MODEL": node.model, "AI_EVM_IMAGE": "0x" + img.hex()}  # type: ignore[attr-defined]
+    ok = forge("test", "--match-contract", "NodeTest", env={**env, "AI_EVM_DIGIT": str(digit)})
+    passed = ok.returncode == 0 and "[FAIL" not in ok.stdout and "1 tests passed, 0 failed" in ok.stdout
+    assert passed, (ok.stdout + ok.stderr)[-6000:]
+    wrong = forge("test", "--match-contract", "NodeTest", env={**env, "AI_EVM_DIGIT": str((digit + 1) % 10)})
+    # (the npm forge wrapper exits 0 even when a test fails: the output says it)
+    assert "[FAIL: assertEq failed: digit agrees with the node" in wrong.stdout, wrong.stdout[-4000:]
+
+
+def test_forge_script_broadcast_lands_on_the_node(node: NodeProcess, node_classifier: str) -> None:
+    """``forge script --broadcast --skip-simulation``: the deployment and the classify transaction
+    land on the node, succeed, and the on-chain digit equals the node's own prediction."""
+    img = image(7)
+    env = {"AI_EVM_MODEL": node.model, "AI_EVM_IMAGE": "0x" + img.hex()}  # type: ignore[attr-defined]
+    out = forge("script", SCRIPT, "--rpc-url", node.url, "--private-key", KEY, "--broadcast", "--skip-simulation",
+                env=env)  # fmt: skip
+    text = out.stdout + out.stderr
+    assert out.returncode == 0 and "ONCHAIN EXECUTION COMPLETE & SUCCESSFUL" in text, text[-6000:]
+    chain_id = int(node.rpc("eth_chainId"), 16)
+    run = json.loads((ROOT / FOUNDRY_ENV["FOUNDRY_BROADCAST"] / "DigitsClassifier.s.sol" / str(chain_id)
+                      / "run-latest.json").read_text())  # fmt: skip
+    create, call = run["transactions"]
+    assert create["transactionType"] == "CREATE" and call["function"] == "classify(bytes)"
+    receipts = [wait_receipt(node, tx["hash"]) for tx in (create, call)]
+    assert [r["status"] for r in receipts] == ["0x1", "0x1"]
+    classifier = str(receipts[0]["contractAddress"])
+    assert classifier.lower() == create["contractAddress"].lower()
+    expected = node_predict(node, node_classifier, img)
+    (log,) = receipts[1]["logs"]  # type: ignore[misc]
+    assert int(log["data"], 16) == expected  # the Classified event of the transaction forge sent
+    last = node.rpc("eth_call", {"to": classifier, "data": "0x" + keccak(text="lastPrediction()")[:4].hex()}, "latest")
+    assert abi_decode(["uint256"], bytes.fromhex(last[2:]))[0] == expected
+
+
+def test_forge_script_without_skip_simulation_fails_on_0xa1(node: NodeProcess) -> None:
+    """Without ``--skip-simulation`` forge re-runs the transactions on a fork without the mock, where
+    0xa1 is empty code: AILib reverts with OutputSizeMismatch(40, 0) and nothing is sent."""
+    img = image(8)
+    env = {"AI_EVM_MODEL": node.model, "AI_EVM_IMAGE": "0x" + img.hex()}  # type: ignore[attr-defined]
+    nonce = node.rpc("eth_getTransactionCount", DEV0, "latest")
+    out = forge("script", SCRIPT, "--rpc-url", node.url, "--private-key", KEY, "--broadcast", env=env)
+    text = out.stdout + out.stderr
+    assert "Simulated execution failed" in text and "OutputSizeMismatch(40, 0)" in text, text[-4000:]
+    assert node.rpc("eth_getTransactionCount", DEV0, "latest") == nonce
