@@ -19,6 +19,7 @@ follower checks consecutive).
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +38,8 @@ from .sequencing import choose_origin
 
 log = logging.getLogger(__name__)
 
+#: A batch dropped for naming another parent than the safe head (ai_evm.rollup.derive.check_batch).
+_NOT_SAFE_HEAD = re.compile(r"parent ([0-9a-f]{64}) is not the safe head")
 #: How often a derivation stalled on the same block and cause says so again (seconds).
 STALL_REPEAT_S = 30.0
 
@@ -209,7 +212,12 @@ class Derivation:
         """Say once per safe head when L1 holds batches that name another parent than the derived head:
         the sequencer built a chain L1 does not define (for instance, it left a deposit out)."""
         n = self.deriver.safe.number
-        if n != self._forked_at and any("is not the safe head" in why for why in drops):
+        if n == self._forked_at:
+            return
+        parents = [bytes.fromhex(m.group(1)) for why in drops if (m := _NOT_SAFE_HEAD.search(why))]
+        with self.seq.lock:  # a parent we know is a stale repost, not a fork
+            unknown = any(self.seq.header_by_hash(p) is None for p in parents)
+        if unknown:
             self._forked_at = n
             log.warning("derivation: L1 holds batches that do not extend the derived L2 block %d: the sequencer's "
                         "chain differs from the one L1 defines from there (a deposit left out?); its outputs from "
