@@ -48,6 +48,7 @@ from .models import get_model
 from .proofs import ProofsApi
 from .signing import PRIORITY_FEE, SigningApi
 from .snapshot import HeadSnapshot, committed_head_number
+from .tracing import TracingApi
 from .txpool import TxPoolApi
 
 CLIENT_VERSION = "aievm/0.1.0/python"
@@ -55,7 +56,7 @@ CLIENT_VERSION = "aievm/0.1.0/python"
 MAX_OUTPUT_BLOCKS = 10_000
 
 
-class EthApi(LogsApi, DevApi, SigningApi, ProofsApi, TxPoolApi):
+class EthApi(LogsApi, DevApi, SigningApi, ProofsApi, TxPoolApi, TracingApi):
     """The method implementations; ``automine`` mines after every send (or batch of sends);
     ``dev_methods`` serves the test methods of :mod:`ai_evm.node.dev` (never on a rollup node);
     ``dev_accounts`` False: no account is unlocked (``eth_accounts`` is empty, nothing is signed)."""
@@ -501,4 +502,6 @@ LOCK_FREE_METHODS = frozenset({
 })  # fmt: skip
 
 #: Methods that execute EVM code for a read (bounded by the RPC gas cap and time limit).
-CALL_METHODS = frozenset({"eth_call", "eth_estimateGas", "eth_createAccessList", "eth_sendTransaction"})
+CALL_METHODS = frozenset({"eth_call", "eth_estimateGas", "eth_createAccessList", "eth_sendTransaction",
+                          "debug_traceTransaction", "debug_traceCall", "debug_traceBlockByNumber",
+                          "debug_traceBlockByHash"})
