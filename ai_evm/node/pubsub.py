@@ -6,7 +6,8 @@ requests: a slow ``eth_call`` does not hold up the others; the ids match them). 
 HTTP requests run (the same worker pools and limits), so every HTTP method works over ws.
 
 Subscriptions (geth's): ``eth_subscribe("newHeads")`` (block header objects), ``eth_subscribe("logs",
-{address, topics})`` (one notification per matching log, in chain order) and
+{address, topics})`` (one notification per matching log, in chain order; numeric ``fromBlock``/
+``toBlock`` bound the blocks reported, tags do not, as for a filter) and
 ``eth_subscribe("newPendingTransactions")`` (transaction hashes); each notification is
 ``{"jsonrpc": "2.0", "method": "eth_subscription", "params": {"subscription": id, "result": ...}}``.
 ``eth_unsubscribe(id)`` ends one; closing the socket ends them all.
@@ -36,7 +37,7 @@ import anyio.to_thread
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .errors import InvalidParams, InvalidRequest, LimitExceeded, NodeError
-from .filters import LogCriteria, log_matches, parse_criteria
+from .filters import LogCriteria, log_matches, numeric_bound, parse_criteria
 from .index import block_key, decode_record
 from .rpc import Dispatcher, encode, error_response, valid_id
 from .snapshot import committed_head_number
@@ -64,6 +65,13 @@ class Subscription:
     kind: str
     criteria: LogCriteria | None
     connection: Connection
+    #: numeric ``fromBlock``/``toBlock`` of a logs subscription (None: no bound)
+    first: int | None = None
+    last: int | None = None
+
+    def wants_block(self, number: int) -> bool:
+        """Whether a logs subscription's block bounds include block ``number``."""
+        return (self.first is None or number >= self.first) and (self.last is None or number <= self.last)
 
 
 class BlockFeed:
@@ -163,10 +171,11 @@ class BlockFeed:
         logs = [lg for receipt in record["receipts"] for lg in receipt["logs"]]
         if self._has("newPendingTransactions"):
             self._announce(list(record["block"]["transactions"]))
+        number = int(header["number"], 16)
         for sub in list(self.subscriptions.values()):
             if sub.kind == "newHeads":
                 sub.connection.notify(sub.sid, header)
-            elif sub.kind == "logs":
+            elif sub.kind == "logs" and sub.wants_block(number):
                 assert sub.criteria is not None
                 for lg in logs:
                     if log_matches(lg, sub.criteria):
@@ -299,19 +308,20 @@ class Connection:
         if kind == "logs":
             if len(params) > 2:
                 raise InvalidParams("logs subscription takes one filter object")
-            raw = params[1] if len(params) > 1 else {}
-            if isinstance(raw, dict) and any(raw.get(k) is not None for k in ("fromBlock", "toBlock", "blockHash")):
-                raise InvalidParams("a logs subscription takes only address and topics (it reports new blocks)")
-            criteria: LogCriteria | None = parse_criteria(raw)
+            criteria = parse_criteria(params[1] if len(params) > 1 else {})
+            if criteria.block_hash is not None:
+                raise InvalidParams("a logs subscription reports new blocks: blockHash is not allowed")
+            first = numeric_bound(criteria.from_block, "fromBlock")  # as a filter's: numbers bound, tags do not
+            last = numeric_bound(criteria.to_block, "toBlock")
         else:
             if len(params) > 2:
                 raise InvalidParams(f"{kind} subscription takes no filter")
-            criteria = None
+            criteria, first, last = None, None, None
         if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
             raise LimitExceeded(f"too many subscriptions on this connection (max {MAX_SUBSCRIPTIONS})")
         sid = "0x" + os.urandom(16).hex()
         # registered once this request's response is queued (the caller sends it first: same loop step)
-        asyncio.get_running_loop().call_soon(self._register, Subscription(sid, kind, criteria, self))
+        asyncio.get_running_loop().call_soon(self._register, Subscription(sid, kind, criteria, self, first, last))
         self.feed.start()
         return sid
 

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import shutil
+import signal
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +128,7 @@ def test_subscription_errors(node: NodeProcess) -> None:
     async def session() -> list[Any]:
         async with websockets.connect(ws_url(node)) as ws:
             out = []
-            for params in (["newBlocks"], ["logs", {"fromBlock": "0x0"}], ["logs", {"address": "0x12"}]):
+            for params in (["newBlocks"], ["logs", {"blockHash": "0x" + "00" * 32}], ["logs", {"address": "0x12"}]):
                 await ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": params}))
                 out.append(json.loads(await ws.recv()))
             await ws.send("{not json")
@@ -189,3 +194,32 @@ def test_a_client_that_does_not_read_is_closed() -> None:
     assert conn.overflowed and feed.subscriptions == {} and conn.subscriptions == set()
     assert sock.closed is not None and sock.closed[0] == 1008
     assert conn.outbox.qsize() <= pubsub.MAX_QUEUED_MESSAGES
+
+
+CAST = ROOT / "node_modules" / ".bin" / "cast"
+
+
+@pytest.mark.skipif(not CAST.exists() or shutil.which("node") is None,
+                    reason="npm install has not put cast in node_modules")  # fmt: skip
+def test_cast_logs_subscribe(node: NodeProcess, w3: Web3, ping: Any) -> None:
+    """``cast logs --subscribe`` over ws: once its first log arrives, it gets every later one.
+
+    cast prints nothing until a log comes, so pings are sent until it has printed four; the values
+    it printed must then be consecutive (the first pings may predate its subscription)."""
+    command = [str(CAST), "logs", "--subscribe", "--address", ping.address, "--json", "--rpc-url", ws_url(node)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    printed: list[str] = []
+    reader = threading.Thread(target=lambda: printed.extend(iter(lambda: proc.stdout.read(1), "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        deadline, value = time.monotonic() + 90, 5000
+        while time.monotonic() < deadline and len(re.findall(r'"data":"(0x[0-9a-f]+)"', "".join(printed))) < 4:
+            value += 1
+            _pings(w3, ping, [value])
+            time.sleep(0.3)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the npm wrapper and the cast binary it started
+        proc.wait(timeout=30)
+    values = [int(v, 16) for v in re.findall(r'"data":"(0x[0-9a-f]+)"', "".join(printed))]
+    assert len(values) >= 4, (proc.stderr.read() if proc.stderr else "", "".join(printed)[:500])
+    assert values == list(range(values[0], values[0] + len(values)))
