@@ -6,6 +6,12 @@ bytes. ``aievm replay BUNDLE --input X.npy`` prints the node table (op, shapes, 
 MACs, VM steps); ``--node K`` adds node ``K``'s instructions (operands and results; ``--step S``
 centres the window on step ``S`` and shows its witness); ``--against OTHER.json`` finds the first
 node and VM step where the other execution diverges; ``--html FILE`` saves the same as a page.
+
+``aievm replay --tx HASH --rpc URL`` starts from a transaction instead: it reads the transaction's
+inference records from the node (``aievm_getInferences``: model, input and output bytes, gas),
+checks the bytes against the record's hashes, resolves each model (the BUNDLE argument or
+``--bundle``, else ``--store``, else the local model store), re-runs the engine to compare the
+output with the chain's, and replays each inference (``--index K``: only record ``K``) as above.
 """
 
 from __future__ import annotations
@@ -267,34 +273,68 @@ def trace_cmd(bundle_path: str, inputs: tuple[str, ...], sample: int | None, out
 @click.option("--game", help="replay a dispute game on L1 by its address instead (needs --l1; the bundle optional)")
 @click.option("--l1", "l1_url", help="L1 JSON-RPC URL (with --game)")
 @click.option("--bundle", "game_bundle", type=click.Path(exists=True, dir_okay=False),
-              help="with --game: the model bundle, to name the pinned node")
+              help="with --game: the model bundle, to name the pinned node; with --tx: the model bundle")
+@click.option("--tx", "tx_hash", help="replay the inferences of this L2 transaction instead (needs --rpc)")
+@click.option("--rpc", "rpc_url", help="L2 node JSON-RPC URL (with --tx)")
+@click.option("--store", "store_uri", help="with --tx: model store to resolve the models from (path, http(s)://, "
+              "s3://; default: the local store)")
+@click.option("--index", "record_index", type=int, help="with --tx: replay only the transaction's inference K")
 def replay_cmd(bundle_path: str | None, inputs: tuple[str, ...], sample: int | None, node_index: int | None,
                step: int | None, against: str | None, html: str | None, game: str | None, l1_url: str | None,
-               game_bundle: str | None) -> None:
+               game_bundle: str | None, tx_hash: str | None, rpc_url: str | None, store_uri: str | None,
+               record_index: int | None) -> None:
     """Replay an inference node by node and VM step by step (the auditor's view of a dispute).
+
+    With --tx HASH --rpc URL: replay every inference the L2 transaction ran (its records from the
+    node: model, input and output bytes), after checking the output against a local re-run.
 
     With --game ADDRESS --l1 URL: replay a dispute game from L1 move by move (player, position,
     claim, bond, gas), the pinned instruction and its re-execution with fraud_vm, and the outcome.
     """
     from rich.console import Console
 
-    from fraud_vm.phase1 import io_hash
-    from fraud_vm.trace import NodeTrace
-
     if game is not None:
         _replay_game(game, l1_url, game_bundle or bundle_path)
         return
+    console = Console(record=True, width=160)
+    if tx_hash is not None:
+        if inputs or sample is not None:
+            raise click.UsageError("--tx takes the inputs from the chain: leave out --input and --sample")
+        if against is not None:
+            raise click.UsageError("--against compares two executions of one inference; use it with BUNDLE --input")
+        if step is not None and node_index is None:
+            raise click.BadParameter("--step needs --node", param_hint="--step")
+        _replay_tx(tx_hash, rpc_url, bundle_path or game_bundle, store_uri, record_index, node_index, step, console)
+        _save_html(console, html)
+        return
     if bundle_path is None or not inputs:
-        raise click.UsageError("replay needs BUNDLE and --input (or --game ADDRESS --l1 URL)")
+        raise click.UsageError("replay needs BUNDLE and --input (or --tx HASH --rpc URL, or --game ADDRESS --l1 URL)")
     bundle = _load_bundle(bundle_path)
-    n = len(bundle.nodes)
-    if node_index is not None and not 0 <= node_index < n:
-        raise click.BadParameter(f"node {node_index} is outside 0..{n - 1}", param_hint="--node")
     if step is not None and node_index is None and against is None:
         raise click.BadParameter("--step needs --node", param_hint="--step")
     other = load_trace(against, bundle) if against else None
-    run = _execute(bundle, _load_inputs(bundle, inputs, sample))
-    console = Console(record=True, width=160)
+    _replay_inference(bundle, _load_inputs(bundle, inputs, sample), node_index, step, other, console)
+    _save_html(console, html)
+
+
+def _save_html(console: Any, html: str | None) -> None:
+    if html:
+        try:
+            console.save_html(html)
+        except OSError as e:
+            raise click.ClickException(f"cannot write {html}: {e}") from None
+
+
+def _replay_inference(bundle: Any, inputs: list[np.ndarray], node_index: int | None, step: int | None,
+                      other: dict[str, Any] | None, console: Any) -> None:
+    """The node table of one inference, with node ``node_index``'s VM steps (centred on ``step``)."""
+    from fraud_vm.phase1 import io_hash
+    from fraud_vm.trace import NodeTrace
+
+    n = len(bundle.nodes)
+    if node_index is not None and not 0 <= node_index < n:
+        raise click.BadParameter(f"node {node_index} is outside 0..{n - 1}", param_hint="--node")
+    run = _execute(bundle, inputs)
     tr = run["trace"]
     console.print(f"input hash 0x{io_hash(tr.input_roots()).hex()}  output hash 0x{io_hash(tr.output_roots()).hex()}")
     diverging = _divergence(bundle, run, other, console) if other is not None else None
@@ -309,11 +349,6 @@ def replay_cmd(bundle_path: str | None, inputs: tuple[str, ...], sample: int | N
             console.print(f"step {step}: pre-state {trace.state_hash_at(step).hex()}  post-state "
                           f"{trace.state_hash_at(step + 1).hex()}  witness {w.size_bytes()} bytes "
                           f"({len(w.words)} words, {len(w.siblings)} proof hashes)")
-    if html:
-        try:
-            console.save_html(html)
-        except OSError as e:
-            raise click.ClickException(f"cannot write {html}: {e}") from None
 
 
 def _replay_game(address: str, l1_url: str | None, bundle_path: str | None) -> None:
@@ -332,3 +367,110 @@ def _replay_game(address: str, l1_url: str | None, bundle_path: str | None) -> N
         raise click.ClickException(str(e)) from None
     except (Web3Exception, OSError) as e:
         raise click.ClickException(f"L1 request failed: {e}") from None
+
+
+def _rpc(url: str, method: str, *params: Any) -> Any:
+    """One JSON-RPC request to the L2 node (click errors for a refused or failed request)."""
+    import urllib.error
+    import urllib.request
+
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}).encode()
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            answer = json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise click.ClickException(f"L2 request {method} to {url} failed: {e}") from None
+    if not isinstance(answer, dict):
+        raise click.ClickException(f"L2 node answered {method} with {type(answer).__name__}, not a JSON-RPC response")
+    if answer.get("error") is not None:
+        err = answer["error"]
+        message = err.get("message") if isinstance(err, dict) else err
+        raise click.ClickException(f"L2 node refused {method}: {message}")
+    return answer.get("result")
+
+
+def _hex_bytes(value: Any, what: str) -> bytes:
+    try:
+        if not isinstance(value, str) or not value.startswith("0x"):
+            raise ValueError("not 0x-prefixed hex")
+        return bytes.fromhex(value[2:])
+    except ValueError as e:
+        raise click.ClickException(f"the node's inference record has a bad {what}: {e}") from None
+
+
+def _tx_bundle(model: bytes, bundle_path: str | None, store_uri: str | None, stores: dict[str, Any]) -> Any:
+    """The bundle of ``model``: the given file (which must be that model), else the store."""
+    if bundle_path is not None:
+        bundle = _load_bundle(bundle_path)
+        if bytes(bundle.address) != model:
+            raise click.ClickException(f"{bundle_path} is model {bundle.address_hex}, but the inference ran "
+                                       f"model 0x{model.hex()}")
+        return bundle
+    from opml.store import StoreError, open_store
+
+    try:
+        if "store" not in stores:
+            stores["store"] = open_store(store_uri)
+        return stores["store"].get_bundle(model)
+    except (StoreError, OSError) as e:
+        where = store_uri or "the local model store"
+        raise click.ClickException(f"model 0x{model.hex()} is not in {where}: {e} "
+                                   "(give --store or the bundle)") from None
+
+
+def _replay_tx(tx_hash: str, rpc_url: str | None, bundle_path: str | None, store_uri: str | None,
+               record_index: int | None, node_index: int | None, step: int | None, console: Any) -> None:
+    """``aievm replay --tx``: each inference of an L2 transaction, from its records to the VM steps."""
+    from opml.engine import decode_inputs, run_bytes
+    from opml.errors import OpmlError
+    from opml.merkle import keccak
+
+    if rpc_url is None:
+        raise click.UsageError("--tx needs --rpc URL (the L2 node)")
+    h = tx_hash.lower()
+    if len(h) != 66 or not h.startswith("0x") or any(c not in "0123456789abcdef" for c in h[2:]):
+        raise click.BadParameter(f"{tx_hash!r} is not a transaction hash (0x and 64 hex digits)", param_hint="--tx")
+    records = _rpc(rpc_url, "aievm_getInferences", h)
+    if records is None:
+        raise click.ClickException(f"transaction {h} is not mined on {rpc_url}")
+    if not isinstance(records, list):
+        raise click.ClickException(f"aievm_getInferences answered {type(records).__name__}, not a list")
+    if not records:
+        console.print(f"transaction {h} ran no inference")
+        return
+    if record_index is not None and not 0 <= record_index < len(records):
+        raise click.BadParameter(f"the transaction ran {len(records)} inferences (0..{len(records) - 1})",
+                                 param_hint="--index")
+    console.print(f"transaction {h}: {len(records)} inference{'s' if len(records) != 1 else ''}")
+    stores: dict[str, Any] = {}
+    for k, rec in enumerate(records):
+        if record_index is not None and k != record_index:
+            continue
+        if not isinstance(rec, dict):
+            raise click.ClickException(f"inference record {k} is {type(rec).__name__}, not an object")
+        try:
+            model, gas = _hex_bytes(rec["model"], "model"), int(rec["gas"])
+            payload, output = _hex_bytes(rec["input"], "input"), _hex_bytes(rec["output"], "output")
+            input_hash = _hex_bytes(rec["inputHash"], "inputHash")
+            output_hash = _hex_bytes(rec["outputHash"], "outputHash")
+        except (KeyError, TypeError, ValueError) as e:
+            raise click.ClickException(f"inference record {k} lacks a field or has a bad one: {e}") from None
+        console.rule(f"inference {rec.get('callIndex', k)}: model 0x{model.hex()}")
+        console.print(f"gas {gas:,}  input {len(payload)} bytes (hash 0x{input_hash.hex()})  "
+                      f"output {len(output)} bytes (hash 0x{output_hash.hex()})")
+        if keccak(payload) != input_hash or keccak(output) != output_hash:
+            raise click.ClickException(f"inference {k}: the node's input/output bytes do not hash to the record's "
+                                       "inputHash/outputHash")
+        bundle = _tx_bundle(model, bundle_path, store_uri, stores)
+        try:
+            arrays = decode_inputs(bundle, payload)
+            rerun = run_bytes(bundle, payload)
+        except OpmlError as e:
+            raise click.ClickException(f"inference {k}: the recorded input does not run on the model: {e}") from None
+        if rerun == output:
+            console.print("re-executed here: the output equals the chain's")
+        else:
+            console.print("[bold red]re-executed here: the output DIFFERS from the chain's "
+                          f"(0x{keccak(rerun).hex()} here): the record is challengeable")
+        _replay_inference(bundle, arrays, node_index, step, None, console)
