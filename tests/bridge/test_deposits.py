@@ -11,6 +11,7 @@ state root and output root.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,7 @@ def deposit(nonce: int, to: bytes = BOB, mint: int = 10**18, value: int = 0, gas
     return new_deposit(deposit_source_hash(PORTAL, nonce), sender, to, mint, value, gas, data)
 
 
-def mine_with(seq: Sequencer, deposits: list[object], txs: list[bytes] = ()) -> int:  # type: ignore[assignment]
+def mine_with(seq: Sequencer, deposits: list[object], txs: Sequence[bytes] = ()) -> int:
     """Mine one block on a scripted origin that opens with ``deposits`` (then the signed ``txs``)."""
     head = seq.head()
     seq.origin_for = lambda parent, ts: L1Origin(int(head.block_number) + 1, bytes([7]) * 32, 0)
