@@ -2,9 +2,9 @@
 
 ``L2ToL1MessagePasser`` at ``0x4200…0016`` records withdrawals (docs/bridge.md); its runtime code
 is the ``deployed_bytecode`` of its artifact in ``contracts/build`` (built by
-``node scripts/build_contracts.mjs``), with empty storage. The node's genesis
-(``ai_evm.node.chain.Sequencer``) puts :data:`PREDEPLOYS` into the state, so the genesis hash
-commits to this code: every node of one rollup must run the same build.
+``node scripts/build_contracts.mjs``), with empty storage; ``Multicall3`` (contracts/Multicall3.sol)
+sits at ``0xcA11…CA11``. The node's genesis (``ai_evm.node.chain.Sequencer``) puts :data:`PREDEPLOYS`
+into the state, so the genesis hash commits to this code: every node of one rollup must run the same build.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from ai_evm.contracts import ContractArtifactError, artifact
 
 #: The withdrawals predeploy (OP's address).
 L2_TO_L1_MESSAGE_PASSER = bytes.fromhex("4200000000000000000000000000000000000016")
+#: Multicall3 at its usual address (viem's and ethers' multicall expect it; OP chains preinstall it).
+MULTICALL3 = bytes.fromhex("ca11bde05977b3631167028862be2a173976ca11")
 #: Predeploy address -> name of the contract artifact whose runtime code lives there.
-PREDEPLOY_CONTRACTS: dict[bytes, str] = {L2_TO_L1_MESSAGE_PASSER: "L2ToL1MessagePasser"}
+PREDEPLOY_CONTRACTS: dict[bytes, str] = {L2_TO_L1_MESSAGE_PASSER: "L2ToL1MessagePasser", MULTICALL3: "Multicall3"}
 
 
 class PredeployMissing(RuntimeError):
@@ -48,5 +50,12 @@ def genesis_accounts() -> dict[bytes, dict[str, Any]]:
 PREDEPLOYS: dict[bytes, bytes] = predeploys()
 
 
-__all__ = ["L2_TO_L1_MESSAGE_PASSER", "PREDEPLOYS", "PREDEPLOY_CONTRACTS", "PredeployMissing", "genesis_accounts",
-           "predeploys"]
+__all__ = [
+    "L2_TO_L1_MESSAGE_PASSER",
+    "MULTICALL3",
+    "PREDEPLOYS",
+    "PREDEPLOY_CONTRACTS",
+    "PredeployMissing",
+    "genesis_accounts",
+    "predeploys",
+]
