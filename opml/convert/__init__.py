@@ -28,6 +28,7 @@ from . import (  # noqa: F401  (register lowerings)
     lower_shape,
     lower_window,
     ml,
+    recurrent,
 )
 from .builder import GraphBuilder, Val
 from .context import Context
@@ -126,9 +127,11 @@ def _lower_nodes(ctx: Context, nodes: Iterable[onnx.NodeProto]) -> None:
         if node.op_type == "If" and node.domain in ("", "ai.onnx"):
             _inline_if(ctx, node)
             continue
-        if node.domain == ml.ML_DOMAIN:  # scikit-learn operators: standard nodes, lowered as usual
+        expander = ml.expand if node.domain == ml.ML_DOMAIN else recurrent.expand if (
+            node.op_type in ("LSTM", "GRU") and node.domain in ("", "ai.onnx")) else None
+        if expander is not None:  # scikit-learn operators, recurrent layers: standard nodes, lowered as usual
             try:
-                nodes = ml.expand(ctx, node)
+                nodes = expander(ctx, node)
             except ConversionError as e:
                 raise ConversionError(one_line(ctx.where(), str(e))) from None
             _lower_nodes(ctx, nodes)

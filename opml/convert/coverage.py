@@ -13,7 +13,7 @@ _UNROLL = ("unroll the recurrence over a static sequence length at export (e.g. 
 
 # op -> what would make a model with it convertible (the op is not lowered)
 HINTS: dict[str, str] = {
-    "LSTM": _UNROLL, "GRU": _UNROLL, "RNN": _UNROLL,
+    "RNN": _UNROLL,
     "Loop": "unroll it at export (a static trip count)", "Scan": "unroll it at export",
     "NonZero": "its output size depends on the data; compute the mask arithmetically (Where, Mul) instead",
     "TopK": "compute it after the model, on the engine's output",

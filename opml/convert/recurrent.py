@@ -1,0 +1,234 @@
+"""LSTM and GRU, unrolled over their static sequence length into standard ONNX nodes that the converter
+then lowers as usual (linear, add, mul, lookup tables; no new primitive).
+
+The input projection of every step is one ``linear`` over the whole sequence (``x W^T + Wb + Rb``,
+batch first); each step then gathers its slice, adds the recurrent projection ``h R^T`` (a ``linear``;
+skipped at the first step when the initial state is zero) and applies the gates:
+
+- LSTM (gates i, o, f, c): ``C = f * C_prev + i * tanh(g_c)``, ``H = o * tanh(C)`` with
+  ``i, o, f = sigmoid(...)``;
+- GRU (gates z, r, h): ``h~ = tanh(x Wh^T + (r * h_prev) Rh^T + Rbh + Wbh)`` (``linear_before_reset=0``) or
+  ``tanh(x Wh^T + r * (h_prev Rh^T + Rbh) + Wbh)`` (``=1``, PyTorch's), ``H = (1 - z) * h~ + z * h_prev``.
+
+Each intermediate gets its own int8 scale from calibration, as any activation does; the quantization
+error therefore accumulates over the steps. Supported: the default activations, directions forward,
+reverse and bidirectional, ``layout`` 1 (batch first) with any batch, ``layout`` 0 with a fixed batch,
+initial states (constants or inputs), no ``sequence_lens`` (or all equal to the sequence length), no
+peepholes, ``clip`` or ``input_forget``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from .builder import Val
+from .context import Context
+
+_DEFAULT = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
+
+
+class _Emit:
+    """Collects nodes and constants with unique names under a prefix."""
+
+    def __init__(self, ctx: Context, prefix: str) -> None:
+        self.ctx, self.prefix, self.nodes, self.k = ctx, prefix, [], 0  # type: ignore[var-annotated]
+
+    def name(self, tag: str) -> str:
+        self.k += 1
+        return f"{self.prefix}_{tag}{self.k}"
+
+    def const(self, tag: str, arr: np.ndarray) -> str:
+        n = self.name(tag)
+        self.ctx.vals[n] = Val(arr, onnx_dtype=arr.dtype)
+        return n
+
+    def op(self, op: str, ins: list[str], tag: str, domain: str = "", out: str | None = None, **attrs: object) -> str:
+        o = out or self.name(tag)
+        n = helper.make_node(op, ins, [o], domain=domain)
+        n.attribute.extend(helper.make_attribute(k, v) for k, v in attrs.items())
+        self.nodes.append(n)
+        return o
+
+    def linear(self, x: str, w: np.ndarray, b: np.ndarray | None, tag: str) -> str:
+        """``x @ w + b`` (``x`` an activation; a constant ``x`` folds through MatMul/Add)."""
+        ws = self.const(tag + "_w", np.ascontiguousarray(w, dtype=np.float32))
+        if x not in self.ctx.vals or not self.ctx.vals[x].is_const:  # (emitted names are activations)
+            bias = np.zeros(w.shape[1], dtype=np.float32) if b is None else np.ascontiguousarray(b, dtype=np.float32)
+            return self.op("AievmLinear", [x, ws, self.const(tag + "_b", bias)], tag, domain="aievm")
+        y = self.op("MatMul", [x, ws], tag)
+        return y if b is None else self.op("Add", [y, self.const(tag + "_b", b.astype(np.float32))], tag)
+
+
+def _check(ctx: Context, node: onnx.NodeProto) -> None:
+    allowed = {"hidden_size", "direction", "layout", "activations", "linear_before_reset"}
+    for a in node.attribute:
+        if a.name not in allowed:
+            raise ctx.err(f"attribute {a.name!r} is not supported (hidden_size, direction, layout, the default "
+                          "activations and linear_before_reset are)")
+    acts = [a.decode() if isinstance(a, bytes) else a for a in ctx.attr(node, "activations", [])]
+    n_dir = 2 if ctx.attr(node, "direction", b"forward") in (b"bidirectional", "bidirectional") else 1
+    if acts and [a.lower() for a in acts] != [a.lower() for a in _DEFAULT[node.op_type] * n_dir]:
+        raise ctx.err(f"activations {acts} are not supported (only the defaults {_DEFAULT[node.op_type]})")
+    if node.op_type == "LSTM" and len(node.input) > 7 and node.input[7]:
+        p = ctx.need(node, 7)
+        if not p.is_const or np.any(np.asarray(p.data)):
+            raise ctx.err("peepholes (input P) are not supported")
+
+
+def _state(ctx: Context, node: onnx.NodeProto, i: int, d: int, layout: int, e: _Emit) -> str | None:
+    """Direction ``d``'s initial state [N, H] (None when absent or all zero)."""
+    v = ctx.get(node, i)
+    if v is None or (v.is_const and not np.any(np.asarray(v.data))):
+        return None
+    if v.is_const:
+        return e.const("h0", np.ascontiguousarray(np.take(np.asarray(v.data, dtype=np.float32), d, axis=layout)))
+    idx = e.const("dir", np.array(d, dtype=np.int64))
+    return e.op("Gather", [node.input[i], idx], "h0", axis=1 if layout else 0)
+
+
+def expand(ctx: Context, node: onnx.NodeProto) -> list[onnx.NodeProto]:
+    """Standard ONNX nodes computing the LSTM/GRU ``node`` unrolled (constants registered in ``ctx``)."""
+    _check(ctx, node)
+    lstm = node.op_type == "LSTM"
+    ng = 4 if lstm else 3
+    x = ctx.need(node, 0)
+    if np.dtype(x.onnx_dtype).kind != "f" or x.data.ndim != 3:
+        raise ctx.err(f"{node.op_type} expects a float [seq, batch, input] or [batch, seq, input] tensor")
+    layout = int(ctx.attr(node, "layout", 0))
+    if layout == 0 and ctx.b.batch:
+        raise ctx.err("layout=0 puts the batch on axis 1, which a dynamic batch cannot follow; export with "
+                      "batch_first=True (layout=1) or convert with a fixed batch")
+    if len(node.input) > 4 and node.input[4]:
+        sl = ctx.need(node, 4)
+        seq = x.data.shape[1 if layout else 0]
+        if not sl.is_const or np.any(np.asarray(sl.data) != seq):
+            raise ctx.err("sequence_lens other than the full sequence length is not supported")
+    w = np.asarray(ctx.const_of(node, 1, "W"), dtype=np.float64)
+    r = np.asarray(ctx.const_of(node, 2, "R"), dtype=np.float64)
+    hsz = int(ctx.attr(node, "hidden_size", r.shape[-1]))
+    n_dir = w.shape[0]
+    b_in = ctx.get(node, 3)
+    bias = np.zeros((n_dir, 2 * ng * hsz)) if b_in is None else np.asarray(ctx.const_of(node, 3, "B"), dtype=np.float64)
+    direction = ctx.attr(node, "direction", b"forward")
+    direction = direction.decode() if isinstance(direction, bytes) else direction
+    if (direction == "bidirectional") != (n_dir == 2) or w.shape[1] != ng * hsz or r.shape[1:] != (ng * hsz, hsz):
+        raise ctx.err(f"weights {w.shape}, {r.shape} do not match hidden_size {hsz} and direction {direction}")
+    e = _Emit(ctx, node.output[0] or node.name or node.op_type)
+    xb = node.input[0]
+    if layout == 0:  # [S, N, I] -> [N, S, I] (fixed batch only)
+        xb = e.op("Transpose", [xb], "xb", perm=[1, 0, 2])
+    steps = x.data.shape[1 if layout else 0]
+    ys, hs, cs = [], [], []
+    for d in range(n_dir):
+        reverse = direction == "reverse" or d == 1
+        wb, rb = bias[d, :ng * hsz], bias[d, ng * hsz:]
+        if lstm:
+            proj = e.linear(xb, w[d].T, wb + rb, "xw")
+        else:  # GRU: the h gate's recurrent bias stays with the recurrent term when linear_before_reset
+            lbr = bool(ctx.attr(node, "linear_before_reset", 0))
+            pb = wb + rb
+            if lbr:
+                pb = pb.copy()
+                pb[2 * hsz:] = wb[2 * hsz:]
+            proj = e.linear(xb, w[d].T, pb, "xw")
+        h = _state(ctx, node, 5, d, layout, e)
+        c = _state(ctx, node, 6, d, layout, e) if lstm else None
+        outs: list[str] = []
+        for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
+            xt = e.op("Gather", [proj, e.const("t", np.array(t, dtype=np.int64))], "xt", axis=1)
+            if lstm:
+                h, c = _lstm_step(e, xt, h, c, r[d], hsz)
+            else:
+                h = _gru_step(e, xt, h, r[d], rb, hsz, bool(ctx.attr(node, "linear_before_reset", 0)))
+            outs.append(h)
+        if reverse:
+            outs.reverse()
+        assert h is not None
+        ax = e.const("ax", np.array([1], dtype=np.int64))
+        seq = [e.op("Unsqueeze", [o, ax], "yt") for o in outs]
+        ys.append(e.op("Concat", seq, "y", axis=1) if len(seq) > 1 else seq[0])  # [N, S, H]
+        hs.append(h)
+        cs.append(c)
+    _outputs(ctx, node, e, ys, hs, cs, layout)
+    return e.nodes
+
+
+def _outputs(ctx: Context, node: onnx.NodeProto, e: _Emit, ys: list[str], hs: list[str],
+             cs: list[str | None], layout: int) -> None:
+    """Y [N, S, D, H] / [S, D, N, H], Y_h and Y_c [N, D, H] / [D, N, H] from the per-direction results."""
+    outs = list(node.output) + [""] * 3
+
+    def stack(parts: list[str], axis: int, out: str, final_perm: list[int] | None) -> None:
+        ax = e.const("ax", np.array([axis], dtype=np.int64))
+        us = [e.op("Unsqueeze", [p, ax], "u") for p in parts]
+        if final_perm is None:
+            if len(us) > 1:
+                e.op("Concat", us, "cat", out=out, axis=axis)
+            else:
+                e.op("Identity", us, "id", out=out)
+        else:
+            cat = e.op("Concat", us, "cat", axis=axis) if len(us) > 1 else us[0]
+            e.op("Transpose", [cat], "tr", out=out, perm=final_perm)
+
+    if outs[0]:
+        stack(ys, 2, outs[0], None if layout else [1, 2, 0, 3])
+    if outs[1]:
+        stack(hs, 1, outs[1], None if layout else [1, 0, 2])
+    if outs[2]:
+        if any(c is None for c in cs):
+            raise ctx.err("Y_c is only an LSTM output")
+        stack([c for c in cs if c is not None], 1, outs[2], None if layout else [1, 0, 2])
+
+
+def _gates(e: _Emit, xt: str, h: str | None, r: np.ndarray, hsz: int, n: int) -> list[str]:
+    g = xt if h is None else e.op("Add", [xt, e.linear(h, r.T, None, "hr")], "g")
+    split = e.const("split", np.full(n, hsz, dtype=np.int64))
+    names = [e.name("gate") for _ in range(n)]
+    e.nodes.append(helper.make_node("Split", [g, split], names, axis=1))
+    return names
+
+
+def _lstm_step(e: _Emit, xt: str, h: str | None, c: str | None, r: np.ndarray, hsz: int) -> tuple[str, str]:
+    gi, go, gf, gc = _gates(e, xt, h, r, hsz, 4)
+    i, o, f = (e.op("Sigmoid", [g], "s") for g in (gi, go, gf))
+    cand = e.op("Tanh", [gc], "tc")
+    ic = e.op("Mul", [i, cand], "ic")
+    c_new = ic if c is None else e.op("Add", [e.op("Mul", [f, c], "fc"), ic], "c")
+    h_new = e.op("Mul", [o, e.op("Tanh", [c_new], "th")], "h")
+    return h_new, c_new
+
+
+def _gru_step(e: _Emit, xt: str, h: str | None, r: np.ndarray, rb: np.ndarray, hsz: int, lbr: bool) -> str:
+    xz, xr, xh = _split3(e, xt, hsz)
+    if h is None:  # h_prev = 0: the recurrent products vanish (but r * Rbh with linear_before_reset)
+        z = e.op("Sigmoid", [xz], "z")
+        pre = xh
+        if lbr and np.any(rb[2 * hsz:]):
+            rr = e.op("Sigmoid", [xr], "r")
+            pre = e.op("Add", [xh, e.op("Mul", [rr, e.const("rbh", rb[2 * hsz:].astype(np.float32))], "rh")], "ph")
+    else:
+        hz = e.linear(h, r[:2 * hsz].T, None, "hzr")
+        hzs = e.const("split", np.full(2, hsz, dtype=np.int64))
+        hz_, hr_ = e.name("hz"), e.name("hr")
+        e.nodes.append(helper.make_node("Split", [hz, hzs], [hz_, hr_], axis=1))
+        z = e.op("Sigmoid", [e.op("Add", [xz, hz_], "gz")], "z")
+        rr = e.op("Sigmoid", [e.op("Add", [xr, hr_], "gr")], "r")
+        if lbr:
+            hh = e.linear(h, r[2 * hsz:].T, rb[2 * hsz:], "hh")
+            pre = e.op("Add", [xh, e.op("Mul", [rr, hh], "rh")], "ph")
+        else:
+            hh = e.linear(e.op("Mul", [rr, h], "rh"), r[2 * hsz:].T, None, "hh")
+            pre = e.op("Add", [xh, hh], "ph")
+    cand = e.op("Tanh", [pre], "hc")
+    one = e.const("one", np.array(1.0, dtype=np.float32))
+    zc = e.op("Mul", [e.op("Sub", [one, z], "nz"), cand], "zc")
+    return zc if h is None else e.op("Add", [zc, e.op("Mul", [z, h], "zh")], "h")
+
+
+def _split3(e: _Emit, xt: str, hsz: int) -> list[str]:
+    split = e.const("split", np.full(3, hsz, dtype=np.int64))
+    names = [e.name("xg") for _ in range(3)]
+    e.nodes.append(helper.make_node("Split", [xt, split], names, axis=1))
+    return names
