@@ -407,13 +407,14 @@ def _tx_bundle(model: bytes, bundle_path: str | None, store_uri: str | None, sto
             raise click.ClickException(f"{bundle_path} is model {bundle.address_hex}, but the inference ran "
                                        f"model 0x{model.hex()}")
         return bundle
-    from opml.store import StoreError, open_store
+    from opml.errors import OpmlError
+    from opml.store import open_store
 
     try:
         if "store" not in stores:
             stores["store"] = open_store(store_uri)
         return stores["store"].get_bundle(model)
-    except (StoreError, OSError) as e:
+    except (OpmlError, OSError) as e:  # absent, unreachable, corrupt (the store verifies the bytes)
         where = store_uri or "the local model store"
         raise click.ClickException(f"model 0x{model.hex()} is not in {where}: {e} "
                                    "(give --store or the bundle)") from None

@@ -1,0 +1,412 @@
+"""``debug_trace*`` (ai_evm/node/tracing.py) against anvil's answers, and ``aievm replay --tx``.
+
+The same signed transactions (same key, chain id 31337, nonces, gas) run on an in-process node and
+on anvil (``--steps-tracing``, so that it records struct logs): a plain contract (memory, hashing,
+storage, a log, EXP), nested CALL/STATICCALL/DELEGATECALL with a callee that reverts with
+``Error(string)``, and a top-level revert. The struct logs must agree step by step (pc, op, gas,
+gasCost, depth, stack, memory, storage) and the callTracer frames field by field; the one field
+where anvil is not geth is the top frame's ``gas``: geth gives the transaction's gas limit, anvil
+the gas left after the intrinsic gas. An inference transaction's 0xa1 frame shows the model, the
+input and output bytes and the gas of the record ``aievm_getInferences`` returns. Then limits,
+named refusals of bad params, and ``aievm replay --tx HASH --rpc URL`` on a node process.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from eth_account import Account
+from eth_utils import keccak, to_checksum_address
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from asm import creation  # noqa: E402
+from nodeproc import DIGITS_BUNDLE, ROOT, NodeProcess  # noqa: E402
+
+from ai_evm.cli import main as cli  # noqa: E402
+from ai_evm.evm import encode_call  # noqa: E402
+from ai_evm.node.chain import NodeConfig, Sequencer  # noqa: E402
+from ai_evm.node.errors import InvalidParams, LimitExceeded, ServerError  # noqa: E402
+from ai_evm.node.limits import RpcLimits  # noqa: E402
+from ai_evm.node.methods import CALL_METHODS, METHODS, EthApi  # noqa: E402
+from ai_evm.node.vm import make_resolver  # noqa: E402
+from ai_evm.rollup.anvil import Anvil  # noqa: E402
+from opml.bundle import load_bundle  # noqa: E402
+from opml.engine import run_bytes  # noqa: E402
+from opml.store import LocalStore  # noqa: E402
+
+KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # dev account 0 (anvil's too)
+SENDER = Account.from_key(KEY).address
+PRECOMPILE = b"\0" * 19 + b"\xa1"
+TRACE_METHODS = ("debug_traceTransaction", "debug_traceCall", "debug_traceBlockByNumber", "debug_traceBlockByHash")
+
+
+# -- hand-assembled contracts ------------------------------------------------------------------
+def push20(address: bytes) -> bytes:
+    return b"\x73" + address
+
+
+#: x = calldata[0]; mem[0] = x; h = keccak(mem[0:32]); sstore(1, h); mem[32] = sload(1);
+#: x ** 3 (EXP); LOG0(mem[0:64]); RETURN mem[0:64]
+PLAIN = bytes.fromhex("600035" "80600052" "60206000" "20" "600155" "600154" "602052" "600381" "0a" "50"
+                      "60406000a0" "60406000f3")
+#: Error(string) "nope"
+NOPE = bytes.fromhex("08c379a0") + (32).to_bytes(32, "big") + (4).to_bytes(32, "big") + b"nope".ljust(32, b"\0")
+#: no calldata: return uint256 42; else revert with Error("nope")
+REVERTER = bytes.fromhex("36600e57" "602a600052" "60206000f3" "5b" "6064601b600039" "60646000fd") + NOPE
+#: a contract that forwards its calldata to 0xa1 and returns what it answers
+FORWARDER = bytes.fromhex("366000600037" "600060003660006000" "60a1" "5af150" "3d600060003e" "3d6000f3")
+
+
+def middle(reverter: bytes) -> bytes:
+    """CALL reverter with one byte (it reverts), STATICCALL it (42), DELEGATECALL it; return mem[0:32]."""
+    return (bytes.fromhex("60006000600160006000") + push20(reverter) + bytes.fromhex("5af150")
+            + bytes.fromhex("6020600060006000") + push20(reverter) + bytes.fromhex("5afa50")
+            + bytes.fromhex("6000600060006000") + push20(reverter) + bytes.fromhex("5af450")
+            + bytes.fromhex("60206000f3"))  # fmt: skip
+
+
+def top(callee: bytes) -> bytes:
+    """CALL callee passing on CALLVALUE; STOP."""
+    return bytes.fromhex("6000600060006000" "34") + push20(callee) + bytes.fromhex("5af150" "00")
+
+
+def created(nonce: int) -> bytes:
+    """Address of the contract dev account 0 creates with ``nonce``."""
+    import rlp
+
+    return keccak(rlp.encode([bytes.fromhex(SENDER[2:]), nonce]))[12:]
+
+
+# -- the two chains --------------------------------------------------------------------------------
+def rpc(url: str, method: str, *params: Any) -> Any:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}).encode()
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        answer = json.loads(resp.read())
+    if "error" in answer:
+        raise RuntimeError(answer["error"])
+    return answer["result"]
+
+
+class Twins:
+    """An in-process node and anvil, fed the same signed transactions."""
+
+    def __init__(self, datadir: Path, anvil_url: str) -> None:
+        store = LocalStore(datadir.parent / "models")
+        self.model = store.put(DIGITS_BUNDLE.read_bytes())
+        self.seq = Sequencer(NodeConfig(datadir, sync=False), make_resolver(store))
+        self.api = EthApi(self.seq)
+        self.anvil = anvil_url
+        self.nonce = 0
+
+    def sign(self, **tx: Any) -> str:
+        fields = {"value": 0, "gas": 300_000, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9,
+                  "nonce": self.nonce, "chainId": 31337, "type": 2, "data": b"", **tx}  # fmt: skip
+        if "to" in fields:
+            fields["to"] = to_checksum_address(fields["to"])
+        self.nonce += 1
+        return "0x" + bytes(Account.sign_transaction(fields, KEY).raw_transaction).hex()
+
+    def send(self, anvil: bool = True, **tx: Any) -> str:
+        """Send one transaction to both chains (mined at once); its hash."""
+        raw = self.sign(**tx)
+        h = self.api.eth_sendRawTransaction(raw)
+        if anvil:
+            assert rpc(self.anvil, "eth_sendRawTransaction", raw) == h
+        return str(h)
+
+    def deploy(self, runtime: bytes) -> bytes:
+        address = created(self.nonce)
+        self.send(data=creation(runtime))
+        assert self.api.eth_getCode("0x" + address.hex()) == "0x" + runtime.hex()
+        return address
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twins]:
+    base = tmp_path_factory.mktemp("tracing")
+    with Anvil(base / "anvil.log", extra_args=("--steps-tracing",)) as url:
+        t = Twins(base / "node", url)
+        t.plain = t.deploy(PLAIN)  # type: ignore[attr-defined]
+        t.reverter = t.deploy(REVERTER)  # type: ignore[attr-defined]
+        t.middle = t.deploy(middle(t.reverter))  # type: ignore[attr-defined]
+        t.top = t.deploy(top(t.middle))  # type: ignore[attr-defined]
+        t.forwarder = t.deploy(FORWARDER)  # type: ignore[attr-defined]
+        yield t
+        t.seq.close()
+
+
+def both(t: Twins, h: str, config: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    args = [h] if config is None else [h, config]
+    return t.api.debug_traceTransaction(*args), rpc(t.anvil, "debug_traceTransaction", *args)
+
+
+def _strip(words: Any) -> Any:
+    if isinstance(words, list):
+        return [w.removeprefix("0x") for w in words]
+    return {k.removeprefix("0x"): v.removeprefix("0x") for k, v in words.items()}
+
+
+def assert_struct_logs_equal(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
+    assert (ours["gas"], ours["failed"], ours["returnValue"]) == \
+        (theirs["gas"], theirs["failed"], theirs["returnValue"])  # fmt: skip
+    assert len(ours["structLogs"]) == len(theirs["structLogs"]) > 0
+    for i, (a, b) in enumerate(zip(ours["structLogs"], theirs["structLogs"], strict=True)):
+        for key in ("pc", "op", "gas", "gasCost", "depth", "stack"):
+            assert a.get(key) == b.get(key), (i, key, a, b)
+        for key in ("memory", "storage"):  # geth writes them without 0x, anvil with
+            assert (key in a) == (key in b), (i, key, a, b)
+            if key in a:
+                assert _strip(a[key]) == _strip(b[key]), (i, key, a, b)
+
+
+# -- struct logs -----------------------------------------------------------------------------------
+def test_trace_methods_are_rpc_call_methods() -> None:
+    assert set(TRACE_METHODS) <= METHODS and set(TRACE_METHODS) <= CALL_METHODS
+
+
+def test_struct_logs_equal_anvils_for_a_plain_contract(twins: Twins) -> None:
+    h = twins.send(to=twins.plain, data=(7).to_bytes(32, "big"))  # type: ignore[attr-defined]
+    ours, theirs = both(twins, h, {"enableMemory": True})
+    assert_struct_logs_equal(ours, theirs)
+    ops = [s["op"] for s in ours["structLogs"]]
+    assert {"KECCAK256", "SSTORE", "SLOAD", "EXP", "LOG0", "RETURN"} <= set(ops)
+    sstore = ours["structLogs"][ops.index("SSTORE")]
+    h7 = keccak((7).to_bytes(32, "big"))
+    assert sstore["storage"] == {f"{1:064x}": h7.hex()}  # geth's format: no 0x
+    assert ours["returnValue"] == "0x" + (7).to_bytes(32, "big").hex() + h7.hex()
+    # the default: stack and storage on, memory off; the options switch them
+    plain = twins.api.debug_traceTransaction(h)
+    assert "memory" not in plain["structLogs"][5] and "stack" in plain["structLogs"][5]
+    bare = twins.api.debug_traceTransaction(h, {"disableStack": True, "disableStorage": True,
+                                                "enableReturnData": True})  # fmt: skip
+    assert all("stack" not in s and "storage" not in s and s["returnData"] == "0x" for s in bare["structLogs"])
+    assert [s["gasCost"] for s in bare["structLogs"]] == [s["gasCost"] for s in ours["structLogs"]]
+
+
+def test_struct_logs_equal_anvils_for_a_deployment_and_nested_calls(twins: Twins) -> None:
+    deploy = twins.send(data=creation(PLAIN))
+    assert_struct_logs_equal(*both(twins, deploy, {"enableMemory": True}))
+    nested = twins.send(to=twins.top, value=5)  # type: ignore[attr-defined]
+    ours, theirs = both(twins, nested, {"enableMemory": True})
+    assert_struct_logs_equal(ours, theirs)
+    depths = {s["depth"] for s in ours["structLogs"]}
+    assert depths == {1, 2, 3}
+    assert [s["op"] for s in ours["structLogs"] if s["op"] in ("CALL", "STATICCALL", "DELEGATECALL")] == \
+        ["CALL", "CALL", "STATICCALL", "DELEGATECALL"]  # fmt: skip
+
+
+# -- callTracer ------------------------------------------------------------------------------------
+def assert_frames_equal(ours: dict[str, Any], theirs: dict[str, Any], intrinsic: int) -> None:
+    """Equal but for the top frame's gas (geth: the gas limit; anvil: less the intrinsic gas)."""
+    assert int(ours["gas"], 16) - intrinsic == int(theirs["gas"], 16)
+    assert {**ours, "gas": None} == {**theirs, "gas": None}
+
+
+def intrinsic_gas(t: Twins, h: str) -> int:
+    tx = t.api.eth_getTransactionByHash(h)
+    assert tx is not None
+    first = t.api.debug_traceTransaction(h, {"limit": 1})["structLogs"][0]
+    return int(tx["gas"], 16) - int(first["gas"])
+
+
+def test_call_frames_equal_anvils_for_nested_calls(twins: Twins) -> None:
+    h = twins.send(to=twins.top, value=5, data=b"\x12\x34")  # type: ignore[attr-defined]
+    ours, theirs = both(twins, h, {"tracer": "callTracer"})
+    assert_frames_equal(ours, theirs, intrinsic_gas(twins, h))
+    receipt = twins.api.eth_getTransactionReceipt(h)
+    assert receipt is not None and ours["gasUsed"] == receipt["gasUsed"]
+    assert ours["gas"] == hex(300_000)
+    (mid,) = ours["calls"]
+    assert (mid["type"], mid["value"], mid["output"]) == ("CALL", "0x5", "0x" + (42).to_bytes(32, "big").hex())
+    reverted, static, delegate = mid["calls"]
+    assert (reverted["type"], reverted["error"], reverted["revertReason"]) == ("CALL", "execution reverted", "nope")
+    assert reverted["output"] == "0x" + NOPE.hex() and reverted["input"] == "0x00"
+    assert static["type"] == "STATICCALL" and "value" not in static and "error" not in static
+    assert delegate["type"] == "DELEGATECALL" and delegate["to"] == "0x" + twins.reverter.hex()  # type: ignore[attr-defined]
+    only_top = twins.api.debug_traceTransaction(h, {"tracer": "callTracer", "tracerConfig": {"onlyTopCall": True}})
+    assert "calls" not in only_top and {**only_top, "calls": None} == {**ours, "calls": None}
+    assert only_top == rpc(twins.anvil, "debug_traceTransaction", h,
+                           {"tracer": "callTracer", "tracerConfig": {"onlyTopCall": True}}) | {"gas": ours["gas"]}
+
+
+def test_call_frames_equal_anvils_for_a_revert_and_a_deployment(twins: Twins) -> None:
+    h = twins.send(to=twins.reverter, data=b"\x01")  # type: ignore[attr-defined]
+    ours, theirs = both(twins, h, {"tracer": "callTracer"})
+    assert_frames_equal(ours, theirs, intrinsic_gas(twins, h))
+    assert (ours["error"], ours["revertReason"], ours["output"]) == ("execution reverted", "nope", "0x" + NOPE.hex())
+    struct = twins.api.debug_traceTransaction(h)
+    assert struct["failed"] is True and struct["returnValue"] == "0x" + NOPE.hex()
+    deploy = twins.send(data=creation(REVERTER))
+    ours, theirs = both(twins, deploy, {"tracer": "callTracer"})
+    assert_frames_equal(ours, theirs, intrinsic_gas(twins, deploy))
+    assert ours["type"] == "CREATE" and ours["output"] == "0x" + REVERTER.hex()
+
+
+def test_trace_block_by_number_and_hash(twins: Twins) -> None:
+    raws = [twins.sign(to=twins.plain, data=(9).to_bytes(32, "big")),  # type: ignore[attr-defined]
+            twins.sign(to=twins.top, value=1)]  # type: ignore[attr-defined]
+    twins.api.defer_mining = True  # both in one block, as a batch request mines them
+    hashes = [twins.api.eth_sendRawTransaction(r) for r in raws]
+    twins.api.flush()
+    twins.api.defer_mining = False
+    receipt = twins.api.eth_getTransactionReceipt(hashes[1])
+    assert receipt is not None
+    number, block_hash = receipt["blockNumber"], receipt["blockHash"]
+    assert twins.api.eth_getTransactionReceipt(hashes[0])["blockNumber"] == number  # type: ignore[index]
+    for config in (None, {"tracer": "callTracer"}):
+        by_number = twins.api.debug_traceBlockByNumber(number, config)
+        assert [r["txHash"] for r in by_number] == hashes
+        assert [r["result"] for r in by_number] == [twins.api.debug_traceTransaction(h, config) for h in hashes]
+        assert twins.api.debug_traceBlockByHash(block_hash, config) == by_number
+    assert twins.api.debug_traceBlockByNumber("latest", {"tracer": "callTracer"})[0]["txHash"] == hashes[0]
+
+
+# -- inference frames ------------------------------------------------------------------------------
+def test_inference_frame_shows_model_input_output_and_gas(twins: Twins) -> None:
+    x = np.load(ROOT / "models" / "digits_mlp" / "test_x.npy")[:2].astype("<f4").tobytes()
+    expected = run_bytes(load_bundle(str(DIGITS_BUNDLE)), x)
+    call = encode_call(twins.model, len(expected), x)
+    h = twins.send(anvil=False, to=twins.forwarder, data=call, gas=2_000_000)  # type: ignore[attr-defined]
+    (record,) = twins.api.aievm_getInferences(h)  # type: ignore[misc]
+    frame = twins.api.debug_traceTransaction(h, {"tracer": "callTracer"})
+    assert "error" not in frame and frame["output"] == "0x" + (len(expected).to_bytes(32, "big") + expected).hex()
+    (inner,) = frame["calls"]
+    assert inner["to"] == "0x" + PRECOMPILE.hex() and inner["type"] == "CALL"
+    assert inner["inference"] == {"precompile": "0xa1", "model": record["model"], "input": record["input"],
+                                  "output": record["output"], "gas": hex(record["gas"]), "callIndex": 0}
+    assert record["input"] == "0x" + x.hex() and record["output"] == "0x" + expected.hex()
+    assert int(inner["gasUsed"], 16) == record["gas"]
+    # the struct logger has no steps inside the precompile; its CALL costs what the frame was given
+    logs = twins.api.debug_traceTransaction(h)["structLogs"]
+    assert {s["depth"] for s in logs} == {1}
+    # the same call, traced without mining it
+    traced = twins.api.debug_traceCall({"from": SENDER, "to": "0x" + twins.forwarder.hex(),  # type: ignore[attr-defined]
+                                        "data": "0x" + call.hex(), "gas": hex(2_000_000)}, "latest",
+                                       {"tracer": "callTracer"})  # fmt: skip
+    assert traced["calls"][0]["inference"] == inner["inference"]
+    # a failed inference (wrong output size) names its reason in the frame
+    bad = twins.api.debug_traceCall({"from": SENDER, "to": "0x" + PRECOMPILE.hex(), "gas": hex(2_000_000),
+                                     "data": "0x" + encode_call(twins.model, 7, x).hex()}, "latest",
+                                    {"tracer": "callTracer"})  # fmt: skip
+    assert bad["inference"]["model"] == "0x" + twins.model.hex() and "outputSize" in bad["inference"]["error"]
+    assert "output" not in bad["inference"]
+
+
+def test_trace_call_with_state_overrides(twins: Twins) -> None:
+    to = "0x" + twins.plain.hex()  # type: ignore[attr-defined]
+    overrides = {to: {"code": "0x" + REVERTER.hex()}}
+    out = twins.api.debug_traceCall({"from": SENDER, "to": to}, "latest",
+                                    {"tracer": "callTracer", "stateOverrides": overrides})  # fmt: skip
+    assert out["output"] == "0x" + (42).to_bytes(32, "big").hex()
+    logs = twins.api.debug_traceCall({"from": SENDER, "to": to, "data": "0x" + (3).to_bytes(32, "big").hex()})
+    assert logs["failed"] is False and logs["structLogs"][0]["op"] == "PUSH1"
+
+
+# -- limits and bad params -------------------------------------------------------------------------
+def test_limits(twins: Twins) -> None:
+    h = twins.send(to=twins.top, value=1)  # type: ignore[attr-defined]
+    full = twins.api.debug_traceTransaction(h, {"enableMemory": True})["structLogs"]
+    assert twins.api.debug_traceTransaction(h, {"limit": 5})["structLogs"] == \
+        twins.api.debug_traceTransaction(h)["structLogs"][:5]  # fmt: skip
+    small = EthApi(twins.seq, limits=RpcLimits(batch_response_max=len(json.dumps(full)) // 4))
+    with pytest.raises(LimitExceeded, match="response size limit"):
+        small.debug_traceTransaction(h, {"enableMemory": True})
+    assert small.debug_traceTransaction(h, {"tracer": "callTracer"})["type"] == "CALL"
+    import ai_evm.node.tracing as tracing
+
+    few = tracing.TraceBudget(10, 0)
+    with pytest.raises(LimitExceeded, match="10 struct logs"):
+        for _ in range(11):
+            few.spend(1)
+    loop = twins.deploy(bytes.fromhex("5b600056"))  # JUMPDEST PUSH1 0 JUMP: runs until out of gas
+    slow = EthApi(twins.seq, limits=RpcLimits(evm_timeout=0.2))
+    with pytest.raises(ServerError, match="execution aborted"):
+        slow.debug_traceCall({"to": "0x" + loop.hex(), "gas": hex(40_000_000)}, "latest", {"tracer": "callTracer"})
+    with pytest.raises(ServerError, match="execution aborted"):
+        twins.api.debug_traceCall({"to": "0x" + loop.hex(), "gas": hex(40_000_000)}, "latest",
+                                  {"tracer": "callTracer", "timeout": "100ms"})  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "error", "match"), [
+    (["0x12"], InvalidParams, "hash"),
+    (["0x" + "00" * 32], ServerError, "not found"),
+    (["H", {"tracer": "prestateTracer"}], InvalidParams, "prestateTracer"),
+    (["H", "callTracer"], InvalidParams, "expected an object"),
+    (["H", {"tracer": "callTracer", "tracerConfig": {"onlyTop": True}}], InvalidParams, "onlyTop"),
+    (["H", {"tracerConfig": {"onlyTopCall": True}}], InvalidParams, "struct logger"),
+    (["H", {"disableStack": "yes"}], InvalidParams, "disableStack"),
+    (["H", {"timeout": "5 seconds"}], InvalidParams, "Go duration"),
+    (["H", {"limit": -1}], InvalidParams, "limit"),
+    (["H", {"stateOverrides": {}}], InvalidParams, "stateOverrides"),
+    (["H", {"enableMemroy": True}], InvalidParams, "enableMemroy"),
+])  # fmt: skip
+def test_bad_params_are_named(twins: Twins, args: list[Any], error: type[Exception], match: str) -> None:
+    h = twins.send(to=twins.plain)  # type: ignore[attr-defined]
+    with pytest.raises(error, match=match):
+        twins.api.debug_traceTransaction(*[h if a == "H" else a for a in args])
+
+
+def test_bad_block_and_call_params(twins: Twins) -> None:
+    with pytest.raises(ServerError, match="not found"):
+        twins.api.debug_traceBlockByNumber("0xffffff")
+    with pytest.raises(ServerError, match="not found"):
+        twins.api.debug_traceBlockByHash("0x" + "ab" * 32)
+    with pytest.raises(ServerError, match="genesis"):
+        twins.api.debug_traceBlockByNumber("0x0")
+    with pytest.raises(InvalidParams):
+        twins.api.debug_traceBlockByHash("latest")
+    with pytest.raises(InvalidParams, match="blockOverrides"):
+        twins.api.debug_traceCall({"to": SENDER}, "latest", {"blockOverrides": {"number": "0x1"}})
+    with pytest.raises(InvalidParams):
+        twins.api.debug_traceCall("0x00", "latest")
+
+
+# -- over HTTP, and aievm replay --tx --------------------------------------------------------------
+def test_replay_tx_on_a_node_process(node: NodeProcess) -> None:
+    x = np.load(ROOT / "models" / "digits_mlp" / "test_x.npy")[:1].astype("<f4").tobytes()
+    model = bytes.fromhex(node.model[2:])  # type: ignore[attr-defined]
+    expected = run_bytes(load_bundle(str(DIGITS_BUNDLE)), x)
+    sender = node.rpc("eth_accounts")[0]
+    deploy = node.rpc("eth_sendTransaction", {"from": sender, "data": "0x" + creation(FORWARDER).hex()})
+    forwarder = node.rpc("eth_getTransactionReceipt", deploy)["contractAddress"]
+    h = node.rpc("eth_sendTransaction", {"from": sender, "to": forwarder, "gas": hex(2_000_000),
+                                         "data": "0x" + encode_call(model, len(expected), x).hex()})  # fmt: skip
+    frame = node.rpc("debug_traceTransaction", h, {"tracer": "callTracer"})
+    assert frame["calls"][0]["inference"]["output"] == "0x" + expected.hex()
+    assert node.rpc("debug_traceBlockByHash", node.rpc("eth_getTransactionReceipt", h)["blockHash"])[0]["txHash"] == h
+
+    runner = CliRunner()
+    store = str(node.datadir / "models")
+    encoder = str(ROOT / "models" / "encoder" / "model.bundle")
+    out = runner.invoke(cli, ["replay", "--tx", h, "--rpc", node.url, "--store", store])
+    assert out.exit_code == 0, out.output
+    assert "1 inference" in out.output and "output equals the chain's" in out.output
+    assert node.model in out.output and "VM steps" in out.output  # type: ignore[attr-defined]
+    steps = runner.invoke(cli, ["replay", "--tx", h, "--rpc", node.url, "--bundle", str(DIGITS_BUNDLE),
+                                "--node", "0", "--step", "1"])  # fmt: skip
+    assert steps.exit_code == 0, steps.output
+    assert "node 0: VM steps" in steps.output and "witness" in steps.output
+    # refusals
+    none = runner.invoke(cli, ["replay", "--tx", deploy, "--rpc", node.url])
+    assert none.exit_code == 0 and "ran no inference" in none.output
+    for args, needle in [
+        (["--tx", h], "--rpc"),
+        (["--tx", "0x12", "--rpc", node.url], "not a transaction hash"),
+        (["--tx", "0x" + "00" * 32, "--rpc", node.url], "not mined"),
+        (["--tx", h, "--rpc", node.url, "--index", "3", "--store", store], "1 inferences"),
+        (["--tx", h, "--rpc", node.url, "--store", str(node.datadir / "empty")], "is not in"),
+        (["--tx", h, "--rpc", node.url, "--bundle", encoder], "but the inference"),
+        (["--tx", h, "--rpc", "http://127.0.0.1:1"], "failed"),
+    ]:  # fmt: skip
+        bad = runner.invoke(cli, ["replay", *args])
+        assert bad.exit_code != 0 and needle in bad.output, (args, bad.output)
