@@ -410,3 +410,32 @@ def test_replay_tx_on_a_node_process(node: NodeProcess) -> None:
     ]:  # fmt: skip
         bad = runner.invoke(cli, ["replay", *args])
         assert bad.exit_code != 0 and needle in bad.output, (args, bad.output)
+
+
+def test_cast_agrees_with_the_call_tracer(node: NodeProcess) -> None:
+    """``cast run`` (foundry re-executes the transaction in revm from the node's state) shows the
+    same frames and gas as this node's callTracer; ``cast rpc`` reads the trace itself."""
+    import re
+    import subprocess
+
+    cast = str(ROOT / "node_modules" / ".bin" / "cast")
+    sender = node.rpc("eth_accounts")[0]
+
+    def deploy(runtime: bytes) -> bytes:
+        h = node.rpc("eth_sendTransaction", {"from": sender, "data": "0x" + creation(runtime).hex()})
+        return bytes.fromhex(node.rpc("eth_getTransactionReceipt", h)["contractAddress"][2:])
+
+    mid = deploy(middle(deploy(REVERTER)))
+    h = node.rpc("eth_sendTransaction", {"from": sender, "to": "0x" + mid.hex(), "gas": hex(200_000)})
+    frame = node.rpc("debug_traceTransaction", h, {"tracer": "callTracer"})
+    run = subprocess.run([cast, "run", h, "--rpc-url", node.url], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    shown = [int(g) for g in re.findall(r"\[(\d+)\] 0x", run.stdout)]
+    intrinsic = int(frame["gasUsed"], 16) - shown[0]
+    assert intrinsic == 21_000
+    assert shown[1:] == [int(c["gasUsed"], 16) for c in frame["calls"]]
+    assert "[Revert] nope" in run.stdout and "[staticcall]" in run.stdout and "[delegatecall]" in run.stdout
+    raw = subprocess.run([cast, "rpc", "debug_traceTransaction", json.dumps([h, {"tracer": "callTracer"}]), "--raw",
+                          "--rpc-url", node.url], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert raw.returncode == 0, raw.stderr
+    assert json.loads(raw.stdout) == frame
