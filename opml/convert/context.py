@@ -28,6 +28,7 @@ class Context:
         self.current: onnx.NodeProto | None = None
         self.weight_qmax = 127  # float weights are quantized per channel to [-weight_qmax, weight_qmax]
         self.opset = 17  # the model's ai.onnx opset (set by ``convert``)
+        self._int8_of: dict[int, Val] = {}  # tensor id of a float32 activation -> its quantized int8 form
         # outputs of nodes that a lowering already handled together with an earlier node
         self.lowered_ahead: set[str] = set()
         # QuantizeLinear nodes fix the output parameters of the op that feeds them (QDQ models)
@@ -142,16 +143,20 @@ class Context:
         s = self.b.spec(v)
         if s.dtype == DType.INT8:
             return v
-        if s.dtype == DType.UINT8:
+        if s.dtype == DType.UINT8:  # (a fresh flip each time: DequantizeLinear gives its own the parameters)
             from .builder import QParams as QP
 
             return self.b.add_node("flip_sign_bit", [v.ref], name + "_i8", DType.INT8, None,
                                    QP(s.scale, s.zero_point - 128), {}, self.env)
         if s.dtype == DType.FLOAT32:
+            assert v.tid is not None
+            if v.tid in self._int8_of:  # one quantize per float tensor, however many nodes read it
+                return self._int8_of[v.tid]
             lo, hi = float(v.data.min(initial=0)), float(v.data.max(initial=0))
             qp = self.preferred.get(self._name_of(v)) or choose_qparams(lo, hi)
             out = self.b.add_node("quantize", [v.ref], name + "_q", DType.INT8, None, qp, {}, self.env)
             out.onnx_dtype = np.dtype(np.float32)
+            self._int8_of[v.tid] = out
             return out
         raise self.err(f"cannot quantize a {s.dtype.name} tensor")
 

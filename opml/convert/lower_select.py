@@ -153,3 +153,68 @@ def lower_where(ctx: Context, node: onnx.NodeProto) -> None:
     out = ctx.b.add_node("where", [c_id, *ins], name, kind, None, None, {}, ctx.env, node.name)
     out.onnx_dtype = acts[0].onnx_dtype
     ctx.set(node, out)
+
+
+# ------------------------------------------------------------------------------ compositions of other lowerings
+
+
+def _via(ctx: Context, op: str, ins: list[str], out: str, label: str = "", **attrs: object) -> None:
+    """Lower the standard node ``op(ins) -> out`` with the existing lowering (or fold it); errors keep naming
+    the node being converted (``ctx.current``)."""
+    from .lower import LOWERINGS
+
+    syn = onnx.helper.make_node(op, ins, [out], name=label)
+    syn.attribute.extend(onnx.helper.make_attribute(k, v) for k, v in attrs.items())
+    if all(ctx.vals[i].is_const for i in ins if i):
+        saved = ctx.current
+        ctx.fold(syn)
+        ctx.current = saved
+        return
+    LOWERINGS[op](ctx, syn)
+
+
+def _const_name(ctx: Context, name: str, arr: np.ndarray) -> str:
+    ctx.vals[name] = Val(arr, onnx_dtype=arr.dtype)
+    return name
+
+
+@lowering("Sum", "Mean")
+def lower_sum_mean(ctx: Context, node: onnx.NodeProto) -> None:
+    """Sum: a chain of Add; Mean: that sum times 1/n (a table)."""
+    ins = [i for i in node.input if i]
+    out = node.output[0]
+    if len(ins) == 1:
+        ctx.set(node, ctx.need(node, 0))
+        return
+    acc = ins[0]
+    for k, nxt in enumerate(ins[1:], 1):
+        last = k == len(ins) - 1 and node.op_type == "Sum"
+        step = out if last else f"{out}_sum{k}"
+        _via(ctx, "Add", [acc, nxt], step, node.name if last else "")
+        acc = step
+    if node.op_type == "Mean":
+        _via(ctx, "Mul", [acc, _const_name(ctx, f"{out}_inv_n", np.array(1.0 / len(ins), np.float32))], out,
+             node.name)
+
+
+@lowering("PRelu")
+def lower_prelu(ctx: Context, node: onnx.NodeProto) -> None:
+    """A scalar slope is the leaky_relu table; a per-channel slope is ``Relu(x) + slope * Min(x, 0)``."""
+    x = ctx.need(node, 0)
+    slope = np.asarray(ctx.const_of(node, 1, "the slope"), dtype=np.float32)
+    if slope.size and np.all(slope == slope.reshape(-1)[0]):
+        ctx.unary_from(node, x, "leaky_relu", {"alpha": float(slope.reshape(-1)[0])})
+        return
+    out, xn = node.output[0], node.input[0]
+    _via(ctx, "Relu", [xn], out + "_pos")
+    _via(ctx, "Min", [xn, _const_name(ctx, out + "_zero", np.array(0.0, np.float32))], out + "_neg")
+    _via(ctx, "Mul", [out + "_neg", _const_name(ctx, out + "_slope", slope)], out + "_scaled")
+    _via(ctx, "Add", [out + "_pos", out + "_scaled"], out, node.name)
+
+
+@lowering("HardSwish")
+def lower_hardswish(ctx: Context, node: onnx.NodeProto) -> None:
+    """``x * HardSigmoid(x; 1/6, 1/2)``: a table and a ``mul`` of two activations."""
+    out = node.output[0]
+    _via(ctx, "HardSigmoid", [node.input[0]], out + "_gate", alpha=1.0 / 6.0, beta=0.5)
+    _via(ctx, "Mul", [node.input[0], out + "_gate"], out, node.name)

@@ -405,13 +405,13 @@ def test_shape_and_mask_subgraph_folds_to_constants() -> None:
 
 @pytest.mark.parametrize("op,attrs,hint", [
     ("Hardmax", {}, "no lowering onto the engine's ops"),
-    ("LSTM", {"hidden_size": 2}, "unroll the recurrence"),
+    ("RNN", {"hidden_size": 2}, "unroll the recurrence"),
     ("NonZero", {}, "compute the mask arithmetically"),
 ])
 def test_unsupported_op_is_one_line_with_a_fix(op: str, attrs: dict, hint: str) -> None:
-    ins = ["x", "W", "R"] if op == "LSTM" else ["x"]
-    inits = [_init("W", np.zeros((1, 8, 3), np.float32)), _init("R", np.zeros((1, 8, 2), np.float32))] \
-        if op == "LSTM" else []
+    ins = ["x", "W", "R"] if op == "RNN" else ["x"]
+    inits = [_init("W", np.zeros((1, 2, 3), np.float32)), _init("R", np.zeros((1, 2, 2), np.float32))] \
+        if op == "RNN" else []
     m = _model([helper.make_node(op, ins, ["y"], **attrs)], [_f("x", [2, 2, 3])], inits)
     with pytest.raises(ConversionError) as e:
         convert(m, np.zeros((2, 2, 3), np.float32))
@@ -478,3 +478,31 @@ def test_data_dependent_if_is_refused_in_one_line() -> None:
         convert(m, [np.ones((3, 4), np.float32), np.array([True, False, True])])
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("node 'branch' (If): the condition depends on the input data; "), msg
+
+
+# ---------------------------------------------------------------------------------------------
+# Sum, Mean, PRelu, HardSwish: compositions of the lowerings above
+
+
+@FEW
+@given(op=st.sampled_from(["Sum", "Mean"]), n=st.integers(1, 4), data=st.data())
+def test_sum_mean(op: str, n: int, data: st.DataObject) -> None:
+    shapes = data.draw(_broadcastable(n))
+    names = [f"x{i}" for i in range(n)]
+    m = _model([helper.make_node(op, names, ["y"])], [_f(nm, list(s)) for nm, s in zip(names, shapes, strict=True)])
+    check(m, [_data(data.draw, s) for s in shapes], steps=1.5 * n)
+
+
+@pytest.mark.parametrize("slope", [[0.2], [0.1, 0.25, -0.3]])
+def test_prelu(slope: list[float]) -> None:
+    s = np.array(slope, np.float32).reshape(-1, 1, 1) if len(slope) > 1 else np.array(slope, np.float32)
+    m = _model([helper.make_node("PRelu", ["x", "s"], ["y"])], [_f("x", [2, 3, 4, 4])], [_init("s", s)])
+    b = check(m, [np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32)], steps=2.0)
+    assert _ops(b) == (["quantize", "lut", "dequantize"] if len(slope) == 1 else
+                       ["quantize", "lut", "lut", "mul", "add", "dequantize"])
+
+
+def test_hardswish_and_a_float_input_read_twice_is_quantized_once() -> None:
+    m = _model([helper.make_node("HardSwish", ["x"], ["y"])], [_f("x", [2, 3, 4])])
+    b = check(m, [np.random.default_rng(1).standard_normal((2, 3, 4)).astype(np.float32) * 4], steps=2.0)
+    assert _ops(b) == ["quantize", "lut", "mul", "dequantize"]
