@@ -157,6 +157,8 @@ class FilterRegistry:
         self.timeout = timeout
         self._filters: dict[str, Filter] = {}
         self._lock = threading.Lock()
+        #: told the block a rewind went back to (the WebSocket feed, :mod:`ai_evm.node.pubsub`)
+        self.rewind_listeners: list[Callable[[int], None]] = []
 
     def install(self, flt: Filter) -> str:
         """Add a filter; returns its id."""
@@ -193,6 +195,8 @@ class FilterRegistry:
             for flt in self._filters.values():
                 if flt.next_block > head + 1:
                     flt.next_block = head + 1
+        for listener in self.rewind_listeners:
+            listener(head)
 
     def _expire(self) -> None:
         now = time.monotonic()

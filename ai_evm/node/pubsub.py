@@ -17,8 +17,9 @@ Where the events come from: one :class:`BlockFeed` per server polls the last **c
 blocks committed since, so a subscriber sees every block once, in order, and never one that is not
 on disk; pending hashes are those seen in the pool, then those of newly mined transactions not
 announced yet (under automine a transaction is pending only inside its send). After ``evm_revert``
-the feed follows the new head (the blocks mined from there are announced; geth's ``removed`` logs
-are not sent). Each connection has a bounded queue of outgoing messages; a client that lets more
+(the filter registry tells the feed, :meth:`BlockFeed.rewound`) the blocks mined from the snapshot
+on are announced, at their reused numbers, even blocks identical to reverted ones; geth's
+``removed`` logs are not sent. Each connection has a bounded queue of outgoing messages; a client that lets more
 than :data:`MAX_QUEUED_MESSAGES` pile up is disconnected (close code 1008) rather than make the node
 hold them without bound.
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -82,6 +84,9 @@ class BlockFeed:
         self.subscriptions: dict[str, Subscription] = {}
         self._last: int | None = None
         self._announced: OrderedDict[str, None] = OrderedDict()
+        #: the lowest block the chain was rewound to since the last poll (:meth:`rewound`)
+        self._rewound: int | None = None
+        self._lock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -113,8 +118,13 @@ class BlockFeed:
             self._last = None  # nobody listens: start from the head when someone does
             return
         head = committed_head_number(self.seq.db)
-        if self._last is None or head < self._last:  # evm_revert rewound the chain: follow it
+        with self._lock:
+            rewound, self._rewound = self._rewound, None
+        if self._last is None:
             self._last = head
+        if rewound is not None:  # evm_revert: the blocks mined from there on are new, even identical ones
+            self._last = min(self._last, rewound)
+        self._last = min(self._last, head)
         if self._has("newPendingTransactions"):
             self._announce(self._pending_hashes())
         if head == self._last:
@@ -123,7 +133,13 @@ class BlockFeed:
         records = await anyio.to_thread.run_sync(self._read_records, first, last)
         for record in records:
             self._publish_block(record)
-        self._last = last
+            self._last = int(record["block"]["number"], 16)
+
+    def rewound(self, number: int) -> None:
+        """The chain went back to block ``number`` (``evm_revert``; called from any thread): the next
+        poll announces the blocks mined after it, whatever their numbers and contents."""
+        with self._lock:
+            self._rewound = number if self._rewound is None else min(self._rewound, number)
 
     def add(self, sub: Subscription) -> None:
         """Report to ``sub`` from the next block on (the feed's starting point is fixed now, so that

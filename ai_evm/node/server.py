@@ -194,6 +194,7 @@ def build_app(dispatcher: Dispatcher, cors: tuple[str, ...] = ("*",)) -> Starlet
         return _json({"ok": True, "blockNumber": dispatcher.api.eth_blockNumber()})
 
     feed = BlockFeed(dispatcher.api.seq)
+    dispatcher.api.filters.rewind_listeners.append(feed.rewound)
 
     async def run_message(message: Any, work: Callable[[], bytes | None]) -> bytes | None:
         raw, _ = await pools["call" if dispatcher.executes(message) else "work"].call(work)

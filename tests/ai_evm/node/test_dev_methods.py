@@ -123,6 +123,37 @@ def test_nested_snapshots(w3: Web3) -> None:
     assert call(w3, "anvil_revert", third) is True and w3.eth.block_number == base
 
 
+def test_subscribers_follow_a_revert(dev: NodeProcess, w3: Web3) -> None:
+    """After evm_revert and as many new blocks (one batch, usually between two polls of the feed), a
+    newHeads subscriber gets the new blocks at the reused numbers (even when they are identical to
+    the reverted ones: same parent and timestamp)."""
+
+    async def run() -> tuple[int, list[tuple[int, str]], list[tuple[int, str]]]:
+        async with websockets.connect(dev.url.replace("http://", "ws://")) as ws:
+
+            async def heads(count: int) -> list[tuple[int, str]]:
+                out = []
+                for _ in range(count):
+                    head = json.loads(await asyncio.wait_for(ws.recv(), 30))["params"]["result"]
+                    out.append((int(head["number"], 16), head["hash"]))
+                return out
+
+            await ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}))
+            json.loads(await ws.recv())
+            base = await asyncio.to_thread(lambda: w3.eth.block_number)
+            snap = call(w3, "evm_snapshot")
+            await asyncio.to_thread(call, w3, "anvil_mine", "0x3")
+            before = await heads(3)
+            batch = [{"jsonrpc": "2.0", "id": 1, "method": "evm_revert", "params": [snap]}]
+            batch += [{"jsonrpc": "2.0", "id": 2 + i, "method": "evm_mine", "params": []} for i in range(3)]
+            await asyncio.to_thread(dev.post, batch)
+            return base, before, await heads(3)
+
+    base, before, after = asyncio.run(run())
+    assert [n for n, _ in before] == [n for n, _ in after] == [base + 1, base + 2, base + 3]
+    assert [h for _, h in after] == [w3.eth.get_block(base + i).hash.to_0x_hex() for i in (1, 2, 3)]
+
+
 def test_time_travel_and_mining(w3: Web3) -> None:
     before = int(time.time())
     offset = int(call(w3, "evm_increaseTime", 3600), 16)
