@@ -1,4 +1,4 @@
-"""``debug_trace*`` (ai_evm/node/tracing.py) against anvil's answers, and ``aievm replay --tx``.
+"""``debug_trace*`` (ai_evm/node/tracing.py, tracers.py) against anvil's answers, and ``aievm replay --tx``.
 
 The same signed transactions (same key, chain id 31337, nonces, gas) run on an in-process node and
 on anvil (``--steps-tracing``, so that it records struct logs): a plain contract (memory, hashing,
@@ -322,9 +322,9 @@ def test_limits(twins: Twins) -> None:
     with pytest.raises(LimitExceeded, match="response size limit"):
         small.debug_traceTransaction(h, {"enableMemory": True})
     assert small.debug_traceTransaction(h, {"tracer": "callTracer"})["type"] == "CALL"
-    import ai_evm.node.tracing as tracing
+    from ai_evm.node.tracers import TraceBudget
 
-    few = tracing.TraceBudget(10, 0)
+    few = TraceBudget(10, 0)
     with pytest.raises(LimitExceeded, match="10 struct logs"):
         for _ in range(11):
             few.spend(1)
