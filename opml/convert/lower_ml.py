@@ -170,28 +170,54 @@ def _integer_test(mode: str, v: float) -> tuple[int, int]:
     return _GE, int(np.floor(v)) + 1  # BRANCH_GT
 
 
-def _feature_grid(t: np.ndarray) -> tuple[float, int]:
-    """(scale, zero point) of an int8 grid whose [-_GRID, _GRID] spans the thresholds ``t``."""
-    lo, hi = float(t.min()), float(t.max())
-    span = hi - lo if hi > lo else max(abs(lo), 1.0) * 2.0**-8
+def _feature_grid(lo: float, hi: float, fine: float) -> tuple[float, int]:
+    """(scale, zero point) of an int8 grid whose [-_GRID, _GRID] spans [lo, hi] (scale at least ``fine``)."""
+    if not np.isfinite(fine):
+        fine = max(abs(lo), abs(hi), 1.0) / (2 * _GRID)
+    span = hi - lo if hi > lo else fine * 2 * _GRID
     scale = max(span / (2 * _GRID), max(abs(lo), abs(hi)) * 2.0**-20)  # keep |zero point| < 2^21
     scale = float(np.float32(scale))
     return scale, int(-_GRID - np.floor(lo / scale))
 
 
-def _per_feature_int8(ctx: Context, x: Val, feats: list[int], grids: list[tuple[float, int]], name: str) -> Val:
-    """The float32 columns ``feats`` of ``x``, each quantized on its own grid, concatenated (int8)."""
-    cols = []
-    for f, (scale, zp) in zip(feats, grids, strict=True):
-        ends = [1 << 62 if ctx.b.batch else x.data.shape[0], f + 1]
-        col = ctx.b.add_node("slice", [x.ref], f"{name}_f{f}", DType.FLOAT32, None, None,
-                             {"starts": [0, f], "ends": ends, "steps": [1, 1]}, ctx.env)
-        cols.append(ctx.b.add_node("quantize", [col.ref], f"{name}_q{f}", DType.INT8, None, QParams(scale, zp), {},
-                                   ctx.env))
-    if len(cols) == 1:
-        return cols[0]
-    return ctx.b.add_node("concat", [c.ref for c in cols], name + "_features", DType.INT8, None, QParams(1.0, 0),
-                          {"axis": 1}, ctx.env)
+@dataclass(frozen=True)
+class FeatureGrids:
+    """Float features as int8: column ``row[f]`` of ``q`` holds feature ``f`` on the grid ``grid[f]``."""
+
+    q: Val
+    row: dict[int, int]
+    grid: dict[int, tuple[float, int]]  # (scale, zero point) of each feature
+    zero_point: int  # the zero point the linear op subtracts (the tensor's)
+
+
+def feature_grids(ctx: Context, x: Val, ranges: dict[int, tuple[float, float, float]], name: str) -> FeatureGrids:
+    """Quantize the float32 features of ``x`` [N, F] named in ``ranges`` (``f -> (lo, hi, resolution)``: the
+    span a grid must cover with about that resolution) with as few ``quantize`` ops as possible: features
+    whose spans fit one grid at no more than twice the resolution each wants share it (a ``quantize`` of
+    the whole tensor); the grids' copies are concatenated along the features."""
+    groups: list[tuple[float, float, float, list[int]]] = []  # lo, hi, finest resolution, features
+    for f in sorted(ranges, key=lambda f: ranges[f][0]):
+        lo, hi, res = ranges[f]
+        for g, (glo, ghi, gres, members) in enumerate(groups):
+            ulo, uhi, ures = min(lo, glo), max(hi, ghi), min(res, gres)
+            if (uhi - ulo) / (2 * _GRID) <= 2 * ures:
+                groups[g] = (ulo, uhi, ures, members + [f])
+                break
+        else:
+            groups.append((lo, hi, res, [f]))
+    nf = x.data.shape[1]
+    copies, row, grid = [], {}, {}
+    for g, (lo, hi, res, members) in enumerate(groups):
+        scale, zp = _feature_grid(lo, hi, res)
+        copies.append(ctx.b.add_node("quantize", [x.ref], f"{name}_grid{g}", DType.INT8, None, QParams(scale, zp), {},
+                                     ctx.env))
+        for f in members:
+            row[f], grid[f] = g * nf + f, (scale, zp)
+    if len(copies) == 1:
+        return FeatureGrids(copies[0], row, grid, ctx.b.spec(copies[0]).zero_point)
+    q = ctx.b.add_node("concat", [c.ref for c in copies], name + "_features", DType.INT8, None, QParams(1.0, 0),
+                       {"axis": 1}, ctx.env)
+    return FeatureGrids(q, row, grid, 0)
 
 
 def _indicator(ctx: Context, x: Val, w: np.ndarray, bias: np.ndarray, name: str) -> Val:
@@ -230,19 +256,22 @@ def node_tests(ctx: Context, node: onnx.NodeProto, ens: Ensemble) -> Val:
         raise ctx.err(f"a node tests feature {int(feats.max())} of an input with {nf} features")
     spec = ctx.b.spec(x)
     if spec.dtype == DType.FLOAT32:
-        used = sorted({int(feats[j]) for j in range(m) if j not in fixed})
-        grids = [_feature_grid(thresh[[j for j in range(m) if feats[j] == f and j not in fixed]]) for f in used]
-        q = _per_feature_int8(ctx, x, used, grids, name) if used else None
-        row = {f: r for r, f in enumerate(used)}
-        grid = {f: g for f, g in zip(used, grids, strict=True)}
-        zin = 0 if q is None or len(used) > 1 else grids[0][1]
+        ranges = {}
+        for f in sorted({int(feats[j]) for j in range(m) if j not in fixed}):
+            ts = thresh[[j for j in range(m) if feats[j] == f and j not in fixed]]
+            spread = float(np.ptp(x.data[:, f])) if x.data.shape[0] else 0.0
+            # the grid must resolve the thresholds' spread, or 1/8 of the data's for a lone threshold
+            fine = max(float(np.ptp(ts)), spread / 8, abs(float(ts[0])) * 2.0**-10, 1e-6) / (2 * _GRID)
+            ranges[f] = (float(ts.min()), float(ts.max()), fine)
+        fg = feature_grids(ctx, x, ranges, name) if ranges else None
+        q, row, grid, zin = (fg.q, fg.row, fg.grid, fg.zero_point) if fg else (None, {}, {}, 0)
     elif spec.dtype == DType.INT8:
         q, row = x, {f: f for f in range(nf)}
         grid = {f: (float(np.float32(spec.scale)), spec.zero_point) for f in range(nf)}
         zin = spec.zero_point
     else:
         raise ctx.err(f"tree ensembles of a {spec.dtype.name} input are not supported (float features are)")
-    w = np.zeros((max(len(row), 1), max(m, 1)), dtype=np.int64)
+    w = np.zeros((q.data.shape[1] if q is not None else 1, max(m, 1)), dtype=np.int64)
     b = np.zeros(max(m, 1), dtype=np.int64)
     for j in range(m):
         if j in fixed:
@@ -424,5 +453,45 @@ def lower_tree_regressor(ctx: Context, node: onnx.NodeProto) -> None:
     real_scores(ctx, node.output[0], low.leaves, values, _base(ctx, node, targets))
 
 
+def lower_scaler(ctx: Context, node: onnx.NodeProto) -> None:
+    """Scaler ``(x - offset) * scale`` of a float32 input: each feature quantized on a grid of its own
+    calibrated range (``feature_grids``: raw features of very different magnitudes, e.g. an area in the
+    thousands beside a ratio below 1, keep their resolution), then one ``linear`` with the grids folded
+    into the weights (``W[row(f), f] = scale_f s_f`` over the tensor's own scale, bias
+    ``scale_f (s_f (Z - z_f) - offset_f)``). An int8 input (already quantized) is rewritten as a Gemm
+    (``ml.expand``) and lowered as usual."""
+    x = ctx.need(node, 0)
+    if x.is_const or ctx.b.spec(x).dtype != DType.FLOAT32 or x.data.ndim != 2:
+        from . import _lower_nodes, ml
+
+        _lower_nodes(ctx, ml.expand(ctx, node))
+        return
+    f = x.data.shape[1]
+    scale = np.asarray(ctx.attr(node, "scale", [1.0]), dtype=np.float64).reshape(-1)
+    offset = np.asarray(ctx.attr(node, "offset", [0.0]), dtype=np.float64).reshape(-1)
+    if scale.size not in (1, f) or offset.size not in (1, f):
+        raise ctx.err(f"scale ({scale.size}) and offset ({offset.size}) must have 1 or {f} values")
+    if not (np.isfinite(scale).all() and np.isfinite(offset).all()):
+        raise ctx.err("scale or offset is NaN or infinite")
+    scale, offset = np.broadcast_to(scale, (f,)), np.broadcast_to(offset, (f,))
+    ranges = {}
+    for j in range(f):
+        lo, hi = float(x.data[:, j].min()), float(x.data[:, j].max())
+        # (a feature constant on the calibration data joins any grid)
+        ranges[j] = (lo, hi, (hi - lo) / (2 * _GRID) if hi > lo else float("inf"))
+    fg = feature_grids(ctx, x, ranges, node.output[0] + "_in")
+    w = np.zeros((fg.q.data.shape[1], f))
+    bias = np.zeros(f)
+    sq = float(np.float32(ctx.b.spec(fg.q).scale))  # (the linear op takes its input as sq (q - Z))
+    for j in range(f):
+        sj, zj = fg.grid[j]
+        w[fg.row[j], j] = scale[j] * sj / sq
+        bias[j] = scale[j] * (sj * (fg.zero_point - zj) - offset[j])
+    from .lower import linear
+
+    linear(ctx, node, fg.q, Val(w), bias, False)
+
+
 ML_LOWERINGS["TreeEnsembleClassifier"] = lower_tree_classifier
 ML_LOWERINGS["TreeEnsembleRegressor"] = lower_tree_regressor
+ML_LOWERINGS["Scaler"] = lower_scaler
