@@ -22,6 +22,7 @@ from ..errors import BundleError, ConversionError
 from . import (  # noqa: F401  (register lowerings)
     lower_deconv,
     lower_masked,
+    lower_ml,
     lower_qlinear,
     lower_resize,
     lower_select,
@@ -120,14 +121,15 @@ def _calibration_arrays(m: onnx.ModelProto, calibration: object) -> list[np.ndar
 def _lower_nodes(ctx: Context, nodes: Iterable[onnx.NodeProto]) -> None:
     """Fold or lower ``nodes`` in order (the graph's, or an inlined If branch's)."""
     for node in nodes:
-        lower = LOWERINGS.get(node.op_type) if node.domain in ("", "ai.onnx", "aievm") else None
+        lower = LOWERINGS.get(node.op_type) if node.domain in ("", "ai.onnx", "aievm") else \
+            lower_ml.ML_LOWERINGS.get(node.op_type) if node.domain == ml.ML_DOMAIN else None  # (tree ensembles)
         ctx.current = node
         if node.output and node.output[0] in ctx.lowered_ahead:
             continue
         if node.op_type == "If" and node.domain in ("", "ai.onnx"):
             _inline_if(ctx, node)
             continue
-        expander = ml.expand if node.domain == ml.ML_DOMAIN else recurrent.expand if (
+        expander = ml.expand if node.domain == ml.ML_DOMAIN and lower is None else recurrent.expand if (
             node.op_type in ("LSTM", "GRU") and node.domain in ("", "ai.onnx")) else None
         if expander is not None:  # scikit-learn operators, recurrent layers: standard nodes, lowered as usual
             try:
