@@ -15,6 +15,9 @@ from ..lut import unary_float, unary_lut
 from .builder import GraphBuilder, QInfo, QParams, Val, choose_qparams
 
 INT8 = np.dtype(np.int8)
+# what makes a model whose graph moves or mixes the batch axis convertible (bundles keep the batch first)
+BATCH_HINT = ("; the batch must stay the first axis: convert with a fixed batch (give the model inputs a numeric "
+              "first dimension) or export the model batch first")
 
 
 class Context:

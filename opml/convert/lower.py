@@ -12,7 +12,7 @@ from ..intmath import chunk_for, exact_matmul
 from ..lut import softmax_exp_table
 from ..ops import REDUCE_L2, REDUCE_MAX, REDUCE_MEAN, REDUCE_SUM
 from .builder import QInfo, QParams, Val, requant_params
-from .context import Context
+from .context import BATCH_HINT, Context
 from .wide import WIDE_LIMIT, feeds_residual_norm, is_wide, wide_qparams, wide_sum_qparams
 
 Lowering = Callable[[Context, onnx.NodeProto], None]
@@ -357,7 +357,7 @@ def _reduce(ctx: Context, node: onnx.NodeProto, x: Val, mode: int, axes: list[in
     nd = x.data.ndim
     axes = sorted({a + nd if a < 0 else a for a in axes}) if axes else list(range(nd))
     if 0 in axes and ctx.b.batch:
-        raise ctx.err("reducing over the batch dimension is not supported")
+        raise ctx.err("reducing over the batch dimension is not supported" + BATCH_HINT)
     s = ctx.b.spec(x)
     xr = ctx.dequant(x)
     if mode == REDUCE_MAX:

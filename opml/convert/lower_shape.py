@@ -7,7 +7,7 @@ import onnx
 
 from ..bundle import DType
 from .builder import QInfo, QParams, Val, choose_qparams
-from .context import Context
+from .context import BATCH_HINT, Context
 from .lower import lowering
 
 
@@ -93,7 +93,7 @@ def lower_transpose(ctx: Context, node: onnx.NodeProto) -> None:
     x = ctx.need(node, 0)
     perm = list(ctx.attr(node, "perm", list(range(x.data.ndim))[::-1]))
     if ctx.b.batch and perm[0] != 0:
-        raise ctx.err("transposes that move the batch dimension are not supported")
+        raise ctx.err("transposes that move the batch dimension are not supported" + BATCH_HINT)
     _move(ctx, node, "transpose", x, {"perm": perm})
 
 
@@ -105,7 +105,7 @@ def lower_concat(ctx: Context, node: onnx.NodeProto) -> None:
     nd = acts[0].data.ndim
     axis = axis + nd if axis < 0 else axis
     if ctx.b.batch and axis == 0:
-        raise ctx.err("concatenation along the batch dimension is not supported")
+        raise ctx.err("concatenation along the batch dimension is not supported" + BATCH_HINT)
     dtypes = {ctx.b.spec(a).dtype for a in acts}
     quantized = any(ctx.b.spec(a).dtype != DType.FLOAT32 for a in acts)
     if dtypes <= {DType.INT8, DType.UINT8, DType.FLOAT32} and quantized or (
@@ -182,7 +182,7 @@ def lower_slice(ctx: Context, node: onnx.NodeProto) -> None:
     for a in range(nd):
         s, e, st = _onnx_slice_bounds(full[a], x.data.shape[a])
         if a == 0 and ctx.b.batch and (s, e, st) != (0, x.data.shape[0], 1):
-            raise ctx.err("slicing the batch dimension is not supported")
+            raise ctx.err("slicing the batch dimension is not supported" + BATCH_HINT)
         norm_s.append(s)
         norm_e.append(e if not (a == 0 and ctx.b.batch) else (1 << 62))
         norm_st.append(st)
@@ -303,7 +303,7 @@ def lower_gather(ctx: Context, node: onnx.NodeProto) -> None:
     nd = data.data.ndim
     axis = axis + nd if axis < 0 else axis
     if ctx.b.batch and axis == 0:
-        raise ctx.err("gathering along the batch dimension is not supported")
+        raise ctx.err("gathering along the batch dimension is not supported" + BATCH_HINT)
     ind = idx.data if idx.is_const else None
     if ind is None:
         raise ctx.err("gathering from an activation with activation indices is not supported")

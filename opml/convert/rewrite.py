@@ -6,6 +6,7 @@
 - The exported erf form of GELU, ``x * 0.5 * (1 + erf(x / sqrt 2))``: one Gelu lookup table.
 - The decomposed LayerNorm (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul, Add): one op.
 - Attention-mask patterns (additive mask before Softmax, masked mean pooling): ``rewrite_masked``.
+- Batch-first LSTM/GRU (the transposes torch exports around them): ``rewrite_recurrent``.
 """
 
 from __future__ import annotations
@@ -237,9 +238,10 @@ def rewrite_graph(graph: onnx.GraphProto) -> onnx.GraphProto:
     """A copy of ``graph`` with the fusions applied (the input is not modified)."""
     g = _Graph(graph)
     from .rewrite_masked import fuse_masked_mean, fuse_masked_softmax
+    from .rewrite_recurrent import batch_first_recurrent
 
     for rule in (_fold_batchnorm, _fuse_layernorm, _fuse_gelu, _fuse_matmul_add, _fuse_relu, fuse_masked_softmax,
-                 fuse_masked_mean):
+                 fuse_masked_mean, batch_first_recurrent):
         while rule(g):
             pass
     out = onnx.GraphProto()

@@ -96,3 +96,58 @@ def test_unsupported_recurrent_attributes_are_one_line() -> None:
     m.graph.node[0].name = "gru"
     with pytest.raises(ConversionError, match=r"^node 'gru' \(GRU\): layout=0 puts the batch on axis 1"):
         convert(m, feeds)
+
+
+def _torch_batch_first(op: str, layers: int, bidir: bool, seed: int, keep_state: bool = False) -> onnx.ModelProto:
+    """What torch.onnx.export writes for nn.LSTM/nn.GRU(batch_first=True): Transpose -> layout-0 layers
+    (Squeeze, or Transpose + Reshape([0, 0, -1]) between them) -> Transpose back."""
+    rng = np.random.default_rng(seed)
+    ng, d = (4 if op == "LSTM" else 3), (2 if bidir else 1)
+    nodes, inits = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2])], []
+    cur, width = "xt", I
+    for k in range(layers):
+        for name, shape, s in (("W", (d, ng * H, width), 0.5), ("R", (d, ng * H, H), 0.5), ("B", (d, 2 * ng * H), 0.2)):
+            inits.append(numpy_helper.from_array((rng.standard_normal(shape) * s).astype(np.float32), f"{name}{k}"))
+        attrs: dict[str, object] = {"hidden_size": H, "direction": "bidirectional" if bidir else "forward"}
+        if op == "GRU":
+            attrs["linear_before_reset"] = 1
+        nodes.append(helper.make_node(op, [cur, f"W{k}", f"R{k}", f"B{k}"], [f"Y{k}", f"Yh{k}"], **attrs))
+        if bidir:
+            nodes += [helper.make_node("Transpose", [f"Y{k}"], [f"Yt{k}"], perm=[0, 2, 1, 3]),
+                      helper.make_node("Reshape", [f"Yt{k}", "shape"], [f"S{k}"])]
+        else:
+            nodes.append(helper.make_node("Squeeze", [f"Y{k}", "axis1"], [f"S{k}"]))
+        cur, width = f"S{k}", d * H
+    nodes.append(helper.make_node("Transpose", [cur], ["y"], perm=[1, 0, 2]))
+    inits += [numpy_helper.from_array(np.array([0, 0, -1], np.int64), "shape"),
+              numpy_helper.from_array(np.array([1], np.int64), "axis1")]
+    outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    if keep_state:
+        outs.append(helper.make_tensor_value_info("Yh0", TensorProto.FLOAT, None))
+    g = helper.make_graph(nodes, "torch", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", S, I])],
+                          outs, inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+@pytest.mark.parametrize("layers,bidir", [(1, False), (1, True), (2, False), (2, True)])
+def test_torch_batch_first_layers_keep_a_dynamic_batch(op: str, layers: int, bidir: bool) -> None:
+    from test_convert_ops_core import check
+
+    m = _torch_batch_first(op, layers, bidir, seed=layers + 2 * bidir)
+    x = np.random.default_rng(3).standard_normal((4, S, I)).astype(np.float32)
+    bundle = check(m, [x], steps=STEPS)
+    assert bundle.tensors[bundle.inputs[0]].shape[0] < 0  # the batch stays dynamic
+    assert "transpose" not in [n.op for n in bundle.nodes]
+    for rows in (x[:1], x[1:3]):
+        got, want = run(bundle, [rows])[0], _ort(m, [rows])[0]
+        assert got.shape == want.shape and float(np.abs(got - want).max()) <= STEPS * max(
+            t.scale for t in bundle.tensors if t.dtype == DType.INT8)
+
+
+def test_torch_batch_first_with_the_state_used_keeps_the_batch_error() -> None:
+    """Y_h stays [D, N, H] in torch's layout: the rewrite does not apply and a dynamic batch is refused."""
+    m = _torch_batch_first("GRU", 1, False, seed=0, keep_state=True)
+    with pytest.raises(ConversionError, match="batch") as e:
+        convert(m, np.zeros((4, S, I), np.float32))
+    assert "\n" not in str(e.value)
