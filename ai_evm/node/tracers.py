@@ -193,8 +193,8 @@ class TracedOpcode:
             if entry is not None:
                 if not isinstance(e, Revert):
                     entry["error"] = geth_error(e)
-                if computation.trace_entry is entry:  # a failure burns what is left (anvil's cost)
-                    entry["gasCost"] = gas if not isinstance(e, Revert) else gas - computation._gas_meter.gas_remaining
+                if computation.trace_entry is entry:  # out of gas: all that is left (anvil's cost)
+                    entry["gasCost"] = gas if isinstance(e, OutOfGas) else gas - computation._gas_meter.gas_remaining
             raise
         finally:
             if entry is not None and computation.trace_entry is entry and "error" not in entry:
@@ -266,8 +266,17 @@ def geth_error(error: BaseException) -> str:
     if isinstance(error, StackDepthLimit):
         return "max call depth exceeded"
     if isinstance(error, InvalidInstruction):
-        return "invalid opcode" if "0xfe" in str(error).lower() else str(error) or "invalid opcode"
+        return f"invalid opcode: {_invalid_name(str(error))}"
     return str(error) or type(error).__name__
+
+
+def _invalid_name(message: str) -> str:
+    """geth's name of the opcode in py-evm's ``Invalid opcode 0x.. @ pc`` message."""
+    import re
+
+    found = re.search(r"0x([0-9a-fA-F]+)", message)
+    value = int(found.group(1), 16) if found else 0xFE
+    return "INVALID" if value == 0xFE else f"opcode 0x{value:02x} not defined"
 
 
 # -- results -----------------------------------------------------------------------------------

@@ -117,11 +117,16 @@ class Twins:
         return "0x" + bytes(Account.sign_transaction(fields, KEY).raw_transaction).hex()
 
     def send(self, anvil: bool = True, **tx: Any) -> str:
-        """Send one transaction to both chains (mined at once); its hash."""
+        """Send one transaction to both chains (mined at once); its hash. ``anvil`` False: anvil
+        gets a plain transfer with the same nonce instead (anvil has no 0xa1), so nonces and
+        contract addresses stay the same on both."""
         raw = self.sign(**tx)
         h = self.api.eth_sendRawTransaction(raw)
         if anvil:
             assert rpc(self.anvil, "eth_sendRawTransaction", raw) == h
+        else:
+            self.nonce -= 1
+            rpc(self.anvil, "eth_sendRawTransaction", self.sign(to=SENDER, gas=21_000))
         return str(h)
 
     def deploy(self, runtime: bytes) -> bytes:
@@ -252,6 +257,31 @@ def test_call_frames_equal_anvils_for_a_revert_and_a_deployment(twins: Twins) ->
     assert ours["type"] == "CREATE" and ours["output"] == "0x" + REVERTER.hex()
 
 
+@pytest.mark.parametrize(("runtime", "error"), [
+    ("fe", "invalid opcode: INVALID"),
+    ("01", "stack underflow"),  # anvil: "StackUnderflow" (geth: "stack underflow (0 <=> 2)")
+    ("600556", "invalid jump destination"),
+    ("5b600056", "out of gas"),
+    ("5b60016000fd", "execution reverted"),
+])  # fmt: skip
+def test_exceptional_halts_equal_anvils(twins: Twins, runtime: str, error: str) -> None:
+    h = twins.send(to=twins.deploy(bytes.fromhex(runtime)), gas=100_000)
+    assert_struct_logs_equal(*both(twins, h))
+    ours, theirs = both(twins, h, {"tracer": "callTracer"})
+    assert ours["error"] == error and ours["gasUsed"] == theirs["gasUsed"]
+    if runtime != "01":
+        assert_frames_equal(ours, theirs, intrinsic_gas(twins, h))
+    last = twins.api.debug_traceTransaction(h)["structLogs"][-1]
+    assert last.get("error") == (None if error == "execution reverted" else error)
+
+
+def test_undefined_opcode_is_named_as_geth_names_it(twins: Twins) -> None:
+    h = twins.send(anvil=False, to=twins.deploy(bytes.fromhex("5bef")), gas=100_000)  # anvil says "Unknown"
+    last = twins.api.debug_traceTransaction(h)["structLogs"][-1]
+    assert (last["op"], last["error"], last["gasCost"]) == \
+        ("opcode 0xef not defined", "invalid opcode: opcode 0xef not defined", 0)  # fmt: skip
+
+
 def test_trace_block_by_number_and_hash(twins: Twins) -> None:
     raws = [twins.sign(to=twins.plain, data=(9).to_bytes(32, "big")),  # type: ignore[attr-defined]
             twins.sign(to=twins.top, value=1)]  # type: ignore[attr-defined]
@@ -268,6 +298,9 @@ def test_trace_block_by_number_and_hash(twins: Twins) -> None:
         assert [r["txHash"] for r in by_number] == hashes
         assert [r["result"] for r in by_number] == [twins.api.debug_traceTransaction(h, config) for h in hashes]
         assert twins.api.debug_traceBlockByHash(block_hash, config) == by_number
+    # the re-execution reproduces the block: each transaction's gas equals its receipt's
+    gas = [r["result"]["gas"] for r in twins.api.debug_traceBlockByNumber(number)]
+    assert gas == [int(twins.api.eth_getTransactionReceipt(h)["gasUsed"], 16) for h in hashes]  # type: ignore[index]
     assert twins.api.debug_traceBlockByNumber("latest", {"tracer": "callTracer"})[0]["txHash"] == hashes[0]
 
 
