@@ -358,3 +358,64 @@ def test_failed_call_is_an_error_not_a_result(node: NodeProcess) -> None:
     with pytest.raises(RpcFailure) as err:
         node.rpc("eth_call", {"to": "0x" + "00" * 19 + "a1", "data": "0x" + "00" * 70}, "latest")
     assert err.value.error["code"] in (3, -32000, -32015)
+
+
+# ---------------------------------------------------------------------------------------------
+# OP Stack deposits (type 0x7e): not in the spec
+# ---------------------------------------------------------------------------------------------
+
+#: A deposit transaction object as op-geth returns it (docs/deposits.md); not an execution-apis schema.
+DEPOSIT_TX = {
+    "type": "object",
+    "required": ["type", "sourceHash", "from", "mint", "value", "gas", "isSystemTx", "input", "nonce"],
+    "properties": {
+        "type": {"type": "string", "pattern": "^0x7e$"}, "sourceHash": {"$ref": "hash32"}, "from": {"$ref": "address"},
+        "to": {"$ref": "toOrNull"}, "mint": {"$ref": "uint"}, "value": {"$ref": "uint"}, "gas": {"$ref": "uint"},
+        "isSystemTx": {"type": "boolean"}, "input": {"$ref": "bytes"}, "nonce": {"$ref": "uint"},
+        "gasPrice": {"$ref": "uint"}, "v": {"$ref": "uint"}, "r": {"$ref": "uint"}, "s": {"$ref": "uint"},
+    },
+}  # fmt: skip
+#: The spec's receipt plus OP's deposit fields (depositNonce; depositReceiptVersion after Canyon).
+DEPOSIT_RECEIPT = {
+    **SCHEMAS["ReceiptInfo"],
+    "properties": {**SCHEMAS["ReceiptInfo"]["properties"], "depositNonce": {"$ref": "uint"},
+                   "depositReceiptVersion": {"$ref": "uint"}},
+}  # fmt: skip
+
+
+def test_deposit_objects(tmp_path: Path) -> None:
+    """A block opening with a deposit (in-process sequencer, as tests/bridge/test_deposits.py): the
+    block and the ordinary transaction in it match the spec; the deposit matches the spec's
+    transaction context plus op-geth's deposit fields, its receipt the spec's plus depositNonce."""
+    from ai_evm.evm.deposit import deposit_source_hash, new_deposit
+    from ai_evm.node.chain import L1Origin, NodeConfig, Sequencer
+    from ai_evm.node.methods import EthApi
+    from ai_evm.node.vm import make_resolver
+
+    seq = Sequencer(NodeConfig(tmp_path / "data", sync=False), make_resolver(None))
+    dep = new_deposit(deposit_source_hash(b"\x11" * 20, 0), b"\xaa" * 20, b"\xbb" * 20, 10**18, 5, 100_000, b"")
+    head = seq.head()
+    seq.origin_for = lambda parent, ts: L1Origin(int(head.block_number) + 1, bytes([7]) * 32, 0)
+    seq.deposits_for = lambda parent, origin: [dep] if parent == head else []  # type: ignore[list-item]
+    acct = seq.config.accounts[0]
+    fields = {"nonce": 0, "gas": 21000, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 1, "to": acct.address,
+              "value": 1, "chainId": seq.config.chain_id}  # fmt: skip
+    raw = bytes(Account.sign_transaction(fields, acct.private_key).raw_transaction)
+    assert seq.submit([seq.decode_raw(raw)]) == [None]
+    (block,) = seq.mine_pending(allow_empty=True)
+    api = EthApi(seq)
+    hashed = api.eth_getBlockByNumber(hex(block.number), False)
+    assert validate(hashed, SPEC["methods"]["eth_getBlockByNumber"]) == []
+    dep_hash, tx_hash = hashed["transactions"]
+    assert dep_hash == "0x" + bytes(dep.hash).hex()
+    full = api.eth_getBlockByNumber(hex(block.number), True)
+    deposit_obj, ordinary = full["transactions"]
+    context = SCHEMAS["TransactionInfo"]["allOf"][0]
+    for obj in (deposit_obj, api.eth_getTransactionByHash(dep_hash)):
+        assert validate(obj, {"allOf": [context, DEPOSIT_TX]}) == []
+        assert validate(obj, SCHEMAS["TransactionInfo"]), "a deposit is no spec transaction type"
+    assert validate(ordinary, SCHEMAS["TransactionInfo"]) == []
+    dep_receipt, receipt = api.eth_getBlockReceipts(hex(block.number))
+    assert validate(dep_receipt, DEPOSIT_RECEIPT) == [] and "depositNonce" in dep_receipt
+    assert validate(dep_receipt, SCHEMAS["ReceiptInfo"]) == ["$: property 'depositNonce' not allowed"]
+    assert validate(receipt, SCHEMAS["ReceiptInfo"]) == []
