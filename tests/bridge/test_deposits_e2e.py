@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from ai_evm.rollup import codec
 from ai_evm.rollup.agents import Proposer, Validator
 from ai_evm.rollup.anvil import Anvil
 from ai_evm.rollup.deploy import RollupParams, deploy_rollup
+from ai_evm.rollup.deposits import DepositNonceGap
 from ai_evm.rollup.devnet import DEV_KEYS
 from ai_evm.rollup.node import Derivation, L1Follower, attach_sequencer
 from ai_evm.rollup.predeploys import L2_TO_L1_MESSAGE_PASSER
@@ -182,6 +184,14 @@ def test_deposit_round_trip(l1: str, tmp_path: Path) -> None:
             assert (a["hash"], a["stateRoot"], a["transactions"]) == (b["hash"], b["stateRoot"], b["transactions"]), n
         assert val.rpc("eth_getTransactionByHash", hashes[0]) == tx0
         assert int(val.rpc("eth_getBalance", RECIPIENT, "latest"), 16) == ETH + ETH // 2 + 3 * ETH
+
+        # a follower that starts after the first deposits sees nonce 3 first: a named error, the block is not taken
+        late = replace(d, genesis_l1_number=int(receipts[0]["blockNumber"]) + 1)
+        follower = L1Follower(w3, late)
+        with pytest.raises(DepositNonceGap, match="has nonce 3, expected 0"):
+            follower.poll_once()
+        cli_block = int(cli.stdout.split("mined in block ")[1].split(":")[0])
+        assert follower.deposit_nonce == 0 and follower.next == cli_block and follower.block(cli_block) is None
     finally:
         w3.provider.make_request("evm_setIntervalMining", [1])  # type: ignore[arg-type]
         seq.stop()
