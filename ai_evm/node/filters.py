@@ -166,7 +166,7 @@ class FilterRegistry:
             self._expire()
             if len(self._filters) >= MAX_FILTERS:
                 raise LimitExceeded(f"too many filters installed (max {MAX_FILTERS})")
-            fid = "0x" + os.urandom(16).hex()
+            fid = "0x" + (os.urandom(16).hex().lstrip("0") or "0")  # a QUANTITY, as geth's ids
             self._filters[fid] = flt
             return fid
 

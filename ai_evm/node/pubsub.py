@@ -335,7 +335,7 @@ class Connection:
             criteria, first, last = None, None, None
         if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
             raise LimitExceeded(f"too many subscriptions on this connection (max {MAX_SUBSCRIPTIONS})")
-        sid = "0x" + os.urandom(16).hex()
+        sid = "0x" + (os.urandom(16).hex().lstrip("0") or "0")  # a QUANTITY, as geth's ids
         # registered once this request's response is queued (the caller sends it first: same loop step)
         asyncio.get_running_loop().call_soon(self._register, Subscription(sid, kind, criteria, self, first, last))
         self.feed.start()

@@ -9,6 +9,7 @@ event filters and ethers' ``contract.on`` silently lost events; each test below 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -77,6 +78,13 @@ def test_web3_pending_transaction_filter(w3: Web3, ping: Any) -> None:
               for _ in range(3)]  # fmt: skip
     assert pending.get_new_entries() == hashes
     assert pending.get_new_entries() == []
+
+
+def test_filter_ids_are_quantities(node: NodeProcess) -> None:
+    """geth's ids: hex without leading zeros (a QUANTITY), so clients that parse them as numbers agree."""
+    ids = [node.rpc("eth_newBlockFilter") for _ in range(64)]
+    assert all(re.fullmatch(r"0x[1-9a-f][0-9a-f]*", fid) for fid in ids), ids
+    assert all(node.rpc("eth_uninstallFilter", fid) for fid in ids)
 
 
 def test_filter_block_bounds(w3: Web3, ping: Any, node: NodeProcess) -> None:

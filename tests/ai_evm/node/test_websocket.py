@@ -95,6 +95,7 @@ def test_fifty_subscribers_get_every_block_and_log(node: NodeProcess, w3: Web3, 
             await ws.send(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "eth_subscribe",
                                       "params": ["logs", {"address": ping.address}]}))  # fmt: skip
             logs_id = json.loads(await ws.recv())["result"]
+            assert re.fullmatch(r"0x[1-9a-f][0-9a-f]*", heads_id) and re.fullmatch(r"0x[1-9a-f][0-9a-f]*", logs_id)
             counter[0] += 1
             if counter[0] == SUBSCRIBERS:
                 ready.set()
