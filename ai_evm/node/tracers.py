@@ -72,6 +72,7 @@ class TraceConfig:
     #: seconds; None: the node's RPC time limit
     timeout: float | None = None
     only_top_call: bool = False
+    with_log: bool = False
     state_overrides: Any = None
 
 
@@ -213,12 +214,22 @@ class TracingComputation(_ComputationBase):
     call_type: str = ""
     #: the struct-log entry of the opcode executing, until its cost is known
     trace_entry: dict[str, Any] | None = None
+    #: per log of this frame, the number of calls it had made before (None: no log yet)
+    log_positions: list[int] | None = None
 
     def __init__(
         self, state: StateAPI, message: MessageAPI, transaction_context: TransactionContextAPI
     ) -> None:  # fmt: skip
         super().__init__(state, message, transaction_context)
         self.tracer = _TRACER.get()
+
+    def add_log_entry(self, account: Any, topics: Any, data: bytes) -> None:
+        """py-evm's, noting how many calls this frame had made before the log (geth's ``position``)."""
+        super().add_log_entry(account, topics, data)  # type: ignore[misc]
+        if self.tracer is not None:
+            if self.log_positions is None:
+                self.log_positions = []
+            self.log_positions.append(len(self.children))  # type: ignore[attr-defined]
 
     def apply_child_computation(self, child_msg: MessageAPI) -> ComputationAPI:
         """py-evm's, noting the gas the calling opcode took (geth's ``gasCost`` of a CALL includes
@@ -288,18 +299,21 @@ def struct_result(tracer: Tracer, computation: ComputationAPI, gas_used: int) ->
 
 
 def call_frames(
-    computation: Any, sender: bytes, gas: int, gas_used: int, only_top: bool = False
+    computation: Any, sender: bytes, gas: int, gas_used: int, only_top: bool = False, with_log: bool = False
 ) -> dict[str, Any]:
     """The callTracer's frame tree of a transaction (geth's: the top frame has the transaction's gas
-    limit and its receipt's gas used)."""
+    limit and its receipt's gas used; ``with_log``: each frame's logs, none in a failed frame or
+    below one)."""
     counter = [0]
     top_type = "CREATE" if computation.msg.is_create else "CALL"
-    frame = _frame(computation, top_type, sender, counter, only_top)
+    frame = _frame(computation, top_type, sender, counter, only_top, with_log)
     frame["gas"], frame["gasUsed"] = quantity(gas), quantity(gas_used)
     return frame
 
 
-def _frame(c: Any, call_type: str, sender: bytes, counter: list[int], only_top: bool) -> dict[str, Any]:
+def _frame(
+    c: Any, call_type: str, sender: bytes, counter: list[int], only_top: bool, with_log: bool
+) -> dict[str, Any]:  # fmt: skip
     msg = c.msg
     create = call_type in ("CREATE", "CREATE2")
     out: dict[str, Any] = {"from": data(sender), "gas": quantity(msg.gas),
@@ -323,11 +337,16 @@ def _frame(c: Any, call_type: str, sender: bytes, counter: list[int], only_top: 
     children = [ch for ch in c.children]
     if children and not only_top:
         here = msg.storage_address
-        out["calls"] = [_frame(ch, ch.call_type or ("CREATE" if ch.msg.is_create else "CALL"), here, counter, False)
-                        for ch in children]
+        out["calls"] = [_frame(ch, ch.call_type or ("CREATE" if ch.msg.is_create else "CALL"), here, counter, False,
+                               with_log and error is None) for ch in children]  # fmt: skip
     elif not only_top:
         for ch in _descendants(c):  # keep callIndex numbering in step with aievm_getInferences
             _inference(ch, ch.msg, counter)
+    if with_log and error is None and c._log_entries:
+        out["logs"] = [{"address": data(address), "topics": [data(t.to_bytes(32, "big")) for t in topics],
+                        "data": data(payload), "position": quantity(position), "index": quantity(counter)}
+                       for (counter, address, topics, payload), position
+                       in zip(c._log_entries, c.log_positions, strict=True)]  # fmt: skip
     if call_type != "STATICCALL":
         out["value"] = quantity(msg.value)
     out["type"] = call_type
@@ -368,7 +387,7 @@ def trace_result(tracer: Tracer, computation: Any, sender: bytes, gas: int, gas_
     """The tracer's answer for one executed transaction."""
     if tracer.logs is not None:
         return struct_result(tracer, computation, gas_used)
-    return call_frames(computation, sender, gas, gas_used, tracer.config.only_top_call)
+    return call_frames(computation, sender, gas, gas_used, tracer.config.only_top_call, tracer.config.with_log)
 
 
 __all__ = ["TraceBudget", "TraceConfig", "TracedOpcode", "Tracer", "TracingComputation", "call_frames",

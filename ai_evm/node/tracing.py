@@ -95,9 +95,8 @@ def parse_trace_config(obj: Any, call: bool = False) -> TraceConfig:
         raise InvalidParams("invalid tracerConfig: the struct logger takes its options at the top level")
     for key in sub:
         if key not in ("onlyTopCall", "withLog"):
-            raise InvalidParams(f"invalid tracerConfig: unknown field {key!r} (callTracer reads onlyTopCall)")
-    if sub.get("withLog"):
-        raise InvalidParams("invalid tracerConfig: withLog is not supported by this node")
+            raise InvalidParams(f"invalid tracerConfig: unknown field {key!r} (callTracer reads onlyTopCall, "
+                                "withLog)")
 
     def flag(key: str, source: dict[str, Any] = obj) -> bool:
         return False if source.get(key) is None else parse_bool(source[key], key)
@@ -107,7 +106,8 @@ def parse_trace_config(obj: Any, call: bool = False) -> TraceConfig:
         enable_memory=flag("enableMemory"), enable_return_data=flag("enableReturnData"),
         limit=parse_quantity(obj["limit"], "limit", 1 << 32) if obj.get("limit") is not None else 0,
         timeout=parse_go_duration(obj["timeout"]) if obj.get("timeout") is not None else None,
-        only_top_call=flag("onlyTopCall", sub), state_overrides=obj.get("stateOverrides"),
+        only_top_call=flag("onlyTopCall", sub), with_log=flag("withLog", sub),
+        state_overrides=obj.get("stateOverrides"),
     )  # fmt: skip
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,10 +125,18 @@ class Twins:
         h = self.api.eth_sendRawTransaction(raw)
         if anvil:
             assert rpc(self.anvil, "eth_sendRawTransaction", raw) == h
+            self.mined_on_anvil(h)
         else:
             self.nonce -= 1
-            rpc(self.anvil, "eth_sendRawTransaction", self.sign(to=SENDER, gas=21_000))
+            self.mined_on_anvil(rpc(self.anvil, "eth_sendRawTransaction", self.sign(to=SENDER, gas=21_000)))
         return str(h)
+
+    def mined_on_anvil(self, h: str) -> None:
+        """Wait for anvil's automine (its send may answer before the block is there)."""
+        deadline = time.monotonic() + 30
+        while rpc(self.anvil, "eth_getTransactionReceipt", h) is None:
+            assert time.monotonic() < deadline, f"anvil did not mine {h}"
+            time.sleep(0.02)
 
     def deploy(self, runtime: bytes) -> bytes:
         address = created(self.nonce)
@@ -282,6 +291,23 @@ def test_undefined_opcode_is_named_as_geth_names_it(twins: Twins) -> None:
         ("opcode 0xef not defined", "invalid opcode: opcode 0xef not defined", 0)  # fmt: skip
 
 
+def test_call_frames_with_logs_equal_anvils(twins: Twins) -> None:
+    """``withLog``: each frame's logs with their position among its calls; none in a failed frame."""
+    log_and_revert = twins.deploy(bytes.fromhex("60006000a0" "60006000fd"))
+    multi = twins.deploy(bytes.fromhex("6007600060" "00a1" "6000600060206000600073") + twins.plain  # type: ignore[attr-defined]
+                         + bytes.fromhex("5af150" "60006000a0" "60006000600060006000" "73") + log_and_revert
+                         + bytes.fromhex("5af150" "60206000a0" "00"))  # fmt: skip
+    h = twins.send(to=multi)
+    config = {"tracer": "callTracer", "tracerConfig": {"withLog": True}}
+    ours, theirs = both(twins, h, config)
+    assert_frames_equal(ours, theirs, intrinsic_gas(twins, h))
+    assert [log["position"] for log in ours["logs"]] == ["0x0", "0x1", "0x2"]
+    assert ours["logs"][0]["topics"] == ["0x" + (7).to_bytes(32, "big").hex()]
+    assert len(ours["calls"][0]["logs"]) == 1 and "logs" not in ours["calls"][1]
+    receipt = twins.api.eth_getTransactionReceipt(h)
+    assert receipt is not None and len(receipt["logs"]) == 4
+
+
 def test_trace_block_by_number_and_hash(twins: Twins) -> None:
     raws = [twins.sign(to=twins.plain, data=(9).to_bytes(32, "big")),  # type: ignore[attr-defined]
             twins.sign(to=twins.top, value=1)]  # type: ignore[attr-defined]
@@ -289,6 +315,8 @@ def test_trace_block_by_number_and_hash(twins: Twins) -> None:
     hashes = [twins.api.eth_sendRawTransaction(r) for r in raws]
     twins.api.flush()
     twins.api.defer_mining = False
+    for raw in raws:  # anvil too, so that nonces stay the same on both chains
+        twins.mined_on_anvil(rpc(twins.anvil, "eth_sendRawTransaction", raw))
     receipt = twins.api.eth_getTransactionReceipt(hashes[1])
     assert receipt is not None
     number, block_hash = receipt["blockNumber"], receipt["blockHash"]
@@ -376,6 +404,7 @@ def test_limits(twins: Twins) -> None:
     (["H", {"tracer": "prestateTracer"}], InvalidParams, "prestateTracer"),
     (["H", "callTracer"], InvalidParams, "expected an object"),
     (["H", {"tracer": "callTracer", "tracerConfig": {"onlyTop": True}}], InvalidParams, "onlyTop"),
+    (["H", {"tracer": "callTracer", "tracerConfig": {"withLog": 1}}], InvalidParams, "withLog"),
     (["H", {"tracerConfig": {"onlyTopCall": True}}], InvalidParams, "struct logger"),
     (["H", {"disableStack": "yes"}], InvalidParams, "disableStack"),
     (["H", {"timeout": "5 seconds"}], InvalidParams, "Go duration"),
