@@ -291,6 +291,21 @@ def test_undefined_opcode_is_named_as_geth_names_it(twins: Twins) -> None:
         ("opcode 0xef not defined", "invalid opcode: opcode 0xef not defined", 0)  # fmt: skip
 
 
+def test_create_frames_equal_anvils(twins: Twins) -> None:
+    """CREATE2 of a contract, then a CREATE whose init code reverts (geth drops its ``to``)."""
+    init = creation(b"\x00")
+    reverting = bytes.fromhex("60006000fd")
+    factory = twins.deploy(b"\x6b" + init + bytes.fromhex("600052" "6001600c60146000f550")
+                           + b"\x64" + reverting + bytes.fromhex("600052" "6005601b6000f050" "00"))  # fmt: skip
+    h = twins.send(to=factory)
+    assert_struct_logs_equal(*both(twins, h, {"enableMemory": True}))
+    ours, theirs = both(twins, h, {"tracer": "callTracer"})
+    assert_frames_equal(ours, theirs, intrinsic_gas(twins, h))
+    made, failed = ours["calls"]
+    assert (made["type"], made["input"], made["output"]) == ("CREATE2", "0x" + init.hex(), "0x00")
+    assert failed["type"] == "CREATE" and failed["error"] == "execution reverted" and "to" not in failed
+
+
 def test_call_frames_with_logs_equal_anvils(twins: Twins) -> None:
     """``withLog``: each frame's logs with their position among its calls; none in a failed frame."""
     log_and_revert = twins.deploy(bytes.fromhex("60006000a0" "60006000fd"))
