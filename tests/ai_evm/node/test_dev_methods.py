@@ -309,3 +309,32 @@ def test_a_rollup_node_refuses_them_whatever_the_flag() -> None:
             assert seq.min_timestamp is None  # the dev clock is not installed either
         finally:
             seq.close()
+
+
+def test_revert_while_the_interval_miner_runs(tmp_path: Path) -> None:
+    """--block-time: evm_revert takes the chain lock like the miner; the chain goes on from the snapshot."""
+    datadir = tmp_path / "interval"
+    datadir.mkdir()
+    node = NodeProcess(datadir, args=("--dev-methods", "--block-time", "0.2")).start()
+    try:
+        iw3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 60}))
+        snap = call(iw3, "evm_snapshot")
+        base = iw3.eth.block_number
+        tx = iw3.eth.send_transaction({"from": iw3.eth.accounts[1], "to": iw3.eth.accounts[2], "value": 3})
+        mined = iw3.eth.wait_for_transaction_receipt(tx, timeout=30)
+        deadline = time.monotonic() + 30
+        while iw3.eth.block_number < mined.blockNumber + 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert call(iw3, "evm_revert", snap) is True
+        assert iw3.eth.block_number <= base + 1  # the miner may have added one block since
+        assert call(iw3, "eth_getTransactionReceipt", tx.to_0x_hex()) is None
+        later = iw3.eth.block_number + 3
+        while iw3.eth.block_number < later and time.monotonic() < deadline + 30:
+            time.sleep(0.1)
+        head = iw3.eth.get_block("latest")
+        assert head.number >= later and iw3.eth.get_block(head.number - 1).hash == head.parentHash
+        again = iw3.eth.wait_for_transaction_receipt(
+            iw3.eth.send_transaction({"from": iw3.eth.accounts[1], "to": iw3.eth.accounts[2], "value": 3}), timeout=30)
+        assert again.status == 1 and iw3.eth.get_transaction_count(iw3.eth.accounts[1]) == 1
+    finally:
+        node.stop()
