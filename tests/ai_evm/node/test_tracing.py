@@ -516,3 +516,33 @@ def test_cast_agrees_with_the_call_tracer(node: NodeProcess) -> None:
                           "--rpc-url", node.url], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert raw.returncode == 0, raw.stderr
     assert json.loads(raw.stdout) == frame
+
+
+def test_any_params_give_an_answer_or_a_named_error(twins: Twins) -> None:
+    """Random params (hypothesis) for each trace method: a result or a NodeError, never anything else."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from ai_evm.node.errors import NodeError
+
+    h = twins.send(to=twins.top, value=1)  # type: ignore[attr-defined]
+    number = twins.api.eth_getTransactionReceipt(h)["blockNumber"]  # type: ignore[index]
+    keys = st.sampled_from(["tracer", "tracerConfig", "disableStack", "disableStorage", "enableMemory",
+                            "enableReturnData", "limit", "timeout", "onlyTopCall", "withLog", "stateOverrides",
+                            "from", "to", "data", "gas", "value"])  # fmt: skip
+    leaves = (st.none() | st.booleans() | st.integers(-5, 2**70) | st.sampled_from([h, number, "callTracer", "1ms",
+              "latest", "0x" + twins.top.hex(), "0x0"]) | st.text(max_size=8))  # type: ignore[attr-defined]
+    values = st.recursive(leaves, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=4),
+                          max_leaves=10)  # fmt: skip
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(method=st.sampled_from(TRACE_METHODS), params=st.lists(values, min_size=1, max_size=3))
+    def check(method: str, params: list[Any]) -> None:
+        if method != "debug_traceCall":
+            params = params[:2]
+        try:
+            json.dumps(getattr(twins.api, method)(*params))
+        except NodeError:
+            pass
+
+    check()
