@@ -110,16 +110,19 @@ def test_forge_test_with_mocked_inference() -> None:
 
 def test_forge_test_records_the_nodes_output(node: NodeProcess, node_classifier: str) -> None:
     """``recordInference`` asks the node (eth_call to 0xa1 through vm.rpc); the contract run by forge
-    then predicts what the node's own EVM predicts, and a wrong expectation fails the forge test."""
+    then predicts what the node's own EVM predicts, both deployed in forge's EVM and on a fork of the
+    node (the node's own classifier); a wrong expectation fails the forge tests."""
     img = image(5)
     digit = node_predict(node, node_classifier, img)
-    env = {"AI_EVM_RPC": node.url, "AI_EVM_MODEL": node.model, "AI_EVM_IMAGE": "0x" + img.hex()}  # type: ignore[attr-defined]
+    env = {"AI_EVM_RPC": node.url, "AI_EVM_MODEL": node.model, "AI_EVM_IMAGE": "0x" + img.hex(),  # type: ignore[attr-defined]
+           "AI_EVM_CLASSIFIER": node_classifier}  # fmt: skip
     ok = forge("test", "--match-contract", "NodeTest", env={**env, "AI_EVM_DIGIT": str(digit)})
-    passed = ok.returncode == 0 and "[FAIL" not in ok.stdout and "1 tests passed, 0 failed" in ok.stdout
+    passed = ok.returncode == 0 and "[FAIL" not in ok.stdout and "2 tests passed, 0 failed" in ok.stdout
     assert passed, (ok.stdout + ok.stderr)[-6000:]
     wrong = forge("test", "--match-contract", "NodeTest", env={**env, "AI_EVM_DIGIT": str((digit + 1) % 10)})
     # (the npm forge wrapper exits 0 even when a test fails: the output says it)
     assert "[FAIL: assertEq failed: digit agrees with the node" in wrong.stdout, wrong.stdout[-4000:]
+    assert "[FAIL: assertEq failed: forked predict agrees with the node" in wrong.stdout, wrong.stdout[-4000:]
 
 
 def test_forge_script_broadcast_lands_on_the_node(node: NodeProcess, node_classifier: str) -> None:

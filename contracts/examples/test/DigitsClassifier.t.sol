@@ -13,6 +13,8 @@ interface EnvVm {
     function envBytes(string calldata name) external view returns (bytes memory);
     function envUint(string calldata name) external view returns (uint256);
     function expectEmit(bool checkTopic1, bool checkTopic2, bool checkTopic3, bool checkData) external;
+    function envAddress(string calldata name) external view returns (address);
+    function createSelectFork(string calldata urlOrAlias) external returns (uint256);
 }
 
 /// @notice Ten float32 scores (40 bytes, little-endian) that are 0 except `_best`, which is 1.0.
@@ -122,8 +124,8 @@ contract DigitsClassifierMockTest is Test, AITest {
 
 /// @title DigitsClassifierNodeTest
 /// @notice The same contract with the output recorded from a running AI EVM node
-///         (`AI_EVM_RPC`, `AI_EVM_MODEL`, `AI_EVM_IMAGE`): the prediction must equal
-///         `AI_EVM_DIGIT`, the node's own answer. Run by tests/contracts/test_foundry_ai.py.
+///         (`AI_EVM_RPC`, `AI_EVM_MODEL`, `AI_EVM_IMAGE`, `AI_EVM_CLASSIFIER`): the prediction must
+///         equal `AI_EVM_DIGIT`, the node's own answer. Run by tests/contracts/test_foundry_ai.py.
 contract DigitsClassifierNodeTest is Test, AITest {
     EnvVm internal constant ENV = EnvVm(address(uint160(uint256(keccak256("hevm cheat code")))));
 
@@ -135,5 +137,20 @@ contract DigitsClassifierNodeTest is Test, AITest {
         bytes memory output = recordInference(ENV.envString("AI_EVM_RPC"), model, classifier.encodeImage(image), 40);
         assertEq(output.length, 40, "output size");
         assertEq(classifier.classify(image), ENV.envUint("AI_EVM_DIGIT"), "digit agrees with the node");
+    }
+
+    /// @notice On a fork of the node: the classifier the node's account deployed
+    ///         (`AI_EVM_CLASSIFIER`), its model read from its own storage, the mock installed on the
+    ///         fork and the output recorded from it (`vm.rpc` against the active fork).
+    function test_forkOfTheNode() public {
+        ENV.createSelectFork(ENV.envString("AI_EVM_RPC"));
+        installAIMock();
+        DigitsClassifier classifier = DigitsClassifier(ENV.envAddress("AI_EVM_CLASSIFIER"));
+        bytes memory image = ENV.envBytes("AI_EVM_IMAGE");
+        recordInference(classifier.model(), classifier.encodeImage(image), classifier.OUTPUT_SIZE());
+        uint256 digit = ENV.envUint("AI_EVM_DIGIT");
+        assertEq(classifier.predict(image), digit, "forked predict agrees with the node");
+        assertEq(classifier.classify(image), digit, "forked classify");
+        assertEq(classifier.lastPrediction(), digit, "forked state");
     }
 }
