@@ -460,6 +460,15 @@ def test_replay_tx_on_a_node_process(node: NodeProcess) -> None:
                                          "data": "0x" + encode_call(model, len(expected), x).hex()})  # fmt: skip
     frame = node.rpc("debug_traceTransaction", h, {"tracer": "callTracer"})
     assert frame["calls"][0]["inference"]["output"] == "0x" + expected.hex()
+    # web3.py's own debug API parses both tracers' answers
+    from web3 import Web3
+
+    w3 = Web3(Web3.HTTPProvider(node.url))
+    call_trace = w3.geth.debug.trace_transaction(h, {"tracer": "callTracer"})
+    assert call_trace["gasUsed"] == int(frame["gasUsed"], 16) and len(call_trace["calls"]) == 1
+    assert call_trace["calls"][0]["inference"]["model"] == node.model  # type: ignore[attr-defined]
+    struct = w3.geth.debug.trace_transaction(h, {})
+    assert struct["structLogs"][0]["op"] == "CALLDATASIZE" and struct["failed"] is False
     assert node.rpc("debug_traceBlockByHash", node.rpc("eth_getTransactionReceipt", h)["blockHash"])[0]["txHash"] == h
 
     runner = CliRunner()
