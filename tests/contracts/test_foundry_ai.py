@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
 from ai_evm.contracts import artifact
+from ai_evm.rollup.predeploys import MULTICALL3, PREDEPLOYS
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "ai_evm" / "node"))
@@ -160,3 +162,52 @@ def test_forge_script_without_skip_simulation_fails_on_0xa1(node: NodeProcess) -
     text = out.stdout + out.stderr
     assert "Simulated execution failed" in text and "OutputSizeMismatch(40, 0)" in text, text[-4000:]
     assert node.rpc("eth_getTransactionCount", DEV0, "latest") == nonce
+
+
+def test_recipe_against_aievm_devnet(tmp_path: Path) -> None:
+    """docs/foundry.md's recipe as written, on ``aievm devnet --l2-only`` (values from devnet.json):
+    forge test on a fork of the devnet and forge script --broadcast agree with the devnet's own
+    DigitsClassifier, and Multicall3 is in the devnet's genesis."""
+    datadir = tmp_path / "devnet"
+    cmd = [sys.executable, "-c", "from ai_evm.cli import main; main()", "devnet", "--l2-only", "--datadir",
+           str(datadir), "--port", "0"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                ready = json.loads((datadir / "node.json").read_text())
+                if ready["pid"] == proc.pid:
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "devnet did not start"
+            time.sleep(0.1)
+        info = json.loads((datadir / "devnet.json").read_text())
+        node = NodeProcess(datadir)
+        node.url = info["rpcUrl"]
+        assert node.rpc("eth_getCode", "0x" + MULTICALL3.hex(), "0x0") == "0x" + PREDEPLOYS[MULTICALL3].hex()
+        img = image(11)
+        classifier = info["contracts"]["DigitsClassifier"]
+        digit = node_predict(node, classifier, img)
+        env = {
+            "AI_EVM_RPC": info["rpcUrl"],
+            "AI_EVM_MODEL": info["models"]["digits_mlp"],
+            "AI_EVM_IMAGE": "0x" + img.hex(),
+            "AI_EVM_CLASSIFIER": classifier,
+            "AI_EVM_DIGIT": str(digit),
+        }
+        tested = forge("test", "--match-contract", "NodeTest", env=env)
+        assert "[FAIL" not in tested.stdout and "2 tests passed, 0 failed" in tested.stdout, tested.stdout[-4000:]
+        key = info["accounts"][0]["privateKey"]
+        out = forge("script", SCRIPT, "--rpc-url", info["rpcUrl"], "--private-key", key, "--broadcast",
+                    "--skip-simulation", env=env)  # fmt: skip
+        assert "ONCHAIN EXECUTION COMPLETE & SUCCESSFUL" in out.stdout, (out.stdout + out.stderr)[-4000:]
+        run = json.loads((ROOT / FOUNDRY_ENV["FOUNDRY_BROADCAST"] / "DigitsClassifier.s.sol"
+                          / str(info["chainId"]) / "run-latest.json").read_text())  # fmt: skip
+        receipt = wait_receipt(node, run["transactions"][1]["hash"])
+        assert receipt["status"] == "0x1" and int(receipt["logs"][0]["data"], 16) == digit  # type: ignore[index]
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
