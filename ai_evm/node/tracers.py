@@ -8,7 +8,8 @@ records only while a :class:`Tracer` is set for the context (:func:`tracing`); o
 run through the same table untraced.
 
 * The struct logger records, before each opcode, ``{pc, op, gas, gasCost, depth, stack, memory,
-  storage, returnData, error}`` (geth's options choose which). ``gasCost`` is what the opcode
+  storage, returnData, refund, error}`` (geth's options choose which; ``refund``, the
+  transaction's refund counter, only when not 0). ``gasCost`` is what the opcode
   took: for a CALL or CREATE the gas it passes on too (noted when the child frame starts), for an
   exceptional halt all the gas left (as anvil shows it). ``storage`` (at SLOAD and SSTORE) holds
   every slot of the contract seen so far, keys and values as 64 hex digits without 0x, and
@@ -107,6 +108,8 @@ class Tracer:
         self.logs: list[dict[str, Any]] | None = None if config.tracer else []
         #: storage slots seen per contract (geth shows them at each SLOAD/SSTORE)
         self.storage: dict[bytes, dict[int, int]] = {}
+        #: the frames running, outermost first (their refunds make the transaction's refund counter)
+        self.frames: list[Any] = []
 
     def before(self, computation: Any, op: TracedOpcode) -> dict[str, Any] | None:
         """The entry of the opcode about to run (None: not recorded)."""
@@ -141,6 +144,9 @@ class Tracer:
                 seen[key] = _word(stack[-2])
             entry["storage"] = {f"{k:064x}": f"{v:064x}" for k, v in seen.items()}
             size += 134 * len(seen)
+        refund = sum(f._gas_meter.gas_refunded + f.children_refund for f in self.frames)
+        if refund:
+            entry["refund"] = refund
         self.budget.spend(size)
         logs.append(entry)
         return entry
@@ -216,12 +222,25 @@ class TracingComputation(_ComputationBase):
     trace_entry: dict[str, Any] | None = None
     #: per log of this frame, the number of calls it had made before (None: no log yet)
     log_positions: list[int] | None = None
+    #: gas refunds of the child frames that ended successfully (with theirs)
+    children_refund: int = 0
 
     def __init__(
         self, state: StateAPI, message: MessageAPI, transaction_context: TransactionContextAPI
     ) -> None:  # fmt: skip
         super().__init__(state, message, transaction_context)
         self.tracer = _TRACER.get()
+        if self.tracer is not None:
+            self.tracer.frames.append(self)
+
+    def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> Any:
+        """py-evm's; the frame leaves the tracer's stack of running frames."""
+        try:
+            return super().__exit__(exc_type, exc_value, traceback)  # type: ignore[misc]
+        finally:
+            frames = self.tracer.frames if self.tracer is not None else None
+            if frames and frames[-1] is self:
+                frames.pop()
 
     def add_log_entry(self, account: Any, topics: Any, data: bytes) -> None:
         """py-evm's, noting how many calls this frame had made before the log (geth's ``position``)."""
@@ -239,6 +258,8 @@ class TracingComputation(_ComputationBase):
             entry["gasCost"] = entry["gas"] - self._gas_meter.gas_remaining
             self.trace_entry = None
         child: Any = super().apply_child_computation(child_msg)  # type: ignore[misc]
+        if child.is_success:
+            self.children_refund += child._gas_meter.gas_refunded + child.children_refund
         if self.tracer is not None:
             child.call_type = self.current_op if self.current_op in _CALL_OPS else \
                 ("CREATE" if child_msg.is_create else "CALL")

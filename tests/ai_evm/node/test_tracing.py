@@ -177,6 +177,8 @@ def assert_struct_logs_equal(ours: dict[str, Any], theirs: dict[str, Any]) -> No
     for i, (a, b) in enumerate(zip(ours["structLogs"], theirs["structLogs"], strict=True)):
         for key in ("pc", "op", "gas", "gasCost", "depth", "stack"):
             assert a.get(key) == b.get(key), (i, key, a, b)
+        if a["depth"] == 1:  # anvil's refund is the frame's (revm), geth's the transaction's; 0 left out
+            assert a.get("refund", 0) == b.get("refund", 0), (i, a, b)
         for key in ("memory", "storage"):  # geth writes them without 0x, anvil with
             assert (key in a) == (key in b), (i, key, a, b)
             if key in a:
@@ -289,6 +291,24 @@ def test_undefined_opcode_is_named_as_geth_names_it(twins: Twins) -> None:
     last = twins.api.debug_traceTransaction(h)["structLogs"][-1]
     assert (last["op"], last["error"], last["gasCost"]) == \
         ("opcode 0xef not defined", "invalid opcode: opcode 0xef not defined", 0)  # fmt: skip
+
+
+def test_refund_counter_equals_anvils(twins: Twins) -> None:
+    """The transaction's refund counter per step: a slot set and cleared here, in a child that
+    succeeds, and in a child that reverts (its refund is dropped)."""
+    set_clear = bytes.fromhex("6001600055" "6000600055")
+    ok = twins.deploy(set_clear + b"\x00")
+    reverts = twins.deploy(set_clear + bytes.fromhex("60006000fd"))
+    parent = twins.deploy(set_clear + bytes.fromhex("6000600060006000600073") + ok + bytes.fromhex("5af150")
+                          + bytes.fromhex("6000600060006000600073") + reverts + bytes.fromhex("5af150" "00"))
+    h = twins.send(to=parent)
+    ours, theirs = both(twins, h)
+    assert_struct_logs_equal(ours, theirs)
+    logs = ours["structLogs"]
+    assert max(s.get("refund", 0) for s in logs) == 3 * 19_900  # the parent's and the failing child's
+    assert logs[-1]["refund"] == 2 * 19_900  # the reverted child's refund is gone
+    inside = [s.get("refund", 0) for s in logs if s["depth"] == 2]
+    assert inside[0] == 19_900 and inside[-1] == 3 * 19_900  # the transaction's counter, as geth has it
 
 
 def test_create_frames_equal_anvils(twins: Twins) -> None:
