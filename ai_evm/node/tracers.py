@@ -144,7 +144,9 @@ class Tracer:
                 seen[key] = _word(stack[-2])
             entry["storage"] = {f"{k:064x}": f"{v:064x}" for k, v in seen.items()}
             size += 134 * len(seen)
-        refund = sum(f._gas_meter.gas_refunded + f.children_refund for f in self.frames)
+        refund = 0
+        for frame in self.frames:
+            refund += frame._gas_meter.gas_refunded + frame.children_refund
         if refund:
             entry["refund"] = refund
         self.budget.spend(size)
