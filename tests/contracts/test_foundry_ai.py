@@ -39,14 +39,17 @@ SCRIPT = "scripts/forge_scripts/DigitsClassifier.s.sol:DigitsClassifierScript"
 KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # dev account 0
 DEV0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 X = np.load(ROOT / "models" / "digits_mlp" / "test_x.npy")
+#: pytest-xdist worker ("main" without xdist): forge runs of one worker never overlap, so each
+#: worker gets its own output, cache and broadcast directories (forge does not lock them).
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 #: The examples' own forge project: sources, tests, scripts, outputs apart from the other suites.
 FOUNDRY_ENV = {
     "FOUNDRY_SRC": "contracts/examples",
     "FOUNDRY_TEST": "contracts/examples/test",
     "FOUNDRY_SCRIPT": "scripts/forge_scripts",
-    "FOUNDRY_OUT": "build/forge/examples-out",
-    "FOUNDRY_CACHE_PATH": "build/forge/examples-cache",
-    "FOUNDRY_BROADCAST": "build/forge/examples-broadcast",
+    "FOUNDRY_OUT": f"build/forge/examples-{WORKER}-out",
+    "FOUNDRY_CACHE_PATH": f"build/forge/examples-{WORKER}-cache",
+    "FOUNDRY_BROADCAST": f"build/forge/examples-{WORKER}-broadcast",
 }
 
 pytestmark = pytest.mark.skipif(
