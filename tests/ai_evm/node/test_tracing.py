@@ -33,7 +33,7 @@ from asm import creation  # noqa: E402
 from nodeproc import DIGITS_BUNDLE, ROOT, NodeProcess  # noqa: E402
 
 from ai_evm.cli import main as cli  # noqa: E402
-from ai_evm.evm import encode_call  # noqa: E402
+from ai_evm.evm import encode_call, encode_inline_call  # noqa: E402
 from ai_evm.node.chain import NodeConfig, Sequencer  # noqa: E402
 from ai_evm.node.errors import InvalidParams, LimitExceeded, ServerError  # noqa: E402
 from ai_evm.node.limits import RpcLimits  # noqa: E402
@@ -47,6 +47,7 @@ from opml.store import LocalStore  # noqa: E402
 KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # dev account 0 (anvil's too)
 SENDER = Account.from_key(KEY).address
 PRECOMPILE = b"\0" * 19 + b"\xa1"
+INLINE = b"\0" * 19 + b"\xa0"
 TRACE_METHODS = ("debug_traceTransaction", "debug_traceCall", "debug_traceBlockByNumber", "debug_traceBlockByHash")
 
 
@@ -396,6 +397,18 @@ def test_inference_frame_shows_model_input_output_and_gas(twins: Twins) -> None:
                                     {"tracer": "callTracer"})  # fmt: skip
     assert bad["inference"]["model"] == "0x" + twins.model.hex() and "outputSize" in bad["inference"]["error"]
     assert "output" not in bad["inference"]
+    # 0xa0, the bundle inline: the frame names the model the bundle is
+    inline = encode_inline_call(DIGITS_BUNDLE.read_bytes(), x)
+    frame = twins.api.debug_traceCall({"from": SENDER, "to": "0x" + twins.forwarder.hex(), "gas": hex(5_000_000),  # type: ignore[attr-defined]
+                                       "data": "0x" + encode_call(b"\0" * 32, 0, b"").hex()}, "latest",
+                                      {"tracer": "callTracer"})  # fmt: skip
+    assert "error" in frame["calls"][0]["inference"]  # the zero model: named as the call gave it
+    top_inline = twins.api.debug_traceCall({"from": SENDER, "to": "0x" + INLINE.hex(), "gas": hex(5_000_000),
+                                            "data": "0x" + inline.hex()}, "latest", {"tracer": "callTracer"})
+    got = top_inline["inference"]
+    assert (got["precompile"], got["model"], got["input"], got["output"]) == \
+        ("0xa0", "0x" + twins.model.hex(), "0x" + x.hex(), "0x" + expected.hex())  # fmt: skip
+    assert int(got["gas"], 16) <= int(top_inline["gasUsed"], 16)
 
 
 def test_trace_call_with_state_overrides(twins: Twins) -> None:
