@@ -419,3 +419,25 @@ def test_deposit_objects(tmp_path: Path) -> None:
     assert validate(dep_receipt, DEPOSIT_RECEIPT) == [] and "depositNonce" in dep_receipt
     assert validate(dep_receipt, SCHEMAS["ReceiptInfo"]) == ["$: property 'depositNonce' not allowed"]
     assert validate(receipt, SCHEMAS["ReceiptInfo"]) == []
+
+
+def test_error_objects(node: NodeProcess, chain: dict[str, Any]) -> None:
+    """Errors are JSON-RPC 2.0 error objects with the codes geth and the execution-apis error groups
+    use: -32601 unknown method, -32602 invalid params, 3 with the revert data for a revert."""
+
+    def error(method: str, *params: Any) -> dict[str, Any]:
+        out = node.post({"jsonrpc": "2.0", "id": 7, "method": method, "params": list(params)})
+        assert set(out) == {"jsonrpc", "id", "error"} and out["jsonrpc"] == "2.0" and out["id"] == 7, out
+        err = dict(out["error"])
+        assert isinstance(err["code"], int) and isinstance(err["message"], str) and err["message"], err
+        assert set(err) <= {"code", "message", "data"}, err
+        return err
+
+    assert error("eth_noSuchMethod")["code"] == -32601
+    assert error("eth_getBalance", "0x12")["code"] == -32602
+    assert error("eth_getLogs", {"fromBlock": "0x5", "toBlock": "0x1"})["code"] == -32602
+    bad_image = "0x" + (keccak(text="predict(bytes)")[:4] + abi_encode(["bytes"], [b"\x01"])).hex()
+    reverted = error("eth_call", {"to": chain["classifier"], "data": bad_image}, "latest")
+    selector = "0x" + keccak(text="InvalidImageLength(uint256)")[:4].hex()
+    assert reverted["code"] == 3 and str(reverted["data"]).startswith(selector), reverted
+    assert validate(reverted["data"], SCHEMAS["bytes"]) == []
