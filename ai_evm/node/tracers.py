@@ -357,14 +357,11 @@ def _frame(
             if reason is not None and not reason.startswith("panic"):
                 out["revertReason"] = reason
     inference = _inference(c, msg, counter)
-    children = [ch for ch in c.children]
+    children = list(c.children)
     if children and not only_top:
         here = msg.storage_address
         out["calls"] = [_frame(ch, ch.call_type or ("CREATE" if ch.msg.is_create else "CALL"), here, counter, False,
                                with_log and error is None) for ch in children]  # fmt: skip
-    elif not only_top:
-        for ch in _descendants(c):  # keep callIndex numbering in step with aievm_getInferences
-            _inference(ch, ch.msg, counter)
     if with_log and error is None and c._log_entries:
         out["logs"] = [{"address": data(address), "topics": [data(t.to_bytes(32, "big")) for t in topics],
                         "data": data(payload), "position": quantity(position), "index": quantity(counter)}
@@ -376,12 +373,6 @@ def _frame(
     if inference is not None:
         out["inference"] = inference
     return out
-
-
-def _descendants(c: Any) -> Iterator[Any]:
-    for ch in c.children:
-        yield ch
-        yield from _descendants(ch)
 
 
 def _inference(c: Any, msg: Any, counter: list[int]) -> dict[str, Any] | None:

@@ -411,6 +411,23 @@ def test_inference_frame_shows_model_input_output_and_gas(twins: Twins) -> None:
     assert int(got["gas"], 16) <= int(top_inline["gasUsed"], 16)
 
 
+def test_inference_call_indexes_follow_the_records(twins: Twins) -> None:
+    """Three 0xa1 calls in one transaction, the middle one failing (one input byte short): the
+    frames' callIndex numbers the successful ones as aievm_getInferences does."""
+    whole = "6000600036" "6000600060a15af150"  # CALL 0xa1 with all the calldata, POP
+    short = "60006000600136036000600060a15af150"  # the same with CALLDATASIZE - 1 bytes
+    thrice = twins.deploy(bytes.fromhex("366000600037" + whole + short + whole + "00"))
+    x = np.load(ROOT / "models" / "digits_mlp" / "test_x.npy")[:1].astype("<f4").tobytes()
+    expected = run_bytes(load_bundle(str(DIGITS_BUNDLE)), x)
+    h = twins.send(anvil=False, to=thrice, data=encode_call(twins.model, len(expected), x), gas=3_000_000)
+    records = twins.api.aievm_getInferences(h)
+    assert records is not None and [r["callIndex"] for r in records] == [0, 1]
+    frames = twins.api.debug_traceTransaction(h, {"tracer": "callTracer"})["calls"]
+    assert [f["inference"].get("callIndex") for f in frames] == [0, None, 1]
+    assert "wrong input length" in frames[1]["inference"]["error"] and frames[1]["error"]
+    assert [f["inference"]["output"] for f in (frames[0], frames[2])] == [r["output"] for r in records]
+
+
 def test_trace_call_with_state_overrides(twins: Twins) -> None:
     to = "0x" + twins.plain.hex()  # type: ignore[attr-defined]
     overrides = {to: {"code": "0x" + REVERTER.hex()}}
