@@ -9,7 +9,8 @@ node and VM step where the other execution diverges; ``--html FILE`` saves the s
 
 ``aievm replay --tx HASH --rpc URL`` starts from a transaction instead: it reads the transaction's
 inference records from the node (``aievm_getInferences``: model, input and output bytes, gas),
-checks the bytes against the record's hashes, resolves each model (the BUNDLE argument or
+checks the bytes against the record's hashes, names the contract that called each one (the
+node's callTracer), resolves each model (the BUNDLE argument or
 ``--bundle``, else ``--store``, else the local model store), re-runs the engine to compare the
 output with the chain's, and replays each inference (``--index K``: only record ``K``) as above.
 """
@@ -444,6 +445,7 @@ def _replay_tx(tx_hash: str, rpc_url: str | None, bundle_path: str | None, store
         raise click.BadParameter(f"the transaction ran {len(records)} inferences (0..{len(records) - 1})",
                                  param_hint="--index")
     console.print(f"transaction {h}: {len(records)} inference{'s' if len(records) != 1 else ''}")
+    callers = _inference_callers(rpc_url, h)
     stores: dict[str, Any] = {}
     for k, rec in enumerate(records):
         if record_index is not None and k != record_index:
@@ -458,6 +460,8 @@ def _replay_tx(tx_hash: str, rpc_url: str | None, bundle_path: str | None, store
         except (KeyError, TypeError, ValueError) as e:
             raise click.ClickException(f"inference record {k} lacks a field or has a bad one: {e}") from None
         console.rule(f"inference {rec.get('callIndex', k)}: model 0x{model.hex()}")
+        if rec.get("callIndex") in callers:
+            console.print(f"called by {callers[rec['callIndex']]}")
         console.print(f"gas {gas:,}  input {len(payload)} bytes (hash 0x{input_hash.hex()})  "
                       f"output {len(output)} bytes (hash 0x{output_hash.hex()})")
         if keccak(payload) != input_hash or keccak(output) != output_hash:
@@ -475,3 +479,25 @@ def _replay_tx(tx_hash: str, rpc_url: str | None, bundle_path: str | None, store
             console.print("[bold red]re-executed here: the output DIFFERS from the chain's "
                           f"(0x{keccak(rerun).hex()} here): the record is challengeable")
         _replay_inference(bundle, arrays, node_index, step, None, console)
+
+
+def _inference_callers(rpc_url: str, tx_hash: str) -> dict[int, str]:
+    """``callIndex`` -> "CALLER (call path)" from the node's callTracer ({} if it has no tracing)."""
+    try:
+        top = _rpc(rpc_url, "debug_traceTransaction", tx_hash, {"tracer": "callTracer"})
+    except click.ClickException:
+        return {}
+    found: dict[int, str] = {}
+
+    def walk(frame: Any, path: list[str]) -> None:
+        if not isinstance(frame, dict):
+            return
+        here = [*path, str(frame.get("to"))]
+        inference = frame.get("inference")
+        if isinstance(inference, dict) and isinstance(inference.get("callIndex"), int):
+            found[inference["callIndex"]] = f"{frame.get('from')} ({' > '.join(path) or 'the transaction'})"
+        for child in frame.get("calls") or []:
+            walk(child, here)
+
+    walk(top, [str(top.get("from"))] if isinstance(top, dict) else [])
+    return found

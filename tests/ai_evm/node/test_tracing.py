@@ -524,9 +524,12 @@ def test_replay_tx_on_a_node_process(node: NodeProcess) -> None:
     runner = CliRunner()
     store = str(node.datadir / "models")
     encoder = str(ROOT / "models" / "encoder" / "model.bundle")
-    out = runner.invoke(cli, ["replay", "--tx", h, "--rpc", node.url, "--store", store])
+    page = node.datadir.parent / "replay.html"
+    out = runner.invoke(cli, ["replay", "--tx", h, "--rpc", node.url, "--store", store, "--html", str(page)])
     assert out.exit_code == 0, out.output
     assert "1 inference" in out.output and "output equals the chain's" in out.output
+    assert f"called by {forwarder.lower()} ({sender.lower()} > {forwarder.lower()})" in out.output
+    assert "output equals the chain" in page.read_text()
     assert node.model in out.output and "VM steps" in out.output  # type: ignore[attr-defined]
     steps = runner.invoke(cli, ["replay", "--tx", h, "--rpc", node.url, "--bundle", str(DIGITS_BUNDLE),
                                 "--node", "0", "--step", "1"])  # fmt: skip
