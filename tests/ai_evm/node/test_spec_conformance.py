@@ -441,3 +441,36 @@ def test_error_objects(node: NodeProcess, chain: dict[str, Any]) -> None:
     selector = "0x" + keccak(text="InvalidImageLength(uint256)")[:4].hex()
     assert reverted["code"] == 3 and str(reverted["data"]).startswith(selector), reverted
     assert validate(reverted["data"], SCHEMAS["bytes"]) == []
+
+
+def test_subscription_notifications(node: NodeProcess, chain: dict[str, Any]) -> None:
+    """``logs`` and ``newPendingTransactions`` notifications over WebSocket match the spec's
+    notification schemas (subscription ids with the known leading-zero departure, KNOWN_DEVIATIONS)."""
+
+    def relaxed(name: str) -> dict[str, Any]:
+        schema = json.loads(json.dumps(SCHEMAS[name]))
+        schema["properties"]["params"]["properties"]["subscription"] = ID_WITH_ZEROS
+        return dict(schema)
+
+    with websockets.sync.client.connect(node.url.replace("http://", "ws://"), open_timeout=30) as ws:
+        subs: dict[str, str] = {}
+        for i, params in enumerate((["logs", {"address": chain["classifier"]}], ["newPendingTransactions"])):
+            ws.send(json.dumps({"jsonrpc": "2.0", "id": i, "method": "eth_subscribe", "params": params}))
+            answer = json.loads(ws.recv(timeout=30))
+            subs[answer["result"]] = str(params[0])
+        tx = node.rpc("eth_sendTransaction", {"from": chain["sender"], "to": chain["classifier"],
+                                              "data": chain["classify_data"]})  # fmt: skip
+        seen: dict[str, list[Any]] = {"logs": [], "newPendingTransactions": []}
+        deadline = time.monotonic() + 60
+
+        def done() -> bool:
+            logged = any(r["transactionHash"] == tx for r in seen["logs"])
+            return logged and tx in seen["newPendingTransactions"]
+
+        while not done() and time.monotonic() < deadline:
+            note = json.loads(ws.recv(timeout=60))
+            kind = subs[note["params"]["subscription"]]
+            schema = relaxed("LogsNotification" if kind == "logs" else "NewPendingTransactionsNotification")
+            assert validate(note, schema) == [], (kind, note, validate(note, schema))
+            seen[kind].append(note["params"]["result"])
+        assert done(), seen
