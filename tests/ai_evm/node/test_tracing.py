@@ -608,3 +608,44 @@ def test_any_params_give_an_answer_or_a_named_error(twins: Twins) -> None:
             pass
 
     check()
+
+
+def test_blocks_with_deposits_replay_as_mined(tmp_path: Path) -> None:
+    """A rollup block opens with deposits (0x7E: minted, no fee, some failing before their call
+    runs): traced, every transaction's gas equals its receipt's and the deposit's frame is its call."""
+    from eth_abi import encode as abi_encode
+
+    from ai_evm.evm.deposit import deposit_source_hash, new_deposit
+    from ai_evm.node.chain import L1Origin
+    from ai_evm.rollup.predeploys import L2_TO_L1_MESSAGE_PASSER
+
+    portal, alice, bob = b"\x5f" * 20, b"\xaa" * 20, b"\xbb" * 20
+    seq = Sequencer(NodeConfig(tmp_path / "rollup", sync=False), make_resolver(None))
+    api = EthApi(seq)
+    withdraw = keccak(b"initiateWithdrawal(address,uint256,bytes)")[:4] + \
+        abi_encode(["address", "uint256", "bytes"], ["0x" + bob.hex(), 100_000, b"hi"])  # fmt: skip
+    deposits = [new_deposit(deposit_source_hash(portal, 0), alice, L2_TO_L1_MESSAGE_PASSER, 10**18, 10**17, 200_000,
+                            withdraw),
+                 new_deposit(deposit_source_hash(portal, 1), alice, bob, 7, 10**30, 50_000, b""),  # value too high
+                 new_deposit(deposit_source_hash(portal, 2), alice, L2_TO_L1_MESSAGE_PASSER, 5, 0, 60_000,
+                             b"\xde\xad\xbe\xef")]  # no such function: reverts  # fmt: skip
+    head = seq.head()
+    seq.origin_for = lambda parent, ts: L1Origin(int(head.block_number) + 1, bytes([7]) * 32, 0)
+    seq.deposits_for = lambda parent, origin: list(deposits) if parent == head else []  # type: ignore[arg-type]
+    user = Account.sign_transaction({"to": to_checksum_address(bob), "value": 1, "gas": 21_000, "nonce": 0,
+                                     "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9, "chainId": 31337,
+                                     "type": 2}, KEY).raw_transaction  # fmt: skip
+    assert seq.submit([seq.decode_raw(bytes(user))]) == [None]
+    (mined,) = seq.mine_pending(allow_empty=True)
+    record = seq.record(mined.number)
+    assert record is not None and len(record["txs"]) == 4
+    gas_used = [int(r["gasUsed"], 16) for r in record["receipts"]]
+    structs = api.debug_traceBlockByNumber(hex(mined.number))
+    assert [r["result"]["gas"] for r in structs] == gas_used
+    assert [r["result"]["failed"] for r in structs] == [False, True, True, False]
+    frames = [r["result"] for r in api.debug_traceBlockByNumber(hex(mined.number), {"tracer": "callTracer"})]
+    assert [f["gasUsed"] for f in frames] == [hex(g) for g in gas_used]
+    assert frames[0]["from"] == "0x" + alice.hex() and frames[0]["to"] == "0x" + L2_TO_L1_MESSAGE_PASSER.hex()
+    assert frames[0]["value"] == hex(10**17) and "error" not in frames[0]
+    assert frames[1]["error"].startswith("deposit value") and frames[2]["error"] == "execution reverted"
+    seq.close()
