@@ -161,7 +161,7 @@ def _l2_only(
     from ai_evm.cli.node import announce, open_model_store, print_banner
     from ai_evm.node.chain import NodeConfig, Sequencer
     from ai_evm.node.devnet import INFO_FILE, prepare_devnet, update_rpc_url
-    from ai_evm.node.server import run_node
+    from ai_evm.node.server import ServeOptions, run_node
     from ai_evm.node.vm import make_resolver
 
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
@@ -193,5 +193,7 @@ def _l2_only(
             update_rpc_url(datadir, f"http://{host}:{bound}")
         announce(datadir, host, port, bound)
 
-    run_node(seq, host, port, block_time=block_time, limits=limits, on_ready=ready)
+    # the devnet is for testing: anvil's test methods (evm_snapshot, anvil_setBalance, ...) are on
+    run_node(seq, host, port, block_time=block_time, limits=limits, on_ready=ready,
+             options=ServeOptions(dev_methods=True))
     click.echo("devnet stopped")

@@ -54,6 +54,13 @@ def test_devnet_deploys_examples_and_restarts(tmp_path: Path) -> None:
         x = np.load(ROOT / "models" / "digits_mlp" / "test_x.npy")
         assert 0 <= clf.functions.predict(bytes(int(round(float(v) * 16)) for v in x[0])).call() <= 9
         assert node.rpc("aievm_getModel", info["models"]["encoder"])["address"] == info["models"]["encoder"]
+        # the devnet serves anvil's test methods: a snapshot, a funded account, a revert
+        snap = node.rpc("evm_snapshot")
+        lucky = "0x" + "42" * 20
+        node.rpc("anvil_setBalance", lucky, hex(10**18))
+        assert node.rpc("eth_getBalance", lucky, "latest") == hex(10**18)
+        assert node.rpc("evm_revert", snap) is True
+        assert node.rpc("eth_getBalance", lucky, "latest") == "0x0"
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         out = proc.communicate(timeout=60)[0].decode()
