@@ -58,6 +58,10 @@ class SigningApi:
         }  # fmt: skip
         if req.to:
             fields["to"] = req.to
+        if req.access_list is not None:  # a type-1 (gasPrice) or type-2 transaction with the list
+            fields["accessList"] = [
+                {"address": "0x" + a.hex(), "storageKeys": [f"0x{k:064x}" for k in keys]} for a, keys in req.access_list
+            ]
         if obj.get("gasPrice") is not None:
             fields["gasPrice"] = req.gas_price
         else:

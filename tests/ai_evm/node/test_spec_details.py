@@ -51,7 +51,7 @@ def test_create_access_list_of_a_call_touching_two_contracts(w3: Web3, node: Nod
     plain = w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction({"from": sender, "to": a}))
     a2, b2, c2 = _contracts(w3)
     listed = node.rpc("eth_createAccessList", {"from": sender, "to": a2})
-    key = dev_accounts()[3].private_key  # signed here: eth_sendTransaction does not pass accessList on
+    key = dev_accounts()[3].private_key  # signed here: a raw transaction with the list
     tx: dict[str, Any] = {"to": a2, "accessList": listed["accessList"], "gas": 200_000, "chainId": w3.eth.chain_id,
                           "nonce": w3.eth.get_transaction_count(sender), "maxFeePerGas": 10**10,
                           "maxPriorityFeePerGas": 10**9}  # fmt: skip
@@ -62,6 +62,14 @@ def test_create_access_list_of_a_call_touching_two_contracts(w3: Web3, node: Nod
     assert int(listed["gasUsed"], 16) == with_list.gasUsed  # what the transaction then really used
     sent = w3.eth.get_transaction(with_list.transactionHash)
     assert [e["address"].lower() for e in sent["accessList"]] == sorted([b2.lower(), c2.lower()])
+    # eth_sendTransaction (the node signs) passes the list on too
+    a3, b3, c3 = _contracts(w3)
+    listed = node.rpc("eth_createAccessList", {"from": sender, "to": a3})
+    by_node = w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(
+        {"from": sender, "to": a3, "gas": 200_000, "accessList": listed["accessList"]}))  # type: ignore[typeddict-item]
+    assert by_node.status == 1 and by_node.gasUsed == with_list.gasUsed
+    sent = w3.eth.get_transaction(by_node.transactionHash)
+    assert [e["address"].lower() for e in sent["accessList"]] == sorted([b3.lower(), c3.lower()])
 
 
 def test_create_access_list_reports_a_failing_call(w3: Web3, node: NodeProcess) -> None:
