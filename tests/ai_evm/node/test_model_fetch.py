@@ -127,10 +127,11 @@ def _sequencer(tmp_path: Path, hub: Any, limits: FetchLimits | None = None) -> S
 
 
 def _status(seq: Sequencer, tx_hash: bytes) -> str | None:
-    loc = seq.tx_location(tx_hash)
-    if loc is None:
-        return None
-    record = seq.record(loc[0])
+    with seq.lock:  # a background thread may be mining: read the index and the record together
+        loc = seq.tx_location(tx_hash)
+        if loc is None:
+            return None
+        record = seq.record(loc[0])
     assert record is not None
     return str(record["receipts"][loc[1]]["status"])
 
