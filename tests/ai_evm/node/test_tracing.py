@@ -13,6 +13,7 @@ named refusals of bad params, and ``aievm replay --tx HASH --rpc URL`` on a node
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
@@ -310,6 +311,17 @@ def test_refund_counter_equals_anvils(twins: Twins) -> None:
     assert logs[-1]["refund"] == 2 * 19_900  # the reverted child's refund is gone
     inside = [s.get("refund", 0) for s in logs if s["depth"] == 2]
     assert inside[0] == 19_900 and inside[-1] == 3 * 19_900  # the transaction's counter, as geth has it
+
+
+def test_precompile_call_equals_anvils(twins: Twins) -> None:
+    """A STATICCALL of sha256 (0x02): the step's gasCost and the precompile's frame."""
+    sha = twins.deploy(bytes.fromhex("602a600052" "602060206020600060025afa50" "60206020f3"))
+    h = twins.send(to=sha)
+    assert_struct_logs_equal(*both(twins, h, {"enableMemory": True}))
+    ours, theirs = both(twins, h, {"tracer": "callTracer"})
+    assert_frames_equal(ours, theirs, intrinsic_gas(twins, h))
+    assert ours["calls"][0]["to"] == "0x" + "00" * 19 + "02"
+    assert ours["output"] == "0x" + hashlib.sha256((42).to_bytes(32, "big")).hexdigest()
 
 
 def test_create_frames_equal_anvils(twins: Twins) -> None:
