@@ -565,7 +565,7 @@ def test_replay_tx_on_a_node_process(node: NodeProcess) -> None:
 
 def test_cast_agrees_with_the_call_tracer(node: NodeProcess) -> None:
     """``cast run`` (foundry re-executes the transaction in revm from the node's state) shows the
-    same frames and gas as this node's callTracer; ``cast rpc`` reads the trace itself."""
+    same frames and gas as this node's callTracer; ``cast rpc`` and ethers read the trace itself."""
     import re
     import subprocess
 
@@ -590,6 +590,15 @@ def test_cast_agrees_with_the_call_tracer(node: NodeProcess) -> None:
                           "--rpc-url", node.url], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert raw.returncode == 0, raw.stderr
     assert json.loads(raw.stdout) == frame
+    # ethers v6: provider.send
+    script = ("import { JsonRpcProvider } from 'ethers';"
+              f"const p = new JsonRpcProvider('{node.url}');"
+              f"const t = await p.send('debug_traceTransaction', ['{h}', {{tracer: 'callTracer'}}]);"
+              "console.log(JSON.stringify(t));")
+    ethers = subprocess.run(["node", "--input-type=module", "-e", script], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert ethers.returncode == 0, ethers.stderr
+    assert json.loads(ethers.stdout) == frame
 
 
 def test_any_params_give_an_answer_or_a_named_error(twins: Twins) -> None:
