@@ -115,7 +115,9 @@ class Context:
         )
         try:
             feeds = {n: v.data for n, v in zip(names, ins, strict=True)}
-            outs = ReferenceEvaluator(helper.make_model(g)).run(None, feeds)
+            # the model's own opset: attribute forms of old opsets (Unsqueeze axes, ...) evaluate as written
+            model = helper.make_model(g, opset_imports=[helper.make_opsetid("", self.opset)])
+            outs = ReferenceEvaluator(model).run(None, feeds)
         except Exception as e:
             raise self.err(f"constant folding failed: {e}") from None
         dep = any(v.batch_dependent for v in ins)

@@ -83,9 +83,10 @@ def lower_identity(ctx: Context, node: onnx.NodeProto) -> None:
 
 @lowering("Dropout")
 def lower_dropout(ctx: Context, node: onnx.NodeProto) -> None:
-    if len(node.output) > 1 and node.output[1]:
-        raise ctx.err("the mask output of Dropout is not supported")
-    ctx.set(node, ctx.need(node, 0))
+    mask = node.output[1] if len(node.output) > 1 else ""
+    if mask and (ctx.consumers.get(mask) or any(o.name == mask for o in ctx.graph.output)):
+        raise ctx.err("the mask output of Dropout is read by the model; export in eval mode without using it")
+    ctx.set(node, ctx.need(node, 0))  # (an unread mask, as old exporters name it, is ignored)
 
 
 @lowering("Transpose")

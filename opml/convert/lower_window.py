@@ -242,3 +242,57 @@ def lower_global_pool(ctx: Context, node: onnx.NodeProto) -> None:
     mode = REDUCE_MAX if node.op_type == "GlobalMaxPool" else REDUCE_MEAN
     _reduce(ctx, node, x, mode, list(range(2, x.data.ndim)), True)
     ctx.vals[node.output[0]].onnx_dtype = src.onnx_dtype
+
+
+# ------------------------------------------------------------------------------ local response normalization
+
+
+@lowering("LRN")
+def lower_lrn(ctx: Context, node: onnx.NodeProto) -> None:
+    """``y = x / (bias + alpha / size * sum of x^2 over the size neighbouring channels)^beta`` as
+    ``square`` (a table), the channel-window sum (a 1x1 ``conv`` with 0/1 band weights), the divisor's
+    reciprocal (a table built from the float32 programs of ``opml.f32prog``: IEEE operations and its
+    square root, so every machine builds the same bytes; beta 0.5, 0.75 or 1) and a ``mul``."""
+    from .. import f32prog
+    from ..lut import dequant_grid, quantize
+    from .lower import LOWERINGS
+
+    x = ctx.quantized(ctx.need(node, 0), node.input[0])
+    if x.data.ndim < 3:
+        raise ctx.err(f"LRN needs [N, C, spatial...], got shape {x.data.shape}")
+    size = int(ctx.attr(node, "size"))
+    alpha, beta, bias = (float(ctx.attr(node, k, d)) for k, d in (("alpha", 1e-4), ("beta", 0.75), ("bias", 1.0)))
+    if beta not in (0.5, 0.75, 1.0) or bias <= 0 or alpha < 0:
+        raise ctx.err(f"LRN with beta={beta}, bias={bias}, alpha={alpha} is not supported (beta 0.5, 0.75 or 1, "
+                      "bias > 0, alpha >= 0)")
+    out, c = node.output[0], x.data.shape[1]
+    shape4 = x.data.shape if x.data.ndim == 4 else None
+    if shape4 is None:
+        raise ctx.err("LRN is supported on [N, C, H, W]")
+    sq_node = onnx.helper.make_node("Mul", [node.input[0], node.input[0]], [out + "_sq"])
+    ctx.unary_from(sq_node, x, "square", {})
+    lo_off, hi_off = (size - 1) // 2, -(-(size - 1) // 2)
+    band = np.zeros((c, c, 1, 1))
+    for ch in range(c):
+        band[ch, max(0, ch - lo_off):min(c - 1, ch + hi_off) + 1, 0, 0] = 1.0
+    sum_node = onnx.helper.make_node("Conv", [out + "_sq"], [out + "_sum"])
+    conv(ctx, sum_node, ctx.vals[out + "_sq"], Val(band), None, [0, 0, 0, 0], False, group=1, strides=[1, 1],
+         dilations=[1, 1])
+    s = ctx.vals[out + "_sum"]
+    spec = ctx.b.spec(s)
+
+    def divisor(b, v):  # type: ignore[no-untyped-def]
+        t = b.add(b.mul(v, b.c(alpha / size)), b.c(bias))
+        t = b.where(b.lt(t, b.c(bias)), b.c(bias), t)  # the sum of squares is >= 0
+        p = t if beta == 1.0 else f32prog.sqrt(b, t)
+        if beta == 0.75:
+            p = b.mul(p, f32prog.sqrt(b, p))
+        return b.div(b.c(1.0), p)
+
+    grid = f32prog.run(divisor, dequant_grid(spec.scale, spec.zero_point))
+    real = grid.astype(np.float64)[s.data.astype(np.int64) + 128]
+    div_node = onnx.helper.make_node("Reciprocal", [out + "_sum"], [out + "_div"])
+    qp = ctx.out_qparams(div_node, real)
+    ctx.vals[out + "_div"] = ctx.lut(s, quantize(grid, qp.scale, qp.zero_point), qp, out + "_div")
+    ctx.vals[out + "_x"] = x
+    LOWERINGS["Mul"](ctx, onnx.helper.make_node("Mul", [out + "_x", out + "_div"], [out], name=node.name))

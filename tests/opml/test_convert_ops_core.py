@@ -506,3 +506,31 @@ def test_hardswish_and_a_float_input_read_twice_is_quantized_once() -> None:
     m = _model([helper.make_node("HardSwish", ["x"], ["y"])], [_f("x", [2, 3, 4])])
     b = check(m, [np.random.default_rng(1).standard_normal((2, 3, 4)).astype(np.float32) * 4], steps=2.0)
     assert _ops(b) == ["quantize", "lut", "mul", "dequantize"]
+
+
+# ---------------------------------------------------------------------------------------------
+# LRN, Dropout's mask, folding in the model's own opset
+
+
+@pytest.mark.parametrize("size,beta", [(5, 0.75), (3, 0.5), (1, 1.0)])
+def test_lrn(size: int, beta: float) -> None:
+    node = helper.make_node("LRN", ["x"], ["y"], size=size, alpha=0.5, beta=beta, bias=1.0)
+    x = np.random.default_rng(size).standard_normal((2, 6, 3, 3)).astype(np.float32)
+    b = check(_model([node], [_f("x", [2, 6, 3, 3])]), [x], steps=3.0)
+    assert _ops(b) == ["quantize", "lut", "conv", "lut", "mul", "dequantize"]
+
+
+def test_dropout_mask_is_ignored_unless_read() -> None:
+    m = _model([helper.make_node("Dropout", ["x"], ["y", "mask"])], [_f("x", [2, 3])], opset=11)
+    check(m, [np.ones((2, 3), np.float32)], steps=0.0)
+    m = _model([helper.make_node("Dropout", ["x"], ["d", "mask"], name="drop"),
+                helper.make_node("Cast", ["mask"], ["y"], to=TensorProto.FLOAT)], [_f("x", [2, 3])], opset=11)
+    with pytest.raises(ConversionError, match=r"^node 'drop' \(Dropout\): the mask output of Dropout is read"):
+        convert(m, np.ones((2, 3), np.float32))
+
+
+def test_constants_fold_in_the_models_opset() -> None:
+    """Unsqueeze with an ``axes`` attribute (opset < 13) on a constant: folded as the model's opset reads it."""
+    nodes = [helper.make_node("Unsqueeze", ["c"], ["cu"], axes=[0]), helper.make_node("Add", ["x", "cu"], ["y"])]
+    m = _model(nodes, [_f("x", [2, 3])], [_init("c", np.array([1.0, 2.0, 3.0], np.float32))], opset=11)
+    check(m, [np.zeros((2, 3), np.float32)])
