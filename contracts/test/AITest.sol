@@ -225,19 +225,40 @@ abstract contract AITest {
         mockInference(_model, _input, output_);
     }
 
+    /// @notice Asks the node at `_rpcUrl` for the output of the bundle `_bundle` on `_input`
+    ///         (`eth_call` to 0xa0 at `latest`) and mocks it for 0xa0.
+    /// @param _rpcUrl The node's RPC URL or alias.
+    /// @param _bundle The model bundle bytes.
+    /// @param _input The input bytes.
+    /// @return output_ The node's output bytes.
+    function recordInferenceInline(string memory _rpcUrl, bytes memory _bundle, bytes memory _input)
+        internal
+        returns (bytes memory output_)
+    {
+        bytes memory data = abi.encodePacked(_bundle.length, _input.length, _bundle, _input);
+        bytes memory ret = AI_VM.rpc(_rpcUrl, "eth_call", _params(address(0xa0), data));
+        if (ret.length < 32) revert AITestError(string.concat("node returned ", AI_VM.toString(ret.length), " bytes"));
+        output_ = _decodeAnswer(ret, ret.length - 32);
+        _registry().setAnswer(aiMockRegistry.inlineKeyOf(_bundle, _input), false, output_);
+    }
+
     /// @dev The `eth_call` params of a 0xa1 call (JSON).
     function _callParams(bytes32 _model, bytes memory _input, uint256 _outputSize)
         private
         pure
         returns (string memory)
     {
-        bytes memory data = abi.encodePacked(_model, _outputSize, _input);
+        return _params(AI_PRECOMPILE, abi.encodePacked(_model, _outputSize, _input));
+    }
+
+    /// @dev The `eth_call` params of a call of `_to` with `_data` at `latest` (JSON).
+    function _params(address _to, bytes memory _data) private pure returns (string memory) {
         return string.concat(
-            '[{"to":"0x00000000000000000000000000000000000000a1","data":"', AI_VM.toString(data), '"},"latest"]'
+            '[{"to":"', AI_VM.toString(abi.encodePacked(_to)), '","data":"', AI_VM.toString(_data), '"},"latest"]'
         );
     }
 
-    /// @dev The output bytes of a 0xa1 return (`uint256 length ‖ output`).
+    /// @dev The output bytes of a precompile return (`uint256 length ‖ output`).
     function _decodeAnswer(bytes memory _ret, uint256 _outputSize) private pure returns (bytes memory output_) {
         if (_ret.length != 32 + _outputSize) {
             revert AITestError(string.concat("node returned ", AI_VM.toString(_ret.length), " bytes"));
@@ -248,8 +269,8 @@ abstract contract AITest {
         }
         if (length != _outputSize) revert AITestError("node's length word is not the output size");
         output_ = new bytes(_outputSize);
-        for (uint256 i = 0; i < _outputSize; ++i) {
-            output_[i] = _ret[32 + i];
+        assembly ("memory-safe") {
+            mcopy(add(output_, 0x20), add(_ret, 0x40), _outputSize)
         }
     }
 

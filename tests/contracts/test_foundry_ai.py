@@ -123,14 +123,15 @@ def test_forge_test_records_the_nodes_output(node: NodeProcess, node_classifier:
     img = image(5)
     digit = node_predict(node, node_classifier, img)
     env = {"AI_EVM_RPC": node.url, "AI_EVM_MODEL": node.model, "AI_EVM_IMAGE": "0x" + img.hex(),  # type: ignore[attr-defined]
-           "AI_EVM_CLASSIFIER": node_classifier}  # fmt: skip
+           "AI_EVM_CLASSIFIER": node_classifier, "AI_EVM_BUNDLE": "0x" + DIGITS_BUNDLE.read_bytes().hex()}  # fmt: skip
     ok = forge("test", "--match-contract", "NodeTest", env={**env, "AI_EVM_DIGIT": str(digit)})
-    passed = ok.returncode == 0 and "[FAIL" not in ok.stdout and "2 tests passed, 0 failed" in ok.stdout
+    passed = ok.returncode == 0 and "[FAIL" not in ok.stdout and "3 tests passed, 0 failed" in ok.stdout
     assert passed, (ok.stdout + ok.stderr)[-6000:]
     wrong = forge("test", "--match-contract", "NodeTest", env={**env, "AI_EVM_DIGIT": str((digit + 1) % 10)})
     assert wrong.returncode != 0 or FORGE != NATIVE_FORGE
     assert "[FAIL: assertEq failed: digit agrees with the node" in wrong.stdout, wrong.stdout[-4000:]
     assert "[FAIL: assertEq failed: forked predict agrees with the node" in wrong.stdout, wrong.stdout[-4000:]
+    assert "[FAIL: assertEq failed: inline digit agrees with the node" in wrong.stdout, wrong.stdout[-4000:]
 
 
 def test_forge_script_broadcast_lands_on_the_node(node: NodeProcess, node_classifier: str) -> None:
@@ -203,9 +204,10 @@ def test_recipe_against_aievm_devnet(tmp_path: Path) -> None:
             "AI_EVM_IMAGE": "0x" + img.hex(),
             "AI_EVM_CLASSIFIER": classifier,
             "AI_EVM_DIGIT": str(digit),
+            "AI_EVM_BUNDLE": "0x" + DIGITS_BUNDLE.read_bytes().hex(),
         }
         tested = forge("test", "--match-contract", "NodeTest", env=env)
-        assert "[FAIL" not in tested.stdout and "2 tests passed, 0 failed" in tested.stdout, tested.stdout[-4000:]
+        assert "[FAIL" not in tested.stdout and "3 tests passed, 0 failed" in tested.stdout, tested.stdout[-4000:]
         key = info["accounts"][0]["privateKey"]
         out = forge("script", SCRIPT, "--rpc-url", info["rpcUrl"], "--private-key", key, "--broadcast",
                     "--skip-simulation", env=env)  # fmt: skip

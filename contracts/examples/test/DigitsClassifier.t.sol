@@ -139,6 +139,22 @@ contract DigitsClassifierNodeTest is Test, AITest {
         assertEq(classifier.classify(image), ENV.envUint("AI_EVM_DIGIT"), "digit agrees with the node");
     }
 
+    /// @notice The 0xa0 layout: the bundle passed inline (`AI_EVM_BUNDLE`) gives the node's output by
+    ///         address, and `AILib.inferenceInline` on the mock returns it.
+    function test_inlineRecordedMatchesByAddress() public {
+        installAIMock();
+        bytes32 model = ENV.envBytes32("AI_EVM_MODEL");
+        bytes memory bundle = ENV.envBytes("AI_EVM_BUNDLE");
+        DigitsClassifier classifier = new DigitsClassifier(model);
+        bytes memory input = classifier.encodeImage(ENV.envBytes("AI_EVM_IMAGE"));
+        string memory rpc = ENV.envString("AI_EVM_RPC");
+        bytes memory byAddress = recordInference(rpc, model, input, 40);
+        bytes memory inlined = recordInferenceInline(rpc, bundle, input);
+        assertEq(keccak256(inlined), keccak256(byAddress), "0xa0 and 0xa1 outputs");
+        assertEq(keccak256(AILib.inferenceInline(bundle, input, 40)), keccak256(byAddress), "mocked 0xa0");
+        assertEq(AILib.argmaxFloat32(inlined), ENV.envUint("AI_EVM_DIGIT"), "inline digit agrees with the node");
+    }
+
     /// @notice On a fork of the node: the classifier the node's account deployed
     ///         (`AI_EVM_CLASSIFIER`), its model read from its own storage, the mock installed on the
     ///         fork and the output recorded from it (`vm.rpc` against the active fork).
