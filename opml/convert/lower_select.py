@@ -54,11 +54,19 @@ def lower_max_min(ctx: Context, node: onnx.NodeProto) -> None:
         raise ctx.err(f"{node.op_type} needs at least one input")
     acts = [v for v in vals if not v.is_const]
     vals = [ctx.batch_free(v, acts[0]) if acts else v for v in vals]
-    if not all(_is_float(v) for v in vals):
-        raise ctx.err(f"{node.op_type} of integer activations is not supported (only float tensors, which are "
-                      "quantized); compute it on constants so that it folds, or on float values")
     if len(vals) == 1:
         ctx.set(node, vals[0])
+        return
+    if not all(_is_float(v) for v in vals):
+        kinds = {np.dtype(v.onnx_dtype) for v in vals}
+        if len(kinds) != 1 or kinds.pop() not in (np.int8, np.uint8) or len(acts) != len(vals):
+            raise ctx.err(f"{node.op_type} of integer tensors is lowered for int8/uint8 activations only; compute "
+                          "it on constants so that it folds, or on float values")
+        # the same two adds on the raw integers (uint8 as int8 with zero point -128, flipped back at the end)
+        grid = [ctx.quantized(v, n).ref for v, n in zip(vals, [i for i in node.input if i], strict=True)]
+        sp = ctx.b.tensors[grid[0]]
+        _select_chain(ctx, node, grid, QParams(sp.scale, sp.zero_point), is_max)
+        ctx.vals[node.output[0]].onnx_dtype = vals[0].onnx_dtype
         return
     consts = [np.asarray(v.data, dtype=np.float64) for v in vals if v.is_const]
     pick = np.maximum if is_max else np.minimum
@@ -81,7 +89,12 @@ def lower_max_min(ctx: Context, node: onnx.NodeProto) -> None:
     assert real is not None
     qp = ctx.out_qparams(node, real)
     name = node.output[0]
-    grid = [_on_grid(ctx, v, qp, f"{name}_in{i}") for i, v in enumerate(operands)]
+    _select_chain(ctx, node, [_on_grid(ctx, v, qp, f"{name}_in{i}") for i, v in enumerate(operands)], qp, is_max)
+
+
+def _select_chain(ctx: Context, node: onnx.NodeProto, grid: list[int], qp: QParams, is_max: bool) -> None:
+    """max/min of int8 tensors on one grid, pairwise: two exact adds per pair (module docstring)."""
+    name = node.output[0]
     acc = grid[0]
     for i, b in enumerate(grid[1:], 1):
         out = name if i == len(grid) - 1 else f"{name}_{i}"

@@ -534,3 +534,15 @@ def test_constants_fold_in_the_models_opset() -> None:
     nodes = [helper.make_node("Unsqueeze", ["c"], ["cu"], axes=[0]), helper.make_node("Add", ["x", "cu"], ["y"])]
     m = _model(nodes, [_f("x", [2, 3])], [_init("c", np.array([1.0, 2.0, 3.0], np.float32))], opset=11)
     check(m, [np.zeros((2, 3), np.float32)])
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8])
+@pytest.mark.parametrize("op", ["Max", "Min"])
+def test_max_min_of_8_bit_integer_tensors(op: str, dtype: type) -> None:
+    t = TensorProto.INT8 if dtype == np.int8 else TensorProto.UINT8
+    m = _model([helper.make_node(op, ["a", "b"], ["y"])], [("a", t, [3, 4]), ("b", t, [1, 4])], out_type=t)
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(0)
+    xs = [rng.integers(info.min, info.max + 1, s).astype(dtype) for s in ((3, 4), (1, 4))]
+    b = check(m, xs)
+    assert _ops(b).count("add") == 2
