@@ -546,3 +546,28 @@ def test_max_min_of_8_bit_integer_tensors(op: str, dtype: type) -> None:
     xs = [rng.integers(info.min, info.max + 1, s).astype(dtype) for s in ((3, 4), (1, 4))]
     b = check(m, xs)
     assert _ops(b).count("add") == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# the op table of docs/engine.md lists every lowered op
+
+
+def test_docs_op_table_lists_every_lowering() -> None:
+    import re
+    from pathlib import Path
+
+    from opml.convert.lower import LOWERINGS
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "engine.md").read_text()
+    section = text.split("## ONNX op coverage", 1)[1].split("\n\n**", 1)[0]
+    listed: set[str] = set()
+    for row in section.splitlines():
+        if row.startswith("| ") and not row.startswith("| ONNX op"):
+            cell = re.sub(r"\([^)]*\)|`[^`]*`", "", row.split("|")[1])
+            for word in re.findall(r"[A-Z][A-Za-z0-9]+(?:/[A-Za-z0-9]+)*", cell):
+                head, *rest = word.split("/")
+                listed.add(head)
+                stem = re.match(r"[A-Z][a-z]+", head)
+                listed.update(stem.group(0) + r for r in rest) if stem else None
+    missing = sorted(op for op in LOWERINGS if not op.startswith("Aievm") and op not in listed)
+    assert not missing, f"lowered but not in the docs/engine.md op table: {missing}"
