@@ -29,7 +29,7 @@ LANES = 32
 #: the bytes of output one elementwise step writes): fewer than the register file's ``LANES`` so
 #: that every instruction kind's on-chain step stays within its gas target (docs/fraud_vm.md
 #: "Instruction width"). Part of the protocol: every program's shape depends on it.
-WIDTH = 32
+WIDTH = 8
 N_SCALARS = 4
 STATE_WORDS = 25
 STATE_BYTES = STATE_WORDS * 32

@@ -21,6 +21,7 @@ import { LibExecInt } from "./LibExecInt.sol";
 import { LibMultiproof, MultiproofTrace } from "./LibMultiproof.sol";
 import { LibVMState, VMState } from "./LibVMState.sol";
 import { LibWitness } from "./LibWitness.sol";
+import { VMProgram, familyFor } from "./VMProgram.sol";
 import { Instr, K_CAST, K_DEQUANT, K_QUANT, MAX_WITNESS_WORDS, Region, Regs, StepMemory } from "./VMTypes.sol";
 
 /// @notice The program contract answered with an encoding that does not fit its own return data
@@ -38,10 +39,16 @@ error MalformedProgramAnswer();
 contract FraudVMStepVerifier is IStepVerifier, IProgramLength {
     /// @notice The program derivation (`fraud_vm.stepper`: `numSteps`, regions, `instrAt`).
     IVMProgram public immutable PROGRAM;
+    /// @notice `PROGRAM`'s blocked family (called directly by `step`: one external call, not two).
+    address public immutable BLOCKED;
+    /// @notice `PROGRAM`'s streamed families (called directly by `step`).
+    address public immutable STREAM;
 
-    /// @param _program The deployed `VMProgram`.
-    constructor(IVMProgram _program) {
+    /// @param _program The deployed `VMProgram` (its families are read from it).
+    constructor(VMProgram _program) {
         PROGRAM = _program;
+        BLOCKED = address(_program.BLOCKED());
+        STREAM = address(_program.STREAM());
     }
 
     /// @inheritdoc IProgramLength
@@ -108,7 +115,8 @@ contract FraudVMStepVerifier is IStepVerifier, IProgramLength {
         else LibExecInt.execInt(_instr, _regs, _mem);
     }
 
-    /// @notice `PROGRAM.program(_context, _pc)`, its revert data passed on unchanged. The ABI
+    /// @notice `PROGRAM.program(_context, _pc)` (asked of the context's family directly, as the
+    ///         router would forward it), its revert data passed on unchanged. The ABI
     ///         encoding of the answer is the memory layout of `(Region[], Instr)` with relative offsets
     ///         where memory holds pointers, so the return data is copied once and its offsets are
     ///         turned into pointers in place (instead of the ABI decoder's copy of every array); the
@@ -122,7 +130,8 @@ contract FraudVMStepVerifier is IStepVerifier, IProgramLength {
         view
         returns (uint256 n_, Region[] memory regions_, Instr memory instr_)
     {
-        address target = address(PROGRAM);
+        // the router's choice of family (`VMProgram.familyOf`), without the router's forwarding call
+        address target = familyFor(_context, BLOCKED, STREAM);
         bytes4 sel = IVMProgram.program.selector;
         bool bad;
         // SAFETY: the call data is built in free memory and the return data copied there; every

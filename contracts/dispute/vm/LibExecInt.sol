@@ -174,9 +174,11 @@ library LibExecInt {
 
     /// @notice Clear `acc` and `aux` (`Regs.reset_lanes`).
     function resetLanes(Regs memory _regs) internal pure {
-        for (uint256 l = 0; l < LANES; ++l) {
-            _regs.acc[l] = 0;
-            _regs.aux[l] = 0;
+        // SAFETY: `Regs` in memory is three pointers to its arrays of 4, LANES and LANES words;
+        // copying calldata from past its end writes zeros (EIP-211: the missing bytes are zero).
+        assembly ("memory-safe") {
+            calldatacopy(mload(add(_regs, 0x20)), calldatasize(), shl(5, LANES))
+            calldatacopy(mload(add(_regs, 0x40)), calldatasize(), shl(5, LANES))
         }
     }
 

@@ -149,31 +149,43 @@ library LibVMState {
         // `decodeState`). A lane fits int64 iff sign-extending its low 8 bytes gives it back.
         assembly ("memory-safe") {
             let d := add(data_, 0x20)
-            mstore(d, mload(_s))
-            mstore(add(d, 0x20), mload(add(_s, 0x20)))
-            mstore(add(d, 0x40), mload(add(_s, 0x40)))
-            mstore(add(d, 0x60), mload(add(_s, 0x60)))
-            let sp := mload(r)
-            for { let i := 0 } lt(i, 4) { i := add(i, 1) } {
-                mstore(add(d, shl(5, add(4, i))), mload(add(sp, shl(5, i))))
-            }
+            mcopy(d, _s, 0x80)
+            mcopy(add(d, 0x80), mload(r), 0x80)
             let accp := mload(add(r, 0x20))
             let auxp := mload(add(r, 0x40))
             let mask := 0xffffffffffffffff
             for { let w := 0 } lt(w, 8) { w := add(w, 1) } {
-                let accWord := 0
-                let auxWord := 0
-                for { let i := 0 } lt(i, 4) { i := add(i, 1) } {
-                    let at := shl(5, add(shl(2, w), i))
-                    let a := mload(add(accp, at))
-                    let x := mload(add(auxp, at))
-                    overflow := or(overflow, or(iszero(eq(signextend(7, a), a)), iszero(eq(signextend(7, x), x))))
-                    let sh := sub(192, shl(6, i))
-                    accWord := or(accWord, shl(sh, and(a, mask)))
-                    auxWord := or(auxWord, shl(sh, and(x, mask)))
-                }
-                mstore(add(d, shl(5, add(8, w))), accWord)
-                mstore(add(d, shl(5, add(16, w))), auxWord)
+                let at := shl(7, w)
+                let a0 := mload(add(accp, at))
+                let a1 := mload(add(accp, add(at, 0x20)))
+                let a2 := mload(add(accp, add(at, 0x40)))
+                let a3 := mload(add(accp, add(at, 0x60)))
+                let x0 := mload(add(auxp, at))
+                let x1 := mload(add(auxp, add(at, 0x20)))
+                let x2 := mload(add(auxp, add(at, 0x40)))
+                let x3 := mload(add(auxp, add(at, 0x60)))
+                // a lane fits int64 iff sign-extending its low 8 bytes gives it back
+                overflow := or(
+                    overflow,
+                    or(
+                        or(
+                            or(iszero(eq(signextend(7, a0), a0)), iszero(eq(signextend(7, a1), a1))),
+                            or(iszero(eq(signextend(7, a2), a2)), iszero(eq(signextend(7, a3), a3)))
+                        ),
+                        or(
+                            or(iszero(eq(signextend(7, x0), x0)), iszero(eq(signextend(7, x1), x1))),
+                            or(iszero(eq(signextend(7, x2), x2)), iszero(eq(signextend(7, x3), x3)))
+                        )
+                    )
+                )
+                mstore(
+                    add(d, shl(5, add(8, w))),
+                    or(or(shl(192, and(a0, mask)), shl(128, and(a1, mask))), or(shl(64, and(a2, mask)), and(a3, mask)))
+                )
+                mstore(
+                    add(d, shl(5, add(16, w))),
+                    or(or(shl(192, and(x0, mask)), shl(128, and(x1, mask))), or(shl(64, and(x2, mask)), and(x3, mask)))
+                )
             }
         }
         // INVARIANT: a lane value outside int64 never reaches a state.

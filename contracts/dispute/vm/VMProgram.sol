@@ -52,16 +52,7 @@ contract VMProgram is IVMProgram {
     /// @param _context The encoded node context.
     /// @return family_ The family contract.
     function familyOf(bytes calldata _context) public view returns (address family_) {
-        uint256 op = 0;
-        if (_context.length >= 5 * 32) {
-            int256 m;
-            assembly ("memory-safe") {
-                m := calldataload(add(_context.offset, 96))
-                op := calldataload(add(_context.offset, 128))
-            }
-            if (m < 1) op = 0;
-        }
-        family_ = op == 0 || isBlockedOp(op) ? address(BLOCKED) : address(STREAM);
+        family_ = familyFor(_context, address(BLOCKED), address(STREAM));
     }
 
     /// @notice Forward this call's calldata to `_family` and return or revert with its return data.
@@ -74,4 +65,25 @@ contract VMProgram is IVMProgram {
             return(0, returndatasize())
         }
     }
+}
+
+/// @notice The family contract for `_context` (`VMProgram.familyOf`, shared with the step verifier,
+///         which calls the family directly): the op code is the first node word (word 4) when the
+///         context has one (`m >= 1`); a context without it goes to `_blocked`, which rejects it as
+///         `_stream` would.
+/// @param _context The encoded node context.
+/// @param _blocked The blocked family.
+/// @param _stream The streamed families.
+/// @return family_ `_blocked` or `_stream`.
+function familyFor(bytes calldata _context, address _blocked, address _stream) pure returns (address family_) {
+    uint256 op = 0;
+    if (_context.length >= 5 * 32) {
+        int256 m;
+        assembly ("memory-safe") {
+            m := calldataload(add(_context.offset, 96))
+            op := calldataload(add(_context.offset, 128))
+        }
+        if (m < 1) op = 0;
+    }
+    family_ = op == 0 || isBlockedOp(op) ? _blocked : _stream;
 }

@@ -10,7 +10,7 @@ uint256 constant LANES = 32;
 /// @dev The most lanes one instruction uses (`fraud_vm.state.WIDTH`): the block width of the
 ///      GEMM / reduce / window programs, the column chunk of a row, the output bytes of one
 ///      elementwise step.
-uint256 constant WIDTH = 32;
+uint256 constant WIDTH = 8;
 /// @dev Scalar registers s0..s3 (`fraud_vm.state.N_SCALARS`).
 uint256 constant N_SCALARS = 4;
 /// @dev Most memory words one witness may carry (`fraud_vm.vm.MAX_WITNESS_WORDS`).
