@@ -33,7 +33,8 @@ class QInfo:
 class Val:
     """An ONNX value during lowering: a folded constant, or an activation tensor of the new graph.
 
-    ``data`` is the constant's value, or the activation's calibration data in its graph dtype.
+    ``data`` is the constant's value, or the activation's calibration data in its graph dtype (physical
+    layout when ``pending``).
     ``onnx_dtype`` is what the ONNX model sees (float32 for a quantized int8 activation that stands
     for real numbers). ``batch_dependent`` marks constants folded from the shape of an activation.
     """
@@ -43,6 +44,9 @@ class Val:
     onnx_dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float32))
     qinfo: QInfo | None = None
     batch_dependent: bool = False
+    # a transposed view whose ONNX layout moves the batch: ``data`` / ``tid`` hold the physical tensor (batch
+    # first) and ONNX axis i is physical axis pending[i] (``lower_shape``: only layout-aware lowerings read it)
+    pending: tuple[int, ...] | None = None
 
     @property
     def is_const(self) -> bool:

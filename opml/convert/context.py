@@ -66,6 +66,14 @@ class Context:
         return ConversionError(f"{self.where()}: {msg}")
 
     def get(self, node: onnx.NodeProto, i: int) -> Val | None:
+        v = self.raw(node, i)
+        if v is not None and v.pending is not None:
+            raise self.err(f"input {node.input[i]!r} is a transpose that moves the batch dimension, which this op "
+                           "cannot read" + BATCH_HINT)
+        return v
+
+    def raw(self, node: onnx.NodeProto, i: int) -> Val | None:
+        """Input ``i`` as stored: possibly a pending transposed view (only layout-aware lowerings use this)."""
         if i >= len(node.input) or not node.input[i]:
             return None
         v = self.vals.get(node.input[i])
@@ -225,6 +233,8 @@ class Context:
             raise ConversionError(f"graph output {name!r} is never computed")
         if v.is_const:
             raise ConversionError(f"graph output {name!r} is a constant; nothing to compute")
+        if v.pending is not None:
+            raise ConversionError(f"graph output {name!r} is a transpose that moves the batch dimension" + BATCH_HINT)
         s = self.b.spec(v)
         want = np.dtype(v.onnx_dtype)
         if s.dtype.np == want:

@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 
 from ..bundle import DType
+from . import layout
 from .builder import QInfo, QParams, Val, choose_qparams
 from .context import BATCH_HINT, Context
 from .lower import lowering
@@ -55,10 +56,14 @@ def lower_flatten(ctx: Context, node: onnx.NodeProto) -> None:
 
 @lowering("Squeeze", "Unsqueeze")
 def lower_squeeze(ctx: Context, node: onnx.NodeProto) -> None:
-    x = ctx.need(node, 0)
+    x = ctx.raw(node, 0) if node.op_type == "Squeeze" else ctx.need(node, 0)
+    assert x is not None
     axes = ctx.attr(node, "axes", None)
     if axes is None and len(node.input) > 1 and node.input[1]:
         axes = ctx.const_of(node, 1, "axes").tolist()
+    if x.pending is not None:
+        layout.squeeze(ctx, node, x, axes)
+        return
     if node.op_type == "Squeeze":
         nd = x.data.ndim
         if axes is not None:
@@ -91,10 +96,13 @@ def lower_dropout(ctx: Context, node: onnx.NodeProto) -> None:
 
 @lowering("Transpose")
 def lower_transpose(ctx: Context, node: onnx.NodeProto) -> None:
-    x = ctx.need(node, 0)
-    perm = list(ctx.attr(node, "perm", list(range(x.data.ndim))[::-1]))
-    if ctx.b.batch and perm[0] != 0:
-        raise ctx.err("transposes that move the batch dimension are not supported" + BATCH_HINT)
+    x = ctx.raw(node, 0)
+    assert x is not None
+    rank = len(x.pending) if x.pending is not None else x.data.ndim
+    perm = list(ctx.attr(node, "perm", list(range(rank))[::-1]))
+    if x.pending is not None or (ctx.b.batch and perm[0] != 0):  # held back until the batch leads again
+        layout.transpose(ctx, node, x, perm)
+        return
     _move(ctx, node, "transpose", x, {"perm": perm})
 
 
@@ -207,15 +215,17 @@ def _onnx_slice_bounds(sl: slice, dim: int) -> tuple[int, int, int]:
 @lowering("Split")
 def lower_split(ctx: Context, node: onnx.NodeProto) -> None:
     """One ``slice`` per output."""
-    x = ctx.need(node, 0)
-    nd = x.data.ndim
+    x = ctx.raw(node, 0)
+    assert x is not None
+    shape = tuple(x.data.shape[p] for p in x.pending) if x.pending is not None else x.data.shape
+    nd = len(shape)
     axis = int(ctx.attr(node, "axis", 0))
     axis = axis + nd if axis < 0 else axis
     if not 0 <= axis < nd:
         raise ctx.err(f"axis {ctx.attr(node, 'axis', 0)} out of range for rank {nd}")
-    if ctx.b.batch and axis == 0:
+    if ctx.b.batch and axis == 0 and x.pending is None:
         raise ctx.err("splitting the batch dimension is not supported; split another axis")
-    dim, n = x.data.shape[axis], len(node.output)
+    dim, n = shape[axis], len(node.output)
     if ctx.get(node, 1) is not None:
         sizes = [int(v) for v in ctx.const_of(node, 1, "split").reshape(-1)]
     elif ctx.attr(node, "split", None) is not None:
@@ -229,6 +239,9 @@ def lower_split(ctx: Context, node: onnx.NodeProto) -> None:
         sizes = [dim // n] * n
     if len(sizes) != n or sum(sizes) != dim or min(sizes) < 0:
         raise ctx.err(f"split sizes {sizes} do not divide an axis of {dim} into {n} outputs")
+    if x.pending is not None:
+        layout.split(ctx, node, x, axis, sizes)
+        return
     start = 0
     for i, (out_name, size) in enumerate(zip(node.output, sizes, strict=True)):
         if not size:
@@ -286,6 +299,10 @@ def _reshaped(ctx: Context, x: Val, shape: tuple[int, ...], name: str) -> Val:
 
 @lowering("Gather")
 def lower_gather(ctx: Context, node: onnx.NodeProto) -> None:
+    raw = ctx.raw(node, 0)
+    if raw is not None and raw.pending is not None:
+        layout.gather(ctx, node, raw, ctx.need(node, 1), int(ctx.attr(node, "axis", 0)))
+        return
     data, idx = ctx.need(node, 0), ctx.need(node, 1)
     axis = int(ctx.attr(node, "axis", 0))
     if data.is_const:
