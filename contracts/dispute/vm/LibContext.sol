@@ -134,12 +134,16 @@ library LibContext {
     /// @param _n The value count (inside the node words).
     /// @return vals_ The values.
     function attrValues(bytes calldata _data, uint256 _start, uint256 _n) internal pure returns (int256[] memory vals_) {
-        vals_ = new int256[](_n);
-        for (uint256 i = 0; i < _n; ++i) {
-            int256 v = word(_data, _start + i);
-            // INVARIANT: every attribute value lies within int64.
-            if (v < type(int64).min || v > type(int64).max) revert MalformedContext();
-            vals_[i] = v;
+        // SAFETY: word positions are below the context's word count (< 2^13: the caller
+        // checked `_start + _n` against it); no other arithmetic.
+        unchecked {
+            vals_ = new int256[](_n);
+            for (uint256 i = 0; i < _n; ++i) {
+                int256 v = word(_data, _start + i);
+                // INVARIANT: every attribute value lies within int64.
+                if (v < type(int64).min || v > type(int64).max) revert MalformedContext();
+                vals_[i] = v;
+            }
         }
     }
 
@@ -155,41 +159,46 @@ library LibContext {
         pure
         returns (TensorInfo memory t_)
     {
-        int256 nd = word(_data, _start + 1);
-        // INVARIANT: ndim = len - 6 and ndim <= 8.
-        if (nd != int256(_len - 6) || nd > 8) revert MalformedContext();
-        int256 dtype = word(_data, _start);
-        // INVARIANT: a known dtype code (1..7).
-        if (dtype < 1 || dtype > int256(uint256(DT_BOOL))) revert MalformedContext();
-        t_.dtype = uint8(uint256(dtype));
-        uint256 ndim = uint256(nd);
-        t_.shape = new uint256[](ndim);
-        uint256 size = 1;
-        for (uint256 i = 0; i < ndim; ++i) {
-            int256 d = word(_data, _start + 2 + i);
-            if (i == 0 && d < 0) {
-                // SAFETY: -2^32 < d checked before negating, so k · batch < 2^48.
-                if (d <= -int256(MAX_DIM)) revert MalformedContext();
-                d = -d * int256(_batch);
+        // SAFETY: positions are below the context's word count (< 2^13); `_len >= 6`
+        // (the caller's check); dims < 2^32, at most 8 of them, and `k · batch < 2^48`: nothing
+        // here wraps (the checks below bound every value before it is used).
+        unchecked {
+            int256 nd = word(_data, _start + 1);
+            // INVARIANT: ndim = len - 6 and ndim <= 8.
+            if (nd != int256(_len - 6) || nd > 8) revert MalformedContext();
+            int256 dtype = word(_data, _start);
+            // INVARIANT: a known dtype code (1..7).
+            if (dtype < 1 || dtype > int256(uint256(DT_BOOL))) revert MalformedContext();
+            t_.dtype = uint8(uint256(dtype));
+            uint256 ndim = uint256(nd);
+            t_.shape = new uint256[](ndim);
+            uint256 size = 1;
+            for (uint256 i = 0; i < ndim; ++i) {
+                int256 d = word(_data, _start + 2 + i);
+                if (i == 0 && d < 0) {
+                    // SAFETY: -2^32 < d checked before negating, so k · batch < 2^48.
+                    if (d <= -int256(MAX_DIM)) revert MalformedContext();
+                    d = -d * int256(_batch);
+                }
+                // INVARIANT: 0 <= dim < 2^32 (batch applied).
+                if (d < 0 || uint256(d) >= MAX_DIM) revert MalformedContext();
+                t_.shape[i] = uint256(d);
+                // SAFETY: at most 8 factors below 2^32 each: below 2^256.
+                size *= uint256(d);
             }
-            // INVARIANT: 0 <= dim < 2^32 (batch applied).
-            if (d < 0 || uint256(d) >= MAX_DIM) revert MalformedContext();
-            t_.shape[i] = uint256(d);
-            // SAFETY: at most 8 factors below 2^32 each: below 2^256.
-            size *= uint256(d);
+            // INVARIANT: fewer than 2^64 elements.
+            if (size >= MAX_SIZE) revert MalformedContext();
+            t_.size = size;
+            int256 scaleBits = word(_data, _start + 3 + ndim);
+            int256 zp = word(_data, _start + 4 + ndim);
+            // INVARIANT: the zero point lies within int64, the scale is float32 bits.
+            if (zp < type(int64).min || zp > type(int64).max || scaleBits < 0 || scaleBits >= SCALE_BITS_LIMIT) {
+                revert MalformedContext();
+            }
+            t_.zeroPoint = zp;
+            t_.scaleBits = uint256(scaleBits);
+            t_.isConst = word(_data, _start + 2 + ndim) == 1;
         }
-        // INVARIANT: fewer than 2^64 elements.
-        if (size >= MAX_SIZE) revert MalformedContext();
-        t_.size = size;
-        int256 scaleBits = word(_data, _start + 3 + ndim);
-        int256 zp = word(_data, _start + 4 + ndim);
-        // INVARIANT: the zero point lies within int64, the scale is float32 bits.
-        if (zp < type(int64).min || zp > type(int64).max || scaleBits < 0 || scaleBits >= SCALE_BITS_LIMIT) {
-            revert MalformedContext();
-        }
-        t_.zeroPoint = zp;
-        t_.scaleBits = uint256(scaleBits);
-        t_.isConst = word(_data, _start + 2 + ndim) == 1;
     }
 
     /// @notice Bytes per element of a dtype code (`DType.itemsize`).
@@ -220,24 +229,28 @@ library LibContext {
     /// @param _ctx The decoded context.
     /// @return regions_ One region per tensor.
     function regions(NodeContext memory _ctx) internal pure returns (Region[] memory regions_) {
-        uint256 nt = _ctx.tensors.length;
-        regions_ = new Region[](nt);
-        for (uint256 r = 0; r < nt; ++r) {
-            TensorInfo memory t = _ctx.tensors[r];
-            uint256 nd = t.shape.length;
-            uint256[] memory header = new uint256[](nd + 2);
-            header[0] = t.dtype;
-            header[1] = nd;
-            for (uint256 i = 0; i < nd; ++i) {
-                header[2 + i] = t.shape[i];
+        // SAFETY: at most 9 header words per region; `size < 2^64` (`info`), times an
+        // item size of at most 8, plus 31: nothing here wraps.
+        unchecked {
+            uint256 nt = _ctx.tensors.length;
+            regions_ = new Region[](nt);
+            for (uint256 r = 0; r < nt; ++r) {
+                TensorInfo memory t = _ctx.tensors[r];
+                uint256 nd = t.shape.length;
+                uint256[] memory header = new uint256[](nd + 2);
+                header[0] = t.dtype;
+                header[1] = nd;
+                for (uint256 i = 0; i < nd; ++i) {
+                    header[2 + i] = t.shape[i];
+                }
+                Region memory reg = regions_[r];
+                reg.header = header;
+                reg.dtype = t.dtype;
+                reg.itemsize = itemsize(t.dtype);
+                reg.nbytes = t.size * reg.itemsize;
+                reg.nWords = (reg.nbytes + 31) / 32;
+                reg.depth = treeDepth(reg.nWords);
             }
-            Region memory reg = regions_[r];
-            reg.header = header;
-            reg.dtype = t.dtype;
-            reg.itemsize = itemsize(t.dtype);
-            reg.nbytes = t.size * reg.itemsize;
-            reg.nWords = (reg.nbytes + 31) / 32;
-            reg.depth = treeDepth(reg.nWords);
         }
     }
 }
