@@ -45,44 +45,49 @@ library LibContext {
     /// @param _data The context bytes (`NodeContext.encode`).
     /// @return ctx_ The decoded context.
     function decodeContext(bytes calldata _data) internal pure returns (NodeContext memory ctx_) {
-        uint256 len = _data.length;
-        // INVARIANT: whole words, at least one, at most MAX_CONTEXT_WORDS.
-        if (len % 32 != 0 || len == 0 || len > 32 * MAX_CONTEXT_WORDS) revert MalformedContext();
-        uint256 n = len / 32;
-        // INVARIANT: address, node index, batch and m are present.
-        if (n < 4) revert MalformedContext();
-        int256 m = word(_data, 3);
-        // INVARIANT: the m node words and the tensor count t are inside the context.
-        if (m < 0 || uint256(m) + 5 > n) revert MalformedContext();
-        uint256 pos = 4 + uint256(m);
-        int256 t = word(_data, pos);
-        // INVARIANT: t >= 0; each descriptor takes at least 7 words, so t < n bounds the loop.
-        if (t < 0 || uint256(t) > n) revert MalformedContext();
-        uint256[] memory starts = new uint256[](uint256(t));
-        uint256[] memory lens = new uint256[](uint256(t));
-        for (uint256 j = 0; j < uint256(t); ++j) {
-            // INVARIANT: the length word is present, at least 6 and its words are inside the context.
-            if (pos + 2 > n) revert MalformedContext();
-            int256 ln = word(_data, pos + 1);
-            if (ln < 6 || uint256(ln) > n - pos - 2) revert MalformedContext();
-            starts[j] = pos + 2;
-            lens[j] = uint256(ln);
-            pos += 1 + uint256(ln);
-        }
-        // INVARIANT: nothing follows the last descriptor (canonical encoding).
-        if (pos + 1 != n) revert MalformedContext();
-        int256 batch = word(_data, 2);
-        // INVARIANT: 1 <= batch <= 2^16.
-        if (batch < 1 || uint256(batch) > MAX_BATCH) revert MalformedContext();
-        ctx_.modelAddress = bytes32(uint256(word(_data, 0)));
-        ctx_.nodeIndex = uint256(word(_data, 1));
-        ctx_.batch = uint256(batch);
-        (ctx_.op, ctx_.nInputs, ctx_.attrs) = parseNodeWords(_data, 4, 4 + uint256(m));
-        // INVARIANT: one descriptor per node input plus the output (`check_arity`).
-        if (uint256(t) != ctx_.nInputs + 1) revert MalformedContext();
-        ctx_.tensors = new TensorInfo[](uint256(t));
-        for (uint256 j = 0; j < uint256(t); ++j) {
-            ctx_.tensors[j] = info(_data, starts[j], lens[j], uint256(batch));
+        // SAFETY: word counts are below 4097 (the length check comes first), `m` and `t`
+        // are checked non-negative before use and each position is compared with `n` before the
+        // subtraction that follows it: nothing here wraps.
+        unchecked {
+            uint256 len = _data.length;
+            // INVARIANT: whole words, at least one, at most MAX_CONTEXT_WORDS.
+            if (len % 32 != 0 || len == 0 || len > 32 * MAX_CONTEXT_WORDS) revert MalformedContext();
+            uint256 n = len / 32;
+            // INVARIANT: address, node index, batch and m are present.
+            if (n < 4) revert MalformedContext();
+            int256 m = word(_data, 3);
+            // INVARIANT: the m node words and the tensor count t are inside the context.
+            if (m < 0 || uint256(m) + 5 > n) revert MalformedContext();
+            uint256 pos = 4 + uint256(m);
+            int256 t = word(_data, pos);
+            // INVARIANT: t >= 0; each descriptor takes at least 7 words, so t < n bounds the loop.
+            if (t < 0 || uint256(t) > n) revert MalformedContext();
+            uint256[] memory starts = new uint256[](uint256(t));
+            uint256[] memory lens = new uint256[](uint256(t));
+            for (uint256 j = 0; j < uint256(t); ++j) {
+                // INVARIANT: the length word is present, at least 6 and its words are inside the context.
+                if (pos + 2 > n) revert MalformedContext();
+                int256 ln = word(_data, pos + 1);
+                if (ln < 6 || uint256(ln) > n - pos - 2) revert MalformedContext();
+                starts[j] = pos + 2;
+                lens[j] = uint256(ln);
+                pos += 1 + uint256(ln);
+            }
+            // INVARIANT: nothing follows the last descriptor (canonical encoding).
+            if (pos + 1 != n) revert MalformedContext();
+            int256 batch = word(_data, 2);
+            // INVARIANT: 1 <= batch <= 2^16.
+            if (batch < 1 || uint256(batch) > MAX_BATCH) revert MalformedContext();
+            ctx_.modelAddress = bytes32(uint256(word(_data, 0)));
+            ctx_.nodeIndex = uint256(word(_data, 1));
+            ctx_.batch = uint256(batch);
+            (ctx_.op, ctx_.nInputs, ctx_.attrs) = parseNodeWords(_data, 4, 4 + uint256(m));
+            // INVARIANT: one descriptor per node input plus the output (`check_arity`).
+            if (uint256(t) != ctx_.nInputs + 1) revert MalformedContext();
+            ctx_.tensors = new TensorInfo[](uint256(t));
+            for (uint256 j = 0; j < uint256(t); ++j) {
+                ctx_.tensors[j] = info(_data, starts[j], lens[j], uint256(batch));
+            }
         }
     }
 
@@ -99,33 +104,37 @@ library LibContext {
         pure
         returns (uint256 op_, uint256 nInputs_, int256[][] memory attrs_)
     {
-        // INVARIANT: the op code and the input count are present; the op code is known.
-        if (_to < _from + 2) revert MalformedContext();
-        int256 op = word(_data, _from);
-        if (op < 1 || uint256(op) > MAX_OP) revert MalformedContext();
-        op_ = uint256(op);
-        int256 nIn = word(_data, _from + 1);
-        // INVARIANT: the inputs, n_out (= 1), its output and n_attrs are inside the node words.
-        if (nIn < 0 || uint256(nIn) + 5 > _to - _from) revert MalformedContext();
-        nInputs_ = uint256(nIn);
-        uint256 pos = _from + 2 + nInputs_;
-        if (word(_data, pos) != 1) revert MalformedContext();
-        pos += 2;
-        uint256 nAttrs = uint8(ATTR_COUNTS[op_ - 1]);
-        // INVARIANT: as many attributes as the op's schema names.
-        if (word(_data, pos) != int256(nAttrs)) revert MalformedContext();
-        attrs_ = new int256[][](nAttrs);
-        for (uint256 a = 0; a < nAttrs; ++a) {
-            pos += 1;
-            // INVARIANT: the length word is present, non-negative, and its values are inside.
-            if (pos >= _to) revert MalformedContext();
-            int256 ln = word(_data, pos);
-            if (ln < 0 || uint256(ln) > _to - pos - 1) revert MalformedContext();
-            attrs_[a] = attrValues(_data, pos + 1, uint256(ln));
-            pos += uint256(ln);
+        // SAFETY: `_to <= n < 4097`; `op >= 1` before `op_ - 1`, `_to >= _from + 2`
+        // before `_to - _from`, `pos < _to` before `_to - pos - 1`: nothing here wraps.
+        unchecked {
+            // INVARIANT: the op code and the input count are present; the op code is known.
+            if (_to < _from + 2) revert MalformedContext();
+            int256 op = word(_data, _from);
+            if (op < 1 || uint256(op) > MAX_OP) revert MalformedContext();
+            op_ = uint256(op);
+            int256 nIn = word(_data, _from + 1);
+            // INVARIANT: the inputs, n_out (= 1), its output and n_attrs are inside the node words.
+            if (nIn < 0 || uint256(nIn) + 5 > _to - _from) revert MalformedContext();
+            nInputs_ = uint256(nIn);
+            uint256 pos = _from + 2 + nInputs_;
+            if (word(_data, pos) != 1) revert MalformedContext();
+            pos += 2;
+            uint256 nAttrs = uint8(ATTR_COUNTS[op_ - 1]);
+            // INVARIANT: as many attributes as the op's schema names.
+            if (word(_data, pos) != int256(nAttrs)) revert MalformedContext();
+            attrs_ = new int256[][](nAttrs);
+            for (uint256 a = 0; a < nAttrs; ++a) {
+                pos += 1;
+                // INVARIANT: the length word is present, non-negative, and its values are inside.
+                if (pos >= _to) revert MalformedContext();
+                int256 ln = word(_data, pos);
+                if (ln < 0 || uint256(ln) > _to - pos - 1) revert MalformedContext();
+                attrs_[a] = attrValues(_data, pos + 1, uint256(ln));
+                pos += uint256(ln);
+            }
+            // INVARIANT: nothing follows the last attribute.
+            if (pos + 1 != _to) revert MalformedContext();
         }
-        // INVARIANT: nothing follows the last attribute.
-        if (pos + 1 != _to) revert MalformedContext();
     }
 
     /// @notice The `_n` values of one attribute starting at word `_start`, each within int64.
