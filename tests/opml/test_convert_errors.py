@@ -323,12 +323,12 @@ def test_unsupported_op_names_the_node(op: str) -> None:
         convert(m, RNG.random((4, 4), dtype=np.float32))
 
 
-def test_unsupported_lstm_names_the_node() -> None:
-    w = numpy_helper.from_array(np.zeros((1, 16, 4), np.float32), "W")
-    r = numpy_helper.from_array(np.zeros((1, 16, 4), np.float32), "R")
-    m = _model([helper.make_node("LSTM", ["x", "W", "R"], ["y"], name="the_lstm", hidden_size=4)], [_x(3, "N", 4)],
+def test_unsupported_rnn_names_the_node() -> None:
+    w = numpy_helper.from_array(np.zeros((1, 4, 4), np.float32), "W")
+    r = numpy_helper.from_array(np.zeros((1, 4, 4), np.float32), "R")
+    m = _model([helper.make_node("RNN", ["x", "W", "R"], ["y"], name="the_rnn", hidden_size=4)], [_x(3, "N", 4)],
                [w, r])
-    with pytest.raises(ConversionError, match="node 'the_lstm': unsupported op LSTM"):
+    with pytest.raises(ConversionError, match="node 'the_rnn': unsupported op RNN"):
         convert(m, RNG.random((3, 4, 4), dtype=np.float32))
 
 
@@ -347,9 +347,9 @@ def test_custom_domain_op() -> None:
 
 
 def test_unsupported_attributes_name_the_node() -> None:
-    pool = _model([helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[2, 2], ceil_mode=1)],
-                  [_x("N", 1, 5, 5)])
-    with pytest.raises(ConversionError, match="node 'pool' \\(MaxPool\\): ceil_mode=1 is not supported"):
+    pool = _model([helper.make_node("AveragePool", ["x"], ["y"], name="pool", kernel_shape=[2, 2], strides=[2, 2],
+                                    ceil_mode=1, count_include_pad=1)], [_x("N", 1, 5, 5)])  # fmt: skip
+    with pytest.raises(ConversionError, match="node 'pool' \\(AveragePool\\): ceil_mode=1 with count_include_pad=1"):
         convert(pool, RNG.random((4, 1, 5, 5), dtype=np.float32))
     w = numpy_helper.from_array(np.ones((4, 4), np.float32), "W")
     gemm = _model([helper.make_node("Gemm", ["x", "W"], ["y"], name="gemm", transA=1)], [_x(4, 4)], [w])
