@@ -138,7 +138,8 @@ class RollupDevnet:
         self.info = {
             "l1": l1, "l2": urls["sequencer"], "proposerNode": urls["proposer-node"],
             "validatorNode": urls["validator-node"], "hub": hub, "rollup": str(rollup),
-            "contracts": {k: getattr(d, k) for k in ("inbox", "registry", "oracle", "disputes", "factory", "verifier", "portal")},
+            "contracts": {k: getattr(d, k)
+                          for k in ("inbox", "registry", "oracle", "disputes", "factory", "verifier", "portal")},
             "models": models, "modelsRegisteredAtL1Block": registered_at,
             "accounts": {"deployer": keys[0].address, "batcher": keys[1].address, "proposer": keys[2].address,
                          "validator": keys[3].address},

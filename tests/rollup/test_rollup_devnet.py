@@ -3,8 +3,9 @@
 The command runs as a subprocess (as a user would start it); the test waits for its printed
 endpoints, checks that L1 holds the rollup's contracts and the registered models, that the L2
 sequencer answers and its safe head moves (the batcher's batches reached L1), then sends SIGINT
-to the devnet alone (and SIGTERM during its shutdown) and checks that none of its descendants (anvil and its node wrapper, the hub,
-the three L2 nodes, batcher, proposer, validator) is left running.
+to the devnet alone (and SIGTERM during its shutdown) and checks that none of its descendants
+(anvil and its node wrapper, the hub, the three L2 nodes, batcher, proposer, validator) is left
+running.
 """
 
 from __future__ import annotations
