@@ -31,7 +31,7 @@ from ai_evm.rollup.predeploys import MULTICALL3, PREDEPLOYS
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "ai_evm" / "node"))
 
-from nodeproc import DIGITS_BUNDLE, NodeProcess, add_models  # noqa: E402
+from nodeproc import DIGITS_BUNDLE, NodeProcess, digits_node  # noqa: E402
 
 #: The native forge binary of npm @foundry-rs/forge when present: the npm wrapper (node_modules/.bin/forge)
 #: exits 0 even when forge fails (it does not pass the binary's exit status on).
@@ -74,11 +74,7 @@ def image(i: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    datadir = tmp_path_factory.mktemp("foundry-node") / "data"
-    datadir.mkdir()
-    (address,) = add_models(datadir, [DIGITS_BUNDLE])
-    proc = NodeProcess(datadir).start()
-    proc.model = address  # type: ignore[attr-defined]
+    proc = digits_node(tmp_path_factory.mktemp("foundry-node") / "data")
     yield proc
     proc.stop()
 

@@ -23,7 +23,7 @@ from ai_evm.rollup.predeploys import MULTICALL3, PREDEPLOYS
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "ai_evm" / "node"))
 
-from nodeproc import DIGITS_BUNDLE, NodeProcess, add_models  # noqa: E402
+from nodeproc import NodeProcess, digits_node  # noqa: E402
 
 ADDRESS = Web3.to_checksum_address("0x" + MULTICALL3.hex())
 X = np.load(ROOT / "models" / "digits_mlp" / "test_x.npy")
@@ -31,11 +31,7 @@ X = np.load(ROOT / "models" / "digits_mlp" / "test_x.npy")
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    datadir = tmp_path_factory.mktemp("multicall-node") / "data"
-    datadir.mkdir()
-    (address,) = add_models(datadir, [DIGITS_BUNDLE])
-    proc = NodeProcess(datadir).start()
-    proc.model = address  # type: ignore[attr-defined]
+    proc = digits_node(tmp_path_factory.mktemp("multicall-node") / "data")
     yield proc
     proc.stop()
 

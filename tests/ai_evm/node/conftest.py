@@ -10,16 +10,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nodeproc import DIGITS_BUNDLE, NodeProcess, add_models  # noqa: E402
+from nodeproc import NodeProcess, digits_node  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """A running node (automine) whose store holds models/digits_mlp; ``node.model`` is its address."""
-    datadir = tmp_path_factory.mktemp("node") / "data"
-    datadir.mkdir()
-    (address,) = add_models(datadir, [DIGITS_BUNDLE])
-    proc = NodeProcess(datadir).start()
-    proc.model = address  # type: ignore[attr-defined]
+    proc = digits_node(tmp_path_factory.mktemp("node") / "data")
     yield proc
     proc.stop()

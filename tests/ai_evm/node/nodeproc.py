@@ -102,3 +102,12 @@ class NodeProcess:
         """SIGTERM (graceful), SIGKILL if it hangs; returns the exit code."""
         self.kill(signal.SIGTERM)
         return None if self.proc is None else self.proc.returncode
+
+
+def digits_node(datadir: Path) -> NodeProcess:
+    """A started node (automine) whose store holds models/digits_mlp; ``node.model`` is its address."""
+    datadir.mkdir()
+    (address,) = add_models(datadir, [DIGITS_BUNDLE])
+    proc = NodeProcess(datadir).start()
+    proc.model = address  # type: ignore[attr-defined]
+    return proc
