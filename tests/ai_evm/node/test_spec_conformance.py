@@ -49,14 +49,10 @@ EXTRA: dict[str, Any] = {
 }
 
 #: Known departures still to fix in the node, checked with the relaxed schema given: method -> (why, schema).
-#: Filter and subscription ids are 16 random bytes printed with their leading zeros ("0x0d..."), which
-#: is not a QUANTITY (geth trims the zeros: rpc/types.go encodeID); the fix is
-#: ``"0x" + (os.urandom(16).hex().lstrip("0") or "0")`` in ai_evm/node/filters.py and pubsub.py.
-ID_WITH_ZEROS = {"type": "string", "pattern": "^0x[0-9a-f]{1,64}$"}
-KNOWN_DEVIATIONS: dict[str, tuple[str, dict[str, Any]]] = {
-    m: ("ids keep their leading zeros", ID_WITH_ZEROS)
-    for m in ("eth_newFilter", "eth_newBlockFilter", "eth_newPendingTransactionFilter", "eth_subscribe")
-}
+#: Empty: filter and subscription ids used to keep their leading zeros ("0x0d...", not a QUANTITY);
+#: filters.py and pubsub.py now trim them as geth's rpc/types.go encodeID does. A new departure goes
+#: here by name, with why, and in docs/node.md's table.
+KNOWN_DEVIATIONS: dict[str, tuple[str, dict[str, Any]]] = {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,12 +441,7 @@ def test_error_objects(node: NodeProcess, chain: dict[str, Any]) -> None:
 
 def test_subscription_notifications(node: NodeProcess, chain: dict[str, Any]) -> None:
     """``logs`` and ``newPendingTransactions`` notifications over WebSocket match the spec's
-    notification schemas (subscription ids with the known leading-zero departure, KNOWN_DEVIATIONS)."""
-
-    def relaxed(name: str) -> dict[str, Any]:
-        schema = json.loads(json.dumps(SCHEMAS[name]))
-        schema["properties"]["params"]["properties"]["subscription"] = ID_WITH_ZEROS
-        return dict(schema)
+    notification schemas, subscription ids included (QUANTITYs: ``uint``)."""
 
     with websockets.sync.client.connect(node.url.replace("http://", "ws://"), open_timeout=30) as ws:
         subs: dict[str, str] = {}
@@ -470,7 +461,7 @@ def test_subscription_notifications(node: NodeProcess, chain: dict[str, Any]) ->
         while not done() and time.monotonic() < deadline:
             note = json.loads(ws.recv(timeout=60))
             kind = subs[note["params"]["subscription"]]
-            schema = relaxed("LogsNotification" if kind == "logs" else "NewPendingTransactionsNotification")
+            schema = SCHEMAS["LogsNotification" if kind == "logs" else "NewPendingTransactionsNotification"]
             assert validate(note, schema) == [], (kind, note, validate(note, schema))
             seen[kind].append(note["params"]["result"])
         assert done(), seen
