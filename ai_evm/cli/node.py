@@ -185,12 +185,15 @@ def _model_fetch_options(fn: F) -> F:
 @click.option("--l1", "l1_url", default=None, help="L1 JSON-RPC URL (with --rollup).")
 @click.option("--derive", is_flag=True,
               help="Validator: build the chain only from the batches on L1 (no pool, no mining).")
+@click.option("--l1-confs", default=0, show_default=True, type=click.IntRange(0, 32),
+              help="Follow L1 this many blocks behind its head (with --rollup): a shallower L1 reorg is never "
+                   "seen. Deeper ones (up to 64 blocks) are followed: the node rewinds and derives again.")
 @exposure_options
 def node(
     datadir: Path, host: str, port: int, chain_id: int, block_time: float | None,
     fetch_limits: FetchLimits,
     model_stores: tuple[str, ...], limits: RpcLimits, gas_limit: int, no_fsync: bool, verbose: int,
-    rollup_json: Path | None, l1_url: str | None, derive: bool, serve: ServeOptions,
+    rollup_json: Path | None, l1_url: str | None, derive: bool, l1_confs: int, serve: ServeOptions,
 ) -> None:  # fmt: skip
     """Run the AI EVM node: an L2 sequencer with Ethereum JSON-RPC and prefunded dev accounts."""
     import ai_evm.node  # noqa: F401  (selects the fast keccak backend before py-evm hashes anything)
@@ -223,7 +226,7 @@ def node(
         click.echo("error: --rollup and --l1 go together (and --derive needs them)", err=True)
         sys.exit(1)
     if rollup_json is not None and l1_url is not None:
-        follow_rollup(seq, rollup_json, l1_url, derive)
+        follow_rollup(seq, rollup_json, l1_url, derive, l1_confs)
     url = f"http://{host}:{port}"
     print_banner(seq, url, block_time, dev_accounts=serve.dev_accounts)
     run_node(seq, host, port, block_time=block_time, limits=limits,
@@ -231,8 +234,9 @@ def node(
     click.echo("node stopped")
 
 
-def follow_rollup(seq: object, rollup_json: Path, l1_url: str, derive: bool) -> None:
-    """Attach the node to its rollup's L1: as the sequencer, or (``derive``) as a validator."""
+def follow_rollup(seq: object, rollup_json: Path, l1_url: str, derive: bool, l1_confs: int = 0) -> None:
+    """Attach the node to its rollup's L1: as the sequencer, or (``derive``) as a validator, reading L1
+    ``l1_confs`` blocks behind its head."""
     from web3 import Web3
 
     from ai_evm.rollup.config import RollupConfigError, RollupDeployment
@@ -245,7 +249,7 @@ def follow_rollup(seq: object, rollup_json: Path, l1_url: str, derive: bool) -> 
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
     w3 = Web3(Web3.HTTPProvider(l1_url, request_kwargs={"timeout": 30}))
-    follower = L1Follower(w3, d)
+    follower = L1Follower(w3, d, confirmations=l1_confs)
     derivation = None
     if derive:
         seq.derives_from_l1 = True  # type: ignore[attr-defined]

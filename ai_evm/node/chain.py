@@ -27,9 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
 
+import rlp
 from eth.abc import BlockHeaderAPI, SignedTransactionAPI, StateAPI
 from eth.chains.base import MiningChain
+from eth.db.schema import SchemaV1
 from eth.exceptions import TransactionNotFound
+from eth.rlp.sedes import chain_gaps
 from eth_typing import BlockNumber, Hash32
 
 from ai_evm.evm import ModelFetchRequired, ModelResolver
@@ -147,6 +150,16 @@ class RollupHeads(Protocol):
         """The L2 block of the latest live output before block ``number`` (0 if none)."""
 
 
+def _truncate_gaps(db: Any, key: bytes, number: int) -> None:
+    """py-evm's record of the (header or block) chain's gaps, as if ``number`` were the last block
+    ever persisted: so that it takes the next block at ``number + 1`` as the tip's child."""
+    if not db.exists(key):
+        return
+    ranges, _ = rlp.decode(db[key], sedes=chain_gaps)
+    kept = tuple((lo, min(hi, number)) for lo, hi in ranges if lo <= number)
+    db[key] = rlp.encode((kept, number + 1), sedes=chain_gaps)
+
+
 class Sequencer:
     """The chain, its pool and its miner (see the module docstring)."""
 
@@ -168,6 +181,8 @@ class Sequencer:
         self.derives_from_l1 = False
         #: The rollup's view of this chain from L1; None: ``safe`` and ``finalized`` are the head.
         self.heads: RollupHeads | None = None
+        #: Told the block number :meth:`rewind` went back to (the RPC's filters and WebSocket feed).
+        self.rewind_listeners: list[Callable[[int], None]] = []
         self.lock = threading.RLock()
         self.db = LMDBAtomicDB(Path(config.datadir) / "chain", sync=config.sync)
         self.pool = TxPool()
@@ -508,6 +523,45 @@ class Sequencer:
             self.db.discard()
             self._reset_to(head)
         return good, failed
+
+    def rewind(self, number: int) -> list[SignedTransactionAPI]:
+        """Make canonical block ``number`` the head again, forgetting every later block in one database
+        commit (``evm_revert``; an L1 reorg that removed the later blocks' L1 origins). Returns the
+        forgotten blocks' transactions other than deposits, in order (a rollup sequencer sends them again)."""
+        with self.lock:
+            head = int(self.head().block_number)
+            target = self.header_by_number(number)
+            if target is None or number > head:
+                raise InvalidParams(f"cannot revert to block {number}: the head is {head}")
+            dropped: list[SignedTransactionAPI] = []
+            for n in range(number + 1, head + 1):
+                block = self.chain.get_canonical_block_by_number(BlockNumber(n))
+                dropped += [tx for tx in block.transactions if as_deposit(tx) is None]
+            db = self.db
+            try:
+                for n in range(head, number, -1):
+                    record = self.record(n)
+                    for tx_hash in record["block"]["transactions"] if record is not None else ():
+                        key = SchemaV1.make_transaction_hash_to_block_lookup_key(Hash32(bytes.fromhex(tx_hash[2:])))
+                        if db.exists(key):
+                            del db[key]
+                    del db[SchemaV1.make_block_number_to_hash_lookup_key(BlockNumber(n))]
+                    if db.exists(block_key(n)):
+                        del db[block_key(n)]
+                db[SchemaV1.make_canonical_head_hash_lookup_key()] = bytes(target.hash)
+                for key in (SchemaV1.make_header_chain_gaps_lookup_key(), SchemaV1.make_chain_gaps_lookup_key()):
+                    _truncate_gaps(db, key, number)
+                db.commit()
+            except BaseException:
+                db.discard()
+                raise
+            finally:
+                for n in range(number + 1, head + 1):
+                    self._records.pop(n, None)
+                self._reset_to(self.head())  # pending header and cached head state from the (new) head
+        for listener in self.rewind_listeners:
+            listener(number)
+        return dropped
 
     def _reset_to(self, head: BlockHeaderAPI) -> None:
         self.chain.header = self.chain.create_header_from_parent(head)

@@ -10,7 +10,7 @@ mined) stays available everywhere, as before.
 How they work on this node:
 
 * **Snapshots** record the head (number and hash) and the clock offset. ``evm_revert`` makes that
-  block the head again in one database commit (:func:`rewind`): the later blocks' canonical
+  block the head again in one database commit (:meth:`~ai_evm.node.chain.Sequencer.rewind`): the later blocks' canonical
   number -> hash entries, their transaction lookups and their node records (receipts, logs,
   inference records) are deleted, so a reverted transaction is not found afterwards and its number
   is free for the next block; installed filters report the new blocks at those numbers. As anvil,
@@ -42,18 +42,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import rlp
 from eth.abc import BlockHeaderAPI, SignedTransactionAPI, StateAPI
-from eth.db.schema import SchemaV1
-from eth.rlp.sedes import chain_gaps
 from eth.vm.spoof import SpoofTransaction
-from eth_typing import Address, BlockNumber, Hash32
+from eth_typing import Address
 from eth_utils import keccak
 
 from .encoding import parse_address, parse_data, parse_quantity, parse_storage_slot, quantity
 from .errors import InvalidParams, MethodNotFound
 from .filters import FilterRegistry
-from .index import block_key
 
 #: Most blocks one ``evm_mine``/``anvil_mine`` call mines.
 MAX_MINE = 10_000
@@ -123,49 +119,6 @@ def impersonation_key(address: bytes) -> bytes:
 def is_rollup(seq: Any) -> bool:
     """Whether the node follows a rollup's L1 (sequencer or deriving validator)."""
     return bool(seq.origin_for is not None or seq.derives_from_l1 or seq.heads is not None)
-
-
-def rewind(seq: Any, number: int, filters: FilterRegistry | None = None) -> None:
-    """Make canonical block ``number`` the head again, forgetting every later block (one commit)."""
-    with seq.lock:
-        head = int(seq.head().block_number)
-        target = seq.header_by_number(number)
-        if target is None or number > head:
-            raise InvalidParams(f"cannot revert to block {number}: the head is {head}")
-        db = seq.db
-        try:
-            for n in range(head, number, -1):
-                record = seq.record(n)
-                for tx_hash in record["block"]["transactions"] if record is not None else ():
-                    key = SchemaV1.make_transaction_hash_to_block_lookup_key(Hash32(bytes.fromhex(tx_hash[2:])))
-                    if db.exists(key):
-                        del db[key]
-                del db[SchemaV1.make_block_number_to_hash_lookup_key(BlockNumber(n))]
-                if db.exists(block_key(n)):
-                    del db[block_key(n)]
-            db[SchemaV1.make_canonical_head_hash_lookup_key()] = bytes(target.hash)
-            for key in (SchemaV1.make_header_chain_gaps_lookup_key(), SchemaV1.make_chain_gaps_lookup_key()):
-                _truncate_gaps(db, key, number)
-            db.commit()
-        except BaseException:
-            db.discard()
-            raise
-        finally:
-            for n in range(number + 1, head + 1):
-                seq._records.pop(n, None)  # the sequencer's record cache
-            seq._reset_to(seq.head())  # pending header and cached head state from the (new) head
-        if filters is not None:
-            filters.rewind(number)
-
-
-def _truncate_gaps(db: Any, key: bytes, number: int) -> None:
-    """py-evm's record of the (header or block) chain's gaps, as if ``number`` were the last block
-    ever persisted: so that it takes the next block at ``number + 1`` as the tip's child."""
-    if not db.exists(key):
-        return
-    ranges, _ = rlp.decode(db[key], sedes=chain_gaps)
-    kept = tuple((lo, min(hi, number)) for lo, hi in ranges if lo <= number)
-    db[key] = rlp.encode((kept, number + 1), sedes=chain_gaps)
 
 
 def change_state(seq: Any, change: Callable[[StateAPI], None]) -> None:
@@ -259,7 +212,7 @@ class DevApi:
             header = self.seq.header_by_number(snap.number)
             if header is None or bytes(header.hash) != snap.block_hash:
                 return False
-            rewind(self.seq, snap.number, self.filters)
+            self.seq.rewind(snap.number)  # the filters listen (EthApi)
             self.dev.clock.offset = snap.offset
             self.dev.clock.next_block = None
         return True

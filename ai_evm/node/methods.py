@@ -71,6 +71,7 @@ class EthApi(LogsApi, DevApi, SigningApi, ProofsApi, TxPoolApi, TracingApi):
         #: the chain class of read calls: the node's, with the time limit checked inside execution
         self.call_chain_class = bounded_chain_class(type(seq.chain))
         self.filters = FilterRegistry()
+        seq.rewind_listeners.append(self.filters.rewind)  # evm_revert, an L1 reorg: filters report anew
         self.keys = {a.address_bytes: a.private_key for a in seq.config.accounts} if dev_accounts else {}
         self._local = threading.local()
         self._init_dev(dev_methods)

@@ -7,7 +7,8 @@ them into one channel (:mod:`ai_evm.rollup.codec`) and posts its frames in one t
 inbox: as calldata, or with ``da="blobs"`` as the blobs of a type-3 transaction (KZG commitments
 from ``ckzg``). It keeps no state of its own: on start it derives from L1 which L2 block was posted
 last (the batches already in the inbox, read like a validator reads them), so a killed batcher
-resumes where L1 says it stopped.
+resumes where L1 says it stopped. It derives that again whenever its last post left the canonical L1
+chain (an L1 reorg) or the L2 block it posted last changed (the sequencer rewound after one).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, cast
 
 from eth_account import Account
 from web3 import Web3
+from web3.exceptions import BlockNotFound
 
 from ai_evm.evm.deposit import DEPOSIT_TX_TYPE
 
@@ -66,21 +68,43 @@ class Batcher:
         if self.acct.address != Web3.to_checksum_address(deployment.batcher):
             raise BatcherError(f"the key is {self.acct.address}, the rollup's batcher is {deployment.batcher}")
         self.posted_through = self._posted_on_l1()
+        #: (L1 number, L1 hash) of the last post and the hash of L2 block ``posted_through`` then
+        self._last_post: tuple[int, bytes] | None = None
+        self._posted_hash = self._l2_hash(self.posted_through)
+        self.resyncs = 0
 
     # -- where L1 says we are -------------------------------------------------------------------
+    def _l2_hash(self, number: int) -> bytes | None:
+        """The hash of the sequencer's L2 block ``number`` (None past its head)."""
+        try:
+            return bytes(self.l2.eth.get_block(number)["hash"])
+        except BlockNotFound:
+            return None
+
     def _posted_on_l1(self) -> int:
-        """The last L2 block number whose batch is in the inbox (0: none)."""
+        """The last L2 block of the sequencer's chain whose batch the inbox holds in order (0: none):
+        the batches read like a validator reads them, each extending the one before on this chain."""
         reader = L1Reader(self.l1, self.d.inbox, self.d.batcher)
         bank = ChannelBank(self.d.rollup_config)
-        last_parent: bytes | None = None
+        through, parent = 0, self._l2_hash(0)
         for n in range(self.d.genesis_l1_number, reader.head() + 1):
-            batches = bank.read(reader.block(n))
-            if batches:
-                last_parent = batches[-1].parent_hash
-        if last_parent is None:
-            return 0
-        parent = self.l2.eth.get_block(last_parent)  # type: ignore[arg-type]
-        return int(parent["number"]) + 1
+            for batch in bank.read(reader.block(n)):
+                if parent is not None and batch.parent_hash == parent:
+                    through += 1
+                    parent = self._l2_hash(through)
+        return through
+
+    def _in_sync(self) -> bool:
+        """Whether the last post is still on L1's chain and the last posted L2 block still the same."""
+        if self._last_post is not None:
+            number, block_hash = self._last_post
+            try:
+                now = bytes(self.l1.eth.get_block(number)["hash"])
+            except BlockNotFound:
+                return False
+            if now != block_hash:
+                return False
+        return self._l2_hash(self.posted_through) == self._posted_hash
 
     # -- one round ------------------------------------------------------------------------------
     def batch_at(self, number: int) -> Batch:
@@ -103,11 +127,20 @@ class Batcher:
 
     def step(self) -> Posted | None:
         """Post the blocks after the last posted one, if any; returns what was posted."""
+        if not self._in_sync():
+            before = self.posted_through
+            self.posted_through = self._posted_on_l1()
+            self._posted_hash = self._l2_hash(self.posted_through)
+            self._last_post = None
+            self.resyncs += 1
+            log.warning("batcher: L1 or L2 reorganized: L1 holds L2 blocks through %d (was %d); posting from there",
+                        self.posted_through, before)
         head = int(self.l2.eth.block_number)
         first = self.posted_through + 1
         if first > head:
             return None
         last = min(head, first + MAX_BLOCKS_PER_CHANNEL - 1)
+        last_hash = self._l2_hash(last)  # before reading: a rewind while posting shows as a change
         batches = [self.batch_at(n) for n in range(first, last + 1)]
         channel = codec.encode_channel(batches)
         if self.da == "blobs":
@@ -120,6 +153,8 @@ class Batcher:
             log.info("batcher: posted frame %d/%d of L2 blocks %d..%d (%s)", i + 1, len(frames), first, last, self.da)
         assert receipt is not None
         self.posted_through = last
+        self._posted_hash = last_hash
+        self._last_post = (int(receipt["blockNumber"]), bytes(receipt["blockHash"]))
         return Posted(first, last, "0x" + bytes(receipt["transactionHash"]).hex(), len(channel),
                       int(receipt["gasUsed"]), self.da)
 

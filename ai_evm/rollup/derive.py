@@ -23,6 +23,12 @@ Rules (the OP Stack's, reduced to one sequencer and strictly ordered frames, as 
   included on L1 at most ``seq_window`` blocks after its epoch; it carries no deposit transaction
   (type 0x7E: the deposits of a block come from L1, ``ai_evm.rollup.deposits``, and are put first in
   the block by the node that builds it).
+
+**L1 reorgs.** Before reading each L1 block the deriver keeps a checkpoint of its state (safe head,
+open channel, batches read but not yet used) for the last :data:`MAX_REORG_DEPTH` blocks. When L1
+replaces blocks, :meth:`Deriver.rewind_l1` returns to the state it had with the common ancestor as
+its last L1 block; the caller rewinds the L2 chain to that safe head and feeds the new L1 blocks.
+Since derivation is a function of L1 alone, this gives every node the chain the new L1 defines.
 """
 
 from __future__ import annotations
@@ -46,6 +52,22 @@ from .codec import (
 from .deposits import Deposit
 
 log = logging.getLogger(__name__)
+
+#: How many L1 blocks back a reorg can be followed (checkpoints kept); a deeper one stops derivation.
+MAX_REORG_DEPTH = 64
+
+
+class L1Reorg(ValueError):
+    """An L1 block that does not extend the last one read: L1 replaced blocks after ``ancestor_below``
+    (the common ancestor is at most that number; the caller finds it and rewinds)."""
+
+    def __init__(self, number: int, message: str) -> None:
+        super().__init__(message)
+        self.number = number
+
+
+class ReorgTooDeep(RuntimeError):
+    """An L1 reorg below the oldest checkpoint (or below the rollup's genesis origin)."""
 
 
 @dataclass(frozen=True)
@@ -184,7 +206,10 @@ class Deriver:
         self.bank = ChannelBank(config)
         self.l1: dict[int, L1Block] = {b.number: b for b in l1_history}
         self._ready: deque[tuple[int, Batch]] = deque()
-        self._pending: Batch | None = None
+        self._pending: tuple[int, Batch] | None = None
+        #: L1 number n -> the state with n as the last L1 block read (see "L1 reorgs")
+        self._checkpoints: dict[int, tuple[SafeHead, _Channel | None, tuple[tuple[int, Batch], ...],
+                                           tuple[int, Batch] | None]] = {}
 
     @property
     def dropped(self) -> list[str]:
@@ -194,7 +219,12 @@ class Deriver:
         """Read one L1 block (in order): its inbox data become frames, channels, batches."""
         prev = self.l1.get(block.number - 1)
         if prev is not None and prev.hash != block.parent_hash:
-            raise ValueError(f"L1 block {block.number} does not extend {prev.hash.hex()} (L1 reorgs are not handled)")
+            raise L1Reorg(block.number, f"L1 block {block.number} does not extend {prev.hash.hex()}: an L1 reorg")
+        ch = self.bank._open
+        self._checkpoints[block.number - 1] = (
+            self.safe, None if ch is None else _Channel(ch.channel_id, ch.opened_at, list(ch.frames), ch.size),
+            tuple(self._ready), self._pending)
+        self._checkpoints.pop(block.number - 1 - MAX_REORG_DEPTH, None)
         self.l1[block.number] = block
         self._ready.extend((block.number, b) for b in self.bank.read(block))
 
@@ -206,16 +236,16 @@ class Deriver:
             inclusion, batch = self._ready.popleft()
             why = check_batch(batch, self.safe, self.l1, inclusion, self.config)
             if why is None:
-                self._pending = batch
+                self._pending = (inclusion, batch)
                 return batch
             self.bank.drop(f"batch at L1 block {inclusion}: {why}")
         return None
 
     def advance(self, block_hash: bytes) -> SafeHead:
         """The pending batch was built into the L2 block ``block_hash``: it is the new safe head."""
-        b = self._pending
-        if b is None:
+        if self._pending is None:
             raise RuntimeError("no pending batch")
+        b = self._pending[1]
         self._pending = None
         self.safe = SafeHead(block_hash, self.safe.number + 1, b.timestamp, b.epoch_number)
         return self.safe
@@ -227,10 +257,36 @@ class Deriver:
         self.bank.drop(f"batch for L2 block {self.safe.number + 1}: {why}")
         self._pending = None
 
+    def l1_hash(self, number: int) -> bytes | None:
+        """The hash of the L1 block ``number`` read (None if not read)."""
+        b = self.l1.get(number)
+        return None if b is None else b.hash
+
+    def rewind_l1(self, number: int) -> SafeHead:
+        """Forget every L1 block after ``number`` (an L1 reorg whose common ancestor is ``number``):
+        back to the state the deriver had when ``number`` was its last L1 block; returns that state's
+        safe head, to which the caller rewinds its L2 chain. A pending batch is put back to be read
+        again. Raises :class:`ReorgTooDeep` without changing anything when no checkpoint is kept."""
+        snap = self._checkpoints.get(number)
+        if snap is None:
+            raise ReorgTooDeep(f"an L1 reorg down to block {number} is deeper than the {MAX_REORG_DEPTH} blocks "
+                               "the deriver can follow (or before the rollup's first L1 block)")
+        self.safe, ch, ready, pending = snap
+        self.bank._open = None if ch is None else _Channel(ch.channel_id, ch.opened_at, list(ch.frames), ch.size)
+        self._ready = deque(([pending] if pending is not None else []) + list(ready))
+        self._pending = None
+        for n in [n for n in self.l1 if n > number]:
+            del self.l1[n]
+        for n in [n for n in self._checkpoints if n > number]:
+            del self._checkpoints[n]
+        log.warning("derivation: L1 reorg: back to L1 block %d, safe L2 head %d", number, self.safe.number)
+        return self.safe
+
     def batches(self) -> Iterator[Batch]:
         """Iterate valid batches; the caller must ``advance`` or ``reject`` each before the next."""
         while (b := self.next_batch()) is not None:
             yield b
 
 
-__all__ = ["ChannelBank", "Deriver", "L1Block", "RollupConfig", "SafeHead", "check_batch"]
+__all__ = ["MAX_REORG_DEPTH", "ChannelBank", "Deriver", "L1Block", "L1Reorg", "ReorgTooDeep", "RollupConfig",
+           "SafeHead", "check_batch"]

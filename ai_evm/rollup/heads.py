@@ -29,8 +29,8 @@ from ai_evm.contracts import artifact
 from ai_evm.node.chain import Sequencer
 
 from .config import RollupDeployment
-from .derive import Deriver, L1Block, SafeHead
-from .l1 import L1Reader
+from .derive import Deriver, L1Block, L1Reorg, SafeHead
+from .l1 import L1Reader, common_ancestor
 from .node import Derivation
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,14 @@ class L1Heads:
         if self.matcher is not None:
             head = self.reader.head()
             while self.next_l1 <= head and not self._stop.is_set():
-                self.matcher.add_l1_block(self.reader.block(self.next_l1))
+                try:
+                    self.matcher.add_l1_block(self.reader.block(self.next_l1))
+                except L1Reorg:  # back to the common ancestor's state, then read the new blocks
+                    ancestor = common_ancestor(self.reader, self.matcher.deriver.l1_hash, self.next_l1 - 1,
+                                               self.deployment.genesis_l1_number)
+                    self.matcher.deriver.rewind_l1(ancestor)
+                    self.next_l1 = ancestor + 1
+                    continue
                 self.next_l1 += 1
         count = int(self.oracle.functions.finalizedCount().call())
         if count:

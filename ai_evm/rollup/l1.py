@@ -21,11 +21,12 @@ from typing import Any, cast
 
 from hexbytes import HexBytes
 from web3 import Web3
+from web3.exceptions import BlockNotFound
 
 from . import blobs
 from .codec import CodecError
 from .deposits import TRANSACTION_DEPOSITED, Deposit, decode_deposit_log
-from .derive import L1Block
+from .derive import MAX_REORG_DEPTH, L1Block, ReorgTooDeep
 
 BlobSource = Callable[[bytes], list[bytes]]
 """Blobs of a transaction by its hash, in the order of its versioned hashes."""
@@ -83,6 +84,16 @@ class L1Reader:
         """The L1 head's number."""
         return int(self.w3.eth.block_number)
 
+    def header_hash(self, number: int) -> bytes | None:
+        """The hash of canonical L1 block ``number`` (None if L1 has no such block)."""
+        try:
+            blk = self.w3.eth.get_block(number)
+        except BlockNotFound:
+            return None
+        except Exception as e:
+            raise L1ReadError(f"L1 block {number}: {e}") from e
+        return _b(blk["hash"])
+
     def header(self, number: int) -> L1Block:
         """L1 block ``number`` without its inbox data (identity and time only)."""
         try:
@@ -128,4 +139,20 @@ class L1Reader:
             return b""  # malformed payload: the deriver drops it like any malformed post
 
 
-__all__ = ["BlobSource", "L1ReadError", "L1Reader", "anvil_blob_source"]
+
+
+def common_ancestor(reader: L1Reader, known: Callable[[int], bytes | None], below: int, genesis: int) -> int:
+    """After an L1 reorg (block ``below + 1`` does not extend the ``below`` we read): the highest block
+    number at most ``below`` whose hash we read (``known``) is still L1's. Raises :class:`ReorgTooDeep`
+    when none is, down to the rollup's genesis L1 block or :data:`MAX_REORG_DEPTH` blocks back."""
+    floor = max(genesis, below - MAX_REORG_DEPTH + 1)
+    for n in range(below, floor - 1, -1):
+        h = known(n)
+        if h is not None and reader.header_hash(n) == h:
+            return n
+    raise ReorgTooDeep(f"L1 reorg below block {floor} (the rollup's genesis L1 block is {genesis}; at most "
+                       f"{MAX_REORG_DEPTH} blocks are followed): this node cannot follow it; restart it from a "
+                       "fresh data directory")
+
+
+__all__ = ["BlobSource", "L1ReadError", "L1Reader", "anvil_blob_source", "common_ancestor"]

@@ -31,8 +31,8 @@ from ai_evm.node.chain import RETRY_LATER, L1Origin, Sequencer, origin_of
 from .codec import Batch
 from .config import RollupDeployment
 from .deposits import check_nonces, deposits_hook
-from .derive import Deriver, L1Block, SafeHead
-from .l1 import L1Reader, L1ReadError
+from .derive import MAX_REORG_DEPTH, Deriver, L1Block, SafeHead
+from .l1 import L1Reader, common_ancestor
 from .registry import RegistryView
 from .sequencing import choose_origin
 
@@ -48,11 +48,19 @@ class L1Follower:
     """L1 headers from the rollup's genesis origin on, and the registry view, kept current by polling."""
 
     def __init__(self, w3: Web3, deployment: RollupDeployment, poll_s: float = 0.5,
-                 on_block: Callable[[L1Block], None] | None = None) -> None:
+                 on_block: Callable[[L1Block], None] | None = None, confirmations: int = 0) -> None:
+        if confirmations < 0:
+            raise ValueError(f"L1 confirmations must be >= 0, got {confirmations}")
         self.deployment = deployment
         self.reader = L1Reader(w3, deployment.inbox, deployment.batcher, portal=deployment.portal)
+        #: Follow L1 this many blocks behind its head (a reorg shallower than that is never seen).
+        self.confirmations = confirmations
         #: The nonce the next deposit read must carry (deposits are checked consecutive from 0).
         self.deposit_nonce = 0
+        self._nonce_after: dict[int, int] = {}  # L1 number -> the deposit nonce after it (for reorgs)
+        #: Called with the common ancestor's number after an L1 reorg, before the new blocks are read.
+        self.on_reorg: list[Callable[[int], None]] = []
+        self.reorgs = 0
         self.registry = RegistryView(w3, deployment.registry)
         self.blocks: dict[int, L1Block] = {}
         self.next = deployment.genesis_l1_number
@@ -69,17 +77,20 @@ class L1Follower:
 
     def poll_once(self, full: bool = False) -> int:
         """Read the L1 blocks up to the head (with inbox data if ``full``); returns how many."""
-        head = self.reader.head()
+        head = self.reader.head() - self.confirmations
         n = 0
         while self.next <= head and not self._stop.is_set():
             b = self.reader.block(self.next) if full else self.reader.header(self.next)
             prev = self.block(b.number - 1)
             if prev is not None and prev.hash != b.parent_hash:
-                raise L1ReadError(f"L1 block {b.number} does not extend block {prev.number}: L1 reorgs are not handled")
+                self._reorg(b.number - 1)
+                continue
             next_nonce = check_nonces(b.deposits, self.deposit_nonce)  # DepositNonceGap: not stored, retried
             with self._lock:
                 self.blocks[b.number] = b
                 self.deposit_nonce = next_nonce
+                self._nonce_after[b.number] = next_nonce
+                self._nonce_after.pop(b.number - MAX_REORG_DEPTH - 1, None)
             self.registry.note_l1_block(b.number, b.hash)
             self.next += 1
             n += 1
@@ -87,6 +98,25 @@ class L1Follower:
                 self.on_block(b)
         self.registry.sync(head)
         return n
+
+    def _reorg(self, below: int) -> None:
+        """L1 block ``below + 1`` does not extend the block ``below`` we read: find the common ancestor
+        (the last block we read that L1 still has), forget what came after it and tell ``on_reorg``."""
+        ancestor = common_ancestor(self.reader, lambda n: b.hash if (b := self.block(n)) is not None else None,
+                                   below, self.deployment.genesis_l1_number)
+        with self._lock:
+            removed = [b for n, b in self.blocks.items() if n > ancestor]
+            for b in removed:
+                del self.blocks[b.number]
+            self.deposit_nonce = self._nonce_after.get(ancestor, 0)
+            for n in [n for n in self._nonce_after if n > ancestor]:
+                del self._nonce_after[n]
+            self.next = ancestor + 1
+        self.registry.rewind(ancestor, [b.hash for b in removed])
+        self.reorgs += 1
+        log.warning("L1 reorg: %d block(s) after L1 block %d replaced; following the new chain", len(removed), ancestor)
+        for callback in self.on_reorg:
+            callback(ancestor)
 
     def start(self, full: bool = False) -> None:
         def run() -> None:
@@ -148,6 +178,34 @@ def attach_sequencer(seq: Sequencer, follower: L1Follower) -> None:
 
     follower.on_block = on_block
 
+    def on_reorg(ancestor: int) -> None:
+        rewind_to_l1(seq, ancestor)
+
+    follower.on_reorg.append(on_reorg)
+
+
+def rewind_to_l1(seq: Sequencer, ancestor: int) -> int:
+    """An L1 reorg kept L1 blocks up to ``ancestor``: rewind the sequencer's chain to its last block whose
+    L1 origin is at most ``ancestor`` (the later blocks name origins L1 no longer has) and send the
+    forgotten blocks' transactions again (deposits come back from L1). Returns the new head's number."""
+    with seq.lock:
+        head = seq.head()
+        keep = int(head.block_number)
+        while keep > 0:
+            header = seq.header_by_number(keep)
+            origin = origin_of(header) if header is not None else None
+            if origin is None or origin.number <= ancestor:
+                break
+            keep -= 1
+        if keep == int(head.block_number):
+            return keep
+        dropped = seq.rewind(keep)
+        refused = [r for r in seq.submit(dropped) if r is not None] if dropped else []
+    log.warning("L1 reorg: L2 blocks after %d named L1 origins after block %d; rewound to L2 block %d, "
+                "%d transaction(s) sent again%s", keep, ancestor, keep, len(dropped) - len(refused),
+                f" ({len(refused)} refused: {refused[0]})" if refused else "")
+    return keep  # mined again as the follower reads the new L1 blocks (on_block -> l1_advanced)
+
 
 class Derivation:
     """Builds ``seq``'s chain from L1 alone (module docstring); its :attr:`safe` is the derived head."""
@@ -175,6 +233,17 @@ class Derivation:
 
             follower.registry.on_registered = fetch
         follower.on_block = self._on_block
+        follower.on_reorg.append(self._on_reorg)
+
+    def _on_reorg(self, ancestor: int) -> None:
+        """Back to the derivation's state with ``ancestor`` as its last L1 block and the L2 chain to that
+        state's safe head; the follower then feeds the new L1 blocks (derivation is a function of L1)."""
+        safe = self.deriver.rewind_l1(ancestor)
+        self._pending, self.stalled, self._stall_key = None, "", None
+        self._forked_at = -1
+        with self.seq.lock:
+            if int(self.seq.head().block_number) > safe.number:
+                self.seq.rewind(safe.number)
 
     def _on_block(self, block: L1Block) -> None:
         self.deriver.add_l1_block(block)
@@ -231,4 +300,4 @@ class Derivation:
         self.follower.start(full=True)
 
 
-__all__ = ["Derivation", "L1Follower", "attach_sequencer"]
+__all__ = ["Derivation", "L1Follower", "attach_sequencer", "rewind_to_l1"]

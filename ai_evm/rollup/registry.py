@@ -40,6 +40,17 @@ class RegistryView:
         with self._lock:
             self.numbers[bytes(block_hash)] = number
 
+    def rewind(self, ancestor: int, removed: list[bytes]) -> None:
+        """An L1 reorg replaced the blocks after ``ancestor`` (hashes ``removed``): forget them and the
+        registrations read from them; the next :meth:`sync` reads the new blocks' registrations."""
+        with self._lock:
+            for h in removed:
+                self.numbers.pop(bytes(h), None)
+            for model in [m for m, at in self.registered.items() if at > ancestor]:
+                del self.registered[model]
+                self.uris.pop(model, None)
+            self.synced_to = min(self.synced_to, ancestor)
+
     def sync(self, to_block: int | None = None) -> int:
         """Read registrations up to ``to_block`` (default: the L1 head); returns how many were new."""
         head = int(self.w3.eth.block_number) if to_block is None else to_block

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ai_evm.rollup import codec
 from ai_evm.rollup.codec import Batch, Frame
-from ai_evm.rollup.derive import ChannelBank, Deriver, L1Block, RollupConfig, SafeHead, check_batch
+from ai_evm.rollup.derive import (
+    ChannelBank,
+    Deriver,
+    L1Block,
+    L1Reorg,
+    ReorgTooDeep,
+    RollupConfig,
+    SafeHead,
+    check_batch,
+)
 
 CFG = RollupConfig(seq_window=10, channel_timeout=5, max_sequencer_drift=100)
 GENESIS = SafeHead(b"\x00" * 32, 0, 1000, 0)
@@ -120,3 +131,40 @@ def test_rejected_batch_keeps_the_safe_head() -> None:
     assert d.safe == GENESIS
     assert d.next_batch() is None  # bs[1] names bs[0]'s block as parent: dropped
     assert "safe head" in d.dropped[-1]
+
+
+def test_l1_reorg_rewinds_to_the_common_ancestors_state() -> None:
+    """A channel split over L1 blocks 3 and 4; L1 replaces block 4 (and the derived batches go): the
+    deriver returns to its state after block 3 (open channel included), and the new block 4 carrying
+    the same frames derives the same batches again. A reorg below the kept checkpoints is refused."""
+    l1 = l1_chain(6)
+    bs = chain_of_batches(l1, 6)
+    frames = codec.split_frames(b"r" * 16, codec.encode_channel(bs), 40)
+    d = Deriver(CFG, GENESIS, l1[:3])
+    d.add_l1_block(with_data(l1[3], codec.encode_batcher_data(frames[:2])))
+    d.add_l1_block(with_data(l1[4], codec.encode_batcher_data(frames[2:])))
+    assert derive_all(d) == bs and d.safe.number == 6
+    other = L1Block(4, b"\x44" * 32, l1[3].hash, l1[4].timestamp + 1)
+    with pytest.raises(L1Reorg):
+        d.add_l1_block(L1Block(5, b"\x55" * 32, other.hash, l1[5].timestamp))
+    assert d.rewind_l1(3) == GENESIS and d.l1_hash(4) is None and d.l1_hash(3) == l1[3].hash
+    d.add_l1_block(other)  # the new block 4 has no batcher data: the channel stays open, nothing derives
+    assert derive_all(d) == [] and d.safe == GENESIS
+    d.rewind_l1(3)
+    d.add_l1_block(L1Block(4, b"\x46" * 32, l1[3].hash, l1[4].timestamp + 2, (codec.encode_batcher_data(frames[2:]),)))
+    assert derive_all(d) == bs
+    with pytest.raises(ReorgTooDeep):
+        d.rewind_l1(1)  # blocks 0..2 were given as history: no checkpoint before block 3
+    assert d.safe.number == 6  # unchanged by the refused rewind
+
+
+def test_a_pending_batch_is_read_again_after_a_reorg() -> None:
+    l1 = l1_chain(6)
+    bs = chain_of_batches(l1, 2)
+    d = Deriver(CFG, GENESIS, l1[:3])
+    d.add_l1_block(with_data(l1[3], codec.encode_batcher_data(codec.split_frames(b"p" * 16,
+                                                                                 codec.encode_channel(bs), 10_000))))
+    assert d.next_batch() == bs[0]  # pending (say the node waits for a model), then L1 block 4 is replaced
+    d.add_l1_block(l1[4])
+    d.rewind_l1(3)  # the state before block 4 was read: the pending batch is ready again
+    assert derive_all(d) == bs

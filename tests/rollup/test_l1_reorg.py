@@ -1,0 +1,143 @@
+"""L1 reorgs: the rollup follows the chain L1 ends up with.
+
+On anvil (interval mining), ``evm_revert`` to a snapshot replaces every later L1 block by new ones
+(other timestamps, and without the transactions mined after the snapshot): a real reorg as every
+reader sees it. Here it removes a batch and the L1 blocks that later L2 blocks named as origins:
+
+- the validator goes back to the derivation state it had with the common ancestor, rewinds its L2
+  chain to that state's safe head, and derives again from the new L1 blocks;
+- the sequencer rewinds its L2 blocks whose origin L1 no longer has and sends their transactions
+  again (they land in new blocks on the new origins);
+- the batcher sees its last post gone and posts again from what L1 holds;
+- in the end the validator's chain is the sequencer's, hash for hash, and every transfer is in it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+from web3 import Web3
+
+from ai_evm.dispute.deploy import Web3Deployer
+from ai_evm.rollup.anvil import Anvil
+from ai_evm.rollup.batcher import Batcher
+from ai_evm.rollup.deploy import RollupParams, deploy_rollup
+from ai_evm.rollup.devnet import DEV_KEYS
+from ai_evm.rollup.node import L1Follower
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ai_evm" / "node"))
+from nodeproc import NodeProcess  # noqa: E402
+
+pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (anvil needs it)")
+
+DEPLOYER = Account.from_key(DEV_KEYS[0])
+BATCHER = Account.from_key(DEV_KEYS[1])
+PROPOSER = Account.from_key(DEV_KEYS[2])
+SINK = "0x000000000000000000000000000000000000bEEF"
+
+
+@pytest.fixture()
+def l1(tmp_path: Path) -> Iterator[str]:
+    with Anvil(tmp_path / "anvil.log", block_time=1) as url:
+        yield url
+
+
+def send(node: NodeProcess, nonce: int, value: int) -> str:
+    tx = {"to": SINK, "value": value, "gas": 21_000, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9,
+          "nonce": nonce, "chainId": 31337, "type": 2}
+    return str(node.rpc("eth_sendRawTransaction",
+                        "0x" + bytes(Account.sign_transaction(tx, DEV_KEYS[0]).raw_transaction).hex()))
+
+
+def wait_for(cond: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def origin(node: NodeProcess, number: int) -> int:
+    return int(node.rpc("eth_getBlockByNumber", hex(number), False)["extraData"], 16)
+
+
+def test_the_rollup_follows_an_l1_reorg(l1: str, tmp_path: Path) -> None:
+    w3 = Web3(Web3.HTTPProvider(l1))
+    d = deploy_rollup(Web3Deployer(w3, DEPLOYER.address, DEPLOYER.key), BATCHER.address, PROPOSER.address,
+                      RollupParams())
+    rollup = tmp_path / "rollup.json"
+    d.save(rollup)
+    (tmp_path / "seq").mkdir()
+    (tmp_path / "val").mkdir()
+    seq = NodeProcess(tmp_path / "seq", args=("--rollup", str(rollup), "--l1", l1, "--no-fsync")).start()
+    val = NodeProcess(tmp_path / "val", args=("--rollup", str(rollup), "--l1", l1, "--derive", "--no-fsync")).start()
+    l2 = Web3(Web3.HTTPProvider(seq.url))
+    batcher = Batcher(w3, l2, d, BATCHER.key)
+    behind = L1Follower(w3, d, confirmations=3)  # --l1-confs 3: reads L1 three blocks behind its head
+    before = int(w3.eth.block_number)
+    behind.poll_once()
+    assert before - 3 + 1 <= behind.next <= int(w3.eth.block_number) - 3 + 1
+    try:
+        for i in range(2):
+            send(seq, i, 100 + i)
+        assert batcher.step() is not None
+        first = int(seq.rpc("eth_blockNumber"), 16)
+        wait_for(lambda: int(val.rpc("eth_blockNumber"), 16) == first, 90, "the validator to derive the first batch")
+
+        snap = w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+        fork_at = int(w3.eth.block_number)
+        # after the snapshot: L2 blocks on newer L1 origins, and a batch carrying them
+        wait_for(lambda: int(w3.eth.block_number) >= fork_at + 2, 30, "L1 to move on")
+        for i in range(2, 5):
+            send(seq, i, 100 + i)
+            time.sleep(1.1)
+        head = int(seq.rpc("eth_blockNumber"), 16)
+        assert origin(seq, head) > fork_at, "the test needs an L2 block whose origin the reorg removes"
+        posted = batcher.step()
+        assert posted is not None and posted.last == head
+        wait_for(lambda: int(val.rpc("eth_blockNumber"), 16) == head, 90, "the validator to derive the second batch")
+        old_hash = seq.rpc("eth_getBlockByNumber", hex(head), False)["hash"]
+
+        assert w3.provider.make_request("evm_revert", [snap])["result"] is True  # type: ignore[arg-type]
+        # new L1 blocks replace the removed ones (interval mining goes on from the snapshot)
+        wait_for(lambda: int(w3.eth.block_number) >= fork_at + 3, 30, "L1 to mine past the fork")
+
+        # the sequencer drops the blocks on removed origins and mines their transfers again
+        def sequencer_rebuilt() -> bool:
+            n = int(seq.rpc("eth_blockNumber"), 16)
+            return int(seq.rpc("eth_getTransactionCount", DEPLOYER.address, "latest"), 16) == 5 and \
+                seq.rpc("eth_getBlockByNumber", hex(n), False)["hash"] != old_hash and \
+                all(origin(seq, k) <= int(w3.eth.block_number) for k in range(first + 1, n + 1))
+        wait_for(sequencer_rebuilt, 90, "the sequencer to rebuild its chain on the new L1 blocks")
+        for k in range(first + 1, int(seq.rpc("eth_blockNumber"), 16) + 1):  # every origin is canonical now
+            blk = seq.rpc("eth_getBlockByNumber", hex(k), False)
+            o = int(blk["extraData"], 16)
+            assert "0x" + bytes(w3.eth.get_block(o)["hash"]).hex() == blk["mixHash"], k
+
+        # the batcher's last post is gone from L1: it posts again from what L1 holds
+        again = batcher.step()
+        assert batcher.resyncs == 1 and again is not None and again.first == first + 1
+        new_head = again.last
+        wait_for(lambda: int(val.rpc("eth_blockNumber"), 16) >= new_head and
+                 val.rpc("eth_getBlockByNumber", hex(new_head), False)["hash"] ==
+                 seq.rpc("eth_getBlockByNumber", hex(new_head), False)["hash"], 120,
+                 "the validator to derive the rebuilt chain")
+        for k in range(new_head + 1):
+            a = seq.rpc("eth_getBlockByNumber", hex(k), False)
+            b = val.rpc("eth_getBlockByNumber", hex(k), False)
+            assert (a["hash"], a["stateRoot"]) == (b["hash"], b["stateRoot"]), k
+        assert int(val.rpc("eth_getBalance", SINK, hex(new_head)), 16) == sum(100 + i for i in range(5))
+        for node in (seq, val):
+            assert "L1 reorg" in node.log.read_text()
+    finally:
+        seq.stop()
+        val.stop()
+
