@@ -3,19 +3,24 @@
 ``run(bundle, inputs)`` takes and returns arrays in the original model's dtypes and shapes (with a
 dynamic leading batch dimension); ``run_bytes`` is the precompile's entry point (little-endian C-order
 bytes of the declared inputs, concatenated, in, and the outputs likewise out). Plans (the prepared
-kernels of a bundle) are cached by model address.
+kernels of a bundle) are cached by model address; for each batch size a plan runs at, a
+:class:`opml.plan.BatchPlan` (preallocated buffers, runs of nodes in one native call) is built on first
+use and kept with it. ``OPML_PLAN=0`` (read at import; :func:`set_batch_plans` at run time) keeps the
+per-node path, which gives the same bytes.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import kernels, kernels_data, kernels_norm, kernels_pointwise
+from . import plan as batch_plan
 from .bundle import Bundle, DType, TensorSpec, load_bundle
 from .errors import InferenceInputError, OpmlError, ShapeMismatchError
 from .f32prog import check_float_environment
@@ -36,6 +41,9 @@ class Plan:
     kernels: tuple[kernels.Kernel, ...]
     frees: tuple[tuple[int, ...], ...]
     consts: dict[int, np.ndarray]  # the constant inputs of the nodes, decoded once
+    # batch size -> its BatchPlan (None: none helps), most recently used last; see batch_plan_for
+    batch_plans: OrderedDict[int, batch_plan.BatchPlan | None] = field(default_factory=OrderedDict, compare=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, compare=False)
 
 
 def _prepare(bundle: Bundle) -> Plan:
@@ -81,6 +89,33 @@ def get_plan(bundle: Bundle) -> Plan:
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.popitem(last=False)
     return plan
+
+
+BATCH_PLANS_PER_MODEL = 4
+_USE_BATCH_PLANS = os.environ.get("OPML_PLAN", "1").strip() != "0"
+
+
+def set_batch_plans(enabled: bool | None) -> None:
+    """Turn the batch plans on or off (``None``: back to the ``OPML_PLAN`` environment variable)."""
+    global _USE_BATCH_PLANS
+    _USE_BATCH_PLANS = os.environ.get("OPML_PLAN", "1").strip() != "0" if enabled is None else bool(enabled)
+
+
+def batch_plan_for(plan: Plan, batch: int) -> batch_plan.BatchPlan | None:
+    """The :class:`opml.plan.BatchPlan` of a prepared bundle at ``batch``, built on first use (None when
+    plans are off, the native plan loop is absent, or no node of the bundle has a native form)."""
+    if not _USE_BATCH_PLANS or not batch_plan.available():
+        return None
+    with plan.lock:
+        if batch in plan.batch_plans:
+            plan.batch_plans.move_to_end(batch)
+            return plan.batch_plans[batch]
+    bp = batch_plan.build(plan.bundle, plan.kernels, plan.consts, batch)
+    with plan.lock:
+        plan.batch_plans[batch] = bp
+        while len(plan.batch_plans) > BATCH_PLANS_PER_MODEL:
+            plan.batch_plans.popitem(last=False)
+    return bp
 
 
 def check_input(spec: TensorSpec, value: object) -> tuple[np.ndarray, int | None]:
@@ -139,28 +174,40 @@ def run(bundle: Bundle | bytes | str, inputs: Mapping[str, object] | Sequence[ob
         env[idx] = arr
     if batch is not None and batch > MAX_BATCH:
         raise InferenceInputError(f"batch size {batch} exceeds the limit {MAX_BATCH}")
-    return _execute(plan, env, 1 if batch is None else batch)
+    batch = 1 if batch is None else batch
+    bp = batch_plan_for(plan, batch)
+    if bp is not None and bp.lock.acquire(blocking=False):  # (busy in another thread: the per-node path)
+        try:
+            return bp.run(env, lambda j, args: _run_node(plan, j, args, batch))
+        finally:
+            bp.lock.release()
+    return _execute(plan, env, batch)
+
+
+def _run_node(plan: Plan, j: int, args: list[np.ndarray], batch: int) -> np.ndarray:
+    """Node ``j``'s kernel on ``args``, its errors named and its output checked against the declared shape."""
+    node = plan.bundle.nodes[j]
+    try:
+        y = plan.kernels[j](args)
+    except OpmlError:
+        raise
+    except (ValueError, IndexError, TypeError, OverflowError, ArithmeticError) as e:
+        raise OpmlError(f"node {j} ({node.op} {node.name!r}) is inconsistent with its inputs: {e}") from None
+    spec = plan.bundle.tensors[node.outputs[0]]
+    if y.shape != spec.concrete_shape(batch) or y.dtype != spec.dtype.np:
+        # a guard: decoding verified the declared shapes, so the cost model's numbers are the work done
+        raise ShapeMismatchError(
+            f"node {j} ({node.op} {node.name!r}) produced {y.dtype.name} {y.shape}; the bundle declares "
+            f"{spec.dtype.name.lower()} {fmt_shape(spec.shape)} = {spec.concrete_shape(batch)} at batch {batch}"
+        )
+    return y
 
 
 def _execute(plan: Plan, env: dict[int, np.ndarray], batch: int) -> list[np.ndarray]:
+    """The per-node path: each node's kernel in turn, tensors freed after their last use."""
     env = {**plan.consts, **env}
-    specs = plan.bundle.tensors
-    for j, (node, kernel, frees) in enumerate(zip(plan.bundle.nodes, plan.kernels, plan.frees, strict=True)):
-        args = [env[i] for i in node.inputs]
-        try:
-            y = kernel(args)
-        except OpmlError:
-            raise
-        except (ValueError, IndexError, TypeError, OverflowError, ArithmeticError) as e:
-            raise OpmlError(f"node {j} ({node.op} {node.name!r}) is inconsistent with its inputs: {e}") from None
-        spec = specs[node.outputs[0]]
-        if y.shape != spec.concrete_shape(batch) or y.dtype != spec.dtype.np:
-            # a guard: decoding verified the declared shapes, so the cost model's numbers are the work done
-            raise ShapeMismatchError(
-                f"node {j} ({node.op} {node.name!r}) produced {y.dtype.name} {y.shape}; the bundle declares "
-                f"{spec.dtype.name.lower()} {fmt_shape(spec.shape)} = {spec.concrete_shape(batch)} at batch {batch}"
-            )
-        env[node.outputs[0]] = y
+    for j, (node, frees) in enumerate(zip(plan.bundle.nodes, plan.frees, strict=True)):
+        env[node.outputs[0]] = _run_node(plan, j, [env[i] for i in node.inputs], batch)
         for i in frees:
             env.pop(i, None)
     # C order and a fresh array per call: kernels may return F-ordered views, or a cached constant

@@ -1,0 +1,498 @@
+"""Prepared execution plans for one batch size: every node bound to buffers allocated once, and the runs
+of nodes with a native kernel executed by one C call (``opml/native/plan.c``).
+
+The per-node path (``engine._execute``) costs about 10 us of Python per node around each kernel; at
+batch 1 that is as much as the kernels of a small encoder. A :class:`BatchPlan` knows every tensor's
+concrete shape at its batch size (decoding and ``check_input`` guarantee the declared shapes), so it
+preallocates one arena with liveness-based reuse, binds each node whose kernel has a native form to an
+op record {op code, buffer addresses, dimensions, constants} and hands whole runs of records to
+``opml_plan_run``. Nodes without a native form (quantize, dequantize, gather, ... or a case the native
+kernel does not take) run their usual Python kernel between the C runs, with its result copied into
+its buffer, so every bundle runs.
+
+Exactness: each record calls the same native kernel, with the same constants, that the node's Python
+kernel calls (read from the prepared kernel itself, so nothing is packed twice), or one that computes
+the same integers (transpose, maxpool: copies and comparisons); every path of every kernel is exact,
+so the bytes equal the per-node path's at every batch, thread count and instruction set
+(``tests/opml/test_plan.py``). Safety: every dimension in a record is checked here against the
+buffers it points into; the C loop trusts the records and has no data-dependent failure; inputs reach
+the arena only through ``engine.check_input``'s validated shapes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import native
+from .bundle import Bundle, Node, TensorSpec
+from .errors import OpmlError
+from .native import ops as native_ops
+from .parallel import worker_count
+
+RECORD_WORDS = 32  # plan.c's OPML_PLAN_REC
+MAX_DIMS = 12  # plan.c's OPML_PLAN_MAX_DIMS
+ALIGN = 64
+MAX_ARENA_BYTES = 1 << 28  # larger plans (huge batches) keep the per-node path
+
+OP_GEMM, OP_MATMUL, OP_SOFTMAX, OP_LAYERNORM, OP_LUT8, OP_PAIR_LUT8, OP_TRANSPOSE, OP_MAXPOOL, OP_CONV = range(1, 10)
+
+_BYTE = (np.dtype(np.int8), np.dtype(np.uint8))
+_LIB = native.library()
+
+
+def _declare() -> bool:
+    if _LIB is None:
+        return False
+    try:
+        _LIB.opml_plan_record_words.restype = ctypes.c_int64
+        _LIB.opml_plan_run.restype = ctypes.c_int64
+        _LIB.opml_plan_run.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
+    except AttributeError:  # a library built before plan.c
+        return False
+    return int(_LIB.opml_plan_record_words()) == RECORD_WORDS
+
+
+_READY = _declare()
+
+
+def available() -> bool:
+    """Whether the native library with the plan loop is loaded."""
+    return _READY
+
+
+def _closure(fn: object) -> dict[str, object]:
+    """The variables a prepared kernel (a closure) captured: its native objects and constants."""
+    code = getattr(fn, "__code__", None)
+    cells = getattr(fn, "__closure__", None) or ()
+    out: dict[str, object] = {}
+    for name, cell in zip(code.co_freevars if code is not None else (), cells, strict=False):
+        try:
+            out[name] = cell.cell_contents
+        except ValueError:  # an empty cell
+            pass
+    return out
+
+
+# ------------------------------------------------------------------------------------------ lowering
+
+
+@dataclass
+class _Lowered:
+    """A node's native form: its record (addresses filled in later) and the scratch buffers it needs."""
+
+    op: int
+    words: list[object]  # ints, or ("buf", tensor) / ("scratch", i) / ("arr", array) placeholders
+    scratch: list[int] = field(default_factory=list)  # bytes of each scratch buffer
+    keep: list[object] = field(default_factory=list)  # objects the record's constants live in
+
+
+def _buf(i: int) -> tuple[str, int]:
+    return ("buf", i)
+
+
+Shape = tuple[int, ...]
+
+
+def _lower(node: Node, kernel: object, specs: Sequence[TensorSpec], shapes: dict[int, Shape]) -> _Lowered | None:
+    """The record of one node at the plan's shapes, or None when it runs its Python kernel: no native
+    form, a case the native kernel does not take, or shapes the kernel would reject (it raises then)."""
+    if len(node.outputs) != 1:
+        return None
+    cv = _closure(kernel)
+    ins = [shapes[i] for i in node.inputs]
+    dts = [specs[i].dtype.np for i in node.inputs]
+    out_shape, out_dtype = shapes[node.outputs[0]], specs[node.outputs[0]].dtype.np
+    lower = _LOWERINGS.get(node.op)
+    if lower is None:
+        return None
+    low = lower(node, cv, ins, dts)
+    if low is None:
+        return None
+    shape, dtype, lowered = low
+    if tuple(shape) != out_shape or np.dtype(dtype) != out_dtype:
+        return None  # the Python kernel runs and its guard raises ShapeMismatchError
+    return lowered
+
+
+Lowering = tuple[Shape, np.dtype, _Lowered]
+
+
+def _lower_linear(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
+    fast = cv.get("fast")
+    if not isinstance(fast, native.Gemm) or dts[0] != fast.x_dtype or not ins[0] or ins[0][-1] != fast.w.k:
+        return None
+    lead = ins[0][:-1]
+    return lead + (fast.w.n,), fast.ep.dtype, _Lowered(OP_GEMM, [("arr", fast.cfg), _buf(0), math.prod(lead),
+                                                                  ("out", 0)], keep=[fast])
+
+
+def _lower_matmul(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
+    fast = cv.get("fast_mm")
+    a, b = ins
+    if not isinstance(fast, native.MatMul) or (dts[0], dts[1]) != (fast.a_dtype, fast.b_dtype):
+        return None
+    if len(a) < 2 or len(b) < 2 or a[-1] != b[-2] or a[:-2] != b[:-2] or _LIB is None:
+        return None
+    if a[-1] > int(_LIB.opml_qgemm_max_k()):
+        return None
+    m, k, n = a[-2], a[-1], b[-1]
+    return a[:-2] + (m, n), fast.out_dtype, _Lowered(OP_MATMUL, [("arr", fast.cfg), _buf(0), _buf(1),
+                                                                  math.prod(a[:-2]), m, k, n, ("out", 0)], keep=[fast])
+
+
+def _lower_softmax(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
+    fast, axis = cv.get("fast"), cv.get("axis")
+    x = ins[0]
+    if not isinstance(fast, native_ops.Softmax) or not fast.ok or dts[0] not in _BYTE or not x or _LIB is None:
+        return None
+    if axis not in (-1, len(x) - 1) or math.prod(x) == 0 or not _LIB.opml_softmax_ok(x[-1], fast.tmax):
+        return None
+    rec = [_buf(0), int(dts[0] == np.int8), math.prod(x) // x[-1], x[-1], ("arr", fast.table), fast.zp, fast.lo,
+           fast.hi, ("out", 0)]
+    return x, fast.out_dtype, _Lowered(OP_SOFTMAX, rec, keep=[fast])
+
+
+_XKIND = {np.dtype(np.int8): (0, 128), np.dtype(np.uint8): (1, 255)}
+
+
+def _lower_layernorm(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
+    fast = cv.get("fast")
+    x = ins[0]
+    if not isinstance(fast, native_ops.LayerNorm) or not fast.ok or dts[0] not in _XKIND or not x:
+        return None
+    n = x[-1]
+    gb = fast._params(n) if math.prod(x) else None
+    kind, xmax = _XKIND[dts[0]]
+    if gb is None or not fast._fits(n, xmax):
+        return None
+    rec = [_buf(0), kind, xmax, math.prod(x) // n, n, ("arr", gb[0]), ("arr", gb[1]), fast.eps, fast.frac, fast.g,
+           fast.mult, fast.shift, fast.zp, fast.qmin, fast.qmax, ("out", 0)]
+    return x, fast.out_dtype, _Lowered(OP_LAYERNORM, rec, keep=[fast, gb])
+
+
+def _lower_lut(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
+    table = cv.get("by_byte")
+    if (not isinstance(table, np.ndarray) or table.dtype not in _BYTE or table.shape != (256,)
+            or not table.flags.c_contiguous or dts[0] not in _BYTE):
+        return None
+    return ins[0], table.dtype, _Lowered(OP_LUT8, [("arr", table), _buf(0), ("out", 0), math.prod(ins[0])],
+                                          keep=[table])
+
+
+def _lower_pair(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
+    table = cv.get("table")
+    if (not isinstance(table, np.ndarray) or table.dtype not in _BYTE or table.shape != (65536,)
+            or not table.flags.c_contiguous or dts[0] not in _BYTE or dts[1] not in _BYTE):
+        return None
+    a, b = ins
+    if a == b:
+        shape, na, nb = a, math.prod(a), math.prod(a)
+    else:
+        try:
+            shape = tuple(np.broadcast_shapes(a, b))
+        except ValueError:
+            return None
+        pa, pb = native_ops._period(a, shape), native_ops._period(b, shape)
+        if pa is None or pb is None:
+            return None
+        na, nb = pa, pb
+    count = math.prod(shape)
+    if count and (na < 1 or nb < 1):
+        return None
+    rec = [("arr", table), _buf(0), na, _buf(1), nb, ("out", 0), count]
+    return shape, table.dtype, _Lowered(OP_PAIR_LUT8, rec, keep=[table])
+
+
+def _c_strides(shape: Shape) -> list[int]:
+    strides, step = [0] * len(shape), 1
+    for d in range(len(shape) - 1, -1, -1):
+        strides[d] = step
+        step *= shape[d]
+    return strides
+
+
+def _lower_transpose(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
+    perm, x = cv.get("perm"), ins[0]
+    if not isinstance(perm, tuple) or sorted(perm) != list(range(len(x))) or not 1 <= len(x) <= MAX_DIMS:
+        return None
+    st = _c_strides(x)
+    shape = tuple(x[p] for p in perm)
+    rec = [_buf(0), ("out", 0), dts[0].itemsize, len(x), *shape, *(st[p] for p in perm)]
+    return shape, dts[0], _Lowered(OP_TRANSPOSE, rec)
+
+
+def _window_geometry(node: Node, x: Shape) -> tuple[int, ...] | None:
+    """kh, kw, sh, sw, dh, dw, top, left, hp, wp, oh, ow of a pooling or conv window over a 4-D input."""
+    if len(x) != 4:
+        return None
+    if node.op == "conv":
+        kh = kw = 0  # filled by the caller
+    else:
+        kh, kw = node.attr("kernel")
+    strides = node.attr("strides")
+    dil = node.attr("dilations") if "dilations" in node.schema.attrs else (1, 1)
+    pads = node.attr("pads")
+    if len(strides) != 2 or len(dil) != 2 or len(pads) != 4 or min(strides) < 1 or min(dil) < 1 or min(pads) < 0:
+        return None
+    hp, wp = x[2] + pads[0] + pads[2], x[3] + pads[1] + pads[3]
+    return kh, kw, strides[0], strides[1], dil[0], dil[1], pads[0], pads[1], hp, wp
+
+
+def _out_hw(hp: int, wp: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int) -> tuple[int, int]:
+    return (hp - (kh - 1) * dh - 1) // sh + 1, (wp - (kw - 1) * dw - 1) // sw + 1
+
+
+def _lower_maxpool(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
+    x = ins[0]
+    g = _window_geometry(node, x)
+    if g is None or dts[0] not in _BYTE or min(g[:2]) < 1:
+        return None
+    kh, kw, sh, sw, dh, dw, top, left, hp, wp = g
+    oh, ow = _out_hw(hp, wp, kh, kw, sh, sw, dh, dw)
+    if oh <= 0 or ow <= 0:
+        return None
+    rec = [_buf(0), x[0] * x[1], x[2], x[3], kh, kw, sh, sw, dh, dw, top, left, oh, ow, int(dts[0] == np.int8),
+           ("out", 0)]
+    return (x[0], x[1], oh, ow), dts[0], _Lowered(OP_MAXPOOL, rec)
+
+
+def _lower_conv(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
+    fast, x = cv.get("fast"), ins[0]
+    if not isinstance(fast, list) or len(fast) != 1 or not isinstance(fast[0], native.Gemm):
+        return None
+    gemm = fast[0]
+    kh, kw, cg, m = cv.get("kh"), cv.get("kw"), cv.get("cg"), cv.get("m")
+    g = _window_geometry(node, x)
+    if g is None or dts[0] != gemm.x_dtype or not all(isinstance(v, int) for v in (kh, kw, cg, m)):
+        return None
+    assert isinstance(kh, int) and isinstance(kw, int) and isinstance(cg, int) and isinstance(m, int)
+    _, _, sh, sw, dh, dw, top, left, hp, wp = g
+    if x[1] != cg or kh < 1 or kw < 1 or gemm.w.k != kh * kw * cg or gemm.w.n != m:
+        return None
+    oh, ow = _out_hw(hp, wp, kh, kw, sh, sw, dh, dw)
+    if oh <= 0 or ow <= 0:
+        return None
+    zp = int(cv["x_spec"].zero_point) if hasattr(cv.get("x_spec"), "zero_point") else None  # type: ignore[attr-defined]
+    info = np.iinfo(gemm.x_dtype)
+    if zp is None or not info.min <= zp <= info.max:
+        return None
+    b, size = x[0], gemm.ep.dtype.itemsize
+    rows = b * oh * ow
+    rec = [_buf(0), b, cg, x[2], x[3], top, left, hp, wp, zp & 0xFF, kh, kw, sh, sw, dh, dw, oh, ow,
+           ("scratch", 0), ("scratch", 1), ("arr", gemm.cfg), ("scratch", 2), ("out", 0), m, size]
+    scratch = [b * hp * wp * cg, rows * kh * kw * cg, rows * m * size]
+    return (b, m, oh, ow), gemm.ep.dtype, _Lowered(OP_CONV, rec, scratch, keep=[gemm])
+
+
+_LOWERINGS: dict[str, Callable[[Node, dict[str, object], list[Shape], list[np.dtype]], Lowering | None]] = {
+    "linear": _lower_linear, "matmul": _lower_matmul, "softmax": _lower_softmax, "layernorm": _lower_layernorm,
+    "lut": _lower_lut, "add": _lower_pair, "mul": _lower_pair, "transpose": _lower_transpose,
+    "maxpool": _lower_maxpool, "conv": _lower_conv,
+}
+
+
+# ---------------------------------------------------------------------------------------- the plan
+
+
+RunNode = Callable[[int, list[np.ndarray]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """Consecutive native nodes: their records, run by one ``opml_plan_run`` call."""
+
+    records: np.ndarray  # int64 [count, RECORD_WORDS]
+    nodes: tuple[int, ...]  # the node index of each record (for messages)
+
+
+@dataclass(eq=False)
+class BatchPlan:
+    """A bundle prepared for one batch size: an arena holding every non-constant tensor (reused by
+    liveness), the native records of the nodes that have them, and the Python nodes between them.
+    One call at a time (``lock``); the engine runs the per-node path while it is busy."""
+
+    bundle: Bundle
+    batch: int
+    steps: tuple[_Segment | int, ...]  # a run of native records, or the index of a Python node
+    views: dict[int, np.ndarray]  # every non-constant tensor's buffer, in its shape and dtype
+    consts: dict[int, np.ndarray]
+    arena_bytes: int
+    native_nodes: int
+    keep: list[object]  # the arena and every array a record points into
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run(self, inputs: dict[int, np.ndarray], run_node: RunNode) -> list[np.ndarray]:
+        """The outputs (fresh C-ordered arrays) for validated ``inputs`` (by tensor index, the declared
+        shapes at this batch); ``run_node(j, args)`` runs node ``j``'s Python kernel with the engine's
+        checks. The caller holds ``lock``."""
+        views, consts, nodes = self.views, self.consts, self.bundle.nodes
+        for i, v in inputs.items():
+            np.copyto(views[i], v)
+        lib = _LIB
+        assert lib is not None
+        threads = worker_count()
+        for step in self.steps:
+            if isinstance(step, _Segment):
+                rc = int(lib.opml_plan_run(step.records.ctypes.data, step.records.shape[0], threads))
+                if rc:
+                    j = step.nodes[rc - 1]
+                    raise OpmlError(f"node {j} ({nodes[j].op} {nodes[j].name!r}): the native kernel refused the "
+                                    "plan's record (a bug in opml/plan.py)")
+            else:
+                node = nodes[step]
+                y = run_node(step, [consts[i] if i in consts else views[i] for i in node.inputs])
+                np.copyto(views[node.outputs[0]], y)
+        return [np.array(consts[o] if o in consts else views[o], order="C") for o in self.bundle.outputs]
+
+
+def _first_fit(live: list[tuple[int, int]], size: int) -> int:
+    """The lowest aligned offset where ``size`` bytes fit between the live blocks (sorted by offset)."""
+    off = 0
+    for start, length in live:
+        if off + size <= start:
+            return off
+        off = max(off, -(-(start + length) // ALIGN) * ALIGN)
+    return off
+
+
+def _reshape_alias(node: Node, specs: Sequence[TensorSpec], shapes: dict[int, Shape]) -> bool:
+    """Whether a reshape node's output can share its input's buffer: what its kernel returns (a view of
+    the input in the declared output shape) and that shape's bytes are the same."""
+    i, o = node.inputs[0], node.outputs[0]
+    x_spec = specs[i]
+    if x_spec.is_const or len(node.outputs) != 1 or specs[o].dtype != x_spec.dtype:
+        return False
+    x = shapes[i]
+    batch = x[0] // -x_spec.shape[0] if x_spec.shape and x_spec.shape[0] < 0 else 1
+    return specs[o].concrete_shape(batch) == shapes[o] and math.prod(shapes[o]) == math.prod(x)
+
+
+def build(bundle: Bundle, kernels: Sequence[object], consts: dict[int, np.ndarray], batch: int) -> BatchPlan | None:
+    """The plan of a prepared bundle at ``batch``; None when it would not help (the library or its plan
+    loop absent, no node with a native form) or its arena would exceed :data:`MAX_ARENA_BYTES`."""
+    specs = bundle.tensors
+    if not _READY or any(specs[i].is_const for i in bundle.inputs):
+        return None
+    shapes = {i: tuple(s.concrete_shape(batch)) for i, s in enumerate(specs)}
+    nodes = bundle.nodes
+    store: dict[int, int] = {}  # tensor -> storage
+    sizes: list[int] = []
+    first: list[int] = []
+    last: list[int] = []
+
+    def new_storage(nbytes: int, t: int) -> int:
+        sizes.append(max(nbytes, 1))
+        first.append(t)
+        last.append(t)
+        return len(sizes) - 1
+
+    def nbytes(i: int) -> int:
+        return math.prod(shapes[i]) * specs[i].dtype.np.itemsize
+
+    for i in bundle.inputs:
+        if not specs[i].is_const and i not in store:
+            store[i] = new_storage(nbytes(i), -1)
+    lowered: list[_Lowered | None] = []
+    aliases: set[int] = set()  # reshape nodes whose output shares its input's buffer
+    scratch: dict[int, list[int]] = {}
+    for j, (node, kernel) in enumerate(zip(nodes, kernels, strict=True)):
+        low = None
+        if node.op == "reshape" and _reshape_alias(node, specs, shapes) and node.inputs[0] in store:
+            store[node.outputs[0]] = store[node.inputs[0]]
+            aliases.add(j)
+        else:
+            low = _lower(node, kernel, specs, shapes)
+            for o in node.outputs:
+                if specs[o].is_const or o in store:
+                    return None  # not SSA over non-constant tensors: keep the per-node path
+                store[o] = new_storage(nbytes(o), j)
+            if low is not None:
+                scratch[j] = [new_storage(n, j) for n in low.scratch]
+        lowered.append(low)
+        for i in node.inputs:
+            if i in store:
+                last[store[i]] = max(last[store[i]], j)
+    for o in bundle.outputs:
+        if o in store:
+            last[store[o]] = len(nodes)
+    if not any(low is not None for low in lowered):
+        return None
+    # first fit in order of definition; a node's outputs are placed before its inputs are freed
+    offsets = [0] * len(sizes)
+    live: list[tuple[int, int]] = []
+    order = sorted(range(len(sizes)), key=lambda s: (first[s], s))
+    ends = sorted(range(len(sizes)), key=lambda s: (last[s], s))
+    top, e = 0, 0
+    for t in range(-1, len(nodes) + 1):
+        for s in (s for s in order if first[s] == t):
+            offsets[s] = _first_fit(live, sizes[s])
+            live.append((offsets[s], sizes[s]))
+            live.sort()
+            top = max(top, offsets[s] + sizes[s])
+        while e < len(ends) and last[ends[e]] <= t:
+            live.remove((offsets[ends[e]], sizes[ends[e]]))
+            e += 1
+    if top > MAX_ARENA_BYTES:
+        return None
+    raw = np.zeros(top + ALIGN, dtype=np.uint8)
+    base = (-raw.ctypes.data) % ALIGN
+    arena = raw[base : base + top]
+    views = {i: arena[offsets[s] : offsets[s] + nbytes(i)].view(specs[i].dtype.np).reshape(shapes[i])
+             for i, s in store.items()}
+    plan_consts = {i: np.ascontiguousarray(a) for i, a in consts.items()}
+    keep: list[object] = [raw, plan_consts]
+    steps: list[_Segment | int] = []
+    run: list[np.ndarray] = []
+    run_nodes: list[int] = []
+    isa = native.isa()
+
+    def address(word: object, node: Node, j: int) -> int:
+        if isinstance(word, int):
+            return word
+        assert isinstance(word, tuple)
+        kind, v = word
+        if kind == "buf":
+            i = node.inputs[v]
+            a = plan_consts[i] if i in plan_consts else views[i]
+        elif kind == "out":
+            a = views[node.outputs[v]]
+        elif kind == "scratch":
+            s = scratch[j][v]
+            a = arena[offsets[s] : offsets[s] + sizes[s]]
+        else:
+            a = v
+            keep.append(a)
+        assert isinstance(a, np.ndarray) and a.flags.c_contiguous
+        return int(a.ctypes.data)
+
+    def flush() -> None:
+        if run:
+            steps.append(_Segment(np.ascontiguousarray(np.stack(run)), tuple(run_nodes)))
+            run.clear()
+            run_nodes.clear()
+
+    for j, (node, low) in enumerate(zip(nodes, lowered, strict=True)):
+        if j in aliases:
+            continue  # nothing to run
+        if low is None:
+            flush()
+            steps.append(j)
+            continue
+        rec = np.zeros(RECORD_WORDS, dtype=np.int64)
+        words = [low.op] + [address(w, node, j) for w in low.words]
+        if len(words) >= RECORD_WORDS:
+            raise AssertionError(f"plan record of {node.op} has {len(words)} words")
+        rec[: len(words)] = words
+        rec[RECORD_WORDS - 1] = isa
+        keep.extend(low.keep)
+        run.append(rec)
+        run_nodes.append(j)
+    flush()
+    native_nodes = sum(low is not None for low in lowered)
+    return BatchPlan(bundle, batch, tuple(steps), views, plan_consts, top, native_nodes, keep)
