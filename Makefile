@@ -70,9 +70,12 @@ contracts-check: node_modules/.installed
 	$(NODE) scripts/build_contracts.mjs --check
 
 # The dispute game's forge suite alone (`make test` runs it too, through tests/contracts/test_forge.py);
-# offline, compiled by solc-js through scripts/solc_shim.mjs (foundry.toml).
+# offline, compiled by solc-js through scripts/solc_shim.mjs (foundry.toml). Runs the native binary npm
+# installed for this platform: the node_modules/.bin/forge wrapper exits 0 even when a test fails.
 forge-test: node_modules/.installed
-	node_modules/.bin/forge test --offline -vv
+	@forge=$$(ls node_modules/@foundry-rs/forge-*/bin/forge 2>/dev/null | head -n 1); \
+	test -x "$$forge" || { echo "forge-test: no native forge under node_modules/@foundry-rs/forge-*/bin (make install)" >&2; exit 1; }; \
+	echo "$$forge test --offline -vv"; "$$forge" test --offline -vv
 
 clean:
 	rm -rf $(VENV) build *.egg-info node_modules

@@ -13,22 +13,35 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from ai_evm.contracts import CONTRACTS_DIR
 
 ROOT = CONTRACTS_DIR.parent
-FORGE = ROOT / "node_modules" / ".bin" / "forge"
+#: The native binary npm @foundry-rs/forge installs for this platform (forge-linux-amd64,
+#: forge-darwin-arm64...). Not node_modules/.bin/forge: that node wrapper exits 0 whatever forge's
+#: exit status (it does not pass the child's status on), so a failing suite would pass by status.
+NATIVE = sorted((ROOT / "node_modules" / "@foundry-rs").glob("forge-*/bin/forge"))
+FORGE = NATIVE[0] if NATIVE else ROOT / "node_modules" / ".bin" / "forge"
 SHIM = ROOT / "scripts" / "solc_shim.mjs"
 NODE = shutil.which("node")
 needs_forge = pytest.mark.skipif(
     NODE is None or not FORGE.exists(), reason="node and node_modules/.bin/forge are required (run `make install`)"
 )
+FAILING_TEST = """// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.0;
+contract FailingTest {
+    function test_fails() public pure { require(1 == 2, "deliberately failing"); }
+    function test_passes() public pure {}
+}
+"""
 
 
 def run_forge(env: dict[str, str] | None = None) -> str:
-    """``forge test`` (with ``FOUNDRY_*`` overrides in ``env``); returns its output, asserting success."""
+    """``forge test`` (with ``FOUNDRY_*`` overrides in ``env``); returns its output, asserting success
+    (exit status 0 and no ``[FAIL`` line, so that even the npm wrapper's status could not hide one)."""
     result = subprocess.run(
         [str(FORGE), "test", "--offline", "--use", str(SHIM), "--color", "never"],
         cwd=ROOT,
@@ -69,6 +82,26 @@ def test_bridge_forge_suite_passes() -> None:
     out = run_forge({"FOUNDRY_SRC": "contracts/bridge", "FOUNDRY_TEST": "contracts/bridge/test",
                      "FOUNDRY_OUT": "build/forge/bridge-out", "FOUNDRY_CACHE_PATH": "build/forge/bridge-cache"})
     assert passed(out) >= 38, out[-4000:]
+
+
+@needs_forge
+def test_a_failing_forge_test_fails_the_run(tmp_path: Path) -> None:
+    """A suite with one failing test: forge's exit status is 1 (the binary used here, as
+    ``make forge-test``'s), and :func:`run_forge` fails."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "test").mkdir()
+    (tmp_path / "src" / "Empty.sol").write_text(
+        "// SPDX-License-Identifier: MIT\npragma solidity ^0.8.0;\ncontract E {}\n"
+    )
+    (tmp_path / "test" / "Failing.t.sol").write_text(FAILING_TEST)
+    env = {"FOUNDRY_SRC": str(tmp_path / "src"), "FOUNDRY_TEST": str(tmp_path / "test"),
+           "FOUNDRY_OUT": str(tmp_path / "out"), "FOUNDRY_CACHE_PATH": str(tmp_path / "cache")}  # fmt: skip
+    with pytest.raises(AssertionError, match="deliberately failing"):
+        run_forge(env)
+    if NATIVE:
+        result = subprocess.run([str(FORGE), "test", "--offline", "--use", str(SHIM), "--color", "never"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=600, env={**os.environ, **env})  # fmt: skip
+        assert result.returncode == 1 and "1 failing test" in result.stdout + result.stderr
 
 
 @needs_forge
