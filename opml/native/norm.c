@@ -29,8 +29,10 @@
  * The AVX2 variants (isa >= 1) evaluate the same integers four at a time in float64 lanes, only where
  * every value is an integer below 2^53 (so exact, in any order), with the same estimate-and-correct
  * division whose corrected remainders are checked (any lane outside the one-step range is recomputed
- * by the scalar code); their comments give each step's bound. Return 0, or -1 on arguments outside the
- * bounds (nothing is written then).
+ * by the scalar code); their comments give each step's bound. The AVX-512 variants (norm_avx512: isa 2,
+ * or a later code on a CPU with AVX-512) are the same steps eight lanes at a time, with masked tails and,
+ * for layernorm, the statistics and the requantization in integer lanes. Return 0, or -1 on arguments
+ * outside the bounds (nothing is written then).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -44,7 +46,24 @@
 #define OPML_NORM_X86 1
 #include <immintrin.h>
 #define OPML_AVX2 __attribute__((target("avx2")))
+#define OPML_AVX512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
 #endif
+
+/* Whether instruction-set code isa (qgemm.c OPML_ISA_*) runs the AVX-512 rows: 2 (AVX-512 VNNI, which the
+ * library offers only with AVX-512 F, BW and VL), or a later code on a CPU with AVX-512 F, BW, VL and DQ.
+ * The other codes (1, 3 AVX-VNNI, 4 its EVEX twin, kept for testing that GEMM) run the AVX2 rows. */
+static int norm_avx512(int isa) {
+#ifdef OPML_NORM_X86
+    if (isa == 2) return 1;
+    if (isa > 4) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    }
+#endif
+    (void)isa;
+    return 0;
+}
 
 /* floor(v / 2^s) for 0 <= s <= 62, without relying on >> of negative values. */
 static inline int64_t floor_shift(int64_t v, int s) { return v >= 0 ? v >> s : ~((~v) >> s); }
@@ -215,6 +234,71 @@ OPML_AVX2 static void softmax_avx2(const uint8_t *x, int xsigned, int64_t r0, in
         for (; i < len; i++) yr[i] = softmax_element(table[(uint8_t)(mx - xb[i])], s, inv, zp, lo, hi);
     }
 }
+/* AVX-512 rows (isa: see use_avx512): the AVX2 rows' arithmetic eight lanes at a time, with masks for
+ * the tails instead of scalar loops. The row maximum over 64 bytes per step (tail lanes loaded as the
+ * dtype's minimum, which cannot change it); e_i gathered from the float64 table (VGATHERDPD, tail
+ * lanes masked to 0) into the scratch row ebuf and summed in float64 (exact: every partial sum is an
+ * integer of magnitude <= L tmax < 2^52, in any order); then per eight elements the same steps as the
+ * AVX2 variant: num = 512 e + s (one rounding of an exact integer below 2^52: exact), q = floor(num /
+ * 2s) estimated, rem = num - q 2s exact, lanes with rem outside [-2s, 4s) redone by the scalar code,
+ * one correction step, clip(q + zp, lo, hi), and VPMOVDB of the exact int32 to the output bytes. */
+OPML_AVX512 static void softmax_avx512(const uint8_t *x, int xsigned, int64_t r0, int64_t r1, int64_t len,
+                                       const int64_t *table, int64_t zp, int64_t lo, int64_t hi, uint8_t *y,
+                                       const double *tabd, double *ebuf) {
+    const __m512d zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0), c512 = _mm512_set1_pd(512.0);
+    const __m512d zpv = _mm512_set1_pd((double)zp), lov = _mm512_set1_pd((double)lo), hiv = _mm512_set1_pd((double)hi);
+    const __m512i fill = _mm512_set1_epi8(xsigned ? (char)-128 : 0);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *xb = x + r * len;
+        __m512i m = fill;
+        for (int64_t i = 0; i < len; i += 64) {
+            __mmask64 k = len - i >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (len - i)) - 1);
+            __m512i v = _mm512_mask_loadu_epi8(fill, k, xb + i);
+            m = xsigned ? _mm512_max_epi8(m, v) : _mm512_max_epu8(m, v);
+        }
+        __m256i h2 = xsigned ? _mm256_max_epi8(_mm512_castsi512_si256(m), _mm512_extracti64x4_epi64(m, 1))
+                             : _mm256_max_epu8(_mm512_castsi512_si256(m), _mm512_extracti64x4_epi64(m, 1));
+        __m128i h = xsigned ? _mm_max_epi8(_mm256_castsi256_si128(h2), _mm256_extracti128_si256(h2, 1))
+                            : _mm_max_epu8(_mm256_castsi256_si128(h2), _mm256_extracti128_si256(h2, 1));
+        h = xsigned ? _mm_max_epi8(h, _mm_srli_si128(h, 8)) : _mm_max_epu8(h, _mm_srli_si128(h, 8));
+        h = xsigned ? _mm_max_epi8(h, _mm_srli_si128(h, 4)) : _mm_max_epu8(h, _mm_srli_si128(h, 4));
+        h = xsigned ? _mm_max_epi8(h, _mm_srli_si128(h, 2)) : _mm_max_epu8(h, _mm_srli_si128(h, 2));
+        h = xsigned ? _mm_max_epi8(h, _mm_srli_si128(h, 1)) : _mm_max_epu8(h, _mm_srli_si128(h, 1));
+        uint8_t mx = (uint8_t)_mm_cvtsi128_si32(h);
+        /* d_i = mx - x_i modulo 256 (in [0, 255] for int8 and uint8 alike), as int32 gather indices */
+        const __m128i mxv = _mm_set1_epi8((char)mx);
+        __m512d acc = zero;
+        for (int64_t i = 0; i < len; i += 8) {
+            __mmask8 k = len - i >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (len - i)) - 1);
+            __m128i d = _mm_sub_epi8(mxv, _mm_maskz_loadu_epi8((__mmask16)k, xb + i));
+            __m512d e = _mm512_mask_i32gather_pd(zero, k, _mm256_cvtepu8_epi32(d), tabd, 8);
+            _mm512_mask_storeu_pd(ebuf + i, k, e);
+            acc = _mm512_add_pd(acc, e);
+        }
+        int64_t s = (int64_t)_mm512_reduce_add_pd(acc); /* an exact integer */
+        s = s < 1 ? 1 : s;
+        double inv = 1.0 / (double)(2 * s);
+        const __m512d sv = _mm512_set1_pd((double)s), denv = _mm512_set1_pd((double)(2 * s)), invv = _mm512_set1_pd(inv);
+        const __m512d negden = _mm512_set1_pd(-(double)(2 * s)), den2 = _mm512_set1_pd(4.0 * (double)s);
+        uint8_t *yr = y + r * len;
+        for (int64_t i = 0; i < len; i += 8) {
+            __mmask8 k = len - i >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (len - i)) - 1);
+            __m512d num = _mm512_fmadd_pd(_mm512_maskz_loadu_pd(k, ebuf + i), c512, sv);
+            __m512d q = _mm512_roundscale_pd(_mm512_mul_pd(num, invv), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+            __m512d rem = _mm512_fnmadd_pd(q, denv, num);
+            __mmask8 bad = k & (_mm512_cmp_pd_mask(rem, negden, _CMP_LT_OQ) | _mm512_cmp_pd_mask(rem, den2, _CMP_GE_OQ));
+            if (bad) {
+                for (int64_t j = i; j < i + 8 && j < len; j++)
+                    yr[j] = softmax_element(table[(uint8_t)(mx - xb[j])], s, inv, zp, lo, hi);
+                continue;
+            }
+            q = _mm512_mask_add_pd(q, _mm512_cmp_pd_mask(rem, denv, _CMP_GE_OQ), q, one);
+            q = _mm512_mask_sub_pd(q, _mm512_cmp_pd_mask(rem, zero, _CMP_LT_OQ), q, one);
+            q = _mm512_min_pd(_mm512_max_pd(_mm512_add_pd(q, zpv), lov), hiv);
+            _mm_mask_storeu_epi8(yr + i, (__mmask16)k, _mm256_cvtepi32_epi8(_mm512_cvttpd_epi32(q)));
+        }
+    }
+}
 #endif
 
 /* Rows [r0, r1) of y (bytes of the int8/uint8 output, [rows, len]) = softmax of x (bytes of int8 when
@@ -235,7 +319,10 @@ int opml_softmax(const uint8_t *x, int xsigned, int64_t r0, int64_t r1, int64_t 
         double *buf = (double *)malloc((size_t)(256 + len) * sizeof(double));
         if (buf) {
             for (int i = 0; i < 256; i++) buf[i] = (double)table[i];
-            softmax_avx2(x, xsigned, r0, r1, len, table, zp, lo, hi, y, buf, buf + 256);
+            if (norm_avx512(isa))
+                softmax_avx512(x, xsigned, r0, r1, len, table, zp, lo, hi, y, buf, buf + 256);
+            else
+                softmax_avx2(x, xsigned, r0, r1, len, table, zp, lo, hi, y, buf, buf + 256);
             free(buf);
             return 0;
         }
@@ -444,6 +531,72 @@ OPML_AVX2 static void ln_rows_avx2(const ln_params *p, int64_t r0, int64_t r1, c
     else
         ln_rows_avx2_body(p, r0, r1, gd, bd, 0);
 }
+/* Sixteen inputs (k: the lanes in the row) widened to int32, other lanes 0. */
+OPML_AVX512 static inline __m512i ln_load16_avx512(const ln_params *p, int64_t at, __mmask16 k) {
+    if (p->kind == 0) return _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, (const int8_t *)p->x + at));
+    if (p->kind == 1) return _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, (const uint8_t *)p->x + at));
+    return _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(k, (const int16_t *)p->x + at));
+}
+
+/* AVX-512 rows. The statistics in integer lanes: S and Q summed in int64 lanes (x^2 <= 2^30 fits the
+ * int32 product), so they equal ln_stats' sums exactly; the same den. Then eight elements at a time the
+ * AVX2 rows' float64 steps (exact under the same caller check, max|num| max|gamma| + max|beta| < 2^53;
+ * the fused multiply-adds round once a result that is an exact integer below 2^53, so they are exact
+ * too), lanes with the remainder outside [-den, 2 den) redone by the scalar code, and the requantization
+ * in int64 lanes: a = clip_int32(q gamma + beta) exact, a mult + 2^(s-1) (|.| < 2^63: the header's
+ * bounds), VPSRAQ (the arithmetic shift: floor division by 2^s), + zp, clamp to [qmin, qmax], and
+ * VPMOVQB to bytes. Tails by masks. */
+OPML_AVX512 static void ln_rows_avx512(const ln_params *p, int64_t r0, int64_t r1, const double *gd, const double *bd) {
+    int64_t n = p->n;
+    const __m512d zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0);
+    const __m512d i32lo = _mm512_set1_pd(-2147483648.0), i32hi = _mm512_set1_pd(2147483647.0);
+    const __m512d nscale = _mm512_set1_pd((double)(n * p->scale));
+    const __m512i multv = _mm512_set1_epi64(p->mult), rndv = _mm512_set1_epi64(p->rnd);
+    const __m512i zpv = _mm512_set1_epi64(p->zp), qminv = _mm512_set1_epi64(p->qmin);
+    const __m512i qmaxv = _mm512_set1_epi64(p->qmax);
+    const __m128i shiftv = _mm_cvtsi32_si128(p->shift);
+    for (int64_t r = r0; r < r1; r++) {
+        __m512i sacc = _mm512_setzero_si512(), qacc = _mm512_setzero_si512();
+        for (int64_t c = 0; c < n; c += 16) {
+            __mmask16 k = n - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - c)) - 1);
+            __m512i v = ln_load16_avx512(p, r * n + c, k);
+            __m512i sq = _mm512_mullo_epi32(v, v);
+            sacc = _mm512_add_epi64(sacc, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(v)));
+            sacc = _mm512_add_epi64(sacc, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(v, 1)));
+            qacc = _mm512_add_epi64(qacc, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(sq)));
+            qacc = _mm512_add_epi64(qacc, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(sq, 1)));
+        }
+        int64_t S = _mm512_reduce_add_epi64(sacc), Q = _mm512_reduce_add_epi64(qacc);
+        int64_t t = n * Q - S * S;
+        int64_t den = isqrt64(t * ((int64_t)1 << (2 * p->g)) + p->eps);
+        den = den < 1 ? 1 : den;
+        double inv = 1.0 / (double)den;
+        const __m512d invv = _mm512_set1_pd(inv), denv = _mm512_set1_pd((double)den);
+        const __m512d negden = _mm512_set1_pd(-(double)den), den2 = _mm512_set1_pd(2.0 * (double)den);
+        const __m512d offv = _mm512_set1_pd((double)((den >> 1) - S * p->scale));
+        uint8_t *yr = p->y + r * n;
+        for (int64_t c = 0; c < n; c += 8) {
+            __mmask8 k = n - c >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (n - c)) - 1);
+            __m512d xv = _mm512_cvtepi32_pd(_mm512_castsi512_si256(ln_load16_avx512(p, r * n + c, k)));
+            __m512d num = _mm512_fmadd_pd(xv, nscale, offv);
+            __m512d q = _mm512_roundscale_pd(_mm512_mul_pd(num, invv), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+            __m512d rem = _mm512_fnmadd_pd(q, denv, num);
+            __mmask8 bad = k & (_mm512_cmp_pd_mask(rem, negden, _CMP_LT_OQ) | _mm512_cmp_pd_mask(rem, den2, _CMP_GE_OQ));
+            if (bad) {
+                for (int64_t j = c; j < c + 8 && j < n; j++) yr[j] = ln_element(p, ln_load(p, r * n + j), j, S, den, inv);
+                continue;
+            }
+            q = _mm512_mask_add_pd(q, _mm512_cmp_pd_mask(rem, denv, _CMP_GE_OQ), q, one);
+            q = _mm512_mask_sub_pd(q, _mm512_cmp_pd_mask(rem, zero, _CMP_LT_OQ), q, one);
+            __m512d acc = _mm512_fmadd_pd(q, _mm512_maskz_loadu_pd(k, gd + c), _mm512_maskz_loadu_pd(k, bd + c));
+            acc = _mm512_min_pd(_mm512_max_pd(acc, i32lo), i32hi);
+            __m512i a = _mm512_cvtepi32_epi64(_mm512_cvttpd_epi32(acc));
+            __m512i o = _mm512_sra_epi64(_mm512_add_epi64(_mm512_mul_epi32(a, multv), rndv), shiftv);
+            o = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(o, zpv), qminv), qmaxv);
+            _mm_mask_storeu_epi8(yr + c, (__mmask16)k, _mm512_cvtepi64_epi8(o));
+        }
+    }
+}
 #endif
 
 /* Rows [r0, r1) of y (output bytes, [rows, n]) = layernorm of x over its last axis (n values).
@@ -479,7 +632,10 @@ int opml_layernorm(const void *x, int xkind, int64_t xmax, int64_t r0, int64_t r
                 gd[i] = (double)gamma[i];
                 gd[n + i] = (double)beta[i];
             }
-            ln_rows_avx2(&p, r0, r1, gd, gd + n);
+            if (norm_avx512(isa))
+                ln_rows_avx512(&p, r0, r1, gd, gd + n);
+            else
+                ln_rows_avx2(&p, r0, r1, gd, gd + n);
             free(gd);
             return 0;
         }

@@ -8,6 +8,10 @@
  *
  * The modulo form covers same-shape operands (na = nb = n) and one operand repeated over the leading
  * dimensions of the other (numpy broadcasting of a trailing-dims operand: na or nb divides n).
+ * Variants by instruction set (the isa argument, as in qgemm.c): portable C; AVX2 (VPSHUFB rows, index
+ * pairs formed 16 at a time); AVX-512 (isa 2 or a later code with AVX-512: the 256-entry lookup by
+ * VPERMI2B when the CPU also has AVX-512 VBMI, the pair lookup by VPGATHERDD). All gather the same
+ * table entries, so every variant writes the same bytes (tests/opml/test_native_avx512_ops.py).
  * Return 0, or -1 on bad arguments (nothing is written then).
  */
 #include <stdint.h>
@@ -46,12 +50,56 @@ __attribute__((target("avx2"))) static void lut8_avx2(const uint8_t *table, cons
     }
     lut8_generic(table, x + i, y + i, n - i);
 }
+
+/* Whether the CPU has AVX-512 VBMI (VPERMI2B) with BW (masks on bytes): checked once per call, cheap. */
+static int pw_have_vbmi(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vbmi");
+}
+
+/* 64 lookups per step with AVX-512 VBMI: VPERMI2B looks each byte's low 7 bits up in a 128-byte table
+ * held in two registers, one for table[0:128] and one for table[128:256]; the byte's top bit (VPMOVB2M)
+ * picks which result it takes, so the output is table[x] exactly. The tail by masks. */
+__attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void lut8_vbmi(const uint8_t *table,
+                                                                           const uint8_t *x, uint8_t *y,
+                                                                           int64_t n) {
+    const __m512i t0 = _mm512_loadu_si512(table), t1 = _mm512_loadu_si512(table + 64);
+    const __m512i t2 = _mm512_loadu_si512(table + 128), t3 = _mm512_loadu_si512(table + 192);
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m512i v = _mm512_loadu_si512(x + i);
+        __m512i lo = _mm512_permutex2var_epi8(t0, v, t1), hi = _mm512_permutex2var_epi8(t2, v, t3);
+        _mm512_storeu_si512(y + i, _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi));
+    }
+    if (i < n) {
+        __mmask64 k = ((__mmask64)1 << (n - i)) - 1;
+        __m512i v = _mm512_maskz_loadu_epi8(k, x + i);
+        __m512i lo = _mm512_permutex2var_epi8(t0, v, t1), hi = _mm512_permutex2var_epi8(t2, v, t3);
+        _mm512_mask_storeu_epi8(y + i, k, _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi));
+    }
+}
+
+/* Whether instruction-set code isa (qgemm.c OPML_ISA_*) may use AVX-512 here: 2 (AVX-512 VNNI, offered
+ * only with AVX-512 F, BW, VL), or a later code on a CPU with AVX-512 F, BW and VL; 1 (AVX2), 3 and 4
+ * keep the AVX2 loops. */
+static int pw_avx512(int isa) {
+    if (isa == 2) return 1;
+    if (isa < 5) return 0;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+}
 #endif
 
 /* y[i0:i1] = table[x[i0:i1]] (table: 256 bytes). */
 int opml_lut8(const uint8_t *table, const uint8_t *x, uint8_t *y, int64_t i0, int64_t i1, int isa) {
     if (i0 < 0 || i1 < i0) return -1;
 #ifdef OPML_PW_X86
+    if (pw_avx512(isa) && pw_have_vbmi()) {
+        lut8_vbmi(table, x + i0, y + i0, i1 - i0);
+        return 0;
+    }
     if (isa >= 1) { /* AVX2, or a VNNI set (which implies it) */
         lut8_avx2(table, x + i0, y + i0, i1 - i0);
         return 0;
@@ -84,6 +132,30 @@ __attribute__((target("avx2"))) static void pair_run_avx2(const uint8_t *table, 
 }
 #endif
 
+#ifdef OPML_PW_X86
+/* 16 lookups per step with AVX-512 gathers: the index b | a << 8 of each byte pair widened to int32,
+ * VPGATHERDD of the four bytes at table + index (scale 1) for the lanes whose four bytes lie inside the
+ * table (index <= 65532), the low byte of each (VPMOVDB) stored; the rare lanes with a larger index (the
+ * table's last three entries) are looked up one by one. */
+__attribute__((target("avx2,avx512f,avx512bw,avx512vl"))) static void pair_run_avx512(
+    const uint8_t *table, const uint8_t *a, const uint8_t *b, uint8_t *y, int64_t len) {
+    const __m512i limit = _mm512_set1_epi32(65532);
+    int64_t i = 0;
+    for (; i + 16 <= len; i += 16) {
+        __m512i ia = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(a + i)));
+        __m512i ib = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(b + i)));
+        __m512i ix = _mm512_or_si512(_mm512_slli_epi32(ia, 8), ib);
+        __mmask16 in = _mm512_cmple_epi32_mask(ix, limit);
+        __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), in, ix, table, 1);
+        _mm_storeu_si128((__m128i *)(y + i), _mm512_cvtepi32_epi8(v));
+        if (in != 0xffff)
+            for (int k = 0; k < 16; k++)
+                if (!(in >> k & 1)) y[i + k] = table[((unsigned)a[i + k] << 8) | b[i + k]];
+    }
+    pair_run(table, a + i, b + i, y + i, len - i);
+}
+#endif
+
 /* y[i] = table[(a[i mod na] << 8) | b[i mod nb]] for i in [i0, i1) (table: 65536 bytes). */
 int opml_pair_lut8(const uint8_t *table, const uint8_t *a, int64_t na, const uint8_t *b, int64_t nb, uint8_t *y,
                    int64_t i0, int64_t i1, int isa) {
@@ -98,7 +170,9 @@ int opml_pair_lut8(const uint8_t *table, const uint8_t *a, int64_t na, const uin
         len = na - ia < len ? na - ia : len;
         len = nb - ib < len ? nb - ib : len;
 #ifdef OPML_PW_X86
-        if (isa >= 1)
+        if (pw_avx512(isa))
+            pair_run_avx512(table, a + ia, b + ib, y + i, len);
+        else if (isa >= 1)
             pair_run_avx2(table, a + ia, b + ib, y + i, len);
         else
 #endif
