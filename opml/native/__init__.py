@@ -10,10 +10,11 @@ Environment (read at import):
 
 * ``OPML_NATIVE=0`` disables the library (the numpy path runs);
 * ``OPML_NATIVE_ISA`` forces an instruction set: ``generic`` (portable C), ``avx2``, ``avx512vnni`` (AVX-512
-  F/BW/VL/VNNI), ``avxvnni`` (AVX-VNNI, 256-bit) or ``avxvnni-evex`` (the AVX-VNNI kernel in EVEX encoding, for
-  testing it on AVX-512 VNNI CPUs); unset or ``auto`` picks the best the CPU runs
-  (avx512vnni, then avxvnni, then avx2, then generic). Importing this module raises
-  :class:`opml.errors.NativeIsaError` for an unknown name or a set the CPU lacks: a forced choice is never
+  F/BW/VL/VNNI), ``avxvnni`` (AVX-VNNI, 256-bit), ``avxvnni-evex`` (the AVX-VNNI kernel in EVEX encoding, for
+  testing it on AVX-512 VNNI CPUs) or ``amx`` (AMX-INT8 tiles for 8-bit weights, AVX-512 VNNI for the rest;
+  needs Linux's permission for the tile state, requested once when the library loads); unset or ``auto``
+  picks the best the CPU runs (amx, then avx512vnni, then avxvnni, then avx2, then generic). Importing this
+  module raises :class:`opml.errors.NativeIsaError` for an unknown name or a set the CPU lacks: a forced choice is never
   silently replaced. All give the same bytes (tests/opml/test_native*.py, tests/opml/test_determinism.py);
 * ``OPML_SPIN_US`` (default 200): how long the thread pool's idle workers spin before sleeping. Longer
   keeps them awake across the short non-GEMM kernels between two GEMMs (lower latency with
@@ -62,6 +63,10 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     lib.opml_qgemm_pack_u8s8.argtypes = [_ptr, _i64, _i64, _ptr, _ptr]
     lib.opml_qgemm_has_avx2.restype = _int
     try:
+        lib.opml_native_amx_status.restype = _int
+    except AttributeError:  # a library built before the AMX kernel
+        pass
+    try:
         lib.opml_native_isa_mask.restype = _int
     except AttributeError:  # a library built before the VNNI kernels: generic and AVX2 only
         pass
@@ -85,12 +90,19 @@ _LIB, _STATUS = _load()
 # The library's instruction-set codes (qgemm.c OPML_ISA_*), by name; every code above 0 implies AVX2.
 # "avxvnni-evex" is the AVX-VNNI kernel's code compiled to EVEX (AVX-512 VL + VNNI): never chosen by
 # default, it lets a CPU with AVX-512 VNNI but no AVX-VNNI test that kernel's logic.
-ISAS = ("generic", "avx2", "avx512vnni", "avxvnni", "avxvnni-evex")
-VNNI_ISAS = frozenset({"avx512vnni", "avxvnni", "avxvnni-evex"})
-_PREFERENCE = ("avx512vnni", "avxvnni", "avx2", "generic")
+# "amx" runs the uint8 x int8 GEMM on AMX-INT8 tiles (TDPBUSD) where the shape pays, and the AVX-512 VNNI
+# kernels for everything else (it implies avx512vnni).
+ISAS = ("generic", "avx2", "avx512vnni", "avxvnni", "avxvnni-evex", "amx")
+VNNI_ISAS = frozenset({"avx512vnni", "avxvnni", "avxvnni-evex", "amx"})
+_PREFERENCE = ("amx", "avx512vnni", "avxvnni", "avx2", "generic")
 # What each set needs, as /proc/cpuinfo names the flags (for messages and test skip reasons).
 CPU_FLAGS = {"generic": "no flag", "avx2": "avx2", "avx512vnni": "avx512_vnni (with avx512f, avx512bw, avx512vl)",
-             "avxvnni": "avx_vnni", "avxvnni-evex": "avx512_vnni (with avx512f, avx512vl)"}
+             "avxvnni": "avx_vnni", "avxvnni-evex": "avx512_vnni (with avx512f, avx512vl)",
+             "amx": "amx_int8 and amx_tile (with avx512_vnni, avx512f, avx512bw, avx512vl)"}
+# Why the library does not offer AMX (opml_native_amx_status in qgemm.c), by its code.
+AMX_STATUS = {0: "usable", 1: "not built in (compiler older than GCC 11 / clang 12, or not 64-bit Linux)",
+              2: f"this CPU lacks {CPU_FLAGS['amx']}", 3: "the OS does not enable the AMX tile state (XCR0)",
+              4: "Linux refused the AMX tile-state permission (arch_prctl ARCH_REQ_XCOMP_PERM)"}
 
 
 def _cpu_mask() -> int:
@@ -102,6 +114,15 @@ def _cpu_mask() -> int:
 
 
 _CPU_ISAS = tuple(name for code, name in enumerate(ISAS) if _cpu_mask() >> code & 1)
+
+
+def amx_status() -> str:
+    """Whether the library offers ``amx`` here and, if not, why (see :data:`AMX_STATUS`)."""
+    if _LIB is None:
+        return f"native kernels {_STATUS}"
+    if not hasattr(_LIB, "opml_native_amx_status"):
+        return AMX_STATUS[1]
+    return AMX_STATUS.get(int(_LIB.opml_native_amx_status()), "unknown")
 
 
 def _choose_isa() -> int:
@@ -120,7 +141,8 @@ def isa_code(name: str) -> int:
         raise NativeIsaError(f"OPML_NATIVE_ISA={name!r} is not an instruction set of opml's native kernels: use "
                              f"auto or one of {', '.join(ISAS)}")
     if name not in _CPU_ISAS:
-        raise NativeIsaError(f"OPML_NATIVE_ISA={name}: this CPU lacks {CPU_FLAGS[name]} (it runs "
+        lacks = amx_status() if name == "amx" and _LIB is not None else f"this CPU lacks {CPU_FLAGS[name]}"
+        raise NativeIsaError(f"OPML_NATIVE_ISA={name}: {lacks} (it runs "
                              f"{', '.join(_CPU_ISAS) or 'no native kernels'}); unset OPML_NATIVE_ISA or pick one "
                              "of those")
     return ISAS.index(name)
@@ -142,8 +164,8 @@ def library() -> ctypes.CDLL | None:
 
 def isa() -> int:
     """The instruction-set code every native kernel uses (an index of :data:`ISAS`: 0 portable C, 1 AVX2,
-    2 AVX-512 VNNI, 3 AVX-VNNI, 4 AVX-VNNI's kernel in EVEX; the non-GEMM kernels use their AVX2 versions for
-    every code >= 1)."""
+    2 AVX-512 VNNI, 3 AVX-VNNI, 4 AVX-VNNI's kernel in EVEX, 5 AMX-INT8 with AVX-512 VNNI; the non-GEMM kernels
+    use their AVX2 versions for every code >= 1)."""
     return _ISA
 
 

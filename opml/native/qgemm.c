@@ -9,7 +9,8 @@
  * AVX-512 (VPDPWSSD) and portable kernels give the same bits by construction (integer addition is
  * associative). int8 weights also have a uint8 x int8 byte layout with VPMADDUBSW (|w| <= 64) and VNNI
  * (VPDPBUSD, any int8 w) kernels: see "uint8 x int8 kernels" below. Every SIMD kernel is compiled with a
- * per-function target attribute and chosen at run time (opml_native_isa_mask, the isa argument).
+ * per-function target attribute and chosen at run time (opml_native_isa_mask, the isa argument). On CPUs with
+ * AMX-INT8 the uint8 x int8 kernel also runs on the tile unit (TDPBUSD): see "AMX-INT8" below.
  *
  * The epilogue is one formula for both outputs, with per-column constants prepared in Python
  * (opml.native.epilogue, which proves each rewrite; see its docstring):
@@ -24,6 +25,7 @@
  * k, k+1 of w, the 16 columns' (w[k, c], w[k+1, c]) int16 pairs, so one VPMADDWD of a broadcast
  * (x[m, k], x[m, k+1]) pair against 8 columns adds two products per int32 lane.
  */
+#define _GNU_SOURCE /* syscall(): the Linux permission request for the AMX tile state */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +39,15 @@
 #if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11)
 #define OPML_AVXVNNI 1
 #endif
+/* AMX (64-bit Linux only: the tile state needs the kernel's permission, arch_prctl): GCC 11 / clang 12 have
+ * the intrinsics; an older compiler, or another OS, builds without it and never offers the set */
+#if defined(__x86_64__) && defined(__linux__) &&                                                              \
+    ((defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
+#define OPML_AMX 1
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #endif
 
 /* Instruction sets (the `isa` argument of every native kernel; each code above 0 implies AVX2): the GEMMs
@@ -46,12 +57,17 @@
 #define OPML_ISA_AVX512VNNI 2 /* AVX-512 F + BW + VL + VNNI (VPDPBUSD on 512-bit registers) */
 #define OPML_ISA_AVXVNNI 3    /* AVX-VNNI (the VEX-encoded VPDPBUSD on 256-bit registers) */
 #define OPML_ISA_AVXVNNI_EVEX 4 /* the AVX-VNNI kernel's code in EVEX encoding (AVX-512 VL + VNNI), for tests */
-#define OPML_ISA_MAX 4
+#define OPML_ISA_AMX 5 /* AMX-INT8 tiles for the uint8 x int8 GEMM; implies AVX512VNNI, whose code runs the rest */
+#define OPML_ISA_MAX 5
+
+/* 1 for the sets whose kernels (other than the AMX tile) are the AVX-512 ones */
+static int is512(int isa) { return isa == OPML_ISA_AVX512VNNI || isa == OPML_ISA_AMX; }
 
 #define NR 16 /* columns per panel */
 #define MR 6  /* rows per micro-tile (portable and AVX2 int16-pair tiles) */
 #define MRW 8 /* rows per micro-tile of the AVX-512 int16-pair tile (with two panels: 16 of the 32 registers) */
 #define MRMAX 8
+#define ACC_ROWS 32 /* rows of the tile buffer: MRMAX, or a 32-row AMX block */
 #define OPML_QGEMM_MAX_K 32768
 
 int64_t opml_qgemm_max_k(void) { return OPML_QGEMM_MAX_K; }
@@ -263,6 +279,47 @@ int opml_qgemm_has_avx2(void) {
 #endif
 }
 
+/* Why AMX is or is not offered: 0 usable; 1 the library was built without it (compiler, OS); 2 the CPU
+ * lacks amx_tile / amx_int8 (CPUID leaf 7 EDX bits 24, 25) or the AVX-512 VNNI set it builds on; 3 the OS
+ * does not enable the tile state in XCR0 (bits 17 XTILECFG, 18 XTILEDATA); 4 Linux refused the permission
+ * (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, e.g. an old kernel or a too small sigaltstack in
+ * some thread). Probed once per process (the request is process-wide and idempotent; concurrent first calls
+ * make the same request). */
+#define ARCH_GET_XCOMP_PERM_ 0x1022
+#define ARCH_REQ_XCOMP_PERM_ 0x1023
+#define XFEATURE_XTILEDATA_ 18
+static int amx_probe(void);
+int opml_native_amx_status(void) {
+    static int state = -1;
+    int s = __atomic_load_n(&state, __ATOMIC_ACQUIRE);
+    if (s < 0) {
+        s = amx_probe();
+        __atomic_store_n(&state, s, __ATOMIC_RELEASE);
+    }
+    return s;
+}
+
+static int amx_probe(void) {
+#ifdef OPML_AMX
+    unsigned a, b, c, d;
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+        !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512vnni"))
+        return 2;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d >> 24 & 1) || !(d >> 25 & 1)) return 2;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c >> 27 & 1)) return 3; /* OSXSAVE: XGETBV is available */
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo >> 17 & 3) != 3) return 3;
+    if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM_, XFEATURE_XTILEDATA_) != 0) return 4;
+    unsigned long perm = 0;
+    if (syscall(SYS_arch_prctl, ARCH_GET_XCOMP_PERM_, &perm) != 0 || !(perm >> XFEATURE_XTILEDATA_ & 1)) return 4;
+    return 0;
+#else
+    return 1;
+#endif
+}
+
 /* The instruction sets this CPU can run, as a bit mask (bit i: OPML_ISA code i). CPUID through libgcc's
  * __builtin_cpu_supports, which also requires the OS to save the registers' state (XGETBV: YMM for AVX2
  * and AVX-VNNI, ZMM and opmask state for AVX-512). The VNNI sets are only offered together with AVX2,
@@ -282,6 +339,7 @@ int opml_native_isa_mask(void) {
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
         __builtin_cpu_supports("avx512vnni"))
         mask |= 1 << OPML_ISA_AVXVNNI_EVEX;
+    if (opml_native_amx_status() == 0) mask |= 1 << OPML_ISA_AMX;
 #endif
     return mask;
 }
@@ -452,7 +510,7 @@ static void finish_tile(const struct epilogue *e, int64_t ec0, int uniform, cons
             const int32_t *row = acc + r * stride + b;
             char *dst = y0 + r * row_bytes + b * osize;
 #ifdef OPML_X86
-            if (isa == OPML_ISA_AVX512VNNI) {
+            if (is512(isa)) {
                 epilogue_avx512(e, ec, row, dst, bc);
                 continue;
             }
@@ -468,15 +526,15 @@ static void finish_tile(const struct epilogue *e, int64_t ec0, int uniform, cons
 }
 
 /* Rows per tile and panels per tile (where two remain) of the int16-pair kernels for an instruction set. */
-static int64_t pair_rows(int isa) { return isa == OPML_ISA_AVX512VNNI ? MRW : MR; }
-static int pair_panels(int isa, int64_t cols_left) { return isa == OPML_ISA_AVX512VNNI && cols_left > NR ? 2 : 1; }
+static int64_t pair_rows(int isa) { return is512(isa) ? MRW : MR; }
+static int pair_panels(int isa, int64_t cols_left) { return is512(isa) && cols_left > NR ? 2 : 1; }
 
 /* One int16-pair tile: rows [0, rows) of xs times `panels` panels (the second at panel + panel_size); the AVX2
  * tile also prefetches its share (phase of tiles) of the panel at pf (or NULL). */
 static void pair_tile(const int16_t *xs, const int16_t *panel, int64_t panel_size, int64_t kp, int32_t (*acc)[2 * NR],
                       int64_t rows, int panels, int isa, const int16_t *pf, int64_t tiles, int64_t phase) {
 #ifdef OPML_X86
-    if (isa == OPML_ISA_AVX512VNNI)
+    if (is512(isa))
         tile_w512(xs, panel, panel + panel_size, kp, acc, rows, panels);
     else if (isa >= OPML_ISA_AVX2)
         tile_avx2(xs, panel, kp, acc, rows, pf, tiles, phase);
@@ -865,6 +923,107 @@ OPML_VY_TILE(tile_vy_evex, __attribute__((target("avx2,avx512f,avx512vl,avx512vn
 #undef OPML_VY_TILE
 #endif
 
+/* ---- AMX-INT8 (isa amx) ----
+ *
+ * The packed panels above are already the B operand of TDPBUSD: a tile of 16 rows x 64 bytes whose row q
+ * holds, for each of the 16 columns, the four weight bytes of group q (w[4q .. 4q+3, c]); 16 consecutive
+ * groups of a panel are one B tile (1 KiB, row stride 64). The A operand is 16 rows of the uint8 row
+ * buffer (64 bytes = 16 groups of K each, row stride KQ * kq), and C is 16 rows x 16 int32 columns.
+ * TDPBUSD adds, to each int32 C element, the four products of unsigned A bytes and signed B bytes of each
+ * of the 16 groups, in int32 without saturation: the same operation as VPDPBUSD with the same bounds
+ * (every partial sum of sum (x + 128) w is within 32768 * 255 * 128 < 2^31 for K <= 32768; the corrected
+ * sum within 2^29), so the result is exact and equal to every other kernel's, bit for bit.
+ *
+ * A block is up to 2 x 2 tiles (32 rows x 32 columns: C in tmm0-3, A in tmm4-5, B in tmm6-7), each tile
+ * 16 x 64 bytes (one configuration per call: LDTILECFG at the start, TILERELEASE at the end, so the state
+ * is not carried to other code of the thread). Groups past the last multiple of 16 (K mod 64) are added to
+ * the stored C tile with AVX-512 VPDPBUSD (the tail); row blocks of fewer than AMX_MIN_ROWS rows (the
+ * last block, and batch-1 GEMMs) run the AVX-512 VNNI tile instead, which is faster there (a 16-row A
+ * tile of mostly padding rows costs the same as a full one). The epilogue is the AVX-512 one. */
+#ifdef OPML_AMX
+#define AMX_ROWS 16   /* rows of an A / C tile */
+#define AMX_GROUPS 16 /* groups of 4 K per A tile row (64 bytes), rows of a B tile */
+#define AMX_MIN_ROWS 8
+#define OPML_TARGET_AMX __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vnni")))
+
+struct amx_config { /* LDTILECFG's 64-byte memory operand (palette 1) */
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16]; /* bytes per row of tmm0..7 (8..15 reserved) */
+    uint8_t rows[16];
+};
+
+OPML_TARGET_AMX static void amx_begin(void) {
+    struct amx_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = AMX_ROWS;
+    }
+    __asm__ volatile("" : : "m"(cfg) : "memory"); /* the whole struct is written before LDTILECFG reads it */
+    _tile_loadconfig(&cfg);
+}
+
+OPML_TARGET_AMX static void amx_end(void) { _tile_release(); }
+
+/* acc (row stride 2 * NR int32) = mt (1, 2) x 16 rows of xs (row stride lda bytes) times nt (1, 2) panels,
+ * groups [0, kq16) (a multiple of 16); the tile numbers are literals, so mt and nt are constants here. */
+OPML_TARGET_AMX __attribute__((always_inline)) static inline void amx_block_mn(const uint8_t *xs, int64_t lda,
+                                                                               const int8_t *p0, const int8_t *p1,
+                                                                               int64_t kq16, int32_t *acc,
+                                                                               const int mt, const int nt) {
+    const int64_t bstride = KQ * NR, cstride = 2 * NR * (int64_t)sizeof(int32_t);
+    __asm__ volatile("" : : : "memory"); /* xs is written before the (asm) tile loads read it */
+    _tile_zero(0);
+    if (nt == 2) _tile_zero(1);
+    if (mt == 2) _tile_zero(2);
+    if (mt == 2 && nt == 2) _tile_zero(3);
+    for (int64_t q = 0; q < kq16; q += AMX_GROUPS) {
+        _tile_loadd(4, xs + q * KQ, lda);
+        _tile_loadd(6, p0 + q * KQ * NR, bstride);
+        if (mt == 2) _tile_loadd(5, xs + AMX_ROWS * lda + q * KQ, lda);
+        if (nt == 2) _tile_loadd(7, p1 + q * KQ * NR, bstride);
+        _tile_dpbusd(0, 4, 6);
+        if (nt == 2) _tile_dpbusd(1, 4, 7);
+        if (mt == 2) _tile_dpbusd(2, 5, 6);
+        if (mt == 2 && nt == 2) _tile_dpbusd(3, 5, 7);
+    }
+    _tile_stored(0, acc, cstride);
+    if (nt == 2) _tile_stored(1, acc + NR, cstride);
+    if (mt == 2) _tile_stored(2, acc + AMX_ROWS * 2 * NR, cstride);
+    if (mt == 2 && nt == 2) _tile_stored(3, acc + AMX_ROWS * 2 * NR + NR, cstride);
+    __asm__ volatile("" : : : "memory"); /* acc is read after the (asm) stores */
+}
+
+OPML_TARGET_AMX static void amx_block(const uint8_t *xs, int64_t lda, const int8_t *p0, const int8_t *p1,
+                                      int64_t kq16, int32_t *acc, int mt, int nt) {
+    if (mt == 2 && nt == 2)
+        amx_block_mn(xs, lda, p0, p1, kq16, acc, 2, 2);
+    else if (mt == 2)
+        amx_block_mn(xs, lda, p0, p1, kq16, acc, 2, 1);
+    else if (nt == 2)
+        amx_block_mn(xs, lda, p0, p1, kq16, acc, 1, 2);
+    else
+        amx_block_mn(xs, lda, p0, p1, kq16, acc, 1, 1);
+}
+
+/* The tail: acc rows [0, rows) += groups [q0, kq) of xs times nt panels (AVX-512 VPDPBUSD, exact as above). */
+OPML_TARGET_V512 static void amx_tail(const uint8_t *xs, int64_t lda, const int8_t *p0, const int8_t *p1, int64_t q0,
+                                      int64_t kq, int32_t (*acc)[2 * NR], int64_t rows, int nt) {
+    for (int64_t r = 0; r < rows; r++) {
+        const int32_t *xr = (const int32_t *)(xs + r * lda);
+        __m512i c0 = _mm512_loadu_si512((const void *)acc[r]), c1 = _mm512_loadu_si512((const void *)(acc[r] + NR));
+        for (int64_t q = q0; q < kq; q++) {
+            __m512i b = _mm512_set1_epi32(xr[q]);
+            c0 = _mm512_dpbusd_epi32(c0, b, _mm512_loadu_si512((const void *)(p0 + q * KQ * NR)));
+            if (nt == 2) c1 = _mm512_dpbusd_epi32(c1, b, _mm512_loadu_si512((const void *)(p1 + q * KQ * NR)));
+        }
+        _mm512_storeu_si512((void *)acc[r], c0);
+        if (nt == 2) _mm512_storeu_si512((void *)(acc[r] + NR), c1);
+    }
+}
+#endif
+
 /* Rows per tile of the u8 x s8 kernel for an instruction set. */
 static int64_t u8s8_rows(int isa) {
     return isa == OPML_ISA_AVX512VNNI ? MRV : (isa == OPML_ISA_AVXVNNI || isa == OPML_ISA_AVXVNNI_EVEX ? MRY : MR4);
@@ -880,44 +1039,74 @@ static int qgemm_u8s8(const void *x, int xsigned, int64_t m, int64_t k, const in
     isa = 0;
 #endif
     int64_t osize = (int64_t)out_size(e);
-    int64_t kq = kquads_of(k), mr = u8s8_rows(isa);
-    int64_t chunk = (192 * 1024) / (KQ * (kq ? kq : 1)) / mr * mr;
-    if (chunk < mr) chunk = mr;
-    if (chunk > (m + mr - 1) / mr * mr) chunk = (m + mr - 1) / mr * mr;
-    uint8_t *xs = (uint8_t *)malloc((size_t)((chunk ? chunk : mr) * KQ * (kq ? kq : 1)));
+    int64_t kq = kquads_of(k);
+    /* AMX: 32-row blocks of 16-row tiles (padded with zero rows) where K has at least one 64-byte step;
+     * the AVX-512 VNNI tile for everything else (isa amx implies avx512vnni) */
+    int amx = 0;
+    if (isa == OPML_ISA_AMX) {
+#ifdef OPML_AMX
+        amx = kq >= AMX_GROUPS;
+#endif
+        isa = OPML_ISA_AVX512VNNI;
+    }
+    int64_t mr = u8s8_rows(isa), pad = mr, block = mr;
+#ifdef OPML_AMX
+    if (amx) {
+        pad = AMX_ROWS;
+        block = 2 * AMX_ROWS;
+    }
+#endif
+    int64_t chunk = (192 * 1024) / (KQ * (kq ? kq : 1)) / block * block;
+    if (chunk < block) chunk = block;
+    if (chunk > (m + block - 1) / block * block) chunk = (m + block - 1) / block * block;
+    uint8_t *xs = (uint8_t *)malloc((size_t)((chunk ? chunk : block) * KQ * (kq ? kq : 1)));
     if (!xs) return -1;
-    int32_t acc[MRMAX][2 * NR];
+    int32_t acc[ACC_ROWS][2 * NR];
+#ifdef OPML_AMX
+    if (amx) amx_begin();
+#endif
     for (int64_t mc = 0; mc < m; mc += chunk) {
         int64_t mrows = m - mc < chunk ? m - mc : chunk;
-        load_rows_u8(x, xsigned, m, k, mc, mrows, kq, mr, xs);
+        load_rows_u8(x, xsigned, m, k, mc, mrows, kq, pad, xs);
         for (int64_t c0 = n0; c0 < n1; c0 += NR) {
             const int8_t *panel = wp + (c0 / NR) * kq * KQ * NR;
-            /* AVX-512: two panels per tile where two remain */
+            /* AVX-512 and AMX: two panels per tile where two remain */
             int panels = isa == OPML_ISA_AVX512VNNI && n1 - c0 > NR ? 2 : 1;
             int64_t cols = n1 - c0 < panels * NR ? n1 - c0 : panels * NR;
             /* the next panel (single-panel tiles), prefetched in shares by the row tiles */
             const int8_t *pf1 = c0 + NR < n1 ? panel + kq * KQ * NR : NULL;
             int64_t tiles = (mrows + mr - 1) / mr;
             (void)pf1;
-            (void)tiles;
-            for (int64_t r0 = 0; r0 < mrows; r0 += mr) {
+            for (int64_t r0 = 0; r0 < mrows; r0 += block) {
                 const uint8_t *xt = xs + r0 * KQ * kq;
-                int64_t rows = mrows - r0 < mr ? mrows - r0 : mr;
+                int64_t rows = mrows - r0 < block ? mrows - r0 : block;
+#ifdef OPML_AMX
+                if (amx && rows >= AMX_MIN_ROWS) {
+                    int64_t kq16 = kq / AMX_GROUPS * AMX_GROUPS;
+                    const int8_t *panel1 = panel + kq * KQ * NR;
+                    amx_block(xt, KQ * kq, panel, panel1, kq16, &acc[0][0], rows > AMX_ROWS ? 2 : 1, panels);
+                    if (kq16 < kq) amx_tail(xt, KQ * kq, panel, panel1, kq16, kq, acc, rows, panels);
+                } else
+#endif
+                for (int64_t s = 0; s < rows; s += mr) { /* row tiles of mr rows (one, without AMX) */
+                    int64_t srows = rows - s < mr ? rows - s : mr, phase = (r0 + s) / mr;
+                    const uint8_t *xr = xt + s * KQ * kq;
 #ifdef OPML_X86
-                if (isa == OPML_ISA_AVX512VNNI)
-                    tile_v512(xt, panel, panel + kq * KQ * NR, kq, acc, rows, panels,
-                              c0 + 2 * NR < n1 ? panel + 2 * kq * KQ * NR : NULL, tiles, r0 / mr);
+                    if (isa == OPML_ISA_AVX512VNNI)
+                        tile_v512(xr, panel, panel + kq * KQ * NR, kq, acc + s, srows, panels,
+                                  c0 + 2 * NR < n1 ? panel + 2 * kq * KQ * NR : NULL, tiles, phase);
 #ifdef OPML_AVXVNNI
-                else if (isa == OPML_ISA_AVXVNNI)
-                    tile_vy(xt, panel, kq, acc, rows, pf1, tiles, r0 / mr);
+                    else if (isa == OPML_ISA_AVXVNNI)
+                        tile_vy(xr, panel, kq, acc + s, srows, pf1, tiles, phase);
 #endif
-                else if (isa == OPML_ISA_AVXVNNI_EVEX)
-                    tile_vy_evex(xt, panel, kq, acc, rows, pf1, tiles, r0 / mr);
-                else if (isa == OPML_ISA_AVX2)
-                    tile_u8s8_avx2(xt, panel, kq, acc, pf1, tiles, r0 / mr);
-                else
+                    else if (isa == OPML_ISA_AVXVNNI_EVEX)
+                        tile_vy_evex(xr, panel, kq, acc + s, srows, pf1, tiles, phase);
+                    else if (isa == OPML_ISA_AVX2)
+                        tile_u8s8_avx2(xr, panel, kq, acc + s, pf1, tiles, phase);
+                    else
 #endif
-                    tile_u8s8_generic(xt, panel, kq, acc, (int)rows);
+                        tile_u8s8_generic(xr, panel, kq, acc + s, (int)srows);
+                }
                 if (xsigned) /* sum (x + 128) w - 128 sum w: exact in int32 (see above) */
                     for (int64_t r = 0; r < rows; r++)
                         for (int64_t c = 0; c < cols; c++) acc[r][c] -= corr[c0 + c];
@@ -927,6 +1116,9 @@ static int qgemm_u8s8(const void *x, int xsigned, int64_t m, int64_t k, const in
             c0 += (panels - 1) * NR;
         }
     }
+#ifdef OPML_AMX
+    if (amx) amx_end();
+#endif
     free(xs);
     return 0;
 }

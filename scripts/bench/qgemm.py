@@ -1,0 +1,86 @@
+"""GMAC/s of opml's native int8 GEMM per instruction set, one thread, on BERT-like shapes.
+
+    .venv/bin/python scripts/bench/qgemm.py [--isa amx,avx512vnni] [--m 1,32,128] [--shapes 384x1536,1536x384]
+                                            [--repeat 5] [--json out.json]
+
+Each (isa, M, K x N) GEMM (8-bit weights, int8 inputs, int8 requantized output: what the engine's linear
+runs) is timed by thread CPU time over enough calls to take about 0.2 s, best of ``--repeat``; the output is
+also checked against int64 numpy once (the kernels are exact, so any difference is a bug).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPML_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import numpy as np  # noqa: E402
+
+from opml import native  # noqa: E402
+from opml.intmath import requantize  # noqa: E402
+
+
+def _gemm(isa: str, m: int, k: int, n: int, rng: np.random.Generator) -> tuple[float, float]:
+    x = rng.integers(-128, 128, size=(m, k)).astype(np.int8)
+    w = rng.integers(-128, 128, size=(k, n)).astype(np.int8)
+    off, mult, shift = rng.integers(-5000, 5000, size=n), 1 << 20, 30
+    ep = native.epilogue(n, off, mult, shift, -3, -128, 127, np.int8)
+    packed = native.pack_weights(w, isa)
+    assert ep is not None and packed is not None
+    gemm = native.Gemm(packed, ep, np.dtype(np.int8), isa)
+    want = requantize(x.astype(np.int64) @ w.astype(np.int64) + off, mult, shift, -3, -128, 127, np.int8)
+    if not np.array_equal(gemm(x), want):
+        raise SystemExit(f"{isa} {m}x{k}x{n}: result differs from int64 numpy")
+    t0 = time.thread_time()
+    calls = 0
+    while time.thread_time() - t0 < 0.05:
+        gemm(x)
+        calls += 1
+    calls = max(1, int(calls * 0.2 / max(time.thread_time() - t0, 1e-9)))
+    best = float("inf")
+    for _ in range(ARGS.repeat):
+        t0 = time.thread_time()
+        for _ in range(calls):
+            gemm(x)
+        best = min(best, (time.thread_time() - t0) / calls)
+    return best, m * k * n / best / 1e9
+
+
+def main() -> None:
+    from opml.parallel import set_worker_count
+
+    set_worker_count(1)
+    isas = [i for i in ARGS.isa.split(",") if i]
+    for isa in isas:
+        native.isa_code(isa)  # refuses a set this CPU lacks, with the reason
+    ms = [int(v) for v in ARGS.m.split(",")]
+    shapes = [tuple(int(v) for v in s.split("x")) for s in ARGS.shapes.split(",")]
+    rng = np.random.default_rng(0)
+    rows = []
+    print(f"# {native.describe()}")
+    print(f"{'M':>5} {'K x N':>11} " + " ".join(f"{i + ' GMAC/s':>18}" for i in isas))
+    for m in ms:
+        for k, n in shapes:
+            res = {isa: _gemm(isa, m, k, n, rng) for isa in isas}
+            rows.append({"m": m, "k": k, "n": n, **{isa: {"seconds": t, "gmacs": g} for isa, (t, g) in res.items()}})
+            print(f"{m:>5} {f'{k}x{n}':>11} " + " ".join(f"{res[i][1]:>11.1f} ({res[i][0] * 1e6:7.1f} us)"
+                                                        for i in isas), flush=True)
+    if ARGS.json:
+        Path(ARGS.json).write_text(json.dumps({"native": native.describe(), "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--isa", default=",".join(i for i in ("avx512vnni", "amx") if i in native.cpu_isas()))
+    parser.add_argument("--m", default="1,32,128")
+    parser.add_argument("--shapes", default="384x1536,1536x384,384x384")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", default="")
+    ARGS = parser.parse_args()
+    main()
