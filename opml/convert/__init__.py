@@ -32,6 +32,7 @@ from . import (  # noqa: F401  (register lowerings)
     recurrent,
 )
 from .builder import GraphBuilder, Val
+from .calibrate import AccuracyOptions
 from .context import Context
 from .coverage import one_line, unsupported_op_message
 from .lower import LOWERINGS
@@ -181,6 +182,8 @@ def convert(
     *,
     name: str | None = None,
     weight_bits: int = 8,
+    accuracy: AccuracyOptions | None = None,
+    outputs: list[np.ndarray] | None = None,
 ) -> Bundle:
     """Convert an ONNX model into a bundle. ``calibration``: inputs (array, list or dict by name, or a
     .npy/.npz path) used to choose activation quantization parameters; its first dimension is the
@@ -189,7 +192,12 @@ def convert(
     ``weight_bits`` (2-8): float weights are quantized per channel to ``+-(2^(bits-1) - 1)``. With 7 bits
     (``|w| <= 63``) the engine's native GEMM can use its exact uint8 x int8 kernel (``docs/engine.md``)
     at the price of one bit of weight precision; the bundle format is the same, 8-bit bundles keep
-    their bytes, and weights a model brings already quantized (QDQ) keep their values."""
+    their bytes, and weights a model brings already quantized (QDQ) keep their values.
+
+    ``accuracy``: range method, bias correction and int16 tensors (``opml/convert/calibrate.py``; the
+    default is plain int8 with minmax ranges, today's bytes); ``opml.convert.accuracy`` chooses them by
+    measured error. ``outputs``, when given, receives the converted graph's outputs on the calibration
+    data (the engine's own values, computed during conversion)."""
     if not 2 <= weight_bits <= 8:
         raise ConversionError(f"weight_bits must be in [2, 8], not {weight_bits}")
     m = load_onnx(model)
@@ -212,6 +220,7 @@ def convert(
     builder = GraphBuilder(batch)
     ctx = Context(builder, graph)
     ctx.weight_qmax = (1 << (weight_bits - 1)) - 1
+    ctx.accuracy = accuracy or AccuracyOptions()
     ctx.opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), ctx.opset)
     for init in graph.initializer:
         ctx.vals[init.name] = Val(numpy_helper.to_array(init), onnx_dtype=numpy_helper.to_array(init).dtype)
@@ -223,7 +232,14 @@ def convert(
         input_ids.append(tid)
     _lower_nodes(ctx, graph.node)
     output_ids = [ctx.graph_output(o.name, o) for o in graph.output]
+    missing = sorted(ctx.accuracy.int16 - ctx.int16_done)
+    if missing:
+        raise ConversionError(f"int16 was asked for {missing}, which are not outputs of Conv, Gemm, MatMul (by a "
+                              "constant) or Add nodes of this model; name such outputs")
     meta = {"producer": "aievm", "source": name or (m.graph.name or "model")}
     if weight_bits != 8:  # (8-bit bundles keep their earlier bytes and addresses)
         meta["weight_bits"] = str(weight_bits)
+    meta.update(ctx.accuracy.metadata())  # (none for the default options)
+    if outputs is not None:
+        outputs[:] = [ctx.env[t] for t in output_ids]
     return builder.bundle(input_ids, output_ids, meta)

@@ -13,6 +13,7 @@ from ..bundle import DType
 from ..errors import ConversionError
 from ..lut import unary_float, unary_lut
 from .builder import GraphBuilder, QInfo, QParams, Val, choose_qparams
+from .calibrate import AccuracyOptions, choose_range
 
 INT8 = np.dtype(np.int8)
 # what makes a model whose graph moves or mixes the batch axis convertible (bundles keep the batch first)
@@ -36,6 +37,9 @@ class Context:
         self.lowered_ahead: set[str] = set()
         # QuantizeLinear nodes fix the output parameters of the op that feeds them (QDQ models)
         self.preferred: dict[str, QParams] = {}
+        # range method, bias correction, int16 tensors (``calibrate.py``); the default is plain int8 minmax
+        self.accuracy = AccuracyOptions()
+        self.int16_done: set[str] = set()  # names of ``accuracy.int16`` produced as int16 so far
         consumers: dict[str, list[onnx.NodeProto]] = {}
         for n in graph.node:
             for i in n.input:
@@ -141,6 +145,8 @@ class Context:
             return pref
         if real.size == 0:
             return choose_qparams(0.0, 1.0)
+        if self.accuracy.method != "minmax":
+            return choose_qparams(*choose_range(self.accuracy.method, real, relu))
         lo, hi = float(real.min()), float(real.max())
         return choose_qparams(0.0 if relu else lo, hi)
 
@@ -166,12 +172,33 @@ class Context:
             if v.tid in self._int8_of:  # one quantize per float tensor, however many nodes read it
                 return self._int8_of[v.tid]
             lo, hi = float(v.data.min(initial=0)), float(v.data.max(initial=0))
+            if self.accuracy.method != "minmax" and v.data.size:
+                lo, hi = choose_range(self.accuracy.method, v.data)
             qp = self.preferred.get(self._name_of(v)) or choose_qparams(lo, hi)
             out = self.b.add_node("quantize", [v.ref], name + "_q", DType.INT8, None, qp, {}, self.env)
             out.onnx_dtype = np.dtype(np.float32)
             self._int8_of[v.tid] = out
             return out
+        if s.dtype == DType.INT16:  # a 13-bit activation (``calibrate.py``) read by an int8-only op
+            return self._int8_copy(v, name)
         raise self.err(f"cannot quantize a {s.dtype.name} tensor")
+
+    def _int8_copy(self, v: Val, name: str) -> Val:
+        """An int16 activation re-expressed in int8 (an ``add`` of a zero constant), once per tensor."""
+        assert v.tid is not None
+        if v.tid in self._int8_of:
+            return self._int8_of[v.tid]
+        s = self.b.spec(v)
+        real = self.dequant(v)
+        qp = choose_qparams(*choose_range(self.accuracy.method, real)) if real.size else choose_qparams(0.0, 1.0)
+        so = np.float64(np.float32(qp.scale))
+        ratio = np.float64(np.float32(s.scale)) / so
+        shift = int(np.clip(30 - int(np.ceil(np.log2(ratio))) if ratio > 0 else 30, 1, 62))
+        zero = self.b.const(name + "_zero", np.zeros(1, dtype=np.int8))
+        attrs = {"a_mult": int(np.rint(ratio * 2.0**shift)), "b_mult": 0, "shift": shift, "qmin": -128, "qmax": 127}
+        out = self.b.add_node("add", [v.ref, zero], name + "_i8", DType.INT8, None, qp, attrs, self.env)
+        self._int8_of[v.tid] = out
+        return out
 
     def _name_of(self, v: Val) -> str:
         for k, val in self.vals.items():
@@ -241,7 +268,7 @@ class Context:
             return v.tid  # type: ignore[return-value]
         self.b.rename(v.tid, name + "_" + s.dtype.name.lower())  # type: ignore[arg-type]
         self.b.free_name(name)
-        if want == np.float32 and s.dtype in (DType.INT8, DType.UINT8):
+        if want == np.float32 and s.dtype in (DType.INT8, DType.UINT8, DType.INT16):
             return self.b.add_node("dequantize", [v.ref], name, DType.FLOAT32, None, None, {}, self.env).ref  # type: ignore[return-value]
         if want == np.uint8 and s.dtype == DType.INT8:
             return self.b.add_node("flip_sign_bit", [v.ref], name, DType.UINT8, None, None, {}, self.env).ref  # type: ignore[return-value]

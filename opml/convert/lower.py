@@ -59,20 +59,42 @@ def _bias(ctx: Context, bias: np.ndarray | None, n: int, scale: np.ndarray) -> n
     return np.clip(np.rint(b / scale), -(2**31), 2**31 - 1).astype(np.int32)
 
 
+def corrected_bias(ctx: Context, xq: Val, bias: np.ndarray | None, w: np.ndarray, wq: np.ndarray, sw: np.ndarray,
+                   axis: int, group: int = 1) -> np.ndarray:
+    """``bias`` less the mean output shift that rounding ``w`` to ``wq`` causes on the calibration inputs
+    (bias correction; ``calibrate.py``). ``axis``: the output-channel axis of ``w`` (1 linear, 0 conv)."""
+    from .calibrate import channel_means, conv_rounding_shift, weight_rounding_shift
+
+    s = ctx.b.spec(xq)
+    real = np.asarray(w, dtype=np.float64)
+    shape = [1] * real.ndim
+    shape[axis] = -1
+    err = wq.astype(np.float64) * sw.reshape(shape) - real
+    n = wq.shape[axis]
+    if axis == 1:
+        shift = weight_rounding_shift(channel_means(xq.data, s.zero_point, s.scale, xq.data.ndim - 1), err)
+    else:
+        shift = conv_rounding_shift(channel_means(xq.data, s.zero_point, s.scale, 1), err, group)
+    base = np.zeros(n) if bias is None else np.broadcast_to(np.asarray(bias, dtype=np.float64).reshape(-1), (n,))
+    return base - shift
+
+
 def _emit_requant(ctx: Context, node: onnx.NodeProto, op: str, inputs: list[int], real_acc_scale: np.ndarray,
                   acc: np.ndarray, channel_axis: int, attrs: dict[str, object], relu: bool, wide: bool = False) -> None:
     shape = [1] * acc.ndim
     shape[channel_axis] = -1
     real = acc * real_acc_scale.reshape(shape) if real_acc_scale.size > 1 else acc * real_acc_scale.reshape(-1)[0]
-    if wide:
+    if wide or node.output[0] in ctx.accuracy.int16:
         wqp: QParams | None = wide_sum_qparams(real)
+        if not wide:
+            ctx.int16_done.add(node.output[0])
     else:
         wqp = wide_qparams(ctx, node, real) if op == "linear" and not relu and feeds_residual_norm(ctx, node) else None
     qp = wqp or ctx.out_qparams(node, real, relu)
     mult, shift = requant_params(real_acc_scale / np.float64(np.float32(qp.scale)))
     m_id = ctx.b.const(node.output[0] + "_mult", mult)
     s_id = ctx.b.const(node.output[0] + "_shift", shift)
-    lo, hi = (-WIDE_LIMIT, WIDE_LIMIT) if wqp else (qp.zero_point if relu else -128, 127)
+    lo, hi = (0 if relu else -WIDE_LIMIT, WIDE_LIMIT) if wqp else (qp.zero_point if relu else -128, 127)
     ctx.set(node, ctx.b.add_node(op, inputs + [m_id, s_id], node.output[0], DType.INT16 if wqp else DType.INT8, None,
                                  qp, dict(attrs, qmin=lo, qmax=hi), ctx.env, node.name))
 
@@ -84,6 +106,8 @@ def linear(ctx: Context, node: onnx.NodeProto, x: Val, w: Val, bias: np.ndarray 
     sx = np.float64(np.float32(ctx.b.spec(xq).scale))
     wq, sw = _weights_per_channel(ctx, w, axis=1)
     scale = sx * sw
+    if ctx.accuracy.bias_correction and w.qinfo is None:
+        bias = corrected_bias(ctx, xq, bias, w.data, wq, sw, axis=1)
     bq = _bias(ctx, bias, wq.shape[1], scale)
     zp = ctx.b.spec(xq).zero_point
     chunk = chunk_for(np.dtype(np.int8), np.dtype(np.int8))
@@ -162,14 +186,21 @@ def conv(ctx: Context, node: onnx.NodeProto, x: Val, w: Val, bias: np.ndarray | 
          dilations: list[int] | None = None) -> None:
     """Lower a 2-D convolution of ``x`` [N, C, H, W] by constant weights ``w`` [M, C/group, KH, KW]
     (group, strides and dilations default to the node's attributes)."""
-    xq = ctx.quantized(x, node.input[0])
+    from .wide16 import conv_wide_input
+
+    wide_in = is_wide(ctx, x) and ctx.b.spec(x).zero_point == 0  # an int16 input: two int8 halves (wide16.py)
+    xq = x if wide_in else ctx.quantized(x, node.input[0])
     sx = np.float64(np.float32(ctx.b.spec(xq).scale))
     wq, sw = _weights_per_channel(ctx, w, axis=0)
     scale = sx * sw
-    bq = _bias(ctx, bias, wq.shape[0], scale)
     group = int(ctx.attr(node, "group", 1)) if group is None else group
+    if ctx.accuracy.bias_correction and w.qinfo is None:
+        bias = corrected_bias(ctx, xq, bias, w.data, wq, sw, axis=0, group=group)
     attrs = {"pads": pads, "strides": strides or list(ctx.attr(node, "strides", [1, 1])),
              "dilations": dilations or list(ctx.attr(node, "dilations", [1, 1])), "group": group}
+    if wide_in:
+        return conv_wide_input(ctx, node, xq, wq, sw, bias, attrs, relu)
+    bq = _bias(ctx, bias, wq.shape[0], scale)
     ins = [xq.ref, ctx.b.const(node.output[0] + "_w", wq), ctx.b.const(node.output[0] + "_b", bq)]
     # raw accumulators first (int32 output), then the requantized node
     raw = ctx.b.add_node("conv", ins, node.output[0] + "_acc", DType.INT32, None, None,
@@ -201,7 +232,9 @@ def lower_add(ctx: Context, node: onnx.NodeProto) -> None:
         return ctx.unary_from(node, a, "affine", {"mul": 1.0, "add": sign * c})
     if a.is_const and (c := _scalar(a)) is not None:
         return ctx.unary_from(node, b, "affine", {"mul": sign, "add": c})
-    wide = is_wide(ctx, a) or is_wide(ctx, b)
+    wide = is_wide(ctx, a) or is_wide(ctx, b) or node.output[0] in ctx.accuracy.int16
+    if node.output[0] in ctx.accuracy.int16:
+        ctx.int16_done.add(node.output[0])
     aq = _const_act(ctx, a, node.input[0]) if a.is_const else a if is_wide(ctx, a) else ctx.quantized(a, node.input[0])
     bq = _const_act(ctx, b, node.input[1]) if b.is_const else b if is_wide(ctx, b) else ctx.quantized(b, node.input[1])
     ra, rb = ctx.dequant(aq), ctx.dequant(bq)
@@ -277,6 +310,10 @@ def lower_clip(ctx: Context, node: onnx.NodeProto) -> None:
         "min": float(lo.data) if lo is not None else float(ctx.attr(node, "min", -3.4e38)),
         "max": float(hi.data) if hi is not None else float(ctx.attr(node, "max", 3.4e38)),
     }
+    from .wide16 import clip_wide
+
+    if clip_wide(ctx, node, ctx.need(node, 0), params["min"], params["max"]):  # an int16 input stays int16
+        return
     ctx.unary_from(node, ctx.need(node, 0), "clip", params)
 
 
@@ -365,7 +402,9 @@ def _reduce(ctx: Context, node: onnx.NodeProto, x: Val, mode: int, axes: list[in
     else:
         real = {REDUCE_SUM: lambda: xr.sum(axis=tuple(axes)), REDUCE_MEAN: lambda: xr.mean(axis=tuple(axes)),
                 REDUCE_L2: lambda: np.sqrt((xr * xr).sum(axis=tuple(axes)))}[mode]()
-        qp = QParams(s.scale, s.zero_point) if mode == REDUCE_MEAN else ctx.out_qparams(node, real)
+        # (a mean keeps the input's grid; an int16 input's mean goes onto an int8 grid of its own)
+        same_grid = mode == REDUCE_MEAN and s.dtype != DType.INT16
+        qp = QParams(s.scale, s.zero_point) if same_grid else ctx.out_qparams(node, real)
         if mode == REDUCE_MEAN and node.output[0] in ctx.preferred:
             qp = ctx.preferred[node.output[0]]
         m, sh = requant_params(np.float64(np.float32(s.scale)) / np.float64(np.float32(qp.scale)))
@@ -376,7 +415,9 @@ def _reduce(ctx: Context, node: onnx.NodeProto, x: Val, mode: int, axes: list[in
 
 def _reduce_lowering(mode: int) -> Lowering:
     def run(ctx: Context, node: onnx.NodeProto) -> None:
-        x = ctx.quantized(ctx.need(node, 0), node.input[0])
+        x = ctx.need(node, 0)
+        # (an int16 activation's mean or sum is read directly: reduce takes any integer input)
+        x = x if is_wide(ctx, x) and mode in (REDUCE_MEAN, REDUCE_SUM) else ctx.quantized(x, node.input[0])
         axes = ctx.attr(node, "axes", None)
         if axes is None and len(node.input) > 1 and node.input[1]:
             axes = ctx.const_of(node, 1, "axes").tolist()

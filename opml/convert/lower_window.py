@@ -236,7 +236,9 @@ def lower_avgpool(ctx: Context, node: onnx.NodeProto) -> None:
 @lowering("GlobalAveragePool", "GlobalMaxPool")
 def lower_global_pool(ctx: Context, node: onnx.NodeProto) -> None:
     src = ctx.need(node, 0)
-    x = ctx.quantized(src, node.input[0])
+    from .wide import is_wide  # (an int16 activation's mean is read directly: reduce takes any integer)
+
+    x = src if node.op_type == "GlobalAveragePool" and is_wide(ctx, src) else ctx.quantized(src, node.input[0])
     if x.data.ndim < 3:
         raise ctx.err(f"{node.op_type} needs [N, C, spatial...], got shape {x.data.shape}")
     mode = REDUCE_MAX if node.op_type == "GlobalMaxPool" else REDUCE_MEAN

@@ -1,0 +1,219 @@
+"""Choosing a conversion's accuracy options by measured error against float (``--accuracy auto``).
+
+The float reference is onnxruntime float32 on the calibration data; the quantized outputs are the
+converted graph's own values on the same data (computed during conversion, so measuring costs no
+extra run). For each float output the report gives the cosine per calibration row (the batch axis),
+its mean and minimum; an integer output reports the fraction of equal elements.
+
+The search (:func:`choose_options`), every step a full conversion:
+
+1. the range method and bias correction: each of ``minmax``, ``percentile``, ``mse`` with and without
+   bias correction; the best mean cosine (the worst output's) wins, ties keep the earlier (simpler);
+2. if that misses ``target_cosine``: int16 tensors. The candidates are outputs of Conv, Gemm/MatMul
+   and Add nodes read by an op with an int16 path (Add, LayerNormalization) or that are graph outputs
+   (int8-only readers get an int8 copy: an ``add`` of a zero constant). Each candidate's gain is
+   measured alone on top of step 1's choice; then candidates join in order of gain (graph order on
+   ties) while the cosine improves, until the target is met or ``max_conversions`` is spent.
+
+The choice depends on onnxruntime's float32 results only through comparisons of cosines rounded to
+1e-6; the chosen options are stored in the bundle metadata and printed as the flags that reproduce
+the same bundle without a search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ..bundle import Bundle
+from ..errors import ConversionError
+from .calibrate import METHODS, AccuracyOptions
+
+# ops whose output can be int16 (``_emit_requant``: conv/linear; ``lower_add``), and ops that read int16
+INT16_PRODUCERS = ("Conv", "Gemm", "AievmLinear", "MatMul", "Add")
+INT16_READERS = ("Add", "LayerNormalization", "Conv", "Clip")
+COSINE_GRID = 1e-6
+
+
+@dataclass(frozen=True)
+class OutputAccuracy:
+    """One output's agreement with float over the calibration rows."""
+
+    name: str
+    mean: float
+    min: float
+    metric: str = "cosine"  # or "equal" (integer outputs: fraction of equal elements)
+
+    def line(self) -> str:
+        return f"{self.name}: {self.metric} mean {self.mean:.5f} min {self.min:.5f}"
+
+
+@dataclass
+class AccuracyResult:
+    """The converted bundle, the options that made it, its report and the search's log."""
+
+    bundle: Bundle
+    options: AccuracyOptions
+    report: list[OutputAccuracy]
+    log: list[str] = field(default_factory=list)
+    conversions: int = 1
+    skipped: list[str] = field(default_factory=list)  # int16 candidates left out, with the reason
+
+    @property
+    def score(self) -> float:
+        return score(self.report)
+
+
+def score(report: list[OutputAccuracy]) -> float:
+    """The worst output's mean agreement, on a 1e-6 grid (comparisons ignore float noise below it)."""
+    return round(min((r.mean for r in report), default=1.0) / COSINE_GRID) * COSINE_GRID
+
+
+def float_outputs(model: onnx.ModelProto, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """onnxruntime float32 outputs of ``model`` on the calibration arrays (one thread)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        feeds = {i.name: a for i, a in zip(sess.get_inputs(), arrays, strict=True)}
+        return [np.asarray(o) for o in sess.run(None, feeds)]
+    except Exception as e:
+        raise ConversionError(f"onnxruntime cannot run the float model for the accuracy report: {e}") from None
+
+
+def compare(names: list[str], got: list[np.ndarray], want: list[np.ndarray]) -> list[OutputAccuracy]:
+    """Per output: cosine per row (axis 0) for float outputs, equal fraction for integer ones."""
+    out = []
+    for name, g, w in zip(names, got, want, strict=True):
+        w = np.asarray(w)
+        if g.shape != w.shape:
+            raise ConversionError(f"output {name!r}: the bundle gives shape {g.shape}, float {w.shape}")
+        rows = g.shape[0] if g.ndim >= 1 and g.shape[0] > 0 else 1
+        a = g.reshape(rows, -1).astype(np.float64)
+        b = w.reshape(rows, -1).astype(np.float64)
+        if w.dtype.kind != "f":
+            eq = (a == b).mean(axis=1)
+            out.append(OutputAccuracy(name, float(eq.mean()), float(eq.min()), "equal"))
+            continue
+        na, nb = np.sqrt((a * a).sum(axis=1)), np.sqrt((b * b).sum(axis=1))
+        dot = (a * b).sum(axis=1)
+        both_zero = (na == 0) & (nb == 0)
+        cos = np.where(both_zero, 1.0, dot / np.maximum(na * nb, 1e-300))
+        out.append(OutputAccuracy(name, float(cos.mean()), float(cos.min())))
+    return out
+
+
+def int16_candidates(model: onnx.ModelProto) -> list[str]:
+    """Outputs (after the converter's fusions) that may be int16 and have a reader that gains from it."""
+    from .rewrite import rewrite_graph
+
+    g = rewrite_graph(model.graph)
+    consts = {i.name for i in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
+    readers: dict[str, set[str]] = {}
+    for n in g.node:
+        for i in n.input:
+            readers.setdefault(i, set()).add(n.op_type)
+    outs = {o.name for o in g.output}
+    found = []
+    for n in g.node:
+        if n.op_type not in INT16_PRODUCERS or not n.output or n.domain not in ("", "ai.onnx", "aievm"):
+            continue
+        if n.op_type == "Add" and any(i in consts for i in n.input):
+            continue  # (a constant operand: a lookup table, no int16 path)
+        if n.op_type == "MatMul" and n.input[1] not in consts:
+            continue  # (two activations: int8 matmul only)
+        y = n.output[0]
+        if y in outs or n.op_type == "Conv" or readers.get(y, set()) & set(INT16_READERS):
+            found.append(y)
+    return found
+
+
+def measure(model: onnx.ModelProto, arrays: list[np.ndarray], want: list[np.ndarray], options: AccuracyOptions,
+            name: str | None, weight_bits: int) -> tuple[Bundle, list[OutputAccuracy]]:
+    """Convert with ``options`` and compare its calibration outputs with ``want``."""
+    from . import convert
+
+    got: list[np.ndarray] = []
+    bundle = convert(model, arrays, name=name, weight_bits=weight_bits, accuracy=options, outputs=got)
+    return bundle, compare([o.name for o in model.graph.output], got, want)
+
+
+def report_for(model: str | Path | bytes | onnx.ModelProto, calibration: object, options: AccuracyOptions,
+               *, name: str | None = None, weight_bits: int = 8) -> AccuracyResult:
+    """Convert with fixed ``options`` and report the accuracy against float (no search)."""
+    from . import _calibration_arrays, load_onnx
+
+    m = load_onnx(model)
+    arrays = _calibration_arrays(m, calibration)
+    bundle, rep = measure(m, arrays, float_outputs(m, arrays), options, name, weight_bits)
+    return AccuracyResult(bundle, options, rep)
+
+
+def choose_options(model: str | Path | bytes | onnx.ModelProto, calibration: object, *, name: str | None = None,
+                   weight_bits: int = 8, target_cosine: float = 0.99, max_conversions: int = 32) -> AccuracyResult:
+    """Search range methods, bias correction and int16 tensors for the best measured accuracy (above)."""
+    from . import _calibration_arrays, load_onnx
+
+    if not 0.0 < target_cosine <= 1.0:
+        raise ConversionError(f"target cosine must be in (0, 1], not {target_cosine}")
+    if max_conversions < 1:
+        raise ConversionError(f"max_conversions must be at least 1, not {max_conversions}")
+    m = load_onnx(model)
+    arrays = _calibration_arrays(m, calibration)
+    want = float_outputs(m, arrays)
+    log: list[str] = []
+    n = 0
+    best: AccuracyResult | None = None
+    for method in METHODS:
+        for bc in (False, True):
+            if n >= max_conversions:
+                break
+            opts = AccuracyOptions(method, bc)
+            bundle, rep = measure(m, arrays, want, opts, name, weight_bits)
+            n += 1
+            log.append(f"{opts.describe()}: {score(rep):.6f}")
+            if best is None or score(rep) > best.score:
+                best = AccuracyResult(bundle, opts, rep)
+    assert best is not None
+    if best.score < target_cosine and n < max_conversions:
+        best, n = _choose_int16(m, arrays, want, best, name, weight_bits, target_cosine, max_conversions, n, log)
+    best.log, best.conversions = log, n
+    return best
+
+
+def _choose_int16(m: onnx.ModelProto, arrays: list[np.ndarray], want: list[np.ndarray], base: AccuracyResult,
+                  name: str | None, weight_bits: int, target: float, budget: int, n: int,
+                  log: list[str]) -> tuple[AccuracyResult, int]:
+    cands = int16_candidates(m)
+    gains: list[tuple[float, int, str]] = []
+    for k, c in enumerate(cands):
+        if n >= budget:
+            break
+        opts = AccuracyOptions(base.options.method, base.options.bias_correction, frozenset({c}))
+        _, rep = measure(m, arrays, want, opts, name, weight_bits)
+        n += 1
+        gain = score(rep) - base.score
+        log.append(f"int16 {c}: {score(rep):.6f} ({gain:+.6f})")
+        if gain > 0:
+            gains.append((-gain, k, c))
+    best = base
+    chosen: set[str] = set()
+    for _, _, c in sorted(gains):
+        if best.score >= target or n >= budget:
+            break
+        trial = frozenset(chosen | {c})
+        opts = AccuracyOptions(base.options.method, base.options.bias_correction, trial)
+        bundle, rep = measure(m, arrays, want, opts, name, weight_bits)
+        n += 1
+        log.append(f"int16 {sorted(trial)}: {score(rep):.6f}")
+        if score(rep) > best.score:
+            chosen.add(c)
+            best = AccuracyResult(bundle, opts, rep)
+    best.skipped = [c for c in cands if c not in chosen]
+    return best, n
