@@ -24,6 +24,7 @@ from .intmath import (
     requantize,
     round_div,
 )
+from .native import conv as native_conv
 from .ops import REDUCE_L2, REDUCE_MAX, REDUCE_MEAN, REDUCE_SUM
 from .requant import F32_EXACT, apply_float_requant, can_apply, plan_float_requant
 
@@ -155,6 +156,33 @@ def _native_gemm(node: Node, specs: Sequence[TensorSpec], w: np.ndarray, offset:
     return native.Gemm(packed, ep, x_dtype.np) if packed is not None and ep is not None else None
 
 
+# groups with at most this many input channels run the native direct conv (conv.c: cg * kh * kw vector
+# multiply-adds per 16 outputs) instead of one im2col and GEMM per group
+DIRECT_CONV_MAX_CG = 16
+
+
+def _native_group_conv(node: Node, specs: Sequence[TensorSpec], w: np.ndarray,
+                       offset: np.ndarray) -> native_conv.GroupConv | None:
+    """The native direct grouped conv of the node (weights [M, C/group, kh, kw], per-channel ``offset``), with
+    the epilogue :func:`_native_gemm` would give its columns; None when the library cannot take it."""
+    x_spec, out = specs[node.inputs[0]], specs[node.outputs[0]]
+    if not native_conv.available() or x_spec.dtype not in QRANGE or not native_conv.fits(w):
+        return None
+    m = w.shape[0]
+    if out.dtype == DType.INT32:
+        ep = native.epilogue(m, offset, 0, 0, 0, 0, 0, np.int32)
+    elif out.dtype in QRANGE or out.dtype == DType.INT16:
+        mult, shift = _requant_params(node, specs)
+        ep = native.epilogue(m, offset, mult.reshape(-1), shift.reshape(-1), out.zero_point, node.iattr("qmin"),
+                             node.iattr("qmax"), out.dtype.np)
+    else:
+        return None
+    if ep is None:
+        return None
+    return native_conv.GroupConv(w, node.iattr("group"), node.attr("strides"), node.attr("dilations"),
+                                 node.attr("pads"), x_spec.zero_point, x_spec.dtype.np, ep)
+
+
 def prepare_linear(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     x_spec = specs[node.inputs[0]]
     w = _const(specs, node.inputs[1])
@@ -254,9 +282,11 @@ def prepare_conv(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     xmag = _dtype_magnitude(x_spec.dtype.np)  # padding holds zp, a value of the dtype
     offset = bias - zp * w64.sum(axis=1)
     finish = _gemm_tail(node, specs, offset)
+    # native, groups of few channels (depthwise): one direct conv over all groups (opml/native/conv.c)
+    direct = _native_group_conv(node, specs, w, offset) if group > 1 and cg <= DIRECT_CONV_MAX_CG else None
     # native: rows of im2col in (kernel row, kernel column, channel) order, weights permuted to match
     # (the exact integer sum does not depend on the order of its terms)
-    fast: list[native.Gemm | None] = [
+    fast: list[native.Gemm | None] = [] if direct is not None else [
         _native_gemm(node, specs, w[g * mg : (g + 1) * mg].transpose(2, 3, 1, 0).reshape(kh * kw * cg, mg),
                      offset[g * mg : (g + 1) * mg], slice(g * mg, (g + 1) * mg)) for g in range(group)]
 
@@ -270,8 +300,12 @@ def prepare_conv(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
         return np.ascontiguousarray(y8.reshape(b, oh, ow, m).transpose(0, 3, 1, 2))
 
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
+        if direct is not None and xs[0].dtype == direct.x_dtype:
+            oh, ow = direct.out_hw(xs[0].shape[2], xs[0].shape[3])
+            if oh > 0 and ow > 0:  # (else the numpy path below raises the input error)
+                return direct(xs[0])
         x = _pad_nchw(xs[0], pads, _pad_value(x_spec))
-        if all(f is not None and x.dtype == f.x_dtype for f in fast):
+        if fast and all(f is not None and x.dtype == f.x_dtype for f in fast):
             return run_native(x)
         cols = _im2col(x, kh, kw, strides, dil)  # [B, C, OH, OW, kh, kw]
         b, _, oh, ow = cols.shape[:4]

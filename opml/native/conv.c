@@ -1,0 +1,328 @@
+/* Direct grouped convolution (depthwise included) on NCHW int8/uint8 input: no im2col, no per-group GEMM.
+ *
+ * For a conv with `group` groups of cg input and mg output channels each (depthwise: cg == 1), output
+ * channel oc of group g = oc / mg at output position (oy, ox) is
+ *     acc = sum over ci < cg, i < kh, j < kw of  w[oc, ci, i, j] * xp[g cg + ci, oy sh + i dh, ox sw + j dw]
+ *     y   = epilogue_oc(acc)
+ * where xp is the input padded with its zero point (the value the numpy path pads with) and the epilogue
+ * is the one the native GEMM applies to the same column (opml.native.epilogue: clamp, multiply, add, shift,
+ * clamp; it adds the bias and the zero point's share itself). acc is the same integer sum the per-group
+ * GEMM forms (the terms' order does not matter for integers); the caller checks 255 * sum |w[oc]| < 2^31, so
+ * every partial sum fits int32 and none of the sums below overflows. So the output bytes equal the GEMM
+ * path's, whatever the instruction set or the number of threads.
+ *
+ * Layout trick (any stride, dilation and padding with contiguous vector loads): for each input channel the
+ * padded plane is copied once into `sw` column phases, phase p holding columns p, p + sw, p + 2 sw, ... as
+ * int16. Tap (i, j) of output (oy, ox) reads padded column ox sw + j dw = (ox + (j dw) / sw) sw + (j dw) % sw,
+ * i.e. element ox + (j dw) / sw of phase (j dw) % sw: consecutive outputs read consecutive phase elements.
+ *
+ * Products: a phase element x (|x| <= 255) is loaded sign-extended into an int32 lane, whose int16 halves
+ * are (x, 0 or -1); VPMADDWD with the weight pair (w, 0) gives x * w + (0 or -1) * 0 = x * w exactly.
+ * Variants by instruction set (qgemm.c's codes): portable C; AVX2 (8 lanes; codes 1, 3, 4); AVX-512 (16 lanes,
+ * masked tails; code 2, or a later code on a CPU with AVX-512 F/BW/VL/DQ). All form the same integers.
+ * Work items (image, group) are split over the thread pool; each writes its own output planes.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CONV_X86 1
+#define CONV_AVX2 __attribute__((target("avx2")))
+#define CONV_AVX512 __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512dq")))
+#endif
+
+#define ROW_PAD 64                        /* int16 elements after each phase row: vector loads may read past ow */
+#define MIN_MACS_PER_PART ((int64_t)1 << 17) /* below this much work per thread, threads cost more than they save */
+
+struct conv_epilogue { /* one value per output channel (opml.native.Epilogue's unpermuted arrays) */
+    const int64_t *lo, *hi, *mul, *add, *shift, *post;
+    int64_t span, base;
+    int outkind; /* 0 int32, 1 int8, 2 uint8, 3 int16 */
+};
+
+struct conv_job {
+    const uint8_t *x;
+    int xsigned;
+    int64_t b, c, h, w, m, cg, mg, group, kh, kw, sh, sw, dh, dw, top, left, hp, wp, oh, ow, zp;
+    const int16_t *wt; /* [m, cg, kh, kw] */
+    struct conv_epilogue e;
+    int isa;
+    void *y;
+    int64_t qw, stride; /* phase width (padded columns / sw, rounded up) and phase row stride (elements) */
+};
+
+static size_t out_size(int outkind) { return outkind == 0 ? 4 : (outkind == 3 ? 2 : 1); }
+
+/* ---------------------------------------------------------------------------------------- epilogue */
+
+/* The GEMM's epilogue of one accumulator of channel c (qgemm.c y_of). */
+static inline int64_t y_of(const struct conv_epilogue *e, int64_t c, int64_t a) {
+    a = a < e->lo[c] ? e->lo[c] : a;
+    a = a > e->hi[c] ? e->hi[c] : a;
+    int64_t v = (int64_t)(((uint64_t)a * (uint64_t)e->mul[c] + (uint64_t)e->add[c]) >> e->shift[c]) + e->post[c];
+    v = v < 0 ? 0 : v;
+    return (v > e->span ? e->span : v) + e->base;
+}
+
+static void store_one(int outkind, void *dst, int64_t i, int64_t v) {
+    if (outkind == 0)
+        ((int32_t *)dst)[i] = (int32_t)v;
+    else if (outkind == 1)
+        ((int8_t *)dst)[i] = (int8_t)v;
+    else if (outkind == 2)
+        ((uint8_t *)dst)[i] = (uint8_t)v;
+    else
+        ((int16_t *)dst)[i] = (int16_t)v;
+}
+
+static void epilogue_row_generic(const struct conv_epilogue *e, int64_t c, const int32_t *acc, int64_t n,
+                                 void *dst) {
+    for (int64_t i = 0; i < n; i++) store_one(e->outkind, dst, i, y_of(e, c, acc[i]));
+}
+
+/* ------------------------------------------------------------------------------------- phase planes */
+
+/* Input channel ch of image bi, padded with zp, into sw column phases of int16 (see the header). */
+static void build_phases(const struct conv_job *j, int64_t bi, int64_t ch, int16_t *ph) {
+    const uint8_t *src = j->x + ((bi * j->c + ch) * j->h) * j->w;
+    int64_t plane = j->hp * j->stride;
+    int16_t zp = (int16_t)j->zp;
+    for (int64_t p = 0; p < j->sw; p++) {
+        int16_t *dst = ph + p * plane;
+        for (int64_t r = 0; r < j->hp; r++) {
+            int16_t *row = dst + r * j->stride;
+            int64_t yr = r - j->top;
+            const uint8_t *s = (yr >= 0 && yr < j->h) ? src + yr * j->w : NULL;
+            for (int64_t q = 0; q < j->qw; q++) {
+                int64_t col = q * j->sw + p - j->left;
+                int16_t v = zp;
+                if (s && col >= 0 && col < j->w) v = j->xsigned ? (int16_t)(int8_t)s[col] : (int16_t)s[col];
+                row[q] = v;
+            }
+            for (int64_t q = j->qw; q < j->stride; q++) row[q] = zp;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------ output rows */
+
+/* acc[0:ow] = sum over the group's cg channels and the kernel taps for output channel oc, row oy. */
+static void row_generic(const struct conv_job *j, const int16_t *phases, const int16_t *w, int64_t oy,
+                        int32_t *acc) {
+    int64_t plane = j->hp * j->stride;
+    for (int64_t ox = 0; ox < j->ow; ox++) acc[ox] = 0;
+    for (int64_t ci = 0; ci < j->cg; ci++)
+        for (int64_t i = 0; i < j->kh; i++)
+            for (int64_t t = 0; t < j->kw; t++) {
+                int32_t wv = w[(ci * j->kh + i) * j->kw + t];
+                int64_t off = t * j->dw;
+                const int16_t *s = phases + (ci * j->sw + off % j->sw) * plane + (oy * j->sh + i * j->dh) * j->stride +
+                                   off / j->sw;
+                for (int64_t ox = 0; ox < j->ow; ox++) acc[ox] += wv * (int32_t)s[ox];
+            }
+}
+
+#ifdef CONV_X86
+CONV_AVX2 static void row_avx2(const struct conv_job *j, const int16_t *phases, const int16_t *w, int64_t oy,
+                               int32_t *acc) {
+    int64_t plane = j->hp * j->stride, taps = j->cg * j->kh * j->kw;
+    for (int64_t x0 = 0; x0 < j->ow; x0 += 32) { /* 4 registers of 8 outputs */
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t k = 0; k < taps; k++) {
+            int64_t ci = k / (j->kh * j->kw), i = k / j->kw % j->kh, t = k % j->kw, off = t * j->dw;
+            __m256i wv = _mm256_set1_epi32((int32_t)(uint16_t)w[k]);
+            const int16_t *s = phases + (ci * j->sw + off % j->sw) * plane + (oy * j->sh + i * j->dh) * j->stride +
+                               off / j->sw + x0;
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)s)), wv));
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(s + 8))), wv));
+            a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(s + 16))), wv));
+            a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(s + 24))), wv));
+        }
+        _mm256_storeu_si256((__m256i *)(acc + x0), a0);
+        _mm256_storeu_si256((__m256i *)(acc + x0 + 8), a1);
+        _mm256_storeu_si256((__m256i *)(acc + x0 + 16), a2);
+        _mm256_storeu_si256((__m256i *)(acc + x0 + 24), a3);
+    }
+}
+
+/* 8 accumulators of channel c -> 8 int32 outputs (already within the output dtype for byte/int16 outputs). */
+CONV_AVX2 static inline __m256i y_of8(const struct conv_epilogue *e, int64_t c, __m256i a) {
+    a = _mm256_max_epi32(a, _mm256_set1_epi32((int32_t)e->lo[c]));
+    a = _mm256_min_epi32(a, _mm256_set1_epi32((int32_t)e->hi[c]));
+    __m256i m = _mm256_set1_epi64x(e->mul[c]), ad = _mm256_set1_epi64x(e->add[c]), po = _mm256_set1_epi64x(e->post[c]);
+    __m128i sh = _mm_cvtsi64_si128(e->shift[c]);
+    __m256i ev = _mm256_mul_epi32(a, m); /* lanes 0, 2, 4, 6: signed 32 x 32 -> 64, mul < 2^31 */
+    __m256i od = _mm256_mul_epi32(_mm256_srli_epi64(a, 32), m);
+    ev = _mm256_add_epi64(_mm256_srl_epi64(_mm256_add_epi64(ev, ad), sh), po);
+    od = _mm256_add_epi64(_mm256_srl_epi64(_mm256_add_epi64(od, ad), sh), po);
+    __m256i zero = _mm256_setzero_si256(), span = _mm256_set1_epi64x(e->span);
+    ev = _mm256_blendv_epi8(ev, zero, _mm256_cmpgt_epi64(zero, ev));
+    ev = _mm256_blendv_epi8(ev, span, _mm256_cmpgt_epi64(ev, span));
+    od = _mm256_blendv_epi8(od, zero, _mm256_cmpgt_epi64(zero, od));
+    od = _mm256_blendv_epi8(od, span, _mm256_cmpgt_epi64(od, span));
+    __m256i v = _mm256_blend_epi32(ev, _mm256_slli_epi64(od, 32), 0xAA); /* low 32 bits of each value */
+    return _mm256_add_epi32(v, _mm256_set1_epi32((int32_t)e->base));  /* v + base fits the output dtype */
+}
+
+CONV_AVX2 static void epilogue_row_avx2(const struct conv_epilogue *e, int64_t c, const int32_t *acc, int64_t n,
+                                        void *dst) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i v = y_of8(e, c, _mm256_loadu_si256((const __m256i *)(acc + i)));
+        if (e->outkind == 0) {
+            _mm256_storeu_si256((__m256i *)((int32_t *)dst + i), v);
+            continue;
+        }
+        __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)); /* in range */
+        if (e->outkind == 3)
+            _mm_storeu_si128((__m128i *)((int16_t *)dst + i), p16);
+        else
+            _mm_storel_epi64((__m128i *)((uint8_t *)dst + i),
+                             e->outkind == 1 ? _mm_packs_epi16(p16, p16) : _mm_packus_epi16(p16, p16));
+    }
+    for (; i < n; i++) store_one(e->outkind, dst, i, y_of(e, c, acc[i]));
+}
+
+CONV_AVX512 static void row_avx512(const struct conv_job *j, const int16_t *phases, const int16_t *w, int64_t oy,
+                                   int32_t *acc) {
+    int64_t plane = j->hp * j->stride, taps = j->cg * j->kh * j->kw;
+    for (int64_t x0 = 0; x0 < j->ow; x0 += 64) { /* 4 registers of 16 outputs */
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t k = 0; k < taps; k++) {
+            int64_t ci = k / (j->kh * j->kw), i = k / j->kw % j->kh, t = k % j->kw, off = t * j->dw;
+            __m512i wv = _mm512_set1_epi32((int32_t)(uint16_t)w[k]);
+            const int16_t *s = phases + (ci * j->sw + off % j->sw) * plane + (oy * j->sh + i * j->dh) * j->stride +
+                               off / j->sw + x0;
+            a0 = _mm512_add_epi32(a0, _mm512_madd_epi16(_mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)s)), wv));
+            a1 = _mm512_add_epi32(a1, _mm512_madd_epi16(_mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(s + 16))), wv));
+            a2 = _mm512_add_epi32(a2, _mm512_madd_epi16(_mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(s + 32))), wv));
+            a3 = _mm512_add_epi32(a3, _mm512_madd_epi16(_mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(s + 48))), wv));
+        }
+        _mm512_storeu_si512(acc + x0, a0);
+        _mm512_storeu_si512(acc + x0 + 16, a1);
+        _mm512_storeu_si512(acc + x0 + 32, a2);
+        _mm512_storeu_si512(acc + x0 + 48, a3);
+    }
+}
+
+CONV_AVX512 static void epilogue_row_avx512(const struct conv_epilogue *e, int64_t c, const int32_t *acc, int64_t n,
+                                            void *dst) {
+    __m512i lo = _mm512_set1_epi32((int32_t)e->lo[c]), hi = _mm512_set1_epi32((int32_t)e->hi[c]);
+    __m512i m = _mm512_set1_epi64(e->mul[c]), ad = _mm512_set1_epi64(e->add[c]), po = _mm512_set1_epi64(e->post[c]);
+    __m128i sh = _mm_cvtsi64_si128(e->shift[c]);
+    __m512i zero = _mm512_setzero_si512(), span = _mm512_set1_epi64(e->span), base = _mm512_set1_epi32((int32_t)e->base);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512i a = _mm512_maskz_loadu_epi32(k, acc + i);
+        a = _mm512_min_epi32(_mm512_max_epi32(a, lo), hi);
+        __m512i ev = _mm512_mul_epi32(a, m), od = _mm512_mul_epi32(_mm512_srli_epi64(a, 32), m);
+        ev = _mm512_add_epi64(_mm512_srl_epi64(_mm512_add_epi64(ev, ad), sh), po);
+        od = _mm512_add_epi64(_mm512_srl_epi64(_mm512_add_epi64(od, ad), sh), po);
+        ev = _mm512_min_epi64(_mm512_max_epi64(ev, zero), span);
+        od = _mm512_min_epi64(_mm512_max_epi64(od, zero), span);
+        __m512i v = _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, ev, _mm512_slli_epi64(od, 32)), base);
+        if (e->outkind == 0)
+            _mm512_mask_storeu_epi32((int32_t *)dst + i, k, v);
+        else if (e->outkind == 3)
+            _mm512_mask_cvtepi32_storeu_epi16((int16_t *)dst + i, k, v); /* truncation: v is within int16 */
+        else
+            _mm512_mask_cvtepi32_storeu_epi8((uint8_t *)dst + i, k, v); /* truncation: v is within the byte */
+    }
+}
+
+static int have_avx512(int isa) {
+    if (isa == 2) return 1;
+    if (isa < 5) return 0;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+}
+#endif
+
+/* ------------------------------------------------------------------------------------------ driver */
+
+static int conv_range(void *ctx, int64_t i0, int64_t i1) {
+    const struct conv_job *j = (const struct conv_job *)ctx;
+    int64_t plane = j->hp * j->stride;
+    int64_t acc_len = (j->ow + 63) / 64 * 64;
+    int16_t *phases = (int16_t *)malloc((size_t)(j->cg * j->sw * plane + ROW_PAD) * sizeof(int16_t));
+    int32_t *acc = (int32_t *)malloc((size_t)acc_len * sizeof(int32_t));
+    if (!phases || !acc) {
+        free(phases);
+        free(acc);
+        return -1;
+    }
+    void (*row)(const struct conv_job *, const int16_t *, const int16_t *, int64_t, int32_t *) = row_generic;
+    void (*epi)(const struct conv_epilogue *, int64_t, const int32_t *, int64_t, void *) = epilogue_row_generic;
+#ifdef CONV_X86
+    if (have_avx512(j->isa)) {
+        row = row_avx512;
+        epi = epilogue_row_avx512;
+    } else if (j->isa >= 1) {
+        row = row_avx2;
+        epi = epilogue_row_avx2;
+    }
+#endif
+    size_t osz = out_size(j->e.outkind);
+    int64_t taps = j->cg * j->kh * j->kw;
+    for (int64_t item = i0; item < i1; item++) {
+        int64_t bi = item / j->group, g = item % j->group;
+        for (int64_t ci = 0; ci < j->cg; ci++) build_phases(j, bi, g * j->cg + ci, phases + ci * j->sw * plane);
+        for (int64_t o = 0; o < j->mg; o++) {
+            int64_t oc = g * j->mg + o;
+            uint8_t *dst = (uint8_t *)j->y + (size_t)((bi * j->m + oc) * j->oh * j->ow) * osz;
+            for (int64_t oy = 0; oy < j->oh; oy++) {
+                row(j, phases, j->wt + oc * taps, oy, acc);
+                epi(&j->e, oc, acc, j->ow, dst + (size_t)(oy * j->ow) * osz);
+            }
+        }
+    }
+    free(phases);
+    free(acc);
+    return 0;
+}
+
+#define P64(i) ((const int64_t *)(intptr_t)cfg[i])
+
+/* cfg (int64): 0 xsigned, 1 c, 2 m, 3 group, 4 kh, 5 kw, 6 sh, 7 sw, 8 dh, 9 dw, 10 pad top, 11 pad left,
+ * 12 pad bottom, 13 pad right, 14 zero point (the padding value), 15 weights (int16 [m, c / group, kh, kw]),
+ * 16 span, 17 base, 18 outkind, 19 isa, 20..25 the per-channel epilogue arrays lo, hi, mul, add, shift, post
+ * (opml.native.Epilogue, at least m entries each).
+ * x: [b, c, h, w] bytes; y: [b, m, oh, ow] of the outkind's type with oh, ow from the geometry.
+ * Returns 0, or -1 for arguments outside the kernel's bounds or when memory runs out. */
+int opml_gconv_cfg(const int64_t *cfg, const void *x, int64_t b, int64_t h, int64_t w, void *y, int threads) {
+    struct conv_job j;
+    memset(&j, 0, sizeof j);
+    j.x = (const uint8_t *)x;
+    j.xsigned = (int)cfg[0];
+    j.c = cfg[1], j.m = cfg[2], j.group = cfg[3], j.kh = cfg[4], j.kw = cfg[5], j.sh = cfg[6], j.sw = cfg[7];
+    j.dh = cfg[8], j.dw = cfg[9], j.top = cfg[10], j.left = cfg[11], j.zp = cfg[14];
+    j.wt = (const int16_t *)(intptr_t)cfg[15];
+    j.e = (struct conv_epilogue){P64(20), P64(21), P64(22), P64(23), P64(24), P64(25), cfg[16], cfg[17], (int)cfg[18]};
+    j.isa = (int)cfg[19];
+    j.y = y;
+    j.b = b, j.h = h, j.w = w;
+    if (b < 0 || h < 1 || w < 1 || j.group < 1 || j.c < 1 || j.m < 1 || j.c % j.group || j.m % j.group || j.kh < 1 ||
+        j.kw < 1 || j.sh < 1 || j.sw < 1 || j.dh < 1 || j.dw < 1 || j.top < 0 || j.left < 0 || cfg[12] < 0 ||
+        cfg[13] < 0 || j.e.outkind < 0 || j.e.outkind > 3 || j.zp < (j.xsigned ? -128 : 0) ||
+        j.zp > (j.xsigned ? 127 : 255) || j.isa < 0)
+        return -1;
+    j.cg = j.c / j.group, j.mg = j.m / j.group;
+    j.hp = h + j.top + cfg[12], j.wp = w + j.left + cfg[13];
+    j.oh = (j.hp - (j.kh - 1) * j.dh - 1) / j.sh + 1;
+    j.ow = (j.wp - (j.kw - 1) * j.dw - 1) / j.sw + 1;
+    if (j.hp - (j.kh - 1) * j.dh - 1 < 0 || j.wp - (j.kw - 1) * j.dw - 1 < 0) return -1;
+    j.qw = (j.wp + j.sw - 1) / j.sw;
+    j.stride = (j.qw + 64 + ROW_PAD + 15) / 16 * 16; /* room for a 64-output block starting at any ox < ow */
+    if (!b) return 0;
+    int64_t items = b * j.group, macs = j.mg * j.cg * j.kh * j.kw * j.oh * j.ow + j.cg * j.hp * j.wp;
+    int64_t per = MIN_MACS_PER_PART / (macs > 0 ? macs : 1) + 1, most = items / per;
+    int parts = threads <= 1 || most <= 1 ? 1 : (threads < most ? threads : (int)most);
+    return opml_parallel_for(conv_range, &j, items, parts);
+}
+
+#undef P64

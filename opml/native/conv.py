@@ -1,0 +1,103 @@
+"""ctypes binding of the native direct grouped convolution (``conv.c``): depthwise and grouped convs with
+few channels per group, on the NCHW input as the engine holds it, in one call for all groups.
+
+:class:`GroupConv` computes exactly what ``kernels.prepare_conv``'s per-group GEMMs compute: the same
+int32 sums (bounded here so that no partial sum leaves int32) and the GEMM's own epilogue constants
+(:func:`opml.native.epilogue`), so the bytes are the same whichever path, instruction set or thread
+count runs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..parallel import worker_count
+from . import _OUTKIND, Epilogue, _addr, _code, library
+
+_i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
+_BYTE = (np.dtype(np.int8), np.dtype(np.uint8))
+INT32_MAX = (1 << 31) - 1
+X_MAGNITUDE = 255  # |x| of any int8/uint8 input value (the padding holds the zero point, also such a value)
+
+
+def _declare() -> ctypes.CDLL | None:
+    lib = library()
+    if lib is None:
+        return None
+    try:
+        lib.opml_gconv_cfg.restype = _int
+        lib.opml_gconv_cfg.argtypes = [_ptr, _ptr, _i64, _i64, _i64, _ptr, _int]
+    except AttributeError:  # a library built before conv.c
+        return None
+    return lib
+
+
+_LIB = _declare()
+
+
+def available() -> bool:
+    """Whether the native direct convolution is loaded."""
+    return _LIB is not None
+
+
+def fits(w: np.ndarray) -> bool:
+    """Whether every partial sum of the direct conv with weights ``w`` [M, cg, kh, kw] stays within int32
+    for any int8/uint8 input: 255 * max over output channels of sum |w| <= 2^31 - 1."""
+    if w.size == 0:
+        return True
+    wabs = np.abs(w.astype(np.int64)).reshape(w.shape[0], -1).sum(axis=1)
+    return X_MAGNITUDE * int(wabs.max()) <= INT32_MAX
+
+
+class GroupConv:
+    """A prepared direct conv: int8/uint8 NCHW input ``x`` [B, C, H, W] -> ``epilogue(conv(x))`` [B, M, OH, OW]."""
+
+    def __init__(self, w: np.ndarray, group: int, strides: Sequence[int], dil: Sequence[int], pads: Sequence[int],
+                 zero_point: int, x_dtype: np.dtype, ep: Epilogue, isa: str | None = None) -> None:
+        if _LIB is None:
+            raise ValueError("gconv: the native library is not loaded")
+        self.x_dtype = np.dtype(x_dtype)
+        if self.x_dtype not in _BYTE:
+            raise ValueError(f"gconv: x must be int8/uint8, not {self.x_dtype}")
+        if w.ndim != 4 or w.dtype not in (np.int8, np.int16) or group < 1 or w.shape[0] % group:
+            raise ValueError(f"gconv: weights must be int8/int16 [M, C/group, kh, kw], not {w.dtype} {w.shape}")
+        if not fits(w):
+            raise ValueError("gconv: weights too large for exact int32 sums")
+        if ep.n != w.shape[0]:
+            raise ValueError(f"gconv: epilogue for {ep.n} channels, weights have {w.shape[0]}")
+        info = np.iinfo(self.x_dtype)
+        if not info.min <= zero_point <= info.max:
+            raise ValueError(f"gconv: zero point {zero_point} is not a {self.x_dtype} value")
+        self.w = np.ascontiguousarray(w, dtype=np.int16)
+        self.ep, self.group = ep, group
+        self.m, self.cg, self.kh, self.kw = w.shape
+        self.c = self.cg * group
+        self.strides, self.dil, self.pads = tuple(strides), tuple(dil), tuple(pads)
+        self.cfg = np.array([int(self.x_dtype == np.int8), self.c, self.m, group, self.kh, self.kw, *self.strides,
+                             *self.dil, *self.pads, zero_point, _addr(self.w), ep.span, ep.base, _OUTKIND[ep.dtype],
+                             _code(isa), *(_addr(a) for a in (ep.lo, ep.hi, ep.mul, ep.add, ep.shift, ep.post))],
+                            dtype=np.int64)
+        self._cfg = _addr(self.cfg)
+
+    def out_hw(self, h: int, w: int) -> tuple[int, int]:
+        """Output height and width for an H x W input (may be <= 0: the input is smaller than the kernel)."""
+        t, left, bottom, right = self.pads
+        oh = (h + t + bottom - (self.kh - 1) * self.dil[0] - 1) // self.strides[0] + 1
+        ow = (w + left + right - (self.kw - 1) * self.dil[1] - 1) // self.strides[1] + 1
+        return oh, ow
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if x.dtype != self.x_dtype or x.ndim != 4 or x.shape[1] != self.c:
+            raise ValueError(f"gconv: x must be {self.x_dtype} [B, {self.c}, H, W], not {x.dtype} {x.shape}")
+        b, _, h, w = x.shape
+        oh, ow = self.out_hw(h, w)
+        if oh <= 0 or ow <= 0 or h < 1 or w < 1:
+            raise ValueError(f"gconv: input {h}x{w} is smaller than the kernel")
+        x = np.ascontiguousarray(x)
+        y = np.empty((b, self.m, oh, ow), dtype=self.ep.dtype)
+        if b and _LIB is not None and _LIB.opml_gconv_cfg(self._cfg, _addr(x), b, h, w, _addr(y), worker_count()):
+            raise MemoryError("opml native gconv failed (out of memory or bad arguments)")
+        return y

@@ -1,0 +1,253 @@
+"""The native direct grouped convolution (``opml/native/conv.c``, depthwise included) against int64 numpy,
+against the per-group GEMM path it replaces and against ``opml.reference``, on every instruction set this
+CPU runs and at several thread counts: zero tolerance everywhere."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+import pytest
+from engine_cases import INT8, INT32, _gemm_node, act, check, int_array, qspec, requant_out
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from native_child import child_hash
+
+from opml import kernels, native
+from opml.intmath import clip_int32, requantize
+from opml.native import conv as native_conv
+from opml.parallel import set_worker_count
+
+pytestmark = pytest.mark.skipif(not native_conv.available() and not os.environ.get("CI"),
+                                reason=native.describe())
+
+EACH_ISA = pytest.mark.parametrize("isa", [
+    pytest.param(name, marks=pytest.mark.skipif(name not in native.cpu_isas(),
+                                                reason=f"CPU lacks {native.CPU_FLAGS[name]}"))
+    for name in native.ISAS])
+FEW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                      HealthCheck.data_too_large])
+
+
+def conv_int64(x: np.ndarray, w: np.ndarray, group: int, strides: tuple[int, int], dil: tuple[int, int],
+               pads: tuple[int, int, int, int], zp: int) -> np.ndarray:
+    """The conv's exact int64 sums (input padded with the zero point), one strided view per kernel tap."""
+    b, c, h, wd = x.shape
+    m, cg, kh, kw = w.shape
+    mg = m // group
+    xp = np.full((b, c, h + pads[0] + pads[2], wd + pads[1] + pads[3]), zp, dtype=np.int64)
+    xp[:, :, pads[0]:pads[0] + h, pads[1]:pads[1] + wd] = x
+    oh = (xp.shape[2] - (kh - 1) * dil[0] - 1) // strides[0] + 1
+    ow = (xp.shape[3] - (kw - 1) * dil[1] - 1) // strides[1] + 1
+    acc = np.zeros((b, m, oh, ow), dtype=np.int64)
+    w64 = w.astype(np.int64)
+    for oc in range(m):
+        g = oc // mg
+        for ci in range(cg):
+            for i in range(kh):
+                for j in range(kw):
+                    win = xp[:, g * cg + ci, i * dil[0]: i * dil[0] + (oh - 1) * strides[0] + 1: strides[0],
+                             j * dil[1]: j * dil[1] + (ow - 1) * strides[1] + 1: strides[1]]
+                    acc[:, oc] += w64[oc, ci, i, j] * win
+    return acc
+
+
+@st.composite
+def geometry(draw: st.DrawFn) -> dict:
+    """Shapes, strides, dilations and pads the converter emits (1-D convs are 2-D with H = 1), with widths
+    that cover the 64- and 32-output vector blocks and their tails."""
+    group = draw(st.integers(1, 5))
+    cg = draw(st.sampled_from([1, 1, 2, 3, 16]))
+    mg = draw(st.integers(1, 3))
+    one_d = draw(st.booleans())
+    kh = 1 if one_d else draw(st.integers(1, 5))
+    kw = draw(st.integers(1, 7))
+    dh, dw = (1 if one_d else draw(st.integers(1, 3))), draw(st.integers(1, 3))
+    sh, sw = (1 if one_d else draw(st.integers(1, 3))), draw(st.integers(1, 4))
+    pads = (0 if one_d else draw(st.integers(0, 3)), draw(st.integers(0, 3)),
+            0 if one_d else draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+    eh, ew = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    h = 1 if one_d else draw(st.integers(max(1, eh - pads[0] - pads[2]), max(1, eh - pads[0] - pads[2]) + 9))
+    w = draw(st.integers(max(1, ew - pads[1] - pads[3]), max(1, ew - pads[1] - pads[3]) + 150))
+    return dict(b=draw(st.integers(1, 2)), c=group * cg, m=group * mg, group=group, cg=cg, kh=kh, kw=kw, h=h, w=w,
+                strides=(sh, sw), dil=(dh, dw), pads=pads)
+
+
+def _weights(draw: st.DrawFn, g: dict, extreme: bool) -> np.ndarray:
+    wdt = draw(st.sampled_from([np.int8, np.int16]))
+    lo, hi = (-255, 255) if wdt == np.int16 else (-128, 127)
+    shape = (g["m"], g["cg"], g["kh"], g["kw"])
+    if extreme:
+        return draw(st.sampled_from([np.full(shape, lo), np.full(shape, hi)])).astype(wdt)
+    return int_array(draw, wdt, shape, st.integers(lo, hi))
+
+
+def _input(draw: st.DrawFn, g: dict, dtype: np.dtype, extreme: bool) -> np.ndarray:
+    info = np.iinfo(dtype)
+    shape = (g["b"], g["c"], g["h"], g["w"])
+    if extreme:
+        return np.random.default_rng(draw(st.integers(0, 2**32 - 1))).choice(
+            np.array([info.min, info.max]), size=shape).astype(dtype)
+    return np.random.default_rng(draw(st.integers(0, 2**32 - 1))).integers(
+        int(info.min), int(info.max) + 1, size=shape).astype(dtype)
+
+
+@EACH_ISA
+@FEW
+@given(data=st.data(), g=geometry(), extreme=st.booleans(), out=st.sampled_from([np.int32, np.int8, np.uint8,
+                                                                                   np.int16]))
+def test_kernel_equals_int64(isa: str, data: st.DataObject, g: dict, extreme: bool, out: type) -> None:
+    """Every output of the kernel == the int64 sum through the spec's requantization (or int32 clip)."""
+    draw = data.draw
+    xdt = np.dtype(draw(st.sampled_from([np.int8, np.uint8])))
+    info = np.iinfo(xdt)
+    zp = draw(st.sampled_from([int(info.min), int(info.max), draw(st.integers(int(info.min), int(info.max)))]))
+    x, w = _input(draw, g, xdt, extreme), _weights(draw, g, extreme)
+    m = g["m"]
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    off = rng.integers(-(1 << 33), 1 << 33, size=m)
+    if out == np.int32:
+        ep = native.epilogue(m, off, 0, 0, 0, 0, 0, np.int32)
+    else:
+        mult, shift = rng.integers(0, 1 << 31, size=m), rng.integers(1, 63, size=m)
+        mult[: m // 2], shift[: m // 2] = rng.integers(0, 1 << 12, size=m // 2), rng.integers(1, 16, size=m // 2)
+        oi = np.iinfo(out)
+        qmin = int(rng.integers(int(oi.min), int(oi.max) + 1))
+        qmax, ozp = int(rng.integers(qmin, int(oi.max) + 1)), int(rng.integers(int(oi.min), int(oi.max) + 1))
+        ep = native.epilogue(m, off, mult, shift, ozp, qmin, qmax, out)
+    assert ep is not None
+    conv = native_conv.GroupConv(w, g["group"], g["strides"], g["dil"], g["pads"], zp, xdt, ep, isa)
+    got = conv(x)
+    acc = conv_int64(x, w, g["group"], g["strides"], g["dil"], g["pads"], zp) + off[None, :, None, None]
+    if out == np.int32:
+        want = clip_int32(acc).astype(np.int32)
+    else:
+        want = requantize(acc, mult[None, :, None, None], shift[None, :, None, None], ozp, qmin, qmax, out)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
+def _node_case(draw: st.DrawFn, g: dict, extreme: bool):
+    xdt, xs, xzp = draw(qspec())
+    x = _input(draw, g, xdt.np, extreme)
+    w = _weights(draw, g, extreme)
+    bias = int_array(draw, INT32, (g["m"],), st.one_of(st.integers(-3000, 3000), st.integers(-(2**31), 2**31 - 1)))
+    raw = draw(st.booleans())
+    rq = None if raw else draw(requant_out(g["m"]))
+    oh = (g["h"] + g["pads"][0] + g["pads"][2] - (g["kh"] - 1) * g["dil"][0] - 1) // g["strides"][0] + 1
+    ow = (g["w"] + g["pads"][1] + g["pads"][3] - (g["kw"] - 1) * g["dil"][1] - 1) // g["strides"][1] + 1
+    b = _gemm_node("conv", act("x", xdt, x.shape, xs, xzp), w, bias, (g["b"], g["m"], oh, ow), raw, rq, False,
+                   pads=list(g["pads"]), strides=list(g["strides"]), dilations=list(g["dil"]), group=g["group"])
+    return b, x
+
+
+@FEW
+@given(data=st.data(), g=geometry(), extreme=st.booleans())
+def test_engine_conv_equals_reference_and_the_gemm_path(data: st.DataObject, g: dict, extreme: bool) -> None:
+    """The engine's conv node (the direct kernel where it applies) == opml.reference == the per-group GEMM
+    path (the prepared kernel with the direct kernel switched off)."""
+    b, x = _node_case(data.draw, g, extreme)
+    direct = check(b, [x])
+    assert kernels.prepare_conv(b.nodes[0], b.tensors)([x]).tobytes() == direct.tobytes()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kernels, "DIRECT_CONV_MAX_CG", 0)
+        gemm = kernels.prepare_conv(b.nodes[0], b.tensors)([x])
+    assert direct.tobytes() == gemm.tobytes()
+
+
+def test_depthwise_uses_the_direct_kernel() -> None:
+    """A depthwise conv's prepared kernel holds a GroupConv and no per-group GEMMs (else the test above
+    would compare the GEMM path with itself)."""
+    w = np.ones((8, 1, 3, 3), np.int8)
+    b = _gemm_node("conv", act("x", INT8, (1, 8, 5, 5), 0.1, 0), w, np.zeros(8, np.int32), (1, 8, 5, 5), True, None,
+                   False, pads=[1, 1, 1, 1], strides=[1, 1], dilations=[1, 1], group=8)
+    fn = kernels.prepare_conv(b.nodes[0], b.tensors)
+    cells = dict(zip(fn.__code__.co_freevars, (c.cell_contents for c in fn.__closure__ or ()), strict=True))
+    assert isinstance(cells["direct"], native_conv.GroupConv) and cells["fast"] == []
+
+
+@EACH_ISA
+def test_at_the_int32_limit(isa: str) -> None:
+    """255 * sum |w| just below 2^31: every product and partial sum at its largest; one more unit of weight
+    and the kernel refuses (the engine then runs the GEMM path)."""
+    w = np.full((2, 16, 45, 45), 255, np.int16)
+    w[1] = -255
+    assert native_conv.fits(w) and 255 * 255 * w[0].size < 2**31
+    x = np.full((1, 32, 45, 45), 255, np.uint8)
+    ep = native.epilogue(2, 0, 0, 0, 0, 0, 0, np.int32)
+    assert ep is not None
+    got = native_conv.GroupConv(w, 2, (1, 1), (1, 1), (0, 0, 0, 0), 0, np.uint8, ep, isa)(x)
+    np.testing.assert_array_equal(got.reshape(-1), [255 * 255 * w[0].size, -255 * 255 * w[0].size])
+    big = np.concatenate([w, np.full((2, 1, 45, 45), 255, np.int16)], axis=1)
+    assert not native_conv.fits(big)
+    with pytest.raises(ValueError, match="too large"):
+        native_conv.GroupConv(big, 2, (1, 1), (1, 1), (0, 0, 0, 0), 0, np.uint8, ep, isa)
+
+
+def test_bad_arguments_are_refused() -> None:
+    ep = native.epilogue(4, 0, 0, 0, 0, 0, 0, np.int32)
+    assert ep is not None
+    w = np.ones((4, 1, 3, 3), np.int8)
+    with pytest.raises(ValueError, match="int8/uint8"):
+        native_conv.GroupConv(w, 4, (1, 1), (1, 1), (0, 0, 0, 0), 0, np.int16, ep)
+    with pytest.raises(ValueError, match="zero point"):
+        native_conv.GroupConv(w, 4, (1, 1), (1, 1), (0, 0, 0, 0), 200, np.int8, ep)
+    conv = native_conv.GroupConv(w, 4, (1, 1), (1, 1), (0, 0, 0, 0), 0, np.int8, ep)
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        conv(np.zeros((1, 4, 2, 5), np.int8))
+    with pytest.raises(ValueError, match=r"\[B, 4, H, W\]"):
+        conv(np.zeros((1, 3, 5, 5), np.int8))
+
+
+def _mobilenet_block(seed: int = 0) -> tuple[list, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-128, 128, size=(96, 1, 3, 3)).astype(np.int8)
+    ep = native.epilogue(96, rng.integers(-5000, 5000, 96), rng.integers(1 << 20, 1 << 30, 96),
+                         rng.integers(20, 40, 96), 3, -128, 127, np.int8)
+    x = rng.integers(0, 256, size=(2, 96, 57, 57)).astype(np.uint8)
+    return [w, ep], x
+
+
+def test_thread_counts_agree() -> None:
+    (w, ep), x = _mobilenet_block()
+    outs = []
+    try:
+        for n in (1, 2, 3, 5):
+            set_worker_count(n)
+            for s in (1, 2):
+                outs.append((n, s, native_conv.GroupConv(w, 96, (s, s), (1, 1), (1, 1, 1, 1), 7, np.uint8, ep)(x)))
+    finally:
+        set_worker_count(None)
+    for n, s, y in outs:
+        ref = next(y0 for n0, s0, y0 in outs if s0 == s)
+        assert y.tobytes() == ref.tobytes(), f"{n} threads, stride {s}"
+
+
+CHILD = """
+import hashlib, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from test_native_conv import _mobilenet_block
+from opml import native
+from opml.native import conv as native_conv
+(w, ep), x = _mobilenet_block()
+h = hashlib.sha256()
+for s, d in ((1, 1), (2, 1), (1, 2)):
+    h.update(native_conv.GroupConv(w, 96, (s, s), (d, d), (1, 2, 1, 0), 7, np.uint8, ep)(x).tobytes())
+print(native.describe())
+print("HASH " + h.hexdigest())
+"""
+
+
+def test_instruction_sets_agree_through_the_environment() -> None:
+    """OPML_NATIVE_ISA picks each set this CPU runs for the direct conv too; all give the bytes of the portable
+    C code run in this process."""
+    (w, ep), x = _mobilenet_block()
+    h = hashlib.sha256()
+    for s, d in ((1, 1), (2, 1), (1, 2)):
+        h.update(native_conv.GroupConv(w, 96, (s, s), (d, d), (1, 2, 1, 0), 7, np.uint8, ep, "generic")(x).tobytes())
+    for name in native.cpu_isas():
+        desc, got = child_hash(CHILD, {"OPML_NATIVE_ISA": name, "OPML_THREADS": "2"}, timeout=120)
+        assert f"loaded ({name})" in desc
+        assert got == "HASH " + h.hexdigest(), desc
