@@ -37,18 +37,86 @@ def _write_atomic(path: Path, data: bytes) -> None:
 @click.option("--name", help="model name stored in the bundle metadata")
 @click.option("--weight-bits", type=click.IntRange(2, 8), default=8, show_default=True,
               help="bits of the per-channel float weight quantization (7: the engine's faster exact u8 x s8 GEMM)")
-def convert_cmd(onnx_model: str, output: str, calibration: str | None, name: str | None, weight_bits: int) -> None:
-    """Convert an ONNX model into a bundle and print its model address."""
+@click.option("--accuracy", type=click.Choice(["int8", "auto"]), default="int8", show_default=True,
+              help="int8: plain int8 with the options below; auto: choose the range method, bias correction and "
+                   "int16 tensors by measured cosine against onnxruntime float32 on the calibration data")
+@click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "mse"]), default="minmax",
+              show_default=True, help="how activation ranges are chosen from the calibration data")
+@click.option("--bias-correction/--no-bias-correction", default=False, show_default=True,
+              help="fold the mean output shift of weight rounding into the biases")
+@click.option("--int16", "int16", default="", help="comma-separated ONNX value names (Conv, Gemm, MatMul or Add "
+                                                   "outputs) to produce as 13-bit int16 activations")
+@click.option("--target-cosine", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.99, show_default=True,
+              help="--accuracy auto: the mean cosine (worst output) to reach with as few int16 tensors as it can")
+@click.option("--max-conversions", type=click.IntRange(1, 1000), default=32, show_default=True,
+              help="--accuracy auto: how many trial conversions the search may run")
+@click.option("--report/--no-report", default=None,
+              help="print the cosine per output against onnxruntime float32 on the calibration data (to stderr; "
+                   "default: on when an accuracy option is given)")
+def convert_cmd(onnx_model: str, output: str, calibration: str | None, name: str | None, weight_bits: int,
+                accuracy: str, calibration_method: str, bias_correction: bool, int16: str, target_cosine: float,
+                max_conversions: int, report: bool | None) -> None:
+    """Convert an ONNX model into a bundle and print its model address.
+
+    The default (plain int8, minmax ranges) gives the same bytes as always; the accuracy options are
+    opt-in, recorded in the bundle metadata, and the report prints the flags that reproduce a choice."""
     from opml.convert import convert
+    from opml.convert.accuracy import choose_options, report_for
+    from opml.convert.calibrate import AccuracyOptions
     from opml.errors import OpmlError
 
+    names = frozenset(n.strip() for n in int16.split(",") if n.strip())
+    label = name or Path(onnx_model).stem
     try:
-        bundle = convert(onnx_model, calibration, name=name or Path(onnx_model).stem, weight_bits=weight_bits)
+        opts = AccuracyOptions(calibration_method, bias_correction, names)
+        if accuracy == "auto" and not opts.is_default:
+            _fail("--accuracy auto chooses the calibration method, bias correction and int16 tensors itself; "
+                  "give either --accuracy auto or those options")
+        if report is None:
+            report = accuracy == "auto" or not opts.is_default
+        if accuracy == "auto":
+            result = choose_options(onnx_model, calibration, name=label, weight_bits=weight_bits,
+                                    target_cosine=target_cosine, max_conversions=max_conversions)
+        elif report:
+            result = report_for(onnx_model, calibration, opts, name=label, weight_bits=weight_bits)
+        else:
+            result = None
+            bundle = convert(onnx_model, calibration, name=label, weight_bits=weight_bits, accuracy=opts)
+        if result is not None:
+            bundle = result.bundle
         data = bundle.encoded
     except OpmlError as e:
         _fail(str(e))
     _write_atomic(Path(output), data)
+    if result is not None:
+        _print_accuracy(result, accuracy == "auto", target_cosine)
     click.echo(bundle.address_hex)
+
+
+def _print_accuracy(result: object, auto: bool, target: float) -> None:
+    """The accuracy report (stderr, so stdout stays the address)."""
+    from opml.convert.accuracy import AccuracyResult
+
+    assert isinstance(result, AccuracyResult)
+    o = result.options
+
+    def say(line: str) -> None:
+        click.echo(line, err=True)
+
+    how = f"chosen by --accuracy auto in {result.conversions} conversions" if auto else "as given"
+    say(f"accuracy options ({how}): {o.describe()}")
+    for r in result.report:
+        say(f"  output {r.name}: {r.metric} to onnxruntime float32 on the calibration data: mean {r.mean:.5f} "
+            f"min {r.min:.5f}")
+    for r in result.baseline or []:
+        say(f"  plain int8 (minmax)  {r.name}: {r.metric} mean {r.mean:.5f} min {r.min:.5f}")
+    if auto and result.score < target:
+        say(f"  target cosine {target} not reached (best found above)")
+    if o.int16:
+        say(f"  int16 tensors ({len(o.int16)}): {', '.join(sorted(o.int16))}")
+    readers = sorted(set(result.int8_readers))
+    if readers:
+        say(f"  no int16 path (read an int8 copy): {', '.join(readers)}")
 
 
 def _fmt_shape(shape: tuple[int, ...]) -> str:

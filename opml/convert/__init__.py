@@ -32,7 +32,7 @@ from . import (  # noqa: F401  (register lowerings)
     recurrent,
 )
 from .builder import GraphBuilder, Val
-from .calibrate import AccuracyOptions
+from .calibrate import AccuracyOptions, ConversionTrace
 from .context import Context
 from .coverage import one_line, unsupported_op_message
 from .lower import LOWERINGS
@@ -183,7 +183,7 @@ def convert(
     name: str | None = None,
     weight_bits: int = 8,
     accuracy: AccuracyOptions | None = None,
-    outputs: list[np.ndarray] | None = None,
+    trace: ConversionTrace | None = None,
 ) -> Bundle:
     """Convert an ONNX model into a bundle. ``calibration``: inputs (array, list or dict by name, or a
     .npy/.npz path) used to choose activation quantization parameters; its first dimension is the
@@ -196,8 +196,8 @@ def convert(
 
     ``accuracy``: range method, bias correction and int16 tensors (``opml/convert/calibrate.py``; the
     default is plain int8 with minmax ranges, today's bytes); ``opml.convert.accuracy`` chooses them by
-    measured error. ``outputs``, when given, receives the converted graph's outputs on the calibration
-    data (the engine's own values, computed during conversion)."""
+    measured error. ``trace``, when given, receives the converted graph's outputs on the calibration
+    data (the engine's own values, computed during conversion) and the int8-only readers of int16 tensors."""
     if not 2 <= weight_bits <= 8:
         raise ConversionError(f"weight_bits must be in [2, 8], not {weight_bits}")
     m = load_onnx(model)
@@ -240,6 +240,7 @@ def convert(
     if weight_bits != 8:  # (8-bit bundles keep their earlier bytes and addresses)
         meta["weight_bits"] = str(weight_bits)
     meta.update(ctx.accuracy.metadata())  # (none for the default options)
-    if outputs is not None:
-        outputs[:] = [ctx.env[t] for t in output_ids]
+    if trace is not None:
+        trace.outputs = [ctx.env[t] for t in output_ids]
+        trace.int8_readers = list(ctx.int8_readers)
     return builder.bundle(input_ids, output_ids, meta)

@@ -22,6 +22,7 @@ the same bundle without a search.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +31,7 @@ import onnx
 
 from ..bundle import Bundle
 from ..errors import ConversionError
-from .calibrate import METHODS, AccuracyOptions
+from .calibrate import METHODS, AccuracyOptions, ConversionTrace
 
 # ops whose output can be int16 (``_emit_requant``: conv/linear; ``lower_add``), and ops that read int16
 INT16_PRODUCERS = ("Conv", "Gemm", "AievmLinear", "MatMul", "Add")
@@ -58,9 +59,10 @@ class AccuracyResult:
     bundle: Bundle
     options: AccuracyOptions
     report: list[OutputAccuracy]
+    int8_readers: list[str] = field(default_factory=list)  # readers of int16 tensors without an int16 path
     log: list[str] = field(default_factory=list)
     conversions: int = 1
-    skipped: list[str] = field(default_factory=list)  # int16 candidates left out, with the reason
+    baseline: list[OutputAccuracy] | None = None  # plain int8 (minmax), when the search measured it
 
     @property
     def score(self) -> float:
@@ -135,13 +137,13 @@ def int16_candidates(model: onnx.ModelProto) -> list[str]:
 
 
 def measure(model: onnx.ModelProto, arrays: list[np.ndarray], want: list[np.ndarray], options: AccuracyOptions,
-            name: str | None, weight_bits: int) -> tuple[Bundle, list[OutputAccuracy]]:
+            name: str | None, weight_bits: int) -> tuple[Bundle, list[OutputAccuracy], list[str]]:
     """Convert with ``options`` and compare its calibration outputs with ``want``."""
     from . import convert
 
-    got: list[np.ndarray] = []
-    bundle = convert(model, arrays, name=name, weight_bits=weight_bits, accuracy=options, outputs=got)
-    return bundle, compare([o.name for o in model.graph.output], got, want)
+    trace = ConversionTrace()
+    bundle = convert(model, arrays, name=name, weight_bits=weight_bits, accuracy=options, trace=trace)
+    return bundle, compare([o.name for o in model.graph.output], trace.outputs, want), trace.int8_readers
 
 
 def report_for(model: str | Path | bytes | onnx.ModelProto, calibration: object, options: AccuracyOptions,
@@ -151,8 +153,8 @@ def report_for(model: str | Path | bytes | onnx.ModelProto, calibration: object,
 
     m = load_onnx(model)
     arrays = _calibration_arrays(m, calibration)
-    bundle, rep = measure(m, arrays, float_outputs(m, arrays), options, name, weight_bits)
-    return AccuracyResult(bundle, options, rep)
+    bundle, rep, readers = measure(m, arrays, float_outputs(m, arrays), options, name, weight_bits)
+    return AccuracyResult(bundle, options, rep, readers)
 
 
 def choose_options(model: str | Path | bytes | onnx.ModelProto, calibration: object, *, name: str | None = None,
@@ -170,50 +172,90 @@ def choose_options(model: str | Path | bytes | onnx.ModelProto, calibration: obj
     log: list[str] = []
     n = 0
     best: AccuracyResult | None = None
+    baseline: list[OutputAccuracy] | None = None
     for method in METHODS:
         for bc in (False, True):
             if n >= max_conversions:
                 break
             opts = AccuracyOptions(method, bc)
-            bundle, rep = measure(m, arrays, want, opts, name, weight_bits)
+            bundle, rep, readers = measure(m, arrays, want, opts, name, weight_bits)
             n += 1
+            baseline = baseline or rep
             log.append(f"{opts.describe()}: {score(rep):.6f}")
             if best is None or score(rep) > best.score:
-                best = AccuracyResult(bundle, opts, rep)
+                best = AccuracyResult(bundle, opts, rep, readers)
     assert best is not None
     if best.score < target_cosine and n < max_conversions:
         best, n = _choose_int16(m, arrays, want, best, name, weight_bits, target_cosine, max_conversions, n, log)
-    best.log, best.conversions = log, n
+    best.log, best.conversions, best.baseline = log, n, baseline
     return best
+
+
+def int8_noise(model: onnx.ModelProto, arrays: list[np.ndarray], names: list[str], method: str) -> list[float]:
+    """Per tensor: the relative squared error (noise / signal power) of its float values on the int8
+    grid ``method`` would choose for it, from one onnxruntime run with the tensors as extra outputs."""
+    from .builder import choose_qparams
+    from .calibrate import choose_range
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    known = {o.name for o in m.graph.output}
+    for nm in names:
+        if nm not in known:
+            m.graph.output.append(onnx.helper.make_tensor_value_info(nm, onnx.TensorProto.FLOAT, None))
+    values = dict(zip([o.name for o in m.graph.output], float_outputs(m, arrays), strict=True))
+    noise = []
+    for nm in names:
+        v = np.asarray(values[nm], dtype=np.float64).reshape(-1)
+        qp = choose_qparams(*choose_range(method, v))
+        s = np.float64(np.float32(qp.scale))
+        deq = (np.clip(np.rint(v / s) + qp.zero_point, -128, 127) - qp.zero_point) * s
+        sig = math.fsum((v * v).tolist())
+        noise.append(math.fsum(((v - deq) ** 2).tolist()) / sig if sig > 0 else 0.0)
+    return noise
 
 
 def _choose_int16(m: onnx.ModelProto, arrays: list[np.ndarray], want: list[np.ndarray], base: AccuracyResult,
                   name: str | None, weight_bits: int, target: float, budget: int, n: int,
                   log: list[str]) -> tuple[AccuracyResult, int]:
+    """The shortest prefix of the candidates ranked by int8 noise (largest first) that reaches ``target``:
+    prefixes of 1, 2, 4, ... candidates, then a bisection below the first that reaches it."""
     cands = int16_candidates(m)
-    gains: list[tuple[float, int, str]] = []
-    for k, c in enumerate(cands):
-        if n >= budget:
+    if not cands:
+        return base, n
+    noise = int8_noise(m, arrays, cands, base.options.method)
+    ranked = [c for _, _, c in sorted((-round(z, 12), k, c) for k, (z, c) in enumerate(zip(noise, cands, strict=True)))]
+    tried: dict[int, AccuracyResult] = {}
+
+    def attempt(k: int) -> AccuracyResult:
+        nonlocal n
+        if k not in tried:
+            opts = AccuracyOptions(base.options.method, base.options.bias_correction, frozenset(ranked[:k]))
+            bundle, rep, readers = measure(m, arrays, want, opts, name, weight_bits)
+            n += 1
+            log.append(f"int16 top {k} of {len(ranked)} by int8 noise: {score(rep):.6f}")
+            tried[k] = AccuracyResult(bundle, opts, rep, readers)
+        return tried[k]
+
+    k, lo, hit = 1, 0, 0
+    while n < budget:
+        k = min(k, len(ranked))
+        if attempt(k).score >= target:
+            hit = k
             break
-        opts = AccuracyOptions(base.options.method, base.options.bias_correction, frozenset({c}))
-        _, rep = measure(m, arrays, want, opts, name, weight_bits)
-        n += 1
-        gain = score(rep) - base.score
-        log.append(f"int16 {c}: {score(rep):.6f} ({gain:+.6f})")
-        if gain > 0:
-            gains.append((-gain, k, c))
-    best = base
-    chosen: set[str] = set()
-    for _, _, c in sorted(gains):
-        if best.score >= target or n >= budget:
+        lo = k
+        if k == len(ranked):
             break
-        trial = frozenset(chosen | {c})
-        opts = AccuracyOptions(base.options.method, base.options.bias_correction, trial)
-        bundle, rep = measure(m, arrays, want, opts, name, weight_bits)
-        n += 1
-        log.append(f"int16 {sorted(trial)}: {score(rep):.6f}")
-        if score(rep) > best.score:
-            chosen.add(c)
-            best = AccuracyResult(bundle, opts, rep)
-    best.skipped = [c for c in cands if c not in chosen]
+        k *= 2
+    if hit:
+        hi = hit
+        while hi - lo > 1 and n < budget:
+            mid = (lo + hi) // 2
+            if attempt(mid).score >= target:
+                hi = mid
+            else:
+                lo = mid
+        best = tried[hi]
+    else:  # the target is out of reach: the best measured (smaller sets on ties)
+        best = max([base] + [tried[k] for k in sorted(tried)], key=lambda r: r.score)
     return best, n

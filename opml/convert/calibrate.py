@@ -17,7 +17,7 @@ function of the model, the calibration data and the options.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -67,6 +67,16 @@ class AccuracyOptions:
         if self.int16:
             parts.append("--int16 " + ",".join(sorted(self.int16)))
         return " ".join(parts)
+
+
+@dataclass
+class ConversionTrace:
+    """What a conversion reports besides the bundle: the graph outputs on the calibration data (the
+    engine's values, computed during conversion) and the readers of int16 tensors that have no int16
+    path (each reads an int8 copy: ``op name``)."""
+
+    outputs: list[np.ndarray] = field(default_factory=list)
+    int8_readers: list[str] = field(default_factory=list)
 
 
 def choose_range(method: str, real: np.ndarray, relu: bool = False) -> tuple[float, float]:

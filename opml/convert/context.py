@@ -40,6 +40,7 @@ class Context:
         # range method, bias correction, int16 tensors (``calibrate.py``); the default is plain int8 minmax
         self.accuracy = AccuracyOptions()
         self.int16_done: set[str] = set()  # names of ``accuracy.int16`` produced as int16 so far
+        self.int8_readers: list[str] = []  # nodes that read an int16 tensor through an int8 copy
         consumers: dict[str, list[onnx.NodeProto]] = {}
         for n in graph.node:
             for i in n.input:
@@ -186,6 +187,8 @@ class Context:
     def _int8_copy(self, v: Val, name: str) -> Val:
         """An int16 activation re-expressed in int8 (an ``add`` of a zero constant), once per tensor."""
         assert v.tid is not None
+        if self.current is not None:
+            self.int8_readers.append(f"{self.current.op_type} {self.current.name or self.current.output[0]}")
         if v.tid in self._int8_of:
             return self._int8_of[v.tid]
         s = self.b.spec(v)
