@@ -445,7 +445,7 @@ def build(bundle: Bundle, kernels: Sequence[object], consts: dict[int, np.ndarra
     arena = raw[base : base + top]
     views = {i: arena[offsets[s] : offsets[s] + nbytes(i)].view(specs[i].dtype.np).reshape(shapes[i])
              for i, s in store.items()}
-    plan_consts = {i: np.ascontiguousarray(a) for i, a in consts.items()}
+    plan_consts = dict(consts)
     keep: list[object] = [raw, plan_consts]
     steps: list[_Segment | int] = []
     run: list[np.ndarray] = []
@@ -467,8 +467,9 @@ def build(bundle: Bundle, kernels: Sequence[object], consts: dict[int, np.ndarra
             a = arena[offsets[s] : offsets[s] + sizes[s]]
         else:
             a = v
-            keep.append(a)
-        assert isinstance(a, np.ndarray) and a.flags.c_contiguous
+        assert isinstance(a, np.ndarray)
+        a = np.ascontiguousarray(a)  # (a copy only for a constant stored otherwise)
+        keep.append(a)
         return int(a.ctypes.data)
 
     def flush() -> None:

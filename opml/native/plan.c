@@ -66,8 +66,27 @@ static int pair_lut8_range(void *ctx, int64_t i0, int64_t i1) {
 
 /* ------------------------------------------------------------------------------ data movement */
 
+/* One output row of a transpose: n elements of `size` bytes, read `stride` elements apart. */
+static void gather_row(const uint8_t *x, uint8_t *y, int64_t n, int64_t stride, int64_t size) {
+#define GATHER(T)                                                                                                     \
+    do {                                                                                                              \
+        const T *xs = (const T *)(const void *)x;                                                                     \
+        T *ys = (T *)(void *)y;                                                                                       \
+        for (int64_t i = 0; i < n; i++) ys[i] = xs[i * stride];                                                       \
+    } while (0)
+    switch (size) {
+    case 1: GATHER(uint8_t); break;
+    case 2: GATHER(uint16_t); break;
+    case 4: GATHER(uint32_t); break;
+    case 8: GATHER(uint64_t); break;
+    default:
+        for (int64_t i = 0; i < n; i++) memcpy(y + i * size, x + i * stride * size, (size_t)size);
+    }
+#undef GATHER
+}
+
 /* y (C order, shape[ndim]) = x read with strides[ndim] (elements): a transpose of x. The last
- * dimension is copied as one block when x's stride there is 1. */
+ * dimension is copied as one block when x's stride there is 1, else gathered with its stride. */
 static void transpose(const uint8_t *x, uint8_t *y, int64_t size, int ndim, const int64_t *shape,
                       const int64_t *strides) {
     int64_t idx[OPML_PLAN_MAX_DIMS] = {0};
@@ -78,13 +97,11 @@ static void transpose(const uint8_t *x, uint8_t *y, int64_t size, int ndim, cons
     int64_t inner = ndim ? shape[last] : 1, istride = ndim ? strides[last] : 0;
     int64_t src = 0; /* element offset of idx in x */
     for (int64_t done = 0; done < total; done += inner) {
-        if (istride == 1) {
+        if (istride == 1)
             memcpy(y, x + src * size, (size_t)(inner * size));
-            y += inner * size;
-        } else {
-            const uint8_t *p = x + src * size;
-            for (int64_t i = 0; i < inner; i++, y += size, p += istride * size) memcpy(y, p, (size_t)size);
-        }
+        else
+            gather_row(x + src * size, y, inner, istride, size);
+        y += inner * size;
         for (int d = last - 1; d >= 0; d--) { /* next index over the outer dimensions */
             src += strides[d];
             if (++idx[d] < shape[d]) break;
