@@ -35,7 +35,7 @@ from .calibrate import METHODS, AccuracyOptions, ConversionTrace
 
 # ops whose output can be int16 (``_emit_requant``: conv/linear; ``lower_add``), and ops that read int16
 INT16_PRODUCERS = ("Conv", "Gemm", "AievmLinear", "MatMul", "Add")
-INT16_READERS = ("Add", "LayerNormalization", "Conv", "Clip")
+INT16_READERS = ("Add", "LayerNormalization", "Conv", "Clip", "GlobalAveragePool", "ReduceMean", "ReduceSum")
 COSINE_GRID = 1e-6
 
 
@@ -131,7 +131,7 @@ def int16_candidates(model: onnx.ModelProto) -> list[str]:
         if n.op_type == "MatMul" and n.input[1] not in consts:
             continue  # (two activations: int8 matmul only)
         y = n.output[0]
-        if y in outs or n.op_type == "Conv" or readers.get(y, set()) & set(INT16_READERS):
+        if y in outs or readers.get(y, set()) & set(INT16_READERS):
             found.append(y)
     return found
 
