@@ -454,35 +454,40 @@ __attribute__((target("avx2"))) static void epilogue_avx2(const struct epilogue 
 #define OPML_HALVES(p, off)                                                                                \
     _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)((p) + (off)))),          \
                        _mm256_loadu_si256((const __m256i *)((p) + (off) + 8)), 1)
-OPML_TARGET_512 static inline __m512i y_of16(const struct epilogue *e, int64_t c0, __m512i a) {
-    a = _mm512_max_epi32(a, _mm512_loadu_si512((const void *)(e->lo32 + c0)));
-    a = _mm512_min_epi32(a, _mm512_loadu_si512((const void *)(e->hi32 + c0)));
-    __m512i m = _mm512_loadu_si512((const void *)(e->mul32 + c0));
-    __m512i ev = _mm512_mul_epi32(a, m); /* exact signed 32 x 32 -> 64 */
-    __m512i od = _mm512_mul_epi32(_mm512_srli_epi64(a, 32), _mm512_srli_epi64(m, 32));
+/* rows [0, rows) of 16 columns (row r at acc + r * stride; corr, if not NULL, subtracted first: the signed-input
+ * correction of the uint8 x int8 kernels, exact in int32) into dst + r * row_bytes, the first cols columns;
+ * the column constants are loaded once for all the rows. */
+OPML_TARGET_512 static void epilogue_avx512(const struct epilogue *e, int64_t c0, const int32_t *corr, const int32_t *acc,
+                                            int64_t stride, int64_t rows, char *dst, int64_t row_bytes, int64_t cols) {
+    const __m512i lo = _mm512_loadu_si512((const void *)(e->lo32 + c0));
+    const __m512i hi = _mm512_loadu_si512((const void *)(e->hi32 + c0));
+    const __m512i m = _mm512_loadu_si512((const void *)(e->mul32 + c0)), mo = _mm512_srli_epi64(m, 32);
     const int64_t *ad = e->addp + c0, *sh = e->shiftp + c0, *po = e->postp + c0;
-    ev = _mm512_add_epi64(_mm512_srlv_epi64(_mm512_add_epi64(ev, OPML_HALVES(ad, 0)), OPML_HALVES(sh, 0)),
-                          OPML_HALVES(po, 0));
-    od = _mm512_add_epi64(_mm512_srlv_epi64(_mm512_add_epi64(od, OPML_HALVES(ad, 4)), OPML_HALVES(sh, 4)),
-                          OPML_HALVES(po, 4));
-    __m512i zero = _mm512_setzero_si512(), span = _mm512_set1_epi64(e->span), base = _mm512_set1_epi64(e->base);
-    ev = _mm512_add_epi64(_mm512_min_epi64(_mm512_max_epi64(ev, zero), span), base);
-    od = _mm512_add_epi64(_mm512_min_epi64(_mm512_max_epi64(od, zero), span), base);
-    return _mm512_mask_blend_epi32((__mmask16)0xAAAA, ev, _mm512_slli_epi64(od, 32)); /* low 32 bits: the value */
+    const __m512i ad0 = OPML_HALVES(ad, 0), sh0 = OPML_HALVES(sh, 0), po0 = OPML_HALVES(po, 0);
+    const __m512i ad1 = OPML_HALVES(ad, 4), sh1 = OPML_HALVES(sh, 4), po1 = OPML_HALVES(po, 4);
+    const __m512i zero = _mm512_setzero_si512(), span = _mm512_set1_epi64(e->span), base = _mm512_set1_epi64(e->base);
+    const __m512i cv = corr ? _mm512_loadu_si512((const void *)corr) : zero;
+    const __mmask16 mask = (__mmask16)(cols >= NR ? 0xFFFF : (1u << cols) - 1);
+    for (int64_t r = 0; r < rows; r++) {
+        __m512i a = _mm512_sub_epi32(_mm512_loadu_si512((const void *)(acc + r * stride)), cv);
+        a = _mm512_min_epi32(_mm512_max_epi32(a, lo), hi);
+        __m512i ev = _mm512_mul_epi32(a, m); /* exact signed 32 x 32 -> 64 */
+        __m512i od = _mm512_mul_epi32(_mm512_srli_epi64(a, 32), mo);
+        ev = _mm512_add_epi64(_mm512_srlv_epi64(_mm512_add_epi64(ev, ad0), sh0), po0);
+        od = _mm512_add_epi64(_mm512_srlv_epi64(_mm512_add_epi64(od, ad1), sh1), po1);
+        ev = _mm512_add_epi64(_mm512_min_epi64(_mm512_max_epi64(ev, zero), span), base);
+        od = _mm512_add_epi64(_mm512_min_epi64(_mm512_max_epi64(od, zero), span), base);
+        __m512i v = _mm512_mask_blend_epi32((__mmask16)0xAAAA, ev, _mm512_slli_epi64(od, 32)); /* low 32 bits */
+        void *d = dst + r * row_bytes;
+        if (e->outkind == 0)
+            _mm512_mask_storeu_epi32(d, mask, v);
+        else if (e->outkind == 3)
+            _mm512_mask_cvtepi32_storeu_epi16(d, mask, v);
+        else
+            _mm512_mask_cvtepi32_storeu_epi8(d, mask, v);
+    }
 }
 #undef OPML_HALVES
-
-OPML_TARGET_512 static void epilogue_avx512(const struct epilogue *e, int64_t c0, const int32_t *acc, void *dst,
-                                            int64_t cols) {
-    __m512i v = y_of16(e, c0, _mm512_loadu_si512((const void *)acc));
-    __mmask16 mask = (__mmask16)(cols >= NR ? 0xFFFF : (1u << cols) - 1);
-    if (e->outkind == 0)
-        _mm512_mask_storeu_epi32(dst, mask, v);
-    else if (e->outkind == 3)
-        _mm512_mask_cvtepi32_storeu_epi16(dst, mask, v);
-    else
-        _mm512_mask_cvtepi32_storeu_epi8(dst, mask, v);
-}
 #endif
 
 /* 1 when the epilogue's kind, span and first n columns' constants are the ones C may evaluate (what
@@ -498,29 +503,37 @@ static int epilogue_ok(const struct epilogue *e, int64_t n) {
 
 static size_t out_size(const struct epilogue *e) { return e->outkind == 0 ? 4 : (e->outkind == 3 ? 2 : 1); }
 
-/* Rows [0, rows) of a finished tile (row r at acc + r * stride, at least cols rounded up to 16 values)
+/* Rows [0, rows) of a finished tile (row r at acc + r * stride, at least cols rounded up to 16 values), minus
+ * corr[0 .. cols) if corr is not NULL (the uint8 x int8 kernels' signed-input correction),
  * through the epilogue's columns ec0 .. ec0 + cols - 1 into y, row r at y0 + r * row_bytes; with `uniform`
  * every 16-column block uses the epilogue's columns ec0 .. ec0 + 15 (qmatmul's one 16-column epilogue). */
-static void finish_tile(const struct epilogue *e, int64_t ec0, int uniform, const int32_t *acc, int64_t stride,
-                        int64_t rows, char *y0, int64_t row_bytes, int64_t cols, int isa) {
+static void finish_tile(const struct epilogue *e, int64_t ec0, int uniform, const int32_t *corr, const int32_t *acc,
+                        int64_t stride, int64_t rows, char *y0, int64_t row_bytes, int64_t cols, int isa) {
     int64_t osize = (int64_t)out_size(e);
     for (int64_t b = 0; b < cols; b += NR) {
         int64_t bc = cols - b < NR ? cols - b : NR, ec = uniform ? ec0 : ec0 + b;
+#ifdef OPML_X86
+        if (is512(isa)) {
+            epilogue_avx512(e, ec, corr ? corr + b : NULL, acc + b, stride, rows, y0 + b * osize, row_bytes, bc);
+            continue;
+        }
+#endif
+        int32_t row[NR];
         for (int64_t r = 0; r < rows; r++) {
-            const int32_t *row = acc + r * stride + b;
+            const int32_t *src = acc + r * stride + b;
+            if (corr) {
+                for (int64_t c = 0; c < NR; c++) row[c] = src[c] - corr[b + c];
+                src = row;
+            }
             char *dst = y0 + r * row_bytes + b * osize;
 #ifdef OPML_X86
-            if (is512(isa)) {
-                epilogue_avx512(e, ec, row, dst, bc);
-                continue;
-            }
             if (isa >= OPML_ISA_AVX2) {
-                epilogue_avx2(e, ec, row, dst, bc);
+                epilogue_avx2(e, ec, src, dst, bc);
                 continue;
             }
 #endif
             (void)isa;
-            epilogue_generic(e, ec, row, dst, bc);
+            epilogue_generic(e, ec, src, dst, bc);
         }
     }
 }
@@ -580,7 +593,7 @@ static int qgemm(const void *x, int xsigned, int64_t m, int64_t k, const int16_t
                 int64_t rows = mrows - r0 < mr ? mrows - r0 : mr;
                 pair_tile(xs + r0 * 2 * kp, panel, kp * 2 * NR, kp, acc, rows, panels, isa,
                           c0 + panels * NR < n1 ? panel + panels * kp * 2 * NR : NULL, (mrows + mr - 1) / mr, r0 / mr);
-                finish_tile(e, c0, 0, &acc[0][0], 2 * NR, rows, (char *)y + ((mc + r0) * n + c0) * osize,
+                finish_tile(e, c0, 0, NULL, &acc[0][0], 2 * NR, rows, (char *)y + ((mc + r0) * n + c0) * osize,
                             n * osize, cols, isa);
             }
             c0 += (panels - 1) * NR;
@@ -686,7 +699,7 @@ static int qmatmul(const void *a, int asigned, int64_t za, const void *bb, int b
             for (int64_t r0 = 0; r0 < m; r0 += mr) {
                 int64_t rows = m - r0 < mr ? m - r0 : mr;
                 pair_tile(xs + r0 * 2 * kp, panel, kp * 2 * NR, kp, acc, rows, panels, isa, NULL, 1, 0);
-                finish_tile(e, 0, 1, &acc[0][0], 2 * NR, rows, (char *)y + ((bi * m + r0) * n + c0) * osize,
+                finish_tile(e, 0, 1, NULL, &acc[0][0], 2 * NR, rows, (char *)y + ((bi * m + r0) * n + c0) * osize,
                             n * osize, cols, isa);
             }
             p += panels - 1;
@@ -943,7 +956,9 @@ OPML_VY_TILE(tile_vy_evex, __attribute__((target("avx2,avx512f,avx512vl,avx512vn
 #ifdef OPML_AMX
 #define AMX_ROWS 16   /* rows of an A / C tile */
 #define AMX_GROUPS 16 /* groups of 4 K per A tile row (64 bytes), rows of a B tile */
-#define AMX_MIN_ROWS 8
+#ifndef AMX_MIN_ROWS
+#define AMX_MIN_ROWS 4
+#endif
 #define OPML_TARGET_AMX __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vnni")))
 
 struct amx_config { /* LDTILECFG's 64-byte memory operand (palette 1) */
@@ -1107,11 +1122,9 @@ static int qgemm_u8s8(const void *x, int xsigned, int64_t m, int64_t k, const in
 #endif
                         tile_u8s8_generic(xr, panel, kq, acc + s, (int)srows);
                 }
-                if (xsigned) /* sum (x + 128) w - 128 sum w: exact in int32 (see above) */
-                    for (int64_t r = 0; r < rows; r++)
-                        for (int64_t c = 0; c < cols; c++) acc[r][c] -= corr[c0 + c];
-                finish_tile(e, c0, 0, &acc[0][0], 2 * NR, rows, (char *)y + ((mc + r0) * n + c0) * osize,
-                            n * osize, cols, isa);
+                /* signed x: sum (x + 128) w - 128 sum w, exact in int32 (see above) */
+                finish_tile(e, c0, 0, xsigned ? corr + c0 : NULL, &acc[0][0], 2 * NR, rows,
+                            (char *)y + ((mc + r0) * n + c0) * osize, n * osize, cols, isa);
             }
             c0 += (panels - 1) * NR;
         }

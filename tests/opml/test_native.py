@@ -11,6 +11,7 @@ missing CPU feature).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ def test_the_best_instruction_set_is_used_by_default() -> None:
     """Without OPML_NATIVE_ISA the library runs the fastest set the CPU has."""
     found = native.cpu_isas()
     assert found[:1] == ("generic",) and set(found) <= set(native.ISAS)
-    best = next(name for name in ("avx512vnni", "avxvnni", "avx2", "generic") if name in found)
+    best = next(name for name in ("amx", "avx512vnni", "avxvnni", "avx2", "generic") if name in found)
     if not os.environ.get("OPML_NATIVE_ISA"):
         assert native.isa_name() == best
     assert f"loaded ({native.isa_name()})" in native.describe()
@@ -231,6 +232,109 @@ def test_full_int8_weights_at_the_int32_limit(isa: str) -> None:
         assert got[1, 0] == kmax * -128 * (255 if xdt == np.uint8 else 127)
 
 
+# The AMX-INT8 path (isa amx: 16 x 16 TDPBUSD tiles in 32-row x 32-column blocks, K mod 64 and row blocks of
+# fewer than 4 rows on AVX-512 VNNI); skipped, with the reason, where the CPU or the kernel does not offer it.
+NEEDS_AMX = pytest.mark.skipif("amx" not in native.cpu_isas(),
+                               reason=native.amx_status() if native.available() else native.describe())
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {f for line in text.splitlines() if line.startswith("flags") for f in line.split(":", 1)[1].split()}
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="needs /proc/cpuinfo (Linux)")
+def test_amx_is_offered_exactly_where_the_cpu_has_it() -> None:
+    """The library's probe (CPUID, XCR0, arch_prctl permission) agrees with the kernel's flags: on a Linux CPU
+    with amx_int8, amx_tile and avx512_vnni the set is offered (and the default); elsewhere it is not."""
+    flags = _cpu_flags()
+    has = {"amx_int8", "amx_tile", "avx512_vnni", "avx512f", "avx512bw", "avx512vl"} <= flags
+    assert ("amx" in native.cpu_isas()) == has, (native.amx_status(), sorted(f for f in flags if "amx" in f))
+    if has:
+        assert native.amx_status() == "usable"
+        if not os.environ.get("OPML_NATIVE_ISA"):
+            assert native.isa_name() == "amx"
+
+
+AMX_ROWS = [1, 3, 4, 5, 15, 16, 17, 20, 31, 32, 33, 35, 36, 48, 64, 67]
+
+
+@NEEDS_AMX
+@pytest.mark.parametrize("k", [60, 64, 65, 100, 128, 383, 384])
+def test_amx_every_row_block_and_k_tail(k: int) -> None:
+    """Row blocks of 1-32 rows (1 or 2 A tiles, or under 4 rows the AVX-512 tile), 1 or 2 panels, K below
+    64 (no tile step), a multiple of 64 (no tail) or not (the AVX-512 tail): amx == generic == int64."""
+    rng = np.random.default_rng(k)
+    for m in AMX_ROWS:
+        for n, xdt, out in ((17, np.int8, np.int32), (48, np.uint8, np.int8), (5, np.int8, np.uint8)):
+            x, w, p = _case(rng, m, k, n, xdt, np.int8, out, extreme=m % 2 == 0)
+            w[0, 0], w[-1, -1] = -128, 127
+            ep = _epilogue(n, p)
+            packed = native.pack_weights(w, "amx")
+            assert packed is not None and packed.kind == 2
+            got = native.qgemm(x, packed, ep, "amx")
+            np.testing.assert_array_equal(got, _expected(x, w, p), err_msg=f"m={m} k={k} n={n}")
+            generic = native.pack_weights(w, "generic")
+            assert generic is not None
+            np.testing.assert_array_equal(got, native.qgemm(x, generic, ep, "generic"))
+
+
+@NEEDS_AMX
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(1, 100), k=st.integers(1, 700), n=st.integers(1, 80), xdt=st.sampled_from([np.int8, np.uint8]),
+       out=st.sampled_from([np.int32, np.int8, np.uint8, np.int16]), small=st.booleans(),
+       seed=st.integers(0, 2**32 - 1))
+def test_amx_random_shapes(m: int, k: int, n: int, xdt: type, out: type, small: bool, seed: int) -> None:
+    x, w, p = _case(np.random.default_rng(seed), m, k, n, xdt, np.int8, out, extreme=seed % 3 == 0, small=small)
+    packed = native.pack_weights(w, "amx")
+    assert packed is not None
+    np.testing.assert_array_equal(native.qgemm(x, packed, _epilogue(n, p), "amx"), _expected(x, w, p))
+
+
+@NEEDS_AMX
+@pytest.mark.parametrize("k", [32768, 32768 - 40])
+def test_amx_at_the_int32_limit(k: int) -> None:
+    """TDPBUSD accumulates in int32 without saturation: with K at (or near, leaving a VNNI tail) the maximum,
+    every weight at -128 / 127 and every input extreme, the shifted sums reach -32768 * 255 * 128 and the
+    result is exact; 40 rows make two row chunks (32 rows of 32 KiB, then 8: one A tile)."""
+    for xdt, xv in ((np.uint8, 255), (np.uint8, 0), (np.int8, -128), (np.int8, 127)):
+        x = np.full((40, k), xv, dtype=xdt)
+        x[1] = 255 if xdt == np.uint8 else 127
+        x[2, ::2] = 0 if xdt == np.uint8 else -128
+        x[35] = x[1]
+        w = np.full((k, 35), -128, dtype=np.int8)
+        w[:, 1::2] = 127
+        packed = native.pack_weights(w, "amx")
+        assert packed is not None and packed.kind == 2
+        p = Params(np.zeros(35, dtype=np.int64), np.zeros(35), np.zeros(35), 0, 0, 0, np.int32)
+        got = native.qgemm(x, packed, _epilogue(35, p), "amx")
+        np.testing.assert_array_equal(got, _expected(x, w, p))
+        assert got[35, 0] == got[1, 0] == k * -128 * (255 if xdt == np.uint8 else 127)
+
+
+@NEEDS_AMX
+def test_amx_threads_agree() -> None:
+    """Column panels split over 1-5 threads (each configures its own tiles) give the same bytes."""
+    from opml.parallel import set_worker_count
+
+    rng = np.random.default_rng(3)
+    x, w, p = _case(rng, 70, 1000, 300, np.int8, np.int8, np.int8)
+    packed = native.pack_weights(w, "amx")
+    assert packed is not None
+    results = []
+    try:
+        for t in (1, 2, 3, 5):
+            set_worker_count(t)
+            results.append(native.qgemm(x, packed, _epilogue(300, p), "amx").tobytes())
+    finally:
+        set_worker_count(None)
+    assert all(r == results[0] for r in results)
+    np.testing.assert_array_equal(np.frombuffer(results[0], dtype=np.int8).reshape(70, 300), _expected(x, w, p))
+
+
 def test_vnni_weights_refuse_the_avx2_kernel() -> None:
     """int8 weights beyond +-64 packed for a VNNI set (kind 2) cannot run on AVX2's VPMADDUBSW tile, whose
     int16 pairs would saturate: the Python wrapper and the C entry point both refuse."""
@@ -359,8 +463,10 @@ def test_a_forced_instruction_set_the_cpu_lacks_is_refused() -> None:
     for name in lacking:
         err = _child_error({"OPML_NATIVE_ISA": name})
         assert "NativeIsaError" in err, err
-        assert f"OPML_NATIVE_ISA={name}: this CPU lacks {native.CPU_FLAGS[name]}" in err, err
-        with pytest.raises(NativeIsaError, match="this CPU lacks"):
+        # amx can also be missing for a reason other than the CPU (compiler, kernel permission): named as such
+        why = native.amx_status() if name == "amx" else f"this CPU lacks {native.CPU_FLAGS[name]}"
+        assert f"OPML_NATIVE_ISA={name}: {why}" in err, err
+        with pytest.raises(NativeIsaError, match=re.escape(why)):
             native.pack_weights(np.ones((4, 4), dtype=np.int8), name)
 
 
