@@ -3,10 +3,11 @@
 ``run(bundle, inputs)`` takes and returns arrays in the original model's dtypes and shapes (with a
 dynamic leading batch dimension); ``run_bytes`` is the precompile's entry point (little-endian C-order
 bytes of the declared inputs, concatenated, in, and the outputs likewise out). Plans (the prepared
-kernels of a bundle) are cached by model address; for each batch size a plan runs at, a
+kernels of a bundle) are cached by model address; for each (model, batch size) that runs, a
 :class:`opml.plan.BatchPlan` (preallocated buffers, runs of nodes in one native call) is built on first
-use and kept with it. ``OPML_PLAN=0`` (read at import; :func:`set_batch_plans` at run time) keeps the
-per-node path, which gives the same bytes.
+use and cached too (at most :data:`BATCH_PLAN_ENTRIES` of them holding :data:`BATCH_PLAN_BYTES` of buffers
+together). ``OPML_PLAN=0`` (read at import; :func:`set_batch_plans` at run time) keeps the per-node path,
+which gives the same bytes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,9 +42,6 @@ class Plan:
     kernels: tuple[kernels.Kernel, ...]
     frees: tuple[tuple[int, ...], ...]
     consts: dict[int, np.ndarray]  # the constant inputs of the nodes, decoded once
-    # batch size -> its BatchPlan (None: none helps), most recently used last; see batch_plan_for
-    batch_plans: OrderedDict[int, batch_plan.BatchPlan | None] = field(default_factory=OrderedDict, compare=False)
-    lock: threading.Lock = field(default_factory=threading.Lock, compare=False)
 
 
 def _prepare(bundle: Bundle) -> Plan:
@@ -87,11 +85,16 @@ def get_plan(bundle: Bundle) -> Plan:
     with _CACHE_LOCK:
         _CACHE[key] = plan
         while len(_CACHE) > CACHE_SIZE:
-            _CACHE.popitem(last=False)
+            gone, _ = _CACHE.popitem(last=False)
+            for k in [k for k in _BATCH_PLANS if k[0] == gone]:  # (they hold the plan's kernels)
+                del _BATCH_PLANS[k]
     return plan
 
 
-BATCH_PLANS_PER_MODEL = 4
+BATCH_PLAN_ENTRIES = 64
+BATCH_PLAN_BYTES = 256 << 20
+# (model address, batch) -> its plan (None: none helps), most recently used last; under _CACHE_LOCK
+_BATCH_PLANS: OrderedDict[tuple[bytes, int], batch_plan.BatchPlan | None] = OrderedDict()
 _USE_BATCH_PLANS = os.environ.get("OPML_PLAN", "1").strip() != "0"
 
 
@@ -106,15 +109,18 @@ def batch_plan_for(plan: Plan, batch: int) -> batch_plan.BatchPlan | None:
     plans are off, the native plan loop is absent, or no node of the bundle has a native form)."""
     if not _USE_BATCH_PLANS or not batch_plan.available():
         return None
-    with plan.lock:
-        if batch in plan.batch_plans:
-            plan.batch_plans.move_to_end(batch)
-            return plan.batch_plans[batch]
+    key = (plan.bundle.address, batch)
+    with _CACHE_LOCK:
+        if key in _BATCH_PLANS:
+            _BATCH_PLANS.move_to_end(key)
+            return _BATCH_PLANS[key]
     bp = batch_plan.build(plan.bundle, plan.kernels, plan.consts, batch)
-    with plan.lock:
-        plan.batch_plans[batch] = bp
-        while len(plan.batch_plans) > BATCH_PLANS_PER_MODEL:
-            plan.batch_plans.popitem(last=False)
+    with _CACHE_LOCK:
+        _BATCH_PLANS[key] = bp
+        held = sum(p.arena_bytes for p in _BATCH_PLANS.values() if p is not None)
+        while len(_BATCH_PLANS) > BATCH_PLAN_ENTRIES or held > BATCH_PLAN_BYTES:
+            _, old = _BATCH_PLANS.popitem(last=False)
+            held -= old.arena_bytes if old is not None else 0
     return bp
 
 

@@ -38,7 +38,7 @@ from .parallel import worker_count
 RECORD_WORDS = 32  # plan.c's OPML_PLAN_REC
 MAX_DIMS = 12  # plan.c's OPML_PLAN_MAX_DIMS
 ALIGN = 64
-MAX_ARENA_BYTES = 1 << 28  # larger plans (huge batches) keep the per-node path
+MAX_ARENA_BYTES = 1 << 26  # larger plans (huge batches) keep the per-node path
 
 OP_GEMM, OP_MATMUL, OP_SOFTMAX, OP_LAYERNORM, OP_LUT8, OP_PAIR_LUT8, OP_TRANSPOSE, OP_MAXPOOL, OP_CONV = range(1, 10)
 

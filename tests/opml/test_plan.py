@@ -375,15 +375,25 @@ def test_switch(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @needs_plan
-def test_plans_per_model_are_bounded() -> None:
+def test_cached_plans_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most BATCH_PLAN_ENTRIES plans holding BATCH_PLAN_BYTES of buffers together, least recently used
+    out first; a model leaving the plan cache takes its batch plans with it."""
     b = model("digits_mlp")
-    plan = engine.get_plan(b)
     engine.set_batch_plans(True)
-    for batch in range(1, engine.BATCH_PLANS_PER_MODEL + 3):
+    monkeypatch.setattr(engine, "BATCH_PLAN_ENTRIES", 3)
+    for batch in range(1, 6):
         engine.run(b, random_inputs(b, batch, seed=batch))
-    assert list(plan.batch_plans)[-engine.BATCH_PLANS_PER_MODEL:] == list(
-        range(3, engine.BATCH_PLANS_PER_MODEL + 3))
-    assert len(plan.batch_plans) == engine.BATCH_PLANS_PER_MODEL
+    mine = [k[1] for k in engine._BATCH_PLANS if k[0] == b.address]
+    assert mine == [3, 4, 5]
+    one = engine.batch_plan_for(engine.get_plan(b), 5)
+    assert one is not None
+    monkeypatch.setattr(engine, "BATCH_PLAN_BYTES", one.arena_bytes * 2)
+    engine.run(b, random_inputs(b, 2, seed=2))  # 2, 5 fit (smaller than 5 twice), 4 does not
+    assert [k[1] for k in engine._BATCH_PLANS if k[0] == b.address] == [5, 2]
+    monkeypatch.setattr(engine, "CACHE_SIZE", 0)
+    fresh = one_node("transpose", [act("x", INT8, (-1, 7, 13))], act("y", INT8, (-1, 13, 7)), perm=(0, 2, 1))
+    engine.get_plan(fresh)  # a model not yet cached: its plan evicts every other, digits_mlp included
+    assert not [k for k in engine._BATCH_PLANS if k[0] == b.address]
 
 
 def test_plan_errors_are_opml_errors() -> None:
