@@ -19,7 +19,6 @@ calls made inside it, so an ``eth_estimateGas`` search shares one time limit acr
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from eth.vm.opcode_values import STOP
 from eth.vm.spoof import SpoofTransaction
 from eth_abi import decode as abi_decode
 from eth_typing import Address
+from eth_utils import to_checksum_address
 
 from ai_evm.evm.validation import calldata_floor_gas
 
@@ -231,15 +231,22 @@ def run_call(
     """Execute ``req`` with ``gas`` on ``vm``'s block; (computation, total gas used before refunds,
     and with ``witness`` py-evm's record of the accounts and storage slots the execution read).
 
-    The state is a throwaway one on top of the block with base fee 0 (py-evm's
-    ``in_costless_state``); with ``witness`` it is persisted (into the database the VM reads, which
-    must be a private overlay: a :class:`~ai_evm.node.snapshot.HeadSnapshot`) once before the
-    execution, so that the witness persisted after it holds the execution's reads only."""
+    As geth (``eth_call``, ``eth_estimateGas``, ``eth_createAccessList``, ``debug_traceCall``), the
+    call runs on the block's post-state *in the context of that block's own header*: ``NUMBER``,
+    ``TIMESTAMP``, ``GASLIMIT``, ``COINBASE``, ``PREVRANDAO`` are the block's and ``BLOCKHASH``
+    reaches its parent (anvil does the same). Without a gas price (``gasPrice``/``maxFeePerGas``
+    absent or 0) the fee checks are skipped and ``BASEFEE`` reads 0 (geth's ``NoBaseFee``: anvil
+    reads the header's base fee there); with one, the call is a paying transaction as in geth: the
+    price must reach the block's base fee, the sender must afford ``gas * price + value``, and
+    ``BASEFEE`` is the header's. The state is a throwaway one; with ``witness`` it is persisted
+    (into the database the VM reads, which must be a private overlay: a
+    :class:`~ai_evm.node.snapshot.HeadSnapshot`) once before the execution, so that the witness
+    persisted after it holds the execution's reads only."""
     header = vm.get_header()
-    parent = vm.generate_block_from_parent_header_and_coinbase(header, header.coinbase).header
-    free_header = parent.copy(base_fee_per_gas=0) if hasattr(parent, "base_fee_per_gas") else parent
-    state = vm.build_state(vm.chaindb.db, free_header, vm.chain_context,
-                           itertools.chain((header.hash,), vm.previous_hashes))  # fmt: skip
+    fee_free = req.gas_price == 0
+    if fee_free and getattr(header, "base_fee_per_gas", None):
+        header = header.copy(base_fee_per_gas=0)  # only the execution context reads it (not the hash)
+    state = vm.build_state(vm.chaindb.db, header, vm.chain_context, vm.previous_hashes)
     apply_overrides(state, overrides)
     nonce = state.get_nonce(req.sender)
     if req.access_list is None:
@@ -253,10 +260,19 @@ def run_call(
     tx = SpoofTransaction(unsigned, from_=req.sender)
     if gas < unsigned.intrinsic_gas:
         raise ServerError(f"intrinsic gas too low: gas {gas}, minimum needed {unsigned.intrinsic_gas}")
+    if not fee_free:  # geth's preCheck and buyGas, with its messages
+        base_fee = int(getattr(header, "base_fee_per_gas", 0) or 0)
+        if req.gas_price < base_fee:
+            raise ServerError(f"max fee per gas less than block base fee: address {to_checksum_address(req.sender)}, "
+                              f"maxFeePerGas: {req.gas_price}, baseFee: {base_fee}")  # fmt: skip
+        have, want = state.get_balance(Address(req.sender)), gas * req.gas_price + req.value
+        if have < want:
+            raise ServerError(f"insufficient funds for gas * price + value: address "
+                              f"{to_checksum_address(req.sender)} have {have} want {want}")  # fmt: skip
     if witness:
         state.persist()
     try:
-        computation = state.costless_execute_transaction(tx)
+        computation = state.costless_execute_transaction(tx) if fee_free else state.apply_transaction(tx)
     except NodeError:  # ExecutionTimeout, bad params
         raise
     except Exception as e:  # py-evm ValidationError: balance, nonce...

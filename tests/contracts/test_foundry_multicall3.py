@@ -78,7 +78,7 @@ def test_aggregate3_batches_inference_calls(w3: Web3, classifier: Any) -> None:
     assert failed[0] is False and failed[1][:4] == Web3.keccak(text="InvalidImageLength(uint256)")[:4]
     assert int.from_bytes(results[9][1], "big") == w3.eth.get_balance(w3.eth.accounts[1])
     bn, bh, tried = mc.functions.tryBlockAndAggregate(False, [(c[0], c[2]) for c in calls[:2]]).call()
-    assert bn == w3.eth.block_number + 1 and bh == b"\x00" * 32  # the pending block; blockhash(number) = 0
+    assert bn == w3.eth.block_number and bh == b"\x00" * 32  # the head's own context; blockhash(number) = 0
     assert [int.from_bytes(r[1], "big") for r in tried] == singles[:2]
 
 
@@ -90,12 +90,11 @@ def test_aggregate_reverts_and_views(w3: Web3, classifier: Any) -> None:
     assert mc.functions.getChainId().call() == w3.eth.chain_id
     head = w3.eth.get_block("latest")
     at = head["number"]
-    # eth_call runs in the block after `at` (as anvil; geth runs in `at` itself)
-    assert mc.functions.getBlockNumber().call(block_identifier=at) == at + 1
-    assert mc.functions.getLastBlockHash().call(block_identifier=at) == bytes(head["hash"])
-    assert mc.functions.getBlockHash(at).call(block_identifier=at) == bytes(head["hash"])
-    limit = mc.functions.getCurrentBlockGasLimit().call(block_identifier=at)
-    assert abs(limit - head["gasLimit"]) <= head["gasLimit"] // 1024  # the next block's (EIP-1559 bound)
+    # eth_call runs in block `at`'s own context, as geth and anvil (test_call_context.py)
+    assert mc.functions.getBlockNumber().call(block_identifier=at) == at
+    assert mc.functions.getLastBlockHash().call(block_identifier=at) == bytes(head["parentHash"])
+    assert mc.functions.getBlockHash(at).call(block_identifier=at) == b"\x00" * 32  # not its own hash
+    assert mc.functions.getCurrentBlockGasLimit().call(block_identifier=at) == head["gasLimit"]
     # BASEFEE is 0 in a call without a gas price (geth's rule)
     assert mc.functions.getBasefee().call(block_identifier=at) == 0
 
