@@ -1,0 +1,135 @@
+"""Trace, proof and snapshot/revert through the clients that test_ethers.py, test_web3.py and
+test_cast.py drive for deploy/call/send: ethers v6 ``provider.send`` (``ethers_tools.mjs``),
+web3.py ``make_request`` and ``cast proof``, on a node with ``--dev-methods``. Each answer is
+checked against the node's own records (the inference record of the traced transaction) or an
+independent check (test_proofs' Merkle-Patricia verifier against the header's stateRoot).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rlp
+from nodeproc import DIGITS_BUNDLE, ROOT, NodeProcess, add_models
+from test_proofs import verify
+from web3 import Web3
+
+from ai_evm.contracts import artifact_path
+
+SCRIPT = Path(__file__).resolve().parent / "ethers_tools.mjs"
+CAST = ROOT / "node_modules" / ".bin" / "cast"
+X = np.load(ROOT / "models" / "digits_mlp" / "test_x.npy")
+Y = np.load(ROOT / "models" / "digits_mlp" / "test_y.npy")
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("node") is None or not (ROOT / "node_modules" / "ethers").is_dir() or not CAST.exists(),
+    reason="node and the npm packages ethers and @foundry-rs/cast are required (npm install)",
+)
+
+
+def image(i: int) -> str:
+    return "0x" + bytes(int(round(v * 16)) for v in X[i]).hex()
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """A node with --dev-methods and the digits model in its store."""
+    datadir = tmp_path_factory.mktemp("tools") / "data"
+    datadir.mkdir()
+    (address,) = add_models(datadir, [DIGITS_BUNDLE])
+    proc = NodeProcess(datadir, args=("--dev-methods",)).start()
+    proc.model = address  # type: ignore[attr-defined]
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def session(dev: NodeProcess) -> dict[str, Any]:
+    second = next(i for i in range(1, len(Y)) if Y[i] != Y[0])  # a different digit, so the revert shows
+    cmd = ["node", str(SCRIPT), dev.url, str(artifact_path("DigitsClassifier")), dev.model, image(0), image(second)]  # type: ignore[attr-defined]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-4000:]
+    out: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return out
+
+
+def _inference_frame(trace: dict[str, Any]) -> dict[str, Any]:
+    (inner,) = trace["calls"]
+    assert inner["to"] == "0x" + "00" * 19 + "a1"
+    return dict(inner["inference"])
+
+
+def _check_record(dev: NodeProcess, tx: str, frame: dict[str, Any]) -> None:
+    (record,) = dev.rpc("aievm_getInferences", tx)
+    assert frame == {"precompile": "0xa1", "model": record["model"], "input": record["input"],
+                     "output": record["output"], "gas": hex(record["gas"]), "callIndex": 0}  # fmt: skip
+    assert record["model"] == dev.model  # type: ignore[attr-defined]
+    assert int(np.frombuffer(bytes.fromhex(record["output"][2:]), "<f4").argmax()) == int(Y[0])
+
+
+def test_ethers_trace(session: dict[str, Any], dev: NodeProcess) -> None:
+    assert session["status"] == 1
+    _check_record(dev, session["txHash"], _inference_frame(session["trace"]))
+
+
+def test_web3_trace(session: dict[str, Any], dev: NodeProcess) -> None:
+    w3 = Web3(Web3.HTTPProvider(dev.url, request_kwargs={"timeout": 60}))
+    resp = w3.provider.make_request("debug_traceTransaction", [session["txHash"], {"tracer": "callTracer"}])  # type: ignore[arg-type]
+    assert "error" not in resp
+    assert resp["result"] == session["trace"]
+    _check_record(dev, session["txHash"], _inference_frame(resp["result"]))
+    struct = w3.provider.make_request("debug_traceTransaction", [session["txHash"], {}])  # type: ignore[arg-type]
+    assert struct["result"]["failed"] is False and struct["result"]["structLogs"]
+
+
+def _verify_proof(proof: dict[str, Any], state_root: str) -> list[int]:
+    """The proven values of the proof's slots (and the account fields against the proof's own claims)."""
+    account = verify(bytes.fromhex(state_root[2:]), bytes.fromhex(proof["address"][2:]),
+                     [bytes.fromhex(n[2:]) for n in proof["accountProof"]])  # fmt: skip
+    assert account is not None
+    _, _, storage_root, code_hash = rlp.decode(account)
+    assert "0x" + storage_root.hex() == proof["storageHash"] and "0x" + code_hash.hex() == proof["codeHash"]
+    values = []
+    for item in proof["storageProof"]:
+        key = int(item["key"], 16).to_bytes(32, "big")
+        value = verify(storage_root, key, [bytes.fromhex(n[2:]) for n in item["proof"]])
+        values.append(0 if value is None else int.from_bytes(rlp.decode(value), "big"))
+        assert values[-1] == int(item["value"], 16)
+    return values
+
+
+def _expected(session: dict[str, Any]) -> list[int]:
+    """DigitsClassifier's slot 0 is lastPrediction, slot 1 lastCaller (``model`` is immutable)."""
+    return [int(session["before"]["lastPrediction"]), int(session["sender"], 16)]
+
+
+def test_ethers_proof(session: dict[str, Any], dev: NodeProcess) -> None:
+    block = dev.rpc("eth_getBlockByNumber", session["proofBlock"], False)
+    assert block["stateRoot"] == session["stateRoot"]
+    assert _verify_proof(session["proof"], session["stateRoot"]) == _expected(session)
+    assert int(session["before"]["lastPrediction"]) == int(Y[0])
+
+
+def test_cast_proof(session: dict[str, Any], dev: NodeProcess) -> None:
+    block = dev.rpc("eth_getBlockByNumber", session["proofBlock"], False)
+    out = subprocess.run([str(CAST), "proof", session["address"], "0", "1", "--block", str(int(block["number"], 16)),
+                          "--rpc-url", dev.url], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0 and out.stdout.strip(), out.stderr
+    proof = json.loads(out.stdout)
+    assert _verify_proof(proof, block["stateRoot"]) == _expected(session)
+    assert proof["accountProof"] == session["proof"]["accountProof"]
+
+
+def test_ethers_snapshot_revert(session: dict[str, Any], dev: NodeProcess) -> None:
+    before, during, after = session["before"], session["during"], session["after"]
+    assert session["reverted"] is True
+    assert during["block"] == before["block"] + 2 and during["lastPrediction"] != before["lastPrediction"]
+    assert after == {"block": before["block"], "lastPrediction": before["lastPrediction"], "secondTx": None}
+    assert dev.rpc("eth_getTransactionByHash", session["secondHash"]) is None
