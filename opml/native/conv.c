@@ -11,15 +11,18 @@
  * every partial sum fits int32 and none of the sums below overflows. So the output bytes equal the GEMM
  * path's, whatever the instruction set or the number of threads.
  *
- * Layout trick (any stride, dilation and padding with contiguous vector loads): for each input channel the
- * padded plane is copied once into `sw` column phases, phase p holding columns p, p + sw, p + 2 sw, ... as
- * int16. Tap (i, j) of output (oy, ox) reads padded column ox sw + j dw = (ox + (j dw) / sw) sw + (j dw) % sw,
- * i.e. element ox + (j dw) / sw of phase (j dw) % sw: consecutive outputs read consecutive phase elements.
+ * Layout (any stride, dilation and padding with contiguous vector loads, small planes included): each input
+ * channel of the padded input is copied once into sh * sw phases, phase (pr, pc) holding padded element
+ * (r sh + pr, q sw + pc) at (r, q) as an int32, sign-extended. Tap (i, j) of output (oy, ox) reads padded
+ * element (oy sh + i dh, ox sw + j dw), i.e. element (oy + (i dh) / sh, ox + (j dw) / sw) of phase
+ * ((i dh) % sh, (j dw) % sw). With the output rows laid out qw apart (the phase width; columns ow .. qw - 1
+ * are computed and dropped), output v = oy qw + ox reads phase element v + tap offset: every tap is one
+ * contiguous stream over all outputs of the channel, whatever the plane's width.
  *
- * Products: a phase element x (|x| <= 255) is loaded sign-extended into an int32 lane, whose int16 halves
- * are (x, 0 or -1); VPMADDWD with the weight pair (w, 0) gives x * w + (0 or -1) * 0 = x * w exactly.
- * Variants by instruction set (qgemm.c's codes): portable C; AVX2 (8 lanes; codes 1, 3, 4); AVX-512 (16 lanes,
- * masked tails; code 2, or a later code on a CPU with AVX-512 F/BW/VL/DQ). All form the same integers.
+ * Products: a phase element x (|x| <= 255) sits sign-extended in an int32 lane, whose int16 halves are
+ * (x, 0 or -1); VPMADDWD with the weight pair (w, 0) gives x * w + (0 or -1) * 0 = x * w exactly.
+ * Variants by instruction set (qgemm.c's codes): portable C; AVX2 (8 lanes; codes 1, 3, 4); AVX-512 (16 lanes;
+ * code 2, or a later code on a CPU with AVX-512 F/BW/VL/DQ). All form the same integers.
  * Work items (image, group) are split over the thread pool; each writes its own output planes.
  */
 #include <stdint.h>
@@ -35,7 +38,7 @@
 #define CONV_AVX512 __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512dq")))
 #endif
 
-#define ROW_PAD 64                        /* int16 elements after each phase row: vector loads may read past ow */
+#define BLOCK 64 /* outputs per vector block (4 AVX-512 or 8 AVX2 registers); phases end with BLOCK spare elements */
 #define MIN_MACS_PER_PART ((int64_t)1 << 17) /* below this much work per thread, threads cost more than they save */
 
 struct conv_epilogue { /* one value per output channel (opml.native.Epilogue's unpermuted arrays) */
@@ -52,7 +55,10 @@ struct conv_job {
     struct conv_epilogue e;
     int isa;
     void *y;
-    int64_t qw, stride; /* phase width (padded columns / sw, rounded up) and phase row stride (elements) */
+    int64_t qh, qw;   /* rows and columns of a phase (padded rows / sh, padded columns / sw, rounded up) */
+    int64_t psize;    /* elements of one phase: (qh + 1) rows of qw, then BLOCK more (vector reads past the end) */
+    int64_t v;        /* virtual outputs per channel: oh rows of qw (columns ow .. qw - 1 are computed, not kept) */
+    int64_t *toff;    /* per tap (ci, i, j): its offset in the group's phases */
 };
 
 static size_t out_size(int outkind) { return outkind == 0 ? 4 : (outkind == 3 ? 2 : 1); }
@@ -86,66 +92,67 @@ static void epilogue_row_generic(const struct conv_epilogue *e, int64_t c, const
 
 /* ------------------------------------------------------------------------------------- phase planes */
 
-/* Input channel ch of image bi, padded with zp, into sw column phases of int16 (see the header). */
-static void build_phases(const struct conv_job *j, int64_t bi, int64_t ch, int16_t *ph) {
+/* Input channel ch of image bi, padded with zp, into its sh * sw phases at ph (see the header); t is scratch
+ * for one padded row of qw * sw elements. */
+static void build_phases(const struct conv_job *j, int64_t bi, int64_t ch, int32_t *ph, int32_t *t) {
     const uint8_t *src = j->x + ((bi * j->c + ch) * j->h) * j->w;
-    int64_t plane = j->hp * j->stride;
-    int16_t zp = (int16_t)j->zp;
-    for (int64_t p = 0; p < j->sw; p++) {
-        int16_t *dst = ph + p * plane;
-        for (int64_t r = 0; r < j->hp; r++) {
-            int16_t *row = dst + r * j->stride;
-            int64_t yr = r - j->top;
-            const uint8_t *s = (yr >= 0 && yr < j->h) ? src + yr * j->w : NULL;
-            for (int64_t q = 0; q < j->qw; q++) {
-                int64_t col = q * j->sw + p - j->left;
-                int16_t v = zp;
-                if (s && col >= 0 && col < j->w) v = j->xsigned ? (int16_t)(int8_t)s[col] : (int16_t)s[col];
-                row[q] = v;
-            }
-            for (int64_t q = j->qw; q < j->stride; q++) row[q] = zp;
+    int32_t zp = (int32_t)j->zp;
+    int64_t wide = j->qw * j->sw, rows = j->qh * j->sh;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t yr = r - j->top;
+        int32_t *base = ph + (r % j->sh) * j->sw * j->psize + (r / j->sh) * j->qw;
+        if (yr < 0 || yr >= j->h) {
+            for (int64_t pc = 0; pc < j->sw; pc++)
+                for (int64_t q = 0; q < j->qw; q++) base[pc * j->psize + q] = zp;
+            continue;
         }
+        const uint8_t *s = src + yr * j->w;
+        for (int64_t q = 0; q < j->left; q++) t[q] = zp;
+        if (j->xsigned)
+            for (int64_t q = 0; q < j->w; q++) t[j->left + q] = (int8_t)s[q];
+        else
+            for (int64_t q = 0; q < j->w; q++) t[j->left + q] = s[q];
+        for (int64_t q = j->left + j->w; q < wide; q++) t[q] = zp;
+        if (j->sw == 1)
+            memcpy(base, t, (size_t)j->qw * sizeof(int32_t));
+        else if (j->sw == 2)
+            for (int64_t q = 0; q < j->qw; q++) {
+                base[q] = t[2 * q];
+                base[j->psize + q] = t[2 * q + 1];
+            }
+        else
+            for (int64_t pc = 0; pc < j->sw; pc++)
+                for (int64_t q = 0; q < j->qw; q++) base[pc * j->psize + q] = t[q * j->sw + pc];
     }
+    for (int64_t p = 0; p < j->sh * j->sw; p++) /* the spare row and block of each phase */
+        for (int64_t q = j->qh * j->qw; q < j->psize; q++) ph[p * j->psize + q] = zp;
 }
 
 /* ------------------------------------------------------------------------------------ output rows */
 
-/* acc[0:ow] = sum over the group's cg channels and the kernel taps for output channel oc, row oy. */
-static void row_generic(const struct conv_job *j, const int16_t *phases, const int16_t *w, int64_t oy,
-                        int32_t *acc) {
-    int64_t plane = j->hp * j->stride;
-    for (int64_t ox = 0; ox < j->ow; ox++) acc[ox] = 0;
-    for (int64_t ci = 0; ci < j->cg; ci++)
-        for (int64_t i = 0; i < j->kh; i++)
-            for (int64_t t = 0; t < j->kw; t++) {
-                int32_t wv = w[(ci * j->kh + i) * j->kw + t];
-                int64_t off = t * j->dw;
-                const int16_t *s = phases + (ci * j->sw + off % j->sw) * plane + (oy * j->sh + i * j->dh) * j->stride +
-                                   off / j->sw;
-                for (int64_t ox = 0; ox < j->ow; ox++) acc[ox] += wv * (int32_t)s[ox];
-            }
+/* acc[0 : v rounded up to BLOCK] = the sums of output channel oc (weights w) over the group's phases. */
+static void sums_generic(const struct conv_job *j, const int32_t *phases, const int16_t *w, int32_t *acc) {
+    int64_t taps = j->cg * j->kh * j->kw, n = (j->v + BLOCK - 1) / BLOCK * BLOCK;
+    for (int64_t v = 0; v < n; v++) acc[v] = 0;
+    for (int64_t k = 0; k < taps; k++) {
+        const int32_t *s = phases + j->toff[k];
+        int32_t wv = w[k];
+        for (int64_t v = 0; v < j->v; v++) acc[v] += wv * s[v];
+    }
 }
 
 #ifdef CONV_X86
-CONV_AVX2 static void row_avx2(const struct conv_job *j, const int16_t *phases, const int16_t *w, int64_t oy,
-                               int32_t *acc) {
-    int64_t plane = j->hp * j->stride, taps = j->cg * j->kh * j->kw;
-    for (int64_t x0 = 0; x0 < j->ow; x0 += 32) { /* 4 registers of 8 outputs */
-        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+CONV_AVX2 static void sums_avx2(const struct conv_job *j, const int32_t *phases, const int16_t *w, int32_t *acc) {
+    int64_t taps = j->cg * j->kh * j->kw;
+    for (int64_t v0 = 0; v0 < j->v; v0 += BLOCK) { /* 8 registers of 8 outputs */
+        __m256i a[8];
+        for (int r = 0; r < 8; r++) a[r] = _mm256_setzero_si256();
         for (int64_t k = 0; k < taps; k++) {
-            int64_t ci = k / (j->kh * j->kw), i = k / j->kw % j->kh, t = k % j->kw, off = t * j->dw;
             __m256i wv = _mm256_set1_epi32((int32_t)(uint16_t)w[k]);
-            const int16_t *s = phases + (ci * j->sw + off % j->sw) * plane + (oy * j->sh + i * j->dh) * j->stride +
-                               off / j->sw + x0;
-            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)s)), wv));
-            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(s + 8))), wv));
-            a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(s + 16))), wv));
-            a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(s + 24))), wv));
+            const __m256i *s = (const __m256i *)(phases + j->toff[k] + v0);
+            for (int r = 0; r < 8; r++) a[r] = _mm256_add_epi32(a[r], _mm256_madd_epi16(_mm256_loadu_si256(s + r), wv));
         }
-        _mm256_storeu_si256((__m256i *)(acc + x0), a0);
-        _mm256_storeu_si256((__m256i *)(acc + x0 + 8), a1);
-        _mm256_storeu_si256((__m256i *)(acc + x0 + 16), a2);
-        _mm256_storeu_si256((__m256i *)(acc + x0 + 24), a3);
+        for (int r = 0; r < 8; r++) _mm256_storeu_si256((__m256i *)(acc + v0) + r, a[r]);
     }
 }
 
@@ -187,25 +194,23 @@ CONV_AVX2 static void epilogue_row_avx2(const struct conv_epilogue *e, int64_t c
     for (; i < n; i++) store_one(e->outkind, dst, i, y_of(e, c, acc[i]));
 }
 
-CONV_AVX512 static void row_avx512(const struct conv_job *j, const int16_t *phases, const int16_t *w, int64_t oy,
+CONV_AVX512 static void sums_avx512(const struct conv_job *j, const int32_t *phases, const int16_t *w,
                                    int32_t *acc) {
-    int64_t plane = j->hp * j->stride, taps = j->cg * j->kh * j->kw;
-    for (int64_t x0 = 0; x0 < j->ow; x0 += 64) { /* 4 registers of 16 outputs */
+    int64_t taps = j->cg * j->kh * j->kw;
+    for (int64_t v0 = 0; v0 < j->v; v0 += BLOCK) { /* 4 registers of 16 outputs */
         __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
         for (int64_t k = 0; k < taps; k++) {
-            int64_t ci = k / (j->kh * j->kw), i = k / j->kw % j->kh, t = k % j->kw, off = t * j->dw;
             __m512i wv = _mm512_set1_epi32((int32_t)(uint16_t)w[k]);
-            const int16_t *s = phases + (ci * j->sw + off % j->sw) * plane + (oy * j->sh + i * j->dh) * j->stride +
-                               off / j->sw + x0;
-            a0 = _mm512_add_epi32(a0, _mm512_madd_epi16(_mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)s)), wv));
-            a1 = _mm512_add_epi32(a1, _mm512_madd_epi16(_mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(s + 16))), wv));
-            a2 = _mm512_add_epi32(a2, _mm512_madd_epi16(_mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(s + 32))), wv));
-            a3 = _mm512_add_epi32(a3, _mm512_madd_epi16(_mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(s + 48))), wv));
+            const int32_t *s = phases + j->toff[k] + v0;
+            a0 = _mm512_add_epi32(a0, _mm512_madd_epi16(_mm512_loadu_si512(s), wv));
+            a1 = _mm512_add_epi32(a1, _mm512_madd_epi16(_mm512_loadu_si512(s + 16), wv));
+            a2 = _mm512_add_epi32(a2, _mm512_madd_epi16(_mm512_loadu_si512(s + 32), wv));
+            a3 = _mm512_add_epi32(a3, _mm512_madd_epi16(_mm512_loadu_si512(s + 48), wv));
         }
-        _mm512_storeu_si512(acc + x0, a0);
-        _mm512_storeu_si512(acc + x0 + 16, a1);
-        _mm512_storeu_si512(acc + x0 + 32, a2);
-        _mm512_storeu_si512(acc + x0 + 48, a3);
+        _mm512_storeu_si512(acc + v0, a0);
+        _mm512_storeu_si512(acc + v0 + 16, a1);
+        _mm512_storeu_si512(acc + v0 + 32, a2);
+        _mm512_storeu_si512(acc + v0 + 48, a3);
     }
 }
 
@@ -247,23 +252,25 @@ static int have_avx512(int isa) {
 
 static int conv_range(void *ctx, int64_t i0, int64_t i1) {
     const struct conv_job *j = (const struct conv_job *)ctx;
-    int64_t plane = j->hp * j->stride;
-    int64_t acc_len = (j->ow + 63) / 64 * 64;
-    int16_t *phases = (int16_t *)malloc((size_t)(j->cg * j->sw * plane + ROW_PAD) * sizeof(int16_t));
+    int64_t nphase = j->sh * j->sw;
+    int64_t acc_len = (j->v + BLOCK - 1) / BLOCK * BLOCK;
+    int32_t *phases = (int32_t *)malloc((size_t)(j->cg * nphase * j->psize) * sizeof(int32_t));
     int32_t *acc = (int32_t *)malloc((size_t)acc_len * sizeof(int32_t));
-    if (!phases || !acc) {
+    int32_t *t = (int32_t *)malloc((size_t)(j->qw * j->sw) * sizeof(int32_t));
+    if (!phases || !acc || !t) {
         free(phases);
         free(acc);
+        free(t);
         return -1;
     }
-    void (*row)(const struct conv_job *, const int16_t *, const int16_t *, int64_t, int32_t *) = row_generic;
+    void (*sums)(const struct conv_job *, const int32_t *, const int16_t *, int32_t *) = sums_generic;
     void (*epi)(const struct conv_epilogue *, int64_t, const int32_t *, int64_t, void *) = epilogue_row_generic;
 #ifdef CONV_X86
     if (have_avx512(j->isa)) {
-        row = row_avx512;
+        sums = sums_avx512;
         epi = epilogue_row_avx512;
     } else if (j->isa >= 1) {
-        row = row_avx2;
+        sums = sums_avx2;
         epi = epilogue_row_avx2;
     }
 #endif
@@ -271,18 +278,17 @@ static int conv_range(void *ctx, int64_t i0, int64_t i1) {
     int64_t taps = j->cg * j->kh * j->kw;
     for (int64_t item = i0; item < i1; item++) {
         int64_t bi = item / j->group, g = item % j->group;
-        for (int64_t ci = 0; ci < j->cg; ci++) build_phases(j, bi, g * j->cg + ci, phases + ci * j->sw * plane);
+        for (int64_t ci = 0; ci < j->cg; ci++) build_phases(j, bi, g * j->cg + ci, phases + ci * nphase * j->psize, t);
         for (int64_t o = 0; o < j->mg; o++) {
             int64_t oc = g * j->mg + o;
             uint8_t *dst = (uint8_t *)j->y + (size_t)((bi * j->m + oc) * j->oh * j->ow) * osz;
-            for (int64_t oy = 0; oy < j->oh; oy++) {
-                row(j, phases, j->wt + oc * taps, oy, acc);
-                epi(&j->e, oc, acc, j->ow, dst + (size_t)(oy * j->ow) * osz);
-            }
+            sums(j, phases, j->wt + oc * taps, acc);
+            for (int64_t oy = 0; oy < j->oh; oy++) epi(&j->e, oc, acc + oy * j->qw, j->ow, dst + (size_t)(oy * j->ow) * osz);
         }
     }
     free(phases);
     free(acc);
+    free(t);
     return 0;
 }
 
@@ -317,12 +323,26 @@ int opml_gconv_cfg(const int64_t *cfg, const void *x, int64_t b, int64_t h, int6
     j.ow = (j.wp - (j.kw - 1) * j.dw - 1) / j.sw + 1;
     if (j.hp - (j.kh - 1) * j.dh - 1 < 0 || j.wp - (j.kw - 1) * j.dw - 1 < 0) return -1;
     j.qw = (j.wp + j.sw - 1) / j.sw;
-    j.stride = (j.qw + 64 + ROW_PAD + 15) / 16 * 16; /* room for a 64-output block starting at any ox < ow */
+    j.qh = (j.hp + j.sh - 1) / j.sh;
+    j.psize = (j.qh + 1) * j.qw + BLOCK;
+    j.v = j.oh * j.qw;
     if (!b) return 0;
-    int64_t items = b * j.group, macs = j.mg * j.cg * j.kh * j.kw * j.oh * j.ow + j.cg * j.hp * j.wp;
+    int64_t taps = j.cg * j.kh * j.kw;
+    j.toff = (int64_t *)malloc((size_t)taps * sizeof(int64_t));
+    if (!j.toff) return -1;
+    for (int64_t ci = 0; ci < j.cg; ci++)
+        for (int64_t i = 0; i < j.kh; i++)
+            for (int64_t t = 0; t < j.kw; t++) {
+                int64_t dy = i * j.dh, dx = t * j.dw;
+                j.toff[(ci * j.kh + i) * j.kw + t] = ((ci * j.sh + dy % j.sh) * j.sw + dx % j.sw) * j.psize +
+                                                     dy / j.sh * j.qw + dx / j.sw;
+            }
+    int64_t items = b * j.group, macs = j.mg * taps * j.v + j.cg * j.hp * j.wp;
     int64_t per = MIN_MACS_PER_PART / (macs > 0 ? macs : 1) + 1, most = items / per;
     int parts = threads <= 1 || most <= 1 ? 1 : (threads < most ? threads : (int)most);
-    return opml_parallel_for(conv_range, &j, items, parts);
+    int rc = opml_parallel_for(conv_range, &j, items, parts);
+    free(j.toff);
+    return rc;
 }
 
 #undef P64
