@@ -35,7 +35,7 @@ from .calibrate import METHODS, AccuracyOptions, ConversionTrace
 
 # ops whose output can be int16 (``_emit_requant``: conv/linear; ``lower_add``), and ops that read int16
 INT16_PRODUCERS = ("Conv", "Gemm", "AievmLinear", "MatMul", "Add")
-INT16_READERS = ("Add", "LayerNormalization", "Conv", "Clip", "GlobalAveragePool", "ReduceMean", "ReduceSum")
+INT16_READERS = ("Add", "LayerNormalization", "Conv", "Clip", "Relu", "GlobalAveragePool", "ReduceMean", "ReduceSum")
 COSINE_GRID = 1e-6
 
 
@@ -81,6 +81,7 @@ def float_outputs(model: onnx.ModelProto, arrays: list[np.ndarray]) -> list[np.n
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # (no warnings about unused initializers on stderr)
     try:
         sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         feeds = {i.name: a for i, a in zip(sess.get_inputs(), arrays, strict=True)}

@@ -282,6 +282,11 @@ def lower_mul(ctx: Context, node: onnx.NodeProto) -> None:
 def _unary(fn: str, **defaults: float) -> Lowering:
     def run(ctx: Context, node: onnx.NodeProto) -> None:
         params = {k: float(ctx.attr(node, k, v)) for k, v in defaults.items()}
+        if fn == "relu":
+            from .wide16 import clip_wide
+
+            if clip_wide(ctx, node, ctx.need(node, 0), 0.0, float("inf")):  # an int16 input stays int16
+                return
         ctx.unary_from(node, ctx.need(node, 0), fn, params)
 
     return run

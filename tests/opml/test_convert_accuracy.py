@@ -107,7 +107,8 @@ def test_auto_search_reaches_the_target(mnet: tuple[onnx.ModelProto, np.ndarray]
 
 
 def _small_block() -> tuple[onnx.ModelProto, np.ndarray]:
-    """conv -> Clip -> depthwise conv -> Clip -> conv (+ residual) -> GlobalAveragePool -> Gemm, MaxPool beside."""
+    """conv -> Clip -> depthwise conv -> Clip -> conv (+ residual) -> Relu -> GlobalAveragePool -> Gemm, and
+    MaxPool beside."""
     rng = np.random.default_rng(3)
     x = rng.normal(0, 1, (3, 4, 6, 6)).astype(np.float32)
 
@@ -124,8 +125,9 @@ def _small_block() -> tuple[onnx.ModelProto, np.ndarray]:
         helper.make_node("Clip", ["c2", "z", "six"], ["r2"]),
         helper.make_node("Conv", ["r2", "w3", "b3"], ["c3"]),
         helper.make_node("Add", ["x", "c3"], ["s"]),
-        helper.make_node("MaxPool", ["s"], ["mp"], kernel_shape=[2, 2]),
-        helper.make_node("GlobalAveragePool", ["s"], ["p"]),
+        helper.make_node("Relu", ["s"], ["sr"]),
+        helper.make_node("MaxPool", ["sr"], ["mp"], kernel_shape=[2, 2]),
+        helper.make_node("GlobalAveragePool", ["sr"], ["p"]),
         helper.make_node("Flatten", ["p"], ["f"]),
         helper.make_node("Gemm", ["f", "fc", "fcb"], ["y"], transB=1),
     ]
@@ -143,6 +145,7 @@ def test_int16_bundle_engine_reference_fraud_vm() -> None:
     b = convert(m, x, accuracy=AccuracyOptions("percentile", True, frozenset(cands)), trace=trace)
     specs = {t.name: t for t in b.tensors}
     assert specs["c1"].dtype == DType.INT16 and specs["r1"].dtype == DType.INT16  # (Clip keeps int16)
+    assert specs["sr"].dtype == DType.INT16  # (so does Relu)
     assert any(n.op == "conv" and b.tensors[n.inputs[0]].dtype == DType.INT8 for n in b.nodes)
     assert trace.int8_readers == ["MaxPool mp"]  # (pooling has no int16 path: it reads an int8 copy)
     got = run(b, [x])
