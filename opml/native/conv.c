@@ -94,39 +94,57 @@ static void epilogue_row_generic(const struct conv_epilogue *e, int64_t c, const
 
 /* Input channel ch of image bi, padded with zp, into its sh * sw phases at ph (see the header); t is scratch
  * for one padded row of qw * sw elements. */
-static void build_phases(const struct conv_job *j, int64_t bi, int64_t ch, int32_t *ph, int32_t *t) {
-    const uint8_t *src = j->x + ((bi * j->c + ch) * j->h) * j->w;
-    int32_t zp = (int32_t)j->zp;
-    int64_t wide = j->qw * j->sw, rows = j->qh * j->sh;
+static inline __attribute__((always_inline)) void build_body(const struct conv_job *j, int64_t bi, int64_t ch,
+                                                             int32_t *restrict ph, int32_t *restrict t) {
+    /* the job's fields as locals: the stores below could alias them otherwise (-fno-strict-aliasing) */
+    const int64_t h = j->h, w = j->w, sh = j->sh, sw = j->sw, top = j->top, left = j->left, qh = j->qh, qw = j->qw;
+    const int64_t psize = j->psize, wide = qw * sw, rows = qh * sh;
+    const int32_t zp = (int32_t)j->zp;
+    const int xsigned = j->xsigned;
+    const uint8_t *restrict src = j->x + ((bi * j->c + ch) * h) * w;
     for (int64_t r = 0; r < rows; r++) {
-        int64_t yr = r - j->top;
-        int32_t *base = ph + (r % j->sh) * j->sw * j->psize + (r / j->sh) * j->qw;
-        if (yr < 0 || yr >= j->h) {
-            for (int64_t pc = 0; pc < j->sw; pc++)
-                for (int64_t q = 0; q < j->qw; q++) base[pc * j->psize + q] = zp;
+        int64_t yr = r - top;
+        int32_t *restrict base = ph + (r % sh) * sw * psize + (r / sh) * qw;
+        if (yr < 0 || yr >= h) {
+            for (int64_t pc = 0; pc < sw; pc++)
+                for (int64_t q = 0; q < qw; q++) base[pc * psize + q] = zp;
             continue;
         }
-        const uint8_t *s = src + yr * j->w;
-        for (int64_t q = 0; q < j->left; q++) t[q] = zp;
-        if (j->xsigned)
-            for (int64_t q = 0; q < j->w; q++) t[j->left + q] = (int8_t)s[q];
+        const uint8_t *restrict s = src + yr * w;
+        int32_t *restrict d = sw == 1 ? base : t; /* stride 1: the padded row is the phase row */
+        for (int64_t q = 0; q < left; q++) d[q] = zp;
+        if (xsigned)
+            for (int64_t q = 0; q < w; q++) d[left + q] = (int8_t)s[q];
         else
-            for (int64_t q = 0; q < j->w; q++) t[j->left + q] = s[q];
-        for (int64_t q = j->left + j->w; q < wide; q++) t[q] = zp;
-        if (j->sw == 1)
-            memcpy(base, t, (size_t)j->qw * sizeof(int32_t));
-        else if (j->sw == 2)
-            for (int64_t q = 0; q < j->qw; q++) {
+            for (int64_t q = 0; q < w; q++) d[left + q] = s[q];
+        for (int64_t q = left + w; q < wide; q++) d[q] = zp;
+        if (sw == 1) continue;
+        if (sw == 2) {
+            int32_t *restrict b1 = base + psize;
+            for (int64_t q = 0; q < qw; q++) {
                 base[q] = t[2 * q];
-                base[j->psize + q] = t[2 * q + 1];
+                b1[q] = t[2 * q + 1];
             }
-        else
-            for (int64_t pc = 0; pc < j->sw; pc++)
-                for (int64_t q = 0; q < j->qw; q++) base[pc * j->psize + q] = t[q * j->sw + pc];
+        } else
+            for (int64_t pc = 0; pc < sw; pc++)
+                for (int64_t q = 0; q < qw; q++) base[pc * psize + q] = t[q * sw + pc];
     }
-    for (int64_t p = 0; p < j->sh * j->sw; p++) /* the spare row and block of each phase */
-        for (int64_t q = j->qh * j->qw; q < j->psize; q++) ph[p * j->psize + q] = zp;
+    for (int64_t p = 0; p < sh * sw; p++) /* the spare row and block of each phase */
+        for (int64_t q = qh * qw; q < psize; q++) ph[p * psize + q] = zp;
 }
+
+/* The same loops compiled for each instruction set (the widening and deinterleaving copies vectorize). */
+static void build_generic(const struct conv_job *j, int64_t bi, int64_t ch, int32_t *ph, int32_t *t) {
+    build_body(j, bi, ch, ph, t);
+}
+#ifdef CONV_X86
+CONV_AVX2 static void build_avx2(const struct conv_job *j, int64_t bi, int64_t ch, int32_t *ph, int32_t *t) {
+    build_body(j, bi, ch, ph, t);
+}
+CONV_AVX512 static void build_avx512(const struct conv_job *j, int64_t bi, int64_t ch, int32_t *ph, int32_t *t) {
+    build_body(j, bi, ch, ph, t);
+}
+#endif
 
 /* ------------------------------------------------------------------------------------ output rows */
 
@@ -263,13 +281,16 @@ static int conv_range(void *ctx, int64_t i0, int64_t i1) {
         free(t);
         return -1;
     }
+    void (*build)(const struct conv_job *, int64_t, int64_t, int32_t *, int32_t *) = build_generic;
     void (*sums)(const struct conv_job *, const int32_t *, const int16_t *, int32_t *) = sums_generic;
     void (*epi)(const struct conv_epilogue *, int64_t, const int32_t *, int64_t, void *) = epilogue_row_generic;
 #ifdef CONV_X86
     if (have_avx512(j->isa)) {
+        build = build_avx512;
         sums = sums_avx512;
         epi = epilogue_row_avx512;
     } else if (j->isa >= 1) {
+        build = build_avx2;
         sums = sums_avx2;
         epi = epilogue_row_avx2;
     }
@@ -278,7 +299,7 @@ static int conv_range(void *ctx, int64_t i0, int64_t i1) {
     int64_t taps = j->cg * j->kh * j->kw;
     for (int64_t item = i0; item < i1; item++) {
         int64_t bi = item / j->group, g = item % j->group;
-        for (int64_t ci = 0; ci < j->cg; ci++) build_phases(j, bi, g * j->cg + ci, phases + ci * nphase * j->psize, t);
+        for (int64_t ci = 0; ci < j->cg; ci++) build(j, bi, g * j->cg + ci, phases + ci * nphase * j->psize, t);
         for (int64_t o = 0; o < j->mg; o++) {
             int64_t oc = g * j->mg + o;
             uint8_t *dst = (uint8_t *)j->y + (size_t)((bi * j->m + oc) * j->oh * j->ow) * osz;
