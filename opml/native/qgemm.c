@@ -40,8 +40,8 @@
 #define OPML_AVXVNNI 1
 #endif
 /* AMX (64-bit Linux only: the tile state needs the kernel's permission, arch_prctl): GCC 11 / clang 12 have
- * the intrinsics; an older compiler, or another OS, builds without it and never offers the set */
-#if defined(__x86_64__) && defined(__linux__) &&                                                              \
+ * the intrinsics; an older compiler, another OS, or -DOPML_NO_AMX builds without it and never offers the set */
+#if defined(__x86_64__) && defined(__linux__) && !defined(OPML_NO_AMX) &&                                     \
     ((defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
 #define OPML_AMX 1
 #include <cpuid.h>
@@ -1132,6 +1132,7 @@ static int qgemm_u8s8(const void *x, int xsigned, int64_t m, int64_t k, const in
 #ifdef OPML_AMX
     if (amx) amx_end();
 #endif
+    (void)amx;
     free(xs);
     return 0;
 }

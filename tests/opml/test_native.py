@@ -259,6 +259,27 @@ def test_amx_is_offered_exactly_where_the_cpu_has_it() -> None:
             assert native.isa_name() == "amx"
 
 
+def test_library_builds_without_amx(tmp_path: Path) -> None:
+    """scripts/build_native.sh with OPML_CFLAGS=-DOPML_NO_AMX (what a compiler without AMX intrinsics, or
+    another OS, gets): the library builds, says why AMX is missing and offers every other set as before."""
+    import ctypes
+    import shutil
+
+    assert shutil.which(os.environ.get("CC", "gcc")), "the C compiler that built the library is missing"
+    tree = tmp_path / "tree"
+    shutil.copytree(ROOT / "opml" / "native", tree / "opml" / "native", ignore=shutil.ignore_patterns("*.so", "*.py"))
+    shutil.copytree(ROOT / "scripts", tree / "scripts", ignore=shutil.ignore_patterns("bench", "*.py"))
+    proc = subprocess.run(["bash", str(tree / "scripts" / "build_native.sh")], capture_output=True, text=True,
+                          env={**os.environ, "OPML_CFLAGS": "-DOPML_NO_AMX"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lib = ctypes.CDLL(str(tree / "opml" / "native" / "libopml_native.so"))
+    assert lib.opml_native_amx_status() == 1 and native.AMX_STATUS[1].startswith("not built in")
+    mask = lib.opml_native_isa_mask()
+    assert not mask >> native.ISAS.index("amx") & 1
+    assert tuple(n for c, n in enumerate(native.ISAS) if mask >> c & 1) == tuple(i for i in native.cpu_isas()
+                                                                               if i != "amx")
+
+
 AMX_ROWS = [1, 3, 4, 5, 15, 16, 17, 20, 31, 32, 33, 35, 36, 48, 64, 67]
 
 
