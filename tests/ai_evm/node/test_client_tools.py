@@ -1,12 +1,14 @@
 """Trace, proof and snapshot/revert through the clients that test_ethers.py, test_web3.py and
-test_cast.py drive for deploy/call/send: ethers v6 ``provider.send`` (``ethers_tools.mjs``),
-web3.py ``make_request`` and ``cast proof``, on a node with ``--dev-methods``. Each answer is
-checked against the node's own records (the inference record of the traced transaction) or an
-independent check (test_proofs' Merkle-Patricia verifier against the header's stateRoot).
+test_cast.py drive for deploy/call/send: ethers v6 ``provider.send`` (``ethers_tools.mjs``, over
+HTTP and over ``WebSocketProvider``), web3.py ``make_request``, ``AsyncWeb3`` over WebSocket and
+``cast proof``, on a node with ``--dev-methods``. Each answer is checked against the node's own
+records (the inference record of the traced transaction) or an independent check (test_proofs'
+Merkle-Patricia verifier against the header's stateRoot).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -19,7 +21,7 @@ import pytest
 import rlp
 from nodeproc import DIGITS_BUNDLE, ROOT, NodeProcess, add_models
 from test_proofs import verify
-from web3 import Web3
+from web3 import AsyncWeb3, Web3, WebSocketProvider
 
 from ai_evm.contracts import artifact_path
 
@@ -50,13 +52,18 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     proc.stop()
 
 
-@pytest.fixture(scope="module")
-def session(dev: NodeProcess) -> dict[str, Any]:
-    second = next(i for i in range(1, len(Y)) if Y[i] != Y[0])  # a different digit, so the revert shows
-    cmd = ["node", str(SCRIPT), dev.url, str(artifact_path("DigitsClassifier")), dev.model, image(0), image(second)]  # type: ignore[attr-defined]  # fmt: skip
+SECOND = next(i for i in range(1, len(Y)) if Y[i] != Y[0])  # a different digit, so the revert shows
+
+
+@pytest.fixture(scope="module", params=["http", "ws"])
+def session(dev: NodeProcess, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """ethers_tools.mjs over JsonRpcProvider (http) or WebSocketProvider (ws)."""
+    url = dev.url if request.param == "http" else dev.url.replace("http://", "ws://")
+    cmd = ["node", str(SCRIPT), url, str(artifact_path("DigitsClassifier")), dev.model, image(0), image(SECOND)]  # type: ignore[attr-defined]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-4000:]
     out: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["transport"] == {"http": "JsonRpcProvider", "ws": "WebSocketProvider"}[request.param]
     return out
 
 
@@ -133,3 +140,43 @@ def test_ethers_snapshot_revert(session: dict[str, Any], dev: NodeProcess) -> No
     assert during["block"] == before["block"] + 2 and during["lastPrediction"] != before["lastPrediction"]
     assert after == {"block": before["block"], "lastPrediction": before["lastPrediction"], "secondTx": None}
     assert dev.rpc("eth_getTransactionByHash", session["secondHash"]) is None
+
+
+def test_async_web3_over_websocket(dev: NodeProcess) -> None:
+    """AsyncWeb3(WebSocketProvider): deploy, call, send, trace, proof and snapshot/revert over ws."""
+    art = json.loads(artifact_path("DigitsClassifier").read_text())
+
+    async def session() -> dict[str, Any]:
+        async with AsyncWeb3(WebSocketProvider(dev.url.replace("http://", "ws://"))) as aw3:
+            sender = (await aw3.eth.accounts)[4]
+            factory = aw3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+            deploy = await factory.constructor(bytes.fromhex(dev.model[2:])).transact({"from": sender})  # type: ignore[attr-defined]
+            address = (await aw3.eth.wait_for_transaction_receipt(deploy))["contractAddress"]
+            clf = aw3.eth.contract(address=address, abi=art["abi"])
+            out: dict[str, Any] = {"address": address, "predict": await clf.functions.predict(image(0)).call()}
+            tx = await clf.functions.classify(image(0)).transact({"from": sender})
+            out["receipt"] = await aw3.eth.wait_for_transaction_receipt(tx)
+            traced = await aw3.provider.make_request("debug_traceTransaction", [tx, {"tracer": "callTracer"}])  # type: ignore[arg-type]
+            out["trace"] = traced["result"]
+            head = await aw3.eth.get_block("latest")
+            out["stateRoot"] = "0x" + bytes(head["stateRoot"]).hex()
+            # AsyncEth has no get_proof: the raw request, as for the trace
+            proof = await aw3.provider.make_request("eth_getProof", [address, ["0x0", "0x1"], hex(head["number"])])  # type: ignore[arg-type]
+            out["proof"] = proof["result"]
+            snap = (await aw3.provider.make_request("evm_snapshot", []))["result"]  # type: ignore[arg-type]
+            other = await clf.functions.classify(image(SECOND)).transact({"from": sender})
+            await aw3.eth.wait_for_transaction_receipt(other)
+            out["during"] = await clf.functions.lastPrediction().call()
+            out["reverted"] = (await aw3.provider.make_request("evm_revert", [snap]))["result"]  # type: ignore[arg-type]
+            out["after"] = await clf.functions.lastPrediction().call()
+            out["head"], out["headAfter"] = head["number"], await aw3.eth.block_number
+            out["other"] = "0x" + bytes(other).hex()
+            return out
+
+    out = asyncio.run(asyncio.wait_for(session(), 180))
+    assert out["receipt"]["status"] == 1 and out["predict"] == int(Y[0])
+    _check_record(dev, "0x" + bytes(out["receipt"]["transactionHash"]).hex(), _inference_frame(out["trace"]))
+    sender = dev.rpc("eth_accounts")[4]
+    assert _verify_proof(out["proof"], out["stateRoot"]) == [int(Y[0]), int(sender, 16)]
+    assert out["during"] == int(Y[SECOND]) and out["reverted"] is True and out["after"] == int(Y[0])
+    assert out["headAfter"] == out["head"] and dev.rpc("eth_getTransactionByHash", out["other"]) is None
