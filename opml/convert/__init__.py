@@ -23,6 +23,7 @@ from . import (  # noqa: F401  (register lowerings)
     lower_deconv,
     lower_masked,
     lower_ml,
+    lower_pad,
     lower_qlinear,
     lower_resize,
     lower_select,

@@ -31,8 +31,8 @@ def settle(ctx: Context, phys: Val, perm: tuple[int, ...], name: str, label: str
     real tensor (one ``transpose`` that keeps the batch first, none for the identity)."""
     if perm[0] != 0:
         return Val(phys.data, phys.tid, onnx_dtype=phys.onnx_dtype, pending=perm)
-    if list(perm) == list(range(len(perm))):
-        return phys
+    if list(perm) == list(range(len(perm))):  # (a pending view transposed back: the physical tensor itself)
+        return phys if phys.pending is None else Val(phys.data, phys.tid, onnx_dtype=phys.onnx_dtype, qinfo=phys.qinfo)
     out = ctx.b.add_node("transpose", [phys.ref], name, ctx.b.spec(phys).dtype, None, _qp(ctx, phys),
                          {"perm": list(perm)}, ctx.env, label)
     out.onnx_dtype = phys.onnx_dtype

@@ -257,6 +257,11 @@ def lower_mul(ctx: Context, node: onnx.NodeProto) -> None:
     a, b = ctx.need(node, 0), ctx.need(node, 1)
     a, b = ctx.batch_free(a, b), ctx.batch_free(b, a)
     div = node.op_type == "Div"
+    if not div and _integer_times_zero(a, b):  # (silero-vad's ``sr * 0``: data-independent, folds)
+        shape = np.broadcast_shapes(a.data.shape, b.data.shape)
+        dt = np.result_type(a.data.dtype, b.data.dtype)
+        batched = bool(ctx.b.batch) and len(shape) > 0 and any(not v.is_const or v.batch_dependent for v in (a, b))
+        return ctx.set(node, Val(np.zeros(shape, dt), onnx_dtype=dt, batch_dependent=batched))
     if b.is_const and (c := _scalar(b)) is not None:
         if div and c == 0:
             raise ctx.err("division by zero")
@@ -277,6 +282,13 @@ def lower_mul(ctx: Context, node: onnx.NodeProto) -> None:
     attrs = {"mult": int(mult[0]), "shift": int(shift[0]), "qmin": -128, "qmax": 127}
     ctx.set(node, ctx.b.add_node("mul", [aq.ref, bq.ref], node.output[0], DType.INT8, None, qp, attrs, ctx.env,
                                  node.name))
+
+
+def _integer_times_zero(a: Val, b: Val) -> bool:
+    """An integer product with an all-zero constant factor: zero whatever the other factor holds."""
+    if np.dtype(a.onnx_dtype).kind not in "iu" or np.dtype(b.onnx_dtype).kind not in "iu":
+        return False
+    return any(v.is_const and not np.any(np.asarray(v.data)) for v in (a, b))
 
 
 def _unary(fn: str, **defaults: float) -> Lowering:

@@ -369,8 +369,9 @@ def lower_cast(ctx: Context, node: onnx.NodeProto) -> None:
 
 @lowering("Shape")
 def lower_shape(ctx: Context, node: onnx.NodeProto) -> None:
-    x = ctx.need(node, 0)
-    shape = np.array(x.data.shape, dtype=np.int64)
+    x = ctx.raw(node, 0)  # (a pending transposed view has its ONNX shape: the physical one permuted)
+    assert x is not None
+    shape = np.array([x.data.shape[p] for p in x.pending] if x.pending is not None else x.data.shape, dtype=np.int64)
     start, end = ctx.attr(node, "start", 0), ctx.attr(node, "end", None)
     shape = shape[start:end]
     ctx.set(node, Val(shape, onnx_dtype=np.dtype(np.int64), batch_dependent=bool(ctx.b.batch) or x.batch_dependent))

@@ -93,16 +93,25 @@ def expand(ctx: Context, node: onnx.NodeProto) -> list[onnx.NodeProto]:
     _check(ctx, node)
     lstm = node.op_type == "LSTM"
     ng = 4 if lstm else 3
-    x = ctx.need(node, 0)
+    layout = int(ctx.attr(node, "layout", 0))
+    x = ctx.raw(node, 0)
+    xb = node.input[0]
+    batch_first_x = False
+    if x is not None and x.pending is not None and layout == 0 and tuple(x.pending) == (1, 0, 2):
+        # a batch-first tensor seen through Transpose(1, 0, 2) (what LSTM(batch_first=True) exports): read the
+        # batch-first tensor itself; the outputs keep the node's layout (pending transposed views again)
+        xb = f"{node.output[0] or node.name}_batch_first_x"
+        ctx.vals[xb] = Val(x.data, x.tid, onnx_dtype=x.onnx_dtype, qinfo=x.qinfo)
+        batch_first_x = True
+    x = ctx.need(node, 0) if not batch_first_x else ctx.vals[xb]
     if np.dtype(x.onnx_dtype).kind != "f" or x.data.ndim != 3:
         raise ctx.err(f"{node.op_type} expects a float [seq, batch, input] or [batch, seq, input] tensor")
-    layout = int(ctx.attr(node, "layout", 0))
-    if layout == 0 and ctx.b.batch:
+    if layout == 0 and ctx.b.batch and not batch_first_x:
         raise ctx.err("layout=0 puts the batch on axis 1, which a dynamic batch cannot follow; export with "
                       "batch_first=True (layout=1) or convert with a fixed batch")
     if len(node.input) > 4 and node.input[4]:
         sl = ctx.need(node, 4)
-        seq = x.data.shape[1 if layout else 0]
+        seq = x.data.shape[1 if layout or batch_first_x else 0]
         if not sl.is_const or np.any(np.asarray(sl.data) != seq):
             raise ctx.err("sequence_lens other than the full sequence length is not supported")
     w = np.asarray(ctx.const_of(node, 1, "W"), dtype=np.float64)
@@ -116,10 +125,9 @@ def expand(ctx: Context, node: onnx.NodeProto) -> list[onnx.NodeProto]:
     if (direction == "bidirectional") != (n_dir == 2) or w.shape[1] != ng * hsz or r.shape[1:] != (ng * hsz, hsz):
         raise ctx.err(f"weights {w.shape}, {r.shape} do not match hidden_size {hsz} and direction {direction}")
     e = _Emit(ctx, node.output[0] or node.name or node.op_type)
-    xb = node.input[0]
-    if layout == 0:  # [S, N, I] -> [N, S, I] (fixed batch only)
+    if layout == 0 and not batch_first_x:  # [S, N, I] -> [N, S, I] (fixed batch only)
         xb = e.op("Transpose", [xb], "xb", perm=[1, 0, 2])
-    steps = x.data.shape[1 if layout else 0]
+    steps = x.data.shape[1 if layout or batch_first_x else 0]
     ys, hs, cs = [], [], []
     for d in range(n_dir):
         reverse = direction == "reverse" or d == 1

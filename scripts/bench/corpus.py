@@ -1,0 +1,557 @@
+"""The model corpus: models nobody here wrote, through the converter and the engine, against onnxruntime.
+
+Three kinds of models (``corpus_entries()``):
+
+* architectures with random weights, exported by ``scripts/bench/corpus_export.py`` (torchvision's model zoo,
+  Hugging Face transformers, ``torch.nn`` layers) and committed as *skeletons* under ``tests/corpus/``:
+  the ONNX graph with each float initializer of more than 256 values stored as its mean and standard
+  deviation only and regenerated here from a seed derived from its name (``flesh``), so CI needs no torch;
+* trained models that PyPI packages ship inside their wheels (silero-vad, RapidOCR, magika): the small
+  ones committed under ``tests/corpus/`` with their licence, the larger ones loaded from the wheel
+  (``pip download --no-deps`` into ``--wheels``, default ``/tmp/aievm-corpus-wheels``) when ``--wheels-fetch``
+  is given or the wheel is already there;
+* scikit-learn pipelines (``scripts/bench/sklearn_models.py`` has the full list; a few are here).
+
+For each model: convert with 16 calibration samples (a conversion failure is reported as its one line),
+then on 16 other samples: cosine of the first output to onnxruntime float32 (mean and minimum over samples),
+onnxruntime's own static int8 quantization (QDQ, per-channel weights, MinMax on the same calibration
+samples) on the same measure, top-1 agreement (argmax over the last axis), bit-identity of the engine's
+outputs across ``OPML_THREADS`` 1 and 2 and every ``OPML_NATIVE_ISA`` this CPU runs (fresh processes), and
+engine / onnxruntime float32 time at batch 1 (best of alternating rounds, both on the same thread count).
+
+Usage: ``python scripts/bench/corpus.py [--markdown] [--only a,b] [--wheels-fetch] [--no-identity]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS_DIR = ROOT / "tests" / "corpus"
+WHEELS = Path(os.environ.get("AIEVM_CORPUS_WHEELS", "/tmp/aievm-corpus-wheels"))
+SKELETON_MIN = 256  # float initializers with more values than this are stored as (mean, std)
+_TAG = "aievm-skeleton "
+
+
+# ---------------------------------------------------------------- skeletons
+
+def skeleton(m: onnx.ModelProto) -> onnx.ModelProto:
+    """``m`` with every float initializer of more than ``SKELETON_MIN`` values replaced by an empty tensor of the
+    same name, type and shape whose doc_string holds its mean and standard deviation (``flesh`` undoes it)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(m)
+    inits = []
+    for t in out.graph.initializer:
+        a = numpy_helper.to_array(t)
+        if a.dtype.kind == "f" and a.size > SKELETON_MIN:
+            s = TensorProto(name=t.name, data_type=t.data_type, dims=list(t.dims))
+            s.doc_string = _TAG + json.dumps({"mean": float(a.mean()), "std": float(a.std())})
+            inits.append(s)
+        else:
+            inits.append(t)
+    del out.graph.initializer[:]
+    out.graph.initializer.extend(inits)
+    return out
+
+
+def flesh(m: onnx.ModelProto) -> onnx.ModelProto:
+    """Regenerate a skeleton's weights: normal(mean, std) from a seed derived from the initializer's name."""
+    inits = []
+    for t in m.graph.initializer:
+        if t.doc_string.startswith(_TAG):
+            st = json.loads(t.doc_string[len(_TAG):])
+            rng = np.random.default_rng(zlib.crc32(t.name.encode()))
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
+            a = rng.normal(st["mean"], st["std"], tuple(t.dims)).astype(dtype)
+            inits.append(numpy_helper.from_array(a, t.name))
+        else:
+            inits.append(t)
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(inits)
+    return m
+
+
+# ---------------------------------------------------------------- inputs
+
+def make_input(spec: dict[str, object], batch: int, rng: np.random.Generator) -> np.ndarray:
+    """A batch of inputs of one kind (``image``, ``normal``, ``audio``, ``tokens``, ``mask``, ``state``, ``const``)."""
+    kind, shape = spec["kind"], [batch, *spec["shape"]]  # type: ignore[misc]
+    if spec.get("batch") is False:
+        shape = list(spec["shape"])  # type: ignore[call-overload]
+    if kind == "tokens":
+        return rng.integers(1, int(spec["vocab"]), shape).astype(np.int64)  # type: ignore[call-overload]
+    if kind == "mask":  # padded sequences: each sample keeps a random prefix of at least half its length
+        seq = shape[-1]
+        keep = rng.integers(seq // 2, seq + 1, shape[0])
+        return (np.arange(seq)[None, :] < keep[:, None]).astype(np.int64)
+    if kind == "audio":  # a few tones and noise, amplitude ~0.3
+        n = int(np.prod(shape[1:]))
+        t = np.arange(n) / 8000.0
+        f = rng.uniform(100, 2000, (shape[0], 3))
+        sig = sum(np.sin(2 * np.pi * f[:, k:k + 1] * t[None, :]) for k in range(3)) * 0.1
+        return (sig + rng.normal(0, 0.02, (shape[0], n))).reshape(shape).astype(np.float32)
+    if kind == "state":
+        return np.zeros(shape, np.float32)
+    if kind == "const":
+        return np.asarray(spec["value"], dtype=spec.get("dtype", "int64"))  # type: ignore[call-overload]
+    if kind == "bytes":
+        return _file_bytes(shape[0], rng)
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def _file_bytes(n: int, rng: np.random.Generator) -> np.ndarray:
+    """magika's input: the first and last 1024 bytes of real files (this repository's), padded with 256."""
+    files = sorted(p for p in ROOT.glob("**/*") if p.is_file() and ".git" not in p.parts and ".venv" not in p.parts
+                   and "node_modules" not in p.parts and p.stat().st_size > 64)
+    pick = rng.choice(len(files), n, replace=False)
+    rows = []
+    for k in pick:
+        b = files[k].read_bytes().strip()
+        beg, end = list(b[:1024]), list(b[-1024:])
+        rows.append(beg + [256] * (1024 - len(beg)) + [256] * (1024 - len(end)) + end)
+    return np.array(rows, np.int32)
+
+
+# ---------------------------------------------------------------- entries
+
+@dataclass
+class Entry:
+    """One corpus model: how to get its ONNX graph and its inputs."""
+
+    name: str
+    kind: str  # "random", "trained" or "sklearn"
+    source: str
+    load: Callable[[], onnx.ModelProto]
+    inputs: list[dict[str, object]]
+    note: str = ""
+    committed: bool = True
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def batch(self, n: int, seed: int) -> list[np.ndarray]:
+        rng = np.random.default_rng(seed)
+        return [make_input(s, n, rng) for s in self.inputs]
+
+
+def _skeleton_entry(path: Path) -> Entry:
+    meta = json.loads(onnx.load(str(path), load_external_data=False).doc_string)
+    return Entry(path.stem, "random", meta["source"], lambda: flesh(onnx.load(str(path))), meta["inputs"])
+
+
+def fix_dims(m: onnx.ModelProto, dims: dict[str, int]) -> onnx.ModelProto:
+    """The graph inputs' symbolic dimensions named in ``dims`` set to numbers (the documented way to convert a
+    model whose batch is not axis 0 of every input: a fixed batch)."""
+    for vi in m.graph.input:
+        for d in vi.type.tensor_type.shape.dim:
+            if d.HasField("dim_param") and d.dim_param in dims:
+                v = dims[d.dim_param]
+                d.Clear()
+                d.dim_value = v
+    return m
+
+
+def _wheel_file(wheel: str, member: str) -> Path | None:
+    """``member`` of the newest wheel of PyPI package ``wheel`` in ``WHEELS`` (extracted once), or None."""
+    dest = WHEELS / wheel / member
+    if dest.exists():
+        return dest
+    import zipfile
+
+    cands = sorted(WHEELS.glob(f"{wheel.replace('-', '_')}-*.whl"))
+    if not cands:
+        return None
+    with zipfile.ZipFile(cands[-1]) as z:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(z.read(member))
+    return dest
+
+
+def fetch_wheels() -> None:
+    """``pip download --no-deps`` of the wheels whose models the corpus loads (PyPI only)."""
+    WHEELS.mkdir(parents=True, exist_ok=True)
+    for pkg in ("magika==1.0.3", "rapidocr-onnxruntime==1.4.4", "silero-vad==6.2.3"):
+        subprocess.run([sys.executable, "-m", "pip", "download", pkg, "--no-deps", "-q", "-d", str(WHEELS)],
+                       check=False)
+
+
+def _wheel_entry(name: str, wheel: str, member: str, inputs: list[dict[str, object]], source: str,
+                 prep: Callable[[onnx.ModelProto], onnx.ModelProto] = lambda m: m, note: str = "") -> Entry | None:
+    local = CORPUS_DIR / Path(member).name
+    if local.exists():
+        return Entry(name, "trained", source, lambda: prep(onnx.load(str(local))), inputs, note)
+    path = _wheel_file(wheel, member)
+    if path is None:
+        return None
+    return Entry(name, "trained", source, lambda: prep(onnx.load(str(path))), inputs, note, committed=False)
+
+
+AUDIO_512 = {"shape": [512], "kind": "audio"}
+
+
+def trained_entries() -> list[Entry]:
+    """The models shipped inside PyPI wheels (committed copies first, then ``WHEELS``)."""
+    cands = [
+        _wheel_entry("silero_vad_16k (op15)", "silero-vad", "silero_vad/data/silero_vad_16k_op15.onnx",
+                     [{"shape": [1, 512], "kind": "audio", "batch": False},
+                      {"shape": [2, 1, 128], "kind": "state", "batch": False},
+                      {"shape": [], "kind": "const", "value": 16000, "batch": False}],
+                     "silero-vad 6.2.3 wheel (MIT)", lambda m: fix_dims(m, {"batch": 1, "sequence": 512}),
+                     "batch fixed to 1 (state is [2, batch, 128])"),
+        _wheel_entry("ppocr_cls (mobile v2.0)", "rapidocr-onnxruntime",
+                     "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
+                     [{"shape": [3, 48, 192], "kind": "image"}], "rapidocr-onnxruntime 1.4.4 wheel (Apache-2.0)"),
+        _wheel_entry("ppocr_det (PP-OCRv4)", "rapidocr-onnxruntime",
+                     "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
+                     [{"shape": [3, 64, 64], "kind": "image"}], "rapidocr-onnxruntime 1.4.4 wheel (Apache-2.0)"),
+        _wheel_entry("ppocr_rec (PP-OCRv4)", "rapidocr-onnxruntime",
+                     "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx",
+                     [{"shape": [3, 48, 160], "kind": "image"}], "rapidocr-onnxruntime 1.4.4 wheel (Apache-2.0)"),
+        _wheel_entry("magika (standard_v3_3)", "magika", "magika/models/standard_v3_3/model.onnx",
+                     [{"shape": [2048], "kind": "bytes"}], "magika 1.0.3 wheel (Apache-2.0)"),
+    ]
+    return [e for e in cands if e is not None]
+
+
+def sklearn_entries() -> list[Entry]:
+    """A few scikit-learn pipelines (skl2onnx), trained on datasets inside scikit-learn's wheel."""
+    try:
+        from skl2onnx import to_onnx
+        from sklearn import datasets
+        from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+    except ImportError:
+        return []
+    specs: list[tuple[str, Callable[[], object], Callable[..., object]]] = [
+        ("sklearn LogisticRegression (scaler) digits", lambda: make_pipeline(StandardScaler(),
+                                                                             LogisticRegression(max_iter=500)),
+         datasets.load_digits),
+        ("sklearn RandomForest 10 x depth 8 digits",
+         lambda: RandomForestClassifier(n_estimators=10, max_depth=8, random_state=0), datasets.load_digits),
+        ("sklearn GradientBoosting 20 x depth 3 breast_cancer",
+         lambda: GradientBoostingClassifier(n_estimators=20, max_depth=3, random_state=0),
+         datasets.load_breast_cancer),
+    ]
+    out = []
+    for name, make, data in specs:
+        x, y = data(return_X_y=True)
+        x = x.astype(np.float32)
+
+        def load(make: Callable[[], object] = make, x: np.ndarray = x, y: np.ndarray = y) -> onnx.ModelProto:
+            model = make()
+            model.fit(x[::2], y[::2])  # type: ignore[attr-defined]
+            return to_onnx(model, x[:1], options={"zipmap": False}, target_opset={"": 17, "ai.onnx.ml": 3})
+        e = Entry(name, "sklearn", "skl2onnx", load, [{"shape": [x.shape[1]], "kind": "rows"}], committed=False)
+        e.extra["rows"] = x[1::2]
+        out.append(e)
+    return out
+
+
+def corpus_entries(include_sklearn: bool = True) -> list[Entry]:
+    """Every model of the corpus: committed skeletons, trained wheel models, scikit-learn pipelines."""
+    out = [_skeleton_entry(p) for p in sorted(CORPUS_DIR.glob("*.onnx"))
+           if p.read_bytes()[:4096].find(b"aievm-skeleton") >= 0 or _is_skeleton(p)]
+    out += trained_entries()
+    if include_sklearn:
+        out += sklearn_entries()
+    return out
+
+
+def _is_skeleton(p: Path) -> bool:
+    return any(t.doc_string.startswith(_TAG) for t in onnx.load(str(p)).graph.initializer)
+
+
+def entry_inputs(e: Entry, n: int, seed: int) -> list[np.ndarray]:
+    """``n`` samples of ``e``'s inputs (seed 0: calibration; seed 1: evaluation)."""
+    if "rows" in e.extra:
+        rows = e.extra["rows"]
+        assert isinstance(rows, np.ndarray)
+        return [rows[seed * n:(seed + 1) * n]]
+    return e.batch(n, seed)
+
+
+def fixed_batch(e: Entry) -> bool:
+    """Whether ``e`` runs one sample per call (its inputs have no batch axis of their own)."""
+    return all(s.get("batch") is False for s in e.inputs)
+
+
+# ---------------------------------------------------------------- measuring
+
+N_SAMPLES = 16
+
+
+@dataclass
+class Row:
+    """One line of the table."""
+
+    name: str
+    kind: str
+    source: str
+    error: str = ""
+    nodes: int = 0
+    cos_mean: float = float("nan")
+    cos_min: float = float("nan")
+    int8_mean: float = float("nan")
+    int8_min: float = float("nan")
+    int8_note: str = ""
+    top1: float = float("nan")
+    identical: str = ""
+    engine_ms: float = float("nan")
+    ort_ms: float = float("nan")
+    convert_s: float = float("nan")
+    note: str = ""
+    digest: str = ""
+
+
+def _row_cos(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    x = a.astype(np.float64).reshape(a.shape[0], -1)
+    y = b.astype(np.float64).reshape(b.shape[0], -1)
+    d = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
+    c = np.where(d > 0, (x * y).sum(axis=1) / np.where(d > 0, d, 1.0), 1.0)
+    return float(c.mean()), float(c.min())
+
+
+def _names(m: onnx.ModelProto) -> list[str]:
+    inits = {i.name for i in m.graph.initializer}
+    return [i.name for i in m.graph.input if i.name not in inits]
+
+
+def _ort(m: onnx.ModelProto | str, threads: int):  # -> onnxruntime.InferenceSession
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    so.log_severity_level = 3
+    src = m if isinstance(m, str) else m.SerializeToString()
+    return ort.InferenceSession(src, sess_options=so, providers=["CPUExecutionProvider"])
+
+
+def _samples(e: Entry, seed: int) -> list[list[np.ndarray]]:
+    """Evaluation calls: one batch of ``N_SAMPLES``, or ``N_SAMPLES`` single-sample calls for fixed-batch models."""
+    if fixed_batch(e):
+        return [e.batch(1, seed * 1000 + k) for k in range(N_SAMPLES)]
+    return [entry_inputs(e, N_SAMPLES, seed)]
+
+
+def _ort_int8(m: onnx.ModelProto, calib: list[np.ndarray], tmp: Path) -> str:
+    """onnxruntime's static int8 quantization of ``m`` (QDQ, per-channel weights) calibrated on ``calib``."""
+    import logging
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    logging.getLogger().setLevel(logging.ERROR)
+    names = _names(m)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            n = calib[0].shape[0] if calib[0].ndim else 1
+            self.it = iter([{k: v[i:i + 1] if v.ndim else v for k, v in zip(names, calib, strict=True)}
+                            for i in range(n)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.it, None)
+
+    src, dst = tmp / "fp32.onnx", tmp / "int8.onnx"
+    onnx.save(m, str(src))
+    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return str(dst)
+
+
+def _best(fn: Callable[[], object], repeat: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def measure(e: Entry, bundle_dir: Path, repeat: int = 5) -> Row:
+    """Convert and compare one model (see the module docstring); the bundle is saved in ``bundle_dir``."""
+    from opml.bundle import encode_bundle
+    from opml.convert import convert
+    from opml.engine import run
+    from opml.errors import ConversionError
+    from opml.parallel import worker_count
+
+    row = Row(e.name, e.kind, e.source, note=e.note)
+    m = e.load()
+    calib = [e.batch(1, 0)] if fixed_batch(e) else [entry_inputs(e, N_SAMPLES, 0)]
+    t0 = time.perf_counter()
+    try:
+        bundle = convert(m, calib[0], name=e.name)
+    except ConversionError as err:
+        row.error = str(err)
+        if "batch" not in row.error or fixed_batch(e):
+            return row
+        # the documented way out of a batch refusal: a fixed batch of 1 (calibrated on one sample)
+        e = Entry(e.name, e.kind, e.source, e.load, [{**s, "batch": False, "shape": [1, *s["shape"]]}  # type: ignore[list-item]
+                                                     for s in e.inputs], e.note)
+        m = fix_dims(e.load(), {d.dim_param: 1 for vi in m.graph.input for d in vi.type.tensor_type.shape.dim[:1]
+                                if d.HasField("dim_param")})
+        calib = [e.batch(1, 0)]
+        t0 = time.perf_counter()
+        try:
+            bundle = convert(m, calib[0], name=e.name)
+        except ConversionError as err2:
+            row.note = f"batch fixed to 1: also refused: {err2}"
+            return row
+        row.note = "dynamic batch refused; converts with the batch fixed to 1 (one calibration sample)"
+    row.convert_s = time.perf_counter() - t0
+    row.nodes = len(bundle.nodes)
+    sess = _ort(m, worker_count())
+    names = _names(m)
+    evals = _samples(e, 1)
+    got_all = [run(bundle, xs) for xs in evals]
+    want_all = [sess.run(None, dict(zip(names, xs, strict=True))) for xs in evals]
+    got, want = [o[0] for o in got_all], [o[0] for o in want_all]
+    g, w = np.concatenate([a.reshape(1, -1) if fixed_batch(e) else a for a in got]), \
+        np.concatenate([a.reshape(1, -1) if fixed_batch(e) else a for a in want])
+    row.cos_mean, row.cos_min = _row_cos(g, w)
+    if w.dtype.kind in "iu" and w.ndim == 1:  # class labels (scikit-learn classifiers)
+        row.top1 = float(np.mean(g == w))
+    elif w.ndim >= 2 and w.shape[-1] > 1:
+        gl, wl = g.reshape(-1, g.shape[-1]), w.reshape(-1, w.shape[-1])
+        row.top1 = float(np.mean(np.argmax(gl, -1) == np.argmax(wl, -1)))
+    if len(want_all[0]) > 1 and w.dtype.kind in "iu":  # labels first: the cosine is the probabilities'
+        row.cos_mean, row.cos_min = _row_cos(np.concatenate([o[-1] for o in got_all]),
+                                             np.concatenate([o[-1] for o in want_all]))
+    row.digest = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in got)).hexdigest()
+    (bundle_dir / f"{_slug(e.name)}.bundle").write_bytes(encode_bundle(bundle))
+    np.savez(bundle_dir / f"{_slug(e.name)}.npz", *[x for xs in evals for x in xs])
+    if e.kind != "sklearn":
+        with tempfile.TemporaryDirectory() as td:
+            try:
+                q = _ort(_ort_int8(m, calib[0] if not fixed_batch(e) else calib[0], Path(td)), worker_count())
+                qw = [q.run(None, dict(zip(names, xs, strict=True)))[0] for xs in evals]
+                qa = np.concatenate([a.reshape(1, -1) if fixed_batch(e) else a for a in qw])
+                row.int8_mean, row.int8_min = _row_cos(qa, w)
+            except Exception as err:  # onnxruntime's quantizer refuses some graphs: reported, not fatal
+                row.int8_note = f"{type(err).__name__}"
+    one = evals[0] if fixed_batch(e) else [x[:1] if x.ndim else x for x in evals[0]]
+    feed = dict(zip(names, one, strict=True))
+    t_eng = t_ort = float("inf")
+    for _ in range(3):  # alternate the runtimes
+        t_eng = min(t_eng, _best(lambda: run(bundle, one), repeat))
+        t_ort = min(t_ort, _best(lambda: sess.run(None, feed), repeat))
+    row.engine_ms, row.ort_ms = t_eng * 1e3, t_ort * 1e3
+    return row
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name)
+
+
+_CHILD = r"""
+import hashlib, sys, numpy as np
+from pathlib import Path
+from opml.bundle import load_bundle
+from opml.engine import run
+d = Path(sys.argv[1])
+for b in sorted(d.glob("*.bundle")):
+    bundle = load_bundle(b.read_bytes())
+    z = np.load(b.with_suffix(".npz"))
+    xs = [z[f"arr_{i}"] for i in range(len(z.files))]
+    k = len(bundle.inputs)
+    outs = [run(bundle, xs[i:i + k])[0] for i in range(0, len(xs), k)]
+    print(b.stem, hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in outs)).hexdigest())
+"""
+
+
+def identity_variants() -> dict[str, dict[str, str]]:
+    """The environments the engine's outputs must not depend on: thread counts and each ISA this CPU runs."""
+    from opml import native
+
+    out = {"threads 1": {"OPML_THREADS": "1"}, "threads 2": {"OPML_THREADS": "2"}}
+    for isa in native._CPU_ISAS:
+        out[isa] = {"OPML_NATIVE_ISA": isa, "OPML_THREADS": "2"}
+    return out
+
+
+def check_identity(rows: list[Row], bundle_dir: Path) -> None:
+    """Run every saved bundle in a fresh process per variant; fill ``Row.identical``."""
+    by_slug = {_slug(r.name): r for r in rows if r.digest}
+    seen: dict[str, dict[str, str]] = {s: {} for s in by_slug}
+    variants = identity_variants()
+    for label, env in variants.items():
+        full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+        proc = subprocess.run([sys.executable, "-c", _CHILD, str(bundle_dir)], env=full, capture_output=True,
+                              text=True, timeout=1800)
+        for line in proc.stdout.splitlines():
+            slug, digest = line.split()
+            if slug in seen:
+                seen[slug][label] = digest
+    for slug, r in by_slug.items():
+        bad = [k for k in variants if seen[slug].get(k) != r.digest]
+        r.identical = f"yes ({len(variants)} runs)" if not bad else "NO: " + ", ".join(bad)
+
+
+def _f(v: float, fmt: str = ".4f") -> str:
+    return "" if v != v else format(v, fmt)
+
+
+def print_table(rows: list[Row], markdown: bool) -> None:
+    variants = ", ".join(identity_variants())
+    if markdown:
+        print(f"| model | kind | converts | cosine to ort fp32 mean / min | ort int8 cosine mean / min | top-1 = ort "
+              f"fp32 | bit-identical ({variants}) | engine / ort fp32, batch 1 |")
+        print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if r.error and not r.nodes:
+            cells = [r.name, r.kind, f"no: `{r.error}`" + (f" ({r.note})" if r.note else ""), "", "", "", "", ""]
+        else:
+            int8 = f"{_f(r.int8_mean)} / {_f(r.int8_min)}" if r.int8_mean == r.int8_mean else (r.int8_note or "")
+            ratio = f"{r.engine_ms:.2f} / {r.ort_ms:.2f} ms ({r.engine_ms / r.ort_ms:.1f}x)"
+            conv = f"yes ({r.nodes} nodes{'; ' + r.note if r.note else ''})"
+            if r.error:
+                conv = f"batch 1 only ({r.nodes} nodes): dynamic batch refused: `{r.error}`"
+            cells = [r.name, r.kind, conv, f"{_f(r.cos_mean)} / {_f(r.cos_min)}", int8,
+                     _f(r.top1, ".3f") if r.top1 == r.top1 else "(one output)", r.identical, ratio]
+        print("| " + " | ".join(cells) + " |" if markdown else "  ".join(c for c in cells if c), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--only", default="", help="comma-separated substrings of model names")
+    ap.add_argument("--wheels-fetch", action="store_true", help="pip download the wheels first")
+    ap.add_argument("--no-identity", action="store_true", help="skip the bit-identity processes")
+    ap.add_argument("--no-sklearn", action="store_true")
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    if args.wheels_fetch:
+        fetch_wheels()
+    sel = [s for s in args.only.split(",") if s]
+    entries = [e for e in corpus_entries(not args.no_sklearn) if not sel or any(s in e.name for s in sel)]
+    rows = []
+    with tempfile.TemporaryDirectory() as td:
+        for e in entries:
+            t = time.perf_counter()
+            r = measure(e, Path(td), args.repeat)
+            rows.append(r)
+            print(f"# {e.name}: {'error' if r.error else 'ok'} in {time.perf_counter() - t:.0f} s", file=sys.stderr,
+                  flush=True)
+        if not args.no_identity:
+            check_identity(rows, Path(td))
+    print_table(rows, args.markdown)
+
+
+if __name__ == "__main__":
+    main()
