@@ -35,7 +35,8 @@ from .calibrate import METHODS, AccuracyOptions, ConversionTrace
 
 # ops whose output can be int16 (``_emit_requant``: conv/linear; ``lower_add``), and ops that read int16
 INT16_PRODUCERS = ("Conv", "Gemm", "AievmLinear", "MatMul", "Add")
-INT16_READERS = ("Add", "LayerNormalization", "Conv", "Clip", "Relu", "GlobalAveragePool", "ReduceMean", "ReduceSum")
+INT16_READERS = ("Add", "LayerNormalization", "Conv", "Clip", "Relu", "GlobalAveragePool", "ReduceMean", "ReduceSum",
+                 "Gemm", "AievmLinear", "MatMul")
 COSINE_GRID = 1e-6
 
 

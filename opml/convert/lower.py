@@ -101,17 +101,25 @@ def _emit_requant(ctx: Context, node: onnx.NodeProto, op: str, inputs: list[int]
 
 def linear(ctx: Context, node: onnx.NodeProto, x: Val, w: Val, bias: np.ndarray | None, relu: bool,
            wide: bool = False) -> None:
-    """Lower ``x @ w + bias`` (optionally fused Relu; ``wide``: a 13-bit int16 output, see ``wide``)."""
-    xq = ctx.quantized(x, node.input[0])
-    sx = np.float64(np.float32(ctx.b.spec(xq).scale))
+    """Lower ``x @ w + bias`` (optionally fused Relu; ``wide``: a 13-bit int16 output, see ``wide``).
+    A 13-bit int16 ``x`` (``wide16.py``) is read directly when the int32 accumulator cannot overflow."""
     wq, sw = _weights_per_channel(ctx, w, axis=1)
+    wide_in = is_wide(ctx, x) and ctx.b.spec(x).zero_point == 0 and \
+        WIDE_LIMIT * int(np.abs(wq.astype(np.int64)).sum(axis=0).max(initial=0)) < 2**30
+    xq = x if wide_in else ctx.quantized(x, node.input[0])
+    sx = np.float64(np.float32(ctx.b.spec(xq).scale))
     scale = sx * sw
-    if ctx.accuracy.bias_correction and w.qinfo is None:
-        bias = corrected_bias(ctx, xq, bias, w.data, wq, sw, axis=1)
-    bq = _bias(ctx, bias, wq.shape[1], scale)
+    b_float = corrected_bias(ctx, xq, bias, w.data, wq, sw, axis=1) if ctx.accuracy.bias_correction and \
+        w.qinfo is None else bias
+    bq = _bias(ctx, b_float, wq.shape[1], scale)
+    if wide_in and np.abs(bq.astype(np.int64)).max(initial=0) >= 2**30:  # (a bias too large on the fine grid)
+        return linear(ctx, node, ctx.quantized(x, node.input[0]), w, bias, relu, wide)
     zp = ctx.b.spec(xq).zero_point
-    chunk = chunk_for(np.dtype(np.int8), np.dtype(np.int8))
-    acc = exact_matmul(xq.data.astype(np.float32), wq.astype(np.float32), chunk)
+    if wide_in:  # (exact in int64; the float32 chunks of exact_matmul are sized for 8-bit operands)
+        acc = np.matmul(xq.data.astype(np.int64), wq.astype(np.int64))
+    else:
+        chunk = chunk_for(np.dtype(np.int8), np.dtype(np.int8))
+        acc = exact_matmul(xq.data.astype(np.float32), wq.astype(np.float32), chunk)
     acc = acc - zp * wq.astype(np.int64).sum(axis=0) + bq
     ins = [xq.tid, ctx.b.const(node.output[0] + "_w", wq), ctx.b.const(node.output[0] + "_b", bq)]
     _emit_requant(ctx, node, "linear", ins, scale, acc.astype(np.float64), acc.ndim - 1, {}, relu,  # type: ignore[arg-type]

@@ -158,6 +158,39 @@ def test_int16_bundle_engine_reference_fraud_vm() -> None:
     assert rep[0].mean >= plain[0].mean - 1e-4 and rep[0].mean > 0.999
 
 
+def _mlp(k: int) -> tuple[onnx.ModelProto, np.ndarray]:
+    """x [N, 16] -> Gemm + Relu [k] -> Gemm [8] (two layers: the hidden one may be int16)."""
+    rng = np.random.default_rng(5)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.4, shape).astype(np.float32), name)
+             for name, shape in (("w1", (16, k)), ("b1", (k,)), ("w2", (k, 8)), ("b2", (8,)))]
+    g = helper.make_graph([helper.make_node("Gemm", ["x", "w1", "b1"], ["g1"]),
+                           helper.make_node("Relu", ["g1"], ["h"]),
+                           helper.make_node("Gemm", ["h", "w2", "b2"], ["y"])], "mlp",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), rng.normal(0, 1, (6, 16)).astype(
+        np.float32)
+
+
+def test_int16_linear_input() -> None:
+    """A Gemm reads an int16 input directly while ``4095 x max column sum |W| < 2^30`` (else an int8 copy)."""
+    m, x = _mlp(32)
+    assert int16_candidates(m) == ["h", "y"]
+    trace = ConversionTrace()
+    b = convert(m, x, accuracy=AccuracyOptions(int16=frozenset({"h", "y"})), trace=trace)
+    lin = [n for n in b.nodes if n.op == "linear"]
+    assert [b.tensors[n.inputs[0]].dtype for n in lin] == [DType.INT8, DType.INT16]
+    assert trace.int8_readers == []
+    got = run(b, [x])
+    assert [g.tobytes() for g in got] == [r.tobytes() for r in run_reference(b, [x])]
+    through_vm(b, [x])
+    assert compare(["y"], got, float_outputs(m, [x]))[0].mean > 0.9999
+    m, x = _mlp(20000)  # (4095 x 127 x ~16000 > 2^30: the second Gemm reads an int8 copy)
+    trace = ConversionTrace()
+    b = convert(m, x, accuracy=AccuracyOptions(int16=frozenset({"h"})), trace=trace)
+    assert trace.int8_readers == ["Gemm " + m.graph.node[2].output[0]]
+
+
 def test_int16_names_must_be_candidates() -> None:
     m, x = _small_block()
     with pytest.raises(ConversionError, match=r"int16 was asked for \['r1'\]"):
