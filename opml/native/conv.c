@@ -36,9 +36,11 @@
 #define CONV_X86 1
 #define CONV_AVX2 __attribute__((target("avx2")))
 #define CONV_AVX512 __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512dq")))
+#define CONV_AVX512VNNI __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
 #endif
 
-#define BLOCK 64 /* outputs per vector block (4 AVX-512 or 8 AVX2 registers); phases end with BLOCK spare elements */
+#define BLOCK 64 /* outputs per vector block (4 AVX-512 or 8 AVX2 registers) */
+#define SPARE (BLOCK + 16) /* elements after each phase's last row: the blocks' reads past the last output */
 #define MIN_MACS_PER_PART ((int64_t)1 << 17) /* below this much work per thread, threads cost more than they save */
 
 struct conv_epilogue { /* one value per output channel (opml.native.Epilogue's unpermuted arrays) */
@@ -56,9 +58,11 @@ struct conv_job {
     int isa;
     void *y;
     int64_t qh, qw;   /* rows and columns of a phase (padded rows / sh, padded columns / sw, rounded up) */
-    int64_t psize;    /* elements of one phase: (qh + 1) rows of qw, then BLOCK more (vector reads past the end) */
+    int64_t psize;    /* elements of one phase: (qh + 1) rows of qw, then SPARE more */
     int64_t v;        /* virtual outputs per channel: oh rows of qw (columns ow .. qw - 1 are computed, not kept) */
-    int64_t *toff;    /* per tap (ci, i, j): its offset in the group's phases */
+    int64_t units;    /* tap pairs and single taps (see opml_gconv_cfg) */
+    int64_t *uoff;    /* per unit: the offset of its first tap in the group's phases */
+    int64_t *ulo, *uhi; /* per unit: its taps' indexes in a channel's weights (uhi -1: a single tap) */
 };
 
 static size_t out_size(int outkind) { return outkind == 0 ? 4 : (outkind == 3 ? 2 : 1); }
@@ -95,23 +99,23 @@ static void epilogue_row_generic(const struct conv_epilogue *e, int64_t c, const
 /* Input channel ch of image bi, padded with zp, into its sh * sw phases at ph (see the header); t is scratch
  * for one padded row of qw * sw elements. */
 static inline __attribute__((always_inline)) void build_body(const struct conv_job *j, int64_t bi, int64_t ch,
-                                                             int32_t *restrict ph, int32_t *restrict t) {
+                                                             int16_t *restrict ph, int16_t *restrict t) {
     /* the job's fields as locals: the stores below could alias them otherwise (-fno-strict-aliasing) */
     const int64_t h = j->h, w = j->w, sh = j->sh, sw = j->sw, top = j->top, left = j->left, qh = j->qh, qw = j->qw;
     const int64_t psize = j->psize, wide = qw * sw, rows = qh * sh;
-    const int32_t zp = (int32_t)j->zp;
+    const int16_t zp = (int16_t)j->zp;
     const int xsigned = j->xsigned;
     const uint8_t *restrict src = j->x + ((bi * j->c + ch) * h) * w;
     for (int64_t r = 0; r < rows; r++) {
         int64_t yr = r - top;
-        int32_t *restrict base = ph + (r % sh) * sw * psize + (r / sh) * qw;
+        int16_t *restrict base = ph + (r % sh) * sw * psize + (r / sh) * qw;
         if (yr < 0 || yr >= h) {
             for (int64_t pc = 0; pc < sw; pc++)
                 for (int64_t q = 0; q < qw; q++) base[pc * psize + q] = zp;
             continue;
         }
         const uint8_t *restrict s = src + yr * w;
-        int32_t *restrict d = sw == 1 ? base : t; /* stride 1: the padded row is the phase row */
+        int16_t *restrict d = sw == 1 ? base : t; /* stride 1: the padded row is the phase row */
         for (int64_t q = 0; q < left; q++) d[q] = zp;
         if (xsigned)
             for (int64_t q = 0; q < w; q++) d[left + q] = (int8_t)s[q];
@@ -120,7 +124,7 @@ static inline __attribute__((always_inline)) void build_body(const struct conv_j
         for (int64_t q = left + w; q < wide; q++) d[q] = zp;
         if (sw == 1) continue;
         if (sw == 2) {
-            int32_t *restrict b1 = base + psize;
+            int16_t *restrict b1 = base + psize;
             for (int64_t q = 0; q < qw; q++) {
                 base[q] = t[2 * q];
                 b1[q] = t[2 * q + 1];
@@ -134,43 +138,55 @@ static inline __attribute__((always_inline)) void build_body(const struct conv_j
 }
 
 /* The same loops compiled for each instruction set (the widening and deinterleaving copies vectorize). */
-static void build_generic(const struct conv_job *j, int64_t bi, int64_t ch, int32_t *ph, int32_t *t) {
+static void build_generic(const struct conv_job *j, int64_t bi, int64_t ch, int16_t *ph, int16_t *t) {
     build_body(j, bi, ch, ph, t);
 }
 #ifdef CONV_X86
-CONV_AVX2 static void build_avx2(const struct conv_job *j, int64_t bi, int64_t ch, int32_t *ph, int32_t *t) {
+CONV_AVX2 static void build_avx2(const struct conv_job *j, int64_t bi, int64_t ch, int16_t *ph, int16_t *t) {
     build_body(j, bi, ch, ph, t);
 }
-CONV_AVX512 static void build_avx512(const struct conv_job *j, int64_t bi, int64_t ch, int32_t *ph, int32_t *t) {
+CONV_AVX512 static void build_avx512(const struct conv_job *j, int64_t bi, int64_t ch, int16_t *ph, int16_t *t) {
     build_body(j, bi, ch, ph, t);
 }
 #endif
 
 /* ------------------------------------------------------------------------------------ output rows */
 
-/* acc[0 : v rounded up to BLOCK] = the sums of output channel oc (weights w) over the group's phases. */
-static void sums_generic(const struct conv_job *j, const int32_t *phases, const int16_t *w, int32_t *acc) {
-    int64_t taps = j->cg * j->kh * j->kw, n = (j->v + BLOCK - 1) / BLOCK * BLOCK;
+/* acc[0 : v rounded up to BLOCK] = the sums of one output channel over the group's phases: unit u adds
+ * lo * x[uoff + v] + hi * x[uoff + v + 1] to output v, wp[u] holding (lo, hi) as an int16 pair (hi 0 for a
+ * single tap). The vector forms compute even and odd outputs in separate registers: a 32-bit load at element
+ * uoff + v is the pair (x[uoff + v], x[uoff + v + 1]), so VPMADDWD (or VPDPWSSD) forms one unit's term of
+ * output v in the lane; even outputs load at v0 + 2 l, odd ones at v0 + 1 + 2 l, and the two are interleaved
+ * at the end. int32 lane arithmetic wraps, and every output's true sum fits int32 (the caller's bound), so
+ * the order of the additions does not matter. */
+static void sums_generic(const struct conv_job *j, const int16_t *phases, const int32_t *wp, int32_t *acc) {
+    int64_t n = (j->v + BLOCK - 1) / BLOCK * BLOCK;
     for (int64_t v = 0; v < n; v++) acc[v] = 0;
-    for (int64_t k = 0; k < taps; k++) {
-        const int32_t *s = phases + j->toff[k];
-        int32_t wv = w[k];
-        for (int64_t v = 0; v < j->v; v++) acc[v] += wv * s[v];
+    for (int64_t u = 0; u < j->units; u++) {
+        const int16_t *s = phases + j->uoff[u];
+        int32_t lo = (int16_t)(wp[u] & 0xFFFF), hi = (int16_t)((uint32_t)wp[u] >> 16);
+        for (int64_t v = 0; v < j->v; v++) acc[v] += lo * s[v] + hi * s[v + 1];
     }
 }
 
 #ifdef CONV_X86
-CONV_AVX2 static void sums_avx2(const struct conv_job *j, const int32_t *phases, const int16_t *w, int32_t *acc) {
-    int64_t taps = j->cg * j->kh * j->kw;
-    for (int64_t v0 = 0; v0 < j->v; v0 += BLOCK) { /* 8 registers of 8 outputs */
-        __m256i a[8];
-        for (int r = 0; r < 8; r++) a[r] = _mm256_setzero_si256();
-        for (int64_t k = 0; k < taps; k++) {
-            __m256i wv = _mm256_set1_epi32((int32_t)(uint16_t)w[k]);
-            const __m256i *s = (const __m256i *)(phases + j->toff[k] + v0);
-            for (int r = 0; r < 8; r++) a[r] = _mm256_add_epi32(a[r], _mm256_madd_epi16(_mm256_loadu_si256(s + r), wv));
+CONV_AVX2 static void sums_avx2(const struct conv_job *j, const int16_t *phases, const int32_t *wp, int32_t *acc) {
+    for (int64_t v0 = 0; v0 < j->v; v0 += BLOCK) {
+        __m256i e[4], o[4]; /* e[r]: outputs v0 + 16 r + 2 l; o[r]: v0 + 16 r + 1 + 2 l (l < 8) */
+        for (int r = 0; r < 4; r++) e[r] = o[r] = _mm256_setzero_si256();
+        for (int64_t u = 0; u < j->units; u++) {
+            __m256i wv = _mm256_set1_epi32(wp[u]);
+            const int16_t *s = phases + j->uoff[u] + v0;
+            for (int r = 0; r < 4; r++) {
+                e[r] = _mm256_add_epi32(e[r], _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(s + 16 * r)), wv));
+                o[r] = _mm256_add_epi32(o[r], _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(s + 16 * r + 1)), wv));
+            }
         }
-        for (int r = 0; r < 8; r++) _mm256_storeu_si256((__m256i *)(acc + v0) + r, a[r]);
+        for (int r = 0; r < 4; r++) {
+            __m256i lo = _mm256_unpacklo_epi32(e[r], o[r]), hi = _mm256_unpackhi_epi32(e[r], o[r]);
+            _mm256_storeu_si256((__m256i *)(acc + v0 + 16 * r), _mm256_permute2x128_si256(lo, hi, 0x20));
+            _mm256_storeu_si256((__m256i *)(acc + v0 + 16 * r + 8), _mm256_permute2x128_si256(lo, hi, 0x31));
+        }
     }
 }
 
@@ -212,25 +228,38 @@ CONV_AVX2 static void epilogue_row_avx2(const struct conv_epilogue *e, int64_t c
     for (; i < n; i++) store_one(e->outkind, dst, i, y_of(e, c, acc[i]));
 }
 
-CONV_AVX512 static void sums_avx512(const struct conv_job *j, const int32_t *phases, const int16_t *w,
-                                   int32_t *acc) {
-    int64_t taps = j->cg * j->kh * j->kw;
-    for (int64_t v0 = 0; v0 < j->v; v0 += BLOCK) { /* 4 registers of 16 outputs */
-        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-        for (int64_t k = 0; k < taps; k++) {
-            __m512i wv = _mm512_set1_epi32((int32_t)(uint16_t)w[k]);
-            const int32_t *s = phases + j->toff[k] + v0;
-            a0 = _mm512_add_epi32(a0, _mm512_madd_epi16(_mm512_loadu_si512(s), wv));
-            a1 = _mm512_add_epi32(a1, _mm512_madd_epi16(_mm512_loadu_si512(s + 16), wv));
-            a2 = _mm512_add_epi32(a2, _mm512_madd_epi16(_mm512_loadu_si512(s + 32), wv));
-            a3 = _mm512_add_epi32(a3, _mm512_madd_epi16(_mm512_loadu_si512(s + 48), wv));
-        }
-        _mm512_storeu_si512(acc + v0, a0);
-        _mm512_storeu_si512(acc + v0 + 16, a1);
-        _mm512_storeu_si512(acc + v0 + 32, a2);
-        _mm512_storeu_si512(acc + v0 + 48, a3);
+/* The AVX-512 sums: e0, e1 hold outputs v0 + 32 r + 2 l, o0, o1 outputs v0 + 32 r + 1 + 2 l (l < 16). */
+#define SUMS_AVX512(DOT)                                                                                        \
+    __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);                 \
+    __m512i hi_idx = _mm512_add_epi32(lo_idx, _mm512_set1_epi32(8));                                            \
+    for (int64_t v0 = 0; v0 < j->v; v0 += BLOCK) {                                                              \
+        __m512i e0 = _mm512_setzero_si512(), e1 = e0, o0 = e0, o1 = e0;                                         \
+        for (int64_t u = 0; u < j->units; u++) {                                                                \
+            __m512i wv = _mm512_set1_epi32(wp[u]);                                                              \
+            const int16_t *s = phases + j->uoff[u] + v0;                                                        \
+            e0 = DOT(e0, _mm512_loadu_si512(s), wv);                                                            \
+            e1 = DOT(e1, _mm512_loadu_si512(s + 32), wv);                                                       \
+            o0 = DOT(o0, _mm512_loadu_si512(s + 1), wv);                                                        \
+            o1 = DOT(o1, _mm512_loadu_si512(s + 33), wv);                                                       \
+        }                                                                                                       \
+        _mm512_storeu_si512(acc + v0, _mm512_permutex2var_epi32(e0, lo_idx, o0));                               \
+        _mm512_storeu_si512(acc + v0 + 16, _mm512_permutex2var_epi32(e0, hi_idx, o0));                          \
+        _mm512_storeu_si512(acc + v0 + 32, _mm512_permutex2var_epi32(e1, lo_idx, o1));                          \
+        _mm512_storeu_si512(acc + v0 + 48, _mm512_permutex2var_epi32(e1, hi_idx, o1));                          \
     }
+
+#define MADD_ADD(a, x, w) _mm512_add_epi32(a, _mm512_madd_epi16(x, w))
+CONV_AVX512 static void sums_avx512(const struct conv_job *j, const int16_t *phases, const int32_t *wp, int32_t *acc) {
+    SUMS_AVX512(MADD_ADD)
 }
+
+/* VPDPWSSD: the same two products added to the accumulator in one instruction (no saturation). */
+CONV_AVX512VNNI static void sums_avx512vnni(const struct conv_job *j, const int16_t *phases, const int32_t *wp,
+                                            int32_t *acc) {
+    SUMS_AVX512(_mm512_dpwssd_epi32)
+}
+#undef MADD_ADD
+#undef SUMS_AVX512
 
 CONV_AVX512 static void epilogue_row_avx512(const struct conv_epilogue *e, int64_t c, const int32_t *acc, int64_t n,
                                             void *dst) {
@@ -257,6 +286,12 @@ CONV_AVX512 static void epilogue_row_avx512(const struct conv_epilogue *e, int64
     }
 }
 
+static int have_vnni512(int isa) {
+    if (isa == 2) return 1;
+    __builtin_cpu_init();
+    return isa >= 5 && __builtin_cpu_supports("avx512vnni");
+}
+
 static int have_avx512(int isa) {
     if (isa == 2) return 1;
     if (isa < 5) return 0;
@@ -272,22 +307,24 @@ static int conv_range(void *ctx, int64_t i0, int64_t i1) {
     const struct conv_job *j = (const struct conv_job *)ctx;
     int64_t nphase = j->sh * j->sw;
     int64_t acc_len = (j->v + BLOCK - 1) / BLOCK * BLOCK;
-    int32_t *phases = (int32_t *)malloc((size_t)(j->cg * nphase * j->psize) * sizeof(int32_t));
+    int16_t *phases = (int16_t *)malloc((size_t)(j->cg * nphase * j->psize) * sizeof(int16_t));
     int32_t *acc = (int32_t *)malloc((size_t)acc_len * sizeof(int32_t));
-    int32_t *t = (int32_t *)malloc((size_t)(j->qw * j->sw) * sizeof(int32_t));
-    if (!phases || !acc || !t) {
+    int16_t *t = (int16_t *)malloc((size_t)(j->qw * j->sw) * sizeof(int16_t));
+    int32_t *wp = (int32_t *)malloc((size_t)j->units * sizeof(int32_t));
+    if (!phases || !acc || !t || !wp) {
         free(phases);
         free(acc);
         free(t);
+        free(wp);
         return -1;
     }
-    void (*build)(const struct conv_job *, int64_t, int64_t, int32_t *, int32_t *) = build_generic;
-    void (*sums)(const struct conv_job *, const int32_t *, const int16_t *, int32_t *) = sums_generic;
+    void (*build)(const struct conv_job *, int64_t, int64_t, int16_t *, int16_t *) = build_generic;
+    void (*sums)(const struct conv_job *, const int16_t *, const int32_t *, int32_t *) = sums_generic;
     void (*epi)(const struct conv_epilogue *, int64_t, const int32_t *, int64_t, void *) = epilogue_row_generic;
 #ifdef CONV_X86
     if (have_avx512(j->isa)) {
         build = build_avx512;
-        sums = sums_avx512;
+        sums = have_vnni512(j->isa) ? sums_avx512vnni : sums_avx512;
         epi = epilogue_row_avx512;
     } else if (j->isa >= 1) {
         build = build_avx2;
@@ -302,14 +339,19 @@ static int conv_range(void *ctx, int64_t i0, int64_t i1) {
         for (int64_t ci = 0; ci < j->cg; ci++) build(j, bi, g * j->cg + ci, phases + ci * nphase * j->psize, t);
         for (int64_t o = 0; o < j->mg; o++) {
             int64_t oc = g * j->mg + o;
+            const int16_t *w = j->wt + oc * taps;
+            for (int64_t u = 0; u < j->units; u++)
+                wp[u] = (int32_t)((uint32_t)(uint16_t)w[j->ulo[u]] |
+                                  (j->uhi[u] < 0 ? 0u : (uint32_t)(uint16_t)w[j->uhi[u]] << 16));
             uint8_t *dst = (uint8_t *)j->y + (size_t)((bi * j->m + oc) * j->oh * j->ow) * osz;
-            sums(j, phases, j->wt + oc * taps, acc);
+            sums(j, phases, wp, acc);
             for (int64_t oy = 0; oy < j->oh; oy++) epi(&j->e, oc, acc + oy * j->qw, j->ow, dst + (size_t)(oy * j->ow) * osz);
         }
     }
     free(phases);
     free(acc);
     free(t);
+    free(wp);
     return 0;
 }
 
@@ -345,24 +387,38 @@ int opml_gconv_cfg(const int64_t *cfg, const void *x, int64_t b, int64_t h, int6
     if (j.hp - (j.kh - 1) * j.dh - 1 < 0 || j.wp - (j.kw - 1) * j.dw - 1 < 0) return -1;
     j.qw = (j.wp + j.sw - 1) / j.sw;
     j.qh = (j.hp + j.sh - 1) / j.sh;
-    j.psize = (j.qh + 1) * j.qw + BLOCK;
+    j.psize = (j.qh + 1) * j.qw + SPARE;
     j.v = j.oh * j.qw;
     if (!b) return 0;
+    /* Units: the taps of one input channel and kernel row that read the same phase at consecutive columns
+     * are paired (3x3 stride 1: (0, 1) and 2; stride 2: (0, 2) and 1; a 1-D kernel of 9: four pairs and one). */
     int64_t taps = j.cg * j.kh * j.kw;
-    j.toff = (int64_t *)malloc((size_t)taps * sizeof(int64_t));
-    if (!j.toff) return -1;
+    int64_t *mem = (int64_t *)malloc((size_t)(4 * taps) * sizeof(int64_t));
+    if (!mem) return -1;
+    int64_t *toff = mem + 3 * taps;
+    j.uoff = mem, j.ulo = mem + taps, j.uhi = mem + 2 * taps;
     for (int64_t ci = 0; ci < j.cg; ci++)
         for (int64_t i = 0; i < j.kh; i++)
             for (int64_t t = 0; t < j.kw; t++) {
                 int64_t dy = i * j.dh, dx = t * j.dw;
-                j.toff[(ci * j.kh + i) * j.kw + t] = ((ci * j.sh + dy % j.sh) * j.sw + dx % j.sw) * j.psize +
-                                                     dy / j.sh * j.qw + dx / j.sw;
+                toff[(ci * j.kh + i) * j.kw + t] = ((ci * j.sh + dy % j.sh) * j.sw + dx % j.sw) * j.psize +
+                                                   dy / j.sh * j.qw + dx / j.sw;
             }
+    j.units = 0;
+    for (int64_t k = 0; k < taps; k++) { /* k's partner: a later tap of its row reading the next element */
+        if (toff[k] < 0) continue;
+        int64_t hi = -1;
+        for (int64_t k2 = k + 1; k2 < (k / j.kw + 1) * j.kw && hi < 0; k2++)
+            if (toff[k2] == toff[k] + 1) hi = k2;
+        j.uoff[j.units] = toff[k], j.ulo[j.units] = k, j.uhi[j.units] = hi;
+        j.units++;
+        if (hi >= 0) toff[hi] = -1; /* taken */
+    }
     int64_t items = b * j.group, macs = j.mg * taps * j.v + j.cg * j.hp * j.wp;
     int64_t per = MIN_MACS_PER_PART / (macs > 0 ? macs : 1) + 1, most = items / per;
     int parts = threads <= 1 || most <= 1 ? 1 : (threads < most ? threads : (int)most);
     int rc = opml_parallel_for(conv_range, &j, items, parts);
-    free(j.toff);
+    free(mem);
     return rc;
 }
 
