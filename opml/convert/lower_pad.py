@@ -21,16 +21,19 @@ from .lower import lowering
 
 
 def source_index(n: int, before: int, after: int, mode: str) -> np.ndarray:
-    """For an axis of length ``n`` padded by ``before`` / ``after`` (negative: cropped), the input position
-    each output position reads (``mode``: reflect, edge or wrap)."""
-    pos = np.arange(-before, n + after, dtype=np.int64)
+    """For an axis of length ``n`` padded by ``before`` / ``after``, the input position each output position
+    reads (``mode``: reflect, edge or wrap). Negative pads crop first; the rest pads the cropped range
+    (onnxruntime's order, which matters for ``wrap``)."""
+    lo, hi = max(-before, 0), n - max(-after, 0)
+    c = hi - lo
+    pos = np.arange(-max(before, 0), c + max(after, 0), dtype=np.int64)
     if mode == "edge":
-        return np.clip(pos, 0, n - 1)
+        return lo + np.clip(pos, 0, c - 1)
     if mode == "wrap":
-        return np.mod(pos, n)
-    period = 2 * (n - 1)  # reflect: ... 2 1 | 0 1 2 ... n-1 | n-2 n-3 ...
-    r = np.mod(pos, period)
-    return np.where(r < n, r, period - r)
+        return lo + np.mod(pos, c)
+    period = 2 * (c - 1)  # reflect: ... 2 1 | 0 1 2 ... c-1 | c-2 c-3 ...
+    r = np.mod(pos, period) if period else np.zeros_like(pos)
+    return lo + np.where(r < c, r, period - r)
 
 
 def _mode(ctx: Context, node: onnx.NodeProto) -> str:
@@ -66,10 +69,11 @@ def lower_pad(ctx: Context, node: onnx.NodeProto) -> None:
     cur = x
     for k, (a, before, after) in enumerate(todo):
         n = x.data.shape[a]
-        if mode == "reflect" and (n < 2 or max(before, after) > n - 1):
-            raise ctx.err(f"reflect padding of {max(before, after)} on an axis of {n} needs pads < {n}")
-        if n + before + after < 1:
+        c = n - max(-before, 0) - max(-after, 0)  # (after cropping)
+        if c < 1 or n + before + after < 1:
             raise ctx.err(f"the padded axis {a} would be empty")
+        if mode == "reflect" and max(before, after) > c - 1:
+            raise ctx.err(f"reflect padding of {max(before, after)} on an axis of {c} needs pads < {c}")
         idx = ctx.b.const(f"{node.output[0]}_idx{a}", source_index(n, before, after, mode))
         s = ctx.b.spec(cur)
         qp = QParams(s.scale, s.zero_point) if s.dtype in (DType.INT8, DType.UINT8) else None
