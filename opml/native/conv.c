@@ -89,26 +89,59 @@ static void store_one(int outkind, void *dst, int64_t i, int64_t v) {
         ((int16_t *)dst)[i] = (int16_t)v;
 }
 
-static void epilogue_row_generic(const struct conv_epilogue *e, int64_t c, const int32_t *acc, int64_t n,
-                                 void *dst) {
-    for (int64_t i = 0; i < n; i++) store_one(e->outkind, dst, i, y_of(e, c, acc[i]));
+/* The epilogue of channel c over its rows: dst row r (n outputs, rows contiguous) from acc + r * stride. */
+static void epilogue_generic(const struct conv_epilogue *e, int64_t c, const int32_t *acc, int64_t rows,
+                             int64_t stride, int64_t n, void *dst) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t i = 0; i < n; i++) store_one(e->outkind, dst, r * n + i, y_of(e, c, acc[r * stride + i]));
 }
 
 /* ------------------------------------------------------------------------------------- phase planes */
 
 /* Input channel ch of image bi, padded with zp, into its sh * sw phases at ph (see the header); t is scratch
  * for one padded row of qw * sw elements. */
+typedef void (*widen_fn)(int16_t *d, const uint8_t *s, int64_t n, int xsigned);
+
+/* d[0:n] = the bytes s[0:n] as int16 (sign-extended when xsigned). */
+static void widen_generic(int16_t *restrict d, const uint8_t *restrict s, int64_t n, int xsigned) {
+    if (xsigned)
+        for (int64_t q = 0; q < n; q++) d[q] = (int8_t)s[q];
+    else
+        for (int64_t q = 0; q < n; q++) d[q] = s[q];
+}
+
+#ifdef CONV_X86
+CONV_AVX2 static void widen_avx2(int16_t *d, const uint8_t *s, int64_t n, int xsigned) {
+    int64_t q = 0;
+    for (; q + 16 <= n; q += 16) {
+        __m128i b = _mm_loadu_si128((const __m128i *)(s + q));
+        _mm256_storeu_si256((__m256i *)(d + q), xsigned ? _mm256_cvtepi8_epi16(b) : _mm256_cvtepu8_epi16(b));
+    }
+    widen_generic(d + q, s + q, n - q, xsigned);
+}
+
+CONV_AVX512 static void widen_avx512(int16_t *d, const uint8_t *s, int64_t n, int xsigned) {
+    for (int64_t q = 0; q < n; q += 32) {
+        __mmask32 k = n - q >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << (n - q)) - 1);
+        __m256i b = _mm256_maskz_loadu_epi8(k, s + q);
+        _mm512_mask_storeu_epi16(d + q, k, xsigned ? _mm512_cvtepi8_epi16(b) : _mm512_cvtepu8_epi16(b));
+    }
+}
+#endif
+
 static inline __attribute__((always_inline)) void build_body(const struct conv_job *j, int64_t bi, int64_t ch,
-                                                             int16_t *restrict ph, int16_t *restrict t) {
+                                                             int16_t *restrict ph, int16_t *restrict t,
+                                                             widen_fn widen) {
     /* the job's fields as locals: the stores below could alias them otherwise (-fno-strict-aliasing) */
     const int64_t h = j->h, w = j->w, sh = j->sh, sw = j->sw, top = j->top, left = j->left, qh = j->qh, qw = j->qw;
     const int64_t psize = j->psize, wide = qw * sw, rows = qh * sh;
     const int16_t zp = (int16_t)j->zp;
     const int xsigned = j->xsigned;
     const uint8_t *restrict src = j->x + ((bi * j->c + ch) * h) * w;
-    for (int64_t r = 0; r < rows; r++) {
+    for (int64_t r = 0, pr = 0, rq = 0; r < rows; r++) { /* pr = r % sh, rq = r / sh */
         int64_t yr = r - top;
-        int16_t *restrict base = ph + (r % sh) * sw * psize + (r / sh) * qw;
+        int16_t *restrict base = ph + pr * sw * psize + rq * qw;
+        if (++pr == sh) pr = 0, rq++;
         if (yr < 0 || yr >= h) {
             for (int64_t pc = 0; pc < sw; pc++)
                 for (int64_t q = 0; q < qw; q++) base[pc * psize + q] = zp;
@@ -117,10 +150,7 @@ static inline __attribute__((always_inline)) void build_body(const struct conv_j
         const uint8_t *restrict s = src + yr * w;
         int16_t *restrict d = sw == 1 ? base : t; /* stride 1: the padded row is the phase row */
         for (int64_t q = 0; q < left; q++) d[q] = zp;
-        if (xsigned)
-            for (int64_t q = 0; q < w; q++) d[left + q] = (int8_t)s[q];
-        else
-            for (int64_t q = 0; q < w; q++) d[left + q] = s[q];
+        widen(d + left, s, w, xsigned);
         for (int64_t q = left + w; q < wide; q++) d[q] = zp;
         if (sw == 1) continue;
         if (sw == 2) {
@@ -139,14 +169,14 @@ static inline __attribute__((always_inline)) void build_body(const struct conv_j
 
 /* The same loops compiled for each instruction set (the widening and deinterleaving copies vectorize). */
 static void build_generic(const struct conv_job *j, int64_t bi, int64_t ch, int16_t *ph, int16_t *t) {
-    build_body(j, bi, ch, ph, t);
+    build_body(j, bi, ch, ph, t, widen_generic);
 }
 #ifdef CONV_X86
 CONV_AVX2 static void build_avx2(const struct conv_job *j, int64_t bi, int64_t ch, int16_t *ph, int16_t *t) {
-    build_body(j, bi, ch, ph, t);
+    build_body(j, bi, ch, ph, t, widen_avx2);
 }
 CONV_AVX512 static void build_avx512(const struct conv_job *j, int64_t bi, int64_t ch, int16_t *ph, int16_t *t) {
-    build_body(j, bi, ch, ph, t);
+    build_body(j, bi, ch, ph, t, widen_avx512);
 }
 #endif
 
@@ -228,6 +258,12 @@ CONV_AVX2 static void epilogue_row_avx2(const struct conv_epilogue *e, int64_t c
     for (; i < n; i++) store_one(e->outkind, dst, i, y_of(e, c, acc[i]));
 }
 
+CONV_AVX2 static void epilogue_avx2(const struct conv_epilogue *e, int64_t c, const int32_t *acc, int64_t rows,
+                                    int64_t stride, int64_t n, void *dst) {
+    size_t osz = out_size(e->outkind);
+    for (int64_t r = 0; r < rows; r++) epilogue_row_avx2(e, c, acc + r * stride, n, (uint8_t *)dst + (size_t)(r * n) * osz);
+}
+
 /* The AVX-512 sums: e0, e1 hold outputs v0 + 32 r + 2 l, o0, o1 outputs v0 + 32 r + 1 + 2 l (l < 16). */
 #define SUMS_AVX512(DOT)                                                                                        \
     __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);                 \
@@ -261,12 +297,13 @@ CONV_AVX512VNNI static void sums_avx512vnni(const struct conv_job *j, const int1
 #undef MADD_ADD
 #undef SUMS_AVX512
 
-CONV_AVX512 static void epilogue_row_avx512(const struct conv_epilogue *e, int64_t c, const int32_t *acc, int64_t n,
-                                            void *dst) {
+CONV_AVX512 static void epilogue_avx512(const struct conv_epilogue *e, int64_t c, const int32_t *acc, int64_t rows,
+                                        int64_t stride, int64_t n, void *dst) {
     __m512i lo = _mm512_set1_epi32((int32_t)e->lo[c]), hi = _mm512_set1_epi32((int32_t)e->hi[c]);
     __m512i m = _mm512_set1_epi64(e->mul[c]), ad = _mm512_set1_epi64(e->add[c]), po = _mm512_set1_epi64(e->post[c]);
     __m128i sh = _mm_cvtsi64_si128(e->shift[c]);
     __m512i zero = _mm512_setzero_si512(), span = _mm512_set1_epi64(e->span), base = _mm512_set1_epi32((int32_t)e->base);
+    for (int64_t r = 0; r < rows; r++, acc += stride, dst = (uint8_t *)dst + (size_t)n * out_size(e->outkind))
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
         __m512i a = _mm512_maskz_loadu_epi32(k, acc + i);
@@ -320,16 +357,17 @@ static int conv_range(void *ctx, int64_t i0, int64_t i1) {
     }
     void (*build)(const struct conv_job *, int64_t, int64_t, int16_t *, int16_t *) = build_generic;
     void (*sums)(const struct conv_job *, const int16_t *, const int32_t *, int32_t *) = sums_generic;
-    void (*epi)(const struct conv_epilogue *, int64_t, const int32_t *, int64_t, void *) = epilogue_row_generic;
+    void (*epi)(const struct conv_epilogue *, int64_t, const int32_t *, int64_t, int64_t, int64_t, void *) =
+        epilogue_generic;
 #ifdef CONV_X86
     if (have_avx512(j->isa)) {
         build = build_avx512;
         sums = have_vnni512(j->isa) ? sums_avx512vnni : sums_avx512;
-        epi = epilogue_row_avx512;
+        epi = epilogue_avx512;
     } else if (j->isa >= 1) {
         build = build_avx2;
         sums = sums_avx2;
-        epi = epilogue_row_avx2;
+        epi = epilogue_avx2;
     }
 #endif
     size_t osz = out_size(j->e.outkind);
@@ -345,7 +383,7 @@ static int conv_range(void *ctx, int64_t i0, int64_t i1) {
                                   (j->uhi[u] < 0 ? 0u : (uint32_t)(uint16_t)w[j->uhi[u]] << 16));
             uint8_t *dst = (uint8_t *)j->y + (size_t)((bi * j->m + oc) * j->oh * j->ow) * osz;
             sums(j, phases, wp, acc);
-            for (int64_t oy = 0; oy < j->oh; oy++) epi(&j->e, oc, acc + oy * j->qw, j->ow, dst + (size_t)(oy * j->ow) * osz);
+            epi(&j->e, oc, acc, j->oh, j->qw, j->ow, dst);
         }
     }
     free(phases);
