@@ -114,6 +114,12 @@ def _print_accuracy(result: object, auto: bool, target: float) -> None:
         say(f"  target cosine {target} not reached (best found above)")
     if o.int16:
         say(f"  int16 tensors ({len(o.int16)}): {', '.join(sorted(o.int16))}")
+    if result.baseline_bundle is not None and result.baseline_bundle.encoded != result.bundle.encoded:
+        from opml.cost import model_cost
+
+        c, p = model_cost(result.bundle, 1), model_cost(result.baseline_bundle, 1)
+        say(f"  cost per sample: {c.macs} MACs, {c.elementwise} elementwise, {len(result.bundle.nodes)} nodes "
+            f"(plain int8: {p.macs}, {p.elementwise}, {len(result.baseline_bundle.nodes)})")
     readers = sorted(set(result.int8_readers))
     if readers:
         say(f"  no int16 path (read an int8 copy): {', '.join(readers)}")

@@ -64,6 +64,7 @@ class AccuracyResult:
     log: list[str] = field(default_factory=list)
     conversions: int = 1
     baseline: list[OutputAccuracy] | None = None  # plain int8 (minmax), when the search measured it
+    baseline_bundle: Bundle | None = None
 
     @property
     def score(self) -> float:
@@ -175,6 +176,7 @@ def choose_options(model: str | Path | bytes | onnx.ModelProto, calibration: obj
     n = 0
     best: AccuracyResult | None = None
     baseline: list[OutputAccuracy] | None = None
+    baseline_bundle: Bundle | None = None
     for method in METHODS:
         for bc in (False, True):
             if n >= max_conversions:
@@ -182,14 +184,15 @@ def choose_options(model: str | Path | bytes | onnx.ModelProto, calibration: obj
             opts = AccuracyOptions(method, bc)
             bundle, rep, readers = measure(m, arrays, want, opts, name, weight_bits)
             n += 1
-            baseline = baseline or rep
+            if baseline is None:
+                baseline, baseline_bundle = rep, bundle
             log.append(f"{opts.describe()}: {score(rep):.6f}")
             if best is None or score(rep) > best.score:
                 best = AccuracyResult(bundle, opts, rep, readers)
     assert best is not None
     if best.score < target_cosine and n < max_conversions:
         best, n = _choose_int16(m, arrays, want, best, name, weight_bits, target_cosine, max_conversions, n, log)
-    best.log, best.conversions, best.baseline = log, n, baseline
+    best.log, best.conversions, best.baseline, best.baseline_bundle = log, n, baseline, baseline_bundle
     return best
 
 
