@@ -191,6 +191,39 @@ def test_int16_linear_input() -> None:
     assert trace.int8_readers == ["Gemm " + m.graph.node[2].output[0]]
 
 
+_RUN = """
+import sys
+import numpy as np
+from opml.bundle import load_bundle
+from opml.engine import run
+b = load_bundle(sys.argv[1])
+outs = run(b, [np.load(sys.argv[2])])
+sys.stdout.write("".join(o.tobytes().hex() for o in outs))
+"""
+
+
+@pytest.mark.parametrize("env", [{"OPML_NATIVE": "0"}, {"OPML_NATIVE_ISA": "generic", "OPML_THREADS": "1"},
+                                 {"OPML_THREADS": "2"}])
+def test_int16_bundle_same_bytes_on_every_path(tmp_path: Path, env: dict[str, str]) -> None:
+    """The int16-mixed bundle gives the same bytes with the native kernels off, forced to portable C on one
+    thread, or on two threads (the engine's fast paths for int16 adds, int16-output and int16-input GEMMs)."""
+    import os
+    import subprocess
+    import sys
+
+    m, x = _small_block()
+    b = convert(m, x, accuracy=AccuracyOptions("mse", False, frozenset(int16_candidates(m))))
+    (tmp_path / "b.bundle").write_bytes(b.encoded)
+    big = np.random.default_rng(11).normal(0, 1.5, (1024,) + x.shape[1:]).astype(np.float32)  # (threads split rows)
+    np.save(tmp_path / "x.npy", big)
+    script = tmp_path / "run.py"
+    script.write_text(_RUN)
+    want = "".join(o.tobytes().hex() for o in run(b, [big]))
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "b.bundle"), str(tmp_path / "x.npy")],
+                         env={**os.environ, **env}, capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert out == want
+
+
 def test_int16_names_must_be_candidates() -> None:
     m, x = _small_block()
     with pytest.raises(ConversionError, match=r"int16 was asked for \['r1'\]"):
