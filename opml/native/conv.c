@@ -101,6 +101,14 @@ static void epilogue_generic(const struct conv_epilogue *e, int64_t c, const int
 /* Input channel ch of image bi, padded with zp, into its sh * sw phases at ph (see the header); t is scratch
  * for one padded row of qw * sw elements. */
 typedef void (*widen_fn)(int16_t *d, const uint8_t *s, int64_t n, int xsigned);
+typedef void (*split_fn)(int16_t *de, int16_t *dodd, const uint8_t *s, int64_t n, int xsigned);
+
+/* de[k] = s[2 k] and dodd[k] = s[2 k + 1] for the n bytes of s, as int16 (sign-extended when xsigned). */
+static void split_generic(int16_t *restrict de, int16_t *restrict dodd, const uint8_t *restrict s, int64_t n,
+                          int xsigned) {
+    for (int64_t k = 0; 2 * k < n; k++) de[k] = xsigned ? (int8_t)s[2 * k] : s[2 * k];
+    for (int64_t k = 0; 2 * k + 1 < n; k++) dodd[k] = xsigned ? (int8_t)s[2 * k + 1] : s[2 * k + 1];
+}
 
 /* d[0:n] = the bytes s[0:n] as int16 (sign-extended when xsigned). */
 static void widen_generic(int16_t *restrict d, const uint8_t *restrict s, int64_t n, int xsigned) {
@@ -120,6 +128,25 @@ CONV_AVX2 static void widen_avx2(int16_t *d, const uint8_t *s, int64_t n, int xs
     widen_generic(d + q, s + q, n - q, xsigned);
 }
 
+CONV_AVX512 static void split_avx512(int16_t *de, int16_t *dodd, const uint8_t *s, int64_t n, int xsigned) {
+    int16_t even[32];
+    for (int i = 0; i < 32; i++) even[i] = (int16_t)(2 * i);
+    __m512i ie = _mm512_loadu_si512(even), io = _mm512_add_epi16(ie, _mm512_set1_epi16(1));
+    for (int64_t q = 0; q < n; q += 64) {
+        int64_t left = n - q;
+        __mmask64 k = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
+        __m512i b = _mm512_maskz_loadu_epi8(k, s + q);
+        __m256i lo = _mm512_castsi512_si256(b), hi = _mm512_extracti64x4_epi64(b, 1);
+        __m512i a0 = xsigned ? _mm512_cvtepi8_epi16(lo) : _mm512_cvtepu8_epi16(lo);
+        __m512i a1 = xsigned ? _mm512_cvtepi8_epi16(hi) : _mm512_cvtepu8_epi16(hi);
+        int64_t ne = (left + 1) / 2, no = left / 2;
+        __mmask32 ke = ne >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << ne) - 1);
+        __mmask32 ko = no >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << no) - 1);
+        _mm512_mask_storeu_epi16(de + q / 2, ke, _mm512_permutex2var_epi16(a0, ie, a1));
+        _mm512_mask_storeu_epi16(dodd + q / 2, ko, _mm512_permutex2var_epi16(a0, io, a1));
+    }
+}
+
 CONV_AVX512 static void widen_avx512(int16_t *d, const uint8_t *s, int64_t n, int xsigned) {
     for (int64_t q = 0; q < n; q += 32) {
         __mmask32 k = n - q >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << (n - q)) - 1);
@@ -130,11 +157,10 @@ CONV_AVX512 static void widen_avx512(int16_t *d, const uint8_t *s, int64_t n, in
 #endif
 
 static inline __attribute__((always_inline)) void build_body(const struct conv_job *j, int64_t bi, int64_t ch,
-                                                             int16_t *restrict ph, int16_t *restrict t,
-                                                             widen_fn widen) {
+                                                             int16_t *restrict ph, widen_fn widen, split_fn split) {
     /* the job's fields as locals: the stores below could alias them otherwise (-fno-strict-aliasing) */
     const int64_t h = j->h, w = j->w, sh = j->sh, sw = j->sw, top = j->top, left = j->left, qh = j->qh, qw = j->qw;
-    const int64_t psize = j->psize, wide = qw * sw, rows = qh * sh;
+    const int64_t psize = j->psize, rows = qh * sh;
     const int16_t zp = (int16_t)j->zp;
     const int xsigned = j->xsigned;
     const uint8_t *restrict src = j->x + ((bi * j->c + ch) * h) * w;
@@ -148,35 +174,44 @@ static inline __attribute__((always_inline)) void build_body(const struct conv_j
             continue;
         }
         const uint8_t *restrict s = src + yr * w;
-        int16_t *restrict d = sw == 1 ? base : t; /* stride 1: the padded row is the phase row */
-        for (int64_t q = 0; q < left; q++) d[q] = zp;
-        widen(d + left, s, w, xsigned);
-        for (int64_t q = left + w; q < wide; q++) d[q] = zp;
-        if (sw == 1) continue;
+        if (sw == 1) { /* the padded row is the phase row */
+            for (int64_t q = 0; q < left; q++) base[q] = zp;
+            widen(base + left, s, w, xsigned);
+            for (int64_t q = left + w; q < qw; q++) base[q] = zp;
+            continue;
+        }
+        for (int64_t pc = 0; pc < sw; pc++)
+            for (int64_t q = 0; q < qw; q++) base[pc * psize + q] = zp;
+        /* input column r + sw k is padded column left + r + sw k: phase (left + r) % sw, element (left + r) / sw + k */
         if (sw == 2) {
-            int16_t *restrict b1 = base + psize;
-            for (int64_t q = 0; q < qw; q++) {
-                base[q] = t[2 * q];
-                b1[q] = t[2 * q + 1];
-            }
-        } else
-            for (int64_t pc = 0; pc < sw; pc++)
-                for (int64_t q = 0; q < qw; q++) base[pc * psize + q] = t[q * sw + pc];
+            split(base + (left & 1) * psize + (left >> 1), base + ((left + 1) & 1) * psize + ((left + 1) >> 1), s, w,
+                  xsigned);
+            continue;
+        }
+        for (int64_t r = 0; r < sw && r < w; r++) {
+            int16_t *restrict d = base + (left + r) % sw * psize + (left + r) / sw;
+            int64_t n = (w - r + sw - 1) / sw;
+            const uint8_t *restrict sr = s + r;
+            if (xsigned)
+                for (int64_t k = 0; k < n; k++) d[k] = (int8_t)sr[k * sw];
+            else
+                for (int64_t k = 0; k < n; k++) d[k] = sr[k * sw];
+        }
     }
     for (int64_t p = 0; p < sh * sw; p++) /* the spare row and block of each phase */
         for (int64_t q = qh * qw; q < psize; q++) ph[p * psize + q] = zp;
 }
 
 /* The same loops compiled for each instruction set (the widening and deinterleaving copies vectorize). */
-static void build_generic(const struct conv_job *j, int64_t bi, int64_t ch, int16_t *ph, int16_t *t) {
-    build_body(j, bi, ch, ph, t, widen_generic);
+static void build_generic(const struct conv_job *j, int64_t bi, int64_t ch, int16_t *ph) {
+    build_body(j, bi, ch, ph, widen_generic, split_generic);
 }
 #ifdef CONV_X86
-CONV_AVX2 static void build_avx2(const struct conv_job *j, int64_t bi, int64_t ch, int16_t *ph, int16_t *t) {
-    build_body(j, bi, ch, ph, t, widen_avx2);
+CONV_AVX2 static void build_avx2(const struct conv_job *j, int64_t bi, int64_t ch, int16_t *ph) {
+    build_body(j, bi, ch, ph, widen_avx2, split_generic);
 }
-CONV_AVX512 static void build_avx512(const struct conv_job *j, int64_t bi, int64_t ch, int16_t *ph, int16_t *t) {
-    build_body(j, bi, ch, ph, t, widen_avx512);
+CONV_AVX512 static void build_avx512(const struct conv_job *j, int64_t bi, int64_t ch, int16_t *ph) {
+    build_body(j, bi, ch, ph, widen_avx512, split_avx512);
 }
 #endif
 
@@ -346,16 +381,14 @@ static int conv_range(void *ctx, int64_t i0, int64_t i1) {
     int64_t acc_len = (j->v + BLOCK - 1) / BLOCK * BLOCK;
     int16_t *phases = (int16_t *)malloc((size_t)(j->cg * nphase * j->psize) * sizeof(int16_t));
     int32_t *acc = (int32_t *)malloc((size_t)acc_len * sizeof(int32_t));
-    int16_t *t = (int16_t *)malloc((size_t)(j->qw * j->sw) * sizeof(int16_t));
     int32_t *wp = (int32_t *)malloc((size_t)j->units * sizeof(int32_t));
-    if (!phases || !acc || !t || !wp) {
+    if (!phases || !acc || !wp) {
         free(phases);
         free(acc);
-        free(t);
         free(wp);
         return -1;
     }
-    void (*build)(const struct conv_job *, int64_t, int64_t, int16_t *, int16_t *) = build_generic;
+    void (*build)(const struct conv_job *, int64_t, int64_t, int16_t *) = build_generic;
     void (*sums)(const struct conv_job *, const int16_t *, const int32_t *, int32_t *) = sums_generic;
     void (*epi)(const struct conv_epilogue *, int64_t, const int32_t *, int64_t, int64_t, int64_t, void *) =
         epilogue_generic;
@@ -374,7 +407,7 @@ static int conv_range(void *ctx, int64_t i0, int64_t i1) {
     int64_t taps = j->cg * j->kh * j->kw;
     for (int64_t item = i0; item < i1; item++) {
         int64_t bi = item / j->group, g = item % j->group;
-        for (int64_t ci = 0; ci < j->cg; ci++) build(j, bi, g * j->cg + ci, phases + ci * nphase * j->psize, t);
+        for (int64_t ci = 0; ci < j->cg; ci++) build(j, bi, g * j->cg + ci, phases + ci * nphase * j->psize);
         for (int64_t o = 0; o < j->mg; o++) {
             int64_t oc = g * j->mg + o;
             const int16_t *w = j->wt + oc * taps;
@@ -388,7 +421,6 @@ static int conv_range(void *ctx, int64_t i0, int64_t i1) {
     }
     free(phases);
     free(acc);
-    free(t);
     free(wp);
     return 0;
 }
