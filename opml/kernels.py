@@ -159,6 +159,9 @@ def _native_gemm(node: Node, specs: Sequence[TensorSpec], w: np.ndarray, offset:
 # groups with at most this many input channels run the native direct conv (conv.c: cg * kh * kw vector
 # multiply-adds per 16 outputs) instead of one im2col and GEMM per group
 DIRECT_CONV_MAX_CG = 16
+# ungrouped convs with at most this many input channels (RGB stems: K = 27 is too short for the GEMM to pay for
+# its im2col and layout changes) run it too
+DIRECT_CONV_MAX_CG_UNGROUPED = 4
 
 
 def _native_group_conv(node: Node, specs: Sequence[TensorSpec], w: np.ndarray,
@@ -283,7 +286,8 @@ def prepare_conv(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     offset = bias - zp * w64.sum(axis=1)
     finish = _gemm_tail(node, specs, offset)
     # native, groups of few channels (depthwise): one direct conv over all groups (opml/native/conv.c)
-    direct = _native_group_conv(node, specs, w, offset) if group > 1 and cg <= DIRECT_CONV_MAX_CG else None
+    use_direct = cg <= DIRECT_CONV_MAX_CG and (group > 1 or cg <= DIRECT_CONV_MAX_CG_UNGROUPED)
+    direct = _native_group_conv(node, specs, w, offset) if use_direct else None
     # native: rows of im2col in (kernel row, kernel column, channel) order, weights permuted to match
     # (the exact integer sum does not depend on the order of its terms)
     fast: list[native.Gemm | None] = [] if direct is not None else [
