@@ -159,9 +159,9 @@ def _native_gemm(node: Node, specs: Sequence[TensorSpec], w: np.ndarray, offset:
 # groups with at most this many input channels run the native direct conv (conv.c: cg * kh * kw vector
 # multiply-adds per 16 outputs) instead of one im2col and GEMM per group
 DIRECT_CONV_MAX_CG = 16
-# ungrouped convs with at most this many input channels (RGB stems: K = 27 is too short for the GEMM to pay for
-# its im2col and layout changes) run it too
-DIRECT_CONV_MAX_CG_UNGROUPED = 4
+# ungrouped convs with at most this many input channels could run it too (RGB stems, K = 27: 0.76-0.90 -> 0.35-0.42
+# ms for MobileNetV2's first conv, one thread); 0 while the batch plan (opml/plan.py) lowers only the GEMM conv
+DIRECT_CONV_MAX_CG_UNGROUPED = 0
 
 
 def _native_group_conv(node: Node, specs: Sequence[TensorSpec], w: np.ndarray,
