@@ -156,9 +156,10 @@ def _native_gemm(node: Node, specs: Sequence[TensorSpec], w: np.ndarray, offset:
     return native.Gemm(packed, ep, x_dtype.np) if packed is not None and ep is not None else None
 
 
-# groups with at most this many input channels run the native direct conv (conv.c: cg * kh * kw vector
-# multiply-adds per 16 outputs) instead of one im2col and GEMM per group
-DIRECT_CONV_MAX_CG = 16
+# groups with at most this many input channels run the native direct conv (conv.c: about cg * kh * kw / 2 vector
+# multiply-adds per 16 outputs) instead of one im2col and GEMM per group; measured on ShuffleNet's grouped 1x1
+# convs (one thread): 34 channels per group 1.77 -> 1.34 ms, 68 the same, 136 slower (0.65 -> 0.84 ms)
+DIRECT_CONV_MAX_CG = 64
 # ungrouped convs with at most this many input channels could run it too (RGB stems, K = 27: 0.76-0.90 -> 0.35-0.42
 # ms for MobileNetV2's first conv, one thread); 0 while the batch plan (opml/plan.py) lowers only the GEMM conv
 DIRECT_CONV_MAX_CG_UNGROUPED = 0

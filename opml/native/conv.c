@@ -60,6 +60,7 @@ struct conv_job {
     int64_t qh, qw;   /* rows and columns of a phase (padded rows / sh, padded columns / sw, rounded up) */
     int64_t psize;    /* elements of one phase: (qh + 1) rows of qw, then SPARE more */
     int64_t v;        /* virtual outputs per channel: oh rows of qw (columns ow .. qw - 1 are computed, not kept) */
+    int pairs;        /* 1: channels interleaved in pairs (cg >= 2); 0: taps paired along kernel rows (see sums_*) */
     int64_t units;    /* tap pairs and single taps (see opml_gconv_cfg) */
     int64_t *uoff;    /* per unit: the offset of its first tap in the group's phases */
     int64_t *ulo, *uhi; /* per unit: its taps' indexes in a channel's weights (uhi -1: a single tap) */
@@ -255,6 +256,36 @@ CONV_AVX2 static void sums_avx2(const struct conv_job *j, const int16_t *phases,
     }
 }
 
+#endif
+
+/* Channel pairs (cg >= 2): channels 2p and 2p + 1 of the group are interleaved element by element, so the
+ * 32-bit word at int16 index 2 (uoff + v) is (x_2p[uoff + v], x_2p+1[uoff + v]) and one VPMADDWD lane gives
+ * both channels' products of one tap for output v: lanes are consecutive outputs, no even/odd split. */
+static void pair_sums_generic(const struct conv_job *j, const int16_t *phases, const int32_t *wp, int32_t *acc) {
+    int64_t n = (j->v + BLOCK - 1) / BLOCK * BLOCK;
+    for (int64_t v = 0; v < n; v++) acc[v] = 0;
+    for (int64_t u = 0; u < j->units; u++) {
+        const int16_t *s = phases + 2 * j->uoff[u];
+        int32_t lo = (int16_t)(wp[u] & 0xFFFF), hi = (int16_t)((uint32_t)wp[u] >> 16);
+        for (int64_t v = 0; v < j->v; v++) acc[v] += lo * s[2 * v] + hi * s[2 * v + 1];
+    }
+}
+
+#ifdef CONV_X86
+CONV_AVX2 static void pair_sums_avx2(const struct conv_job *j, const int16_t *phases, const int32_t *wp,
+                                     int32_t *acc) {
+    for (int64_t v0 = 0; v0 < j->v; v0 += BLOCK) {
+        __m256i a[8];
+        for (int r = 0; r < 8; r++) a[r] = _mm256_setzero_si256();
+        for (int64_t u = 0; u < j->units; u++) {
+            __m256i wv = _mm256_set1_epi32(wp[u]);
+            const __m256i *s = (const __m256i *)(phases + 2 * (j->uoff[u] + v0));
+            for (int r = 0; r < 8; r++) a[r] = _mm256_add_epi32(a[r], _mm256_madd_epi16(_mm256_loadu_si256(s + r), wv));
+        }
+        for (int r = 0; r < 8; r++) _mm256_storeu_si256((__m256i *)(acc + v0) + r, a[r]);
+    }
+}
+
 /* 8 accumulators of channel c -> 8 int32 outputs (already within the output dtype for byte/int16 outputs). */
 CONV_AVX2 static inline __m256i y_of8(const struct conv_epilogue *e, int64_t c, __m256i a) {
     a = _mm256_max_epi32(a, _mm256_set1_epi32((int32_t)e->lo[c]));
@@ -329,6 +360,34 @@ CONV_AVX512VNNI static void sums_avx512vnni(const struct conv_job *j, const int1
                                             int32_t *acc) {
     SUMS_AVX512(_mm512_dpwssd_epi32)
 }
+/* Channel pairs: four registers of 16 consecutive outputs. */
+#define PAIR_SUMS_AVX512(DOT)                                                                                   \
+    for (int64_t v0 = 0; v0 < j->v; v0 += BLOCK) {                                                              \
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;                                         \
+        for (int64_t u = 0; u < j->units; u++) {                                                                \
+            __m512i wv = _mm512_set1_epi32(wp[u]);                                                              \
+            const int16_t *s = phases + 2 * (j->uoff[u] + v0);                                                  \
+            a0 = DOT(a0, _mm512_loadu_si512(s), wv);                                                            \
+            a1 = DOT(a1, _mm512_loadu_si512(s + 32), wv);                                                       \
+            a2 = DOT(a2, _mm512_loadu_si512(s + 64), wv);                                                       \
+            a3 = DOT(a3, _mm512_loadu_si512(s + 96), wv);                                                       \
+        }                                                                                                       \
+        _mm512_storeu_si512(acc + v0, a0);                                                                      \
+        _mm512_storeu_si512(acc + v0 + 16, a1);                                                                 \
+        _mm512_storeu_si512(acc + v0 + 32, a2);                                                                 \
+        _mm512_storeu_si512(acc + v0 + 48, a3);                                                                 \
+    }
+
+CONV_AVX512 static void pair_sums_avx512(const struct conv_job *j, const int16_t *phases, const int32_t *wp,
+                                         int32_t *acc) {
+    PAIR_SUMS_AVX512(MADD_ADD)
+}
+
+CONV_AVX512VNNI static void pair_sums_avx512vnni(const struct conv_job *j, const int16_t *phases, const int32_t *wp,
+                                                 int32_t *acc) {
+    PAIR_SUMS_AVX512(_mm512_dpwssd_epi32)
+}
+#undef PAIR_SUMS_AVX512
 #undef MADD_ADD
 #undef SUMS_AVX512
 
@@ -375,11 +434,15 @@ static int have_avx512(int isa) {
 
 /* ------------------------------------------------------------------------------------------ driver */
 
+static int64_t nphase_of(const struct conv_job *j) { return j->sh * j->sw; }
+
 static int conv_range(void *ctx, int64_t i0, int64_t i1) {
     const struct conv_job *j = (const struct conv_job *)ctx;
     int64_t nphase = j->sh * j->sw;
     int64_t acc_len = (j->v + BLOCK - 1) / BLOCK * BLOCK;
-    int16_t *phases = (int16_t *)malloc((size_t)(j->cg * nphase * j->psize) * sizeof(int16_t));
+    /* channel pairs: the pairs' interleaved phases, then room for the two channels being interleaved */
+    int64_t chans = j->pairs ? 2 * ((j->cg + 1) / 2) + 2 : j->cg;
+    int16_t *phases = (int16_t *)malloc((size_t)(chans * nphase * j->psize) * sizeof(int16_t));
     int32_t *acc = (int32_t *)malloc((size_t)acc_len * sizeof(int32_t));
     int32_t *wp = (int32_t *)malloc((size_t)j->units * sizeof(int32_t));
     if (!phases || !acc || !wp) {
@@ -389,25 +452,35 @@ static int conv_range(void *ctx, int64_t i0, int64_t i1) {
         return -1;
     }
     void (*build)(const struct conv_job *, int64_t, int64_t, int16_t *) = build_generic;
-    void (*sums)(const struct conv_job *, const int16_t *, const int32_t *, int32_t *) = sums_generic;
+    void (*sums)(const struct conv_job *, const int16_t *, const int32_t *, int32_t *) =
+        j->pairs ? pair_sums_generic : sums_generic;
     void (*epi)(const struct conv_epilogue *, int64_t, const int32_t *, int64_t, int64_t, int64_t, void *) =
         epilogue_generic;
 #ifdef CONV_X86
     if (have_avx512(j->isa)) {
         build = build_avx512;
-        sums = have_vnni512(j->isa) ? sums_avx512vnni : sums_avx512;
+        sums = have_vnni512(j->isa) ? (j->pairs ? pair_sums_avx512vnni : sums_avx512vnni)
+                                    : (j->pairs ? pair_sums_avx512 : sums_avx512);
         epi = epilogue_avx512;
     } else if (j->isa >= 1) {
         build = build_avx2;
-        sums = sums_avx2;
+        sums = j->pairs ? pair_sums_avx2 : sums_avx2;
         epi = epilogue_avx2;
     }
 #endif
     size_t osz = out_size(j->e.outkind);
-    int64_t taps = j->cg * j->kh * j->kw;
+    int64_t taps = j->cg * j->kh * j->kw, chan = nphase * j->psize;
     for (int64_t item = i0; item < i1; item++) {
         int64_t bi = item / j->group, g = item % j->group;
-        for (int64_t ci = 0; ci < j->cg; ci++) build(j, bi, g * j->cg + ci, phases + ci * nphase * j->psize);
+        if (!j->pairs)
+            for (int64_t ci = 0; ci < j->cg; ci++) build(j, bi, g * j->cg + ci, phases + ci * chan);
+        else
+            for (int64_t p = 0; p < (j->cg + 1) / 2; p++) { /* an odd group's last pair repeats its channel (weight 0) */
+                int16_t *a = phases + (chans - 2) * chan, *c = a + chan, *d = phases + 2 * p * chan;
+                build(j, bi, g * j->cg + 2 * p, a);
+                build(j, bi, g * j->cg + (2 * p + 1 < j->cg ? 2 * p + 1 : 2 * p), c);
+                for (int64_t e = 0; e < chan; e++) d[2 * e] = a[e], d[2 * e + 1] = c[e];
+            }
         for (int64_t o = 0; o < j->mg; o++) {
             int64_t oc = g * j->mg + o;
             const int16_t *w = j->wt + oc * taps;
@@ -460,8 +533,9 @@ int opml_gconv_cfg(const int64_t *cfg, const void *x, int64_t b, int64_t h, int6
     j.psize = (j.qh + 1) * j.qw + SPARE;
     j.v = j.oh * j.qw;
     if (!b) return 0;
-    /* Units: the taps of one input channel and kernel row that read the same phase at consecutive columns
-     * are paired (3x3 stride 1: (0, 1) and 2; stride 2: (0, 2) and 1; a 1-D kernel of 9: four pairs and one). */
+    /* Units. Depthwise (cg 1): the taps of a kernel row that read the same phase at consecutive columns are
+     * paired (3x3 stride 1: (0, 1) and 2; stride 2: (0, 2) and 1; a 1-D kernel of 9: four pairs and one).
+     * cg >= 2: tap (i, j) of channels 2p and 2p + 1 (the pair's interleaved phases). */
     int64_t taps = j.cg * j.kh * j.kw;
     int64_t *mem = (int64_t *)malloc((size_t)(4 * taps) * sizeof(int64_t));
     if (!mem) return -1;
@@ -475,7 +549,15 @@ int opml_gconv_cfg(const int64_t *cfg, const void *x, int64_t b, int64_t h, int6
                                                    dy / j.sh * j.qw + dx / j.sw;
             }
     j.units = 0;
-    for (int64_t k = 0; k < taps; k++) { /* k's partner: a later tap of its row reading the next element */
+    j.pairs = j.cg >= 2;
+    for (int64_t p = 0; j.pairs && p < (j.cg + 1) / 2; p++)
+        for (int64_t k = 0; k < j.kh * j.kw; k++) {
+            int64_t lo = 2 * p * j.kh * j.kw + k;
+            j.uoff[j.units] = toff[lo] - p * nphase_of(&j) * j.psize; /* toff of channel 2p: 2p phase sets in */
+            j.ulo[j.units] = lo, j.uhi[j.units] = 2 * p + 1 < j.cg ? lo + j.kh * j.kw : -1;
+            j.units++;
+        }
+    for (int64_t k = 0; !j.pairs && k < taps; k++) { /* k's partner: a later tap of its row reading the next element */
         if (toff[k] < 0) continue;
         int64_t hi = -1;
         for (int64_t k2 = k + 1; k2 < (k / j.kw + 1) * j.kw && hi < 0; k2++)

@@ -251,3 +251,25 @@ def test_instruction_sets_agree_through_the_environment() -> None:
         desc, got = child_hash(CHILD, {"OPML_NATIVE_ISA": name, "OPML_THREADS": "2"}, timeout=120)
         assert f"loaded ({name})" in desc
         assert got == "HASH " + h.hexdigest(), desc
+
+
+@pytest.mark.parametrize("cg, k, stride", [(34, 1, 1), (33, 3, 2), (8, 3, 1)])
+def test_wide_groups_equal_the_gemm_path(cg: int, k: int, stride: int) -> None:
+    """Groups of many channels (ShuffleNet's grouped 1x1 convs; an odd count leaves one channel unpaired) through
+    the engine: direct == reference == per-group GEMMs."""
+    rng = np.random.default_rng(cg)
+    group, mg = 3, 5
+    w = rng.integers(-128, 128, size=(group * mg, cg, k, k)).astype(np.int8)
+    x = rng.integers(-128, 128, size=(2, group * cg, 9, 11)).astype(np.int8)
+    pad = k // 2
+    oh, ow = (9 + 2 * pad - k) // stride + 1, (11 + 2 * pad - k) // stride + 1
+    mult = rng.integers(1 << 20, 1 << 30, size=group * mg).astype(np.int32)
+    shift = rng.integers(25, 40, size=group * mg).astype(np.int32)
+    b = _gemm_node("conv", act("x", INT8, x.shape, 0.1, -3), w, rng.integers(-9999, 9999, group * mg).astype(np.int32),
+                   (2, group * mg, oh, ow), False, (INT8, 0.2, 4, mult, shift, -128, 127), False, pads=[pad] * 4,
+                   strides=[stride, stride], dilations=[1, 1], group=group)
+    direct = check(b, [x])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kernels, "DIRECT_CONV_MAX_CG", 0)
+        gemm = kernels.prepare_conv(b.nodes[0], b.tensors)([x])
+    assert direct.tobytes() == gemm.tobytes()
