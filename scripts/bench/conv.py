@@ -7,6 +7,8 @@ Models (random He-scaled weights, converted with one random calibration batch):
   ReLU6, 1x1 project, residual add; width 1.0, 1000 classes), built here with onnx.helper;
 * ``dwsep1d``: a 1-D depthwise-separable audio stem (16 kHz, 1 s: strided conv, then depthwise k=9 +
   pointwise blocks; 1-D convs are 2-D with H = 1 in the bundle);
+* ``whisper_stem``: Whisper's encoder stem (1-D convs 80 -> 384, k 3, then stride 2, over 3000 frames: the
+  GEMM path with H = 1);
 * ``grouped``: a ResNeXt-like stage (1x1, grouped 3x3 with 32 groups of 4 and of 8 channels, 1x1) at 56x56;
 * ``shufflenet``, and any other name of ``tests/opml/test_convert_ops_light.py``'s light models (onnx's
   ShuffleNet v1 has grouped 1x1 convs and depthwise 3x3 ones).
@@ -128,6 +130,14 @@ def dwsep1d() -> onnx.ModelProto:
     return b.model("x", ["N", 1, 16000], p)
 
 
+def whisper_stem() -> onnx.ModelProto:
+    """Whisper's audio encoder stem: two ungrouped 1-D convs over 3000 log-mel frames of 80 bins."""
+    b = Builder(3)
+    x = b.conv("x", 80, 384, (3,), 1, act="relu")
+    x = b.conv(x, 384, 384, (3,), 2, act="relu")
+    return b.model("x", ["N", 80, 3000], x)
+
+
 def grouped() -> onnx.ModelProto:
     b = Builder(2)
     x = "x"
@@ -148,7 +158,7 @@ def light(name: str) -> onnx.ModelProto:
     return m
 
 
-BUILT = {"mobilenetv2": mobilenetv2, "dwsep1d": dwsep1d, "grouped": grouped}
+BUILT = {"mobilenetv2": mobilenetv2, "dwsep1d": dwsep1d, "whisper_stem": whisper_stem, "grouped": grouped}
 
 
 def input_shape(m: onnx.ModelProto, batch: int) -> list[int]:
