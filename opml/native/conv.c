@@ -13,16 +13,25 @@
  *
  * Layout (any stride, dilation and padding with contiguous vector loads, small planes included): each input
  * channel of the padded input is copied once into sh * sw phases, phase (pr, pc) holding padded element
- * (r sh + pr, q sw + pc) at (r, q) as an int32, sign-extended. Tap (i, j) of output (oy, ox) reads padded
- * element (oy sh + i dh, ox sw + j dw), i.e. element (oy + (i dh) / sh, ox + (j dw) / sw) of phase
+ * (r sh + pr, q sw + pc) at (r, q) as int16. Tap (i, j) of output (oy, ox) reads padded element
+ * (oy sh + i dh, ox sw + j dw), i.e. element (oy + (i dh) / sh, ox + (j dw) / sw) of phase
  * ((i dh) % sh, (j dw) % sw). With the output rows laid out qw apart (the phase width; columns ow .. qw - 1
  * are computed and dropped), output v = oy qw + ox reads phase element v + tap offset: every tap is one
  * contiguous stream over all outputs of the channel, whatever the plane's width.
  *
- * Products: a phase element x (|x| <= 255) sits sign-extended in an int32 lane, whose int16 halves are
- * (x, 0 or -1); VPMADDWD with the weight pair (w, 0) gives x * w + (0 or -1) * 0 = x * w exactly.
+ * Products, two per 32-bit lane with VPMADDWD (VPDPWSSD where AVX-512 VNNI runs: the same two products and
+ * the accumulator added in int32, no saturation): every phase value is an input byte or the zero point, so any
+ * partial sum, in the dropped columns too, lies within 255 * sum |w[oc]| < 2^31 (the caller's bound) and every
+ * int32 operation is exact, in any order. A "unit" is two
+ * taps whose values sit in adjacent int16s, with its weight pair (a single tap: weights (w, 0)):
+ *   - depthwise (cg 1): taps of one kernel row reading consecutive phase elements (3x3 stride 1: taps 0 and 1;
+ *     stride 2: 0 and 2); a 32-bit load at element v + off gives output v's pair, so even and odd outputs
+ *     accumulate in separate registers (loads at v0 + 2 l and v0 + 1 + 2 l) and are interleaved per block;
+ *   - cg >= 2: channels 2p and 2p + 1 are interleaved element by element, so a 32-bit load at pair element
+ *     v + off gives both channels' values of one tap for output v: lanes are consecutive outputs.
  * Variants by instruction set (qgemm.c's codes): portable C; AVX2 (8 lanes; codes 1, 3, 4); AVX-512 (16 lanes;
- * code 2, or a later code on a CPU with AVX-512 F/BW/VL/DQ). All form the same integers.
+ * code 2, or a later code on a CPU with AVX-512 F/BW/VL/DQ; VPDPWSSD with VNNI). All form the same integers;
+ * the phase copies and the epilogue have per-set versions too.
  * Work items (image, group) are split over the thread pool; each writes its own output planes.
  */
 #include <stdint.h>
@@ -218,13 +227,12 @@ CONV_AVX512 static void build_avx512(const struct conv_job *j, int64_t bi, int64
 
 /* ------------------------------------------------------------------------------------ output rows */
 
-/* acc[0 : v rounded up to BLOCK] = the sums of one output channel over the group's phases: unit u adds
- * lo * x[uoff + v] + hi * x[uoff + v + 1] to output v, wp[u] holding (lo, hi) as an int16 pair (hi 0 for a
- * single tap). The vector forms compute even and odd outputs in separate registers: a 32-bit load at element
- * uoff + v is the pair (x[uoff + v], x[uoff + v + 1]), so VPMADDWD (or VPDPWSSD) forms one unit's term of
- * output v in the lane; even outputs load at v0 + 2 l, odd ones at v0 + 1 + 2 l, and the two are interleaved
- * at the end. int32 lane arithmetic wraps, and every output's true sum fits int32 (the caller's bound), so
- * the order of the additions does not matter. */
+/* acc[0 : v rounded up to BLOCK] = the sums of one output channel over the group's phases (depthwise units):
+ * unit u adds lo * x[uoff + v] + hi * x[uoff + v + 1] to output v, wp[u] holding (lo, hi) as an int16 pair (hi 0
+ * for a single tap). The vector forms compute even and odd outputs in separate registers: a 32-bit load at
+ * element uoff + v is the pair (x[uoff + v], x[uoff + v + 1]), so VPMADDWD (or VPDPWSSD) forms one unit's term
+ * of output v in the lane; even outputs load at v0 + 2 l, odd ones at v0 + 1 + 2 l, and the two are
+ * interleaved at the end. */
 static void sums_generic(const struct conv_job *j, const int16_t *phases, const int32_t *wp, int32_t *acc) {
     int64_t n = (j->v + BLOCK - 1) / BLOCK * BLOCK;
     for (int64_t v = 0; v < n; v++) acc[v] = 0;

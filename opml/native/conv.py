@@ -101,3 +101,24 @@ class GroupConv:
         if b and _LIB is not None and _LIB.opml_gconv_cfg(self._cfg, _addr(x), b, h, w, _addr(y), worker_count()):
             raise MemoryError("opml native gconv failed (out of memory or bad arguments)")
         return y
+
+
+def window_sum(channels: int, kh: int, kw: int, strides: Sequence[int], dil: Sequence[int], pads: Sequence[int],
+               zero_point: int, x_dtype: np.dtype, isa: str | None = None) -> GroupConv | None:
+    """A prepared ``sum over each pooling window of (x - zero_point)`` as int32 [B, C, OH, OW] (padding counts
+    0), for int8/uint8 NCHW ``x``: the direct conv with unit depthwise weights, raw int32 output and offset
+    ``-zero_point * kh * kw`` (the padding holds the zero point, so it adds ``zero_point - zero_point = 0``);
+    exactly ``kernels._window_reduce(x - zero_point, ...)``. None when the library cannot take it."""
+    x_dtype = np.dtype(x_dtype)
+    if _LIB is None or x_dtype not in _BYTE or channels < 1 or kh < 1 or kw < 1:
+        return None
+    info = np.iinfo(x_dtype)
+    if not info.min <= zero_point <= info.max or X_MAGNITUDE * kh * kw > INT32_MAX:
+        return None
+    from . import epilogue
+
+    ep = epilogue(channels, -zero_point * kh * kw, 0, 0, 0, 0, 0, np.int32)
+    if ep is None:
+        return None
+    w = np.ones((channels, 1, kh, kw), dtype=np.int8)
+    return GroupConv(w, channels, strides, dil, pads, zero_point, x_dtype, ep, isa)

@@ -273,3 +273,20 @@ def test_wide_groups_equal_the_gemm_path(cg: int, k: int, stride: int) -> None:
         mp.setattr(kernels, "DIRECT_CONV_MAX_CG", 0)
         gemm = kernels.prepare_conv(b.nodes[0], b.tensors)([x])
     assert direct.tobytes() == gemm.tobytes()
+
+
+@given(data=st.data(), g=geometry())
+@FEW
+def test_window_sum_equals_the_pooling_sums(data: st.DataObject, g: dict) -> None:
+    """native_conv.window_sum (for avgpool) == the numpy window sums of x - zero point, padding 0."""
+    xdt = np.dtype(data.draw(st.sampled_from([np.int8, np.uint8])))
+    info = np.iinfo(xdt)
+    zp = data.draw(st.integers(int(info.min), int(info.max)))
+    x = _input(data.draw, g, xdt, data.draw(st.booleans()))
+    ws = native_conv.window_sum(g["c"], g["kh"], g["kw"], g["strides"], g["dil"], g["pads"], zp, xdt)
+    assert ws is not None
+    want = conv_int64(x, np.ones((g["c"], 1, g["kh"], g["kw"]), np.int64), g["c"], g["strides"], g["dil"], g["pads"],
+                      zp) - zp * g["kh"] * g["kw"]
+    got = ws(x)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, want)
