@@ -88,6 +88,15 @@ static inline int64_t y_of(const struct conv_epilogue *e, int64_t c, int64_t a) 
     return (v > e->span ? e->span : v) + e->base;
 }
 
+/* Whether the final clamp to [0, span] can bind for channel c: the value before it is non-decreasing in the
+ * clamped accumulator (mul >= 0, and the biased sum is the true value in (0, 2^64), see opml.native.epilogue),
+ * so it lies between its values at lo and hi; when those are within [0, span] the vector epilogues skip it. */
+static int needs_clamp(const struct conv_epilogue *e, int64_t c) {
+    int64_t at_lo = (int64_t)(((uint64_t)e->lo[c] * (uint64_t)e->mul[c] + (uint64_t)e->add[c]) >> e->shift[c]) + e->post[c];
+    int64_t at_hi = (int64_t)(((uint64_t)e->hi[c] * (uint64_t)e->mul[c] + (uint64_t)e->add[c]) >> e->shift[c]) + e->post[c];
+    return !(at_lo >= 0 && at_hi <= e->span);
+}
+
 static void store_one(int outkind, void *dst, int64_t i, int64_t v) {
     if (outkind == 0)
         ((int32_t *)dst)[i] = (int32_t)v;
@@ -295,7 +304,7 @@ CONV_AVX2 static void pair_sums_avx2(const struct conv_job *j, const int16_t *ph
 }
 
 /* 8 accumulators of channel c -> 8 int32 outputs (already within the output dtype for byte/int16 outputs). */
-CONV_AVX2 static inline __m256i y_of8(const struct conv_epilogue *e, int64_t c, __m256i a) {
+CONV_AVX2 static inline __m256i y_of8(const struct conv_epilogue *e, int64_t c, __m256i a, int clamp) {
     a = _mm256_max_epi32(a, _mm256_set1_epi32((int32_t)e->lo[c]));
     a = _mm256_min_epi32(a, _mm256_set1_epi32((int32_t)e->hi[c]));
     __m256i m = _mm256_set1_epi64x(e->mul[c]), ad = _mm256_set1_epi64x(e->add[c]), po = _mm256_set1_epi64x(e->post[c]);
@@ -304,20 +313,22 @@ CONV_AVX2 static inline __m256i y_of8(const struct conv_epilogue *e, int64_t c, 
     __m256i od = _mm256_mul_epi32(_mm256_srli_epi64(a, 32), m);
     ev = _mm256_add_epi64(_mm256_srl_epi64(_mm256_add_epi64(ev, ad), sh), po);
     od = _mm256_add_epi64(_mm256_srl_epi64(_mm256_add_epi64(od, ad), sh), po);
-    __m256i zero = _mm256_setzero_si256(), span = _mm256_set1_epi64x(e->span);
-    ev = _mm256_blendv_epi8(ev, zero, _mm256_cmpgt_epi64(zero, ev));
-    ev = _mm256_blendv_epi8(ev, span, _mm256_cmpgt_epi64(ev, span));
-    od = _mm256_blendv_epi8(od, zero, _mm256_cmpgt_epi64(zero, od));
-    od = _mm256_blendv_epi8(od, span, _mm256_cmpgt_epi64(od, span));
+    if (clamp) {
+        __m256i zero = _mm256_setzero_si256(), span = _mm256_set1_epi64x(e->span);
+        ev = _mm256_blendv_epi8(ev, zero, _mm256_cmpgt_epi64(zero, ev));
+        ev = _mm256_blendv_epi8(ev, span, _mm256_cmpgt_epi64(ev, span));
+        od = _mm256_blendv_epi8(od, zero, _mm256_cmpgt_epi64(zero, od));
+        od = _mm256_blendv_epi8(od, span, _mm256_cmpgt_epi64(od, span));
+    }
     __m256i v = _mm256_blend_epi32(ev, _mm256_slli_epi64(od, 32), 0xAA); /* low 32 bits of each value */
     return _mm256_add_epi32(v, _mm256_set1_epi32((int32_t)e->base));  /* v + base fits the output dtype */
 }
 
 CONV_AVX2 static void epilogue_row_avx2(const struct conv_epilogue *e, int64_t c, const int32_t *acc, int64_t n,
-                                        void *dst) {
+                                        void *dst, int clamp) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256i v = y_of8(e, c, _mm256_loadu_si256((const __m256i *)(acc + i)));
+        __m256i v = y_of8(e, c, _mm256_loadu_si256((const __m256i *)(acc + i)), clamp);
         if (e->outkind == 0) {
             _mm256_storeu_si256((__m256i *)((int32_t *)dst + i), v);
             continue;
@@ -335,7 +346,9 @@ CONV_AVX2 static void epilogue_row_avx2(const struct conv_epilogue *e, int64_t c
 CONV_AVX2 static void epilogue_avx2(const struct conv_epilogue *e, int64_t c, const int32_t *acc, int64_t rows,
                                     int64_t stride, int64_t n, void *dst) {
     size_t osz = out_size(e->outkind);
-    for (int64_t r = 0; r < rows; r++) epilogue_row_avx2(e, c, acc + r * stride, n, (uint8_t *)dst + (size_t)(r * n) * osz);
+    int clamp = needs_clamp(e, c);
+    for (int64_t r = 0; r < rows; r++)
+        epilogue_row_avx2(e, c, acc + r * stride, n, (uint8_t *)dst + (size_t)(r * n) * osz, clamp);
 }
 
 /* The AVX-512 sums: e0, e1 hold outputs v0 + 32 r + 2 l, o0, o1 outputs v0 + 32 r + 1 + 2 l (l < 16). */
@@ -405,6 +418,7 @@ CONV_AVX512 static void epilogue_avx512(const struct conv_epilogue *e, int64_t c
     __m512i m = _mm512_set1_epi64(e->mul[c]), ad = _mm512_set1_epi64(e->add[c]), po = _mm512_set1_epi64(e->post[c]);
     __m128i sh = _mm_cvtsi64_si128(e->shift[c]);
     __m512i zero = _mm512_setzero_si512(), span = _mm512_set1_epi64(e->span), base = _mm512_set1_epi32((int32_t)e->base);
+    int clamp = needs_clamp(e, c);
     for (int64_t r = 0; r < rows; r++, acc += stride, dst = (uint8_t *)dst + (size_t)n * out_size(e->outkind))
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
@@ -413,8 +427,10 @@ CONV_AVX512 static void epilogue_avx512(const struct conv_epilogue *e, int64_t c
         __m512i ev = _mm512_mul_epi32(a, m), od = _mm512_mul_epi32(_mm512_srli_epi64(a, 32), m);
         ev = _mm512_add_epi64(_mm512_srl_epi64(_mm512_add_epi64(ev, ad), sh), po);
         od = _mm512_add_epi64(_mm512_srl_epi64(_mm512_add_epi64(od, ad), sh), po);
-        ev = _mm512_min_epi64(_mm512_max_epi64(ev, zero), span);
-        od = _mm512_min_epi64(_mm512_max_epi64(od, zero), span);
+        if (clamp) {
+            ev = _mm512_min_epi64(_mm512_max_epi64(ev, zero), span);
+            od = _mm512_min_epi64(_mm512_max_epi64(od, zero), span);
+        }
         __m512i v = _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, ev, _mm512_slli_epi64(od, 32)), base);
         if (e->outkind == 0)
             _mm512_mask_storeu_epi32((int32_t *)dst + i, k, v);
