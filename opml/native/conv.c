@@ -28,7 +28,9 @@
  *     stride 2: 0 and 2); a 32-bit load at element v + off gives output v's pair, so even and odd outputs
  *     accumulate in separate registers (loads at v0 + 2 l and v0 + 1 + 2 l) and are interleaved per block;
  *   - cg >= 2: channels 2p and 2p + 1 are interleaved element by element, so a 32-bit load at pair element
- *     v + off gives both channels' values of one tap for output v: lanes are consecutive outputs.
+ *     v + off gives both channels' values of one tap for output v: lanes are consecutive outputs;
+ *   - cg >= 4 with int8 weights where AVX-512 VNNI runs: four channels interleaved as bytes and VPDPBUSD, four
+ *     products per lane (quad_sums_avx512vnni has the bound).
  * Variants by instruction set (qgemm.c's codes): portable C; AVX2 (8 lanes; codes 1, 3, 4); AVX-512 (16 lanes;
  * code 2, or a later code on a CPU with AVX-512 F/BW/VL/DQ; VPDPWSSD with VNNI). All form the same integers;
  * the phase copies and the epilogue have per-set versions too.
@@ -70,6 +72,7 @@ struct conv_job {
     int64_t psize;    /* elements of one phase: (qh + 1) rows of qw, then SPARE more */
     int64_t v;        /* virtual outputs per channel: oh rows of qw (columns ow .. qw - 1 are computed, not kept) */
     int pairs;        /* 1: channels interleaved in pairs (cg >= 2); 0: taps paired along kernel rows (see sums_*) */
+    int quads;        /* 1: channels interleaved in fours as bytes, for VPDPBUSD (see quad_sums_avx512vnni) */
     int64_t units;    /* tap pairs and single taps (see opml_gconv_cfg) */
     int64_t *uoff;    /* per unit: the offset of its first tap in the group's phases */
     int64_t *ulo, *uhi; /* per unit: its taps' indexes in a channel's weights (uhi -1: a single tap) */
@@ -409,6 +412,31 @@ CONV_AVX512VNNI static void pair_sums_avx512vnni(const struct conv_job *j, const
     PAIR_SUMS_AVX512(_mm512_dpwssd_epi32)
 }
 #undef PAIR_SUMS_AVX512
+
+/* Channel quads (cg >= 4, int8 weights, AVX-512 VNNI): channels 4q .. 4q + 3 interleaved as bytes, each the
+ * input value plus 128 when the input is signed (so 0 .. 255); VPDPBUSD multiplies the four unsigned bytes of
+ * a lane by four signed weight bytes and adds the four products and the accumulator in int32 without
+ * saturation. Every partial sum of sum (x + 128) w lies within 255 * sum |w| < 2^31; corr = 128 * sum w
+ * (0 for unsigned inputs) is subtracted at the end, giving sum x w exactly. */
+CONV_AVX512VNNI static void quad_sums_avx512vnni(const struct conv_job *j, const uint8_t *quads, const int32_t *wq,
+                                                 int32_t corr, int32_t *acc) {
+    __m512i cv = _mm512_set1_epi32(corr);
+    for (int64_t v0 = 0; v0 < j->v; v0 += BLOCK) {
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t u = 0; u < j->units; u++) {
+            __m512i wv = _mm512_set1_epi32(wq[u]);
+            const uint8_t *s = quads + 4 * (j->uoff[u] + v0);
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512(s), wv);
+            a1 = _mm512_dpbusd_epi32(a1, _mm512_loadu_si512(s + 64), wv);
+            a2 = _mm512_dpbusd_epi32(a2, _mm512_loadu_si512(s + 128), wv);
+            a3 = _mm512_dpbusd_epi32(a3, _mm512_loadu_si512(s + 192), wv);
+        }
+        _mm512_storeu_si512(acc + v0, _mm512_sub_epi32(a0, cv));
+        _mm512_storeu_si512(acc + v0 + 16, _mm512_sub_epi32(a1, cv));
+        _mm512_storeu_si512(acc + v0 + 32, _mm512_sub_epi32(a2, cv));
+        _mm512_storeu_si512(acc + v0 + 48, _mm512_sub_epi32(a3, cv));
+    }
+}
 #undef MADD_ADD
 #undef SUMS_AVX512
 
@@ -465,11 +493,14 @@ static int conv_range(void *ctx, int64_t i0, int64_t i1) {
     int64_t nphase = j->sh * j->sw;
     int64_t acc_len = (j->v + BLOCK - 1) / BLOCK * BLOCK;
     /* channel pairs: the pairs' interleaved phases, then room for the two channels being interleaved */
-    int64_t chans = j->pairs ? 2 * ((j->cg + 1) / 2) + 2 : j->cg;
+    int64_t chans = j->quads ? 4 : (j->pairs ? 2 * ((j->cg + 1) / 2) + 2 : j->cg);
+    int64_t nquads = j->quads ? (j->cg + 3) / 4 : 0;
+    uint8_t *quads = j->quads ? (uint8_t *)malloc((size_t)(nquads * 4 * nphase * j->psize)) : NULL;
     int16_t *phases = (int16_t *)malloc((size_t)(chans * nphase * j->psize) * sizeof(int16_t));
     int32_t *acc = (int32_t *)malloc((size_t)acc_len * sizeof(int32_t));
     int32_t *wp = (int32_t *)malloc((size_t)j->units * sizeof(int32_t));
-    if (!phases || !acc || !wp) {
+    if (!phases || !acc || !wp || (j->quads && !quads)) {
+        free(quads);
         free(phases);
         free(acc);
         free(wp);
@@ -496,7 +527,16 @@ static int conv_range(void *ctx, int64_t i0, int64_t i1) {
     int64_t taps = j->cg * j->kh * j->kw, chan = nphase * j->psize;
     for (int64_t item = i0; item < i1; item++) {
         int64_t bi = item / j->group, g = item % j->group;
-        if (!j->pairs)
+        if (j->quads)
+            for (int64_t q = 0; q < nquads; q++) { /* a last quad's missing channels repeat one (weight 0) */
+                for (int64_t k = 0; k < 4; k++)
+                    build(j, bi, g * j->cg + (4 * q + k < j->cg ? 4 * q + k : j->cg - 1), phases + k * chan);
+                uint8_t *d = quads + 4 * q * chan;
+                int16_t bias = j->xsigned ? 128 : 0;
+                for (int64_t e = 0; e < chan; e++)
+                    for (int64_t k = 0; k < 4; k++) d[4 * e + k] = (uint8_t)(phases[k * chan + e] + bias);
+            }
+        else if (!j->pairs)
             for (int64_t ci = 0; ci < j->cg; ci++) build(j, bi, g * j->cg + ci, phases + ci * chan);
         else
             for (int64_t p = 0; p < (j->cg + 1) / 2; p++) { /* an odd group's last pair repeats its channel (weight 0) */
@@ -508,14 +548,30 @@ static int conv_range(void *ctx, int64_t i0, int64_t i1) {
         for (int64_t o = 0; o < j->mg; o++) {
             int64_t oc = g * j->mg + o;
             const int16_t *w = j->wt + oc * taps;
+            uint8_t *dst = (uint8_t *)j->y + (size_t)((bi * j->m + oc) * j->oh * j->ow) * osz;
+#ifdef CONV_X86
+            if (j->quads) {
+                int32_t corr = 0;
+                for (int64_t k = 0; k < taps; k++) corr += w[k];
+                for (int64_t u = 0; u < j->units; u++) { /* ulo: channel 4q's tap; uhi: channels in the quad */
+                    uint32_t packed = 0;
+                    for (int64_t k = 0; k < j->uhi[u]; k++)
+                        packed |= (uint32_t)(uint8_t)(int8_t)w[j->ulo[u] + k * j->kh * j->kw] << (8 * k);
+                    wp[u] = (int32_t)packed;
+                }
+                quad_sums_avx512vnni(j, quads, wp, j->xsigned ? 128 * corr : 0, acc);
+                epi(&j->e, oc, acc, j->oh, j->qw, j->ow, dst);
+                continue;
+            }
+#endif
             for (int64_t u = 0; u < j->units; u++)
                 wp[u] = (int32_t)((uint32_t)(uint16_t)w[j->ulo[u]] |
                                   (j->uhi[u] < 0 ? 0u : (uint32_t)(uint16_t)w[j->uhi[u]] << 16));
-            uint8_t *dst = (uint8_t *)j->y + (size_t)((bi * j->m + oc) * j->oh * j->ow) * osz;
             sums(j, phases, wp, acc);
             epi(&j->e, oc, acc, j->oh, j->qw, j->ow, dst);
         }
     }
+    free(quads);
     free(phases);
     free(acc);
     free(wp);
@@ -573,7 +629,18 @@ int opml_gconv_cfg(const int64_t *cfg, const void *x, int64_t b, int64_t h, int6
                                                    dy / j.sh * j.qw + dx / j.sw;
             }
     j.units = 0;
-    j.pairs = j.cg >= 2;
+#ifdef CONV_X86
+    j.quads = j.cg >= 4 && have_avx512(j.isa) && have_vnni512(j.isa);
+    for (int64_t k = 0; j.quads && k < j.m * taps; k++) j.quads = j.wt[k] >= -128 && j.wt[k] <= 127;
+#endif
+    for (int64_t q = 0; j.quads && q < (j.cg + 3) / 4; q++)
+        for (int64_t k = 0; k < j.kh * j.kw; k++) {
+            int64_t lo = 4 * q * j.kh * j.kw + k;
+            j.uoff[j.units] = toff[lo] - 3 * q * nphase_of(&j) * j.psize; /* toff of channel 4q: 4q phase sets in */
+            j.ulo[j.units] = lo, j.uhi[j.units] = j.cg - 4 * q < 4 ? j.cg - 4 * q : 4;
+            j.units++;
+        }
+    j.pairs = j.cg >= 2 && !j.quads;
     for (int64_t p = 0; j.pairs && p < (j.cg + 1) / 2; p++)
         for (int64_t k = 0; k < j.kh * j.kw; k++) {
             int64_t lo = 2 * p * j.kh * j.kw + k;
@@ -581,7 +648,7 @@ int opml_gconv_cfg(const int64_t *cfg, const void *x, int64_t b, int64_t h, int6
             j.ulo[j.units] = lo, j.uhi[j.units] = 2 * p + 1 < j.cg ? lo + j.kh * j.kw : -1;
             j.units++;
         }
-    for (int64_t k = 0; !j.pairs && k < taps; k++) { /* k's partner: a later tap of its row reading the next element */
+    for (int64_t k = 0; !j.pairs && !j.quads && k < taps; k++) { /* k's partner: a later tap of its row reading the next element */
         if (toff[k] < 0) continue;
         int64_t hi = -1;
         for (int64_t k2 = k + 1; k2 < (k / j.kw + 1) * j.kw && hi < 0; k2++)
