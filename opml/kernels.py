@@ -295,14 +295,20 @@ def prepare_conv(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
         _native_gemm(node, specs, w[g * mg : (g + 1) * mg].transpose(2, 3, 1, 0).reshape(kh * kw * cg, mg),
                      offset[g * mg : (g + 1) * mg], slice(g * mg, (g + 1) * mg)) for g in range(group)]
 
+    pointwise = group == 1 and kh == kw == 1 and tuple(strides) == (1, 1)
+
     def run_native(xp: np.ndarray) -> np.ndarray:
         b = xp.shape[0]
         oh, ow = _out_hw(xp.shape[2], xp.shape[3], kh, kw, strides, dil)
-        xh = np.ascontiguousarray(xp.transpose(0, 2, 3, 1))  # NHWC: channels contiguous
-        outs = [f(native.im2col_nhwc(xh, kh, kw, strides, dil, oh, ow, g * cg, cg)) for g, f in enumerate(fast)
-                if f is not None]
+        c, hp, wp = xp.shape[1:]
+        xh = native_conv.transpose_batched(xp.reshape(b, c, hp * wp)).reshape(b, hp, wp, c)  # NHWC
+        if pointwise and fast[0] is not None:  # a 1x1 stride-1 window is one pixel: NHWC rows are im2col rows
+            outs = [fast[0](xh.reshape(b * hp * wp, c))]
+        else:
+            outs = [f(native.im2col_nhwc(xh, kh, kw, strides, dil, oh, ow, g * cg, cg)) for g, f in enumerate(fast)
+                    if f is not None]
         y8 = outs[0] if group == 1 else np.concatenate(outs, axis=1)  # [B*OH*OW, M]
-        return np.ascontiguousarray(y8.reshape(b, oh, ow, m).transpose(0, 3, 1, 2))
+        return native_conv.transpose_batched(y8.reshape(b, oh * ow, m)).reshape(b, m, oh, ow)
 
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         if direct is not None and xs[0].dtype == direct.x_dtype:

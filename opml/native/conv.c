@@ -666,3 +666,88 @@ int opml_gconv_cfg(const int64_t *cfg, const void *x, int64_t b, int64_t h, int6
 }
 
 #undef P64
+
+/* ------------------------------------------------------------------------------------ layout changes */
+
+/* y[n, c, r] = x[n, r, c] for count matrices of rows x cols elements of itemsize bytes (1, 2 or 4): the conv's
+ * NCHW <-> NHWC changes around the GEMM (per image, [C, H W] <-> [H W, C]). Pure copies: 16x16 byte tiles by
+ * SSE2 unpacks on x86 (four rounds of interleaves), scalar tiles elsewhere and for the edges. */
+struct transpose_job {
+    const uint8_t *x;
+    uint8_t *y;
+    int64_t rows, cols, itemsize, row_tiles;
+};
+
+#define TT 16 /* tile side */
+
+static void tile_scalar(const struct transpose_job *t, const uint8_t *x, uint8_t *y, int64_t r0, int64_t r1,
+                        int64_t c0, int64_t c1) {
+    int64_t sz = t->itemsize;
+    for (int64_t c = c0; c < c1; c++)
+        for (int64_t r = r0; r < r1; r++) memcpy(y + (c * t->rows + r) * sz, x + (r * t->cols + c) * sz, (size_t)sz);
+}
+
+#ifdef CONV_X86
+static void tile16_bytes(const uint8_t *x, int64_t xstride, uint8_t *y, int64_t ystride) {
+    __m128i a[16], b[16];
+    for (int i = 0; i < 16; i++) a[i] = _mm_loadu_si128((const __m128i *)(x + i * xstride));
+    for (int i = 0; i < 8; i++) { /* b[2i], b[2i+1]: rows 2i, 2i+1 interleaved by bytes */
+        b[2 * i] = _mm_unpacklo_epi8(a[2 * i], a[2 * i + 1]);
+        b[2 * i + 1] = _mm_unpackhi_epi8(a[2 * i], a[2 * i + 1]);
+    }
+    for (int q = 0; q < 4; q++) /* rows 4q .. 4q + 3: four columns per register */
+        for (int h = 0; h < 2; h++) {
+            a[4 * q + 2 * h] = _mm_unpacklo_epi16(b[4 * q + h], b[4 * q + h + 2]);
+            a[4 * q + 2 * h + 1] = _mm_unpackhi_epi16(b[4 * q + h], b[4 * q + h + 2]);
+        }
+    for (int o = 0; o < 2; o++) /* rows 8o .. 8o + 7: two columns per register */
+        for (int k = 0; k < 4; k++) {
+            b[8 * o + 2 * k] = _mm_unpacklo_epi32(a[8 * o + k], a[8 * o + k + 4]);
+            b[8 * o + 2 * k + 1] = _mm_unpackhi_epi32(a[8 * o + k], a[8 * o + k + 4]);
+        }
+    for (int k = 0; k < 8; k++) { /* column 2k and 2k + 1 of all 16 rows */
+        _mm_storeu_si128((__m128i *)(y + (2 * k) * ystride), _mm_unpacklo_epi64(b[k], b[k + 8]));
+        _mm_storeu_si128((__m128i *)(y + (2 * k + 1) * ystride), _mm_unpackhi_epi64(b[k], b[k + 8]));
+    }
+}
+#endif
+
+/* An item is RB rows of one matrix: for each 16 columns, its 16-row tiles in turn, so each output row gets
+ * RB contiguous bytes (a whole cache line for bytes) at a time. */
+#define RB 64
+static int transpose_range(void *ctx, int64_t i0, int64_t i1) {
+    const struct transpose_job *t = (const struct transpose_job *)ctx;
+    int64_t sz = t->itemsize, plane = t->rows * t->cols * sz;
+    for (int64_t item = i0; item < i1; item++) {
+        int64_t n = item / t->row_tiles, r0 = item % t->row_tiles * RB, r1 = r0 + RB < t->rows ? r0 + RB : t->rows;
+        const uint8_t *x = t->x + n * plane;
+        uint8_t *y = t->y + n * plane;
+        int64_t c0 = 0;
+#ifdef CONV_X86
+        if (sz == 1)
+            for (; c0 + TT <= t->cols; c0 += TT)
+                for (int64_t r = r0; r < r1; r += TT) {
+                    if (r + TT <= r1)
+                        tile16_bytes(x + r * t->cols + c0, t->cols, y + c0 * t->rows + r, t->rows);
+                    else
+                        tile_scalar(t, x, y, r, r1, c0, c0 + TT);
+                }
+#endif
+        for (int64_t c = c0; c < t->cols; c += TT) tile_scalar(t, x, y, r0, r1, c, c + TT < t->cols ? c + TT : t->cols);
+    }
+    return 0;
+}
+
+int opml_transpose_batched(const void *x, int64_t count, int64_t rows, int64_t cols, int64_t itemsize, void *y,
+                           int threads) {
+    if (count < 0 || rows < 0 || cols < 0 || (itemsize != 1 && itemsize != 2 && itemsize != 4)) return -1;
+    struct transpose_job t = {(const uint8_t *)x, (uint8_t *)y, rows, cols, itemsize, (rows + RB - 1) / RB};
+    int64_t items = count * t.row_tiles;
+    if (!items || !cols) return 0;
+    int64_t per = (MIN_MACS_PER_PART / 4) / (RB * cols * itemsize) + 1, most = items / per;
+    int parts = threads <= 1 || most <= 1 ? 1 : (threads < most ? threads : (int)most);
+    return opml_parallel_for(transpose_range, &t, items, parts);
+}
+
+#undef TT
+#undef RB

@@ -30,6 +30,8 @@ def _declare() -> ctypes.CDLL | None:
     try:
         lib.opml_gconv_cfg.restype = _int
         lib.opml_gconv_cfg.argtypes = [_ptr, _ptr, _i64, _i64, _i64, _ptr, _int]
+        lib.opml_transpose_batched.restype = _int
+        lib.opml_transpose_batched.argtypes = [_ptr, _i64, _i64, _i64, _i64, _ptr, _int]
     except AttributeError:  # a library built before conv.c
         return None
     return lib
@@ -122,3 +124,16 @@ def window_sum(channels: int, kh: int, kw: int, strides: Sequence[int], dil: Seq
         return None
     w = np.ones((channels, 1, kh, kw), dtype=np.int8)
     return GroupConv(w, channels, strides, dil, pads, zero_point, x_dtype, ep, isa)
+
+
+def transpose_batched(x: np.ndarray) -> np.ndarray:
+    """``x`` [N, R, C] (1-, 2- or 4-byte elements) -> its matrices transposed, [N, C, R], C-contiguous: the conv's
+    NCHW <-> NHWC changes (per image [C, H W] <-> [H W, C]) in native tiles over the thread pool."""
+    if _LIB is None or x.ndim != 3 or x.dtype.itemsize not in (1, 2, 4):
+        return np.ascontiguousarray(x.transpose(0, 2, 1))
+    x = np.ascontiguousarray(x)
+    n, r, c = x.shape
+    y = np.empty((n, c, r), dtype=x.dtype)
+    if x.size and _LIB.opml_transpose_batched(_addr(x), n, r, c, x.dtype.itemsize, _addr(y), worker_count()):
+        raise ValueError(f"transpose: bad shape {x.shape} or item size {x.dtype.itemsize}")
+    return y

@@ -290,3 +290,20 @@ def test_window_sum_equals_the_pooling_sums(data: st.DataObject, g: dict) -> Non
     got = ws(x)
     assert got.dtype == np.int32
     np.testing.assert_array_equal(got, want)
+
+
+@given(n=st.integers(0, 3), r=st.integers(0, 150), c=st.integers(0, 70), dt=st.sampled_from([np.int8, np.uint8,
+                                                                                             np.int16, np.int32]),
+       threads=st.sampled_from([1, 2, 3]), seed=st.integers(0, 2**32 - 1))
+@FEW
+def test_transpose_batched_equals_numpy(n: int, r: int, c: int, dt: type, threads: int, seed: int) -> None:
+    """The conv's native NCHW <-> NHWC change (16x16 byte tiles, scalar edges) == numpy's transpose."""
+    info = np.iinfo(dt)
+    x = np.random.default_rng(seed).integers(int(info.min), int(info.max) + 1, size=(n, r, c)).astype(dt)
+    try:
+        set_worker_count(threads)
+        got = native_conv.transpose_batched(x)
+    finally:
+        set_worker_count(None)
+    assert got.dtype == x.dtype and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, x.transpose(0, 2, 1))
