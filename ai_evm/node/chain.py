@@ -160,6 +160,12 @@ def _truncate_gaps(db: Any, key: bytes, number: int) -> None:
     db[key] = rlp.encode((kept, number + 1), sedes=chain_gaps)
 
 
+#: L1 blocks an automine sequencer's head origin may lag behind the newest L1 block read before it mines
+#: empty blocks to catch up (each advances the origin by one). Well within the default sequencing window
+#: (64 L1 blocks) and, at 12 s L1 blocks, within the default drift (600 s).
+MAX_ORIGIN_LAG = 24
+
+
 class Sequencer:
     """The chain, its pool and its miner (see the module docstring)."""
 
@@ -177,6 +183,8 @@ class Sequencer:
         #: Whether the L1 blocks read after the head's origin hold deposits not on L2 yet (automine
         #: then mines blocks for them without waiting for a send); None: never.
         self.deposits_pending: Callable[[BlockHeaderAPI], bool] | None = None
+        #: How many L1 blocks the newest one read is past the origin of a block (a sequencer following L1).
+        self.origin_lag: Callable[[BlockHeaderAPI], int] | None = None
         #: A validator: no pool, no mining; blocks only from derived batches.
         self.derives_from_l1 = False
         #: The rollup's view of this chain from L1; None: ``safe`` and ``finalized`` are the head.
@@ -416,13 +424,25 @@ class Sequencer:
     def l1_advanced(self) -> None:
         """A new L1 block was read: under automine, mine what waited for an L1 origin, then blocks
         until the deposits read from L1 are on L2 (each block's origin advances by at most one L1
-        block; it stops when the origin cannot advance yet). With ``--block-time`` the interval
-        miner's blocks carry them."""
+        block; it stops when the origin cannot advance yet), and, once the head's origin is more than
+        :data:`MAX_ORIGIN_LAG` L1 blocks behind the newest one read, empty blocks until it is at most
+        one behind: an idle automine sequencer would otherwise keep an old origin, and its next block's
+        batch would fall outside the origin's sequencing window or drift, which every deriving node
+        drops. (Idle, that is a burst of empty blocks every ``MAX_ORIGIN_LAG`` L1 blocks.) With
+        ``--block-time`` the interval miner's blocks (empty ones included) do all this."""
         if self.config.block_time is not None or self.derives_from_l1:
             return
         if len(self.pool):
             self.mine_pending()
-        while self.deposits_pending is not None and self.deposits_pending(self.head()):
+
+        catch_up = self.origin_lag is not None and self.origin_lag(self.head()) > MAX_ORIGIN_LAG
+
+        def behind() -> bool:
+            head = self.head()
+            return (self.deposits_pending is not None and self.deposits_pending(head)) or (
+                catch_up and self.origin_lag is not None and self.origin_lag(head) > 1)
+
+        while behind():
             before = origin_of(self.head())
             if not self.mine_pending(allow_empty=True) or origin_of(self.head()) == before:
                 return

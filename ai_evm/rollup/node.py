@@ -162,6 +162,7 @@ def attach_sequencer(seq: Sequencer, follower: L1Follower) -> None:
         return any(b is not None and b.deposits for b in map(follower.block, range(after + 1, follower.next)))
 
     seq.deposits_pending = deposits_pending
+    seq.origin_lag = lambda parent: follower.next - 1 - (origin_of(parent) or genesis).number  # type: ignore[arg-type]
     seq.resolver.is_registered = follower.registry.is_registered
     fetcher = seq.resolver.fetcher
     if fetcher is not None:

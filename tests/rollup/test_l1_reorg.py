@@ -7,7 +7,8 @@ reader sees it. Here it removes a batch and the L1 blocks that later L2 blocks n
 - the validator goes back to the derivation state it had with the common ancestor, rewinds its L2
   chain to that state's safe head, and derives again from the new L1 blocks;
 - the sequencer rewinds its L2 blocks whose origin L1 no longer has and sends their transactions
-  again (they land in new blocks on the new origins);
+  again (they land in new blocks on the new origins); idle, it mines empty blocks to keep its origin
+  near L1's head (else a batch after an idle spell would fall outside its origin's window);
 - the batcher sees its last post gone and posts again from what L1 holds;
 - in the end the validator's chain is the sequencer's, hash for hash, and every transfer is in it.
 """
@@ -26,6 +27,7 @@ from eth_account import Account
 from web3 import Web3
 
 from ai_evm.dispute.deploy import Web3Deployer
+from ai_evm.node.chain import MAX_ORIGIN_LAG
 from ai_evm.rollup.anvil import Anvil
 from ai_evm.rollup.batcher import Batcher
 from ai_evm.rollup.deploy import RollupParams, deploy_rollup
@@ -88,21 +90,24 @@ def test_the_rollup_follows_an_l1_reorg(l1: str, tmp_path: Path) -> None:
     try:
         for i in range(2):
             send(seq, i, 100 + i)
-        assert batcher.step() is not None
-        first = int(seq.rpc("eth_blockNumber"), 16)
+        p1 = batcher.step()
+        assert p1 is not None
+        first = p1.last
         wait_for(lambda: int(val.rpc("eth_blockNumber"), 16) == first, 90, "the validator to derive the first batch")
 
         snap = w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
         fork_at = int(w3.eth.block_number)
-        # after the snapshot: L2 blocks on newer L1 origins, and a batch carrying them
-        wait_for(lambda: int(w3.eth.block_number) >= fork_at + 2, 30, "L1 to move on")
+        # after the snapshot: L2 blocks on newer L1 origins (an idle automine sequencer mines empty
+        # blocks to keep its origin within MAX_ORIGIN_LAG of L1), and a batch carrying them
+        wait_for(lambda: int(w3.eth.block_number) >= fork_at + MAX_ORIGIN_LAG + 3, 60, "L1 to move on")
+        wait_for(lambda: origin(seq, int(seq.rpc("eth_blockNumber"), 16)) > fork_at, 30,
+                 "the idle sequencer to follow L1 with empty blocks")
         for i in range(2, 5):
             send(seq, i, 100 + i)
-            time.sleep(1.1)
-        head = int(seq.rpc("eth_blockNumber"), 16)
-        assert origin(seq, head) > fork_at, "the test needs an L2 block whose origin the reorg removes"
         posted = batcher.step()
-        assert posted is not None and posted.last == head
+        assert posted is not None
+        head = posted.last
+        assert origin(seq, head) > fork_at, "the test needs an L2 block whose origin the reorg removes"
         wait_for(lambda: int(val.rpc("eth_blockNumber"), 16) == head, 90, "the validator to derive the second batch")
         old_hash = seq.rpc("eth_getBlockByNumber", hex(head), False)["hash"]
 
