@@ -20,7 +20,9 @@ from onnx import numpy_helper
 from ..bundle import Bundle, DType
 from ..errors import BundleError, ConversionError
 from . import (  # noqa: F401  (register lowerings)
+    lower_batch_gather,
     lower_deconv,
+    lower_logic,
     lower_masked,
     lower_ml,
     lower_pad,

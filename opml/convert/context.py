@@ -126,6 +126,12 @@ class Context:
              for n, v in zip(names, ins, strict=True)],
             [helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in node.output if o],
         )
+        if node.op_type == "GatherElements" and len(ins) == 2:  # (the reference evaluator broadcasts the index)
+            self.vals[node.output[0]] = Val(gather_elements(np.asarray(ins[0].data), np.asarray(ins[1].data),
+                                                            int(self.attr(node, "axis", 0))),
+                                            batch_dependent=any(v.batch_dependent for v in ins))
+            self.vals[node.output[0]].onnx_dtype = self.vals[node.output[0]].data.dtype
+            return
         try:
             feeds = {n: v.data for n, v in zip(names, ins, strict=True)}
             # the model's own opset: attribute forms of old opsets (Unsqueeze axes, ...) evaluate as written
@@ -282,3 +288,16 @@ class Context:
 
 def qinfo_of(v: Val) -> QInfo | None:
     return v.qinfo
+
+
+def gather_elements(data: np.ndarray, index: np.ndarray, axis: int) -> np.ndarray:
+    """ONNX GatherElements: ``out[..., i, ...] = data[..., index[..., i, ...], ...]`` along ``axis``; the output
+    has the index's shape, which may be smaller than the data's on the other axes (onnxruntime's reading)."""
+    axis = axis + data.ndim if axis < 0 else axis
+    if index.ndim != data.ndim or any(index.shape[a] > data.shape[a] for a in range(data.ndim) if a != axis):
+        raise ConversionError(f"GatherElements: index shape {index.shape} does not fit data shape {data.shape}")
+    n = data.shape[axis]
+    if index.size and (index.min() < -n or index.max() >= n):
+        raise ConversionError(f"GatherElements: index out of range [-{n}, {n - 1}]")
+    view = data[tuple(slice(0, index.shape[a]) if a != axis else slice(None) for a in range(data.ndim))]
+    return np.take_along_axis(view, np.where(index < 0, index + n, index).astype(np.int64), axis=axis)

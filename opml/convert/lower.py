@@ -352,7 +352,16 @@ def lower_pow(ctx: Context, node: onnx.NodeProto) -> None:
     if e == 1.0:
         ctx.set(node, ctx.need(node, 0))
         return
-    raise ctx.err(f"Pow with exponent {e} is not supported (2, 0.5 and 1 are)")
+    if e is not None and e == int(e) and 3 <= e <= 8:  # x^n = x^(n-1) * x: a square table, then products
+        prev = node.output[0] + "_pow2"
+        ctx.unary_from(onnx.helper.make_node("Pow", node.input, [prev]), ctx.need(node, 0), "square", {})
+        for k in range(3, int(e) + 1):
+            out = node.output[0] if k == int(e) else f"{node.output[0]}_pow{k}"
+            LOWERINGS["Mul"](ctx, onnx.helper.make_node("Mul", [prev, node.input[0]], [out],
+                                                         name=node.name if k == int(e) else ""))
+            prev = out
+        return
+    raise ctx.err(f"Pow with exponent {e} is not supported (0.5 and the integers 1 to 8 are)")
 
 
 @lowering("Softmax")

@@ -321,6 +321,10 @@ def lower_gather(ctx: Context, node: onnx.NodeProto) -> None:
     nd = data.data.ndim
     axis = axis + nd if axis < 0 else axis
     if ctx.b.batch and axis == 0:
+        from .lower_batch_gather import per_sample_gather
+
+        if per_sample_gather(ctx, node, data, idx):  # (transformers' flattened attention mask)
+            return
         raise ctx.err("gathering along the batch dimension is not supported" + BATCH_HINT)
     ind = idx.data if idx.is_const else None
     if ind is None:

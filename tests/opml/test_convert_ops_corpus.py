@@ -111,3 +111,72 @@ def test_integer_times_zero_folds() -> None:
     got, ref = run(b, feed), run_reference(b, feed)
     assert got[0].tobytes() == ref[0].tobytes()
     np.testing.assert_allclose(got[0], _ort(m, [x, sr])[0], atol=2 * max(t.scale for t in b.tensors))
+
+
+def _mask_feed(n: int, s: int, rng: np.random.Generator) -> np.ndarray:
+    keep = rng.integers(1, s + 1, n)
+    return (np.arange(s)[None, :] < keep[:, None]).astype(np.int64)
+
+
+def test_per_sample_gather_of_a_flattened_mask() -> None:
+    """transformers 5: Flatten(mask, axis 2) read by Gather(axis 0) at ``b * S + j`` (folded from Shape/Range)."""
+    s = 6
+    i64 = lambda name, v: _init(name, np.array(v, np.int64))  # noqa: E731
+    nodes = [helper.make_node("Cast", ["mask"], ["mb"], to=TensorProto.BOOL),
+             helper.make_node("Flatten", ["mb"], ["flat"], axis=2),
+             helper.make_node("Shape", ["mask"], ["shp"]),
+             helper.make_node("Gather", ["shp", "zero"], ["n"], axis=0),
+             helper.make_node("Range", ["zero", "n", "one"], ["bs"]),
+             helper.make_node("Mul", ["bs", "S"], ["off"]),
+             helper.make_node("Unsqueeze", ["off", "ax1"], ["off2"]),
+             helper.make_node("Add", ["off2", "keys"], ["idx"]),
+             helper.make_node("Gather", ["flat", "idx"], ["g"], axis=0),
+             helper.make_node("Squeeze", ["g", "ax2"], ["gm"]),
+             helper.make_node("Where", ["gm", "x", "neg"], ["y"])]
+    m = _model(nodes, [("mask", TensorProto.INT64, ["N", s]), _f("x", ["N", s])],
+               [i64("zero", 0), i64("one", 1), i64("S", s), i64("ax1", [1]), i64("ax2", [2]),
+                i64("keys", np.arange(s)[None, :]), _init("neg", np.array(-2.0, np.float32))])
+    rng = np.random.default_rng(4)
+    b = check(m, [_mask_feed(4, s, rng), rng.standard_normal((4, s)).astype(np.float32)])
+    assert "gather" in [n.op for n in b.nodes]
+
+
+@pytest.mark.parametrize("const_mask", [False, True])
+def test_and_or_not_of_masks(const_mask: bool) -> None:
+    s = 5
+    rng = np.random.default_rng(5)
+    pattern = rng.random((1, s)) < 0.6 if not const_mask else np.ones((1, s), bool)
+    nodes = [helper.make_node("Cast", ["m1"], ["b1"], to=TensorProto.BOOL),
+             helper.make_node("Cast", ["m2"], ["b2"], to=TensorProto.BOOL),
+             helper.make_node("And", ["pat", "b1"], ["a"]),
+             helper.make_node("Or", ["a", "b2"], ["o"]),
+             helper.make_node("Not", ["o"], ["no"]),
+             helper.make_node("Where", ["no", "x", "neg"], ["y"])]
+    m = _model(nodes, [("m1", TensorProto.INT64, ["N", s]), ("m2", TensorProto.INT64, ["N", s]), _f("x", ["N", s])],
+               [_init("pat", pattern), _init("neg", np.array(-1.0, np.float32))])
+    xs = [_mask_feed(4, s, rng), 1 - _mask_feed(4, s, rng), rng.standard_normal((4, s)).astype(np.float32)]
+    check(m, xs)
+
+
+def test_gather_elements_folds_with_a_smaller_index() -> None:
+    """BERT's default token_type_ids: GatherElements(Expand(buffer [1, 64], batch), position ids [1, S], axis 1)."""
+    nodes = [helper.make_node("Shape", ["x"], ["shp"]),
+             helper.make_node("Gather", ["shp", "zero"], ["n"], axis=0),
+             helper.make_node("Unsqueeze", ["n", "ax0"], ["n1"]),
+             helper.make_node("Concat", ["n1", "width"], ["tgt"], axis=0),
+             helper.make_node("Expand", ["buf", "tgt"], ["e"]),
+             helper.make_node("GatherElements", ["e", "pos"], ["ge"], axis=1),
+             helper.make_node("Cast", ["ge"], ["gf"], to=TensorProto.FLOAT),
+             helper.make_node("Add", ["x", "gf"], ["y"])]
+    buf = np.arange(8, dtype=np.int64)[None, :] % 3
+    m = _model(nodes, [_f("x", ["N", 4])], [_init("zero", np.array(0, np.int64)), _init("ax0", np.array([0], np.int64)),
+                                            _init("width", np.array([8], np.int64)), _init("buf", buf),
+                                            _init("pos", np.array([[1, 2, 3, 4]], np.int64))])
+    check(m, [np.random.default_rng(6).standard_normal((3, 4)).astype(np.float32)])
+
+
+def test_pow_by_a_small_integer() -> None:
+    """GPT-2's gelu_new has ``x ** 3``: a square table, then a product."""
+    m = _model([helper.make_node("Pow", ["x", "e"], ["y"])], [_f("x", ["N", 8])],
+               [_init("e", np.array(3.0, np.float32))])
+    check(m, [np.random.default_rng(7).uniform(-2, 2, (4, 8)).astype(np.float32)], steps=3.0)
