@@ -147,6 +147,13 @@ def _hf(kind: str) -> nn.Module:
     return HFWrapper(m.eval(), pool=kind != "gpt2")
 
 
+def _vit_tiny() -> nn.Module:
+    m = _tv().models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=64,
+                                       mlp_dim=128, num_classes=10)
+    nn.init.normal_(m.heads.head.weight, std=0.02)  # (torchvision zero-initialises the head: outputs all 0)
+    return m
+
+
 IMG = {"shape": [3, 96, 96], "kind": "image"}
 TOKENS = {"shape": [16], "kind": "tokens", "vocab": 1000}
 MASK = {"shape": [16], "kind": "mask"}
@@ -164,8 +171,7 @@ ARCHS: dict[str, tuple[Callable[[], nn.Module], list[dict[str, object]], str]] =
     "mnasnet0_5": (lambda: _tv().models.mnasnet0_5(num_classes=100), [IMG], "torchvision.models.mnasnet0_5"),
     "regnet_y_400mf": (lambda: _tv().models.regnet_y_400mf(num_classes=100), [IMG],
                        "torchvision.models.regnet_y_400mf"),
-    "vit_tiny": (lambda: _tv().models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4,
-                                                        hidden_dim=64, mlp_dim=128, num_classes=10),
+    "vit_tiny": (lambda: _vit_tiny(),
                  [{"shape": [3, 32, 32], "kind": "image"}],
                  "torchvision.models.VisionTransformer (32x32, patch 8, 2 layers, hidden 64)"),
     "bert_tiny": (lambda: _hf("bert"), [TOKENS, MASK], "transformers.BertModel (2 layers, hidden 64)"),

@@ -1,0 +1,141 @@
+"""The committed model corpus (``tests/corpus/``, ``scripts/bench/corpus.py``): every model converts (or, where the
+batch cannot stay dynamic, refuses with its one expected line and converts with the batch fixed to 1), the
+engine equals the reference interpreter on a sample of nodes (the cheapest per op kind, fed the engine's own
+inputs, zero tolerance) and agrees with onnxruntime float32 (cosine of the first output). The full table,
+with timings and bit-identity across threads and instruction sets, is ``scripts/bench/corpus.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts" / "bench"))
+
+from corpus import CORPUS_DIR, Entry, _fan_in, fix_dims, flesh, skeleton, trained_entries  # noqa: E402
+from corpus import _skeleton_entry as skeleton_entry  # noqa: E402
+
+from opml.convert import convert  # noqa: E402
+from opml.engine import get_plan  # noqa: E402
+from opml.errors import ConversionError  # noqa: E402
+from opml.reference import run_reference  # noqa: E402, F401  (the reference functions below)
+
+# models whose batch cannot stay dynamic: the start of the refusal (then they convert with the batch fixed to 1)
+REFUSES_DYNAMIC = {
+    "transformer_encoder": "node '/enc/layers.0/self_attn/MatMul' (AievmLinear): input "
+                           "'/enc/layers.0/self_attn/Transpose_output_0' is a transpose that moves the batch dimension",
+    "vit_tiny": "node '/encoder/layers/encoder_layer_0/self_attention/MatMul' (AievmLinear): input "
+                "'/encoder/layers/encoder_layer_0/self_attention/Transpose_output_0' is a transpose that moves the "
+                "batch dimension",
+}
+# cosine to onnxruntime float32 on one sample, calibrated on two: trained models 0.99 (the issue's target), random
+# ones 0.98 (the full table's 16-sample calibration gives 0.985-0.9999, onnxruntime's own int8 0.989-0.9999)
+# (vit_tiny: batch fixed to 1, so calibrated on one image: 0.91 here, 0.89 mean in the table, ort int8 0.86)
+MIN_COSINE = {"ppocr_cls (mobile v2.0)": 0.99, "silero_vad_16k (op15)": 0.99, "vit_tiny": 0.85}
+
+
+def _entries() -> list[Entry]:
+    out = [skeleton_entry(p) for p in sorted(CORPUS_DIR.glob("*.onnx"))
+           if any(t.doc_string.startswith("aievm-skeleton") for t in __import__("onnx").load(str(p)).graph.initializer)]
+    return out + [e for e in trained_entries() if e.committed]
+
+
+ENTRIES = {e.name: e for e in _entries()}
+
+
+def test_the_corpus_is_committed() -> None:
+    assert len(ENTRIES) >= 19, sorted(ENTRIES)
+    assert all(p.stat().st_size < 2_000_000 for p in CORPUS_DIR.glob("*.onnx"))
+
+
+def test_skeletons_round_trip() -> None:
+    """flesh(skeleton(m)) keeps the graph and small constants; large float weights are regenerated (the same
+    ones each time): conv weights He-scaled, the others with their mean and std."""
+    from onnx import numpy_helper
+
+    m = flesh(ENTRIES["audio_cnn1d"].load())
+    again = flesh(skeleton(m))
+    assert [n.SerializeToString() for n in m.graph.node] == [n.SerializeToString() for n in again.graph.node]
+    fan = _fan_in(m)
+    for a, b in zip(m.graph.initializer, again.graph.initializer, strict=True):
+        x, y = numpy_helper.to_array(a), numpy_helper.to_array(b)
+        assert x.shape == y.shape and x.dtype == y.dtype
+        if x.size <= 256 or a.name in fan:
+            assert np.array_equal(x, y)  # (kept, or He-scaled from the same seed)
+        else:  # (regenerated from the regenerated tensor's own mean and std)
+            assert abs(float(y.std()) - float(x.std())) <= 0.1 * float(x.std()) + 1e-6
+        if x.size > 256 and a.name in fan:
+            assert abs(float(y.std()) - np.sqrt(2.0 / fan[a.name])) <= 0.1 * np.sqrt(2.0 / fan[a.name])
+
+
+def _reference_fn(op: str):  # type: ignore[no-untyped-def]
+    import opml.reference as ref
+
+    return getattr(ref, "ref_" + op, None)
+
+
+def _sampled_nodes_equal_reference(bundle, xs: list[np.ndarray], batch: int) -> int:  # type: ignore[no-untyped-def]
+    """Run the engine node by node; for the smallest node of each op kind, the reference on the same inputs."""
+    from opml import kernels_data
+
+    plan = get_plan(bundle)
+    env = {**plan.consts, **dict(zip(bundle.inputs, xs, strict=True))}
+    outs = []
+    for j, node in enumerate(bundle.nodes):
+        env[node.outputs[0]] = plan.kernels[j]([env[i] for i in node.inputs])
+        outs.append(int(env[node.outputs[0]].size))
+    chosen: dict[str, int] = {}
+    for j, node in enumerate(bundle.nodes):
+        if node.op not in chosen or outs[j] < outs[chosen[node.op]]:
+            chosen[node.op] = j
+    for j in chosen.values():
+        node = bundle.nodes[j]
+        args = [env[i] if i in env else bundle.tensors[i].array() for i in node.inputs]
+        fn = _reference_fn(node.op)
+        if fn is None:
+            want = getattr(kernels_data, "prepare_" + node.op)(node, bundle.tensors)(args)
+        elif node.op in ("matmul", "add", "mul"):
+            want = fn(node, bundle.tensors, args[0], args[1])
+        else:
+            want = fn(node, bundle.tensors, args[0])
+        got = env[node.outputs[0]]
+        assert got.dtype == want.dtype and got.tobytes() == np.ascontiguousarray(want).tobytes(), \
+            f"node {j} ({node.op} {node.name!r}): engine != reference"
+    return len(chosen)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    x, y = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    return float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y)))
+
+
+@pytest.mark.parametrize("name", sorted(ENTRIES))
+def test_corpus_model(name: str) -> None:
+    e = ENTRIES[name]
+    m = e.load()
+    fixed = all(s.get("batch") is False for s in e.inputs)
+    xs = e.batch(1, 0) if fixed else e.batch(2, 0)
+    if name in REFUSES_DYNAMIC:
+        with pytest.raises(ConversionError) as err:
+            convert(m, xs)
+        assert str(err.value).startswith(REFUSES_DYNAMIC[name]) and "\n" not in str(err.value), str(err.value)
+        assert str(err.value).endswith("or export the model batch first")
+        m = fix_dims(e.load(), {"batch": 1})
+        xs = [x[:1] for x in xs]
+    bundle = convert(m, xs)
+    feed = [x.reshape(1) if x.ndim == 0 else x for x in xs]
+    assert _sampled_nodes_equal_reference(bundle, feed, 1) >= 3
+    from opml.engine import run
+
+    got = run(bundle, feed)[0]
+    inits = {i.name for i in m.graph.initializer}
+    names = [i.name for i in m.graph.input if i.name not in inits]
+    want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, dict(zip(names, xs, strict=True)))[0]
+    assert got.shape == want.shape
+    assert _cosine(got, want) >= MIN_COSINE.get(name, 0.98), _cosine(got, want)
