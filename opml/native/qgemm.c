@@ -463,9 +463,11 @@ OPML_TARGET_512 static void epilogue_avx512(const struct epilogue *e, int64_t c0
     const __m512i hi = _mm512_loadu_si512((const void *)(e->hi32 + c0));
     const __m512i m = _mm512_loadu_si512((const void *)(e->mul32 + c0)), mo = _mm512_srli_epi64(m, 32);
     const int64_t *ad = e->addp + c0, *sh = e->shiftp + c0, *po = e->postp + c0;
-    const __m512i ad0 = OPML_HALVES(ad, 0), sh0 = OPML_HALVES(sh, 0), po0 = OPML_HALVES(po, 0);
-    const __m512i ad1 = OPML_HALVES(ad, 4), sh1 = OPML_HALVES(sh, 4), po1 = OPML_HALVES(po, 4);
-    const __m512i zero = _mm512_setzero_si512(), span = _mm512_set1_epi64(e->span), base = _mm512_set1_epi64(e->base);
+    /* clamp(v + post, 0, span) + base == clamp(v + (post + base), base, span + base): one add fewer per lane */
+    const __m512i base = _mm512_set1_epi64(e->base), top = _mm512_set1_epi64(e->span + e->base);
+    const __m512i ad0 = OPML_HALVES(ad, 0), sh0 = OPML_HALVES(sh, 0), po0 = _mm512_add_epi64(OPML_HALVES(po, 0), base);
+    const __m512i ad1 = OPML_HALVES(ad, 4), sh1 = OPML_HALVES(sh, 4), po1 = _mm512_add_epi64(OPML_HALVES(po, 4), base);
+    const __m512i zero = _mm512_setzero_si512();
     const __m512i cv = corr ? _mm512_loadu_si512((const void *)corr) : zero;
     const __mmask16 mask = (__mmask16)(cols >= NR ? 0xFFFF : (1u << cols) - 1);
     for (int64_t r = 0; r < rows; r++) {
@@ -475,8 +477,8 @@ OPML_TARGET_512 static void epilogue_avx512(const struct epilogue *e, int64_t c0
         __m512i od = _mm512_mul_epi32(_mm512_srli_epi64(a, 32), mo);
         ev = _mm512_add_epi64(_mm512_srlv_epi64(_mm512_add_epi64(ev, ad0), sh0), po0);
         od = _mm512_add_epi64(_mm512_srlv_epi64(_mm512_add_epi64(od, ad1), sh1), po1);
-        ev = _mm512_add_epi64(_mm512_min_epi64(_mm512_max_epi64(ev, zero), span), base);
-        od = _mm512_add_epi64(_mm512_min_epi64(_mm512_max_epi64(od, zero), span), base);
+        ev = _mm512_min_epi64(_mm512_max_epi64(ev, base), top);
+        od = _mm512_min_epi64(_mm512_max_epi64(od, base), top);
         __m512i v = _mm512_mask_blend_epi32((__mmask16)0xAAAA, ev, _mm512_slli_epi64(od, 32)); /* low 32 bits */
         void *d = dst + r * row_bytes;
         if (e->outkind == 0)
@@ -986,7 +988,8 @@ OPML_TARGET_AMX static void amx_end(void) { _tile_release(); }
 OPML_TARGET_AMX __attribute__((always_inline)) static inline void amx_block_mn(const uint8_t *xs, int64_t lda,
                                                                                const int8_t *p0, const int8_t *p1,
                                                                                int64_t kq16, int32_t *acc,
-                                                                               const int mt, const int nt) {
+                                                                               const int mt, const int nt,
+                                                                               const int8_t *pf) {
     const int64_t bstride = KQ * NR, cstride = 2 * NR * (int64_t)sizeof(int32_t);
     __asm__ volatile("" : : : "memory"); /* xs is written before the (asm) tile loads read it */
     _tile_zero(0);
@@ -996,6 +999,9 @@ OPML_TARGET_AMX __attribute__((always_inline)) static inline void amx_block_mn(c
     for (int64_t q = 0; q < kq16; q += AMX_GROUPS) {
         _tile_loadd(4, xs + q * KQ, lda);
         _tile_loadd(6, p0 + q * KQ * NR, bstride);
+        if (pf) /* the next panel pair's groups 2q .. 2q + 31 (2 KiB): all of it over this block's steps */
+            for (int i = 0; i < 2 * AMX_GROUPS; i++)
+                _mm_prefetch((const char *)(pf + (2 * q + i) * KQ * NR), _MM_HINT_T0);
         if (mt == 2) _tile_loadd(5, xs + AMX_ROWS * lda + q * KQ, lda);
         if (nt == 2) _tile_loadd(7, p1 + q * KQ * NR, bstride);
         _tile_dpbusd(0, 4, 6);
@@ -1011,15 +1017,15 @@ OPML_TARGET_AMX __attribute__((always_inline)) static inline void amx_block_mn(c
 }
 
 OPML_TARGET_AMX static void amx_block(const uint8_t *xs, int64_t lda, const int8_t *p0, const int8_t *p1,
-                                      int64_t kq16, int32_t *acc, int mt, int nt) {
+                                      int64_t kq16, int32_t *acc, int mt, int nt, const int8_t *pf) {
     if (mt == 2 && nt == 2)
-        amx_block_mn(xs, lda, p0, p1, kq16, acc, 2, 2);
+        amx_block_mn(xs, lda, p0, p1, kq16, acc, 2, 2, pf);
     else if (mt == 2)
-        amx_block_mn(xs, lda, p0, p1, kq16, acc, 2, 1);
+        amx_block_mn(xs, lda, p0, p1, kq16, acc, 2, 1, pf);
     else if (nt == 2)
-        amx_block_mn(xs, lda, p0, p1, kq16, acc, 1, 2);
+        amx_block_mn(xs, lda, p0, p1, kq16, acc, 1, 2, pf);
     else
-        amx_block_mn(xs, lda, p0, p1, kq16, acc, 1, 1);
+        amx_block_mn(xs, lda, p0, p1, kq16, acc, 1, 1, pf);
 }
 
 /* The tail: acc rows [0, rows) += groups [q0, kq) of xs times nt panels (AVX-512 VPDPBUSD, exact as above). */
@@ -1099,7 +1105,10 @@ static int qgemm_u8s8(const void *x, int xsigned, int64_t m, int64_t k, const in
                 if (amx && rows >= AMX_MIN_ROWS) {
                     int64_t kq16 = kq / AMX_GROUPS * AMX_GROUPS;
                     const int8_t *panel1 = panel + kq * KQ * NR;
-                    amx_block(xt, KQ * kq, panel, panel1, kq16, &acc[0][0], rows > AMX_ROWS ? 2 : 1, panels);
+                    /* the first block of a pair prefetches the next pair (only with two A tiles: measured, a
+                     * one-tile block has too few tile steps to hide the prefetches) */
+                    amx_block(xt, KQ * kq, panel, panel1, kq16, &acc[0][0], rows > AMX_ROWS ? 2 : 1, panels,
+                              r0 == 0 && rows > AMX_ROWS && c0 + 2 * NR < n1 ? panel + 2 * kq * KQ * NR : NULL);
                     if (kq16 < kq) amx_tail(xt, KQ * kq, panel, panel1, kq16, kq, acc, rows, panels);
                 } else
 #endif
