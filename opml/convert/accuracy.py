@@ -37,6 +37,9 @@ from .calibrate import METHODS, AccuracyOptions, ConversionTrace
 INT16_PRODUCERS = ("Conv", "Gemm", "AievmLinear", "MatMul", "Add")
 INT16_READERS = ("Add", "LayerNormalization", "Conv", "Clip", "Relu", "GlobalAveragePool", "ReduceMean", "ReduceSum",
                  "Gemm", "AievmLinear", "MatMul")
+# ops whose output stays int16 when their input is (data movement, the clamping Clip/Relu, a wide Add)
+INT16_KEEPERS = ("Clip", "Relu", "Add", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice",
+                 "Split", "Gather", "Identity", "Dropout", "Expand")
 COSINE_GRID = 1e-6
 
 
@@ -121,9 +124,25 @@ def int16_candidates(model: onnx.ModelProto) -> list[str]:
     g = rewrite_graph(model.graph)
     consts = {i.name for i in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
     readers: dict[str, set[str]] = {}
+    nodes_reading: dict[str, list[onnx.NodeProto]] = {}
     for n in g.node:
         for i in n.input:
             readers.setdefault(i, set()).add(n.op_type)
+            nodes_reading.setdefault(i, []).append(n)
+
+    def reaches_concat(y: str) -> bool:
+        """Whether int16 would flow from ``y`` into a Concat (which needs one dtype) through ops that keep it."""
+        todo, seen = [y], set()
+        while todo:
+            v = todo.pop()
+            for r in nodes_reading.get(v, []):
+                if r.op_type == "Concat":
+                    return True
+                if r.op_type in INT16_KEEPERS and r.output and r.output[0] not in seen:
+                    seen.add(r.output[0])
+                    todo.extend(o for o in r.output if o)
+        return False
+
     outs = {o.name for o in g.output}
     found = []
     for n in g.node:
@@ -134,7 +153,7 @@ def int16_candidates(model: onnx.ModelProto) -> list[str]:
         if n.op_type == "MatMul" and n.input[1] not in consts:
             continue  # (two activations: int8 matmul only)
         y = n.output[0]
-        if y in outs or readers.get(y, set()) & set(INT16_READERS):
+        if (y in outs or readers.get(y, set()) & set(INT16_READERS)) and not reaches_concat(y):
             found.append(y)
     return found
 
@@ -236,8 +255,14 @@ def _choose_int16(m: onnx.ModelProto, arrays: list[np.ndarray], want: list[np.nd
         nonlocal n
         if k not in tried:
             opts = AccuracyOptions(base.options.method, base.options.bias_correction, frozenset(ranked[:k]))
-            bundle, rep, readers = measure(m, arrays, want, opts, name, weight_bits)
             n += 1
+            try:
+                bundle, rep, readers = measure(m, arrays, want, opts, name, weight_bits)
+            except ConversionError as e:  # (a reader the candidate rules did not foresee: not a usable choice)
+                log.append(f"int16 top {k} of {len(ranked)}: does not convert ({e})")
+                tried[k] = AccuracyResult(base.bundle, base.options, [OutputAccuracy(o.name, -1.0, -1.0)
+                                                                      for o in base.report])
+                return tried[k]
             log.append(f"int16 top {k} of {len(ranked)} by int8 noise: {score(rep):.6f}")
             tried[k] = AccuracyResult(bundle, opts, rep, readers)
         return tried[k]

@@ -224,6 +224,25 @@ def test_int16_bundle_same_bytes_on_every_path(tmp_path: Path, env: dict[str, st
     assert out == want
 
 
+def test_no_candidate_flows_into_a_concat() -> None:
+    """``concat`` needs one dtype: a tensor whose int16 would reach a Concat (through Clip, Relu, Add or data
+    movement) is not a candidate; the Concat-free branch still is."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(0, 1, (3, 4, 5, 5)).astype(np.float32)
+    inits = [numpy_helper.from_array(rng.normal(0, .5, (4, 4, 1, 1)).astype(np.float32), n) for n in ("w", "v")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Add", ["c", "x"], ["s"]),
+             helper.make_node("Relu", ["s"], ["r"]), helper.make_node("Concat", ["r", "x"], ["y"], axis=1),
+             helper.make_node("Conv", ["x", "v"], ["d"]), helper.make_node("Add", ["d", "x"], ["z"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 5, 5])],
+                          [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in ("y", "z")], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    assert int16_candidates(m) == ["d", "z"]
+    with pytest.raises(ConversionError, match="Concat"):
+        convert(m, x, accuracy=AccuracyOptions(int16=frozenset({"c"})))
+    res = choose_options(m, x, target_cosine=1.0, max_conversions=10)
+    assert res.options.int16 <= {"d", "z"}
+
+
 def test_int16_names_must_be_candidates() -> None:
     m, x = _small_block()
     with pytest.raises(ConversionError, match=r"int16 was asked for \['r1'\]"):
