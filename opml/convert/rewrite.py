@@ -238,10 +238,11 @@ def rewrite_graph(graph: onnx.GraphProto) -> onnx.GraphProto:
     """A copy of ``graph`` with the fusions applied (the input is not modified)."""
     g = _Graph(graph)
     from .rewrite_masked import fuse_masked_mean, fuse_masked_softmax
+    from .rewrite_onehot import fuse_onehot_matmul
     from .rewrite_recurrent import batch_first_recurrent
 
-    for rule in (_fold_batchnorm, _fuse_layernorm, _fuse_gelu, _fuse_matmul_add, _fuse_relu, fuse_masked_softmax,
-                 fuse_masked_mean, batch_first_recurrent):
+    for rule in (fuse_onehot_matmul, _fold_batchnorm, _fuse_layernorm, _fuse_gelu, _fuse_matmul_add, _fuse_relu,
+                 fuse_masked_softmax, fuse_masked_mean, batch_first_recurrent):
         while rule(g):
             pass
     out = onnx.GraphProto()

@@ -342,8 +342,10 @@ def _row_cos(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     x = a.astype(np.float64).reshape(a.shape[0], -1)
     y = b.astype(np.float64).reshape(b.shape[0], -1)
     d = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
-    c = np.where(d > 0, (x * y).sum(axis=1) / np.where(d > 0, d, 1.0), 1.0)
-    return float(c.mean()), float(c.min())
+    if np.all(d == 0):  # (an all-zero output compares nothing)
+        return float("nan"), float("nan")
+    c = np.where(d > 0, (x * y).sum(axis=1) / np.where(d > 0, d, 1.0), np.nan)
+    return float(np.nanmean(c)), float(np.nanmin(c))
 
 
 def _names(m: onnx.ModelProto) -> list[str]:

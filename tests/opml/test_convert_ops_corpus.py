@@ -180,3 +180,20 @@ def test_pow_by_a_small_integer() -> None:
     m = _model([helper.make_node("Pow", ["x", "e"], ["y"])], [_f("x", ["N", 8])],
                [_init("e", np.array(3.0, np.float32))])
     check(m, [np.random.default_rng(7).uniform(-2, 2, (4, 8)).astype(np.float32)], steps=3.0)
+
+
+def test_one_hot_matmul_is_a_gather() -> None:
+    """magika's byte embedding: Cast(Equal(Expand(Reshape(x, [-1, S, 1])), arange(K)), float) @ W."""
+    s, k, d = 6, 9, 4
+    nodes = [helper.make_node("Reshape", ["x", "shp"], ["r"]),
+             helper.make_node("Expand", ["r", "big"], ["e"]),
+             helper.make_node("Equal", ["e", "iota"], ["eq"]),
+             helper.make_node("Cast", ["eq"], ["oh"], to=TensorProto.FLOAT),
+             helper.make_node("MatMul", ["oh", "w"], ["y"])]
+    w = np.random.default_rng(8).standard_normal((k, d)).astype(np.float32)
+    m = _model(nodes, [("x", TensorProto.INT32, ["N", s])],
+               [_init("shp", np.array([-1, s, 1], np.int64)), _init("big", np.array([1, s, k], np.int64)),
+                _init("iota", np.arange(k, dtype=np.int32).reshape(1, 1, k)), _init("w", w)])
+    x = np.random.default_rng(9).integers(0, k, (3, s)).astype(np.int32)
+    b = check(m, [x])
+    assert "gather" in [n.op for n in b.nodes] and not any(n.op in ("linear", "matmul") for n in b.nodes)
