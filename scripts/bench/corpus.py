@@ -336,11 +336,17 @@ class Row:
     convert_s: float = float("nan")
     note: str = ""
     digest: str = ""
+    auto_mean: float = float("nan")
+    auto_min: float = float("nan")
+    auto_opts: str = ""
 
 
 def _row_cos(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Mean and minimum cosine over samples (rows); one value per sample (a score): the cosine of the column."""
     x = a.astype(np.float64).reshape(a.shape[0], -1)
     y = b.astype(np.float64).reshape(b.shape[0], -1)
+    if x.shape[1] == 1:
+        x, y = x.reshape(1, -1), y.reshape(1, -1)
     d = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
     if np.all(d == 0):  # (an all-zero output compares nothing)
         return float("nan"), float("nan")
@@ -405,7 +411,7 @@ def _best(fn: Callable[[], object], repeat: int) -> float:
     return best
 
 
-def measure(e: Entry, bundle_dir: Path, repeat: int = 5) -> Row:
+def measure(e: Entry, bundle_dir: Path, repeat: int = 5, auto: bool = False) -> Row:
     """Convert and compare one model (see the module docstring); the bundle is saved in ``bundle_dir``."""
     from opml.bundle import encode_bundle
     from opml.convert import convert
@@ -455,6 +461,17 @@ def measure(e: Entry, bundle_dir: Path, repeat: int = 5) -> Row:
     if len(want_all[0]) > 1 and w.dtype.kind in "iu":  # labels first: the cosine is the probabilities'
         row.cos_mean, row.cos_min = _row_cos(np.concatenate([o[-1] for o in got_all]),
                                              np.concatenate([o[-1] for o in want_all]))
+    if auto and e.kind != "sklearn":  # opml.convert.accuracy's search (range method, bias correction, int16)
+        from opml.convert.accuracy import choose_options
+
+        try:
+            res = choose_options(m, calib[0], name=e.name, max_conversions=8)
+            ga = [run(res.bundle, _engine_feed(xs))[0] for xs in evals]
+            row.auto_mean, row.auto_min = _row_cos(
+                np.concatenate([a.reshape(1, -1) if fixed_batch(e) else a for a in ga]), w)
+            row.auto_opts = res.options.describe()
+        except ConversionError as err:
+            row.auto_opts = f"search failed: {err}"
     row.digest = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in got)).hexdigest()
     (bundle_dir / f"{_slug(e.name)}.bundle").write_bytes(encode_bundle(bundle))
     np.savez(bundle_dir / f"{_slug(e.name)}.npz", *[x for xs in evals for x in _engine_feed(xs)])
@@ -549,7 +566,10 @@ def print_table(rows: list[Row], markdown: bool) -> None:
             conv = f"yes ({r.nodes} nodes{'; ' + r.note if r.note else ''})"
             if r.error:
                 conv = f"batch 1 only ({r.nodes} nodes): dynamic batch refused: `{r.error}`"
-            cells = [r.name, r.kind, conv, f"{_f(r.cos_mean)} / {_f(r.cos_min)}", int8,
+            cos = f"{_f(r.cos_mean)} / {_f(r.cos_min)}"
+            if r.auto_opts:
+                cos += f"; auto: {_f(r.auto_mean)} / {_f(r.auto_min)}"
+            cells = [r.name, r.kind, conv, cos, int8,
                      _f(r.top1, ".3f") if r.top1 == r.top1 else "(one output)", r.identical, ratio]
         print("| " + " | ".join(cells) + " |" if markdown else "  ".join(c for c in cells if c), flush=True)
 
@@ -562,6 +582,8 @@ def main() -> None:
     ap.add_argument("--no-identity", action="store_true", help="skip the bit-identity processes")
     ap.add_argument("--no-sklearn", action="store_true")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--accuracy-auto", action="store_true",
+                    help="also convert with opml.convert.accuracy's search (8 conversions) and report its cosine")
     args = ap.parse_args()
     if args.wheels_fetch:
         fetch_wheels()
@@ -571,7 +593,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as td:
         for e in entries:
             t = time.perf_counter()
-            r = measure(e, Path(td), args.repeat)
+            r = measure(e, Path(td), args.repeat, args.accuracy_auto)
             rows.append(r)
             print(f"# {e.name}: {'error' if r.error else 'ok'} in {time.perf_counter() - t:.0f} s", file=sys.stderr,
                   flush=True)
