@@ -38,7 +38,7 @@ def fuse_onehot_matmul(g: _Graph) -> bool:
             if not k:
                 continue
             ex = g.producer.get(eq.input[side])
-            if ex is None or ex.op_type != "Expand" or g.only_consumer(ex.output[0]) is not eq:
+            if ex is None or ex.op_type != "Expand" or id(g.only_consumer(ex.output[0])) != id(eq):
                 continue
             rs = g.producer.get(ex.input[0])
             shape = g.const(rs.input[1]) if rs is not None and rs.op_type == "Reshape" else None
