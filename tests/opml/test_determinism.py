@@ -14,7 +14,7 @@ different environments:
 - all of the above combined,
 - opml's native kernels off (``OPML_NATIVE=0``: the numpy path) and forced to their portable C
   version (``OPML_NATIVE_ISA=generic``: no AVX2), each also with one thread, and forced to each other
-  instruction set (``avx2``, ``avx512vnni``, ``avxvnni``; one the CPU lacks is skipped, naming it).
+  instruction set (``avx2``, ``avx512vnni``, ``avxvnni``, ``amx``; one the CPU lacks is skipped, naming it).
 
 Each subprocess also reports the BLAS core and numpy CPU features it actually ran with, so a variant
 that silently had no effect is caught.
