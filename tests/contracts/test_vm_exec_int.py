@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pinned_hypothesis import no_local_constants  # noqa: F401 (autouse: examples independent of the imports)
 
 from fraud_vm import errors as E
 from fraud_vm import isa as I
@@ -465,3 +466,52 @@ def test_float_kinds_are_not_executed(harness: Any) -> None:
         got = solidity_exec(harness, ins, regions, words, Regs((0,) * 4, (0,) * 32, (0,) * 32))
         assert got.error == "NotAnIntegerKind", (kind, got)
 
+
+
+# ------------------------------------------------------------------------------------------------
+# FIN_REQ's operand reuse (LibExecInt.finReq: a lane whose operand equals the previous lane's reuses
+# its value unless the operand lies in the output region)
+
+
+def _elements(values: Sequence[int], itemsize: int) -> dict[int, bytes]:
+    """Region words holding ``values`` (little-endian, two's complement), 32 bytes each."""
+    raw = b"".join((v % (1 << (8 * itemsize))).to_bytes(itemsize, "little") for v in values)
+    raw += bytes(-len(raw) % 32)
+    return {w: raw[32 * w: 32 * w + 32] for w in range(len(raw) // 32)}
+
+
+def _fin_req_layout() -> tuple[list[Region], Words]:
+    """bias (int32 x 4), multiplier (int32 x 4), shift (int32 x 4), output int32 x 16."""
+    cols = [[7, -9, 1 << 20, -3], [1 << 30, 3 << 28, 1 << 29, 5 << 27], [31, 30, 33, 29],
+            [11 * k - 60 for k in range(16)]]
+    regions = [Region((int(DType.INT32), 1, len(v)), DType.INT32, 4 * len(v)) for v in cols]
+    words = {(r, w): b for r, v in enumerate(cols) for w, b in _elements(v, 4).items()}
+    return regions, words
+
+
+FIN_REQ_CASES = {
+    # (a, b, c per lane; out; raw): conv-like, every lane the same channel
+    "one_channel": ([(0, 1)] * 8, [(1, 1)] * 8, [(2, 1)] * 8, tuple(range(8)), 0),
+    # a block straddling channels, and back: A A B B A (reuse only from the previous lane)
+    "straddle": ([(0, 0), (0, 0), (0, 2), (0, 2), (0, 0)], [(1, 0), (1, 0), (1, 2), (1, 2), (1, 0)],
+                 [(2, 3), (2, 3), (2, 1), (2, 1), (2, 3)], (0, 1, 2, 3, 4), 0),
+    # PAD between equal operands
+    "pad_between": ([(0, 3), PAD, (0, 3)], [(1, 2), PAD, (1, 2)], [PAD, (2, 0), (2, 0)], (5, 6, 7), 0),
+    # the same output element read by every lane while earlier lanes write it: read every time
+    "output_operand": ([(3, 1)] * 6, [PAD] * 6, [PAD] * 6, (1, 1, 2, 1, 3, 1), 1),
+    "output_operand_requant": ([(3, 4)] * 4, [(1, 0)] * 4, [(2, 0)] * 4, (4, 4, 4, 5), 0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FIN_REQ_CASES))
+def test_fin_req_operand_reuse(harness: Any, case: str) -> None:
+    a, b, c, out, raw = FIN_REQ_CASES[case]
+    regions, words = _fin_req_layout()
+    acc = tuple((-1) ** k * (1000 * k + 17) for k in range(LANES))
+    ins = Instr(Kind.FIN_REQ, out, tuple(a), tuple(b), tuple(c), (3, I32_MIN, I32_MAX, raw, 1 << 30, 31))
+    want = check_same(harness, ins, regions, words, ((0,) * N_SCALARS, acc, (0,) * LANES))
+    assert want.error is None, want
+    # a word the lanes share is missing: the first lane that reads it fails, in both
+    missing = dict(words)
+    del missing[(a[0][0], 0)]
+    assert check_same(harness, ins, regions, missing, ((0,) * N_SCALARS, acc, (0,) * LANES)).error == "WordNotInWitness"

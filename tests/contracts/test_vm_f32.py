@@ -26,6 +26,7 @@ import pytest
 from eth_abi import decode
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pinned_hypothesis import no_local_constants  # noqa: F401 (autouse: examples independent of the imports)
 
 from ai_evm.contracts import artifact
 from fraud_vm import f32 as F

@@ -31,6 +31,7 @@ import pytest
 from eth_utils import keccak
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pinned_hypothesis import no_local_constants  # noqa: F401 (autouse: examples independent of the imports)
 
 from ai_evm.dispute.deploy import DisputeContracts, deploy_dispute_contracts
 from fraud_vm import errors as vm_errors

@@ -22,7 +22,7 @@ import { LibMultiproof, MultiproofTrace } from "./LibMultiproof.sol";
 import { LibVMState, VMState } from "./LibVMState.sol";
 import { LibWitness } from "./LibWitness.sol";
 import { VMProgram, familyFor } from "./VMProgram.sol";
-import { Instr, K_CAST, K_DEQUANT, K_QUANT, MAX_WITNESS_WORDS, Region, Regs, StepMemory } from "./VMTypes.sol";
+import { Instr, K_CAST, K_DEQUANT, K_FIN_MOVE, K_FIN_REQ, K_QUANT, MAX_WITNESS_WORDS, Region, Regs, StepMemory } from "./VMTypes.sol";
 
 /// @notice The program contract answered with an encoding that does not fit its own return data
 ///         (never for `VMProgram`; guards the verifier's in-place decoding of the answer). Declared
@@ -69,11 +69,25 @@ contract FraudVMStepVerifier is IStepVerifier, IProgramLength {
         (uint256 n, Region[] memory regions, Instr memory instr) = _callProgram(context, state.step);
         // 4. INVARIANT: only a running state inside its program takes a step.
         _checkRunnable(state, n);
-        // the lanes are decoded (and re-encoded) only for the kinds that touch them
-        bool lanes = LibVMState.usesLanes(instr.kind);
-        if (lanes) LibVMState.decodeLanes(preState, state.regs);
+        // the lanes are decoded (and re-encoded) only for the kinds that touch them; a block
+        // finisher (FIN_*) reads only its `out.length` lanes and leaves every lane zero
+        uint256 lanes = _laneUse(instr);
+        if (lanes == 1) LibVMState.decodeLanes(preState, state.regs);
+        else if (lanes == 2) LibVMState.decodeLanesPrefix(preState, state.regs, instr.out.length);
         _run(state, n, regions, instr, words, siblings);
-        postStateHash_ = lanes ? LibVMState.stateHash(state) : LibVMState.stateHashSameLanes(state, preState);
+        if (lanes == 1) postStateHash_ = LibVMState.stateHash(state);
+        else if (lanes == 2) postStateHash_ = LibVMState.stateHashZeroLanes(state);
+        else postStateHash_ = LibVMState.stateHashSameLanes(state, preState);
+    }
+
+    /// @notice How a step of `_instr` uses the lanes: 0 not at all (the kinds outside 1..8), 2
+    ///         a block finisher (FIN_REQ, FIN_DIV, FIN_MOVE: reads lanes `[0, out.length)`, then
+    ///         `resetLanes` clears all of them), 1 the accumulating kinds (every lane decoded and
+    ///         re-encoded).
+    function _laneUse(Instr memory _instr) private pure returns (uint256) {
+        uint8 k = _instr.kind;
+        if (!LibVMState.usesLanes(k)) return 0;
+        return k >= K_FIN_REQ && k <= K_FIN_MOVE ? 2 : 1;
     }
 
     /// @notice Steps 5-8 of `verify_step` for a runnable state: prove the words, execute, check

@@ -238,28 +238,53 @@ library LibContext {
     /// @param _ctx The decoded context.
     /// @return regions_ One region per tensor.
     function regions(NodeContext memory _ctx) internal pure returns (Region[] memory regions_) {
-        // SAFETY: at most 9 header words per region; `size < 2^64` (`info`), times an
-        // item size of at most 8, plus 31: nothing here wraps.
-        unchecked {
-            uint256 nt = _ctx.tensors.length;
-            regions_ = new Region[](nt);
-            for (uint256 r = 0; r < nt; ++r) {
-                TensorInfo memory t = _ctx.tensors[r];
-                uint256 nd = t.shape.length;
-                uint256[] memory header = new uint256[](nd + 2);
-                header[0] = t.dtype;
-                header[1] = nd;
-                for (uint256 i = 0; i < nd; ++i) {
-                    header[2 + i] = t.shape[i];
+        TensorInfo[] memory ts = _ctx.tensors;
+        // SAFETY: builds the array in free memory and moves the free memory pointer past it: the
+        // pointer slots, then per region its header array (`nd + 2` words) and its six-word
+        // `Region` (header pointer, dtype, itemsize, nbytes, nWords, depth). `TensorInfo` in
+        // memory is (dtype, shape pointer, size, ..). At most 9 header words per region;
+        // `size < 2^64` (`info`), times an item size of at most 8, plus 31: nothing wraps.
+        assembly ("memory-safe") {
+            let nt := mload(ts)
+            regions_ := mload(0x40)
+            mstore(regions_, nt)
+            let p := add(regions_, shl(5, add(nt, 1)))
+            for { let r := 0 } lt(r, nt) { r := add(r, 1) } {
+                let t := mload(add(ts, shl(5, add(r, 1))))
+                let dt := mload(t)
+                let shape := mload(add(t, 0x20))
+                let nd := mload(shape)
+                let h := p
+                mstore(h, add(nd, 2))
+                mstore(add(h, 0x20), dt)
+                mstore(add(h, 0x40), nd)
+                mcopy(add(h, 0x60), add(shape, 0x20), shl(5, nd))
+                let reg := add(h, shl(5, add(nd, 3)))
+                p := add(reg, 0xc0)
+                mstore(add(regions_, shl(5, add(r, 1))), reg)
+                // `itemsize`: int16 2, int32 and float32 4, int64 8, the others 1
+                let size := 1
+                switch dt
+                case 3 { size := 2 }
+                case 4 { size := 4 }
+                case 5 { size := 8 }
+                case 6 { size := 4 }
+                let nbytes := mul(mload(add(t, 0x40)), size)
+                let nw := shr(5, add(nbytes, 31))
+                // `treeDepth(nw)`: 1 for no word, else the bit length of `nw - 1`
+                let depth := 1
+                if nw {
+                    depth := 0
+                    for { let x := sub(nw, 1) } x { x := shr(1, x) } { depth := add(depth, 1) }
                 }
-                Region memory reg = regions_[r];
-                reg.header = header;
-                reg.dtype = t.dtype;
-                reg.itemsize = itemsize(t.dtype);
-                reg.nbytes = t.size * reg.itemsize;
-                reg.nWords = (reg.nbytes + 31) / 32;
-                reg.depth = treeDepth(reg.nWords);
+                mstore(reg, h)
+                mstore(add(reg, 0x20), dt)
+                mstore(add(reg, 0x40), size)
+                mstore(add(reg, 0x60), nbytes)
+                mstore(add(reg, 0x80), nw)
+                mstore(add(reg, 0xa0), depth)
             }
+            mstore(0x40, p)
         }
     }
 }

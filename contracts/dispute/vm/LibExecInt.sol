@@ -241,26 +241,60 @@ library LibExecInt {
 
     /// @notice FIN_REQ: `v = acc + (a PAD ? 0 : A)`; `raw ? clamp_int32(v) : LibChecked.requant(v, b PAD ? m : B,
     ///         c PAD ? s : C, zp, qmin, qmax)`. imm: zp, qmin, qmax, raw, mult, shift.
+    /// @dev The lanes of a block often read the same `a` / `b` / `c` element (a conv's per-channel
+    ///      bias, multiplier and shift): a lane whose operand equals the previous lane's reuses the
+    ///      value read then, unless it lies in the output region (which the lanes write). Python
+    ///      reads it again and gets the same value (the element was read without error and no
+    ///      write reached its region since), so the verdict and the post-state are the same.
     function finReq(Instr memory _ins, Regs memory _regs, StepMemory memory _m) internal pure {
         (uint256 r, int256 lo, int256 hi) = outRange(_m);
+        // the previous lane's a, b, c values, then the output region
+        int256[4] memory last;
+        last[3] = int256(r);
         for (uint256 l = 0; l < _ins.out.length; ++l) {
-            store(_m, r, lo, hi, _ins.out[l], finReqLane(_ins, _regs, _m, l));
+            int256 v = finReqLane(_ins, _regs, _m, l, last);
+            store(_m, r, lo, hi, _ins.out[l], v);
         }
         resetLanes(_regs);
     }
 
-    /// @notice The FIN_REQ value of lane `_l`.
-    function finReqLane(Instr memory _ins, Regs memory _regs, StepMemory memory _m, uint256 _l)
+    /// @notice The FIN_REQ value of lane `_l` (`_last`: see `finReq`; updated).
+    function finReqLane(Instr memory _ins, Regs memory _regs, StepMemory memory _m, uint256 _l, int256[4] memory _last)
         internal
         pure
         returns (int256)
     {
         int256[] memory im = _ins.imm;
-        int256 x = _ins.a[_l] == PAD ? int256(0) : readOp(_m, _ins.a[_l]);
+        int256 x = _ins.a[_l] == PAD ? int256(0) : readAgain(_m, _ins.a, _l, _last, 0);
         if (im[3] != 0) return LibChecked.clamp(LibChecked.add(_regs.acc[_l], x), I32_MIN, I32_MAX);
-        int256 mult = _ins.b[_l] == PAD ? im[4] : readOp(_m, _ins.b[_l]);
-        int256 shift = _ins.c[_l] == PAD ? im[5] : readOp(_m, _ins.c[_l]);
+        int256 mult = _ins.b[_l] == PAD ? im[4] : readAgain(_m, _ins.b, _l, _last, 1);
+        int256 shift = _ins.c[_l] == PAD ? im[5] : readAgain(_m, _ins.c, _l, _last, 2);
         return LibChecked.requant(LibChecked.add(_regs.acc[_l], x), mult, shift, im[0], im[1], im[2]);
+    }
+
+    /// @notice `readOp(_m, _ops[_l])` (not `PAD`), or `_last[_k]` when lane `_l - 1` read the same
+    ///         operand outside the output region `_last[3]`; the value is left in `_last[_k]`.
+    function readAgain(StepMemory memory _m, uint256[] memory _ops, uint256 _l, int256[4] memory _last, uint256 _k)
+        internal
+        pure
+        returns (int256 v_)
+    {
+        bool again;
+        uint256 op;
+        // SAFETY: `_l < _ops.length` (the caller's lane), `_k < 3`.
+        assembly ("memory-safe") {
+            let p := add(_ops, shl(5, add(_l, 1)))
+            op := mload(p)
+            // SAFETY: an element of the output region may change between lanes: read every time.
+            again := and(iszero(iszero(_l)), and(eq(mload(sub(p, 0x20)), op), iszero(eq(shr(128, op), mload(add(_last, 0x60))))))
+            if again { v_ := mload(add(_last, shl(5, _k))) }
+        }
+        if (again) return v_;
+        v_ = readOp(_m, op);
+        // SAFETY: `_k < 3`.
+        assembly ("memory-safe") {
+            mstore(add(_last, shl(5, _k)), v_)
+        }
     }
 
     /// @notice FIN_DIV: `v = sqrt ? LibChecked.isqrt(acc) : acc`, `n = use_aux ? aux : cnt` (> 0),

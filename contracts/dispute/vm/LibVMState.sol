@@ -134,6 +134,57 @@ library LibVMState {
         }
     }
 
+    /// @notice `stateHash(_s)` for a state whose lanes are all zero (after a block finisher,
+    ///         FIN_*, which clears them): the head and scalars from `_s`, zero lane words, a zero
+    ///         reserved word. Equal to `stateHash` with every lane zero.
+    /// @param _s The state (its lanes are ignored).
+    /// @return hash_ The state hash.
+    function stateHashZeroLanes(VMState memory _s) internal pure returns (bytes32 hash_) {
+        // INVARIANT: the step fits the encoding's uint64 range.
+        if (_s.step >> 64 != 0) revert MalformedState();
+        Regs memory r = _s.regs;
+        // SAFETY: 800 bytes are written at the free memory pointer (scratch, as in
+        // `stateHashSameLanes`); zeros are copied from past the calldata's end (EIP-211).
+        assembly ("memory-safe") {
+            let d := mload(0x40)
+            mcopy(d, _s, 0x80)
+            mcopy(add(d, 0x80), mload(r), 0x80)
+            calldatacopy(add(d, 0x100), calldatasize(), 0x220)
+            hash_ := keccak256(d, STATE_BYTES)
+        }
+    }
+
+    /// @notice The first `_n` lanes of `acc` and `aux` (rounded up to whole words of four, at
+    ///         most 32) of an encoding (length checked by `decodeHead`) into `_r`, as `decodeLanes`
+    ///         does for all 32; the others stay as they are.
+    /// @param _data The encoding.
+    /// @param _r The registers to fill.
+    /// @param _n The lanes needed.
+    function decodeLanesPrefix(bytes calldata _data, Regs memory _r, uint256 _n) internal pure {
+        // SAFETY: as `decodeLanes`, over words 8..8+nw and 16..16+nw (nw <= 8).
+        assembly ("memory-safe") {
+            let o := _data.offset
+            let accp := mload(add(_r, 0x20))
+            let auxp := mload(add(_r, 0x40))
+            let nw := shr(2, add(_n, 3))
+            if gt(nw, 8) { nw := 8 }
+            for { let w := 0 } lt(w, nw) { w := add(w, 1) } {
+                let accWord := calldataload(add(o, shl(5, add(8, w))))
+                let auxWord := calldataload(add(o, shl(5, add(16, w))))
+                let at := add(accp, shl(7, w))
+                mstore(at, signextend(7, shr(192, accWord)))
+                mstore(add(at, 0x20), signextend(7, shr(128, accWord)))
+                mstore(add(at, 0x40), signextend(7, shr(64, accWord)))
+                mstore(add(at, 0x60), signextend(7, accWord))
+                at := add(auxp, shl(7, w))
+                mstore(at, signextend(7, shr(192, auxWord)))
+                mstore(add(at, 0x20), signextend(7, shr(128, auxWord)))
+                mstore(add(at, 0x40), signextend(7, shr(64, auxWord)))
+                mstore(add(at, 0x60), signextend(7, auxWord))
+            }
+        }
+    }
+
     /// @notice Encode a state (`encode_state`).
     /// @dev Reverts `ArithmeticOverflow` for a lane outside int64 and `MalformedState` for a step
     ///      `>= 2^64` (as Python's `encode_state`; the verifier's post-state never has either).
