@@ -1,7 +1,8 @@
 """The instruction set: decoded instructions and their exact, width-checked semantics.
 
 An instruction is never stored: it is derived from the node context at ``pc``. Decoded, it is a
-kind, up to 32 lanes of output element indices (``out``, in the output region), up to three
+kind, up to ``WIDTH`` = 8 lanes (``fraud_vm.state.WIDTH``; the register file keeps ``LANES`` = 32) of
+output element indices (``out``, in the output region), up to three
 per-lane operand lists (``a``, ``b``, ``c``: each entry ``(region, element)`` or ``PAD``) and
 immediates (``imm``). ``execute`` applies one instruction to the registers through a
 ``StepAccess`` memory view.

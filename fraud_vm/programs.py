@@ -3,7 +3,7 @@
 Three shapes cover every op (``docs/fraud_vm.md`` "Programs"):
 
 - **blocked** (linear, matmul, conv, pools, reduce, argmax): output elements in blocks of at most
-  32 lanes; each block is ``T`` reduction steps (one ``MAC``/``ACC_*`` over the lanes) and one
+  ``WIDTH`` = 8 lanes; each block is ``T`` reduction steps (one ``MAC``/``ACC_*`` over the lanes) and one
   ``FIN_*`` step that writes the block's outputs and clears ``acc``/``aux``;
 - **elementwise** (add, mul, lut, (de)quantize, data movement): one step per output word;
 - **rows** (softmax, layernorm): per row, chunked passes over the row using scalar registers.
@@ -69,7 +69,7 @@ class Program:
 
 
 class BlockedProgram(Program):
-    """Blocks of ``T`` reduction steps over up to 32 lanes, then one FIN step."""
+    """Blocks of ``T`` reduction steps over up to ``WIDTH`` (8) lanes, then one FIN step."""
 
     def __init__(self, ctx: NodeContext, n_blocks: int, t_steps: int, kind: Kind,
                  imm: Callable[[int], tuple[int, ...]],

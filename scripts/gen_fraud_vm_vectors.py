@@ -92,7 +92,7 @@ def _linear(r, xdt, wdt, k, n, xzp, raw=False, big_bias=False):  # type: ignore[
 def _cases() -> dict[str, tuple[str, Callable[[], tuple[Bundle, list[np.ndarray]]]]]:
     c: dict[str, tuple[str, Callable[[], tuple[Bundle, list[np.ndarray]]]]] = {}
     c["linear_int8_negative_zp"] = (
-        "MAC + FIN_REQ; x zero point -128; N=40: last lanes block of 8, last word partly filled",
+        "MAC + FIN_REQ; x zero point -128; N=40: five full blocks of 8 lanes per row, last word partly filled",
         lambda: _linear(_rng(1), I8, I8, 5, 40, -128),
     )
     c["linear_uint8_int16_weights"] = (
