@@ -70,7 +70,10 @@ def choose_qparams(lo: float, hi: float) -> QParams:
     """Asymmetric int8 parameters covering [lo, hi] (always including 0), computed in float64."""
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise ConversionError("calibration produced a non-finite activation range")
+        raise ConversionError("calibration produced a non-finite activation range: a step before it (Reciprocal, Div, "
+                              "Exp, Pow) overflows float32 on its input's int8 grid, e.g. 1/sqrt of a variance whose "
+                              "grid reaches 0 (an activation's int8 grid always holds 0, an epsilon added before does "
+                              "not help); export that block as LayerNormalization or Softmax")
     if hi - lo < 1e-8:
         hi = lo + 1e-8 * 255
     scale = float(np.float32((hi - lo) / 255.0))
