@@ -427,6 +427,9 @@ def lower_dequantize_linear(ctx: Context, node: onnx.NodeProto) -> None:
     if scale.size != 1:
         raise ctx.err("per-axis DequantizeLinear of activations is not supported")
     s = ctx.b.spec(x)
+    if s.dtype not in (DType.INT8, DType.UINT8):  # a raw 16-bit input is not a 13-bit activation of calibrate.py
+        raise ctx.err(f"DequantizeLinear of a {s.dtype.name.lower()} activation is not supported (8-bit only): "
+                      "16-bit quantized activations")
     off = 128 if s.dtype == DType.UINT8 else 0
     want = QParams(float(scale.reshape(-1)[0]), int(zp.reshape(-1)[0]) - off)
     xq = ctx.quantized(x, node.input[0])
