@@ -483,7 +483,7 @@ def measure(e: Entry, bundle_dir: Path, repeat: int = 5, auto: bool = False) -> 
                 qa = np.concatenate([a.reshape(1, -1) if fixed_batch(e) else a for a in qw])
                 row.int8_mean, row.int8_min = _row_cos(qa, w)
             except Exception as err:  # onnxruntime's quantizer refuses some graphs: reported, not fatal
-                row.int8_note = f"{type(err).__name__}"
+                row.int8_note = f"ort quantizer failed ({type(err).__name__})"
     one = evals[0] if fixed_batch(e) else [x[:1] if x.ndim else x for x in evals[0]]
     feed, one_e = dict(zip(names, one, strict=True)), _engine_feed(one)
     t_eng = t_ort = float("inf")
@@ -568,7 +568,7 @@ def print_table(rows: list[Row], markdown: bool) -> None:
                 conv = f"batch 1 only ({r.nodes} nodes): dynamic batch refused: `{r.error}`"
             cos = f"{_f(r.cos_mean)} / {_f(r.cos_min)}"
             if r.auto_opts:
-                cos += f"; auto: {_f(r.auto_mean)} / {_f(r.auto_min)}"
+                cos += f"; auto: {_f(r.auto_mean)} / {_f(r.auto_min)}" if r.auto_mean == r.auto_mean else "; auto: n/a"
             cells = [r.name, r.kind, conv, cos, int8,
                      _f(r.top1, ".3f") if r.top1 == r.top1 else "(one output)", r.identical, ratio]
         print("| " + " | ".join(cells) + " |" if markdown else "  ".join(c for c in cells if c), flush=True)
