@@ -16,7 +16,7 @@
   every instruction kind sampled from the example models' traces agree with ``verify_step``, and a
   hypothesis fuzz mutating valid witnesses (bytes, counts, words, siblings, state fields, contexts
   re-hashed into the state) reaches the same verdict (post hash or error name) as ``verify_step``.
-  Gas of ``step`` per instruction kind is collected (``GAS``) and bounded.
+  Transaction gas of ``step`` per instruction kind is collected (``GAS``) and bounded by 200k.
 """
 
 from __future__ import annotations
@@ -256,12 +256,12 @@ def test_multiproof_matches_python(libs: Any) -> None:
 # ------------------------------------------------------------------------------------------------
 # FraudVMStepVerifier
 
-#: Largest execution gas of ``step`` seen per instruction kind (vectors and model samples).
+#: Largest transaction gas of ``step`` seen per instruction kind (vectors and model samples):
+#: 21,000 + max(calldata + execution, the EIP-7623 floor), as ``scripts/bench/dispute_gas.py``.
 GAS: dict[str, int] = {}
-#: A regression guard on the execution gas of one step. The design's budget is 300k (DESIGN.md §6)
-#: and the verifier's target 200k per kind; the 32-lane requantizing kinds (LN_OUT, FIN_REQ, SM_OUT)
-#: are still above both (~0.5M: instruction derivation and integer execution, docs/dispute_game.md).
-STEP_GAS_LIMIT = 600_000
+#: Issue 12's target for one ``step`` transaction, every kind (docs/dispute_game.md §10: the largest
+#: measured is FIN_REQ at ~192k).
+STEP_GAS_LIMIT = 200_000
 EIP170_LIMIT = 24_576
 
 
@@ -302,8 +302,9 @@ def contract_verdict(dispute: DisputeContracts, pre_hash: bytes, data: bytes) ->
     return result.values[0] if result.ok else solidity_verdict(result)
 
 
-def record_gas(kind: str, gas: int) -> None:
-    GAS[kind] = max(GAS.get(kind, 0), gas)
+def record_gas(kind: str, exec_gas: int, witness: bytes) -> None:
+    cost = StepWitness.decode(witness).calldata_cost()
+    GAS[kind] = max(GAS.get(kind, 0), 21_000 + max(cost.standard_gas + exec_gas, cost.floor_gas))
 
 
 @pytest.mark.parametrize("path", VECTOR_FILES, ids=lambda p: p.stem)
@@ -315,7 +316,7 @@ def test_vectors(dispute: DisputeContracts, path: Path) -> None:
         kind = v["instruction"]["kind"]
         assert result.ok, (v["step"], kind, solidity_verdict(result))
         assert result.values[0] == unhex(v["post_state_hash"]), (v["step"], kind)
-        record_gas(kind, result.gas_used)
+        record_gas(kind, result.gas_used, data)
     assert d["num_steps"] == dispute.verifier.value("numSteps", StepWitness.decode(data).context)
     for f in d["failures"]:
         pre, data = unhex(f["pre_state_hash"]), unhex(f["witness_calldata"])
@@ -477,7 +478,7 @@ def test_model_steps(dispute: DisputeContracts, name: str) -> None:
         result = dispute.verifier.call("step", pre, w.encode())
         assert result.ok, (name, tr.node_index, pc, kind, solidity_verdict(result))
         assert result.values[0] == tr.state_hash_at(pc + 1) == verify_step(pre, w), (name, tr.node_index, pc)
-        record_gas(kind, result.gas_used)
+        record_gas(kind, result.gas_used, w.encode())
 
 
 def test_step_gas_per_kind() -> None:
@@ -485,4 +486,4 @@ def test_step_gas_per_kind() -> None:
     assert GAS, "run with the vector tests"
     for kind, gas in sorted(GAS.items(), key=lambda kv: -kv[1]):
         print(f"step gas {kind:10s} {gas:>9,}")
-    assert max(GAS.values()) < STEP_GAS_LIMIT, GAS
+    assert max(GAS.values()) <= STEP_GAS_LIMIT, GAS
