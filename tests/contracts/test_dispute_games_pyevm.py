@@ -114,3 +114,23 @@ def test_chain_keeps_block_time_and_gas_limit() -> None:
     t = chain.timestamp + 1000
     tx = d.game_impl.transact("claimTimeout", timestamp=t)  # the implementation is resolved: GameOver
     assert (tx.ok, tx.error, tx.timestamp, chain.timestamp) == (False, "GameOver", t, t)
+
+
+#: Issue 12's bound on a whole game on the encoder (every transaction of both players).
+ENCODER_GAME_GAS = 5_000_000
+
+
+def test_encoder_game_within_5m_gas(dep: Deployment, backend: FraudVMBackend) -> None:
+    """The encoder's costliest game shape: the lie at the node with the longest program (the most
+    phase-2 bisection moves) with a final ``step``; the whole game, claim to settlement, stays below
+    5M gas (docs/dispute_game.md §10 measures ~3.0M for the mid node)."""
+    d = MODELS / "encoder"
+    bundle, x = load_bundle(d / "model.bundle"), np.load(d / "test_x.npy")[:1]
+    lengths = {k: backend.node_steps(bundle, k, 1) for k in range(len(bundle.nodes))}
+    node = max(lengths, key=lambda k: lengths[k])
+    honest, liar = Player(bundle, [x], backend), Player(bundle, [x], backend, Lie("node", node))
+    result = play(dep, bundle, honest, liar, backend)
+    assert result is not None and result.winner == Role.CLAIMANT, result and result.outcome
+    assert result.game.node_index == node and [t.kind for t in result.txs if t.ok].count("step") == 1
+    assert result.total_gas() < ENCODER_GAME_GAS, result.total_gas()
+    print(f"encoder node {node} ({lengths[node]} steps): {len(result.txs)} transactions, {result.total_gas():,} gas")
