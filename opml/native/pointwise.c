@@ -181,3 +181,90 @@ int opml_pair_lut8(const uint8_t *table, const uint8_t *a, int64_t na, const uin
     }
     return 0;
 }
+
+/* ------------------------------------------------------------------ add of wide (int16) operands */
+
+/* y[i] = clip(((a_i - za) am + (b_i - zb) bm + 2^(s-1)) >> s + zo, qmin, qmax) in int64, for the adds the
+ * 65536-entry table cannot take (an int16 operand or output: the wide residual path), a_i = a[i mod na],
+ * b_i = b[i mod nb]. Kinds: 0 int8, 1 uint8, 2 int16. The bounds checked below keep every intermediate
+ * below 2^62 (the same sum opml.kernels_pointwise checks), so the int64 arithmetic is exact and >> of a
+ * negative value is written as ~(~v >> s), the floor. */
+static inline int64_t wide_load(const void *p, int kind, int64_t i) {
+    if (kind == 0) return ((const int8_t *)p)[i];
+    if (kind == 1) return ((const uint8_t *)p)[i];
+    return ((const int16_t *)p)[i];
+}
+
+/* One run of consecutive elements, specialised for the common kinds (int16 + int16 -> int16/int8) so the
+ * loop vectorises; other kinds through wide_load. */
+#define OPML_ADD_WIDE_FN(name, attr)                                                                         \
+    attr static void name(const void *a, int ak, const void *b, int bk, void *y, int yk, int64_t len,       \
+                          int64_t za, int64_t zb, int64_t am, int64_t bm, int shift, int64_t zo,            \
+                          int64_t qmin, int64_t qmax) {                                                      \
+        int64_t rnd = (int64_t)1 << (shift - 1);                                                             \
+        if (ak == 2 && bk == 2 && yk == 2) {                                                                 \
+            const int16_t *pa = (const int16_t *)a, *pb = (const int16_t *)b;                                \
+            int16_t *py = (int16_t *)y;                                                                      \
+            _Pragma("GCC ivdep") for (int64_t i = 0; i < len; i++) {                                         \
+                int64_t v = ((int64_t)pa[i] - za) * am + ((int64_t)pb[i] - zb) * bm + rnd;                   \
+                v = (v >= 0 ? v >> shift : ~((~v) >> shift)) + zo;                                           \
+                v = v < qmin ? qmin : v;                                                                     \
+                v = v > qmax ? qmax : v;                                                                     \
+                py[i] = (int16_t)v;                                                                          \
+            }                                                                                                \
+            return;                                                                                          \
+        }                                                                                                    \
+        for (int64_t i = 0; i < len; i++) {                                                                  \
+            int64_t v = (wide_load(a, ak, i) - za) * am + (wide_load(b, bk, i) - zb) * bm + rnd;             \
+            v = (v >= 0 ? v >> shift : ~((~v) >> shift)) + zo;                                               \
+            v = v < qmin ? qmin : v;                                                                         \
+            v = v > qmax ? qmax : v;                                                                         \
+            if (yk == 2)                                                                                     \
+                ((int16_t *)y)[i] = (int16_t)v;                                                              \
+            else                                                                                             \
+                ((uint8_t *)y)[i] = (uint8_t)v;                                                              \
+        }                                                                                                    \
+    }
+
+OPML_ADD_WIDE_FN(add_wide_run, )
+#ifdef OPML_PW_X86
+OPML_ADD_WIDE_FN(add_wide_run_avx512, __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512dq"))))
+#endif
+
+static const int wide_size[3] = {1, 1, 2};
+
+int opml_add_wide(const void *a, int ak, int64_t na, const void *b, int bk, int64_t nb, int64_t za, int64_t zb,
+                  int64_t am, int64_t bm, int shift, int64_t zo, int64_t qmin, int64_t qmax, void *y, int yk,
+                  int64_t i0, int64_t i1, int isa) {
+    if (i0 < 0 || i1 < i0 || (i1 > i0 && (na < 1 || nb < 1))) return -1;
+    if (ak < 0 || ak > 2 || bk < 0 || bk > 2 || yk < 0 || yk > 2 || shift < 1 || shift > 62) return -1;
+    int64_t lim = (int64_t)1 << 20, mlim = (int64_t)1 << 40;
+    if (za < -lim || za > lim || zb < -lim || zb > lim || zo < -lim || zo > lim) return -1;
+    if (am <= -mlim || am >= mlim || bm <= -mlim || bm >= mlim) return -1;
+    int64_t ylo = yk == 0 ? -128 : (yk == 1 ? 0 : -32768), yhi = yk == 0 ? 127 : (yk == 1 ? 255 : 32767);
+    if (qmin > qmax || qmin < ylo || qmax > yhi) return -1;
+    /* |(a - za) am| + |(b - zb) bm| + 2^(s-1) < 2^62 (each product < 2^61 by the limits above) */
+    int64_t ta = ((za < 0 ? -za : za) + 32768) * (am < 0 ? -am : am);
+    int64_t tb = ((zb < 0 ? -zb : zb) + 32768) * (bm < 0 ? -bm : bm);
+    if (ta + tb + ((int64_t)1 << (shift - 1)) >= ((int64_t)1 << 62)) return -1;
+    int64_t i = i0;
+    while (i < i1) {
+        int64_t ia = i % na, ib = i % nb;
+        int64_t len = i1 - i;
+        len = na - ia < len ? na - ia : len;
+        len = nb - ib < len ? nb - ib : len;
+        const void *pa = (const uint8_t *)a + ia * wide_size[ak], *pb = (const uint8_t *)b + ib * wide_size[bk];
+        void *py = (uint8_t *)y + i * wide_size[yk];
+#ifdef OPML_PW_X86
+        if (pw_avx512(isa))
+            add_wide_run_avx512(pa, ak, pb, bk, py, yk, len, za, zb, am, bm, shift, zo, qmin, qmax);
+        else
+#endif
+            add_wide_run(pa, ak, pb, bk, py, yk, len, za, zb, am, bm, shift, zo, qmin, qmax);
+        i += len;
+    }
+#ifndef OPML_PW_X86
+    (void)isa;
+#endif
+    return 0;
+}

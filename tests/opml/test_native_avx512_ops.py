@@ -29,6 +29,7 @@ from opml import native
 from opml.bundle import Bundle, DType, decode_bundle, encode_bundle
 from opml.kernels import LAYERNORM_SQRT_BITS
 from opml.native import ops as native_ops
+from opml.native.wide import add_wide
 from opml.reference import run_reference
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -306,3 +307,71 @@ def test_opml_native_isa_forces_each_set(name: str) -> None:
         for bundle, inputs in hash_cases():
             h.update(run_node(bundle, inputs).tobytes())
     assert got == "HASH " + h.hexdigest(), f"{desc}: differs from the numpy path"
+
+
+# ------------------------------------------------------------------- the wide (int16) add (wide.py)
+
+INT16_RANGE = (-32768, 32767)
+
+
+@CASES
+@given(st.data(), st.sampled_from([(1,), (7,), (16,), (17,), (31, 33), (3, 64), (2, 65), (4, 385)]), SEEDS)
+def test_wide_add_every_instruction_set(data: st.DataObject, shape: tuple, seed: int) -> None:
+    """int16 operands or output (the residual path the pair table cannot take): the native int64 kernel at
+    every instruction set == the numpy formula == the reference, at the int16 extremes and the largest
+    multipliers the int64 bound admits."""
+    draw, rng = data.draw, np.random.default_rng(seed)
+    adt, bdt, dt = (draw(st.sampled_from([INT8, UINT8, INT16])) for _ in range(3))
+    if INT16 not in (adt, bdt, dt):
+        adt = INT16
+    sb = shape if draw(st.booleans()) else shape[-1:]
+    style = draw(STYLES)
+    a = byte_array(rng, adt, shape, style, 32767 if adt == INT16 else None)
+    bv = byte_array(rng, bdt, sb, style, 32767 if bdt == INT16 else None)
+    if adt == INT16 and draw(st.booleans()):
+        a.reshape(-1)[::3] = -32768
+    lo, hi = INT16_RANGE if dt == INT16 else QRANGE[dt]
+    qmin, qmax = sorted(int(v) for v in rng.integers(lo, hi + 1, 2)) if draw(st.booleans()) else (lo, hi)
+    shift = draw(st.one_of(st.sampled_from([1, 16, 31, 40]), st.integers(1, 45)))
+    big = draw(st.booleans())
+    mlim = 2**31 - 1 if big else 2**16
+    am, bm = int(rng.integers(-mlim, mlim + 1)), int(rng.integers(-mlim, mlim + 1))
+    za = int(rng.integers(-300, 301)) if adt == INT16 else int(rng.integers(*QRANGE[adt]))
+    zb = int(rng.integers(-300, 301)) if bdt == INT16 else int(rng.integers(*QRANGE[bdt]))
+    zo = int(rng.integers(lo, hi + 1))
+    b = one_node("add", [act("a", adt, shape, 0.1, za), act("b", bdt, sb, 0.2, zb)], act("y", dt, shape, 0.3, zo),
+                 a_mult=am, b_mult=bm, shift=shift, qmin=qmin, qmax=qmax)
+    y = every_way(b, [a, bv], reference=a.size <= 600)
+    for name, code in cpu_codes():
+        with instruction_set(code):
+            got = add_wide(a, bv, za, zb, am, bm, shift, zo, qmin, qmax, dt.np)
+        assert got is not None, f"{name}: the native wide add refused a case within its bounds"
+        np.testing.assert_array_equal(got, y, err_msg=name)
+
+
+def test_wide_add_refuses_outside_its_bounds() -> None:
+    a = np.zeros(4, dtype=np.int16)
+    assert add_wide(a, a, 0, 0, 2**41, 1, 30, 0, -32768, 32767, np.int16) is None  # multiplier too large
+    assert add_wide(a, a, 0, 0, 1, 1, 63, 0, -32768, 32767, np.int16) is None  # shift
+    assert add_wide(a, a, 0, 0, 1, 1, 3, 0, -32768, 40000, np.int16) is None  # qmax outside int16
+    assert add_wide(a, np.zeros(3, dtype=np.int16), 0, 0, 1, 1, 3, 0, -9, 9, np.int16) is None  # no broadcast
+    assert add_wide(a.astype(np.int32), a, 0, 0, 1, 1, 3, 0, -9, 9, np.int16) is None  # int32 operand
+
+
+def test_wide_add_int16_ties_and_extremes() -> None:
+    """int16 + int16 -> int16/int8 (the residual path's kinds, the vectorised loop): every shift, values whose
+    scaled sums land on the rounding ties, the int16 extremes, and the clamps; == the numpy formula."""
+    from opml.intmath import round_shift
+
+    v = np.concatenate([np.arange(-300, 301), [-32768, -32767, 32766, 32767]]).astype(np.int16)
+    a, b = v, v[::-1].copy()
+    for shift in range(1, 63):
+        for am, bm, za, zb, zo in ((1, 1, 0, 0, 0), (3, -5, 7, -9, 11), (2**31 - 1, -(2**31) + 1, -300, 300, -5)):
+            for out, (lo, hi) in ((np.int16, INT16_RANGE), (np.int8, (-128, 127))):
+                want = np.clip(round_shift((a.astype(np.int64) - za) * am + (b.astype(np.int64) - zb) * bm, shift) + zo,
+                               lo, hi).astype(out)
+                for name, code in cpu_codes():
+                    with instruction_set(code):
+                        got = add_wide(a, b, za, zb, am, bm, shift, zo, lo, hi, out)
+                    assert got is not None
+                    np.testing.assert_array_equal(got, want, err_msg=f"{name} shift {shift} mults {am} {bm}")
