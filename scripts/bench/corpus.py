@@ -5,7 +5,8 @@ Three kinds of models (``corpus_entries()``):
 * architectures with random weights, exported by ``scripts/bench/corpus_export.py`` (torchvision's model zoo,
   Hugging Face transformers, ``torch.nn`` layers) and committed as *skeletons* under ``tests/corpus/``:
   the ONNX graph with each float initializer of more than 256 values stored as its mean and standard
-  deviation only and regenerated here from a seed derived from its name (``flesh``), so CI needs no torch;
+  deviation only and regenerated here from a seed derived from its name (``flesh``: Conv weights He-scaled),
+  so CI needs no torch;
 * trained models that PyPI packages ship inside their wheels (silero-vad, RapidOCR, magika): the small
   ones committed under ``tests/corpus/`` with their licence, the larger ones loaded from the wheel
   (``pip download --no-deps`` into ``--wheels``, default ``/tmp/aievm-corpus-wheels``) when ``--wheels-fetch``
