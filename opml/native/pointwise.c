@@ -5,6 +5,7 @@
  *
  *   opml_lut8:      y[i] = table[x[i]]                                          (x, y bytes)
  *   opml_pair_lut8: y[i] = table[(a[i mod na] << 8) | b[i mod nb]]              (a, b, y bytes)
+ *   opml_add_wide:  the requantized add itself in int64, for int16 operands or outputs (no table)
  *
  * The modulo form covers same-shape operands (na = nb = n) and one operand repeated over the leading
  * dimensions of the other (numpy broadcasting of a trailing-dims operand: na or nb divides n).
