@@ -4,10 +4,14 @@
  * Results cannot depend on it: every kernel that uses it writes disjoint outputs per range, each computed
  * by the same integer operations whichever thread runs it. Workers spin briefly on the job generation
  * (a kernel call at batch 1 takes ~0.1 ms, so waking a sleeping thread would cost a large share of it)
- * and then sleep on a condition variable. After fork() the child has none of the parent's threads: an
+ * and then sleep on a condition variable. Parts are claimed, not assigned: the caller and the workers take
+ * the next unclaimed part of the current job (one atomic word holds the job's generation and the next part),
+ * so a worker that the OS has not scheduled yet delays nothing: the caller runs its parts itself and waits
+ * only for parts another thread is running (yielding its CPU after a short spin). After fork() the child has none of the parent's threads: an
  * atfork handler forgets them, and the pool starts afresh on the child's first parallel call.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -36,6 +40,7 @@ static int started;                                           /* workers running
 static uint_fast64_t start_generation[MAX_WORKERS];           /* the generation each worker starts after */
 static atomic_uint_fast64_t generation;                       /* bumped per job */
 static atomic_int remaining;                                  /* ranges not finished */
+static atomic_uint_fast64_t claim;                            /* generation << 16 | next part to claim */
 static atomic_int failed;
 static int sleeping;
 static opml_range_fn job_fn;
@@ -50,6 +55,18 @@ static void run_part(int part) {
     atomic_fetch_sub(&remaining, 1);
 }
 
+/* run unclaimed parts of job `gen` (of `parts` parts) until none is left or another job started */
+static void run_claimed(uint_fast64_t gen, int parts) {
+    uint_fast64_t c = atomic_load(&claim);
+    for (;;) {
+        if ((c >> 16) != (gen & 0xFFFFFFFFFFFFu) || (int)(c & 0xFFFF) >= parts) return;
+        if (atomic_compare_exchange_weak(&claim, &c, c + 1)) {
+            run_part((int)(c & 0xFFFF));
+            c = atomic_load(&claim);
+        }
+    }
+}
+
 static int64_t now_ns(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -57,7 +74,7 @@ static int64_t now_ns(void) {
 }
 
 static void *worker(void *arg) {
-    int index = (int)(intptr_t)arg; /* worker i runs part i + 1 */
+    int index = (int)(intptr_t)arg;
     uint_fast64_t seen = start_generation[index];
     for (;;) {
         int64_t until = now_ns() + (int64_t)atomic_load(&spin_ns);
@@ -75,7 +92,7 @@ static void *worker(void *arg) {
         seen = atomic_load(&generation);
         int parts = job_parts;
         pthread_mutex_unlock(&lock);
-        if (index + 1 < parts) run_part(index + 1);
+        run_claimed(seen, parts);
     }
     return NULL;
 }
@@ -122,11 +139,15 @@ int opml_parallel_for(opml_range_fn fn, void *ctx, int64_t n, int parts) {
     job_parts = parts;
     atomic_store(&failed, 0);
     atomic_store(&remaining, parts);
-    atomic_fetch_add(&generation, 1);
+    uint_fast64_t gen = atomic_fetch_add(&generation, 1) + 1;
+    atomic_store(&claim, (gen & 0xFFFFFFFFFFFFu) << 16);
     if (sleeping) pthread_cond_broadcast(&wake);
     pthread_mutex_unlock(&lock);
-    run_part(0);
-    while (atomic_load(&remaining) > 0) CPU_RELAX();
+    run_claimed(gen, parts);
+    for (int spins = 0; atomic_load(&remaining) > 0; spins++) { /* parts other threads are running */
+        if (spins < 4096) CPU_RELAX();
+        else sched_yield();
+    }
     int rc = atomic_load(&failed) ? -1 : 0;
     pthread_mutex_unlock(&call_lock);
     return rc;
