@@ -17,7 +17,7 @@ BIN = ROOT / "node_modules" / ".bin"
 
 def test_dependencies_are_pinned_exactly() -> None:
     deps = PACKAGE["devDependencies"]
-    assert set(deps) == {"solc", "@foundry-rs/anvil", "@foundry-rs/cast", "@foundry-rs/forge", "ethers"}
+    assert set(deps) == {"solc", "@foundry-rs/anvil", "@foundry-rs/cast", "@foundry-rs/forge", "ethers", "viem"}
     for name, version in deps.items():
         assert version[0].isdigit() and all(part.isdigit() for part in version.split(".")), (name, version)
     lock = json.loads((ROOT / "package-lock.json").read_text())
