@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import shutil
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from eth_account import Account
@@ -35,7 +33,7 @@ from ai_evm.rollup.devnet import DEV_KEYS
 from ai_evm.rollup.node import L1Follower
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ai_evm" / "node"))
-from nodeproc import NodeProcess  # noqa: E402
+from nodeproc import NodeProcess, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (anvil needs it)")
 
@@ -57,14 +55,6 @@ def send(node: NodeProcess, nonce: int, value: int) -> str:
     return str(node.rpc("eth_sendRawTransaction",
                         "0x" + bytes(Account.sign_transaction(tx, DEV_KEYS[0]).raw_transaction).hex()))
 
-
-def wait_for(cond: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def origin(node: NodeProcess, number: int) -> int:

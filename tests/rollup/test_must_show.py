@@ -45,7 +45,7 @@ from opml.commitment import prove_header
 from opml.store import LocalStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ai_evm" / "node"))
-from nodeproc import NodeProcess, add_models  # noqa: E402
+from nodeproc import NodeProcess, add_models, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (anvil needs it)")
 
@@ -62,14 +62,6 @@ def l1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with Anvil(Path(tmp_path_factory.mktemp("must-show-l1")) / "anvil.log", block_time=1) as url:
         yield url
 
-
-def wait_for(cond: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def l2_send(node: NodeProcess, w3: Web3, tx: dict[str, Any]) -> Any:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from ai_evm.rollup.deploy import RollupParams, deploy_rollup
 from ai_evm.rollup.devnet import DEV_KEYS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ai_evm" / "node"))
-from nodeproc import NodeProcess, RpcFailure  # noqa: E402
+from nodeproc import NodeProcess, RpcFailure, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (anvil needs it)")
 
@@ -54,14 +53,6 @@ def send_transfers(seq: NodeProcess, key: Any, first_nonce: int, n: int) -> None
               "nonce": first_nonce + i, "chainId": 31337, "type": 2}
         seq.rpc("eth_sendRawTransaction", "0x" + bytes(Account.sign_transaction(tx, key).raw_transaction).hex())
 
-
-def wait_for(cond: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_validator_derives_the_sequencers_chain_from_l1(l1: str, tmp_path: Path) -> None:

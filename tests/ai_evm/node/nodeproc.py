@@ -104,10 +104,21 @@ class NodeProcess:
         return None if self.proc is None else self.proc.returncode
 
 
-def digits_node(datadir: Path) -> NodeProcess:
-    """A started node (automine) whose store holds models/digits_mlp; ``node.model`` is its address."""
+def digits_node(datadir: Path, args: tuple[str, ...] = ()) -> NodeProcess:
+    """A started node (automine, with ``args``) whose store holds models/digits_mlp; ``node.model`` is its
+    address."""
     datadir.mkdir()
     (address,) = add_models(datadir, [DIGITS_BUNDLE])
-    proc = NodeProcess(datadir).start()
+    proc = NodeProcess(datadir, args=args).start()
     proc.model = address  # type: ignore[attr-defined]
     return proc
+
+
+def wait_for(cond: Any, timeout: float, what: str) -> None:
+    """Poll ``cond()`` every 0.2 s until true; AssertionError naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import rlp
-from nodeproc import DIGITS_BUNDLE, ROOT, NodeProcess, add_models
+from nodeproc import ROOT, NodeProcess, digits_node
 from test_proofs import verify
 from web3 import AsyncWeb3, Web3, WebSocketProvider
 
@@ -43,11 +43,7 @@ def image(i: int) -> str:
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """A node with --dev-methods and the digits model in its store."""
-    datadir = tmp_path_factory.mktemp("tools") / "data"
-    datadir.mkdir()
-    (address,) = add_models(datadir, [DIGITS_BUNDLE])
-    proc = NodeProcess(datadir, args=("--dev-methods",)).start()
-    proc.model = address  # type: ignore[attr-defined]
+    proc = digits_node(tmp_path_factory.mktemp("tools") / "data", ("--dev-methods",))
     yield proc
     proc.stop()
 

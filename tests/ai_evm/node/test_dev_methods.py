@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import websockets
 from asm import PING_ABI, ping_code
-from nodeproc import DIGITS_BUNDLE, ROOT, NodeProcess, RpcFailure, add_models
+from nodeproc import ROOT, NodeProcess, RpcFailure, digits_node
 from web3 import Web3
 
 from ai_evm.contracts import artifact
@@ -35,11 +35,7 @@ X = np.load(ROOT / "models" / "digits_mlp" / "test_x.npy")
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """A node with --dev-methods and the digits model in its store."""
-    datadir = tmp_path_factory.mktemp("dev") / "data"
-    datadir.mkdir()
-    (address,) = add_models(datadir, [DIGITS_BUNDLE])
-    proc = NodeProcess(datadir, args=("--dev-methods",)).start()
-    proc.model = address  # type: ignore[attr-defined]
+    proc = digits_node(tmp_path_factory.mktemp("dev") / "data", ("--dev-methods",))
     yield proc
     proc.stop()
 

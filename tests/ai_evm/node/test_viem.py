@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 import rlp
-from nodeproc import DIGITS_BUNDLE, ROOT, NodeProcess, add_models
+from nodeproc import ROOT, NodeProcess, digits_node
 from test_proofs import verify
 
 from ai_evm.contracts import artifact_path
@@ -55,11 +55,7 @@ def _picked() -> list[int]:
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """A node with --dev-methods (viem's test client) and the digits model in its store."""
-    datadir = tmp_path_factory.mktemp("viem") / "data"
-    datadir.mkdir()
-    (address,) = add_models(datadir, [DIGITS_BUNDLE])
-    proc = NodeProcess(datadir, args=("--dev-methods",)).start()
-    proc.model = address  # type: ignore[attr-defined]
+    proc = digits_node(tmp_path_factory.mktemp("viem") / "data", ("--dev-methods",))
     yield proc
     proc.stop()
 
