@@ -27,12 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-import rlp
 from eth.abc import BlockHeaderAPI, SignedTransactionAPI, StateAPI
 from eth.chains.base import MiningChain
-from eth.db.schema import SchemaV1
 from eth.exceptions import TransactionNotFound
-from eth.rlp.sedes import chain_gaps
 from eth_typing import BlockNumber, Hash32
 
 from ai_evm.evm import ModelFetchRequired, ModelResolver
@@ -41,9 +38,11 @@ from ai_evm.evm.deposit import as_deposit, is_deposit_raw
 from .accounts import DEV_BALANCE, DevAccount, dev_accounts
 from .db import LMDBAtomicDB
 from .errors import InvalidParams, NodeError, ServerError, TransactionRejected
+from .history import forget_blocks_after
 from .index import META_KEY, block_key, block_record, decode_record, encode_record
 from .journal import JournalError, PoolJournal
 from .models import ModelWaits
+from .origin import DEPOSIT_REFUSED, MAX_ORIGIN_LAG, L1Origin, NoL1Origin, deposit_nonces, origin_of
 from .pool import PoolLimits, TxPool
 from .vm import block_inferences, canonical_header_by_hash, canonical_header_by_number, chain_class
 
@@ -61,52 +60,7 @@ RECORD_CACHE = 64
 #: ``NoL1Origin``: the node's view of L1 lags behind the L2 time (the pool waits for L1).
 
 
-class NoL1Origin(NodeError):
-    """The next block has no usable L1 origin yet (the node's view of L1 lags behind the L2 time):
-    nothing is mined; the pool waits for the next L1 block (docs/rollup.md "L1 origin")."""
-
-
 RETRY_LATER: tuple[type[Exception], ...] = (ModelFetchRequired, NoL1Origin)
-#: Why a deposit transaction (type 0x7E) is refused anywhere but from L1.
-DEPOSIT_REFUSED = ("deposit transactions (type 0x7e) are created only by derivation from the L1 Portal's "
-                   "deposits: deposit on L1 (aievm bridge deposit)")
-
-
-@dataclass(frozen=True)
-class L1Origin:
-    """The L1 block an L2 block names as its origin (its epoch, docs/rollup.md): the block's
-    ``mix_hash`` (PREVRANDAO) is the origin's hash and its ``extra_data`` the origin's number as 8
-    big-endian bytes, so every L2 header says which L1 state (model registry) it executed against."""
-
-    number: int
-    hash: bytes
-    timestamp: int = 0
-
-    def header_fields(self) -> dict[str, Any]:
-        return {"mix_hash": Hash32(self.hash), "extra_data": self.number.to_bytes(8, "big")}
-
-
-def origin_of(header: BlockHeaderAPI) -> L1Origin | None:
-    """The L1 origin an L2 header names (None for a header without one: genesis, a plain devnet)."""
-    extra = bytes(header.extra_data)
-    if len(extra) != 8:
-        return None
-    return L1Origin(int.from_bytes(extra, "big"), bytes(header.mix_hash))
-
-
-def deposit_nonces(state: StateAPI, deposits: Sequence[SignedTransactionAPI]) -> list[int]:
-    """The nonce each deposit's sender has when it executes, the deposits opening a block on ``state``
-    (each deposit bumps its sender's nonce; nothing runs before them)."""
-    seen: dict[bytes, int] = {}
-    out = []
-    for tx in deposits:
-        sender = bytes(tx.sender)
-        nonce = seen.get(sender, state.get_nonce(tx.sender))
-        out.append(nonce)
-        seen[sender] = nonce + 1
-    return out
-
-
 class BatchRejected(NodeError):
     """A derived batch cannot be built into the next block (a transaction in it is invalid)."""
 
@@ -148,22 +102,6 @@ class RollupHeads(Protocol):
 
     def previous_output(self, number: int) -> int:
         """The L2 block of the latest live output before block ``number`` (0 if none)."""
-
-
-def _truncate_gaps(db: Any, key: bytes, number: int) -> None:
-    """py-evm's record of the (header or block) chain's gaps, as if ``number`` were the last block
-    ever persisted: so that it takes the next block at ``number + 1`` as the tip's child."""
-    if not db.exists(key):
-        return
-    ranges, _ = rlp.decode(db[key], sedes=chain_gaps)
-    kept = tuple((lo, min(hi, number)) for lo, hi in ranges if lo <= number)
-    db[key] = rlp.encode((kept, number + 1), sedes=chain_gaps)
-
-
-#: L1 blocks an automine sequencer's head origin may lag behind the newest L1 block read before it mines
-#: empty blocks to catch up (each advances the origin by one). Well within the default sequencing window
-#: (64 L1 blocks) and, at 12 s L1 blocks, within the default drift (600 s).
-MAX_ORIGIN_LAG = 24
 
 
 class Sequencer:
@@ -547,37 +485,12 @@ class Sequencer:
     def rewind(self, number: int) -> list[SignedTransactionAPI]:
         """Make canonical block ``number`` the head again, forgetting every later block in one database
         commit (``evm_revert``; an L1 reorg that removed the later blocks' L1 origins). Returns the
-        forgotten blocks' transactions other than deposits, in order (a rollup sequencer sends them again)."""
+        forgotten blocks' transactions other than deposits, in order (a rollup sequencer sends them again);
+        then tells :attr:`rewind_listeners`."""
         with self.lock:
-            head = int(self.head().block_number)
-            target = self.header_by_number(number)
-            if target is None or number > head:
-                raise InvalidParams(f"cannot revert to block {number}: the head is {head}")
-            dropped: list[SignedTransactionAPI] = []
-            for n in range(number + 1, head + 1):
-                block = self.chain.get_canonical_block_by_number(BlockNumber(n))
-                dropped += [tx for tx in block.transactions if as_deposit(tx) is None]
-            db = self.db
             try:
-                for n in range(head, number, -1):
-                    record = self.record(n)
-                    for tx_hash in record["block"]["transactions"] if record is not None else ():
-                        key = SchemaV1.make_transaction_hash_to_block_lookup_key(Hash32(bytes.fromhex(tx_hash[2:])))
-                        if db.exists(key):
-                            del db[key]
-                    del db[SchemaV1.make_block_number_to_hash_lookup_key(BlockNumber(n))]
-                    if db.exists(block_key(n)):
-                        del db[block_key(n)]
-                db[SchemaV1.make_canonical_head_hash_lookup_key()] = bytes(target.hash)
-                for key in (SchemaV1.make_header_chain_gaps_lookup_key(), SchemaV1.make_chain_gaps_lookup_key()):
-                    _truncate_gaps(db, key, number)
-                db.commit()
-            except BaseException:
-                db.discard()
-                raise
+                dropped = forget_blocks_after(self, number)
             finally:
-                for n in range(number + 1, head + 1):
-                    self._records.pop(n, None)
                 self._reset_to(self.head())  # pending header and cached head state from the (new) head
         for listener in self.rewind_listeners:
             listener(number)

@@ -47,7 +47,7 @@ from ai_evm.rollup.predeploys import L2_TO_L1_MESSAGE_PASSER
 from ai_evm.rollup.sequencing import batch_of_block
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ai_evm" / "node"))
-from nodeproc import NodeProcess, RpcFailure  # noqa: E402
+from nodeproc import RpcFailure, rollup_pair  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (anvil needs it)")
 
@@ -87,15 +87,8 @@ def l2_hash(portal: str, event: Any) -> str:
 
 def test_deposit_round_trip(l1: str, tmp_path: Path) -> None:
     w3 = Web3(Web3.HTTPProvider(l1))
-    d = deploy_rollup(Web3Deployer(w3, DEPLOYER.address, DEPLOYER.key), BATCHER.address, PROPOSER.address,
-                      RollupParams())
+    d, rollup, seq, val = rollup_pair(l1, tmp_path)
     assert d.portal is not None
-    rollup = tmp_path / "rollup.json"
-    d.save(rollup)
-    (tmp_path / "seq").mkdir()
-    (tmp_path / "val").mkdir()
-    seq = NodeProcess(tmp_path / "seq", args=("--rollup", str(rollup), "--l1", l1, "--no-fsync")).start()
-    val = NodeProcess(tmp_path / "val", args=("--rollup", str(rollup), "--l1", l1, "--derive", "--no-fsync")).start()
     try:
         portal = w3.eth.contract(address=Web3.to_checksum_address(d.portal), abi=list(artifact("Portal").abi))
         call = keccak(b"initiateWithdrawal(address,uint256,bytes)")[:4] + \

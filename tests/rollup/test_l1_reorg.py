@@ -24,22 +24,19 @@ import pytest
 from eth_account import Account
 from web3 import Web3
 
-from ai_evm.dispute.deploy import Web3Deployer
 from ai_evm.node.chain import MAX_ORIGIN_LAG
 from ai_evm.rollup.anvil import Anvil
 from ai_evm.rollup.batcher import Batcher
-from ai_evm.rollup.deploy import RollupParams, deploy_rollup
 from ai_evm.rollup.devnet import DEV_KEYS
 from ai_evm.rollup.node import L1Follower
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ai_evm" / "node"))
-from nodeproc import NodeProcess, wait_for  # noqa: E402
+from nodeproc import NodeProcess, rollup_pair, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (anvil needs it)")
 
 DEPLOYER = Account.from_key(DEV_KEYS[0])
 BATCHER = Account.from_key(DEV_KEYS[1])
-PROPOSER = Account.from_key(DEV_KEYS[2])
 SINK = "0x000000000000000000000000000000000000bEEF"
 
 
@@ -63,14 +60,7 @@ def origin(node: NodeProcess, number: int) -> int:
 
 def test_the_rollup_follows_an_l1_reorg(l1: str, tmp_path: Path) -> None:
     w3 = Web3(Web3.HTTPProvider(l1))
-    d = deploy_rollup(Web3Deployer(w3, DEPLOYER.address, DEPLOYER.key), BATCHER.address, PROPOSER.address,
-                      RollupParams())
-    rollup = tmp_path / "rollup.json"
-    d.save(rollup)
-    (tmp_path / "seq").mkdir()
-    (tmp_path / "val").mkdir()
-    seq = NodeProcess(tmp_path / "seq", args=("--rollup", str(rollup), "--l1", l1, "--no-fsync")).start()
-    val = NodeProcess(tmp_path / "val", args=("--rollup", str(rollup), "--l1", l1, "--derive", "--no-fsync")).start()
+    d, rollup, seq, val = rollup_pair(l1, tmp_path)
     l2 = Web3(Web3.HTTPProvider(seq.url))
     batcher = Batcher(w3, l2, d, BATCHER.key)
     behind = L1Follower(w3, d, confirmations=3)  # --l1-confs 3: reads L1 three blocks behind its head

@@ -14,22 +14,17 @@ from typing import Any
 
 import pytest
 from eth_account import Account
-from web3 import Web3
 
-from ai_evm.dispute.deploy import Web3Deployer
 from ai_evm.rollup.anvil import Anvil
-from ai_evm.rollup.deploy import RollupParams, deploy_rollup
 from ai_evm.rollup.devnet import DEV_KEYS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ai_evm" / "node"))
-from nodeproc import NodeProcess, RpcFailure, wait_for  # noqa: E402
+from nodeproc import NodeProcess, RpcFailure, rollup_pair, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (anvil needs it)")
 
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOYER = Account.from_key(DEV_KEYS[0])
 BATCHER = Account.from_key(DEV_KEYS[1])
-PROPOSER = Account.from_key(DEV_KEYS[2])
 SINK = "0x000000000000000000000000000000000000dEaD"
 
 
@@ -56,15 +51,7 @@ def send_transfers(seq: NodeProcess, key: Any, first_nonce: int, n: int) -> None
 
 
 def test_validator_derives_the_sequencers_chain_from_l1(l1: str, tmp_path: Path) -> None:
-    w3 = Web3(Web3.HTTPProvider(l1))
-    d = deploy_rollup(Web3Deployer(w3, DEPLOYER.address, DEPLOYER.key), BATCHER.address, PROPOSER.address,
-                      RollupParams())
-    rollup = tmp_path / "rollup.json"
-    d.save(rollup)
-    (tmp_path / "seq").mkdir()
-    (tmp_path / "val").mkdir()
-    seq = NodeProcess(tmp_path / "seq", args=("--rollup", str(rollup), "--l1", l1, "--no-fsync")).start()
-    val = NodeProcess(tmp_path / "val", args=("--rollup", str(rollup), "--l1", l1, "--derive", "--no-fsync")).start()
+    d, rollup, seq, val = rollup_pair(l1, tmp_path)
     try:
         dev_key = DEV_KEYS[0]
         send_transfers(seq, dev_key, 0, 3)

@@ -122,3 +122,31 @@ def wait_for(cond: Any, timeout: float, what: str) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def rollup_pair(l1: str, workdir: Path) -> tuple[Any, Path, NodeProcess, NodeProcess]:
+    """Deploy a rollup on the L1 at ``l1`` (anvil's dev keys: deployer, batcher, proposer; default
+    parameters) and start its sequencer and a deriving validator in ``workdir``/seq and ``workdir``/val.
+    Returns the deployment, the rollup.json path and the two started nodes (the caller stops them)."""
+    from eth_account import Account
+    from web3 import Web3
+
+    from ai_evm.dispute.deploy import Web3Deployer
+    from ai_evm.rollup.deploy import RollupParams, deploy_rollup
+    from ai_evm.rollup.devnet import DEV_KEYS
+
+    deployer, batcher, proposer = (Account.from_key(k) for k in DEV_KEYS[:3])
+    w3 = Web3(Web3.HTTPProvider(l1))
+    d = deploy_rollup(Web3Deployer(w3, deployer.address, deployer.key), batcher.address, proposer.address,
+                      RollupParams())
+    rollup = workdir / "rollup.json"
+    d.save(rollup)
+    (workdir / "seq").mkdir()
+    (workdir / "val").mkdir()
+    seq = NodeProcess(workdir / "seq", args=("--rollup", str(rollup), "--l1", l1, "--no-fsync")).start()
+    try:
+        val = NodeProcess(workdir / "val", args=("--rollup", str(rollup), "--l1", l1, "--derive", "--no-fsync")).start()
+    except BaseException:
+        seq.stop()
+        raise
+    return d, rollup, seq, val
