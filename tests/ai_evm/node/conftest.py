@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nodeproc import NodeProcess, digits_node  # noqa: E402
+from tracing_twins import Twins, twins_on_anvil  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -19,3 +20,9 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     proc = digits_node(tmp_path_factory.mktemp("node") / "data")
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twins]:
+    """The tracing tests' node + anvil pair (tracing_twins.py)."""
+    yield from twins_on_anvil(tmp_path_factory.mktemp("tracing"))
