@@ -156,6 +156,17 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(100.0 * np.mean(np.argmax(a, axis=-1) == np.argmax(b, axis=-1)))
 
 
+def best_time(fn: Callable[[], object], repeat: int) -> float:
+    """The best of ``repeat`` wall-clock timings of ``fn()`` (seconds), after one untimed call."""
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine similarity of two tensors, flattened, in float64."""
     x, y = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()

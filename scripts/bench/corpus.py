@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from common import best_time
 from onnx import TensorProto, numpy_helper
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -402,16 +403,6 @@ def _ort_int8(m: onnx.ModelProto, calib: list[np.ndarray], tmp: Path) -> str:
     return str(dst)
 
 
-def _best(fn: Callable[[], object], repeat: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def measure(e: Entry, bundle_dir: Path, repeat: int = 5, auto: bool = False) -> Row:
     """Convert and compare one model (see the module docstring); the bundle is saved in ``bundle_dir``."""
     from opml.bundle import encode_bundle
@@ -489,8 +480,8 @@ def measure(e: Entry, bundle_dir: Path, repeat: int = 5, auto: bool = False) -> 
     feed, one_e = dict(zip(names, one, strict=True)), _engine_feed(one)
     t_eng = t_ort = float("inf")
     for _ in range(3):  # alternate the runtimes
-        t_eng = min(t_eng, _best(lambda: run(bundle, one_e), repeat))
-        t_ort = min(t_ort, _best(lambda: sess.run(None, feed), repeat))
+        t_eng = min(t_eng, best_time(lambda: run(bundle, one_e), repeat))
+        t_ort = min(t_ort, best_time(lambda: sess.run(None, feed), repeat))
     row.engine_ms, row.ort_ms = t_eng * 1e3, t_ort * 1e3
     return row
 

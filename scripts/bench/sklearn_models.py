@@ -16,12 +16,12 @@ Usage: ``python scripts/bench/sklearn_models.py [--markdown] [--repeat N]``. Pri
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 from collections.abc import Callable
 
 import numpy as np
 import onnxruntime as ort
+from common import best_time
 from skl2onnx import to_onnx
 from sklearn import datasets
 from sklearn.ensemble import (
@@ -84,16 +84,6 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float((a @ b) / np.sqrt((a @ a) * (b @ b)))
 
 
-def _best(fn: Callable[[], object], repeat: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def measure(label: str, data: str, make: Callable[[], object], repeat: int) -> dict[str, object]:
     xtr, xte, ytr, _ = split(data)
     with warnings.catch_warnings():
@@ -119,8 +109,8 @@ def measure(label: str, data: str, make: Callable[[], object], repeat: int) -> d
     for tag, x in (("1", xte[:1]), ("all", xte)):
         t_eng, t_ort = float("inf"), float("inf")
         for _ in range(3):  # alternate the runtimes
-            t_eng = min(t_eng, _best(lambda x=x: run(bundle, [x]), repeat))
-            t_ort = min(t_ort, _best(lambda x=x: sess.run(None, {feed: x}), repeat))
+            t_eng = min(t_eng, best_time(lambda x=x: run(bundle, [x]), repeat))
+            t_ort = min(t_ort, best_time(lambda x=x: sess.run(None, {feed: x}), repeat))
         row[f"engine_ms_{tag}"], row[f"ort_ms_{tag}"] = t_eng * 1e3, t_ort * 1e3
     row["nodes"] = len(bundle.nodes)
     row["rows"] = len(xte)
