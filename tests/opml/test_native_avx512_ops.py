@@ -35,7 +35,7 @@ from opml.reference import run_reference
 sys.path.insert(0, str(Path(__file__).parent))
 from engine_cases import act, const, one_node  # noqa: E402
 from native_child import child_hash  # noqa: E402
-from test_native_ops import PREPARE, byte_array, numpy_only  # noqa: E402
+from test_native_ops import byte_array, numpy_only, run_node  # noqa: E402
 
 INT8, UINT8, INT16 = DType.INT8, DType.UINT8, DType.INT16
 QRANGE = {INT8: (-128, 127), UINT8: (0, 255)}
@@ -71,14 +71,6 @@ def instruction_set(code: int) -> Iterator[None]:
         yield
     finally:
         native_ops._ISA = saved
-
-
-def run_node(bundle: Bundle, inputs: Sequence[np.ndarray]) -> np.ndarray:
-    b = decode_bundle(encode_bundle(bundle))
-    node = b.nodes[0]
-    it = iter(inputs)
-    args = [b.tensors[i].array() if b.tensors[i].is_const else next(it) for i in node.inputs]
-    return PREPARE[node.op](node, b.tensors)(args)
 
 
 def every_way(bundle: Bundle, inputs: Sequence[np.ndarray], reference: bool = True) -> np.ndarray:
