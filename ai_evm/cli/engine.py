@@ -33,7 +33,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
 @model.command("convert")
 @click.argument("onnx_model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False), help="bundle file to write")
-@click.option("--calibration", type=click.Path(dir_okay=False), help=".npy (one input) or .npz (by input name)")
+@click.option("--calibration", type=click.Path(dir_okay=False),
+              help=".npy (one input) or .npz (by input name); an array with one axis more than its model input "
+                   "holds several calibration batches (a fixed-batch model is calibrated on all of them)")
 @click.option("--name", help="model name stored in the bundle metadata")
 @click.option("--weight-bits", type=click.IntRange(2, 8), default=8, show_default=True,
               help="bits of the per-channel float weight quantization (7: the engine's faster exact u8 x s8 GEMM)")

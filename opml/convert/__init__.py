@@ -35,13 +35,13 @@ from . import (  # noqa: F401  (register lowerings)
     recurrent,
 )
 from .builder import GraphBuilder, Val
-from .calibrate import AccuracyOptions, ConversionTrace
+from .calibrate import DIVERGED, AccuracyOptions, Batches, CalibrationDiverged, ConversionTrace, run_lockstep
 from .context import Context
 from .coverage import one_line, unsupported_op_message
 from .lower import LOWERINGS
 from .rewrite import rewrite_graph
 
-__all__ = ["convert", "load_onnx"]
+__all__ = ["Batches", "convert", "load_onnx"]
 
 
 def load_onnx(model: str | Path | bytes | onnx.ModelProto) -> onnx.ModelProto:
@@ -72,7 +72,8 @@ def _is_dynamic(vi: onnx.ValueInfoProto) -> bool:
                            or dims[0].dim_value < 0)
 
 
-def _calibration_arrays(m: onnx.ModelProto, calibration: object) -> list[np.ndarray]:
+def _raw_calibration(m: onnx.ModelProto, calibration: object) -> list[np.ndarray]:
+    """The calibration arrays by model input (one batch, or batches on a leading axis), not yet checked."""
     ins = _graph_inputs(m)
     if calibration is None:
         raise ConversionError("calibration data is required: pass an array (or a dict by input name) of inputs")
@@ -93,6 +94,36 @@ def _calibration_arrays(m: onnx.ModelProto, calibration: object) -> list[np.ndar
         arrays = [np.asarray(calibration)]
     if len(arrays) != len(ins):
         raise ConversionError(f"model has {len(ins)} inputs, calibration gives {len(arrays)}")
+    return arrays
+
+
+def _calibration_arrays(m: onnx.ModelProto, calibration: object) -> list[np.ndarray]:
+    """One calibration batch, checked against the model's inputs (dtype, rank, fixed dimensions)."""
+    return _checked(m, _raw_calibration(m, calibration))
+
+
+def _calibration_batches(m: onnx.ModelProto, calibration: object) -> list[list[np.ndarray]]:
+    """The calibration batches, each checked: a :class:`Batches`, or arrays (in memory or in a .npy/.npz file)
+    of which some have one axis more than their model input: that leading axis numbers the batches, and an
+    input given at the model's own rank is the same in every batch (e.g. a constant sample rate)."""
+    if isinstance(calibration, Batches):
+        return [_calibration_arrays(m, b) for b in calibration.items]
+    arrays = _raw_calibration(m, calibration)
+    ins = _graph_inputs(m)
+    ranks = [len(vi.type.tensor_type.shape.dim) if vi.type.tensor_type.HasField("shape") else None for vi in ins]
+    stacked = [r is not None and a.ndim == r + 1 for a, r in zip(arrays, ranks, strict=True)]
+    if not any(stacked):
+        return [_checked(m, arrays)]
+    counts = {a.shape[0] for a, s in zip(arrays, stacked, strict=True) if s}
+    if len(counts) != 1 or 0 in counts:
+        raise ConversionError(f"calibration arrays with a leading batches axis give different numbers of batches "
+                              f"{sorted(counts)}; give each input the same number (or one batch at the input's rank)")
+    k = counts.pop()
+    return [_checked(m, [a[j] if s else a for a, s in zip(arrays, stacked, strict=True)]) for j in range(k)]
+
+
+def _checked(m: onnx.ModelProto, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    ins = _graph_inputs(m)
     out = []
     for vi, a in zip(ins, arrays, strict=True):
         want = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
@@ -192,6 +223,12 @@ def convert(
     .npy/.npz path) used to choose activation quantization parameters; its first dimension is the
     batch when the model's inputs have a dynamic leading dimension.
 
+    Several calibration batches: a :class:`Batches` of such inputs, or arrays with one axis more than
+    the model input (that leading axis numbers the batches; an input at its own rank is shared by all).
+    A dynamic-batch model is calibrated on their concatenation; a fixed-batch model (e.g. a streaming
+    model whose state fixes the batch) is converted on each batch in lockstep, every activation range
+    chosen from all batches' values (``calibrate.run_lockstep``). One batch gives the bytes it always did.
+
     ``weight_bits`` (2-8): float weights are quantized per channel to ``+-(2^(bits-1) - 1)``. With 7 bits
     (``|w| <= 63``) the engine's native GEMM can use its exact uint8 x int8 kernel (``docs/engine.md``)
     at the price of one bit of weight precision; the bundle format is the same, 8-bit bundles keep
@@ -208,9 +245,30 @@ def convert(
         m = onnx.shape_inference.infer_shapes(m)
     except Exception:  # shape inference is a convenience; conversion runs on real shapes anyway
         pass
+    ins = _graph_inputs(m)
+    batches = _calibration_batches(m, calibration)
+    if len(batches) > 1 and any(_is_dynamic(vi) for vi in ins):  # one batch: the concatenation (same ranges)
+        if any(a.ndim == 0 for b in batches for a in b):
+            raise ConversionError("a model with a dynamic batch takes calibration inputs with a batch axis")
+        batches = [[np.concatenate(col) for col in zip(*batches, strict=True)]]
+    if len(batches) == 1:
+        return _convert_batch(m, batches[0], name, weight_bits, accuracy, trace)
+    traces = [ConversionTrace() for _ in batches]
+    bundles = run_lockstep(lambda i: _convert_batch(m, batches[i], name, weight_bits, accuracy, traces[i]),
+                           len(batches))
+    if any(b.encoded != bundles[0].encoded for b in bundles[1:]):
+        raise CalibrationDiverged(DIVERGED.format("a choice made from the data other than a range"))
+    if trace is not None:  # outputs of all batches, stacked on a new first axis (one row per batch)
+        trace.outputs = [np.stack([t.outputs[j] for t in traces]) for j in range(len(traces[0].outputs))]
+        trace.int8_readers = traces[0].int8_readers
+    return bundles[0]
+
+
+def _convert_batch(m: onnx.ModelProto, arrays: list[np.ndarray], name: str | None, weight_bits: int,
+                   accuracy: AccuracyOptions | None, trace: ConversionTrace | None) -> Bundle:
+    """``convert`` on one calibration batch (``arrays``, checked)."""
     graph = rewrite_graph(m.graph)
     ins = _graph_inputs(m)
-    arrays = _calibration_arrays(m, calibration)
     dynamic = any(_is_dynamic(vi) for vi in ins)
     batch = 0
     if dynamic:

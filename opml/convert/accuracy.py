@@ -2,8 +2,10 @@
 
 The float reference is onnxruntime float32 on the calibration data; the quantized outputs are the
 converted graph's own values on the same data (computed during conversion, so measuring costs no
-extra run). For each float output the report gives the cosine per calibration row (the batch axis),
-its mean and minimum; an integer output reports the fraction of equal elements.
+extra run). For each float output the report gives the cosine per calibration row (the batch axis;
+with several batches of a fixed-batch model, one row per batch), its mean and minimum (an output of
+one value per row: the cosine of that column); an integer output reports the fraction of equal
+elements.
 
 The search (:func:`choose_options`), every step a full conversion:
 
@@ -31,7 +33,7 @@ import onnx
 
 from ..bundle import Bundle
 from ..errors import ConversionError
-from .calibrate import METHODS, AccuracyOptions, ConversionTrace
+from .calibrate import METHODS, AccuracyOptions, Batches, ConversionTrace
 
 # ops whose output can be int16 (``_emit_requant``: conv/linear; ``lower_add``), and ops that read int16
 INT16_PRODUCERS = ("Conv", "Gemm", "AievmLinear", "MatMul", "Add")
@@ -79,6 +81,26 @@ def score(report: list[OutputAccuracy]) -> float:
     return round(min((r.mean for r in report), default=1.0) / COSINE_GRID) * COSINE_GRID
 
 
+def batch_outputs(model: onnx.ModelProto, batches: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """onnxruntime float32 outputs on calibration batches laid out as ``convert``'s trace has them: one batch
+    as it is, several stacked on a new first axis (a dynamic-batch model's batches are one, concatenated)."""
+    if len(batches) == 1:
+        return float_outputs(model, batches[0])
+    per = [float_outputs(model, b) for b in batches]
+    return [np.stack([p[j] for p in per]) for j in range(len(per[0]))]
+
+
+def _batches(m: onnx.ModelProto, calibration: object) -> tuple[list[list[np.ndarray]], object]:
+    """The checked calibration batches (a dynamic-batch model's concatenated into one) and what ``convert``
+    is given for them."""
+    from . import _calibration_batches, _graph_inputs, _is_dynamic
+
+    batches = _calibration_batches(m, calibration)
+    if len(batches) > 1 and any(_is_dynamic(vi) for vi in _graph_inputs(m)):
+        batches = [[np.concatenate(col) for col in zip(*batches, strict=True)]]
+    return batches, (batches[0] if len(batches) == 1 else Batches(batches))
+
+
 def float_outputs(model: onnx.ModelProto, arrays: list[np.ndarray]) -> list[np.ndarray]:
     """onnxruntime float32 outputs of ``model`` on the calibration arrays (one thread)."""
     import onnxruntime as ort
@@ -105,6 +127,8 @@ def compare(names: list[str], got: list[np.ndarray], want: list[np.ndarray]) -> 
         rows = g.shape[0] if g.ndim >= 1 and g.shape[0] > 0 else 1
         a = g.reshape(rows, -1).astype(np.float64)
         b = w.reshape(rows, -1).astype(np.float64)
+        if a.shape[1] == 1 and w.dtype.kind == "f":  # (one value per row: a row's cosine is only its sign)
+            a, b = a.reshape(1, -1), b.reshape(1, -1)
         if w.dtype.kind != "f":
             eq = (a == b).mean(axis=1)
             out.append(OutputAccuracy(name, float(eq.mean()), float(eq.min()), "equal"))
@@ -158,9 +182,10 @@ def int16_candidates(model: onnx.ModelProto) -> list[str]:
     return found
 
 
-def measure(model: onnx.ModelProto, arrays: list[np.ndarray], want: list[np.ndarray], options: AccuracyOptions,
+def measure(model: onnx.ModelProto, arrays: object, want: list[np.ndarray], options: AccuracyOptions,
             name: str | None, weight_bits: int) -> tuple[Bundle, list[OutputAccuracy], list[str]]:
-    """Convert with ``options`` and compare its calibration outputs with ``want``."""
+    """Convert with ``options`` on the calibration ``arrays`` (one batch or :class:`Batches`) and compare its
+    calibration outputs with ``want``."""
     from . import convert
 
     trace = ConversionTrace()
@@ -171,26 +196,26 @@ def measure(model: onnx.ModelProto, arrays: list[np.ndarray], want: list[np.ndar
 def report_for(model: str | Path | bytes | onnx.ModelProto, calibration: object, options: AccuracyOptions,
                *, name: str | None = None, weight_bits: int = 8) -> AccuracyResult:
     """Convert with fixed ``options`` and report the accuracy against float (no search)."""
-    from . import _calibration_arrays, load_onnx
+    from . import load_onnx
 
     m = load_onnx(model)
-    arrays = _calibration_arrays(m, calibration)
-    bundle, rep, readers = measure(m, arrays, float_outputs(m, arrays), options, name, weight_bits)
+    batches, arrays = _batches(m, calibration)
+    bundle, rep, readers = measure(m, arrays, batch_outputs(m, batches), options, name, weight_bits)
     return AccuracyResult(bundle, options, rep, readers)
 
 
 def choose_options(model: str | Path | bytes | onnx.ModelProto, calibration: object, *, name: str | None = None,
                    weight_bits: int = 8, target_cosine: float = 0.99, max_conversions: int = 32) -> AccuracyResult:
     """Search range methods, bias correction and int16 tensors for the best measured accuracy (above)."""
-    from . import _calibration_arrays, load_onnx
+    from . import load_onnx
 
     if not 0.0 < target_cosine <= 1.0:
         raise ConversionError(f"target cosine must be in (0, 1], not {target_cosine}")
     if max_conversions < 1:
         raise ConversionError(f"max_conversions must be at least 1, not {max_conversions}")
     m = load_onnx(model)
-    arrays = _calibration_arrays(m, calibration)
-    want = float_outputs(m, arrays)
+    batches, arrays = _batches(m, calibration)
+    want = batch_outputs(m, batches)
     log: list[str] = []
     n = 0
     best: AccuracyResult | None = None
@@ -215,9 +240,10 @@ def choose_options(model: str | Path | bytes | onnx.ModelProto, calibration: obj
     return best
 
 
-def int8_noise(model: onnx.ModelProto, arrays: list[np.ndarray], names: list[str], method: str) -> list[float]:
-    """Per tensor: the relative squared error (noise / signal power) of its float values on the int8
-    grid ``method`` would choose for it, from one onnxruntime run with the tensors as extra outputs."""
+def int8_noise(model: onnx.ModelProto, arrays: object, names: list[str], method: str) -> list[float]:
+    """Per tensor: the relative squared error (noise / signal power) of its float values (on every
+    calibration batch) on the int8 grid ``method`` would choose for it, from onnxruntime runs with the
+    tensors as extra outputs."""
     from .builder import choose_qparams
     from .calibrate import choose_range
 
@@ -227,7 +253,8 @@ def int8_noise(model: onnx.ModelProto, arrays: list[np.ndarray], names: list[str
     for nm in names:
         if nm not in known:
             m.graph.output.append(onnx.helper.make_tensor_value_info(nm, onnx.TensorProto.FLOAT, None))
-    values = dict(zip([o.name for o in m.graph.output], float_outputs(m, arrays), strict=True))
+    batches = arrays.items if isinstance(arrays, Batches) else [arrays]
+    values = dict(zip([o.name for o in m.graph.output], batch_outputs(m, list(batches)), strict=True))  # type: ignore[arg-type]
     noise = []
     for nm in names:
         v = np.asarray(values[nm], dtype=np.float64).reshape(-1)
@@ -239,7 +266,7 @@ def int8_noise(model: onnx.ModelProto, arrays: list[np.ndarray], names: list[str
     return noise
 
 
-def _choose_int16(m: onnx.ModelProto, arrays: list[np.ndarray], want: list[np.ndarray], base: AccuracyResult,
+def _choose_int16(m: onnx.ModelProto, arrays: object, want: list[np.ndarray], base: AccuracyResult,
                   name: str | None, weight_bits: int, target: float, budget: int, n: int,
                   log: list[str]) -> tuple[AccuracyResult, int]:
     """The shortest prefix of the candidates ranked by int8 noise (largest first) that reaches ``target``:

@@ -17,6 +17,7 @@ from ..engine import _PREPARERS
 from ..errors import ConversionError
 from ..intmath import quantize_multiplier
 from ..ops import BY_NAME
+from .calibrate import merged_range
 
 
 @dataclass
@@ -67,7 +68,9 @@ class QParams:
 
 
 def choose_qparams(lo: float, hi: float) -> QParams:
-    """Asymmetric int8 parameters covering [lo, hi] (always including 0), computed in float64."""
+    """Asymmetric int8 parameters covering [lo, hi] (always including 0), computed in float64; in a conversion
+    on several calibration batches in lockstep, [lo, hi] of all batches (``calibrate.merged_range``)."""
+    lo, hi = merged_range(lo, hi)
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise ConversionError("calibration produced a non-finite activation range: a step before it (Reciprocal, Div, "
