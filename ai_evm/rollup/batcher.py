@@ -125,6 +125,30 @@ class Batcher:
         return Batch(bytes(blk["parentHash"]), int.from_bytes(extra, "big"), bytes(blk["mixHash"]),
                      int(blk["timestamp"]), tuple(txs))
 
+    def _forced(self, number: int) -> bool:
+        """Whether L2 block ``number`` is the forced block that every deriving node builds by now
+        (``ai_evm.rollup.derive.forced_batch``: its parent's next epoch, the rule's timestamp, deposits
+        only, and L1 past that epoch's sequencing window). Such a block is the same whether or not its
+        batch is posted, and a batch posted now would be past its window."""
+        blk = self.l2.eth.get_block(number, full_transactions=True)
+        types = [cast(Any, tx)["type"] for tx in blk["transactions"]]
+        if any((int(t, 16) if isinstance(t, str) else int(t)) != DEPOSIT_TX_TYPE for t in types):
+            return False
+        parent = self.l2.eth.get_block(number - 1)
+        extra, parent_extra = bytes(blk["extraData"]), bytes(parent["extraData"])
+        if len(extra) != 8:
+            return False
+        epoch = int.from_bytes(extra, "big")
+        parent_epoch = int.from_bytes(parent_extra, "big") if len(parent_extra) == 8 else self.d.genesis_l1_number
+        if epoch != parent_epoch + 1 or int(self.l1.eth.block_number) < epoch + self.d.rollup_config.seq_window:
+            return False
+        try:
+            origin = self.l1.eth.get_block(epoch)
+        except BlockNotFound:
+            return False
+        return bytes(origin["hash"]) == bytes(blk["mixHash"]) and \
+            int(blk["timestamp"]) == max(int(parent["timestamp"]) + 1, int(origin["timestamp"]))
+
     def step(self) -> Posted | None:
         """Post the blocks after the last posted one, if any; returns what was posted."""
         if not self._in_sync():
@@ -136,6 +160,9 @@ class Batcher:
             log.warning("batcher: L1 or L2 reorganized: L1 holds L2 blocks through %d (was %d); posting from there",
                         self.posted_through, before)
         head = int(self.l2.eth.block_number)
+        while self.posted_through < head and self._forced(self.posted_through + 1):
+            self.posted_through += 1  # L1 defines it already: its batch would only be dropped
+            self._posted_hash = self._l2_hash(self.posted_through)
         first = self.posted_through + 1
         if first > head:
             return None

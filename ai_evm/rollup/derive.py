@@ -24,6 +24,17 @@ Rules (the OP Stack's, reduced to one sequencer and strictly ordered frames, as 
   (type 0x7E: the deposits of a block come from L1, ``ai_evm.rollup.deposits``, and are put first in
   the block by the node that builds it).
 
+**Forced blocks** (the sequencing window; the OP Stack's "forced empty batches"). Let ``E`` be the
+safe head's epoch. Once the deriver has read L1 block ``E + 1 + seq_window`` and the batches included
+up to it did not move the safe head to a later epoch, no valid batch for epoch ``E + 1`` can come any
+more (it would be included past its window): every deriver then builds the **forced block**
+(:func:`forced_batch`): parent the safe head, epoch ``E + 1``, timestamp
+``max(safe.timestamp + 1, L1(E + 1).timestamp)``, no transactions but the epoch's deposits (the
+building node puts them first, as in every block), and goes on epoch by epoch while the window stays
+expired. A silent sequencer (or one that leaves a deposit out) thus cannot stop deposits: they reach
+L2 at most ``seq_window`` L1 blocks late. Batches read later that extend the replaced blocks name
+another parent and are dropped.
+
 **L1 reorgs.** Before reading each L1 block the deriver keeps a checkpoint of its state (safe head,
 open channel, batches read but not yet used) for the last :data:`MAX_REORG_DEPTH` blocks. When L1
 replaces blocks, :meth:`Deriver.rewind_l1` returns to the state it had with the common ancestor as
@@ -64,6 +75,10 @@ class L1Reorg(ValueError):
     def __init__(self, number: int, message: str) -> None:
         super().__init__(message)
         self.number = number
+
+
+class ForcedBlockFailed(RuntimeError):
+    """A forced block (deposits only) could not be built: the node cannot follow the chain L1 defines."""
 
 
 class ReorgTooDeep(RuntimeError):
@@ -197,6 +212,17 @@ def check_batch(batch: Batch, safe: SafeHead, l1: dict[int, L1Block], inclusion:
     return None
 
 
+def forced_batch(safe: SafeHead, l1: dict[int, L1Block], last_l1: int, config: RollupConfig) -> Batch | None:
+    """The forced block that must extend ``safe`` once L1 blocks through ``last_l1`` are read (module
+    docstring, "Forced blocks"), or None while the window of the safe head's next epoch is open (or
+    when that epoch's L1 block was not read)."""
+    epoch = safe.epoch_number + 1
+    origin = l1.get(epoch)
+    if last_l1 < epoch + config.seq_window or origin is None:
+        return None
+    return Batch(safe.hash, epoch, origin.hash, max(safe.timestamp + 1, origin.timestamp), ())
+
+
 class Deriver:
     """L1 blocks in, L2 block attributes out (module docstring)."""
 
@@ -207,6 +233,11 @@ class Deriver:
         self.l1: dict[int, L1Block] = {b.number: b for b in l1_history}
         self._ready: deque[tuple[int, Batch]] = deque()
         self._pending: tuple[int, Batch] | None = None
+        self._pending_forced = False
+        #: The number of the last L1 block read (None: none yet).
+        self.last_l1: int | None = max(self.l1) if self.l1 else None
+        #: Forced blocks derived (the sequencing window expired), for progress output and tests.
+        self.forced = 0
         #: L1 number n -> the state with n as the last L1 block read (see "L1 reorgs")
         self._checkpoints: dict[int, tuple[SafeHead, _Channel | None, tuple[tuple[int, Batch], ...],
                                            tuple[int, Batch] | None]] = {}
@@ -215,38 +246,59 @@ class Deriver:
     def dropped(self) -> list[str]:
         return self.bank.dropped
 
+    @property
+    def pending_forced(self) -> bool:
+        """Whether the pending batch is a forced block (:func:`forced_batch`: it cannot be rejected)."""
+        return self._pending_forced
+
     def add_l1_block(self, block: L1Block) -> None:
         """Read one L1 block (in order): its inbox data become frames, channels, batches."""
         prev = self.l1.get(block.number - 1)
         if prev is not None and prev.hash != block.parent_hash:
             raise L1Reorg(block.number, f"L1 block {block.number} does not extend {prev.hash.hex()}: an L1 reorg")
         ch = self.bank._open
-        self._checkpoints[block.number - 1] = (
+        self._checkpoints[block.number - 1] = (  # a pending forced block is not kept: it is derived again
             self.safe, None if ch is None else _Channel(ch.channel_id, ch.opened_at, list(ch.frames), ch.size),
-            tuple(self._ready), self._pending)
+            tuple(self._ready), None if self._pending_forced else self._pending)
         self._checkpoints.pop(block.number - 1 - MAX_REORG_DEPTH, None)
         self.l1[block.number] = block
+        self.last_l1 = block.number
         self._ready.extend((block.number, b) for b in self.bank.read(block))
 
     def next_batch(self) -> Batch | None:
-        """The next valid batch extending the safe head (invalid ones are dropped), or None."""
+        """The next valid batch extending the safe head (invalid ones are dropped), or the forced block
+        when the safe head's sequencing window expired (module docstring), or None."""
         if self._pending is not None:
             raise RuntimeError("advance() the previous batch first")
         while self._ready:
+            if (forced := self._force(self._ready[0][0] - 1)) is not None:  # expired before the batch's L1 block
+                return forced
             inclusion, batch = self._ready.popleft()
             why = check_batch(batch, self.safe, self.l1, inclusion, self.config)
             if why is None:
                 self._pending = (inclusion, batch)
                 return batch
             self.bank.drop(f"batch at L1 block {inclusion}: {why}")
-        return None
+        return None if self.last_l1 is None else self._force(self.last_l1)
+
+    def _force(self, through: int) -> Batch | None:
+        """The forced block (made pending) if it is due with L1 read through ``through``."""
+        batch = forced_batch(self.safe, self.l1, through, self.config)
+        if batch is None:
+            return None
+        self._pending, self._pending_forced = (batch.epoch_number + self.config.seq_window, batch), True
+        log.warning("derivation: no batch for epoch %d by L1 block %d (sequencing window): forced deposit-only "
+                    "L2 block %d", batch.epoch_number, batch.epoch_number + self.config.seq_window,
+                    self.safe.number + 1)
+        return batch
 
     def advance(self, block_hash: bytes) -> SafeHead:
         """The pending batch was built into the L2 block ``block_hash``: it is the new safe head."""
         if self._pending is None:
             raise RuntimeError("no pending batch")
         b = self._pending[1]
-        self._pending = None
+        self.forced += self._pending_forced
+        self._pending, self._pending_forced = None, False
         self.safe = SafeHead(block_hash, self.safe.number + 1, b.timestamp, b.epoch_number)
         return self.safe
 
@@ -254,6 +306,9 @@ class Deriver:
         """The pending batch could not be built (a transaction invalid on L2): drop it."""
         if self._pending is None:
             raise RuntimeError("no pending batch")
+        if self._pending_forced:
+            raise ForcedBlockFailed(f"the forced block {self.safe.number + 1} (epoch {self._pending[1].epoch_number}) "
+                                    f"does not build: {why}")
         self.bank.drop(f"batch for L2 block {self.safe.number + 1}: {why}")
         self._pending = None
 
@@ -274,7 +329,8 @@ class Deriver:
         self.safe, ch, ready, pending = snap
         self.bank._open = None if ch is None else _Channel(ch.channel_id, ch.opened_at, list(ch.frames), ch.size)
         self._ready = deque(([pending] if pending is not None else []) + list(ready))
-        self._pending = None
+        self._pending, self._pending_forced = None, False
+        self.last_l1 = number
         for n in [n for n in self.l1 if n > number]:
             del self.l1[n]
         for n in [n for n in self._checkpoints if n > number]:
@@ -288,5 +344,5 @@ class Deriver:
             yield b
 
 
-__all__ = ["MAX_REORG_DEPTH", "ChannelBank", "Deriver", "L1Block", "L1Reorg", "ReorgTooDeep", "RollupConfig",
-           "SafeHead", "check_batch"]
+__all__ = ["MAX_REORG_DEPTH", "ChannelBank", "Deriver", "ForcedBlockFailed", "L1Block", "L1Reorg", "ReorgTooDeep",
+           "RollupConfig", "SafeHead", "check_batch", "forced_batch"]

@@ -22,12 +22,14 @@ import logging
 import threading
 from typing import Any
 
+from eth.abc import SignedTransactionAPI
 from eth_utils import keccak
 from web3 import Web3
 
 from ai_evm.contracts import artifact
-from ai_evm.node.chain import Sequencer
+from ai_evm.node.chain import L1Origin, NoL1Origin, Sequencer
 
+from .codec import Batch
 from .config import RollupDeployment
 from .derive import Deriver, L1Block, L1Reorg, SafeHead
 from .l1 import L1Reader, common_ancestor
@@ -39,9 +41,16 @@ log = logging.getLogger(__name__)
 class BatchMatcher:
     """The sequencer's safe head: its own batches derived from L1, each matched to its block.
 
-    A derived batch matches L2 block ``safe + 1`` when it has that block's parent hash, timestamp
-    and transactions (by hash); a batch that does not match is dropped and reported, since then L1
-    says something else than what the sequencer built (it never advances the safe head)."""
+    A derived batch matches L2 block ``safe + 1`` when it has that block's parent hash, epoch,
+    timestamp and transactions (by hash); a batch that does not match is dropped and reported, since
+    then L1 says something else than what the sequencer built (it never advances the safe head).
+
+    A **forced block** (the sequencing window expired, ``ai_evm.rollup.derive.forced_batch``) is L1's
+    word, not the sequencer's: when the sequencer's block at that height differs, the sequencer
+    rewinds to the safe head, builds the forced block itself (the same block every deriving node
+    builds) and sends the transactions of the blocks it forgot again; the batcher then posts from its
+    new head. Building waits (retried on the next poll) until the sequencer's L1 follower has read the
+    forced block's epoch."""
 
     def __init__(self, seq: Sequencer, deployment: RollupDeployment) -> None:
         self.seq = seq
@@ -51,40 +60,96 @@ class BatchMatcher:
         self.deriver = Deriver(deployment.rollup_config, SafeHead(bytes(genesis.hash), 0, int(genesis.timestamp),
                                                                   deployment.genesis_l1_number))
         self.mismatches = 0
+        #: Forced blocks the sequencer built in place of its own blocks.
+        self.replaced = 0
+        self._pending: Batch | None = None  # a forced block waiting for the follower's L1 blocks
+        self._waiting = ""
 
     @property
     def safe(self) -> int:
-        """The last L2 block whose batch L1 holds."""
+        """The last L2 block whose batch L1 holds (or that L1 forced)."""
         return self.deriver.safe.number
 
     def add_l1_block(self, block: L1Block) -> None:
         """Read one L1 block (in order) and advance over the batches that match built blocks."""
         self.deriver.add_l1_block(block)
-        for batch in self.deriver.batches():
-            number = self.deriver.safe.number + 1
-            with self.seq.lock:
-                record = self.seq.record(number)
-            why = self._difference(batch.parent_hash, batch.timestamp, batch.transactions, record)
-            if why is None:
-                assert record is not None
-                self.deriver.advance(_b(record["block"]["hash"]))
-            else:
-                self.mismatches += 1
-                log.warning("L1 holds a batch for L2 block %d that is not the block this sequencer built: %s",
-                            number, why)
-                self.deriver.reject(why)
+        self.match()
+
+    def rewind_l1(self, ancestor: int) -> None:
+        """An L1 reorg kept L1 blocks up to ``ancestor``: back to the deriver's state then."""
+        self.deriver.rewind_l1(ancestor)
+        self._pending = None
+
+    def match(self) -> None:
+        """Advance the safe head over the derived batches (class docstring); a forced block that cannot
+        be built yet stays pending until the next call."""
+        forgotten: list[SignedTransactionAPI] = []
+        with self.seq.lock:  # the sequencer mines nothing between a rewind and the forced block
+            try:
+                while (batch := self._pending or self.deriver.next_batch()) is not None:
+                    self._pending = None
+                    number = self.deriver.safe.number + 1
+                    record = self.seq.record(number)
+                    why = self._difference(batch, record)
+                    if why is None:
+                        assert record is not None
+                        self.deriver.advance(_b(record["block"]["hash"]))
+                    elif self.deriver.pending_forced:
+                        built = self._build_forced(batch, forgotten)
+                        if built is None:
+                            self._pending = batch
+                            return
+                        self.deriver.advance(built)
+                    else:
+                        self.mismatches += 1
+                        log.warning("L1 holds a batch for L2 block %d that is not the block this sequencer built: %s",
+                                    number, why)
+                        self.deriver.reject(why)
+            finally:
+                if forgotten:
+                    refused = [r for r in self.seq.submit(forgotten) if r is not None]
+                    log.warning("sequencing window: %d transaction(s) of the replaced blocks sent again%s",
+                                len(forgotten) - len(refused),
+                                f" ({len(refused)} refused: {refused[0]})" if refused else "")
+
+    def _build_forced(self, batch: Batch, forgotten: list[SignedTransactionAPI]) -> bytes | None:
+        """Make the forced ``batch`` the sequencer's next block after the safe head (rewinding its own
+        blocks there into ``forgotten``); its hash, or None if it cannot be built yet (said once)."""
+        safe = self.deriver.safe.number
+        parent = self.seq.header_by_number(safe)
+        origin = L1Origin(batch.epoch_number, batch.epoch_hash)
+        try:
+            if parent is None:
+                raise NoL1Origin(f"the sequencer has no L2 block {safe}")
+            if self.seq.deposits_for is not None:
+                self.seq.deposits_for(parent, origin)  # its L1 blocks read? (before anything is rewound)
+            if int(self.seq.head().block_number) > safe:
+                forgotten += self.seq.rewind(safe)
+                self.replaced += 1
+                log.warning("sequencing window: L1 forced L2 block %d (deposits only, epoch %d); the sequencer's "
+                            "blocks after %d are replaced", safe + 1, batch.epoch_number, safe)
+            built = self.seq.build_from_batch(batch.transactions, batch.timestamp, origin)
+        except Exception as e:  # NoL1Origin (L1 not read that far yet); a failure to build: retried
+            if str(e) != self._waiting:
+                log.warning("sequencing window: the forced L2 block %d waits: %s", safe + 1, e)
+            self._waiting = str(e)
+            return None
+        self._waiting = ""
+        return built
 
     @staticmethod
-    def _difference(parent: bytes, timestamp: int, txs: tuple[bytes, ...], record: dict[str, Any] | None) -> str | None:
+    def _difference(batch: Batch, record: dict[str, Any] | None) -> str | None:
         if record is None:
             return "the sequencer has no block at that height"
         blk = record["block"]
-        if _b(blk["parentHash"]) != parent:
+        if _b(blk["parentHash"]) != batch.parent_hash:
             return "another parent hash"
-        if int(blk["timestamp"], 16) != timestamp:
+        if _b(blk["extraData"]) != batch.epoch_number.to_bytes(8, "big") or _b(blk["mixHash"]) != batch.epoch_hash:
+            return "another epoch"
+        if int(blk["timestamp"], 16) != batch.timestamp:
             return "another timestamp"
         built = [_b(t["hash"]) for t in record["txs"] if t["type"] != "0x7e"]  # deposits come from L1, not batches
-        if built != [keccak(t) for t in txs]:
+        if built != [keccak(t) for t in batch.transactions]:
             return "other transactions"
         return None
 
@@ -152,10 +217,11 @@ class L1Heads:
                 except L1Reorg:  # back to the common ancestor's state, then read the new blocks
                     ancestor = common_ancestor(self.reader, self.matcher.deriver.l1_hash, self.next_l1 - 1,
                                                self.deployment.genesis_l1_number)
-                    self.matcher.deriver.rewind_l1(ancestor)
+                    self.matcher.rewind_l1(ancestor)
                     self.next_l1 = ancestor + 1
                     continue
                 self.next_l1 += 1
+            self.matcher.match()  # a forced block that waited for the sequencer's L1 follower
         count = int(self.oracle.functions.finalizedCount().call())
         if count:
             self._finalized = max(self._finalized, self._output_block(count - 1))

@@ -258,17 +258,12 @@ class Derivation:
                 h = self.seq.build_from_batch(batch.transactions, batch.timestamp,
                                               L1Origin(batch.epoch_number, batch.epoch_hash))
             except RETRY_LATER as e:  # a registered model not fetched yet: stall (never skip), retry
-                self._pending = batch
-                # said when the stall starts or its cause changes, then every STALL_REPEAT_S (the detail's
-                # fetch age and attempt count change on every retry: not a reason to say it again)
-                key = (self.deriver.safe.number + 1, type(e).__name__, bytes(getattr(e, "address", b"")))
-                now = time.monotonic()
-                if key != self._stall_key or now - self._stall_said >= STALL_REPEAT_S:
-                    log.warning("derivation stalled at L2 block %d: %s (retrying)", key[0], e)
-                    self._stall_key, self._stall_said = key, now
-                self.stalled = str(e)
+                self._stall(batch, e)
                 return
             except Exception as e:  # BatchRejected: the batch is dropped, the next one may fit
+                if self.deriver.pending_forced:  # deposits only, never dropped: stall, retry on the next L1 block
+                    self._stall(batch, e)
+                    return
                 self._pending = None
                 self.deriver.reject(str(e))
                 self.rejected += 1
@@ -277,6 +272,18 @@ class Derivation:
                 log.warning("derivation resumed at L2 block %d", self.deriver.safe.number + 1)
             self._pending, self.stalled, self._stall_key = None, "", None
             self.deriver.advance(h)
+
+    def _stall(self, batch: Batch, e: Exception) -> None:
+        """Keep ``batch`` pending (retried on the next L1 block) and say why: when the stall starts or
+        its cause changes, then every STALL_REPEAT_S (the detail's fetch age and attempt count change on
+        every retry: not a reason to say it again)."""
+        self._pending = batch
+        key = (self.deriver.safe.number + 1, type(e).__name__, bytes(getattr(e, "address", b"")))
+        now = time.monotonic()
+        if key != self._stall_key or now - self._stall_said >= STALL_REPEAT_S:
+            log.warning("derivation stalled at L2 block %d: %s (retrying)", key[0], e)
+            self._stall_key, self._stall_said = key, now
+        self.stalled = str(e)
 
     def _report_fork(self, drops: list[str]) -> None:
         """Say once per safe head when L1 holds batches that name another parent than the derived head:
