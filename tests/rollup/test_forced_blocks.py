@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from eth_account import Account
-from eth_typing import BlockNumber
+from eth_typing import Address, BlockNumber
 
 from ai_evm.node.chain import L1Origin, NodeConfig, Sequencer, origin_of
 from ai_evm.node.vm import make_resolver
@@ -161,8 +161,8 @@ def node(path: Path, l1: dict[int, L1Block]) -> Sequencer:
 
 def transfer(seq: Sequencer, nonce: int) -> None:
     key = seq.config.accounts[0].private_key
-    tx = {"to": "0x000000000000000000000000000000000000dEaD", "value": 1, "gas": 21_000, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9,
-          "nonce": nonce, "chainId": 31337, "type": 2}
+    tx = {"to": "0x000000000000000000000000000000000000dEaD", "value": 1, "gas": 21_000, "maxFeePerGas": 10**10,
+          "maxPriorityFeePerGas": 10**9, "nonce": nonce, "chainId": 31337, "type": 2}
     assert seq.submit([seq.decode_raw(bytes(Account.sign_transaction(tx, key).raw_transaction))]) == [None]
 
 
@@ -195,15 +195,15 @@ def test_validator_and_sequencer_build_the_same_forced_blocks(tmp_path: Path) ->
                                                  L1Origin(batch.epoch_number, batch.epoch_hash)))
     assert deriver.forced == 4 and matcher.safe == 4 and matcher.replaced == 1 and matcher.mismatches == 0
     for n in range(5):
-        a, b = (x.chain.get_canonical_block_header_by_number(BlockNumber(n)) for x in (seq, val))
-        assert (a.hash, a.state_root) == (b.hash, b.state_root), n
+        a, v = (x.chain.get_canonical_block_header_by_number(BlockNumber(n)) for x in (seq, val))
+        assert (a.hash, a.state_root) == (v.hash, v.state_root), n
         assert origin_of(a) == (L1Origin(n, chain[n].hash) if n else None)
         if n:
             assert a.timestamp == chain[n].timestamp
     # block 1 opens with the deposits of L1 blocks 0..1 (none), block 3 with L1 block 3's one
     records = [val.record(n) for n in range(1, 5)]
     assert [[t["type"] for t in r["txs"]] for r in records if r] == [[], [], ["0x7e"], []]
-    assert val.head_state().get_balance(RECIPIENT) == 10**18
+    assert val.head_state().get_balance(Address(RECIPIENT)) == 10**18
     assert len(seq.pool) == 3  # the replaced blocks' transfers, sent again
     seq.mine_pending()
     assert int(seq.head().block_number) == 5 and seq.head().parent_hash == val.head().hash
