@@ -462,8 +462,25 @@ def prepare_reduce(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     mult, shift = node.iattr("mult"), node.iattr("shift")
     lo, hi = QRANGE.get(out.dtype, (0, 0))
 
+    def native_plane(x: np.ndarray) -> np.ndarray | None:
+        """The reduce over trailing axes of a C-contiguous byte tensor (global pooling), in one native call."""
+        k = x.ndim - len(axes)
+        if mode not in (REDUCE_MAX, REDUCE_SUM, REDUCE_MEAN) or sorted(axes) != list(range(k, x.ndim)) or not x.size:
+            return None
+        planes, n = math.prod(x.shape[:k]), math.prod(x.shape[k:])
+        out_shape = x.shape[:k] + (1,) * len(axes) if keep else x.shape[:k]
+        if mode == REDUCE_MAX:
+            y = native_conv.plane_reduce(x, planes, 1, 0, 0, 1, 0, -(1 << 40), 1 << 40, x.dtype)
+        else:
+            den = (n if mode == REDUCE_MEAN else 1) << shift
+            y = native_conv.plane_reduce(x, planes, 0, x_spec.zero_point, mult, den, out.zero_point, lo, hi,
+                                         out.dtype.np) if out.dtype in QRANGE and 0 <= shift < 40 else None
+        return None if y is None else y.reshape(out_shape)
+
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         x = xs[0]
+        if x.dtype in (np.int8, np.uint8) and (y := native_plane(x)) is not None:
+            return y
         if mode == REDUCE_MAX:
             return x.max(axis=axes, keepdims=keep)
         c = x.astype(np.int64) - x_spec.zero_point

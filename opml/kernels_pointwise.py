@@ -17,6 +17,7 @@ import numpy as np
 from .bundle import DType, Node, TensorSpec
 from .intmath import INT32_MAX, INT32_MIN, requantize, round_shift
 from .kernels import QRANGE, Kernel, _const
+from .native import conv as native_conv
 from .native import ops as native_ops
 from .native.wide import add_wide
 from .parallel import for_row_ranges
@@ -24,6 +25,7 @@ from .parallel import for_row_ranges
 BYTE_DTYPES = (DType.INT8, DType.UINT8)
 _I64_SAFE = 1 << 62
 PAIR_LUT_MIN = 1 << 12  # below this many elements a byte-by-byte lookup is as fast
+PLANE_LUT_MIN = 16  # planes of at least this many elements take a table row each (opml_plane_lut8)
 
 
 def _byte_values(dtype: DType) -> np.ndarray:
@@ -59,6 +61,16 @@ def _gather_pair(table: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     idx = np.left_shift(a.view(np.uint8).astype(np.uint16), 8)
     idx = np.bitwise_or(idx, b.view(np.uint8), out=idx if idx.shape == np.broadcast_shapes(a.shape, b.shape) else None)
     return _take(table, idx)
+
+
+def _gather_plane(table: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`_gather_pair`, with one operand holding one value per plane of the other (the SE block's channel
+    scale times its feature map, [B, C, 1, 1] x [B, C, H, W]) by one 256-entry table row per plane."""
+    if a.size * PLANE_LUT_MIN <= b.size and (y := native_conv.plane_lut8(table, a, b)) is not None:
+        return y
+    if b.size * PLANE_LUT_MIN <= a.size and (y := native_conv.plane_lut8(table, b, a, swap=True)) is not None:
+        return y
+    return _gather_pair(table, a, b)
 
 
 def _fits_i64(*terms: int) -> bool:
@@ -108,7 +120,7 @@ def prepare_mul(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
 
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         if table is not None:
-            return _gather_pair(table, xs[0], xs[1])
+            return _gather_plane(table, xs[0], xs[1])
         return formula(xs[0].astype(np.int64), xs[1].astype(np.int64))
 
     return run

@@ -751,3 +751,104 @@ int opml_transpose_batched(const void *x, int64_t count, int64_t rows, int64_t c
 
 #undef TT
 #undef RB
+
+/* ----------------------------------------------------------------- per-plane reductions and lookups */
+
+/* The CNN glue ops over the planes of an NCHW tensor (a plane: the last n elements of contiguous bytes), exact
+ * integer arithmetic only (the same integers as opml.kernels' numpy forms, so the same bytes):
+ *   opml_plane_reduce: global average / sum pooling and the spatial ReduceMean/Sum/Max ("reduce" over the
+ *     trailing axes): mode 0 y[p] = clamp(floor((acc mult + den / 2) / den) + ozp, lo, hi), acc = sum over
+ *     the plane of (x - zp) (round_div of intmath, den = count << shift > 0; the caller checks
+ *     |acc mult| + den < 2^62, so no int64 step overflows); mode 1 y[p] = max over the plane.
+ *   opml_plane_lut8: y[p, i] = table[(a[p] << 8) | b[p, i]] (or table[(b[p, i] << 8) | a[p]] when swap): a
+ *     binary lookup-table op (kernels_pointwise's 65536-entry tables) of one value per plane and a full
+ *     tensor, the SE block's channel scale times the feature map: a 256-entry row (or column) of the table
+ *     per plane, applied by opml_lut8 (pointwise.c). */
+#include "kernels.h"
+
+static int64_t plane_sum_generic(const uint8_t *s, int64_t n, int xsigned) {
+    int64_t acc = 0;
+    if (xsigned)
+        for (int64_t i = 0; i < n; i++) acc += (int8_t)s[i];
+    else
+        for (int64_t i = 0; i < n; i++) acc += s[i];
+    return acc;
+}
+
+#ifdef CONV_X86
+/* VPSADBW against 0 sums 8 unsigned bytes into each 64-bit lane; a signed byte v is (v ^ 0x80) - 128. */
+CONV_AVX2 static int64_t plane_sum_avx2(const uint8_t *s, int64_t n, int xsigned) {
+    __m256i acc = _mm256_setzero_si256(), flip = _mm256_set1_epi8(xsigned ? (char)0x80 : 0), zero = acc;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        acc = _mm256_add_epi64(acc, _mm256_sad_epu8(_mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(s + i)),
+                                                                      flip), zero));
+    int64_t lanes[4];
+    _mm256_storeu_si256((__m256i *)lanes, acc);
+    return lanes[0] + lanes[1] + lanes[2] + lanes[3] - (xsigned ? 128 * i : 0) + plane_sum_generic(s + i, n - i, xsigned);
+}
+
+CONV_AVX512 static int64_t plane_sum_avx512(const uint8_t *s, int64_t n, int xsigned) {
+    __m512i acc = _mm512_setzero_si512(), flip = _mm512_set1_epi8(xsigned ? (char)0x80 : 0), zero = acc;
+    for (int64_t i = 0; i < n; i += 64) {
+        __mmask64 k = n - i >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (n - i)) - 1);
+        /* masked-off bytes load as 0 and become 0x80 ^ flip: count them as the flip's 128 too (subtracted below) */
+        __m512i v = _mm512_maskz_loadu_epi8(k, s + i);
+        acc = _mm512_add_epi64(acc, _mm512_sad_epu8(_mm512_xor_si512(v, flip), zero));
+    }
+    int64_t padded = (n + 63) / 64 * 64;
+    return _mm512_reduce_add_epi64(acc) - (xsigned ? 128 * padded : 0);
+}
+#endif
+
+static int8_t byte_max(const uint8_t *s, int64_t n, int xsigned) {
+    int v = xsigned ? (int8_t)s[0] : s[0];
+    for (int64_t i = 1; i < n; i++) {
+        int t = xsigned ? (int8_t)s[i] : s[i];
+        v = t > v ? t : v;
+    }
+    return (int8_t)v;
+}
+
+int opml_plane_reduce(const uint8_t *x, int xsigned, int64_t planes, int64_t n, int mode, int64_t zp, int64_t mult,
+                      int64_t den, int64_t ozp, int64_t lo, int64_t hi, uint8_t *y, int isa) {
+    if (planes < 0 || n < 1 || den < 1 || (mode != 0 && mode != 1) || lo > hi) return -1;
+    int64_t (*sum)(const uint8_t *, int64_t, int) = plane_sum_generic;
+#ifdef CONV_X86
+    if (have_avx512(isa))
+        sum = plane_sum_avx512;
+    else if (isa >= 1)
+        sum = plane_sum_avx2;
+#else
+    (void)isa;
+#endif
+    for (int64_t p = 0; p < planes; p++) {
+        const uint8_t *s = x + p * n;
+        if (mode == 1) {
+            y[p] = (uint8_t)byte_max(s, n, xsigned);
+            continue;
+        }
+        int64_t num = (sum(s, n, xsigned) - zp * n) * mult + den / 2;
+        int64_t q = num / den;
+        if (num % den != 0 && num < 0) q--; /* floor, as numpy's floor_divide */
+        q += ozp;
+        q = q < lo ? lo : (q > hi ? hi : q);
+        y[p] = (uint8_t)(int8_t)q;
+    }
+    return 0;
+}
+
+int opml_plane_lut8(const uint8_t *table, const uint8_t *a, const uint8_t *b, int64_t planes, int64_t n, int swap,
+                    uint8_t *y, int isa) {
+    if (planes < 0 || n < 1) return -1;
+    uint8_t col[256];
+    for (int64_t p = 0; p < planes; p++) {
+        const uint8_t *row = table + ((size_t)a[p] << 8);
+        if (swap) { /* table[(b << 8) | a]: column a[p] */
+            for (int k = 0; k < 256; k++) col[k] = table[((size_t)k << 8) | a[p]];
+            row = col;
+        }
+        if (opml_lut8(row, b + p * n, y + p * n, 0, n, isa)) return -1;
+    }
+    return 0;
+}

@@ -32,6 +32,10 @@ def _declare() -> ctypes.CDLL | None:
         lib.opml_gconv_cfg.argtypes = [_ptr, _ptr, _i64, _i64, _i64, _ptr, _int]
         lib.opml_transpose_batched.restype = _int
         lib.opml_transpose_batched.argtypes = [_ptr, _i64, _i64, _i64, _i64, _ptr, _int]
+        lib.opml_plane_reduce.restype = _int
+        lib.opml_plane_reduce.argtypes = [_ptr, _int, _i64, _i64, _int, _i64, _i64, _i64, _i64, _i64, _i64, _ptr, _int]
+        lib.opml_plane_lut8.restype = _int
+        lib.opml_plane_lut8.argtypes = [_ptr, _ptr, _ptr, _i64, _i64, _int, _ptr, _int]
     except AttributeError:  # a library built before conv.c
         return None
     return lib
@@ -136,4 +140,56 @@ def transpose_batched(x: np.ndarray) -> np.ndarray:
     y = np.empty((n, c, r), dtype=x.dtype)
     if x.size and _LIB.opml_transpose_batched(_addr(x), n, r, c, x.dtype.itemsize, _addr(y), worker_count()):
         raise ValueError(f"transpose: bad shape {x.shape} or item size {x.dtype.itemsize}")
+    return y
+
+
+PLANE_SAFE = 1 << 62  # opml_plane_reduce's bound on |acc * mult| + den (every int64 step exact)
+
+
+def plane_reduce(x: np.ndarray, planes: int, mode: int, zp: int, mult: int, den: int, ozp: int, lo: int, hi: int,
+                 out_dtype: np.dtype, isa: str | None = None) -> np.ndarray | None:
+    """Per plane of ``x`` (int8/uint8, ``planes`` planes of its last ``x.size // planes`` elements, C order): mode 0
+    ``clip(round_div((sum(x - zp)) * mult, den) + ozp, lo, hi)`` (intmath.round_div, ties up), mode 1 the maximum;
+    flat [planes] of ``out_dtype`` (int8/uint8; for mode 1 ``x``'s dtype). None when the native library cannot take
+    it (then the caller's numpy form computes the same integers)."""
+    if _LIB is None or x.dtype not in _BYTE or np.dtype(out_dtype) not in _BYTE or planes < 1 or x.size % planes:
+        return None
+    n = x.size // planes
+    if n < 1 or den < 1 or mode not in (0, 1) or (mode == 1 and np.dtype(out_dtype) != x.dtype):
+        return None
+    if mode == 0 and X_MAGNITUDE * n * abs(mult) + den >= PLANE_SAFE or not -(1 << 40) < ozp < (1 << 40):
+        return None
+    info = np.iinfo(out_dtype)
+    lo, hi = max(lo, int(info.min)), min(hi, int(info.max))
+    if lo > hi:
+        return None
+    x = np.ascontiguousarray(x)
+    y = np.empty(planes, dtype=out_dtype)
+    if _LIB.opml_plane_reduce(_addr(x), int(x.dtype == np.int8), planes, n, mode, zp, mult, den, ozp, lo, hi,
+                              _addr(y), _code(isa)):
+        raise ValueError(f"plane_reduce: bad arguments ({planes} planes of {n}, den {den})")
+    return y
+
+
+def plane_lut8(table: np.ndarray, a: np.ndarray, b: np.ndarray, swap: bool = False,
+               isa: str | None = None) -> np.ndarray | None:
+    """``table[(a_byte << 8) | b_byte]`` (``swap``: ``table[(b_byte << 8) | a_byte]``) with numpy broadcasting,
+    for a 65536-entry one-byte table, ``b`` int8/uint8 [*lead, *rest] and ``a`` one byte per plane: shape
+    ``lead + (1,) * len(rest)`` (with as many leading 1s as numpy would add). The SE block's channel scale
+    times its feature map: one 256-entry row of the table per plane. None when the shapes are not of that
+    form or the library is not loaded."""
+    if _LIB is None or a.dtype not in _BYTE or b.dtype not in _BYTE or table.dtype not in _BYTE:
+        return None
+    if table.shape != (65536,) or not table.flags.c_contiguous or a.ndim > b.ndim or b.size == 0:
+        return None
+    ashape = (1,) * (b.ndim - a.ndim) + a.shape
+    k = next(i for i in range(b.ndim + 1) if all(d == 1 for d in ashape[i:]))
+    if ashape[:k] != b.shape[:k] or k == b.ndim:
+        return None
+    planes = a.size
+    n = b.size // planes
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    y = np.empty(b.shape, dtype=table.dtype)
+    if _LIB.opml_plane_lut8(_addr(table), _addr(a), _addr(b), planes, n, int(swap), _addr(y), _code(isa)):
+        raise ValueError("plane_lut8: bad arguments")
     return y

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from native_child import child_hash
 
 from opml import kernels, native
-from opml.intmath import clip_int32, requantize
+from opml.intmath import clip_int32, requantize, round_div
 from opml.native import conv as native_conv
 from opml.parallel import set_worker_count
 
@@ -307,3 +307,50 @@ def test_transpose_batched_equals_numpy(n: int, r: int, c: int, dt: type, thread
         set_worker_count(None)
     assert got.dtype == x.dtype and got.flags.c_contiguous
     np.testing.assert_array_equal(got, x.transpose(0, 2, 1))
+
+
+@EACH_ISA
+@FEW
+@given(data=st.data(), planes=st.integers(1, 9), n=st.sampled_from([1, 2, 31, 63, 64, 65, 129, 576, 2304]),
+       dt=st.sampled_from([np.int8, np.uint8]), odt=st.sampled_from([np.int8, np.uint8]))
+def test_plane_reduce_equals_numpy(isa: str, data: st.DataObject, planes: int, n: int, dt: type, odt: type) -> None:
+    """Global average / sum / max pooling (opml_plane_reduce) == the numpy form of kernels.prepare_reduce, at the
+    byte extremes and the multiplier bound included."""
+    info = np.iinfo(dt)
+    x = data.draw(st.sampled_from([
+        np.random.default_rng(planes * n).integers(info.min, info.max + 1, size=(planes, n), dtype=dt),
+        np.full((planes, n), info.min, dtype=dt), np.full((planes, n), info.max, dtype=dt)]))
+    zp = data.draw(st.integers(int(info.min), int(info.max)))
+    shift = data.draw(st.integers(0, 30))
+    den = (n if data.draw(st.booleans()) else 1) << shift
+    mult = data.draw(st.integers(-(1 << 31), 1 << 31))
+    if 255 * n * abs(mult) + den >= native_conv.PLANE_SAFE:
+        assert native_conv.plane_reduce(x, planes, 0, zp, mult, den, 0, -128, 127, np.dtype(odt), isa) is None
+        return
+    ozp = data.draw(st.integers(-300, 300))
+    oi = np.iinfo(odt)
+    y = native_conv.plane_reduce(x, planes, 0, zp, mult, den, ozp, int(oi.min), int(oi.max), np.dtype(odt), isa)
+    acc = x.astype(np.int64).sum(axis=1) - zp * n
+    want = np.clip(round_div(acc * mult, np.asarray(den, dtype=np.int64)) + ozp, oi.min, oi.max).astype(odt)
+    assert y is not None and y.dtype == odt and np.array_equal(y, want)
+    ym = native_conv.plane_reduce(x, planes, 1, 0, 0, 1, 0, -1000, 1000, np.dtype(dt), isa)
+    assert ym is not None and np.array_equal(ym, x.max(axis=1))
+
+
+@EACH_ISA
+@FEW
+@given(planes=st.integers(1, 6), n=st.sampled_from([1, 7, 64, 100, 576]), adt=st.sampled_from([np.int8, np.uint8]),
+       bdt=st.sampled_from([np.int8, np.uint8]), swap=st.booleans(), seed=st.integers(0, 1 << 30))
+def test_plane_lut8_equals_the_table_gather(isa: str, planes: int, n: int, adt: type, bdt: type, swap: bool,
+                                            seed: int) -> None:
+    """The SE scale's lookup (opml_plane_lut8: one table row or column per plane) == numpy's broadcast gather."""
+    rng = np.random.default_rng(seed)
+    table = rng.integers(0, 256, 65536, dtype=np.uint8).view(np.int8)
+    a = rng.integers(0, 256, size=(1, planes, 1, 1), dtype=np.uint8).view(adt)
+    b = rng.integers(0, 256, size=(1, planes, 1, n), dtype=np.uint8).view(bdt)
+    y = native_conv.plane_lut8(table, a, b, swap, isa)
+    ai, bi = a.view(np.uint8).astype(np.int64), b.view(np.uint8).astype(np.int64)
+    want = table[(bi << 8) | ai] if swap else table[(ai << 8) | bi]
+    assert y is not None and y.shape == b.shape and np.array_equal(y, want)
+    if n > 1:  # the full operand first: not a per-plane form
+        assert native_conv.plane_lut8(table, b, a) is None
