@@ -32,6 +32,7 @@ import numpy as np
 from . import native
 from .bundle import Bundle, Node, TensorSpec
 from .errors import OpmlError
+from .native import conv as native_conv
 from .native import ops as native_ops
 from .parallel import worker_count
 
@@ -41,6 +42,14 @@ ALIGN = 64
 MAX_ARENA_BYTES = 1 << 26  # larger plans (huge batches) keep the per-node path
 
 OP_GEMM, OP_MATMUL, OP_SOFTMAX, OP_LAYERNORM, OP_LUT8, OP_PAIR_LUT8, OP_TRANSPOSE, OP_MAXPOOL, OP_CONV = range(1, 10)
+OP_QUANTIZE, OP_DEQUANTIZE, OP_CONCAT, OP_GATHER, OP_CAST, OP_ARGMAX, OP_GCONV, OP_LUT_WIDE, OP_ADD_WIDE = range(10, 19)
+OP_PAIR_BCAST = 19
+DATA_ERROR = -2  # plan.c's PLAN_DATA_ERROR: an input the node's Python kernel rejects with a named error
+
+# plan.c's KIND_* element kinds, by numpy dtype
+_KIND = {np.dtype(t): k for k, t in enumerate((np.int8, np.uint8, np.int16, np.int32, np.int64, np.float32,
+                                                np.bool_))}
+_INT_KINDS = frozenset(np.dtype(t) for t in (np.int8, np.uint8, np.int16, np.int32, np.int64, np.bool_))
 
 _BYTE = (np.dtype(np.int8), np.dtype(np.uint8))
 _LIB = native.library()
@@ -52,7 +61,7 @@ def _declare() -> bool:
     try:
         _LIB.opml_plan_record_words.restype = ctypes.c_int64
         _LIB.opml_plan_run.restype = ctypes.c_int64
-        _LIB.opml_plan_run.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
+        _LIB.opml_plan_run.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p]
     except AttributeError:  # a library built before plan.c
         return False
     return int(_LIB.opml_plan_record_words()) == RECORD_WORDS
@@ -87,7 +96,9 @@ class _Lowered:
     """A node's native form: its record (addresses filled in later) and the scratch buffers it needs."""
 
     op: int
-    words: list[object]  # ints, or ("buf", tensor) / ("scratch", i) / ("arr", array) placeholders
+    # ints, or placeholders: ("buf", input) / ("out", output) / ("at", input, byte offset) / ("scratch", i) /
+    # ("arr", array) / ("table", words): an int64 array of more such words, for records of variable length
+    words: list[object]
     scratch: list[int] = field(default_factory=list)  # bytes of each scratch buffer
     keep: list[object] = field(default_factory=list)  # objects the record's constants live in
 
@@ -200,13 +211,33 @@ def _lower_pair(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[n
             return None
         pa, pb = native_ops._period(a, shape), native_ops._period(b, shape)
         if pa is None or pb is None:
-            return None
+            return _pair_bcast(table, a, b, shape)
         na, nb = pa, pb
     count = math.prod(shape)
     if count and (na < 1 or nb < 1):
         return None
     rec = [("arr", table), _buf(0), na, _buf(1), nb, ("out", 0), count]
     return shape, table.dtype, _Lowered(OP_PAIR_LUT8, rec, keep=[table])
+
+
+def _pair_bcast(table: np.ndarray, a: Shape, b: Shape, shape: Shape) -> Lowering | None:
+    """The pair lookup under general broadcasting: the output split into outer dimensions and the largest
+    inner block in which both operands repeat with a period (``_period``), one native lookup per block."""
+    nd = len(shape)
+    a4, b4 = (1,) * (nd - len(a)) + a, (1,) * (nd - len(b)) + b
+    for k in range(nd + 1):
+        pa, pb = native_ops._period(a4[k:], shape[k:]), native_ops._period(b4[k:], shape[k:])
+        if pa is not None and pb is not None:
+            break
+    else:
+        return None
+    if k > MAX_DIMS // 2 or (math.prod(shape) > 0 and (pa < 1 or pb < 1)):
+        return None
+    sa, sb = _c_strides(a4), _c_strides(b4)
+    astr = [0 if a4[d] == 1 else sa[d] for d in range(k)]
+    bstr = [0 if b4[d] == 1 else sb[d] for d in range(k)]
+    rec = [("arr", table), _buf(0), _buf(1), ("out", 0), math.prod(shape[k:]), pa, pb, k, *shape[:k], *astr, *bstr]
+    return shape, table.dtype, _Lowered(OP_PAIR_BCAST, rec, keep=[table])
 
 
 def _c_strides(shape: Shape) -> list[int]:
@@ -264,6 +295,13 @@ def _lower_maxpool(node: Node, cv: dict[str, object], ins: list[Shape], dts: lis
 
 def _lower_conv(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
     fast, x = cv.get("fast"), ins[0]
+    direct = cv.get("direct")
+    if isinstance(direct, native_conv.GroupConv) and dts[0] == direct.x_dtype and len(x) == 4 and x[1] == direct.c:
+        oh, ow = direct.out_hw(x[2], x[3])  # (kernels.prepare_conv runs the direct conv when these are positive)
+        if oh <= 0 or ow <= 0 or x[2] < 1 or x[3] < 1:
+            return None
+        rec = [("arr", direct.cfg), _buf(0), x[0], x[2], x[3], ("out", 0)]
+        return (x[0], direct.m, oh, ow), direct.ep.dtype, _Lowered(OP_GCONV, rec, keep=[direct])
     if not isinstance(fast, list) or len(fast) != 1 or not isinstance(fast[0], native.Gemm):
         return None
     gemm = fast[0]
@@ -290,10 +328,133 @@ def _lower_conv(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[n
     return (b, m, oh, ow), gemm.ep.dtype, _Lowered(OP_CONV, rec, scratch, keep=[gemm])
 
 
+def _f32_bits(v: object) -> int | None:
+    if not isinstance(v, np.floating):
+        return None
+    return int(np.asarray(v, dtype=np.float32).view(np.uint32))
+
+
+def _lower_quantize(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
+    out, lo, hi = cv.get("out"), cv.get("lo"), cv.get("hi")
+    scale, zp = _f32_bits(cv.get("scale")), _f32_bits(cv.get("zp"))
+    if not isinstance(out, TensorSpec) or scale is None or zp is None or dts[0] != np.float32:
+        return None
+    dt = out.dtype.np
+    if dt not in _BYTE or not isinstance(lo, int) or not isinstance(hi, int):
+        return None
+    if not np.iinfo(dt).min <= lo <= hi <= np.iinfo(dt).max:
+        return None
+    rec = [_buf(0), ("out", 0), math.prod(ins[0]), scale, zp, lo, hi, int(dt == np.int8)]
+    return ins[0], dt, _Lowered(OP_QUANTIZE, rec)
+
+
+def _lower_dequantize(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
+    src, scale = cv.get("src"), _f32_bits(cv.get("scale"))
+    if not isinstance(src, TensorSpec) or scale is None or dts[0] not in _INT_KINDS or dts[0] == np.bool_:
+        return None
+    zp = src.zero_point
+    if not isinstance(zp, int) or abs(zp) >= 1 << 62:
+        return None
+    rec = [_buf(0), _KIND[dts[0]], ("out", 0), math.prod(ins[0]), zp, scale]
+    return ins[0], np.dtype(np.float32), _Lowered(OP_DEQUANTIZE, rec)
+
+
+def _lower_concat(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
+    axis = cv.get("axis")
+    first = ins[0]
+    if not isinstance(axis, int) or not first or not -len(first) <= axis < len(first) or len(set(dts)) != 1:
+        return None
+    axis %= len(first)
+    if any(len(x) != len(first) or x[:axis] != first[:axis] or x[axis + 1 :] != first[axis + 1 :] for x in ins):
+        return None
+    shape = first[:axis] + (sum(x[axis] for x in ins),) + first[axis + 1 :]
+    size = dts[0].itemsize
+    table: list[object] = []
+    for k, x in enumerate(ins):
+        table += [_buf(k), math.prod(x[axis:]) * size]
+    return shape, dts[0], _Lowered(OP_CONCAT, [("out", 0), math.prod(first[:axis]), len(ins), ("table", table)])
+
+
+def _strided_copy(x_off: int, shape: Shape, strides: Sequence[int], size: int) -> list[object] | None:
+    """The OP_TRANSPOSE record words that copy the view of input 0 at element offset ``x_off`` with ``shape`` and
+    element ``strides`` into the output (C order)."""
+    if not 1 <= len(shape) <= MAX_DIMS:
+        return None
+    return [("at", 0, x_off * size if math.prod(shape) else 0), ("out", 0), size, len(shape), *shape, *strides]
+
+
+def _lower_slice(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
+    starts, ends, steps = cv.get("starts"), cv.get("ends"), cv.get("steps")
+    x = ins[0]
+    if not all(isinstance(v, tuple) for v in (starts, ends, steps)) or not x:
+        return None
+    assert isinstance(starts, tuple) and isinstance(ends, tuple) and isinstance(steps, tuple)
+    if not len(starts) == len(ends) == len(steps) or len(starts) > len(x) or 0 in steps:
+        return None
+    st = _c_strides(x)
+    shape, strides, off = list(x), list(st), 0
+    for d, (s, e, k) in enumerate(zip(starts, ends, steps, strict=True)):
+        r = range(*slice(s, e if e >= 0 or k > 0 else None, k).indices(x[d]))  # (the kernel's slice)
+        shape[d], strides[d] = len(r), st[d] * r.step
+        off += r.start * st[d]
+    words = _strided_copy(off, tuple(shape), strides, dts[0].itemsize)
+    return None if words is None else (tuple(shape), dts[0], _Lowered(OP_TRANSPOSE, words))
+
+
+def _lower_gather(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
+    axis = cv.get("axis")
+    data, idx = ins
+    if not isinstance(axis, int) or not -len(data) <= axis < len(data) or dts[1] not in _INT_KINDS:
+        return None
+    axis %= len(data)
+    shape = data[:axis] + idx + data[axis + 1 :]
+    if not data[axis] and math.prod(idx) > 0:
+        return None  # (every index is out of range: the kernel raises)
+    rec = [_buf(0), ("out", 0), math.prod(data[:axis]), data[axis], math.prod(data[axis + 1 :]) * dts[0].itemsize,
+           _buf(1), math.prod(idx), _KIND[dts[1]]]
+    return shape, dts[0], _Lowered(OP_GATHER, rec)
+
+
+def _lower_cast(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
+    to = cv.get("to")
+    if not isinstance(to, np.dtype) or to not in _KIND or dts[0] not in _KIND:
+        return None
+    return ins[0], to, _Lowered(OP_CAST, [_buf(0), _KIND[dts[0]], ("out", 0), _KIND[to], math.prod(ins[0])])
+
+
+def _lower_argmax(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
+    axis, keep, last = cv.get("axis"), cv.get("keep"), cv.get("last")
+    x = ins[0]
+    if not isinstance(axis, int) or not x or not -len(x) <= axis < len(x) or dts[0] not in _INT_KINDS:
+        return None
+    axis %= len(x)
+    if not x[axis]:
+        return None  # (numpy raises on an empty axis)
+    shape = x[:axis] + ((1,) if keep else ()) + x[axis + 1 :]
+    rec = [_buf(0), _KIND[dts[0]], math.prod(x[:axis]), x[axis], math.prod(x[axis + 1 :]), ("out", 0), int(bool(last))]
+    return shape, np.dtype(np.int64), _Lowered(OP_ARGMAX, rec)
+
+
+def _lower_reshape(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
+    """A reshape that is not an alias (of a constant, or whose buffer cannot be shared): one copy of the bytes."""
+    out, x_spec = cv.get("out"), cv.get("x_spec")
+    if not isinstance(out, TensorSpec) or not isinstance(x_spec, TensorSpec):
+        return None
+    x = ins[0]
+    batch = x[0] // -x_spec.shape[0] if x_spec.shape and x_spec.shape[0] < 0 else 1
+    shape = tuple(out.concrete_shape(batch))
+    n = math.prod(x) * dts[0].itemsize
+    if math.prod(shape) != math.prod(x):
+        return None
+    return shape, dts[0], _Lowered(OP_TRANSPOSE, [("at", 0, 0), ("out", 0), 1, 1, n, 1])
+
+
 _LOWERINGS: dict[str, Callable[[Node, dict[str, object], list[Shape], list[np.dtype]], Lowering | None]] = {
     "linear": _lower_linear, "matmul": _lower_matmul, "softmax": _lower_softmax, "layernorm": _lower_layernorm,
     "lut": _lower_lut, "add": _lower_pair, "mul": _lower_pair, "transpose": _lower_transpose,
-    "maxpool": _lower_maxpool, "conv": _lower_conv,
+    "maxpool": _lower_maxpool, "conv": _lower_conv, "quantize": _lower_quantize, "dequantize": _lower_dequantize,
+    "concat": _lower_concat, "slice": _lower_slice, "gather": _lower_gather, "cast": _lower_cast,
+    "argmax": _lower_argmax, "reshape": _lower_reshape,
 }
 
 
@@ -309,6 +470,12 @@ class _Segment:
 
     records: np.ndarray  # int64 [count, RECORD_WORDS]
     nodes: tuple[int, ...]  # the node index of each record (for messages)
+    address: int = 0  # of records
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "address", int(self.records.ctypes.data))
+        object.__setattr__(self, "count", int(self.records.shape[0]))
 
 
 @dataclass(eq=False)
@@ -326,6 +493,11 @@ class BatchPlan:
     native_nodes: int
     keep: list[object]  # the arena and every array a record points into
     lock: threading.Lock = field(default_factory=threading.Lock)
+    code: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))  # opml_plan_run's failure code
+
+    @property
+    def code_address(self) -> int:
+        return int(self.code.ctypes.data)
 
     def run(self, inputs: dict[int, np.ndarray], run_node: RunNode) -> list[np.ndarray]:
         """The outputs (fresh C-ordered arrays) for validated ``inputs`` (by tensor index, the declared
@@ -337,11 +509,14 @@ class BatchPlan:
         lib = _LIB
         assert lib is not None
         threads = worker_count()
+        code = self.code
         for step in self.steps:
             if isinstance(step, _Segment):
-                rc = int(lib.opml_plan_run(step.records.ctypes.data, step.records.shape[0], threads))
+                rc = int(lib.opml_plan_run(step.address, step.count, threads, self.code_address))
                 if rc:
                     j = step.nodes[rc - 1]
+                    if int(code[0]) == DATA_ERROR:  # the node's own kernel raises its named error
+                        run_node(j, [consts[i] if i in consts else views[i] for i in nodes[j].inputs])
                     raise OpmlError(f"node {j} ({nodes[j].op} {nodes[j].name!r}): the native kernel refused the "
                                     "plan's record (a bug in opml/plan.py)")
             else:
@@ -456,10 +631,18 @@ def build(bundle: Bundle, kernels: Sequence[object], consts: dict[int, np.ndarra
         if isinstance(word, int):
             return word
         assert isinstance(word, tuple)
-        kind, v = word
-        if kind == "buf":
+        kind, v = word[:2]
+        if kind == "table":
+            table = np.array([address(w, node, j) for w in v], dtype=np.int64)
+            keep.append(table)
+            return int(table.ctypes.data)
+        if kind in ("buf", "at"):
             i = node.inputs[v]
             a = plan_consts[i] if i in plan_consts else views[i]
+            if kind == "at":  # an address inside the input (the lowering checked the offset)
+                a = np.ascontiguousarray(a)
+                keep.append(a)
+                return int(a.ctypes.data) + word[2]
         elif kind == "out":
             a = views[node.outputs[v]]
         elif kind == "scratch":

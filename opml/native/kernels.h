@@ -1,5 +1,5 @@
 /* Entry points of the native kernels that other C files call (plan.c), with the signatures their
- * definitions have (qgemm.c, norm.c, pointwise.c). Each returns 0, or -1 for arguments outside its bounds. */
+ * definitions have (qgemm.c, norm.c, pointwise.c, conv.c). Each returns 0, or -1 for arguments outside its bounds. */
 #ifndef OPML_KERNELS_H
 #define OPML_KERNELS_H
 #include <stdint.h>
@@ -18,5 +18,10 @@ int opml_layernorm(const void *x, int xkind, int64_t xmax, int64_t r0, int64_t r
 int opml_lut8(const uint8_t *table, const uint8_t *x, uint8_t *y, int64_t i0, int64_t i1, int isa);
 int opml_pair_lut8(const uint8_t *table, const uint8_t *a, int64_t na, const uint8_t *b, int64_t nb, uint8_t *y,
                    int64_t i0, int64_t i1, int isa);
+
+int opml_add_wide(const void *a, int ak, int64_t na, const void *b, int bk, int64_t nb, int64_t za, int64_t zb,
+                  int64_t am, int64_t bm, int shift, int64_t zo, int64_t qmin, int64_t qmax, void *y, int yk,
+                  int64_t i0, int64_t i1, int isa);
+int opml_gconv_cfg(const int64_t *cfg, const void *x, int64_t b, int64_t h, int64_t w, void *y, int threads);
 
 #endif

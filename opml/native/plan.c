@@ -9,6 +9,7 @@
  * none of these ops has a data-dependent failure). Every kernel is the one the per-node path calls,
  * with the same arguments, so the bytes are the same; row splits over threads never change a bit.
  */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -30,7 +31,26 @@ enum {
     OP_MAXPOOL = 8,   /* x, planes, h, w, kh, kw, sh, sw, dh, dw, pad top, pad left, oh, ow, xsigned, y */
     OP_CONV = 9,      /* x, b, c, h, w, pad top, pad left, hp, wp, zp byte, kh, kw, sh, sw, dh, dw, oh, ow,
                          xh, cols, cfg, y8, y, m, out itemsize                       (group 1, NCHW) */
+    OP_QUANTIZE = 10, /* x (float32), y, count, scale (float32 bits), zp (float32 bits), lo, hi, ysigned */
+    OP_DEQUANTIZE = 11, /* x, xkind, y (float32), count, zp, scale (float32 bits)                          */
+    OP_CONCAT = 12,   /* y, outer, parts, table: parts x {x, bytes per outer row}                              */
+    OP_GATHER = 13,   /* x, y, outer, n, inner bytes, idx, nidx, idx kind (KIND_*; int64 from the builder:
+                         already in [0, n)), the per-node path's range check for a runtime index otherwise */
+    OP_CAST = 14,     /* x, xkind, y, ykind, count                                       (numpy astype rules) */
+    OP_ARGMAX = 15,   /* x, xkind, outer, n, inner, y (int64), select last                                    */
+    OP_GCONV = 16,    /* cfg, x, b, h, w, y                                                   (opml_gconv_cfg) */
+    OP_LUT_WIDE = 17, /* table, x (bytes), y, count, out itemsize                      (table[x], any width) */
+    OP_ADD_WIDE = 18, /* a, ak, na, b, bk, nb, za, zb, am, bm, shift, zo, qmin, qmax, y, yk, count (opml_add_wide) */
+    OP_PAIR_BCAST = 19, /* table, a, b, y, inner, na, nb, ndim, outer shape[ndim], a strides[ndim], b strides[ndim]:
+                           opml_pair_lut8 on each inner block of the output (general numpy broadcasting) */
 };
+
+/* Element kinds of the records above (bundle dtypes; opml/plan.py's _KIND). */
+enum { KIND_I8, KIND_U8, KIND_I16, KIND_I32, KIND_I64, KIND_F32, KIND_BOOL };
+
+/* Data-dependent refusals: the input the per-node path rejects with a named error (opml/plan.py re-runs the
+ * node's Python kernel, which raises it). */
+#define PLAN_DATA_ERROR -2
 
 #define PTR(i) ((void *)(intptr_t)r[i])
 
@@ -166,6 +186,230 @@ static int conv(const int64_t *r, int threads) {
     return 0;
 }
 
+/* ------------------------------------------------------------------------------ conversions */
+
+static float f32_of(int64_t bits) {
+    uint32_t u = (uint32_t)bits;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* kernels.prepare_quantize: clip(rint(x / scale) + zp, lo, hi) in float32, then the integer; NaN refused. */
+static int quantize(const int64_t *r) {
+    const float *x = PTR(1);
+    int64_t n = r[3];
+    float scale = f32_of(r[4]), zp = f32_of(r[5]), lo = (float)r[6], hi = (float)r[7];
+    for (int64_t i = 0; i < n; i++)
+        if (isnan(x[i])) return PLAN_DATA_ERROR;
+    if (r[8]) {
+        int8_t *y = PTR(2);
+        for (int64_t i = 0; i < n; i++) {
+            float q = rintf(x[i] / scale) + zp;
+            y[i] = (int8_t)(q < lo ? lo : (q > hi ? hi : q));
+        }
+    } else {
+        uint8_t *y = PTR(2);
+        for (int64_t i = 0; i < n; i++) {
+            float q = rintf(x[i] / scale) + zp;
+            y[i] = (uint8_t)(q < lo ? lo : (q > hi ? hi : q));
+        }
+    }
+    return 0;
+}
+
+/* Element i of a buffer of kind k as int64 (integer and bool kinds). */
+static int64_t int_at(const void *x, int k, int64_t i) {
+    switch (k) {
+    case KIND_I8: return ((const int8_t *)x)[i];
+    case KIND_U8: case KIND_BOOL: return ((const uint8_t *)x)[i];
+    case KIND_I16: return ((const int16_t *)x)[i];
+    case KIND_I32: return ((const int32_t *)x)[i];
+    default: return ((const int64_t *)x)[i];
+    }
+}
+
+/* kernels.prepare_dequantize: (float32)(x - zp) * scale (int64 difference, rounded to float32 once). */
+static void dequantize(const int64_t *r) {
+    const void *x = PTR(1);
+    int k = (int)r[2];
+    float *y = PTR(3), scale = f32_of(r[6]);
+    int64_t n = r[4], zp = r[5];
+    if (k == KIND_I8) {
+        const int8_t *xs = x;
+        for (int64_t i = 0; i < n; i++) y[i] = (float)((int64_t)xs[i] - zp) * scale;
+    } else if (k == KIND_U8) {
+        const uint8_t *xs = x;
+        for (int64_t i = 0; i < n; i++) y[i] = (float)((int64_t)xs[i] - zp) * scale;
+    } else {
+        for (int64_t i = 0; i < n; i++) y[i] = (float)(int_at(x, k, i) - zp) * scale;
+    }
+}
+
+static void store_int(void *y, int k, int64_t i, int64_t v) {
+    switch (k) {
+    case KIND_I8: ((int8_t *)y)[i] = (int8_t)v; break;
+    case KIND_U8: ((uint8_t *)y)[i] = (uint8_t)v; break;
+    case KIND_BOOL: ((uint8_t *)y)[i] = v != 0; break;
+    case KIND_I16: ((int16_t *)y)[i] = (int16_t)v; break;
+    case KIND_I32: ((int32_t *)y)[i] = (int32_t)v; break;
+    default: ((int64_t *)y)[i] = v;
+    }
+}
+
+/* kernels_data.prepare_cast (numpy astype): integers wrap to narrower ones, bool is "!= 0", integers
+ * round to float32 once; float32 -> integer truncates and saturates (NaN refused). */
+static int cast(const int64_t *r) {
+    const void *x = PTR(1);
+    int xk = (int)r[2], yk = (int)r[4];
+    void *y = PTR(3);
+    int64_t n = r[5];
+    if (xk == KIND_F32) {
+        const float *xs = x;
+        if (yk == KIND_F32) {
+            memcpy(y, x, (size_t)n * 4);
+            return 0;
+        }
+        if (yk == KIND_BOOL) {
+            for (int64_t i = 0; i < n; i++) ((uint8_t *)y)[i] = xs[i] != 0.0f;
+            return 0;
+        }
+        for (int64_t i = 0; i < n; i++)
+            if (isnan(xs[i])) return PLAN_DATA_ERROR;
+        /* numpy: t = clip(trunc(x), min, below).astype(to); where(x >= top, max, t), with top = float32(max) and
+         * below the float32 under top when top rounded above max */
+        int64_t imin, imax;
+        switch (yk) {
+        case KIND_I8: imin = -128, imax = 127; break;
+        case KIND_U8: imin = 0, imax = 255; break;
+        case KIND_I16: imin = -32768, imax = 32767; break;
+        case KIND_I32: imin = INT32_MIN, imax = INT32_MAX; break;
+        default: imin = INT64_MIN, imax = INT64_MAX;
+        }
+        float top = (float)imax, lo = (float)imin;
+        float below = top;
+        if (yk == KIND_I64 || (double)top > (double)imax) { /* (float32(2^63 - 1) = 2^63) */ /* the float32 just under top (positive: one less in its bits) */
+            uint32_t u;
+            memcpy(&u, &top, sizeof u);
+            u -= 1;
+            memcpy(&below, &u, sizeof below);
+        }
+        for (int64_t i = 0; i < n; i++) {
+            float t = truncf(xs[i]);
+            t = t < lo ? lo : (t > below ? below : t);
+            store_int(y, yk, i, xs[i] >= top ? imax : (int64_t)t);
+        }
+        return 0;
+    }
+    if (yk == KIND_F32) {
+        for (int64_t i = 0; i < n; i++) ((float *)y)[i] = (float)int_at(x, xk, i);
+        return 0;
+    }
+    for (int64_t i = 0; i < n; i++) store_int(y, yk, i, int_at(x, xk, i));
+    return 0;
+}
+
+/* kernels_data.prepare_argmax on integer kinds: the first (or, select last, the last) index of the maximum
+ * over the middle axis of x [outer, n, inner]. */
+static void argmax(const int64_t *r) {
+    const void *x = PTR(1);
+    int k = (int)r[2];
+    int64_t outer = r[3], n = r[4], inner = r[5], last = r[7];
+    int64_t *y = PTR(6);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t in = 0; in < inner; in++) {
+            int64_t best = 0, bv = 0;
+            for (int64_t j = 0; j < n; j++) {
+                int64_t jj = last ? n - 1 - j : j;
+                int64_t v = int_at(x, k, (o * n + jj) * inner + in);
+                if (j == 0 || v > bv) best = jj, bv = v;
+            }
+            y[o * inner + in] = best;
+        }
+}
+
+/* ------------------------------------------------------------------------------ copies */
+
+/* y [outer, sum of row bytes] = the parts' [outer, bytes] rows side by side (concat along one axis). */
+static void concat(const int64_t *r) {
+    uint8_t *y = PTR(1);
+    int64_t outer = r[2], parts = r[3];
+    const int64_t *t = PTR(4);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t p = 0; p < parts; p++) {
+            int64_t len = t[2 * p + 1];
+            memcpy(y, (const uint8_t *)(intptr_t)t[2 * p] + o * len, (size_t)len);
+            y += len;
+        }
+}
+
+/* y [outer, nidx, inner] = x [outer, n, inner] at the indices along the middle axis. */
+static int gather(const int64_t *r) {
+    const uint8_t *x = PTR(1);
+    uint8_t *y = PTR(2);
+    int64_t outer = r[3], n = r[4], inner = r[5], nidx = r[7];
+    const void *idx = PTR(6);
+    int k = (int)r[8];
+    for (int64_t j = 0; j < nidx; j++) { /* the per-node path checks every index before it copies */
+        int64_t v = int_at(idx, k, j);
+        if (v < -n || v >= n) return PLAN_DATA_ERROR;
+    }
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t j = 0; j < nidx; j++) {
+            int64_t v = int_at(idx, k, j);
+            v += v < 0 ? n : 0;
+            memcpy(y, x + (o * n + v) * inner, (size_t)inner);
+            y += inner;
+        }
+    return 0;
+}
+
+static void lut_wide(const int64_t *r) {
+    const uint8_t *t = PTR(1), *x = PTR(2);
+    uint8_t *y = PTR(3);
+    int64_t n = r[4], size = r[5];
+    switch (size) {
+    case 2:
+        for (int64_t i = 0; i < n; i++) ((uint16_t *)(void *)y)[i] = ((const uint16_t *)(const void *)t)[x[i]];
+        break;
+    case 4:
+        for (int64_t i = 0; i < n; i++) ((uint32_t *)(void *)y)[i] = ((const uint32_t *)(const void *)t)[x[i]];
+        break;
+    default:
+        for (int64_t i = 0; i < n; i++) memcpy(y + i * size, t + x[i] * size, (size_t)size);
+    }
+}
+
+static int add_wide_range(void *ctx, int64_t i0, int64_t i1) {
+    const int64_t *r = (const int64_t *)ctx;
+    return opml_add_wide(PTR(1), (int)r[2], r[3], PTR(4), (int)r[5], r[6], r[7], r[8], r[9], r[10], (int)r[11],
+                         r[12], r[13], r[14], PTR(15), (int)r[16], i0, i1, (int)r[OPML_PLAN_REC - 1]);
+}
+
+/* y [outer..., inner] = table[a, b] with each operand periodic (na, nb) within an inner block and at its own
+ * element strides over the outer dimensions (0 where it is broadcast). */
+static int pair_bcast(const int64_t *r) {
+    const uint8_t *a = PTR(2), *b = PTR(3);
+    uint8_t *y = PTR(4);
+    int64_t inner = r[5], na = r[6], nb = r[7];
+    int nd = (int)r[8];
+    if (nd < 0 || nd > OPML_PLAN_MAX_DIMS / 2) return -1;
+    const int64_t *shape = r + 9, *as = r + 9 + nd, *bs = r + 9 + 2 * nd;
+    int64_t idx[OPML_PLAN_MAX_DIMS] = {0}, total = 1, ao = 0, bo = 0;
+    for (int d = 0; d < nd; d++) total *= shape[d];
+    for (int64_t o = 0; o < total; o++) {
+        if (inner && opml_pair_lut8(PTR(1), a + ao, na, b + bo, nb, y + o * inner, 0, inner, (int)r[OPML_PLAN_REC - 1]))
+            return -1;
+        for (int d = nd - 1; d >= 0; d--) {
+            ao += as[d], bo += bs[d];
+            if (++idx[d] < shape[d]) break;
+            ao -= as[d] * shape[d], bo -= bs[d] * shape[d];
+            idx[d] = 0;
+        }
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------------------------------- loop */
 
 static int run_one(const int64_t *r, int threads) {
@@ -192,6 +436,30 @@ static int run_one(const int64_t *r, int threads) {
         return 0;
     case OP_CONV:
         return conv(r, threads);
+    case OP_QUANTIZE:
+        return quantize(r);
+    case OP_DEQUANTIZE:
+        dequantize(r);
+        return 0;
+    case OP_CONCAT:
+        concat(r);
+        return 0;
+    case OP_GATHER:
+        return gather(r);
+    case OP_CAST:
+        return cast(r);
+    case OP_ARGMAX:
+        argmax(r);
+        return 0;
+    case OP_GCONV:
+        return r[3] ? opml_gconv_cfg(PTR(1), PTR(2), r[3], r[4], r[5], PTR(6), threads) : 0;
+    case OP_LUT_WIDE:
+        lut_wide(r);
+        return 0;
+    case OP_PAIR_BCAST:
+        return pair_bcast(r);
+    case OP_ADD_WIDE:
+        return opml_parallel_for(add_wide_range, (void *)r, r[17], parts_for(r[17], 1, threads));
     default:
         return -1;
     }
@@ -200,10 +468,16 @@ static int run_one(const int64_t *r, int threads) {
 /* The record width (the Python builder checks it against its own). */
 int64_t opml_plan_record_words(void) { return OPML_PLAN_REC; }
 
-/* Runs records [0, count) in order. Returns 0, or 1 + the index of the first record whose kernel
- * refused its arguments (nothing after it ran). */
-int64_t opml_plan_run(const int64_t *records, int64_t count, int threads) {
-    for (int64_t i = 0; i < count; i++)
-        if (run_one(records + i * OPML_PLAN_REC, threads)) return i + 1;
+/* Runs records [0, count) in order. Returns 0, or 1 + the index of the first record that failed (nothing
+ * after it ran), with *code = -1 when its kernel refused its arguments (a builder bug) or PLAN_DATA_ERROR for
+ * an input the per-node path rejects with a named error. */
+int64_t opml_plan_run(const int64_t *records, int64_t count, int threads, int64_t *code) {
+    for (int64_t i = 0; i < count; i++) {
+        int rc = run_one(records + i * OPML_PLAN_REC, threads);
+        if (rc) {
+            *code = rc == PLAN_DATA_ERROR ? PLAN_DATA_ERROR : -1;
+            return i + 1;
+        }
+    }
     return 0;
 }
