@@ -223,6 +223,12 @@ def forced_batch(safe: SafeHead, l1: dict[int, L1Block], last_l1: int, config: R
     return Batch(safe.hash, epoch, origin.hash, max(safe.timestamp + 1, origin.timestamp), ())
 
 
+def catch_up_margin(config: RollupConfig) -> int:
+    """L1 blocks before a window closes from which a sequencer builds the forced block itself
+    (``ai_evm.rollup.heads.BatchMatcher``, "catch-up"): half the window, at least one."""
+    return max(1, config.seq_window // 2)
+
+
 class Deriver:
     """L1 blocks in, L2 block attributes out (module docstring)."""
 
@@ -345,4 +351,4 @@ class Deriver:
 
 
 __all__ = ["MAX_REORG_DEPTH", "ChannelBank", "Deriver", "ForcedBlockFailed", "L1Block", "L1Reorg", "ReorgTooDeep",
-           "RollupConfig", "SafeHead", "check_batch", "forced_batch"]
+           "RollupConfig", "SafeHead", "catch_up_margin", "check_batch", "forced_batch"]

@@ -27,11 +27,11 @@ from eth_utils import keccak
 from web3 import Web3
 
 from ai_evm.contracts import artifact
-from ai_evm.node.chain import L1Origin, NoL1Origin, Sequencer
+from ai_evm.node.chain import L1Origin, NoL1Origin, Sequencer, origin_of
 
 from .codec import Batch
 from .config import RollupDeployment
-from .derive import Deriver, L1Block, L1Reorg, SafeHead
+from .derive import Deriver, L1Block, L1Reorg, SafeHead, catch_up_margin, forced_batch
 from .l1 import L1Reader, common_ancestor
 from .node import Derivation
 
@@ -50,7 +50,15 @@ class BatchMatcher:
     rewinds to the safe head, builds the forced block itself (the same block every deriving node
     builds) and sends the transactions of the blocks it forgot again; the batcher then posts from its
     new head. Building waits (retried on the next poll) until the sequencer's L1 follower has read the
-    forced block's epoch."""
+    forced block's epoch.
+
+    **Catch-up.** A sequencer back after a silence (or rewound onto forced blocks) has its head's epoch
+    near the end of its sequencing window: a block of its own there would have to reach L1 within a
+    block or two, else every node forces that epoch's block anyway. So while the window of the epoch
+    after its head closes within :func:`~ai_evm.rollup.derive.catch_up_margin` L1 blocks of the last one
+    read, the sequencer makes that epoch's forced block its next block itself (the block every node
+    derives if no batch comes, and a valid batch if one does) and mines its own blocks after them,
+    on epochs whose windows leave the batcher time."""
 
     def __init__(self, seq: Sequencer, deployment: RollupDeployment) -> None:
         self.seq = seq
@@ -62,6 +70,9 @@ class BatchMatcher:
         self.mismatches = 0
         #: Forced blocks the sequencer built in place of its own blocks.
         self.replaced = 0
+        #: Forced blocks the sequencer built ahead of derivation, to catch up with L1.
+        self.caught_up = 0
+        self._genesis_l1 = deployment.genesis_l1_number
         self._pending: Batch | None = None  # a forced block waiting for the follower's L1 blocks
         self._waiting = ""
 
@@ -95,7 +106,7 @@ class BatchMatcher:
                         assert record is not None
                         self.deriver.advance(_b(record["block"]["hash"]))
                     elif self.deriver.pending_forced:
-                        built = self._build_forced(batch, forgotten)
+                        built = self._build_forced(batch, self.deriver.safe.number, forgotten)
                         if built is None:
                             self._pending = batch
                             return
@@ -105,6 +116,7 @@ class BatchMatcher:
                         log.warning("L1 holds a batch for L2 block %d that is not the block this sequencer built: %s",
                                     number, why)
                         self.deriver.reject(why)
+                self._keep_in_window()
             finally:
                 if forgotten:
                     refused = [r for r in self.seq.submit(forgotten) if r is not None]
@@ -112,10 +124,26 @@ class BatchMatcher:
                                 len(forgotten) - len(refused),
                                 f" ({len(refused)} refused: {refused[0]})" if refused else "")
 
-    def _build_forced(self, batch: Batch, forgotten: list[SignedTransactionAPI]) -> bytes | None:
-        """Make the forced ``batch`` the sequencer's next block after the safe head (rewinding its own
-        blocks there into ``forgotten``); its hash, or None if it cannot be built yet (said once)."""
-        safe = self.deriver.safe.number
+    def _keep_in_window(self) -> None:
+        """While the sequencing window of the epoch after the sequencer's head closes within
+        :func:`catch_up_margin` L1 blocks of the last one read, make that epoch's forced block the
+        sequencer's next block (class docstring, "catch-up")."""
+        last, config = self.deriver.last_l1, self.deriver.config
+        while last is not None:
+            head = self.seq.head()
+            origin = origin_of(head)
+            head_at = SafeHead(bytes(head.hash), int(head.block_number), int(head.timestamp),
+                               origin.number if origin is not None else self._genesis_l1)
+            batch = forced_batch(head_at, self.deriver.l1, last + catch_up_margin(config), config)
+            if batch is None or self._build_forced(batch, head_at.number, []) is None:
+                return
+            self.caught_up += 1
+            log.info("sequencing window: built the forced L2 block %d (epoch %d) to catch up with L1",
+                     head_at.number + 1, batch.epoch_number)
+
+    def _build_forced(self, batch: Batch, safe: int, forgotten: list[SignedTransactionAPI]) -> bytes | None:
+        """Make the forced ``batch`` the sequencer's next block after its block ``safe`` (rewinding its
+        later blocks into ``forgotten``); its hash, or None if it cannot be built yet (said once)."""
         parent = self.seq.header_by_number(safe)
         origin = L1Origin(batch.epoch_number, batch.epoch_hash)
         try:

@@ -169,8 +169,9 @@ def transfer(seq: Sequencer, nonce: int) -> None:
 def test_validator_and_sequencer_build_the_same_forced_blocks(tmp_path: Path) -> None:
     """The sequencer mines blocks that never reach L1; L1 block 3 holds a deposit. Once the window
     expires the validator derives forced blocks (the deposit first in epoch 3's); the sequencer's
-    matcher rewinds its own blocks, builds the same forced blocks and sends its transactions again,
-    which it then mines on top of them."""
+    matcher rewinds its own blocks, builds the same forced blocks and sends its transactions again;
+    it builds ahead the forced blocks of the epochs whose windows close within the catch-up margin,
+    and mines its transactions on top of them, on an epoch whose window is open."""
     cfg = RollupConfig(seq_window=4, channel_timeout=5, max_sequencer_drift=600)
     start = int(time.time()) - 200
     chain = l1_chain(12, start, {3: (deposit(0, 3, 10**18),)})
@@ -205,8 +206,17 @@ def test_validator_and_sequencer_build_the_same_forced_blocks(tmp_path: Path) ->
     assert [[t["type"] for t in r["txs"]] for r in records if r] == [[], [], ["0x7e"], []]
     assert val.head_state().get_balance(Address(RECIPIENT)) == 10**18
     assert len(seq.pool) == 3  # the replaced blocks' transfers, sent again
+    # catch-up: the sequencer built the forced blocks of epochs 5 and 6 itself (their windows close
+    # within seq_window // 2 = 2 L1 blocks of block 8), so its own block 7 is on epoch 7
+    assert matcher.caught_up == 2 + 3 and int(seq.head().block_number) == 6
     seq.mine_pending()
-    assert int(seq.head().block_number) == 5 and seq.head().parent_hash == val.head().hash
+    assert int(seq.head().block_number) == 7 and origin_of(seq.head()) == L1Origin(7, chain[7].hash)
     assert len(seq.pool) == 0
-    rec = seq.record(5)
+    rec = seq.record(7)
     assert rec is not None and len(rec["txs"]) == 3
+    for b in chain[9:11]:  # the validator derives the same blocks 5 and 6
+        deriver.add_l1_block(b)
+        for batch in deriver.batches():
+            deriver.advance(val.build_from_batch(batch.transactions, batch.timestamp,
+                                                 L1Origin(batch.epoch_number, batch.epoch_hash)))
+    assert deriver.forced == 6 and bytes(val.head().hash) == bytes(seq.head().parent_hash)
