@@ -1,0 +1,120 @@
+"""Lowering of the batch-first attention nodes ``rewrite_mha`` emits, with data-movement ops only.
+
+``AievmHeadsSplit(qkv [N, L, 3E], s0, s1; index c)`` -> ``[N * H, L, d]`` (a ``-H`` leading dimension)::
+
+    slice(qkv, last axis [cE, (c+1)E]) -> reshape [N, L, H, d] -> transpose (0, 2, 1, 3) -> reshape [N * H, L, d]
+
+``AievmHeadsMerge(y [N, H, L, d], s3, s4)`` -> ``[N, L, H * d]``::
+
+    transpose (0, 2, 1, 3) -> reshape [N, L, H * d]
+
+Each first checks, on the concrete calibration shapes, that the model's own Reshape targets are the
+sequence-first ones the rewrite assumed (``s0 = [L, N, 3, E]``, ``s1 = [L, N * H, d]`` following the
+batch, ``s3 = [L * N, H * d]``, ``s4 = [L, N, E']``) and refuses the node in one line otherwise. The ops
+move int8 (or whatever the input holds) values without arithmetic, so the result is exactly the
+tensor the original chain computes, at any batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from ..bundle import DType
+from .builder import QParams, Val
+from .context import BATCH_HINT, Context
+from .lower import lowering
+
+_NOT_THIS = "; this is not the sequence-first attention layout the batch-first rewrite expects" + BATCH_HINT
+
+
+def resolve_reshape(in_shape: tuple[int, ...], target: list[int], allowzero: bool) -> tuple[int, ...] | None:
+    """ONNX Reshape's output shape for ``in_shape`` and ``target`` (0 copies the input's dimension unless
+    ``allowzero``, one -1 is inferred); None when the target does not fit the input."""
+    t = [in_shape[i] if d == 0 and not allowzero and i < len(in_shape) else d for i, d in enumerate(target)]
+    size = int(np.prod(in_shape, dtype=np.int64))
+    if t.count(-1) > 1 or any(d < -1 for d in t):
+        return None
+    if -1 in t:
+        rest = int(np.prod([d for d in t if d != -1], dtype=np.int64))
+        if rest == 0 or size % rest:
+            return None
+        t[t.index(-1)] = size // rest
+    return tuple(t) if int(np.prod(t, dtype=np.int64)) == size else None
+
+
+def _target(ctx: Context, node: onnx.NodeProto, i: int, in_shape: tuple[int, ...], what: str) -> tuple[int, ...]:
+    v = ctx.need(node, i)
+    if not v.is_const:
+        raise ctx.err(f"the {what} reshape target must be computable before the data (a shape computation)")
+    az = list(ctx.attr(node, "allowzero", []))
+    out = resolve_reshape(in_shape, [int(d) for d in np.asarray(v.data).reshape(-1)], bool(az[i - 1]) if
+                          len(az) >= i else False)
+    if out is None:
+        raise ctx.err(f"the {what} reshape target {np.asarray(v.data).tolist()} does not fit {list(in_shape)}")
+    return out
+
+
+def _qp(ctx: Context, v: Val) -> QParams | None:
+    s = ctx.b.spec(v)
+    return QParams(s.scale, s.zero_point) if s.dtype in (DType.INT8, DType.UINT8, DType.INT16) else None
+
+
+def _move(ctx: Context, op: str, x: Val, name: str, attrs: dict[str, object], shape: tuple[int, ...] | None) -> Val:
+    out = ctx.b.add_node(op, [x.ref], name, ctx.b.spec(x).dtype, shape, _qp(ctx, x), attrs, ctx.env)
+    out.onnx_dtype = x.onnx_dtype
+    return out
+
+
+def _activation(ctx: Context, node: onnx.NodeProto, rank: int) -> Val:
+    x = ctx.need(node, 0)
+    if x.is_const or x.data.ndim != rank:
+        raise ctx.err(f"expected a rank-{rank} activation, got {'a constant' if x.is_const else x.data.shape}"
+                      + _NOT_THIS)
+    return x
+
+
+@lowering("AievmHeadsSplit")
+def lower_heads_split(ctx: Context, node: onnx.NodeProto) -> None:
+    x = _activation(ctx, node, 3)
+    n, seq, c3 = x.data.shape
+    index = int(ctx.attr(node, "index", 0))
+    if c3 % 3 or not 0 <= index < 3:
+        raise ctx.err(f"packed q/k/v of width {c3}, index {index}" + _NOT_THIS)
+    e = c3 // 3
+    s0 = _target(ctx, node, 1, (seq, n, c3), "q/k/v split")
+    if s0 != (seq, n, 3, e):
+        raise ctx.err(f"the q/k/v split reshapes [L, N, 3E] = {[seq, n, c3]} to {list(s0)}, not [L, N, 3, E]"
+                      + _NOT_THIS)
+    s1 = _target(ctx, node, 2, (seq, n, e), "heads")
+    if len(s1) != 3 or s1[0] != seq or s1[1] % n or e % (s1[1] // n or 1) or s1[2] * (s1[1] // n) != e:
+        raise ctx.err(f"the heads reshape of [L, N, E] = {[seq, n, e]} gives {list(s1)}, not [L, N * H, E / H]"
+                      + _NOT_THIS)
+    if ctx.b.batch and not ctx.need(node, 2).batch_dependent:
+        raise ctx.err(f"the heads reshape target {list(s1)} is a constant: it does not follow the batch" + BATCH_HINT)
+    h, d = s1[1] // n, s1[2]
+    name = node.output[0]
+    big = 1 << 62  # (the batch axis is sliced whole, whatever the batch)
+    s = _move(ctx, "slice", x, name + "_qkv", {"starts": [0, 0, index * e], "ends": [big, seq, (index + 1) * e],
+                                                "steps": [1, 1, 1]}, None)
+    r = _move(ctx, "reshape", s, name + "_heads", {}, (n, seq, h, d))
+    t = _move(ctx, "transpose", r, name + "_nhld", {"perm": [0, 2, 1, 3]}, None)
+    ctx.set(node, _move(ctx, "reshape", t, name, {}, (n * h, seq, d)))
+
+
+@lowering("AievmHeadsMerge")
+def lower_heads_merge(ctx: Context, node: onnx.NodeProto) -> None:
+    y = _activation(ctx, node, 4)
+    n, h, seq, d = y.data.shape
+    eo = int(ctx.attr(node, "out_features", 0))
+    s3 = _target(ctx, node, 1, (seq, n, h, d), "heads merge")
+    if s3 != (seq * n, h * d):
+        raise ctx.err(f"the heads merge reshapes [L, N, H, d] = {[seq, n, h, d]} to {list(s3)}, not [L * N, H * d]"
+                      + _NOT_THIS)
+    s4 = _target(ctx, node, 2, (seq * n, eo), "output")
+    if s4 != (seq, n, eo):
+        raise ctx.err(f"the output reshape of [L * N, E'] = {[seq * n, eo]} gives {list(s4)}, not [L, N, E']"
+                      + _NOT_THIS)
+    name = node.output[0]
+    t = _move(ctx, "transpose", y, name + "_nlhd", {"perm": [0, 2, 1, 3]}, None)
+    ctx.set(node, _move(ctx, "reshape", t, name, {}, (n, seq, h * d)))

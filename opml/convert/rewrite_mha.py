@@ -1,0 +1,281 @@
+"""Batch-first attention: undo the ``[L, N * H, d]`` layout ``torch.nn.MultiheadAttention`` exports.
+
+``nn.MultiheadAttention`` computes in ``[L, N, E]`` (sequence first), so with ``batch_first=True``
+(``nn.TransformerEncoder``, torchvision's ViT) torch exports its self-attention as::
+
+    x [N, L, E] -> Transpose(1, 0, 2) -> MatMul(W_in [E, 3E]) -> Add(b_in)          qkv [L, N, 3E]
+      -> Reshape(s0 = [L, N, 3, E]) -> Unsqueeze(0) -> Transpose(3, 1, 2, 0, 4) -> Squeeze(3)
+      -> Gather(c, axis 0)                                                           q/k/v [L, N, E]
+      -> Reshape(s1 = [L, N * H, d]) -> Transpose(1, 0, 2)                           t_c [N * H, L, d]
+      -> Reshape([N, H, L, d]) ... attention in [N, H, L, d] ...                     y [N, H, L, d]
+      -> Transpose(2, 0, 1, 3) -> Reshape(s3 = [L * N, E]) -> Gemm(W_out, b_out)
+      -> Reshape(s4 = [L, N, E']) -> Transpose(1, 0, 2)                              z [N, L, E']
+
+Between the first and the last Transpose the batch is not the leading axis (and is merged with the
+heads in ``[L, N * H, d]``), which a bundle (batch first) cannot follow. ``t_c`` is batch-major again
+(row ``n * H + h``: a leading dimension of ``H`` times the batch, which bundles express as ``-H``), so
+only the two ends are rewritten, into their batch-first forms::
+
+    x -> MatMul(W_in) -> Add(b_in) -> qkv' [N, L, 3E]
+    t_c = AievmHeadsSplit(qkv', s0, s1; index c)
+        = reshape(transpose(reshape(qkv'[:, :, cE:(c+1)E], [N, L, H, d]), (0, 2, 1, 3)), [N * H, L, d])
+    z = AievmHeadsMerge(y, s3, s4) @ W_out^T + b_out
+      = reshape(transpose(y, (0, 2, 1, 3)), [N, L, E]) @ W_out^T + b_out
+
+``s0``, ``s1``, ``s3``, ``s4`` are the model's own (shape-computed) Reshape targets: the lowering
+(``lower_mha``) checks on the concrete calibration shapes that they are the ones drawn above and
+refuses the node otherwise, so a graph of the same structure with other reshapes is never silently
+rewired. The replaced nodes are removed; the ``Shape`` nodes that read a removed tensor (torch takes
+``L``, ``N``, ``E'`` from them) read the same dimensions from a batch-first tensor computed before
+them (``Shape``, ``Gather``, ``Mul``, ``Concat``, which fold to constants during conversion).
+
+Also here: ``Squeeze(Slice(Transpose(x), [i], [i + 1], axis a), a)`` is ``Gather(Transpose(x), i, axis a)``
+(paddle2onnx's form of ``qkv[0]`` after ``Transpose(2, 0, 3, 1, 4)``): the converter gathers from a
+transposed view whose batch is not first (``layout.gather``), while a Slice cannot read one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from .rewrite import _attr, _Graph, _replace
+
+HEADS_SPLIT = "AievmHeadsSplit"
+HEADS_MERGE = "AievmHeadsMerge"
+
+
+def _perm(n: onnx.NodeProto | None, want: list[int]) -> bool:
+    if n is None or n.op_type != "Transpose":
+        return False
+    p = _attr(n, "perm", None)
+    return p is not None and [int(v) for v in p] == want  # type: ignore[attr-defined]
+
+
+def _const(g: _Graph, name: str) -> np.ndarray | None:
+    """A constant, also through Identity nodes (torch shares repeated layers' weights through them)."""
+    p = g.producer.get(name)
+    while p is not None and p.op_type == "Identity":
+        name = p.input[0]
+        p = g.producer.get(name)
+    return g.const(name)
+
+
+def _axes(g: _Graph, n: onnx.NodeProto) -> list[int] | None:
+    axes = _attr(n, "axes", None)
+    if axes is None and len(n.input) > 1 and n.input[1]:
+        axes = g.const(n.input[1])
+    return None if axes is None else [int(a) for a in np.asarray(axes).reshape(-1)]
+
+
+def _data_consumers(g: _Graph, name: str) -> list[onnx.NodeProto]:
+    """Consumers of ``name`` other than ``Shape`` nodes."""
+    return [c for c in g.consumers.get(name, []) if c.op_type != "Shape"]
+
+
+def _only_data(g: _Graph, name: str, op: str) -> onnx.NodeProto | None:
+    """The one non-Shape consumer of ``name`` if it is an ``op`` reading ``name`` as its first input."""
+    if name in g.outputs:
+        return None
+    c = _data_consumers(g, name)
+    if len(c) != 1 or c[0].op_type != op or c[0].input[0] != name:
+        return None
+    return c[0]
+
+
+def _shape_ok(g: _Graph, name: str) -> bool:
+    """The Shape consumers of ``name`` can be re-pointed (no ``start``/``end`` attributes)."""
+    return all(_attr(c, "start", None) is None and _attr(c, "end", None) is None
+               for c in g.consumers.get(name, []) if c.op_type == "Shape")
+
+
+def _shape_nodes(g: _Graph, dead: str, src: str, groups: list[list[int] | int], anchor: _New) -> None:
+    """Re-point each ``Shape(dead)`` to the dimensions of ``src``: entry ``i`` is the product of ``src``'s
+    dimensions ``groups[i]`` (a list of axes), or the literal ``groups[i]`` (an int). Standard ops on a shape,
+    which fold to constants during conversion; each replaces its Shape node in place."""
+    for sh in (c for c in g.consumers.get(dead, []) if c.op_type == "Shape"):
+        base = f"{sh.output[0]}_aievm_bf"
+        nodes = [helper.make_node("Shape", [src], [base + "_src"], name=base + "_shape")]
+        parts = []
+        for i, grp in enumerate(groups):
+            if isinstance(grp, int):
+                parts.append(g.add_init(f"{base}_c{i}", np.array([grp], dtype=np.int64)))
+                continue
+            cur = ""
+            for j, axis in enumerate(grp):
+                idx = g.add_init(f"{base}_i{i}_{j}", np.array([axis], dtype=np.int64))
+                out = f"{base}_g{i}_{j}"
+                nodes.append(helper.make_node("Gather", [base + "_src", idx], [out], axis=0, name=out))
+                if cur:
+                    prod = f"{base}_p{i}_{j}"
+                    nodes.append(helper.make_node("Mul", [cur, out], [prod], name=prod))
+                    out = prod
+                cur = out
+            parts.append(cur)
+        nodes.append(helper.make_node("Concat", parts, [sh.output[0]], axis=0, name=sh.name or base))
+        anchor.add(sh, nodes, drop=True)
+
+
+class _New:
+    """New nodes, each inserted in front of an existing node (its anchor), and the nodes they replace."""
+
+    def __init__(self) -> None:
+        self.before: dict[int, list[onnx.NodeProto]] = {}
+        self.drop: set[int] = set()
+
+    def add(self, at: onnx.NodeProto, nodes: list[onnx.NodeProto], drop: bool = False) -> None:
+        self.before.setdefault(id(at), []).extend(nodes)
+        if drop:
+            self.drop.add(id(at))
+
+    def apply(self, g: _Graph, old: list[onnx.NodeProto]) -> None:
+        drop = self.drop | {id(n) for n in old}
+        out: list[onnx.NodeProto] = []
+        for n in g.nodes:
+            out += self.before.get(id(n), [])
+            if id(n) not in drop:
+                out.append(n)
+        g.nodes = out
+        g._index()
+
+
+def heads_split(g: _Graph) -> bool:
+    """Rewrite the input side of one batch_first self-attention (module docstring); True if it did."""
+    for t_in in g.nodes:
+        if not _perm(t_in, [1, 0, 2]):
+            continue
+        mm = _only_data(g, t_in.output[0], "MatMul")
+        w = _const(g, mm.input[1]) if mm is not None else None
+        if mm is None or w is None or w.ndim != 2 or w.shape[1] % 3:
+            continue
+        add = g.only_consumer(mm.output[0])
+        bias = _const(g, g.other_input(add, mm.output[0]) or "") if add is not None and add.op_type == "Add" else None
+        if add is None or bias is None or bias.size != w.shape[1]:
+            continue
+        r0 = _only_data(g, add.output[0], "Reshape")
+        un = _only_data(g, r0.output[0], "Unsqueeze") if r0 is not None else None
+        if r0 is None or un is None or _axes(g, un) != [0]:
+            continue
+        tq = _only_data(g, un.output[0], "Transpose")
+        sq = _only_data(g, tq.output[0], "Squeeze") if tq is not None and _perm(tq, [3, 1, 2, 0, 4]) else None
+        if tq is None or sq is None or _axes(g, sq) != [3] or sq.output[0] in g.outputs:
+            continue
+        gathers = g.consumers.get(sq.output[0], [])
+        chains = []
+        for ga in gathers:
+            idx = g.const(ga.input[1]) if ga.op_type == "Gather" and ga.input[0] == sq.output[0] else None
+            if idx is None or idx.ndim != 0 or int(idx) not in (0, 1, 2) or int(_attr(ga, "axis", 0)) != 0:  # type: ignore[call-overload]
+                break
+            r1 = _only_data(g, ga.output[0], "Reshape")
+            t1 = _only_data(g, r1.output[0], "Transpose") if r1 is not None else None
+            if r1 is None or t1 is None or not _perm(t1, [1, 0, 2]):
+                break
+            chains.append((int(idx), ga, r1, t1))
+        if not chains or len(chains) != len(gathers) or len({c[0] for c in chains}) != len(chains):
+            continue
+        dead = [mm.output[0], add.output[0], r0.output[0], un.output[0], tq.output[0], sq.output[0]]
+        dead += [o for c in chains for o in (c[1].output[0], c[2].output[0])]
+        if any(n in g.outputs for n in dead) or not _shape_ok(g, add.output[0]):
+            continue
+        if any(c.op_type == "Shape" for n in dead if n != add.output[0] for c in g.consumers.get(n, [])):
+            continue  # (torch reads the dimensions of qkv only; others would need their own mapping)
+        base = add.output[0] + "_aievm_bf"
+        new = _New()
+        new.add(mm, [helper.make_node("MatMul", [t_in.input[0], mm.input[1]], [base + "_mm"],
+                                      name=(mm.name or base) + "_bf"),
+                     helper.make_node("Add", [base + "_mm", g.other_input(add, mm.output[0]) or ""], [base],
+                                      name=(add.name or base) + "_bf")])
+        _shape_nodes(g, add.output[0], base, [[1], [0], [2]], new)
+        for c, _ga, r1, t1 in chains:  # t1 [N * H, L, d] is batch-major: a real tensor (leading dim H * batch)
+            new.add(t1, [helper.make_node(HEADS_SPLIT, [base, r0.input[1], r1.input[1]], [t1.output[0]],
+                                          domain="aievm", name=t1.name or t1.output[0], index=c,
+                                          allowzero=[int(_attr(r, "allowzero", 0)) for r in (r0, r1)])])  # type: ignore[call-overload]
+        new.apply(g, [mm, add, r0, un, tq, sq] + [n for c in chains for n in c[1:]])
+        return True
+    return False
+
+
+def heads_merge(g: _Graph) -> bool:
+    """Rewrite the output side of one batch_first self-attention (module docstring); True if it did."""
+    for t6 in g.nodes:
+        if not _perm(t6, [2, 0, 1, 3]):
+            continue
+        r3 = _only_data(g, t6.output[0], "Reshape")
+        gemm = _only_data(g, r3.output[0], "Gemm") if r3 is not None else None
+        if gemm is None or r3 is None or len(gemm.input) < 2:
+            continue
+        w = _const(g, gemm.input[1])
+        b = _const(g, gemm.input[2]) if len(gemm.input) > 2 and gemm.input[2] else None
+        if w is None or w.ndim != 2 or float(_attr(gemm, "alpha", 1.0)) != 1.0 or int(_attr(gemm, "transA", 0)):  # type: ignore[arg-type, call-overload]
+            continue
+        if b is not None and float(_attr(gemm, "beta", 1.0)) != 1.0:  # type: ignore[arg-type]
+            continue
+        wt = w.T if int(_attr(gemm, "transB", 0)) else w  # type: ignore[call-overload]
+        if b is not None and b.size not in (1, wt.shape[1]):
+            continue
+        r4 = _only_data(g, gemm.output[0], "Reshape")
+        t7 = _only_data(g, r4.output[0], "Transpose") if r4 is not None else None
+        if r4 is None or t7 is None or not _perm(t7, [1, 0, 2]):
+            continue
+        dead = [t6.output[0], r3.output[0], gemm.output[0], r4.output[0]]
+        if any(n in g.outputs for n in dead) or not all(_shape_ok(g, n) for n in dead):
+            continue
+        y, z, eo = t6.input[0], t7.output[0], int(wt.shape[1])
+        base = z + "_aievm_bf"
+        wname = g.add_init(base + "_w", np.ascontiguousarray(wt, dtype=np.float32))
+        nodes = [helper.make_node(HEADS_MERGE, [y, r3.input[1], r4.input[1]], [base + "_y"], domain="aievm",
+                                  name=(r3.name or base) + "_bf", out_features=eo,
+                                  allowzero=[int(_attr(r, "allowzero", 0)) for r in (r3, r4)])]  # type: ignore[call-overload]
+        if b is not None:
+            bname = g.add_init(base + "_b", np.broadcast_to(np.asarray(b, dtype=np.float32).reshape(-1), (eo,)).copy())
+            gname = gemm.name or base
+            nodes += [helper.make_node("MatMul", [base + "_y", wname], [base + "_mm"], name=gname + "_bf"),
+                      helper.make_node("Add", [base + "_mm", bname], [z], name=gname + "_bf_b")]
+        else:
+            nodes.append(helper.make_node("MatMul", [base + "_y", wname], [z], name=(gemm.name or base) + "_bf"))
+        new = _New()
+        new.add(t7, nodes)
+        # (torch reads the output's dimensions to reshape it: they come from y [N, H, L, d] and E')
+        _shape_nodes(g, t6.output[0], y, [[2], [0], [1], [3]], new)
+        _shape_nodes(g, r3.output[0], y, [[2, 0], [1, 3]], new)
+        _shape_nodes(g, gemm.output[0], y, [[2, 0], eo], new)
+        _shape_nodes(g, r4.output[0], y, [[2], [0], eo], new)
+        new.apply(g, [t6, r3, gemm, r4, t7])
+        return True
+    return False
+
+
+def slice_squeeze_gather(g: _Graph) -> bool:
+    """Rewrite one ``Squeeze(Slice(t, [i], [i + 1], [a]), [a])`` of a batch-moving Transpose ``t`` (``i >= 0``,
+    step 1) into ``Gather(t, i, a)``; True if it did."""
+    for sl in g.nodes:
+        if sl.op_type != "Slice" or len(sl.input) < 4:
+            continue
+        sq = g.only_consumer(sl.output[0])
+        tr = g.producer.get(sl.input[0])
+        if sq is None or sq.op_type != "Squeeze" or tr is None or tr.op_type != "Transpose":
+            continue  # (only where the sliced value is a transpose: elsewhere the Slice lowers as it is)
+        perm = _attr(tr, "perm", None)
+        if perm is None or int(perm[0]) == 0:  # type: ignore[index]
+            continue
+        vals = [g.const(n) if n else None for n in sl.input[1:5]]
+        starts, ends, axes = vals[0], vals[1], vals[2]
+        steps = vals[3] if len(vals) > 3 else None
+        if starts is None or ends is None or axes is None or starts.size != 1 or ends.size != 1 or axes.size != 1:
+            continue
+        if steps is not None and (steps.size != 1 or int(steps.reshape(-1)[0]) != 1):
+            continue
+        if len(sl.input) > 4 and sl.input[4] and steps is None:
+            continue
+        i, e, a = (int(v.reshape(-1)[0]) for v in (starts, ends, axes))
+        if i < 0 or e != i + 1 or _axes(g, sq) != [a]:
+            continue
+        idx = g.add_init(sq.output[0] + "_aievm_index", np.array(i, dtype=np.int64))
+        _replace(g, [sl, sq], helper.make_node("Gather", [sl.input[0], idx], [sq.output[0]], axis=a,
+                                               name=sq.name or sl.name or sq.output[0]))
+        return True
+    return False
+
+
+from . import lower_mha  # noqa: E402, F401  (registers the lowerings of the nodes these rules emit)
