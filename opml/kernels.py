@@ -315,6 +315,10 @@ def prepare_conv(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
             oh, ow = direct.out_hw(xs[0].shape[2], xs[0].shape[3])
             if oh > 0 and ow > 0:  # (else the numpy path below raises the input error)
                 return direct(xs[0])
+        single = fast[0] if group == 1 and fast else None
+        if single is not None and xs[0].dtype == single.x_dtype and xs[0].ndim == 4:  # NCHW to NCHW (qconv.c)
+            _out_hw(xs[0].shape[2] + pads[0] + pads[2], xs[0].shape[3] + pads[1] + pads[3], kh, kw, strides, dil)
+            return single.conv_nchw(xs[0], kh, kw, pads, strides, dil, zp)
         x = _pad_nchw(xs[0], pads, _pad_value(x_spec))
         if fast and all(f is not None and x.dtype == f.x_dtype for f in fast):
             return run_native(x)

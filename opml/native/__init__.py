@@ -77,6 +77,8 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
         lib.opml_pool_set_spin_ns(int(spin) * 1000)
     lib.opml_im2col_nhwc.restype = _int
     lib.opml_im2col_nhwc.argtypes = [_ptr] + [_i64] * 14 + [_ptr]
+    lib.opml_qconv_nchw.restype = _int
+    lib.opml_qconv_nchw.argtypes = [_ptr, _ptr] + [_i64] * 15 + [_ptr, _int, _int]
     lib.opml_qgemm_cfg.restype = _int
     lib.opml_qgemm_cfg.argtypes = [_ptr, _ptr, _i64, _ptr, _int]
     lib.opml_qmatmul_cfg.restype = _int
@@ -403,6 +405,30 @@ class Gemm:
         if m and w.n and _LIB.opml_qgemm_cfg(self._cfg, _addr(x), m, _addr(y),  # type: ignore[union-attr]
                                              worker_count()):
             raise MemoryError("opml native qgemm failed (out of memory or bad arguments)")
+        return y
+
+
+    def conv_nchw(self, x: np.ndarray, kh: int, kw: int, pads: Sequence[int], strides: Sequence[int],
+                  dil: Sequence[int], zero_point: int, mode: int = 0) -> np.ndarray:
+        """The group-1 conv of NCHW ``x`` [B, C, H, W] (the prepared dtype) padded by ``pads`` (top, left, bottom,
+        right) with ``zero_point``, whose weights this GEMM holds as [kh * kw * C, M] in (kernel row, kernel
+        column, channel) order: [B, M, OH, OW] in one native call (``qconv.c``). ``mode`` 0 picks the orientation
+        (pixels as the GEMM's columns or its rows) by shape and instruction set, 1 and 2 force one (tests: both
+        give the same bytes)."""
+        if x.dtype != self.x_dtype or x.ndim != 4 or kh * kw * x.shape[1] != self.w.k:
+            raise ValueError(f"qconv: x must be {self.x_dtype} [B, C, H, W] with {kh} * {kw} * C = {self.w.k}, "
+                             f"not {x.dtype} {x.shape}")
+        b, c, h, w = x.shape
+        hp, wp = h + pads[0] + pads[2], w + pads[1] + pads[3]
+        oh, ow = (hp - (kh - 1) * dil[0] - 1) // strides[0] + 1, (wp - (kw - 1) * dil[1] - 1) // strides[1] + 1
+        if oh <= 0 or ow <= 0:
+            raise ValueError(f"qconv: input {h}x{w} padded by {tuple(pads)} is smaller than the kernel")
+        x = np.ascontiguousarray(x)
+        y = np.empty((b, self.w.n, oh, ow), dtype=self.ep.dtype)
+        if b and _LIB.opml_qconv_nchw(self._cfg, _addr(x), b, c, h, w, pads[0], pads[1],  # type: ignore[union-attr]
+                                      hp, wp, zero_point, kh, kw, strides[0], strides[1], dil[0], dil[1], _addr(y),
+                                      mode, worker_count()):
+            raise MemoryError("opml native qconv failed (out of memory or bad arguments)")
         return y
 
 
