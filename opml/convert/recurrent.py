@@ -6,15 +6,19 @@ batch first); each step then gathers its slice, adds the recurrent projection ``
 skipped at the first step when the initial state is zero) and applies the gates:
 
 - LSTM (gates i, o, f, c): ``C = f * C_prev + i * tanh(g_c)``, ``H = o * tanh(C)`` with
-  ``i, o, f = sigmoid(...)``;
+  ``i, o, f = sigmoid(...)``. The cell gate's weights and biases are doubled, so that one sigmoid table
+  over all four gates (``AievmLstmGates``: a ``lut`` and a ``slice`` per gate) also gives
+  ``sigmoid(2 g_c) = (1 + tanh g_c) / 2``: on the int8 grid of scale 1/254 and zero point -127 the same
+  bytes read with scale 1/127 and zero point 0 are ``tanh g_c``;
 - GRU (gates z, r, h): ``h~ = tanh(x Wh^T + (r * h_prev) Rh^T + Rbh + Wbh)`` (``linear_before_reset=0``) or
-  ``tanh(x Wh^T + r * (h_prev Rh^T + Rbh) + Wbh)`` (``=1``, PyTorch's), ``H = (1 - z) * h~ + z * h_prev``.
+  ``tanh(x Wh^T + r * (h_prev Rh^T + Rbh) + Wbh)`` (``=1``, PyTorch's: one recurrent ``linear`` for all three
+  gates), ``H = (1 - z) * h~ + z * h_prev``; z and r share one ``add`` and one sigmoid table.
 
-Each intermediate gets its own int8 scale from calibration, as any activation does; the quantization
-error therefore accumulates over the steps. Supported: the default activations, directions forward,
-reverse and bidirectional, ``layout`` 1 (batch first) with any batch, ``layout`` 0 with a fixed batch,
-initial states (constants or inputs), no ``sequence_lens`` (or all equal to the sequence length), no
-peepholes, ``clip`` or ``input_forget``.
+Each intermediate gets its own int8 scale from calibration, as any activation does (the gate
+sigmoids: the fixed grid above); the quantization error therefore accumulates over the steps.
+Supported: the default activations, directions forward, reverse and bidirectional, ``layout`` 1 (batch
+first) with any batch, ``layout`` 0 with a fixed batch, initial states (constants or inputs), no
+``sequence_lens`` (or all equal to the sequence length), no peepholes, ``clip`` or ``input_forget``.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .builder import Val
+from ..lut import unary_lut
+from .builder import QParams, Val
 from .context import Context
+from .lower import lowering
 
 _DEFAULT = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
 
@@ -132,8 +138,11 @@ def expand(ctx: Context, node: onnx.NodeProto) -> list[onnx.NodeProto]:
     for d in range(n_dir):
         reverse = direction == "reverse" or d == 1
         wb, rb = bias[d, :ng * hsz], bias[d, ng * hsz:]
-        if lstm:
-            proj = e.linear(xb, w[d].T, wb + rb, "xw")
+        if lstm:  # the cell gate doubled: one sigmoid table also gives (1 + tanh g) / 2 (AievmLstmGates)
+            wd, rd, pb = w[d].copy(), r[d].copy(), wb + rb
+            for a in (wd, rd, pb):
+                a[3 * hsz:] *= 2.0
+            proj = e.linear(xb, wd.T, pb, "xw")
         else:  # GRU: the h gate's recurrent bias stays with the recurrent term when linear_before_reset
             lbr = bool(ctx.attr(node, "linear_before_reset", 0))
             pb = wb + rb
@@ -147,7 +156,7 @@ def expand(ctx: Context, node: onnx.NodeProto) -> list[onnx.NodeProto]:
         for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
             xt = e.op("Gather", [proj, e.const("t", np.array(t, dtype=np.int64))], "xt", axis=1)
             if lstm:
-                h, c = _lstm_step(e, xt, h, c, r[d], hsz)
+                h, c = _lstm_step(e, xt, h, c, rd, hsz)
             else:
                 h = _gru_step(e, xt, h, r[d], rb, hsz, bool(ctx.attr(node, "linear_before_reset", 0)))
             outs.append(h)
@@ -190,41 +199,63 @@ def _outputs(ctx: Context, node: onnx.NodeProto, e: _Emit, ys: list[str], hs: li
         stack([c for c in cs if c is not None], 1, outs[2], None if layout else [1, 0, 2])
 
 
-def _gates(e: _Emit, xt: str, h: str | None, r: np.ndarray, hsz: int, n: int) -> list[str]:
-    g = xt if h is None else e.op("Add", [xt, e.linear(h, r.T, None, "hr")], "g")
-    split = e.const("split", np.full(n, hsz, dtype=np.int64))
-    names = [e.name("gate") for _ in range(n)]
-    e.nodes.append(helper.make_node("Split", [g, split], names, axis=1))
-    return names
+# sigmoid on [0, 1] as int8 [-127, 127]: a value q read with scale 1/127 and zero point 0 is 2 sigmoid - 1
+_SIGMOID_Q = QParams(float(np.float32(1 / 254)), -127)
+_TANH_VIEW_Q = QParams(float(np.float32(1 / 127)), 0)  # (float32(1/127) == 2 float32(1/254) exactly)
 
 
 def _lstm_step(e: _Emit, xt: str, h: str | None, c: str | None, r: np.ndarray, hsz: int) -> tuple[str, str]:
-    gi, go, gf, gc = _gates(e, xt, h, r, hsz, 4)
-    i, o, f = (e.op("Sigmoid", [g], "s") for g in (gi, go, gf))
-    cand = e.op("Tanh", [gc], "tc")
+    """One step: ``g = x_t W^T + h R^T + b`` (gates i, o, f, 2c), one sigmoid table over all of ``g``
+    (``AievmLstmGates``), ``C = f * C_prev + i * tanh(g_c)``, ``H = o * tanh(C)``."""
+    g = xt if h is None else e.op("Add", [xt, e.linear(h, r.T, None, "hr")], "g")
+    i, o, f, cand = (e.name(t) for t in ("i", "o", "f", "tc"))
+    node = helper.make_node("AievmLstmGates", [g], [i, o, f, cand], domain="aievm", hidden_size=hsz)
+    e.nodes.append(node)
     ic = e.op("Mul", [i, cand], "ic")
     c_new = ic if c is None else e.op("Add", [e.op("Mul", [f, c], "fc"), ic], "c")
     h_new = e.op("Mul", [o, e.op("Tanh", [c_new], "th")], "h")
     return h_new, c_new
 
 
+@lowering("AievmLstmGates")
+def lower_lstm_gates(ctx: Context, node: onnx.NodeProto) -> None:
+    """The gates of an LSTM step from its pre-activations ``g`` [N, 4H] (i, o, f and the cell gate doubled):
+    one ``lut`` (sigmoid, int8 scale 1/254, zero point -127) and a ``slice`` per gate. The cell gate's slice
+    reads the same bytes with scale 1/127 and zero point 0: ``2 sigmoid(2 g) - 1 = tanh(g)``."""
+    from ..bundle import DType
+
+    g = ctx.quantized(ctx.need(node, 0), node.output[0] + "_in")
+    hsz = int(ctx.attr(node, "hidden_size"))
+    if g.data.ndim != 2 or g.data.shape[1] != 4 * hsz:
+        raise ctx.err(f"gate pre-activations of shape {g.data.shape} do not hold 4 x {hsz} gates")
+    s = ctx.b.spec(g)
+    table = unary_lut("sigmoid", {}, s.scale, s.zero_point, _SIGMOID_Q.scale, _SIGMOID_Q.zero_point)
+    sg = ctx.lut(g, table, _SIGMOID_Q, node.output[0] + "_sigmoid")
+    n = 1 << 62 if ctx.b.batch else g.data.shape[0]
+    for k, out in enumerate(node.output):
+        qp = _TANH_VIEW_Q if k == 3 else _SIGMOID_Q
+        v = ctx.b.add_node("slice", [sg.ref], out, DType.INT8, None, qp,
+                           {"starts": [0, k * hsz], "ends": [n, (k + 1) * hsz], "steps": [1, 1]}, ctx.env, node.name)
+        ctx.vals[out] = v
+
+
 def _gru_step(e: _Emit, xt: str, h: str | None, r: np.ndarray, rb: np.ndarray, hsz: int, lbr: bool) -> str:
-    xz, xr, xh = _split3(e, xt, hsz)
     if h is None:  # h_prev = 0: the recurrent products vanish (but r * Rbh with linear_before_reset)
+        xz, xr, xh = _split(e, xt, [hsz] * 3, "xg")
         z = e.op("Sigmoid", [xz], "z")
         pre = xh
         if lbr and np.any(rb[2 * hsz:]):
             rr = e.op("Sigmoid", [xr], "r")
             pre = e.op("Add", [xh, e.op("Mul", [rr, e.const("rbh", rb[2 * hsz:].astype(np.float32))], "rh")], "ph")
-    else:
-        hz = e.linear(h, r[:2 * hsz].T, None, "hzr")
-        hzs = e.const("split", np.full(2, hsz, dtype=np.int64))
-        hz_, hr_ = e.name("hz"), e.name("hr")
-        e.nodes.append(helper.make_node("Split", [hz, hzs], [hz_, hr_], axis=1))
-        z = e.op("Sigmoid", [e.op("Add", [xz, hz_], "gz")], "z")
-        rr = e.op("Sigmoid", [e.op("Add", [xr, hr_], "gr")], "r")
+    else:  # z and r: one add and one sigmoid table over [N, 2H]; linear_before_reset: one recurrent linear
+        xzr, xh = _split(e, xt, [2 * hsz, hsz], "xg")
         if lbr:
-            hh = e.linear(h, r[2 * hsz:].T, rb[2 * hsz:], "hh")
+            hzr, hh = _split(e, e.linear(h, r.T, np.concatenate([np.zeros(2 * hsz), rb[2 * hsz:]]), "hr"),
+                             [2 * hsz, hsz], "hg")
+        else:
+            hzr = e.linear(h, r[:2 * hsz].T, None, "hzr")
+        z, rr = _split(e, e.op("Sigmoid", [e.op("Add", [xzr, hzr], "gzr")], "szr"), [hsz, hsz], "zr")
+        if lbr:
             pre = e.op("Add", [xh, e.op("Mul", [rr, hh], "rh")], "ph")
         else:
             hh = e.linear(e.op("Mul", [rr, h], "rh"), r[2 * hsz:].T, None, "hh")
@@ -235,8 +266,8 @@ def _gru_step(e: _Emit, xt: str, h: str | None, r: np.ndarray, rb: np.ndarray, h
     return zc if h is None else e.op("Add", [zc, e.op("Mul", [z, h], "zh")], "h")
 
 
-def _split3(e: _Emit, xt: str, hsz: int) -> list[str]:
-    split = e.const("split", np.full(3, hsz, dtype=np.int64))
-    names = [e.name("xg") for _ in range(3)]
-    e.nodes.append(helper.make_node("Split", [xt, split], names, axis=1))
+def _split(e: _Emit, x: str, sizes: list[int], tag: str) -> list[str]:
+    """``Split`` of ``x`` [N, sum(sizes)] along axis 1."""
+    names = [e.name(tag) for _ in sizes]
+    e.nodes.append(helper.make_node("Split", [x, e.const("split", np.array(sizes, dtype=np.int64))], names, axis=1))
     return names
