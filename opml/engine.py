@@ -35,6 +35,17 @@ for _mod in (kernels, kernels_data, kernels_norm, kernels_pointwise):
 
 
 @dataclass(frozen=True)
+class InputForm:
+    """What :func:`run`'s fast path accepts for one input without :func:`check_input`: an ndarray of exactly
+    ``dtype``, C-contiguous, of shape ``shape`` (``(batch * k,) + shape`` when ``k`` > 0: a dynamic batch)."""
+
+    tensor: int
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    k: int
+
+
+@dataclass(frozen=True)
 class Plan:
     """A bundle with every node's kernel prepared and each tensor's last use computed."""
 
@@ -42,6 +53,7 @@ class Plan:
     kernels: tuple[kernels.Kernel, ...]
     frees: tuple[tuple[int, ...], ...]
     consts: dict[int, np.ndarray]  # the constant inputs of the nodes, decoded once
+    forms: tuple[InputForm, ...] = ()
 
 
 def _prepare(bundle: Bundle) -> Plan:
@@ -65,7 +77,10 @@ def _prepare(bundle: Bundle) -> Plan:
             frees[j].append(i)
     consts = {i: specs[i].array() for node in bundle.nodes for i in node.inputs if specs[i].is_const}
     consts.update({o: specs[o].array() for o in bundle.outputs if specs[o].is_const})
-    return Plan(bundle, tuple(ks), tuple(tuple(f) for f in frees), consts)
+    forms = tuple(InputForm(i, specs[i].dtype.np, tuple(specs[i].shape[1:]), -specs[i].shape[0])
+                  if specs[i].shape and specs[i].shape[0] < 0 else InputForm(i, specs[i].dtype.np, specs[i].shape, 0)
+                  for i in bundle.inputs)
+    return Plan(bundle, tuple(ks), tuple(tuple(f) for f in frees), consts, forms)
 
 
 _CACHE: OrderedDict[bytes, Plan] = OrderedDict()
@@ -152,10 +167,46 @@ def check_input(spec: TensorSpec, value: object) -> tuple[np.ndarray, int | None
     return np.require(arr, requirements="C"), batch
 
 
+def _fast_inputs(plan: Plan, values: Sequence[object]) -> tuple[dict[int, np.ndarray], int] | None:
+    """The inputs by tensor index and the batch size when every value is already what :func:`check_input` would
+    return (an ndarray of the declared dtype, C-contiguous, the declared shape; the batch sizes agree and are
+    within bounds); None otherwise (the general path then checks, converts or names the error)."""
+    forms = plan.forms
+    if len(values) != len(forms):
+        return None
+    env: dict[int, np.ndarray] = {}
+    batch = 0
+    for f, x in zip(forms, values, strict=True):
+        if type(x) is not np.ndarray or x.dtype != f.dtype or not x.flags.c_contiguous:
+            return None
+        shape = x.shape
+        if f.k:
+            n = shape[0] if shape else 0
+            if shape[1:] != f.shape or n <= 0 or n % f.k or (batch and n // f.k != batch):
+                return None
+            batch = n // f.k
+        elif shape != f.shape:
+            return None
+        env[f.tensor] = x
+    if batch > MAX_BATCH:
+        return None
+    return env, batch or 1
+
+
 def run(bundle: Bundle | bytes | str, inputs: Mapping[str, object] | Sequence[object]) -> list[np.ndarray]:
     """Run a bundle. ``inputs`` by name (mapping) or in declared order; returns outputs in order."""
-    b = load_bundle(bundle)
+    b = bundle if type(bundle) is Bundle else load_bundle(bundle)
     plan = get_plan(b)
+    fast = _fast_inputs(plan, inputs) if type(inputs) in (list, tuple) else None  # type: ignore[arg-type]
+    if fast is not None:
+        env, batch = fast
+        bp = batch_plan_for(plan, batch)
+        if bp is not None and bp.lock.acquire(blocking=False):
+            try:
+                return bp.run(env, lambda j, args: _run_node(plan, j, args, batch))
+            finally:
+                bp.lock.release()
+        return _execute(plan, env, batch)
     specs = b.input_specs()
     if isinstance(inputs, Mapping):
         missing = [s.name for s in specs if s.name not in inputs]

@@ -68,6 +68,16 @@ def _declare() -> bool:
 
 
 _READY = _declare()
+_RUN = _LIB.opml_plan_run if _READY and _LIB is not None else None
+_THREAD_ARGS: dict[int, ctypes.c_int] = {}
+
+
+def _threads(n: int) -> ctypes.c_int:
+    """``n`` as a ctypes argument (made once per count: a conversion per call costs about 0.4 us)."""
+    arg = _THREAD_ARGS.get(n)
+    if arg is None:
+        arg = _THREAD_ARGS[n] = ctypes.c_int(n)
+    return arg
 
 
 def available() -> bool:
@@ -470,12 +480,12 @@ class _Segment:
 
     records: np.ndarray  # int64 [count, RECORD_WORDS]
     nodes: tuple[int, ...]  # the node index of each record (for messages)
-    address: int = 0  # of records
-    count: int = 0
+    address_arg: ctypes.c_void_p = field(init=False)  # the records' address and count as ctypes arguments
+    count_arg: ctypes.c_int64 = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "address", int(self.records.ctypes.data))
-        object.__setattr__(self, "count", int(self.records.shape[0]))
+        object.__setattr__(self, "address_arg", ctypes.c_void_p(int(self.records.ctypes.data)))
+        object.__setattr__(self, "count_arg", ctypes.c_int64(int(self.records.shape[0])))
 
 
 @dataclass(eq=False)
@@ -494,10 +504,12 @@ class BatchPlan:
     keep: list[object]  # the arena and every array a record points into
     lock: threading.Lock = field(default_factory=threading.Lock)
     code: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))  # opml_plan_run's failure code
+    code_arg: ctypes.c_void_p = field(init=False)
+    outputs: list[np.ndarray] = field(init=False)  # the output buffers (or constants), copied out by run
 
-    @property
-    def code_address(self) -> int:
-        return int(self.code.ctypes.data)
+    def __post_init__(self) -> None:
+        self.code_arg = ctypes.c_void_p(int(self.code.ctypes.data))
+        self.outputs = [self.consts[o] if o in self.consts else self.views[o] for o in self.bundle.outputs]
 
     def run(self, inputs: dict[int, np.ndarray], run_node: RunNode) -> list[np.ndarray]:
         """The outputs (fresh C-ordered arrays) for validated ``inputs`` (by tensor index, the declared
@@ -506,13 +518,14 @@ class BatchPlan:
         views, consts, nodes = self.views, self.consts, self.bundle.nodes
         for i, v in inputs.items():
             np.copyto(views[i], v)
-        lib = _LIB
-        assert lib is not None
-        threads = worker_count()
+        run_c = _RUN
+        assert run_c is not None
+        threads = _threads(worker_count())
         code = self.code
+        code_arg = self.code_arg
         for step in self.steps:
-            if isinstance(step, _Segment):
-                rc = int(lib.opml_plan_run(step.address, step.count, threads, self.code_address))
+            if type(step) is _Segment:
+                rc = run_c(step.address_arg, step.count_arg, threads, code_arg)
                 if rc:
                     j = step.nodes[rc - 1]
                     if int(code[0]) == DATA_ERROR:  # the node's own kernel raises its named error
@@ -523,7 +536,7 @@ class BatchPlan:
                 node = nodes[step]
                 y = run_node(step, [consts[i] if i in consts else views[i] for i in node.inputs])
                 np.copyto(views[node.outputs[0]], y)
-        return [np.array(consts[o] if o in consts else views[o], order="C") for o in self.bundle.outputs]
+        return [a.copy(order="C") for a in self.outputs]
 
 
 def _first_fit(live: list[tuple[int, int]], size: int) -> int:
