@@ -578,12 +578,22 @@ static int conv_range(void *ctx, int64_t i0, int64_t i1) {
     return 0;
 }
 
+/* depthwise output planes of at most this many outputs run by channel blocks (dwcb_range), strided ones up to
+ * the second bound: measured against the plane path (one thread, AVX-512 VNNI): 960 x 3x3 71 -> 13 us, 576 x 6x6
+ * 55 -> 19 us, 144 x 12x12 30 -> 18 us, 24x24 planes 0.94-1.3x, 48x48 planes 0.36x */
+#define DWCB_MAX_OUTPUTS 400
+#define DWCB_MAX_OUTPUTS_STRIDED 700
+static int dwcb_wanted(const struct conv_job *j, int64_t mode);
+static int dwcb_run(const struct conv_job *j, const int64_t *consts, int threads);
+
 #define P64(i) ((const int64_t *)(intptr_t)cfg[i])
 
 /* cfg (int64): 0 xsigned, 1 c, 2 m, 3 group, 4 kh, 5 kw, 6 sh, 7 sw, 8 dh, 9 dw, 10 pad top, 11 pad left,
  * 12 pad bottom, 13 pad right, 14 zero point (the padding value), 15 weights (int16 [m, c / group, kh, kw]),
  * 16 span, 17 base, 18 outkind, 19 isa, 20..25 the per-channel epilogue arrays lo, hi, mul, add, shift, post
- * (opml.native.Epilogue, at least m entries each).
+ * (opml.native.Epilogue, at least m entries each), 26 path (0 the faster for the shape, 1 by planes, 2 by channel
+ * blocks where the conv is depthwise and AVX-512 runs; every path gives the same bytes), 27 the channel blocks'
+ * constants (opml_dwcb_consts; 0: made at each call).
  * x: [b, c, h, w] bytes; y: [b, m, oh, ow] of the outkind's type with oh, ow from the geometry.
  * Returns 0, or -1 for arguments outside the kernel's bounds or when memory runs out. */
 int opml_gconv_cfg(const int64_t *cfg, const void *x, int64_t b, int64_t h, int64_t w, void *y, int threads) {
@@ -613,6 +623,8 @@ int opml_gconv_cfg(const int64_t *cfg, const void *x, int64_t b, int64_t h, int6
     j.psize = (j.qh + 1) * j.qw + SPARE;
     j.v = j.oh * j.qw;
     if (!b) return 0;
+    if (cfg[26] < 0 || cfg[26] > 2) return -1;
+    if (dwcb_wanted(&j, cfg[26])) return dwcb_run(&j, P64(27), threads);
     /* Units. Depthwise (cg 1): the taps of a kernel row that read the same phase at consecutive columns are
      * paired (3x3 stride 1: (0, 1) and 2; stride 2: (0, 2) and 1; a 1-D kernel of 9: four pairs and one).
      * cg >= 2: tap (i, j) of channels 2p and 2p + 1 (the pair's interleaved phases). */
@@ -751,6 +763,271 @@ int opml_transpose_batched(const void *x, int64_t count, int64_t rows, int64_t c
 
 #undef TT
 #undef RB
+
+/* ------------------------------------------------------------- depthwise by channel blocks (small planes) */
+
+/* Depthwise convs (cg = mg = 1) whose planes are small (MobileNet's and EfficientNet's late stages: 960
+ * channels of 3x3, 576 of 6x6) spend the plane path above mostly on per-channel overhead (building one
+ * channel's phases, one partial block of outputs, one epilogue call). Here 16 channels share each vector
+ * instead, one 32-bit lane per channel (AVX-512, VPMADDWD / VPDPWSSD as above; the same products, the same
+ * int32 sums, so the same bytes):
+ *   - the block's 16 input planes are transposed to pixel-major bytes (16 channels per pixel, 16x16 tiles),
+ *     then widened into the pair plane p2 [hp][wp][16] of int32: lane l of p2[r][q] holds the int16 pair
+ *     (xp[l][r][q], xp[l][r][q + dw]), xp the input padded with the zero point (and zp past the right edge);
+ *   - a unit is taps (i, 2t) and (i, 2t + 1) of a kernel row (or the row's last tap alone, weight pair (w, 0)),
+ *     with one weight vector of 16 per-channel pairs; output (oy, ox) adds unit (i, t)'s term from
+ *     p2[oy sh + i dh][ox sw + 2t dw]: the pair there is exactly its two taps' inputs;
+ *   - the epilogue runs on the 16 channels of a pixel with per-lane constants, then the pixel-major outputs
+ *     are transposed back to the NCHW planes.
+ * Every p2 value is an input byte or the zero point, missing channels of a last partial block are 0 with
+ * weight 0, so every partial sum lies within 255 * sum |w[oc]| < 2^31 (the caller's bound) as before. */
+#define CB 16 /* channels per block: the 32-bit lanes of an AVX-512 register */
+#define CB_HDR 81 /* int64 words of a block's constants before its weight pairs (see dwcb_consts) */
+
+struct dwcb_job {
+    const struct conv_job *j;
+    int64_t blocks, units;
+    int64_t *uoff; /* per unit: its offset in p2 vectors from an output's base */
+    const int64_t *consts; /* per block: CB_HDR + 8 units words (dwcb_consts), or NULL: made per block */
+};
+
+/* The constants of the block of channels c0 .. c0 + nc - 1 into k (CB_HDR + 8 units int64 words): the lanes'
+ * accumulator clamps lo, hi (16 int32 each), mul, add, shift and post split by even and odd lane (8 int64 each,
+ * as VPMULDQ pairs them), whether any lane's final clamp can bind (needs_clamp), then per unit 16 weight pairs
+ * (int32: taps (i, 2t) and (i, 2t + 1) as int16, 0 past the row's end). Missing lanes: all 0. */
+static void dwcb_consts(const struct conv_job *j, int64_t c0, int64_t nc, int64_t *k) {
+    const struct conv_epilogue *e = &j->e;
+    int32_t *lo = (int32_t *)(k), *hi = (int32_t *)(k + 8), *w = (int32_t *)(k + CB_HDR);
+    memset(k, 0, (size_t)(CB_HDR + 8 * j->kh * ((j->kw + 1) / 2)) * sizeof(int64_t));
+    for (int64_t l = 0; l < nc; l++) {
+        int64_t c = c0 + l, half = l % 2 ? 8 : 0, q = l / 2;
+        lo[l] = (int32_t)e->lo[c], hi[l] = (int32_t)e->hi[c];
+        k[16 + half + q] = e->mul[c], k[32 + half + q] = e->add[c], k[48 + half + q] = e->shift[c];
+        k[64 + half + q] = e->post[c];
+        if (needs_clamp(e, c)) k[80] = 1;
+    }
+    int64_t taps = j->kh * j->kw;
+    for (int64_t u = 0, i = 0; i < j->kh; i++)
+        for (int64_t t = 0; t < j->kw; t += 2, u++)
+            for (int64_t l = 0; l < nc; l++) {
+                const int16_t *wl = j->wt + (c0 + l) * taps + i * j->kw;
+                uint32_t a = (uint16_t)wl[t], b = t + 1 < j->kw ? (uint16_t)wl[t + 1] : 0;
+                w[u * CB + l] = (int32_t)(a | b << 16);
+            }
+}
+
+#ifdef CONV_X86
+/* 16 rows of 16 bytes (rows src + l * stride, count bytes each, rows >= nrows zero) -> dst[k * 16 + l], k < count. */
+CONV_AVX512 static void gather16(const uint8_t *src, int64_t stride, int64_t nrows, int64_t count, uint8_t *dst) {
+    if (count == 16 && nrows == 16) {
+        tile16_bytes(src, stride, dst, 16);
+        return;
+    }
+    uint8_t in[16 * 16], out[16 * 16];
+    __mmask16 k = count >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << count) - 1);
+    for (int64_t l = 0; l < 16; l++)
+        _mm_storeu_si128((__m128i *)(in + 16 * l),
+                         l < nrows ? _mm_maskz_loadu_epi8(k, src + l * stride) : _mm_setzero_si128());
+    tile16_bytes(in, 16, out, 16);
+    memcpy(dst, out, (size_t)(16 * count));
+}
+
+/* p2 rows of one block: see the section's header. t: [h * w][16] pixel-major bytes of the block. */
+CONV_AVX512 static void dwcb_build(const struct conv_job *j, const uint8_t *t, int32_t *p2) {
+    const int64_t h = j->h, w = j->w, hp = j->hp, wp = j->wp, top = j->top, left = j->left, dw = j->dw;
+    __m512i zp = _mm512_set1_epi32((int32_t)j->zp), low = _mm512_set1_epi32(0xFFFF);
+    for (int64_t r = 0; r < hp; r++) {
+        int32_t *row = p2 + r * wp * CB;
+        int64_t yr = r - top;
+        for (int64_t q = 0; q < wp; q++) { /* the low halves: xp[r][q] */
+            int64_t xq = q - left;
+            __m512i v = zp;
+            if (yr >= 0 && yr < h && xq >= 0 && xq < w) {
+                __m128i b = _mm_loadu_si128((const __m128i *)(t + (yr * w + xq) * CB));
+                v = j->xsigned ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b);
+            }
+            _mm512_storeu_si512(row + q * CB, v);
+        }
+        for (int64_t q = 0; q < wp; q++) { /* the high halves: xp[r][q + dw] (zp past the edge) */
+            __m512i lo = _mm512_and_si512(_mm512_loadu_si512(row + q * CB), low);
+            __m512i hi = q + dw < wp ? _mm512_loadu_si512(row + (q + dw) * CB) : zp;
+            _mm512_storeu_si512(row + q * CB, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+        }
+    }
+}
+
+/* The epilogue of 16 channels (lanes) with per-lane constants (dwcb_consts' header). */
+struct lane_epilogue {
+    __m512i lo, hi, mul_e, mul_o, add_e, add_o, sh_e, sh_o, post_e, post_o, span, base;
+    int clamp;
+};
+
+CONV_AVX512 static void lane_epilogue_load(const struct conv_epilogue *e, const int64_t *k, struct lane_epilogue *le) {
+    le->lo = _mm512_loadu_si512(k), le->hi = _mm512_loadu_si512(k + 8);
+    le->mul_e = _mm512_loadu_si512(k + 16), le->mul_o = _mm512_loadu_si512(k + 24);
+    le->add_e = _mm512_loadu_si512(k + 32), le->add_o = _mm512_loadu_si512(k + 40);
+    le->sh_e = _mm512_loadu_si512(k + 48), le->sh_o = _mm512_loadu_si512(k + 56);
+    le->post_e = _mm512_loadu_si512(k + 64), le->post_o = _mm512_loadu_si512(k + 72);
+    le->clamp = (int)k[80];
+    le->span = _mm512_set1_epi64(e->span), le->base = _mm512_set1_epi32((int32_t)e->base);
+}
+
+/* As epilogue_avx512's lanes, each lane with its own channel's constants (mul < 2^31, as there). */
+CONV_AVX512 static inline __m512i lane_y(const struct lane_epilogue *le, __m512i a) {
+    a = _mm512_min_epi32(_mm512_max_epi32(a, le->lo), le->hi);
+    __m512i ev = _mm512_mul_epi32(a, le->mul_e), od = _mm512_mul_epi32(_mm512_srli_epi64(a, 32), le->mul_o);
+    ev = _mm512_add_epi64(_mm512_srlv_epi64(_mm512_add_epi64(ev, le->add_e), le->sh_e), le->post_e);
+    od = _mm512_add_epi64(_mm512_srlv_epi64(_mm512_add_epi64(od, le->add_o), le->sh_o), le->post_o);
+    if (le->clamp) {
+        __m512i zero = _mm512_setzero_si512();
+        ev = _mm512_min_epi64(_mm512_max_epi64(ev, zero), le->span);
+        od = _mm512_min_epi64(_mm512_max_epi64(od, zero), le->span);
+    }
+    return _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, ev, _mm512_slli_epi64(od, 32)), le->base);
+}
+
+/* Outputs of one block: the lanes' sums over the units, PIX output pixels at a time (8, then 4 and 1 for the
+ * tail: independent sums, each weight vector loaded once per step), then the epilogue into o (pixel-major
+ * [oh * ow][16] int32). */
+#define DWCB_STEP(PIX, DOT)                                                                                     \
+    for (; n - p0 >= PIX; p0 += PIX) {                                                                          \
+        int64_t base[PIX];                                                                                      \
+        for (int k = 0; k < PIX; k++) base[k] = ((p0 + k) / ow * sh * wp + (p0 + k) % ow * sw) * CB;          \
+        __m512i a[PIX];                                                                                         \
+        for (int k = 0; k < PIX; k++) a[k] = _mm512_setzero_si512();                                            \
+        for (int64_t u = 0; u < units; u++) {                                                                   \
+            const int32_t *s = p2 + d->uoff[u] * CB;                                                            \
+            __m512i w = _mm512_loadu_si512(wv + u * CB);                                                        \
+            for (int k = 0; k < PIX; k++) a[k] = DOT(a[k], _mm512_loadu_si512(s + base[k]), w);                 \
+        }                                                                                                       \
+        for (int k = 0; k < PIX; k++) _mm512_storeu_si512(o + (p0 + k) * CB, lane_y(le, a[k]));                \
+    }
+#define DWCB_SUMS(NAME, ATTR, DOT)                                                                              \
+    ATTR static void NAME(const struct dwcb_job *d, const int32_t *p2, const int32_t *wv,                       \
+                          const struct lane_epilogue *le, int32_t *o) {                                         \
+        const struct conv_job *j = d->j;                                                                        \
+        const int64_t ow = j->ow, n = j->oh * j->ow, units = d->units, sh = j->sh, sw = j->sw, wp = j->wp;      \
+        int64_t p0 = 0;                                                                                         \
+        DWCB_STEP(8, DOT)                                                                                       \
+        DWCB_STEP(4, DOT)                                                                                       \
+        DWCB_STEP(1, DOT)                                                                                       \
+    }
+#define MADD_ADD_CB(a, x, w) _mm512_add_epi32(a, _mm512_madd_epi16(x, w))
+DWCB_SUMS(dwcb_sums_avx512, CONV_AVX512, MADD_ADD_CB)
+DWCB_SUMS(dwcb_sums_avx512vnni, CONV_AVX512VNNI, _mm512_dpwssd_epi32)
+#undef MADD_ADD_CB
+#undef DWCB_SUMS
+#undef DWCB_STEP
+
+/* o (pixel-major [n][16] int32 outputs of channels c0 .. c0 + nc - 1) -> their NCHW planes at dst (planes of n);
+ * y8: scratch for n * 16 bytes. */
+CONV_AVX512 static void dwcb_store(const struct conv_job *j, const int32_t *o, int64_t n, int64_t nc, uint8_t *y8,
+                                   uint8_t *dst) {
+    int outkind = j->e.outkind;
+    if (outkind == 1 || outkind == 2) { /* bytes: pack, then 16x16 tiles back to planes */
+        for (int64_t p = 0; p < n; p++)
+            _mm_storeu_si128((__m128i *)(y8 + p * CB), _mm512_cvtepi32_epi8(_mm512_loadu_si512(o + p * CB)));
+        for (int64_t p0 = 0; p0 < n; p0 += 16) {
+            int64_t cnt = n - p0 < 16 ? n - p0 : 16;
+            if (cnt == 16 && nc == CB) {
+                tile16_bytes(y8 + p0 * CB, CB, dst + p0, n); /* rows: pixels -> rows: channels */
+                continue;
+            }
+            uint8_t tile[16 * 16];
+            gather16(y8 + p0 * CB, CB, cnt, CB, tile);
+            __mmask16 k = (__mmask16)((1u << cnt) - 1);
+            for (int64_t l = 0; l < nc; l++) _mm_mask_storeu_epi8(dst + l * n + p0, k, _mm_loadu_si128((const __m128i *)(tile + 16 * l)));
+        }
+        return;
+    }
+    for (int64_t l = 0; l < nc; l++)
+        for (int64_t p = 0; p < n; p++) store_one(outkind, dst, l * n + p, o[p * CB + l]);
+}
+
+CONV_AVX512 static int dwcb_range(void *ctx, int64_t i0, int64_t i1) {
+    const struct dwcb_job *d = (const struct dwcb_job *)ctx;
+    const struct conv_job *j = d->j;
+    int64_t n = j->oh * j->ow, hw = j->h * j->w, words = CB_HDR + 8 * d->units;
+    uint8_t *t = (uint8_t *)malloc((size_t)(hw * CB + n * CB));
+    int32_t *p2 = (int32_t *)malloc((size_t)(j->hp * j->wp * CB) * sizeof(int32_t));
+    int32_t *o = (int32_t *)malloc((size_t)(n * CB) * sizeof(int32_t));
+    int64_t *own = d->consts ? NULL : (int64_t *)malloc((size_t)words * sizeof(int64_t));
+    if (!t || !p2 || !o || (!d->consts && !own)) {
+        free(t), free(p2), free(o), free(own);
+        return -1;
+    }
+    int vnni = have_vnni512(j->isa);
+    size_t osz = out_size(j->e.outkind);
+    for (int64_t item = i0; item < i1; item++) {
+        int64_t bi = item / d->blocks, blk = item % d->blocks, c0 = blk * CB, nc = j->c - c0 < CB ? j->c - c0 : CB;
+        const uint8_t *x = j->x + (bi * j->c + c0) * hw;
+        for (int64_t s0 = 0; s0 < hw; s0 += 16) gather16(x + s0, hw, nc, hw - s0 < 16 ? hw - s0 : 16, t + s0 * CB);
+        dwcb_build(j, t, p2);
+        const int64_t *k = d->consts ? d->consts + blk * words : own;
+        if (!d->consts) dwcb_consts(j, c0, nc, own);
+        struct lane_epilogue le;
+        lane_epilogue_load(&j->e, k, &le);
+        (vnni ? dwcb_sums_avx512vnni : dwcb_sums_avx512)(d, p2, (const int32_t *)(k + CB_HDR), &le, o);
+        dwcb_store(j, o, n, nc, t, (uint8_t *)j->y + (size_t)((bi * j->m + c0) * n) * osz);
+    }
+    free(t), free(p2), free(o), free(own);
+    return 0;
+}
+#endif
+
+/* Whether the conv runs by channel blocks (mode: 0 when its planes are small, 1 never, 2 always): depthwise
+ * (cg = mg = 1) on a CPU with AVX-512. */
+static int dwcb_wanted(const struct conv_job *j, int64_t mode) {
+#ifdef CONV_X86
+    if (mode == 1 || j->cg != 1 || j->mg != 1 || !have_avx512(j->isa)) return 0;
+    return mode == 2 || j->oh * j->ow <= (j->sh * j->sw > 1 ? DWCB_MAX_OUTPUTS_STRIDED : DWCB_MAX_OUTPUTS);
+#else
+    (void)j, (void)mode;
+    return 0;
+#endif
+}
+
+static int dwcb_run(const struct conv_job *j, const int64_t *consts, int threads) {
+#ifdef CONV_X86
+    struct dwcb_job d;
+    d.j = j;
+    d.blocks = (j->c + CB - 1) / CB;
+    d.units = j->kh * ((j->kw + 1) / 2);
+    d.consts = consts;
+    d.uoff = (int64_t *)malloc((size_t)d.units * sizeof(int64_t));
+    if (!d.uoff) return -1;
+    for (int64_t u = 0, i = 0; i < j->kh; i++)
+        for (int64_t q = 0; q < j->kw; q += 2, u++) d.uoff[u] = i * j->dh * j->wp + q * j->dw;
+    int64_t items = j->b * d.blocks, macs = CB * (j->kh * j->kw * j->oh * j->ow + j->hp * j->wp);
+    int64_t per = MIN_MACS_PER_PART / (macs > 0 ? macs : 1) + 1, most = items / per;
+    int parts = threads <= 1 || most <= 1 ? 1 : (threads < most ? threads : (int)most);
+    int rc = opml_parallel_for(dwcb_range, &d, items, parts);
+    free(d.uoff);
+    return rc;
+#else
+    (void)j, (void)consts, (void)threads;
+    return -1;
+#endif
+}
+
+#define CFG64(i) ((const int64_t *)(intptr_t)cfg[i])
+/* The per-block constants of a depthwise conv's channel-block path (cfg as opml_gconv_cfg's; group = c = m)
+ * into out: ceil(c / 16) blocks of CB_HDR + 8 kh ceil(kw / 2) words (dwcb_consts), made once when the conv is
+ * prepared and passed back as cfg[27]. Returns 0, or -1 when the conv is not depthwise or words is not that size. */
+int opml_dwcb_consts(const int64_t *cfg, int64_t *out, int64_t words) {
+    struct conv_job j;
+    memset(&j, 0, sizeof j);
+    j.c = cfg[1], j.m = cfg[2], j.group = cfg[3], j.kh = cfg[4], j.kw = cfg[5];
+    j.wt = (const int16_t *)(intptr_t)cfg[15];
+    j.e = (struct conv_epilogue){CFG64(20), CFG64(21), CFG64(22), CFG64(23), CFG64(24), CFG64(25), cfg[16], cfg[17], (int)cfg[18]};
+    if (j.c < 1 || j.c != j.m || j.c != j.group || j.kh < 1 || j.kw < 1) return -1;
+    int64_t per = CB_HDR + 8 * j.kh * ((j.kw + 1) / 2), blocks = (j.c + CB - 1) / CB;
+    if (words != blocks * per) return -1;
+    for (int64_t b = 0; b < blocks; b++) dwcb_consts(&j, b * CB, j.c - b * CB < CB ? j.c - b * CB : CB, out + b * per);
+    return 0;
+}
+
+#undef CFG64
 
 /* ----------------------------------------------------------------- per-plane reductions and lookups */
 

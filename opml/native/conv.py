@@ -20,6 +20,10 @@ from . import _OUTKIND, Epilogue, _addr, _code, library
 _i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 _BYTE = (np.dtype(np.int8), np.dtype(np.uint8))
 INT32_MAX = (1 << 31) - 1
+# conv.c's ways through a conv (cfg[26]), all giving the same bytes: the faster for the shape, by channel planes,
+# by blocks of 16 channels (depthwise with AVX-512 only; elsewhere the planes)
+PATHS = {"auto": 0, "planes": 1, "blocks": 2}
+DW_BLOCK, DW_BLOCK_HEADER = 16, 81  # conv.c's CB (channels per block) and CB_HDR (constant words before the weights)
 X_MAGNITUDE = 255  # |x| of any int8/uint8 input value (the padding holds the zero point, also such a value)
 
 
@@ -32,6 +36,8 @@ def _declare() -> ctypes.CDLL | None:
         lib.opml_gconv_cfg.argtypes = [_ptr, _ptr, _i64, _i64, _i64, _ptr, _int]
         lib.opml_transpose_batched.restype = _int
         lib.opml_transpose_batched.argtypes = [_ptr, _i64, _i64, _i64, _i64, _ptr, _int]
+        lib.opml_dwcb_consts.restype = _int
+        lib.opml_dwcb_consts.argtypes = [_ptr, _ptr, _i64]
         lib.opml_plane_reduce.restype = _int
         lib.opml_plane_reduce.argtypes = [_ptr, _int, _i64, _i64, _int, _i64, _i64, _i64, _i64, _i64, _i64, _ptr, _int]
         lib.opml_plane_lut8.restype = _int
@@ -62,7 +68,7 @@ class GroupConv:
     """A prepared direct conv: int8/uint8 NCHW input ``x`` [B, C, H, W] -> ``epilogue(conv(x))`` [B, M, OH, OW]."""
 
     def __init__(self, w: np.ndarray, group: int, strides: Sequence[int], dil: Sequence[int], pads: Sequence[int],
-                 zero_point: int, x_dtype: np.dtype, ep: Epilogue, isa: str | None = None) -> None:
+                 zero_point: int, x_dtype: np.dtype, ep: Epilogue, isa: str | None = None, path: str = "auto") -> None:
         if _LIB is None:
             raise ValueError("gconv: the native library is not loaded")
         self.x_dtype = np.dtype(x_dtype)
@@ -74,6 +80,8 @@ class GroupConv:
             raise ValueError("gconv: weights too large for exact int32 sums")
         if ep.n != w.shape[0]:
             raise ValueError(f"gconv: epilogue for {ep.n} channels, weights have {w.shape[0]}")
+        if path not in PATHS:
+            raise ValueError(f"gconv: path must be one of {', '.join(PATHS)}, not {path!r}")
         info = np.iinfo(self.x_dtype)
         if not info.min <= zero_point <= info.max:
             raise ValueError(f"gconv: zero point {zero_point} is not a {self.x_dtype} value")
@@ -84,9 +92,15 @@ class GroupConv:
         self.strides, self.dil, self.pads = tuple(strides), tuple(dil), tuple(pads)
         self.cfg = np.array([int(self.x_dtype == np.int8), self.c, self.m, group, self.kh, self.kw, *self.strides,
                              *self.dil, *self.pads, zero_point, _addr(self.w), ep.span, ep.base, _OUTKIND[ep.dtype],
-                             _code(isa), *(_addr(a) for a in (ep.lo, ep.hi, ep.mul, ep.add, ep.shift, ep.post))],
-                            dtype=np.int64)
+                             _code(isa), *(_addr(a) for a in (ep.lo, ep.hi, ep.mul, ep.add, ep.shift, ep.post)),
+                             PATHS[path], 0], dtype=np.int64)
         self._cfg = _addr(self.cfg)
+        if self.cg == 1 and self.m == group:  # depthwise: the channel blocks' constants, made once (cfg[27])
+            blocks, units = -(-self.c // DW_BLOCK), self.kh * -(-self.kw // 2)
+            self.block_consts = np.zeros(blocks * (DW_BLOCK_HEADER + 8 * units), dtype=np.int64)
+            if _LIB.opml_dwcb_consts(self._cfg, _addr(self.block_consts), self.block_consts.size):
+                raise ValueError("gconv: the depthwise block constants were refused")
+            self.cfg[27] = _addr(self.block_consts)
 
     def out_hw(self, h: int, w: int) -> tuple[int, int]:
         """Output height and width for an H x W input (may be <= 0: the input is smaller than the kernel)."""

@@ -93,12 +93,21 @@ def _input(draw: st.DrawFn, g: dict, dtype: np.dtype, extreme: bool) -> np.ndarr
         int(info.min), int(info.max) + 1, size=shape).astype(dtype)
 
 
-@EACH_ISA
-@FEW
-@given(data=st.data(), g=geometry(), extreme=st.booleans(), out=st.sampled_from([np.int32, np.int8, np.uint8,
-                                                                                   np.int16]))
-def test_kernel_equals_int64(isa: str, data: st.DataObject, g: dict, extreme: bool, out: type) -> None:
-    """Every output of the kernel == the int64 sum through the spec's requantization (or int32 clip)."""
+@st.composite
+def depthwise_geometry(draw: st.DrawFn) -> dict:
+    """Depthwise convs of many channels (full and partial blocks of 16) on small planes, the channel-block
+    path's shapes (and beyond: the tests force each path)."""
+    g = draw(geometry())
+    c = draw(st.sampled_from([1, 15, 16, 17, 33, 40]))
+    h0 = max(1, (g["kh"] - 1) * g["dil"][0] + 1 - g["pads"][0] - g["pads"][2])
+    w0 = max(1, (g["kw"] - 1) * g["dil"][1] + 1 - g["pads"][1] - g["pads"][3])
+    h, w = draw(st.integers(h0, h0 + 12)), draw(st.integers(w0, w0 + 12))
+    return {**g, "c": c, "m": c, "group": c, "cg": 1, "h": h, "w": w}
+
+
+def _check_kernel(isa: str, data: st.DataObject, g: dict, extreme: bool, out: type, path: str) -> None:
+    """Every output of the kernel (by ``path``) == the int64 sum through the spec's requantization (or int32
+    clip)."""
     draw = data.draw
     xdt = np.dtype(draw(st.sampled_from([np.int8, np.uint8])))
     info = np.iinfo(xdt)
@@ -117,7 +126,7 @@ def test_kernel_equals_int64(isa: str, data: st.DataObject, g: dict, extreme: bo
         qmax, ozp = int(rng.integers(qmin, int(oi.max) + 1)), int(rng.integers(int(oi.min), int(oi.max) + 1))
         ep = native.epilogue(m, off, mult, shift, ozp, qmin, qmax, out)
     assert ep is not None
-    conv = native_conv.GroupConv(w, g["group"], g["strides"], g["dil"], g["pads"], zp, xdt, ep, isa)
+    conv = native_conv.GroupConv(w, g["group"], g["strides"], g["dil"], g["pads"], zp, xdt, ep, isa, path)
     got = conv(x)
     acc = conv_int64(x, w, g["group"], g["strides"], g["dil"], g["pads"], zp) + off[None, :, None, None]
     if out == np.int32:
@@ -126,6 +135,27 @@ def test_kernel_equals_int64(isa: str, data: st.DataObject, g: dict, extreme: bo
         want = requantize(acc, mult[None, :, None, None], shift[None, :, None, None], ozp, qmin, qmax, out)
     assert got.dtype == want.dtype and got.shape == want.shape
     np.testing.assert_array_equal(got, want)
+
+
+OUTS = st.sampled_from([np.int32, np.int8, np.uint8, np.int16])
+
+
+@EACH_ISA
+@FEW
+@given(data=st.data(), g=geometry(), extreme=st.booleans(), out=OUTS, path=st.sampled_from(list(native_conv.PATHS)))
+def test_kernel_equals_int64(isa: str, data: st.DataObject, g: dict, extreme: bool, out: type, path: str) -> None:
+    _check_kernel(isa, data, g, extreme, out, path)
+
+
+@EACH_ISA
+@FEW
+@given(data=st.data(), g=depthwise_geometry(), extreme=st.booleans(), out=OUTS,
+       path=st.sampled_from(list(native_conv.PATHS)))
+def test_depthwise_blocks_equal_int64(isa: str, data: st.DataObject, g: dict, extreme: bool, out: type,
+                                      path: str) -> None:
+    """Depthwise convs by blocks of 16 channels (AVX-512; other sets run the planes), by planes and by the
+    automatic choice: each == the int64 sums."""
+    _check_kernel(isa, data, g, extreme, out, path)
 
 
 def _node_case(draw: st.DrawFn, g: dict, extreme: bool):
@@ -168,6 +198,21 @@ def test_depthwise_uses_the_direct_kernel() -> None:
 
 
 @EACH_ISA
+@pytest.mark.parametrize("path", ["planes", "blocks"])
+def test_depthwise_at_the_int32_limit(isa: str, path: str) -> None:
+    """A depthwise 181x181 kernel of +-255 over inputs of 255: 255 * 255 * 181^2 just below 2^31, the largest sum
+    each path can form."""
+    w = np.full((17, 1, 181, 181), 255, np.int16)
+    w[1::2] = -255
+    assert native_conv.fits(w) and 255 * 255 * 181 * 181 < 2**31
+    x = np.full((1, 17, 181, 181), 255, np.uint8)
+    ep = native.epilogue(17, 0, 0, 0, 0, 0, 0, np.int32)
+    assert ep is not None
+    got = native_conv.GroupConv(w, 17, (1, 1), (1, 1), (0, 0, 0, 0), 0, np.uint8, ep, isa, path)(x)
+    np.testing.assert_array_equal(got.reshape(-1), [255 * 255 * 181 * 181 * (1 - 2 * (c % 2)) for c in range(17)])
+
+
+@EACH_ISA
 def test_at_the_int32_limit(isa: str) -> None:
     """255 * sum |w| just below 2^31: every product and partial sum at its largest; one more unit of weight
     and the kernel refuses (the engine then runs the GEMM path)."""
@@ -198,6 +243,8 @@ def test_bad_arguments_are_refused() -> None:
         conv(np.zeros((1, 4, 2, 5), np.int8))
     with pytest.raises(ValueError, match=r"\[B, 4, H, W\]"):
         conv(np.zeros((1, 3, 5, 5), np.int8))
+    with pytest.raises(ValueError, match="path must be one of"):
+        native_conv.GroupConv(w, 4, (1, 1), (1, 1), (0, 0, 0, 0), 0, np.int8, ep, None, "fast")
 
 
 def _mobilenet_block(seed: int = 0) -> tuple[list, np.ndarray]:
@@ -215,8 +262,10 @@ def test_thread_counts_agree() -> None:
     try:
         for n in (1, 2, 3, 5):
             set_worker_count(n)
-            for s in (1, 2):
-                outs.append((n, s, native_conv.GroupConv(w, 96, (s, s), (1, 1), (1, 1, 1, 1), 7, np.uint8, ep)(x)))
+            for s in (1, 2, 3):  # 3: the small planes (channel blocks)
+                xs = x[:, :, :9, :10] if s == 3 else x
+                outs.append((n, s, native_conv.GroupConv(w, 96, (s % 3 + 1,) * 2, (1, 1), (1, 1, 1, 1), 7, np.uint8,
+                                                         ep)(xs)))
     finally:
         set_worker_count(None)
     for n, s, y in outs:
@@ -234,7 +283,8 @@ from opml.native import conv as native_conv
 (w, ep), x = _mobilenet_block()
 h = hashlib.sha256()
 for s, d in ((1, 1), (2, 1), (1, 2)):
-    h.update(native_conv.GroupConv(w, 96, (s, s), (d, d), (1, 2, 1, 0), 7, np.uint8, ep)(x).tobytes())
+    for xs in (x, x[:, :, :9, :10]):
+        h.update(native_conv.GroupConv(w, 96, (s, s), (d, d), (1, 2, 1, 0), 7, np.uint8, ep)(xs).tobytes())
 print(native.describe())
 print("HASH " + h.hexdigest())
 """
@@ -246,7 +296,9 @@ def test_instruction_sets_agree_through_the_environment() -> None:
     (w, ep), x = _mobilenet_block()
     h = hashlib.sha256()
     for s, d in ((1, 1), (2, 1), (1, 2)):
-        h.update(native_conv.GroupConv(w, 96, (s, s), (d, d), (1, 2, 1, 0), 7, np.uint8, ep, "generic")(x).tobytes())
+        for xs in (x, x[:, :, :9, :10]):  # large planes and small ones (channel blocks where AVX-512 runs)
+            h.update(native_conv.GroupConv(w, 96, (s, s), (d, d), (1, 2, 1, 0), 7, np.uint8, ep, "generic")(xs)
+                     .tobytes())
     for name in native.cpu_isas():
         desc, got = child_hash(CHILD, {"OPML_NATIVE_ISA": name, "OPML_THREADS": "2"}, timeout=120)
         assert f"loaded ({name})" in desc
