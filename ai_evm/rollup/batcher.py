@@ -8,7 +8,9 @@ inbox: as calldata, or with ``da="blobs"`` as the blobs of a type-3 transaction 
 from ``ckzg``). It keeps no state of its own: on start it derives from L1 which L2 block was posted
 last (the batches already in the inbox, read like a validator reads them), so a killed batcher
 resumes where L1 says it stopped. It derives that again whenever its last post left the canonical L1
-chain (an L1 reorg) or the L2 block it posted last changed (the sequencer rewound after one).
+chain (an L1 reorg) or the L2 block it posted last changed (the sequencer rewound after one). Forced
+blocks (``docs/rollup.md`` "Forced blocks": L1 defines them once their sequencing window is over) are
+never posted: they count as posted, in that walk and when they lead the blocks to post.
 """
 
 from __future__ import annotations
@@ -92,6 +94,9 @@ class Batcher:
                 if parent is not None and batch.parent_hash == parent:
                     through += 1
                     parent = self._l2_hash(through)
+            while parent is not None and self._forced(through + 1, n):  # forced once L1 block n was read
+                through += 1
+                parent = self._l2_hash(through)
         return through
 
     def _in_sync(self) -> bool:
@@ -125,12 +130,16 @@ class Batcher:
         return Batch(bytes(blk["parentHash"]), int.from_bytes(extra, "big"), bytes(blk["mixHash"]),
                      int(blk["timestamp"]), tuple(txs))
 
-    def _forced(self, number: int) -> bool:
-        """Whether L2 block ``number`` is the forced block that every deriving node builds by now
-        (``ai_evm.rollup.derive.forced_batch``: its parent's next epoch, the rule's timestamp, deposits
-        only, and L1 past that epoch's sequencing window). Such a block is the same whether or not its
-        batch is posted, and a batch posted now would be past its window."""
-        blk = self.l2.eth.get_block(number, full_transactions=True)
+    def _forced(self, number: int, l1_number: int | None = None) -> bool:
+        """Whether L2 block ``number`` is the forced block that every deriving node builds once it has
+        read L1 block ``l1_number`` (default: L1's head): ``ai_evm.rollup.derive.forced_batch``, its
+        parent's next epoch, the rule's timestamp, deposits only, and that epoch's sequencing window
+        over. Such a block is the same whether or not its batch is posted, and a batch posted now would
+        be past its window."""
+        try:
+            blk = self.l2.eth.get_block(number, full_transactions=True)
+        except BlockNotFound:
+            return False
         types = [cast(Any, tx)["type"] for tx in blk["transactions"]]
         if any((int(t, 16) if isinstance(t, str) else int(t)) != DEPOSIT_TX_TYPE for t in types):
             return False
@@ -140,7 +149,8 @@ class Batcher:
             return False
         epoch = int.from_bytes(extra, "big")
         parent_epoch = int.from_bytes(parent_extra, "big") if len(parent_extra) == 8 else self.d.genesis_l1_number
-        if epoch != parent_epoch + 1 or int(self.l1.eth.block_number) < epoch + self.d.rollup_config.seq_window:
+        l1_head = int(self.l1.eth.block_number) if l1_number is None else l1_number
+        if epoch != parent_epoch + 1 or l1_head < epoch + self.d.rollup_config.seq_window:
             return False
         try:
             origin = self.l1.eth.get_block(epoch)

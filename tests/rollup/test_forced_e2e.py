@@ -5,8 +5,8 @@ and a deriving validator as node processes, the batcher in process. The batcher 
 then stops; a deposit is made on L1 and the sequencer sends another transfer. With no batch, the
 validator derives forced blocks once the window expires, the deposit first in its epoch's block
 (the recipient's balance changes on the validator). The sequencer replaces its unposted blocks by
-the same forced blocks and sends its transfer again; the batcher resumes, skips the blocks L1
-already forced, and posts the rest; in the end the validator's chain is the sequencer's, block for
+the same forced blocks and sends its transfer again; the batcher restarts, counts the blocks L1
+already forced as posted, and posts the rest; in the end the validator's chain is the sequencer's, block for
 block, with the deposit and both transfers, and an output over the forced blocks proposed from the
 validator's chain is correct for a validator agent reading the sequencer.
 """
@@ -112,7 +112,10 @@ def test_a_deposit_reaches_l2_while_the_batcher_is_silent(l1: str, tmp_path: Pat
                  "the sequencer to build the forced blocks")
         assert int(seq.rpc("eth_getBalance", RECIPIENT, "latest"), 16) == ETH
 
-        # the batcher resumes: the validator ends on the sequencer's chain, both transfers in it
+        # the batcher restarts: from L1 it counts the forced blocks as posted, and the validator ends on the
+        # sequencer's chain, both transfers in it
+        batcher = Batcher(w3, Web3(Web3.HTTPProvider(seq.url)), d, BATCHER.key)
+        assert batcher.posted_through >= n > posted.last
         def synced() -> bool:
             batcher.step()
             r = val.rpc("eth_getTransactionReceipt", second)
