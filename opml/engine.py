@@ -199,14 +199,7 @@ def run(bundle: Bundle | bytes | str, inputs: Mapping[str, object] | Sequence[ob
     plan = get_plan(b)
     fast = _fast_inputs(plan, inputs) if type(inputs) in (list, tuple) else None  # type: ignore[arg-type]
     if fast is not None:
-        env, batch = fast
-        bp = batch_plan_for(plan, batch)
-        if bp is not None and bp.lock.acquire(blocking=False):
-            try:
-                return bp.run(env, lambda j, args: _run_node(plan, j, args, batch))
-            finally:
-                bp.lock.release()
-        return _execute(plan, env, batch)
+        return _run_checked(plan, *fast)
     specs = b.input_specs()
     if isinstance(inputs, Mapping):
         missing = [s.name for s in specs if s.name not in inputs]
@@ -231,9 +224,14 @@ def run(bundle: Bundle | bytes | str, inputs: Mapping[str, object] | Sequence[ob
         env[idx] = arr
     if batch is not None and batch > MAX_BATCH:
         raise InferenceInputError(f"batch size {batch} exceeds the limit {MAX_BATCH}")
-    batch = 1 if batch is None else batch
+    return _run_checked(plan, env, 1 if batch is None else batch)
+
+
+def _run_checked(plan: Plan, env: dict[int, np.ndarray], batch: int) -> list[np.ndarray]:
+    """The outputs for checked inputs: through the batch plan, or the per-node path when there is none or it
+    is busy in another thread."""
     bp = batch_plan_for(plan, batch)
-    if bp is not None and bp.lock.acquire(blocking=False):  # (busy in another thread: the per-node path)
+    if bp is not None and bp.lock.acquire(blocking=False):
         try:
             return bp.run(env, lambda j, args: _run_node(plan, j, args, batch))
         finally:

@@ -524,7 +524,7 @@ class BatchPlan:
         code = self.code
         code_arg = self.code_arg
         for step in self.steps:
-            if type(step) is _Segment:
+            if isinstance(step, _Segment):
                 rc = run_c(step.address_arg, step.count_arg, threads, code_arg)
                 if rc:
                     j = step.nodes[rc - 1]
