@@ -35,7 +35,15 @@ from . import (  # noqa: F401  (register lowerings)
     recurrent,
 )
 from .builder import GraphBuilder, Val
-from .calibrate import DIVERGED, AccuracyOptions, Batches, CalibrationDiverged, ConversionTrace, run_lockstep
+from .calibrate import (
+    DIVERGED,
+    AccuracyOptions,
+    Batches,
+    CalibrationDiverged,
+    ConversionTrace,
+    Int16NotProduced,
+    run_lockstep,
+)
 from .context import Context
 from .coverage import one_line, unsupported_op_message
 from .lower import LOWERINGS
@@ -149,7 +157,7 @@ def _checked(m: onnx.ModelProto, arrays: list[np.ndarray]) -> list[np.ndarray]:
             raise ConversionError(f"input {vi.name!r}: zero-sized (empty) tensors are not supported")
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise ConversionError(f"calibration for {vi.name!r} contains NaN or infinity")
-        out.append(np.ascontiguousarray(a))
+        out.append(a if a.ndim == 0 else np.ascontiguousarray(a))  # (0-d: as given, for onnxruntime)
     return out
 
 
@@ -267,6 +275,7 @@ def convert(
 def _convert_batch(m: onnx.ModelProto, arrays: list[np.ndarray], name: str | None, weight_bits: int,
                    accuracy: AccuracyOptions | None, trace: ConversionTrace | None) -> Bundle:
     """``convert`` on one calibration batch (``arrays``, checked)."""
+    arrays = [np.ascontiguousarray(a) for a in arrays]  # (a 0-d input is a one-element vector in a bundle)
     graph = rewrite_graph(m.graph)
     ins = _graph_inputs(m)
     dynamic = any(_is_dynamic(vi) for vi in ins)
@@ -295,8 +304,7 @@ def _convert_batch(m: onnx.ModelProto, arrays: list[np.ndarray], name: str | Non
     output_ids = [ctx.graph_output(o.name, o) for o in graph.output]
     missing = sorted(ctx.accuracy.int16 - ctx.int16_done)
     if missing:
-        raise ConversionError(f"int16 was asked for {missing}, which are not outputs of Conv, Gemm, MatMul (by a "
-                              "constant) or Add nodes of this model; name such outputs")
+        raise Int16NotProduced(missing)
     meta = {"producer": "aievm", "source": name or (m.graph.name or "model")}
     if weight_bits != 8:  # (8-bit bundles keep their earlier bytes and addresses)
         meta["weight_bits"] = str(weight_bits)

@@ -33,7 +33,7 @@ import onnx
 
 from ..bundle import Bundle
 from ..errors import ConversionError
-from .calibrate import METHODS, AccuracyOptions, Batches, ConversionTrace
+from .calibrate import METHODS, AccuracyOptions, Batches, ConversionTrace, Int16NotProduced
 
 # ops whose output can be int16 (``_emit_requant``: conv/linear; ``lower_add``), and ops that read int16
 INT16_PRODUCERS = ("Conv", "Gemm", "AievmLinear", "MatMul", "Add")
@@ -285,6 +285,16 @@ def _choose_int16(m: onnx.ModelProto, arrays: object, want: list[np.ndarray], ba
             n += 1
             try:
                 bundle, rep, readers = measure(m, arrays, want, opts, name, weight_bits)
+            except Int16NotProduced as e:  # (e.g. an Add of a constant folded from an input: not int16)
+                log.append(f"int16 top {k} of {len(ranked)}: {e.names} cannot be int16; left out")
+                dropped = [c for c in ranked if c not in e.names]
+                if not dropped or len(dropped) == len(ranked):
+                    tried[k] = AccuracyResult(base.bundle, base.options, [OutputAccuracy(o.name, -1.0, -1.0)
+                                                                          for o in base.report])
+                    return tried[k]
+                ranked[:] = dropped
+                tried.clear()
+                return attempt(min(k, len(ranked)))
             except ConversionError as e:  # (a reader the candidate rules did not foresee: not a usable choice)
                 log.append(f"int16 top {k} of {len(ranked)}: does not convert ({e})")
                 tried[k] = AccuracyResult(base.bundle, base.options, [OutputAccuracy(o.name, -1.0, -1.0)
@@ -312,7 +322,7 @@ def _choose_int16(m: onnx.ModelProto, arrays: object, want: list[np.ndarray], ba
                 hi = mid
             else:
                 lo = mid
-        best = tried[hi]
+        best = tried[hi] if hi in tried else attempt(hi)  # (a candidate left out since clears ``tried``)
     else:  # the target is out of reach: the best measured (smaller sets on ties)
         best = max([base] + [tried[k] for k in sorted(tried)], key=lambda r: r.score)
     return best, n

@@ -73,6 +73,15 @@ class AccuracyOptions:
         return " ".join(parts)
 
 
+class Int16NotProduced(ConversionError):
+    """Names asked for as int16 that the conversion did not produce as int16 (``names``)."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(f"int16 was asked for {names}, which are not outputs of Conv, Gemm, MatMul (by a "
+                         "constant) or Add nodes of this model; name such outputs")
+        self.names = names
+
+
 @dataclass
 class ConversionTrace:
     """What a conversion reports besides the bundle: the graph outputs on the calibration data (the
@@ -265,6 +274,12 @@ def merged_range(lo: float, hi: float) -> tuple[float, float]:
     inside, out = _merged("range", (float(lo), float(hi)),
                           lambda ps: (min(p[0] for p in ps), max(p[1] for p in ps)))
     return out if inside else (lo, hi)
+
+
+def merged_channel_max(chan: np.ndarray) -> np.ndarray:
+    """A per-channel maximum of one batch's values widened to all batches' (the concatenation's)."""
+    inside, out = _merged("channel max", chan, lambda ps: np.max(np.stack(ps), axis=0))
+    return out if inside else chan  # type: ignore[no-any-return]
 
 
 def run_lockstep(fn: Callable[[int], T], k: int) -> list[T]:

@@ -21,6 +21,7 @@ import onnx
 
 from ..bundle import DType
 from .builder import QParams, Val
+from .calibrate import merged_channel_max, merged_range
 from .context import Context
 
 WIDE_RATIO = 4.0
@@ -49,6 +50,7 @@ def wide_qparams(ctx: Context, node: onnx.NodeProto, real: np.ndarray) -> QParam
     if real.size == 0 or node.output[0] in ctx.preferred:
         return None
     chan = np.abs(real).reshape(-1, real.shape[-1]).max(axis=0)  # per output channel
+    chan = merged_channel_max(chan)  # (several calibration batches in lockstep: all of them)
     top, typical = float(chan.max()), float(np.median(chan))
     if not np.isfinite(top) or top <= WIDE_RATIO * typical:
         return None
@@ -58,4 +60,5 @@ def wide_qparams(ctx: Context, node: onnx.NodeProto, real: np.ndarray) -> QParam
 def wide_sum_qparams(real: np.ndarray) -> QParams:
     """Symmetric 13-bit parameters covering ``real`` (the residual Add of a wide operand)."""
     top = float(np.abs(real).max()) if real.size else 0.0
+    top = merged_range(-top, top)[1]  # (several calibration batches in lockstep: all of them)
     return QParams(float(np.float32(max(top, 1e-8) / WIDE_LIMIT)), 0)

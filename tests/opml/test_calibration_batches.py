@@ -4,7 +4,7 @@
 - a dynamic-batch model is calibrated on the concatenation of the batches (same bytes);
 - a fixed-batch model converted on K batches in lockstep chooses every quantization parameter exactly as
   the same graph with a dynamic batch does on the K samples concatenated (minmax, percentile, mse with bias
-  correction): ranges and calibration means are those of all batches together;
+  correction, int16 tensors): ranges and calibration means are those of all batches together;
 - the accuracy report has one row per batch; the CLI reads an .npz with a leading batches axis;
 - the lockstep itself: a conversion that takes another path on one batch is refused with a named error, and
   a conversion error is the first batch's.
@@ -81,8 +81,9 @@ def test_dynamic_batch_is_the_concatenation() -> None:
     assert convert(_net("N"), x.reshape(3, 2, 3, 8, 8)).encoded == want
 
 
-@pytest.mark.parametrize("opts", [AccuracyOptions(), AccuracyOptions("percentile"), AccuracyOptions("mse", True)],
-                         ids=["minmax", "percentile", "mse+bias"])
+@pytest.mark.parametrize("opts", [AccuracyOptions(), AccuracyOptions("percentile"), AccuracyOptions("mse", True),
+                                  AccuracyOptions(int16=frozenset({"c2", "s"}))],
+                         ids=["minmax", "percentile", "mse+bias", "int16"])
 def test_fixed_batch_lockstep_equals_the_concatenated_batch(opts: AccuracyOptions) -> None:
     x = _x(5)
     trace = ConversionTrace()
