@@ -134,6 +134,7 @@ def expand(ctx: Context, node: onnx.NodeProto) -> list[onnx.NodeProto]:
     if layout == 0 and not batch_first_x:  # [S, N, I] -> [N, S, I] (fixed batch only)
         xb = e.op("Transpose", [xb], "xb", perm=[1, 0, 2])
     steps = x.data.shape[1 if layout or batch_first_x else 0]
+    hq = _H_Q if lstm else _gru_grid(ctx, node)
     ys, hs, cs = [], [], []
     for d in range(n_dir):
         reverse = direction == "reverse" or d == 1
@@ -159,6 +160,7 @@ def expand(ctx: Context, node: onnx.NodeProto) -> list[onnx.NodeProto]:
                 h, c = _lstm_step(e, xt, h, c, rd, hsz)
             else:
                 h = _gru_step(e, xt, h, r[d], rb, hsz, bool(ctx.attr(node, "linear_before_reset", 0)))
+                ctx.preferred[h] = hq
             outs.append(h)
         if reverse:
             outs.reverse()
@@ -166,6 +168,7 @@ def expand(ctx: Context, node: onnx.NodeProto) -> list[onnx.NodeProto]:
         ax = e.const("ax", np.array([1], dtype=np.int64))
         seq = [e.op("Unsqueeze", [o, ax], "yt") for o in outs]
         ys.append(e.op("Concat", seq, "y", axis=1) if len(seq) > 1 else seq[0])  # [N, S, H]
+        ctx.preferred[ys[-1]] = hq
         hs.append(h)
         cs.append(c)
     _outputs(ctx, node, e, ys, hs, cs, layout)
@@ -202,6 +205,7 @@ def _outputs(ctx: Context, node: onnx.NodeProto, e: _Emit, ys: list[str], hs: li
 # sigmoid on [0, 1] as int8 [-127, 127]: a value q read with scale 1/127 and zero point 0 is 2 sigmoid - 1
 _SIGMOID_Q = QParams(float(np.float32(1 / 254)), -127)
 _TANH_VIEW_Q = QParams(float(np.float32(1 / 127)), 0)  # (float32(1/127) == 2 float32(1/254) exactly)
+_H_Q = _TANH_VIEW_Q  # every LSTM output h = o tanh(C) is in (-1, 1): one grid, so Y concatenates without requantizing
 
 
 def _lstm_step(e: _Emit, xt: str, h: str | None, c: str | None, r: np.ndarray, hsz: int) -> tuple[str, str]:
@@ -214,6 +218,7 @@ def _lstm_step(e: _Emit, xt: str, h: str | None, c: str | None, r: np.ndarray, h
     ic = e.op("Mul", [i, cand], "ic")
     c_new = ic if c is None else e.op("Add", [e.op("Mul", [f, c], "fc"), ic], "c")
     h_new = e.op("Mul", [o, e.op("Tanh", [c_new], "th")], "h")
+    e.ctx.preferred[h_new] = _H_Q
     return h_new, c_new
 
 
@@ -237,6 +242,16 @@ def lower_lstm_gates(ctx: Context, node: onnx.NodeProto) -> None:
         v = ctx.b.add_node("slice", [sg.ref], out, DType.INT8, None, qp,
                            {"starts": [0, k * hsz], "ends": [n, (k + 1) * hsz], "steps": [1, 1]}, ctx.env, node.name)
         ctx.vals[out] = v
+
+
+def _gru_grid(ctx: Context, node: onnx.NodeProto) -> QParams:
+    """The int8 grid of every GRU output h: ``H = (1 - z) h~ + z H_prev`` stays within ``max(1, |h0|)``."""
+    v = ctx.get(node, 5)
+    if v is None:
+        return _H_Q
+    real = np.asarray(v.data, dtype=np.float64) if v.is_const or v.data.dtype.kind == "f" else ctx.dequant(v)
+    bound = max(1.0, float(np.abs(real).max(initial=0.0)))
+    return QParams(float(np.float32(bound / 127)), 0)
 
 
 def _gru_step(e: _Emit, xt: str, h: str | None, r: np.ndarray, rb: np.ndarray, hsz: int, lbr: bool) -> str:
