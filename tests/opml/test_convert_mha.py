@@ -1,0 +1,203 @@
+"""Batch-first attention with a dynamic batch (``opml/convert/rewrite_mha.py``, ``lower_mha.py``).
+
+torch's ``nn.MultiheadAttention(batch_first=True)`` layout (``[L, N * H, d]``, shapes read back with ``Shape``
+as torch exports them) and paddle's sliced q/k/v, built here with ``onnx.helper``: engine == reference with
+zero tolerance, every node through the fraud VM, close to onnxruntime float32 (``check``), the batch kept
+dynamic and batch 3 equal to three batch-1 runs; reshape targets other than the ones the rewrite assumes
+are refused in one line. The corpus models that need it (torch's TransformerEncoder, torchvision's ViT)
+convert with a dynamic batch.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper
+from test_convert_ops_core import _f, _init, _model, _ort, check
+
+from opml.convert import convert
+from opml.engine import run
+from opml.errors import ConversionError
+
+SOME = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+I64 = TensorProto.INT64
+
+
+def _i64(name: str, v: object) -> onnx.TensorProto:
+    return _init(name, np.array(v, np.int64))
+
+
+def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "") -> onnx.ModelProto:
+    """torch's export of ``nn.MultiheadAttention(e, h, batch_first=True)`` self-attention, shape reads included.
+
+    ``bad``: "s0" reshapes the packed q/k/v to ``[N, L, 3, E]``; "s1" splits the heads with a constant target."""
+    d = e // h
+    n: list[onnx.NodeProto] = []
+    mk = lambda op, ins, outs, **kw: n.append(helper.make_node(op, ins, outs, **kw))  # noqa: E731
+    mk("Transpose", ["x"], ["xt"], perm=[1, 0, 2])
+    mk("Shape", ["xt"], ["sx"])
+    mk("Gather", ["sx", "c0"], ["L"], axis=0)
+    mk("Gather", ["sx", "c1"], ["N"], axis=0)
+    mk("Unsqueeze", ["L", "a0"], ["L1"])
+    mk("Unsqueeze", ["N", "a0"], ["N1"])
+    mk("Mul", ["N", "H"], ["NH"])
+    mk("Unsqueeze", ["NH", "a0"], ["NH1"])
+    mk("MatMul", ["xt", "w_in"], ["mm"])
+    mk("Add", ["b_in", "mm"], ["qkv"])
+    mk("Shape", ["qkv"], ["sq"])
+    mk("Slice", ["sq", "z1", "two"], ["ln"])
+    if bad == "s0":
+        mk("Concat", ["N1", "L1", "three_e"], ["s0"], axis=0)
+    else:
+        mk("Concat", ["ln", "three_e"], ["s0"], axis=0)
+    mk("Reshape", ["qkv", "s0"], ["r0"])
+    mk("Unsqueeze", ["r0", "a0"], ["u"])
+    mk("Transpose", ["u"], ["tq"], perm=[3, 1, 2, 0, 4])
+    mk("Squeeze", ["tq", "a3"], ["sqz"])
+    mk("Concat", ["L1", "NH1", "d1"], ["s1"], axis=0)
+    heads = {}
+    for c, nm in enumerate("qkv"):
+        mk("Gather", ["sqz", f"c{c}"], [f"g{nm}"], axis=0)
+        mk("Reshape", [f"g{nm}", "s1_const" if bad == "s1" else "s1"], [f"r1{nm}"])
+        mk("Transpose", [f"r1{nm}"], [f"t1{nm}"], perm=[1, 0, 2])
+        if nm == "k":  # (torch reads the source length from k's merged view)
+            mk("Shape", ["t1k"], ["sk"])
+            mk("Gather", ["sk", "c1"], ["S"], axis=0)
+            mk("Unsqueeze", ["S", "a0"], ["S1"])
+        seq1 = "L1" if nm == "q" else "S1"
+        mk("Concat", ["N1", "h1", seq1, "d1"], [f"s2{nm}"], axis=0)
+        mk("Reshape", [f"t1{nm}", f"s2{nm}"], [f"x{nm}"])
+        heads[nm] = f"x{nm}"
+    mk("Transpose", ["xk"], ["kt"], perm=[0, 1, 3, 2])
+    mk("MatMul", ["xq", "kt"], ["sc"])
+    mk("Mul", ["sc", "scale"], ["scs"])
+    mk("Softmax", ["scs"], ["p"], axis=-1)
+    mk("MatMul", ["p", "xv"], ["y"])
+    mk("Transpose", ["y"], ["t6"], perm=[2, 0, 1, 3])
+    mk("Mul", ["L", "N"], ["LN"])
+    mk("Unsqueeze", ["LN", "a0"], ["LN1"])
+    mk("Concat", ["LN1", "e1"], ["s3"], axis=0)
+    mk("Reshape", ["t6", "s3"], ["r3"])
+    mk("Gemm", ["r3", "w_out", "b_out"], ["gm"], transB=1)
+    mk("Shape", ["gm"], ["sg"])
+    mk("Gather", ["sg", "c1"], ["Eo"], axis=0)
+    mk("Unsqueeze", ["Eo", "a0"], ["Eo1"])
+    mk("Concat", ["L1", "N1", "Eo1"], ["s4"], axis=0)
+    mk("Reshape", ["gm", "s4"], ["r4"])
+    mk("Transpose", ["r4"], ["z"], perm=[1, 0, 2])
+    mk("Add", ["x", "z"], ["out"])
+    inits = [_i64("c0", 0), _i64("c1", 1), _i64("c2", 2), _i64("a0", [0]), _i64("a3", [3]), _i64("z1", [0]),
+             _i64("two", [2]), _i64("H", h), _i64("h1", [h]), _i64("d1", [d]), _i64("e1", [e]),
+             _i64("three_e", [3, e]),
+             _init("w_in", rng.normal(0, e ** -0.5, (e, 3 * e)).astype(np.float32)),
+             _init("b_in", rng.normal(0, 0.1, 3 * e).astype(np.float32)),
+             _init("w_out", rng.normal(0, e ** -0.5, (e, e)).astype(np.float32)),
+             _init("b_out", rng.normal(0, 0.1, e).astype(np.float32)),
+             _init("scale", np.array(d ** -0.5, np.float32))]
+    if bad == "s1":
+        inits.append(_i64("s1_const", [seq, 2 * h, d]))
+    return _model(n, [_f("x", ["N", seq, e])], inits, outputs=["out"])
+
+
+def _batch3_is_three_batch1(bundle, x: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    y3 = run(bundle, [x[:3]])[0]
+    y1 = np.concatenate([run(bundle, [x[i:i + 1]])[0] for i in range(3)])
+    assert y3.tobytes() == y1.tobytes()
+
+
+@SOME
+@given(h=st.sampled_from([1, 2, 4]), d=st.integers(1, 4), seq=st.integers(1, 5), batch=st.integers(2, 4),
+       seed=st.integers(0, 2**16))
+def test_batch_first_self_attention_keeps_a_dynamic_batch(h: int, d: int, seq: int, batch: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    e = h * d
+    m = _mha(e, h, seq, rng)
+    x = rng.standard_normal((batch, seq, e)).astype(np.float32)
+    b = check(m, [x], steps=6.0)  # (int8 error through q/k/v, the softmax, the output projection and the residual)
+    assert b.tensors[b.inputs[0]].shape[0] == -1  # the batch stays dynamic
+    assert h == 1 or any(t.shape and t.shape[0] == -h for t in b.tensors)  # the merged [N * H, L, d] views
+    _batch3_is_three_batch1(b, rng.standard_normal((3, seq, e)).astype(np.float32))
+
+
+def test_the_rewrite_leaves_no_node_reading_a_transposed_batch() -> None:
+    from opml.convert.rewrite import rewrite_graph
+
+    g = rewrite_graph(_mha(8, 2, 3, np.random.default_rng(0)).graph)
+    ops = [n.op_type for n in g.node]
+    assert ops.count("AievmHeadsSplit") == 3 and ops.count("AievmHeadsMerge") == 1
+    assert "Gemm" not in ops and "Squeeze" not in ops and "Unsqueeze" in ops  # (shape computations stay)
+
+
+@pytest.mark.parametrize("bad,says", [("s0", "not [L, N, 3, E]"), ("s1", "does not follow the batch")])
+def test_other_reshape_targets_are_refused_in_one_line(bad: str, says: str) -> None:
+    rng = np.random.default_rng(1)
+    m = _mha(8, 2, 3, rng, bad=bad)
+    with pytest.raises(ConversionError) as err:
+        convert(m, [rng.standard_normal((2, 3, 8)).astype(np.float32)])
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("node ") and says in msg, msg
+    assert msg.endswith("or export the model batch first"), msg
+
+
+def _paddle_attention(e: int, h: int, seq: int, rng: np.random.Generator) -> onnx.ModelProto:
+    """PP-OCRv4's attention (paddle2onnx): Reshape [0, L, 3, H, d], Transpose(2, 0, 3, 1, 4), Slice + Squeeze."""
+    d = e // h
+    n = [helper.make_node("MatMul", ["x", "w"], ["mm"]),
+         helper.make_node("Reshape", ["mm", "shp"], ["r"]),
+         helper.make_node("Transpose", ["r"], ["t"], perm=[2, 0, 3, 1, 4])]
+    for c, nm in enumerate("qkv"):
+        n += [helper.make_node("Slice", ["t", f"st{c}", f"en{c}", "ax0", "one"], [f"sl{nm}"]),
+              helper.make_node("Squeeze", [f"sl{nm}"], [nm], axes=[0])]
+    n += [helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]),
+          helper.make_node("MatMul", ["q", "kt"], ["sc"]),
+          helper.make_node("Softmax", ["sc"], ["p"], axis=3),
+          helper.make_node("MatMul", ["p", "v"], ["y"]),
+          helper.make_node("Transpose", ["y"], ["yt"], perm=[0, 2, 1, 3]),
+          helper.make_node("Reshape", ["yt", "shp_out"], ["out"])]
+    inits = [_init("w", rng.normal(0, e ** -0.5, (e, 3 * e)).astype(np.float32)),
+             _i64("shp", [0, seq, 3, h, d]), _i64("shp_out", [0, seq, e]), _i64("ax0", [0]), _i64("one", [1])]
+    inits += [_i64(f"st{c}", [c]) for c in range(3)] + [_i64(f"en{c}", [c + 1]) for c in range(3)]
+    m = _model(n, [_f("x", ["N", seq, e])], inits, outputs=["out"])
+    return onnx.helper.make_model(m.graph, opset_imports=[helper.make_opsetid("", 11)])
+
+
+def test_paddle_sliced_qkv_keeps_a_dynamic_batch() -> None:
+    rng = np.random.default_rng(2)
+    m = _paddle_attention(8, 2, 4, rng)
+    x = rng.standard_normal((3, 4, 8)).astype(np.float32)
+    from opml.convert.rewrite import rewrite_graph
+
+    assert "Slice" not in [n.op_type for n in rewrite_graph(m.graph).node]  # (Gathers of the transposed view)
+    b = check(m, [x], steps=4.0)
+    assert b.tensors[b.inputs[0]].shape[0] == -1
+    _batch3_is_three_batch1(b, rng.standard_normal((3, 4, 8)).astype(np.float32))
+
+
+# ---------------------------------------------------------------- the corpus models that need it
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "bench"))
+
+
+@pytest.mark.parametrize("name,min_cos", [("transformer_encoder", 0.99), ("vit_tiny", 0.85)])
+def test_corpus_attention_converts_with_a_dynamic_batch(name: str, min_cos: float) -> None:
+    from test_corpus import ENTRIES, _cosine, _sampled_nodes_equal_reference
+
+    e = ENTRIES[name]
+    m = e.load()
+    xs = e.batch(4, 0)
+    b = convert(m, xs)
+    assert b.tensors[b.inputs[0]].shape[0] == -1
+    assert _sampled_nodes_equal_reference(b, xs, 4) >= 3
+    ev = e.batch(3, 1)
+    got = run(b, ev)[0]
+    want = _ort(m, ev)[0]
+    assert got.shape == want.shape
+    assert _cosine(got, want) >= min_cos, _cosine(got, want)
+    ones = np.concatenate([run(b, [x[i:i + 1] for x in ev])[0] for i in range(3)])
+    assert got.tobytes() == ones.tobytes()
