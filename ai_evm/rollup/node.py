@@ -9,7 +9,10 @@
   background fetch of the model;
 - as a **validator** (:class:`Derivation`): blocks come only from L1: the inbox posts of every L1
   block are derived (:class:`~ai_evm.rollup.derive.Deriver`) and each valid batch is built with
-  ``Sequencer.build_from_batch``; the derived head is the node's safe head.
+  ``Sequencer.build_from_batch``; the derived head is the node's safe head. Once the sequencing
+  window of the safe head's next epoch is over the deriver yields a forced deposit-only block
+  (``docs/rollup.md`` "Forced blocks"), built the same way and never dropped (it stalls and is
+  retried if it cannot be built).
 
 Both put the same deposits first in every block (``Sequencer.deposits_for`` is
 :func:`~ai_evm.rollup.deposits.deposits_hook` over the followed L1 blocks, whose deposits the
@@ -296,9 +299,11 @@ class Derivation:
             unknown = any(self.seq.header_by_hash(p) is None for p in parents)
         if unknown:
             self._forked_at = n
+            why = ("blocks posted after their sequencing window, which forced blocks replaced? the sequencer "
+                   "rewinds to them" if self.deriver.forced else "a deposit left out?")
             log.warning("derivation: L1 holds batches that do not extend the derived L2 block %d: the sequencer's "
-                        "chain differs from the one L1 defines from there (a deposit left out?); its outputs from "
-                        "block %d on are wrong", n, n)
+                        "chain differs from the one L1 defines from there (%s); its outputs from block %d on are "
+                        "wrong", n, why, n)
 
     @property
     def safe(self) -> SafeHead:
