@@ -1092,7 +1092,9 @@ int opml_plane_reduce(const uint8_t *x, int xsigned, int64_t planes, int64_t n, 
     if (planes < 0 || n < 1 || den < 1 || (mode != 0 && mode != 1) || lo > hi) return -1;
     int64_t (*sum)(const uint8_t *, int64_t, int) = plane_sum_generic;
 #ifdef CONV_X86
-    if (have_avx512(isa))
+    if (n < 32) /* small planes (a 3x3 head): the scalar loop */
+        sum = plane_sum_generic;
+    else if (have_avx512(isa))
         sum = plane_sum_avx512;
     else if (isa >= 1)
         sum = plane_sum_avx2;
@@ -1106,8 +1108,11 @@ int opml_plane_reduce(const uint8_t *x, int xsigned, int64_t planes, int64_t n, 
             continue;
         }
         int64_t num = (sum(s, n, xsigned) - zp * n) * mult + den / 2;
-        int64_t q = num / den;
-        if (num % den != 0 && num < 0) q--; /* floor, as numpy's floor_divide */
+        /* floor(num / den) as numpy's floor_divide: a double estimate (within a few units: |num| < 2^62), then
+         * corrected exactly in int64 (q den stays within |num| + 2 den < 2^63); cheaper than an int64 division */
+        int64_t q = (int64_t)((double)num / (double)den);
+        while (q * den > num) q--;
+        while ((q + 1) * den <= num) q++;
         q += ozp;
         q = q < lo ? lo : (q > hi ? hi : q);
         y[p] = (uint8_t)(int8_t)q;

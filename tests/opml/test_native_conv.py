@@ -375,7 +375,8 @@ def test_plane_reduce_equals_numpy(isa: str, data: st.DataObject, planes: int, n
     zp = data.draw(st.integers(int(info.min), int(info.max)))
     shift = data.draw(st.integers(0, 30))
     den = (n if data.draw(st.booleans()) else 1) << shift
-    mult = data.draw(st.integers(-(1 << 31), 1 << 31))
+    edge = (native_conv.PLANE_SAFE - den - 1) // (255 * n)  # the largest |mult| taken: |acc mult| near 2^62
+    mult = data.draw(st.one_of(st.integers(-(1 << 31), 1 << 31), st.sampled_from([edge, -edge, edge + 1])))
     if 255 * n * abs(mult) + den >= native_conv.PLANE_SAFE:
         assert native_conv.plane_reduce(x, planes, 0, zp, mult, den, 0, -128, 127, np.dtype(odt), isa) is None
         return
