@@ -4,9 +4,13 @@
 - MatMul by a constant followed by Add of a constant vector: one linear op with an int32 bias.
 - Conv / Gemm / linear followed by Relu (only consumer): the Relu becomes the output clamp.
 - The exported erf form of GELU, ``x * 0.5 * (1 + erf(x / sqrt 2))``: one Gelu lookup table.
-- The decomposed LayerNorm (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul, Add): one op.
+- The decomposed LayerNorm (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul, Add): one op; other
+  hand-written forms (E[x^2] - E[x]^2, rsqrt, TensorFlow's, jax2tf's, any one axis): ``rewrite_layernorm``.
+- A hand-written softmax (``exp(x - max) / sum``, jax2tf's): ``rewrite_softmax``; GELU in other orders
+  (jax2tf's tanh form): ``rewrite_activation``.
 - Attention-mask patterns (additive mask before Softmax, masked mean pooling): ``rewrite_masked``.
 - Batch-first LSTM/GRU (the transposes torch exports around them): ``rewrite_recurrent``.
+- Batch-first ``nn.MultiheadAttention`` (its ``[L, N * H, d]`` layout) and paddle's sliced q/k/v: ``rewrite_mha``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ class _Graph:
         self.nodes = list(g.node)
         self.inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
         self.outputs = {o.name for o in g.output}
+        self.value_info = {vi.name: vi for vi in (*g.input, *g.value_info, *g.output)}  # (declared shapes)
         self.new_inits: list[onnx.TensorProto] = []
         self._index()
 
@@ -237,11 +242,17 @@ def _replace(g: _Graph, old: list[onnx.NodeProto], new: onnx.NodeProto) -> None:
 def rewrite_graph(graph: onnx.GraphProto) -> onnx.GraphProto:
     """A copy of ``graph`` with the fusions applied (the input is not modified)."""
     g = _Graph(graph)
+    from .rewrite_activation import fuse_elementwise_gelu
+    from .rewrite_layernorm import fuse_handwritten_layernorm
     from .rewrite_masked import fuse_masked_mean, fuse_masked_softmax
+    from .rewrite_mha import heads_merge, heads_split, slice_squeeze_gather
     from .rewrite_onehot import fuse_onehot_matmul
     from .rewrite_recurrent import batch_first_recurrent
+    from .rewrite_softmax import fuse_handwritten_softmax
 
-    for rule in (fuse_onehot_matmul, _fold_batchnorm, _fuse_layernorm, _fuse_gelu, _fuse_matmul_add, _fuse_relu,
+    for rule in (heads_split, heads_merge, slice_squeeze_gather,  # (before _fuse_matmul_add fuses the q/k/v MatMul)
+                 fuse_onehot_matmul, _fold_batchnorm, _fuse_layernorm, fuse_handwritten_layernorm,
+                 fuse_handwritten_softmax, _fuse_gelu, fuse_elementwise_gelu, _fuse_matmul_add, _fuse_relu,
                  fuse_masked_softmax, fuse_masked_mean, batch_first_recurrent):
         while rule(g):
             pass
