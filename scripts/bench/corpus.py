@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from common import best_time
+from corpus_inputs import document, ppocr_det_norm, ppocr_line_norm, speech_like, text_line
 from onnx import TensorProto, numpy_helper
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,7 +112,8 @@ def flesh(m: onnx.ModelProto) -> onnx.ModelProto:
 # ---------------------------------------------------------------- inputs
 
 def make_input(spec: dict[str, object], batch: int, rng: np.random.Generator) -> np.ndarray:
-    """A batch of inputs of one kind (``image``, ``normal``, ``audio``, ``tokens``, ``mask``, ``state``, ``const``)."""
+    """A batch of inputs of one kind (``image``, ``normal``, ``audio``, ``speech``, ``document``, ``text_line``,
+    ``tokens``, ``mask``, ``state``, ``const``; the realistic ones are ``corpus_inputs.py``'s)."""
     kind, shape = spec["kind"], [batch, *spec["shape"]]  # type: ignore[misc]
     if spec.get("batch") is False:
         shape = list(spec["shape"])  # type: ignore[call-overload]
@@ -127,6 +129,16 @@ def make_input(spec: dict[str, object], batch: int, rng: np.random.Generator) ->
         f = rng.uniform(100, 2000, (shape[0], 3))
         sig = sum(np.sin(2 * np.pi * f[:, k:k + 1] * t[None, :]) for k in range(3)) * 0.1
         return (sig + rng.normal(0, 0.02, (shape[0], n))).reshape(shape).astype(np.float32)
+    if kind == "speech":  # (one row per sample, from a longer stretch so that some start in a pause)
+        n = int(np.prod(shape[1:]))
+        return np.stack([speech_like(n * 8, rng)[n * int(rng.integers(0, 8)):][:n] for _ in range(shape[0])]
+                        ).reshape(shape)
+    if kind == "document":  # PP-OCR detection: pages of text lines
+        return np.stack([ppocr_det_norm(document(shape[2], shape[3], rng)) for _ in range(shape[0])])
+    if kind == "text_line":  # PP-OCR recognition / direction (``upside_down``: every other crop turned 180)
+        flip = bool(spec.get("upside_down"))
+        return np.stack([ppocr_line_norm(text_line(shape[2], shape[3], rng, flip and k % 2 == 1))
+                         for k in range(shape[0])])
     if kind == "state":
         return np.zeros(shape, np.float32)
     if kind == "const":
@@ -222,30 +234,41 @@ def _wheel_entry(name: str, wheel: str, member: str, inputs: list[dict[str, obje
 
 
 AUDIO_512 = {"shape": [512], "kind": "audio"}
+# silero-vad's streaming call (its own wrapper, ``OnnxWrapper.__call__``): 512 new samples after the last 64 of
+# the previous call, and the state it returned
+SILERO_CHUNK, SILERO_CONTEXT = 512, 64
 
 
 def trained_entries() -> list[Entry]:
     """The models shipped inside PyPI wheels (committed copies first, then ``WHEELS``)."""
     cands = [
         _wheel_entry("silero_vad_16k (op15)", "silero-vad", "silero_vad/data/silero_vad_16k_op15.onnx",
-                     [{"shape": [1, 512], "kind": "audio", "batch": False},
+                     [{"shape": [1, SILERO_CONTEXT + SILERO_CHUNK], "kind": "speech", "batch": False},
                       {"shape": [2, 1, 128], "kind": "state", "batch": False},
                       {"shape": [], "kind": "const", "value": 16000, "batch": False}],
-                     "silero-vad 6.2.3 wheel (MIT)", lambda m: fix_dims(m, {"batch": 1, "sequence": 512}),
-                     "batch fixed to 1 (state is [2, batch, 128])"),
+                     "silero-vad 6.2.3 wheel (MIT)",
+                     lambda m: fix_dims(m, {"batch": 1, "sequence": SILERO_CONTEXT + SILERO_CHUNK}),
+                     "batch fixed to 1 (state is [2, batch, 128]); streamed"),
         _wheel_entry("ppocr_cls (mobile v2.0)", "rapidocr-onnxruntime",
                      "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
-                     [{"shape": [3, 48, 192], "kind": "image"}], "rapidocr-onnxruntime 1.4.4 wheel (Apache-2.0)"),
+                     [{"shape": [3, 48, 192], "kind": "text_line", "upside_down": True}],
+                     "rapidocr-onnxruntime 1.4.4 wheel (Apache-2.0)", note="text-line crops, half upside down"),
         _wheel_entry("ppocr_det (PP-OCRv4)", "rapidocr-onnxruntime",
                      "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
-                     [{"shape": [3, 64, 64], "kind": "image"}], "rapidocr-onnxruntime 1.4.4 wheel (Apache-2.0)"),
+                     [{"shape": [3, 96, 96], "kind": "document"}], "rapidocr-onnxruntime 1.4.4 wheel (Apache-2.0)",
+                     note="synthetic document pages"),
         _wheel_entry("ppocr_rec (PP-OCRv4)", "rapidocr-onnxruntime",
                      "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx",
-                     [{"shape": [3, 48, 160], "kind": "image"}], "rapidocr-onnxruntime 1.4.4 wheel (Apache-2.0)"),
+                     [{"shape": [3, 48, 160], "kind": "text_line"}], "rapidocr-onnxruntime 1.4.4 wheel (Apache-2.0)",
+                     note="text-line crops"),
         _wheel_entry("magika (standard_v3_3)", "magika", "magika/models/standard_v3_3/model.onnx",
                      [{"shape": [2048], "kind": "bytes"}], "magika 1.0.3 wheel (Apache-2.0)"),
     ]
-    return [e for e in cands if e is not None]
+    out = [e for e in cands if e is not None]
+    for e in out:
+        if e.name.startswith("silero"):
+            e.extra["stream"] = True  # (calibrated and judged streamed: ``stream``)
+    return out
 
 
 def sklearn_entries() -> list[Entry]:
@@ -371,6 +394,57 @@ def _ort(m: onnx.ModelProto | str, threads: int):  # -> onnxruntime.InferenceSes
     return ort.InferenceSession(src, sess_options=so, providers=["CPUExecutionProvider"])
 
 
+def calibration(e: Entry, m: onnx.ModelProto) -> object:
+    """``N_SAMPLES`` calibration samples (seed 0) as ``convert`` takes them: one batch, or for a fixed-batch
+    model one batch per sample (``opml.convert.Batches``: converted in lockstep, ranges over all samples);
+    a streaming model: calls spread evenly over a float (onnxruntime) stream, each with its state."""
+    from opml.convert import Batches
+
+    if e.extra.get("stream"):
+        sess = _ort(m, 1)
+        names = _names(m)
+        calls, _ = stream(e, lambda xs: sess.run(None, dict(zip(names, xs, strict=True))), 0)
+        return Batches([calls[i] for i in np.linspace(0, len(calls) - 1, N_SAMPLES).astype(int)])
+    if fixed_batch(e):
+        return Batches([e.batch(1, k) for k in range(N_SAMPLES)])
+    return entry_inputs(e, N_SAMPLES, 0)
+
+
+STREAM_CALLS = 160  # 5.1 s of audio per stream
+
+
+def stream(e: Entry, run_one: Callable[[list[np.ndarray]], list[np.ndarray]], seed: int,
+           calls: int = STREAM_CALLS) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
+    """silero-vad streamed over ``calls`` chunks of speech-like audio (``seed``) the way its wrapper calls it:
+    each call's input is the last ``SILERO_CONTEXT`` samples of the previous one and ``SILERO_CHUNK`` new ones,
+    its state the state the previous call returned (``run_one``'s own: the engine carries the engine's).
+    Returns each call's inputs and outputs."""
+    audio = speech_like(SILERO_CHUNK * calls, np.random.default_rng(seed))
+    state = np.zeros(e.inputs[1]["shape"], np.float32)  # type: ignore[call-overload]
+    ctx = np.zeros((1, SILERO_CONTEXT), np.float32)
+    sr = make_input(e.inputs[2], 1, np.random.default_rng(0))
+    ins, outs = [], []
+    for k in range(calls):
+        x = np.concatenate([ctx, audio[None, k * SILERO_CHUNK:(k + 1) * SILERO_CHUNK]], axis=1)
+        xs = [x, state, sr]
+        o = run_one(xs)
+        ins.append(xs)
+        outs.append(o)
+        state, ctx = np.asarray(o[1], np.float32), x[:, -SILERO_CONTEXT:]
+    return ins, outs
+
+
+def _calib_feeds(calib: object) -> list[list[np.ndarray]]:
+    """The calibration samples one call each (onnxruntime's quantizer reads them one by one)."""
+    from opml.convert import Batches
+
+    if isinstance(calib, Batches):
+        return [list(b) for b in calib.items]  # type: ignore[call-overload]
+    xs = list(calib)  # type: ignore[call-overload]
+    n = xs[0].shape[0] if xs[0].ndim else 1
+    return [[v[i:i + 1] if v.ndim else v for v in xs] for i in range(n)]
+
+
 def _samples(e: Entry, seed: int) -> list[list[np.ndarray]]:
     """Evaluation calls: one batch of ``N_SAMPLES``, or ``N_SAMPLES`` single-sample calls for fixed-batch models."""
     if fixed_batch(e):
@@ -378,8 +452,9 @@ def _samples(e: Entry, seed: int) -> list[list[np.ndarray]]:
     return [entry_inputs(e, N_SAMPLES, seed)]
 
 
-def _ort_int8(m: onnx.ModelProto, calib: list[np.ndarray], tmp: Path) -> str:
-    """onnxruntime's static int8 quantization of ``m`` (QDQ, per-channel weights) calibrated on ``calib``."""
+def _ort_int8(m: onnx.ModelProto, calib: list[list[np.ndarray]], tmp: Path) -> str:
+    """onnxruntime's static int8 quantization of ``m`` (QDQ, per-channel weights) calibrated on ``calib`` (one
+    list of inputs per call)."""
     import logging
 
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -389,9 +464,7 @@ def _ort_int8(m: onnx.ModelProto, calib: list[np.ndarray], tmp: Path) -> str:
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            n = calib[0].shape[0] if calib[0].ndim else 1
-            self.it = iter([{k: v[i:i + 1] if v.ndim else v for k, v in zip(names, calib, strict=True)}
-                            for i in range(n)])
+            self.it = iter([dict(zip(names, xs, strict=True)) for xs in calib])
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.it, None)
@@ -406,45 +479,62 @@ def _ort_int8(m: onnx.ModelProto, calib: list[np.ndarray], tmp: Path) -> str:
 def measure(e: Entry, bundle_dir: Path, repeat: int = 5, auto: bool = False) -> Row:
     """Convert and compare one model (see the module docstring); the bundle is saved in ``bundle_dir``."""
     from opml.bundle import encode_bundle
-    from opml.convert import convert
+    from opml.convert import Batches, convert
     from opml.engine import run
     from opml.errors import ConversionError
     from opml.parallel import worker_count
 
     row = Row(e.name, e.kind, e.source, note=e.note)
     m = e.load()
-    calib = [e.batch(1, 0)] if fixed_batch(e) else [entry_inputs(e, N_SAMPLES, 0)]
+    calib = calibration(e, m)
     t0 = time.perf_counter()
     try:
-        bundle = convert(m, calib[0], name=e.name)
+        bundle = convert(m, calib, name=e.name)
     except ConversionError as err:
         row.error = str(err)
         if "batch" not in row.error or fixed_batch(e):
             return row
-        # the documented way out of a batch refusal: a fixed batch of 1 (calibrated on one sample)
+        # the documented way out of a batch refusal: a fixed batch of 1, calibrated on the samples one by one
         e = Entry(e.name, e.kind, e.source, e.load, [{**s, "batch": False, "shape": [1, *s["shape"]]}  # type: ignore[list-item]
                                                      for s in e.inputs], e.note)
         m = fix_dims(e.load(), {d.dim_param: 1 for vi in m.graph.input for d in vi.type.tensor_type.shape.dim[:1]
                                 if d.HasField("dim_param")})
-        calib = [e.batch(1, 0)]
+        calib = Batches([[x[k:k + 1] for x in calib] for k in range(N_SAMPLES)])  # type: ignore[attr-defined]
         t0 = time.perf_counter()
         try:
-            bundle = convert(m, calib[0], name=e.name)
+            bundle = convert(m, calib, name=e.name)
         except ConversionError as err2:
             row.note = f"batch fixed to 1: also refused: {err2}"
             return row
-        row.note = "dynamic batch refused; converts with the batch fixed to 1 (one calibration sample)"
+        row.note = "dynamic batch refused; converts with the batch fixed to 1"
     row.convert_s = time.perf_counter() - t0
     row.nodes = len(bundle.nodes)
     sess = _ort(m, worker_count())
     names = _names(m)
-    evals = _samples(e, 1)
-    got_all = [run(bundle, _engine_feed(xs)) for xs in evals]
-    want_all = [sess.run(None, dict(zip(names, xs, strict=True))) for xs in evals]
+
+    def ort_call(xs: list[np.ndarray], s=sess) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
+        return s.run(None, dict(zip(names, xs, strict=True)))  # type: ignore[no-any-return]
+
+    streamed = bool(e.extra.get("stream"))
+    if streamed:  # each runtime carries its own state through the same audio
+        _, want_all = stream(e, ort_call, 1)
+        evals, got_all = stream(e, lambda xs: run(bundle, _engine_feed(xs)), 1)
+    else:
+        evals = _samples(e, 1)
+        got_all = [run(bundle, _engine_feed(xs)) for xs in evals]
+        want_all = [ort_call(xs) for xs in evals]
+    one_row = fixed_batch(e) or streamed
+
+    def rows(outs: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate([a.reshape(1, -1) if one_row else a for a in outs])
+
     got, want = [o[0] for o in got_all], [o[0] for o in want_all]
-    g, w = np.concatenate([a.reshape(1, -1) if fixed_batch(e) else a for a in got]), \
-        np.concatenate([a.reshape(1, -1) if fixed_batch(e) else a for a in want])
+    g, w = rows(got), rows(want)
     row.cos_mean, row.cos_min = _row_cos(g, w)
+    if streamed:
+        st = [_row_cos(a[1].reshape(1, -1), b[1].reshape(1, -1))[0] for a, b in zip(got_all, want_all, strict=True)]
+        row.note += (f"; {len(evals)} calls of speech-like audio: new state cosine mean {np.mean(st):.4f} min "
+                     f"{np.min(st):.4f}, speech (p > 0.5) agrees on {np.mean((g > 0.5) == (w > 0.5)):.3f} of calls")
     if w.dtype.kind in "iu" and w.ndim == 1:  # class labels (scikit-learn classifiers)
         row.top1 = float(np.mean(g == w))
     elif w.ndim >= 2 and w.shape[-1] > 1:
@@ -457,10 +547,12 @@ def measure(e: Entry, bundle_dir: Path, repeat: int = 5, auto: bool = False) -> 
         from opml.convert.accuracy import choose_options
 
         try:
-            res = choose_options(m, calib[0], name=e.name, max_conversions=8)
-            ga = [run(res.bundle, _engine_feed(xs))[0] for xs in evals]
-            row.auto_mean, row.auto_min = _row_cos(
-                np.concatenate([a.reshape(1, -1) if fixed_batch(e) else a for a in ga]), w)
+            res = choose_options(m, calib, name=e.name, max_conversions=8)
+            if streamed:
+                ga = [o[0] for o in stream(e, lambda xs: run(res.bundle, _engine_feed(xs)), 1)[1]]
+            else:
+                ga = [run(res.bundle, _engine_feed(xs))[0] for xs in evals]
+            row.auto_mean, row.auto_min = _row_cos(rows(ga), w)
             row.auto_opts = res.options.describe()
         except ConversionError as err:
             row.auto_opts = f"search failed: {err}"
@@ -470,13 +562,16 @@ def measure(e: Entry, bundle_dir: Path, repeat: int = 5, auto: bool = False) -> 
     if e.kind != "sklearn":
         with tempfile.TemporaryDirectory() as td:
             try:
-                q = _ort(_ort_int8(m, calib[0] if not fixed_batch(e) else calib[0], Path(td)), worker_count())
-                qw = [q.run(None, dict(zip(names, xs, strict=True)))[0] for xs in evals]
-                qa = np.concatenate([a.reshape(1, -1) if fixed_batch(e) else a for a in qw])
-                row.int8_mean, row.int8_min = _row_cos(qa, w)
+                q = _ort(_ort_int8(m, _calib_feeds(calib), Path(td)), worker_count())
+
+                def q_call(xs: list[np.ndarray]) -> list[np.ndarray]:
+                    return q.run(None, dict(zip(names, xs, strict=True)))  # type: ignore[no-any-return]
+
+                qw = [o[0] for o in stream(e, q_call, 1)[1]] if streamed else [q_call(xs)[0] for xs in evals]
+                row.int8_mean, row.int8_min = _row_cos(rows(qw), w)
             except Exception as err:  # onnxruntime's quantizer refuses some graphs: reported, not fatal
                 row.int8_note = f"ort quantizer failed ({type(err).__name__})"
-    one = evals[0] if fixed_batch(e) else [x[:1] if x.ndim else x for x in evals[0]]
+    one = evals[0] if one_row else [x[:1] if x.ndim else x for x in evals[0]]
     feed, one_e = dict(zip(names, one, strict=True)), _engine_feed(one)
     t_eng = t_ort = float("inf")
     for _ in range(3):  # alternate the runtimes
