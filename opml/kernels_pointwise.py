@@ -25,7 +25,7 @@ from .parallel import for_row_ranges
 BYTE_DTYPES = (DType.INT8, DType.UINT8)
 _I64_SAFE = 1 << 62
 PAIR_LUT_MIN = 1 << 12  # below this many elements a byte-by-byte lookup is as fast
-PLANE_LUT_MIN = 16  # planes of at least this many elements take a table row each (opml_plane_lut8)
+PLANE_LUT_MIN = 2  # per-plane operands of planes of at least this many elements go to opml_plane_lut8
 
 
 def _byte_values(dtype: DType) -> np.ndarray:

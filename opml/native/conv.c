@@ -1124,6 +1124,17 @@ int opml_plane_lut8(const uint8_t *table, const uint8_t *a, const uint8_t *b, in
                     uint8_t *y, int isa) {
     if (planes < 0 || n < 1) return -1;
     uint8_t col[256];
+    if (n < 64) { /* small planes: direct lookups (a row or column per plane costs more than it saves) */
+        for (int64_t p = 0; p < planes; p++) {
+            const uint8_t *s = b + p * n;
+            uint8_t *d = y + p * n;
+            if (swap)
+                for (int64_t i = 0; i < n; i++) d[i] = table[((size_t)s[i] << 8) | a[p]];
+            else
+                for (int64_t i = 0; i < n; i++) d[i] = table[((size_t)a[p] << 8) | s[i]];
+        }
+        return 0;
+    }
     for (int64_t p = 0; p < planes; p++) {
         const uint8_t *row = table + ((size_t)a[p] << 8);
         if (swap) { /* table[(b << 8) | a]: column a[p] */
