@@ -85,6 +85,18 @@ static inline int64_t conv_y_of(const struct conv_epilogue *e, int64_t c, int64_
     return (v > e->span ? e->span : v) + e->base;
 }
 
+/* 1 when channel c's output before the final clamp is already within [0, span] for every clamped accumulator,
+ * so the clamp may be skipped: when mul <= 2^shift. Proof: opml.native.epilogue's columns are (a) constant
+ * (mul 0, shift 0: the value is post's constant, within [0, span]), (b) the int32 kind's (mul 1, shift 0: a is
+ * clamped to [INT32_MIN - off, INT32_MAX - off], so a + off - INT32_MIN lies in [0, 2^32 - 1] = [0, span]), or
+ * (c) requantizations, whose value for a + off in [L, H] is v(a + off) = zp - qmin + round_shift((a + off) m, s)
+ * with [L, H] within [a_lo, a_hi] (requant.saturation_bounds). v is non-decreasing; a_lo is the largest a with
+ * v(a) <= 0, so v(a_lo + 1) >= 1; with m <= 2^s one step of a adds at most 2^s to a m, so at most 1 to v:
+ * v(a_lo) >= v(a_lo + 1) - 1 >= 0. Likewise v(a_hi) <= span. So v lies in [v(a_lo), v(a_hi)] within [0, span]. */
+static int within_span(const struct conv_epilogue *e, int64_t c) {
+    return e->shift[c] < 62 && e->mul[c] <= ((int64_t)1 << e->shift[c]);
+}
+
 static void store_value(int outkind, void *dst, int64_t i, int64_t v) {
     if (outkind == 0)
         ((int32_t *)dst)[i] = (int32_t)v;
@@ -208,20 +220,28 @@ QC_TARGET_V512 static void epilogue_v512(const struct conv_epilogue *e, int64_t 
         const __m512i lo = _mm512_set1_epi32((int32_t)e->lo[n]), hi = _mm512_set1_epi32((int32_t)e->hi[n]);
         const __m512i m = _mm512_set1_epi64(e->mul[n]), ad = _mm512_set1_epi64(e->add[n]);
         const __m512i po = _mm512_add_epi64(_mm512_set1_epi64(e->post[n]), base);
+        const __m512i po32 = _mm512_set1_epi32((int32_t)(uint32_t)(uint64_t)(e->post[n] + e->base)); /* mod 2^32 */
         const __m128i sh = _mm_cvtsi64_si128(e->shift[n]);
         const __m512i cv = corr ? _mm512_set1_epi32(corr[n]) : zero;
+        const int clamp = !within_span(e, n);
         for (int64_t b = 0; b < cols; b += NR) {
             int64_t bc = cols - b < NR ? cols - b : NR;
             const __mmask16 mask = (__mmask16)(bc >= NR ? 0xFFFF : (1u << bc) - 1);
             __m512i a = _mm512_sub_epi32(_mm512_loadu_si512((const void *)(acc[r] + b)), cv);
             a = _mm512_min_epi32(_mm512_max_epi32(a, lo), hi);
-            __m512i ev = _mm512_mul_epi32(a, m); /* exact signed 32 x 32 -> 64 */
-            __m512i od = _mm512_mul_epi32(_mm512_srli_epi64(a, 32), m);
-            ev = _mm512_add_epi64(_mm512_srl_epi64(_mm512_add_epi64(ev, ad), sh), po);
-            od = _mm512_add_epi64(_mm512_srl_epi64(_mm512_add_epi64(od, ad), sh), po);
-            ev = _mm512_min_epi64(_mm512_max_epi64(ev, base), top);
-            od = _mm512_min_epi64(_mm512_max_epi64(od, base), top);
-            __m512i v = _mm512_mask_blend_epi32((__mmask16)0xAAAA, ev, _mm512_slli_epi64(od, 32));
+            /* exact signed 32 x 32 -> 64 products of the even lanes and of the odd ones (moved down by a shuffle) */
+            __m512i ev = _mm512_mul_epi32(a, m);
+            __m512i od = _mm512_mul_epi32(_mm512_shuffle_epi32(a, (_MM_PERM_ENUM)0xF5), m);
+            ev = _mm512_srl_epi64(_mm512_add_epi64(ev, ad), sh);
+            od = _mm512_srl_epi64(_mm512_add_epi64(od, ad), sh);
+            __m512i v;
+            if (clamp) {
+                ev = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(ev, po), base), top);
+                od = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(od, po), base), top);
+                v = _mm512_mask_shuffle_epi32(ev, (__mmask16)0xAAAA, od, (_MM_PERM_ENUM)0xA0);
+            } else { /* the result fits in 32 bits: add post + base to the low halves, modulo 2^32 */
+                v = _mm512_add_epi32(_mm512_mask_shuffle_epi32(ev, (__mmask16)0xAAAA, od, (_MM_PERM_ENUM)0xA0), po32);
+            }
             char *d = dst + r * row_bytes + b * osize_of(e->outkind);
             if (e->outkind == 0)
                 _mm512_mask_storeu_epi32(d, mask, v);
