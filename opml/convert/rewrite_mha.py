@@ -180,11 +180,13 @@ def heads_split(g: _Graph) -> bool:
             continue
         if any(c.op_type == "Shape" for n in dead if n != add.output[0] for c in g.consumers.get(n, [])):
             continue  # (torch reads the dimensions of qkv only; others would need their own mapping)
-        base = add.output[0] + "_aievm_bf"
+        # the batch-first projection keeps the names of the one it replaces: the same values in another layout
+        # (what name-based tools measure, e.g. ``accuracy``'s int16 candidates, run on the original model)
+        base = add.output[0]
         new = _New()
-        new.add(mm, [helper.make_node("MatMul", [t_in.input[0], mm.input[1]], [base + "_mm"],
+        new.add(mm, [helper.make_node("MatMul", [t_in.input[0], mm.input[1]], [mm.output[0]],
                                       name=(mm.name or base) + "_bf"),
-                     helper.make_node("Add", [base + "_mm", g.other_input(add, mm.output[0]) or ""], [base],
+                     helper.make_node("Add", [mm.output[0], g.other_input(add, mm.output[0]) or ""], [base],
                                       name=(add.name or base) + "_bf")])
         _shape_nodes(g, add.output[0], base, [[1], [0], [2]], new)
         for c, _ga, r1, t1 in chains:  # t1 [N * H, L, d] is batch-major: a real tensor (leading dim H * batch)

@@ -134,6 +134,16 @@ def test_the_rewrite_leaves_no_node_reading_a_transposed_batch() -> None:
     assert "Gemm" not in ops and "Squeeze" not in ops and "Unsqueeze" in ops  # (shape computations stay)
 
 
+def test_rewritten_tensors_keep_names_of_the_original_model() -> None:
+    """``accuracy`` measures int16 candidates (named after the rewritten graph) on the original model."""
+    from opml.convert.accuracy import int16_candidates
+
+    m = _mha(8, 2, 3, np.random.default_rng(0))
+    names = {o for n in m.graph.node for o in n.output}
+    cands = int16_candidates(m)
+    assert cands and set(cands) <= names, set(cands) - names
+
+
 @pytest.mark.parametrize("bad,says", [("s0", "not [L, N, 3, E]"), ("s1", "does not follow the batch")])
 def test_other_reshape_targets_are_refused_in_one_line(bad: str, says: str) -> None:
     rng = np.random.default_rng(1)
