@@ -53,17 +53,20 @@ def _inputs_ok(g: _Graph, shapes: Shapes, n: onnx.NodeProto, inside: set[str], x
     return all(i in inside or i == x or _scalar_ok(g, shapes, i, x) for i in n.input)
 
 
-def _leaf(g: _Graph, shapes: Shapes, centre: onnx.NodeProto) -> tuple[str, list[onnx.NodeProto]] | None:
-    """The one activation the centre's input is computed from, and the elementwise nodes in between."""
-    todo, seen, acts, nodes = [centre.input[0]], set(), set(), list[onnx.NodeProto]()
+def _leaf(g: _Graph, shapes: Shapes, centre: onnx.NodeProto, stop: str | None = None
+          ) -> tuple[str, list[onnx.NodeProto], list[str]] | None:
+    """The one activation the centre's input is computed from (``stop`` when given: the walk ends there), the
+    elementwise nodes in between, and the values the walk met (each a candidate for ``stop``)."""
+    todo, seen, acts, nodes = [centre.input[0]], list[str](), set(), list[onnx.NodeProto]()
     while todo:
         v = todo.pop()
         if v in seen:
             continue
-        seen.add(v)
+        seen.append(v)
         p = g.producer.get(v)
-        if p is not None and p.op_type in ELEMENTWISE and p.op_type not in CENTRES and p.domain in ("", "ai.onnx") \
-                and len(nodes) < 32 and all((c := g.const(i)) is None or c.size == 1 for i in p.input):
+        if v != stop and p is not None and p.op_type in ELEMENTWISE and p.op_type not in CENTRES and \
+                p.domain in ("", "ai.onnx") and len(nodes) < 32 and \
+                all((c := g.const(i)) is None or c.size == 1 for i in p.input):
             nodes.append(p)
             todo.extend(i for i in p.input if g.const(i) is None)
         elif g.const(v) is None:
@@ -73,15 +76,16 @@ def _leaf(g: _Graph, shapes: Shapes, centre: onnx.NodeProto) -> tuple[str, list[
     x = acts.pop()
     if not all(_inputs_ok(g, shapes, n, {o for k in nodes for o in k.output}, x) for n in nodes):
         return None
-    return x, nodes
+    return x, nodes, seen
 
 
-def _region(g: _Graph, shapes: Shapes, centre: onnx.NodeProto) -> tuple[str, str, list[onnx.NodeProto]] | None:
-    """(x, output, nodes in graph order) of the region around ``centre``, or None."""
-    got = _leaf(g, shapes, centre)
+def _region(g: _Graph, shapes: Shapes, centre: onnx.NodeProto, stop: str | None
+            ) -> tuple[str, str, list[onnx.NodeProto]] | None:
+    """(x, output, nodes in graph order) of the region around ``centre`` read from ``stop``, or None."""
+    got = _leaf(g, shapes, centre, stop)
     if got is None:
         return None
-    x, nodes = got
+    x, nodes, _ = got
     nodes.append(centre)
     inside = {o for n in nodes for o in n.output}
     grown = True
@@ -140,19 +144,32 @@ def fuse_elementwise_gelu(g: _Graph) -> bool:
     for centre in g.nodes:
         if centre.op_type not in CENTRES:
             continue
-        reg = _region(g, shapes, centre)
-        if reg is None or len(reg[2]) < 3:
+        first = _leaf(g, shapes, centre)
+        if first is None:
             continue
-        x, out, nodes = reg
-        y = _evaluate(g, x, nodes, out)
-        if y is None:
-            continue
-        for approx, want in _targets().items():
-            if np.all(np.abs(y - want) <= 1e-5 * (1.0 + np.abs(want))):
-                gelu = helper.make_node("Gelu", [x], [out], name=out + "_gelu", approximate=approx)
-                pos = next(k for k, n in enumerate(g.nodes) if out in n.output)
-                g.nodes = g.nodes[:pos] + [gelu] + g.nodes[pos + 1:]
+        # (x may be read through scalar ops that belong to the model, not to the GELU: try each value met)
+        for stop in [first[0]] + [v for v in first[2] if v != first[0] and g.const(v) is None]:
+            new = _match(g, shapes, centre, stop)
+            if new is not None:
+                pos = next(k for k, n in enumerate(g.nodes) if new[1] in n.output)
+                g.nodes = g.nodes[:pos] + [new[0]] + g.nodes[pos + 1:]
                 g._index()
-                drop_dead(g, nodes)
+                drop_dead(g, new[2])
                 return True
     return False
+
+
+def _match(g: _Graph, shapes: Shapes, centre: onnx.NodeProto, stop: str
+           ) -> tuple[onnx.NodeProto, str, list[onnx.NodeProto]] | None:
+    """(the Gelu node, the output it replaces, the region's nodes) when the region read from ``stop`` is GELU."""
+    reg = _region(g, shapes, centre, stop)
+    if reg is None or len(reg[2]) < 3:
+        return None
+    x, out, nodes = reg
+    y = _evaluate(g, x, nodes, out)
+    if y is None:
+        return None
+    for approx, want in _targets().items():
+        if np.all(np.abs(y - want) <= 1e-5 * (1.0 + np.abs(want))):
+            return helper.make_node("Gelu", [x], [out], name=out + "_gelu", approximate=approx), out, nodes
+    return None
