@@ -1,6 +1,13 @@
 """ctypes binding of the native direct grouped convolution (``conv.c``): depthwise and grouped convs with
 few channels per group, on the NCHW input as the engine holds it, in one call for all groups.
 
+Native entry points (for plan records; signatures stable): ``opml_gconv_cfg(cfg, x, b, h, w, y, threads)`` with
+``GroupConv.cfg`` (28 words: cfg[26] the path, cfg[27] the address of ``GroupConv.block_consts``, so a record must
+keep the GroupConv alive); ``opml_plane_reduce(x, xsigned, planes, n, mode, zp, mult, den, ozp, lo, hi, y, isa)``
+(global pooling, see :func:`plane_reduce`); ``opml_plane_lut8(table, a, b, planes, n, swap, y, isa)`` (a per-plane
+operand times a full one through a 65536-entry table, see :func:`plane_lut8`: 256-entry rows by VPERMB, faster
+than the pair lookup's gathers for the SE block's [B, C, 1, 1] x [B, C, H, W]).
+
 :class:`GroupConv` computes exactly what ``kernels.prepare_conv``'s per-group GEMMs compute: the same
 int32 sums (bounded here so that no partial sum leaves int32) and the GEMM's own epilogue constants
 (:func:`opml.native.epilogue`), so the bytes are the same whichever path, instruction set or thread
