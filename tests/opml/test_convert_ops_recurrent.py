@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 from test_convert_ops_core import _ort, through_vm
 
@@ -151,3 +153,68 @@ def test_torch_batch_first_with_the_state_used_keeps_the_batch_error() -> None:
     with pytest.raises(ConversionError, match="batch") as e:
         convert(m, np.zeros((4, S, I), np.float32))
     assert "\n" not in str(e.value)
+
+
+def _random_rnn(op: str, direction: str, s: int, n: int, i: int, h: int, init: bool, lbr: int, seed: int
+                ) -> tuple[onnx.ModelProto, list[np.ndarray]]:
+    """A batch-first (layout 1) LSTM/GRU of the given sizes with a dynamic batch, and its inputs."""
+    rng = np.random.default_rng(seed)
+    ng, d = (4 if op == "LSTM" else 3), (2 if direction == "bidirectional" else 1)
+    inits = [numpy_helper.from_array((rng.standard_normal((d, ng * h, i)) * 0.6).astype(np.float32), "W"),
+             numpy_helper.from_array((rng.standard_normal((d, ng * h, h)) * 0.6).astype(np.float32), "R"),
+             numpy_helper.from_array((rng.standard_normal((d, 2 * ng * h)) * 0.3).astype(np.float32), "B")]
+    names = (["h0", "c0"] if op == "LSTM" else ["h0"]) if init else []
+    ins = ["x", "W", "R", "B", "", *names]
+    outs = ["Y", "Y_h", "Y_c"] if op == "LSTM" else ["Y", "Y_h"]
+    attrs: dict[str, object] = {"hidden_size": h, "direction": direction, "layout": 1}
+    if op == "GRU":
+        attrs["linear_before_reset"] = lbr
+    feeds = [rng.standard_normal((n, s, i)).astype(np.float32)]
+    feeds += [(rng.standard_normal((n, d, h)) * 0.5).astype(np.float32) for _ in names]
+    vis = [helper.make_tensor_value_info(nm, TensorProto.FLOAT, ["N", *f.shape[1:]])
+           for nm, f in zip(["x", *names], feeds, strict=True)]
+    g = helper.make_graph([helper.make_node(op, ins, outs, **attrs)], "rnn", vis,
+                          [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)]), feeds
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(op=st.sampled_from(["LSTM", "GRU"]), direction=st.sampled_from(["forward", "reverse", "bidirectional"]),
+       s=st.integers(1, 4), n=st.integers(2, 3), i=st.integers(1, 5), h=st.integers(1, 9), init=st.booleans(),
+       lbr=st.integers(0, 1), seed=st.integers(0, 2**16))
+def test_unrolled_recurrence_engine_equals_reference(op: str, direction: str, s: int, n: int, i: int, h: int,
+                                                    init: bool, lbr: int, seed: int) -> None:
+    """The lowering (one gate table per step, the tanh view, the shared h grid) at random sizes: the engine's
+    bytes equal the reference interpreter's at the calibration batch and at batch 1."""
+    m, feeds = _random_rnn(op, direction, s, n, i, h, init, lbr, seed)
+    bundle = convert(m, feeds)
+    for xs in (feeds, [f[:1] for f in feeds]):
+        for g, r in zip(run(bundle, xs), run_reference(bundle, xs), strict=True):
+            assert g.tobytes() == r.tobytes(), "engine != reference"
+
+
+def test_lstm_step_is_one_gate_table_and_y_needs_no_requantization() -> None:
+    """Per LSTM step: gather, linear, add, one sigmoid lut for all gates, four slices (the cell gate's read as
+    tanh on scale 1/127), three muls, an add and the tanh of C; every h on one grid, so Y is one concat."""
+    m, feeds = _random_rnn("LSTM", "forward", 6, 2, 3, 5, False, 0, seed=7)
+    bundle = convert(m, feeds)
+    ops = [nd.op for nd in bundle.nodes]
+    assert ops.count("linear") == 1 + 5 and ops.count("lut") == 6 * 2 and ops.count("concat") == 1
+    assert ops.count("mul") == 3 * 6 - 1 and ops.count("slice") == 4 * 6 - 1  # (step 0: C_prev = 0, f unused)
+    tanh_views = [bundle.tensors[nd.outputs[0]] for nd in bundle.nodes
+                  if nd.op == "slice" and bundle.tensors[nd.outputs[0]].scale == np.float32(1 / 127)]
+    assert len(tanh_views) == 6 and all(t.zero_point == 0 for t in tanh_views)
+    (cat,) = [nd for nd in bundle.nodes if nd.op == "concat"]
+    producers = {nd.outputs[0]: nd for nd in bundle.nodes}
+    for t in cat.inputs:  # each step's h (through a free reshape), not a requantizing lut
+        p = producers[t]
+        while p.op == "reshape":
+            p = producers[p.inputs[0]]
+        assert p.op == "mul"
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_unrolled_recurrence_through_the_fraud_vm(op: str) -> None:
+    m, feeds = _random_rnn(op, "bidirectional", 3, 2, 3, 4, True, 1, seed=5)
+    bundle = convert(m, feeds)
+    through_vm(bundle, feeds)
