@@ -442,10 +442,26 @@ def prepare_avgpool(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     include_pad = bool(node.iattr("count_include_pad"))
     lo, hi = QRANGE[out.dtype]
     kh, kw = node.attr("kernel")
+    _, _, strides, dil, pads = _pool_geometry(node)
+    sums: dict[tuple[int, np.dtype], native_conv.GroupConv | None] = {}  # by channel count and dtype
+
+    def window_sums(x: np.ndarray) -> np.ndarray:
+        """sum over each window of x - zp (padding 0) as int64: the native depthwise conv with unit weights
+        (the same integers as the numpy windows), or numpy."""
+        key = (x.shape[1], x.dtype)
+        if key not in sums:
+            sums[key] = native_conv.window_sum(x.shape[1], kh, kw, strides, dil, pads, zp, x.dtype) \
+                if x.ndim == 4 and x.dtype in (np.int8, np.uint8) and native_conv.available() else None
+        ws = sums[key]
+        if ws is not None:
+            oh, ow = ws.out_hw(x.shape[2], x.shape[3])
+            if oh > 0 and ow > 0:  # (else the numpy path raises the input error)
+                return ws(x).astype(np.int64)
+        return _window_reduce(x.astype(np.int64) - zp, node, 0, np.add)
 
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         x = xs[0]
-        acc = _window_reduce(x.astype(np.int64) - zp, node, 0, np.add)
+        acc = window_sums(x)
         if include_pad:
             cnt: np.ndarray | int = kh * kw
         else:
