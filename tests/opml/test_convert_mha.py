@@ -33,7 +33,7 @@ def _i64(name: str, v: object) -> onnx.TensorProto:
     return _init(name, np.array(v, np.int64))
 
 
-def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "") -> onnx.ModelProto:
+def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "", batch: int | str = "N") -> onnx.ModelProto:
     """torch's export of ``nn.MultiheadAttention(e, h, batch_first=True)`` self-attention, shape reads included.
 
     ``bad``: "s0" reshapes the packed q/k/v to ``[N, L, 3, E]``; "s1" splits the heads with a constant target."""
@@ -102,7 +102,7 @@ def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "") -> o
              _init("scale", np.array(d ** -0.5, np.float32))]
     if bad == "s1":
         inits.append(_i64("s1_const", [seq, 2 * h, d]))
-    return _model(n, [_f("x", ["N", seq, e])], inits, outputs=["out"])
+    return _model(n, [_f("x", [batch, seq, e])], inits, outputs=["out"])
 
 
 def _batch3_is_three_batch1(bundle, x: np.ndarray) -> None:  # type: ignore[no-untyped-def]
@@ -123,6 +123,16 @@ def test_batch_first_self_attention_keeps_a_dynamic_batch(h: int, d: int, seq: i
     assert b.tensors[b.inputs[0]].shape[0] == -1  # the batch stays dynamic
     assert h == 1 or any(t.shape and t.shape[0] == -h for t in b.tensors)  # the merged [N * H, L, d] views
     _batch3_is_three_batch1(b, rng.standard_normal((3, seq, e)).astype(np.float32))
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_batch_first_self_attention_with_a_fixed_batch(batch: int) -> None:
+    """A numeric batch (or a model converted with its batch fixed) goes through the same rewrite."""
+    rng = np.random.default_rng(batch)
+    m = _mha(8, 2, 4, rng, batch=batch)
+    b = check(m, [rng.standard_normal((batch, 4, 8)).astype(np.float32)], steps=6.0)
+    assert b.tensors[b.inputs[0]].shape == (batch, 4, 8)
+    assert "transpose" in [n.op for n in b.nodes]
 
 
 def test_the_rewrite_leaves_no_node_reading_a_transposed_batch() -> None:
