@@ -34,6 +34,7 @@ from .bundle import Bundle, Node, TensorSpec
 from .errors import OpmlError
 from .native import conv as native_conv
 from .native import ops as native_ops
+from .ops import REDUCE_MAX, REDUCE_MEAN, REDUCE_SUM
 from .parallel import worker_count
 
 RECORD_WORDS = 32  # plan.c's OPML_PLAN_REC
@@ -43,7 +44,8 @@ MAX_ARENA_BYTES = 1 << 26  # larger plans (huge batches) keep the per-node path
 
 OP_GEMM, OP_MATMUL, OP_SOFTMAX, OP_LAYERNORM, OP_LUT8, OP_PAIR_LUT8, OP_TRANSPOSE, OP_MAXPOOL, OP_CONV = range(1, 10)
 OP_QUANTIZE, OP_DEQUANTIZE, OP_CONCAT, OP_GATHER, OP_CAST, OP_ARGMAX, OP_GCONV, OP_LUT_WIDE, OP_ADD_WIDE = range(10, 19)
-OP_PAIR_BCAST = 19
+OP_PAIR_BCAST, OP_REDUCE, OP_AVGPOOL = 19, 20, 21
+SAFE = 1 << 62  # the bound on |sum * mult| + divisor under which reduce and avgpool are exact int64 arithmetic
 DATA_ERROR = -2  # plan.c's PLAN_DATA_ERROR: an input the node's Python kernel rejects with a named error
 
 # plan.c's KIND_* element kinds, by numpy dtype
@@ -459,12 +461,78 @@ def _lower_reshape(node: Node, cv: dict[str, object], ins: list[Shape], dts: lis
     return shape, dts[0], _Lowered(OP_TRANSPOSE, [("at", 0, 0), ("out", 0), 1, 1, n, 1])
 
 
+def _requant_ok(zp: object, ozp: object, mult: object, shift: object, terms: int, out: object) -> bool:
+    """Whether clip(round_div(sum of ``terms`` (x - zp) * mult, count << shift) + ozp) is exact int64 arithmetic
+    for byte ``x`` in numpy and in plan.c alike (no step wraps), with a byte output."""
+    if not all(isinstance(v, int) for v in (zp, ozp, mult, shift)) or not isinstance(out, TensorSpec):
+        return False
+    assert isinstance(zp, int) and isinstance(ozp, int) and isinstance(mult, int) and isinstance(shift, int)
+    if out.dtype.np not in _BYTE or not 0 <= shift < 40 or max(abs(zp), abs(ozp)) > 1 << 20 or terms >= 1 << 20:
+        return False
+    return terms * (abs(zp) + 255) * abs(mult) + (terms << shift) < SAFE
+
+
+def _lower_reduce(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
+    mode, axes, keep, x_spec, out = cv.get("mode"), cv.get("axes"), cv.get("keep"), cv.get("x_spec"), cv.get("out")
+    x = ins[0]
+    if not isinstance(axes, tuple) or not axes or not x or not isinstance(x_spec, TensorSpec):
+        return None
+    if not all(isinstance(a, int) and -len(x) <= a < len(x) for a in axes):
+        return None
+    ax = sorted(a % len(x) for a in axes)
+    if ax != list(range(ax[0], ax[0] + len(ax))) or not math.prod(x):
+        return None  # (non-adjacent axes, repeated ones, or an empty tensor: the Python kernel)
+    outer, n, inner = math.prod(x[: ax[0]]), math.prod(x[ax[0] : ax[-1] + 1]), math.prod(x[ax[-1] + 1 :])
+    shape = tuple(1 if d in ax else v for d, v in enumerate(x)) if keep else tuple(
+        v for d, v in enumerate(x) if d not in ax)
+    head = [_buf(0), _KIND.get(dts[0], -1), outer, n, inner]
+    if mode == REDUCE_MAX:
+        if dts[0] not in _INT_KINDS or dts[0] == np.bool_:
+            return None
+        rec = head + [1, 0, 0, 1, 0, 0, 0, ("out", 0), _KIND[dts[0]]]
+        return shape, dts[0], _Lowered(OP_REDUCE, rec)
+    mult, shift = cv.get("mult"), cv.get("shift")
+    if mode not in (REDUCE_SUM, REDUCE_MEAN) or dts[0] not in _BYTE:
+        return None
+    zp, ozp = x_spec.zero_point, getattr(out, "zero_point", None)
+    if not _requant_ok(zp, ozp, mult, shift, n, out):
+        return None
+    assert isinstance(out, TensorSpec) and isinstance(shift, int)
+    lo, hi = np.iinfo(out.dtype.np).min, np.iinfo(out.dtype.np).max
+    den = (n if mode == REDUCE_MEAN else 1) << shift
+    rec = head + [0, zp, mult, den, ozp, int(lo), int(hi), ("out", 0), _KIND[out.dtype.np]]
+    return shape, out.dtype.np, _Lowered(OP_REDUCE, rec)
+
+
+def _axis_counts(size: int, k: int, stride: int, dil: int, pad: int, outs: int) -> list[int]:
+    """For each output position along one axis: how many of its window's taps fall inside the input."""
+    return [sum(0 <= o * stride + i * dil - pad < size for i in range(k)) for o in range(outs)]
+
+
+def _lower_avgpool(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
+    x, out, zp = ins[0], cv.get("out"), cv.get("zp")
+    g = _window_geometry(node, x)
+    if g is None or dts[0] not in _BYTE or min(g[:2]) < 1 or not isinstance(out, TensorSpec):
+        return None
+    kh, kw, sh, sw, dh, dw, top, left, hp, wp = g
+    oh, ow = _out_hw(hp, wp, kh, kw, sh, sw, dh, dw)
+    mult, shift, incl = cv.get("mult"), cv.get("shift"), cv.get("include_pad")
+    if oh <= 0 or ow <= 0 or not _requant_ok(zp, out.zero_point, mult, shift, kh * kw, out):
+        return None
+    if not incl and (0 in _axis_counts(x[2], kh, sh, dh, top, oh) or 0 in _axis_counts(x[3], kw, sw, dw, left, ow)):
+        return None  # a window entirely in the padding: the Python kernel raises
+    info = np.iinfo(out.dtype.np)
+    rec = [_buf(0), _KIND[dts[0]], x[0] * x[1], x[2], x[3], kh, kw, sh, sw, dh, dw, top, left, oh, ow, zp, mult, shift,
+           out.zero_point, int(info.min), int(info.max), int(bool(incl)), ("out", 0), _KIND[out.dtype.np]]
+    return (x[0], x[1], oh, ow), out.dtype.np, _Lowered(OP_AVGPOOL, rec)
+
+
 _LOWERINGS: dict[str, Callable[[Node, dict[str, object], list[Shape], list[np.dtype]], Lowering | None]] = {
     "linear": _lower_linear, "matmul": _lower_matmul, "softmax": _lower_softmax, "layernorm": _lower_layernorm,
     "lut": _lower_lut, "add": _lower_pair, "mul": _lower_pair, "transpose": _lower_transpose,
     "maxpool": _lower_maxpool, "conv": _lower_conv, "quantize": _lower_quantize, "dequantize": _lower_dequantize,
     "concat": _lower_concat, "slice": _lower_slice, "gather": _lower_gather, "cast": _lower_cast,
-    "argmax": _lower_argmax, "reshape": _lower_reshape,
+    "argmax": _lower_argmax, "reshape": _lower_reshape, "reduce": _lower_reduce, "avgpool": _lower_avgpool,
 }
 
 

@@ -23,5 +23,7 @@ int opml_add_wide(const void *a, int ak, int64_t na, const void *b, int bk, int6
                   int64_t am, int64_t bm, int shift, int64_t zo, int64_t qmin, int64_t qmax, void *y, int yk,
                   int64_t i0, int64_t i1, int isa);
 int opml_gconv_cfg(const int64_t *cfg, const void *x, int64_t b, int64_t h, int64_t w, void *y, int threads);
+int opml_plane_reduce(const uint8_t *x, int xsigned, int64_t planes, int64_t n, int mode, int64_t zp, int64_t mult,
+                      int64_t den, int64_t ozp, int64_t lo, int64_t hi, uint8_t *y, int isa);
 
 #endif

@@ -43,6 +43,10 @@ enum {
     OP_ADD_WIDE = 18, /* a, ak, na, b, bk, nb, za, zb, am, bm, shift, zo, qmin, qmax, y, yk, count (opml_add_wide) */
     OP_PAIR_BCAST = 19, /* table, a, b, y, inner, na, nb, ndim, outer shape[ndim], a strides[ndim], b strides[ndim]:
                            opml_pair_lut8 on each inner block of the output (general numpy broadcasting) */
+    OP_REDUCE = 20,   /* x, xkind, outer, r, inner, max, zp, mult, den, ozp, lo, hi, y, ykind: over the middle axis of
+                         x [outer, r, inner]: the maximum, or clip(round_div(sum(x - zp) mult, den) + ozp, lo, hi) */
+    OP_AVGPOOL = 21,  /* x, xkind, planes, h, w, kh, kw, sh, sw, dh, dw, pad top, pad left, oh, ow, zp, mult, shift,
+                         ozp, lo, hi, include pad, y, ykind: round_div(window sum(x - zp) mult, count << shift) */
 };
 
 /* Element kinds of the records above (bundle dtypes; opml/plan.py's _KIND). */
@@ -397,9 +401,20 @@ static int pair_bcast(const int64_t *r) {
     const int64_t *shape = r + 9, *as = r + 9 + nd, *bs = r + 9 + 2 * nd;
     int64_t idx[OPML_PLAN_MAX_DIMS] = {0}, total = 1, ao = 0, bo = 0;
     for (int d = 0; d < nd; d++) total *= shape[d];
+    const uint8_t *table = PTR(1);
+    int isa = (int)r[OPML_PLAN_REC - 1];
+    uint8_t col[256];
     for (int64_t o = 0; o < total; o++) {
-        if (inner && opml_pair_lut8(PTR(1), a + ao, na, b + bo, nb, y + o * inner, 0, inner, (int)r[OPML_PLAN_REC - 1]))
+        uint8_t *yo = y + o * inner;
+        if (!inner) {
+        } else if (na == 1 && nb == inner) { /* one a per block (an SE block's channel scale): row a of the table */
+            if (opml_lut8(table + ((int64_t)a[ao] << 8), b + bo, yo, 0, inner, isa)) return -1;
+        } else if (nb == 1 && na == inner && inner >= 256) { /* one b per block: column b of the table */
+            for (int v = 0; v < 256; v++) col[v] = table[(v << 8) | b[bo]];
+            if (opml_lut8(col, a + ao, yo, 0, inner, isa)) return -1;
+        } else if (opml_pair_lut8(table, a + ao, na, b + bo, nb, yo, 0, inner, isa)) {
             return -1;
+        }
         for (int d = nd - 1; d >= 0; d--) {
             ao += as[d], bo += bs[d];
             if (++idx[d] < shape[d]) break;
@@ -408,6 +423,76 @@ static int pair_bcast(const int64_t *r) {
         }
     }
     return 0;
+}
+
+/* ------------------------------------------------------------------------------ reductions */
+
+/* intmath.round_div: floor((num + floor(den / 2)) / den) for den > 0 (the builder bounds |num| + den < 2^62). */
+static int64_t round_div(int64_t num, int64_t den) {
+    int64_t n = num + (den >> 1), q = n / den;
+    return q - (n % den != 0 && n < 0);
+}
+
+static int64_t clamp(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+/* kernels.prepare_reduce (max, sum, mean) over one contiguous block of axes. */
+static int reduce(const int64_t *r) {
+    const void *x = PTR(1);
+    int xk = (int)r[2], yk = (int)r[14];
+    int64_t outer = r[3], n = r[4], inner = r[5], zp = r[7], mult = r[8], den = r[9], ozp = r[10], lo = r[11],
+            hi = r[12];
+    void *y = PTR(13);
+    if (inner == 1 && (xk == KIND_I8 || xk == KIND_U8) && (yk == KIND_I8 || yk == KIND_U8) && lo <= hi)
+        /* global pooling of NCHW planes: conv.c's vectorized sums (the same integers; the builder's bound is
+         * stricter than the 2^62 one it needs) */
+        return opml_plane_reduce(x, xk == KIND_I8, outer, n, r[6] ? 1 : 0, zp, mult, den, ozp, lo, hi, y,
+                                 (int)r[OPML_PLAN_REC - 1]);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t in = 0; in < inner; in++) {
+            int64_t base = o * n * inner + in, v;
+            if (r[6]) {
+                v = int_at(x, xk, base);
+                for (int64_t j = 1; j < n; j++) {
+                    int64_t t = int_at(x, xk, base + j * inner);
+                    v = t > v ? t : v;
+                }
+            } else {
+                int64_t acc = 0;
+                for (int64_t j = 0; j < n; j++) acc += int_at(x, xk, base + j * inner) - zp;
+                v = clamp(round_div(acc * mult, den) + ozp, lo, hi);
+            }
+            store_int(y, yk, o * inner + in, v);
+        }
+    return 0;
+}
+
+/* kernels.prepare_avgpool: per window, the sum of (x - zp) over its positions inside the image (the padding adds
+ * 0), divided by the window's size or (include pad off) by its positions inside the image (never 0: checked). */
+static void avgpool(const int64_t *r) {
+    const void *x = PTR(1);
+    int xk = (int)r[2], yk = (int)r[24];
+    int64_t planes = r[3], h = r[4], w = r[5], kh = r[6], kw = r[7], sh = r[8], sw = r[9], dh = r[10], dw = r[11];
+    int64_t pt = r[12], pl = r[13], oh = r[14], ow = r[15], zp = r[16], mult = r[17], shift = r[18], ozp = r[19];
+    int64_t lo = r[20], hi = r[21], incl = r[22];
+    void *y = PTR(23);
+    int64_t at = 0;
+    for (int64_t p = 0; p < planes; p++)
+        for (int64_t oy = 0; oy < oh; oy++)
+            for (int64_t ox = 0; ox < ow; ox++) {
+                int64_t acc = 0, cnt = 0;
+                for (int64_t i = 0; i < kh; i++) {
+                    int64_t iy = oy * sh + i * dh - pt;
+                    if (iy < 0 || iy >= h) continue;
+                    for (int64_t j = 0; j < kw; j++) {
+                        int64_t ix = ox * sw + j * dw - pl;
+                        if (ix < 0 || ix >= w) continue;
+                        acc += int_at(x, xk, (p * h + iy) * w + ix) - zp;
+                        cnt++;
+                    }
+                }
+                int64_t den = (incl ? kh * kw : cnt) << shift;
+                store_int(y, yk, at++, clamp(round_div(acc * mult, den) + ozp, lo, hi));
+            }
 }
 
 /* ---------------------------------------------------------------------------------------- loop */
@@ -457,6 +542,11 @@ static int run_one(const int64_t *r, int threads) {
         return r[3] ? opml_gconv_cfg(PTR(1), PTR(2), r[3], r[4], r[5], PTR(6), threads) : 0;
     case OP_LUT_WIDE:
         lut_wide(r);
+        return 0;
+    case OP_REDUCE:
+        return reduce(r);
+    case OP_AVGPOOL:
+        avgpool(r);
         return 0;
     case OP_PAIR_BCAST:
         return pair_bcast(r);

@@ -100,7 +100,7 @@ def digest(arrays: list[np.ndarray]) -> str:
 
 
 # Ops that keep their Python kernel in the example models (no native form, or data-dependent checks)
-PYTHON_OPS = {"quantize", "dequantize", "reduce", "gather"}
+PYTHON_OPS: set[str] = set()
 
 
 @needs_plan

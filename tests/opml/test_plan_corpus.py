@@ -35,7 +35,7 @@ from test_plan import all_tensors, assert_same, digest, needs_plan, random_input
 MODELS = {"sklearn LogisticRegression": "logreg", "sklearn RandomForest": "forest",
           "sklearn GradientBoosting": "boosting", "lstm": "lstm", "gru": "gru", "mobilenet_v3_small": "mnv3"}
 # ops that may still run their Python kernel in these models
-PYTHON_OPS = {"reduce", "avgpool"}
+PYTHON_OPS: set[str] = set()
 
 
 @pytest.fixture(autouse=True)
