@@ -134,7 +134,8 @@ def expand(ctx: Context, node: onnx.NodeProto) -> list[onnx.NodeProto]:
     if layout == 0 and not batch_first_x:  # [S, N, I] -> [N, S, I] (fixed batch only)
         xb = e.op("Transpose", [xb], "xb", perm=[1, 0, 2])
     steps = x.data.shape[1 if layout or batch_first_x else 0]
-    hq = _H_Q if lstm else _gru_grid(ctx, node)
+    # one grid for every h when Y concatenates several (steps or directions); one h keeps its calibrated grid
+    hq = None if steps == 1 and n_dir == 1 else _H_Q if lstm else _gru_grid(ctx, node)
     ys, hs, cs = [], [], []
     for d in range(n_dir):
         reverse = direction == "reverse" or d == 1
@@ -160,6 +161,7 @@ def expand(ctx: Context, node: onnx.NodeProto) -> list[onnx.NodeProto]:
                 h, c = _lstm_step(e, xt, h, c, rd, hsz)
             else:
                 h = _gru_step(e, xt, h, r[d], rb, hsz, bool(ctx.attr(node, "linear_before_reset", 0)))
+            if hq is not None:
                 ctx.preferred[h] = hq
             outs.append(h)
         if reverse:
@@ -168,7 +170,8 @@ def expand(ctx: Context, node: onnx.NodeProto) -> list[onnx.NodeProto]:
         ax = e.const("ax", np.array([1], dtype=np.int64))
         seq = [e.op("Unsqueeze", [o, ax], "yt") for o in outs]
         ys.append(e.op("Concat", seq, "y", axis=1) if len(seq) > 1 else seq[0])  # [N, S, H]
-        ctx.preferred[ys[-1]] = hq
+        if hq is not None:
+            ctx.preferred[ys[-1]] = hq
         hs.append(h)
         cs.append(c)
     _outputs(ctx, node, e, ys, hs, cs, layout)
@@ -218,7 +221,6 @@ def _lstm_step(e: _Emit, xt: str, h: str | None, c: str | None, r: np.ndarray, h
     ic = e.op("Mul", [i, cand], "ic")
     c_new = ic if c is None else e.op("Add", [e.op("Mul", [f, c], "fc"), ic], "c")
     h_new = e.op("Mul", [o, e.op("Tanh", [c_new], "th")], "h")
-    e.ctx.preferred[h_new] = _H_Q
     return h_new, c_new
 
 
