@@ -37,18 +37,13 @@ from opml.engine import get_plan  # noqa: E402
 from opml.errors import ConversionError  # noqa: E402
 from opml.reference import run_reference  # noqa: E402, F401  (the reference functions below)
 
-# models whose batch cannot stay dynamic: the start of the refusal (then they convert with the batch fixed to 1)
-REFUSES_DYNAMIC = {
-    "transformer_encoder": "node '/enc/layers.0/self_attn/MatMul' (AievmLinear): input "
-                           "'/enc/layers.0/self_attn/Transpose_output_0' is a transpose that moves the batch dimension",
-    "vit_tiny": "node '/encoder/layers/encoder_layer_0/self_attention/MatMul' (AievmLinear): input "
-                "'/encoder/layers/encoder_layer_0/self_attention/Transpose_output_0' is a transpose that moves the "
-                "batch dimension",
-}
+# models whose batch cannot stay dynamic: the start of the refusal (then they convert with the batch fixed to 1);
+# none since batch-first attention keeps a dynamic batch (rewrite_mha)
+REFUSES_DYNAMIC: dict[str, str] = {}
 # cosine to onnxruntime float32 on one sample, calibrated on two: trained models 0.99 (the target), random
 # ones 0.98 (the full table's 16-sample calibration gives 0.985-0.9999, onnxruntime's own int8 0.989-0.9999)
-# (vit_tiny: batch fixed to 1, so calibrated on one image: 0.91 here, 0.89 mean in the table, ort int8 0.86)
-MIN_COSINE = {"ppocr_cls (mobile v2.0)": 0.99, "silero_vad_16k (op15)": 0.99, "vit_tiny": 0.85}
+# (vit_tiny, random weights: 0.94 here on two images; its attention is flat, so int8 noise weighs more)
+MIN_COSINE = {"ppocr_cls (mobile v2.0)": 0.99, "silero_vad_16k (op15)": 0.99, "vit_tiny": 0.9}
 
 
 def _entries() -> list[Entry]:
