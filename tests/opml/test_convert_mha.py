@@ -221,3 +221,23 @@ def test_corpus_attention_converts_with_a_dynamic_batch(name: str, min_cos: floa
     assert _cosine(got, want) >= min_cos, _cosine(got, want)
     ones = np.concatenate([run(b, [x[i:i + 1] for x in ev])[0] for i in range(3)])
     assert got.tobytes() == ones.tobytes()
+
+
+@pytest.mark.parametrize("name", ["transformer_encoder", "vit_tiny"])
+def test_dynamic_bundle_equals_the_fixed_batch_path_without_the_rewrite(name: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Calibrated on the same sample, the dynamic bundle gives the bytes the fixed-batch conversion gave before the
+    rewrite existed (pending transposes, batch 1): the rewrite moves data only."""
+    from corpus import fix_dims
+    from test_corpus import ENTRIES
+
+    import opml.convert.rewrite_mha as rm
+
+    e = ENTRIES[name]
+    x = e.batch(1, 0)
+    dynamic = convert(e.load(), [np.concatenate([a, a]) for a in x])
+    for rule in ("heads_split", "heads_merge", "slice_squeeze_gather"):
+        monkeypatch.setattr(rm, rule, lambda g: False)
+    before = convert(fix_dims(e.load(), {"batch": 1}), x)
+    for i in range(2):
+        xi = [a[i:i + 1] for a in e.batch(2, 1)]
+        assert run(dynamic, xi)[0].tobytes() == run(before, xi)[0].tobytes()
