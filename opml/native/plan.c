@@ -88,6 +88,26 @@ static int pair_lut8_range(void *ctx, int64_t i0, int64_t i1) {
     return opml_pair_lut8(PTR(1), PTR(2), r[3], PTR(4), r[5], PTR(6), i0, i1, (int)r[OPML_PLAN_REC - 1]);
 }
 
+/* Lookups of at most this many elements run as plain loops here (the kernels' vector paths cost more to set up
+ * than they save: an LSTM step's 32-element gates 130-200 ns -> tens of ns); the same table entries. */
+#define SMALL_LOOKUPS 256
+
+/* y[i] = table[(a[i mod na] << 8) | b[i mod nb]], as opml_pair_lut8. */
+static void small_pair(const int64_t *r) {
+    const uint8_t *t = PTR(1), *a = PTR(2), *b = PTR(4);
+    uint8_t *y = PTR(6);
+    int64_t na = r[3], nb = r[5], n = r[7];
+    if (na == n && nb == n) {
+        for (int64_t i = 0; i < n; i++) y[i] = t[((unsigned)a[i] << 8) | b[i]];
+        return;
+    }
+    for (int64_t i = 0, ia = 0, ib = 0; i < n; i++) {
+        y[i] = t[((unsigned)a[ia] << 8) | b[ib]];
+        ia = ia + 1 == na ? 0 : ia + 1;
+        ib = ib + 1 == nb ? 0 : ib + 1;
+    }
+}
+
 /* ------------------------------------------------------------------------------ data movement */
 
 /* One output row of a transpose: n elements of `size` bytes, read `stride` elements apart. */
@@ -511,8 +531,18 @@ static int run_one(const int64_t *r, int threads) {
     case OP_LAYERNORM:
         return opml_parallel_for(layernorm_range, (void *)r, r[4], parts_for(r[4], r[5], threads));
     case OP_LUT8:
+        if (r[4] >= 0 && r[4] <= SMALL_LOOKUPS) { /* the same table entries without the vector set-up */
+            const uint8_t *t = PTR(1), *x = PTR(2);
+            uint8_t *y = PTR(3);
+            for (int64_t i = 0; i < r[4]; i++) y[i] = t[x[i]];
+            return 0;
+        }
         return opml_parallel_for(lut8_range, (void *)r, r[4], parts_for(r[4], 1, threads));
     case OP_PAIR_LUT8:
+        if (r[7] >= 0 && r[7] <= SMALL_LOOKUPS && r[3] > 0 && r[5] > 0) {
+            small_pair(r);
+            return 0;
+        }
         return opml_parallel_for(pair_lut8_range, (void *)r, r[7], parts_for(r[7], 1, threads));
     case OP_TRANSPOSE:
         if (r[4] < 0 || r[4] > OPML_PLAN_MAX_DIMS) return -1;
