@@ -142,7 +142,8 @@ def batch_plan_for(plan: Plan, batch: int) -> batch_plan.BatchPlan | None:
 def check_input(spec: TensorSpec, value: object) -> tuple[np.ndarray, int | None]:
     """An input value as a C-ordered array of the spec's dtype, and its batch size (None if static).
 
-    Raises :class:`InferenceInputError` naming the input for a wrong dtype kind or shape.
+    A one-value input (declared ``()`` or ``(1,)``) may be given 0-d or as a one-element vector. Raises
+    :class:`InferenceInputError` naming the input for a wrong dtype kind or shape.
     """
     arr = np.asarray(value)
     want = spec.dtype.np
@@ -154,6 +155,8 @@ def check_input(spec: TensorSpec, value: object) -> tuple[np.ndarray, int | None
             raise InferenceInputError(f"input {spec.name!r}: expected dtype {want.name}, got {arr.dtype.name}")
         arr = arr.astype(want)
     dyn = bool(spec.shape) and spec.shape[0] < 0
+    if spec.shape in ((), (1,)) and arr.shape in ((), (1,)):  # one value: 0-d or a one-element vector, either
+        arr = arr.reshape(spec.shape)  # (bundles before 0-d inputs were first-class declared a scalar as (1,))
     if arr.ndim != len(spec.shape) or (tuple(arr.shape[1:]) if dyn else arr.shape) != (
         spec.shape[1:] if dyn else spec.shape
     ):

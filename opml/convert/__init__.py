@@ -275,7 +275,7 @@ def convert(
 def _convert_batch(m: onnx.ModelProto, arrays: list[np.ndarray], name: str | None, weight_bits: int,
                    accuracy: AccuracyOptions | None, trace: ConversionTrace | None) -> Bundle:
     """``convert`` on one calibration batch (``arrays``, checked)."""
-    arrays = [np.ascontiguousarray(a) for a in arrays]  # (a 0-d input is a one-element vector in a bundle)
+    arrays = [np.require(a, requirements="C") for a in arrays]  # (keeps a 0-d input 0-d: shape () in the bundle)
     graph = rewrite_graph(m.graph)
     ins = _graph_inputs(m)
     dynamic = any(_is_dynamic(vi) for vi in ins)

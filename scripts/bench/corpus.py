@@ -582,8 +582,9 @@ def measure(e: Entry, bundle_dir: Path, repeat: int = 5, auto: bool = False) -> 
 
 
 def _engine_feed(xs: list[np.ndarray]) -> list[np.ndarray]:
-    """The engine's inputs: a 0-d input (silero-vad's sample rate) is a one-element vector in a bundle."""
-    return [x.reshape(1) if x.ndim == 0 else x for x in xs]
+    """The engine's inputs: as onnxruntime's (a 0-d input, silero-vad's sample rate, is 0-d in a bundle; the engine
+    also takes it as a one-element vector, as bundles converted before declared it)."""
+    return list(xs)
 
 
 def _slug(name: str) -> str:

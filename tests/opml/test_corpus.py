@@ -135,7 +135,7 @@ def test_corpus_model(name: str) -> None:
         m = fix_dims(e.load(), {"batch": 1})
         xs = [x[:1] for x in xs]
     bundle = convert(m, xs)
-    feed = [x.reshape(1) if x.ndim == 0 else x for x in xs]
+    feed = list(xs)  # (a 0-d input stays 0-d: shape () in the bundle)
     assert _sampled_nodes_equal_reference(bundle, feed, 1) >= 3
     from opml.engine import run
 
@@ -177,7 +177,7 @@ def test_streaming_vad_calibrated_on_many_calls() -> None:
     w = np.array([float(o[0].ravel()[0]) for o in want]).reshape(-1, 1)
 
     def streamed(bundle) -> float:  # type: ignore[no-untyped-def]
-        _, got = stream(e, lambda xs: run(bundle, [x.reshape(1) if x.ndim == 0 else x for x in xs]), 1)
+        _, got = stream(e, lambda xs: run(bundle, xs), 1)
         return _row_cos(np.array([float(o[0].ravel()[0]) for o in got]).reshape(-1, 1), w)[0]
 
     calib = calibration(e, m)
