@@ -10,6 +10,7 @@ dtypes keep the direct int64 evaluation.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -63,14 +64,20 @@ def _gather_pair(table: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _take(table, idx)
 
 
-def _gather_plane(table: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _gather_plane(table: np.ndarray, swapped: Callable[[], np.ndarray], a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """:func:`_gather_pair`, with one operand holding one value per plane of the other (the SE block's channel
-    scale times its feature map, [B, C, 1, 1] x [B, C, H, W]) by one 256-entry table row per plane."""
+    scale times its feature map, [B, C, 1, 1] x [B, C, H, W] either way round) by one 256-entry table row per plane;
+    ``swapped()``: the table with its operands exchanged (entry ``b_byte * 256 + a_byte``), made once."""
     if a.size * PLANE_LUT_MIN <= b.size and (y := native_conv.plane_lut8(table, a, b)) is not None:
         return y
-    if b.size * PLANE_LUT_MIN <= a.size and (y := native_conv.plane_lut8(table, b, a, swap=True)) is not None:
+    if b.size * PLANE_LUT_MIN <= a.size and (y := native_conv.plane_lut8(swapped(), b, a)) is not None:
         return y
     return _gather_pair(table, a, b)
+
+
+def _swapped(table: np.ndarray) -> Callable[[], np.ndarray]:
+    """A function giving (and keeping, from its first call) ``table`` with the two operand bytes exchanged."""
+    return functools.cache(lambda: np.ascontiguousarray(table.reshape(256, 256).T).reshape(-1))
 
 
 def _fits_i64(*terms: int) -> bool:
@@ -118,9 +125,11 @@ def prepare_mul(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
             and _fits_i64((abs(za) + 255) * (abs(zb) + 255))):
         table = _pair_table(a_spec.dtype, b_spec.dtype, out.dtype, formula)
 
+    swapped = _swapped(table) if table is not None else None
+
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
-        if table is not None:
-            return _gather_plane(table, xs[0], xs[1])
+        if table is not None and swapped is not None:
+            return _gather_plane(table, swapped, xs[0], xs[1])
         return formula(xs[0].astype(np.int64), xs[1].astype(np.int64))
 
     return run

@@ -578,10 +578,12 @@ static int conv_range(void *ctx, int64_t i0, int64_t i1) {
     return 0;
 }
 
-/* depthwise output planes of at most this many outputs run by channel blocks (dwcb_range): measured against the
- * plane path (one thread, AVX-512 VNNI, planes -> blocks): 960 x 3x3 70 -> 13 us, 576 x 6x6 62 -> 20 us,
- * 144 x 12x12 30 -> 18 us, 24x24 outputs 1.0-1.2x faster, 48x48 0.8x */
+/* depthwise output planes of at most this many outputs, and narrower than the second bound, run by channel
+ * blocks (dwcb_range): measured against the plane path (one thread, AVX-512 VNNI, planes -> blocks): 960 x 3x3
+ * 70 -> 13 us, 576 x 6x6 62 -> 20 us, 576 x 6x6 1x1 43 -> 17 us, 144 x 12x12 30 -> 18 us, 24x24 outputs 1.0-1.2x
+ * as fast, 48x48 0.8x; planes with rows of 32 or more outputs are faster by planes (2x96, 8x64, 16x32: 0.7-0.97x) */
 #define DWCB_MAX_OUTPUTS 640
+#define DWCB_MAX_WIDTH 31
 static int dwcb_wanted(const struct conv_job *j, int64_t mode);
 static int dwcb_run(const struct conv_job *j, const int64_t *consts, int threads);
 
@@ -998,7 +1000,7 @@ CONV_AVX512 static int dwcb_range(void *ctx, int64_t i0, int64_t i1) {
 static int dwcb_wanted(const struct conv_job *j, int64_t mode) {
 #ifdef CONV_X86
     if (mode == 1 || j->cg != 1 || j->mg != 1 || !have_avx512(j->isa)) return 0;
-    return mode == 2 || j->oh * j->ow <= DWCB_MAX_OUTPUTS;
+    return mode == 2 || (j->oh * j->ow <= DWCB_MAX_OUTPUTS && j->ow <= DWCB_MAX_WIDTH);
 #else
     (void)j, (void)mode;
     return 0;

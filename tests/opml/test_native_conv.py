@@ -9,12 +9,12 @@ import os
 
 import numpy as np
 import pytest
-from engine_cases import INT8, INT32, _gemm_node, act, check, int_array, qspec, requant_out
+from engine_cases import INT8, INT32, UINT8, _gemm_node, act, check, int_array, one_node, qspec, requant_out
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from native_child import child_hash
 
-from opml import kernels, native
+from opml import kernels, kernels_pointwise, native
 from opml.intmath import clip_int32, requantize, round_div
 from opml.native import conv as native_conv
 from opml.parallel import set_worker_count
@@ -407,3 +407,20 @@ def test_plane_lut8_equals_the_table_gather(isa: str, planes: int, n: int, adt: 
     assert y is not None and y.shape == b.shape and np.array_equal(y, want)
     if n > 1:  # the full operand first: not a per-plane form
         assert native_conv.plane_lut8(table, b, a) is None
+
+
+@pytest.mark.parametrize("full_first", [True, False])
+@pytest.mark.parametrize("hw", [(1, 3), (3, 3), (2, 96), (12, 12)])
+def test_se_mul_per_plane_equals_reference(full_first: bool, hw: tuple[int, int]) -> None:
+    """The SE block's mul of a feature map and its per-channel scale, either operand first (the second by the
+    table with its operands exchanged), small and large planes: engine == opml.reference."""
+    rng = np.random.default_rng(hw[0] * 7 + full_first)
+    full = rng.integers(-128, 128, size=(1, 40, *hw)).astype(np.int8)
+    scale = rng.integers(0, 256, size=(1, 40, 1, 1)).astype(np.uint8)
+    ins = [act("x", INT8, full.shape, 0.05, -3), act("s", UINT8, scale.shape, 1 / 255, 0)]
+    vals = [full, scale]
+    if not full_first:
+        ins, vals = ins[::-1], vals[::-1]
+    b = one_node("mul", ins, act("y", INT8, full.shape, 0.04, 2), mult=1 << 29, shift=32, qmin=-128, qmax=127)
+    want = check(b, vals)  # the engine (its batch plan) == the reference
+    assert kernels_pointwise.prepare_mul(b.nodes[0], b.tensors)(vals).tobytes() == want.tobytes()  # the node kernel
