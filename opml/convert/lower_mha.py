@@ -43,13 +43,12 @@ def resolve_reshape(in_shape: tuple[int, ...], target: list[int], allowzero: boo
     return tuple(t) if int(np.prod(t, dtype=np.int64)) == size else None
 
 
-def _target(ctx: Context, node: onnx.NodeProto, i: int, in_shape: tuple[int, ...], what: str) -> tuple[int, ...]:
+def _target(ctx: Context, node: onnx.NodeProto, i: int, in_shape: tuple[int, ...], allowzero: int,
+            what: str) -> tuple[int, ...]:
     v = ctx.need(node, i)
     if not v.is_const:
         raise ctx.err(f"the {what} reshape target must be computable before the data (a shape computation)")
-    az = list(ctx.attr(node, "allowzero", []))
-    out = resolve_reshape(in_shape, [int(d) for d in np.asarray(v.data).reshape(-1)], bool(az[i - 1]) if
-                          len(az) >= i else False)
+    out = resolve_reshape(in_shape, [int(d) for d in np.asarray(v.data).reshape(-1)], bool(allowzero))
     if out is None:
         raise ctx.err(f"the {what} reshape target {np.asarray(v.data).tolist()} does not fit {list(in_shape)}")
     return out
@@ -77,44 +76,64 @@ def _activation(ctx: Context, node: onnx.NodeProto, rank: int) -> Val:
 @lowering("AievmHeadsSplit")
 def lower_heads_split(ctx: Context, node: onnx.NodeProto) -> None:
     x = _activation(ctx, node, 3)
-    n, seq, c3 = x.data.shape
-    index = int(ctx.attr(node, "index", 0))
-    if c3 % 3 or not 0 <= index < 3:
-        raise ctx.err(f"packed q/k/v of width {c3}, index {index}" + _NOT_THIS)
-    e = c3 // 3
-    s0 = _target(ctx, node, 1, (seq, n, c3), "q/k/v split")
-    if s0 != (seq, n, 3, e):
-        raise ctx.err(f"the q/k/v split reshapes [L, N, 3E] = {[seq, n, c3]} to {list(s0)}, not [L, N, 3, E]"
-                      + _NOT_THIS)
-    s1 = _target(ctx, node, 2, (seq, n, e), "heads")
-    if len(s1) != 3 or s1[0] != seq or s1[1] % n or e % (s1[1] // n or 1) or s1[2] * (s1[1] // n) != e:
+    n, seq, width = x.data.shape
+    index = int(ctx.attr(node, "index", -1))
+    perm = [int(p) for p in ctx.attr(node, "perm", [1, 0, 2])]
+    az = [int(a) for a in ctx.attr(node, "allowzero", [])] + [0, 0]
+    if sorted(perm) != [0, 1, 2] or perm[0] != 1:
+        raise ctx.err(f"the heads transpose {perm} does not put the merged batch-heads axis first" + _NOT_THIS)
+    name = node.output[0]
+    if index >= 0:  # packed projections: [L, N, k * E] -> [L, N, k, E], then part ``index``
+        s0 = _target(ctx, node, 1, (seq, n, width), az.pop(0), "packed projection")
+        if len(s0) != 4 or s0[:2] != (seq, n) or s0[2] * s0[3] != width or not index < s0[2]:
+            raise ctx.err(f"the packed projection reshapes [L, N, kE] = {[seq, n, width]} to {list(s0)}, not "
+                          f"[L, N, k, E] with k > {index}" + _NOT_THIS)
+        e = s0[3]
+        big = 1 << 62  # (the batch axis is sliced whole, whatever the batch)
+        x = _move(ctx, "slice", x, name + "_part", {"starts": [0, 0, index * e], "ends": [big, seq, (index + 1) * e],
+                                                      "steps": [1, 1, 1]}, None)
+    e = x.data.shape[2]
+    s1 = _target(ctx, node, 2, (seq, n, e), az.pop(0), "heads")
+    h = s1[1] // n if len(s1) == 3 and s1[1] % n == 0 else 0
+    if len(s1) != 3 or s1[0] != seq or h == 0 or s1[2] * h != e:
         raise ctx.err(f"the heads reshape of [L, N, E] = {[seq, n, e]} gives {list(s1)}, not [L, N * H, E / H]"
                       + _NOT_THIS)
     if ctx.b.batch and not ctx.need(node, 2).batch_dependent:
         raise ctx.err(f"the heads reshape target {list(s1)} is a constant: it does not follow the batch" + BATCH_HINT)
-    h, d = s1[1] // n, s1[2]
-    name = node.output[0]
-    big = 1 << 62  # (the batch axis is sliced whole, whatever the batch)
-    s = _move(ctx, "slice", x, name + "_qkv", {"starts": [0, 0, index * e], "ends": [big, seq, (index + 1) * e],
-                                                "steps": [1, 1, 1]}, None)
-    r = _move(ctx, "reshape", s, name + "_heads", {}, (n, seq, h, d))
-    t = _move(ctx, "transpose", r, name + "_nhld", {"perm": [0, 2, 1, 3]}, None)
-    ctx.set(node, _move(ctx, "reshape", t, name, {}, (n * h, seq, d)))
+    d = s1[2]
+    groups = {0: [1], 1: [0, 2], 2: [3]}  # ONNX axes of [L, N * H, d] -> physical axes of [N, L, H, d]
+    phys = [a for p in perm for a in groups[p]]
+    r = _move(ctx, "reshape", x, name + "_heads", {}, (n, seq, h, d))
+    if phys != [0, 1, 2, 3]:
+        r = _move(ctx, "transpose", r, name + "_batch_first", {"perm": phys}, None)
+    ctx.set(node, _move(ctx, "reshape", r, name, {}, tuple((seq, n * h, d)[p] for p in perm)))
 
 
 @lowering("AievmHeadsMerge")
 def lower_heads_merge(ctx: Context, node: onnx.NodeProto) -> None:
-    y = _activation(ctx, node, 4)
-    n, h, seq, d = y.data.shape
+    merged = bool(ctx.attr(node, "merged", 0))
+    y = _activation(ctx, node, 3 if merged else 4)
     eo = int(ctx.attr(node, "out_features", 0))
-    s3 = _target(ctx, node, 1, (seq, n, h, d), "heads merge")
-    if s3 != (seq * n, h * d):
-        raise ctx.err(f"the heads merge reshapes [L, N, H, d] = {[seq, n, h, d]} to {list(s3)}, not [L * N, H * d]"
-                      + _NOT_THIS)
-    s4 = _target(ctx, node, 2, (seq * n, eo), "output")
+    az = [int(a) for a in ctx.attr(node, "allowzero", [])] + [0, 0]
+    name = node.output[0]
+    if merged:  # y [N * H, L, d] (torch's bmm path): N from the merge target [L * N, H * d]
+        nh, seq, d = y.data.shape
+        s3 = _target(ctx, node, 1, (seq, nh, d), az[0], "heads merge")
+        n = s3[0] // seq if len(s3) == 2 and s3[0] % seq == 0 else 0
+        if n == 0 or nh % n or s3[1] != nh // n * d or (ctx.b.batch and n != ctx.b.batch):
+            raise ctx.err(f"the heads merge reshapes [L, N * H, d] = {[seq, nh, d]} to {list(s3)}, not [L * N, H * d]"
+                          " with N the batch" + _NOT_THIS)
+        h = nh // n
+        y = _move(ctx, "reshape", y, name + "_heads", {}, (n, h, seq, d))
+    else:
+        n, h, seq, d = y.data.shape
+        s3 = _target(ctx, node, 1, (seq, n, h, d), az[0], "heads merge")
+        if s3 != (seq * n, h * d):
+            raise ctx.err(f"the heads merge reshapes [L, N, H, d] = {[seq, n, h, d]} to {list(s3)}, not "
+                          "[L * N, H * d]" + _NOT_THIS)
+    s4 = _target(ctx, node, 2, (seq * n, eo), az[1], "output")
     if s4 != (seq, n, eo):
         raise ctx.err(f"the output reshape of [L * N, E'] = {[seq * n, eo]} gives {list(s4)}, not [L, N, E']"
                       + _NOT_THIS)
-    name = node.output[0]
     t = _move(ctx, "transpose", y, name + "_nlhd", {"perm": [0, 2, 1, 3]}, None)
     ctx.set(node, _move(ctx, "reshape", t, name, {}, (n, seq, h * d)))

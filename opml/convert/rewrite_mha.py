@@ -90,10 +90,12 @@ def _shape_ok(g: _Graph, name: str) -> bool:
                for c in g.consumers.get(name, []) if c.op_type == "Shape")
 
 
-def _shape_nodes(g: _Graph, dead: str, src: str, groups: list[list[int] | int], anchor: _New) -> None:
+def _shape_nodes(g: _Graph, dead: str, src: str, groups: list[list[int] | tuple[list[int], int] | int],
+                 anchor: _New) -> None:
     """Re-point each ``Shape(dead)`` to the dimensions of ``src``: entry ``i`` is the product of ``src``'s
-    dimensions ``groups[i]`` (a list of axes), or the literal ``groups[i]`` (an int). Standard ops on a shape,
-    which fold to constants during conversion; each replaces its Shape node in place."""
+    dimensions ``groups[i]`` (a list of axes; ``(axes, k)``: that product divided by ``k``), or the literal
+    ``groups[i]`` (an int). Standard ops on a shape, which fold to constants during conversion; each replaces
+    its Shape node in place."""
     for sh in (c for c in g.consumers.get(dead, []) if c.op_type == "Shape"):
         base = f"{sh.output[0]}_aievm_bf"
         nodes = [helper.make_node("Shape", [src], [base + "_src"], name=base + "_shape")]
@@ -102,8 +104,9 @@ def _shape_nodes(g: _Graph, dead: str, src: str, groups: list[list[int] | int], 
             if isinstance(grp, int):
                 parts.append(g.add_init(f"{base}_c{i}", np.array([grp], dtype=np.int64)))
                 continue
+            axes, div = grp if isinstance(grp, tuple) else (grp, 1)
             cur = ""
-            for j, axis in enumerate(grp):
+            for j, axis in enumerate(axes):
                 idx = g.add_init(f"{base}_i{i}_{j}", np.array([axis], dtype=np.int64))
                 out = f"{base}_g{i}_{j}"
                 nodes.append(helper.make_node("Gather", [base + "_src", idx], [out], axis=0, name=out))
@@ -112,6 +115,10 @@ def _shape_nodes(g: _Graph, dead: str, src: str, groups: list[list[int] | int], 
                     nodes.append(helper.make_node("Mul", [cur, out], [prod], name=prod))
                     out = prod
                 cur = out
+            if div != 1:
+                k = g.add_init(f"{base}_k{i}", np.array([div], dtype=np.int64))
+                nodes.append(helper.make_node("Div", [cur, k], [f"{base}_q{i}"], name=f"{base}_q{i}"))
+                cur = f"{base}_q{i}"
             parts.append(cur)
         nodes.append(helper.make_node("Concat", parts, [sh.output[0]], axis=0, name=sh.name or base))
         anchor.add(sh, nodes, drop=True)
@@ -140,75 +147,142 @@ class _New:
         g._index()
 
 
-def heads_split(g: _Graph) -> bool:
-    """Rewrite the input side of one batch_first self-attention (module docstring); True if it did."""
-    for t_in in g.nodes:
-        if not _perm(t_in, [1, 0, 2]):
-            continue
-        mm = _only_data(g, t_in.output[0], "MatMul")
-        w = _const(g, mm.input[1]) if mm is not None else None
-        if mm is None or w is None or w.ndim != 2 or w.shape[1] % 3:
-            continue
-        add = g.only_consumer(mm.output[0])
-        bias = _const(g, g.other_input(add, mm.output[0]) or "") if add is not None and add.op_type == "Add" else None
-        if add is None or bias is None or bias.size != w.shape[1]:
-            continue
-        r0 = _only_data(g, add.output[0], "Reshape")
-        un = _only_data(g, r0.output[0], "Unsqueeze") if r0 is not None else None
-        if r0 is None or un is None or _axes(g, un) != [0]:
-            continue
+def _folded(g: _Graph, name: str, depth: int = 6) -> np.ndarray | None:
+    """The value of ``name`` when it is computed from constants only (torch slices the q projection's weight
+    out of ``in_proj_weight`` and transposes it), by the ONNX reference evaluator; None otherwise."""
+    c = _const(g, name)
+    if c is not None or depth == 0:
+        return c
+    p = g.producer.get(name)
+    if p is None or p.op_type not in ("Transpose", "Slice", "Gather", "Reshape", "Unsqueeze", "Squeeze") or \
+            p.domain not in ("", "ai.onnx"):
+        return None
+    ins = [_folded(g, i, depth - 1) if i else None for i in p.input]
+    if any(v is None for i, v in zip(p.input, ins, strict=True) if i):
+        return None
+    from onnx.reference import ReferenceEvaluator
+
+    names = [i for i in p.input if i]
+    feeds = {i: v for i, v in zip(p.input, ins, strict=True) if i}
+    graph = helper.make_graph([p], "fold", [helper.make_tensor_value_info(i, helper.np_dtype_to_tensor_dtype(
+        feeds[i].dtype), feeds[i].shape) for i in names], [helper.make_tensor_value_info(p.output[0], 0, None)])
+    try:  # (opset 13 forms: Slice/Squeeze/Unsqueeze with inputs, as torch exports them since opset 13)
+        return np.asarray(ReferenceEvaluator(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+                          .run(None, feeds)[0])
+    except Exception:
+        return None
+
+
+def _rank(g: _Graph, name: str) -> int | None:
+    """The rank of ``name`` by construction: of a constant, a Transpose (its perm), or a Slice, Identity or Cast
+    of one (torch's q projection weight is ``Transpose(Slice(in_proj_weight, 0, E))`` with ``E`` read from a
+    shape, its bias ``Slice(in_proj_bias, 0, E)``); None when unknown."""
+    v = _folded(g, name)
+    if v is not None:
+        return v.ndim
+    p = g.producer.get(name)
+    if p is not None and p.op_type == "Transpose" and _attr(p, "perm", None) is not None:
+        return len(_attr(p, "perm", []))  # type: ignore[arg-type]
+    if p is not None and p.op_type in ("Slice", "Identity", "Cast") and p.input:
+        return _rank(g, p.input[0])
+    return None
+
+
+def _heads_chain(g: _Graph, v: str) -> tuple[onnx.NodeProto, onnx.NodeProto] | None:
+    """``v [L, N, E] -> Reshape -> Transpose(p)`` with ``p[0] == 1`` (the merged batch-heads axis first): the two
+    nodes (q ``(1, 0, 2)``, and k ``(1, 2, 0)`` where torch transposes it for ``q @ k^T`` at once)."""
+    r1 = _only_data(g, v, "Reshape")
+    t1 = _only_data(g, r1.output[0], "Transpose") if r1 is not None else None
+    if r1 is None or t1 is None or not (_perm(t1, [1, 0, 2]) or _perm(t1, [1, 2, 0])):
+        return None
+    return r1, t1
+
+
+def _projection(g: _Graph, t_in: onnx.NodeProto, mm: onnx.NodeProto) -> bool:
+    """Rewrite one projection ``MatMul(Transpose(x), W) (+ b)`` of a batch_first attention and the chains that
+    split its heads (packed q/k/v or k/v, or one of q, k, v); True if it did."""
+    # MatMul(Transpose(x), W) = Transpose(MatMul(x, W)) for a matrix W; Add(b, .) commutes for a vector b
+    if _rank(g, mm.input[1]) != 2:
+        return False
+    add = g.only_consumer(mm.output[0])
+    bias = g.other_input(add, mm.output[0]) if add is not None and add.op_type == "Add" else None
+    if add is not None and (bias is None or _rank(g, bias) not in (0, 1)):
+        add = None  # (the Add is not a bias over the last axis: the projection ends at the MatMul)
+    p = add if add is not None else mm
+    out = p.output[0]
+    old: list[onnx.NodeProto] = [mm] + ([add] if add is not None else [])
+    chains: list[tuple[int, onnx.NodeProto, onnx.NodeProto]] = []  # (index in the packed axis or -1, r1, t1)
+    r0 = _only_data(g, out, "Reshape")
+    un = _only_data(g, r0.output[0], "Unsqueeze") if r0 is not None else None
+    direct = _heads_chain(g, out)
+    if direct is not None:
+        chains.append((-1, *direct))
+        r0 = None
+    elif r0 is not None and un is not None and _axes(g, un) == [0]:
         tq = _only_data(g, un.output[0], "Transpose")
         sq = _only_data(g, tq.output[0], "Squeeze") if tq is not None and _perm(tq, [3, 1, 2, 0, 4]) else None
         if tq is None or sq is None or _axes(g, sq) != [3] or sq.output[0] in g.outputs:
-            continue
+            return False
         gathers = g.consumers.get(sq.output[0], [])
-        chains = []
         for ga in gathers:
             idx = g.const(ga.input[1]) if ga.op_type == "Gather" and ga.input[0] == sq.output[0] else None
-            if idx is None or idx.ndim != 0 or int(idx) not in (0, 1, 2) or int(_attr(ga, "axis", 0)) != 0:  # type: ignore[call-overload]
-                break
-            r1 = _only_data(g, ga.output[0], "Reshape")
-            t1 = _only_data(g, r1.output[0], "Transpose") if r1 is not None else None
-            if r1 is None or t1 is None or not _perm(t1, [1, 0, 2]):
-                break
-            chains.append((int(idx), ga, r1, t1))
+            if idx is None or idx.ndim != 0 or int(_attr(ga, "axis", 0)) != 0:  # type: ignore[call-overload]
+                return False
+            chain = _heads_chain(g, ga.output[0])
+            if chain is None or ga.output[0] in g.outputs or g.consumers.get(ga.output[0], []) != [chain[0]]:
+                return False
+            chains.append((int(idx), *chain))
         if not chains or len(chains) != len(gathers) or len({c[0] for c in chains}) != len(chains):
+            return False
+        old += [r0, un, tq, sq] + gathers
+    else:
+        return False
+    dead = [n.output[0] for n in old] + [c[1].output[0] for c in chains]
+    if any(n in g.outputs for n in dead) or not _shape_ok(g, out):
+        return False
+    if any(c.op_type == "Shape" for n in dead if n != out for c in g.consumers.get(n, [])):
+        return False  # (torch reads the dimensions of the projection only; others would need their own mapping)
+    # the batch-first projection keeps the names of the one it replaces: the same values in another layout
+    # (what name-based tools measure, e.g. ``accuracy``'s int16 candidates, run on the original model)
+    new = _New()
+    proj = [helper.make_node("MatMul", [t_in.input[0], mm.input[1]], [mm.output[0]], name=(mm.name or out) + "_bf")]
+    if add is not None:
+        proj.append(helper.make_node("Add", [mm.output[0], g.other_input(add, mm.output[0]) or ""], [out],
+                                     name=(add.name or out) + "_bf"))
+    new.add(mm, proj)
+    _shape_nodes(g, out, out, [[1], [0], [2]], new)
+    for c, r1, t1 in chains:  # t1 [N * H, L, d] is batch-major: a real tensor (leading dim H * batch)
+        perm = [int(v) for v in _attr(t1, "perm", [])]  # type: ignore[attr-defined]
+        az = [int(_attr(r, "allowzero", 0)) for r in (r0, r1) if r is not None]  # type: ignore[call-overload]
+        new.add(t1, [helper.make_node(HEADS_SPLIT, [out, r0.input[1] if r0 is not None else "", r1.input[1]],
+                                      [t1.output[0]], domain="aievm", name=t1.name or t1.output[0], index=c,
+                                      perm=perm, allowzero=az)])
+    new.apply(g, old + [n for c in chains for n in c[1:]])
+    return True
+
+
+def heads_split(g: _Graph) -> bool:
+    """Rewrite the input side of one batch_first attention projection (module docstring); True if it did."""
+    for t_in in g.nodes:
+        if not _perm(t_in, [1, 0, 2]) or t_in.input[0] in g.outputs:
             continue
-        dead = [mm.output[0], add.output[0], r0.output[0], un.output[0], tq.output[0], sq.output[0]]
-        dead += [o for c in chains for o in (c[1].output[0], c[2].output[0])]
-        if any(n in g.outputs for n in dead) or not _shape_ok(g, add.output[0]):
-            continue
-        if any(c.op_type == "Shape" for n in dead if n != add.output[0] for c in g.consumers.get(n, [])):
-            continue  # (torch reads the dimensions of qkv only; others would need their own mapping)
-        # the batch-first projection keeps the names of the one it replaces: the same values in another layout
-        # (what name-based tools measure, e.g. ``accuracy``'s int16 candidates, run on the original model)
-        base = add.output[0]
-        new = _New()
-        new.add(mm, [helper.make_node("MatMul", [t_in.input[0], mm.input[1]], [mm.output[0]],
-                                      name=(mm.name or base) + "_bf"),
-                     helper.make_node("Add", [mm.output[0], g.other_input(add, mm.output[0]) or ""], [base],
-                                      name=(add.name or base) + "_bf")])
-        _shape_nodes(g, add.output[0], base, [[1], [0], [2]], new)
-        for c, _ga, r1, t1 in chains:  # t1 [N * H, L, d] is batch-major: a real tensor (leading dim H * batch)
-            new.add(t1, [helper.make_node(HEADS_SPLIT, [base, r0.input[1], r1.input[1]], [t1.output[0]],
-                                          domain="aievm", name=t1.name or t1.output[0], index=c,
-                                          allowzero=[int(_attr(r, "allowzero", 0)) for r in (r0, r1)])])  # type: ignore[call-overload]
-        new.apply(g, [mm, add, r0, un, tq, sq] + [n for c in chains for n in c[1:]])
-        return True
+        for mm in _data_consumers(g, t_in.output[0]):
+            if mm.op_type == "MatMul" and mm.input[0] == t_in.output[0] and _projection(g, t_in, mm):
+                return True
     return False
 
 
 def heads_merge(g: _Graph) -> bool:
-    """Rewrite the output side of one batch_first self-attention (module docstring); True if it did."""
+    """Rewrite the output side of one batch_first attention (module docstring); True if it did."""
     for t6 in g.nodes:
-        if not _perm(t6, [2, 0, 1, 3]):
+        if not (_perm(t6, [2, 0, 1, 3]) or _perm(t6, [1, 0, 2])):
             continue
         r3 = _only_data(g, t6.output[0], "Reshape")
         gemm = _only_data(g, r3.output[0], "Gemm") if r3 is not None else None
         if gemm is None or r3 is None or len(gemm.input) < 2:
             continue
-        w = _const(g, gemm.input[1])
-        b = _const(g, gemm.input[2]) if len(gemm.input) > 2 and gemm.input[2] else None
+        w = _folded(g, gemm.input[1])
+        b = _folded(g, gemm.input[2]) if len(gemm.input) > 2 and gemm.input[2] else None
         if w is None or w.ndim != 2 or float(_attr(gemm, "alpha", 1.0)) != 1.0 or int(_attr(gemm, "transA", 0)):  # type: ignore[arg-type, call-overload]
             continue
         if b is not None and float(_attr(gemm, "beta", 1.0)) != 1.0:  # type: ignore[arg-type]
@@ -223,11 +297,12 @@ def heads_merge(g: _Graph) -> bool:
         dead = [t6.output[0], r3.output[0], gemm.output[0], r4.output[0]]
         if any(n in g.outputs for n in dead) or not all(_shape_ok(g, n) for n in dead):
             continue
+        merged = _perm(t6, [1, 0, 2])  # y [N * H, L, d] (torch's bmm path) rather than [N, H, L, d]
         y, z, eo = t6.input[0], t7.output[0], int(wt.shape[1])
         base = z + "_aievm_bf"
         wname = g.add_init(base + "_w", np.ascontiguousarray(wt, dtype=np.float32))
         nodes = [helper.make_node(HEADS_MERGE, [y, r3.input[1], r4.input[1]], [base + "_y"], domain="aievm",
-                                  name=(r3.name or base) + "_bf", out_features=eo,
+                                  name=(r3.name or base) + "_bf", out_features=eo, merged=int(merged),
                                   allowzero=[int(_attr(r, "allowzero", 0)) for r in (r3, r4)])]  # type: ignore[call-overload]
         if b is not None:
             bname = g.add_init(base + "_b", np.broadcast_to(np.asarray(b, dtype=np.float32).reshape(-1), (eo,)).copy())
@@ -238,11 +313,18 @@ def heads_merge(g: _Graph) -> bool:
             nodes.append(helper.make_node("MatMul", [base + "_y", wname], [z], name=(gemm.name or base) + "_bf"))
         new = _New()
         new.add(t7, nodes)
-        # (torch reads the output's dimensions to reshape it: they come from y [N, H, L, d] and E')
-        _shape_nodes(g, t6.output[0], y, [[2], [0], [1], [3]], new)
-        _shape_nodes(g, r3.output[0], y, [[2, 0], [1, 3]], new)
-        _shape_nodes(g, gemm.output[0], y, [[2, 0], eo], new)
-        _shape_nodes(g, r4.output[0], y, [[2], [0], eo], new)
+        # (torch reads the output's dimensions to reshape it: they come from y and E')
+        if merged:  # y [N * H, L, d]: N * L = |y| / E, N = (N * H) * d / E
+            e = int(wt.shape[0])
+            _shape_nodes(g, t6.output[0], y, [[1], [0], [2]], new)
+            _shape_nodes(g, r3.output[0], y, [([0, 1, 2], e), e], new)
+            _shape_nodes(g, gemm.output[0], y, [([0, 1, 2], e), eo], new)
+            _shape_nodes(g, r4.output[0], y, [[1], ([0, 2], e), eo], new)
+        else:
+            _shape_nodes(g, t6.output[0], y, [[2], [0], [1], [3]], new)
+            _shape_nodes(g, r3.output[0], y, [[2, 0], [1, 3]], new)
+            _shape_nodes(g, gemm.output[0], y, [[2, 0], eo], new)
+            _shape_nodes(g, r4.output[0], y, [[2], [0], eo], new)
         new.apply(g, [t6, r3, gemm, r4, t7])
         return True
     return False

@@ -25,7 +25,7 @@ from opml.convert import convert
 from opml.engine import run
 from opml.errors import ConversionError
 
-SOME = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SOME = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 I64 = TensorProto.INT64
 
 
@@ -33,9 +33,13 @@ def _i64(name: str, v: object) -> onnx.TensorProto:
     return _init(name, np.array(v, np.int64))
 
 
-def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "", batch: int | str = "N") -> onnx.ModelProto:
-    """torch's export of ``nn.MultiheadAttention(e, h, batch_first=True)`` self-attention, shape reads included.
+def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "", batch: int | str = "N",
+         bmm: bool = False, cross: bool = False) -> onnx.ModelProto:
+    """torch's export of ``nn.MultiheadAttention(e, h, batch_first=True)`` attention, shape reads included.
 
+    ``bmm``: the ``need_weights=True`` path (k transposed by (1, 2, 0), attention on ``[N * H, L, d]``);
+    ``cross``: query and key/value through separate projections (q's weight and bias sliced out of the packed
+    ones with a shape-computed end, k/v packed by two), as for ``query is not key``.
     ``bad``: "s0" reshapes the packed q/k/v to ``[N, L, 3, E]``; "s1" splits the heads with a constant target."""
     d = e // h
     n: list[onnx.NodeProto] = []
@@ -48,38 +52,60 @@ def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "", batc
     mk("Unsqueeze", ["N", "a0"], ["N1"])
     mk("Mul", ["N", "H"], ["NH"])
     mk("Unsqueeze", ["NH", "a0"], ["NH1"])
-    mk("MatMul", ["xt", "w_in"], ["mm"])
-    mk("Add", ["b_in", "mm"], ["qkv"])
+    mk("Concat", ["L1", "NH1", "d1"], ["s1"], axis=0)
+    parts = {}  # q/k/v [L, N, E] by name
+    if cross:  # q: Transpose(Slice(W, 0, E)) with E read from the shape; k/v: another transpose of x, packed by 2
+        mk("Gather", ["sx", "c2"], ["E"], axis=0)
+        mk("Unsqueeze", ["E", "a0"], ["E1"])
+        mk("Slice", ["w_in_t", "z1", "E1", "z1"], ["wq_t"])
+        mk("Transpose", ["wq_t"], ["wq"], perm=[1, 0])
+        mk("Slice", ["b_in", "z1", "E1", "z1"], ["bq"])
+        mk("MatMul", ["xt", "wq"], ["mmq"])
+        mk("Add", ["bq", "mmq"], ["q"])
+        parts["q"] = "q"
+        mk("Transpose", ["x"], ["xt2"], perm=[1, 0, 2])
+        src, w_in, b_in, k_parts, names = "xt2", "w_kv", "b_kv", 2, "kv"
+    else:
+        src, w_in, b_in, k_parts, names = "xt", "w_in", "b_in", 3, "qkv"
+    mk("MatMul", [src, w_in], ["mm"])
+    mk("Add", [b_in, "mm"], ["qkv"])
     mk("Shape", ["qkv"], ["sq"])
     mk("Slice", ["sq", "z1", "two"], ["ln"])
     if bad == "s0":
-        mk("Concat", ["N1", "L1", "three_e"], ["s0"], axis=0)
+        mk("Concat", ["N1", "L1", "parts_e"], ["s0"], axis=0)
     else:
-        mk("Concat", ["ln", "three_e"], ["s0"], axis=0)
+        mk("Concat", ["ln", "parts_e"], ["s0"], axis=0)
     mk("Reshape", ["qkv", "s0"], ["r0"])
     mk("Unsqueeze", ["r0", "a0"], ["u"])
     mk("Transpose", ["u"], ["tq"], perm=[3, 1, 2, 0, 4])
     mk("Squeeze", ["tq", "a3"], ["sqz"])
-    mk("Concat", ["L1", "NH1", "d1"], ["s1"], axis=0)
-    heads = {}
-    for c, nm in enumerate("qkv"):
+    for c, nm in enumerate(names):
         mk("Gather", ["sqz", f"c{c}"], [f"g{nm}"], axis=0)
-        mk("Reshape", [f"g{nm}", "s1_const" if bad == "s1" else "s1"], [f"r1{nm}"])
-        mk("Transpose", [f"r1{nm}"], [f"t1{nm}"], perm=[1, 0, 2])
+        parts[nm] = f"g{nm}"
+    heads = {}
+    for nm in "qkv":
+        mk("Reshape", [parts[nm], "s1_const" if bad == "s1" else "s1"], [f"r1{nm}"])
+        mk("Transpose", [f"r1{nm}"], [f"t1{nm}"], perm=[1, 2, 0] if bmm and nm == "k" else [1, 0, 2])
         if nm == "k":  # (torch reads the source length from k's merged view)
             mk("Shape", ["t1k"], ["sk"])
-            mk("Gather", ["sk", "c1"], ["S"], axis=0)
+            mk("Gather", ["sk", "c2" if bmm else "c1"], ["S"], axis=0)
             mk("Unsqueeze", ["S", "a0"], ["S1"])
-        seq1 = "L1" if nm == "q" else "S1"
-        mk("Concat", ["N1", "h1", seq1, "d1"], [f"s2{nm}"], axis=0)
+        if bmm:
+            heads[nm] = f"t1{nm}"
+            continue
+        mk("Concat", ["N1", "h1", "L1" if nm == "q" else "S1", "d1"], [f"s2{nm}"], axis=0)
         mk("Reshape", [f"t1{nm}", f"s2{nm}"], [f"x{nm}"])
         heads[nm] = f"x{nm}"
-    mk("Transpose", ["xk"], ["kt"], perm=[0, 1, 3, 2])
-    mk("MatMul", ["xq", "kt"], ["sc"])
-    mk("Mul", ["sc", "scale"], ["scs"])
+    if bmm:
+        mk("Mul", [heads["q"], "scale"], ["qs"])
+        mk("MatMul", ["qs", heads["k"]], ["scs"])
+    else:
+        mk("Transpose", ["xk"], ["kt"], perm=[0, 1, 3, 2])
+        mk("MatMul", ["xq", "kt"], ["sc"])
+        mk("Mul", ["sc", "scale"], ["scs"])
     mk("Softmax", ["scs"], ["p"], axis=-1)
-    mk("MatMul", ["p", "xv"], ["y"])
-    mk("Transpose", ["y"], ["t6"], perm=[2, 0, 1, 3])
+    mk("MatMul", ["p", heads["v"]], ["y"])
+    mk("Transpose", ["y"], ["t6"], perm=[1, 0, 2] if bmm else [2, 0, 1, 3])
     mk("Mul", ["L", "N"], ["LN"])
     mk("Unsqueeze", ["LN", "a0"], ["LN1"])
     mk("Concat", ["LN1", "e1"], ["s3"], axis=0)
@@ -92,14 +118,19 @@ def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "", batc
     mk("Reshape", ["gm", "s4"], ["r4"])
     mk("Transpose", ["r4"], ["z"], perm=[1, 0, 2])
     mk("Add", ["x", "z"], ["out"])
+    w = rng.normal(0, e ** -0.5, (3 * e, e)).astype(np.float32)  # (torch's in_proj_weight [3E, E])
+    b = rng.normal(0, 0.1, 3 * e).astype(np.float32)
     inits = [_i64("c0", 0), _i64("c1", 1), _i64("c2", 2), _i64("a0", [0]), _i64("a3", [3]), _i64("z1", [0]),
              _i64("two", [2]), _i64("H", h), _i64("h1", [h]), _i64("d1", [d]), _i64("e1", [e]),
-             _i64("three_e", [3, e]),
-             _init("w_in", rng.normal(0, e ** -0.5, (e, 3 * e)).astype(np.float32)),
-             _init("b_in", rng.normal(0, 0.1, 3 * e).astype(np.float32)),
+             _i64("parts_e", [k_parts, e]),
              _init("w_out", rng.normal(0, e ** -0.5, (e, e)).astype(np.float32)),
              _init("b_out", rng.normal(0, 0.1, e).astype(np.float32)),
              _init("scale", np.array(d ** -0.5, np.float32))]
+    if cross:
+        inits += [_init("w_in_t", w), _init("b_in", b), _init("w_kv", np.ascontiguousarray(w[e:].T)),
+                  _init("b_kv", b[e:])]
+    else:
+        inits += [_init("w_in", np.ascontiguousarray(w.T)), _init("b_in", b)]
     if bad == "s1":
         inits.append(_i64("s1_const", [seq, 2 * h, d]))
     return _model(n, [_f("x", [batch, seq, e])], inits, outputs=["out"])
@@ -113,11 +144,12 @@ def _batch3_is_three_batch1(bundle, x: np.ndarray) -> None:  # type: ignore[no-u
 
 @SOME
 @given(h=st.sampled_from([1, 2, 4]), d=st.integers(1, 4), seq=st.integers(1, 5), batch=st.integers(2, 4),
-       seed=st.integers(0, 2**16))
-def test_batch_first_self_attention_keeps_a_dynamic_batch(h: int, d: int, seq: int, batch: int, seed: int) -> None:
+       seed=st.integers(0, 2**16), bmm=st.booleans(), cross=st.booleans())
+def test_batch_first_attention_keeps_a_dynamic_batch(h: int, d: int, seq: int, batch: int, seed: int, bmm: bool,
+                                                     cross: bool) -> None:
     rng = np.random.default_rng(seed)
     e = h * d
-    m = _mha(e, h, seq, rng)
+    m = _mha(e, h, seq, rng, bmm=bmm, cross=cross)
     x = rng.standard_normal((batch, seq, e)).astype(np.float32)
     b = check(m, [x], steps=6.0)  # (int8 error through q/k/v, the softmax, the output projection and the residual)
     assert b.tensors[b.inputs[0]].shape[0] == -1  # the batch stays dynamic
@@ -154,7 +186,7 @@ def test_rewritten_tensors_keep_names_of_the_original_model() -> None:
     assert cands and set(cands) <= names, set(cands) - names
 
 
-@pytest.mark.parametrize("bad,says", [("s0", "not [L, N, 3, E]"), ("s1", "does not follow the batch")])
+@pytest.mark.parametrize("bad,says", [("s0", "not [L, N, k, E]"), ("s1", "does not follow the batch")])
 def test_other_reshape_targets_are_refused_in_one_line(bad: str, says: str) -> None:
     rng = np.random.default_rng(1)
     m = _mha(8, 2, 3, rng, bad=bad)
