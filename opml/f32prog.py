@@ -1,4 +1,4 @@
-"""Consensus-safe float32 programs (exp, sigmoid, tanh, erf, GELU, sqrt) and their two backends.
+"""Consensus-safe float32 programs (exp, sigmoid, tanh, erf, GELU, sqrt, log) and their two backends.
 
 The engine's int8 lookup tables (:mod:`opml.lut`) are computed from these programs at conversion and
 committed by the model address, so every machine must get the same bits. The programs use only the
@@ -53,6 +53,10 @@ RSQRT2 = 0.70710678118654752  # 1/sqrt(2)
 GELU_TANH_K = 0.79788456080286536  # sqrt(2/pi)
 GELU_TANH_C = 0.044715
 GELU_TANH_CLAMP = 10.0
+# log: x = m * 2**k with m in [sqrt(1/2), sqrt 2] by exact power-of-two scalings, then Cephes logf on m - 1
+LOG_SQRT2 = 1.41421356237309505
+LOG_P = (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
+         -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1)
 
 
 class F32Backend(ABC, Generic[T, M, I]):
@@ -315,6 +319,31 @@ def gelu_tanh(b: F32Backend[T, M, I], x: T) -> T:
     return b.mul(b.mul(x, b.c(0.5)), b.add(b.c(1.0), tanh(b, inner)))
 
 
+def log(b: F32Backend[T, M, I], x: T) -> T:
+    """ln(x): x = m * 2**k by multiplying with powers of two (exact; subnormals included), m in [sqrt(1/2),
+    sqrt 2]; then Cephes logf: z = m - 1, z - z^2/2 + z^3 P(z) + k ln 2 (ln 2 in two parts). x <= 0 gives
+    -FLT_MAX (never -inf or NaN)."""
+    pos = b.lt(b.c(0.0), x)
+    m, k = b.where(pos, x, b.c(1.0)), b.c(0.0)
+    for s in (64, 32, 16, 8, 4, 2, 1):  # m >= 2**s: m / 2**s (ends with m < 2)
+        keep = b.lt(m, b.c(2.0**s))
+        m, k = b.where(keep, m, b.mul(m, b.c(2.0**-s))), b.where(keep, k, b.add(k, b.c(float(s))))
+    for s in (64, 64, 32, 16, 8, 4, 2, 1):  # m <= 2**-s: m * 2**s (ends with m > 1/2)
+        keep = b.lt(b.c(2.0**-s), m)
+        m, k = b.where(keep, m, b.mul(m, b.c(2.0**s))), b.where(keep, k, b.sub(k, b.c(float(s))))
+    low = b.lt(m, b.c(1.0))
+    m, k = b.where(low, b.add(m, m), m), b.where(low, b.sub(k, b.c(1.0)), k)
+    high = b.lt(b.c(LOG_SQRT2), m)
+    m, k = b.where(high, b.mul(m, b.c(0.5)), m), b.where(high, b.add(k, b.c(1.0)), k)
+    z = b.sub(m, b.c(1.0))
+    z2 = b.mul(z, z)
+    y = b.mul(b.mul(horner(b, z, LOG_P), z), z2)
+    y = b.add(y, b.mul(k, b.c(LN2_LO)))
+    y = b.sub(y, b.mul(z2, b.c(0.5)))
+    r = b.add(b.add(z, y), b.mul(k, b.c(LN2_HI)))
+    return b.where(pos, r, b.c(-FLT_MAX))
+
+
 def sqrt(b: F32Backend[T, M, I], x: T) -> T:
     """Native correctly rounded sqrt; x < 0 gives 0 (never NaN)."""
     return b.sqrt(b.where(b.lt(x, b.c(0.0)), b.c(0.0), x))
@@ -330,6 +359,7 @@ PROGRAMS: dict[str, Program] = {
     "gelu": gelu,
     "gelu_tanh": gelu_tanh,
     "sqrt": sqrt,
+    "log": log,
 }
 
 

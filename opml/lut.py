@@ -41,6 +41,8 @@ UNARY_FUNCTIONS: dict[str, dict[str, float | None]] = {
     "affine": {"mul": 1.0, "div": 1.0, "add": 0.0},
     "hardsigmoid": {"alpha": 0.2, "beta": 0.5},
     "reciprocal": {},
+    "log": {"floor": None},  # (x below floor: log(floor); no floor: x <= 0 gives -FLT_MAX)
+    "mod": {"divisor": 1.0, "fmod": 1.0},  # fmod 1: C fmod (sign of x); 0: sign of the divisor
 }
 
 _ZP_LIMIT = 1 << 23  # |q - zp| stays below 2**24, so float32(q - zp) is exact
@@ -91,6 +93,10 @@ def _resolve(fn: str, params: Params | None) -> dict[str, float | None]:
         out[key] = None if value is None else _finite_number(f"{fn}.{key}", value)
     if fn == "affine" and out["div"] == 0:
         raise LutError("affine.div must not be 0")
+    if fn == "mod" and (out["divisor"] == 0 or out["fmod"] not in (0.0, 1.0)):
+        raise LutError(f"mod: divisor must not be 0 and fmod must be 0 or 1, got {out['divisor']}, {out['fmod']}")
+    if fn == "log" and out["floor"] is not None and not out["floor"] > 0:
+        raise LutError(f"log: floor must be positive, got {out['floor']}")
     if fn == "clip" and out["min"] is not None and out["max"] is not None and out["min"] > out["max"]:
         raise LutError(f"clip: min {out['min']} > max {out['max']}")
     return out
@@ -126,12 +132,37 @@ def _apply(b: F32Backend[Any, Any, Any], fn: str, p: dict[str, float | None], x:
         return b.add(b.div(b.mul(x, pc("mul")), pc("div")), pc("add"))
     if fn == "hardsigmoid":
         return clamp(b, b.add(b.mul(x, pc("alpha")), pc("beta")), zero, one)
+    if fn == "log":
+        if p["floor"] is not None:
+            x = b.where(b.lt(x, pc("floor")), pc("floor"), x)
+        return f32prog.log(b, x)
+    if fn == "mod":
+        return _mod(b, x, pc("divisor"), p["fmod"] == 0.0)
     if fn == "reciprocal":
         is_zero = b.eq(x, zero)
         r = b.div(one, b.where(is_zero, one, x))
         r = clamp(b, r, b.c(-FLT_MAX), b.c(FLT_MAX))
         return b.where(is_zero, b.c(FLT_MAX), r)
     return f32prog.PROGRAMS[fn](b, x)
+
+
+def _mod(b: F32Backend[Any, Any, Any], x: Any, d: Any, floor: bool) -> Any:
+    """x - d * trunc(x / d) (C fmod, the sign of x), brought into (-|d|, |d|) with the sign of x where the
+    float32 product rounds; ``floor``: the sign of d instead (Python's %, ONNX Mod fmod=0)."""
+    zero, one = b.c(0.0), b.c(1.0)
+    q = b.div(x, d)
+    t = b.rint(q)
+    t = b.where(b.lt(b.abs(q), b.abs(t)), b.where(b.lt(q, zero), b.add(t, one), b.sub(t, one)), t)  # trunc
+    r = b.sub(x, b.mul(t, d))
+    ad = b.abs(d)
+    r = b.where(b.lt(r, b.neg(ad)), b.add(r, ad), b.where(b.lt(ad, r), b.sub(r, ad), r))
+    r = b.where(b.lt(r, zero), b.where(b.lt(zero, x), b.add(r, ad), r), b.where(b.lt(x, zero), b.sub(r, ad), r))
+    r = b.where(b.eq(r, ad), zero, b.where(b.eq(r, b.neg(ad)), zero, r))
+    r = clamp(b, r, b.neg(ad), ad)
+    if floor:  # a nonzero remainder whose sign differs from d's moves by d
+        differs = b.where(b.lt(r, zero), b.lt(zero, d), b.where(b.lt(zero, r), b.lt(d, zero), b.lt(zero, zero)))
+        r = b.where(differs, b.add(r, d), r)
+    return r
 
 
 def unary_float(
