@@ -165,6 +165,30 @@ int opml_pair_lut8(const uint8_t *table, const uint8_t *a, int64_t na, const uin
     (void)isa;
 #endif
     int64_t i = i0;
+    if (i1 > i0 && (na == 1 || nb == 1)) { /* one operand constant (a per-channel scale): no run of one element each */
+        if (na == 1 && nb == 1) {
+            memset(y + i0, table[((unsigned)a[0] << 8) | b[0]], (size_t)(i1 - i0));
+            return 0;
+        }
+        const uint8_t *x = na == 1 ? b : a, *row = table + ((size_t)a[0] << 8);
+        int64_t nx = na == 1 ? nb : na;
+        uint8_t col[256];
+        if (nb == 1) { /* b fixed: column b[0] of the table, by a's bytes */
+            if (i1 - i0 < 1024) {
+                for (int64_t ix = i0 % na; i < i1; i++, ix = ix + 1 == na ? 0 : ix + 1)
+                    y[i] = table[((unsigned)a[ix] << 8) | b[0]];
+                return 0;
+            }
+            for (int k = 0; k < 256; k++) col[k] = table[((unsigned)k << 8) | b[0]];
+            row = col;
+        }
+        while (i < i1) { /* the row by runs of the other operand's period */
+            int64_t ix = i % nx, len = nx - ix < i1 - i ? nx - ix : i1 - i;
+            opml_lut8(row, x + ix, y + i, 0, len, isa);
+            i += len;
+        }
+        return 0;
+    }
     while (i < i1) {
         int64_t ia = i % na, ib = i % nb;
         int64_t len = i1 - i;

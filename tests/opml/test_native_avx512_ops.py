@@ -248,6 +248,29 @@ def test_pair_lookup_every_pair() -> None:
             np.testing.assert_array_equal(got, exp, err_msg=f"{name} period {n}")
 
 
+@pytest.mark.parametrize("const", ["a", "b", "both"])
+@pytest.mark.parametrize("n", [1, 5, 192, 1023, 1024, 3000])
+def test_pair_lookup_with_a_constant_operand(const: str, n: int) -> None:
+    """One operand of period 1 (a per-channel scale in a broadcast block: its table row, or column, by the other's
+    bytes), from several starts of the range: == numpy at every instruction set."""
+    import ctypes
+
+    rng = np.random.default_rng(n)
+    table = rng.integers(0, 256, 65536).astype(np.uint8)
+    a = rng.integers(0, 256, 1 if const in ("a", "both") else n).astype(np.uint8)
+    b = rng.integers(0, 256, 1 if const in ("b", "both") else n).astype(np.uint8)
+    want = table[(a.astype(np.int64) << 8) | b]
+    want = np.broadcast_to(want, (n,))
+    lib, addr = native.library(), (lambda v: v.ctypes.data_as(ctypes.c_void_p))
+    assert lib is not None
+    for name, code in cpu_codes():
+        for i0 in (0, 1, n // 2):
+            y = np.zeros(n, np.uint8)
+            assert lib.opml_pair_lut8(addr(table), addr(a), a.size, addr(b), b.size, addr(y), i0, n, code) == 0
+            np.testing.assert_array_equal(y[i0:], want[i0:], err_msg=f"{name} from {i0}")
+            assert not y[:i0].any()
+
+
 # ------------------------------------------------ OPML_NATIVE_ISA, each set in a fresh interpreter
 
 CHILD = r"""
