@@ -157,18 +157,20 @@ def _folded(g: _Graph, name: str, depth: int = 6) -> np.ndarray | None:
     if p is None or p.op_type not in ("Transpose", "Slice", "Gather", "Reshape", "Unsqueeze", "Squeeze") or \
             p.domain not in ("", "ai.onnx"):
         return None
-    ins = [_folded(g, i, depth - 1) if i else None for i in p.input]
-    if any(v is None for i, v in zip(p.input, ins, strict=True) if i):
-        return None
+    feeds: dict[str, np.ndarray] = {}
+    for i in p.input:
+        v = _folded(g, i, depth - 1) if i else None
+        if i and v is None:
+            return None
+        if v is not None:
+            feeds[i] = v
     from onnx.reference import ReferenceEvaluator
 
-    names = [i for i in p.input if i]
-    feeds = {i: v for i, v in zip(p.input, ins, strict=True) if i}
     graph = helper.make_graph([p], "fold", [helper.make_tensor_value_info(i, helper.np_dtype_to_tensor_dtype(
-        feeds[i].dtype), feeds[i].shape) for i in names], [helper.make_tensor_value_info(p.output[0], 0, None)])
+        v.dtype), v.shape) for i, v in feeds.items()], [helper.make_tensor_value_info(p.output[0], 0, None)])
     try:  # (opset 13 forms: Slice/Squeeze/Unsqueeze with inputs, as torch exports them since opset 13)
         return np.asarray(ReferenceEvaluator(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
-                          .run(None, feeds)[0])
+                          .run(None, feeds)[0])  # type: ignore[index]
     except Exception:
         return None
 
