@@ -128,6 +128,7 @@ def _lower(node: Node, kernel: object, specs: Sequence[TensorSpec], shapes: dict
     if len(node.outputs) != 1:
         return None
     cv = _closure(kernel)
+    cv["_ins"], cv["_out"] = [specs[i] for i in node.inputs], specs[node.outputs[0]]  # (for lowerings by the spec)
     ins = [shapes[i] for i in node.inputs]
     dts = [specs[i].dtype.np for i in node.inputs]
     out_shape, out_dtype = shapes[node.outputs[0]], specs[node.outputs[0]].dtype.np
@@ -201,9 +202,12 @@ def _lower_layernorm(node: Node, cv: dict[str, object], ins: list[Shape], dts: l
 
 def _lower_lut(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
     table = cv.get("by_byte")
-    if (not isinstance(table, np.ndarray) or table.dtype not in _BYTE or table.shape != (256,)
-            or not table.flags.c_contiguous or dts[0] not in _BYTE):
+    if (not isinstance(table, np.ndarray) or table.shape != (256,) or not table.flags.c_contiguous
+            or dts[0] not in _BYTE):
         return None
+    if table.dtype not in _BYTE:  # a wider table (int16/int32/... values): the same gather, any item size
+        rec = [("arr", table), _buf(0), ("out", 0), math.prod(ins[0]), table.dtype.itemsize]
+        return ins[0], table.dtype, _Lowered(OP_LUT_WIDE, rec, keep=[table])
     return ins[0], table.dtype, _Lowered(OP_LUT8, [("arr", table), _buf(0), ("out", 0), math.prod(ins[0])],
                                           keep=[table])
 
@@ -230,6 +234,47 @@ def _lower_pair(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[n
         return None
     rec = [("arr", table), _buf(0), na, _buf(1), nb, ("out", 0), count]
     return shape, table.dtype, _Lowered(OP_PAIR_LUT8, rec, keep=[table])
+
+
+_WIDE_KIND = {np.dtype(np.int8): 0, np.dtype(np.uint8): 1, np.dtype(np.int16): 2}  # pointwise.c's add_wide kinds
+
+
+def _lower_add(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
+    """A byte add by its pair table, else the int16 (wide) add under the bounds opml_add_wide checks (the Python
+    kernel runs the same native call when they hold, its int64 numpy formula otherwise: the same integers)."""
+    if isinstance(cv.get("table"), np.ndarray):
+        return _lower_pair(node, cv, ins, dts)
+    out = cv["_out"]
+    za, zb = cv["_ins"][0].zero_point, cv["_ins"][1].zero_point  # type: ignore[index]
+    am, bm, shift = node.iattr("a_mult"), node.iattr("b_mult"), node.iattr("shift")
+    qmin, qmax = node.iattr("qmin"), node.iattr("qmax")
+    if not isinstance(out, TensorSpec) or out.dtype.np not in _WIDE_KIND or any(d not in _WIDE_KIND for d in dts):
+        return None
+    zo, info = out.zero_point, np.iinfo(out.dtype.np)
+    lim, mlim = 1 << 20, 1 << 40
+    if not 1 <= shift <= 62 or max(abs(za), abs(zb), abs(zo)) > lim or max(abs(am), abs(bm)) >= mlim:
+        return None
+    if not info.min <= qmin <= qmax <= info.max:
+        return None
+    if (abs(za) + 32768) * abs(am) + (abs(zb) + 32768) * abs(bm) + (1 << (shift - 1)) >= SAFE:
+        return None
+    a, b = ins
+    if a == b:
+        shape, na, nb = a, math.prod(a), math.prod(b)
+    else:
+        try:
+            shape = tuple(np.broadcast_shapes(a, b))
+        except ValueError:
+            return None
+        pa, pb = native_ops._period(a, shape), native_ops._period(b, shape)
+        if pa is None or pb is None:
+            return None
+        na, nb = pa, pb
+    if math.prod(shape) > 0 and (na < 1 or nb < 1):
+        return None
+    rec = [_buf(0), _WIDE_KIND[dts[0]], na, _buf(1), _WIDE_KIND[dts[1]], nb, za, zb, am, bm, shift, zo, qmin, qmax,
+           ("out", 0), _WIDE_KIND[out.dtype.np], math.prod(shape)]
+    return shape, out.dtype.np, _Lowered(OP_ADD_WIDE, rec)
 
 
 def _pair_bcast(table: np.ndarray, a: Shape, b: Shape, shape: Shape) -> Lowering | None:
@@ -473,7 +518,9 @@ def _requant_ok(zp: object, ozp: object, mult: object, shift: object, terms: int
 
 
 def _lower_reduce(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
-    mode, axes, keep, x_spec, out = cv.get("mode"), cv.get("axes"), cv.get("keep"), cv.get("x_spec"), cv.get("out")
+    """From the node's attributes and specs (the op's definition, which the Python kernel computes too)."""
+    mode, axes, keep = node.iattr("mode"), node.attr("axes"), node.iattr("keepdims")
+    x_spec, out = cv["_ins"][0], cv["_out"]  # type: ignore[index]
     x = ins[0]
     if not isinstance(axes, tuple) or not axes or not x or not isinstance(x_spec, TensorSpec):
         return None
@@ -491,7 +538,7 @@ def _lower_reduce(node: Node, cv: dict[str, object], ins: list[Shape], dts: list
             return None
         rec = head + [1, 0, 0, 1, 0, 0, 0, ("out", 0), _KIND[dts[0]]]
         return shape, dts[0], _Lowered(OP_REDUCE, rec)
-    mult, shift = cv.get("mult"), cv.get("shift")
+    mult, shift = node.iattr("mult"), node.iattr("shift")
     if mode not in (REDUCE_SUM, REDUCE_MEAN) or dts[0] not in _BYTE:
         return None
     zp, ozp = x_spec.zero_point, getattr(out, "zero_point", None)
@@ -510,13 +557,15 @@ def _axis_counts(size: int, k: int, stride: int, dil: int, pad: int, outs: int) 
 
 
 def _lower_avgpool(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
-    x, out, zp = ins[0], cv.get("out"), cv.get("zp")
+    """From the node's attributes and specs (the op's definition, which the Python kernel computes too)."""
+    x, out, x_spec = ins[0], cv["_out"], cv["_ins"][0]  # type: ignore[index]
     g = _window_geometry(node, x)
     if g is None or dts[0] not in _BYTE or min(g[:2]) < 1 or not isinstance(out, TensorSpec):
         return None
+    zp = x_spec.zero_point
     kh, kw, sh, sw, dh, dw, top, left, hp, wp = g
     oh, ow = _out_hw(hp, wp, kh, kw, sh, sw, dh, dw)
-    mult, shift, incl = cv.get("mult"), cv.get("shift"), cv.get("include_pad")
+    mult, shift, incl = node.iattr("mult"), node.iattr("shift"), node.iattr("count_include_pad")
     if oh <= 0 or ow <= 0 or not _requant_ok(zp, out.zero_point, mult, shift, kh * kw, out):
         return None
     if not incl and (0 in _axis_counts(x[2], kh, sh, dh, top, oh) or 0 in _axis_counts(x[3], kw, sw, dw, left, ow)):
@@ -529,7 +578,7 @@ def _lower_avgpool(node: Node, cv: dict[str, object], ins: list[Shape], dts: lis
 
 _LOWERINGS: dict[str, Callable[[Node, dict[str, object], list[Shape], list[np.dtype]], Lowering | None]] = {
     "linear": _lower_linear, "matmul": _lower_matmul, "softmax": _lower_softmax, "layernorm": _lower_layernorm,
-    "lut": _lower_lut, "add": _lower_pair, "mul": _lower_pair, "transpose": _lower_transpose,
+    "lut": _lower_lut, "add": _lower_add, "mul": _lower_pair, "transpose": _lower_transpose,
     "maxpool": _lower_maxpool, "conv": _lower_conv, "quantize": _lower_quantize, "dequantize": _lower_dequantize,
     "concat": _lower_concat, "slice": _lower_slice, "gather": _lower_gather, "cast": _lower_cast,
     "argmax": _lower_argmax, "reshape": _lower_reshape, "reduce": _lower_reduce, "avgpool": _lower_avgpool,
