@@ -29,6 +29,7 @@ from onnx import helper
 
 from ..lut import unary_lut
 from .builder import QParams, Val
+from .calibrate import choose_range
 from .context import Context
 from .lower import lowering
 
@@ -252,7 +253,8 @@ def _gru_grid(ctx: Context, node: onnx.NodeProto) -> QParams:
     if v is None:
         return _H_Q
     real = np.asarray(v.data, dtype=np.float64) if v.is_const or v.data.dtype.kind == "f" else ctx.dequant(v)
-    bound = max(1.0, float(np.abs(real).max(initial=0.0)))
+    lo, hi = choose_range("minmax", real) if real.size else (0.0, 0.0)  # (all batches' range in a lockstep run)
+    bound = max(1.0, -lo, hi)
     return QParams(float(np.float32(bound / 127)), 0)
 
 

@@ -218,3 +218,20 @@ def test_unrolled_recurrence_through_the_fraud_vm(op: str) -> None:
     m, feeds = _random_rnn(op, "bidirectional", 3, 2, 3, 4, True, 1, seed=5)
     bundle = convert(m, feeds)
     through_vm(bundle, feeds)
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_fixed_batch_calibrated_on_several_batches_is_the_dynamic_batch_on_their_concatenation(op: str) -> None:
+    """Every range of the lowering (the GRU's h grid from its initial state included) merges over the batches
+    of a lockstep conversion: the same scales as the dynamic-batch twin calibrated on the concatenation."""
+    from opml.convert import Batches
+
+    m, feeds = _random_rnn(op, "forward", 4, 6, 3, 5, True, 1, seed=11)
+    parts = [[f[k:k + 2] for f in feeds] for k in (0, 2, 4)]
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(m)
+    for vi in fixed.graph.input:
+        vi.type.tensor_type.shape.dim[0].dim_value = 2
+    a, b = convert(fixed, Batches(parts)), convert(m, feeds)
+    scales = [(t.name, t.scale, t.zero_point) for t in a.tensors if t.dtype == DType.INT8 and not t.is_const]
+    assert scales == [(t.name, t.scale, t.zero_point) for t in b.tensors if t.dtype == DType.INT8 and not t.is_const]
