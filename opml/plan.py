@@ -392,25 +392,25 @@ def _f32_bits(v: object) -> int | None:
 
 
 def _lower_quantize(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
-    out, lo, hi = cv.get("out"), cv.get("lo"), cv.get("hi")
-    scale, zp = _f32_bits(cv.get("scale")), _f32_bits(cv.get("zp"))
-    if not isinstance(out, TensorSpec) or scale is None or zp is None or dts[0] != np.float32:
+    """clip(rint(x / scale) + zp) in float32 (kernels.prepare_quantize), from the output's spec."""
+    out = cv["_out"]
+    if not isinstance(out, TensorSpec) or dts[0] != np.float32 or out.dtype.np not in _BYTE:
         return None
     dt = out.dtype.np
-    if dt not in _BYTE or not isinstance(lo, int) or not isinstance(hi, int):
-        return None
-    if not np.iinfo(dt).min <= lo <= hi <= np.iinfo(dt).max:
-        return None
-    rec = [_buf(0), ("out", 0), math.prod(ins[0]), scale, zp, lo, hi, int(dt == np.int8)]
+    info = np.iinfo(dt)
+    scale, zp = _f32_bits(np.float32(out.scale)), _f32_bits(np.float32(out.zero_point))
+    assert scale is not None and zp is not None
+    rec = [_buf(0), ("out", 0), math.prod(ins[0]), scale, zp, int(info.min), int(info.max), int(dt == np.int8)]
     return ins[0], dt, _Lowered(OP_QUANTIZE, rec)
 
 
 def _lower_dequantize(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
-    src, scale = cv.get("src"), _f32_bits(cv.get("scale"))
-    if not isinstance(src, TensorSpec) or scale is None or dts[0] not in _INT_KINDS or dts[0] == np.bool_:
+    """float32(x - zp) * scale (kernels.prepare_dequantize), from the input's spec."""
+    src = cv["_ins"][0]  # type: ignore[index]
+    if not isinstance(src, TensorSpec) or dts[0] not in _INT_KINDS or dts[0] == np.bool_:
         return None
-    zp = src.zero_point
-    if not isinstance(zp, int) or abs(zp) >= 1 << 62:
+    zp, scale = src.zero_point, _f32_bits(np.float32(src.scale))
+    if abs(zp) >= 1 << 62 or scale is None:
         return None
     rec = [_buf(0), _KIND[dts[0]], ("out", 0), math.prod(ins[0]), zp, scale]
     return ins[0], np.dtype(np.float32), _Lowered(OP_DEQUANTIZE, rec)
