@@ -24,6 +24,7 @@ from . import (  # noqa: F401  (register lowerings)
     lower_deconv,
     lower_logic,
     lower_masked,
+    lower_math,
     lower_ml,
     lower_pad,
     lower_qlinear,
