@@ -135,9 +135,10 @@ def _gemm_tail(node: Node, specs: Sequence[TensorSpec],
 
 
 def _native_gemm(node: Node, specs: Sequence[TensorSpec], w: np.ndarray, offset: np.ndarray,
-                 channels: slice = slice(None)) -> native.Gemm | None:
+                 channels: slice = slice(None), conv: bool = False) -> native.Gemm | None:
     """The native exact GEMM and epilogue for weights [K, N] (output channels ``channels`` of the node,
-    whose per-channel requantization constants apply), when the library can take them."""
+    whose per-channel requantization constants apply), when the library can take them; ``conv``: also the
+    weight layout of :meth:`native.Gemm.conv_nchw`'s AMX tiles."""
     x_dtype = specs[node.inputs[0]].dtype
     if not native.available() or x_dtype not in QRANGE:
         return None
@@ -152,7 +153,7 @@ def _native_gemm(node: Node, specs: Sequence[TensorSpec], w: np.ndarray, offset:
                              out.dtype.np)
     else:
         return None
-    packed = native.pack_weights(w) if ep is not None else None
+    packed = native.pack_weights(w, rows=conv) if ep is not None else None
     return native.Gemm(packed, ep, x_dtype.np) if packed is not None and ep is not None else None
 
 
@@ -160,9 +161,18 @@ def _native_gemm(node: Node, specs: Sequence[TensorSpec], w: np.ndarray, offset:
 # multiply-adds per 16 outputs) instead of one im2col and GEMM per group; measured on ShuffleNet's grouped 1x1
 # convs (one thread): 34 channels per group 1.77 -> 1.34 ms, 68 the same, 136 slower (0.65 -> 0.84 ms)
 DIRECT_CONV_MAX_CG = 64
-# ungrouped convs with at most this many input channels could run it too (RGB stems, K = 27: 0.76-0.90 -> 0.35-0.42
-# ms for MobileNetV2's first conv, one thread); 0 while the batch plan (opml/plan.py) lowers only the GEMM conv
+# ungrouped convs with at most this many input channels run it too (any instruction set)
 DIRECT_CONV_MAX_CG_UNGROUPED = 0
+# and ungrouped convs of these input channel counts (RGB stems) where AVX-512 VNNI forms four channels' products per
+# lane (VPDPBUSD: conv.c's channel quads, int8 weights): one thread, the dense GEMM path -> direct: MobileNetV2's
+# 3 -> 32 96x96 stride 2 82 -> 53 us, 3 -> 16 73 -> 33 us, ppocr_cls's 3 -> 8 48x192 95 -> 47 us, 3 -> 64 64x64
+# stride 2 54 -> 44 us (1 input channel stays dense: 1 -> 32 1x80 stride 16 31 -> 48 us direct)
+DIRECT_STEM_CG = (3, 4)
+_QUAD_ISAS = ("avx512vnni", "amx")
+
+
+def _direct_stem(cg: int, w: np.ndarray) -> bool:
+    return cg in DIRECT_STEM_CG and w.dtype == np.int8 and native.available() and native.isa_name() in _QUAD_ISAS
 
 
 def _native_group_conv(node: Node, specs: Sequence[TensorSpec], w: np.ndarray,
@@ -287,13 +297,13 @@ def prepare_conv(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     offset = bias - zp * w64.sum(axis=1)
     finish = _gemm_tail(node, specs, offset)
     # native, groups of few channels (depthwise): one direct conv over all groups (opml/native/conv.c)
-    use_direct = cg <= DIRECT_CONV_MAX_CG and (group > 1 or cg <= DIRECT_CONV_MAX_CG_UNGROUPED)
+    use_direct = cg <= DIRECT_CONV_MAX_CG and (group > 1 or cg <= DIRECT_CONV_MAX_CG_UNGROUPED or _direct_stem(cg, w))
     direct = _native_group_conv(node, specs, w, offset) if use_direct else None
     # native: rows of im2col in (kernel row, kernel column, channel) order, weights permuted to match
     # (the exact integer sum does not depend on the order of its terms)
     fast: list[native.Gemm | None] = [] if direct is not None else [
         _native_gemm(node, specs, w[g * mg : (g + 1) * mg].transpose(2, 3, 1, 0).reshape(kh * kw * cg, mg),
-                     offset[g * mg : (g + 1) * mg], slice(g * mg, (g + 1) * mg)) for g in range(group)]
+                     offset[g * mg : (g + 1) * mg], slice(g * mg, (g + 1) * mg), group == 1) for g in range(group)]
 
     pointwise = group == 1 and kh == kw == 1 and tuple(strides) == (1, 1)
 

@@ -29,8 +29,9 @@
  *     accumulate in separate registers (loads at v0 + 2 l and v0 + 1 + 2 l) and are interleaved per block;
  *   - cg >= 2: channels 2p and 2p + 1 are interleaved element by element, so a 32-bit load at pair element
  *     v + off gives both channels' values of one tap for output v: lanes are consecutive outputs;
- *   - cg >= 4 with int8 weights where AVX-512 VNNI runs: four channels interleaved as bytes and VPDPBUSD, four
- *     products per lane (quad_sums_avx512vnni has the bound).
+ *   - cg >= 3 with int8 weights where AVX-512 VNNI runs: four channels interleaved as bytes and VPDPBUSD, four
+ *     products per lane (quad_sums_avx512vnni has the bound; a last partial quad repeats a channel with weight 0:
+ *     RGB stems are one quad).
  * Variants by instruction set (qgemm.c's codes): portable C; AVX2 (8 lanes; codes 1, 3, 4); AVX-512 (16 lanes;
  * code 2, or a later code on a CPU with AVX-512 F/BW/VL/DQ; VPDPWSSD with VNNI). All form the same integers;
  * the phase copies and the epilogue have per-set versions too.
@@ -413,7 +414,7 @@ CONV_AVX512VNNI static void pair_sums_avx512vnni(const struct conv_job *j, const
 }
 #undef PAIR_SUMS_AVX512
 
-/* Channel quads (cg >= 4, int8 weights, AVX-512 VNNI): channels 4q .. 4q + 3 interleaved as bytes, each the
+/* Channel quads (cg >= 3, int8 weights, AVX-512 VNNI): channels 4q .. 4q + 3 interleaved as bytes, each the
  * input value plus 128 when the input is signed (so 0 .. 255); VPDPBUSD multiplies the four unsigned bytes of
  * a lane by four signed weight bytes and adds the four products and the accumulator in int32 without
  * saturation. Every partial sum of sum (x + 128) w lies within 255 * sum |w| < 2^31; corr = 128 * sum w
@@ -643,7 +644,7 @@ int opml_gconv_cfg(const int64_t *cfg, const void *x, int64_t b, int64_t h, int6
             }
     j.units = 0;
 #ifdef CONV_X86
-    j.quads = j.cg >= 4 && have_avx512(j.isa) && have_vnni512(j.isa);
+    j.quads = j.cg >= 3 && have_avx512(j.isa) && have_vnni512(j.isa);
     for (int64_t k = 0; j.quads && k < j.m * taps; k++) j.quads = j.wt[k] >= -128 && j.wt[k] <= 127;
 #endif
     for (int64_t q = 0; j.quads && q < (j.cg + 3) / 4; q++)

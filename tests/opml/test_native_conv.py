@@ -424,3 +424,27 @@ def test_se_mul_per_plane_equals_reference(full_first: bool, hw: tuple[int, int]
     b = one_node("mul", ins, act("y", INT8, full.shape, 0.04, 2), mult=1 << 29, shift=32, qmin=-128, qmax=127)
     want = check(b, vals)  # the engine (its batch plan) == the reference
     assert kernels_pointwise.prepare_mul(b.nodes[0], b.tensors)(vals).tobytes() == want.tobytes()  # the node kernel
+
+
+@pytest.mark.parametrize("cg, m, stride, hw", [(3, 32, 2, (17, 20)), (3, 8, 1, (6, 40)), (4, 5, 2, (9, 9))])
+def test_rgb_stem_direct_equals_the_gemm_path(cg: int, m: int, stride: int, hw: tuple[int, int]) -> None:
+    """Ungrouped convs of 3-4 input channels (RGB stems) run the direct conv's channel quads where AVX-512 VNNI
+    runs: engine == reference == the dense GEMM path."""
+    rng = np.random.default_rng(cg * m)
+    w = rng.integers(-128, 128, size=(m, cg, 3, 3)).astype(np.int8)
+    x = rng.integers(-128, 128, size=(2, cg, *hw)).astype(np.int8)
+    oh, ow = (hw[0] + 2 - 3) // stride + 1, (hw[1] + 2 - 3) // stride + 1
+    mult = rng.integers(1 << 20, 1 << 30, size=m).astype(np.int32)
+    shift = rng.integers(25, 40, size=m).astype(np.int32)
+    b = _gemm_node("conv", act("x", INT8, x.shape, 0.1, 5), w, rng.integers(-9999, 9999, m).astype(np.int32),
+                   (2, m, oh, ow), False, (INT8, 0.2, -4, mult, shift, -128, 127), False, pads=[1] * 4,
+                   strides=[stride, stride], dilations=[1, 1], group=1)
+    direct = check(b, [x])
+    fn = kernels.prepare_conv(b.nodes[0], b.tensors)
+    cells = dict(zip(fn.__code__.co_freevars, (c.cell_contents for c in fn.__closure__ or ()), strict=True))
+    assert isinstance(cells["direct"], native_conv.GroupConv) == (native.isa_name() in ("avx512vnni", "amx"))
+    assert fn([x]).tobytes() == direct.tobytes()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kernels, "DIRECT_STEM_CG", ())
+        gemm = kernels.prepare_conv(b.nodes[0], b.tensors)([x])
+    assert direct.tobytes() == gemm.tobytes()
