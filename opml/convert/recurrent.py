@@ -175,35 +175,35 @@ def expand(ctx: Context, node: onnx.NodeProto) -> list[onnx.NodeProto]:
             ctx.preferred[ys[-1]] = hq
         hs.append(h)
         cs.append(c)
-    _outputs(ctx, node, e, ys, hs, cs, layout)
+    _outputs(ctx, node, e, ys, hs, cs, layout, hq)
     return e.nodes
 
 
 def _outputs(ctx: Context, node: onnx.NodeProto, e: _Emit, ys: list[str], hs: list[str],
-             cs: list[str | None], layout: int) -> None:
-    """Y [N, S, D, H] / [S, D, N, H], Y_h and Y_c [N, D, H] / [D, N, H] from the per-direction results."""
+             cs: list[str | None], layout: int, hq: QParams | None) -> None:
+    """Y [N, S, D, H] / [S, D, N, H], Y_h and Y_c [N, D, H] / [D, N, H] from the per-direction results (the two
+    directions' Y and Y_h on the shared h grid ``hq`` when there is one: no requantization)."""
     outs = list(node.output) + [""] * 3
 
-    def stack(parts: list[str], axis: int, out: str, final_perm: list[int] | None) -> None:
+    def stack(parts: list[str], axis: int, out: str, final_perm: list[int] | None, grid: QParams | None) -> None:
         ax = e.const("ax", np.array([axis], dtype=np.int64))
         us = [e.op("Unsqueeze", [p, ax], "u") for p in parts]
-        if final_perm is None:
-            if len(us) > 1:
-                e.op("Concat", us, "cat", out=out, axis=axis)
-            else:
-                e.op("Identity", us, "id", out=out)
-        else:
-            cat = e.op("Concat", us, "cat", axis=axis) if len(us) > 1 else us[0]
+        cat = e.op("Concat", us, "cat", out=out if final_perm is None else None, axis=axis) if len(us) > 1 else us[0]
+        if len(us) > 1 and grid is not None:
+            ctx.preferred.setdefault(cat, grid)
+        if final_perm is not None:
             e.op("Transpose", [cat], "tr", out=out, perm=final_perm)
+        elif len(us) == 1:
+            e.op("Identity", us, "id", out=out)
 
     if outs[0]:
-        stack(ys, 2, outs[0], None if layout else [1, 2, 0, 3])
+        stack(ys, 2, outs[0], None if layout else [1, 2, 0, 3], hq)
     if outs[1]:
-        stack(hs, 1, outs[1], None if layout else [1, 0, 2])
+        stack(hs, 1, outs[1], None if layout else [1, 0, 2], hq)
     if outs[2]:
         if any(c is None for c in cs):
             raise ctx.err("Y_c is only an LSTM output")
-        stack([c for c in cs if c is not None], 1, outs[2], None if layout else [1, 0, 2])
+        stack([c for c in cs if c is not None], 1, outs[2], None if layout else [1, 0, 2], None)
 
 
 # sigmoid on [0, 1] as int8 [-127, 127]: a value q read with scale 1/127 and zero point 0 is 2 sigmoid - 1
