@@ -6,10 +6,11 @@
   the logarithm of the smallest positive value the grid can tell apart from it.
 - ``Mod(x, d)`` by a constant ``d`` (ONNX ``fmod`` 0 or 1): on an 8- or 16-bit integer activation, the table
   of ``v mod d`` over every value ``v`` of the type, exact: a ``lut`` (256 entries) for int8/uint8, a ``cast``
-  to int32 and a ``gather`` from 65,536 entries (negative values index from the end) for int16; on a float activation, a lookup table of the float32 program ``mod``
-  (:mod:`opml.lut`). A divisor that varies over the tensor takes one branch per distinct value (at most
-  ``MAX_DIVISORS``), combined by ``where`` with constant masks. 32/64-bit integer activations are refused:
-  the engine has no integer division and their range has no table.
+  to int32 and a ``gather`` from 65,536 entries (negative values index from the end) for int16; on a float
+  activation, a lookup table of the float32 program ``mod`` (:mod:`opml.lut`). A divisor that varies over
+  the tensor takes one branch per distinct value (at most ``MAX_DIVISORS``), combined by ``where`` with
+  constant masks. 32/64-bit integer activations are refused: the engine has no integer division and their
+  range has no table.
 - ``IsNaN(x)``: false everywhere. No value the engine computes is NaN (integers), and a float input with a NaN
   is refused by its ``quantize`` at run time (DESIGN section 3). On an int8/int16 activation the result folds to
   a constant; on a float input it is computed from the input's ``quantize`` (a table of zeros, cast to bool)
@@ -29,7 +30,7 @@ from .lower import LOWERINGS, lowering
 from .lower_select import _const_name, _via
 
 MAX_DIVISORS = 16
-TABLE_DTYPES = {DType.INT8: np.int8, DType.UINT8: np.uint8, DType.INT16: np.int16}
+TABLE_DTYPES: dict[DType, type[np.integer]] = {DType.INT8: np.int8, DType.UINT8: np.uint8, DType.INT16: np.int16}
 
 
 @lowering("Log")
