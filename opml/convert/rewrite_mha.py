@@ -247,11 +247,11 @@ def _projection(g: _Graph, t_in: onnx.NodeProto, mm: onnx.NodeProto) -> bool:
     # the batch-first projection keeps the names of the one it replaces: the same values in another layout
     # (what name-based tools measure, e.g. ``accuracy``'s int16 candidates, run on the original model)
     new = _New()
-    proj = [helper.make_node("MatMul", [t_in.input[0], mm.input[1]], [mm.output[0]], name=(mm.name or out) + "_bf")]
-    if add is not None:
-        proj.append(helper.make_node("Add", [mm.output[0], g.other_input(add, mm.output[0]) or ""], [out],
-                                     name=(add.name or out) + "_bf"))
-    new.add(mm, proj)
+    new.add(mm, [helper.make_node("MatMul", [t_in.input[0], mm.input[1]], [mm.output[0]],
+                                  name=(mm.name or out) + "_bf")])
+    if add is not None:  # (each where the node it replaces was: after its inputs)
+        new.add(add, [helper.make_node("Add", [mm.output[0], g.other_input(add, mm.output[0]) or ""], [out],
+                                       name=(add.name or out) + "_bf")])
     _shape_nodes(g, out, out, [[1], [0], [2]], new)
     for c, r1, t1 in chains:  # t1 [N * H, L, d] is batch-major: a real tensor (leading dim H * batch)
         perm = [int(v) for v in _attr(t1, "perm", [])]  # type: ignore[attr-defined]
@@ -280,7 +280,8 @@ def heads_merge(g: _Graph) -> bool:
         if not (_perm(t6, [2, 0, 1, 3]) or _perm(t6, [1, 0, 2])):
             continue
         r3 = _only_data(g, t6.output[0], "Reshape")
-        gemm = _only_data(g, r3.output[0], "Gemm") if r3 is not None else None
+        gemm = (_only_data(g, r3.output[0], "Gemm") or _only_data(g, r3.output[0], "MatMul")) if r3 is not None \
+            else None  # (the output projection: Gemm, or MatMul without a bias)
         if gemm is None or r3 is None or len(gemm.input) < 2:
             continue
         w = _folded(g, gemm.input[1])

@@ -34,12 +34,13 @@ def _i64(name: str, v: object) -> onnx.TensorProto:
 
 
 def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "", batch: int | str = "N",
-         bmm: bool = False, cross: bool = False) -> onnx.ModelProto:
+         bmm: bool = False, cross: bool = False, bias: bool = True) -> onnx.ModelProto:
     """torch's export of ``nn.MultiheadAttention(e, h, batch_first=True)`` attention, shape reads included.
 
     ``bmm``: the ``need_weights=True`` path (k transposed by (1, 2, 0), attention on ``[N * H, L, d]``);
     ``cross``: query and key/value through separate projections (q's weight and bias sliced out of the packed
-    ones with a shape-computed end, k/v packed by two), as for ``query is not key``.
+    ones with a shape-computed end, k/v packed by two), as for ``query is not key``;
+    ``bias=False``: no projection biases (the output projection a MatMul).
     ``bad``: "s0" reshapes the packed q/k/v to ``[N, L, 3, E]``; "s1" splits the heads with a constant target."""
     d = e // h
     n: list[onnx.NodeProto] = []
@@ -59,16 +60,18 @@ def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "", batc
         mk("Unsqueeze", ["E", "a0"], ["E1"])
         mk("Slice", ["w_in_t", "z1", "E1", "z1"], ["wq_t"])
         mk("Transpose", ["wq_t"], ["wq"], perm=[1, 0])
-        mk("Slice", ["b_in", "z1", "E1", "z1"], ["bq"])
-        mk("MatMul", ["xt", "wq"], ["mmq"])
-        mk("Add", ["bq", "mmq"], ["q"])
+        mk("MatMul", ["xt", "wq"], ["mmq" if bias else "q"])
+        if bias:
+            mk("Slice", ["b_in", "z1", "E1", "z1"], ["bq"])
+            mk("Add", ["bq", "mmq"], ["q"])
         parts["q"] = "q"
         mk("Transpose", ["x"], ["xt2"], perm=[1, 0, 2])
         src, w_in, b_in, k_parts, names = "xt2", "w_kv", "b_kv", 2, "kv"
     else:
         src, w_in, b_in, k_parts, names = "xt", "w_in", "b_in", 3, "qkv"
-    mk("MatMul", [src, w_in], ["mm"])
-    mk("Add", [b_in, "mm"], ["qkv"])
+    mk("MatMul", [src, w_in], ["mm" if bias else "qkv"])
+    if bias:
+        mk("Add", [b_in, "mm"], ["qkv"])
     mk("Shape", ["qkv"], ["sq"])
     mk("Slice", ["sq", "z1", "two"], ["ln"])
     if bad == "s0":
@@ -110,7 +113,10 @@ def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "", batc
     mk("Unsqueeze", ["LN", "a0"], ["LN1"])
     mk("Concat", ["LN1", "e1"], ["s3"], axis=0)
     mk("Reshape", ["t6", "s3"], ["r3"])
-    mk("Gemm", ["r3", "w_out", "b_out"], ["gm"], transB=1)
+    if bias:
+        mk("Gemm", ["r3", "w_out", "b_out"], ["gm"], transB=1)
+    else:
+        mk("MatMul", ["r3", "w_out_t"], ["gm"])
     mk("Shape", ["gm"], ["sg"])
     mk("Gather", ["sg", "c1"], ["Eo"], axis=0)
     mk("Unsqueeze", ["Eo", "a0"], ["Eo1"])
@@ -123,8 +129,7 @@ def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "", batc
     inits = [_i64("c0", 0), _i64("c1", 1), _i64("c2", 2), _i64("a0", [0]), _i64("a3", [3]), _i64("z1", [0]),
              _i64("two", [2]), _i64("H", h), _i64("h1", [h]), _i64("d1", [d]), _i64("e1", [e]),
              _i64("parts_e", [k_parts, e]),
-             _init("w_out", rng.normal(0, e ** -0.5, (e, e)).astype(np.float32)),
-             _init("b_out", rng.normal(0, 0.1, e).astype(np.float32)),
+             _init("w_out_t" if not bias else "w_out", rng.normal(0, e ** -0.5, (e, e)).astype(np.float32)),
              _init("scale", np.array(d ** -0.5, np.float32))]
     if cross:
         inits += [_init("w_in_t", w), _init("b_in", b), _init("w_kv", np.ascontiguousarray(w[e:].T)),
@@ -133,6 +138,10 @@ def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "", batc
         inits += [_init("w_in", np.ascontiguousarray(w.T)), _init("b_in", b)]
     if bad == "s1":
         inits.append(_i64("s1_const", [seq, 2 * h, d]))
+    if bias:
+        inits.append(_init("b_out", rng.normal(0, 0.1, e).astype(np.float32)))
+    else:  # (unused initializers make onnxruntime warn)
+        inits = [i for i in inits if i.name not in ("b_in", "b_kv")]
     return _model(n, [_f("x", [batch, seq, e])], inits, outputs=["out"])
 
 
@@ -144,12 +153,12 @@ def _batch3_is_three_batch1(bundle, x: np.ndarray) -> None:  # type: ignore[no-u
 
 @SOME
 @given(h=st.sampled_from([1, 2, 4]), d=st.integers(1, 4), seq=st.integers(1, 5), batch=st.integers(2, 4),
-       seed=st.integers(0, 2**16), bmm=st.booleans(), cross=st.booleans())
+       seed=st.integers(0, 2**16), bmm=st.booleans(), cross=st.booleans(), bias=st.booleans())
 def test_batch_first_attention_keeps_a_dynamic_batch(h: int, d: int, seq: int, batch: int, seed: int, bmm: bool,
-                                                     cross: bool) -> None:
+                                                     cross: bool, bias: bool) -> None:
     rng = np.random.default_rng(seed)
     e = h * d
-    m = _mha(e, h, seq, rng, bmm=bmm, cross=cross)
+    m = _mha(e, h, seq, rng, bmm=bmm, cross=cross, bias=bias)
     x = rng.standard_normal((batch, seq, e)).astype(np.float32)
     b = check(m, [x], steps=6.0)  # (int8 error through q/k/v, the softmax, the output projection and the residual)
     assert b.tensors[b.inputs[0]].shape[0] == -1  # the batch stays dynamic
