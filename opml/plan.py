@@ -44,7 +44,7 @@ MAX_ARENA_BYTES = 1 << 26  # larger plans (huge batches) keep the per-node path
 
 OP_GEMM, OP_MATMUL, OP_SOFTMAX, OP_LAYERNORM, OP_LUT8, OP_PAIR_LUT8, OP_TRANSPOSE, OP_MAXPOOL, OP_CONV = range(1, 10)
 OP_QUANTIZE, OP_DEQUANTIZE, OP_CONCAT, OP_GATHER, OP_CAST, OP_ARGMAX, OP_GCONV, OP_LUT_WIDE, OP_ADD_WIDE = range(10, 19)
-OP_PAIR_BCAST, OP_REDUCE, OP_AVGPOOL = 19, 20, 21
+OP_PAIR_BCAST, OP_REDUCE, OP_AVGPOOL, OP_WHERE = 19, 20, 21, 22
 SAFE = 1 << 62  # the bound on |sum * mult| + divisor under which reduce and avgpool are exact int64 arithmetic
 DATA_ERROR = -2  # plan.c's PLAN_DATA_ERROR: an input the node's Python kernel rejects with a named error
 
@@ -576,12 +576,33 @@ def _lower_avgpool(node: Node, cv: dict[str, object], ins: list[Shape], dts: lis
     return (x[0], x[1], oh, ow), out.dtype.np, _Lowered(OP_AVGPOOL, rec)
 
 
+def _lower_where(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
+    """np.where(cond != 0, a, b) under numpy broadcasting, for a and b of one dtype (no promotion)."""
+    if dts[0] not in _INT_KINDS or dts[1] != dts[2]:
+        return None
+    try:
+        shape = tuple(np.broadcast_shapes(*ins))
+    except ValueError:
+        return None
+    nd = len(shape)
+    if nd > MAX_DIMS:
+        return None
+    table: list[object] = list(shape)
+    for x in ins:
+        x4 = (1,) * (nd - len(x)) + x
+        st = _c_strides(x4)
+        table += [0 if x4[d] == 1 else st[d] for d in range(nd)]
+    rec = [_buf(0), _KIND[dts[0]], _buf(1), _buf(2), ("out", 0), dts[1].itemsize, nd, ("table", table)]
+    return shape, dts[1], _Lowered(OP_WHERE, rec)
+
+
 _LOWERINGS: dict[str, Callable[[Node, dict[str, object], list[Shape], list[np.dtype]], Lowering | None]] = {
     "linear": _lower_linear, "matmul": _lower_matmul, "softmax": _lower_softmax, "layernorm": _lower_layernorm,
     "lut": _lower_lut, "add": _lower_add, "mul": _lower_pair, "transpose": _lower_transpose,
     "maxpool": _lower_maxpool, "conv": _lower_conv, "quantize": _lower_quantize, "dequantize": _lower_dequantize,
     "concat": _lower_concat, "slice": _lower_slice, "gather": _lower_gather, "cast": _lower_cast,
     "argmax": _lower_argmax, "reshape": _lower_reshape, "reduce": _lower_reduce, "avgpool": _lower_avgpool,
+    "where": _lower_where,
 }
 
 

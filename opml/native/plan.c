@@ -47,6 +47,8 @@ enum {
                          x [outer, r, inner]: the maximum, or clip(round_div(sum(x - zp) mult, den) + ozp, lo, hi) */
     OP_AVGPOOL = 21,  /* x, xkind, planes, h, w, kh, kw, sh, sw, dh, dw, pad top, pad left, oh, ow, zp, mult, shift,
                          ozp, lo, hi, include pad, y, ykind: round_div(window sum(x - zp) mult, count << shift) */
+    OP_WHERE = 22,    /* cond, cond kind, a, b, y, itemsize, ndim, table: out shape[ndim], then the element strides
+                         of cond, a and b per dimension (0 where broadcast): y = cond != 0 ? a : b */
 };
 
 /* Element kinds of the records above (bundle dtypes; opml/plan.py's _KIND). */
@@ -515,6 +517,26 @@ static void avgpool(const int64_t *r) {
             }
 }
 
+static void where(const int64_t *r) {
+    const void *c = PTR(1);
+    const uint8_t *a = PTR(3), *b = PTR(4);
+    uint8_t *y = PTR(5);
+    int ck = (int)r[2];
+    int64_t size = r[6], nd = r[7];
+    const int64_t *shape = PTR(8), *cs = shape + nd, *as = cs + nd, *bs = as + nd;
+    int64_t idx[OPML_PLAN_MAX_DIMS] = {0}, total = 1, co = 0, ao = 0, bo = 0;
+    for (int64_t d = 0; d < nd; d++) total *= shape[d];
+    for (int64_t i = 0; i < total; i++) {
+        memcpy(y + i * size, int_at(c, ck, co) ? a + ao * size : b + bo * size, (size_t)size);
+        for (int64_t d = nd - 1; d >= 0; d--) {
+            co += cs[d], ao += as[d], bo += bs[d];
+            if (++idx[d] < shape[d]) break;
+            co -= cs[d] * shape[d], ao -= as[d] * shape[d], bo -= bs[d] * shape[d];
+            idx[d] = 0;
+        }
+    }
+}
+
 /* ---------------------------------------------------------------------------------------- loop */
 
 static int run_one(const int64_t *r, int threads) {
@@ -577,6 +599,10 @@ static int run_one(const int64_t *r, int threads) {
         return reduce(r);
     case OP_AVGPOOL:
         avgpool(r);
+        return 0;
+    case OP_WHERE:
+        if (r[7] < 0 || r[7] > OPML_PLAN_MAX_DIMS) return -1;
+        where(r);
         return 0;
     case OP_PAIR_BCAST:
         return pair_bcast(r);

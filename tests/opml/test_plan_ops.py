@@ -1,6 +1,6 @@
 """One-node cases of the batch plan's records for the ops that used to run their Python kernel between native
 runs (quantize, dequantize, concat, slice, gather, cast, argmax, reshape copies, wide lookups, int16 adds,
-broadcast pair lookups, reduce, avgpool, depthwise conv): each runs as a record (``native_nodes``), and gives
+broadcast pair lookups, where, reduce, avgpool, depthwise conv): each runs as a record (``native_nodes``), and gives
 the per-node path's bytes and the reference's, at batch 1 and 3, with 1 and 2 threads, and under every
 instruction set this CPU runs (a subprocess per set, ``OPML_NATIVE_ISA``). Inputs include the values where the
 formulas turn: ties of the quantizer's rounding, +-inf, float32's integer limits, int32 values beyond 2^24,
@@ -138,6 +138,15 @@ def cases() -> list[Case]:
                 out.append((f"mul {ins[0].shape} x {ins[1].shape}", one_node(
                     "mul", ins, act("y", INT8, shape, 0.2, -1, dyn=True), mult=1 << 30, shift=33, qmin=-128, qmax=127),
                     vals))
+    # where: a mask broadcast over rows, a scalar branch
+    cond, a = ints(np.int8, 3, 1, 5, lo=0, hi=1).astype(np.bool_), ints(np.int16, 3, 4, 5)
+    out.append(("where", one_node("where", [act("c", BOOL, cond.shape, dyn=True), act("a", INT16, a.shape, dyn=True),
+                                            const("b", np.array(-7, np.int16))], act("y", INT16, a.shape, dyn=True)),
+                 [cond, a]))
+    cond8 = ints(np.uint8, 4, 5, lo=0, hi=2)
+    out.append(("where uint8 condition", one_node(
+        "where", [const("c", cond8), const("a", ints(np.int8, 5)), act("b", INT8, (3, 4, 5), dyn=True)],
+        act("y", INT8, (3, 4, 5), dyn=True)), [ints(np.int8, 3, 4, 5)]))
     # reduce, avgpool, depthwise conv
     x = ints(np.uint8, 3, 5, 4, 6)
     for mode, axes, keep in ((REDUCE_MEAN, (2, 3), 1), (REDUCE_SUM, (1,), 0), (REDUCE_MAX, (3,), 0),
