@@ -157,9 +157,10 @@ class BatchMatcher:
                 log.warning("sequencing window: L1 forced L2 block %d (deposits only, epoch %d); the sequencer's "
                             "blocks after %d are replaced", safe + 1, batch.epoch_number, safe)
             built = self.seq.build_from_batch(batch.transactions, batch.timestamp, origin)
-        except Exception as e:  # NoL1Origin (L1 not read that far yet); a failure to build: retried
-            if str(e) != self._waiting:
-                log.warning("sequencing window: the forced L2 block %d waits: %s", safe + 1, e)
+        except Exception as e:  # NoL1Origin (the follower has not read that far yet: usual after a restart,
+            if str(e) != self._waiting:  # said at INFO); a failure to build: retried
+                log.log(logging.INFO if isinstance(e, NoL1Origin) else logging.WARNING,
+                        "sequencing window: the forced L2 block %d waits: %s", safe + 1, e)
             self._waiting = str(e)
             return None
         self._waiting = ""

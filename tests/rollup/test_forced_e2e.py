@@ -2,7 +2,8 @@
 
 anvil as L1 (a block a second) with a rollup whose sequencing window is 8 L1 blocks, the sequencer
 and a deriving validator as node processes, the batcher in process. The batcher posts one transfer,
-then stops; a deposit is made on L1 and the sequencer sends another transfer. With no batch, the
+then stops; a deposit is made on L1 and the sequencer sends another transfer (with interval mining,
+the sequencer is then killed -9, and restarted once the deposit is forced in). With no batch, the
 validator derives forced blocks once the window expires, the deposit first in its epoch's block
 (the recipient's balance changes on the validator). The sequencer replaces its unposted blocks by
 the same forced blocks and sends its transfer again; the batcher restarts, counts the blocks L1
@@ -62,8 +63,10 @@ def block(node: NodeProcess, number: int | str) -> dict[str, object]:
     return dict(node.rpc("eth_getBlockByNumber", number if isinstance(number, str) else hex(number), False) or {})
 
 
-@pytest.mark.parametrize("mining", [(), ("--block-time", "0.5")], ids=["automine", "block-time"])
-def test_a_deposit_reaches_l2_while_the_batcher_is_silent(l1: str, tmp_path: Path, mining: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(("mining", "killed"), [((), False), (("--block-time", "0.5"), True)],
+                         ids=["automine", "block-time-sequencer-killed"])
+def test_a_deposit_reaches_l2_while_the_batcher_is_silent(l1: str, tmp_path: Path, mining: tuple[str, ...],
+                                                          killed: bool) -> None:
     w3 = Web3(Web3.HTTPProvider(l1))
     d = deploy_rollup(Web3Deployer(w3, DEPLOYER.address, DEPLOYER.key), BATCHER.address, PROPOSER.address,
                       RollupParams())
@@ -96,6 +99,9 @@ def test_a_deposit_reaches_l2_while_the_batcher_is_silent(l1: str, tmp_path: Pat
         deposited_at = int(receipt["blockNumber"])
         second = send(seq, 1)
         t0 = time.monotonic()
+        if killed:  # kill -9 once the transfer is in a block (interval mining: within 0.5 s)
+            wait_for(lambda: seq.rpc("eth_getTransactionReceipt", second), 30, "the sequencer to mine the transfer")
+            seq.kill()
         wait_for(lambda: int(val.rpc("eth_getBalance", RECIPIENT, "latest"), 16) == ETH, 60,
                  "the validator to force the deposit in")
         forced_after = time.monotonic() - t0
@@ -108,6 +114,8 @@ def test_a_deposit_reaches_l2_while_the_batcher_is_silent(l1: str, tmp_path: Pat
         assert len(txs) == 1 and val.rpc("eth_getTransactionByHash", txs[0])["type"] == "0x7e"
         assert val.rpc("eth_getTransactionReceipt", second) is None  # never posted: not on the derived chain
 
+        if killed:  # restarted on its datadir and port: it reads L1 again and meets the forced blocks
+            seq = NodeProcess(tmp_path / "seq", port=seq.port, args=seq.args).start()
         # the sequencer replaces its blocks by the forced ones (the same hashes)
         n = int(str(with_deposit["number"]), 16)
         wait_for(lambda: block(seq, n).get("hash") == with_deposit["hash"], 30,
