@@ -7,7 +7,7 @@
 - The decomposed LayerNorm (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul, Add): one op; other
   hand-written forms (E[x^2] - E[x]^2, rsqrt, TensorFlow's, jax2tf's, any one axis): ``rewrite_layernorm``.
 - A hand-written softmax (``exp(x - max) / sum``, jax2tf's): ``rewrite_softmax``; GELU in other orders
-  (jax2tf's tanh form): ``rewrite_activation``.
+  (jax2tf's tanh form): ``rewrite_activation``; paddle2onnx's hard-swish: ``rewrite_hardswish``.
 - Attention-mask patterns (additive mask before Softmax, masked mean pooling): ``rewrite_masked``.
 - Batch-first LSTM/GRU (the transposes torch exports around them): ``rewrite_recurrent``.
 - Batch-first ``nn.MultiheadAttention`` (its ``[L, N * H, d]`` layout) and paddle's sliced q/k/v: ``rewrite_mha``.
@@ -243,6 +243,7 @@ def rewrite_graph(graph: onnx.GraphProto) -> onnx.GraphProto:
     """A copy of ``graph`` with the fusions applied (the input is not modified)."""
     g = _Graph(graph)
     from .rewrite_activation import fuse_elementwise_gelu
+    from .rewrite_hardswish import fuse_hardswish
     from .rewrite_layernorm import fuse_handwritten_layernorm
     from .rewrite_masked import fuse_masked_mean, fuse_masked_softmax
     from .rewrite_mha import heads_merge, heads_split, slice_squeeze_gather
@@ -252,7 +253,8 @@ def rewrite_graph(graph: onnx.GraphProto) -> onnx.GraphProto:
 
     for rule in (heads_split, heads_merge, slice_squeeze_gather,  # (before _fuse_matmul_add fuses the q/k/v MatMul)
                  fuse_onehot_matmul, _fold_batchnorm, _fuse_layernorm, fuse_handwritten_layernorm,
-                 fuse_handwritten_softmax, _fuse_gelu, fuse_elementwise_gelu, _fuse_matmul_add, _fuse_relu,
+                 fuse_handwritten_softmax, _fuse_gelu, fuse_elementwise_gelu, fuse_hardswish, _fuse_matmul_add,
+                 _fuse_relu,
                  fuse_masked_softmax, fuse_masked_mean, batch_first_recurrent):
         while rule(g):
             pass
