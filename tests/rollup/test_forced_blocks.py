@@ -220,3 +220,30 @@ def test_validator_and_sequencer_build_the_same_forced_blocks(tmp_path: Path) ->
             deriver.advance(val.build_from_batch(batch.transactions, batch.timestamp,
                                                  L1Origin(batch.epoch_number, batch.epoch_hash)))
     assert deriver.forced == 6 and bytes(val.head().hash) == bytes(seq.head().parent_hash)
+
+
+def test_the_sequencer_waits_for_its_follower_before_replacing_blocks(tmp_path: Path) -> None:
+    """The matcher reads L1 ahead of the sequencer's follower (another poller): a forced block whose
+    epoch the follower has not read waits, nothing rewound, and is built on a later call."""
+    cfg = RollupConfig(seq_window=4, channel_timeout=5, max_sequencer_drift=600)
+    start = int(time.time()) - 200
+    chain = l1_chain(8, start, {1: (deposit(0, 1, 5),)})
+    followed = {0: chain[0]}  # the follower read the genesis L1 block only
+    seq = node(tmp_path / "seq", followed)
+    seq.origin_for = lambda parent, ts: L1Origin(0, chain[0].hash)
+    transfer(seq, 0)
+    seq.mine_pending()  # block 1 on origin 0: never posted
+    assert int(seq.head().block_number) == 1
+    d = RollupDeployment(1, 31337, PORTAL, PORTAL, PORTAL, PORTAL, PORTAL, PORTAL, PORTAL, PORTAL, PORTAL, PORTAL,
+                         PORTAL, 0, "0x" + chain[0].hash.hex(), start, derivation=asdict(cfg), portal=PORTAL)
+    matcher = BatchMatcher(seq, d)
+    before = bytes(seq.head().hash)
+    for b in chain[1:6]:
+        matcher.add_l1_block(b)  # the forced block 1 is due at L1 block 5; the follower has not read block 1
+    assert matcher.safe == 0 and bytes(seq.head().hash) == before and matcher.replaced == 0
+    followed.update({b.number: b for b in chain[:6]})
+    matcher.match()
+    assert matcher.safe == 1 and matcher.replaced == 1 and len(seq.pool) == 1
+    record = seq.record(1)
+    assert record is not None and [t["type"] for t in record["txs"]] == ["0x7e"]  # L1 block 1's deposit
+    assert int(seq.head().block_number) == 3 and matcher.caught_up == 2  # epochs 2 and 3: windows close by 5 + 2
