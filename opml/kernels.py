@@ -433,7 +433,13 @@ def prepare_maxpool(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     if x_spec.dtype not in QRANGE:
         raise OpmlError(f"maxpool on {x_spec.dtype.name} is not supported (int8/uint8 only)")
     lo = QRANGE[x_spec.dtype][0]
-    return lambda xs: _window_reduce(xs[0], node, lo, np.maximum)
+    kh, kw, strides, dil, pads = _pool_geometry(node)
+
+    def run(xs: Sequence[np.ndarray]) -> np.ndarray:
+        y = native_conv.maxpool(xs[0], kh, kw, strides, dil, pads)  # (None: numpy, which raises the input errors)
+        return y if y is not None else _window_reduce(xs[0], node, lo, np.maximum)
+
+    return run
 
 
 def _window_views(xp: np.ndarray, kh: int, kw: int, strides: Sequence[int],

@@ -213,6 +213,9 @@ class PackedWeights:
     n: int
     kind: int = 0
     corr: np.ndarray | None = None  # int32 [N rounded up to 16], kinds 1 and 2
+    # kinds 1 and 2 packed for amx with ``rows``: the same weights as rows, int8 [N + 32, 4 * groups] with the groups
+    # of 4 K rounded up to 16 (zero-padded): the A operand of qconv.c's AMX tiles (channels x K)
+    rows: np.ndarray | None = None
 
 
 U8S8_MAX_WEIGHT = 64  # |x0 w0 + x1 w1| <= 255 * 64 * 2 = 32640: VPMADDUBSW's int16 pair cannot saturate
@@ -222,11 +225,12 @@ def _code(isa: str | None) -> int:
     return _ISA if isa is None else isa_code(isa)
 
 
-def pack_weights(w: np.ndarray, isa: str | None = None) -> PackedWeights | None:
+def pack_weights(w: np.ndarray, isa: str | None = None, rows: bool = False) -> PackedWeights | None:
     """Pack int8/int16 weights [K, N] with |w| <= 255 for :func:`qgemm` on instruction set ``isa`` (default:
     the one in use); None when the native GEMM cannot take them (library absent, K too large, values out of
     range). int8 weights within +-64 (7-bit bundles), and any int8 weights for a VNNI set, get the
-    uint8 x int8 layout."""
+    uint8 x int8 layout; with ``rows`` (a conv's weights) and the ``amx`` set, also the row-major copy that
+    :meth:`Gemm.conv_nchw` multiplies on AMX tiles."""
     if _LIB is None or w.ndim != 2 or w.dtype not in (np.int8, np.int16):
         return None
     code = _code(isa)
@@ -239,7 +243,11 @@ def pack_weights(w: np.ndarray, isa: str | None = None) -> PackedWeights | None:
         data8 = np.empty(_LIB.opml_qgemm_packed_size_u8s8(k, n), dtype=np.int8)
         corr = np.empty(-(-n // PANEL) * PANEL, dtype=np.int32)
         _LIB.opml_qgemm_pack_u8s8(_addr(w8), k, n, _addr(data8), _addr(corr))
-        return PackedWeights(data8, k, n, 1 if wmax <= U8S8_MAX_WEIGHT else 2, corr)
+        wrows = None
+        if rows and ISAS[code] == "amx":
+            wrows = np.zeros((n + 32, -(-k // 64) * 64), dtype=np.int8)
+            wrows[:n, :k] = w8.T
+        return PackedWeights(data8, k, n, 1 if wmax <= U8S8_MAX_WEIGHT else 2, corr, wrows)
     w16 = np.ascontiguousarray(w, dtype=np.int16)
     data = np.empty(_LIB.opml_qgemm_packed_size(k, n), dtype=np.int16)
     _LIB.opml_qgemm_pack(_addr(w16), k, n, _addr(data))
@@ -389,7 +397,8 @@ class Gemm:
         self.isa = ISAS[code]
         self.cfg = np.array([int(self.x_dtype == np.int8), w.k, _addr(w.data), w.n, ep.span, ep.base,
                              _OUTKIND[ep.dtype], code, *ep.addresses(), w.kind,
-                             _addr(w.corr) if w.corr is not None else 0], dtype=np.int64)
+                             _addr(w.corr) if w.corr is not None else 0,
+                             _addr(w.rows) if w.rows is not None else 0], dtype=np.int64)
         self._cfg = _addr(self.cfg)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

@@ -38,6 +38,12 @@
 #define QC_X86 1
 #endif
 
+/* AMX in this orientation: as qgemm.c (GCC 11 / clang 12, 64-bit Linux, not -DOPML_NO_AMX) */
+#if defined(__x86_64__) && defined(__linux__) && !defined(OPML_NO_AMX) &&                                     \
+    ((defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
+#define QC_AMX 1
+#endif
+
 int opml_native_isa_mask(void); /* qgemm.c */
 int64_t opml_qgemm_max_k(void);
 int opml_transpose_batched(const void *x, int64_t count, int64_t rows, int64_t cols, int64_t itemsize, void *y,
@@ -49,10 +55,11 @@ int opml_transpose_batched(const void *x, int64_t count, int64_t rows, int64_t c
 #define ISA_AVX512VNNI 2
 #define ISA_AMX 5
 #define ISA_MAX 5
-#define BLOCK_BYTES (128 * 1024) /* packed activation panels per block (L2-resident while every channel tile reads them) */
+#define BLOCK_BYTES (192 * 1024) /* packed activation panels per block (L2-resident while every channel tile reads
+                                    them: each block streams all the weights once) */
 /* fewer output pixels than this (per image) run with pixels as rows: a 16-pixel panel would be mostly padding */
 #define MIN_COLUMN_PIXELS 16
-#define AMX_MIN_GROUPS 16 /* qgemm.c runs AMX tiles from 16 groups of 4 K (one 64-byte tile row) */
+#define MAX_KXK_COLUMN_K 640 /* k x k kernels with larger K run with pixels as rows (see opml_qconv_nchw) */
 /* work below this many multiply-adds per thread is not split (as qgemm.c) */
 #define MIN_MACS_PER_PART ((int64_t)1 << 18)
 
@@ -72,6 +79,8 @@ struct conv_job {
     int64_t b, p, npan;
     void *y;              /* [b, N, P] */
     int split_panels;     /* parts are ranges of (image, panel) items; else ranges of 8-channel tiles */
+    const int8_t *wrows;  /* AMX: the weights as rows [channel][kq16 groups of 4 K] (NULL: no AMX) */
+    int64_t kq16;         /* AMX: groups rounded up to 16 (one 64-byte tile row) */
 };
 
 static int64_t osize_of(int outkind) { return outkind == 0 ? 4 : (outkind == 3 ? 2 : 1); }
@@ -263,21 +272,95 @@ static void epilogue_generic(const struct conv_epilogue *e, int64_t n0, const in
         }
 }
 
+#ifdef QC_AMX
+/* AMX-INT8 with the weights as the A operand: TDPBSUD multiplies signed A bytes (16 channels x 16 groups of
+ * 4 K: the row-major weight copy, row stride lda) by unsigned B bytes (16 groups x 16 pixels x 4: an
+ * activation panel as packed above, row stride 64) and adds each group's four products to the int32 C
+ * element without saturation: the VPDPBUSD sums with the operands' roles swapped, so the same bounds hold and
+ * the result is exact. K is zero-padded to whole tiles (64 bytes) in both operands. One block is up to 2 x 2
+ * C tiles (32 channels x 32 pixels: tmm0-3, A in tmm4-5, B in tmm6-7); the configuration is loaded once per
+ * thread's part and released at its end. */
+#define QC_TARGET_AMX __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vnni")))
+struct qc_amx_config { /* LDTILECFG's 64-byte memory operand (palette 1) */
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+};
+
+QC_TARGET_AMX static void qc_amx_begin(void) {
+    struct qc_amx_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    __asm__ volatile("" : : "m"(cfg) : "memory");
+    _tile_loadconfig(&cfg);
+}
+
+QC_TARGET_AMX static void qc_amx_end(void) { _tile_release(); }
+
+/* acc (32 x 32 int32) = mt (1, 2) x 16 channels from wr times nt (1, 2) panels b0 (b1), groups [0, kq16) */
+QC_TARGET_AMX __attribute__((always_inline)) static inline void qc_amx_block_mn(const int8_t *wr, int64_t lda,
+                                                                                const uint8_t *b0, const uint8_t *b1,
+                                                                                int64_t kq16, int32_t *acc,
+                                                                                const int mt, const int nt) {
+    const int64_t cstride = 2 * NR * (int64_t)sizeof(int32_t);
+    __asm__ volatile("" : : : "memory"); /* the panels are written before the (asm) tile loads read them */
+    _tile_zero(0);
+    if (nt == 2) _tile_zero(1);
+    if (mt == 2) _tile_zero(2);
+    if (mt == 2 && nt == 2) _tile_zero(3);
+    for (int64_t q = 0; q < kq16; q += 16) {
+        _tile_loadd(4, wr + q * KQ, lda);
+        _tile_loadd(6, b0 + q * KQ * NR, KQ * NR);
+        if (mt == 2) _tile_loadd(5, wr + 16 * lda + q * KQ, lda);
+        if (nt == 2) _tile_loadd(7, b1 + q * KQ * NR, KQ * NR);
+        _tile_dpbsud(0, 4, 6);
+        if (nt == 2) _tile_dpbsud(1, 4, 7);
+        if (mt == 2) _tile_dpbsud(2, 5, 6);
+        if (mt == 2 && nt == 2) _tile_dpbsud(3, 5, 7);
+    }
+    _tile_stored(0, acc, cstride);
+    if (nt == 2) _tile_stored(1, acc + NR, cstride);
+    if (mt == 2) _tile_stored(2, acc + 16 * 2 * NR, cstride);
+    if (mt == 2 && nt == 2) _tile_stored(3, acc + 16 * 2 * NR + NR, cstride);
+    __asm__ volatile("" : : : "memory"); /* acc is read after the (asm) stores */
+}
+
+QC_TARGET_AMX static void qc_amx_block(const int8_t *wr, int64_t lda, const uint8_t *b0, const uint8_t *b1,
+                                       int64_t kq16, int32_t *acc, int mt, int nt) {
+    if (mt == 2 && nt == 2)
+        qc_amx_block_mn(wr, lda, b0, b1, kq16, acc, 2, 2);
+    else if (mt == 2)
+        qc_amx_block_mn(wr, lda, b0, b1, kq16, acc, 2, 1);
+    else if (nt == 2)
+        qc_amx_block_mn(wr, lda, b0, b1, kq16, acc, 1, 2);
+    else
+        qc_amx_block_mn(wr, lda, b0, b1, kq16, acc, 1, 1);
+}
+#endif
+
 /* ------------------------------------------------------------------------- pixels as columns */
 
 /* Items [i0, i1): (image, panel) pairs when split_panels, else 8-channel tiles (every panel of every image). */
 static int columns_range(void *ctx, int64_t i0, int64_t i1) {
     const struct conv_job *j = (const struct conv_job *)ctx;
-    int64_t kq = j->kq, pbytes = kq * KQ * NR, osz = osize_of(j->e.outkind);
-    int64_t nb = BLOCK_BYTES / pbytes;
-    nb = nb < 2 ? 2 : nb / 2 * 2;
+    int amx = j->wrows != NULL;
+    int64_t kq = amx ? j->kq16 : j->kq, pbytes = kq * KQ * NR, osz = osize_of(j->e.outkind);
+    int64_t nb = BLOCK_BYTES / pbytes; /* panels per block: an even number, or all of them */
+    nb = nb >= j->npan ? j->npan : (nb < 2 ? 2 : nb / 2 * 2);
     int64_t it0 = j->split_panels ? i0 : 0, it1 = j->split_panels ? i1 : j->b * j->npan;
     int64_t n_lo = j->split_panels ? 0 : i0 * TR, n_hi = j->split_panels ? j->n : (i1 * TR < j->n ? i1 * TR : j->n);
     int64_t span = it1 - it0 < nb ? it1 - it0 : nb;
     uint8_t *xb = (uint8_t *)malloc((size_t)(span * pbytes));
     if (!xb) return -1;
     uint8_t flip = j->xsigned ? 0x80 : 0;
-    int32_t acc[TR][2 * NR];
+    int32_t acc[2 * 16][2 * NR];
+#ifdef QC_AMX
+    if (amx) qc_amx_begin();
+#endif
     for (int64_t it = it0; it < it1;) {
         int64_t bi = it / j->npan, p0 = it % j->npan;
         int64_t p1 = j->npan - p0 < nb ? j->npan : p0 + nb;
@@ -288,6 +371,24 @@ static int columns_range(void *ctx, int64_t i0, int64_t i1) {
             pack_panel(src, j->p, j->k, kq, p * NR, cols, flip, xb + (p - p0) * pbytes);
         }
         char *yimg = (char *)j->y + bi * j->n * j->p * osz;
+#ifdef QC_AMX
+        if (amx) {
+            for (int64_t n0 = n_lo; n0 < n_hi; n0 += 32) { /* 32 channels x 32 pixels per block */
+                int rows = (int)(n_hi - n0 < 32 ? n_hi - n0 : 32);
+                for (int64_t p = p0; p < p1; p += 2) {
+                    int panels = p + 1 < p1 ? 2 : 1;
+                    int64_t cols = j->p - p * NR < panels * NR ? j->p - p * NR : panels * NR;
+                    const uint8_t *b0 = xb + (p - p0) * pbytes;
+                    qc_amx_block(j->wrows + n0 * kq * KQ, kq * KQ, b0, b0 + pbytes, kq, &acc[0][0], rows > 16 ? 2 : 1,
+                                 panels);
+                    epilogue_v512(&j->e, n0, j->xsigned ? j->corr : NULL, acc, rows,
+                                  yimg + (n0 * j->p + p * NR) * osz, j->p * osz, cols);
+                }
+            }
+            it += p1 - p0;
+            continue;
+        }
+#endif
         for (int64_t n0 = n_lo; n0 < n_hi; n0 += TR) {
             int rows = (int)(n_hi - n0 < TR ? n_hi - n0 : TR);
             const int8_t *w0 = j->wp + (n0 / NR) * kq * KQ * NR + (n0 % NR) * KQ;
@@ -309,6 +410,9 @@ static int columns_range(void *ctx, int64_t i0, int64_t i1) {
         }
         it += p1 - p0;
     }
+#ifdef QC_AMX
+    if (amx) qc_amx_end();
+#endif
     free(xb);
     return 0;
 }
@@ -329,6 +433,25 @@ static int cols_range(void *ctx, int64_t r0, int64_t r1) { /* rows r = image * K
         const uint8_t *plane = j->x + (bi * j->c + ci) * j->h * j->w;
         uint8_t *dst = j->out + r * p;
         int64_t dx = jj * j->dw - j->pl; /* source column of output column ox: ox * sw + dx */
+        if (j->sh == 1 && j->sw == 1 && j->ow == j->w && (dx < 0 ? -dx : dx) < j->w) {
+            /* stride 1 and ow == w ("same" padding): the valid rows read one contiguous range of the plane,
+             * shifted by dx; only the |dx| edge columns of each row fall outside their source row */
+            int64_t oy0 = j->pt - i * j->dh, oy1 = j->h + oy0; /* sy = oy - oy0 lies in [0, h) */
+            oy0 = oy0 < 0 ? 0 : (oy0 > j->oh ? j->oh : oy0);
+            oy1 = oy1 < oy0 ? oy0 : (oy1 > j->oh ? j->oh : oy1);
+            memset(dst, j->zp, (size_t)(oy0 * j->ow));
+            memset(dst + oy1 * j->ow, j->zp, (size_t)((j->oh - oy1) * j->ow));
+            int64_t s0 = (oy0 + i * j->dh - j->pt) * j->w + dx, len = (oy1 - oy0) * j->ow, plane_len = j->h * j->w;
+            int64_t a = s0 < 0 ? -s0 : 0, e = s0 + len > plane_len ? plane_len - s0 : len; /* copied: [a, e) */
+            uint8_t *d = dst + oy0 * j->ow;
+            if (e > a) memcpy(d + a, plane + s0 + a, (size_t)(e - a));
+            for (int64_t oy = oy0; oy < oy1; oy++, d += j->ow) /* the edge columns (and a, e's clipped bytes) */
+                if (dx < 0)
+                    memset(d, j->zp, (size_t)-dx);
+                else if (dx > 0)
+                    memset(d + j->ow - dx, j->zp, (size_t)dx);
+            continue;
+        }
         /* output columns [xa, xb) read inside the row */
         int64_t xa = dx >= 0 ? 0 : (-dx + j->sw - 1) / j->sw;
         int64_t xb = j->w - dx <= 0 ? 0 : (j->w - dx + j->sw - 1) / j->sw;
@@ -435,12 +558,11 @@ int opml_qconv_nchw(const int64_t *cfg, const uint8_t *x, int64_t b, int64_t c, 
     if (hp - (kh - 1) * dh - 1 < 0 || wp - (kw - 1) * dw - 1 < 0) return -1;
     int64_t p = oh * ow;
     int simd = isa == ISA_AVX512VNNI || isa == ISA_AMX;
-    /* measured (scripts/bench/qgemm.py --conv): with K >= 64 the rows path's AMX tiles beat the VNNI tile here by
-     * 1.2-4x, and on avx512vnni its blocking wins for k x k kernels; below that, and for 1x1 convs without AMX,
-     * skipping the two layout changes wins (1.1-2.3x) */
-    int small_k = k < KQ * AMX_MIN_GROUPS;
+    /* measured (one thread, scripts/bench/qgemm.py --conv): pixels as columns win for every 1x1 conv of at least 16
+     * pixels (1.1-2.6x: no layout change; AMX or VNNI tiles) and for k x k kernels up to K = 576 (1.1-1.5x: the
+     * im2col rows are whole-plane copies); for larger k x k kernels the rows path's blocking wins (0.5-0.9x) */
     int columns = mode == 1 || (mode == 0 && simd && (kind == 1 || kind == 2) && p >= MIN_COLUMN_PIXELS &&
-                                (small_k || (isa == ISA_AVX512VNNI && kh * kw == 1)));
+                                (kh * kw == 1 || k <= MAX_KXK_COLUMN_K));
     if (!columns || !b)
         return b ? conv_rows(cfg, x, b, c, h, w, pt, pl, hp, wp, (uint8_t)zp, kh, kw, sh, sw, dh, dw, oh, ow, y,
                              threads)
@@ -451,7 +573,13 @@ int opml_qconv_nchw(const int64_t *cfg, const uint8_t *x, int64_t b, int64_t c, 
                           (const int64_t *)(intptr_t)cfg[12], (const int64_t *)(intptr_t)cfg[13], cfg[4], cfg[5],
                           (int)cfg[6]},
                          (const int8_t *)(intptr_t)cfg[2], (const int32_t *)(intptr_t)cfg[21], (int)cfg[0], (int)isa,
-                         simd, k, (k + KQ - 1) / KQ, n, x, b, p, (p + NR - 1) / NR, y, 1};
+                         simd, k, (k + KQ - 1) / KQ, n, x, b, p, (p + NR - 1) / NR, y, 1, NULL, 0};
+#ifdef QC_AMX
+    if (isa == ISA_AMX && cfg[22]) { /* the row-major weight copy (opml.native.PackedWeights.rows) */
+        j.wrows = (const int8_t *)(intptr_t)cfg[22];
+        j.kq16 = (j.kq + 15) / 16 * 16;
+    }
+#endif
     struct conv_epilogue *e = &j.e;
     if (e->outkind < 0 || e->outkind > 3 || e->span < 0) return -1;
     for (int64_t i = 0; i < n; i++)
@@ -468,7 +596,8 @@ int opml_qconv_nchw(const int64_t *cfg, const uint8_t *x, int64_t b, int64_t c, 
     }
     int64_t macs = b * p * k * n, items = b * j.npan, tiles = (n + TR - 1) / TR;
     int parts = parts_for(items > tiles ? items : tiles, macs, threads);
-    j.split_panels = items >= 2 * parts || items >= tiles;
+    /* split what each thread would otherwise read in full: the weights (N x K) or the packed pixels (P x K) */
+    j.split_panels = items >= 2 * parts && n <= b * p;
     int rc = opml_parallel_for(columns_range, &j, j.split_panels ? items : tiles, parts);
     free(cols);
     return rc;

@@ -1,9 +1,9 @@
 """The native dense conv (``qconv.c`` through :meth:`opml.native.Gemm.conv_nchw`) equals the int64 conv.
 
 It has two orientations (pixels as the GEMM's columns, with the activations packed from NCHW and the weights
-broadcast, and pixels as rows through ``opml_qgemm_cfg``) and splits over threads two ways (pixel panels,
-or 8-channel tiles); every combination, on every instruction set this CPU runs, must give the int64
-formula's bytes: the conv of the zero-point-padded input, plus the offset, requantized per channel.
+broadcast, or as AMX A tiles; pixels as rows through ``opml_qgemm_cfg``) and splits over threads two ways
+(pixel panels, or 8-channel tiles); every combination, on every instruction set this CPU runs, must give the
+int64 formula's bytes: the conv of the zero-point-padded input, plus the offset, requantized per channel.
 """
 
 from __future__ import annotations
@@ -86,10 +86,14 @@ class Case:
         return requantize(acc, self.mult.reshape(1, -1, 1, 1), self.shift.reshape(1, -1, 1, 1), zp, qmin, qmax,
                           self.out)
 
-    def gemm(self, isa: str) -> native.Gemm:
+    def gemm(self, isa: str, rows: bool = True) -> native.Gemm:
+        """The conv's GEMM; ``rows``: with the weight copy of the AMX tiles (amx only; without it the VNNI tile
+        runs the pixels-as-columns orientation there)."""
         kh, kw = self.geometry[:2]
         m, c = self.w.shape[:2]
-        packed = native.pack_weights(self.w.transpose(2, 3, 1, 0).reshape(kh * kw * c, m), isa)
+        packed = native.pack_weights(self.w.transpose(2, 3, 1, 0).reshape(kh * kw * c, m), isa, rows=rows)
+        assert packed is not None
+        assert (packed.rows is not None) == (rows and isa == "amx" and packed.kind in (1, 2))
         ep = native.epilogue(m, self.off, self.mult, self.shift, *self.q, self.out)
         assert packed is not None and ep is not None
         return native.Gemm(packed, ep, self.x.dtype, isa)
@@ -118,18 +122,19 @@ def test_conv_equals_int64(isa: str, b: int, c: int, h: int, w: int, m: int, kh:
         return  # the input is smaller than the kernel (test_conv_nchw_rejects_a_wrong_input)
     case = Case(np.random.default_rng(seed), b, c, h, w, m, kh, kw, (sh, sw), (dh, dw), pads, xdt, wbits, out,
                 extreme)
-    gemm = case.gemm(isa)
     want = case.expected()
-    for mode in _modes(gemm):
-        got = case.run(gemm, mode)
-        assert got.dtype == case.out and got.shape == want.shape
-        np.testing.assert_array_equal(got, want, err_msg=f"mode {mode}")
+    for gemm in [case.gemm(isa)] + ([case.gemm(isa, rows=False)] if isa == "amx" else []):
+        for mode in _modes(gemm):
+            got = case.run(gemm, mode)
+            assert got.dtype == case.out and got.shape == want.shape
+            np.testing.assert_array_equal(got, want, err_msg=f"mode {mode}")
 
 
 @EACH_ISA
 @pytest.mark.parametrize("shape", [
     (2, 16, 48, 48, 96, 1),  # many pixel panels: the threads split them
     (1, 64, 4, 5, 300, 3),   # 20 pixels (two panels), 300 channels: the threads split 8-channel tiles
+    (1, 40, 7, 7, 70, 1),    # 49 pixels, 70 channels: 32-channel AMX blocks across a channel split
     (1, 24, 17, 9, 40, 3),   # a partial last panel and a partial last channel tile
 ])
 def test_orientations_and_thread_splits_agree(isa: str, shape: tuple[int, ...]) -> None:
@@ -137,12 +142,12 @@ def test_orientations_and_thread_splits_agree(isa: str, shape: tuple[int, ...]) 
     case = Case(np.random.default_rng(sum(shape)), b, c, h, w, m, k, k, (1, 1), (1, 1), (k // 2,) * 4, np.int8, 8,
                 np.int8)
     want = case.expected()
-    gemm = case.gemm(isa)
     try:
-        for threads in (1, 2, 3):
-            set_worker_count(threads)
-            for mode in _modes(gemm):
-                np.testing.assert_array_equal(case.run(gemm, mode), want, err_msg=f"{threads} threads, mode {mode}")
+        for gemm in [case.gemm(isa)] + ([case.gemm(isa, rows=False)] if isa == "amx" else []):
+            for threads in (1, 2, 3):
+                set_worker_count(threads)
+                for mode in _modes(gemm):
+                    np.testing.assert_array_equal(case.run(gemm, mode), want, err_msg=f"{threads} threads, mode {mode}")
     finally:
         set_worker_count(None)
 
@@ -157,7 +162,7 @@ def test_conv_at_the_int32_limit(isa: str) -> None:
     w[1::2] = -128
     if isa == "avx2":
         w = np.clip(w, -64, 64)
-    packed = native.pack_weights(w.transpose(2, 3, 1, 0).reshape(9 * c, 17), isa)
+    packed = native.pack_weights(w.transpose(2, 3, 1, 0).reshape(9 * c, 17), isa, rows=True)
     ep = native.epilogue(17, np.zeros(17, dtype=np.int64), 0, 0, 0, 0, 0, np.int32)
     assert packed is not None and ep is not None
     gemm = native.Gemm(packed, ep, np.dtype(np.uint8), isa)
