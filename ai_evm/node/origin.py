@@ -62,7 +62,7 @@ def deposit_nonces(state: StateAPI, deposits: Sequence[SignedTransactionAPI]) ->
 
 #: L1 blocks an automine sequencer's head origin may lag behind the newest L1 block read before it mines
 #: empty blocks to catch up (each advances the origin by one). Well within the default sequencing window
-#: (64 L1 blocks) and, at 12 s L1 blocks, within the default drift (600 s); below the lag (32 with the
+#: (64 L1 blocks) and, at 12 s L1 blocks, within the default drift (600 s); below the lag (33 with the
 #: default window) from which the sequencer builds forced blocks itself (docs/rollup.md "Forced blocks").
 MAX_ORIGIN_LAG = 24
 
