@@ -13,8 +13,13 @@ Three kinds of models (``corpus_entries()``):
   is given or the wheel is already there;
 * scikit-learn pipelines (``scripts/bench/sklearn_models.py`` has the full list; a few are here).
 
-For each model: convert with 16 calibration samples (a conversion failure is reported as its one line),
-then on 16 other samples: cosine of the first output to onnxruntime float32 (mean and minimum over samples),
+The trained models get realistic synthetic inputs (``corpus_inputs.py``: speech-like audio, document pages,
+text-line crops); silero-vad is streamed (``stream``: context + chunk per call, the state carried).
+
+For each model: convert with 16 calibration samples (``calibration``: a fixed-batch model gets them as 16
+batches, converted in lockstep; a conversion failure is reported as its one line), then on 16 other samples
+(silero-vad: a 160-call stream, each runtime carrying its own state): cosine of the first output to
+onnxruntime float32 (mean and minimum over samples; one value per sample: the cosine of the column),
 onnxruntime's own static int8 quantization (QDQ, per-channel weights, MinMax on the same calibration
 samples) on the same measure, top-1 agreement (argmax over the last axis), bit-identity of the engine's
 outputs across ``OPML_THREADS`` 1 and 2 and every ``OPML_NATIVE_ISA`` this CPU runs (fresh processes), and
