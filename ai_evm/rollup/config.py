@@ -74,10 +74,25 @@ class RollupDeployment:
         missing = sorted(n for n in names if n not in raw and n not in OPTIONAL_FIELDS)
         if missing:
             raise RollupConfigError(f"{path}: missing {', '.join(missing)}")
+        check_derivation(raw.get("derivation", {}), path)
         try:
             return cls(**{k: v for k, v in raw.items() if k in names})
         except TypeError as e:
             raise RollupConfigError(f"{path}: {e}") from None
 
 
-__all__ = ["RollupConfigError", "RollupDeployment"]
+def check_derivation(derivation: Any, path: Path) -> None:
+    """The ``derivation`` object of a rollup.json: known parameters (``RollupConfig``), each a positive
+    integer (an absent one takes its default); :class:`RollupConfigError` naming the field otherwise."""
+    if not isinstance(derivation, dict):
+        raise RollupConfigError(f"{path}: derivation must be a JSON object")
+    known = {f.name for f in fields(RollupConfig)}
+    for key, value in derivation.items():
+        if key not in known:
+            raise RollupConfigError(f"{path}: derivation.{key} is not a derivation parameter "
+                                    f"(known: {', '.join(sorted(known))})")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise RollupConfigError(f"{path}: derivation.{key} must be a positive integer, got {value!r}")
+
+
+__all__ = ["RollupConfigError", "RollupDeployment", "check_derivation"]
