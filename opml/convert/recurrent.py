@@ -159,9 +159,9 @@ def expand(ctx: Context, node: onnx.NodeProto) -> list[onnx.NodeProto]:
         for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
             xt = e.op("Gather", [proj, e.const("t", np.array(t, dtype=np.int64))], "xt", axis=1)
             if lstm:
-                h, c = _lstm_step(e, xt, h, c, rd, hsz)
+                h, c = _lstm_step(e, xt, h, c, rd, hsz, hq is not None)
             else:
-                h = _gru_step(e, xt, h, r[d], rb, hsz, bool(ctx.attr(node, "linear_before_reset", 0)))
+                h = _gru_step(e, xt, h, r[d], rb, hsz, bool(ctx.attr(node, "linear_before_reset", 0)), hq)
             if hq is not None:
                 ctx.preferred[h] = hq
             outs.append(h)
@@ -212,17 +212,21 @@ _TANH_VIEW_Q = QParams(float(np.float32(1 / 127)), 0)  # (float32(1/127) == 2 fl
 _H_Q = _TANH_VIEW_Q  # every LSTM output h = o tanh(C) is in (-1, 1): one grid, so Y concatenates without requantizing
 
 
-def _lstm_step(e: _Emit, xt: str, h: str | None, c: str | None, r: np.ndarray, hsz: int) -> tuple[str, str]:
+def _lstm_step(e: _Emit, xt: str, h: str | None, c: str | None, r: np.ndarray, hsz: int,
+               fixed: bool) -> tuple[str, str]:
     """One step: ``g = x_t W^T + h R^T + b`` (gates i, o, f, 2c), one sigmoid table over all of ``g``
-    (``AievmLstmGates``), ``C = f * C_prev + i * tanh(g_c)``, ``H = o * tanh(C)``."""
+    (``AievmLstmGates``), ``C = f * C_prev + i * tanh(g_c)``, ``H = o * tanh(C)``. ``fixed``: ``i tanh(g_c)``
+    and ``tanh(C)`` on the grid 1/127 of (-1, 1), so the two muls have the same parameters at every step."""
     g = xt if h is None else e.op("Add", [xt, e.linear(h, r.T, None, "hr")], "g")
     i, o, f, cand = (e.name(t) for t in ("i", "o", "f", "tc"))
     node = helper.make_node("AievmLstmGates", [g], [i, o, f, cand], domain="aievm", hidden_size=hsz)
     e.nodes.append(node)
     ic = e.op("Mul", [i, cand], "ic")
     c_new = ic if c is None else e.op("Add", [e.op("Mul", [f, c], "fc"), ic], "c")
-    h_new = e.op("Mul", [o, e.op("Tanh", [c_new], "th")], "h")
-    return h_new, c_new
+    th = e.op("Tanh", [c_new], "th")
+    if fixed:
+        e.ctx.preferred[ic] = e.ctx.preferred[th] = _H_Q
+    return e.op("Mul", [o, th], "h"), c_new
 
 
 @lowering("AievmLstmGates")
@@ -258,7 +262,10 @@ def _gru_grid(ctx: Context, node: onnx.NodeProto) -> QParams:
     return QParams(float(np.float32(bound / 127)), 0)
 
 
-def _gru_step(e: _Emit, xt: str, h: str | None, r: np.ndarray, rb: np.ndarray, hsz: int, lbr: bool) -> str:
+def _gru_step(e: _Emit, xt: str, h: str | None, r: np.ndarray, rb: np.ndarray, hsz: int, lbr: bool,
+              hq: QParams | None) -> str:
+    """One step (``hq``: the shared h grid; then z, r, 1 - z, h~, (1 - z) h~ and z H_prev are on fixed grids
+    too, so the step's muls and final add have the same parameters at every step)."""
     if h is None:  # h_prev = 0: the recurrent products vanish (but r * Rbh with linear_before_reset)
         xz, xr, xh = _split(e, xt, [hsz] * 3, "xg")
         z = e.op("Sigmoid", [xz], "z")
@@ -273,7 +280,10 @@ def _gru_step(e: _Emit, xt: str, h: str | None, r: np.ndarray, rb: np.ndarray, h
                              [2 * hsz, hsz], "hg")
         else:
             hzr = e.linear(h, r[:2 * hsz].T, None, "hzr")
-        z, rr = _split(e, e.op("Sigmoid", [e.op("Add", [xzr, hzr], "gzr")], "szr"), [hsz, hsz], "zr")
+        szr = e.op("Sigmoid", [e.op("Add", [xzr, hzr], "gzr")], "szr")
+        if hq is not None:
+            e.ctx.preferred[szr] = _SIGMOID_Q
+        z, rr = _split(e, szr, [hsz, hsz], "zr")
         if lbr:
             pre = e.op("Add", [xh, e.op("Mul", [rr, hh], "rh")], "ph")
         else:
@@ -281,8 +291,15 @@ def _gru_step(e: _Emit, xt: str, h: str | None, r: np.ndarray, rb: np.ndarray, h
             pre = e.op("Add", [xh, hh], "ph")
     cand = e.op("Tanh", [pre], "hc")
     one = e.const("one", np.array(1.0, dtype=np.float32))
-    zc = e.op("Mul", [e.op("Sub", [one, z], "nz"), cand], "zc")
-    return zc if h is None else e.op("Add", [zc, e.op("Mul", [z, h], "zh")], "h")
+    nz = e.op("Sub", [one, z], "nz")
+    zc = e.op("Mul", [nz, cand], "zc")
+    if h is None:
+        return zc
+    zh = e.op("Mul", [z, h], "zh")
+    if hq is not None:
+        for t, q in ((cand, _H_Q), (nz, _SIGMOID_Q), (zc, _H_Q), (zh, hq)):
+            e.ctx.preferred[t] = q
+    return e.op("Add", [zc, zh], "h")
 
 
 def _split(e: _Emit, x: str, sizes: list[int], tag: str) -> list[str]:
