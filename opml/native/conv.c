@@ -1166,3 +1166,184 @@ int opml_plane_lut8(const uint8_t *table, const uint8_t *a, const uint8_t *b, in
     }
     return 0;
 }
+
+/* ------------------------------------------------------------------------------------------ max pooling */
+
+/* opml_maxpool: y[p, oy, ox] = max over the window's taps inside the input of x[p, oy sh + i dh - pt, ox sw + j dw
+ * - pl] (taps in the padding are the dtype's minimum, so they never win: the numpy path pads with it), for
+ * int8/uint8 planes; int8 bytes compare as uint8 after flipping the sign bit. Max is exact, so any order of the
+ * comparisons gives the same bytes. Per output row: the window's input rows are folded by a byte max into one
+ * padded row (vrow), its columns by a max of kw shifted copies (hrow), then every sw-th column is kept. The loops
+ * are plain C compiled per instruction set (the byte maxima vectorize). */
+struct maxpool_job {
+    const uint8_t *x;
+    uint8_t *y;
+    int64_t h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, span, reach;
+    int flip, isa;
+};
+
+static inline __attribute__((always_inline)) void maxpool_plane(const struct maxpool_job *m, int64_t p,
+                                                                 uint8_t *restrict vrow, uint8_t *restrict hrow) {
+    const int64_t h = m->h, w = m->w, kh = m->kh, kw = m->kw, sh = m->sh, sw = m->sw, dh = m->dh, dw = m->dw;
+    const int64_t pl = m->pl, oh = m->oh, ow = m->ow, span = m->span, reach = m->reach;
+    const uint8_t flip = (uint8_t)m->flip;
+    const uint8_t *restrict xp = m->x + p * h * w;
+    uint8_t *restrict yp = m->y + p * oh * ow;
+    /* vrow covers padded columns [0, reach): input column c - pl; outside the input 0 (the flipped minimum) */
+    int64_t c0 = pl < reach ? pl : reach, c1 = pl + w < reach ? pl + w : reach;
+    for (int64_t oy = 0; oy < oh; oy++) {
+        for (int64_t c = 0; c < reach; c++) vrow[c] = 0;
+        for (int64_t i = 0; i < kh; i++) {
+            int64_t iy = oy * sh + i * dh - m->pt;
+            if (iy < 0 || iy >= h) continue;
+            const uint8_t *restrict row = xp + iy * w;
+            for (int64_t c = c0; c < c1; c++) {
+                uint8_t v = (uint8_t)(row[c - pl] ^ flip);
+                vrow[c] = v > vrow[c] ? v : vrow[c];
+            }
+        }
+        for (int64_t c = 0; c < span; c++) hrow[c] = vrow[c];
+        for (int64_t j = 1; j < kw; j++)
+            for (int64_t c = 0; c < span; c++) {
+                uint8_t v = vrow[c + j * dw];
+                hrow[c] = v > hrow[c] ? v : hrow[c];
+            }
+        uint8_t *restrict out = yp + oy * ow;
+        if (sw == 1)
+            for (int64_t ox = 0; ox < ow; ox++) out[ox] = (uint8_t)(hrow[ox] ^ flip);
+        else
+            for (int64_t ox = 0; ox < ow; ox++) out[ox] = (uint8_t)(hrow[ox * sw] ^ flip);
+    }
+}
+
+static void maxpool_generic(const struct maxpool_job *m, int64_t p, uint8_t *vrow, uint8_t *hrow) {
+    maxpool_plane(m, p, vrow, hrow);
+}
+#ifdef CONV_X86
+CONV_AVX2 static void maxpool_avx2(const struct maxpool_job *m, int64_t p, uint8_t *vrow, uint8_t *hrow) {
+    maxpool_plane(m, p, vrow, hrow);
+}
+
+/* Rows of at most 64 padded columns in one register (AVX-512 VBMI): the window's input rows folded by masked loads
+ * and byte maxima, the columns' shifts by VPERMB (column c + j dw of the folded row; c < span keeps every read
+ * inside it), the kept columns by VPMOVWB (stride 2: the low byte of each 16-bit lane) or a masked store. No
+ * memory round trip (a masked store followed by a load of the same bytes does not forward). */
+#define CONV_VBMI __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi")))
+CONV_VBMI static void maxpool_vbmi(const struct maxpool_job *m, int64_t p, uint8_t *vrow, uint8_t *hrow) {
+    const int64_t h = m->h, w = m->w, kh = m->kh, kw = m->kw, sh = m->sh, sw = m->sw, dh = m->dh, dw = m->dw;
+    const int64_t pl = m->pl, oh = m->oh, ow = m->ow;
+    const __m512i flip = _mm512_set1_epi8((char)m->flip), lanes = _mm512_set_epi8(
+        63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48, 47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36,
+        35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7,
+        6, 5, 4, 3, 2, 1, 0);
+    const uint8_t *xp = m->x + p * h * w;
+    uint8_t *yp = m->y + p * oh * ow;
+    /* input columns 0 .. n - 1 land at padded columns pl .. pl + n - 1 (the rest of the row: padding) */
+    int64_t n = w < m->reach - pl ? w : m->reach - pl;
+    __mmask64 kin = n >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << n) - 1), kout = ow >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << ow) - 1);
+    __m512i shifts[16];
+    int64_t taps = kw < 16 ? kw : 16;
+    for (int64_t j = 1; j < taps; j++) shifts[j] = _mm512_add_epi8(lanes, _mm512_set1_epi8((char)(j * dw)));
+    (void)vrow, (void)hrow;
+    for (int64_t oy = 0; oy < oh; oy++) {
+        __m512i v = _mm512_setzero_si512();
+        for (int64_t i = 0; i < kh; i++) {
+            int64_t iy = oy * sh + i * dh - m->pt;
+            if (iy < 0 || iy >= h || n <= 0) continue;
+            v = _mm512_max_epu8(v, _mm512_maskz_mov_epi8(kin, _mm512_xor_si512(_mm512_maskz_loadu_epi8(kin, xp + iy * w), flip)));
+        }
+        if (pl) v = _mm512_permutexvar_epi8(_mm512_sub_epi8(lanes, _mm512_set1_epi8((char)pl)), v); /* column c: input c - pl */
+        if (pl) v = _mm512_maskz_mov_epi8(~(__mmask64)0 << pl, v); /* the left padding: the flipped minimum 0 */
+        __m512i hv = v;
+        for (int64_t j = 1; j < taps; j++) hv = _mm512_max_epu8(hv, _mm512_permutexvar_epi8(shifts[j], v));
+        hv = _mm512_xor_si512(hv, flip);
+        uint8_t *out = yp + oy * ow;
+        if (sw == 1)
+            _mm512_mask_storeu_epi8(out, kout, hv);
+        else if (sw == 2)
+            _mm256_mask_storeu_epi8(out, (__mmask32)kout, _mm512_cvtepi16_epi8(hv));
+        else {
+            uint8_t tmp[64];
+            _mm512_storeu_si512(tmp, hv);
+            for (int64_t ox = 0; ox < ow; ox++) out[ox] = tmp[ox * sw];
+        }
+    }
+}
+
+/* The same steps with masked 64-byte rows, through memory, for rows wider than a register. */
+CONV_AVX512 static void maxpool_avx512(const struct maxpool_job *m, int64_t p, uint8_t *vrow, uint8_t *hrow) {
+    const int64_t h = m->h, w = m->w, kh = m->kh, kw = m->kw, sh = m->sh, sw = m->sw, dh = m->dh, dw = m->dw;
+    const int64_t pl = m->pl, oh = m->oh, ow = m->ow, span = m->span, reach = m->reach;
+    const __m512i flip = _mm512_set1_epi8((char)m->flip), zero = _mm512_setzero_si512();
+    const uint8_t *xp = m->x + p * h * w;
+    uint8_t *yp = m->y + p * oh * ow;
+#define MASK(n) ((n) >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (n)) - 1))
+    for (int64_t oy = 0; oy < oh; oy++) {
+        for (int64_t c = 0; c < reach; c += 64) _mm512_mask_storeu_epi8(vrow + c, MASK(reach - c), zero);
+        for (int64_t i = 0; i < kh; i++) {
+            int64_t iy = oy * sh + i * dh - m->pt;
+            if (iy < 0 || iy >= h) continue;
+            const uint8_t *row = xp + iy * w;
+            for (int64_t q = 0; q < w && pl + q < reach; q += 64) { /* input columns q.. at vrow pl + q.. */
+                int64_t n = w - q < reach - pl - q ? w - q : reach - pl - q;
+                __mmask64 k = MASK(n);
+                __m512i v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(k, row + q), flip);
+                __m512i cur = _mm512_maskz_loadu_epi8(k, vrow + pl + q);
+                _mm512_mask_storeu_epi8(vrow + pl + q, k, _mm512_max_epu8(v, cur));
+            }
+        }
+        uint8_t *out = yp + oy * ow;
+        for (int64_t c = 0; c < span; c += 64) {
+            __mmask64 k = MASK(span - c);
+            __m512i hv = _mm512_maskz_loadu_epi8(k, vrow + c);
+            for (int64_t j = 1; j < kw; j++) hv = _mm512_max_epu8(hv, _mm512_maskz_loadu_epi8(k, vrow + c + j * dw));
+            hv = _mm512_xor_si512(hv, flip);
+            if (sw == 1)
+                _mm512_mask_storeu_epi8(out + c, k, hv);
+            else if (sw == 2) { /* outputs c / 2 .. : the even columns */
+                int64_t n = ow - c / 2 < 32 ? ow - c / 2 : 32;
+                _mm256_mask_storeu_epi8(out + c / 2, (__mmask32)MASK(n), _mm512_cvtepi16_epi8(hv));
+            } else
+                _mm512_mask_storeu_epi8(hrow + c, k, hv);
+        }
+        if (sw > 2)
+            for (int64_t ox = 0; ox < ow; ox++) out[ox] = hrow[ox * sw];
+    }
+#undef MASK
+}
+#endif
+
+static int maxpool_range(void *ctx, int64_t p0, int64_t p1) {
+    const struct maxpool_job *m = (const struct maxpool_job *)ctx;
+    uint8_t *buf = (uint8_t *)malloc((size_t)(2 * m->reach + 64));
+    if (!buf) return -1;
+    void (*fn)(const struct maxpool_job *, int64_t, uint8_t *, uint8_t *) = maxpool_generic;
+#ifdef CONV_X86
+    if (have_avx512(m->isa) && m->reach <= 64 && m->kw <= 16 && __builtin_cpu_supports("avx512vbmi"))
+        fn = maxpool_vbmi;
+    else if (have_avx512(m->isa))
+        fn = maxpool_avx512;
+    else if (m->isa >= 1)
+        fn = maxpool_avx2;
+#endif
+    for (int64_t p = p0; p < p1; p++) fn(m, p, buf, buf + m->reach + 32);
+    free(buf);
+    return 0;
+}
+
+/* x: planes of h x w bytes; y: planes of oh x ow, which must be the window's output size over the padded input
+ * (pads top pt and left pl; the bottom and right pads are what remains, ceil mode included). Returns 0, or -1 for
+ * arguments outside the kernel's bounds or when memory runs out. */
+int opml_maxpool(const uint8_t *x, int xsigned, int64_t planes, int64_t h, int64_t w, int64_t kh, int64_t kw,
+                 int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pl, int64_t oh, int64_t ow,
+                 uint8_t *y, int isa, int threads) {
+    if (planes < 0 || h < 1 || w < 1 || kh < 1 || kw < 1 || sh < 1 || sw < 1 || dh < 1 || dw < 1 || pt < 0 ||
+        pl < 0 || oh < 1 || ow < 1 || isa < 0)
+        return -1;
+    struct maxpool_job m = {x, y, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, 0, 0, xsigned ? 0x80 : 0, isa};
+    m.span = (ow - 1) * sw + 1;        /* hrow's columns */
+    m.reach = m.span + (kw - 1) * dw; /* vrow's columns */
+    int64_t per = MIN_MACS_PER_PART / (oh * m.reach * kh + 1) + 1, most = planes / per;
+    int parts = threads <= 1 || most <= 1 ? 1 : (threads < most ? threads : (int)most);
+    return planes ? opml_parallel_for(maxpool_range, &m, planes, parts) : 0;
+}

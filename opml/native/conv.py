@@ -6,7 +6,9 @@ Native entry points (for plan records; signatures stable): ``opml_gconv_cfg(cfg,
 keep the GroupConv alive); ``opml_plane_reduce(x, xsigned, planes, n, mode, zp, mult, den, ozp, lo, hi, y, isa)``
 (global pooling, see :func:`plane_reduce`); ``opml_plane_lut8(table, a, b, planes, n, swap, y, isa)`` (a per-plane
 operand times a full one through a 65536-entry table, see :func:`plane_lut8`: 256-entry rows by VPERMB, faster
-than the pair lookup's gathers for the SE block's [B, C, 1, 1] x [B, C, H, W]).
+than the pair lookup's gathers for the SE block's [B, C, 1, 1] x [B, C, H, W]); ``opml_maxpool(x, xsigned, planes, h,
+w, kh, kw, sh, sw, dh, dw, pad top, pad left, oh, ow, y, isa, threads)`` (see :func:`maxpool`; plan.c's scalar
+``maxpool()`` takes the same record fields and could call it: SqueezeNet's 3x3 stride-2 pools 0.4-1 ms -> 15 us).
 
 :class:`GroupConv` computes exactly what ``kernels.prepare_conv``'s per-group GEMMs compute: the same
 int32 sums (bounded here so that no partial sum leaves int32) and the GEMM's own epilogue constants
@@ -47,6 +49,8 @@ def _declare() -> ctypes.CDLL | None:
         lib.opml_dwcb_consts.argtypes = [_ptr, _ptr, _i64]
         lib.opml_plane_reduce.restype = _int
         lib.opml_plane_reduce.argtypes = [_ptr, _int, _i64, _i64, _int, _i64, _i64, _i64, _i64, _i64, _i64, _ptr, _int]
+        lib.opml_maxpool.restype = _int
+        lib.opml_maxpool.argtypes = [_ptr, _int, *[_i64] * 13, _ptr, _int, _int]
         lib.opml_plane_lut8.restype = _int
         lib.opml_plane_lut8.argtypes = [_ptr, _ptr, _ptr, _i64, _i64, _int, _ptr, _int]
     except AttributeError:  # a library built before conv.c
@@ -213,4 +217,24 @@ def plane_lut8(table: np.ndarray, a: np.ndarray, b: np.ndarray, swap: bool = Fal
     y = np.empty(b.shape, dtype=table.dtype)
     if _LIB.opml_plane_lut8(_addr(table), _addr(a), _addr(b), planes, n, int(swap), _addr(y), _code(isa)):
         raise ValueError("plane_lut8: bad arguments")
+    return y
+
+
+def maxpool(x: np.ndarray, kh: int, kw: int, strides: Sequence[int], dil: Sequence[int], pads: Sequence[int],
+            isa: str | None = None) -> np.ndarray | None:
+    """Max pooling of int8/uint8 NCHW ``x`` (padding: the dtype's minimum, which never wins; ``pads`` top, left,
+    bottom, right, ceil mode's extra included), exactly the numpy windows' maximum; None when the native library
+    cannot take it (then the caller's numpy path raises the input errors)."""
+    if _LIB is None or x.dtype not in _BYTE or x.ndim != 4 or min(kh, kw, *strides, *dil) < 1 or min(pads) < 0:
+        return None
+    b, c, h, w = x.shape
+    oh = (h + pads[0] + pads[2] - (kh - 1) * dil[0] - 1) // strides[0] + 1
+    ow = (w + pads[1] + pads[3] - (kw - 1) * dil[1] - 1) // strides[1] + 1
+    if oh < 1 or ow < 1 or h < 1 or w < 1:
+        return None
+    x = np.ascontiguousarray(x)
+    y = np.empty((b, c, oh, ow), dtype=x.dtype)
+    if b * c and _LIB.opml_maxpool(_addr(x), int(x.dtype == np.int8), b * c, h, w, kh, kw, strides[0], strides[1],
+                                   dil[0], dil[1], pads[0], pads[1], oh, ow, _addr(y), _code(isa), worker_count()):
+        raise ValueError(f"maxpool: bad arguments ({x.shape}, kernel {kh}x{kw})")
     return y

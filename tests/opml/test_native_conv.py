@@ -448,3 +448,34 @@ def test_rgb_stem_direct_equals_the_gemm_path(cg: int, m: int, stride: int, hw: 
         mp.setattr(kernels, "DIRECT_STEM_CG", ())
         gemm = kernels.prepare_conv(b.nodes[0], b.tensors)([x])
     assert direct.tobytes() == gemm.tobytes()
+
+
+def maxpool_numpy(x: np.ndarray, kh: int, kw: int, strides: tuple[int, int], dil: tuple[int, int],
+                  pads: tuple[int, int, int, int]) -> np.ndarray:
+    """The window maxima over the input padded with the dtype's minimum, one strided view per tap."""
+    b, c, h, w = x.shape
+    xp = np.full((b, c, h + pads[0] + pads[2], w + pads[1] + pads[3]), np.iinfo(x.dtype).min, dtype=x.dtype)
+    xp[:, :, pads[0]:pads[0] + h, pads[1]:pads[1] + w] = x
+    oh = (xp.shape[2] - (kh - 1) * dil[0] - 1) // strides[0] + 1
+    ow = (xp.shape[3] - (kw - 1) * dil[1] - 1) // strides[1] + 1
+    views = [xp[:, :, i * dil[0]: i * dil[0] + (oh - 1) * strides[0] + 1: strides[0],
+                j * dil[1]: j * dil[1] + (ow - 1) * strides[1] + 1: strides[1]] for i in range(kh) for j in range(kw)]
+    return np.maximum.reduce(views)
+
+
+@EACH_ISA
+@FEW
+@given(data=st.data(), g=geometry(), threads=st.sampled_from([1, 2, 3]))
+def test_maxpool_equals_numpy(isa: str, data: st.DataObject, g: dict, threads: int) -> None:
+    """native_conv.maxpool (windows of any size, stride, dilation and pads, ceil mode's extra pad included; windows
+    wholly in the padding give the minimum) == the numpy window maxima, every instruction set and thread count."""
+    xdt = np.dtype(data.draw(st.sampled_from([np.int8, np.uint8])))
+    x = _input(data.draw, g, xdt, data.draw(st.booleans()))
+    try:
+        set_worker_count(threads)
+        got = native_conv.maxpool(x, g["kh"], g["kw"], g["strides"], g["dil"], g["pads"], isa)
+    finally:
+        set_worker_count(None)
+    want = maxpool_numpy(x, g["kh"], g["kw"], g["strides"], g["dil"], g["pads"])
+    assert got is not None and got.dtype == xdt
+    np.testing.assert_array_equal(got, want)
