@@ -93,9 +93,15 @@ def _region(g: _Graph, shapes: Shapes, centre: onnx.NodeProto, stop: str | None
         grown = False
         for v in list(inside):
             for c in g.consumers.get(v, []):
-                if all(id(c) != id(n) for n in nodes) and _inputs_ok(g, shapes, c, inside, x):
-                    nodes.append(c)
-                    inside.update(c.output)
+                if any(id(c) == id(n) for n in nodes):
+                    continue
+                # (a side node of x alone, e.g. torch's x * 0.5 multiplied in last, comes along)
+                sides = [p for i in c.input if i not in inside and i != x and (p := g.producer.get(i)) is not None
+                         and all(id(p) != id(n) for n in nodes) and _inputs_ok(g, shapes, p, set(), x)]
+                more = inside | {o for p in sides for o in p.output}
+                if _inputs_ok(g, shapes, c, more, x):
+                    nodes.extend(sides + [c])
+                    inside = more | set(c.output)
                     grown = True
     escaping = [v for v in inside if v in g.outputs or any(all(id(c) != id(n) for n in nodes)
                                                                for c in g.consumers.get(v, []))]

@@ -283,6 +283,14 @@ def test_gelu_tanh_jax2tf_form() -> None:
     _check(g.model(_gelu_tanh_jax(g, "x")), ["Gelu"])
 
 
+def test_gelu_tanh_torch_order() -> None:
+    """transformers' gelu_new: (0.5 * x) * (1 + tanh(k * (x + 0.044715 * x^3))), the 0.5 * x a side branch."""
+    g = G((C,))
+    half = g.n("Mul", "x", g.c(0.5))
+    inner = g.n("Mul", g.n("Add", "x", g.n("Mul", g.n("Pow", "x", g.c(3.0)), g.c(0.044715))), g.c(0.7978846))
+    _check(g.model(g.n("Mul", half, g.n("Add", g.n("Tanh", inner), g.c(1.0)))), ["Gelu"])
+
+
 def test_gelu_of_a_scaled_input() -> None:
     """gelu(1.7 x): the scalar Mul before it is the model's, not the GELU's (the region starts after it)."""
     g = G((C,))
