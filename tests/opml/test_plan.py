@@ -29,6 +29,7 @@ from opml.bundle import Bundle, DType, Node, load_bundle
 from opml.errors import InferenceInputError, OpmlError, ShapeMismatchError
 from opml.parallel import set_worker_count
 from opml.reference import run_reference
+from opml.shapes import MAX_BATCH
 
 sys.path.insert(0, str(Path(__file__).parent))
 from engine_cases import act, attrs_of, const, one_node  # noqa: E402
@@ -398,3 +399,25 @@ def test_cached_plans_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_plan_errors_are_opml_errors() -> None:
     assert issubclass(ShapeMismatchError, OpmlError) and issubclass(InferenceInputError, OpmlError)
+
+
+def test_fast_input_path_matches_checked_path() -> None:
+    """engine.run takes arrays already of the declared dtype, C order and shape without check_input; anything
+    else (another integer or float dtype, Fortran order, a list, a mapping) goes through check_input: the same
+    outputs, and the same named errors for a wrong shape, batch or dtype kind."""
+    b = model("encoder")
+    x = random_inputs(b, 3, seed=4)[0]
+    want = engine.run(b, {b.input_specs()[0].name: x})
+    for v in (x, np.asfortranarray(x), x.astype(np.float64), x.tolist()):
+        for wrap in (list, tuple):
+            assert_same(want, engine.run(b, wrap([v])), f"{type(v).__name__} in a {wrap.__name__}")
+    for bad, match in ((np.zeros((3, 8, 7), np.float32), "expected shape"), (np.zeros((0, 8, 8), np.float32),
+                                                                              "leading dimension"),
+                       (np.zeros((3, 8, 8), np.int32), "expected dtype"), (np.zeros((8, 8), np.float32),
+                                                                           "expected shape")):
+        with pytest.raises(InferenceInputError, match=match):
+            engine.run(b, [bad])
+    with pytest.raises(InferenceInputError, match="takes 1 inputs"):
+        engine.run(b, [x, x])
+    with pytest.raises(InferenceInputError, match="exceeds the limit"):
+        engine.run(b, [np.zeros((MAX_BATCH + 1, 8, 8), np.float32)])
