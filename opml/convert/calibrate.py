@@ -212,32 +212,29 @@ class _Lockstep:
 
     def __init__(self, k: int) -> None:
         self.k = k
-        self.cond = threading.Condition()
-        self.turn = 0
+        self.go = [threading.Event() for _ in range(k)]  # (set: that conversion's turn; only it runs)
+        self.go[0].set()
         self.entries: list[object] = [None] * k
         self.result: object = None
         self.failed: str | None = None
 
     def wait_turn(self, i: int) -> None:
-        with self.cond:
-            while self.turn != i and self.failed is None:
-                self.cond.wait()
+        self.go[i].wait()
 
     def arrive(self, i: int, entry: object) -> object:
         """Deposit ``(key, payload, merge)`` (or ``_DONE``); wait for the merged result of the round."""
-        with self.cond:
-            self.entries[i] = entry
-            if i == self.k - 1 and self.failed is None:
-                self._complete_round()
-            self.turn = (i + 1) % self.k
-            self.cond.notify_all()
-            if entry is _DONE:
-                return None
-            while self.turn != i and self.failed is None:
-                self.cond.wait()
-            if self.failed is not None:
-                raise CalibrationDiverged(self.failed)
-            return self.result
+        self.entries[i] = entry
+        if i == self.k - 1 and self.failed is None:
+            self._complete_round()
+        self.go[i].clear()  # (before the next one can hand the turn back)
+        for j in range(self.k) if self.failed is not None else [(i + 1) % self.k]:
+            self.go[j].set()
+        if entry is _DONE:
+            return None
+        self.go[i].wait()
+        if self.failed is not None:
+            raise CalibrationDiverged(self.failed)
+        return self.result
 
     def _complete_round(self) -> None:
         done = [e is _DONE for e in self.entries]
