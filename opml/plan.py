@@ -6,17 +6,19 @@ batch 1 that is as much as the kernels of a small encoder. A :class:`BatchPlan` 
 concrete shape at its batch size (decoding and ``check_input`` guarantee the declared shapes), so it
 preallocates one arena with liveness-based reuse, binds each node whose kernel has a native form to an
 op record {op code, buffer addresses, dimensions, constants} and hands whole runs of records to
-``opml_plan_run``. Nodes without a native form (quantize, dequantize, gather, ... or a case the native
-kernel does not take) run their usual Python kernel between the C runs, with its result copied into
-its buffer, so every bundle runs.
+``opml_plan_run``. Every op kind has a record (GEMMs, convs, lookups, the float boundary, copies, casts,
+reductions; ``_LOWERINGS``); a case a record does not take (a dtype, a broadcast, a bound) runs the node's
+usual Python kernel between the C runs, with its result copied into its buffer, so every bundle runs.
 
 Exactness: each record calls the same native kernel, with the same constants, that the node's Python
 kernel calls (read from the prepared kernel itself, so nothing is packed twice), or one that computes
-the same integers (transpose, maxpool: copies and comparisons); every path of every kernel is exact,
-so the bytes equal the per-node path's at every batch, thread count and instruction set
-(``tests/opml/test_plan.py``). Safety: every dimension in a record is checked here against the
-buffers it points into; the C loop trusts the records and has no data-dependent failure; inputs reach
-the arena only through ``engine.check_input``'s validated shapes.
+the same integers or float32 operations (copies, comparisons, ``quantize``'s divide-round-add, exact int64
+sums under a checked bound); every path of every kernel is exact, so the bytes equal the per-node path's
+at every batch, thread count and instruction set (``tests/opml/test_plan*.py``). Safety: every dimension
+in a record is checked here against the buffers it points into; the C loop trusts the records; inputs
+reach the arena only through ``engine.check_input``'s validated shapes (or its fast path's equal checks).
+The only data-dependent refusals (NaN into ``quantize`` or a float-to-integer ``cast``, a ``gather`` index
+out of range) stop the run, and the node's Python kernel then raises its named error.
 """
 
 from __future__ import annotations

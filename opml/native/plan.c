@@ -5,9 +5,12 @@
  * constants; layouts below, mirrored by opml/plan.py). The records are trusted: the Python builder
  * checked every dimension against the buffers it allocated and every constant against the bounds the
  * kernel needs, so this loop only dispatches; the kernels still check their own arguments, and a
- * refusal stops the run and reports which record refused (a bug in the builder, never a data error:
- * none of these ops has a data-dependent failure). Every kernel is the one the per-node path calls,
- * with the same arguments, so the bytes are the same; row splits over threads never change a bit.
+ * refusal stops the run and reports which record refused (a bug in the builder). The only data errors
+ * are the per-node path's named input errors (NaN into quantize or a float -> integer cast, a gather
+ * index out of range): PLAN_DATA_ERROR, and the builder's caller re-runs that node's Python kernel, which
+ * raises the error. Every kernel is the one the per-node path calls, with the same arguments, or the same
+ * integer / float32 operations on the same values, so the bytes are the same; row splits over threads
+ * never change a bit.
  */
 #include <math.h>
 #include <stdint.h>
