@@ -136,9 +136,12 @@ class _Matcher(ReduceMatcher):
         return var[0], eps, nodes + var[1]
 
 
-def _per_axis(c: np.ndarray, axis: int) -> np.ndarray | None:
-    """A constant that varies only along ``axis`` (negative, from the end) as a vector, else None."""
+def _per_axis(c: np.ndarray, axis: int, rank: int | None) -> np.ndarray | None:
+    """A constant that varies only along ``axis`` (negative, from the end) as a vector, else None; it must not
+    raise the rank (``rank``: the normalized tensor's, None if unknown)."""
     c = np.asarray(c, dtype=np.float64)
+    if c.ndim > (rank if rank is not None else -axis):
+        return None
     if any(d != 1 for j, d in enumerate(c.shape) if j - c.ndim != axis):
         return None
     return c.reshape(-1)
@@ -177,7 +180,7 @@ def _normalized(mt: _Matcher, p: onnx.NodeProto) -> _Match | None:
     ve = mt.var_eps(u, back)
     if ve is None or ve[0].x != d[0].x or ve[0].axis != d[0].axis:
         return None
-    gamma = _per_axis(c, d[0].axis)
+    gamma = _per_axis(c, d[0].axis, mt.rank(d[0].x))
     if gamma is None:
         return None
     return _Match(d[0].x, d[0].axis, ve[1], gamma, np.zeros(1), p.output[0], ve[2] + d[1])
@@ -206,7 +209,8 @@ def _keras(mt: _Matcher, p: onnx.NodeProto) -> _Match | None:
             if mean is None or inv is None or mean.x != x or not mt.restores(chain, mean):
                 continue
             ve = mt.var_eps(inv[0], [a] + inv[2])
-            gamma, bvec = _per_axis(inv[1], mean.axis), _per_axis(beta, mean.axis)
+            r = mt.rank(x)
+            gamma, bvec = _per_axis(inv[1], mean.axis, r), _per_axis(beta, mean.axis, r)
             if ve is None or ve[0].x != x or ve[0].axis != mean.axis or gamma is None or bvec is None:
                 continue
             return _Match(x, mean.axis, ve[1], gamma, bvec, p.output[0], [p, b, mm] + chain + mean.nodes + ve[2])
@@ -219,7 +223,7 @@ def _affine_tail(mt: _Matcher, m: _Match) -> None:
     while (c := g.only_consumer(m.out)) is not None and c.op_type in AFFINE_OPS and len(c.input) == 2:
         other = g.other_input(c, m.out)
         k = g.const(other) if other else None
-        v = None if k is None or k.dtype.kind != "f" else _per_axis(k, m.axis)
+        v = None if k is None or k.dtype.kind != "f" else _per_axis(k, m.axis, mt.rank(m.x))
         if v is None or c.op_type in ("Div", "Sub") and c.input[0] != m.out or c.op_type == "Div" and not v.all():
             return
         if c.op_type == "Mul":

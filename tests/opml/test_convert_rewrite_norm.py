@@ -211,6 +211,12 @@ def test_layernorm_near_misses_left_alone() -> None:
     assert _ops(r) == ["LayerNormalization", "Mul"]
     x = _data((C, F), 4, 3)
     np.testing.assert_allclose(_ort(r, x), _ort(g.model(y), x), rtol=2e-4, atol=2e-4)
+    # a bias of higher rank than x (it broadcasts x up): stays an Add
+    g = G((C, F))
+    y = g.n("Add", torch_mul_square(g), g.c(np.full((1, 1, 1, F), 0.1)))
+    r = _rewritten(g.model(y))
+    assert _ops(r) == ["LayerNormalization", "Add"]
+    np.testing.assert_allclose(_ort(r, x), _ort(g.model(y), x), rtol=2e-4, atol=2e-4)
     # the variance of another tensor
     g = G((C, F))
     d = g.n("Sub", "x", g.n("ReduceMean", "x", axes=[-1]))
