@@ -578,6 +578,19 @@ def _lower_avgpool(node: Node, cv: dict[str, object], ins: list[Shape], dts: lis
     return (x[0], x[1], oh, ow), out.dtype.np, _Lowered(OP_AVGPOOL, rec)
 
 
+_FLIP = np.arange(256, dtype=np.uint8) ^ np.uint8(0x80)
+
+
+def _lower_flip_sign_bit(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
+    """byte ^ 0x80 (int8 <-> uint8 with the same offset value): a 256-entry lookup."""
+    out = cv["_out"]
+    if dts[0] not in _BYTE or not isinstance(out, TensorSpec) or out.dtype.np not in _BYTE:
+        return None
+    table = _FLIP.view(out.dtype.np)
+    return ins[0], out.dtype.np, _Lowered(OP_LUT8, [("arr", table), _buf(0), ("out", 0), math.prod(ins[0])],
+                                          keep=[table])
+
+
 def _lower_where(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
     """np.where(cond != 0, a, b) under numpy broadcasting, for a and b of one dtype (no promotion)."""
     if dts[0] not in _INT_KINDS or dts[1] != dts[2]:
@@ -604,7 +617,7 @@ _LOWERINGS: dict[str, Callable[[Node, dict[str, object], list[Shape], list[np.dt
     "maxpool": _lower_maxpool, "conv": _lower_conv, "quantize": _lower_quantize, "dequantize": _lower_dequantize,
     "concat": _lower_concat, "slice": _lower_slice, "gather": _lower_gather, "cast": _lower_cast,
     "argmax": _lower_argmax, "reshape": _lower_reshape, "reduce": _lower_reduce, "avgpool": _lower_avgpool,
-    "where": _lower_where,
+    "where": _lower_where, "flip_sign_bit": _lower_flip_sign_bit,
 }
 
 

@@ -1,7 +1,7 @@
 """One-node cases of the batch plan's records for the ops that used to run their Python kernel between native
 runs (quantize, dequantize, concat, slice, gather, cast, argmax, reshape copies, wide lookups, int16 adds,
-broadcast pair lookups, where, reduce, avgpool, depthwise conv): each runs as a record (``native_nodes``), and gives
-the per-node path's bytes and the reference's, at batch 1 and 3, with 1 and 2 threads, and under every
+broadcast pair lookups, where, flip_sign_bit, reduce, avgpool, depthwise conv): each runs as a record
+(``native_nodes``), and gives the per-node path's bytes and the reference's, at batch 1 and 3, with 1 and 2 threads, and under every
 instruction set this CPU runs (a subprocess per set, ``OPML_NATIVE_ISA``). Inputs include the values where the
 formulas turn: ties of the quantizer's rounding, +-inf, float32's integer limits, int32 values beyond 2^24,
 negative and repeated indices, ties of argmax, windows half in the padding. Data errors (NaN, an index out of
@@ -147,6 +147,10 @@ def cases() -> list[Case]:
     out.append(("where uint8 condition", one_node(
         "where", [const("c", cond8), const("a", ints(np.int8, 5)), act("b", INT8, (3, 4, 5), dyn=True)],
         act("y", INT8, (3, 4, 5), dyn=True)), [ints(np.int8, 3, 4, 5)]))
+    for src, dst in ((INT8, UINT8), (UINT8, INT8)):
+        x = ints(src.np, 3, 7)
+        out.append((f"flip_sign_bit {src.name}", one_node("flip_sign_bit", [act("x", src, x.shape, 0.1, 0, dyn=True)],
+                                                           act("y", dst, x.shape, 0.1, 128, dyn=True)), [x]))
     # reduce, avgpool, depthwise conv
     x = ints(np.uint8, 3, 5, 4, 6)
     for mode, axes, keep in ((REDUCE_MEAN, (2, 3), 1), (REDUCE_SUM, (1,), 0), (REDUCE_MAX, (3,), 0),
