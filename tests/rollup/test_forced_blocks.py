@@ -247,3 +247,29 @@ def test_the_sequencer_waits_for_its_follower_before_replacing_blocks(tmp_path: 
     record = seq.record(1)
     assert record is not None and [t["type"] for t in record["txs"]] == ["0x7e"]  # L1 block 1's deposit
     assert int(seq.head().block_number) == 3 and matcher.caught_up == 2  # epochs 2 and 3: windows close by 5 + 2
+
+
+def test_an_l1_reorg_after_a_forced_block_keeps_the_sequencers_chain(tmp_path: Path) -> None:
+    """L1 replaces the block at which the sequencer's matcher forced a block (the epoch's block stays):
+    back to the checkpoint before it, the new block forces the same block, which the sequencer has:
+    nothing is rewound or rebuilt."""
+    cfg = RollupConfig(seq_window=4, channel_timeout=5, max_sequencer_drift=600)
+    start = int(time.time()) - 200
+    chain = l1_chain(8, start, {1: (deposit(0, 1, 5),)})
+    l1 = {b.number: b for b in chain}
+    seq = node(tmp_path / "seq", l1)
+    d = RollupDeployment(1, 31337, PORTAL, PORTAL, PORTAL, PORTAL, PORTAL, PORTAL, PORTAL, PORTAL, PORTAL, PORTAL,
+                         PORTAL, 0, "0x" + chain[0].hash.hex(), start, derivation=asdict(cfg), portal=PORTAL)
+    matcher = BatchMatcher(seq, d)
+    for b in chain[1:6]:
+        matcher.add_l1_block(b)  # blocks 1 (at L1 block 4), 2 and 3 (at 5) built ahead by catch-up; 1 forced at 5
+    assert matcher.safe == 1 and int(seq.head().block_number) == 3 and matcher.caught_up == 3
+    heads = [bytes(seq.header_by_number(n).hash) for n in range(4)]  # type: ignore[union-attr]
+    other = L1Block(5, b"\x5e" * 32, chain[4].hash, chain[5].timestamp + 1)
+    with pytest.raises(L1Reorg):
+        matcher.add_l1_block(L1Block(6, b"\x6e" * 32, other.hash, chain[6].timestamp))
+    matcher.rewind_l1(4)
+    assert matcher.safe == 0
+    matcher.add_l1_block(other)
+    assert matcher.safe == 1 and matcher.replaced == 0 and matcher.caught_up == 3
+    assert [bytes(seq.header_by_number(n).hash) for n in range(4)] == heads  # type: ignore[union-attr]
