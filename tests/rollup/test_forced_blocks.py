@@ -5,7 +5,9 @@ epoch by epoch with the rule's timestamp; a batch included inside the window win
 after it is dropped (its parent was replaced) while one that builds on the forced block is
 accepted; an L1 reorg rewinds across a forced block. In process with nodes: the validator and the
 sequencer (its :class:`BatchMatcher`, which rewinds its own unposted blocks) build the same forced
-blocks, each opening with its epoch's deposits, and the sequencer's transactions go on top of them.
+blocks, each opening with its epoch's deposits, and the sequencer's transactions go on top of them;
+the matcher waits for the sequencer's L1 follower before rewinding anything, and an L1 reorg after a
+forced block derives the same block again without touching the sequencer's chain.
 """
 
 from __future__ import annotations
