@@ -1,11 +1,11 @@
 """One-node cases of the batch plan's records for the ops that used to run their Python kernel between native
 runs (quantize, dequantize, concat, slice, gather, cast, argmax, reshape copies, wide lookups, int16 adds,
 broadcast pair lookups, where, flip_sign_bit, reduce, avgpool, depthwise conv): each runs as a record
-(``native_nodes``), and gives the per-node path's bytes and the reference's, at batch 1 and 3, with 1 and 2 threads, and under every
-instruction set this CPU runs (a subprocess per set, ``OPML_NATIVE_ISA``). Inputs include the values where the
-formulas turn: ties of the quantizer's rounding, +-inf, float32's integer limits, int32 values beyond 2^24,
-negative and repeated indices, ties of argmax, windows half in the padding. Data errors (NaN, an index out of
-range) raise the per-node path's named error from the plan too.
+(``native_nodes``) and gives the per-node path's bytes and the reference's, at batch 1 and 3, with 1 and 2
+threads, and under every instruction set this CPU runs (a subprocess per set, ``OPML_NATIVE_ISA``). Inputs
+include the values where the formulas turn: ties of the quantizer's rounding, +-inf, float32's integer
+limits, int32 values beyond 2^24, negative and repeated indices, ties of argmax, windows half in the
+padding. Data errors (NaN, an index out of range) raise the per-node path's named error from the plan too.
 
 The hypothesis suites (``test_engine_reference*.py``) also run every op through ``engine.run``, so through
 these records.
