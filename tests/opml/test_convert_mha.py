@@ -282,3 +282,12 @@ def test_dynamic_bundle_equals_the_fixed_batch_path_without_the_rewrite(name: st
     for i in range(2):
         xi = [a[i:i + 1] for a in e.batch(2, 1)]
         assert run(dynamic, xi)[0].tobytes() == run(before, xi)[0].tobytes()
+
+
+def test_transformer_encoder_dynamic_every_node_through_the_fraud_vm() -> None:
+    from test_convert_ops_core import through_vm
+    from test_corpus import ENTRIES
+
+    e = ENTRIES["transformer_encoder"]
+    b = convert(e.load(), e.batch(2, 0))
+    through_vm(b, e.batch(1, 1))
