@@ -17,7 +17,7 @@ from onnx import TensorProto, helper
 from fraud_vm.trace import NodeTrace
 from opml.bundle import DType, TensorSpec, encode_bundle, load_bundle
 from opml.convert import convert
-from opml.engine import check_input, get_plan, run, run_bytes
+from opml.engine import check_input, get_plan, output_length, run, run_bytes
 from opml.errors import InferenceInputError
 
 
@@ -63,8 +63,10 @@ def test_run_and_run_bytes(bundle) -> None:  # type: ignore[no-untyped-def]
     # the one-element vector form gives the same outputs
     assert [o.tobytes() for o in run(bundle, [x, np.array([s])])] == [y.tobytes(), m.tobytes()]
     assert [o.tobytes() for o in run(bundle, {"x": x, "s": float(s)})] == [y.tobytes(), m.tobytes()]
-    out = run_bytes(bundle, x.tobytes() + np.asarray(s).tobytes())
+    raw = x.tobytes() + np.asarray(s).tobytes()
+    out = run_bytes(bundle, raw)
     assert out == y.tobytes() + m.tobytes()
+    assert output_length(bundle, len(raw)) == len(out) == 13 * 4  # (the precompile's length rule)
 
 
 def test_zero_d_input_refusals(bundle) -> None:  # type: ignore[no-untyped-def]
