@@ -98,7 +98,8 @@ def lower_heads_split(ctx: Context, node: onnx.NodeProto) -> None:
     if len(s1) != 3 or s1[0] != seq or h == 0 or s1[2] * h != e:
         raise ctx.err(f"the heads reshape of [L, N, E] = {[seq, n, e]} gives {list(s1)}, not [L, N * H, E / H]"
                       + _NOT_THIS)
-    if ctx.b.batch and not ctx.need(node, 2).batch_dependent:
+    target = ctx.need(node, 2)  # (follows the batch: computed from a shape, or -1 where N * H is)
+    if ctx.b.batch and not target.batch_dependent and int(np.asarray(target.data).reshape(-1)[1]) != -1:
         raise ctx.err(f"the heads reshape target {list(s1)} is a constant: it does not follow the batch" + BATCH_HINT)
     d = s1[2]
     groups = {0: [1], 1: [0, 2], 2: [3]}  # ONNX axes of [L, N * H, d] -> physical axes of [N, L, H, d]

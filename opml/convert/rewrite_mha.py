@@ -220,10 +220,10 @@ def _projection(g: _Graph, t_in: onnx.NodeProto, mm: onnx.NodeProto) -> bool:
     if direct is not None:
         chains.append((-1, *direct))
         r0 = None
-    elif r0 is not None and un is not None and _axes(g, un) == [0]:
+    elif r0 is not None and un is not None and _axes(g, un) in ([0], [-5]):  # (rank 5 after it)
         tq = _only_data(g, un.output[0], "Transpose")
         sq = _only_data(g, tq.output[0], "Squeeze") if tq is not None and _perm(tq, [3, 1, 2, 0, 4]) else None
-        if tq is None or sq is None or _axes(g, sq) != [3] or sq.output[0] in g.outputs:
+        if tq is None or sq is None or _axes(g, sq) not in ([3], [-2]) or sq.output[0] in g.outputs:
             return False
         gathers = g.consumers.get(sq.output[0], [])
         for ga in gathers:

@@ -34,17 +34,27 @@ def _i64(name: str, v: object) -> onnx.TensorProto:
 
 
 def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "", batch: int | str = "N",
-         bmm: bool = False, cross: bool = False, bias: bool = True) -> onnx.ModelProto:
+         bmm: bool = False, cross: bool = False, bias: bool = True, dynamo: bool = False) -> onnx.ModelProto:
     """torch's export of ``nn.MultiheadAttention(e, h, batch_first=True)`` attention, shape reads included.
 
     ``bmm``: the ``need_weights=True`` path (k transposed by (1, 2, 0), attention on ``[N * H, L, d]``);
     ``cross``: query and key/value through separate projections (q's weight and bias sliced out of the packed
     ones with a shape-computed end, k/v packed by two), as for ``query is not key``;
-    ``bias=False``: no projection biases (the output projection a MatMul).
+    ``bias=False``: no projection biases (the output projection a MatMul); ``dynamo``: torch.export's form, constant
+    reshape targets with -1 where the batch is, ``allowzero=1``, Squeeze axis -2.
     ``bad``: "s0" reshapes the packed q/k/v to ``[N, L, 3, E]``; "s1" splits the heads with a constant target."""
     d = e // h
     n: list[onnx.NodeProto] = []
     mk = lambda op, ins, outs, **kw: n.append(helper.make_node(op, ins, outs, **kw))  # noqa: E731
+
+    def reshape(x: str, target: str, out: str, const: list[int]) -> None:
+        if dynamo:
+            mk("Reshape", [x, f"{out}_shape"], [out], allowzero=1)
+            consts.append(_i64(f"{out}_shape", const))
+        else:
+            mk("Reshape", [x, target], [out])
+
+    consts: list[onnx.TensorProto] = []
     mk("Transpose", ["x"], ["xt"], perm=[1, 0, 2])
     mk("Shape", ["xt"], ["sx"])
     mk("Gather", ["sx", "c0"], ["L"], axis=0)
@@ -78,16 +88,19 @@ def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "", batc
         mk("Concat", ["N1", "L1", "parts_e"], ["s0"], axis=0)
     else:
         mk("Concat", ["ln", "parts_e"], ["s0"], axis=0)
-    mk("Reshape", ["qkv", "s0"], ["r0"])
+    reshape("qkv", "s0", "r0", [seq, -1, k_parts, e])
     mk("Unsqueeze", ["r0", "a0"], ["u"])
     mk("Transpose", ["u"], ["tq"], perm=[3, 1, 2, 0, 4])
-    mk("Squeeze", ["tq", "a3"], ["sqz"])
+    mk("Squeeze", ["tq", "am2" if dynamo else "a3"], ["sqz"])
     for c, nm in enumerate(names):
         mk("Gather", ["sqz", f"c{c}"], [f"g{nm}"], axis=0)
         parts[nm] = f"g{nm}"
     heads = {}
     for nm in "qkv":
-        mk("Reshape", [parts[nm], "s1_const" if bad == "s1" else "s1"], [f"r1{nm}"])
+        if bad == "s1":
+            mk("Reshape", [parts[nm], "s1_const"], [f"r1{nm}"])
+        else:
+            reshape(parts[nm], "s1", f"r1{nm}", [seq, -1, d])
         mk("Transpose", [f"r1{nm}"], [f"t1{nm}"], perm=[1, 2, 0] if bmm and nm == "k" else [1, 0, 2])
         if nm == "k":  # (torch reads the source length from k's merged view)
             mk("Shape", ["t1k"], ["sk"])
@@ -97,7 +110,7 @@ def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "", batc
             heads[nm] = f"t1{nm}"
             continue
         mk("Concat", ["N1", "h1", "L1" if nm == "q" else "S1", "d1"], [f"s2{nm}"], axis=0)
-        mk("Reshape", [f"t1{nm}", f"s2{nm}"], [f"x{nm}"])
+        reshape(f"t1{nm}", f"s2{nm}", f"x{nm}", [-1, h, seq, d])
         heads[nm] = f"x{nm}"
     if bmm:
         mk("Mul", [heads["q"], "scale"], ["qs"])
@@ -112,7 +125,7 @@ def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "", batc
     mk("Mul", ["L", "N"], ["LN"])
     mk("Unsqueeze", ["LN", "a0"], ["LN1"])
     mk("Concat", ["LN1", "e1"], ["s3"], axis=0)
-    mk("Reshape", ["t6", "s3"], ["r3"])
+    reshape("t6", "s3", "r3", [-1, e])
     if bias:
         mk("Gemm", ["r3", "w_out", "b_out"], ["gm"], transB=1)
     else:
@@ -121,13 +134,13 @@ def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "", batc
     mk("Gather", ["sg", "c1"], ["Eo"], axis=0)
     mk("Unsqueeze", ["Eo", "a0"], ["Eo1"])
     mk("Concat", ["L1", "N1", "Eo1"], ["s4"], axis=0)
-    mk("Reshape", ["gm", "s4"], ["r4"])
+    reshape("gm", "s4", "r4", [seq, -1, e])
     mk("Transpose", ["r4"], ["z"], perm=[1, 0, 2])
     mk("Add", ["x", "z"], ["out"])
     w = rng.normal(0, e ** -0.5, (3 * e, e)).astype(np.float32)  # (torch's in_proj_weight [3E, E])
     b = rng.normal(0, 0.1, 3 * e).astype(np.float32)
     inits = [_i64("c0", 0), _i64("c1", 1), _i64("c2", 2), _i64("a0", [0]), _i64("a3", [3]), _i64("z1", [0]),
-             _i64("two", [2]), _i64("H", h), _i64("h1", [h]), _i64("d1", [d]), _i64("e1", [e]),
+             _i64("two", [2]), _i64("am2", [-2]), _i64("H", h), _i64("h1", [h]), _i64("d1", [d]), _i64("e1", [e]),
              _i64("parts_e", [k_parts, e]),
              _init("w_out_t" if not bias else "w_out", rng.normal(0, e ** -0.5, (e, e)).astype(np.float32)),
              _init("scale", np.array(d ** -0.5, np.float32))]
@@ -142,7 +155,7 @@ def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "", batc
         inits.append(_init("b_out", rng.normal(0, 0.1, e).astype(np.float32)))
     else:  # (unused initializers make onnxruntime warn)
         inits = [i for i in inits if i.name not in ("b_in", "b_kv")]
-    return _model(n, [_f("x", [batch, seq, e])], inits, outputs=["out"])
+    return _model(n, [_f("x", [batch, seq, e])], inits + consts, outputs=["out"])
 
 
 def _batch3_is_three_batch1(bundle, x: np.ndarray) -> None:  # type: ignore[no-untyped-def]
@@ -153,12 +166,12 @@ def _batch3_is_three_batch1(bundle, x: np.ndarray) -> None:  # type: ignore[no-u
 
 @SOME
 @given(h=st.sampled_from([1, 2, 4]), d=st.integers(1, 4), seq=st.integers(1, 5), batch=st.integers(2, 4),
-       seed=st.integers(0, 2**16), bmm=st.booleans(), cross=st.booleans(), bias=st.booleans())
+       seed=st.integers(0, 2**16), bmm=st.booleans(), cross=st.booleans(), bias=st.booleans(), dynamo=st.booleans())
 def test_batch_first_attention_keeps_a_dynamic_batch(h: int, d: int, seq: int, batch: int, seed: int, bmm: bool,
-                                                     cross: bool, bias: bool) -> None:
+                                                     cross: bool, bias: bool, dynamo: bool) -> None:
     rng = np.random.default_rng(seed)
     e = h * d
-    m = _mha(e, h, seq, rng, bmm=bmm, cross=cross, bias=bias)
+    m = _mha(e, h, seq, rng, bmm=bmm, cross=cross, bias=bias, dynamo=dynamo)
     x = rng.standard_normal((batch, seq, e)).astype(np.float32)
     b = check(m, [x], steps=6.0)  # (int8 error through q/k/v, the softmax, the output projection and the residual)
     assert b.tensors[b.inputs[0]].shape[0] == -1  # the batch stays dynamic
