@@ -27,7 +27,15 @@ only the two ends are rewritten, into their batch-first forms::
 refuses the node otherwise, so a graph of the same structure with other reshapes is never silently
 rewired. The replaced nodes are removed; the ``Shape`` nodes that read a removed tensor (torch takes
 ``L``, ``N``, ``E'`` from them) read the same dimensions from a batch-first tensor computed before
-them (``Shape``, ``Gather``, ``Mul``, ``Concat``, which fold to constants during conversion).
+them (``Shape``, ``Gather``, ``Mul``, ``Div``, ``Concat``, which fold to constants during conversion).
+
+The other forms torch emits go through the same two rules: each projection ``MatMul(Transpose(x), W) (+ b)``
+(``W`` a matrix, ``b`` a vector, by construction: torch slices q's out of the packed ones when the query is
+not the key) is rewritten on its own, packed by ``k`` (``s0 = [L, N, k, E]``: 3, or 2 for k/v) or not at all
+(``index`` -1); the heads transpose may be ``(1, 2, 0)`` (k transposed for ``q @ k^T``, ``need_weights=True``;
+attribute ``perm``); the attention may run on ``[N * H, L, d]`` with the output ``Transpose(1, 0, 2)`` of a
+3-D ``y`` (``merged``); the output projection may be a MatMul (``bias=False``); torch.export writes the
+targets as constants with -1 where the batch is.
 
 Also here: ``Squeeze(Slice(Transpose(x), [i], [i + 1], axis a), a)`` is ``Gather(Transpose(x), i, axis a)``
 (paddle2onnx's form of ``qkv[0]`` after ``Transpose(2, 0, 3, 1, 4)``): the converter gathers from a
