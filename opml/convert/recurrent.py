@@ -28,7 +28,7 @@ import onnx
 from onnx import helper
 
 from ..lut import unary_lut
-from .builder import QParams, Val
+from .builder import QParams, Val, choose_qparams
 from .calibrate import choose_range
 from .context import Context
 from .lower import lowering
@@ -39,8 +39,11 @@ _DEFAULT = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
 class _Emit:
     """Collects nodes and constants with unique names under a prefix."""
 
-    def __init__(self, ctx: Context, prefix: str) -> None:
+    def __init__(self, ctx: Context, prefix: str, grids: dict[tuple[int, str], QParams] | None = None) -> None:
         self.ctx, self.prefix, self.nodes, self.k = ctx, prefix, [], 0  # type: ignore[var-annotated]
+        self.d = 0  # the direction being unrolled
+        self.grids = grids  # one grid per (direction, tag) of _LAYER_GRID, or None: record their names
+        self.shared: dict[tuple[int, str], list[str]] = {}
 
     def name(self, tag: str) -> str:
         self.k += 1
@@ -56,6 +59,11 @@ class _Emit:
         n = helper.make_node(op, ins, [o], domain=domain)
         n.attribute.extend(helper.make_attribute(k, v) for k, v in attrs.items())
         self.nodes.append(n)
+        if tag in _LAYER_GRID:
+            if self.grids is None:
+                self.shared.setdefault((self.d, tag), []).append(o)
+            elif (self.d, tag) in self.grids:
+                self.ctx.preferred[o] = self.grids[(self.d, tag)]
         return o
 
     def linear(self, x: str, w: np.ndarray, b: np.ndarray | None, tag: str) -> str:
@@ -95,8 +103,70 @@ def _state(ctx: Context, node: onnx.NodeProto, i: int, d: int, layout: int, e: _
     return e.op("Gather", [node.input[i], idx], "h0", axis=1 if layout else 0)
 
 
+# the per-step values whose range is not bounded a priori (recurrent products, pre-activations, the LSTM cell):
+# one grid per layer and direction, the union of their per-step calibrated ranges
+_LAYER_GRID = frozenset({"hr", "hzr", "hh", "g", "gzr", "rh", "ph", "fc", "c"})
+
+
 def expand(ctx: Context, node: onnx.NodeProto) -> list[onnx.NodeProto]:
-    """Standard ONNX nodes computing the LSTM/GRU ``node`` unrolled (constants registered in ``ctx``)."""
+    """Standard ONNX nodes computing the LSTM/GRU ``node`` unrolled (constants registered in ``ctx``).
+
+    A layer of several steps is unrolled twice: the first unrolling is lowered (calibrated step by step as
+    usual) only to learn the range of each of its ``_LAYER_GRID`` values over all steps, then undone; the
+    second gives each such value one grid for all steps (the union). With every other step value on a fixed
+    grid, each step's ``mul``/``add`` nodes then have the same parameters at every step (the same tables)."""
+    snap = _Snapshot(ctx)
+    nodes, shared = _unroll(ctx, node, None)
+    if not shared:
+        return nodes
+    from . import _lower_nodes
+
+    _lower_nodes(ctx, nodes)
+    grids = {key: _union_grid(ctx, names) for key, names in shared.items()}
+    snap.restore(ctx)
+    return _unroll(ctx, node, grids)[0]
+
+
+class _Snapshot:
+    """The conversion state before a trial lowering, to undo it (tensors, nodes, names, values, choices)."""
+
+    def __init__(self, ctx: Context) -> None:
+        b = ctx.b
+        self.nt, self.nn, self.cache, self.names = len(b.tensors), len(b.nodes), dict(b._const_cache), set(b._names)
+        self.vals, self.env, self.preferred = dict(ctx.vals), set(ctx.env), dict(ctx.preferred)
+        self.int8_of, self.ahead, self.int16 = dict(ctx._int8_of), set(ctx.lowered_ahead), set(ctx.int16_done)
+        self.readers, self.current = list(ctx.int8_readers), ctx.current
+
+    def restore(self, ctx: Context) -> None:
+        b = ctx.b
+        del b.tensors[self.nt:], b.nodes[self.nn:]
+        b._const_cache.clear()
+        b._const_cache.update(self.cache)
+        ctx.vals.clear()
+        ctx.vals.update(self.vals)
+        ctx.preferred.clear()
+        ctx.preferred.update(self.preferred)
+        ctx._int8_of.clear()
+        ctx._int8_of.update(self.int8_of)
+        for now, was in ((b._names, self.names), (ctx.lowered_ahead, self.ahead), (ctx.int16_done, self.int16)):
+            now.clear()
+            now.update(was)
+        for k in [k for k in ctx.env if k not in self.env]:
+            del ctx.env[k]
+        ctx.int8_readers[:] = self.readers
+        ctx.current = self.current
+
+
+def _union_grid(ctx: Context, names: list[str]) -> QParams:
+    """The int8 grid of the values of ``names`` over all steps (the conversion's range method)."""
+    real = np.concatenate([ctx.dequant(ctx.vals[n]).reshape(-1) for n in names])
+    return choose_qparams(*choose_range(ctx.accuracy.method, real))
+
+
+def _unroll(ctx: Context, node: onnx.NodeProto, grids: dict[tuple[int, str], QParams] | None
+            ) -> tuple[list[onnx.NodeProto], dict[tuple[int, str], list[str]]]:
+    """The nodes of the unrolled layer, and (``grids`` None, several steps) the names of its per-step values
+    by (direction, tag)."""
     _check(ctx, node)
     lstm = node.op_type == "LSTM"
     ng = 4 if lstm else 3
@@ -131,7 +201,7 @@ def expand(ctx: Context, node: onnx.NodeProto) -> list[onnx.NodeProto]:
     direction = direction.decode() if isinstance(direction, bytes) else direction
     if (direction == "bidirectional") != (n_dir == 2) or w.shape[1] != ng * hsz or r.shape[1:] != (ng * hsz, hsz):
         raise ctx.err(f"weights {w.shape}, {r.shape} do not match hidden_size {hsz} and direction {direction}")
-    e = _Emit(ctx, node.output[0] or node.name or node.op_type)
+    e = _Emit(ctx, node.output[0] or node.name or node.op_type, grids)
     if layout == 0 and not batch_first_x:  # [S, N, I] -> [N, S, I] (fixed batch only)
         xb = e.op("Transpose", [xb], "xb", perm=[1, 0, 2])
     steps = x.data.shape[1 if layout or batch_first_x else 0]
@@ -139,6 +209,7 @@ def expand(ctx: Context, node: onnx.NodeProto) -> list[onnx.NodeProto]:
     hq = None if steps == 1 and n_dir == 1 else _H_Q if lstm else _gru_grid(ctx, node)
     ys, hs, cs = [], [], []
     for d in range(n_dir):
+        e.d = d
         reverse = direction == "reverse" or d == 1
         wb, rb = bias[d, :ng * hsz], bias[d, ng * hsz:]
         if lstm:  # the cell gate doubled: one sigmoid table also gives (1 + tanh g) / 2 (AievmLstmGates)
@@ -176,7 +247,7 @@ def expand(ctx: Context, node: onnx.NodeProto) -> list[onnx.NodeProto]:
         hs.append(h)
         cs.append(c)
     _outputs(ctx, node, e, ys, hs, cs, layout, hq)
-    return e.nodes
+    return e.nodes, e.shared if steps > 1 else {}
 
 
 def _outputs(ctx: Context, node: onnx.NodeProto, e: _Emit, ys: list[str], hs: list[str],

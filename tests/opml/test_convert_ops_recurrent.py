@@ -235,3 +235,19 @@ def test_fixed_batch_calibrated_on_several_batches_is_the_dynamic_batch_on_their
     a, b = convert(fixed, Batches(parts)), convert(m, feeds)
     scales = [(t.name, t.scale, t.zero_point) for t in a.tensors if t.dtype == DType.INT8 and not t.is_const]
     assert scales == [(t.name, t.scale, t.zero_point) for t in b.tensors if t.dtype == DType.INT8 and not t.is_const]
+
+
+@pytest.mark.parametrize("op,distinct", [("LSTM", 5), ("GRU", 7)])
+def test_every_step_has_the_same_pair_parameters(op: str, distinct: int) -> None:
+    """The per-step values are on fixed grids (bounded ones) or on one grid per layer (the union of the trial
+    unrolling's per-step ranges): the ``mul``/``add`` nodes of all steps have a handful of parameter sets,
+    however many steps, so an engine that shares equal tables keeps a handful of them in cache."""
+    for steps in (6, 12):
+        m, feeds = _random_rnn(op, "forward", steps, 3, 4, 8, False, 1, seed=3)
+        bundle = convert(m, feeds)
+        t = bundle.tensors
+        pair = [(nd.op, nd.attrs, tuple((t[i].scale, t[i].zero_point) for i in nd.inputs),
+                 (t[nd.outputs[0]].scale, t[nd.outputs[0]].zero_point))
+                for nd in bundle.nodes if nd.op in ("mul", "add")]
+        assert len(pair) >= 4 * steps and len(set(pair)) == distinct, (len(pair), len(set(pair)))
+        assert len({s.name for s in t}) == len(t)  # (the trial unrolling left no tensor behind)
