@@ -227,14 +227,16 @@ def test_data_errors_are_the_per_node_errors() -> None:
     """NaN into quantize or a float -> int cast, an index out of range: the plan's record stops, and the node's
     own kernel raises its named error; the plan runs correctly afterwards."""
     q = one_node("quantize", [act("x", F32, (-1, 3))], act("y", INT8, (-1, 3), 0.1, 0))
+    long = one_node("quantize", [act("x", F32, (-1, 100))], act("y", UINT8, (-1, 100), 0.1, 9))  # vector loop
     cst = one_node("cast", [act("x", F32, (-1, 3))], act("y", INT32, (-1, 3)))
     g = one_node("gather", [const("d", np.arange(6, dtype=np.int8)), act("i", INT64, (-1, 2))], act("y", INT8, (-1, 2)),
                  axis=0)
     bad = {id(q): np.array([[1.0, np.nan, 2.0]], np.float32), id(cst): np.array([[np.nan, 0, 1]], np.float32),
-           id(g): np.array([[0, 6]], np.int64)}
+           id(g): np.array([[0, 6]], np.int64), id(long): np.linspace(-30, 30, 100, dtype=np.float32)[None]}
+    bad[id(long)][0, 45] = np.nan
     good = {id(q): np.array([[1.0, 2.5, -3.5]], np.float32), id(cst): np.array([[1.5, -2.5, 7]], np.float32),
-            id(g): np.array([[-6, 5]], np.int64)}
-    for b, match in ((q, "NaN"), (cst, "NaN"), (g, "out of range")):
+            id(g): np.array([[-6, 5]], np.int64), id(long): np.linspace(-30, 30, 100, dtype=np.float32)[None]}
+    for b, match in ((q, "NaN"), (cst, "NaN"), (g, "out of range"), (long, "NaN")):
         messages = []
         for on in (False, True):
             engine.set_batch_plans(on)
