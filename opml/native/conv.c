@@ -489,6 +489,27 @@ static int have_avx512(int isa) {
 
 static int64_t nphase_of(const struct conv_job *j) { return j->sh * j->sw; }
 
+/* d[4 e + k] = src[k][e] + bias as a byte for e < n: four channels' int16 phases (values of the input's dtype)
+ * interleaved as the bytes VPDPBUSD reads (bias 128 for signed inputs). */
+static void interleave4_generic(const int16_t *const src[4], int bias, int64_t n, uint8_t *d) {
+    for (int64_t e = 0; e < n; e++)
+        for (int k = 0; k < 4; k++) d[4 * e + k] = (uint8_t)(src[k][e] + bias);
+}
+#ifdef CONV_X86
+CONV_AVX512 static void interleave4_avx512(const int16_t *const src[4], int bias, int64_t n, uint8_t *d) {
+    __m512i b = _mm512_set1_epi32(bias), byte = _mm512_set1_epi32(0xFF);
+    for (int64_t e = 0; e < n; e += 16) {
+        __mmask16 k = n - e >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - e)) - 1);
+        __m512i acc = _mm512_setzero_si512();
+        for (int q = 0; q < 4; q++) {
+            __m512i v = _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(k, src[q] + e));
+            acc = _mm512_or_si512(acc, _mm512_slli_epi32(_mm512_and_si512(_mm512_add_epi32(v, b), byte), 8 * q));
+        }
+        _mm512_mask_storeu_epi32(d + 4 * e, k, acc);
+    }
+}
+#endif
+
 static int conv_range(void *ctx, int64_t i0, int64_t i1) {
     const struct conv_job *j = (const struct conv_job *)ctx;
     int64_t nphase = j->sh * j->sw;
@@ -508,6 +529,7 @@ static int conv_range(void *ctx, int64_t i0, int64_t i1) {
         return -1;
     }
     void (*build)(const struct conv_job *, int64_t, int64_t, int16_t *) = build_generic;
+    void (*interleave4)(const int16_t *const[4], int, int64_t, uint8_t *) = interleave4_generic;
     void (*sums)(const struct conv_job *, const int16_t *, const int32_t *, int32_t *) =
         j->pairs ? pair_sums_generic : sums_generic;
     void (*epi)(const struct conv_epilogue *, int64_t, const int32_t *, int64_t, int64_t, int64_t, void *) =
@@ -515,6 +537,7 @@ static int conv_range(void *ctx, int64_t i0, int64_t i1) {
 #ifdef CONV_X86
     if (have_avx512(j->isa)) {
         build = build_avx512;
+        interleave4 = interleave4_avx512;
         sums = have_vnni512(j->isa) ? (j->pairs ? pair_sums_avx512vnni : sums_avx512vnni)
                                     : (j->pairs ? pair_sums_avx512 : sums_avx512);
         epi = epilogue_avx512;
@@ -532,10 +555,8 @@ static int conv_range(void *ctx, int64_t i0, int64_t i1) {
             for (int64_t q = 0; q < nquads; q++) { /* a last quad's missing channels repeat one (weight 0) */
                 for (int64_t k = 0; k < 4; k++)
                     build(j, bi, g * j->cg + (4 * q + k < j->cg ? 4 * q + k : j->cg - 1), phases + k * chan);
-                uint8_t *d = quads + 4 * q * chan;
-                int16_t bias = j->xsigned ? 128 : 0;
-                for (int64_t e = 0; e < chan; e++)
-                    for (int64_t k = 0; k < 4; k++) d[4 * e + k] = (uint8_t)(phases[k * chan + e] + bias);
+                const int16_t *src[4] = {phases, phases + chan, phases + 2 * chan, phases + 3 * chan};
+                interleave4(src, j->xsigned ? 128 : 0, chan, quads + 4 * q * chan);
             }
         else if (!j->pairs)
             for (int64_t ci = 0; ci < j->cg; ci++) build(j, bi, g * j->cg + ci, phases + ci * chan);
