@@ -563,6 +563,8 @@ int opml_qconv_nchw(const int64_t *cfg, const uint8_t *x, int64_t b, int64_t c, 
      * im2col rows are whole-plane copies); for larger k x k kernels the rows path's blocking wins (0.5-0.9x) */
     int columns = mode == 1 || (mode == 0 && simd && (kind == 1 || kind == 2) && p >= MIN_COLUMN_PIXELS &&
                                 (kh * kw == 1 || k <= MAX_KXK_COLUMN_K));
+    if (!columns && b && kh == 1 && kw == 1 && hp == h && wp == w && h == 1 && w == 1 && oh == 1 && ow == 1)
+        return opml_qgemm_cfg(cfg, x, b, y, threads); /* one pixel: NCHW [b, c, 1, 1] is the rows, the output too */
     if (!columns || !b)
         return b ? conv_rows(cfg, x, b, c, h, w, pt, pl, hp, wp, (uint8_t)zp, kh, kw, sh, sw, dh, dw, oh, ow, y,
                              threads)

@@ -1,20 +1,27 @@
-"""GMAC/s of opml's native int8 GEMM per instruction set, one thread, on BERT-like shapes.
+"""GMAC/s of opml's native int8 GEMM per instruction set, one thread, on BERT-like shapes (or conv layers).
 
     .venv/bin/python scripts/bench/qgemm.py [--isa amx,avx512vnni] [--m 1,32,128] [--shapes 384x1536,1536x384]
                                             [--repeat 5] [--json out.json]
+    .venv/bin/python scripts/bench/qgemm.py --conv [16,96,48,1,...]
 
 Each (isa, M, K x N) GEMM (8-bit weights, int8 inputs, int8 requantized output: what the engine's linear
 runs) is timed by thread CPU time over enough calls to take about 0.2 s, best of ``--repeat``; the output is
 also checked against int64 numpy once (the kernels are exact, so any difference is a bug).
+
+``--conv`` times batch-1 dense convs (``Gemm.conv_nchw``, "C,M,HW,k": C -> M channels, HW x HW pixels, a k x k
+kernel, stride 1, "same" padding) in each orientation: pixels as the GEMM's columns, as its rows, and the one
+``qconv.c`` chooses; both orientations are checked to give the same bytes.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("OPML_THREADS", "1")
@@ -52,6 +59,50 @@ def _gemm(isa: str, m: int, k: int, n: int, rng: np.random.Generator) -> tuple[f
     return best, m * k * n / best / 1e9
 
 
+def _thread_time(call: Callable[[], object], repeat: int) -> float:
+    """Best thread CPU time of one call over ``repeat`` rounds of about 0.1 s."""
+    t0, calls = time.thread_time(), 0
+    while time.thread_time() - t0 < 0.02:
+        call()
+        calls += 1
+    calls = max(1, int(calls * 0.1 / max(time.thread_time() - t0, 1e-9)))
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.thread_time()
+        for _ in range(calls):
+            call()
+        best = min(best, (time.thread_time() - t0) / calls)
+    return best
+
+
+CONV_SHAPES = ("16,96,48,1,24,144,24,1,144,24,24,1,32,192,24,1,576,160,6,1,960,320,3,1,16,64,32,3,64,64,56,3,"
+               "256,256,14,3")
+
+
+def conv_main() -> None:
+    """--conv: each orientation of the batch-1 conv per layer shape and instruction set (one thread)."""
+    vals = [int(v) for v in ARGS.conv.split(",")]
+    rng = np.random.default_rng(0)
+    print(f"# {native.describe()}; us per call (GMAC/s): pixels as columns / as rows / chosen")
+    for isa in [i for i in ARGS.isa.split(",") if i]:
+        for c, m, hw, k in zip(vals[::4], vals[1::4], vals[2::4], vals[3::4], strict=True):
+            x = rng.integers(-128, 128, size=(1, c, hw, hw)).astype(np.int8)
+            w = rng.integers(-128, 128, size=(k * k * c, m)).astype(np.int8)
+            ep = native.epilogue(m, rng.integers(-5000, 5000, size=m), 1 << 20, 30, -3, -128, 127, np.int8)
+            packed = native.pack_weights(w, isa, rows=True)
+            assert ep is not None and packed is not None
+            gemm = native.Gemm(packed, ep, np.dtype(np.int8), isa)
+            pads = (k // 2,) * 4
+            outs = [gemm.conv_nchw(x, k, k, pads, (1, 1), (1, 1), 3, mode) for mode in (1, 2, 0)]
+            if not all(np.array_equal(outs[0], o) for o in outs[1:]):
+                raise SystemExit(f"{isa} conv {c},{m},{hw},{k}: the orientations differ")
+            ts = [_thread_time(functools.partial(gemm.conv_nchw, x, k, k, pads, (1, 1), (1, 1), 3, mode), ARGS.repeat)
+                  for mode in (1, 2, 0)]
+            macs = c * m * hw * hw * k * k
+            print(f"{isa:>10} {c:>4}->{m:<4} {hw:>3}x{hw:<3} k{k}: " +
+                  " / ".join(f"{t * 1e6:7.1f} ({macs / t / 1e9:5.0f})" for t in ts), flush=True)
+
+
 def main() -> None:
     from opml.parallel import set_worker_count
 
@@ -82,5 +133,7 @@ if __name__ == "__main__":
     parser.add_argument("--shapes", default="384x1536,1536x384,384x384")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", default="")
+    parser.add_argument("--conv", nargs="?", const=CONV_SHAPES, default="",
+                        help="time batch-1 convs C,M,HW,k[,C,M,HW,k...] in each orientation instead")
     ARGS = parser.parse_args()
-    main()
+    conv_main() if ARGS.conv else main()
