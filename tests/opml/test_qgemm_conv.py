@@ -135,6 +135,7 @@ def test_conv_equals_int64(isa: str, b: int, c: int, h: int, w: int, m: int, kh:
     (2, 16, 48, 48, 96, 1),  # many pixel panels: the threads split them
     (1, 64, 4, 5, 300, 3),   # 20 pixels (two panels), 300 channels: the threads split 8-channel tiles
     (1, 40, 7, 7, 70, 1),    # 49 pixels, 70 channels: 32-channel AMX blocks across a channel split
+    (3, 672, 1, 1, 28, 1),   # one pixel (an SE block's conv): the GEMM on the NCHW arrays as they are
     (1, 24, 17, 9, 40, 3),   # a partial last panel and a partial last channel tile
 ])
 def test_orientations_and_thread_splits_agree(isa: str, shape: tuple[int, ...]) -> None:
