@@ -115,6 +115,9 @@ class Sequencer:
         self.origin_for: Callable[[BlockHeaderAPI, int], L1Origin] | None = None
         #: The earliest timestamp the next block may have (a rollup block is never before its origin).
         self.min_timestamp: Callable[[BlockHeaderAPI], int] | None = None
+        #: The latest timestamp a block after ``parent`` chosen at ``timestamp`` may have and stay
+        #: valid for every deriver (its origin's timestamp + ``max_sequencer_drift``); None: no cap.
+        self.max_timestamp: Callable[[BlockHeaderAPI, int], int] | None = None
         #: The deposit transactions a block on ``origin`` whose parent is ``parent`` starts with (those
         #: of every L1 block in (parent's origin, origin], ``ai_evm.rollup.deposits``); None: none.
         self.deposits_for: Callable[[BlockHeaderAPI, L1Origin], list[SignedTransactionAPI]] | None = None
@@ -501,10 +504,16 @@ class Sequencer:
         self._state = None
 
     def _next_timestamp(self, head: BlockHeaderAPI) -> int:
-        """Wall-clock time, after the head, and never before the L1 origin the block will stay on
-        (``min_timestamp``: a sequencer following L1 whose clock is behind L1's)."""
-        floor = self.min_timestamp(head) if self.min_timestamp is not None else 0
-        return max(int(time.time()), head.timestamp + 1, floor)
+        """Wall-clock time, after the head, never before the L1 origin the block will stay on
+        (``min_timestamp``: a sequencer following L1 whose clock is behind L1's), and never past what
+        the block's origin allows (``max_timestamp``: after an outage the wall clock is further than
+        ``max_sequencer_drift`` past the old origins the chain must walk through one by one, and
+        such a batch would be dropped by every deriver)."""
+        floor = max(head.timestamp + 1, self.min_timestamp(head) if self.min_timestamp is not None else 0)
+        t = max(int(time.time()), floor)
+        if self.max_timestamp is not None:
+            t = max(min(t, self.max_timestamp(head, t)), floor)
+        return t
 
     def _next_deposit_gas(self) -> int:
         """Gas limit of the deposits a block mined now would open with (0 if its origin is not known yet)."""

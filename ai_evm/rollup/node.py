@@ -156,8 +156,15 @@ def attach_sequencer(seq: Sequencer, follower: L1Follower) -> None:
         known = follower.block(origin.number)
         return known.timestamp if known is not None else origin.timestamp
 
+    def max_timestamp(parent: object, timestamp: int) -> int:
+        try:
+            return origin_for(parent, timestamp).timestamp + drift
+        except RETRY_LATER:  # no origin fits (yet): mining waits for L1 anyway
+            return timestamp
+
     seq.origin_for = origin_for
     seq.min_timestamp = min_timestamp
+    seq.max_timestamp = max_timestamp
     seq.deposits_for = deposits_hook(d.portal, d.genesis_l1_number, follower.block)
 
     def deposits_pending(parent: object) -> bool:
