@@ -122,7 +122,8 @@ def expand(ctx: Context, node: onnx.NodeProto) -> list[onnx.NodeProto]:
     from . import _lower_nodes
 
     _lower_nodes(ctx, nodes)
-    grids = {key: _union_grid(ctx, names) for key, names in shared.items()}
+    grids = {key: _union_grid(ctx, acts) for key, names in shared.items()
+             if (acts := [n for n in names if not ctx.vals[n].is_const])}  # (a constant h0 folds step 0's h R^T)
     snap.restore(ctx)
     return _unroll(ctx, node, grids)[0]
 

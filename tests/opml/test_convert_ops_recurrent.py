@@ -251,3 +251,24 @@ def test_every_step_has_the_same_pair_parameters(op: str, distinct: int) -> None
                 for nd in bundle.nodes if nd.op in ("mul", "add")]
         assert len(pair) >= 4 * steps and len(set(pair)) == distinct, (len(pair), len(set(pair)))
         assert len({s.name for s in t}) == len(t)  # (the trial unrolling left no tensor behind)
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_constant_initial_states_over_several_steps(op: str) -> None:
+    """Constant initial states fold step 0's recurrent product to a constant; the layer grids skip it."""
+    m, feeds = _random_rnn(op, "forward", 4, 3, 3, 5, True, 0, seed=2)
+    g = m.graph
+    for vi, f in zip(list(g.input)[1:], feeds[1:], strict=True):
+        g.initializer.append(numpy_helper.from_array(f, vi.name))
+    x = g.input[0]
+    x.type.tensor_type.shape.dim[0].dim_value = feeds[0].shape[0]  # (a numeric batch: the states fix it)
+    del g.input[1:]
+    bundle = convert(m, feeds[:1])
+    got = run(bundle, feeds[:1])
+    for gv, r in zip(got, run_reference(bundle, feeds[:1]), strict=True):
+        assert gv.tobytes() == r.tobytes(), "engine != reference"
+    scale = max(t.scale for t in bundle.tensors if t.dtype == DType.INT8)
+    from onnx.reference import ReferenceEvaluator  # (onnxruntime runs layout 0 only)
+
+    for gv, w in zip(got, ReferenceEvaluator(m).run(None, {"x": feeds[0]}), strict=True):
+        assert float(np.abs(gv - w).max()) <= STEPS * scale
