@@ -75,6 +75,18 @@ def fits(w: np.ndarray) -> bool:
     return X_MAGNITUDE * int(wabs.max()) <= INT32_MAX
 
 
+def block_units(cg: int, mg: int, group: int, kh: int, kw: int) -> int | None:
+    """conv.c's units per block of 16 output channels (cb_shape, cb_units) when the conv can run by channel
+    blocks: depthwise (tap pairs of a kernel row), or grouped with each block's input channels within 16
+    (input channel pairs x taps); else None."""
+    if cg == 1 and mg == 1:
+        return kh * -(-kw // 2)
+    if group < 2 or not 2 <= cg <= DW_BLOCK:
+        return None
+    fits = DW_BLOCK // mg * cg <= DW_BLOCK if mg <= DW_BLOCK and DW_BLOCK % mg == 0 else mg % DW_BLOCK == 0
+    return -(-cg // 2) * kh * kw if fits else None
+
+
 class GroupConv:
     """A prepared direct conv: int8/uint8 NCHW input ``x`` [B, C, H, W] -> ``epilogue(conv(x))`` [B, M, OH, OW]."""
 
@@ -106,8 +118,9 @@ class GroupConv:
                              _code(isa), *(_addr(a) for a in (ep.lo, ep.hi, ep.mul, ep.add, ep.shift, ep.post)),
                              PATHS[path], 0], dtype=np.int64)
         self._cfg = _addr(self.cfg)
-        if self.cg == 1 and self.m == group:  # depthwise: the channel blocks' constants, made once (cfg[27])
-            blocks, units = -(-self.c // DW_BLOCK), self.kh * -(-self.kw // 2)
+        units = block_units(self.cg, self.m // group, group, self.kh, self.kw)
+        if units is not None:  # the channel blocks' constants, made once (cfg[27])
+            blocks = -(-self.m // DW_BLOCK)
             self.block_consts = np.zeros(blocks * (DW_BLOCK_HEADER + 8 * units), dtype=np.int64)
             if _LIB.opml_dwcb_consts(self._cfg, _addr(self.block_consts), self.block_consts.size):
                 raise ValueError("gconv: the depthwise block constants were refused")

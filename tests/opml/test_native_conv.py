@@ -105,6 +105,17 @@ def depthwise_geometry(draw: st.DrawFn) -> dict:
     return {**g, "c": c, "m": c, "group": c, "cg": 1, "h": h, "w": w}
 
 
+@st.composite
+def grouped_block_geometry(draw: st.DrawFn) -> dict:
+    """Grouped convs whose blocks of 16 output channels read at most 16 input channels (the channel-block path's
+    grouped form: whole groups, or blocks inside a group of 16k channels), odd and one-channel groups included."""
+    g = draw(depthwise_geometry())
+    cg, mg = draw(st.sampled_from([(2, 2), (2, 4), (2, 8), (3, 4), (4, 4), (8, 8), (16, 16), (1, 2), (1, 16),
+                                   (5, 16), (4, 32), (16, 1), (7, 2)]))
+    group = draw(st.integers(2, 7))
+    return {**g, "c": group * cg, "m": group * mg, "group": group, "cg": cg}
+
+
 def _check_kernel(isa: str, data: st.DataObject, g: dict, extreme: bool, out: type, path: str) -> None:
     """Every output of the kernel (by ``path``) == the int64 sum through the spec's requantization (or int32
     clip)."""
@@ -155,6 +166,17 @@ def test_depthwise_blocks_equal_int64(isa: str, data: st.DataObject, g: dict, ex
                                       path: str) -> None:
     """Depthwise convs by blocks of 16 channels (AVX-512; other sets run the planes), by planes and by the
     automatic choice: each == the int64 sums."""
+    _check_kernel(isa, data, g, extreme, out, path)
+
+
+@EACH_ISA
+@FEW
+@given(data=st.data(), g=grouped_block_geometry(), extreme=st.booleans(), out=OUTS,
+       path=st.sampled_from(list(native_conv.PATHS)))
+def test_grouped_blocks_equal_int64(isa: str, data: st.DataObject, g: dict, extreme: bool, out: type,
+                                    path: str) -> None:
+    """Grouped convs by blocks of 16 output channels (input channel pairs per lane, AVX-512; shapes outside the
+    form and other sets run the planes), by planes and by the automatic choice: each == the int64 sums."""
     _check_kernel(isa, data, g, extreme, out, path)
 
 
