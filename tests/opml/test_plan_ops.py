@@ -1,6 +1,6 @@
 """One-node cases of the batch plan's records for the ops that used to run their Python kernel between native
 runs (quantize, dequantize, concat, slice, gather, cast, argmax, reshape copies, wide lookups, int16 adds,
-broadcast pair lookups, where, flip_sign_bit, reduce, avgpool, depthwise conv): each runs as a record
+broadcast pair lookups, where, flip_sign_bit, int16 layernorm, reduce, avgpool, depthwise conv): each runs as a record
 (``native_nodes``) and gives the per-node path's bytes and the reference's, at batch 1 and 3, with 1 and 2
 threads, and under every instruction set this CPU runs (a subprocess per set, ``OPML_NATIVE_ISA``). Inputs
 include the values where the formulas turn: ties of the quantizer's rounding, +-inf, float32's integer
@@ -151,6 +151,13 @@ def cases() -> list[Case]:
         x = ints(src.np, 3, 7)
         out.append((f"flip_sign_bit {src.name}", one_node("flip_sign_bit", [act("x", src, x.shape, 0.1, 0, dyn=True)],
                                                            act("y", dst, x.shape, 0.1, 128, dyn=True)), [x]))
+    # an int16 layernorm (its dtype's bound; the Python kernel uses the data's)
+    x = ints(np.int16, 3, 4, 24)
+    x[0, 0, :3] = [-32768, 32767, 0]
+    out.append(("layernorm int16", one_node(
+        "layernorm", [act("x", INT16, x.shape, 0.01, 0, dyn=True), const("g", ints(np.int32, 24, lo=-9999, hi=9999)),
+                      const("b", ints(np.int32, 24, lo=-99999, hi=99999))], act("y", INT8, x.shape, 0.05, 2, dyn=True),
+        eps=3, frac_bits=10, mult=1 << 28, shift=40, qmin=-128, qmax=127), [x]))
     # reduce, avgpool, depthwise conv
     x = ints(np.uint8, 3, 5, 4, 6)
     for mode, axes, keep in ((REDUCE_MEAN, (2, 3), 1), (REDUCE_SUM, (1,), 0), (REDUCE_MAX, (3,), 0),
