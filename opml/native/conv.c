@@ -1212,25 +1212,25 @@ int opml_plane_reduce(const uint8_t *x, int xsigned, int64_t planes, int64_t n, 
     if (planes < 0 || n < 1 || den < 1 || (mode != 0 && mode != 1) || lo > hi) return -1;
     int64_t (*sum)(const uint8_t *, int64_t, int) = plane_sum_generic;
 #ifdef CONV_X86
-    if (n < 32) /* small planes (a 3x3 head): the scalar loop */
-        sum = plane_sum_generic;
-    else if (have_avx512(isa))
+    if (have_avx512(isa)) /* (planes under 32 bytes, a 3x3 head: the scalar loop, inlined below) */
         sum = plane_sum_avx512;
     else if (isa >= 1)
         sum = plane_sum_avx2;
 #else
     (void)isa;
 #endif
+    const double inv = 1.0 / (double)den;
     for (int64_t p = 0; p < planes; p++) {
         const uint8_t *s = x + p * n;
         if (mode == 1) {
             y[p] = (uint8_t)byte_max(s, n, xsigned);
             continue;
         }
-        int64_t num = (sum(s, n, xsigned) - zp * n) * mult + den / 2;
-        /* floor(num / den) as numpy's floor_divide: a double estimate (within a few units: |num| < 2^62), then
-         * corrected exactly in int64 (q den stays within |num| + 2 den < 2^63); cheaper than an int64 division */
-        int64_t q = (int64_t)((double)num / (double)den);
+        int64_t num = ((n < 32 ? plane_sum_generic(s, n, xsigned) : sum(s, n, xsigned)) - zp * n) * mult + den / 2;
+        /* floor(num / den) as numpy's floor_divide: a double estimate (num times 1 / den: within a few units of
+         * the quotient, |num| < 2^62), then corrected exactly in int64 (q den stays within |num| + 2 den < 2^63);
+         * cheaper than an int64 division */
+        int64_t q = (int64_t)((double)num * inv);
         while (q * den > num) q--;
         while ((q + 1) * den <= num) q++;
         q += ozp;
