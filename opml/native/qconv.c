@@ -59,7 +59,7 @@ int opml_transpose_batched(const void *x, int64_t count, int64_t rows, int64_t c
                                     them: each block streams all the weights once) */
 /* fewer output pixels than this (per image) run with pixels as rows: a 16-pixel panel would be mostly padding */
 #define MIN_COLUMN_PIXELS 16
-#define MAX_KXK_COLUMN_K 640 /* k x k kernels with larger K run with pixels as rows (see opml_qconv_nchw) */
+#define MAX_KXK_COLUMN_K 1152 /* k x k kernels with larger K run with pixels as rows (see opml_qconv_nchw) */
 /* work below this many multiply-adds per thread is not split (as qgemm.c) */
 #define MIN_MACS_PER_PART ((int64_t)1 << 18)
 
@@ -119,15 +119,16 @@ static void store_value(int outkind, void *dst, int64_t i, int64_t v) {
 
 /* ------------------------------------------------------------------------------ activation panels */
 
-/* Pixels [p0, p0 + cols) of src ([k rows, ld bytes apart]) into one panel: dst[q * 64 + c * 4 + t] =
- * src[(4q + t) * ld + p0 + c] ^ flip (flip 0x80 for signed inputs: x + 128), K rows past k and pixels past
+/* Groups [q0, q1) of pixels [p0, p0 + cols) of src ([k rows, ld bytes apart]) into one panel: dst[q * 64 + c * 4 +
+ * t] = src[(4q + t) * ld + p0 + c] ^ flip (flip 0x80 for signed inputs: x + 128), K rows past k and pixels past
  * cols zero (their weights are zero / their outputs are not stored). */
-static void pack_panel(const uint8_t *src, int64_t ld, int64_t k, int64_t kq, int64_t p0, int64_t cols, uint8_t flip,
-                       uint8_t *dst) {
+static void pack_groups(const uint8_t *src, int64_t ld, int64_t k, int64_t q0, int64_t q1, int64_t p0, int64_t cols,
+                        uint8_t flip, uint8_t *dst) {
     int64_t full = cols == NR ? k / KQ : 0; /* groups packed by the SSE2 transpose */
+    full = full < q0 ? q0 : (full > q1 ? q1 : full);
 #ifdef QC_X86
     const __m128i f = _mm_set1_epi8((char)flip);
-    for (int64_t q = 0; q < full; q++) {
+    for (int64_t q = q0; q < full; q++) {
         const uint8_t *s = src + 4 * q * ld + p0;
         __m128i r0 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)s), f);
         __m128i r1 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(s + ld)), f);
@@ -142,15 +143,28 @@ static void pack_panel(const uint8_t *src, int64_t ld, int64_t k, int64_t kq, in
         _mm_storeu_si128(o + 3, _mm_unpackhi_epi16(c, d));
     }
 #else
-    full = 0;
+    full = q0;
 #endif
-    if (full == kq) return;
-    memset(dst + full * KQ * NR, 0, (size_t)((kq - full) * KQ * NR));
-    for (int64_t q = full; q < kq; q++)
+    if (full == q1) return;
+    memset(dst + full * KQ * NR, 0, (size_t)((q1 - full) * KQ * NR));
+    for (int64_t q = full; q < q1; q++)
         for (int t = 0; t < KQ && KQ * q + t < k; t++) {
             const uint8_t *s = src + (KQ * q + t) * ld + p0;
             for (int64_t c = 0; c < cols; c++) dst[q * KQ * NR + c * KQ + t] = (uint8_t)(s[c] ^ flip);
         }
+}
+
+/* Panels [p0, p1) of src into dst (pbytes apart): 16 groups (64 K rows) of every panel at a time, so the source
+ * rows' cache lines serve four consecutive panels while they are in L1. */
+static void pack_block(const uint8_t *src, int64_t ld, int64_t k, int64_t kq, int64_t p0, int64_t p1, int64_t pixels,
+                       uint8_t flip, uint8_t *dst, int64_t pbytes) {
+    for (int64_t q0 = 0; q0 < kq; q0 += 16) {
+        int64_t q1 = q0 + 16 < kq ? q0 + 16 : kq;
+        for (int64_t p = p0; p < p1; p++) {
+            int64_t cols = pixels - p * NR < NR ? pixels - p * NR : NR;
+            pack_groups(src, ld, k, q0, q1, p * NR, cols, flip, dst + (p - p0) * pbytes);
+        }
+    }
 }
 
 /* ---------------------------------------------------------------------------------------- tiles */
@@ -366,10 +380,7 @@ static int columns_range(void *ctx, int64_t i0, int64_t i1) {
         int64_t p1 = j->npan - p0 < nb ? j->npan : p0 + nb;
         if (p1 - p0 > it1 - it) p1 = p0 + (it1 - it);
         const uint8_t *src = j->src + bi * j->k * j->p;
-        for (int64_t p = p0; p < p1; p++) {
-            int64_t cols = j->p - p * NR < NR ? j->p - p * NR : NR;
-            pack_panel(src, j->p, j->k, kq, p * NR, cols, flip, xb + (p - p0) * pbytes);
-        }
+        pack_block(src, j->p, j->k, kq, p0, p1, j->p, flip, xb, pbytes);
         char *yimg = (char *)j->y + bi * j->n * j->p * osz;
 #ifdef QC_AMX
         if (amx) {
@@ -445,11 +456,9 @@ static int cols_range(void *ctx, int64_t r0, int64_t r1) { /* rows r = image * K
             int64_t a = s0 < 0 ? -s0 : 0, e = s0 + len > plane_len ? plane_len - s0 : len; /* copied: [a, e) */
             uint8_t *d = dst + oy0 * j->ow;
             if (e > a) memcpy(d + a, plane + s0 + a, (size_t)(e - a));
-            for (int64_t oy = oy0; oy < oy1; oy++, d += j->ow) /* the edge columns (and a, e's clipped bytes) */
-                if (dx < 0)
-                    memset(d, j->zp, (size_t)-dx);
-                else if (dx > 0)
-                    memset(d + j->ow - dx, j->zp, (size_t)dx);
+            int64_t e0 = dx < 0 ? 0 : j->ow - dx, e1 = dx < 0 ? -dx : j->ow; /* each row's edge columns */
+            for (int64_t oy = oy0; oy < oy1 && dx; oy++, d += j->ow) /* (they include a, e's clipped bytes) */
+                for (int64_t ox = e0; ox < e1; ox++) d[ox] = j->zp;
             continue;
         }
         /* output columns [xa, xb) read inside the row */
@@ -559,8 +568,8 @@ int opml_qconv_nchw(const int64_t *cfg, const uint8_t *x, int64_t b, int64_t c, 
     int64_t p = oh * ow;
     int simd = isa == ISA_AVX512VNNI || isa == ISA_AMX;
     /* measured (one thread, scripts/bench/qgemm.py --conv): pixels as columns win for every 1x1 conv of at least 16
-     * pixels (1.1-2.6x: no layout change; AMX or VNNI tiles) and for k x k kernels up to K = 576 (1.1-1.5x: the
-     * im2col rows are whole-plane copies); for larger k x k kernels the rows path's blocking wins (0.5-0.9x) */
+     * pixels (1.1-2.6x: no layout change; AMX or VNNI tiles) and for k x k kernels up to K = 1152 (1.1-1.8x: the
+     * im2col rows are whole-plane copies); at K = 2304 they tie, beyond that the rows path's blocking wins */
     int columns = mode == 1 || (mode == 0 && simd && (kind == 1 || kind == 2) && p >= MIN_COLUMN_PIXELS &&
                                 (kh * kw == 1 || k <= MAX_KXK_COLUMN_K));
     if (!columns && b && kh == 1 && kw == 1 && hp == h && wp == w && h == 1 && w == 1 && oh == 1 && ow == 1)
