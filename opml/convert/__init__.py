@@ -262,6 +262,11 @@ def convert(
         batches = [[np.concatenate(col) for col in zip(*batches, strict=True)]]
     if len(batches) == 1:
         return _convert_batch(m, batches[0], name, weight_bits, accuracy, trace)
+    for k, b in enumerate(batches[1:], 1):  # (one graph for all: the shapes must agree)
+        for vi, a0, a in zip(ins, batches[0], b, strict=True):
+            if a.shape != a0.shape:
+                raise ConversionError(f"calibration batches of a fixed-batch model must have the same shapes: input "
+                                      f"{vi.name!r} is {a0.shape} in batch 0 and {a.shape} in batch {k}")
     traces = [ConversionTrace() for _ in batches]
     bundles = run_lockstep(lambda i: _convert_batch(m, batches[i], name, weight_bits, accuracy, traces[i]),
                            len(batches))

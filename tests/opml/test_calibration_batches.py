@@ -110,6 +110,13 @@ def test_a_shared_input_and_the_report() -> None:
         convert(m, {"x": x[:, None], "h": np.stack([h, h])})
     with pytest.raises(ConversionError, match="at least one batch"):
         Batches([])
+    seq = helper.make_model(helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "seq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "T"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "T"])]), opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(ConversionError, match="must have the same shapes: input 'x' is \\(1, 4\\) in batch 0 and "
+                                              "\\(1, 5\\) in batch 1"):
+        convert(seq, Batches([np.ones((1, 4), np.float32), np.ones((1, 5), np.float32)]))
 
 
 def test_cli_reads_batches_from_npz(tmp_path: Path) -> None:
