@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels.h"
 #include "pool.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -614,12 +615,29 @@ static int dwcb_run(const struct conv_job *j, const int64_t *consts, int threads
 
 #define P64(i) ((const int64_t *)(intptr_t)cfg[i])
 
+/* Plane p of x through the 256-entry table of its channel p % c (opml_lut8, pointwise.c). */
+struct lut_planes_job {
+    const uint8_t *tables, *x;
+    uint8_t *y;
+    int64_t c, n;
+    int isa;
+};
+
+static int lut_planes_range(void *ctx, int64_t p0, int64_t p1) {
+    const struct lut_planes_job *lp = (const struct lut_planes_job *)ctx;
+    for (int64_t p = p0; p < p1; p++)
+        if (opml_lut8(lp->tables + (p % lp->c) * 256, lp->x + p * lp->n, lp->y + p * lp->n, 0, lp->n, lp->isa)) return -1;
+    return 0;
+}
+
 /* cfg (int64): 0 xsigned, 1 c, 2 m, 3 group, 4 kh, 5 kw, 6 sh, 7 sw, 8 dh, 9 dw, 10 pad top, 11 pad left,
  * 12 pad bottom, 13 pad right, 14 zero point (the padding value), 15 weights (int16 [m, c / group, kh, kw]),
  * 16 span, 17 base, 18 outkind, 19 isa, 20..25 the per-channel epilogue arrays lo, hi, mul, add, shift, post
  * (opml.native.Epilogue, at least m entries each), 26 path (0 the faster for the shape, 1 by planes, 2 by channel
  * blocks where the conv is depthwise and AVX-512 runs; every path gives the same bytes), 27 the channel blocks'
- * constants (opml_dwcb_consts; 0: made at each call).
+ * constants (opml_dwcb_consts; 0: made at each call), 28 for a 1x1 stride-1 unpadded depthwise conv with byte
+ * outputs, the address of its c x 256 output table (the kernel's own outputs on the 256 byte values; 0: none),
+ * used on path 0.
  * x: [b, c, h, w] bytes; y: [b, m, oh, ow] of the outkind's type with oh, ow from the geometry.
  * Returns 0, or -1 for arguments outside the kernel's bounds or when memory runs out. */
 int opml_gconv_cfg(const int64_t *cfg, const void *x, int64_t b, int64_t h, int64_t w, void *y, int threads) {
@@ -650,6 +668,16 @@ int opml_gconv_cfg(const int64_t *cfg, const void *x, int64_t b, int64_t h, int6
     j.v = j.oh * j.qw;
     if (!b) return 0;
     if (cfg[26] < 0 || cfg[26] > 2) return -1;
+    if (cfg[28] && !cfg[26] && j.cg == 1 && j.mg == 1 && j.kh == 1 && j.kw == 1 && j.sh == 1 && j.sw == 1 && !j.top &&
+        !j.left && !cfg[12] && !cfg[13] && (j.e.outkind == 1 || j.e.outkind == 2)) {
+        /* a 1x1 stride-1 depthwise conv (a per-channel scale: PP-OCR's batch norms) with byte outputs: each output
+         * is a function of its channel and input byte, so a per-channel 256-entry table of this kernel's own
+         * outputs (the wrapper ran it on the 256 byte values, cfg[28]) gives the same bytes by lookups */
+        struct lut_planes_job lp = {(const uint8_t *)(intptr_t)cfg[28], j.x, (uint8_t *)y, j.c, h * w, j.isa};
+        int64_t items = b * j.c, per = MIN_MACS_PER_PART / (h * w) + 1, most = items / per;
+        int parts = threads <= 1 || most <= 1 ? 1 : (threads < most ? threads : (int)most);
+        return opml_parallel_for(lut_planes_range, &lp, items, parts);
+    }
     if (dwcb_wanted(&j, cfg[26])) return dwcb_run(&j, P64(27), threads);
     /* Units. Depthwise (cg 1): the taps of a kernel row that read the same phase at consecutive columns are
      * paired (3x3 stride 1: (0, 1) and 2; stride 2: (0, 2) and 1; a 1-D kernel of 9: four pairs and one).
@@ -1161,7 +1189,6 @@ int opml_dwcb_consts(const int64_t *cfg, int64_t *out, int64_t words) {
  *     binary lookup-table op (kernels_pointwise's 65536-entry tables) of one value per plane and a full
  *     tensor, the SE block's channel scale times the feature map: a 256-entry row (or column) of the table
  *     per plane, applied by opml_lut8 (pointwise.c). */
-#include "kernels.h"
 
 static int64_t plane_sum_generic(const uint8_t *s, int64_t n, int xsigned) {
     int64_t acc = 0;

@@ -2,8 +2,8 @@
 few channels per group, on the NCHW input as the engine holds it, in one call for all groups.
 
 Native entry points (for plan records; signatures stable): ``opml_gconv_cfg(cfg, x, b, h, w, y, threads)`` with
-``GroupConv.cfg`` (28 words: cfg[26] the path, cfg[27] the address of ``GroupConv.block_consts``, so a record must
-keep the GroupConv alive); ``opml_plane_reduce(x, xsigned, planes, n, mode, zp, mult, den, ozp, lo, hi, y, isa)``
+``GroupConv.cfg`` (29 words: cfg[26] the path, cfg[27] and cfg[28] the addresses of ``GroupConv.block_consts`` and
+``GroupConv.tables``, so a record must keep the GroupConv alive); ``opml_plane_reduce(x, xsigned, planes, n, mode, zp, mult, den, ozp, lo, hi, y, isa)``
 (global pooling, see :func:`plane_reduce`); ``opml_plane_lut8(table, a, b, planes, n, swap, y, isa)`` (a per-plane
 operand times a full one through a 65536-entry table, see :func:`plane_lut8`: 256-entry rows by VPERMB, faster
 than the pair lookup's gathers for the SE block's [B, C, 1, 1] x [B, C, H, W]); ``opml_maxpool(x, xsigned, planes, h,
@@ -116,7 +116,7 @@ class GroupConv:
         self.cfg = np.array([int(self.x_dtype == np.int8), self.c, self.m, group, self.kh, self.kw, *self.strides,
                              *self.dil, *self.pads, zero_point, _addr(self.w), ep.span, ep.base, _OUTKIND[ep.dtype],
                              _code(isa), *(_addr(a) for a in (ep.lo, ep.hi, ep.mul, ep.add, ep.shift, ep.post)),
-                             PATHS[path], 0], dtype=np.int64)
+                             PATHS[path], 0, 0], dtype=np.int64)
         self._cfg = _addr(self.cfg)
         units = block_units(self.cg, self.m // group, group, self.kh, self.kw)
         if units is not None:  # the channel blocks' constants, made once (cfg[27])
@@ -125,6 +125,13 @@ class GroupConv:
             if _LIB.opml_dwcb_consts(self._cfg, _addr(self.block_consts), self.block_consts.size):
                 raise ValueError("gconv: the depthwise block constants were refused")
             self.cfg[27] = _addr(self.block_consts)
+        if (units is not None and self.cg == 1 and self.m == group and self.kh == self.kw == 1
+                and self.strides == (1, 1) and not any(self.pads) and ep.dtype in _BYTE):
+            # a per-channel scale: each output is a function of its channel and input byte; the table of this
+            # kernel's own outputs on the 256 byte values (cfg[28]) gives the same bytes by lookups
+            values = np.arange(256, dtype=np.uint8).view(self.x_dtype)
+            self.tables = np.ascontiguousarray(self(np.broadcast_to(values, (1, self.c, 1, 256)).copy()))
+            self.cfg[28] = _addr(self.tables)
 
     def out_hw(self, h: int, w: int) -> tuple[int, int]:
         """Output height and width for an H x W input (may be <= 0: the input is smaller than the kernel)."""

@@ -501,3 +501,37 @@ def test_maxpool_equals_numpy(isa: str, data: st.DataObject, g: dict, threads: i
     want = maxpool_numpy(x, g["kh"], g["kw"], g["strides"], g["dil"], g["pads"])
     assert got is not None and got.dtype == xdt
     np.testing.assert_array_equal(got, want)
+
+
+@EACH_ISA
+@pytest.mark.parametrize("c, hw, xdt, out", [(300, (2, 96), np.int8, np.int8), (8, (24, 96), np.uint8, np.uint8),
+                                             (17, (1, 1), np.int8, np.uint8), (5, (3, 70), np.uint8, np.int8)])
+def test_depthwise_1x1_tables_equal_int64(isa: str, c: int, hw: tuple[int, int], xdt: type, out: type) -> None:
+    """A 1x1 stride-1 depthwise conv with byte outputs (a per-channel scale) runs by per-channel tables of the
+    kernel's own outputs (cfg[28]): == the int64 sums through the requantization, == the forced plane path, every
+    byte value of every channel, several images and thread counts."""
+    rng = np.random.default_rng(c)
+    w = rng.integers(-128, 128, size=(c, 1, 1, 1)).astype(np.int8)
+    w[0] = 127
+    off = rng.integers(-(1 << 20), 1 << 20, size=c)
+    mult, shift = rng.integers(1 << 20, 1 << 30, size=c), rng.integers(20, 34, size=c)
+    oi = np.iinfo(out)
+    ep = native.epilogue(c, off, mult, shift, 3, int(oi.min), int(oi.max), out)
+    assert ep is not None
+    info = np.iinfo(xdt)
+    zp = int(rng.integers(int(info.min), int(info.max) + 1))
+    auto = native_conv.GroupConv(w, c, (1, 1), (1, 1), (0, 0, 0, 0), zp, np.dtype(xdt), ep, isa)
+    planes = native_conv.GroupConv(w, c, (1, 1), (1, 1), (0, 0, 0, 0), zp, np.dtype(xdt), ep, isa, "planes")
+    assert auto.cfg[28] != 0 and planes.cfg[28] != 0  # (the forced path ignores the tables)
+    x = rng.integers(int(info.min), int(info.max) + 1, size=(3, c, *hw)).astype(xdt)
+    x[0, :, 0, 0] = info.min
+    try:
+        for threads in (1, 2, 3):
+            set_worker_count(threads)
+            got = auto(x)
+            assert got.tobytes() == planes(x).tobytes()
+    finally:
+        set_worker_count(None)
+    acc = conv_int64(x, w, c, (1, 1), (1, 1), (0, 0, 0, 0), zp) + off[None, :, None, None]
+    want = requantize(acc, mult[None, :, None, None], shift[None, :, None, None], 3, int(oi.min), int(oi.max), out)
+    np.testing.assert_array_equal(got, want)
