@@ -63,7 +63,7 @@ def _sign(key: bytes, nonce: int, to: bytes | None, value: int = 1, data: bytes 
 @pytest.fixture(scope="package")
 def l2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[L2Chain]:
     seq = Sequencer(NodeConfig(Path(tmp_path_factory.mktemp("fraudproof")) / "node", sync=False), make_resolver(None))
-    seq.origin_for = lambda head, ts: L1Origin(head.block_number + 1, keccak(b"l1" + bytes([head.block_number + 1])), ts)
+    seq.origin_for = lambda head, ts: L1Origin(head.block_number + 1, keccak(b"l1%d" % head.block_number), ts)
     deposit = new_deposit(deposit_source_hash(PORTAL, 0), DEPOSITOR, SINK, 5 * 10**18, 1, 100_000, b"")
     seq.deposits_for = lambda parent, origin: [deposit] if parent.block_number == 1 else []
     keys = [a.private_key for a in seq.config.accounts[:3]]

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from eth.constants import BLANK_ROOT_HASH
+from evm_fraud_chain import LAST, L2Chain
 
 from ai_evm.fraudproof import context_hash
 from ai_evm.fraudproof.commitments import TxState, encode_header, template
-
-from evm_fraud_chain import LAST, L2Chain
 
 
 def test_intermediate_states_end_at_the_block_headers(l2: L2Chain) -> None:

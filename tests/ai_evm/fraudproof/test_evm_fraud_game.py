@@ -1,0 +1,297 @@
+"""The EVM fraud-proof game, levels 1 and 2, on the small L2 chain of :mod:`evm_fraud_chain`.
+
+An honest output survives every challenger; a proposer that changed one balance after transaction
+``j`` of block ``k`` is bisected to exactly ``(k, j)`` and loses; a lie about a result field only is
+caught at the block's seal, a lie about an input field at the block's opening; malformed moves are
+refused with named errors and change nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+from eth.abc import StateAPI
+from eth_typing import Address
+from evm_fraud_chain import LAST, SINK, L2Chain
+
+from ai_evm.fraudproof import (
+    BisectBlocks,
+    BisectTxs,
+    BlockTrace,
+    EvmGame,
+    Level,
+    OpenBlock,
+    Player,
+    RandomPlayer,
+    ReexecutionVerifier,
+    StepTx,
+    open_game,
+    output_of,
+    play_out,
+    tampered_chain,
+)
+from ai_evm.fraudproof.commitments import encode_header
+from ai_evm.fraudproof.errors import (
+    AgreedClaimMismatch,
+    DisputedClaimMismatch,
+    InvalidRecordCount,
+    MalformedHeader,
+    OutputMismatch,
+    PreStateMismatch,
+    TransactionsMismatch,
+    WrongBlockNumber,
+)
+from ai_evm.rollup.outputs import Output
+from fraud_vm import position as P
+from fraud_vm.errors import (
+    CannotDefendRoot,
+    ClockExpired,
+    ClockNotExpired,
+    GameOver,
+    IncorrectBond,
+    MalformedMove,
+    NotYourTurn,
+    ParentNotLast,
+    TimeNotMonotonic,
+    WrongMoveKind,
+)
+from fraud_vm.game import Outcome, Role, Rules
+
+T0 = 1_800_000_000
+RULES = Rules(clock_s=1000, clock_extension_s=100, claim_bond=1000)
+#: (block, transaction) pairs whose post-state a liar changes: transfers, the deposit (2, 0), the
+#: contract creation (2, 1), a contract call (3, 0), the last transaction of the last block (5, 2).
+LIES = [(1, 0), (1, 2), (2, 0), (2, 1), (3, 0), (5, 2)]
+
+
+def bump(at: int) -> Callable[[int, StateAPI], None]:
+    """A tamper hook: one more wei for the sink after transaction ``at``."""
+
+    def hook(i: int, state: StateAPI) -> None:
+        if i == at:
+            state.delta_balance(Address(SINK), 1)
+
+    return hook
+
+
+def new_game(l2: L2Chain, claimed: list[BlockTrace]) -> EvmGame:
+    """A game on the output ``claimed`` implies at block 5, from the genesis output (block 0)."""
+    genesis = l2.view.header(0)
+    agreed = Output(0, int(genesis.timestamp), bytes(genesis.hash), bytes(genesis.state_root), ())
+    view = l2.fresh_view()
+    return open_game(agreed, encode_header(genesis), output_of(claimed), claimed[-1].header_rlp, RULES,
+                     ReexecutionVerifier(view), view.expected_header, T0)
+
+
+def liar(l2: L2Chain, k: int, j: int) -> list[BlockTrace]:
+    return tampered_chain(l2.fresh_view(), 1, LAST, k, bump(j))
+
+
+def advance(game: EvmGame, players: dict[Role, Player], until: Callable[[EvmGame], bool], now: int = T0) -> int:
+    """Play honest-strategy moves until ``until(game)``; returns the time of the last move."""
+    while not until(game):
+        assert game.outcome == Outcome.IN_PROGRESS
+        now += 10
+        mv = players[game.mover].respond(game)
+        assert mv is not None
+        game.play(game.mover, mv, now)
+    return now
+
+
+def at_leaf(level: Level) -> Callable[[EvmGame], bool]:
+    return lambda g: g.level == level and P.depth(g.bisection.last) == g.bisection.max_depth
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("k", "j"), LIES)
+def test_lying_proposer_is_bisected_to_the_transaction(l2: L2Chain, k: int, j: int) -> None:
+    lie = liar(l2, k, j)
+    assert [t.claim == h.claim for t, h in zip(lie, l2.honest, strict=True)] == [n < k for n in range(1, LAST + 1)]
+    game = new_game(l2, lie)
+    play_out(game, {Role.CLAIMANT: Player(Role.CLAIMANT, lie), Role.CHALLENGER: Player(Role.CHALLENGER, l2.honest)},
+             T0)
+    assert game.outcome == Outcome.CHALLENGER_WINS
+    assert game.pinned == (k, j), game.reason
+    assert game.reason.startswith(f"transaction {j} of block {k}: the disputed post-state is ")
+    # one bisection per level, then the opening and the step
+    depth1, depth2 = (LAST - 1).bit_length(), game.bisection.max_depth
+    assert game.moves == depth1 + depth2 + 2
+    assert game.payouts() == {Role.CHALLENGER: sum(game.bonds.values()), Role.CLAIMANT: 0}
+
+
+@pytest.mark.parametrize(("k", "j"), LIES)
+def test_honest_output_survives_a_lying_challenger(l2: L2Chain, k: int, j: int) -> None:
+    game = new_game(l2, l2.honest)
+    lie = liar(l2, k, j)
+    play_out(game, {Role.CLAIMANT: Player(Role.CLAIMANT, l2.honest), Role.CHALLENGER: Player(Role.CHALLENGER, lie)},
+             T0)
+    assert game.outcome == Outcome.CLAIMANT_WINS
+    assert game.pinned == (k, j) and game.reason.startswith(f"transaction {j} of block {k}:")
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_honest_output_survives_random_challengers(l2: L2Chain, seed: int) -> None:
+    game = new_game(l2, l2.honest)
+    players = {Role.CLAIMANT: Player(Role.CLAIMANT, l2.honest),
+               Role.CHALLENGER: RandomPlayer(Role.CHALLENGER, l2.honest, seed)}
+    play_out(game, players, T0)
+    assert game.outcome == Outcome.CLAIMANT_WINS, game.reason
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_honest_challenger_beats_a_random_liar(l2: L2Chain, seed: int) -> None:
+    lie = liar(l2, 3, 1)
+    game = new_game(l2, lie)
+    players = {Role.CLAIMANT: RandomPlayer(Role.CLAIMANT, lie, seed),
+               Role.CHALLENGER: Player(Role.CHALLENGER, l2.honest)}
+    play_out(game, players, T0)
+    assert game.outcome == Outcome.CHALLENGER_WINS, game.reason
+
+
+def test_an_agreeing_challenger_lets_the_output_stand(l2: L2Chain) -> None:
+    game = new_game(l2, l2.honest)
+    assert Player(Role.CHALLENGER, l2.honest).respond(game) is None
+    with pytest.raises(ClockNotExpired):
+        game.claim_timeout(game.deadline() - 1)
+    game.claim_timeout(game.deadline())
+    assert game.outcome == Outcome.CLAIMANT_WINS and game.payouts()[Role.CLAIMANT] == RULES.claim_bond
+    with pytest.raises(GameOver):
+        game.claim_timeout(game.deadline())
+
+
+def test_a_lie_about_a_result_field_is_caught_at_the_seal(l2: L2Chain) -> None:
+    lie = tampered_chain(l2.fresh_view(), 1, LAST, 3, sealed=lambda h: h.copy(gas_used=h.gas_used + 1))
+    game = new_game(l2, lie)
+    play_out(game, {Role.CLAIMANT: Player(Role.CLAIMANT, lie), Role.CHALLENGER: Player(Role.CHALLENGER, l2.honest)},
+             T0)
+    assert game.outcome == Outcome.CHALLENGER_WINS
+    assert game.pinned == (3, 3) and game.reason.startswith("the seal of block 3:")
+
+
+def test_a_lie_about_the_empty_block_is_caught_at_its_seal(l2: L2Chain) -> None:
+    lie = tampered_chain(l2.fresh_view(), 1, LAST, 4, sealed=lambda h: h.copy(bloom=1))
+    game = new_game(l2, lie)
+    play_out(game, {Role.CLAIMANT: Player(Role.CLAIMANT, lie), Role.CHALLENGER: Player(Role.CHALLENGER, l2.honest)},
+             T0)
+    assert game.outcome == Outcome.CHALLENGER_WINS and game.pinned == (4, 0)
+
+
+def test_a_header_that_does_not_follow_its_parent_loses_at_the_opening(l2: L2Chain) -> None:
+    lie = tampered_chain(l2.fresh_view(), 1, LAST, 2, inputs=lambda h: h.copy(base_fee_per_gas=h.base_fee_per_gas + 1))
+    game = new_game(l2, lie)
+    play_out(game, {Role.CLAIMANT: Player(Role.CLAIMANT, lie), Role.CHALLENGER: Player(Role.CHALLENGER, l2.honest)},
+             T0)
+    assert game.outcome == Outcome.CHALLENGER_WINS and game.pinned == (2, -1)
+    assert game.reason == "block 2's header fields base_fee_per_gas do not follow its parent"
+
+
+def test_the_output_must_open_to_its_header(l2: L2Chain) -> None:
+    genesis, head = l2.view.header(0), l2.view.header(LAST)
+    agreed = Output(0, int(genesis.timestamp), bytes(genesis.hash), bytes(genesis.state_root), ())
+    good = output_of(l2.honest)
+    view = l2.fresh_view()
+
+    def opening(out: Output, header: bytes, base: Output = agreed) -> EvmGame:
+        return open_game(base, encode_header(genesis), out, header, RULES, ReexecutionVerifier(view),
+                         view.expected_header, T0)
+
+    assert opening(good, encode_header(head)).bisection.hi_hash == l2.honest[-1].claim
+    with pytest.raises(OutputMismatch, match="state root"):
+        opening(replace(good, state_root=bytes(32)), encode_header(head))
+    with pytest.raises(OutputMismatch, match="block hash"):
+        opening(good, encode_header(l2.view.header(LAST - 1)))
+    with pytest.raises(OutputMismatch, match="not after"):
+        opening(agreed, encode_header(genesis))
+    with pytest.raises(MalformedHeader):
+        opening(good, b"\xc0")
+
+
+def test_malformed_moves_are_refused_and_change_nothing(l2: L2Chain) -> None:
+    lie = liar(l2, 3, 1)
+    game = new_game(l2, lie)
+    players: dict[Role, Player] = {Role.CLAIMANT: Player(Role.CLAIMANT, lie),
+                                   Role.CHALLENGER: Player(Role.CHALLENGER, l2.honest)}
+    honest = l2.honest
+
+    def refused(error: type[Exception], mv: object, role: Role | None = None, now: int | None = None,
+                bond: int | None = None) -> None:
+        before = (game.moves, game.bisection.last, game.bisection.last_hash, game.level, dict(game.clock_used))
+        with pytest.raises(error):
+            game.play(role if role is not None else game.mover, mv, now if now is not None else game.now + 1,
+                      bond)  # type: ignore[arg-type]
+        assert (game.moves, game.bisection.last, game.bisection.last_hash, game.level, game.clock_used) == before
+
+    # level 1: the challenger's first move attacks the root, with block 4's claim (position 2 of depth 3)
+    h4 = honest[3]
+    refused(NotYourTurn, BisectBlocks(1, True, h4.header_rlp, h4.record_count), role=Role.CLAIMANT)
+    refused(CannotDefendRoot, BisectBlocks(1, False, h4.header_rlp, h4.record_count))
+    refused(ParentNotLast, BisectBlocks(2, True, h4.header_rlp, h4.record_count))
+    refused(WrongMoveKind, BisectTxs(1, True, bytes(32)))
+    refused(WrongMoveKind, OpenBlock(1, True))
+    refused(MalformedHeader, BisectBlocks(1, True, b"\x01\x02", 0))
+    refused(WrongBlockNumber, BisectBlocks(1, True, honest[2].header_rlp, 0))
+    refused(InvalidRecordCount, BisectBlocks(1, True, h4.header_rlp, -1))
+    refused(InvalidRecordCount, BisectBlocks(1, True, h4.header_rlp, 1))  # the output has no records
+    refused(IncorrectBond, BisectBlocks(1, True, h4.header_rlp, 0), bond=RULES.bond(1) - 1)
+    refused(TimeNotMonotonic, BisectBlocks(1, True, h4.header_rlp, 0), now=T0 - 1)
+    refused(ClockExpired, BisectBlocks(1, True, h4.header_rlp, 0), now=game.deadline() + 1)
+    game.play(Role.CHALLENGER, BisectBlocks(1, True, h4.header_rlp, 0), T0 + 5, RULES.bond(1))
+
+    # the level-1 leaf: block 3 is disputed, block 2 agreed
+    now = advance(game, players, at_leaf(Level.BLOCKS), T0 + 5)
+    mv = players[game.mover].respond(game)
+    assert isinstance(mv, OpenBlock) and game.agreed_number + P.index_at_depth(
+        game.bisection.last if mv.is_attack else game.bisection.last | 1) + 1 == 3
+    h3 = honest[2]
+    refused(WrongMoveKind, BisectBlocks(mv.parent, mv.is_attack, h3.header_rlp, 0))
+    refused(AgreedClaimMismatch, replace(mv, parent_header=honest[0].header_rlp))
+    wrong = lie[2].header_rlp if mv.header == h3.header_rlp else h3.header_rlp  # the other player's block 3
+    refused(DisputedClaimMismatch, replace(mv, header=wrong))
+    refused(TransactionsMismatch, replace(mv, transactions=mv.transactions[:-1]))
+    refused(MalformedMove, replace(mv, transactions=(b"\x02\xff",)))
+    refused(MalformedHeader, replace(mv, header=b"not rlp"))
+    game.play(game.mover, mv, now + 1)
+    assert game.level == Level.TRANSACTIONS and game.block is not None and game.block.number == 3
+    # level 2's root is the disputed block-3 claim; the player disputing it attacks it next
+    assert game.bisection.last == 1 and game.mover == game.bisection.last_owner.other
+
+    # level 2: 3 transactions and the seal (depth 2); bisect to the leaf, then step
+    refused(MalformedMove, BisectTxs(1, True, bytes(31)))
+    refused(WrongMoveKind, StepTx(1, True))
+    now = advance(game, players, at_leaf(Level.TRANSACTIONS), now + 1)
+    mv = players[game.mover].respond(game)
+    assert isinstance(mv, StepTx)
+    other = honest[2].states[0].encode() if mv.pre != honest[2].states[0].encode() else honest[2].states[2].encode()
+    refused(PreStateMismatch, replace(mv, pre=other))
+    refused(MalformedMove, replace(mv, pre=b"short"))
+    refused(WrongMoveKind, BisectTxs(mv.parent, mv.is_attack, bytes(32)))
+    game.play(game.mover, mv, now + 1)
+    assert game.outcome == Outcome.CHALLENGER_WINS and game.pinned == (3, 1)
+    refused(GameOver, mv)
+
+
+def test_clock_extension_and_timeout_in_level_two(l2: L2Chain) -> None:
+    lie = liar(l2, 5, 0)
+    game = new_game(l2, lie)
+    players: dict[Role, Player] = {Role.CLAIMANT: Player(Role.CLAIMANT, lie),
+                                   Role.CHALLENGER: Player(Role.CHALLENGER, l2.honest)}
+    # the challenger spends most of its clock on its first move: the claimant's answer leaves it the extension
+    first = players[Role.CHALLENGER].respond(game)
+    assert first is not None
+    game.play(Role.CHALLENGER, first, T0 + 950)
+    second = players[Role.CLAIMANT].respond(game)
+    assert second is not None
+    game.play(Role.CLAIMANT, second, T0 + 960)
+    assert game.deadline() == T0 + 960 + RULES.clock_extension_s
+    advance(game, players, lambda g: g.level == Level.TRANSACTIONS and g.mover == Role.CLAIMANT, T0 + 960)
+    # the liar stops answering in level 2: it loses on time, the pot goes to the challenger
+    deadline = game.deadline()
+    with pytest.raises(ClockNotExpired):
+        game.claim_timeout(deadline - 1)
+    game.claim_timeout(deadline)
+    assert game.outcome == Outcome.CHALLENGER_WINS and game.reason == "claimant ran out of time"
+    assert game.payouts()[Role.CHALLENGER] == sum(game.bonds.values()) > RULES.claim_bond
