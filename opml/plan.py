@@ -46,7 +46,7 @@ MAX_ARENA_BYTES = 1 << 26  # larger plans (huge batches) keep the per-node path
 
 OP_GEMM, OP_MATMUL, OP_SOFTMAX, OP_LAYERNORM, OP_LUT8, OP_PAIR_LUT8, OP_TRANSPOSE, OP_MAXPOOL, OP_CONV = range(1, 10)
 OP_QUANTIZE, OP_DEQUANTIZE, OP_CONCAT, OP_GATHER, OP_CAST, OP_ARGMAX, OP_GCONV, OP_LUT_WIDE, OP_ADD_WIDE = range(10, 19)
-OP_PAIR_BCAST, OP_REDUCE, OP_AVGPOOL, OP_WHERE = 19, 20, 21, 22
+OP_PAIR_BCAST, OP_REDUCE, OP_AVGPOOL, OP_WHERE, OP_TRANSPOSE2D, OP_QCONV = 19, 20, 21, 22, 23, 24
 SAFE = 1 << 62  # the bound on |sum * mult| + divisor under which reduce and avgpool are exact int64 arithmetic
 DATA_ERROR = -2  # plan.c's PLAN_DATA_ERROR: an input the node's Python kernel rejects with a named error
 
@@ -315,8 +315,8 @@ def _lower_transpose(node: Node, cv: dict[str, object], ins: list[Shape], dts: l
         return None
     st = _c_strides(x)
     shape = tuple(x[p] for p in perm)
-    rec = [_buf(0), ("out", 0), dts[0].itemsize, len(x), *shape, *(st[p] for p in perm)]
-    return shape, dts[0], _Lowered(OP_TRANSPOSE, rec)
+    low = _strided_copy(0, shape, [st[p] for p in perm], dts[0].itemsize)
+    return None if low is None else (shape, dts[0], low)
 
 
 def _window_geometry(node: Node, x: Shape) -> tuple[int, ...] | None:
@@ -347,11 +347,33 @@ def _lower_maxpool(node: Node, cv: dict[str, object], ins: list[Shape], dts: lis
         return None
     kh, kw, sh, sw, dh, dw, top, left, hp, wp = g
     oh, ow = _out_hw(hp, wp, kh, kw, sh, sw, dh, dw)
-    if oh <= 0 or ow <= 0:
+    if oh <= 0 or ow <= 0 or x[2] < 1 or x[3] < 1:
         return None
     rec = [_buf(0), x[0] * x[1], x[2], x[3], kh, kw, sh, sw, dh, dw, top, left, oh, ow, int(dts[0] == np.int8),
            ("out", 0)]
     return (x[0], x[1], oh, ow), dts[0], _Lowered(OP_MAXPOOL, rec)
+
+
+def _lower_qconv(node: Node, cv: dict[str, object], x: Shape, dts: list[np.dtype], gemm: native.Gemm
+                 ) -> Lowering | None:
+    """The group-1 conv as kernels.prepare_conv runs it when its GEMM has the NCHW entry (``Gemm.conv_nchw``,
+    qconv.c's ``opml_qconv_nchw``: no layout change or im2col in Python)."""
+    kh, kw = cv.get("kh"), cv.get("kw")
+    if not hasattr(gemm, "conv_nchw") or not hasattr(_LIB, "opml_qconv_nchw") or _LIB is None:
+        return None
+    if not isinstance(kh, int) or not isinstance(kw, int) or len(x) != 4 or dts[0] != gemm.x_dtype:
+        return None
+    g = _window_geometry(node, x)
+    zp = cv["_ins"][0].zero_point  # type: ignore[index]
+    if g is None or kh < 1 or kw < 1 or kh * kw * x[1] != gemm.w.k or gemm.w.k > int(_LIB.opml_qgemm_max_k()):
+        return None
+    _, _, sh, sw, dh, dw, top, left, hp, wp = g
+    oh, ow = _out_hw(hp, wp, kh, kw, sh, sw, dh, dw)
+    if oh <= 0 or ow <= 0 or min(x[1:]) < 1 or not -128 <= zp <= 255:
+        return None
+    rec = [("arr", gemm.cfg), _buf(0), x[0], x[1], x[2], x[3], top, left, hp, wp, zp, kh, kw, sh, sw, dh, dw,
+           ("out", 0)]
+    return (x[0], gemm.w.n, oh, ow), gemm.ep.dtype, _Lowered(OP_QCONV, rec, keep=[gemm])
 
 
 def _lower_conv(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
@@ -366,6 +388,9 @@ def _lower_conv(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[n
     if not isinstance(fast, list) or len(fast) != 1 or not isinstance(fast[0], native.Gemm):
         return None
     gemm = fast[0]
+    qconv = _lower_qconv(node, cv, x, dts, gemm)
+    if qconv is not None:
+        return qconv
     kh, kw, cg, m = cv.get("kh"), cv.get("kw"), cv.get("cg"), cv.get("m")
     g = _window_geometry(node, x)
     if g is None or dts[0] != gemm.x_dtype or not all(isinstance(v, int) for v in (kh, kw, cg, m)):
@@ -436,12 +461,32 @@ def _lower_concat(node: Node, cv: dict[str, object], ins: list[Shape], dts: list
     return shape, dts[0], _Lowered(OP_CONCAT, [("out", 0), math.prod(first[:axis]), len(ins), ("table", table)])
 
 
-def _strided_copy(x_off: int, shape: Shape, strides: Sequence[int], size: int) -> list[object] | None:
-    """The OP_TRANSPOSE record words that copy the view of input 0 at element offset ``x_off`` with ``shape`` and
-    element ``strides`` into the output (C order)."""
-    if not 1 <= len(shape) <= MAX_DIMS:
+def _strided_copy(x_off: int, shape: Shape, strides: Sequence[int], size: int) -> _Lowered | None:
+    """The record that copies the view of input 0 at element offset ``x_off`` with ``shape`` and element ``strides``
+    into the output (C order): dimensions of size 1 dropped and contiguous neighbours merged (a slice or transpose
+    with a trailing unit dimension copies whole rows, not one byte per row); a batched matrix transpose of 1-, 2- or
+    4-byte items by conv.c's tiled ``opml_transpose_batched``; else plan.c's strided copy."""
+    total = math.prod(shape)
+    dims = [(n, st) for n, st in zip(shape, strides, strict=True) if n != 1] if total else [(0, 1)]
+    merged: list[tuple[int, int]] = []
+    for n, st in dims:
+        if merged and merged[-1][1] == st * n:  # the previous dimension steps over this one exactly
+            merged[-1] = (merged[-1][0] * n, st)
+        else:
+            merged.append((n, st))
+    if not merged:
+        merged = [(1, 1)]
+    at = ("at", 0, x_off * size if total else 0)
+    if size in (1, 2, 4) and 2 <= len(merged) <= 3 and total:
+        (a, sa), (b, sb) = merged[-2:]
+        lead_ok = len(merged) == 2 or merged[0][1] == a * b
+        if sa == 1 and sb == a and lead_ok and min(a, b) > 1:  # y[n, a, b] = x[n, b, a]
+            count = merged[0][0] if len(merged) == 3 else 1
+            return _Lowered(OP_TRANSPOSE2D, [at, ("out", 0), count, b, a, size])
+    if len(merged) > MAX_DIMS:
         return None
-    return [("at", 0, x_off * size if math.prod(shape) else 0), ("out", 0), size, len(shape), *shape, *strides]
+    return _Lowered(OP_TRANSPOSE, [at, ("out", 0), size, len(merged), *(n for n, _ in merged),
+                                   *(st for _, st in merged)])
 
 
 def _lower_slice(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
@@ -458,8 +503,8 @@ def _lower_slice(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[
         r = range(*slice(s, e if e >= 0 or k > 0 else None, k).indices(x[d]))  # (the kernel's slice)
         shape[d], strides[d] = len(r), st[d] * r.step
         off += r.start * st[d]
-    words = _strided_copy(off, tuple(shape), strides, dts[0].itemsize)
-    return None if words is None else (tuple(shape), dts[0], _Lowered(OP_TRANSPOSE, words))
+    low = _strided_copy(off, tuple(shape), strides, dts[0].itemsize)
+    return None if low is None else (tuple(shape), dts[0], low)
 
 
 def _lower_gather(node: Node, cv: dict[str, object], ins: list[Shape], dts: list[np.dtype]) -> Lowering | None:
@@ -507,7 +552,7 @@ def _lower_reshape(node: Node, cv: dict[str, object], ins: list[Shape], dts: lis
     n = math.prod(x) * dts[0].itemsize
     if math.prod(shape) != math.prod(x):
         return None
-    return shape, dts[0], _Lowered(OP_TRANSPOSE, [("at", 0, 0), ("out", 0), 1, 1, n, 1])
+    return shape, dts[0], _Lowered(OP_TRANSPOSE, [("at", 0, 0), ("out", 0), 1, 1, n, 1])  # (one memcpy)
 
 
 def _requant_ok(zp: object, ozp: object, mult: object, shift: object, terms: int, out: object) -> bool:

@@ -31,7 +31,7 @@ enum {
     OP_LUT8 = 5,      /* table, x, y, count                                                  (opml_lut8) */
     OP_PAIR_LUT8 = 6, /* table, a, na, b, nb, y, count                              (opml_pair_lut8) */
     OP_TRANSPOSE = 7, /* x, y, itemsize, ndim, out shape[ndim], x strides (elements) per out dim[ndim] */
-    OP_MAXPOOL = 8,   /* x, planes, h, w, kh, kw, sh, sw, dh, dw, pad top, pad left, oh, ow, xsigned, y */
+    OP_MAXPOOL = 8,   /* x, planes, h, w, kh, kw, sh, sw, dh, dw, pad top, pad left, oh, ow, xsigned, y (opml_maxpool) */
     OP_CONV = 9,      /* x, b, c, h, w, pad top, pad left, hp, wp, zp byte, kh, kw, sh, sw, dh, dw, oh, ow,
                          xh, cols, cfg, y8, y, m, out itemsize                       (group 1, NCHW) */
     OP_QUANTIZE = 10, /* x (float32), y, count, scale (float32 bits), zp (float32 bits), lo, hi, ysigned */
@@ -52,6 +52,8 @@ enum {
                          ozp, lo, hi, include pad, y, ykind: round_div(window sum(x - zp) mult, count << shift) */
     OP_WHERE = 22,    /* cond, cond kind, a, b, y, itemsize, ndim, table: out shape[ndim], then the element strides
                          of cond, a and b per dimension (0 where broadcast): y = cond != 0 ? a : b */
+    OP_TRANSPOSE2D = 23, /* x, y, count, rows, cols, itemsize: y[n, c, r] = x[n, r, c]   (opml_transpose_batched) */
+    OP_QCONV = 24,    /* cfg, x, b, c, h, w, pad top, pad left, hp, wp, zp, kh, kw, sh, sw, dh, dw, y (opml_qconv_nchw) */
 };
 
 /* Element kinds of the records above (bundle dtypes; opml/plan.py's _KIND). */
@@ -157,33 +159,6 @@ static void transpose(const uint8_t *x, uint8_t *y, int64_t size, int ndim, cons
             src -= strides[d] * shape[d];
             idx[d] = 0;
         }
-    }
-}
-
-static void maxpool(const int64_t *r) {
-    const uint8_t *x = PTR(1);
-    uint8_t *y = PTR(16);
-    int64_t planes = r[2], h = r[3], w = r[4], kh = r[5], kw = r[6], sh = r[7], sw = r[8], dh = r[9], dw = r[10];
-    int64_t pt = r[11], pl = r[12], oh = r[13], ow = r[14];
-    int sgn = (int)r[15];
-    int flip = sgn ? 0x80 : 0; /* int8 bytes compare as uint8 after flipping the sign bit */
-    for (int64_t p = 0; p < planes; p++) {
-        const uint8_t *xp = x + p * h * w;
-        for (int64_t oy = 0; oy < oh; oy++)
-            for (int64_t ox = 0; ox < ow; ox++) {
-                int m = 0; /* the dtype's minimum (the padding value), flipped */
-                for (int64_t i = 0; i < kh; i++) {
-                    int64_t iy = oy * sh + i * dh - pt;
-                    if (iy < 0 || iy >= h) continue;
-                    for (int64_t j = 0; j < kw; j++) {
-                        int64_t ix = ox * sw + j * dw - pl;
-                        if (ix < 0 || ix >= w) continue;
-                        int v = xp[iy * w + ix] ^ flip;
-                        m = v > m ? v : m;
-                    }
-                }
-                *y++ = (uint8_t)(m ^ flip);
-            }
     }
 }
 
@@ -617,9 +592,9 @@ static int run_one(const int64_t *r, int threads) {
         if (r[4] < 0 || r[4] > OPML_PLAN_MAX_DIMS) return -1;
         transpose(PTR(1), PTR(2), r[3], (int)r[4], r + 5, r + 5 + r[4]);
         return 0;
-    case OP_MAXPOOL:
-        maxpool(r);
-        return 0;
+    case OP_MAXPOOL: /* conv.c's vectorized pooling (padding is the dtype's minimum: skipped taps never win) */
+        return opml_maxpool(PTR(1), (int)r[15], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
+                            r[13], r[14], PTR(16), (int)r[OPML_PLAN_REC - 1], threads);
     case OP_CONV:
         return conv(r, threads);
     case OP_QUANTIZE:
@@ -647,6 +622,12 @@ static int run_one(const int64_t *r, int threads) {
     case OP_AVGPOOL:
         avgpool(r);
         return 0;
+    case OP_TRANSPOSE2D:
+        return r[3] ? opml_transpose_batched(PTR(1), r[3], r[4], r[5], r[6], PTR(2), threads) : 0;
+    case OP_QCONV:
+        return r[3] ? opml_qconv_nchw(PTR(1), PTR(2), r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
+                                      r[13], r[14], r[15], r[16], r[17], PTR(18), 0, threads)
+                    : 0;
     case OP_WHERE:
         if (r[7] < 0 || r[7] > OPML_PLAN_MAX_DIMS) return -1;
         where(r);
