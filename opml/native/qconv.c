@@ -83,6 +83,30 @@ struct conv_job {
     int64_t kq16;         /* AMX: groups rounded up to 16 (one 64-byte tile row) */
 };
 
+/* Scratch buffers: kept per thread and slot (the pool's threads persist), grown as needed, so a call does not
+ * map fresh pages (a malloc above glibc's mmap threshold is mmap'ed and page-faulted on every call: at batch 1
+ * that cost as much as the conv). Above SCRATCH_KEEP bytes a buffer is allocated and freed per call instead. */
+#define SCRATCH_SLOTS 3
+#define SCRATCH_KEEP ((size_t)16 << 20)
+static _Thread_local struct {
+    uint8_t *p;
+    size_t cap;
+} scratch_slot[SCRATCH_SLOTS];
+
+static uint8_t *scratch_get(int slot, size_t n) {
+    if (n > SCRATCH_KEEP) return (uint8_t *)malloc(n);
+    if (n > scratch_slot[slot].cap) {
+        free(scratch_slot[slot].p);
+        scratch_slot[slot].p = (uint8_t *)malloc(n);
+        scratch_slot[slot].cap = scratch_slot[slot].p ? n : 0;
+    }
+    return scratch_slot[slot].p;
+}
+
+static void scratch_put(uint8_t *p, size_t n) { /* after scratch_get(.., n) */
+    if (n > SCRATCH_KEEP) free(p);
+}
+
 static int64_t osize_of(int outkind) { return outkind == 0 ? 4 : (outkind == 3 ? 2 : 1); }
 
 /* qgemm.c's y_of: channel c's epilogue of one accumulator */
@@ -122,7 +146,7 @@ static void store_value(int outkind, void *dst, int64_t i, int64_t v) {
 /* Groups [q0, q1) of pixels [p0, p0 + cols) of src ([k rows, ld bytes apart]) into one panel: dst[q * 64 + c * 4 +
  * t] = src[(4q + t) * ld + p0 + c] ^ flip (flip 0x80 for signed inputs: x + 128), K rows past k and pixels past
  * cols zero (their weights are zero / their outputs are not stored). */
-static void pack_groups(const uint8_t *src, int64_t ld, int64_t k, int64_t q0, int64_t q1, int64_t p0, int64_t cols,
+static inline void pack_groups(const uint8_t *src, int64_t ld, int64_t k, int64_t q0, int64_t q1, int64_t p0, int64_t cols,
                         uint8_t flip, uint8_t *dst) {
     int64_t full = cols == NR ? k / KQ : 0; /* groups packed by the SSE2 transpose */
     full = full < q0 ? q0 : (full > q1 ? q1 : full);
@@ -154,12 +178,13 @@ static void pack_groups(const uint8_t *src, int64_t ld, int64_t k, int64_t q0, i
         }
 }
 
-/* Panels [p0, p1) of src into dst (pbytes apart): 16 groups (64 K rows) of every panel at a time, so the source
- * rows' cache lines serve four consecutive panels while they are in L1. */
+/* Panels [p0, p1) of src into dst (pbytes apart): 2 groups (8 K rows) of every panel at a time, so the source
+ * rows' cache lines serve four consecutive panels while they are in L1 (8 lines: within one L1 set's ways even
+ * when the rows are a multiple of 4 KiB apart). */
 static void pack_block(const uint8_t *src, int64_t ld, int64_t k, int64_t kq, int64_t p0, int64_t p1, int64_t pixels,
                        uint8_t flip, uint8_t *dst, int64_t pbytes) {
-    for (int64_t q0 = 0; q0 < kq; q0 += 16) {
-        int64_t q1 = q0 + 16 < kq ? q0 + 16 : kq;
+    for (int64_t q0 = 0; q0 < kq; q0 += 2) {
+        int64_t q1 = q0 + 2 < kq ? q0 + 2 : kq;
         for (int64_t p = p0; p < p1; p++) {
             int64_t cols = pixels - p * NR < NR ? pixels - p * NR : NR;
             pack_groups(src, ld, k, q0, q1, p * NR, cols, flip, dst + (p - p0) * pbytes);
@@ -368,7 +393,7 @@ static int columns_range(void *ctx, int64_t i0, int64_t i1) {
     int64_t it0 = j->split_panels ? i0 : 0, it1 = j->split_panels ? i1 : j->b * j->npan;
     int64_t n_lo = j->split_panels ? 0 : i0 * TR, n_hi = j->split_panels ? j->n : (i1 * TR < j->n ? i1 * TR : j->n);
     int64_t span = it1 - it0 < nb ? it1 - it0 : nb;
-    uint8_t *xb = (uint8_t *)malloc((size_t)(span * pbytes));
+    uint8_t *xb = scratch_get(1, (size_t)(span * pbytes));
     if (!xb) return -1;
     uint8_t flip = j->xsigned ? 0x80 : 0;
     int32_t acc[2 * 16][2 * NR];
@@ -424,7 +449,7 @@ static int columns_range(void *ctx, int64_t i0, int64_t i1) {
 #ifdef QC_AMX
     if (amx) qc_amx_end();
 #endif
-    free(xb);
+    scratch_put(xb, (size_t)(span * pbytes));
     return 0;
 }
 
@@ -517,12 +542,13 @@ static int conv_rows(const int64_t *cfg, const uint8_t *x, int64_t b, int64_t c,
     int padded = hp != h || wp != w;
     size_t sizes[4] = {(size_t)(b * hp * wp * c), padded ? (size_t)(b * h * w * c) : 0, direct ? 0 : (size_t)(rows * k),
                        (size_t)(rows * n * s)};
-    uint8_t *xh = (uint8_t *)malloc(sizes[0] + sizes[1] + sizes[2] + sizes[3] + 1);
+    size_t total = sizes[0] + sizes[1] + sizes[2] + sizes[3] + 1;
+    uint8_t *xh = scratch_get(2, total);
     if (!xh) return -1;
     uint8_t *xt = xh + sizes[0], *cols = direct ? xh : xt + sizes[1], *t = xt + sizes[1] + sizes[2];
     /* NCHW -> NHWC (16 x 16 byte tiles), then the padding around it */
     if (transpose(x, b, c, h * w, 1, padded ? xt : xh, threads)) {
-        free(xh);
+        scratch_put(xh, total);
         return -1;
     }
     if (padded)
@@ -542,7 +568,7 @@ static int conv_rows(const int64_t *cfg, const uint8_t *x, int64_t b, int64_t c,
     if (!direct) rc = opml_im2col_nhwc(xh, b, hp, wp, c, kh, kw, sh, sw, dh, dw, oh, ow, 0, c, cols);
     if (!rc && rows) rc = opml_qgemm_cfg(cfg, cols, rows, t, threads);
     if (!rc) rc = transpose(t, b, oh * ow, n, s, (uint8_t *)y, threads); /* [b, P, N] -> [b, N, P] */
-    free(xh);
+    scratch_put(xh, total);
     return rc;
 }
 
@@ -599,7 +625,7 @@ int opml_qconv_nchw(const int64_t *cfg, const uint8_t *x, int64_t b, int64_t c, 
             return -1;
     uint8_t *cols = NULL;
     if (!(kh == 1 && kw == 1 && sh == 1 && sw == 1 && hp == h && wp == w)) {
-        cols = (uint8_t *)malloc((size_t)(b * k * p));
+        cols = scratch_get(0, (size_t)(b * k * p));
         if (!cols) return -1;
         struct cols_job cj = {x, cols, c, h, w, pt, pl, kw, sh, sw, dh, dw, oh, ow, k, (uint8_t)zp};
         opml_parallel_for(cols_range, &cj, b * k, parts_for(b * k, b * k * p * 16, threads));
@@ -610,6 +636,6 @@ int opml_qconv_nchw(const int64_t *cfg, const uint8_t *x, int64_t b, int64_t c, 
     /* split what each thread would otherwise read in full: the weights (N x K) or the packed pixels (P x K) */
     j.split_panels = items >= 2 * parts && n <= b * p;
     int rc = opml_parallel_for(columns_range, &j, j.split_panels ? items : tiles, parts);
-    free(cols);
+    if (cols) scratch_put(cols, (size_t)(b * k * p));
     return rc;
 }
