@@ -88,6 +88,16 @@ def cases() -> list[Case]:
         out.append((f"slice {steps}", one_node("slice", [act("x", INT32, x.shape, dyn=True)],
                                                act("y", INT32, shape, dyn=True), starts=starts, ends=ends,
                                                steps=steps), [x]))
+    x = ints(np.int8, 3, 5, 4, 1)  # a trailing unit dimension: one block copy, a tiled transpose
+    out.append(("slice of everything", one_node("slice", [act("x", INT8, x.shape, dyn=True)],
+                                                act("y", INT8, x.shape, dyn=True), starts=(0, 0, 0, 0),
+                                                ends=(1 << 62, 5, 4, 1), steps=(1, 1, 1, 1)), [x]))
+    for dt, t, perm in ((INT8, x, (0, 2, 1, 3)), (INT16, ints(np.int16, 3, 17, 33), (0, 2, 1)),
+                        (INT64, ints(np.int64, 3, 4, 5), (0, 2, 1)),
+                        (UINT8, ints(np.uint8, 3, 1, 6, 1, 7), (0, 4, 2, 3, 1))):
+        out.append((f"transpose {dt.name} {perm}", one_node(
+            "transpose", [act("x", dt, t.shape, dyn=True)], act("y", dt, tuple(t.shape[p] for p in perm), dyn=True),
+            perm=perm), [t]))
     d = ints(np.uint8, 3, 6, 4)
     out.append(("gather constant indices", one_node(
         "gather", [act("d", UINT8, d.shape, dyn=True), const("i", np.array([[5, -1], [0, 0], [-6, 2]], np.int64))],
