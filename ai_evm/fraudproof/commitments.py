@@ -1,12 +1,14 @@
 """What the EVM fraud-proof game commits to (``docs/evm_fraud_proof.md`` §2-§4).
 
 Level 1 (over L2 blocks): the state after block ``b`` is the **block claim**
-``keccak256(keccak256(rlp(header_b)) ‖ uint256 recordCount_b)``: the block's hash and how many
-inference records of the disputed output blocks ``m+1 .. b`` consumed.
+``keccak256(keccak256(rlp(header_b)) ‖ uint256 recordCount_b ‖ uint256 recordFault_b)``: the
+block's hash, how many inference records of the disputed output blocks ``m+1 .. b`` consumed, and
+whether a call consumed a record that is not its own.
 
 Level 2 (over the transactions of one block ``k``): the state after ``i`` transactions is a
 :class:`TxState`: the state root, the cumulative gas and blob gas, the receipts trie root of the
-``i`` receipts so far, the OR of their logs blooms, the records consumed so far, and the block's
+``i`` receipts so far, the OR of their logs blooms, the records consumed so far (and the fault
+flag), and the block's
 **context hash**, ``keccak256(rlp(template))`` where the template is block ``k``'s header with its
 five execution results (state root, receipts root, bloom, gas used, blob gas used) zeroed. State 0
 is derived from the agreed parent header; the last state, sealed into the template
@@ -29,8 +31,8 @@ from .errors import MalformedHeader
 
 ZERO32 = bytes(32)
 BLOOM_BYTES = 256
-#: Bytes of an encoded :class:`TxState` (seven words and the bloom).
-TX_STATE_BYTES = 7 * 32 + BLOOM_BYTES
+#: Bytes of an encoded :class:`TxState` (eight words and the bloom).
+TX_STATE_BYTES = 8 * 32 + BLOOM_BYTES
 #: The header fields that execution produces; every other field is an input of the block.
 RESULT_FIELDS = ("state_root", "receipt_root", "bloom", "gas_used", "blob_gas_used")
 
@@ -51,13 +53,16 @@ class TxState:
     receipts_root: bytes
     logs_bloom: int
     record_count: int
+    #: A call so far consumed a record of the output that is not that call's (or none was left):
+    #: the output is wrong whatever follows (docs/evm_fraud_proof.md §4.4). Never cleared.
+    record_fault: bool = False
 
     def encode(self) -> bytes:
         """``contextHash ‖ txIndex ‖ stateRoot ‖ gasUsed ‖ blobGasUsed ‖ receiptsRoot ‖ recordCount ‖
-        bloom``: words big-endian, the bloom its 256 bytes (what a Solidity verifier hashes)."""
+        recordFault ‖ bloom``: words big-endian, the bloom its 256 bytes (what a Solidity verifier hashes)."""
         return (self.context_hash + _u256(self.tx_index) + self.state_root + _u256(self.gas_used)
                 + _u256(self.blob_gas_used) + self.receipts_root + _u256(self.record_count)
-                + self.logs_bloom.to_bytes(BLOOM_BYTES, "big"))
+                + _u256(int(self.record_fault)) + self.logs_bloom.to_bytes(BLOOM_BYTES, "big"))
 
     @property
     def hash(self) -> bytes:
@@ -69,10 +74,13 @@ class TxState:
         """The state :meth:`encode` wrote (``ValueError`` if ``data`` is not its length)."""
         if len(data) != TX_STATE_BYTES:
             raise ValueError(f"an intermediate state is {TX_STATE_BYTES} bytes, got {len(data)}")
-        w = [data[i:i + 32] for i in range(0, 7 * 32, 32)]
+        w = [data[i:i + 32] for i in range(0, 8 * 32, 32)]
+        if int.from_bytes(w[7], "big") > 1:
+            raise ValueError("recordFault is 0 or 1")
         return cls(context_hash=w[0], tx_index=int.from_bytes(w[1], "big"), state_root=w[2],
                    gas_used=int.from_bytes(w[3], "big"), blob_gas_used=int.from_bytes(w[4], "big"), receipts_root=w[5],
-                   record_count=int.from_bytes(w[6], "big"), logs_bloom=int.from_bytes(data[7 * 32:], "big"))
+                   record_count=int.from_bytes(w[6], "big"), record_fault=w[7][-1] == 1,
+                   logs_bloom=int.from_bytes(data[8 * 32:], "big"))
 
 
 def decode_header(raw: bytes) -> BlockHeaderAPI:
@@ -93,9 +101,9 @@ def encode_header(header: BlockHeaderAPI) -> bytes:
     return bytes(rlp.encode(header))
 
 
-def block_claim(header_rlp: bytes, record_count: int) -> bytes:
-    """Level-1 state after a block: ``keccak256(blockHash ‖ uint256 recordCount)``."""
-    return keccak(keccak(header_rlp) + _u256(record_count))
+def block_claim(header_rlp: bytes, record_count: int, record_fault: bool = False) -> bytes:
+    """Level-1 state after a block: ``keccak256(blockHash ‖ uint256 recordCount ‖ uint256 recordFault)``."""
+    return keccak(keccak(header_rlp) + _u256(record_count) + _u256(int(record_fault)))
 
 
 def template(header: BlockHeaderAPI) -> BlockHeaderAPI:
@@ -108,13 +116,15 @@ def context_hash(header: BlockHeaderAPI) -> bytes:
     return keccak(encode_header(template(header)))
 
 
-def start_state(parent: BlockHeaderAPI, parent_record_count: int, header: BlockHeaderAPI) -> TxState:
+def start_state(parent: BlockHeaderAPI, parent_record_count: int, header: BlockHeaderAPI,
+                parent_record_fault: bool = False) -> TxState:
     """State 0 of block ``header``: the parent's state root, nothing executed yet.
 
     The node builds blocks with py-evm's ``mine_all``, which runs no block pre-processing (no
     EIP-4788/EIP-2935 system writes) and, after Paris, no block reward: state 0 is the parent's
     post-state unchanged (``docs/evm_fraud_proof.md`` §3.2)."""
-    return TxState(context_hash(header), 0, bytes(parent.state_root), 0, 0, BLANK_ROOT_HASH, 0, parent_record_count)
+    return TxState(context_hash(header), 0, bytes(parent.state_root), 0, 0, BLANK_ROOT_HASH, 0, parent_record_count,
+                   parent_record_fault)
 
 
 def seal(header: BlockHeaderAPI, state: TxState) -> BlockHeaderAPI:

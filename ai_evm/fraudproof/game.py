@@ -81,6 +81,7 @@ class BlockContext:
     record_count: int
     transactions: tuple[bytes, ...]
     records: tuple[InferenceRecord, ...]
+    parent_record_fault: bool = False
 
     @property
     def number(self) -> int:
@@ -106,20 +107,23 @@ HeaderRules = Callable[[BlockHeaderAPI, BlockHeaderAPI], BlockHeaderAPI]
 
 @dataclass(frozen=True)
 class BisectBlocks:
-    """Answer the last level-1 claim and post the block claim of ``header`` (RLP) and ``record_count``."""
+    """Answer the last level-1 claim and post the block claim of ``header`` (RLP), ``record_count`` and
+    ``record_fault``."""
 
     parent: int
     is_attack: bool
     header: bytes
     record_count: int
+    record_fault: bool = False
 
 
 @dataclass(frozen=True)
 class OpenBlock:
     """Answer the last level-1 claim, leaving a leaf (block ``k``), and open level 2 on it.
 
-    ``parent_header``/``parent_record_count`` open the agreed claim, ``header``/``record_count`` the
-    disputed one (both were published by the moves that posted them); ``transactions`` are block
+    ``parent_header``/``parent_record_count``/``parent_record_fault`` open the agreed claim,
+    ``header``/``record_count``/``record_fault`` the disputed one (both were published by the moves
+    that posted them); ``transactions`` are block
     ``k``'s transactions, canonically encoded. On a padding leaf (past block ``n``) only
     ``parent``/``is_attack`` are read."""
 
@@ -130,6 +134,8 @@ class OpenBlock:
     header: bytes = b""
     record_count: int = 0
     transactions: tuple[bytes, ...] = ()
+    parent_record_fault: bool = False
+    record_fault: bool = False
 
 
 @dataclass(frozen=True)
@@ -191,9 +197,9 @@ class EvmGame:
     bonds: dict[Role, int] = field(default_factory=lambda: {Role.CLAIMANT: 0, Role.CHALLENGER: 0})
     moves: int = 0
     log: list[MoveRecord] = field(default_factory=list)
-    #: Published block claims: claim hash -> (header RLP, record count) (on L1: the calldata of the
-    #: moves that posted them, and of the game's creation).
-    published: dict[bytes, tuple[bytes, int]] = field(default_factory=dict)
+    #: Published block claims: claim hash -> (header RLP, record count, record fault) (on L1: the
+    #: calldata of the moves that posted them, and of the game's creation).
+    published: dict[bytes, tuple[bytes, int, bool]] = field(default_factory=dict)
     reason: str = ""
 
     # -------------------------------------------------------------------------- clock and bonds
@@ -280,7 +286,7 @@ class EvmGame:
         opened: tuple[Bisection, BlockContext] | None = None
         verdict: tuple[Role, str] | None = None
         if isinstance(mv, BisectBlocks):
-            claim = self._check_block_claim(P.move(b.last, mv.is_attack), mv.header, mv.record_count)
+            claim = self._check_block_claim(P.move(b.last, mv.is_attack), mv.header, mv.record_count, mv.record_fault)
         elif isinstance(mv, BisectTxs):
             if not isinstance(mv.claim, bytes) or len(mv.claim) != 32:
                 raise MalformedMove("a claim is 32 bytes")
@@ -324,7 +330,7 @@ class EvmGame:
         t = P.trace_index(position, self.bisection.max_depth)
         return min(self.agreed_number + t + 1, self.disputed_number)
 
-    def _check_block_claim(self, position: int, header_rlp: bytes, record_count: int) -> bytes:
+    def _check_block_claim(self, position: int, header_rlp: bytes, record_count: int, record_fault: bool) -> bytes:
         """The block claim of a :class:`BisectBlocks` at ``position`` (checked and published)."""
         header = decode_header(header_rlp)
         # INVARIANT: a claim at a position is a header of the block that position commits to.
@@ -332,8 +338,9 @@ class EvmGame:
             raise WrongBlockNumber(f"position {position} commits to block {self.block_at(position)}, "
                                    f"the header is block {header.block_number}")
         _check_count(record_count, len(self.records))
-        claim = block_claim(header_rlp, record_count)
-        self.published[claim] = (header_rlp, record_count)
+        _check_fault(record_fault)
+        claim = block_claim(header_rlp, record_count, record_fault)
+        self.published[claim] = (header_rlp, record_count, record_fault)
         return claim
 
     @staticmethod
@@ -348,10 +355,12 @@ class EvmGame:
         parent, header = decode_header(mv.parent_header), decode_header(mv.header)
         _check_count(mv.parent_record_count, len(self.records))
         _check_count(mv.record_count, len(self.records))
+        _check_fault(mv.parent_record_fault)
+        _check_fault(mv.record_fault)
         # INVARIANT: both claims are opened to the data their posters published.
-        if block_claim(mv.parent_header, mv.parent_record_count) != lo:
+        if block_claim(mv.parent_header, mv.parent_record_count, mv.parent_record_fault) != lo:
             raise AgreedClaimMismatch(f"the parent header and count do not give the agreed claim of block {k - 1}")
-        if block_claim(mv.header, mv.record_count) != hi:
+        if block_claim(mv.header, mv.record_count, mv.record_fault) != hi:
             raise DisputedClaimMismatch(f"the header and count do not give the disputed claim of block {k}")
         if parent.block_number != k - 1 or header.block_number != k:
             raise WrongBlockNumber(f"the leaf is block {k}: got blocks {parent.block_number} and {header.block_number}")
@@ -362,6 +371,8 @@ class EvmGame:
             return None, (hi_owner.other, f"block {k}'s parent hash is not the agreed block {k - 1}'s hash")
         if mv.record_count < mv.parent_record_count:
             return None, (hi_owner.other, f"block {k}'s record count goes down")
+        if mv.parent_record_fault and not mv.record_fault:
+            return None, (hi_owner.other, f"block {k} clears the record fault of its parent")
         wrong = derived_fields_differ(parent, header, self.header_rules(parent, header))
         if wrong:
             return None, (hi_owner.other, f"block {k}'s header fields {', '.join(wrong)} do not follow its parent")
@@ -375,10 +386,11 @@ class EvmGame:
         if transactions_root(txs) != bytes(header.transaction_root):
             raise TransactionsMismatch(f"{len(txs)} transactions do not have block {k}'s transactions root")
         # SAFETY: level 2's start state is derived here from the agreed parent, never taken from a player.
-        start = start_state(parent, mv.parent_record_count, header).hash
+        start = start_state(parent, mv.parent_record_count, header, mv.parent_record_fault).hash
         leaves = len(txs) + 1  # one leaf per transaction, then the seal
         depth = max(0, (leaves - 1).bit_length())
-        ctx = BlockContext(parent, header, mv.parent_record_count, mv.record_count, mv.transactions, self.records)
+        ctx = BlockContext(parent, header, mv.parent_record_count, mv.record_count, mv.transactions, self.records,
+                           mv.parent_record_fault)
         return (Bisection(depth, leaves, start, hi, hi_owner, 1, hi, hi_owner), ctx), None
 
     def _step(self, mv: StepTx, j: int, lo: bytes, hi: bytes, hi_owner: Role) -> tuple[Role, str]:
@@ -404,7 +416,7 @@ class EvmGame:
             if pre.tx_index != count or pre.record_count > len(self.records):
                 post = INVALID_TRANSITION
             else:
-                post = block_claim(encode_header(seal(block.header, pre)), pre.record_count)
+                post = block_claim(encode_header(seal(block.header, pre)), pre.record_count, pre.record_fault)
             what = f"the seal of block {block.number}"
         else:
             post = self.verifier.verify_transaction(block, pre, j, mv.witness)
@@ -412,6 +424,11 @@ class EvmGame:
         right = post == hi
         return (hi_owner if right else hi_owner.other,
                 f"{what}: the disputed post-state is {'right' if right else 'wrong'}")
+
+
+def _check_fault(fault: Any) -> None:
+    if not isinstance(fault, bool):
+        raise MalformedMove(f"a record fault is a bool, got {fault!r}")
 
 
 def _check_count(count: Any, limit: int) -> None:
@@ -437,15 +454,15 @@ def open_game(agreed: Output, agreed_header: bytes, disputed: Output, disputed_h
         raise OutputMismatch(f"the disputed output (block {disputed.l2_block_number}) is not after the agreed one "
                              f"(block {agreed.l2_block_number})")
     length = disputed.l2_block_number - agreed.l2_block_number
-    root = block_claim(disputed_header, len(disputed.records))
-    start = block_claim(agreed_header, 0)
+    root = block_claim(disputed_header, len(disputed.records), False)  # the proposer claims every record its call's
+    start = block_claim(agreed_header, 0, False)
     bisection = Bisection(max(0, (length - 1).bit_length()), length, start, root, Role.CLAIMANT, 1, root,
                           Role.CLAIMANT)
     game = EvmGame(agreed.l2_block_number, disputed.l2_block_number, disputed.records, rules, verifier, header_rules,
                    bisection, now=now, turn_started=now)
     game.bonds[Role.CLAIMANT] = rules.bond(0)
-    game.published[root] = (disputed_header, len(disputed.records))
-    game.published[start] = (agreed_header, 0)
+    game.published[root] = (disputed_header, len(disputed.records), False)
+    game.published[start] = (agreed_header, 0, False)
     return game
 
 

@@ -78,7 +78,7 @@ class Player:
             position = P.move(b.last, is_attack)
             if game.level == Level.BLOCKS:
                 trace = self.blocks[game.block_at(position)]
-                return BisectBlocks(b.last, is_attack, trace.header_rlp, trace.record_count)
+                return BisectBlocks(b.last, is_attack, trace.header_rlp, trace.record_count, trace.record_fault)
             return BisectTxs(b.last, is_attack, self.level2_state(game, position))
         interval = b.last if is_attack else b.last | 1
         lo, hi = (b.lo_hash, b.last_hash) if is_attack else (b.last_hash, b.hi_hash)
@@ -86,9 +86,10 @@ class Player:
             i = P.index_at_depth(interval)
             if i >= game.length or lo not in game.published or hi not in game.published:
                 return OpenBlock(b.last, is_attack)
-            (parent, parent_count), (header, count) = game.published[lo], game.published[hi]
+            (parent, parent_count, parent_fault), (header, count, fault) = game.published[lo], game.published[hi]
             trace = self.blocks[game.agreed_number + i + 1]
-            return OpenBlock(b.last, is_attack, parent, parent_count, header, count, trace.raw_transactions)
+            return OpenBlock(b.last, is_attack, parent, parent_count, header, count, trace.raw_transactions,
+                             parent_fault, fault)
         assert game.block is not None
         j = P.index_at_depth(interval)
         trace = self.blocks[game.block.number]
@@ -114,7 +115,7 @@ class RandomPlayer(Player):
             elif isinstance(mv, BisectBlocks):
                 header = self.blocks[game.block_at(P.move(b.last, is_attack))].header
                 fake = header.copy(gas_used=header.gas_used + self.rng.randrange(1, 1000))
-                mv = BisectBlocks(mv.parent, mv.is_attack, encode_header(fake), mv.record_count)
+                mv = BisectBlocks(mv.parent, mv.is_attack, encode_header(fake), mv.record_count, mv.record_fault)
         return mv
 
 

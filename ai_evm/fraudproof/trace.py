@@ -114,9 +114,14 @@ class BlockTrace:
         return self.states[-1].record_count
 
     @property
+    def record_fault(self) -> bool:
+        """Whether a call through the end of this block consumed a record not its own."""
+        return self.states[-1].record_fault
+
+    @property
     def claim(self) -> bytes:
         """The level-1 state after this block."""
-        return block_claim(self.header_rlp, self.record_count)
+        return block_claim(self.header_rlp, self.record_count, self.record_fault)
 
     @property
     def raw_transactions(self) -> tuple[bytes, ...]:
@@ -136,12 +141,17 @@ def transactions_root(transactions: Sequence[SignedTransactionAPI]) -> bytes:
 
 def trace_block(view: ChainView, parent: BlockHeaderAPI, header: BlockHeaderAPI,
                 transactions: Sequence[SignedTransactionAPI], parent_record_count: int,
-                tamper: Tamper | None = None, stop_after: int | None = None) -> BlockTrace:
+                tamper: Tamper | None = None, stop_after: int | None = None,
+                output_records: Sequence[InferenceRecord] | None = None,
+                parent_record_fault: bool = False) -> BlockTrace:
     """Execute ``transactions`` on ``parent``'s state in the context of ``header``'s inputs.
 
     ``header`` gives the block's inputs only (its result fields are ignored); the returned trace's
     header is ``header``'s template sealed with the last state. ``stop_after``: execute only the
     first ``stop_after`` transactions (the trace is then a prefix; its header is not a block's).
+    ``output_records``: the disputed output's records (indexed from its first block); a transaction
+    whose records are not the next ones of that list (all six fields) sets ``record_fault``.
+    None: the block's own records define the output (no fault).
     """
     ctx_header = template(header)
     exec_header = ctx_header.copy(state_root=parent.state_root, transaction_root=BLANK_ROOT_HASH,
@@ -149,7 +159,8 @@ def trace_block(view: ChainView, parent: BlockHeaderAPI, header: BlockHeaderAPI,
     vm_class = view.chain_class.get_vm_class_for_block_number(BlockNumber(header.block_number))
     vm = vm_class(header=exec_header, chaindb=view.chaindb, chain_context=ChainContext(view.chain_id),
                   consensus_context=view.chain_class.consensus_context_class(view.overlay))
-    states = [start_state(parent, parent_record_count, header)]
+    states = [start_state(parent, parent_record_count, header, parent_record_fault)]
+    fault = parent_record_fault
     ctx = states[0].context_hash
     current = exec_header
     receipts = []
@@ -167,25 +178,33 @@ def trace_block(view: ChainView, parent: BlockHeaderAPI, header: BlockHeaderAPI,
         if tamper is not None:
             tamper(i, vm.state)
         found = computation_records(computation, bytes(tx.hash))
+        if output_records is not None:
+            expected = output_records[count:count + len(found)]
+            fault = fault or [r.encode() for r in found] != [r.encode() for r in expected]
         records += found
         count += len(found)
         receipts.append(receipt)
         receipts_root, _ = make_trie_root_and_nodes(tuple(receipts))
         states.append(TxState(ctx, i + 1, bytes(vm.state.make_state_root()), int(current.gas_used),
-                              int(current.blob_gas_used), bytes(receipts_root), int(current.bloom), count))
+                              int(current.blob_gas_used), bytes(receipts_root), int(current.bloom), count, fault))
     vm.state.persist()  # into the overlay: a later block may start from this state
     return BlockTrace(parent, seal(header, states[-1]), tuple(transactions[:limit]), tuple(states), tuple(records))
 
 
-def honest_chain(view: ChainView, first: int, last: int) -> list[BlockTrace]:
-    """Blocks ``first .. last`` of the node's canonical chain re-executed, records counted from ``first``.
+def honest_chain(view: ChainView, first: int, last: int,
+                 output_records: Sequence[InferenceRecord] | None = None) -> list[BlockTrace]:
+    """Blocks ``first .. last`` of the node's canonical chain re-executed, records counted from ``first``;
+    with ``output_records`` (a disputed output's), each call's record checked against that list.
 
     Raises :class:`ReexecutionMismatch` if a sealed header differs from the stored one."""
     out: list[BlockTrace] = []
     count = 0
+    fault = False
     for n in range(first, last + 1):
         stored = view.header(n)
-        trace = trace_block(view, view.header(n - 1), stored, view.transactions(n), count)
+        trace = trace_block(view, view.header(n - 1), stored, view.transactions(n), count,
+                            output_records=output_records, parent_record_fault=fault)
+        fault = trace.record_fault
         if trace.header_rlp != encode_header(stored):
             raise ReexecutionMismatch(f"block {n}: re-execution gives header {keccak(trace.header_rlp).hex()}, "
                                       f"the node stored {bytes(stored.hash).hex()}")

@@ -6,9 +6,9 @@ database (:class:`~ai_evm.fraudproof.trace.ChainView`): it checks that the prefi
 state ``pre``, applies transaction ``j`` and returns the hash of the state after it. It is an
 off-chain oracle (it trusts its database and runs models), not an L1 verifier: the EVM-step game of
 ``docs/evm_fraud_proof.md`` §4 replaces it behind the same method. It also checks what a one-step
-proof of the inference precompile checks: the records the transaction consumes are the disputed
-output's records at the next indices (same model, input hash, output hash, transaction hash and
-call index); if not, the transition is :data:`~ai_evm.fraudproof.game.INVALID_TRANSITION`.
+proof of the inference precompile checks: the records the transaction makes are the disputed
+output's records at the next indices (all six fields); if not, the post-state has ``record_fault``
+set. A transaction that cannot be applied gives :data:`~ai_evm.fraudproof.game.INVALID_TRANSITION`.
 """
 
 from __future__ import annotations
@@ -34,10 +34,12 @@ class ReexecutionVerifier:
             raise UnknownPreState(f"block {block.number} has no transaction {index}")
         try:
             trace = trace_block(self.view, block.parent, block.header, txs, block.parent_record_count,
-                                stop_after=index + 1)
+                                stop_after=index + 1, output_records=block.records,
+                                parent_record_fault=block.parent_record_fault)
         except InvalidBlockTransaction:
             prefix = trace_block(self.view, block.parent, block.header, txs, block.parent_record_count,
-                                 stop_after=index)
+                                 stop_after=index, output_records=block.records,
+                                 parent_record_fault=block.parent_record_fault)
             if prefix.states[index] != pre:
                 raise UnknownPreState(f"the agreed state before transaction {index} of block {block.number} "
                                       "is not the re-executed one") from None
@@ -45,13 +47,6 @@ class ReexecutionVerifier:
         if trace.states[index] != pre:
             raise UnknownPreState(f"the agreed state before transaction {index} of block {block.number} "
                                   "is not the re-executed one")
-        post = trace.states[index + 1]
-        first = pre.record_count - block.parent_record_count
-        produced = trace.records[first:]
-        expected = block.records[pre.record_count:post.record_count]
-        if [r.encode() for r in produced] != [r.encode() for r in expected]:
-            return INVALID_TRANSITION
-        return post.hash
-
+        return trace.states[index + 1].hash
 
 __all__ = ["ReexecutionVerifier"]

@@ -27,6 +27,7 @@ from ai_evm.fraudproof import (
     RandomPlayer,
     ReexecutionVerifier,
     StepTx,
+    honest_chain,
     open_game,
     output_of,
     play_out,
@@ -58,12 +59,14 @@ from fraud_vm.errors import (
     WrongMoveKind,
 )
 from fraud_vm.game import Outcome, Role, Rules
+from opml.merkle import keccak
 
 T0 = 1_800_000_000
 RULES = Rules(clock_s=1000, clock_extension_s=100, claim_bond=1000)
 #: (block, transaction) pairs whose post-state a liar changes: transfers, the deposit (2, 0), the
-#: contract creation (2, 1), a contract call (3, 0), the last transaction of the last block (5, 2).
-LIES = [(1, 0), (1, 2), (2, 0), (2, 1), (3, 0), (5, 2)]
+#: contract creation (2, 1), a contract call (3, 0), an inference call (6, 0), the last transaction
+#: of the last block, which makes two inference calls (6, 2).
+LIES = [(1, 0), (1, 2), (2, 0), (2, 1), (3, 0), (6, 0), (6, 2)]
 
 
 def bump(at: int) -> Callable[[int, StateAPI], None]:
@@ -76,13 +79,13 @@ def bump(at: int) -> Callable[[int, StateAPI], None]:
     return hook
 
 
-def new_game(l2: L2Chain, claimed: list[BlockTrace]) -> EvmGame:
-    """A game on the output ``claimed`` implies at block 5, from the genesis output (block 0)."""
+def new_game(l2: L2Chain, claimed: list[BlockTrace], output: Output | None = None) -> EvmGame:
+    """A game on the output ``claimed`` implies at the last block (or ``output``), from the genesis output."""
     genesis = l2.view.header(0)
     agreed = Output(0, int(genesis.timestamp), bytes(genesis.hash), bytes(genesis.state_root), ())
     view = l2.fresh_view()
-    return open_game(agreed, encode_header(genesis), output_of(claimed), claimed[-1].header_rlp, RULES,
-                     ReexecutionVerifier(view), view.expected_header, T0)
+    return open_game(agreed, encode_header(genesis), output if output is not None else output_of(claimed),
+                     claimed[-1].header_rlp, RULES, ReexecutionVerifier(view), view.expected_header, T0)
 
 
 def liar(l2: L2Chain, k: int, j: int) -> list[BlockTrace]:
@@ -189,6 +192,47 @@ def test_a_header_that_does_not_follow_its_parent_loses_at_the_opening(l2: L2Cha
     assert game.reason == "block 2's header fields base_fee_per_gas do not follow its parent"
 
 
+@pytest.mark.parametrize(("index", "field", "tx"), [(1, "input_hash", 2), (2, "model", 2), (0, "output_hash", 0)])
+def test_a_record_not_made_by_its_call_is_caught_at_its_transaction(l2: L2Chain, index: int, field: str,
+                                                                   tx: int) -> None:
+    # the proposer's state is right, one record of its output is not the call's (no input preimage
+    # exists for a wrong input hash: the inference game cannot take it up, docs/rollup.md)
+    honest = output_of(l2.honest)
+    records = list(honest.records)
+    records[index] = replace(records[index], **{field: keccak(getattr(records[index], field))[:len(
+        getattr(records[index], field))]})
+    bad = replace(honest, records=tuple(records))
+    assert bad.state_root == honest.state_root and bad.output_root != honest.output_root
+    checked = honest_chain(l2.fresh_view(), 1, LAST, output_records=bad.records)  # the challenger's view
+    assert [t.record_fault for t in checked] == [False] * 5 + [True]
+    game = new_game(l2, l2.honest, bad)
+    play_out(game, {Role.CLAIMANT: Player(Role.CLAIMANT, l2.honest), Role.CHALLENGER: Player(Role.CHALLENGER, checked)},
+             T0)
+    assert game.outcome == Outcome.CHALLENGER_WINS and game.pinned == (6, tx), game.reason
+    # against the right records the same challenger agrees: nothing to dispute
+    assert Player(Role.CHALLENGER, honest_chain(l2.fresh_view(), 1, LAST, honest.records)).respond(
+        new_game(l2, l2.honest)) is None
+
+
+def test_a_record_no_call_made_is_caught(l2: L2Chain) -> None:
+    honest = output_of(l2.honest)
+    bad = replace(honest, records=(*honest.records, honest.records[-1]))  # one record more than the calls made
+    checked = honest_chain(l2.fresh_view(), 1, LAST, output_records=bad.records)
+    assert checked[-1].claim == l2.honest[-1].claim  # every record the calls made is right
+    # a proposer whose own block 6 does not consume the extra record: its root is not its block 6
+    game = new_game(l2, l2.honest, bad)
+    play_out(game, {Role.CLAIMANT: Player(Role.CLAIMANT, l2.honest), Role.CHALLENGER: Player(Role.CHALLENGER, checked)},
+             T0)
+    assert game.outcome == Outcome.CHALLENGER_WINS and game.pinned == (LAST, -1), game.reason
+    # a proposer that counts it in the last transaction of block 6: caught at that transaction
+    last = l2.honest[-1]
+    counted = replace(last, states=(*last.states[:-1], replace(last.states[-1], record_count=4)))
+    lie = [*l2.honest[:-1], counted]
+    game = new_game(l2, lie, bad)
+    play_out(game, {Role.CLAIMANT: Player(Role.CLAIMANT, lie), Role.CHALLENGER: Player(Role.CHALLENGER, checked)}, T0)
+    assert game.outcome == Outcome.CHALLENGER_WINS and game.pinned == (LAST, 2), game.reason
+
+
 def test_the_output_must_open_to_its_header(l2: L2Chain) -> None:
     genesis, head = l2.view.header(0), l2.view.header(LAST)
     agreed = Output(0, int(genesis.timestamp), bytes(genesis.hash), bytes(genesis.state_root), ())
@@ -235,7 +279,8 @@ def test_malformed_moves_are_refused_and_change_nothing(l2: L2Chain) -> None:
     refused(MalformedHeader, BisectBlocks(1, True, b"\x01\x02", 0))
     refused(WrongBlockNumber, BisectBlocks(1, True, honest[2].header_rlp, 0))
     refused(InvalidRecordCount, BisectBlocks(1, True, h4.header_rlp, -1))
-    refused(InvalidRecordCount, BisectBlocks(1, True, h4.header_rlp, 1))  # the output has no records
+    refused(InvalidRecordCount, BisectBlocks(1, True, h4.header_rlp, 4))  # the output has 3 records
+    refused(MalformedMove, BisectBlocks(1, True, h4.header_rlp, 0, 1))  # type: ignore[arg-type]
     refused(IncorrectBond, BisectBlocks(1, True, h4.header_rlp, 0), bond=RULES.bond(1) - 1)
     refused(TimeNotMonotonic, BisectBlocks(1, True, h4.header_rlp, 0), now=T0 - 1)
     refused(ClockExpired, BisectBlocks(1, True, h4.header_rlp, 0), now=game.deadline() + 1)

@@ -11,7 +11,7 @@ from ai_evm.fraudproof.commitments import TxState, encode_header, template
 
 def test_intermediate_states_end_at_the_block_headers(l2: L2Chain) -> None:
     assert [t.number for t in l2.honest] == list(range(1, LAST + 1))
-    assert [len(t.transactions) for t in l2.honest] == [3, 3, 3, 0, 3]  # block 2 opens with the deposit
+    assert [len(t.transactions) for t in l2.honest] == [3, 4, 3, 0, 3, 3]  # block 2 opens with the deposit
     for trace in l2.honest:
         stored, parent = l2.view.header(trace.number), l2.view.header(trace.number - 1)
         first, last = trace.states[0], trace.states[-1]
@@ -33,6 +33,16 @@ def test_intermediate_states_end_at_the_block_headers(l2: L2Chain) -> None:
     # the contract calls logged: the bloom grows inside block 3
     blooms = [s.logs_bloom for s in l2.honest[2].states]
     assert blooms[0] == 0 and blooms[1] != 0 and blooms[3] == blooms[2]
+
+
+def test_records_are_counted_per_transaction(l2: L2Chain) -> None:
+    inference = l2.honest[5]
+    assert [s.record_count for s in inference.states] == [0, 1, 1, 3]  # 0xa1 direct; transfer; twice
+    assert all(s.record_count == 0 for t in l2.honest[:5] for s in t.states)
+    node = l2.seq.record(6)["inferences"]
+    assert [r.to_json() for r in inference.records] == node and len(node) == 3
+    assert [r.call_index for r in inference.records] == [0, 0, 1]
+    assert not any(s.record_fault for t in l2.honest for s in t.states)
 
 
 def test_reexecution_leaves_the_node_untouched(l2: L2Chain) -> None:
