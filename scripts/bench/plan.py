@@ -128,7 +128,7 @@ def small_models(names: list[str]) -> list[tuple[str, Bundle, list[np.ndarray], 
             if e is None:
                 raise SystemExit(f"no corpus model matches {name!r}")
             m, label = e.load(), e.name
-            calib = [e.batch(1, 0)] if corpus.fixed_batch(e) else corpus.entry_inputs(e, 16, 0)
+            calib = corpus.calibration(e, m)  # (as scripts/bench/corpus.py calibrates)
             xs = e.batch(1, 1) if corpus.fixed_batch(e) else [x[:1] for x in corpus.entry_inputs(e, 1, 1)]
         b = convert(m, calib, name=label)
         sess = corpus._ort(m, threads)
