@@ -20,8 +20,10 @@ from .game import (
     EvmGame,
     Level,
     OpenBlock,
+    OpenOutput,
     StepTx,
     TransactionVerifier,
+    create_game,
     open_game,
 )
 from .players import Player, RandomPlayer, output_of, play_out
@@ -29,7 +31,8 @@ from .trace import BlockTrace, ChainView, honest_chain, tampered_chain, trace_bl
 from .verifier import ReexecutionVerifier
 
 __all__ = [
-    "BisectBlocks", "BisectTxs", "BlockContext", "BlockTrace", "ChainView", "EvmGame", "Level", "OpenBlock", "Player",
-    "RandomPlayer", "ReexecutionVerifier", "StepTx", "TransactionVerifier", "TxState", "block_claim", "context_hash",
-    "honest_chain", "open_game", "output_of", "play_out", "seal", "start_state", "tampered_chain", "trace_block",
+    "BisectBlocks", "BisectTxs", "BlockContext", "BlockTrace", "ChainView", "EvmGame", "Level", "OpenBlock",
+    "OpenOutput", "Player", "RandomPlayer", "ReexecutionVerifier", "StepTx", "TransactionVerifier", "TxState",
+    "block_claim", "context_hash", "create_game", "honest_chain", "open_game", "output_of", "play_out", "seal",
+    "start_state", "tampered_chain", "trace_block",
 ]

@@ -63,8 +63,9 @@ INVALID_TRANSITION = bytes(32)
 
 
 class Level(IntEnum):
-    """Which trace the bisection is over."""
+    """Which trace the bisection is over (``OPENING``: the proposer has not opened its output yet)."""
 
+    OPENING = 0
     BLOCKS = 1
     TRANSACTIONS = 2
     RESOLVED = 3
@@ -103,6 +104,13 @@ HeaderRules = Callable[[BlockHeaderAPI, BlockHeaderAPI], BlockHeaderAPI]
 
 # ------------------------------------------------------------------------------------------------
 # Moves
+
+
+@dataclass(frozen=True)
+class OpenOutput:
+    """The claimant's first move: the disputed output's block header (RLP). No bond: it is part of the claim."""
+
+    header: bytes
 
 
 @dataclass(frozen=True)
@@ -158,7 +166,7 @@ class StepTx:
     witness: Any = None
 
 
-Move = BisectBlocks | OpenBlock | BisectTxs | StepTx
+Move = OpenOutput | BisectBlocks | OpenBlock | BisectTxs | StepTx
 
 
 @dataclass
@@ -175,22 +183,22 @@ class MoveRecord:
 
 @dataclass
 class EvmGame:
-    """A game on one output: the agreed block ``m``, the disputed block ``n``, the current level's
+    """A game on one output: the agreed block ``m``, the disputed output (block ``n``), the current level's
     bisection, clocks and bonds, and once decided the pinned leaf (``pinned``: ``(block, tx)``; tx
     ``T`` is the seal, ``-1`` a padding leaf of level 1)."""
 
     agreed_number: int
-    disputed_number: int
+    disputed: Output
     records: tuple[InferenceRecord, ...]
     rules: Rules
     verifier: TransactionVerifier
     header_rules: HeaderRules
     bisection: Bisection
-    level: Level = Level.BLOCKS
+    level: Level = Level.OPENING
     outcome: Outcome = Outcome.IN_PROGRESS
     block: BlockContext | None = None
     pinned: tuple[int, int] | None = None
-    mover: Role = Role.CHALLENGER
+    mover: Role = Role.CLAIMANT
     now: int = 0
     turn_started: int = 0
     clock_used: dict[Role, int] = field(default_factory=lambda: {Role.CLAIMANT: 0, Role.CHALLENGER: 0})
@@ -203,6 +211,10 @@ class EvmGame:
     reason: str = ""
 
     # -------------------------------------------------------------------------- clock and bonds
+
+    @property
+    def disputed_number(self) -> int:
+        return self.disputed.l2_block_number
 
     @property
     def length(self) -> int:
@@ -255,8 +267,11 @@ class EvmGame:
             raise TimeNotMonotonic(f"time {now} is before the last move's {self.now}")
         if now > self.deadline():
             raise ClockExpired(f"the deadline was {self.deadline()}")
-        if not isinstance(mv, BisectBlocks | OpenBlock | BisectTxs | StepTx):
+        if not isinstance(mv, OpenOutput | BisectBlocks | OpenBlock | BisectTxs | StepTx):
             raise MalformedMove(f"unknown move {type(mv).__name__}")
+        if self.level == Level.OPENING or isinstance(mv, OpenOutput):
+            self._open_output(role, mv, now, bond)
+            return
         required = self.rules.bond(self.moves + 1)
         if bond is not None and bond != required:
             raise IncorrectBond(f"move {self.moves + 1} needs a bond of {required}, got {bond}")
@@ -323,6 +338,27 @@ class EvmGame:
         # INVARIANT: the responder has at least clock_extension_s to answer (clock extension).
         left = self.rules.clock_s - self.clock_used[self.mover]
         if self.outcome == Outcome.IN_PROGRESS and left < self.rules.clock_extension_s:
+            self.clock_used[self.mover] = self.rules.clock_s - self.rules.clock_extension_s
+
+    def _open_output(self, role: Role, mv: Move, now: int, bond: int | None) -> None:
+        """The claimant's :class:`OpenOutput`: the root claim is the disputed header's block claim."""
+        # INVARIANT: the opening is the claimant's first move, and only then.
+        if self.level != Level.OPENING or not isinstance(mv, OpenOutput):
+            raise WrongMoveKind("the game opens with the claimant's OpenOutput, and only then")
+        if bond not in (None, 0):
+            raise IncorrectBond(f"the opening takes no bond (the output's bond is the claim's), got {bond}")
+        _check_output_header(self.disputed, mv.header, "disputed")
+        # SAFETY: the root claim's record count is the output's own, and it claims no record fault.
+        root = block_claim(mv.header, len(self.records), False)
+        self.clock_used[role] += now - self.turn_started
+        self.now = self.turn_started = now
+        b = self.bisection
+        b.hi_hash = b.last_hash = root
+        self.published[root] = (mv.header, len(self.records), False)
+        self.log.append(MoveRecord(0, role, "OpenOutput", 1, self.level, now))
+        self.level = Level.BLOCKS
+        self.mover = role.other
+        if self.rules.clock_s - self.clock_used[self.mover] < self.rules.clock_extension_s:
             self.clock_used[self.mover] = self.rules.clock_s - self.rules.clock_extension_s
 
     def block_at(self, position: int) -> int:
@@ -436,37 +472,47 @@ def _check_count(count: Any, limit: int) -> None:
         raise InvalidRecordCount(f"a record count is in 0..{limit} (the output's records), got {count!r}")
 
 
-def open_game(agreed: Output, agreed_header: bytes, disputed: Output, disputed_header: bytes, rules: Rules,
-              verifier: TransactionVerifier, header_rules: HeaderRules, now: int) -> EvmGame:
-    """Open a game disputing output ``disputed`` from the agreed (final) output ``agreed``.
+def _check_output_header(out: Output, raw: bytes, what: str) -> None:
+    header = decode_header(raw)
+    if keccak(raw) != out.l2_block_hash:
+        raise OutputMismatch(f"the {what} header does not hash to the output's block hash")
+    if (header.block_number, header.timestamp, bytes(header.state_root)) != (
+            out.l2_block_number, out.l2_timestamp, out.state_root):
+        raise OutputMismatch(f"the {what} header's number, timestamp or state root differ from the output's")
 
-    Both outputs are opened to their block headers (checked against their block hash, number,
-    timestamp and state root); the disputed output's record count is its number of records. The
-    claimant (the disputed output's proposer) posts the claim bond; the challenger moves first."""
-    for out, raw, what in ((agreed, agreed_header, "agreed"), (disputed, disputed_header, "disputed")):
-        header = decode_header(raw)
-        if keccak(raw) != out.l2_block_hash:
-            raise OutputMismatch(f"the {what} header does not hash to the output's block hash")
-        if (header.block_number, header.timestamp, bytes(header.state_root)) != (
-                out.l2_block_number, out.l2_timestamp, out.state_root):
-            raise OutputMismatch(f"the {what} header's number, timestamp or state root differ from the output's")
+
+def create_game(agreed: Output, agreed_header: bytes, disputed: Output, rules: Rules, verifier: TransactionVerifier,
+                header_rules: HeaderRules, now: int) -> EvmGame:
+    """A challenger disputes output ``disputed`` from the agreed output ``agreed`` (the previous one).
+
+    The agreed output is opened to its header now (block hash, number, timestamp, state root); the
+    claimant (the disputed output's proposer, whose output bond is the claim bond) moves first and
+    must open the disputed output with :class:`OpenOutput` within its clock."""
+    _check_output_header(agreed, agreed_header, "agreed")
     if disputed.l2_block_number <= agreed.l2_block_number:
         raise OutputMismatch(f"the disputed output (block {disputed.l2_block_number}) is not after the agreed one "
                              f"(block {agreed.l2_block_number})")
     length = disputed.l2_block_number - agreed.l2_block_number
-    root = block_claim(disputed_header, len(disputed.records), False)  # the proposer claims every record its call's
     start = block_claim(agreed_header, 0, False)
-    bisection = Bisection(max(0, (length - 1).bit_length()), length, start, root, Role.CLAIMANT, 1, root,
+    unopened = bytes(32)  # the root claim until the claimant opens its output
+    bisection = Bisection(max(0, (length - 1).bit_length()), length, start, unopened, Role.CLAIMANT, 1, unopened,
                           Role.CLAIMANT)
-    game = EvmGame(agreed.l2_block_number, disputed.l2_block_number, disputed.records, rules, verifier, header_rules,
-                   bisection, now=now, turn_started=now)
+    game = EvmGame(agreed.l2_block_number, disputed, disputed.records, rules, verifier, header_rules, bisection,
+                   now=now, turn_started=now)
     game.bonds[Role.CLAIMANT] = rules.bond(0)
-    game.published[root] = (disputed_header, len(disputed.records), False)
     game.published[start] = (agreed_header, 0, False)
+    return game
+
+
+def open_game(agreed: Output, agreed_header: bytes, disputed: Output, disputed_header: bytes, rules: Rules,
+              verifier: TransactionVerifier, header_rules: HeaderRules, now: int) -> EvmGame:
+    """:func:`create_game` and the claimant's :class:`OpenOutput` with ``disputed_header`` at ``now``."""
+    game = create_game(agreed, agreed_header, disputed, rules, verifier, header_rules, now)
+    game.play(Role.CLAIMANT, OpenOutput(disputed_header), now)
     return game
 
 
 __all__ = [
     "INVALID_TRANSITION", "BisectBlocks", "BisectTxs", "BlockContext", "EvmGame", "HeaderRules", "Level", "Move",
-    "MoveRecord", "OpenBlock", "StepTx", "TransactionVerifier", "open_game",
+    "MoveRecord", "OpenBlock", "OpenOutput", "StepTx", "TransactionVerifier", "create_game", "open_game",
 ]

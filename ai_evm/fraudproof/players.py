@@ -22,7 +22,7 @@ from fraud_vm.game import Outcome, Role
 from opml.merkle import keccak
 
 from .commitments import encode_header
-from .game import BisectBlocks, BisectTxs, EvmGame, Level, Move, OpenBlock, StepTx
+from .game import BisectBlocks, BisectTxs, EvmGame, Level, Move, OpenBlock, OpenOutput, StepTx
 from .trace import BlockTrace
 
 
@@ -65,6 +65,8 @@ class Player:
 
     def respond(self, game: EvmGame) -> Move | None:
         """This player's answer to the last claim, or None if it agrees with the root claim of a level."""
+        if game.level == Level.OPENING:
+            return OpenOutput(self.blocks[game.disputed_number].header_rlp)
         b = game.bisection
         is_attack = b.last_hash != self.believes(game, b.last)
         if not is_attack and b.last == 1:

@@ -23,10 +23,12 @@ from ai_evm.fraudproof import (
     EvmGame,
     Level,
     OpenBlock,
+    OpenOutput,
     Player,
     RandomPlayer,
     ReexecutionVerifier,
     StepTx,
+    create_game,
     honest_chain,
     open_game,
     output_of,
@@ -252,6 +254,36 @@ def test_the_output_must_open_to_its_header(l2: L2Chain) -> None:
         opening(agreed, encode_header(genesis))
     with pytest.raises(MalformedHeader):
         opening(good, b"\xc0")
+
+
+def test_the_proposer_opens_its_output_or_loses(l2: L2Chain) -> None:
+    genesis = l2.view.header(0)
+    agreed = Output(0, int(genesis.timestamp), bytes(genesis.hash), bytes(genesis.state_root), ())
+    view = l2.fresh_view()
+    game = create_game(agreed, encode_header(genesis), output_of(l2.honest), RULES, ReexecutionVerifier(view),
+                       view.expected_header, T0)
+    assert game.level == Level.OPENING and game.mover == Role.CLAIMANT
+    h6 = l2.honest[-1]
+    with pytest.raises(NotYourTurn):
+        game.play(Role.CHALLENGER, BisectBlocks(1, True, h6.header_rlp, 3), T0 + 1)
+    with pytest.raises(WrongMoveKind):
+        game.play(Role.CLAIMANT, BisectBlocks(1, True, h6.header_rlp, 3), T0 + 1)
+    with pytest.raises(OutputMismatch, match="block hash"):
+        game.play(Role.CLAIMANT, OpenOutput(l2.honest[-2].header_rlp), T0 + 1)
+    with pytest.raises(MalformedHeader):
+        game.play(Role.CLAIMANT, OpenOutput(b"\xc1\x80"), T0 + 1)
+    with pytest.raises(IncorrectBond):
+        game.play(Role.CLAIMANT, OpenOutput(h6.header_rlp), T0 + 1, bond=1)
+    assert game.level == Level.OPENING and game.clock_used[Role.CLAIMANT] == 0
+    silent = replace(game, bisection=replace(game.bisection), clock_used=dict(game.clock_used), log=[])
+    game.play(Role.CLAIMANT, OpenOutput(h6.header_rlp), T0 + 7)
+    assert (game.level, game.mover, game.bisection.last_hash) == (Level.BLOCKS, Role.CHALLENGER, h6.claim)
+    assert game.clock_used[Role.CLAIMANT] == 7 and game.moves == 0
+    with pytest.raises(WrongMoveKind):
+        game.play(Role.CHALLENGER, OpenOutput(h6.header_rlp), T0 + 8)
+    # a proposer that does not open its output loses on time
+    silent.claim_timeout(silent.deadline())
+    assert silent.outcome == Outcome.CHALLENGER_WINS and silent.reason == "claimant ran out of time"
 
 
 def test_malformed_moves_are_refused_and_change_nothing(l2: L2Chain) -> None:
