@@ -540,6 +540,23 @@ static void finish_tile(const struct epilogue *e, int64_t ec0, int uniform, cons
     }
 }
 
+/* The row buffer of a GEMM call (at most one chunk of rows: about 192 KiB, or one row block when K is large), kept
+ * per thread and grown as needed: a fresh malloc of that size is mmap'ed and page-faulted on every call once it
+ * passes glibc's mmap threshold, a measurable share of a batch-1 GEMM. The pool's threads persist. */
+static _Thread_local struct {
+    void *p;
+    size_t cap;
+} row_buffer;
+
+static void *row_buffer_get(size_t n) {
+    if (n > row_buffer.cap) {
+        free(row_buffer.p);
+        row_buffer.p = malloc(n);
+        row_buffer.cap = row_buffer.p ? n : 0;
+    }
+    return row_buffer.p;
+}
+
 /* Rows per tile and panels per tile (where two remain) of the int16-pair kernels for an instruction set. */
 static int64_t pair_rows(int isa) { return is512(isa) ? MRW : MR; }
 static int pair_panels(int isa, int64_t cols_left) { return is512(isa) && cols_left > NR ? 2 : 1; }
@@ -581,7 +598,7 @@ static int qgemm(const void *x, int xsigned, int64_t m, int64_t k, const int16_t
     int64_t chunk = (192 * 1024 / (int64_t)sizeof(int16_t)) / (2 * (kp ? kp : 1)) / mr * mr;
     if (chunk < mr) chunk = mr;
     if (chunk > (m + mr - 1) / mr * mr) chunk = (m + mr - 1) / mr * mr;
-    int16_t *xs = (int16_t *)malloc((size_t)((chunk ? chunk : mr) * 2 * (kp ? kp : 1)) * sizeof(int16_t));
+    int16_t *xs = (int16_t *)row_buffer_get((size_t)((chunk ? chunk : mr) * 2 * (kp ? kp : 1)) * sizeof(int16_t));
     if (!xs) return -1;
     int32_t acc[MRMAX][2 * NR];
     for (int64_t mc = 0; mc < m; mc += chunk) {
@@ -601,7 +618,6 @@ static int qgemm(const void *x, int xsigned, int64_t m, int64_t k, const int16_t
             c0 += (panels - 1) * NR;
         }
     }
-    free(xs);
     return 0;
 }
 
@@ -1080,7 +1096,7 @@ static int qgemm_u8s8(const void *x, int xsigned, int64_t m, int64_t k, const in
     int64_t chunk = (192 * 1024) / (KQ * (kq ? kq : 1)) / block * block;
     if (chunk < block) chunk = block;
     if (chunk > (m + block - 1) / block * block) chunk = (m + block - 1) / block * block;
-    uint8_t *xs = (uint8_t *)malloc((size_t)((chunk ? chunk : block) * KQ * (kq ? kq : 1)));
+    uint8_t *xs = (uint8_t *)row_buffer_get((size_t)((chunk ? chunk : block) * KQ * (kq ? kq : 1)));
     if (!xs) return -1;
     int32_t acc[ACC_ROWS][2 * NR];
 #ifdef OPML_AMX
@@ -1142,7 +1158,6 @@ static int qgemm_u8s8(const void *x, int xsigned, int64_t m, int64_t k, const in
     if (amx) amx_end();
 #endif
     (void)amx;
-    free(xs);
     return 0;
 }
 
