@@ -437,6 +437,12 @@ class EvmGame:
         self.pinned = (block.number, min(j, count))
         if j > count:
             return self._padding(lo, hi, hi_owner, f"padding leaf {j} of block {block.number}")
+        if lo == INVALID_TRANSITION:
+            # both agree that an earlier transaction cannot be applied: the block stays invalid
+            right = hi == INVALID_TRANSITION
+            return (hi_owner if right else hi_owner.other,
+                    f"leaf {j} of block {block.number} after an invalid transaction: the disputed state is "
+                    + ("right" if right else "wrong"))
         if not isinstance(mv.pre, bytes):
             raise MalformedMove("pre is an encoded intermediate state")
         try:

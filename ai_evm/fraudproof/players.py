@@ -1,7 +1,10 @@
 """Players of the EVM fraud-proof game and a driver that plays a game out.
 
 A :class:`Player` believes one chain: its :class:`~ai_evm.fraudproof.trace.BlockTrace` of every block
-``m+1 .. n`` (the honest node's re-execution, or a dishonest proposer's tampered chain). Its strategy
+``m+1 .. n`` (the honest node's re-execution, or a dishonest proposer's tampered chain). Given a
+``view`` (a node's database), its level-2 beliefs are the opened block re-executed (the template and
+transactions of the disputed header, whatever its own block was): that is what the honest player
+believes about a block it did not build, an invalid one included. Its strategy
 is the honest one of ``docs/dispute_game.md`` §6 applied to its own beliefs: attack a claim it
 disagrees with, defend one it agrees with, post its own state at the new position, and at a leaf
 open the block or step the transaction from the agreed state. Played with true beliefs it never
@@ -12,7 +15,7 @@ where the lie starts). :class:`RandomPlayer` attacks, defends and claims at rand
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ai_evm.evm.call import InferenceRecord
 from ai_evm.rollup.outputs import Output
@@ -21,9 +24,21 @@ from fraud_vm.errors import GameError
 from fraud_vm.game import Outcome, Role
 from opml.merkle import keccak
 
-from .commitments import encode_header
-from .game import BisectBlocks, BisectTxs, EvmGame, Level, Move, OpenBlock, OpenOutput, StepTx
-from .trace import BlockTrace
+from .commitments import decode_header, encode_header
+from .game import (
+    INVALID_TRANSITION,
+    BisectBlocks,
+    BisectTxs,
+    BlockContext,
+    EvmGame,
+    Level,
+    Move,
+    OpenBlock,
+    OpenOutput,
+    StepTx,
+)
+from .trace import BlockTrace, ChainView
+from .verifier import OpenedTrace, reexecute_block
 
 
 def output_of(traces: Sequence[BlockTrace]) -> Output:
@@ -37,11 +52,24 @@ def output_of(traces: Sequence[BlockTrace]) -> Output:
 class Player:
     """A player believing ``traces`` (blocks ``m+1 .. n``, see the module docstring)."""
 
-    def __init__(self, role: Role, traces: Sequence[BlockTrace]) -> None:
+    def __init__(self, role: Role, traces: Sequence[BlockTrace], view: ChainView | None = None,
+                 transactions: Mapping[bytes, tuple[bytes, ...]] | None = None) -> None:
         if not traces:
             raise ValueError("a player needs the blocks it believes")
         self.role = role
         self.blocks = {t.number: t for t in traces}
+        self.view = view
+        #: Transactions of blocks it did not build, by transactions root (what L1's batches show).
+        self.transactions = dict(transactions or {})
+        self._opened: tuple[BlockContext, OpenedTrace] | None = None
+
+    def opened(self, game: EvmGame) -> OpenedTrace | None:
+        """The opened block re-executed on this player's view (None without a view)."""
+        if self.view is None or game.block is None:
+            return None
+        if self._opened is None or self._opened[0] is not game.block:
+            self._opened = (game.block, reexecute_block(self.view, game.block))
+        return self._opened[1]
 
     # -------------------------------------------------------------------------- beliefs
 
@@ -52,8 +80,11 @@ class Player:
     def level2_state(self, game: EvmGame, position: int) -> bytes:
         """The intermediate state (or, from the seal leaf on, the block claim) this player believes."""
         assert game.block is not None
-        trace = self.blocks[game.block.number]
         t = P.trace_index(position, game.bisection.max_depth)
+        opened = self.opened(game)
+        if opened is not None:
+            return opened.after_leaf(t)
+        trace = self.blocks[game.block.number]
         return trace.states[t + 1].hash if t < len(trace.transactions) else trace.claim
 
     def believes(self, game: EvmGame, position: int) -> bytes:
@@ -90,14 +121,16 @@ class Player:
                 return OpenBlock(b.last, is_attack)
             (parent, parent_count, parent_fault), (header, count, fault) = game.published[lo], game.published[hi]
             trace = self.blocks[game.agreed_number + i + 1]
-            return OpenBlock(b.last, is_attack, parent, parent_count, header, count, trace.raw_transactions,
-                             parent_fault, fault)
+            root = bytes(decode_header(header).transaction_root)
+            raws = self.transactions.get(root, trace.raw_transactions)
+            return OpenBlock(b.last, is_attack, parent, parent_count, header, count, raws, parent_fault, fault)
         assert game.block is not None
         j = P.index_at_depth(interval)
-        trace = self.blocks[game.block.number]
-        if j > len(trace.transactions):
+        if j > len(game.block.transactions) or lo == INVALID_TRANSITION:
             return StepTx(b.last, is_attack)
-        return StepTx(b.last, is_attack, trace.states[j].encode())
+        opened = self.opened(game)
+        states = opened.states if opened is not None else self.blocks[game.block.number].states
+        return StepTx(b.last, is_attack, states[j].encode())
 
 
 class RandomPlayer(Player):

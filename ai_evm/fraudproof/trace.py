@@ -48,6 +48,9 @@ class ReexecutionMismatch(EvmFraudError):
 class InvalidBlockTransaction(EvmFraudError):
     """A transaction of the block cannot be applied to the state before it (the block is invalid)."""
 
+    #: Index of the transaction in its block.
+    index: int = -1
+
 
 @dataclass
 class ChainView:
@@ -173,7 +176,9 @@ def trace_block(view: ChainView, parent: BlockHeaderAPI, header: BlockHeaderAPI,
         except EvmFraudError:
             raise
         except Exception as e:  # py-evm ValidationError: nonce, balance, gas limit, signature...
-            raise InvalidBlockTransaction(f"transaction {i} of block {header.block_number}: {e}") from None
+            invalid = InvalidBlockTransaction(f"transaction {i} of block {header.block_number}: {e}")
+            invalid.index = i
+            raise invalid from None
         current = vm.increment_blob_gas_used(vm.add_receipt_to_header(current, receipt), tx)
         if tamper is not None:
             tamper(i, vm.state)

@@ -13,12 +13,45 @@ set. A transaction that cannot be applied gives :data:`~ai_evm.fraudproof.game.I
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from .commitments import TxState
+from .commitments import TxState, block_claim
 from .errors import UnknownPreState
 from .game import INVALID_TRANSITION, BlockContext
 from .trace import ChainView, InvalidBlockTransaction, decode_transactions, trace_block
+
+
+@dataclass(frozen=True)
+class OpenedTrace:
+    """An opened block (level 2) re-executed: its states while every transaction applies, the first
+    transaction that does not (None: all do), and the seal's block claim."""
+
+    states: tuple[TxState, ...]
+    invalid_at: int | None
+    final: bytes
+
+    def after_leaf(self, t: int) -> bytes:
+        """The state after level-2 leaf ``t``: ``S_{t+1}``, the invalid hash from the first transaction
+        that cannot be applied on, the seal's block claim from leaf ``T`` on (padding)."""
+        if t + 1 < len(self.states):
+            return self.states[t + 1].hash
+        return INVALID_TRANSITION if self.invalid_at is not None else self.final
+
+
+def reexecute_block(view: ChainView, block: BlockContext) -> OpenedTrace:
+    """Block ``block`` (its template, transactions and the output's records) executed from its parent."""
+    txs = decode_transactions(block.transactions)
+
+    def run(stop: int) -> Any:
+        return trace_block(view, block.parent, block.header, txs, block.parent_record_count, stop_after=stop,
+                           output_records=block.records, parent_record_fault=block.parent_record_fault)
+
+    try:
+        trace = run(len(txs))
+    except InvalidBlockTransaction as e:
+        return OpenedTrace(run(e.index).states, e.index, INVALID_TRANSITION)
+    return OpenedTrace(trace.states, None, block_claim(trace.header_rlp, trace.record_count, trace.record_fault))
 
 
 class ReexecutionVerifier:
@@ -49,4 +82,4 @@ class ReexecutionVerifier:
                                   "is not the re-executed one")
         return trace.states[index + 1].hash
 
-__all__ = ["ReexecutionVerifier"]
+__all__ = ["OpenedTrace", "ReexecutionVerifier", "reexecute_block"]

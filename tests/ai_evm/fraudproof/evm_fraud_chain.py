@@ -69,7 +69,7 @@ class L2Chain:
         return ChainView.of(self.seq)
 
 
-def _sign(key: bytes, nonce: int, to: bytes | None, value: int = 1, data: bytes = b"", gas: int = 21000) -> bytes:
+def sign(key: bytes, nonce: int, to: bytes | None, value: int = 1, data: bytes = b"", gas: int = 21000) -> bytes:
     fields = {"value": value, "gas": gas, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9, "nonce": nonce,
               "chainId": CHAIN_ID, "type": 2, "data": data}  # fmt: skip
     if to is not None:
@@ -93,7 +93,7 @@ def l2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[L2Chain]:
     twice = bytes(generate_contract_address(sender0, 2))
 
     def tx(i: int, to: bytes | None, **kw: object) -> bytes:
-        raw = _sign(keys[i], nonces[i], to, **kw)  # type: ignore[arg-type]
+        raw = sign(keys[i], nonces[i], to, **kw)  # type: ignore[arg-type]
         nonces[i] += 1
         return raw
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 import pytest
 from eth.abc import StateAPI
 from eth_typing import Address
-from evm_fraud_chain import LAST, SINK, L2Chain
+from evm_fraud_chain import LAST, SINK, L2Chain, sign
 
 from ai_evm.fraudproof import (
     BisectBlocks,
@@ -35,7 +35,7 @@ from ai_evm.fraudproof import (
     play_out,
     tampered_chain,
 )
-from ai_evm.fraudproof.commitments import encode_header
+from ai_evm.fraudproof.commitments import context_hash, encode_header, seal
 from ai_evm.fraudproof.errors import (
     AgreedClaimMismatch,
     DisputedClaimMismatch,
@@ -46,6 +46,7 @@ from ai_evm.fraudproof.errors import (
     TransactionsMismatch,
     WrongBlockNumber,
 )
+from ai_evm.fraudproof.trace import decode_transactions, transactions_root
 from ai_evm.rollup.outputs import Output
 from fraud_vm import position as P
 from fraud_vm.errors import (
@@ -117,8 +118,8 @@ def test_lying_proposer_is_bisected_to_the_transaction(l2: L2Chain, k: int, j: i
     lie = liar(l2, k, j)
     assert [t.claim == h.claim for t, h in zip(lie, l2.honest, strict=True)] == [n < k for n in range(1, LAST + 1)]
     game = new_game(l2, lie)
-    play_out(game, {Role.CLAIMANT: Player(Role.CLAIMANT, lie), Role.CHALLENGER: Player(Role.CHALLENGER, l2.honest)},
-             T0)
+    honest = Player(Role.CHALLENGER, l2.honest, l2.fresh_view())  # level 2: re-executes the opened block
+    play_out(game, {Role.CLAIMANT: Player(Role.CLAIMANT, lie), Role.CHALLENGER: honest}, T0)
     assert game.outcome == Outcome.CHALLENGER_WINS
     assert game.pinned == (k, j), game.reason
     assert game.reason.startswith(f"transaction {j} of block {k}: the disputed post-state is ")
@@ -132,8 +133,8 @@ def test_lying_proposer_is_bisected_to_the_transaction(l2: L2Chain, k: int, j: i
 def test_honest_output_survives_a_lying_challenger(l2: L2Chain, k: int, j: int) -> None:
     game = new_game(l2, l2.honest)
     lie = liar(l2, k, j)
-    play_out(game, {Role.CLAIMANT: Player(Role.CLAIMANT, l2.honest), Role.CHALLENGER: Player(Role.CHALLENGER, lie)},
-             T0)
+    honest = Player(Role.CLAIMANT, l2.honest, l2.fresh_view())
+    play_out(game, {Role.CLAIMANT: honest, Role.CHALLENGER: Player(Role.CHALLENGER, lie)}, T0)
     assert game.outcome == Outcome.CLAIMANT_WINS
     assert game.pinned == (k, j) and game.reason.startswith(f"transaction {j} of block {k}:")
 
@@ -141,7 +142,7 @@ def test_honest_output_survives_a_lying_challenger(l2: L2Chain, k: int, j: int) 
 @pytest.mark.parametrize("seed", range(8))
 def test_honest_output_survives_random_challengers(l2: L2Chain, seed: int) -> None:
     game = new_game(l2, l2.honest)
-    players = {Role.CLAIMANT: Player(Role.CLAIMANT, l2.honest),
+    players = {Role.CLAIMANT: Player(Role.CLAIMANT, l2.honest, l2.fresh_view()),
                Role.CHALLENGER: RandomPlayer(Role.CHALLENGER, l2.honest, seed)}
     play_out(game, players, T0)
     assert game.outcome == Outcome.CLAIMANT_WINS, game.reason
@@ -233,6 +234,46 @@ def test_a_record_no_call_made_is_caught(l2: L2Chain) -> None:
     game = new_game(l2, lie, bad)
     play_out(game, {Role.CLAIMANT: Player(Role.CLAIMANT, lie), Role.CHALLENGER: Player(Role.CHALLENGER, checked)}, T0)
     assert game.outcome == Outcome.CHALLENGER_WINS and game.pinned == (LAST, 2), game.reason
+
+
+def invalid_block(l2: L2Chain, at: int) -> tuple[list[BlockTrace], dict[bytes, tuple[bytes, ...]]]:
+    """A liar whose block 6 holds a transaction that cannot run (a nonce gap) at index ``at``, which it
+    claims did nothing but use 21,000 gas; its transactions by root (what L1's batch would show)."""
+    last = l2.honest[-1]
+    bad = decode_transactions([sign(l2.seq.config.accounts[0].private_key, 99, SINK)])[0]
+    txs = (*last.transactions[:at], bad, *last.transactions[at:])
+    inputs = last.header.copy(transaction_root=transactions_root(txs))
+    states = list(last.states[:at + 1])
+    for i in range(at, len(txs)):  # the liar's states: the honest ones, shifted, after a no-op transaction
+        states.append(replace(last.states[i], tx_index=i + 1, gas_used=last.states[i].gas_used + 21_000))
+    states = [replace(st, context_hash=context_hash(inputs)) for st in states]
+    header = seal(inputs, states[-1])
+    lie = [*l2.honest[:-1], BlockTrace(last.parent, header, txs, tuple(states), last.records)]
+    return lie, {bytes(header.transaction_root): lie[-1].raw_transactions}
+
+
+@pytest.mark.parametrize("at", [1, 3])
+def test_a_block_with_a_transaction_that_cannot_run_loses_at_it(l2: L2Chain, at: int) -> None:
+    lie, known = invalid_block(l2, at)
+    game = new_game(l2, lie)
+    honest = Player(Role.CHALLENGER, l2.honest, l2.fresh_view(), known)
+    play_out(game, {Role.CLAIMANT: Player(Role.CLAIMANT, lie), Role.CHALLENGER: honest}, T0)
+    assert game.block is not None and len(game.block.transactions) == 4
+    assert game.outcome == Outcome.CHALLENGER_WINS and game.pinned == (LAST, at), game.reason
+
+
+@pytest.mark.parametrize("seed", [0, 1, 5, 17])
+def test_a_random_liar_with_an_invalid_block_loses(l2: L2Chain, seed: int) -> None:
+    lie, known = invalid_block(l2, 1)
+    game = new_game(l2, lie)
+    players = {Role.CLAIMANT: RandomPlayer(Role.CLAIMANT, lie, seed),
+               Role.CHALLENGER: Player(Role.CHALLENGER, l2.honest, l2.fresh_view(), known)}
+    play_out(game, players, T0)
+    assert game.outcome == Outcome.CHALLENGER_WINS, game.reason
+    if seed == 5:  # this liar agreed that transaction 1 cannot run, then disputed a later leaf
+        assert game.reason == "leaf 4 of block 6 after an invalid transaction: the disputed state is right"
+    if seed == 17:  # this one ended in block 6's padding
+        assert game.reason.startswith("padding leaf 5 of block 6")
 
 
 def test_the_output_must_open_to_its_header(l2: L2Chain) -> None:
