@@ -914,24 +914,26 @@ CONV_AVX512 static void gather16(const uint8_t *src, int64_t stride, int64_t nro
 /* p2 rows of one block: see the section's header. t: [h * w][16] pixel-major bytes of the block. */
 CONV_AVX512 static void dwcb_build(const struct conv_job *j, const uint8_t *t, int32_t *p2) {
     const int64_t h = j->h, w = j->w, hp = j->hp, wp = j->wp, top = j->top, left = j->left, dw = j->dw;
+    const int xsigned = j->xsigned;
     __m512i zp = _mm512_set1_epi32((int32_t)j->zp), low = _mm512_set1_epi32(0xFFFF);
     for (int64_t r = 0; r < hp; r++) {
         int32_t *row = p2 + r * wp * CB;
         int64_t yr = r - top;
-        if (dw == 1) { /* one pass: xp[r][q + 1] is the next q's value */
+        if (dw == 1) { /* one pass: xp[r][q + 1] is the next q's value; padding columns zp, no test inside */
             const uint8_t *src = t + yr * w * CB;
-            int in_row = yr >= 0 && yr < h;
-#define XP(q) (in_row && (q) >= left && (q) < left + w                                                                   \
-                   ? (j->xsigned ? _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(src + ((q) - left) * CB)))     \
-                                 : _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(src + ((q) - left) * CB))))    \
-                   : zp)
-            __m512i cur = XP(0);
+            int64_t a = yr >= 0 && yr < h ? (left < wp ? left : wp) : wp, e = yr >= 0 && yr < h ? (left + w < wp ? left + w : wp) : wp;
+            __m512i cur = zp;
+            if (a == 0 && e > 0) cur = xsigned ? _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)src))
+                                               : _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)src));
             for (int64_t q = 0; q < wp; q++) {
-                __m512i next = q + 1 < wp ? XP(q + 1) : zp;
+                __m512i next = zp;
+                if (q + 1 >= a && q + 1 < e) {
+                    __m128i b = _mm_loadu_si128((const __m128i *)(src + (q + 1 - left) * CB));
+                    next = xsigned ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b);
+                }
                 _mm512_storeu_si512(row + q * CB, _mm512_mask_blend_epi16(0xAAAAAAAA, cur, _mm512_slli_epi32(next, 16)));
                 cur = next;
             }
-#undef XP
             continue;
         }
         for (int64_t q = 0; q < wp; q++) { /* the low halves: xp[r][q] */
@@ -939,7 +941,7 @@ CONV_AVX512 static void dwcb_build(const struct conv_job *j, const uint8_t *t, i
             __m512i v = zp;
             if (yr >= 0 && yr < h && xq >= 0 && xq < w) {
                 __m128i b = _mm_loadu_si128((const __m128i *)(t + (yr * w + xq) * CB));
-                v = j->xsigned ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b);
+                v = xsigned ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b);
             }
             _mm512_storeu_si512(row + q * CB, v);
         }
