@@ -16,6 +16,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from fraud_vm.trace import NodeTrace
@@ -315,3 +317,54 @@ def test_gelu_near_miss_left_alone() -> None:
     g = G((C,))
     y = _gelu_tanh_jax(g, "x", c=0.05)
     assert "Gelu" not in _ops(_rewritten(g.model(y)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(2, 4), st.data(), st.booleans(), st.sampled_from(["centered", "moments"]),
+       st.sampled_from(["ReduceMean", "ReduceSum"]), st.sampled_from(["div_sqrt", "recip", "pow"]),
+       st.sampled_from(["unsqueeze", "reshape"]))
+def test_layernorm_forms_random(rank: int, data: st.DataObject, keep: bool, var_form: str, mean_op: str,
+                                rstd: str, back: str) -> None:
+    """Random combinations of the accepted parts, any one axis, keepdims or not: always one
+    LayerNormalization (with Transposes off the last axis), the same values as the original graph."""
+    dims = tuple(data.draw(st.lists(st.integers(2, 5), min_size=rank - 1, max_size=rank - 1)))
+    axis = data.draw(st.integers(1, rank - 1))
+    g = G(dims)
+    n = dims[axis - 1]
+    axes = g.c([axis], np.int64)
+
+    def mean(t: str) -> str:
+        if mean_op == "ReduceMean":
+            return g.n("ReduceMean", t, axes=[axis], keepdims=int(keep))
+        return g.n("Mul", g.n("ReduceSum", t, axes, keepdims=int(keep)), g.c(1.0 / n))
+
+    def restore(t: str) -> str:
+        if keep:
+            return t
+        if back == "unsqueeze":
+            return g.n("Unsqueeze", t, g.c([axis], np.int64))
+        kept = [0] + [1 if k == axis - 1 else d for k, d in enumerate(dims)]  # (0: copy the batch)
+        return g.n("Reshape", t, g.c(kept, np.int64))
+
+    m = mean("x")
+    d = g.n("Sub", "x", restore(m))
+    if var_form == "centered":
+        var = mean(g.n("Mul", d, d))
+    else:
+        var = g.n("Max", g.n("Sub", mean(g.n("Mul", "x", "x")), g.n("Mul", m, m)), g.c(0.0))
+    u = g.n("Add", restore(var), g.c(1e-3))
+    if rstd == "div_sqrt":
+        y = g.n("Div", d, g.n("Sqrt", u))
+    elif rstd == "recip":
+        y = g.n("Mul", g.n("Reciprocal", g.n("Sqrt", u)), d)
+    else:
+        y = g.n("Mul", d, g.n("Pow", u, g.c(-0.5)))
+    shape = [1] * rank
+    shape[axis] = n
+    y = g.n("Add", g.n("Mul", y, g.c(1 + 0.2 * g.rng.standard_normal(shape))), g.c(0.1 * g.rng.standard_normal(shape)))
+    model = g.model(y)
+    r = _rewritten(model)
+    assert _ops(r).count("LayerNormalization") == 1, _ops(r)
+    assert _ops(r) == (LN if axis == rank - 1 else LN_T)
+    x = _data(dims, 3, 5)
+    np.testing.assert_allclose(_ort(r, x), _ort(model, x), rtol=5e-4, atol=5e-4)
