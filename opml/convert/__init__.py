@@ -36,17 +36,10 @@ from . import (  # noqa: F401  (register lowerings)
     recurrent,
 )
 from .builder import GraphBuilder, Val
-from .calibrate import (
-    DIVERGED,
-    AccuracyOptions,
-    Batches,
-    CalibrationDiverged,
-    ConversionTrace,
-    Int16NotProduced,
-    run_lockstep,
-)
+from .calibrate import AccuracyOptions, ConversionTrace, Int16NotProduced
 from .context import Context
 from .coverage import one_line, unsupported_op_message
+from .lockstep import DIVERGED, Batches, CalibrationDiverged, run_lockstep
 from .lower import LOWERINGS
 from .rewrite import rewrite_graph
 
@@ -236,7 +229,7 @@ def convert(
     the model input (that leading axis numbers the batches; an input at its own rank is shared by all).
     A dynamic-batch model is calibrated on their concatenation; a fixed-batch model (e.g. a streaming
     model whose state fixes the batch) is converted on each batch in lockstep, every activation range
-    chosen from all batches' values (``calibrate.run_lockstep``). One batch gives the bytes it always did.
+    chosen from all batches' values (``lockstep.run_lockstep``). One batch gives the bytes it always did.
 
     ``weight_bits`` (2-8): float weights are quantized per channel to ``+-(2^(bits-1) - 1)``. With 7 bits
     (``|w| <= 63``) the engine's native GEMM can use its exact uint8 x int8 kernel (``docs/engine.md``)

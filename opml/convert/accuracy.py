@@ -33,7 +33,8 @@ import onnx
 
 from ..bundle import Bundle
 from ..errors import ConversionError
-from .calibrate import METHODS, AccuracyOptions, Batches, ConversionTrace, Int16NotProduced
+from .calibrate import METHODS, AccuracyOptions, ConversionTrace, Int16NotProduced
+from .lockstep import Batches
 
 # ops whose output can be int16 (``_emit_requant``: conv/linear; ``lower_add``), and ops that read int16
 INT16_PRODUCERS = ("Conv", "Gemm", "AievmLinear", "MatMul", "Add")

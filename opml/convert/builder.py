@@ -17,7 +17,7 @@ from ..engine import _PREPARERS
 from ..errors import ConversionError
 from ..intmath import quantize_multiplier
 from ..ops import BY_NAME
-from .calibrate import merged_range
+from .lockstep import merged_range
 
 
 @dataclass
@@ -69,7 +69,7 @@ class QParams:
 
 def choose_qparams(lo: float, hi: float) -> QParams:
     """Asymmetric int8 parameters covering [lo, hi] (always including 0), computed in float64; in a conversion
-    on several calibration batches in lockstep, [lo, hi] of all batches (``calibrate.merged_range``)."""
+    on several calibration batches in lockstep, [lo, hi] of all batches (``lockstep.merged_range``)."""
     lo, hi = merged_range(lo, hi)
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
     if not (np.isfinite(lo) and np.isfinite(hi)):

@@ -12,22 +12,22 @@ function of the model, the calibration data and the options.
 - ``percentile``: the ``PERCENTILE`` and ``100 - PERCENTILE`` order statistics (a few outliers clip).
 - ``mse``: the range ``alpha [lo, hi]`` (``alpha`` on a fixed grid from 1 down to 0.25) whose int8
   grid has the smallest squared error over a 2048-bin histogram of the values, clipping included.
+
+With several calibration batches of a fixed-batch model (``lockstep.py``), each choice here is made
+from all batches' values together.
 """
 
 from __future__ import annotations
 
 import math
-import threading
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
 import numpy as np
 
 from ..errors import ConversionError
+from .lockstep import merged_choice
 
 METHODS = ("minmax", "percentile", "mse")
-T = TypeVar("T")
 PERCENTILE = 99.99
 HIST_BINS = 2048
 MSE_ALPHAS = tuple(1.0 - 0.025 * k for k in range(31))  # 1.0, 0.975, ..., 0.25
@@ -96,7 +96,7 @@ def choose_range(method: str, real: np.ndarray, relu: bool = False) -> tuple[flo
     """The ``(lo, hi)`` real range to quantize ``real`` onto (``lo = 0`` for a fused Relu); in a lockstep
     conversion (:func:`run_lockstep`), the range of all batches' values together."""
     flat = np.asarray(real, dtype=np.float64).reshape(-1)
-    inside, out = _merged(f"range {method}{' relu' if relu else ''}", flat,
+    inside, out = merged_choice(f"range {method}{' relu' if relu else ''}", flat,
                           lambda ps: choose_range(method, np.concatenate(ps), relu))
     if inside:
         return out  # type: ignore[no-any-return]
@@ -158,7 +158,7 @@ def weight_rounding_shift(mean_x: np.ndarray, err: np.ndarray) -> np.ndarray:
 def channel_means(q: np.ndarray, zero_point: int, scale: float, axis: int) -> np.ndarray:
     """Mean real value of an int8 activation per channel (``axis``): an exact integer sum, one division
     (in a lockstep conversion, over all batches: the sums of the stacked batches)."""
-    inside, out = _merged("means", q, lambda ps: channel_means(np.stack(ps), zero_point, scale, axis + 1))
+    inside, out = merged_choice("means", q, lambda ps: channel_means(np.stack(ps), zero_point, scale, axis + 1))
     if inside:
         return out  # type: ignore[no-any-return]
     other = tuple(a for a in range(q.ndim) if a != axis)
@@ -177,138 +177,3 @@ def conv_rounding_shift(mean_x: np.ndarray, err: np.ndarray, group: int) -> np.n
         c0 = (k // per_group) * cg
         out[k] = math.fsum((err[k] * mean_x[c0:c0 + cg].reshape(-1, 1, 1)).ravel().tolist())
     return out
-
-
-# ---------------------------------------------------------------- several calibration batches
-
-@dataclass(frozen=True)
-class Batches:
-    """Calibration data given as several batches: each item is what ``convert`` takes as one batch (an
-    array, a list of arrays by input, a dict by input name). A model with a dynamic batch is calibrated
-    on their concatenation along the batch axis; a fixed-batch model is converted on every batch in
-    lockstep (:func:`run_lockstep`), each range chosen from the values of all batches."""
-
-    items: tuple[object, ...]
-
-    def __init__(self, items: Iterable[object]) -> None:
-        object.__setattr__(self, "items", tuple(items))
-        if not self.items:
-            raise ConversionError("calibration batches: give at least one batch")
-
-
-class CalibrationDiverged(ConversionError):
-    """The conversions of a fixed-batch model on different calibration batches took different paths."""
-
-
-DIVERGED = ("the calibration batches lead the converter to different graphs ({}); the converter merges "
-            "activation ranges across batches but not this data-dependent choice: calibrate on one batch")
-_DONE = object()
-_LOCAL = threading.local()
-
-
-class _Lockstep:
-    """Runs ``k`` conversions one at a time in turn (0, 1, ..., k-1, 0, ...), switching at each range choice.
-    The last of a round merges the round's payloads; every conversion continues with the merged result."""
-
-    def __init__(self, k: int) -> None:
-        self.k = k
-        self.go = [threading.Event() for _ in range(k)]  # (set: that conversion's turn; only it runs)
-        self.go[0].set()
-        self.entries: list[object] = [None] * k
-        self.result: object = None
-        self.failed: str | None = None
-
-    def wait_turn(self, i: int) -> None:
-        self.go[i].wait()
-
-    def arrive(self, i: int, entry: object) -> object:
-        """Deposit ``(key, payload, merge)`` (or ``_DONE``); wait for the merged result of the round."""
-        self.entries[i] = entry
-        if i == self.k - 1 and self.failed is None:
-            self._complete_round()
-        self.go[i].clear()  # (before the next one can hand the turn back)
-        for j in range(self.k) if self.failed is not None else [(i + 1) % self.k]:
-            self.go[j].set()
-        if entry is _DONE:
-            return None
-        self.go[i].wait()
-        if self.failed is not None:
-            raise CalibrationDiverged(self.failed)
-        return self.result
-
-    def _complete_round(self) -> None:
-        done = [e is _DONE for e in self.entries]
-        if all(done):
-            return
-        if any(done):
-            self.failed = DIVERGED.format("one batch finished while another still chose ranges")
-            return
-        keys = [e[0] for e in self.entries]  # type: ignore[index]
-        if any(k != keys[0] for k in keys):
-            self.failed = DIVERGED.format(f"choices {keys[0]!r} and {next(k for k in keys if k != keys[0])!r}")
-            return
-        merge = self.entries[0][2]  # type: ignore[index]
-        _LOCAL.suspended = True  # (the merge itself runs the plain choice functions)
-        try:
-            self.result = merge([e[1] for e in self.entries])  # type: ignore[index]
-        except Exception as e:
-            self.failed = str(e)
-        finally:
-            _LOCAL.suspended = False
-
-
-def _merged(key: str, payload: object, merge: Callable[[list[Any]], Any]) -> tuple[bool, Any]:
-    """``(True, merged result)`` inside a lockstep conversion, else ``(False, None)``."""
-    ls = getattr(_LOCAL, "lockstep", None)
-    if ls is None or getattr(_LOCAL, "suspended", False):
-        return False, None
-    return True, ls.arrive(_LOCAL.index, (key, payload, merge))
-
-
-def merged_range(lo: float, hi: float) -> tuple[float, float]:
-    """A range chosen from one batch's values widened to all batches' (min of minima, max of maxima),
-    which is the range of their concatenation; unchanged outside a lockstep conversion."""
-    inside, out = _merged("range", (float(lo), float(hi)),
-                          lambda ps: (min(p[0] for p in ps), max(p[1] for p in ps)))
-    return out if inside else (lo, hi)
-
-
-def merged_channel_max(chan: np.ndarray) -> np.ndarray:
-    """A per-channel maximum of one batch's values widened to all batches' (the concatenation's)."""
-    inside, out = _merged("channel max", chan, lambda ps: np.max(np.stack(ps), axis=0))
-    return out if inside else chan  # type: ignore[no-any-return]
-
-
-def run_lockstep(fn: Callable[[int], T], k: int) -> list[T]:
-    """``[fn(0), ..., fn(k - 1)]``, run in lockstep so that every activation range (``merged_range``,
-    ``choose_range``) and calibration mean (``channel_means``) each conversion chooses is the one of all
-    ``k`` batches together. One conversion runs at a time (no two kernels in parallel; deterministic).
-    A conversion error is raised as the lowest-numbered batch's."""
-    ls = _Lockstep(k)
-    results: list[Any] = [None] * k
-    errors: list[BaseException | None] = [None] * k
-
-    def work(i: int) -> None:
-        ls.wait_turn(i)
-        _LOCAL.lockstep, _LOCAL.index, _LOCAL.suspended = ls, i, False
-        try:
-            results[i] = fn(i)
-        except BaseException as e:  # (reported by the caller's thread below)
-            errors[i] = e
-        finally:
-            _LOCAL.lockstep = None
-            ls.arrive(i, _DONE)
-
-    threads = [threading.Thread(target=work, args=(i,), name=f"calibration-batch-{i}", daemon=True)
-               for i in range(k)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    real = [e for e in errors if e is not None and not isinstance(e, CalibrationDiverged)]
-    if real:
-        raise real[0]
-    diverged = [e for e in errors if e is not None]
-    if diverged:
-        raise diverged[0]
-    return results

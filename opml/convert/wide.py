@@ -21,8 +21,8 @@ import onnx
 
 from ..bundle import DType
 from .builder import QParams, Val
-from .calibrate import merged_channel_max, merged_range
 from .context import Context
+from .lockstep import merged_channel_max, merged_range
 
 WIDE_RATIO = 4.0
 WIDE_LIMIT = 4095

@@ -23,7 +23,8 @@ from onnx import TensorProto, helper, numpy_helper
 from ai_evm.cli import main
 from opml.convert import Batches, convert
 from opml.convert.accuracy import report_for
-from opml.convert.calibrate import AccuracyOptions, CalibrationDiverged, ConversionTrace, merged_range, run_lockstep
+from opml.convert.calibrate import AccuracyOptions, ConversionTrace
+from opml.convert.lockstep import CalibrationDiverged, merged_range, run_lockstep
 from opml.engine import run
 from opml.errors import ConversionError
 
