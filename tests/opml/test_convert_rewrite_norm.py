@@ -368,3 +368,31 @@ def test_layernorm_forms_random(rank: int, data: st.DataObject, keep: bool, var_
     assert _ops(r) == (LN if axis == rank - 1 else LN_T)
     x = _data(dims, 3, 5)
     np.testing.assert_allclose(_ort(r, x), _ort(model, x), rtol=5e-4, atol=5e-4)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(2, 4), st.data(), st.booleans(), st.sampled_from(["none", "max", "max_guard"]))
+def test_softmax_forms_random(rank: int, data: st.DataObject, keep: bool, shift: str) -> None:
+    """Random hand-written softmaxes (any one axis, keepdims or not, with or without the max and its -inf
+    guard): one Softmax (with Transposes off the last axis), the same values as the original graph."""
+    dims = tuple(data.draw(st.lists(st.integers(2, 5), min_size=rank - 1, max_size=rank - 1)))
+    axis = data.draw(st.integers(1, rank - 1))
+    g = G(dims)
+    axes = g.c([axis], np.int64)
+
+    def restore(t: str) -> str:
+        return t if keep else g.n("Unsqueeze", t, g.c([axis], np.int64))
+
+    s = "x"
+    if shift != "none":
+        mx = g.n("ReduceMax", "x", axes=[axis], keepdims=int(keep))
+        if shift == "max_guard":
+            mx = g.n("Max", g.c(-np.inf), mx)
+        s = g.n("Sub", "x", restore(mx))
+    e = g.n("Exp", s)
+    y = g.n("Div", e, restore(g.n("ReduceSum", e, axes, keepdims=int(keep))))
+    model = g.model(y)
+    r = _rewritten(model)
+    assert _ops(r) == (["Softmax"] if axis == rank - 1 else ["Transpose", "Softmax", "Transpose"]), _ops(r)
+    x = _data(dims, 3, 5)
+    np.testing.assert_allclose(_ort(r, x), _ort(model, x), rtol=1e-5, atol=1e-6)
