@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import rlp
 from eth.abc import BlockHeaderAPI, DatabaseAPI, SignedTransactionAPI, StateAPI
 from eth.constants import BLANK_ROOT_HASH
 from eth.db.atomic import AtomicDB
@@ -28,6 +29,7 @@ from eth.db.chain import ChainDB
 from eth.db.trie import make_trie_root_and_nodes
 from eth.vm.chain_context import ChainContext
 from eth_typing import BlockNumber
+from trie import HexaryTrie
 
 from ai_evm.evm.call import InferenceRecord
 from ai_evm.evm.deposit import AITransactionBuilder
@@ -166,7 +168,7 @@ def trace_block(view: ChainView, parent: BlockHeaderAPI, header: BlockHeaderAPI,
     fault = parent_record_fault
     ctx = states[0].context_hash
     current = exec_header
-    receipts = []
+    receipts_trie = HexaryTrie({}, BLANK_ROOT_HASH)  # grown one receipt at a time (make_trie_root_and_nodes' keys)
     records: list[InferenceRecord] = []
     count = parent_record_count
     limit = len(transactions) if stop_after is None else min(stop_after, len(transactions))
@@ -188,8 +190,8 @@ def trace_block(view: ChainView, parent: BlockHeaderAPI, header: BlockHeaderAPI,
             fault = fault or [r.encode() for r in found] != [r.encode() for r in expected]
         records += found
         count += len(found)
-        receipts.append(receipt)
-        receipts_root, _ = make_trie_root_and_nodes(tuple(receipts))
+        receipts_trie[rlp.encode(i, sedes=rlp.sedes.big_endian_int)] = receipt.encode()
+        receipts_root = receipts_trie.root_hash
         states.append(TxState(ctx, i + 1, bytes(vm.state.make_state_root()), int(current.gas_used),
                               int(current.blob_gas_used), bytes(receipts_root), int(current.bloom), count, fault))
     vm.state.persist()  # into the overlay: a later block may start from this state
