@@ -3,12 +3,12 @@ few channels per group, on the NCHW input as the engine holds it, in one call fo
 
 Native entry points (for plan records; signatures stable): ``opml_gconv_cfg(cfg, x, b, h, w, y, threads)`` with
 ``GroupConv.cfg`` (29 words: cfg[26] the path, cfg[27] and cfg[28] the addresses of ``GroupConv.block_consts`` and
-``GroupConv.tables``, so a record must keep the GroupConv alive); ``opml_plane_reduce(x, xsigned, planes, n, mode, zp, mult, den, ozp, lo, hi, y, isa)``
-(global pooling, see :func:`plane_reduce`); ``opml_plane_lut8(table, a, b, planes, n, swap, y, isa)`` (a per-plane
-operand times a full one through a 65536-entry table, see :func:`plane_lut8`: 256-entry rows by VPERMB, faster
-than the pair lookup's gathers for the SE block's [B, C, 1, 1] x [B, C, H, W]); ``opml_maxpool(x, xsigned, planes, h,
-w, kh, kw, sh, sw, dh, dw, pad top, pad left, oh, ow, y, isa, threads)`` (see :func:`maxpool`; plan.c's scalar
-``maxpool()`` takes the same record fields and could call it: SqueezeNet's 3x3 stride-2 pools 0.4-1 ms -> 15 us).
+``GroupConv.tables``, so a record must keep the GroupConv alive); ``opml_plane_reduce(x, xsigned, planes, n, mode,
+zp, mult, den, ozp, lo, hi, y, isa)`` (global pooling, see :func:`plane_reduce`); ``opml_plane_lut8(table, a, b,
+planes, n, swap, y, isa)`` (a per-plane operand times a full one through a 65536-entry table, see
+:func:`plane_lut8`: 256-entry rows by VPERMB, faster than the pair lookup's gathers for the SE block's
+[B, C, 1, 1] x [B, C, H, W]); ``opml_maxpool(x, xsigned, planes, h, w, kh, kw, sh, sw, dh, dw, pad top, pad left,
+oh, ow, y, isa, threads)`` (see :func:`maxpool`; the batch plan's maxpool record calls it).
 
 :class:`GroupConv` computes exactly what ``kernels.prepare_conv``'s per-group GEMMs compute: the same
 int32 sums (bounded here so that no partial sum leaves int32) and the GEMM's own epilogue constants
