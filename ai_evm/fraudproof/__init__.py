@@ -7,7 +7,8 @@ of that transaction with a one-step proof on L1, sits behind
 
 - :mod:`.commitments`: the block claim and the per-transaction intermediate state (:class:`TxState`).
 - :mod:`.trace`: re-executing a block transaction by transaction with the node's own VM.
-- :mod:`.game`: the referee (moves, checks, clocks, bonds, named errors).
+- :mod:`.moves`: the moves, the block context level 3 receives, the transaction-verifier interface.
+- :mod:`.game`: the referee (checks, clocks, bonds, named errors).
 - :mod:`.verifier`: a transaction verifier by re-execution (the result level 3 must reach).
 - :mod:`.players`: honest, dishonest and random players and the driver.
 """

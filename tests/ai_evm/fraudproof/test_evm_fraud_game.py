@@ -276,6 +276,23 @@ def test_a_random_liar_with_an_invalid_block_loses(l2: L2Chain, seed: int) -> No
         assert game.reason.startswith("padding leaf 5 of block 6")
 
 
+@pytest.mark.parametrize(("m", "k", "j"), [(2, 5, 0), (3, 6, 2), (5, 6, 2), (5, 6, 0)])
+def test_a_game_from_a_later_output(l2: L2Chain, m: int, k: int, j: int) -> None:
+    # the previous output at block m is the anchor; records are counted from block m + 1
+    anchor = l2.view.header(m)
+    agreed = Output(m, int(anchor.timestamp), bytes(anchor.hash), bytes(anchor.state_root), ())
+    honest = honest_chain(l2.fresh_view(), m + 1, LAST)
+    lie = tampered_chain(l2.fresh_view(), m + 1, LAST, k, bump(j))
+    view = l2.fresh_view()
+    game = open_game(agreed, encode_header(anchor), output_of(lie), lie[-1].header_rlp, RULES,
+                     ReexecutionVerifier(view), view.expected_header, T0)
+    assert game.bisection.max_depth == (LAST - m - 1).bit_length()  # 0 for one block: OpenBlock comes first
+    play_out(game, {Role.CLAIMANT: Player(Role.CLAIMANT, lie),
+                    Role.CHALLENGER: Player(Role.CHALLENGER, honest, l2.fresh_view())}, T0)
+    assert game.outcome == Outcome.CHALLENGER_WINS and game.pinned == (k, j), game.reason
+    assert game.moves == game.bisection.max_depth + (LAST - m - 1).bit_length() + 2
+
+
 def test_the_output_must_open_to_its_header(l2: L2Chain) -> None:
     genesis, head = l2.view.header(0), l2.view.header(LAST)
     agreed = Output(0, int(genesis.timestamp), bytes(genesis.hash), bytes(genesis.state_root), ())
