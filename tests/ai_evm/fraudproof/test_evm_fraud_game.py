@@ -19,6 +19,7 @@ from evm_fraud_chain import LAST, SINK, L2Chain, sign
 from ai_evm.fraudproof import (
     BisectBlocks,
     BisectTxs,
+    BlockContext,
     BlockTrace,
     EvmGame,
     Level,
@@ -44,6 +45,7 @@ from ai_evm.fraudproof.errors import (
     OutputMismatch,
     PreStateMismatch,
     TransactionsMismatch,
+    UnknownPreState,
     WrongBlockNumber,
 )
 from ai_evm.fraudproof.trace import decode_transactions, transactions_root
@@ -291,6 +293,25 @@ def test_a_game_from_a_later_output(l2: L2Chain, m: int, k: int, j: int) -> None
                     Role.CHALLENGER: Player(Role.CHALLENGER, honest, l2.fresh_view())}, T0)
     assert game.outcome == Outcome.CHALLENGER_WINS and game.pinned == (k, j), game.reason
     assert game.moves == game.bisection.max_depth + (LAST - m - 1).bit_length() + 2
+
+
+def test_the_reexecution_verifier(l2: L2Chain) -> None:
+    trace = l2.honest[2]  # block 3: two contract calls and a transfer
+    block = BlockContext(trace.parent, trace.header, 0, 0, trace.raw_transactions, ())
+    verifier = ReexecutionVerifier(l2.fresh_view())
+    assert [verifier.verify_transaction(block, trace.states[j], j, None) for j in range(3)] == [
+        s.hash for s in trace.states[1:]]
+    with pytest.raises(UnknownPreState):  # the state before transaction 1 is not the state before 2
+        verifier.verify_transaction(block, trace.states[1], 2, None)
+    with pytest.raises(UnknownPreState):
+        verifier.verify_transaction(block, trace.states[3], 3, None)
+    # against an output whose records it does not make, an inference transaction sets the fault
+    six = l2.honest[5]
+    records = output_of(l2.honest).records
+    wrong = (records[0], records[2], records[1])
+    ctx = BlockContext(six.parent, six.header, 0, 3, six.raw_transactions, wrong)
+    post = verifier.verify_transaction(ctx, six.states[2], 2, None)
+    assert post == replace(six.states[3], record_fault=True).hash != six.states[3].hash
 
 
 def test_the_output_must_open_to_its_header(l2: L2Chain) -> None:
