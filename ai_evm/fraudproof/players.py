@@ -15,7 +15,8 @@ where the lie starts). :class:`RandomPlayer` attacks, defends and claims at rand
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from ai_evm.evm.call import InferenceRecord
 from ai_evm.rollup.outputs import Output
@@ -53,7 +54,8 @@ class Player:
     """A player believing ``traces`` (blocks ``m+1 .. n``, see the module docstring)."""
 
     def __init__(self, role: Role, traces: Sequence[BlockTrace], view: ChainView | None = None,
-                 transactions: Mapping[bytes, tuple[bytes, ...]] | None = None) -> None:
+                 transactions: Mapping[bytes, tuple[bytes, ...]] | None = None,
+                 prover: Callable[[BlockContext, int], Any] | None = None) -> None:
         if not traces:
             raise ValueError("a player needs the blocks it believes")
         self.role = role
@@ -62,6 +64,8 @@ class Player:
         #: Transactions of blocks it did not build, by transactions root (what L1's batches show).
         self.transactions = dict(transactions or {})
         self._opened: tuple[BlockContext, OpenedTrace] | None = None
+        #: Builds the step witness of transaction ``j`` of an opened block (None: no witness).
+        self.prover = prover
 
     def opened(self, game: EvmGame) -> OpenedTrace | None:
         """The opened block re-executed on this player's view (None without a view)."""
@@ -130,7 +134,8 @@ class Player:
             return StepTx(b.last, is_attack)
         opened = self.opened(game)
         states = opened.states if opened is not None else self.blocks[game.block.number].states
-        return StepTx(b.last, is_attack, states[j].encode())
+        witness = self.prover(game.block, j) if self.prover is not None and j < len(game.block.transactions) else None
+        return StepTx(b.last, is_attack, states[j].encode(), witness)
 
 
 class RandomPlayer(Player):

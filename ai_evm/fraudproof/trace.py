@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import rlp
-from eth.abc import BlockHeaderAPI, DatabaseAPI, SignedTransactionAPI, StateAPI
+from eth.abc import BlockHeaderAPI, DatabaseAPI, ReceiptAPI, SignedTransactionAPI, StateAPI
 from eth.constants import BLANK_ROOT_HASH
 from eth.db.atomic import AtomicDB
 from eth.db.batch import BatchDB
@@ -104,6 +104,7 @@ class BlockTrace:
     transactions: tuple[SignedTransactionAPI, ...]
     states: tuple[TxState, ...]
     records: tuple[InferenceRecord, ...]
+    receipts: tuple[ReceiptAPI, ...] = ()
 
     @property
     def number(self) -> int:
@@ -148,7 +149,7 @@ def trace_block(view: ChainView, parent: BlockHeaderAPI, header: BlockHeaderAPI,
                 transactions: Sequence[SignedTransactionAPI], parent_record_count: int,
                 tamper: Tamper | None = None, stop_after: int | None = None,
                 output_records: Sequence[InferenceRecord] | None = None,
-                parent_record_fault: bool = False) -> BlockTrace:
+                parent_record_fault: bool = False, persist_each: bool = False) -> BlockTrace:
     """Execute ``transactions`` on ``parent``'s state in the context of ``header``'s inputs.
 
     ``header`` gives the block's inputs only (its result fields are ignored); the returned trace's
@@ -156,7 +157,8 @@ def trace_block(view: ChainView, parent: BlockHeaderAPI, header: BlockHeaderAPI,
     first ``stop_after`` transactions (the trace is then a prefix; its header is not a block's).
     ``output_records``: the disputed output's records (indexed from its first block); a transaction
     whose records are not the next ones of that list (all six fields) sets ``record_fault``.
-    None: the block's own records define the output (no fault).
+    None: the block's own records define the output (no fault). ``persist_each``: write the state to
+    the overlay after every transaction (so that proofs against each intermediate root can be read).
     """
     ctx_header = template(header)
     exec_header = ctx_header.copy(state_root=parent.state_root, transaction_root=BLANK_ROOT_HASH,
@@ -169,6 +171,7 @@ def trace_block(view: ChainView, parent: BlockHeaderAPI, header: BlockHeaderAPI,
     ctx = states[0].context_hash
     current = exec_header
     receipts_trie = HexaryTrie({}, BLANK_ROOT_HASH)  # grown one receipt at a time (make_trie_root_and_nodes' keys)
+    receipts: list[ReceiptAPI] = []
     records: list[InferenceRecord] = []
     count = parent_record_count
     limit = len(transactions) if stop_after is None else min(stop_after, len(transactions))
@@ -192,10 +195,14 @@ def trace_block(view: ChainView, parent: BlockHeaderAPI, header: BlockHeaderAPI,
         count += len(found)
         receipts_trie[rlp.encode(i, sedes=rlp.sedes.big_endian_int)] = receipt.encode()
         receipts_root = receipts_trie.root_hash
+        receipts.append(receipt)
+        if persist_each:
+            vm.state.persist()
         states.append(TxState(ctx, i + 1, bytes(vm.state.make_state_root()), int(current.gas_used),
                               int(current.blob_gas_used), bytes(receipts_root), int(current.bloom), count, fault))
     vm.state.persist()  # into the overlay: a later block may start from this state
-    return BlockTrace(parent, seal(header, states[-1]), tuple(transactions[:limit]), tuple(states), tuple(records))
+    return BlockTrace(parent, seal(header, states[-1]), tuple(transactions[:limit]), tuple(states), tuple(records),
+                      tuple(receipts))
 
 
 def honest_chain(view: ChainView, first: int, last: int,

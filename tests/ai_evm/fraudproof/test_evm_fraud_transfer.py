@@ -1,0 +1,111 @@
+"""The one-step proof of a value transfer: the post-state from the witness alone equals re-execution,
+forged witnesses are refused with named errors, invalid transfers give the invalid state, and games
+on transfer-only blocks are decided by it instead of re-execution."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from evm_fraud_chain import CHAIN_ID, LAST, SINK, L2Chain, sign
+from test_evm_fraud_game import bump
+
+from ai_evm.fraudproof import BlockContext, Player, open_game, output_of, play_out, tampered_chain
+from ai_evm.fraudproof.commitments import context_hash, encode_header, template
+from ai_evm.fraudproof.errors import UnknownPreState
+from ai_evm.fraudproof.moves import INVALID_TRANSITION
+from ai_evm.fraudproof.trace import BlockTrace, decode_transactions, transactions_root
+from ai_evm.fraudproof.transfer import (
+    ContextMismatch,
+    InvalidProof,
+    TransferVerifier,
+    TransferWitness,
+    UnsupportedTransaction,
+    transfer_witness,
+    verify_transfer,
+)
+from ai_evm.rollup.outputs import Output
+from fraud_vm.game import Outcome, Role, Rules
+
+T0 = 1_800_000_000
+RULES = Rules(clock_s=1000, clock_extension_s=100, claim_bond=1000)
+#: (block, index) of the plain transfers of the test chain; the others run code or are deposits
+TRANSFERS = [(1, 0), (1, 1), (1, 2), (2, 2), (3, 2), (5, 0), (5, 1), (6, 1)]
+
+
+def context(l2: L2Chain, trace: BlockTrace) -> BlockContext:
+    records = output_of(l2.honest).records
+    return BlockContext(trace.parent, trace.header, trace.states[0].record_count, trace.record_count,
+                        trace.raw_transactions, records)
+
+
+def test_every_transfer_verifies_from_its_witness(l2: L2Chain) -> None:
+    proven = []
+    for trace in l2.honest:
+        block = context(l2, trace)
+        for j in range(len(trace.transactions)):
+            w = transfer_witness(l2.fresh_view(), block, j)
+            if (trace.number, j) not in TRANSFERS:
+                with pytest.raises(UnsupportedTransaction):
+                    verify_transfer(trace.states[j], j, w, CHAIN_ID)
+                continue
+            assert verify_transfer(trace.states[j], j, w, CHAIN_ID) == trace.states[j + 1].hash
+            assert 1_000 < w.size < 4_000
+            proven.append((trace.number, j))
+    assert proven == TRANSFERS
+
+
+def test_forged_witnesses_are_refused(l2: L2Chain) -> None:
+    trace = l2.honest[0]
+    block = context(l2, trace)
+    pre, w = trace.states[1], transfer_witness(l2.fresh_view(), block, 1)
+    other = transfer_witness(l2.fresh_view(), block, 2)
+    with pytest.raises(ContextMismatch):
+        verify_transfer(pre, 1, replace(w, template=encode_header(template(l2.honest[1].header))), CHAIN_ID)
+    with pytest.raises(UnknownPreState):
+        verify_transfer(trace.states[0], 1, w, CHAIN_ID)
+    with pytest.raises(InvalidProof, match="not leaf 1"):
+        verify_transfer(pre, 1, replace(w, transaction=other.transaction), CHAIN_ID)
+    with pytest.raises(InvalidProof):
+        verify_transfer(pre, 1, replace(w, tx_proof=w.tx_proof[:-1]), CHAIN_ID)
+    with pytest.raises(InvalidProof):
+        verify_transfer(pre, 1, replace(w, state_proof=w.state_proof[:1]), CHAIN_ID)
+    with pytest.raises(InvalidProof):  # the receipts proof of another key
+        verify_transfer(pre, 1, replace(w, receipts_proof=()), CHAIN_ID)
+    with pytest.raises(InvalidProof):
+        verify_transfer(pre, 1, "not a witness", CHAIN_ID)  # type: ignore[arg-type]
+    assert verify_transfer(pre, 1, w, CHAIN_ID) == trace.states[2].hash  # the genuine one still verifies
+
+
+@pytest.mark.parametrize(("nonce", "value"), [(99, 1), (1, 10**30)])
+def test_an_invalid_transfer_gives_the_invalid_state(l2: L2Chain, nonce: int, value: int) -> None:
+    # a block whose last transaction has a nonce gap, or spends more than the sender has
+    trace = l2.honest[0]
+    bad = decode_transactions([sign(l2.seq.config.accounts[0].private_key, nonce, SINK, value=value)])[0]
+    txs = (*trace.transactions, bad)
+    header = trace.header.copy(transaction_root=transactions_root(txs))
+    block = BlockContext(trace.parent, header, 0, 0, tuple(bytes(t.encode()) for t in txs), ())
+    w = transfer_witness(l2.fresh_view(), block, 3)
+    pre = replace(trace.states[3], context_hash=context_hash(header))
+    assert verify_transfer(pre, 3, w, CHAIN_ID) == INVALID_TRANSITION
+
+
+@pytest.mark.parametrize("liar", [Role.CLAIMANT, Role.CHALLENGER])
+def test_a_game_on_transfers_is_decided_by_the_witness(l2: L2Chain, liar: Role) -> None:
+    lie = tampered_chain(l2.fresh_view(), 1, LAST, 1, bump(1))
+    genesis = l2.view.header(0)
+    agreed = Output(0, int(genesis.timestamp), bytes(genesis.hash), bytes(genesis.state_root), ())
+    claimed = lie if liar == Role.CLAIMANT else l2.honest
+    view = l2.fresh_view()
+    game = open_game(agreed, encode_header(genesis), output_of(claimed), claimed[-1].header_rlp, RULES,
+                     TransferVerifier(CHAIN_ID), view.expected_header, T0)  # no database: witnesses only
+    prover_view = l2.fresh_view()
+
+    def prover(block: BlockContext, j: int) -> TransferWitness:
+        return transfer_witness(prover_view, block, j)
+
+    honest = Player(liar.other, l2.honest, l2.fresh_view(), prover=prover)
+    dishonest = Player(liar, lie, prover=prover)  # no witness proves its lie: any proves the honest post-state
+    play_out(game, {liar: dishonest, liar.other: honest}, T0)
+    assert game.pinned == (1, 1) and game.winner == liar.other, game.reason
+    assert game.outcome == (Outcome.CHALLENGER_WINS if liar == Role.CLAIMANT else Outcome.CLAIMANT_WINS)
