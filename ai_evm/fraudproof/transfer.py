@@ -129,15 +129,18 @@ def verify_transfer(pre: TxState, index: int, w: TransferWitness, chain_id: int)
     if _read(_trie(bytes(header.transaction_root), w.tx_proof), _index_key(index), f"transaction {index}") \
             != w.transaction:
         raise InvalidProof(f"the transaction is not leaf {index} of the block's transactions root")
-    (tx,) = decode_transactions([w.transaction])
+    try:
+        (tx,) = decode_transactions([w.transaction])
+    except Exception:  # rlp or field errors: a block holding it is invalid
+        return INVALID_TRANSITION
     if as_deposit(tx) is not None or tx.type_id not in (None, 1, 2) or tx.data or tx.access_list or not tx.to:
         raise UnsupportedTransaction("only type 0, 1 and 2 value transfers without data or access list are proven")
     # the accounts, from the proof (every path the step reads or writes)
     state = _trie(pre.state_root, w.state_proof)
     try:
         sender = bytes(tx.sender)
-    except (ValidationError, ValueError):
-        return INVALID_TRANSITION  # the signature does not recover
+    except Exception:  # eth_keys BadSignature, ValidationError: the signature does not recover
+        return INVALID_TRANSITION
     coinbase, recipient = bytes(header.coinbase), bytes(tx.to)
     accounts = {a: _Account.decode(_read(state, keccak(a), f"account {a.hex()}"))
                 for a in (sender, recipient, coinbase)}

@@ -109,3 +109,18 @@ def test_a_game_on_transfers_is_decided_by_the_witness(l2: L2Chain, liar: Role) 
     play_out(game, {liar: dishonest, liar.other: honest}, T0)
     assert game.pinned == (1, 1) and game.winner == liar.other, game.reason
     assert game.outcome == (Outcome.CHALLENGER_WINS if liar == Role.CLAIMANT else Outcome.CLAIMANT_WINS)
+
+
+def test_an_undecodable_transaction_gives_the_invalid_state(l2: L2Chain) -> None:
+    import rlp
+    from trie import HexaryTrie
+
+    db: dict[bytes, bytes] = {}
+    txs = HexaryTrie(db)
+    txs[rlp.encode(0)] = b"\x02\xff\xff"  # committed by the header, but not a transaction
+    trace = l2.honest[0]
+    header = trace.header.copy(transaction_root=txs.root_hash)
+    pre = replace(trace.states[0], context_hash=context_hash(header))
+    proof = tuple(bytes(rlp.encode(n)) for n in txs.get_proof(rlp.encode(0)))
+    w = TransferWitness(encode_header(template(header)), b"\x02\xff\xff", proof, (), ())
+    assert verify_transfer(pre, 0, w, CHAIN_ID) == INVALID_TRANSITION
