@@ -1,7 +1,8 @@
 """A one-step proof of a plain value transfer: the first transaction class level 3 proves from a witness.
 
-A transfer (a signed type 0, 1 or 2 transaction with no data and no access list, to an account
-without code) runs no EVM code, so its level-3 trace is one step: the transaction's start and end.
+A transfer (a signed type 0, 1 or 2 transaction with no data and no access list, or a deposit
+(type 0x7E) with no data, to an account without code) runs no EVM code, so its level-3 trace is
+one step: the transaction's start and end.
 :func:`verify_transfer` computes the post-state from the agreed :class:`TxState` and a
 :class:`TransferWitness` alone, as an L1 contract would (``docs/evm_fraud_proof.md`` §4.2):
 
@@ -12,8 +13,9 @@ without code) runs no EVM code, so its level-3 trace is one step: the transactio
    chain id, signature, nonce, fee cap, funds, sender code), else the post-state is
    :data:`~ai_evm.fraudproof.moves.INVALID_TRANSITION`;
 3. the sender pays ``21000 x effective price + value`` and its nonce goes up, the recipient gets
-   the value, the coinbase the priority fee (the base fee is burned); the state root is recomputed
-   from the proof nodes;
+   the value, the coinbase the priority fee (the base fee is burned); a deposit mints to its sender
+   first and pays no fee (``ai_evm.evm.deposit``); the state root is recomputed from the proof
+   nodes;
 4. the receipt (status 1, cumulative gas, empty bloom and logs) is inserted at ``rlp(index)`` into
    the receipts trie, from a proof of that key's absence.
 
@@ -35,7 +37,7 @@ from eth_utils import ValidationError
 from trie import HexaryTrie
 from trie.exceptions import MissingTrieNode
 
-from ai_evm.evm.deposit import as_deposit
+from ai_evm.evm.deposit import DEPOSIT_TX_TYPE, as_deposit
 from ai_evm.evm.validation import max_cost, validate_fee_cap, validate_sender_code, validate_transaction_rules
 from opml.merkle import keccak
 
@@ -133,8 +135,10 @@ def verify_transfer(pre: TxState, index: int, w: TransferWitness, chain_id: int)
         (tx,) = decode_transactions([w.transaction])
     except Exception:  # rlp or field errors: a block holding it is invalid
         return INVALID_TRANSITION
-    if as_deposit(tx) is not None or tx.type_id not in (None, 1, 2) or tx.data or tx.access_list or not tx.to:
-        raise UnsupportedTransaction("only type 0, 1 and 2 value transfers without data or access list are proven")
+    deposit = as_deposit(tx)
+    if tx.type_id not in (None, 1, 2, DEPOSIT_TX_TYPE) or tx.data or not tx.to or (deposit is None and tx.access_list):
+        raise UnsupportedTransaction("only value transfers (type 0, 1, 2 or a deposit) without data or access list "
+                                     "are proven")
     # the accounts, from the proof (every path the step reads or writes)
     state = _trie(pre.state_root, w.state_proof)
     try:
@@ -146,6 +150,16 @@ def verify_transfer(pre: TxState, index: int, w: TransferWitness, chain_id: int)
                 for a in (sender, recipient, coinbase)}
     if accounts[recipient].code_hash != EMPTY_SHA3:
         raise UnsupportedTransaction("the recipient has code: the transaction runs EVM code")
+    if pre.gas_used + tx.gas > header.gas_limit:
+        return INVALID_TRANSITION
+    if deposit is not None:
+        # a deposit (ai_evm.evm.deposit): the mint first, the nonce, the value at gas price 0, no fee
+        if tx.gas < TRANSFER_GAS or accounts[sender].balance + deposit.mint < tx.value:
+            raise UnsupportedTransaction("a deposit whose call cannot start (it fails, keeping the mint)")
+        accounts[sender].balance += deposit.mint - tx.value
+        accounts[sender].nonce += 1
+        accounts[recipient].balance += tx.value
+        return _finish(pre, index, w, state, accounts, tx)
     # SAFETY: the node's validity rules, in its order; an invalid transaction makes the block invalid.
     base_fee = int(header.base_fee_per_gas or 0)
     try:
@@ -158,14 +172,18 @@ def verify_transfer(pre: TxState, index: int, w: TransferWitness, chain_id: int)
         validate_sender_code(b"", sender)
     except ValidationError:
         return INVALID_TRANSITION
-    if pre.gas_used + tx.gas > header.gas_limit:
-        return INVALID_TRANSITION
     # the transfer: gas bought at the effective price, the value moved, the tip to the coinbase
     tip = min(tx.max_priority_fee_per_gas, tx.max_fee_per_gas - base_fee)
     accounts[sender].nonce += 1
     accounts[sender].balance -= TRANSFER_GAS * (base_fee + tip) + tx.value
     accounts[recipient].balance += tx.value
     accounts[coinbase].balance += TRANSFER_GAS * tip
+    return _finish(pre, index, w, state, accounts, tx)
+
+
+def _finish(pre: TxState, index: int, w: TransferWitness, state: HexaryTrie, accounts: dict[bytes, _Account],
+            tx: Any) -> bytes:
+    """Write the touched accounts, insert the receipt, and hash the post-state."""
     try:
         for address, account in accounts.items():
             key = keccak(address)

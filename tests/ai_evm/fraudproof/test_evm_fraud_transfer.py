@@ -30,7 +30,7 @@ from fraud_vm.game import Outcome, Role, Rules
 T0 = 1_800_000_000
 RULES = Rules(clock_s=1000, clock_extension_s=100, claim_bond=1000)
 #: (block, index) of the plain transfers of the test chain; the others run code or are deposits
-TRANSFERS = [(1, 0), (1, 1), (1, 2), (2, 2), (3, 2), (5, 0), (5, 1), (6, 1)]
+TRANSFERS = [(1, 0), (1, 1), (1, 2), (2, 0), (2, 2), (3, 2), (5, 0), (5, 1), (6, 1)]
 
 
 def context(l2: L2Chain, trace: BlockTrace) -> BlockContext:
