@@ -7,8 +7,9 @@ transfer; two calls of the contract (SSTORE and LOG0) and a transfer. Every bloc
 transaction by transaction (``ai_evm.fraudproof.trace``) and recorded with what a Solidity
 implementation of ``docs/evm_fraud_proof.md`` §2-§3 must reproduce byte for byte: the header RLP
 and hash, the template RLP and context hash, each intermediate state's 512-byte encoding and hash,
-and the block claim (with record counts and faults, including synthetic ones). ``--check`` fails
-when the committed file differs from a fresh run.
+and the block claim (with record counts and faults, including synthetic ones); and for every value
+transfer (the deposit included) the one-step proof's witness (``ai_evm.fraudproof.transfer``) with
+its pre- and post-state hashes. ``--check`` fails when the committed file differs from a fresh run.
 
 Usage: .venv/bin/python scripts/gen_evm_fraud_vectors.py [--check]
 """
@@ -31,7 +32,9 @@ from eth_utils import to_checksum_address  # noqa: E402
 
 from ai_evm.evm.deposit import deposit_source_hash, new_deposit  # noqa: E402
 from ai_evm.fraudproof.commitments import block_claim, context_hash, encode_header, template  # noqa: E402
+from ai_evm.fraudproof.moves import BlockContext  # noqa: E402
 from ai_evm.fraudproof.trace import ChainView, honest_chain  # noqa: E402
+from ai_evm.fraudproof.transfer import UnsupportedTransaction, transfer_witness, verify_transfer  # noqa: E402
 from ai_evm.node.chain import NodeConfig, Sequencer  # noqa: E402
 from ai_evm.node.origin import L1Origin  # noqa: E402
 from ai_evm.node.vm import make_resolver  # noqa: E402
@@ -84,7 +87,22 @@ def build() -> dict[str, Any]:
         view = ChainView.of(seq)
         traces = honest_chain(view, 1, len(blocks))
         out_blocks = []
+        transfers = []
         for t in traces:
+            block = BlockContext(t.parent, t.header, 0, 0, t.raw_transactions, ())
+            for j in range(len(t.transactions)):
+                w = transfer_witness(ChainView.of(seq), block, j)
+                try:
+                    post = verify_transfer(t.states[j], j, w, 31337)
+                except UnsupportedTransaction:
+                    continue
+                assert post == t.states[j + 1].hash
+                transfers.append({"block": t.number, "index": j, "chainId": 31337,
+                                  "pre": _hex(t.states[j].encode()), "postHash": _hex(post),
+                                  "template": _hex(w.template), "transaction": _hex(w.transaction),
+                                  "txProof": [_hex(n) for n in w.tx_proof],
+                                  "stateProof": [_hex(n) for n in w.state_proof],
+                                  "receiptsProof": [_hex(n) for n in w.receipts_proof]})
             out_blocks.append({
                 "number": t.number,
                 "headerRlp": _hex(t.header_rlp),
@@ -107,6 +125,7 @@ def build() -> dict[str, Any]:
                          " | u256 recordCount | u256 recordFault | bloom[256]",
         "blockClaim": "keccak256(keccak256(headerRlp) | u256 recordCount | u256 recordFault)",
         "blocks": out_blocks,
+        "transferSteps": transfers,
     }
 
 

@@ -70,3 +70,17 @@ def test_vectors_verify_from_their_bytes() -> None:
             want = keccak(keccak(_b(b["headerRlp"])) + _u256(c["recordCount"]) + _u256(int(c["recordFault"])))
             assert want == _b(c["claim"])
     assert any(int.from_bytes(_b(s["encoded"])[256:], "big") for b in blocks for s in b["states"])  # a log
+
+
+def test_transfer_step_vectors_verify() -> None:
+    from ai_evm.fraudproof.commitments import TxState
+    from ai_evm.fraudproof.transfer import TransferWitness, verify_transfer
+
+    steps = _vectors()["transferSteps"]
+    assert [(s["block"], s["index"]) for s in steps] == [(1, 0), (1, 1), (1, 2), (2, 0), (2, 2), (3, 2)]
+    for s in steps:
+        w = TransferWitness(_b(s["template"]), _b(s["transaction"]), tuple(map(_b, s["txProof"])),
+                            tuple(map(_b, s["stateProof"])), tuple(map(_b, s["receiptsProof"])))
+        pre = TxState.decode(_b(s["pre"]))
+        assert keccak(_b(s["template"])) == pre.context_hash
+        assert verify_transfer(pre, s["index"], w, s["chainId"]) == _b(s["postHash"])
