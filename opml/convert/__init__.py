@@ -31,6 +31,7 @@ from . import (  # noqa: F401  (register lowerings)
     lower_resize,
     lower_select,
     lower_shape,
+    lower_stft,
     lower_window,
     ml,
     recurrent,

@@ -14,7 +14,8 @@ from .lower import lowering
 
 def _same(ctx: Context, x: Val) -> QParams | None:
     s = ctx.b.spec(x)
-    return QParams(s.scale, s.zero_point) if s.dtype in (DType.INT8, DType.UINT8) else None
+    quantized = s.dtype in (DType.INT8, DType.UINT8) or (s.dtype == DType.INT16 and s.scale > 0)  # (13-bit int16)
+    return QParams(s.scale, s.zero_point) if quantized else None
 
 
 def _move(ctx: Context, node: onnx.NodeProto, op: str, x: Val, attrs: dict[str, object], out_shape=None) -> None:
