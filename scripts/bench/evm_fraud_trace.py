@@ -8,7 +8,10 @@ with the node's ``Sequencer``, then times, in the same process, best of ``--repe
 * ``trace``: ``ai_evm.fraudproof.trace.trace_block``: the same plus a state root, the receipts trie
   root and a ``TxState`` after every transaction (what an honest player computes once per block).
 
-Prints both and their ratio, and the sizes of a header and of a ``TxState``.
+Prints both and their ratio, and the sizes of a header and of a ``TxState``. With ``--accounts
+1000,10000``: the size of an account's Merkle-Patricia proof, and of the node set a transfer step's
+witness needs for three accounts (``ai_evm.fraudproof.transfer``), in a secure trie of that many
+random accounts (200 samples each).
 Run: ``.venv/bin/python scripts/bench/evm_fraud_trace.py --txs 200``.
 """
 
@@ -43,12 +46,45 @@ def _sign(key: bytes, nonce: int, to: str | None, data: bytes = b"", gas: int = 
     return bytes(Account.sign_transaction(fields, key).raw_transaction)
 
 
+def proof_sizes(counts: list[int]) -> None:
+    """Account-proof and three-account node-set sizes in secure tries of ``counts`` random accounts."""
+    import os
+    import random
+
+    import rlp
+    from eth_hash.auto import keccak
+    from trie import HexaryTrie
+
+    rng = random.Random(1)
+    for n in counts:
+        trie = HexaryTrie({})
+        keys = [keccak(os.urandom(20)) for _ in range(n)]
+        with trie.squash_changes() as batch:
+            for k in keys:
+                batch[k] = rlp.encode([rng.randrange(1000), rng.randrange(10**21), keccak(b""), keccak(b"")])
+        nodes, sizes, sets = [], [], []
+        for _ in range(200):
+            union: set[bytes] = set()
+            for k in rng.sample(keys, 3):
+                proof = [bytes(rlp.encode(node)) for node in trie.get_proof(k)]
+                nodes.append(len(proof))
+                sizes.append(sum(map(len, proof)))
+                union.update(proof)
+            sets.append(sum(map(len, union)))
+        print(f"{n:>9} accounts: account proof {sum(nodes) / len(nodes):.1f} nodes {sum(sizes) / len(sizes):.0f} B, "
+              f"3-account node set {sum(sets) / len(sets):.0f} B")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--txs", type=int, default=200, help="value transfers in the block")
     ap.add_argument("--calls", type=int, default=50, help="contract calls (SSTORE + LOG0) in the block")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--accounts", default="", help="comma-separated trie sizes for the proof-size report")
     args = ap.parse_args()
+    if args.accounts:
+        proof_sizes([int(x) for x in args.accounts.split(",")])
+        return
     with tempfile.TemporaryDirectory() as tmp:
         seq = Sequencer(NodeConfig(Path(tmp) / "node", sync=False), make_resolver(None))
         accounts = seq.config.accounts
