@@ -512,18 +512,19 @@ static int cols_range(void *ctx, int64_t r0, int64_t r1) { /* rows r = image * K
         for (int64_t oy = 0; oy < j->oh; oy++, dst += j->ow) {
             int64_t sy = oy * j->sh + i * j->dh - j->pt;
             if (sy < 0 || sy >= j->h) {
-                memset(dst, j->zp, (size_t)j->ow);
+                for (int64_t ox = 0; ox < j->ow; ox++) dst[ox] = j->zp;
                 continue;
             }
             const uint8_t *srow = plane + sy * j->w + xa * j->sw + dx; /* output column xa's source */
-            memset(dst, j->zp, (size_t)xa);
-            if (j->sw == 1)
+            /* plain loops for short rows: a library call per row cost more than the copy at small planes */
+            for (int64_t ox = 0; ox < xa; ox++) dst[ox] = j->zp;
+            if (j->sw == 1 && xb - xa >= 64)
                 memcpy(dst + xa, srow, (size_t)(xb - xa));
-            else if (j->sw == 2)
+            else if (j->sw == 2 && xb - xa >= 16)
                 gather_even(srow, dst + xa, xb - xa, plane + j->h * j->w - srow);
             else
                 for (int64_t ox = xa; ox < xb; ox++) dst[ox] = srow[(ox - xa) * j->sw];
-            memset(dst + xb, j->zp, (size_t)(j->ow - xb));
+            for (int64_t ox = xb; ox < j->ow; ox++) dst[ox] = j->zp;
         }
     }
     return 0;
