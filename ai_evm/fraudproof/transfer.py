@@ -43,7 +43,7 @@ from opml.merkle import keccak
 
 from .commitments import TxState, decode_header, encode_header, template
 from .errors import EvmFraudError, UnknownPreState
-from .moves import INVALID_TRANSITION, BlockContext
+from .moves import INVALID_TRANSITION, BlockContext, TransactionVerifier
 from .trace import ChainView, decode_transactions, trace_block
 
 #: Gas of a transfer: the intrinsic gas, nothing else runs (the EIP-7623 floor is the same with no data).
@@ -263,12 +263,40 @@ class TransferVerifier:
         return verify_transfer(pre, index, witness, self.chain_id)
 
 
+class StepVerifiers:
+    """Level 3 as it grows, one transaction class at a time: a :class:`TransferWitness` is proven by
+    :func:`verify_transfer`; any other witness goes to ``fallback`` (e.g. the re-execution verifier,
+    for the classes not proven from a witness yet)."""
+
+    def __init__(self, chain_id: int, fallback: TransactionVerifier) -> None:
+        self.transfers = TransferVerifier(chain_id)
+        self.fallback = fallback
+
+    def verify_transaction(self, block: BlockContext, pre: TxState, index: int, witness: Any) -> bytes:
+        if isinstance(witness, TransferWitness):
+            return self.transfers.verify_transaction(block, pre, index, witness)
+        return self.fallback.verify_transaction(block, pre, index, witness)
+
+
+def prove_step(view: ChainView, block: BlockContext, index: int) -> TransferWitness | None:
+    """The transfer witness of transaction ``index`` if it is a transfer this module proves, else None."""
+    witness = transfer_witness(view, block, index)
+    txs = decode_transactions(block.transactions)
+    prefix = trace_block(view, block.parent, block.header, txs, block.parent_record_count, stop_after=index,
+                         output_records=block.records, parent_record_fault=block.parent_record_fault)
+    try:
+        verify_transfer(prefix.states[index], index, witness, int(view.chain_id))
+    except UnsupportedTransaction:
+        return None
+    return witness
+
+
 def witness_nodes(w: TransferWitness) -> Sequence[int]:
     """Node counts of the three proofs (transactions, state, receipts), for reports."""
     return len(w.tx_proof), len(w.state_proof), len(w.receipts_proof)
 
 
 __all__ = [
-    "TRANSFER_GAS", "ContextMismatch", "InvalidProof", "TransferVerifier", "TransferWitness",
-    "UnsupportedTransaction", "transfer_witness", "verify_transfer", "witness_nodes",
+    "TRANSFER_GAS", "ContextMismatch", "InvalidProof", "StepVerifiers", "TransferVerifier", "TransferWitness",
+    "UnsupportedTransaction", "prove_step", "transfer_witness", "verify_transfer", "witness_nodes",
 ]

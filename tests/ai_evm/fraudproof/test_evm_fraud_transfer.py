@@ -10,7 +10,7 @@ import pytest
 from evm_fraud_chain import CHAIN_ID, LAST, SINK, L2Chain, sign
 from test_evm_fraud_game import bump
 
-from ai_evm.fraudproof import BlockContext, Player, open_game, output_of, play_out, tampered_chain
+from ai_evm.fraudproof import BlockContext, Player, ReexecutionVerifier, open_game, output_of, play_out, tampered_chain
 from ai_evm.fraudproof.commitments import context_hash, encode_header, template
 from ai_evm.fraudproof.errors import UnknownPreState
 from ai_evm.fraudproof.moves import INVALID_TRANSITION
@@ -18,9 +18,11 @@ from ai_evm.fraudproof.trace import BlockTrace, decode_transactions, transaction
 from ai_evm.fraudproof.transfer import (
     ContextMismatch,
     InvalidProof,
+    StepVerifiers,
     TransferVerifier,
     TransferWitness,
     UnsupportedTransaction,
+    prove_step,
     transfer_witness,
     verify_transfer,
 )
@@ -124,3 +126,26 @@ def test_an_undecodable_transaction_gives_the_invalid_state(l2: L2Chain) -> None
     proof = tuple(bytes(rlp.encode(n)) for n in txs.get_proof(rlp.encode(0)))
     w = TransferWitness(encode_header(template(header)), b"\x02\xff\xff", proof, (), ())
     assert verify_transfer(pre, 0, w, CHAIN_ID) == INVALID_TRANSITION
+
+
+@pytest.mark.parametrize(("k", "j"), [(1, 1), (3, 0), (2, 0), (6, 2)])
+def test_transfers_by_witness_the_rest_by_reexecution(l2: L2Chain, k: int, j: int) -> None:
+    lie = tampered_chain(l2.fresh_view(), 1, LAST, k, bump(j))
+    genesis = l2.view.header(0)
+    agreed = Output(0, int(genesis.timestamp), bytes(genesis.hash), bytes(genesis.state_root), ())
+    view = l2.fresh_view()
+    verifier = StepVerifiers(CHAIN_ID, ReexecutionVerifier(l2.fresh_view()))
+    game = open_game(agreed, encode_header(genesis), output_of(lie), lie[-1].header_rlp, RULES, verifier,
+                     view.expected_header, T0)
+    prover_view = l2.fresh_view()
+    witnesses: list[object] = []
+
+    def prover(block: BlockContext, index: int) -> TransferWitness | None:
+        witnesses.append(w := prove_step(prover_view, block, index))
+        return w
+
+    play_out(game, {Role.CLAIMANT: Player(Role.CLAIMANT, lie, prover=prover),
+                    Role.CHALLENGER: Player(Role.CHALLENGER, l2.honest, l2.fresh_view(), prover=prover)}, T0)
+    assert game.outcome == Outcome.CHALLENGER_WINS and game.pinned == (k, j), game.reason
+    # the step was proven by witness exactly when the transaction is a transfer
+    assert [isinstance(w, TransferWitness) for w in witnesses] == [(k, j) in TRANSFERS]
