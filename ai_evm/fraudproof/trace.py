@@ -56,7 +56,10 @@ class InvalidBlockTransaction(EvmFraudError):
 
 @dataclass
 class ChainView:
-    """A node's chain database, read only, with a private in-memory overlay that re-execution writes to."""
+    """A node's chain database, read only, with a private in-memory overlay that re-execution writes to.
+
+    Reads go to the node's database as it is: on a running sequencer, hold ``Sequencer.lock`` while
+    tracing (py-evm objects are not thread-safe), or work on a node that is not mining."""
 
     base_db: DatabaseAPI
     chain_class: Any
