@@ -290,9 +290,12 @@ class EvmGame:
             raise WrongBlockNumber(f"the leaf is block {k}: got blocks {parent.block_number} and {header.block_number}")
         self.pinned = (k, -1)
         # SAFETY: a disputed header that does not follow its agreed parent loses here: its parent hash,
-        # a record count going down, or an input field other than the node derives from the parent.
+        # a timestamp not after the parent's, a record count going down or a record fault cleared, or
+        # an input field other than the node derives from the parent.
         if header.parent_hash != keccak(mv.parent_header):
             return None, (hi_owner.other, f"block {k}'s parent hash is not the agreed block {k - 1}'s hash")
+        if header.timestamp <= parent.timestamp:
+            return None, (hi_owner.other, f"block {k}'s timestamp is not after its parent's")
         if mv.record_count < mv.parent_record_count:
             return None, (hi_owner.other, f"block {k}'s record count goes down")
         if mv.parent_record_fault and not mv.record_fault:

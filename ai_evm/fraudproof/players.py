@@ -160,9 +160,12 @@ class RandomPlayer(Player):
 
 
 def play_out(game: EvmGame, players: dict[Role, Player], start: int, step_s: int = 60,
-             max_moves: int = 1000) -> EvmGame:
+             max_moves: int = 1000, refused: list[tuple[Role, GameError]] | None = None) -> EvmGame:
     """Let the players move in turn from ``start`` until the game ends. A player that has nothing to
-    dispute, or whose move is rejected, lets its clock run out (anyone then calls ``claim_timeout``)."""
+    dispute, or whose move is rejected, lets its clock run out (anyone then calls ``claim_timeout``).
+    A rejected move raises for a :class:`Player` unless ``refused`` is given (then it is appended
+    there: a liar that cannot make a valid move, e.g. a step from its own state when the referee
+    opened the other player's block); a :class:`RandomPlayer`'s rejected moves are expected."""
     now = start
     for _ in range(max_moves):
         if game.outcome != Outcome.IN_PROGRESS:
@@ -174,9 +177,11 @@ def play_out(game: EvmGame, players: dict[Role, Player], start: int, step_s: int
             try:
                 game.play(mover, mv, now)
                 continue
-            except GameError:
+            except GameError as e:
                 if not isinstance(players[mover], RandomPlayer):
-                    raise
+                    if refused is None:
+                        raise
+                    refused.append((mover, e))
         now = game.deadline()
         game.claim_timeout(now)
     raise RuntimeError(f"the game did not end within {max_moves} moves")

@@ -335,6 +335,22 @@ def test_the_output_must_open_to_its_header(l2: L2Chain) -> None:
         opening(good, b"\xc0")
 
 
+@pytest.mark.parametrize("liar", [Role.CLAIMANT, Role.CHALLENGER])
+def test_a_block_not_after_its_parent_loses(l2: L2Chain, liar: Role) -> None:
+    before = int(l2.view.header(2).timestamp)
+    lie = tampered_chain(l2.fresh_view(), 1, LAST, 3, inputs=lambda h: h.copy(timestamp=before))
+    game = new_game(l2, lie if liar == Role.CLAIMANT else l2.honest)
+    refused: list[tuple[Role, Exception]] = []
+    play_out(game, {liar: Player(liar, lie), liar.other: Player(liar.other, l2.honest, l2.fresh_view())},
+             T0, refused=refused)  # type: ignore[arg-type]
+    assert game.winner == liar.other and game.pinned is not None and game.pinned[0] == 3, game.reason
+    if game.reason.startswith("block 3"):  # the liar's header was opened
+        assert game.reason == "block 3's timestamp is not after its parent's" and not refused
+    else:  # the honest block 3 was opened: the liar cannot step from its own states
+        assert game.reason == f"{liar.name.lower()} ran out of time"
+        assert [(r, type(e).__name__) for r, e in refused] == [(liar, "PreStateMismatch")]
+
+
 def test_the_proposer_opens_its_output_or_loses(l2: L2Chain) -> None:
     genesis = l2.view.header(0)
     agreed = Output(0, int(genesis.timestamp), bytes(genesis.hash), bytes(genesis.state_root), ())
