@@ -1,16 +1,18 @@
 """The referee of the EVM state-transition game, levels 1 and 2 (``docs/evm_fraud_proof.md`` is the spec).
 
-A proposer's output at L2 block ``n`` is disputed from an agreed output at block ``m < n``.
-Level 1 bisects over the blocks ``m+1 .. n`` (claims are block claims,
-:func:`~ai_evm.fraudproof.commitments.block_claim`, posted with the header and record count they
-hash); at a leaf one block ``k`` is left whose parent claim both agree on and whose claim they
-dispute. :class:`OpenBlock` opens level 2 on it: the referee checks the disputed header against
-the agreed parent (parent hash, the fields the node derives from the parent, record counts) and
-the transactions against its transactions root, and derives state 0 itself. Level 2 bisects over
-the ``T`` transactions plus one **seal** leaf; a :class:`StepTx` on leaf ``j < T`` hands the agreed
-state and transaction ``j`` to the :class:`TransactionVerifier` (level 3, the EVM-step game; here
-any object with that method, e.g. :class:`~ai_evm.fraudproof.verifier.ReexecutionVerifier`), and on
-the seal leaf the referee itself seals the agreed last state into the block's header.
+A proposer's output at L2 block ``n`` is disputed from an agreed output at block ``m < n``; the
+proposer opens it to its header first (:class:`OpenOutput`). Level 1 bisects over the blocks
+``m+1 .. n`` (claims are block claims, :func:`~ai_evm.fraudproof.commitments.block_claim`, posted
+with the header, record count and fault they hash); at a leaf one block ``k`` is left whose parent
+claim both agree on and whose claim they dispute. :class:`OpenBlock` opens level 2 on it: the
+referee checks the disputed header against the agreed parent (parent hash, timestamp, the fields
+the node derives from the parent, record counts and fault) and the transactions against its
+transactions root, and derives state 0 itself. Level 2 bisects over the ``T`` transactions plus
+one **seal** leaf; a :class:`StepTx` on leaf ``j < T`` hands the agreed state and transaction
+``j`` to the :class:`TransactionVerifier` (level 3; here any object with that method, e.g.
+:class:`~ai_evm.fraudproof.verifier.ReexecutionVerifier` or
+:class:`~ai_evm.fraudproof.transfer.StepVerifiers`), and on the seal leaf the referee itself seals
+the agreed last state into the block's header.
 
 Positions, clocks, bonds and turn rules are the inference game's (``fraud_vm.position``,
 ``fraud_vm.game.Rules``/``Role``/``Outcome``/``Bisection``, ``docs/dispute_game.md`` §3-§5),
@@ -73,7 +75,7 @@ from .trace import decode_transactions, transactions_root
 class EvmGame:
     """A game on one output: the agreed block ``m``, the disputed output (block ``n``), the current level's
     bisection, clocks and bonds, and once decided the pinned leaf (``pinned``: ``(block, tx)``; tx
-    ``T`` is the seal, ``-1`` a padding leaf of level 1)."""
+    ``T`` is the seal, ``-1`` a verdict at :class:`OpenBlock` or a padding leaf of level 1)."""
 
     agreed_number: int
     disputed: Output
