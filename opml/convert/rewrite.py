@@ -250,12 +250,13 @@ def rewrite_graph(graph: onnx.GraphProto) -> onnx.GraphProto:
     from .rewrite_onehot import fuse_onehot_matmul
     from .rewrite_recurrent import batch_first_recurrent
     from .rewrite_softmax import fuse_handwritten_softmax
+    from .rewrite_stft import fuse_stft_magnitude
 
     for rule in (heads_split, heads_merge, slice_squeeze_gather,  # (before _fuse_matmul_add fuses the q/k/v MatMul)
                  fuse_onehot_matmul, _fold_batchnorm, _fuse_layernorm, fuse_handwritten_layernorm,
                  fuse_handwritten_softmax, _fuse_gelu, fuse_elementwise_gelu, fuse_hardswish, _fuse_matmul_add,
                  _fuse_relu,
-                 fuse_masked_softmax, fuse_masked_mean, batch_first_recurrent):
+                 fuse_masked_softmax, fuse_masked_mean, batch_first_recurrent, fuse_stft_magnitude):
         while rule(g):
             pass
     out = onnx.GraphProto()
