@@ -153,7 +153,12 @@ def verify_transfer(pre: TxState, index: int, w: TransferWitness, chain_id: int)
     if pre.gas_used + tx.gas > header.gas_limit:
         return INVALID_TRANSITION
     if deposit is not None:
-        # a deposit (ai_evm.evm.deposit): the mint first, the nonce, the value at gas price 0, no fee
+        # a deposit (ai_evm.evm.deposit): its field ranges, the mint first, the nonce, the value at gas
+        # price 0, no fee
+        try:
+            tx.validate()
+        except ValidationError:
+            return INVALID_TRANSITION
         if tx.gas < TRANSFER_GAS or accounts[sender].balance + deposit.mint < tx.value:
             raise UnsupportedTransaction("a deposit whose call cannot start (it fails, keeping the mint)")
         accounts[sender].balance += deposit.mint - tx.value
