@@ -11,6 +11,8 @@ dtypes keep the direct int64 evaluation.
 from __future__ import annotations
 
 import functools
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -40,6 +42,31 @@ def _pair_table(a_dtype: DType, b_dtype: DType, out_dtype: DType,
     av = _byte_values(a_dtype)[:, None]
     bv = _byte_values(b_dtype)[None, :]
     return np.ascontiguousarray(fn(av, bv).astype(out_dtype.np).reshape(-1))
+
+
+# Equal parameters give equal tables: one shared, read-only array per parameter set (an unrolled LSTM/GRU has a
+# handful for hundreds of nodes, which then stay in cache); the least recently prepared go beyond the bound.
+SHARED_TABLES = 256  # 65536-entry byte tables: 16 MiB at most
+_shared: OrderedDict[tuple[object, ...], np.ndarray] = OrderedDict()
+_shared_lock = threading.Lock()
+
+
+def _shared_pair_table(key: tuple[object, ...], a_dtype: DType, b_dtype: DType, out_dtype: DType,
+                       fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """:func:`_pair_table` of ``fn``, shared by every op whose formula has the parameters ``key``."""
+    key = (a_dtype, b_dtype, out_dtype, *key)
+    with _shared_lock:
+        t = _shared.get(key)
+        if t is not None:
+            _shared.move_to_end(key)
+            return t
+    t = _pair_table(a_dtype, b_dtype, out_dtype, fn)
+    t.flags.writeable = False
+    with _shared_lock:
+        t = _shared.setdefault(key, t)
+        while len(_shared) > SHARED_TABLES:
+            _shared.popitem(last=False)
+    return t
 
 
 def _take(table: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -96,7 +123,8 @@ def prepare_add(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     table = None
     if (a_spec.dtype in BYTE_DTYPES and b_spec.dtype in BYTE_DTYPES and out.dtype in QRANGE
             and 1 <= shift <= 62 and _fits_i64((abs(za) + 255) * am, (abs(zb) + 255) * bm, 1 << shift)):
-        table = _pair_table(a_spec.dtype, b_spec.dtype, out.dtype, formula)
+        table = _shared_pair_table(("add", za, zb, zo, am, bm, shift, qmin, qmax), a_spec.dtype, b_spec.dtype,
+                                   out.dtype, formula)
 
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         if table is not None:
@@ -123,7 +151,8 @@ def prepare_mul(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     if (a_spec.dtype in BYTE_DTYPES and b_spec.dtype in BYTE_DTYPES and out.dtype in QRANGE
             and 1 <= shift <= 62 and _fits_i64(max(-INT32_MIN, INT32_MAX) * mult, 1 << shift)
             and _fits_i64((abs(za) + 255) * (abs(zb) + 255))):
-        table = _pair_table(a_spec.dtype, b_spec.dtype, out.dtype, formula)
+        table = _shared_pair_table(("mul", za, zb, out.zero_point, mult, shift, qmin, qmax), a_spec.dtype,
+                                   b_spec.dtype, out.dtype, formula)
 
     swapped = _swapped(table) if table is not None else None
 
