@@ -159,12 +159,14 @@ def verify_transfer(pre: TxState, index: int, w: TransferWitness, chain_id: int)
             tx.validate()
         except ValidationError:
             return INVALID_TRANSITION
-        if tx.gas < TRANSFER_GAS or accounts[sender].balance + deposit.mint < tx.value:
-            raise UnsupportedTransaction("a deposit whose call cannot start (it fails, keeping the mint)")
-        accounts[sender].balance += deposit.mint - tx.value
+        accounts[sender].balance += deposit.mint
         accounts[sender].nonce += 1
+        if tx.gas < tx.intrinsic_gas or accounts[sender].balance < tx.value:
+            # its call cannot start: it fails, keeping the mint and the nonce, using its whole gas limit
+            return _finish(pre, index, w, state, accounts, tx, int(tx.gas), success=False)
+        accounts[sender].balance -= tx.value
         accounts[recipient].balance += tx.value
-        return _finish(pre, index, w, state, accounts, tx)
+        return _finish(pre, index, w, state, accounts, tx, TRANSFER_GAS)
     # SAFETY: the node's validity rules, in its order; an invalid transaction makes the block invalid.
     base_fee = int(header.base_fee_per_gas or 0)
     try:
@@ -183,12 +185,12 @@ def verify_transfer(pre: TxState, index: int, w: TransferWitness, chain_id: int)
     accounts[sender].balance -= TRANSFER_GAS * (base_fee + tip) + tx.value
     accounts[recipient].balance += tx.value
     accounts[coinbase].balance += TRANSFER_GAS * tip
-    return _finish(pre, index, w, state, accounts, tx)
+    return _finish(pre, index, w, state, accounts, tx, TRANSFER_GAS)
 
 
 def _finish(pre: TxState, index: int, w: TransferWitness, state: HexaryTrie, accounts: dict[bytes, _Account],
-            tx: Any) -> bytes:
-    """Write the touched accounts, insert the receipt, and hash the post-state."""
+            tx: Any, gas: int, success: bool = True) -> bytes:
+    """Write the touched accounts, insert the receipt (``gas`` used, its status), and hash the post-state."""
     try:
         for address, account in accounts.items():
             key = keccak(address)
@@ -203,8 +205,8 @@ def _finish(pre: TxState, index: int, w: TransferWitness, state: HexaryTrie, acc
     receipts = _trie(pre.receipts_root, w.receipts_proof)
     if _read(receipts, _index_key(index), f"receipt {index}"):
         raise InvalidProof(f"the receipts trie already holds receipt {index}")
-    gas_used = pre.gas_used + TRANSFER_GAS
-    receipt = bytes(rlp.encode(Receipt(b"\x01", gas_used, [])))  # type: ignore[abstract]
+    gas_used = pre.gas_used + gas
+    receipt = bytes(rlp.encode(Receipt(b"\x01" if success else b"", gas_used, [])))  # type: ignore[abstract]
     if tx.type_id is not None:
         receipt = bytes([tx.type_id]) + receipt
     try:

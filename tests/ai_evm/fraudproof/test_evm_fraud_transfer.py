@@ -5,16 +5,18 @@ on transfer-only blocks are decided by it instead of re-execution."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from evm_fraud_chain import CHAIN_ID, LAST, SINK, L2Chain, sign
 from test_evm_fraud_game import bump
 
+from ai_evm.evm.deposit import deposit_source_hash, new_deposit
 from ai_evm.fraudproof import BlockContext, Player, ReexecutionVerifier, open_game, output_of, play_out, tampered_chain
 from ai_evm.fraudproof.commitments import context_hash, encode_header, template
 from ai_evm.fraudproof.errors import UnknownPreState
 from ai_evm.fraudproof.moves import INVALID_TRANSITION
-from ai_evm.fraudproof.trace import BlockTrace, decode_transactions, transactions_root
+from ai_evm.fraudproof.trace import BlockTrace, ChainView, decode_transactions, honest_chain, transactions_root
 from ai_evm.fraudproof.transfer import (
     ContextMismatch,
     InvalidProof,
@@ -26,8 +28,12 @@ from ai_evm.fraudproof.transfer import (
     transfer_witness,
     verify_transfer,
 )
+from ai_evm.node.chain import NodeConfig, Sequencer
+from ai_evm.node.origin import L1Origin
+from ai_evm.node.vm import make_resolver
 from ai_evm.rollup.outputs import Output
 from fraud_vm.game import Outcome, Role, Rules
+from opml.merkle import keccak
 
 T0 = 1_800_000_000
 RULES = Rules(clock_s=1000, clock_extension_s=100, claim_bond=1000)
@@ -149,3 +155,23 @@ def test_transfers_by_witness_the_rest_by_reexecution(l2: L2Chain, k: int, j: in
     assert game.outcome == Outcome.CHALLENGER_WINS and game.pinned == (k, j), game.reason
     # the step was proven by witness exactly when the transaction is a transfer
     assert [isinstance(w, TransferWitness) for w in witnesses] == [(k, j) in TRANSFERS]
+
+
+def test_failing_deposits_keep_the_mint_and_use_their_gas_limit(tmp_path: Path) -> None:
+    # a deposit whose value exceeds the sender's balance after the mint, and one below its intrinsic
+    # gas: both fail (status 0), keep the mint and the nonce bump, and use their whole gas limit
+    seq = Sequencer(NodeConfig(tmp_path / "node", sync=False), make_resolver(None))
+    seq.origin_for = lambda head, ts: L1Origin(head.block_number + 1, keccak(b"l1%d" % head.block_number), ts)
+    deposits = [new_deposit(deposit_source_hash(bytes(20), 0), b"\x77" * 20, SINK, 5, 10**18, 100_000, b""),
+                new_deposit(deposit_source_hash(bytes(20), 1), b"\x78" * 20, SINK, 5, 0, 20_000, b""),
+                new_deposit(deposit_source_hash(bytes(20), 2), b"\x79" * 20, SINK, 10**18, 10**17, 50_000, b"")]
+    seq.deposits_for = lambda parent, origin: deposits if parent.block_number == 0 else []
+    seq.mine_pending(allow_empty=True)
+    view = ChainView.of(seq)
+    (trace,) = honest_chain(view, 1, 1)
+    assert [s.gas_used for s in trace.states] == [0, 100_000, 120_000, 141_000]
+    block = BlockContext(trace.parent, trace.header, 0, 0, trace.raw_transactions, ())
+    for j in range(3):
+        w = transfer_witness(ChainView.of(seq), block, j)
+        assert verify_transfer(trace.states[j], j, w, CHAIN_ID) == trace.states[j + 1].hash
+    seq.close()
