@@ -175,3 +175,27 @@ def test_failing_deposits_keep_the_mint_and_use_their_gas_limit(tmp_path: Path) 
         w = transfer_witness(ChainView.of(seq), block, j)
         assert verify_transfer(trace.states[j], j, w, CHAIN_ID) == trace.states[j + 1].hash
     seq.close()
+
+
+def test_legacy_and_access_list_transfers(tmp_path: Path) -> None:
+    from eth_account import Account
+    from eth_utils import to_checksum_address
+
+    seq = Sequencer(NodeConfig(tmp_path / "node", sync=False), make_resolver(None))
+    key = seq.config.accounts[4].private_key
+    to = to_checksum_address(SINK)
+    legacy = {"to": to, "value": 3, "gas": 21000, "gasPrice": 2 * 10**9, "nonce": 0, "chainId": CHAIN_ID}
+    typed1 = {**legacy, "nonce": 1, "type": 1, "accessList": []}
+    with_list = {**typed1, "nonce": 2, "gas": 30000, "accessList": [{"address": to, "storageKeys": []}]}
+    raws = [bytes(Account.sign_transaction(tx, key).raw_transaction) for tx in (legacy, typed1, with_list)]
+    assert seq.submit([seq.decode_raw(r) for r in raws]) == [None, None, None]
+    seq.mine_pending()
+    (trace,) = honest_chain(ChainView.of(seq), 1, 1)
+    assert [t.type_id for t in trace.transactions] == [None, 1, 1]
+    block = BlockContext(trace.parent, trace.header, 0, 0, trace.raw_transactions, ())
+    for j in range(2):
+        w = transfer_witness(ChainView.of(seq), block, j)
+        assert verify_transfer(trace.states[j], j, w, CHAIN_ID) == trace.states[j + 1].hash
+    with pytest.raises(UnsupportedTransaction):  # a non-empty access list changes the gas: not a plain transfer
+        verify_transfer(trace.states[2], 2, transfer_witness(ChainView.of(seq), block, 2), CHAIN_ID)
+    seq.close()
