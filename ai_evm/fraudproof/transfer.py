@@ -136,7 +136,8 @@ def verify_transfer(pre: TxState, index: int, w: TransferWitness, chain_id: int)
     except Exception:  # rlp or field errors: a block holding it is invalid
         return INVALID_TRANSITION
     deposit = as_deposit(tx)
-    if tx.type_id not in (None, 1, 2, DEPOSIT_TX_TYPE) or tx.data or not tx.to or getattr(tx, "access_list", ()):
+    access_list: Sequence[Any] = getattr(tx, "access_list", None) or ()
+    if tx.type_id not in (None, 1, 2, DEPOSIT_TX_TYPE) or tx.data or not tx.to or access_list:
         raise UnsupportedTransaction("only value transfers (type 0, 1, 2 or a deposit) without data or access list "
                                      "are proven")
     # the accounts, from the proof (every path the step reads or writes)
