@@ -299,12 +299,7 @@ def prove_step(view: ChainView, block: BlockContext, index: int) -> TransferWitn
     return witness
 
 
-def witness_nodes(w: TransferWitness) -> Sequence[int]:
-    """Node counts of the three proofs (transactions, state, receipts), for reports."""
-    return len(w.tx_proof), len(w.state_proof), len(w.receipts_proof)
-
-
 __all__ = [
     "TRANSFER_GAS", "ContextMismatch", "InvalidProof", "StepVerifiers", "TransferVerifier", "TransferWitness",
-    "UnsupportedTransaction", "prove_step", "transfer_witness", "verify_transfer", "witness_nodes",
+    "UnsupportedTransaction", "prove_step", "transfer_witness", "verify_transfer",
 ]
