@@ -467,3 +467,17 @@ def test_clock_extension_and_timeout_in_level_two(l2: L2Chain) -> None:
     game.claim_timeout(deadline)
     assert game.outcome == Outcome.CHALLENGER_WINS and game.reason == "claimant ran out of time"
     assert game.payouts()[Role.CHALLENGER] == sum(game.bonds.values()) > RULES.claim_bond
+
+
+def test_every_transaction_of_the_chain_is_pinned(l2: L2Chain) -> None:
+    # a liar at each transaction of every block (16 in all): the bisection ends exactly there
+    pinned = []
+    for trace in l2.honest:
+        for j in range(len(trace.transactions)):
+            lie = liar(l2, trace.number, j)
+            game = new_game(l2, lie)
+            play_out(game, {Role.CLAIMANT: Player(Role.CLAIMANT, lie),
+                            Role.CHALLENGER: Player(Role.CHALLENGER, l2.honest, l2.fresh_view())}, T0)
+            assert game.winner == Role.CHALLENGER, game.reason
+            pinned.append(game.pinned)
+    assert pinned == [(t.number, j) for t in l2.honest for j in range(len(t.transactions))] and len(pinned) == 16
