@@ -26,6 +26,7 @@
  * channel n's constants: the same value as qgemm.c's epilogue of column n. The orientation and the thread
  * split change no bit (tests/opml/test_qgemm_conv.py compares both orientations at every ISA).
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,26 +87,48 @@ struct conv_job {
 
 /* Scratch buffers: kept per thread and slot (the pool's threads persist), grown as needed, so a call does not
  * map fresh pages (a malloc above glibc's mmap threshold is mmap'ed and page-faulted on every call: at batch 1
- * that cost as much as the conv). Above SCRATCH_KEEP bytes a buffer is allocated and freed per call instead. */
+ * that cost as much as the conv); freed when the thread exits (a pthread key's destructor). Above SCRATCH_KEEP
+ * bytes a buffer is allocated and freed per call instead. */
 #define SCRATCH_SLOTS 3
 #define SCRATCH_KEEP ((size_t)16 << 20)
-static _Thread_local struct {
-    uint8_t *p;
-    size_t cap;
-} scratch_slot[SCRATCH_SLOTS];
+struct scratch_slots {
+    uint8_t *p[SCRATCH_SLOTS];
+    size_t cap[SCRATCH_SLOTS];
+};
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static int scratch_key_ok;
+
+static void scratch_free(void *v) {
+    struct scratch_slots *s = (struct scratch_slots *)v;
+    for (int i = 0; i < SCRATCH_SLOTS; i++) free(s->p[i]);
+    free(s);
+}
+
+static void scratch_make_key(void) { scratch_key_ok = pthread_key_create(&scratch_key, scratch_free) == 0; }
 
 static uint8_t *scratch_get(int slot, size_t n) {
-    if (n > SCRATCH_KEEP) return (uint8_t *)malloc(n);
-    if (n > scratch_slot[slot].cap) {
-        free(scratch_slot[slot].p);
-        scratch_slot[slot].p = (uint8_t *)malloc(n);
-        scratch_slot[slot].cap = scratch_slot[slot].p ? n : 0;
+    pthread_once(&scratch_once, scratch_make_key);
+    struct scratch_slots *s = scratch_key_ok ? (struct scratch_slots *)pthread_getspecific(scratch_key) : NULL;
+    if (scratch_key_ok && !s) {
+        s = (struct scratch_slots *)calloc(1, sizeof *s);
+        if (s && pthread_setspecific(scratch_key, s)) {
+            free(s);
+            s = NULL;
+        }
     }
-    return scratch_slot[slot].p;
+    if (!s || n > SCRATCH_KEEP) return (uint8_t *)malloc(n); /* (freed by scratch_put) */
+    if (n > s->cap[slot]) {
+        free(s->p[slot]);
+        s->p[slot] = (uint8_t *)malloc(n);
+        s->cap[slot] = s->p[slot] ? n : 0;
+    }
+    return s->p[slot];
 }
 
 static void scratch_put(uint8_t *p, size_t n) { /* after scratch_get(.., n) */
-    if (n > SCRATCH_KEEP) free(p);
+    struct scratch_slots *s = scratch_key_ok ? (struct scratch_slots *)pthread_getspecific(scratch_key) : NULL;
+    if (!s || n > SCRATCH_KEEP) free(p);
 }
 
 static int64_t osize_of(int outkind) { return outkind == 0 ? 4 : (outkind == 3 ? 2 : 1); }

@@ -26,6 +26,7 @@
  * (x[m, k], x[m, k+1]) pair against 8 columns adds two products per int32 lane.
  */
 #define _GNU_SOURCE /* syscall(): the Linux permission request for the AMX tile state */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -542,19 +543,46 @@ static void finish_tile(const struct epilogue *e, int64_t ec0, int uniform, cons
 
 /* The row buffer of a GEMM call (at most one chunk of rows: about 192 KiB, or one row block when K is large), kept
  * per thread and grown as needed: a fresh malloc of that size is mmap'ed and page-faulted on every call once it
- * passes glibc's mmap threshold, a measurable share of a batch-1 GEMM. The pool's threads persist. */
-static _Thread_local struct {
+ * passes glibc's mmap threshold, a measurable share of a batch-1 GEMM. The pool's threads persist; a thread's
+ * buffer is freed when it exits (a pthread key's destructor). row_buffer_done frees what row_buffer_get gave
+ * when it is not the thread's kept buffer. */
+struct row_buffer {
     void *p;
     size_t cap;
-} row_buffer;
+};
+static pthread_key_t row_buffer_key;
+static pthread_once_t row_buffer_once = PTHREAD_ONCE_INIT;
+static int row_buffer_key_ok;
+
+static void row_buffer_free(void *v) {
+    free(((struct row_buffer *)v)->p);
+    free(v);
+}
+
+static void row_buffer_make_key(void) { row_buffer_key_ok = pthread_key_create(&row_buffer_key, row_buffer_free) == 0; }
 
 static void *row_buffer_get(size_t n) {
-    if (n > row_buffer.cap) {
-        free(row_buffer.p);
-        row_buffer.p = malloc(n);
-        row_buffer.cap = row_buffer.p ? n : 0;
+    pthread_once(&row_buffer_once, row_buffer_make_key);
+    struct row_buffer *b = row_buffer_key_ok ? (struct row_buffer *)pthread_getspecific(row_buffer_key) : NULL;
+    if (row_buffer_key_ok && !b) {
+        b = (struct row_buffer *)calloc(1, sizeof *b);
+        if (b && pthread_setspecific(row_buffer_key, b)) {
+            free(b);
+            b = NULL;
+        }
     }
-    return row_buffer.p;
+    if (!b) return malloc(n);
+    if (n > b->cap) {
+        free(b->p);
+        b->p = malloc(n);
+        b->cap = b->p ? n : 0;
+    }
+    return b->p;
+}
+
+static void row_buffer_done(void *p) {
+    struct row_buffer *b = row_buffer_key_ok ? (struct row_buffer *)pthread_getspecific(row_buffer_key) : NULL;
+    if (!b || b->p != p) free(p);
 }
 
 /* Rows per tile and panels per tile (where two remain) of the int16-pair kernels for an instruction set. */
@@ -618,6 +646,7 @@ static int qgemm(const void *x, int xsigned, int64_t m, int64_t k, const int16_t
             c0 += (panels - 1) * NR;
         }
     }
+    row_buffer_done(xs);
     return 0;
 }
 
@@ -1158,6 +1187,7 @@ static int qgemm_u8s8(const void *x, int xsigned, int64_t m, int64_t k, const in
     if (amx) amx_end();
 #endif
     (void)amx;
+    row_buffer_done(xs);
     return 0;
 }
 
