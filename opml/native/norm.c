@@ -38,6 +38,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels.h"
+
 #define OPML_2_52 ((int64_t)1 << 52)
 #define OPML_2_51 ((int64_t)1 << 51)
 #define OPML_2_62 ((int64_t)1 << 62)

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #define OPML_PW_X86 1
 #include <immintrin.h>
