@@ -60,7 +60,7 @@ int opml_transpose_batched(const void *x, int64_t count, int64_t rows, int64_t c
                                     them: each block streams all the weights once) */
 /* fewer output pixels than this (per image) run with pixels as rows: a 16-pixel panel would be mostly padding */
 #define MIN_COLUMN_PIXELS 16
-#define MAX_KXK_COLUMN_K 1152     /* k x k kernels with larger K run with pixels as rows (see opml_qconv_nchw) */
+#define MAX_KXK_COLUMN_K 1152     /* other convs with larger K run with pixels as rows (see opml_qconv_nchw) */
 #define MIN_KXK_COLUMN_PIXELS 256 /* and those with fewer pixels */
 /* work below this many multiply-adds per thread is not split (as qgemm.c) */
 #define MIN_MACS_PER_PART ((int64_t)1 << 18)
@@ -637,14 +637,15 @@ int opml_qconv_nchw(const int64_t *cfg, const uint8_t *x, int64_t b, int64_t c, 
     if (hp - (kh - 1) * dh - 1 < 0 || wp - (kw - 1) * dw - 1 < 0) return -1;
     int64_t p = oh * ow;
     int simd = isa == ISA_AVX512VNNI || isa == ISA_AMX;
-    /* measured (one thread, scripts/bench/qgemm.py --conv and per layer of the corpus CNNs): with stride 1, pixels as
-     * columns win for 1x1 convs of at least 16 pixels (1.1-2.6x: no layout change; AMX or VNNI tiles), for k x k
-     * convs of at least 256 pixels up to K = 1152 (1.1-1.8x) and for fewer than 16 output channels (a panel of 16
-     * channels is mostly padding with pixels as rows: PP-OCR's 24 -> 1 channel 2x2 conv at 95x95 136 vs 512 us);
-     * strided convs (a gather per byte), fewer pixels and larger K run faster with pixels as rows */
-    int columns = mode == 1 || (mode == 0 && simd && (kind == 1 || kind == 2) && p >= MIN_COLUMN_PIXELS && sh == 1 &&
-                                sw == 1 && (kh * kw == 1 || n < NR ||
-                                            (p >= MIN_KXK_COLUMN_PIXELS && k <= MAX_KXK_COLUMN_K)));
+    /* measured (one thread, scripts/bench/qgemm.py --conv and per layer of the corpus CNNs): pixels as columns win for
+     * 1x1 stride-1 convs of at least 16 pixels (1.1-2.6x: no layout change; AMX or VNNI tiles), for fewer than 16
+     * output channels (a panel of 16 channels is mostly padding with pixels as rows: PP-OCR's 24 -> 1 channel 2x2
+     * conv at 95x95 136 vs 512 us), and for convs of at least 256 pixels up to K = 1152 (1.1-1.8x; the 1-D audio
+     * stem, 1 channel, stride 16, 500 pixels: 32 vs 89 us); fewer pixels (ResNet-18's strided convs, 144 pixels and
+     * fewer: 2-2.7x slower, mostly in the im2col) and larger K run faster with pixels as rows */
+    int columns = mode == 1 || (mode == 0 && simd && (kind == 1 || kind == 2) && p >= MIN_COLUMN_PIXELS &&
+                                ((kh * kw == 1 && sh == 1 && sw == 1) || n < NR ||
+                                 (p >= MIN_KXK_COLUMN_PIXELS && k <= MAX_KXK_COLUMN_K)));
     if (!columns && b && kh == 1 && kw == 1 && hp == h && wp == w && h == 1 && w == 1 && oh == 1 && ow == 1)
         return opml_qgemm_cfg(cfg, x, b, y, threads); /* one pixel: NCHW [b, c, 1, 1] is the rows, the output too */
     if (!columns || !b)
