@@ -8,6 +8,9 @@ Each (isa, M, K x N) GEMM (8-bit weights, int8 inputs, int8 requantized output: 
 runs) is timed by thread CPU time over enough calls to take about 0.2 s, best of ``--repeat``; the output is
 also checked against int64 numpy once (the kernels are exact, so any difference is a bug).
 
+``--model NAME`` (a corpus model, ``scripts/bench/corpus.py``) replays each of its group-1 conv nodes on the input
+the engine gives it at batch 1, in each orientation, and prints the per-layer times and their totals.
+
 ``--conv`` times batch-1 dense convs (``Gemm.conv_nchw``, "C,M,HW,k": C -> M channels, HW x HW pixels, a k x k
 kernel, stride 1, "same" padding) in each orientation: pixels as the GEMM's columns, as its rows, and the one
 ``qconv.c`` chooses; both orientations are checked to give the same bytes.
@@ -103,6 +106,46 @@ def conv_main() -> None:
                   " / ".join(f"{t * 1e6:7.1f} ({macs / t / 1e9:5.0f})" for t in ts), flush=True)
 
 
+def model_main() -> None:
+    """--model: each group-1 conv node of a corpus model, replayed on its batch-1 input, in each orientation."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import corpus
+
+    from opml import engine, kernels
+    from opml.convert import convert
+    from opml.parallel import set_worker_count
+
+    set_worker_count(1)
+
+    entry = next(e for e in corpus.corpus_entries(False) if ARGS.model in e.name)
+    calib = entry.batch(1, 0) if corpus.fixed_batch(entry) else corpus.entry_inputs(entry, 16, 0)
+    bundle = convert(entry.load(), calib, name=entry.name)
+    engine.set_batch_plans(False)
+    plan = engine.get_plan(bundle)
+    env = {**plan.consts, **dict(zip(bundle.inputs, corpus._engine_feed(entry.batch(1, 1)), strict=True))}
+    specs = bundle.tensors
+    totals = [0.0, 0.0, 0.0]
+    print(f"# {native.describe()}; {entry.name}: us per call, pixels as columns / as rows / chosen")
+    for j, node in enumerate(bundle.nodes):
+        args = [env[i] for i in node.inputs]
+        env[node.outputs[0]] = plan.kernels[j](args)
+        if node.op != "conv" or node.iattr("group") != 1:
+            continue
+        w = specs[node.inputs[1]].array()
+        m, c, kh, kw = w.shape
+        zp = specs[node.inputs[0]].zero_point
+        offset = specs[node.inputs[2]].array().astype(np.int64) - zp * w.astype(np.int64).reshape(m, -1).sum(axis=1)
+        gemm = kernels._native_gemm(node, specs, w.transpose(2, 3, 1, 0).reshape(kh * kw * c, m), offset, conv=True)
+        if gemm is None:
+            continue
+        geo = (kh, kw, node.attr("pads"), node.attr("strides"), node.attr("dilations"), zp)
+        ts = [_thread_time(functools.partial(gemm.conv_nchw, args[0], *geo, mode), ARGS.repeat) for mode in (1, 2, 0)]
+        totals = [t + u for t, u in zip(totals, ts, strict=True)]
+        print(f"{tuple(args[0].shape)} -> {m} {kh}x{kw} s{tuple(node.attr('strides'))}: " +
+              " / ".join(f"{t * 1e6:7.1f}" for t in ts), flush=True)
+    print("total: " + " / ".join(f"{t * 1e6:.0f}" for t in totals) + " us")
+
+
 def main() -> None:
     from opml.parallel import set_worker_count
 
@@ -135,5 +178,11 @@ if __name__ == "__main__":
     parser.add_argument("--json", default="")
     parser.add_argument("--conv", nargs="?", const=CONV_SHAPES, default="",
                         help="time batch-1 convs C,M,HW,k[,C,M,HW,k...] in each orientation instead")
+    parser.add_argument("--model", default="", help="replay a corpus model's group-1 conv nodes instead")
     ARGS = parser.parse_args()
-    conv_main() if ARGS.conv else main()
+    if ARGS.model:
+        model_main()
+    elif ARGS.conv:
+        conv_main()
+    else:
+        main()
