@@ -10,7 +10,8 @@
   (jax2tf's tanh form): ``rewrite_activation``; paddle2onnx's hard-swish: ``rewrite_hardswish``.
 - Attention-mask patterns (additive mask before Softmax, masked mean pooling): ``rewrite_masked``.
 - Batch-first LSTM/GRU (the transposes torch exports around them): ``rewrite_recurrent``.
-- Batch-first ``nn.MultiheadAttention`` (its ``[L, N * H, d]`` layout) and paddle's sliced q/k/v: ``rewrite_mha``.
+- Batch-first ``nn.MultiheadAttention`` (its ``[L, N * H, d]`` layout) and paddle's sliced q/k/v: ``rewrite_mha``;
+  sequence-first blocks (per-token ops after a ``Transpose(1, 0, 2)``): ``rewrite_sink``.
 """
 
 from __future__ import annotations
@@ -246,13 +247,13 @@ def rewrite_graph(graph: onnx.GraphProto) -> onnx.GraphProto:
     from .rewrite_hardswish import fuse_hardswish
     from .rewrite_layernorm import fuse_handwritten_layernorm
     from .rewrite_masked import fuse_masked_mean, fuse_masked_softmax
-    from .rewrite_mha import heads_merge, heads_split, slice_squeeze_gather
+    from .rewrite_mha import batch_first_attention, slice_squeeze_gather
     from .rewrite_onehot import fuse_onehot_matmul
     from .rewrite_recurrent import batch_first_recurrent
     from .rewrite_softmax import fuse_handwritten_softmax
     from .rewrite_stft import fuse_stft_magnitude
 
-    for rule in (heads_split, heads_merge, slice_squeeze_gather,  # (before _fuse_matmul_add fuses the q/k/v MatMul)
+    for rule in (batch_first_attention, slice_squeeze_gather,  # (before _fuse_matmul_add fuses the q/k/v MatMul)
                  fuse_onehot_matmul, _fold_batchnorm, _fuse_layernorm, fuse_handwritten_layernorm,
                  fuse_handwritten_softmax, _fuse_gelu, fuse_elementwise_gelu, fuse_hardswish, _fuse_matmul_add,
                  _fuse_relu,

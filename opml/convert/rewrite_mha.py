@@ -303,13 +303,17 @@ def heads_merge(g: _Graph) -> bool:
             continue
         r4 = _only_data(g, gemm.output[0], "Reshape")
         t7 = _only_data(g, r4.output[0], "Transpose") if r4 is not None else None
-        if r4 is None or t7 is None or not _perm(t7, [1, 0, 2]):
+        if r4 is None:
             continue
-        dead = [t6.output[0], r3.output[0], gemm.output[0], r4.output[0]]
+        if t7 is None or not _perm(t7, [1, 0, 2]):  # a sequence-first model reads [L, N, E'] (``rewrite_sink``)
+            t7 = None
+        dead = [t6.output[0], r3.output[0], gemm.output[0]] + ([r4.output[0]] if t7 is not None else [])
         if any(n in g.outputs for n in dead) or not all(_shape_ok(g, n) for n in dead):
             continue
         merged = _perm(t6, [1, 0, 2])  # y [N * H, L, d] (torch's bmm path) rather than [N, H, L, d]
-        y, z, eo = t6.input[0], t7.output[0], int(wt.shape[1])
+        # z [N, L, E']: the model's batch-first output, or (named as the projection, which holds the same values)
+        # the tensor whose transpose replaces the sequence-first [L, N, E'] the model reads
+        y, z, eo = t6.input[0], t7.output[0] if t7 is not None else gemm.output[0], int(wt.shape[1])
         base = z + "_aievm_bf"
         wname = g.add_init(base + "_w", np.ascontiguousarray(wt, dtype=np.float32))
         nodes = [helper.make_node(HEADS_MERGE, [y, r3.input[1], r4.input[1]], [base + "_y"], domain="aievm",
@@ -322,23 +326,36 @@ def heads_merge(g: _Graph) -> bool:
                       helper.make_node("Add", [base + "_mm", bname], [z], name=gname + "_bf_b")]
         else:
             nodes.append(helper.make_node("MatMul", [base + "_y", wname], [z], name=(gemm.name or base) + "_bf"))
+        if t7 is None:
+            nodes.append(helper.make_node("Transpose", [z], [r4.output[0]], perm=[1, 0, 2],
+                                          name=(r4.name or base) + "_bf"))
         new = _New()
-        new.add(t7, nodes)
+        new.add(t7 if t7 is not None else r4, nodes)
         # (torch reads the output's dimensions to reshape it: they come from y and E')
         if merged:  # y [N * H, L, d]: N * L = |y| / E, N = (N * H) * d / E
             e = int(wt.shape[0])
             _shape_nodes(g, t6.output[0], y, [[1], [0], [2]], new)
             _shape_nodes(g, r3.output[0], y, [([0, 1, 2], e), e], new)
             _shape_nodes(g, gemm.output[0], y, [([0, 1, 2], e), eo], new)
-            _shape_nodes(g, r4.output[0], y, [[1], ([0, 2], e), eo], new)
+            if t7 is not None:
+                _shape_nodes(g, r4.output[0], y, [[1], ([0, 2], e), eo], new)
         else:
             _shape_nodes(g, t6.output[0], y, [[2], [0], [1], [3]], new)
             _shape_nodes(g, r3.output[0], y, [[2, 0], [1, 3]], new)
             _shape_nodes(g, gemm.output[0], y, [[2, 0], eo], new)
-            _shape_nodes(g, r4.output[0], y, [[2], [0], eo], new)
-        new.apply(g, [t6, r3, gemm, r4, t7])
+            if t7 is not None:
+                _shape_nodes(g, r4.output[0], y, [[2], [0], eo], new)
+        new.apply(g, [t6, r3, gemm, r4] + ([t7] if t7 is not None else []))
         return True
     return False
+
+
+def batch_first_attention(g: _Graph) -> bool:
+    """One step of the batch-first rewrite: a heads split or merge, else one transpose moved past a per-token op
+    (``rewrite_sink``, which exposes the next sequence-first block's projections); True if it did one."""
+    from .rewrite_sink import sink_transpose
+
+    return heads_split(g) or heads_merge(g) or sink_transpose(g)
 
 
 def slice_squeeze_gather(g: _Graph) -> bool:

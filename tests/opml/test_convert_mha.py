@@ -34,14 +34,17 @@ def _i64(name: str, v: object) -> onnx.TensorProto:
 
 
 def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "", batch: int | str = "N",
-         bmm: bool = False, cross: bool = False, bias: bool = True, dynamo: bool = False) -> onnx.ModelProto:
+         bmm: bool = False, cross: bool = False, bias: bool = True, dynamo: bool = False,
+         seq_first: bool = False) -> onnx.ModelProto:
     """torch's export of ``nn.MultiheadAttention(e, h, batch_first=True)`` attention, shape reads included.
 
     ``bmm``: the ``need_weights=True`` path (k transposed by (1, 2, 0), attention on ``[N * H, L, d]``);
     ``cross``: query and key/value through separate projections (q's weight and bias sliced out of the packed
     ones with a shape-computed end, k/v packed by two), as for ``query is not key``;
     ``bias=False``: no projection biases (the output projection a MatMul); ``dynamo``: torch.export's form, constant
-    reshape targets with -1 where the batch is, ``allowzero=1``, Squeeze axis -2.
+    reshape targets with -1 where the batch is, ``allowzero=1``, Squeeze axis -2; ``seq_first``: a sequence-first
+    block (CLIP's ``x.permute(1, 0, 2)`` around ``batch_first=False`` layers): LayerNorm before the attention,
+    residual, LayerNorm and ReLU MLP after it, all on ``[L, N, E]``, one Transpose back at the end.
     ``bad``: "s0" reshapes the packed q/k/v to ``[N, L, 3, E]``; "s1" splits the heads with a constant target;
     "s4" reshapes the output rows to ``[N, L, E']`` (the output is then sequence first, without the residual)."""
     d = e // h
@@ -58,6 +61,10 @@ def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "", batc
     consts: list[onnx.TensorProto] = []
     mk("Transpose", ["x"], ["xt"], perm=[1, 0, 2])
     mk("Shape", ["xt"], ["sx"])
+    inp = "xt"
+    if seq_first:
+        mk("LayerNormalization", ["xt", "ln_g", "ln_b"], ["xn"], axis=-1)
+        inp = "xn"
     mk("Gather", ["sx", "c0"], ["L"], axis=0)
     mk("Gather", ["sx", "c1"], ["N"], axis=0)
     mk("Unsqueeze", ["L", "a0"], ["L1"])
@@ -71,7 +78,7 @@ def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "", batc
         mk("Unsqueeze", ["E", "a0"], ["E1"])
         mk("Slice", ["w_in_t", "z1", "E1", "z1"], ["wq_t"])
         mk("Transpose", ["wq_t"], ["wq"], perm=[1, 0])
-        mk("MatMul", ["xt", "wq"], ["mmq" if bias else "q"])
+        mk("MatMul", [inp, "wq"], ["mmq" if bias else "q"])
         if bias:
             mk("Slice", ["b_in", "z1", "E1", "z1"], ["bq"])
             mk("Add", ["bq", "mmq"], ["q"])
@@ -79,7 +86,7 @@ def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "", batc
         mk("Transpose", ["x"], ["xt2"], perm=[1, 0, 2])
         src, w_in, b_in, k_parts, names = "xt2", "w_kv", "b_kv", 2, "kv"
     else:
-        src, w_in, b_in, k_parts, names = "xt", "w_in", "b_in", 3, "qkv"
+        src, w_in, b_in, k_parts, names = inp, "w_in", "b_in", 3, "qkv"
     mk("MatMul", [src, w_in], ["mm" if bias else "qkv"])
     if bias:
         mk("Add", [b_in, "mm"], ["qkv"])
@@ -136,8 +143,20 @@ def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "", batc
     mk("Unsqueeze", ["Eo", "a0"], ["Eo1"])
     mk("Concat", ["N1", "L1", "Eo1"] if bad == "s4" else ["L1", "N1", "Eo1"], ["s4"], axis=0)
     reshape("gm", "s4", "r4", [seq, -1, e])
-    mk("Transpose", ["r4"], ["z"], perm=[1, 0, 2])
-    if bad == "s4":  # (z is [L, N, E'] then: no residual)
+    if seq_first:
+        mk("Add", ["xt", "r4"], ["res"])
+        mk("LayerNormalization", ["res", "ln_g", "ln_b"], ["resn"], axis=-1)
+        mk("MatMul", ["resn", "w1"], ["mlp1"])
+        mk("Add", ["mlp1", "b1"], ["mlp1b"])
+        mk("Relu", ["mlp1b"], ["mlp1r"])
+        mk("MatMul", ["mlp1r", "w2"], ["mlp2"])
+        mk("Add", ["res", "mlp2"], ["outs"])
+        mk("Transpose", ["outs"], ["out"], perm=[1, 0, 2])
+    else:
+        mk("Transpose", ["r4"], ["z"], perm=[1, 0, 2])
+    if seq_first:
+        pass
+    elif bad == "s4":  # (z is [L, N, E'] then: no residual)
         mk("Identity", ["z"], ["out"])
     else:
         mk("Add", ["x", "z"], ["out"])
@@ -155,6 +174,12 @@ def _mha(e: int, h: int, seq: int, rng: np.random.Generator, bad: str = "", batc
         inits += [_init("w_in", np.ascontiguousarray(w.T)), _init("b_in", b)]
     if bad == "s1":
         inits.append(_i64("s1_const", [seq, 2 * h, d]))
+    if seq_first:
+        inits += [_init("ln_g", rng.uniform(0.5, 1.5, e).astype(np.float32)),
+                  _init("ln_b", rng.normal(0, 0.1, e).astype(np.float32)),
+                  _init("w1", rng.normal(0, e ** -0.5, (e, 2 * e)).astype(np.float32)),
+                  _init("b1", rng.normal(0, 0.1, 2 * e).astype(np.float32)),
+                  _init("w2", rng.normal(0, (2 * e) ** -0.5, (2 * e, e)).astype(np.float32))]
     if bias:
         inits.append(_init("b_out", rng.normal(0, 0.1, e).astype(np.float32)))
     else:  # (unused initializers make onnxruntime warn)
@@ -170,12 +195,13 @@ def _batch3_is_three_batch1(bundle, x: np.ndarray) -> None:  # type: ignore[no-u
 
 @SOME
 @given(h=st.sampled_from([1, 2, 4]), d=st.integers(1, 4), seq=st.integers(1, 5), batch=st.integers(2, 4),
-       seed=st.integers(0, 2**16), bmm=st.booleans(), cross=st.booleans(), bias=st.booleans(), dynamo=st.booleans())
+       seed=st.integers(0, 2**16), bmm=st.booleans(), cross=st.booleans(), bias=st.booleans(), dynamo=st.booleans(),
+       seq_first=st.booleans())
 def test_batch_first_attention_keeps_a_dynamic_batch(h: int, d: int, seq: int, batch: int, seed: int, bmm: bool,
-                                                     cross: bool, bias: bool, dynamo: bool) -> None:
+                                                     cross: bool, bias: bool, dynamo: bool, seq_first: bool) -> None:
     rng = np.random.default_rng(seed)
     e = h * d
-    m = _mha(e, h, seq, rng, bmm=bmm, cross=cross, bias=bias, dynamo=dynamo)
+    m = _mha(e, h, seq, rng, bmm=bmm, cross=cross, bias=bias, dynamo=dynamo, seq_first=seq_first)
     x = rng.standard_normal((batch, seq, e)).astype(np.float32)
     b = check(m, [x], steps=6.0)  # (int8 error through q/k/v, the softmax, the output projection and the residual)
     assert b.tensors[b.inputs[0]].shape[0] == -1  # the batch stays dynamic
