@@ -343,3 +343,14 @@ def test_transformer_encoder_dynamic_every_node_through_the_fraud_vm() -> None:
     e = ENTRIES["transformer_encoder"]
     b = convert(e.load(), e.batch(2, 0))
     through_vm(b, e.batch(1, 1))
+
+
+def test_the_rewrites_leave_the_callers_graph_alone() -> None:
+    """``accuracy`` runs rewrite_graph on the model it then measures with onnxruntime: nothing may change in it."""
+    from opml.convert.rewrite import rewrite_graph
+
+    m = _mha(8, 2, 3, np.random.default_rng(4), seq_first=True, bmm=True)
+    before = m.SerializeToString()
+    g = rewrite_graph(m.graph)
+    assert m.SerializeToString() == before
+    assert any(n.op_type == "AievmHeadsSplit" for n in g.node) and any("seq_first" in n.name for n in g.node)
