@@ -13,6 +13,7 @@ from ..lut import softmax_exp_table
 from ..ops import REDUCE_L2, REDUCE_MAX, REDUCE_MEAN, REDUCE_SUM
 from .builder import QInfo, QParams, Val, requant_params
 from .context import BATCH_HINT, Context
+from .fold_lut import fold_binary
 from .wide import WIDE_LIMIT, feeds_residual_norm, is_wide, wide_qparams, wide_sum_qparams
 
 Lowering = Callable[[Context, onnx.NodeProto], None]
@@ -256,6 +257,9 @@ def lower_add(ctx: Context, node: onnx.NodeProto) -> None:
     bm = int(np.rint(sign * sb / so * 2.0**shift))
     lo, hi = (-WIDE_LIMIT, WIDE_LIMIT) if wide else (-128, 127)
     attrs = {"a_mult": am, "b_mult": bm, "shift": shift, "qmin": lo, "qmax": hi}
+    if not wide and (v := fold_binary(ctx.b, "add", aq, bq, node.output[0], DType.INT8, qp, attrs, ctx.env,
+                                      node.name)) is not None:  # x + lut(x): one table (fold_lut.py)
+        return ctx.set(node, v)
     ctx.set(node, ctx.b.add_node("add", [aq.ref, bq.ref], node.output[0], DType.INT16 if wide else DType.INT8, None,
                                  qp, attrs, ctx.env, node.name))
 
@@ -288,6 +292,8 @@ def lower_mul(ctx: Context, node: onnx.NodeProto) -> None:
     scale = np.float64(np.float32(ctx.b.spec(aq).scale)) * np.float64(np.float32(ctx.b.spec(bq).scale))
     mult, shift = requant_params(scale / np.float64(np.float32(qp.scale)))
     attrs = {"mult": int(mult[0]), "shift": int(shift[0]), "qmin": -128, "qmax": 127}
+    if (v := fold_binary(ctx.b, "mul", aq, bq, node.output[0], DType.INT8, qp, attrs, ctx.env, node.name)) is not None:
+        return ctx.set(node, v)  # SiLU, hard-swish, x * x: one table (fold_lut.py)
     ctx.set(node, ctx.b.add_node("mul", [aq.ref, bq.ref], node.output[0], DType.INT8, None, qp, attrs, ctx.env,
                                  node.name))
 
