@@ -13,12 +13,13 @@
  *   channel is one row of 16 pixels, written straight into the NCHW output: no layout change of the input
  *   or of the output, and the epilogue constants are the row's (broadcast). The weights are qgemm.c's own
  *   packed panels: channel n's group q is the 4 bytes at panel n / 16, offset q * 64 + (n % 16) * 4.
- *   It runs on the AVX-512 VNNI tile (isa avx512vnni, and amx) for the uint8 x int8 packings (kinds 1, 2),
- *   and the portable tile when forced (tests).
- * - "pixels as rows" (everything else, and few output pixels, where 16-pixel panels would be mostly
- *   padding): the padded input is reordered to NHWC, opml_im2col_nhwc builds the GEMM rows (a 1x1 stride-1
- *   conv uses the NHWC rows as they are), opml_qgemm_cfg multiplies, and the [P, N] result is transposed
- *   into NCHW.
+ *   It runs on the AVX-512 VNNI tile (isa avx512vnni) or AMX tiles (isa amx, with the row-major weight copy
+ *   cfg[22]: the weights as TDPBSUD's A operand; without it the VNNI tile) for the uint8 x int8 packings
+ *   (kinds 1, 2), and on the portable tile when forced (tests).
+ * - "pixels as rows" (the other shapes, see opml_qconv_nchw's rule, and every other instruction set): the
+ *   padded input is reordered to NHWC, opml_im2col_nhwc builds the GEMM rows (a 1x1 stride-1 conv uses the
+ *   NHWC rows as they are), opml_qgemm_cfg multiplies, and the [P, N] result is transposed into NCHW; a 1x1
+ *   conv of one pixel runs the GEMM on the NCHW arrays as they are.
  *
  * Exactness: every output is sum_k x w over the same K products in int32 (any order: integer addition is
  * associative, and every partial sum is within the bounds qgemm.c proves for the uint8 x int8 kernels:
