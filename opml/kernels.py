@@ -35,6 +35,25 @@ QRANGE = {DType.INT8: (-128, 127), DType.UINT8: (0, 255)}
 FLIP_ROWS = 256
 
 
+def _exact_divide(op: str, x: np.ndarray, terms: int, zp: int, mult: int, shift: int) -> bool:
+    """Whether round_div(sum of ``terms`` (x - zp) * mult, count << shift) stays within exact int64 arithmetic
+    (else the caller computes it on Python integers: numpy would wrap silently). OpmlError for a shift outside
+    docs/bundle.md's [0, 62]."""
+    if not 0 <= shift <= 62:
+        raise OpmlError(f"{op}: shift {shift} is outside [0, 62]")
+    span = 1 << (8 * x.dtype.itemsize)
+    return terms * (abs(zp) + span) * abs(mult) + (terms << shift) < 1 << 62
+
+
+def _round_div_big(acc: np.ndarray, mult: int, cnt: np.ndarray | int, shift: int) -> np.ndarray:
+    """round_div(acc * mult, cnt << shift) on Python integers (adversarial parameters); the result is clipped to
+    [-2^62, 2^62] (the callers clip it to an integer dtype's range after adding the zero point)."""
+    num = np.asarray(acc).astype(object) * mult
+    den = np.asarray(cnt).astype(object) << shift
+    y = (num + den // 2) // den
+    return np.clip(y, -(1 << 62), 1 << 62).astype(np.int64)
+
+
 def _const(specs: Sequence[TensorSpec], i: int) -> np.ndarray:
     return specs[i].array()
 
@@ -485,7 +504,10 @@ def prepare_avgpool(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
             if counts.size and counts.min() == 0:
                 raise OpmlError("avgpool: a window lies entirely in the padding (count 0)")
             cnt = counts
-        y = round_div(acc * mult, np.asarray(cnt, dtype=np.int64) << shift) + out.zero_point
+        if _exact_divide("avgpool", x, kh * kw, zp, mult, shift):
+            y = round_div(acc * mult, np.asarray(cnt, dtype=np.int64) << shift) + out.zero_point
+        else:
+            y = _round_div_big(acc, mult, cnt, shift) + out.zero_point
         return np.ascontiguousarray(np.clip(y, lo, hi).astype(out.dtype.np))
 
     return run
@@ -515,7 +537,9 @@ def prepare_reduce(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
 
     def run(xs: Sequence[np.ndarray]) -> np.ndarray:
         x = xs[0]
-        if x.dtype in (np.int8, np.uint8) and (y := native_plane(x)) is not None:
+        exact = mode == REDUCE_MAX or _exact_divide("reduce", x, math.prod(x.shape[a] for a in axes),
+                                                     x_spec.zero_point, mult, shift)
+        if exact and x.dtype in (np.int8, np.uint8) and (y := native_plane(x)) is not None:
             return y
         if mode == REDUCE_MAX:
             return x.max(axis=axes, keepdims=keep)
@@ -527,7 +551,10 @@ def prepare_reduce(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
             acc = isqrt((c * c).sum(axis=axes, keepdims=keep))
         else:
             raise OpmlError(f"reduce: unknown mode {mode}")
-        y = round_div(acc * mult, np.asarray(cnt, dtype=np.int64) << shift) + out.zero_point
+        if exact:
+            y = round_div(acc * mult, np.asarray(cnt, dtype=np.int64) << shift) + out.zero_point
+        else:
+            y = _round_div_big(acc, mult, cnt, shift) + out.zero_point
         return np.clip(y, lo, hi).astype(out.dtype.np)
 
     return run

@@ -106,12 +106,17 @@ def _lower(node: Node, kernel: object, specs: Sequence[TensorSpec], shapes: dict
     lower = _LOWERINGS.get(node.op)
     if lower is None:
         return None
-    low = lower(node, cv, ins, dts)
+    try:
+        low = lower(node, cv, ins, dts)
+    except OverflowError:
+        return None  # an attribute beyond int64 (a stride of 2^100 can still give valid shapes): Python kernel
     if low is None:
         return None
     shape, dtype, lowered = low
     if tuple(shape) != out_shape or np.dtype(dtype) != out_dtype:
         return None  # the Python kernel runs and its guard raises ShapeMismatchError
+    if any(type(w) is int and not -(1 << 63) <= w < (1 << 63) for w in lowered.words):
+        return None  # (the record is int64 words)
     return lowered
 
 

@@ -1,0 +1,149 @@
+"""Adversarial review of session 8's engine paths: mutated bundles, the fast input path, out-of-range parameters.
+
+* committed and ``opml.adversarial`` bundles with random byte flips (mostly in the descriptors) and structural
+  mutations (an attribute word, a declared dimension, a node input) that still decode: at batch 1 and 3 the
+  batch plans and the per-node path give the same bytes or the same named error, and the process never dies
+  (the runs happen in a child process, ``adversarial_child.py``, which names the mutation it was running);
+* inputs of the wrong dtype, shape, strides, 0-d or non-contiguous: the fast input path and the checked path
+  agree (same bytes or the same named error);
+* regressions found by the fuzzing: an attribute beyond int64 in a plan record (OverflowError), a layernorm
+  shift of 2^62 (MemoryError in the reference), avgpool/reduce parameters for which numpy's int64 wraps.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from engine_cases import INT8, act, check, const, one_node
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from opml import engine
+from opml.bundle import DType, decode_bundle, encode_bundle
+from opml.errors import OpmlError
+from opml.ops import REDUCE_L2, REDUCE_MEAN, REDUCE_SUM
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+def _child(mode: str, seed: int, count: int) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", str(HERE / "adversarial_child.py"), mode,
+                           str(seed), str(count)], env=env, capture_output=True, text=True, timeout=120)
+    lines = proc.stdout.splitlines()
+    last = next((ln for ln in reversed(lines) if ln.startswith("case")), "before any case")
+    assert proc.returncode == 0, f"child died (rc {proc.returncode}) at {last}: {proc.stderr[-2000:]}"
+    assert not [ln for ln in lines if ln.startswith("DIVERGE")], [ln for ln in lines if ln.startswith("DIVERGE")]
+    assert lines[-1].startswith("done ") and int(lines[-1].split()[1]) > 0, lines[-3:]
+
+
+@pytest.mark.parametrize("seed", [0, 100_000])
+def test_flipped_bundles_plans_equal_per_node(seed: int) -> None:
+    _child("flip", seed, 1500)
+
+
+@pytest.mark.parametrize("seed", [0, 100_000])
+def test_mutated_bundles_plans_equal_per_node(seed: int) -> None:
+    _child("struct", seed, 800)
+
+
+def _outcome(b: object, xs: list[object], fast: bool) -> str:
+    """Bytes or the error's class name, through the fast path (a list of arrays) or forced through the checked
+    path (the same values by name)."""
+    try:
+        if fast:
+            outs = engine.run(b, xs)  # type: ignore[arg-type]
+        else:
+            outs = engine.run(b, {s.name: x for s, x in zip(b.input_specs(), xs, strict=True)})  # type: ignore[attr-defined]
+    except OpmlError as e:
+        return type(e).__name__
+    return repr([(o.dtype.str, o.shape, o.tobytes()) for o in outs])
+
+
+BUNDLES = {p.parent.name: decode_bundle(p.read_bytes()) for p in sorted((ROOT / "models").glob("*/model.bundle"))}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(BUNDLES)), st.integers(0, 6), st.integers(1, 3), st.integers(0, 2**32 - 1))
+def test_fast_path_equals_checked_path(name: str, how: int, batch: int, seed: int) -> None:
+    b = BUNDLES[name]
+    rng = np.random.default_rng(seed)
+    xs: list[object] = []
+    for s in b.input_specs():
+        x = rng.integers(0, 100, size=s.concrete_shape(batch)).astype(s.dtype.np)
+        if how == 1:
+            x = x.astype(np.float64 if s.dtype.np.kind == "f" else np.int64)  # wrong (castable or not) dtype
+        elif how == 2 and x.ndim:
+            x = np.asfortranarray(x) if x.ndim > 1 else x[::-1]  # non-C strides, same values shape
+        elif how == 3:
+            x = np.repeat(x, 2, axis=-1)[..., ::2] if x.ndim else x  # non-contiguous view
+        elif how == 4:
+            x = x.reshape(-1)  # flattened
+        elif how == 5:
+            x = np.asarray(x.reshape(-1)[0])  # 0-d
+        elif how == 6:
+            x = x[:0]  # empty batch
+        xs.append(x)
+    fast, checked = _outcome(b, xs, True), _outcome(b, xs, False)
+    assert fast == checked
+
+
+def test_plan_record_attribute_beyond_int64() -> None:
+    """A maxpool stride of 2^100 gives valid shapes (one output row); the plan keeps the node on its Python
+    kernel instead of raising OverflowError while building the record: both paths give the same outcome (the
+    native maxpool refuses the stride with a named error)."""
+    x = np.arange(16, dtype=np.int8).reshape(1, 1, 4, 4)
+    b = one_node("maxpool", [act("x", INT8, x.shape)], act("y", INT8, (1, 1, 1, 1)), kernel=[4, 4],
+                 strides=[1 << 100, 1], pads=[0, 0, 0, 0], dilations=[1, 1])
+    b = decode_bundle(encode_bundle(b))
+    seen = []
+    for plans in (True, False):
+        engine.set_batch_plans(plans)
+        try:
+            seen.append(_outcome(b, [x], True))
+        finally:
+            engine.set_batch_plans(None)
+    assert seen[0] == seen[1]
+
+
+def test_layernorm_huge_shift_is_a_named_error() -> None:
+    x = np.arange(8, dtype=np.int8).reshape(2, 4)
+    gamma, beta = const("g", np.ones(4, np.int32)), const("b", np.zeros(4, np.int32))
+    b = one_node("layernorm", [act("x", INT8, x.shape), gamma, beta], act("y", INT8, x.shape), eps=1, frac_bits=8,
+                 mult=1 << 20, shift=1 << 62, qmin=-128, qmax=127)
+    with pytest.raises(OpmlError, match="shift"):
+        engine.run(decode_bundle(encode_bundle(b)), [x])
+
+
+@pytest.mark.parametrize("mode", [REDUCE_SUM, REDUCE_MEAN, REDUCE_L2])
+@pytest.mark.parametrize("mult", [1 << 40, (1 << 62) + 5, -(1 << 50)])
+def test_reduce_wide_mult_equals_reference(mode: int, mult: int) -> None:
+    """|sum * mult| beyond 2^63: the definition's integers (the reference), not numpy's wrapped int64."""
+    x = np.array([[100, 120, 127, 90], [-128, 6, -7, 8]], dtype=np.int8)
+    check(one_node("reduce", [act("x", INT8, x.shape, 0.1, 0)], act("y", INT8, (2,), 0.1, 3), mode=mode, axes=[1],
+                   keepdims=0, mult=mult, shift=20), [x])
+
+
+@pytest.mark.parametrize("mult", [1 << 40, (1 << 62) + 5])
+@pytest.mark.parametrize("shift", [0, 30, 62])
+def test_avgpool_wide_mult_equals_reference(mult: int, shift: int) -> None:
+    x = (np.arange(16, dtype=np.int64) * 17 - 128).astype(np.int8).reshape(1, 1, 4, 4)
+    check(one_node("avgpool", [act("x", INT8, x.shape, 0.1, 0)], act("y", INT8, (1, 1, 2, 2), 0.1, 0),
+                   kernel=[2, 2], strides=[2, 2], pads=[0, 0, 0, 0], count_include_pad=1, mult=mult, shift=shift), [x])
+
+
+def test_reduce_shift_out_of_range_is_a_named_error() -> None:
+    x = np.ones((2, 4), dtype=np.int8)
+    b = one_node("reduce", [act("x", INT8, x.shape, 0.1, 0)], act("y", INT8, (2,), 0.1, 0), mode=REDUCE_SUM,
+                 axes=[1], keepdims=0, mult=1, shift=1 << 62)
+    with pytest.raises(OpmlError, match="shift"):
+        engine.run(decode_bundle(encode_bundle(b)), [x])
+
+
+assert DType.INT8 == INT8
