@@ -153,10 +153,18 @@ def make_input(spec: dict[str, object], batch: int, rng: np.random.Generator) ->
     return rng.standard_normal(shape).astype(np.float32)
 
 
+def _tracked_files() -> list[Path]:
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True, check=True, timeout=60)
+        return [ROOT / f for f in out.stdout.decode().split("\0") if f]
+    except (OSError, subprocess.SubprocessError):  # not a git checkout: every file but the environments
+        return [p for p in ROOT.glob("**/*") if not {".git", ".venv", "node_modules", "__pycache__"} & set(p.parts)]
+
+
 def _file_bytes(n: int, rng: np.random.Generator) -> np.ndarray:
-    """magika's input: the first and last 1024 bytes of real files (this repository's), padded with 256."""
-    files = sorted(p for p in ROOT.glob("**/*") if p.is_file() and ".git" not in p.parts and ".venv" not in p.parts
-                   and "node_modules" not in p.parts and p.stat().st_size > 64)
+    """magika's input: the first and last 1024 bytes of real files (this repository's, as git tracks them: the
+    same files in every checkout of a commit, build outputs and caches left out), padded with 256."""
+    files = sorted(p for p in _tracked_files() if p.is_file() and p.stat().st_size > 64)
     pick = rng.choice(len(files), n, replace=False)
     rows = []
     for k in pick:
