@@ -68,6 +68,8 @@ class RollupDeployment:
             raw: Any = json.loads(Path(path).read_text())
         except (OSError, ValueError) as e:
             raise RollupConfigError(f"cannot read {path}: {e}") from None
+        except RecursionError:
+            raise RollupConfigError(f"cannot read {path}: JSON nested too deeply") from None
         if not isinstance(raw, dict):
             raise RollupConfigError(f"{path}: expected a JSON object")
         names = {f.name for f in fields(cls)}
@@ -75,10 +77,44 @@ class RollupDeployment:
         if missing:
             raise RollupConfigError(f"{path}: missing {', '.join(missing)}")
         check_derivation(raw.get("derivation", {}), path)
+        check_fields(raw, path)
         try:
             return cls(**{k: v for k, v in raw.items() if k in names})
         except TypeError as e:
             raise RollupConfigError(f"{path}: {e}") from None
+
+
+INT_FIELDS = ("l1_chain_id", "l2_chain_id", "genesis_l1_number", "genesis_l1_timestamp", "output_interval")
+ADDRESS_FIELDS = ("batcher", "proposer", "inbox", "registry", "oracle", "disputes", "factory", "game", "verifier",
+                  "program", "phase_link", "portal")
+
+
+def _hex(value: Any, nbytes: int) -> bool:
+    if not isinstance(value, str) or len(value) != 2 + 2 * nbytes or value[:2] not in ("0x", "0X"):
+        return False
+    try:
+        bytes.fromhex(value[2:])
+    except ValueError:
+        return False
+    return True
+
+
+def check_fields(raw: dict[str, Any], path: Path) -> None:
+    """The types of a rollup.json's other fields: integers >= 0 (``output_interval`` >= 1), 20-byte hex
+    addresses (``portal`` may be null), a 32-byte hex ``genesis_l1_hash``; :class:`RollupConfigError` naming
+    the field otherwise."""
+    for key in INT_FIELDS:
+        if key in raw:
+            v = raw[key]
+            low = 1 if key == "output_interval" else 0
+            if isinstance(v, bool) or not isinstance(v, int) or not low <= v < (1 << 256):
+                raise RollupConfigError(f"{path}: {key} must be an integer >= {low}, got {v!r}")
+    for key in ADDRESS_FIELDS:
+        if key in raw and not (key == "portal" and raw[key] is None) and not _hex(raw[key], 20):
+            raise RollupConfigError(f"{path}: {key} must be a 0x-prefixed 20-byte hex address, got {raw[key]!r}")
+    if "genesis_l1_hash" in raw and not _hex(raw["genesis_l1_hash"], 32):
+        raise RollupConfigError(f"{path}: genesis_l1_hash must be a 0x-prefixed 32-byte hex hash, "
+                                f"got {raw['genesis_l1_hash']!r}")
 
 
 def check_derivation(derivation: Any, path: Path) -> None:
@@ -95,4 +131,4 @@ def check_derivation(derivation: Any, path: Path) -> None:
             raise RollupConfigError(f"{path}: derivation.{key} must be a positive integer, got {value!r}")
 
 
-__all__ = ["RollupConfigError", "RollupDeployment", "check_derivation"]
+__all__ = ["RollupConfigError", "RollupDeployment", "check_derivation", "check_fields"]

@@ -258,7 +258,13 @@ class Deriver:
         return self._pending_forced
 
     def add_l1_block(self, block: L1Block) -> None:
-        """Read one L1 block (in order): its inbox data become frames, channels, batches."""
+        """Read one L1 block (in order): its inbox data become frames, channels, batches. A block at or below
+        the last one read raises :class:`L1Reorg` (the caller rewinds first), a gap ``ValueError``."""
+        if self.last_l1 is not None and block.number != self.last_l1 + 1:
+            if block.number <= self.last_l1:  # (its parent may match: only a rewind forgets the blocks above)
+                raise L1Reorg(block.number, f"L1 block {block.number} was read already (last read {self.last_l1}): "
+                                            "rewind_l1 below it first")
+            raise ValueError(f"L1 block {block.number} after L1 block {self.last_l1}: blocks are read in order")
         prev = self.l1.get(block.number - 1)
         if prev is not None and prev.hash != block.parent_hash:
             raise L1Reorg(block.number, f"L1 block {block.number} does not extend {prev.hash.hex()}: an L1 reorg")
@@ -328,6 +334,11 @@ class Deriver:
         back to the state the deriver had when ``number`` was its last L1 block; returns that state's
         safe head, to which the caller rewinds its L2 chain. A pending batch is put back to be read
         again. Raises :class:`ReorgTooDeep` without changing anything when no checkpoint is kept."""
+        if number == self.last_l1:  # nothing after it to forget (a reorg that came back): the state it has
+            if self._pending is not None and not self._pending_forced:
+                self._ready.appendleft(self._pending)
+            self._pending, self._pending_forced = None, False
+            return self.safe
         snap = self._checkpoints.get(number)
         if snap is None:
             raise ReorgTooDeep(f"an L1 reorg down to block {number} is deeper than the {MAX_REORG_DEPTH} blocks "
