@@ -185,6 +185,9 @@ def _feature_grid(lo: float, hi: float, fine: float) -> tuple[float, int]:
     return scale, int(-_GRID - np.floor(lo / scale))
 
 
+PICK_MIN = 64  # gather each feature's own grid column when that drops at least this many weight rows
+
+
 @dataclass(frozen=True)
 class FeatureGrids:
     """Float features as int8: column ``row[f]`` of ``q`` holds feature ``f`` on the grid ``grid[f]``."""
@@ -222,7 +225,15 @@ def feature_grids(ctx: Context, x: Val, ranges: dict[int, tuple[float, float, fl
         return FeatureGrids(copies[0], row, grid, ctx.b.spec(copies[0]).zero_point)
     q = ctx.b.add_node("concat", [c.ref for c in copies], name + "_features", DType.INT8, None, QParams(1.0, 0),
                        {"axis": 1}, ctx.env)
-    return FeatureGrids(q, row, grid, 0)
+    used = sorted(row, key=lambda f: row[f])
+    if len(copies) * nf - len(used) < PICK_MIN:
+        return FeatureGrids(q, row, grid, 0)
+    # keep only each feature's own column (one per feature, not one per grid): the linears reading the
+    # features then have as many weight rows as there are features, not len(copies) times as many
+    idx = ctx.b.const(name + "_pick", np.array([row[f] for f in used], dtype=np.int32))
+    q = ctx.b.add_node("gather", [q.ref, idx], name + "_picked", DType.INT8, None, QParams(1.0, 0), {"axis": 1},
+                       ctx.env)
+    return FeatureGrids(q, {f: i for i, f in enumerate(used)}, grid, 0)
 
 
 def _indicator(ctx: Context, x: Val, w: np.ndarray, bias: np.ndarray, name: str) -> Val:
