@@ -310,6 +310,7 @@ def node_tests(ctx: Context, node: onnx.NodeProto, ens: Ensemble) -> tuple[Val, 
 
 
 BLOCK = 256  # internal nodes per block of trees: the leaf step's weights are block-diagonal
+SHARED_TESTS = True  # one node-test linear for every block (sliced per block), not one per block
 
 
 def leaf_indicator(ctx: Context, node: onnx.NodeProto, ens: Ensemble) -> tuple[Val, np.ndarray]:
@@ -332,15 +333,26 @@ def leaf_indicator(ctx: Context, node: onnx.NodeProto, ens: Ensemble) -> tuple[V
         if blocks[-1] and size + int((ens.node_tree == t).sum()) > BLOCK:
             blocks.append([])
         blocks[-1].append(t)
-    parts, order = [], []
+    nodes_of = [np.flatnonzero(np.isin(ens.node_tree, trees)) for trees in blocks]
+    shared = None  # every block's node tests in one linear (a linear costs more than a slice of its output)
+    if SHARED_TESTS and sum(1 for im in nodes_of if im.size) > 1:
+        every = np.concatenate(nodes_of)
+        shared = _indicator(ctx, q, w[:, every], b[every], name + "_tests")
+    parts, order, start = [], [], 0
     for i, trees in enumerate(blocks):
-        im = np.flatnonzero(np.isin(ens.node_tree, trees))
+        im = nodes_of[i]
         il = np.flatnonzero(np.isin(ens.leaf_tree, trees))
+        start += im.size
         if not il.size:
             continue
         suffix = f"_{i}" if len(blocks) > 1 else ""
         if im.size:
-            tests = _indicator(ctx, q, w[:, im], b[im], name + "_tests" + suffix)
+            if shared is not None:
+                tests = ctx.b.add_node("slice", [shared.ref], name + "_tests" + suffix, DType.INT8, None,
+                                       QParams(1.0, 0), {"starts": [0, start - im.size],
+                                                         "ends": [1 << 62, start], "steps": [1, 1]}, ctx.env)
+            else:
+                tests = _indicator(ctx, q, w[:, im], b[im], name + "_tests" + suffix)
             parts.append(_indicator(ctx, tests, 2 * ens.paths[np.ix_(im, il)], 1 - 2 * trues[il],
                                     name + "_leaves" + suffix))
         else:  # single-leaf trees only: their leaves are always reached

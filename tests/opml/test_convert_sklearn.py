@@ -61,6 +61,8 @@ MODELS: dict[str, tuple[str, Callable[[], object]]] = {
     "forest_breast_cancer": ("breast_cancer",
                              lambda: RandomForestClassifier(n_estimators=10, max_depth=6, random_state=0)),
     "forest_digits": ("digits", lambda: RandomForestClassifier(n_estimators=5, max_depth=6, random_state=0)),
+    "forest_deep_digits": ("digits",
+                           lambda: RandomForestClassifier(n_estimators=10, max_depth=8, random_state=0)),
     "boosting_iris": ("iris", lambda: GradientBoostingClassifier(n_estimators=10, max_depth=3, random_state=0)),
     "boosting_breast_cancer": ("breast_cancer",
                                lambda: GradientBoostingClassifier(n_estimators=10, max_depth=3, random_state=0)),
@@ -153,6 +155,27 @@ def test_tree_ops_are_three_linears() -> None:
     ops = [n.op for n in bundle.nodes]
     assert ops.count("linear") == 4  # tests, leaves, int32 scores (label), int8 probabilities
     assert set(ops) <= {"quantize", "concat", "linear", "argmax", "dequantize"}
+
+
+def test_forest_reads_each_feature_once() -> None:
+    """Features on several grids: one column per tested feature (a gather after the grids' concat), and one
+    node-test linear for every block of trees (sliced per block), so the weights have no per-grid rows."""
+    onx, bundle, _ = exported("forest_deep_digits")
+    ops = [n.op for n in bundle.nodes]
+    assert ops.count("quantize") > 1 and ops.count("gather") == 1
+    tree = next(n for n in onx.graph.node if n.op_type == "TreeEnsembleClassifier")
+    feats = next(a for a in tree.attribute if a.name == "nodes_featureids").ints
+    modes = next(a for a in tree.attribute if a.name == "nodes_modes").strings
+    used = {f for f, m in zip(feats, modes, strict=True) if m != b"LEAF"}
+    tests = [n for n in bundle.nodes if n.op == "linear" and bundle.tensors[n.inputs[0]].name.endswith("_picked")]
+    internal = sum(m != b"LEAF" for m in modes)
+    assert len(tests) == 1 and bundle.tensors[tests[0].inputs[1]].shape == (len(used), internal)
+    assert ops.count("slice") == ops.count("linear") - 3  # tests, then per block a slice and the leaves; scores
+
+
+def test_deep_forest_through_fraud_vm() -> None:
+    _, bundle, xte = exported("forest_deep_digits")
+    through_vm(bundle, [xte[:1]])
 
 
 # ---------------------------------------------------------------------------------------------- random ensembles
