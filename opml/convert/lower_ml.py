@@ -5,12 +5,14 @@ Every tree of the ensemble is evaluated at once, with no new primitive:
 
 1. **Comparisons.** The features are int8: an int8 activation as it comes, or a float32 input quantized
    *per feature* (``slice`` + ``quantize`` + ``concat``) on a grid spanning that feature's thresholds (so
-   the thresholds are resolved to 1/250 of their spread, whatever the other features' ranges are). A
+   the thresholds are resolved to 1/250 of their spread, whatever the other features' ranges are; when
+   there are several grids a ``gather`` keeps each feature's own column of their concat). A
    test ``x_f <= t`` on the grid of scale ``s``, zero point ``z`` is the integer test ``q_f <= K`` with
    ``K = floor(z + t / s)`` (exact for the dequantized value ``s (q_f - z)``; ``<``, ``>=``, ``>`` likewise
    with ceil). One ``linear`` computes every node's ``acc = 2 a (q_f - K) + 1`` (``a = -1`` for ``<=``,
    ``+1`` for ``>=``; weights ``2 a`` in the feature's row, bias from ``K``): odd, so ``>= 1`` when the
-   test holds and ``<= -1`` when not; multiplier 1 and the clamp to [0, 1] give the 0/1 indicator ``d``.
+   test holds and ``<= -1`` when not; multiplier 1 and the clamp to [0, 1] give the 0/1 indicator ``d``
+   (one ``linear`` for every tree, a ``slice`` of d per block of trees in step 2).
 2. **Leaves.** With ``C[m, l] = +1`` when leaf ``l`` lies under node ``m``'s true branch, ``-1`` under
    its false branch, 0 otherwise, and ``E_l`` the number of true branches on leaf ``l``'s path,
    ``d @ C <= E_l`` with equality exactly on the reached leaf. A second ``linear`` (weights ``2 C``, bias
