@@ -237,6 +237,9 @@ def lower_add(ctx: Context, node: onnx.NodeProto) -> None:
     a, b = ctx.need(node, 0), ctx.need(node, 1)
     a, b = ctx.batch_free(a, b), ctx.batch_free(b, a)
     sign = -1.0 if node.op_type == "Sub" else 1.0
+    if (b.is_const and not a.is_const and ctx.b.spec(a).dtype == DType.FLOAT32 and not np.any(np.asarray(b.data))
+            and np.broadcast_shapes(a.data.shape, b.data.shape) == a.data.shape):
+        return ctx.set(node, a)  # a float32 activation plus zeros (silero-vad's state output): itself, unrounded
     if b.is_const and (c := _scalar(b)) is not None:
         return ctx.unary_from(node, a, "affine", {"mul": 1.0, "add": sign * c})
     if a.is_const and (c := _scalar(a)) is not None:
@@ -264,6 +267,19 @@ def lower_add(ctx: Context, node: onnx.NodeProto) -> None:
                                  qp, attrs, ctx.env, node.name))
 
 
+def _mul_wide(ctx: Context, node: onnx.NodeProto, a: Val, b: Val) -> None:
+    """``mul`` of a 13-bit int16 activation (zero point 0) read directly and an int8 one (or two int16 ones),
+    onto a 13-bit int16 grid (an LSTM's carried cell state ``f * C_prev``: recurrent.py)."""
+    aq = a if is_wide(ctx, a) else ctx.quantized(a, node.input[0])
+    bq = b if is_wide(ctx, b) else ctx.quantized(b, node.input[1])
+    qp = wide_sum_qparams(ctx.dequant(aq) * ctx.dequant(bq))
+    scale = np.float64(np.float32(ctx.b.spec(aq).scale)) * np.float64(np.float32(ctx.b.spec(bq).scale))
+    mult, shift = requant_params(scale / np.float64(np.float32(qp.scale)))
+    attrs = {"mult": int(mult[0]), "shift": int(shift[0]), "qmin": -WIDE_LIMIT, "qmax": WIDE_LIMIT}
+    ctx.set(node, ctx.b.add_node("mul", [aq.ref, bq.ref], node.output[0], DType.INT16, None, qp, attrs, ctx.env,
+                                 node.name))
+
+
 @lowering("Mul", "Div")
 def lower_mul(ctx: Context, node: onnx.NodeProto) -> None:
     a, b = ctx.need(node, 0), ctx.need(node, 1)
@@ -286,6 +302,8 @@ def lower_mul(ctx: Context, node: onnx.NodeProto) -> None:
         b = Val(1.0 / np.asarray(b.data, dtype=np.float64))
     elif a.is_const and (c := _scalar(a)) is not None:
         return ctx.unary_from(node, b, "affine", {"mul": c, "add": 0.0})
+    if not div and (is_wide(ctx, a) or is_wide(ctx, b)) and ctx.b.spec(a if is_wide(ctx, a) else b).zero_point == 0:
+        return _mul_wide(ctx, node, a, b)
     aq = _const_act(ctx, a, node.input[0]) if a.is_const else ctx.quantized(a, node.input[0])
     bq = _const_act(ctx, b, node.input[1]) if b.is_const else ctx.quantized(b, node.input[1])
     qp = ctx.out_qparams(node, ctx.dequant(aq) * ctx.dequant(bq))

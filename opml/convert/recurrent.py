@@ -209,6 +209,7 @@ def _unroll(ctx: Context, node: onnx.NodeProto, grids: dict[tuple[int, str], QPa
     # one grid for every h when Y concatenates several (steps or directions); one h keeps its calibrated grid
     hq = None if steps == 1 and n_dir == 1 else _H_Q if lstm else _gru_grid(ctx, node)
     ys, hs, cs = [], [], []
+    wide_c = False
     for d in range(n_dir):
         e.d = d
         reverse = direction == "reverse" or d == 1
@@ -227,6 +228,9 @@ def _unroll(ctx: Context, node: onnx.NodeProto, grids: dict[tuple[int, str], QPa
             proj = e.linear(xb, w[d].T, pb, "xw")
         h = _state(ctx, node, 5, d, layout, e)
         c = _state(ctx, node, 6, d, layout, e) if lstm else None
+        if WIDE_STATE and c is not None and steps == 1 and n_dir == 1 and c not in ctx.vals:  # carried: int16
+            c = e.op("AievmWideState", [c], "cw", domain="aievm")
+            wide_c = True
         outs: list[str] = []
         for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
             xt = e.op("Gather", [proj, e.const("t", np.array(t, dtype=np.int64))], "xt", axis=1)
@@ -247,6 +251,9 @@ def _unroll(ctx: Context, node: onnx.NodeProto, grids: dict[tuple[int, str], QPa
             ctx.preferred[ys[-1]] = hq
         hs.append(h)
         cs.append(c)
+    if wide_c:  # Y_h and Y_c in float32, each part dequantized from its own grid (the state output's Concat)
+        hs = [e.op("AievmDequantize", [hs[0]], "hf", domain="aievm")]
+        cs = [e.op("AievmDequantize", [cs[0]], "cf", domain="aievm")] if cs[0] is not None else cs
     _outputs(ctx, node, e, ys, hs, cs, layout, hq)
     return e.nodes, e.shared if steps > 1 else {}
 
@@ -379,3 +386,63 @@ def _split(e: _Emit, x: str, sizes: list[int], tag: str) -> list[str]:
     names = [e.name(tag) for _ in sizes]
     e.nodes.append(helper.make_node("Split", [x, e.const("split", np.array(sizes, dtype=np.int64))], names, axis=1))
     return names
+
+
+# a single-step layer's cell state input (an activation: a state carried between calls) on an int16 grid; off:
+# on int8 as any activation (tests compare the two)
+WIDE_STATE = True
+# the carried cell state's int16 grid: |q| <= 255 * _STATE_HALF_WINDOWS (2 * that many int8 windows)
+_STATE_HALF_WINDOWS = 8
+
+
+@lowering("AievmWideState")
+def lower_wide_state(ctx: Context, node: onnx.NodeProto) -> None:
+    """A float32 state input onto a fine symmetric int16 grid ``s`` (zero point 0) with int8 ``quantize``s only.
+
+    ``2 M`` quantizes of the same input with scale ``s`` and zero points ``zp_k = -128 - 255 (k - M)`` each
+    saturate in turn: ``q_k - zp_k = clamp(rint(x / s), 255 (k - M), 255 (k - M + 1))``. Their sum is
+    ``rint(x / s)`` plus the interior window bounds ``255 (1 - M) .. 255 (M - 1)``, which cancel: exactly
+    ``clamp(rint(x / s), -255 M, 255 M)``. ``2 M - 1`` int16 ``add``s (multipliers 2, shift 1) sum them."""
+    from ..bundle import DType
+    from .lockstep import merged_range
+    from .wide import WIDE_LIMIT
+
+    x = ctx.need(node, 0)
+    if x.is_const or ctx.b.spec(x).dtype != DType.FLOAT32:
+        raise ctx.err("AievmWideState expects a float32 activation")
+    m = _STATE_HALF_WINDOWS
+    assert 255 * m <= WIDE_LIMIT
+    real = np.asarray(x.data, dtype=np.float64)
+    top = float(np.abs(real).max()) if real.size else 0.0
+    top = merged_range(-top, top)[1]  # (several calibration batches in lockstep: all of them)
+    qp = QParams(float(np.float32(max(top, 1e-8) / (255 * m))), 0)
+    out = node.output[0]
+    # windows k and 2M - 1 - k first: their bounds sum to -255, so each pair's sum is in [-255, 255] and every
+    # partial sum of the tree within 255 M (the sum of windows in order would reach far beyond the int16 clamp)
+    order = [k for j in range(m) for k in (j, 2 * m - 1 - j)]
+    parts = [ctx.b.add_node("quantize", [x.ref], f"{out}_w{k}", DType.INT8, None,
+                            QParams(qp.scale, -128 - 255 * (k - m)), {}, ctx.env, node.name) for k in order]
+    attrs = {"a_mult": 2, "b_mult": 2, "shift": 1, "qmin": -WIDE_LIMIT, "qmax": WIDE_LIMIT}
+    k = 0
+    while len(parts) > 1:  # a balanced tree of exact sums
+        a, b = parts.pop(0), parts.pop(0)
+        name = out if not parts else f"{out}_s{k}"
+        k += 1
+        parts.append(ctx.b.add_node("add", [a.ref, b.ref], name, DType.INT16, None, qp, attrs, ctx.env, node.name))
+    v = parts[0]
+    v.onnx_dtype = np.dtype(np.float32)
+    ctx.set(node, v)
+
+
+@lowering("AievmDequantize")
+def lower_dequantize_value(ctx: Context, node: onnx.NodeProto) -> None:
+    """A quantized activation as float32 on its own grid (``dequantize``)."""
+    from ..bundle import DType
+
+    x = ctx.need(node, 0)
+    if x.is_const or ctx.b.spec(x).dtype == DType.FLOAT32:
+        return ctx.set(node, x)
+    v = ctx.b.add_node("dequantize", [x.ref], node.output[0], DType.FLOAT32, None, None, {}, ctx.env, node.name)
+    v.onnx_dtype = np.dtype(np.float32)
+    ctx.set(node, v)
+

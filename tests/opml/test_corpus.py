@@ -186,9 +186,9 @@ def test_streaming_vad_calibrated_on_many_calls() -> None:
     calib = calibration(e, m)
     many = streamed(convert(m, calib))
     one = streamed(convert(m, calib.items[0]))  # type: ignore[attr-defined]
-    # (0.878 before the STFT magnitude's int16 path, rewrite_stft.py: 0.931; what is left is the LSTM cell
-    # state's int8 grid, carried from call to call)
-    assert many >= 0.92 and many > one + 0.05, (many, one)
+    # (0.878 before the STFT magnitude's int16 path, rewrite_stft.py: 0.931; with the LSTM cell state carried
+    # on an int16 grid, recurrent.lower_wide_state: 0.961, seeds 1-4 0.961 / 0.990 / 0.998 / 0.971)
+    assert many >= 0.95 and many > one + 0.05, (many, one)
 
 
 def test_realistic_inputs_are_deterministic() -> None:
