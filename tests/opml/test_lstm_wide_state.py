@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import onnx
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
@@ -116,3 +117,25 @@ def test_engine_equals_reference_hypothesis(seed: int, top: float, skew: float) 
     x = _feeds(np.random.default_rng(seed + 1), 2 * lo, 2 * hi)  # (beyond calibration: the windows saturate)
     got = run(b, x)
     assert [g.tobytes() for g in got] == [r.tobytes() for r in run_reference(b, x)]
+
+
+@pytest.mark.parametrize("layout,dyn", [(1, True), (1, False), (0, False)])
+def test_single_step_layouts_and_dynamic_batch(layout: int, dyn: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recurrent tests' LSTM with one step and state inputs: the int16 state path, engine == reference, every
+    node through the fraud VM, each output within a step of h's grid of onnxruntime, another batch at run time."""
+    import test_convert_ops_recurrent as rec
+
+    monkeypatch.setattr(rec, "S", 1)
+    m, m0, feeds, outs = rec._rnn("LSTM", "forward", layout, True, 0, dyn, seed=3)
+    b = convert(m, feeds)
+    assert sum(n.op == "quantize" for n in b.nodes) == 2 * recurrent._STATE_HALF_WINDOWS + 2  # (+ x and h0)
+    got = run(b, feeds)
+    assert [g.tobytes() for g in got] == [r.tobytes() for r in run_reference(b, feeds)]
+    want = _ort(m0, [f.transpose(1, 0, 2) for f in feeds] if layout else feeds)
+    if layout:
+        want = [w.transpose(2, 0, 1, 3) if w.ndim == 4 else w.transpose(1, 0, 2) for w in want]
+    for g, w in zip(got, want, strict=True):
+        assert g.shape == w.shape and float(np.abs(g - w).max()) < 0.02
+    through_vm(b, feeds)
+    if dyn:
+        assert [g.shape[0] for g in run(b, [f[:1] for f in feeds])] == [1, 1, 1]
