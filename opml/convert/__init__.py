@@ -174,6 +174,9 @@ def _lower_nodes(ctx: Context, nodes: Iterable[onnx.NodeProto]) -> None:
                 nodes = expander(ctx, node)
             except ConversionError as e:
                 raise ConversionError(one_line(ctx.where(), str(e))) from None
+            except Exception as e:  # weights of shapes the expansion did not anticipate: one line naming the node
+                raise ConversionError(one_line(ctx.where(), f"cannot expand this node ({type(e).__name__}: {e})")) \
+                    from None
             _lower_nodes(ctx, nodes)
             continue
         all_const = all(ctx.vals.get(i) is not None and ctx.vals[i].is_const for i in node.input if i)
@@ -272,11 +275,36 @@ def convert(
     return bundles[0]
 
 
+def _check_arity(node: onnx.NodeProto, opset: int | None) -> None:
+    """ConversionError when a standard node lacks a required input or has more inputs than its ONNX schema
+    allows (an uploaded graph is checked before the rewrites read inputs by position)."""
+    if node.domain not in ("", "ai.onnx") or opset is None:
+        return
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opset, node.domain)
+    except onnx.defs.SchemaError:
+        return  # (an unknown op: the lowering names it)
+    where = f"node {node.name!r} ({node.op_type})"
+    if len(node.input) > schema.max_input:
+        raise ConversionError(f"{where} has {len(node.input)} inputs; its ONNX schema allows {schema.max_input}")
+    for i, f in enumerate(schema.inputs):
+        if f.option == onnx.defs.OpSchema.FormalParameterOption.Single and (i >= len(node.input) or not node.input[i]):
+            raise ConversionError(f"{where} lacks its required input {i} ({f.name})")
+
+
 def _convert_batch(m: onnx.ModelProto, arrays: list[np.ndarray], name: str | None, weight_bits: int,
                    accuracy: AccuracyOptions | None, trace: ConversionTrace | None) -> Bundle:
     """``convert`` on one calibration batch (``arrays``, checked)."""
     arrays = [np.require(a, requirements="C") for a in arrays]  # (keeps a 0-d input 0-d: shape () in the bundle)
-    graph = rewrite_graph(m.graph)
+    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), None)
+    for node in m.graph.node:
+        _check_arity(node, opset)
+    try:  # (the rewrites read inputs by position: a malformed graph must not escape as IndexError)
+        graph = rewrite_graph(m.graph)
+    except ConversionError:
+        raise
+    except Exception as e:
+        raise ConversionError(one_line("the graph rewrites", f"a malformed graph ({type(e).__name__}: {e})")) from None
     ins = _graph_inputs(m)
     dynamic = any(_is_dynamic(vi) for vi in ins)
     batch = 0

@@ -6,6 +6,7 @@
   (the runs happen in a child process, ``adversarial_child.py``, which names the mutation it was running);
 * inputs of the wrong dtype, shape, strides, 0-d or non-contiguous: the fast input path and the checked path
   agree (same bytes or the same named error);
+* corpus ONNX graphs mutated (``convert_fuzz_child.py``): a bundle or one ConversionError line, nothing else;
 * regressions found by the fuzzing: an attribute beyond int64 in a plan record (OverflowError), a layernorm
   shift of 2^62 (MemoryError in the reference), avgpool/reduce parameters for which numpy's int64 wraps.
 """
@@ -51,6 +52,30 @@ def test_flipped_bundles_plans_equal_per_node(seed: int) -> None:
 @pytest.mark.parametrize("seed", [0, 100_000])
 def test_mutated_bundles_plans_equal_per_node(seed: int) -> None:
     _child("struct", seed, 800)
+
+
+MODELS_A = ["audio_cnn1d", "unet_tiny", "squeezenet1_1", "transformer_encoder", "bert_tiny", "gpt2_tiny",
+            "magika_standard_v3_3"]
+MODELS_B = ["gru", "lstm", "resnet18", "mobilenet_v3_small", "distilbert_tiny"]
+
+
+@pytest.mark.parametrize(("seed", "count", "models"), [(0, 200, MODELS_A), (1205, 12, MODELS_B)])
+def test_mutated_onnx_graphs_convert_or_give_one_line_conversion_error(seed: int, count: int,
+                                                                       models: list[str]) -> None:
+    """Corpus graphs with an input dropped or redirected, an attribute, an initializer's shape, an op type or a
+    declared input dimension changed: a bundle that runs (or raises OpmlError), or one ConversionError line. The
+    seeds include the cases that raised IndexError / ValueError before (rewrites reading inputs by position:
+    gpt2 19, magika 34, squeezenet 44; the recurrent expansion on reshaped weights: lstm 1211)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(HERE / "convert_fuzz_child.py"), str(seed), str(count), *models],
+                          env=env, capture_output=True, text=True, timeout=300)
+    lines = proc.stdout.splitlines()
+    last = next((ln for ln in reversed(lines) if ln.startswith("case")), "before any case")
+    assert proc.returncode == 0 and lines and lines[-1] == "done", f"child died (rc {proc.returncode}) at {last}: " \
+        f"{proc.stderr[-2000:]}"
+    findings = [ln for ln in lines if ln.startswith("FINDING")]
+    assert not findings, findings
+    assert sum(ln.startswith("refused") for ln in lines) > 0
 
 
 def _outcome(b: object, xs: list[object], fast: bool) -> str:
