@@ -24,6 +24,7 @@ from engine_cases import INT8, act, check, const, one_node
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from opml import adversarial as adv
 from opml import engine
 from opml.bundle import DType, decode_bundle, encode_bundle
 from opml.errors import OpmlError
@@ -172,3 +173,52 @@ def test_reduce_shift_out_of_range_is_a_named_error() -> None:
 
 
 assert DType.INT8 == INT8
+
+
+def _zero_d_bundle() -> object:
+    """A 0-d input to a 0-d output (the session's scalar I/O)."""
+    x = act("x", INT8, ())
+    return one_node("add", [x, const("c", np.array(3, np.int8))], act("y", INT8, ()), a_mult=1 << 29, b_mult=1 << 29,
+                    shift=29, qmin=-128, qmax=127)
+
+
+RUN_BYTES = {**BUNDLES, "zero_d": decode_bundle(encode_bundle(_zero_d_bundle())),  # type: ignore[arg-type]
+             **{n: decode_bundle(encode_bundle(f(1, 1).bundle)) for n, f in
+                [("float_cast", adv.CASES["float_cast"]), ("wide_gather", adv.CASES["wide_gather"]),
+                 ("where_broadcast", adv.CASES["where_broadcast"])]}}
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(RUN_BYTES)), st.integers(-3, 3), st.integers(0, 3), st.integers(0, 2**32 - 1))
+def test_run_bytes_on_any_bytes(name: str, delta: int, batch: int, seed: int) -> None:
+    """The precompile's entry point on lengths around the valid ones and random bytes (NaN and infinity bit
+    patterns in float inputs, indices out of range): output of exactly ``output_length`` bytes, equal with the
+    plans off, or an OpmlError (the same one for output_length and run_bytes)."""
+    b = RUN_BYTES[name]
+    specs = b.input_specs()
+    fixed = sum(engine.sample_bytes(s) for s in specs if not (s.shape and s.shape[0] < 0))
+    per = sum(engine.sample_bytes(s) for s in specs if s.shape and s.shape[0] < 0)
+    n = max(0, fixed + batch * per + delta)
+    data = np.random.default_rng(seed).integers(0, 256, size=n, dtype=np.uint8).tobytes()
+    try:
+        want = engine.output_length(b, n)
+    except OpmlError as e:
+        with pytest.raises(type(e)):
+            engine.run_bytes(b, data)
+        return
+    try:
+        out = engine.run_bytes(b, data)
+    except OpmlError as e:
+        engine.set_batch_plans(False)
+        try:
+            with pytest.raises(type(e)):
+                engine.run_bytes(b, data)
+        finally:
+            engine.set_batch_plans(None)
+        return
+    assert len(out) == want
+    engine.set_batch_plans(False)
+    try:
+        assert engine.run_bytes(b, data) == out
+    finally:
+        engine.set_batch_plans(None)
