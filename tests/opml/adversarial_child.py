@@ -128,6 +128,7 @@ def main() -> None:
             xs = random_inputs(b, batch, rng)
             print(f"case {mode} {s} batch {batch}", flush=True)
             on, off = outcome(b, xs, True), outcome(b, xs, False)
+            print(f"result {mode} {s} batch {batch} {on}", flush=True)
             if on != off:
                 print(f"DIVERGE {mode} {s} batch {batch}: plans on {on} off {off}", flush=True)
         ran += 1

@@ -34,8 +34,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
 
-def _child(mode: str, seed: int, count: int) -> None:
+def _child(mode: str, seed: int, count: int, isa: str | None = None) -> list[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if isa is not None:
+        env["OPML_NATIVE_ISA"] = isa
     proc = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", str(HERE / "adversarial_child.py"), mode,
                            str(seed), str(count)], env=env, capture_output=True, text=True, timeout=120)
     lines = proc.stdout.splitlines()
@@ -43,6 +45,19 @@ def _child(mode: str, seed: int, count: int) -> None:
     assert proc.returncode == 0, f"child died (rc {proc.returncode}) at {last}: {proc.stderr[-2000:]}"
     assert not [ln for ln in lines if ln.startswith("DIVERGE")], [ln for ln in lines if ln.startswith("DIVERGE")]
     assert lines[-1].startswith("done ") and int(lines[-1].split()[1]) > 0, lines[-3:]
+    return [ln for ln in lines if ln.startswith("result")]
+
+
+@pytest.mark.parametrize("isa", ["generic", "avx2"])
+def test_mutated_bundles_same_bytes_on_every_isa(isa: str) -> None:
+    """The same mutants give the same bytes (or error) with the native kernels of another instruction set."""
+    from opml import native
+
+    if isa not in native._CPU_ISAS:
+        pytest.skip(f"this CPU lacks {isa}")
+    base = _child("struct", 7, 300)
+    other = _child("struct", 7, 300, isa)
+    assert base == other
 
 
 @pytest.mark.parametrize("seed", [0, 100_000])
