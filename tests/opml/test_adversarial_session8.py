@@ -62,12 +62,12 @@ def test_mutated_bundles_same_bytes_on_every_isa(isa: str) -> None:
 
 @pytest.mark.parametrize("seed", [0, 100_000])
 def test_flipped_bundles_plans_equal_per_node(seed: int) -> None:
-    _child("flip", seed, 1500)
+    _child("flip", seed, 1000)
 
 
 @pytest.mark.parametrize("seed", [0, 100_000])
 def test_mutated_bundles_plans_equal_per_node(seed: int) -> None:
-    _child("struct", seed, 800)
+    _child("struct", seed, 500)
 
 
 MODELS_A = ["audio_cnn1d", "unet_tiny", "squeezenet1_1", "transformer_encoder", "bert_tiny", "gpt2_tiny",
@@ -75,7 +75,7 @@ MODELS_A = ["audio_cnn1d", "unet_tiny", "squeezenet1_1", "transformer_encoder", 
 MODELS_B = ["gru", "lstm", "resnet18", "mobilenet_v3_small", "distilbert_tiny"]
 
 
-@pytest.mark.parametrize(("seed", "count", "models"), [(0, 200, MODELS_A), (1205, 12, MODELS_B)])
+@pytest.mark.parametrize(("seed", "count", "models"), [(0, 190, MODELS_A), (1205, 12, MODELS_B)])
 def test_mutated_onnx_graphs_convert_or_give_one_line_conversion_error(seed: int, count: int,
                                                                        models: list[str]) -> None:
     """Corpus graphs with an input dropped or redirected, an attribute, an initializer's shape, an op type or a
