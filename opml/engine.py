@@ -145,7 +145,10 @@ def check_input(spec: TensorSpec, value: object) -> tuple[np.ndarray, int | None
     A one-value input (declared ``()`` or ``(1,)``) may be given 0-d or as a one-element vector. Raises
     :class:`InferenceInputError` naming the input for a wrong dtype kind or shape.
     """
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError, OverflowError) as e:  # a ragged nested list, ...
+        raise InferenceInputError(f"input {spec.name!r}: not an array ({str(e).splitlines()[0][:120]})") from None
     want = spec.dtype.np
     if arr.dtype != want:
         same_kind = (arr.dtype.kind == "f" and want.kind == "f") or (

@@ -237,3 +237,17 @@ def test_run_bytes_on_any_bytes(name: str, delta: int, batch: int, seed: int) ->
         assert engine.run_bytes(b, data) == out
     finally:
         engine.set_batch_plans(None)
+
+
+@pytest.mark.parametrize("value", [
+    [[1, 2], [3]], "abc", b"abc", None, {"a": 1}, 1 << 100, np.array([1 << 70]), np.zeros((1, 64), np.complex64),
+    np.zeros((1, 64), "U3"), np.array([object()] * 64).reshape(1, 64), np.zeros((0, 64), np.float32),
+    np.zeros((1, 65), np.float32), np.zeros((1, 64), np.int64)])
+@pytest.mark.parametrize("by_name", [False, True])
+def test_malformed_input_values_are_inference_input_errors(value: object, by_name: bool) -> None:
+    """Found: a ragged nested list escaped np.asarray as ValueError."""
+    from opml.errors import InferenceInputError
+
+    b = BUNDLES["digits_mlp"]
+    with pytest.raises(InferenceInputError):
+        engine.run(b, {b.input_specs()[0].name: value} if by_name else [value])
