@@ -115,6 +115,8 @@ def decode_channel(data: bytes) -> list[Batch]:
         items = rlp.decode(raw, strict=True)
     except rlp.exceptions.DecodingError as e:
         raise CodecError(f"channel is not one RLP list: {e}") from None
+    except RecursionError:  # (lists nested ~100k deep fit in a few bytes of zlib)
+        raise CodecError("channel RLP is nested too deeply") from None
     if not isinstance(items, list) or not 0 < len(items) <= MAX_BATCHES_PER_CHANNEL:
         raise CodecError(f"a channel is a list of 1..{MAX_BATCHES_PER_CHANNEL} batches")
     return [Batch.from_rlp(it) for it in items]

@@ -313,3 +313,42 @@ def test_rewind_to_the_last_block_read_keeps_the_state() -> None:
     safe = d.d.safe
     assert d.d.rewind_l1(s.canon[-1].number) == safe
     assert d.d.next_batch() is None  # everything was derived already
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.integers(0, 2))
+def test_codec_decoders_raise_only_codec_errors(data: bytes, how: int) -> None:
+    """Inbox bytes: frames of batcher data, a channel's zlib/RLP, wrapped the three ways the deriver reads them."""
+    import zlib
+
+    blob = data if how == 0 else zlib.compress(data) if how == 1 else zlib.compress(rlp.encode([[data, 1, data, 2,
+                                                                                                 [data]]]))
+    try:
+        codec.decode_batcher_data(b"\x00" + blob if how else blob)
+    except codec.CodecError:
+        pass
+    try:
+        codec.decode_channel(blob)
+    except codec.CodecError:
+        pass
+
+
+def test_deeply_nested_channel_rlp_is_dropped_not_raised() -> None:
+    """Found: a channel of RLP lists nested 100,000 deep (a few hundred bytes of zlib) raised RecursionError out
+    of decode_channel, through ChannelBank.read, out of the deriver."""
+    import zlib
+
+    payload = b"\xc0"
+    for _ in range(100_000):
+        n = len(payload)
+        k = (n.bit_length() + 7) // 8
+        payload = (bytes([0xC0 + n]) if n < 56 else bytes([0xF7 + k]) + n.to_bytes(k, "big")) + payload
+    channel = zlib.compress(payload)
+    with pytest.raises(codec.CodecError, match="nested too deeply"):
+        codec.decode_channel(channel)
+    s = Scenario(3)
+    d = Deriver(s.cfg, s.genesis, s.history)
+    frames = codec.split_frames(b"n" * 16, channel, 100_000)
+    blk = s.canon[0]
+    d.add_l1_block(L1Block(blk.number, blk.hash, blk.parent_hash, blk.timestamp, (codec.encode_batcher_data(frames),)))
+    assert any("nested too deeply" in why for why in d.dropped)
