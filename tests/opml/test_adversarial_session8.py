@@ -251,3 +251,23 @@ def test_malformed_input_values_are_inference_input_errors(value: object, by_nam
     b = BUNDLES["digits_mlp"]
     with pytest.raises(InferenceInputError):
         engine.run(b, {b.input_specs()[0].name: value} if by_name else [value])
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLES) + ["float_cast", "wide_gather", "broadcast_add_int16", "long_softmax"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_misaligned_read_only_inputs_take_the_fast_path_safely(name: str, batch: int) -> None:
+    """C-contiguous inputs of the declared dtype skip check_input: misaligned (offset 1 in a buffer) and read-only
+    ones give the bytes the aligned copies give."""
+    b = BUNDLES[name] if name in BUNDLES else adv.CASES[name](1, 1).bundle
+    rng = np.random.default_rng(batch)
+    xs, odd = [], []
+    for s in b.input_specs():
+        dt = s.dtype.np
+        shape = s.concrete_shape(batch)
+        a = (rng.standard_normal(shape) if dt.kind == "f" else rng.integers(0, 50, size=shape)).astype(dt)
+        raw = b"\x00" + a.tobytes()
+        m = np.frombuffer(raw, dtype=dt, count=a.size, offset=1).reshape(a.shape)
+        assert m.flags.c_contiguous and not m.flags.writeable
+        xs.append(a)
+        odd.append(m)
+    assert _outcome(b, odd, True) == _outcome(b, xs, True)
