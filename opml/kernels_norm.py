@@ -113,8 +113,8 @@ def prepare_layernorm(node: Node, specs: Sequence[TensorSpec]) -> Kernel:
     if eps < 0 or not 0 <= frac <= MAX_FRAC_BITS:
         raise OpmlError(f"layernorm needs eps >= 0 and frac_bits in [0, {MAX_FRAC_BITS}] (got {eps}, {frac})")
     mult, shift = node.iattr("mult"), node.iattr("shift")
-    if not (0 <= mult < (1 << 31) and 1 <= shift <= 62):  # docs/bundle.md's requant ranges
-        raise OpmlError(f"layernorm needs 0 <= mult < 2^31 and 1 <= shift <= 62 (got {mult}, {shift})")
+    if not (-(1 << 31) < mult < (1 << 31) and 1 <= shift <= 62):  # an int32 multiplier (either sign), a shift
+        raise OpmlError(f"layernorm needs |mult| < 2^31 and 1 <= shift <= 62 (got {mult}, {shift})")
     qmin, qmax = node.iattr("qmin"), node.iattr("qmax")
     g = LAYERNORM_SQRT_BITS
     scale = 1 << (frac + g)
