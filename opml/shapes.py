@@ -46,6 +46,16 @@ ATTR_LENGTHS = {
 }
 
 
+#: Bounds of the integer attributes every implementation (engine, reference, fraud VM, Solidity verifier)
+#: computes with in 64-bit words: window geometry within int32, requantization multipliers int32, shifts of
+#: at most 62 bits. A bundle outside them is refused at decode, so no path is ever asked for one.
+ATTR_BOUNDS = {
+    "pads": (0, (1 << 31) - 1), "strides": (1, (1 << 31) - 1), "dilations": (1, (1 << 31) - 1),
+    "kernel": (1, (1 << 31) - 1), "shift": (0, 62), "mult": (-(1 << 31) + 1, (1 << 31) - 1),
+    "a_mult": (-(1 << 31) + 1, (1 << 31) - 1), "b_mult": (-(1 << 31) + 1, (1 << 31) - 1),
+}
+
+
 class _Fail(Exception):
     """A rule's complaint; :func:`infer_node` turns it into a BundleError naming the node."""
 
@@ -413,6 +423,9 @@ def infer_node(j: int, node: Node, specs: Sequence[TensorSpec]) -> Shape:
         want = ATTR_LENGTHS.get(name)
         if want is not None and len(values) != want:
             raise BundleError(f"{_where_in(j, node)}: attribute {name} has {len(values)} values, needs {want}")
+        lo, hi = ATTR_BOUNDS.get(name, (None, None))
+        if lo is not None and hi is not None and not all(lo <= v <= hi for v in values):
+            raise BundleError(f"{_where_in(j, node)}: attribute {name} {tuple(values)} is outside [{lo}, {hi}]")
     try:
         return RULES[node.op](node, [specs[i] for i in node.inputs], specs[node.outputs[0]])
     except _Fail as e:
