@@ -51,8 +51,8 @@ ATTR_LENGTHS = {
 #: at most 62 bits. A bundle outside them is refused at decode, so no path is ever asked for one.
 ATTR_BOUNDS = {
     "pads": (0, (1 << 31) - 1), "strides": (1, (1 << 31) - 1), "dilations": (1, (1 << 31) - 1),
-    "kernel": (1, (1 << 31) - 1), "shift": (0, 62), "mult": (-(1 << 31) + 1, (1 << 31) - 1),
-    "a_mult": (-(1 << 31) + 1, (1 << 31) - 1), "b_mult": (-(1 << 31) + 1, (1 << 31) - 1),
+    "kernel": (1, (1 << 31) - 1), "shift": (0, 62), "mult": (-(1 << 31), (1 << 31) - 1),
+    "a_mult": (-(1 << 31), (1 << 31) - 1), "b_mult": (-(1 << 31), (1 << 31) - 1),
 }
 
 
