@@ -38,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,71 +46,11 @@ import numpy as np
 import onnx
 from common import best_time
 from corpus_inputs import document, ppocr_det_norm, ppocr_line_norm, speech_like, text_line
-from onnx import TensorProto, numpy_helper
+from corpus_skeleton import _TAG, SKELETON_MIN, _fan_in, flesh, skeleton  # noqa: F401  (re-exported)
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS_DIR = ROOT / "tests" / "corpus"
 WHEELS = Path(os.environ.get("AIEVM_CORPUS_WHEELS", "/tmp/aievm-corpus-wheels"))
-SKELETON_MIN = 256  # float initializers with more values than this are stored as (mean, std)
-_TAG = "aievm-skeleton "
-
-
-# ---------------------------------------------------------------- skeletons
-
-def skeleton(m: onnx.ModelProto) -> onnx.ModelProto:
-    """``m`` with every float initializer of more than ``SKELETON_MIN`` values replaced by an empty tensor of the
-    same name, type and shape whose doc_string holds its mean and standard deviation (``flesh`` undoes it)."""
-    out = onnx.ModelProto()
-    out.CopyFrom(m)
-    inits = []
-    for t in out.graph.initializer:
-        a = numpy_helper.to_array(t)
-        if a.dtype.kind == "f" and a.size > SKELETON_MIN:
-            s = TensorProto(name=t.name, data_type=t.data_type, dims=list(t.dims))
-            s.doc_string = _TAG + json.dumps({"mean": float(a.mean()), "std": float(a.std())})
-            inits.append(s)
-        else:
-            inits.append(t)
-    del out.graph.initializer[:]
-    out.graph.initializer.extend(inits)
-    return out
-
-
-def _fan_in(m: onnx.ModelProto) -> dict[str, int]:
-    """The fan-in of each weight that a Conv or ConvTranspose reads as its second input."""
-    dims = {t.name: list(t.dims) for t in m.graph.initializer}
-    out: dict[str, int] = {}
-    for n in m.graph.node:
-        if len(n.input) < 2 or n.input[1] not in dims or len(dims[n.input[1]]) < 2:
-            continue
-        d = dims[n.input[1]]
-        if n.op_type == "Conv":
-            out[n.input[1]] = int(np.prod(d[1:]))
-        elif n.op_type == "ConvTranspose":
-            out[n.input[1]] = int(d[0] * np.prod(d[2:]))
-    return out
-
-
-def flesh(m: onnx.ModelProto) -> onnx.ModelProto:
-    """Regenerate a skeleton's weights from a seed derived from each initializer's name: the weights of Conv
-    and ConvTranspose normal(0, sqrt(2 / fan_in)) (He; torch's own initialisation lets the signal of the deep
-    depthwise nets decay to 1e-14, which leaves nothing to compare), other large tensors (Gemm and MatMul
-    weights, embeddings, position tables, recurrent weights) normal(mean, std) of the exported values."""
-    fan = _fan_in(m)
-    inits = []
-    for t in m.graph.initializer:
-        if t.doc_string.startswith(_TAG):
-            st = json.loads(t.doc_string[len(_TAG):])
-            mean, std = (0.0, float(np.sqrt(2.0 / fan[t.name]))) if t.name in fan else (st["mean"], st["std"])
-            rng = np.random.default_rng(zlib.crc32(t.name.encode()))
-            dtype = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
-            a = rng.normal(mean, std, tuple(t.dims)).astype(dtype)
-            inits.append(numpy_helper.from_array(a, t.name))
-        else:
-            inits.append(t)
-    del m.graph.initializer[:]
-    m.graph.initializer.extend(inits)
-    return m
 
 
 # ---------------------------------------------------------------- inputs
@@ -604,78 +543,9 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)
 
 
-_CHILD = r"""
-import hashlib, sys, numpy as np
-from pathlib import Path
-from opml.bundle import load_bundle
-from opml.engine import run
-d = Path(sys.argv[1])
-for b in sorted(d.glob("*.bundle")):
-    bundle = load_bundle(b.read_bytes())
-    z = np.load(b.with_suffix(".npz"))
-    xs = [z[f"arr_{i}"] for i in range(len(z.files))]
-    k = len(bundle.inputs)
-    outs = [run(bundle, xs[i:i + k])[0] for i in range(0, len(xs), k)]
-    print(b.stem, hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in outs)).hexdigest())
-"""
-
-
-def identity_variants() -> dict[str, dict[str, str]]:
-    """The environments the engine's outputs must not depend on: thread counts and each ISA this CPU runs."""
-    from opml import native
-
-    out = {"threads 1": {"OPML_THREADS": "1"}, "threads 2": {"OPML_THREADS": "2"}}
-    for isa in native._CPU_ISAS:
-        out[isa] = {"OPML_NATIVE_ISA": isa, "OPML_THREADS": "2"}
-    return out
-
-
-def check_identity(rows: list[Row], bundle_dir: Path) -> None:
-    """Run every saved bundle in a fresh process per variant; fill ``Row.identical``."""
-    by_slug = {_slug(r.name): r for r in rows if r.digest}
-    seen: dict[str, dict[str, str]] = {s: {} for s in by_slug}
-    variants = identity_variants()
-    for label, env in variants.items():
-        full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-        proc = subprocess.run([sys.executable, "-c", _CHILD, str(bundle_dir)], env=full, capture_output=True,
-                              text=True, timeout=1800)
-        for line in proc.stdout.splitlines():
-            slug, digest = line.split()
-            if slug in seen:
-                seen[slug][label] = digest
-    for slug, r in by_slug.items():
-        bad = [k for k in variants if seen[slug].get(k) != r.digest]
-        r.identical = f"yes ({len(variants)} runs)" if not bad else "NO: " + ", ".join(bad)
-
-
-def _f(v: float, fmt: str = ".4f") -> str:
-    return "" if v != v else format(v, fmt)
-
-
-def print_table(rows: list[Row], markdown: bool) -> None:
-    variants = ", ".join(identity_variants())
-    if markdown:
-        print(f"| model | kind | converts | cosine to ort fp32 mean / min | ort int8 cosine mean / min | top-1 = ort "
-              f"fp32 | bit-identical ({variants}) | engine / ort fp32, batch 1 |")
-        print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        if r.error and not r.nodes:
-            cells = [r.name, r.kind, f"no: `{r.error}`" + (f" ({r.note})" if r.note else ""), "", "", "", "", ""]
-        else:
-            int8 = f"{_f(r.int8_mean)} / {_f(r.int8_min)}" if r.int8_mean == r.int8_mean else (r.int8_note or "")
-            ratio = f"{r.engine_ms:.2f} / {r.ort_ms:.2f} ms ({r.engine_ms / r.ort_ms:.1f}x)"
-            conv = f"yes ({r.nodes} nodes{'; ' + r.note if r.note else ''})"
-            if r.error:
-                conv = f"batch 1 only ({r.nodes} nodes): dynamic batch refused: `{r.error}`"
-            cos = f"{_f(r.cos_mean)} / {_f(r.cos_min)}"
-            if r.auto_opts:
-                cos += f"; auto: {_f(r.auto_mean)} / {_f(r.auto_min)}" if r.auto_mean == r.auto_mean else "; auto: n/a"
-            cells = [r.name, r.kind, conv, cos, int8,
-                     _f(r.top1, ".3f") if r.top1 == r.top1 else "(one output)", r.identical, ratio]
-        print("| " + " | ".join(cells) + " |" if markdown else "  ".join(c for c in cells if c), flush=True)
-
-
 def main() -> None:
+    from corpus_report import check_identity, print_table
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--only", default="", help="comma-separated substrings of model names")
