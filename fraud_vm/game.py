@@ -236,8 +236,53 @@ class MoveRecord:
     note: str = ""
 
 
+class ClockedGame:
+    """The clocks and bonds every dispute game shares (this inference game, ``ai_evm.fraudproof``'s EVM game):
+    chess clocks (``deadline``, ``claim_timeout``) and winner-takes-all bonds. The game class provides the
+    state these read (``turn_started``, ``rules``, ``clock_used``, ``mover``, ``outcome``, ``bonds``, ``now``)
+    and ``_finish``."""
+
+    turn_started: int
+    rules: Rules
+    clock_used: dict[Role, int]
+    mover: Role
+    outcome: Outcome
+    bonds: dict[Role, int]
+    now: int
+
+    def _finish(self, winner: Role, reason: str) -> None:
+        raise NotImplementedError
+
+    def deadline(self) -> int:
+        """Time by which the player to move must move."""
+        return self.turn_started + self.rules.clock_s - self.clock_used[self.mover]
+
+    def claim_timeout(self, now: int) -> None:
+        """Anyone may end the game once the mover's clock ran out: the mover loses."""
+        self._require_open()
+        if now < self.deadline():
+            raise ClockNotExpired(f"the {self.mover.name.lower()} still has time until {self.deadline()}")
+        self.now = now
+        self._finish(self.mover.other, f"{self.mover.name.lower()} ran out of time")
+
+    @property
+    def winner(self) -> Role | None:
+        return {Outcome.CLAIMANT_WINS: Role.CLAIMANT, Outcome.CHALLENGER_WINS: Role.CHALLENGER}.get(self.outcome)
+
+    def payouts(self) -> dict[Role, int]:
+        """What each player is paid once the game is over: the winner takes every bond of the game."""
+        winner = self.winner
+        if winner is None:
+            raise GameNotOver("the game is not over")
+        return {winner: sum(self.bonds.values()), winner.other: 0}
+
+    def _require_open(self) -> None:
+        if self.outcome != Outcome.IN_PROGRESS:
+            raise GameOver("the game is over")
+
+
 @dataclass
-class Game:
+class Game(ClockedGame):
     """A game in progress: the claim, the current phase and bisection, clocks and bonds.
 
     ``header`` is the graph header proven against ``model_address`` at the opening; phase 2 keeps
@@ -273,33 +318,6 @@ class Game:
     on_resolved: Callable[[Game], None] | None = None
 
     # -------------------------------------------------------------------------- clock and bonds
-
-    def deadline(self) -> int:
-        """Time by which the player to move must move."""
-        return self.turn_started + self.rules.clock_s - self.clock_used[self.mover]
-
-    def claim_timeout(self, now: int) -> None:
-        """Anyone may end the game once the mover's clock ran out: the mover loses."""
-        self._require_open()
-        if now < self.deadline():
-            raise ClockNotExpired(f"the {self.mover.name.lower()} still has time until {self.deadline()}")
-        self.now = now
-        self._finish(self.mover.other, f"{self.mover.name.lower()} ran out of time")
-
-    @property
-    def winner(self) -> Role | None:
-        return {Outcome.CLAIMANT_WINS: Role.CLAIMANT, Outcome.CHALLENGER_WINS: Role.CHALLENGER}.get(self.outcome)
-
-    def payouts(self) -> dict[Role, int]:
-        """What each player is paid once the game is over: the winner takes every bond of the game."""
-        winner = self.winner
-        if winner is None:
-            raise GameNotOver("the game is not over")
-        return {winner: sum(self.bonds.values()), winner.other: 0}
-
-    def _require_open(self) -> None:
-        if self.outcome != Outcome.IN_PROGRESS:
-            raise GameOver("the game is over")
 
     def _finish(self, winner: Role, reason: str) -> None:
         self.outcome = Outcome.CLAIMANT_WINS if winner == Role.CLAIMANT else Outcome.CHALLENGER_WINS

@@ -31,9 +31,6 @@ from fraud_vm import position as P
 from fraud_vm.errors import (
     CannotDefendRoot,
     ClockExpired,
-    ClockNotExpired,
-    GameNotOver,
-    GameOver,
     IncorrectBond,
     MalformedMove,
     NotYourTurn,
@@ -41,7 +38,7 @@ from fraud_vm.errors import (
     TimeNotMonotonic,
     WrongMoveKind,
 )
-from fraud_vm.game import Bisection, Outcome, Role, Rules
+from fraud_vm.game import Bisection, ClockedGame, Outcome, Role, Rules
 from opml.merkle import keccak
 
 from .commitments import TxState, block_claim, decode_header, derived_fields_differ, encode_header, seal, start_state
@@ -72,7 +69,7 @@ from .trace import decode_transactions, transactions_root
 
 
 @dataclass
-class EvmGame:
+class EvmGame(ClockedGame):
     """A game on one output: the agreed block ``m``, the disputed output (block ``n``), the current level's
     bisection, clocks and bonds, and once decided the pinned leaf (``pinned``: ``(block, tx)``; tx
     ``T`` is the seal, ``-1`` a verdict at :class:`OpenBlock` or a padding leaf of level 1)."""
@@ -110,33 +107,6 @@ class EvmGame:
     def length(self) -> int:
         """Blocks of level 1 (``n - m``)."""
         return self.disputed_number - self.agreed_number
-
-    def deadline(self) -> int:
-        """Time by which the player to move must move."""
-        return self.turn_started + self.rules.clock_s - self.clock_used[self.mover]
-
-    def claim_timeout(self, now: int) -> None:
-        """Anyone may end the game once the mover's clock ran out: the mover loses."""
-        self._require_open()
-        if now < self.deadline():
-            raise ClockNotExpired(f"the {self.mover.name.lower()} still has time until {self.deadline()}")
-        self.now = now
-        self._finish(self.mover.other, f"{self.mover.name.lower()} ran out of time")
-
-    @property
-    def winner(self) -> Role | None:
-        return {Outcome.CLAIMANT_WINS: Role.CLAIMANT, Outcome.CHALLENGER_WINS: Role.CHALLENGER}.get(self.outcome)
-
-    def payouts(self) -> dict[Role, int]:
-        """What each player is paid once the game is over: the winner takes every bond of the game."""
-        winner = self.winner
-        if winner is None:
-            raise GameNotOver("the game is not over")
-        return {winner: sum(self.bonds.values()), winner.other: 0}
-
-    def _require_open(self) -> None:
-        if self.outcome != Outcome.IN_PROGRESS:
-            raise GameOver("the game is over")
 
     def _finish(self, winner: Role, reason: str) -> None:
         self.outcome = Outcome.CLAIMANT_WINS if winner == Role.CLAIMANT else Outcome.CHALLENGER_WINS
