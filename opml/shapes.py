@@ -47,12 +47,12 @@ ATTR_LENGTHS = {
 
 
 #: Bounds of the integer attributes every implementation (engine, reference, fraud VM, Solidity verifier)
-#: computes with in 64-bit words: window geometry within int32, requantization multipliers int32, shifts of
+#: computes with in 64-bit words: window geometry within int32, requantization multipliers within +-2^31, shifts of
 #: at most 62 bits. A bundle outside them is refused at decode, so no path is ever asked for one.
 ATTR_BOUNDS = {
     "pads": (0, (1 << 31) - 1), "strides": (1, (1 << 31) - 1), "dilations": (1, (1 << 31) - 1),
-    "kernel": (1, (1 << 31) - 1), "shift": (0, 62), "mult": (-(1 << 31), (1 << 31) - 1),
-    "a_mult": (-(1 << 31), (1 << 31) - 1), "b_mult": (-(1 << 31), (1 << 31) - 1),
+    "kernel": (1, (1 << 31) - 1), "shift": (0, 62), "mult": (-(1 << 31), 1 << 31),
+    "a_mult": (-(1 << 31), 1 << 31), "b_mult": (-(1 << 31), 1 << 31),  # (a Sub negates an int32: +2^31)
 }
 
 

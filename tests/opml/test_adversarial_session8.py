@@ -145,7 +145,7 @@ def test_window_attributes_beyond_int32_are_refused_at_decode() -> None:
         encode_bundle(b)
 
 
-@pytest.mark.parametrize("mult", [1 << 40, (1 << 62) + 5, -(1 << 50), 1 << 31])
+@pytest.mark.parametrize("mult", [1 << 40, (1 << 62) + 5, -(1 << 50), (1 << 31) + 1])
 def test_multipliers_beyond_int32_are_refused_at_decode(mult: int) -> None:
     """|sum * mult| could pass 2^63 with a multiplier beyond int32: the engine computes such values exactly, but
     the fraud VM and the Solidity verifier work in 64-bit words, so the bundle is refused before any of them runs."""
